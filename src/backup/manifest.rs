@@ -1,0 +1,29 @@
+//! The manifest: what a backup is, written beside it as JSON, last.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub manifest_version: u32,
+    pub id: String,
+    /// The dump object's file name, beside the manifest.
+    pub object: String,
+    pub format: String,
+    pub database: String,
+    pub host: String,
+    pub server_version: String,
+    pub pg_dump_version: String,
+    /// The newest applied migration when the backup was taken.
+    pub revision: Option<String>,
+    pub schema: String,
+    pub raw_bytes: u64,
+    pub compressed_bytes: u64,
+    /// SHA-256 of the object as stored (compressed).
+    pub sha256: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub run_id: String,
+    pub tool: String,
+}
+
+pub const FORMAT: &str = "pg_dump custom format (uncompressed), gzip";

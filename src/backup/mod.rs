@@ -1,0 +1,44 @@
+//! Backups: `pg_dump` streamed through gzip into storage, with a manifest beside it.
+//!
+//! An artifact is a compressed dump plus its manifest. The dump is written under a
+//! temporary name and only renamed into place once pg_dump exited 0 and the
+//! compressor finished; the manifest is written last. No manifest, no backup.
+
+mod dump;
+mod manifest;
+mod pg_dump;
+
+pub use dump::{write_local_backup, Artifact, DumpRequest};
+pub use manifest::Manifest;
+pub use pg_dump::{pg_dump_major, PgDumpVersion};
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("cannot run {program}: {source}; install the PostgreSQL client tools or set backup.pg_dump to pg_dump's path")]
+    PgDumpMissing {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("cannot tell pg_dump's version from `{output}`")]
+    PgDumpVersion { output: String },
+    #[error("pg_dump {client} is older than the server ({server}); a dump taken with it may be unusable. Install postgresql-client-{server_major} (or newer) or set backup.pg_dump to its path")]
+    PgDumpTooOld {
+        client: String,
+        server: String,
+        server_major: u32,
+    },
+    #[error("pg_dump failed ({status}): {stderr}; no backup was kept")]
+    PgDumpFailed { status: String, stderr: String },
+    #[error("writing the backup to {path}: {source}; no backup was kept")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the backup folder {path} is not usable: {source}")]
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,98 @@
+//! The command line: what each command means, with an example in its `--help`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ballast",
+    version,
+    about = "Safe PostgreSQL schema deploys: back up, check, preview, confirm, upgrade in one transaction, verify.",
+    long_about = "ballast runs a schema deploy as a pipeline of stages (pipelines/deploy.toml): \
+state-check, preview, confirm, backup, upgrade, verify. If a stage fails it says exactly \
+what changed and what did not, and the exit code tells a scheduler which case it was.",
+    after_help = "Examples:\n  ballast status                      what is applied, what is pending\n  ballast plan                        the SQL that would run, and its plan hash\n  ballast deploy                      back up, confirm, apply, verify\n  ballast --yes --json deploy         the same, unattended, one JSON event a line\n  ballast demo --yes                  a full deploy against a throwaway local PostgreSQL\n\nConfig: ./deploy.toml (or --config), config/<env>.toml (--env), BALLAST_SECTION__KEY and\nDATABASE_URL in the environment. deploy.example.toml documents every key.\n\nExit codes:\n  0  success\n  1  failed; the database is as the run found it (status: migrations pending)\n  2  usage or configuration error\n  3  refused (not confirmed, lock busy, plan changed); nothing changed\n  4  failed and NOT recovered; a human must look"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Config file [default: ./deploy.toml]. Relative paths in it start at its folder.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Overlay config/<NAME>.toml (beside the config file) on the config.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub env: Option<String>,
+    /// Answer yes to the confirmation prompt (for scheduled jobs and CI).
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+    /// Print one JSON object per line instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More detail (each migration as it is applied; debug logs with -vv).
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only errors and the final summary.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the deploy pipeline: state-check, preview, confirm, backup, upgrade, verify.
+    #[command(
+        after_help = "Examples:\n  ballast deploy\n  ballast deploy --env production\n  DATABASE_URL=postgres://app@db/shop ballast --yes deploy\n\nWithout a terminal, the deploy refuses (exit 3) unless --yes is given."
+    )]
+    Deploy,
+    /// Run any pipeline: a built-in name, pipelines/NAME.toml beside the config, or a path.
+    #[command(
+        after_help = "Examples:\n  ballast run deploy\n  ballast run backup\n  ballast run ./pipelines/release-with-smoke-test.toml"
+    )]
+    Run {
+        /// Pipeline name or path to a pipeline file.
+        name: String,
+    },
+    /// Current version against the migration files: pending count and drift. Writes nothing.
+    #[command(
+        after_help = "Examples:\n  ballast status\n  ballast status --json\n\nExit 0 when up to date, 1 when migrations are pending or the state needs attention."
+    )]
+    Status,
+    /// The pending migrations with their SQL and the plan hash. Writes nothing.
+    #[command(after_help = "Examples:\n  ballast plan\n  ballast plan --full > plan.txt")]
+    Plan {
+        /// Show every line of SQL instead of the first few per migration.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Take a backup now, outside any deploy (for scheduled jobs).
+    #[command(
+        after_help = "Examples:\n  ballast backup\n  BALLAST_BACKUP__DIR=/var/backups/shop ballast backup --json"
+    )]
+    Backup,
+    /// The run journal: recent runs, their outcome and stages.
+    #[command(after_help = "Examples:\n  ballast history\n  ballast history --limit 5 --json")]
+    History {
+        /// How many runs to show, newest first.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Start a throwaway local PostgreSQL and run a full deploy of the bundled example
+    /// migrations against it.
+    #[command(
+        after_help = "Examples:\n  ballast demo --yes\n  ballast demo --dir /tmp/try-ballast --keep\n\nThe database is thrown away afterwards unless --keep is given. Backups and the journal\nstay in DIR/backups."
+    )]
+    Demo {
+        /// Where to write the example project (migrations, deploy.toml, backups).
+        #[arg(long, default_value = "ballast-demo")]
+        dir: PathBuf,
+        /// Leave the PostgreSQL server running and print its URL.
+        #[arg(long)]
+        keep: bool,
+    },
+}

@@ -1,0 +1,49 @@
+//! `status` and `plan`: read-only looks at a target. They create nothing, not even
+//! ballast's tables.
+
+use crate::cli::GlobalArgs;
+use crate::db;
+use crate::engine::{self, Snapshot};
+use crate::events::{Event, Events};
+use crate::exit_code;
+use crate::stages::state_check::{diagnose, report_state};
+
+async fn read(g: &GlobalArgs, events: &Events) -> Result<Snapshot, i32> {
+    let settings = super::load_settings(g)?;
+    let mut conn = db::connect(&settings.database, "status")
+        .await
+        .map_err(|e| super::fail(g, &e.to_string(), exit_code::FAILED_RESTORED))?;
+    let snap = engine::snapshot(&settings, &mut conn)
+        .await
+        .map_err(|e| super::fail(g, &e.to_string(), exit_code::FAILED_RESTORED));
+    db::close(conn).await;
+    let snap = snap?;
+    report_state(events, &snap);
+    diagnose(events, &snap);
+    Ok(snap)
+}
+
+/// Exit 0 when up to date and clean, 1 otherwise.
+pub async fn status(g: &GlobalArgs) -> i32 {
+    let events = super::events(g, false);
+    match read(g, &events).await {
+        Ok(snap) if snap.state.pending.is_empty() && !snap.state.is_blocked() => exit_code::SUCCESS,
+        Ok(_) => exit_code::FAILED_RESTORED,
+        Err(code) => code,
+    }
+}
+
+pub async fn plan(g: &GlobalArgs, full: bool) -> i32 {
+    let events = super::events(g, full);
+    match read(g, &events).await {
+        Ok(snap) => {
+            events.emit(Event::Plan { plan: snap.plan() });
+            if snap.state.is_blocked() {
+                exit_code::FAILED_RESTORED
+            } else {
+                exit_code::SUCCESS
+            }
+        }
+        Err(code) => code,
+    }
+}

@@ -1,0 +1,25 @@
+//! `deploy`, `run NAME` and `backup`: all three are "run a pipeline".
+
+use crate::cli::GlobalArgs;
+use crate::exit_code;
+use crate::pipeline::{self, Pipeline, RunContext, RunOptions};
+
+pub async fn run(g: &GlobalArgs, name: &str) -> i32 {
+    let settings = match super::load_settings(g) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    if let Err(e) = settings.database.url() {
+        return super::fail(g, &e.to_string(), exit_code::USAGE);
+    }
+    let pipeline = match Pipeline::find(name, &settings.config_dir) {
+        Ok(p) => p,
+        Err(e) => return super::fail(g, &e.to_string(), exit_code::USAGE),
+    };
+    let events = super::events(g, false);
+    let options = RunOptions { assume_yes: g.yes };
+    let mut ctx = RunContext::new(settings, options, events, &pipeline.name);
+    let summary = pipeline::run(&pipeline, &mut ctx).await;
+    ctx.reset_conn().await;
+    summary.exit_code
+}

@@ -1,0 +1,85 @@
+//! Opening connections, and reading what the server is.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection, Row};
+
+use super::error::{DbError, SqlFailure};
+use crate::config::DatabaseSettings;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// One connection to the target, tagged with ballast's application name so other
+/// sessions (and a second deploy waiting for the lock) can see who it is.
+pub async fn connect(db: &DatabaseSettings, role: &str) -> Result<PgConnection, DbError> {
+    let target = db.display_url();
+    let url = db.url().map_err(|e| DbError::Connect {
+        target: target.clone(),
+        failure: SqlFailure {
+            message: e.to_string(),
+            sqlstate: None,
+            detail: None,
+            hint: None,
+            position: None,
+        },
+    })?;
+    let secret = url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.password().map(str::to_string));
+    let failure = |e: &sqlx::Error| DbError::Connect {
+        target: target.clone(),
+        failure: SqlFailure::from_sqlx(e, secret.as_deref()),
+    };
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|e| failure(&e))?
+        .application_name(&format!("{} ({role})", db.application_name))
+        .log_statements(tracing::log::LevelFilter::Trace);
+    match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(failure(&e)),
+        Err(_) => Err(DbError::ConnectTimeout {
+            target,
+            seconds: CONNECT_TIMEOUT.as_secs(),
+        }),
+    }
+}
+
+/// Facts about the server, for the manifest, the confirm prompt and version checks.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServerInfo {
+    pub database: String,
+    pub user: String,
+    pub server_version: String,
+    /// `server_version_num / 10000`: 15 for 15.4.
+    pub major: u32,
+    pub host: String,
+    pub size_bytes: i64,
+}
+
+pub async fn server_info(conn: &mut PgConnection) -> Result<ServerInfo, DbError> {
+    let row = sqlx::query(
+        "select current_database()::text, current_user::text, \
+                current_setting('server_version'), current_setting('server_version_num')::int, \
+                coalesce(inet_server_addr()::text, 'local socket'), \
+                pg_database_size(current_database())",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| DbError::query("reading server facts", &e))?;
+    let num: i32 = row.get(3);
+    Ok(ServerInfo {
+        database: row.get(0),
+        user: row.get(1),
+        server_version: row.get(2),
+        major: (num / 10000) as u32,
+        host: row.get(4),
+        size_bytes: row.get(5),
+    })
+}
+
+/// Closes politely; errors on close are of no interest to anyone.
+pub async fn close(conn: PgConnection) {
+    let _ = conn.close().await;
+}

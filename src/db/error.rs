@@ -1,0 +1,86 @@
+//! Database errors that say what failed, with the SQLSTATE, and never the password.
+
+use crate::redact::scrub;
+
+/// The parts of a driver error a person needs: message, SQLSTATE, detail, position.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SqlFailure {
+    pub message: String,
+    pub sqlstate: Option<String>,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+    /// 1-based character offset in the statement text, when the server gave one.
+    pub position: Option<usize>,
+}
+
+impl SqlFailure {
+    pub fn from_sqlx(err: &sqlx::Error, secret: Option<&str>) -> SqlFailure {
+        use sqlx::postgres::{PgDatabaseError, PgErrorPosition};
+        if let sqlx::Error::Database(db) = err {
+            if let Some(pg) = db.try_downcast_ref::<PgDatabaseError>() {
+                return SqlFailure {
+                    message: scrub(pg.message(), secret),
+                    sqlstate: Some(pg.code().to_string()),
+                    detail: pg.detail().map(|d| scrub(d, secret)),
+                    hint: pg.hint().map(str::to_string),
+                    position: match pg.position() {
+                        Some(PgErrorPosition::Original(p)) => Some(p),
+                        _ => None,
+                    },
+                };
+            }
+        }
+        SqlFailure {
+            message: scrub(&err.to_string(), secret),
+            sqlstate: None,
+            detail: None,
+            hint: None,
+            position: None,
+        }
+    }
+
+    /// SQLSTATE 55P03: `lock_timeout` expired.
+    pub fn is_lock_timeout(&self) -> bool {
+        self.sqlstate.as_deref() == Some("55P03")
+    }
+
+    /// SQLSTATE 57014: `statement_timeout` expired (or the statement was cancelled).
+    pub fn is_statement_timeout(&self) -> bool {
+        self.sqlstate.as_deref() == Some("57014")
+    }
+}
+
+impl std::fmt::Display for SqlFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(code) = &self.sqlstate {
+            write!(f, " (SQLSTATE {code})")?;
+        }
+        if let Some(detail) = &self.detail {
+            write!(f, "; {detail}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot connect to {target}: {failure}")]
+    Connect { target: String, failure: SqlFailure },
+    #[error("timed out after {seconds}s connecting to {target}; is the server up and reachable?")]
+    ConnectTimeout { target: String, seconds: u64 },
+    #[error("{context}: {failure}")]
+    Query {
+        context: String,
+        failure: SqlFailure,
+    },
+}
+
+impl DbError {
+    pub fn query(context: impl Into<String>, err: &sqlx::Error) -> DbError {
+        DbError::Query {
+            context: context.into(),
+            failure: SqlFailure::from_sqlx(err, None),
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! `ballast_migrations`: the ledger of applied migrations, one row per migration.
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgConnection;
+use sqlx::Row;
+
+use super::error::DbError;
+use super::quote_ident;
+
+pub const TABLE: &str = "ballast_migrations";
+
+/// One applied migration as the ledger records it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AppliedRow {
+    pub version: String,
+    pub name: String,
+    pub checksum: String,
+    pub applied_at: DateTime<Utc>,
+    pub run_id: String,
+    pub duration_ms: i64,
+}
+
+/// Whether `schema.table` exists, without touching it.
+pub async fn table_exists(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+) -> Result<bool, DbError> {
+    let name = format!("{}.{}", quote_ident(schema), quote_ident(table));
+    sqlx::query_scalar::<_, bool>("select to_regclass($1) is not null")
+        .bind(name)
+        .fetch_one(conn)
+        .await
+        .map_err(|e| DbError::query(format!("looking for {schema}.{table}"), &e))
+}
+
+/// Applied migrations; an empty list when the ledger does not exist yet.
+pub async fn applied(conn: &mut PgConnection, schema: &str) -> Result<Vec<AppliedRow>, DbError> {
+    if !table_exists(&mut *conn, schema, TABLE).await? {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "select version, name, checksum, applied_at, run_id::text, duration_ms from {}.{TABLE}",
+        quote_ident(schema)
+    );
+    let rows = sqlx::query(&sql)
+        .fetch_all(conn)
+        .await
+        .map_err(|e| DbError::query(format!("reading {schema}.{TABLE}"), &e))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| AppliedRow {
+            version: r.get(0),
+            name: r.get(1),
+            checksum: r.get(2),
+            applied_at: r.get(3),
+            run_id: r.get(4),
+            duration_ms: r.get(5),
+        })
+        .collect())
+}
+
+/// Creates the schema and ballast's tables if missing. Only the upgrade stage calls
+/// this: read-only commands must leave a database without them untouched.
+pub async fn ensure_tables(conn: &mut PgConnection, schema: &str) -> Result<(), DbError> {
+    let s = quote_ident(schema);
+    let sql = format!(
+        "create schema if not exists {s};
+         create table if not exists {s}.{TABLE} (
+             version text primary key,
+             name text not null,
+             checksum text not null,
+             applied_at timestamptz not null default now(),
+             run_id uuid not null,
+             duration_ms bigint not null,
+             transactional boolean not null
+         );
+         {journal}",
+        journal = super::journal_table::create_sql(schema),
+    );
+    sqlx::raw_sql(&sql)
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| DbError::query(format!("creating ballast's tables in schema {schema}"), &e))
+}
+
+/// What a new ledger row says (applied_at is the server's clock).
+pub struct NewRow<'a> {
+    pub version: &'a str,
+    pub name: &'a str,
+    pub checksum: &'a str,
+    pub run_id: uuid::Uuid,
+    pub duration_ms: i64,
+    pub transactional: bool,
+}
+
+pub async fn record(conn: &mut PgConnection, schema: &str, row: NewRow<'_>) -> Result<(), DbError> {
+    let sql = format!(
+        "insert into {}.{TABLE} (version, name, checksum, run_id, duration_ms, transactional) \
+         values ($1, $2, $3, $4, $5, $6)",
+        quote_ident(schema)
+    );
+    sqlx::query(&sql)
+        .bind(row.version)
+        .bind(row.name)
+        .bind(row.checksum)
+        .bind(row.run_id)
+        .bind(row.duration_ms)
+        .bind(row.transactional)
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            DbError::query(
+                format!("recording migration {} in {schema}.{TABLE}", row.version),
+                &e,
+            )
+        })
+}

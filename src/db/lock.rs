@@ -1,0 +1,135 @@
+//! The deploy lock: a session-level advisory lock on its own connection.
+//!
+//! Holding it on a dedicated connection means a migration's own transaction can
+//! commit or roll back without touching the lock, and a killed ballast releases it
+//! the moment its connection drops.
+
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::PgConnection;
+use sqlx::Row;
+
+use super::error::DbError;
+use crate::config::DatabaseSettings;
+
+/// First half of the two-key advisory lock: "ballast" in spirit, constant forever.
+const LOCK_CLASS: i32 = 0x0ba1_1a57;
+
+pub struct DeployLock {
+    conn: PgConnection,
+    key: i32,
+}
+
+/// Who holds the lock, as far as `pg_stat_activity` tells.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LockHolder {
+    pub pid: i32,
+    pub application_name: String,
+    pub client: String,
+    pub since: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("another deploy holds the lock on this database: pid {pid}, application \"{app}\", client {client}, since {since}; waited {waited:?}", pid = .holder.pid, app = .holder.application_name, client = .holder.client, since = .holder.since)]
+    Busy {
+        holder: LockHolder,
+        waited: Duration,
+    },
+    #[error("another session holds the deploy lock (it went away before it could be named); waited {waited:?}")]
+    BusyUnknown { waited: Duration },
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// The lock key for one schema: two deploys to different schemas of one database do
+/// not block each other.
+fn key_for(schema: &str) -> i32 {
+    // FNV-1a: stable across versions and platforms (std's hasher is not).
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in schema.bytes() {
+        hash ^= byte as u32;
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash as i32
+}
+
+impl DeployLock {
+    /// Takes the lock, waiting up to `database.lock_wait`; `on_wait` is told once
+    /// who is in the way.
+    pub async fn acquire(
+        db: &DatabaseSettings,
+        mut on_wait: impl FnMut(&LockHolder),
+    ) -> Result<DeployLock, LockError> {
+        let mut conn = super::connect(db, "deploy lock").await?;
+        let key = key_for(&db.schema);
+        let started = Instant::now();
+        let mut told = false;
+        loop {
+            let got: bool = sqlx::query_scalar("select pg_try_advisory_lock($1, $2)")
+                .bind(LOCK_CLASS)
+                .bind(key)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(|e| DbError::query("taking the deploy lock", &e))?;
+            if got {
+                return Ok(DeployLock { conn, key });
+            }
+            let holder = holder(&mut conn, key).await?;
+            if !told {
+                if let Some(h) = &holder {
+                    on_wait(h);
+                    told = true;
+                }
+            }
+            let waited = started.elapsed();
+            if waited >= db.lock_wait {
+                super::connect::close(conn).await;
+                return Err(match holder {
+                    Some(holder) => LockError::Busy { holder, waited },
+                    None => LockError::BusyUnknown { waited },
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200).min(db.lock_wait - waited)).await;
+        }
+    }
+
+    pub async fn release(mut self) {
+        let _ = sqlx::query("select pg_advisory_unlock($1, $2)")
+            .bind(LOCK_CLASS)
+            .bind(self.key)
+            .execute(&mut self.conn)
+            .await;
+        super::connect::close(self.conn).await;
+    }
+}
+
+async fn holder(conn: &mut PgConnection, key: i32) -> Result<Option<LockHolder>, DbError> {
+    let row = sqlx::query(
+        "select a.pid, coalesce(a.application_name, ''), coalesce(a.client_addr::text, 'local socket'), \
+                coalesce(a.backend_start::text, '?') \
+         from pg_locks l join pg_stat_activity a on a.pid = l.pid \
+         where l.locktype = 'advisory' and l.granted and l.classid::int = $1 and l.objid::int = $2 \
+           and l.objsubid = 2 and l.database = (select oid from pg_database where datname = current_database())",
+    )
+    .bind(LOCK_CLASS)
+    .bind(key)
+    .fetch_optional(conn)
+    .await
+    .map_err(|e| DbError::query("looking up who holds the deploy lock", &e))?;
+    Ok(row.map(|r| LockHolder {
+        pid: r.get(0),
+        application_name: r.get(1),
+        client: r.get(2),
+        since: r.get(3),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lock_keys_are_stable_and_differ_by_schema() {
+        assert_eq!(super::key_for("public"), super::key_for("public"));
+        assert_ne!(super::key_for("public"), super::key_for("marketplace"));
+    }
+}

@@ -1,0 +1,175 @@
+//! What happens during a run, as data. Stages emit events; reporters render them.
+//!
+//! The JSON reporter writes each event as one line, so this enum is a public schema:
+//! add fields freely, rename nothing.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::plan::Plan;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        run_id: String,
+        pipeline: String,
+        target: String,
+        schema: String,
+    },
+    StageStarted {
+        stage: String,
+    },
+    StageSkipped {
+        stage: String,
+        reason: String,
+    },
+    StageFinished {
+        stage: String,
+        duration_ms: u64,
+        summary: String,
+    },
+    StageFailed {
+        stage: String,
+        duration_ms: u64,
+        error: String,
+    },
+    /// Something a person should read: a finding of the state check, a warning.
+    Diagnosis {
+        severity: Severity,
+        message: String,
+        hint: Option<String>,
+    },
+    State {
+        current: Option<String>,
+        target: Option<String>,
+        applied: usize,
+        pending: usize,
+    },
+    Plan {
+        plan: Plan,
+    },
+    BackupStarted {
+        path: String,
+        database_bytes: i64,
+    },
+    BackupProgress {
+        raw_bytes: u64,
+    },
+    BackupFinished {
+        id: String,
+        path: String,
+        raw_bytes: u64,
+        compressed_bytes: u64,
+        sha256: String,
+    },
+    LockWaiting {
+        pid: i32,
+        application_name: String,
+    },
+    MigrationStarted {
+        index: usize,
+        total: usize,
+        version: String,
+        name: String,
+        transactional: bool,
+    },
+    MigrationApplied {
+        index: usize,
+        total: usize,
+        version: String,
+        name: String,
+        duration_ms: u64,
+    },
+    /// A transaction over `versions` committed (they are now applied).
+    Committed {
+        versions: Vec<String>,
+    },
+    /// A transaction over `versions` rolled back (none of them is applied).
+    RolledBack {
+        versions: Vec<String>,
+    },
+    CheckPassed {
+        name: String,
+    },
+    HookFinished {
+        command: String,
+        success: bool,
+        output: String,
+    },
+    RunFinished(RunSummary),
+}
+
+/// The final account of a run: what the person at the keyboard reads last.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub pipeline: String,
+    pub outcome: Outcome,
+    pub exit_code: i32,
+    pub failed_stage: Option<String>,
+    pub error: Option<String>,
+    pub start_version: Option<String>,
+    pub end_version: Option<String>,
+    pub applied: Vec<String>,
+    pub rolled_back: Vec<String>,
+    pub backup: Option<String>,
+    pub stages: Vec<StageRecord>,
+    pub duration_ms: u64,
+    /// What to do next, when there is anything to do.
+    pub next_steps: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Succeeded,
+    /// Failed; the database is as the run found it.
+    FailedUnchanged,
+    Refused,
+    /// Failed after changes were committed: a human must look.
+    FailedNotRecovered,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct StageRecord {
+    pub stage: String,
+    pub status: String,
+    pub duration_ms: u64,
+    pub detail: String,
+}
+
+pub trait Reporter: Send + Sync {
+    fn report(&self, event: &Event);
+}
+
+/// The handle stages hold: cheap to clone, one reporter behind it.
+#[derive(Clone)]
+pub struct Events(Arc<dyn Reporter>);
+
+impl Events {
+    pub fn new(reporter: impl Reporter + 'static) -> Events {
+        Events(Arc::new(reporter))
+    }
+
+    pub fn emit(&self, event: Event) {
+        self.0.report(&event);
+    }
+
+    pub fn diagnose(&self, severity: Severity, message: impl Into<String>, hint: Option<String>) {
+        self.emit(Event::Diagnosis {
+            severity,
+            message: message.into(),
+            hint,
+        });
+    }
+}

@@ -1,0 +1,25 @@
+//! Process exit codes: the contract a scheduler reads.
+//!
+//! These are the only exit codes ballast uses. They let a cron job or a CI step tell
+//! "failed, but the database is back where it was" from "failed, a human must look".
+
+/// Success: the pipeline or command did what was asked.
+pub const SUCCESS: i32 = 0;
+/// Failed, and the database is at the state the run found it in. Also: `status` found
+/// pending migrations.
+pub const FAILED_RESTORED: i32 = 1;
+/// Usage or configuration error: nothing was attempted.
+pub const USAGE: i32 = 2;
+/// Refused: not confirmed, deploy lock busy, plan changed, preflight failed. Nothing changed.
+pub const REFUSED: i32 = 3;
+/// Failed and NOT recovered: the database may be between states. A human must look.
+pub const NOT_RECOVERED: i32 = 4;
+
+/// One line per code, for `--help` and the README.
+pub const TABLE: &str = "\
+Exit codes:
+  0  success
+  1  failed; the database is back at the state the run found (status: migrations pending)
+  2  usage or configuration error; nothing was attempted
+  3  refused (not confirmed, lock busy, plan changed); nothing changed
+  4  failed and NOT recovered; a human must look";

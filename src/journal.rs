@@ -1,0 +1,151 @@
+//! The run journal: every run, stage by stage, so a failed or killed run is never a
+//! mystery. Kept twice: as JSON lines in the backup folder (always, even when the
+//! database is unreachable) and in `ballast_journal` beside the ledger (once ballast's
+//! tables exist; a run never creates them just to journal).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+
+use crate::db::{journal_table, ledger};
+use crate::events::{RunSummary, StageRecord};
+use crate::pipeline::RunContext;
+
+pub const FILE_NAME: &str = "journal.jsonl";
+
+/// The run's journal entry as it grows.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    path: PathBuf,
+    entry: Value,
+}
+
+impl Journal {
+    pub fn new(
+        backup_dir: PathBuf,
+        run_id: &str,
+        pipeline: &str,
+        target: &str,
+        schema: &str,
+    ) -> Journal {
+        Journal {
+            path: backup_dir.join(FILE_NAME),
+            entry: json!({
+                "run_id": run_id,
+                "pipeline": pipeline,
+                "status": "started",
+                "started_at": chrono::Utc::now().to_rfc3339(),
+                "target": target,
+                "schema": schema,
+                "stages": [],
+            }),
+        }
+    }
+
+    pub fn stage(&mut self, record: &StageRecord) {
+        if let Some(stages) = self.entry["stages"].as_array_mut() {
+            stages.push(serde_json::to_value(record).unwrap_or(Value::Null));
+        }
+        self.append_line();
+    }
+
+    fn set(&mut self, key: &str, value: Value) {
+        self.entry[key] = value;
+    }
+
+    /// Appends the entry as it stands; the newest line for a run id is its state.
+    fn append_line(&self) {
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = self.path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            writeln!(file, "{}", self.entry)
+        };
+        if let Err(e) = write() {
+            tracing::warn!("cannot write the journal file {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// Called by the upgrade stage once ballast's tables exist, before anything is
+/// applied: a run killed from here on leaves a `running` entry for the next run to find.
+pub async fn mark_running(ctx: &mut RunContext) {
+    ctx.journal.set("status", json!("running"));
+    ctx.journal.append_line();
+    let entry = ctx.journal.entry.clone();
+    let schema = ctx.settings.database.schema.clone();
+    if let Ok(conn) = ctx.conn().await {
+        if let Err(e) = journal_table::upsert(conn, &schema, &entry).await {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+/// Records the final outcome: JSON lines always, the table when it exists.
+pub async fn finish(ctx: &mut RunContext, summary: &RunSummary) {
+    let journal = &mut ctx.journal;
+    journal.set(
+        "status",
+        serde_json::to_value(summary.outcome).unwrap_or(Value::Null),
+    );
+    journal.set("finished_at", json!(chrono::Utc::now().to_rfc3339()));
+    journal.set("exit_code", json!(summary.exit_code));
+    journal.set("failed_stage", json!(summary.failed_stage));
+    journal.set("error", json!(summary.error));
+    journal.set("applied", json!(summary.applied));
+    journal.set("start_version", json!(summary.start_version));
+    journal.set("end_version", json!(summary.end_version));
+    journal.set("backup", json!(summary.backup));
+    journal.set("duration_ms", json!(summary.duration_ms));
+    journal.append_line();
+    let entry = journal.entry.clone();
+    let schema = ctx.settings.database.schema.clone();
+    // A dead connection (the server went away) must not hide the outcome: try a fresh one.
+    if ctx.conn().await.is_err() {
+        return;
+    }
+    let Ok(conn) = ctx.conn().await else { return };
+    match ledger::table_exists(conn, &schema, journal_table::TABLE).await {
+        Ok(true) => {
+            if let Err(e) = journal_table::upsert(conn, &schema, &entry).await {
+                tracing::warn!("{e}");
+            }
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!("{e}"),
+    }
+}
+
+/// Runs from the JSON lines file, newest first (the last line of each run wins).
+pub fn read_file(backup_dir: &std::path::Path, limit: usize) -> std::io::Result<Vec<Value>> {
+    let text = match std::fs::read_to_string(backup_dir.join(FILE_NAME)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut order: Vec<String> = Vec::new();
+    let mut latest: std::collections::HashMap<String, Value> = Default::default();
+    for line in text.lines() {
+        let Ok(entry) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let Some(id) = entry["run_id"].as_str().map(str::to_string) else {
+            continue;
+        };
+        if !latest.contains_key(&id) {
+            order.push(id.clone());
+        }
+        latest.insert(id, entry);
+    }
+    Ok(order
+        .iter()
+        .rev()
+        .take(limit)
+        .filter_map(|id| latest.remove(id))
+        .collect())
+}

@@ -1,0 +1,16 @@
+//! The `ballast` binary: parse arguments, run the library, exit with its code.
+
+use clap::Parser;
+
+fn main() {
+    let cli = ballast::cli::Cli::parse();
+    ballast::logging::init(cli.global.verbose, cli.global.quiet);
+    let code = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(ballast::commands::run(cli)),
+        Err(e) => {
+            eprintln!("ballast: cannot start the async runtime: {e}");
+            ballast::exit_code::NOT_RECOVERED
+        }
+    };
+    std::process::exit(code);
+}

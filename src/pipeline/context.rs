@@ -1,0 +1,109 @@
+//! The run context: what stages hand each other during one run.
+
+use sqlx::postgres::PgConnection;
+use uuid::Uuid;
+
+use crate::backup::Artifact;
+use crate::config::Settings;
+use crate::db::{self, DbError, ServerInfo};
+use crate::engine::Snapshot;
+use crate::events::Events;
+use crate::journal::Journal;
+use crate::plan::Plan;
+
+/// How the person started the run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// `--yes`: skip the confirmation prompt.
+    pub assume_yes: bool,
+}
+
+pub struct RunContext {
+    pub settings: Settings,
+    pub options: RunOptions,
+    pub run_id: Uuid,
+    pub events: Events,
+    pub journal: Journal,
+    conn: Option<PgConnection>,
+    pub server: Option<ServerInfo>,
+    /// The state as the run found it (first snapshot taken).
+    pub start: Option<Snapshot>,
+    /// The plan the preview showed; the upgrade re-checks it under the lock.
+    pub plan: Option<Plan>,
+    pub backup: Option<Artifact>,
+    /// Versions committed by this run, in order.
+    pub committed: Vec<String>,
+    /// Versions whose transaction rolled back.
+    pub rolled_back: Vec<String>,
+    /// Set when the upgrade started changing the database.
+    pub upgrade_started: bool,
+    /// Set when a commit's outcome is unknown (the connection died during COMMIT).
+    pub outcome_unknown: bool,
+}
+
+impl RunContext {
+    pub fn new(
+        settings: Settings,
+        options: RunOptions,
+        events: Events,
+        pipeline: &str,
+    ) -> RunContext {
+        let run_id = Uuid::new_v4();
+        let journal = Journal::new(
+            settings.backup.dir.clone(),
+            &run_id.to_string(),
+            pipeline,
+            &settings.database.display_url(),
+            &settings.database.schema,
+        );
+        RunContext {
+            settings,
+            options,
+            run_id,
+            events,
+            journal,
+            conn: None,
+            server: None,
+            start: None,
+            plan: None,
+            backup: None,
+            committed: Vec::new(),
+            rolled_back: Vec::new(),
+            upgrade_started: false,
+            outcome_unknown: false,
+        }
+    }
+
+    /// The run's main connection, opened on first use.
+    pub async fn conn(&mut self) -> Result<&mut PgConnection, DbError> {
+        if self.conn.is_none() {
+            let mut conn = db::connect(&self.settings.database, "deploy").await?;
+            self.server = Some(db::server_info(&mut conn).await?);
+            self.conn = Some(conn);
+        }
+        Ok(self.conn.as_mut().expect("connection opened above"))
+    }
+
+    /// Server facts (connects if needed).
+    pub async fn server(&mut self) -> Result<ServerInfo, DbError> {
+        self.conn().await?;
+        Ok(self.server.clone().expect("set when connecting"))
+    }
+
+    /// Drops the main connection (after an error that may have left it unusable).
+    pub async fn reset_conn(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            db::close(conn).await;
+        }
+    }
+
+    /// A fresh snapshot; the first one taken is kept as the run's starting state.
+    pub async fn snapshot(&mut self) -> Result<Snapshot, crate::engine::EngineError> {
+        let settings = self.settings.clone();
+        let snap = crate::engine::snapshot(&settings, self.conn().await?).await?;
+        if self.start.is_none() {
+            self.start = Some(snap.clone());
+        }
+        Ok(snap)
+    }
+}

@@ -1,0 +1,244 @@
+//! Pipeline files: which stages run, in what order, and what happens on failure.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The pipelines shipped inside the binary, so `ballast deploy` works from any folder.
+const BUILT_IN: &[(&str, &str)] = &[
+    ("deploy", include_str!("../../pipelines/deploy.toml")),
+    ("backup", include_str!("../../pipelines/backup.toml")),
+];
+
+/// The closed set of stage kinds; kebab-case in TOML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StageKind {
+    StateCheck,
+    Preview,
+    Confirm,
+    Backup,
+    Upgrade,
+    Verify,
+    Shell,
+}
+
+impl StageKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            StageKind::StateCheck => "state-check",
+            StageKind::Preview => "preview",
+            StageKind::Confirm => "confirm",
+            StageKind::Backup => "backup",
+            StageKind::Upgrade => "upgrade",
+            StageKind::Verify => "verify",
+            StageKind::Shell => "shell",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSpec {
+    pub kind: StageKind,
+    /// A display name; defaults to the kind.
+    pub name: Option<String>,
+    /// For `shell` stages: the command, run through `sh -c`.
+    pub command: Option<String>,
+}
+
+impl StageSpec {
+    pub fn display_name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| self.kind.name().to_string())
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailurePolicy {
+    #[serde(default)]
+    pub hooks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    #[serde(skip)]
+    pub name: String,
+    /// Where it came from: `built-in` or a path.
+    #[serde(skip)]
+    pub origin: String,
+    #[serde(default)]
+    pub description: String,
+    pub stages: Vec<StageSpec>,
+    #[serde(default)]
+    pub on_failure: FailurePolicy,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("no pipeline named `{name}`: looked in {dir} and the built-in ones ({built_in})")]
+    NotFound {
+        name: String,
+        dir: PathBuf,
+        built_in: String,
+    },
+    #[error("cannot read pipeline {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("in pipeline {origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+impl Pipeline {
+    /// Finds `name`: a path to a `.toml` file, else `<config dir>/pipelines/<name>.toml`,
+    /// else the built-in pipeline of that name.
+    pub fn find(name: &str, config_dir: &Path) -> Result<Pipeline, PipelineError> {
+        let as_path = Path::new(name);
+        if name.ends_with(".toml") || name.contains('/') {
+            let path = if as_path.is_absolute() {
+                as_path.to_path_buf()
+            } else {
+                config_dir.join(as_path)
+            };
+            return Self::from_file(&path);
+        }
+        let beside = config_dir.join("pipelines").join(format!("{name}.toml"));
+        if beside.is_file() {
+            return Self::from_file(&beside);
+        }
+        match BUILT_IN.iter().find(|(n, _)| *n == name) {
+            Some((n, text)) => Self::parse(n, "built-in", text),
+            None => Err(PipelineError::NotFound {
+                name: name.into(),
+                dir: config_dir.join("pipelines"),
+                built_in: BUILT_IN
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    fn from_file(path: &Path) -> Result<Pipeline, PipelineError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("pipeline");
+        Self::parse(name, &path.display().to_string(), &text)
+    }
+
+    pub fn parse(name: &str, origin: &str, text: &str) -> Result<Pipeline, PipelineError> {
+        let invalid = |message: String| PipelineError::Invalid {
+            origin: origin.into(),
+            message,
+        };
+        let mut pipeline: Pipeline =
+            toml::from_str(text).map_err(|e| invalid(e.to_string().trim_end().into()))?;
+        if pipeline.stages.is_empty() {
+            return Err(invalid("it has no stages".into()));
+        }
+        for stage in &pipeline.stages {
+            match (stage.kind, &stage.command) {
+                (StageKind::Shell, None) => {
+                    return Err(invalid("a `shell` stage needs a `command`".into()))
+                }
+                (kind, Some(_)) if kind != StageKind::Shell => {
+                    return Err(invalid(format!(
+                        "`command` belongs to `shell` stages, not `{}`",
+                        kind.name()
+                    )))
+                }
+                _ => {}
+            }
+        }
+        let position = |kind| pipeline.stages.iter().position(|s| s.kind == kind);
+        if let (Some(upgrade), Some(backup)) =
+            (position(StageKind::Upgrade), position(StageKind::Backup))
+        {
+            if backup > upgrade {
+                return Err(invalid(
+                    "the backup stage must come before the upgrade stage".into(),
+                ));
+            }
+        }
+        pipeline.name = name.into();
+        pipeline.origin = origin.into();
+        Ok(pipeline)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_pipelines_parse() {
+        for (name, text) in BUILT_IN {
+            Pipeline::parse(name, "built-in", text).unwrap();
+        }
+        let deploy = Pipeline::find("deploy", Path::new("/nonexistent")).unwrap();
+        let kinds: Vec<&str> = deploy.stages.iter().map(|s| s.kind.name()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "state-check",
+                "preview",
+                "confirm",
+                "backup",
+                "upgrade",
+                "verify"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pipelines_folder_beside_the_config_overrides_built_ins() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("pipelines")).unwrap();
+        std::fs::write(
+            tmp.path().join("pipelines/deploy.toml"),
+            "[[stages]]\nkind = \"verify\"\n",
+        )
+        .unwrap();
+        let p = Pipeline::find("deploy", tmp.path()).unwrap();
+        assert_eq!(p.stages.len(), 1);
+        assert!(p.origin.ends_with("pipelines/deploy.toml"));
+    }
+
+    #[test]
+    fn unknown_stage_kinds_and_keys_are_errors() {
+        let err = Pipeline::parse("x", "x.toml", "[[stages]]\nkind = \"upgrayed\"\n").unwrap_err();
+        assert!(err.to_string().contains("upgrayed"), "{err}");
+        let err = Pipeline::parse(
+            "x",
+            "x.toml",
+            "[[stages]]\nkind = \"verify\"\nretries = 3\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("retries"), "{err}");
+    }
+
+    #[test]
+    fn backup_after_upgrade_is_rejected() {
+        let text = "[[stages]]\nkind = \"upgrade\"\n[[stages]]\nkind = \"backup\"\n";
+        assert!(Pipeline::parse("x", "x.toml", text).is_err());
+    }
+
+    #[test]
+    fn unknown_names_list_the_built_ins() {
+        let err = Pipeline::find("nope", Path::new("/tmp"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("deploy, backup"), "{err}");
+    }
+}

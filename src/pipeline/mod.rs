@@ -1,0 +1,14 @@
+//! Pipelines: declared stage lists, the run context they share, and the one runner.
+//!
+//! [`definition`] reads `pipelines/<name>.toml` (built-in or beside the config);
+//! [`context`] is what stages hand each other; [`runner`] runs the stages in order and,
+//! when one fails, works out honestly what changed and runs the failure hooks.
+
+pub mod context;
+pub mod definition;
+mod hooks;
+pub mod runner;
+
+pub use context::{RunContext, RunOptions};
+pub use definition::{Pipeline, PipelineError, StageKind, StageSpec};
+pub use runner::run;

@@ -1,0 +1,259 @@
+//! The one runner: stages in order, then an honest account of what happened.
+//!
+//! When a stage fails, the runner works out what the run changed from facts, not
+//! hopes: what the context says committed, and a fresh read of the ledger compared
+//! with the run's starting state. Only then does it say "nothing changed" (exit 1);
+//! anything else is "NOT recovered" (exit 4) with the steps to finish by hand.
+
+use std::time::Instant;
+
+use super::context::RunContext;
+use super::definition::Pipeline;
+use super::hooks::run_failure_hooks;
+use crate::engine::Snapshot;
+use crate::events::{Event, Outcome, RunSummary, StageRecord};
+use crate::exit_code;
+use crate::stages::{self, StageError, StageOutcome};
+
+struct Failure {
+    stage: String,
+    error: StageError,
+}
+
+pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
+    let started = Instant::now();
+    ctx.events.emit(Event::RunStarted {
+        run_id: ctx.run_id.to_string(),
+        pipeline: pipeline.name.clone(),
+        target: ctx.settings.database.display_url(),
+        schema: ctx.settings.database.schema.clone(),
+    });
+    let mut records = Vec::new();
+    let mut failure = None;
+    for spec in &pipeline.stages {
+        let stage = spec.display_name();
+        ctx.events.emit(Event::StageStarted {
+            stage: stage.clone(),
+        });
+        let t = Instant::now();
+        let result = stages::run(spec, ctx).await;
+        let duration_ms = t.elapsed().as_millis() as u64;
+        let (status, detail) = match &result {
+            Ok(StageOutcome::Done(summary)) => {
+                ctx.events.emit(Event::StageFinished {
+                    stage: stage.clone(),
+                    duration_ms,
+                    summary: summary.clone(),
+                });
+                ("ok", summary.clone())
+            }
+            Ok(StageOutcome::Skipped(reason)) => {
+                ctx.events.emit(Event::StageSkipped {
+                    stage: stage.clone(),
+                    reason: reason.clone(),
+                });
+                ("skipped", reason.clone())
+            }
+            Err(error) => {
+                ctx.events.emit(Event::StageFailed {
+                    stage: stage.clone(),
+                    duration_ms,
+                    error: error.to_string(),
+                });
+                let status = if matches!(error, StageError::Refused(_)) {
+                    "refused"
+                } else {
+                    "failed"
+                };
+                (status, error.to_string())
+            }
+        };
+        let record = StageRecord {
+            stage: stage.clone(),
+            status: status.into(),
+            duration_ms,
+            detail,
+        };
+        ctx.journal.stage(&record);
+        records.push(record);
+        if let Err(error) = result {
+            failure = Some(Failure { stage, error });
+            break;
+        }
+    }
+    let mut summary = conclude(pipeline, ctx, failure, records).await;
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    crate::journal::finish(ctx, &summary).await;
+    if summary.outcome != Outcome::Succeeded {
+        run_failure_hooks(pipeline, ctx, &summary).await;
+    }
+    ctx.events.emit(Event::RunFinished(summary.clone()));
+    summary
+}
+
+async fn conclude(
+    pipeline: &Pipeline,
+    ctx: &mut RunContext,
+    failure: Option<Failure>,
+    stages: Vec<StageRecord>,
+) -> RunSummary {
+    let start_version = ctx.start.as_ref().and_then(Snapshot::current_label);
+    let now = fresh_snapshot(ctx).await;
+    let end_version = match &now {
+        Some(snap) => snap.current_label(),
+        None => start_version.clone(),
+    };
+    let mut summary = RunSummary {
+        run_id: ctx.run_id.to_string(),
+        pipeline: pipeline.name.clone(),
+        outcome: Outcome::Succeeded,
+        exit_code: exit_code::SUCCESS,
+        failed_stage: None,
+        error: None,
+        start_version,
+        end_version,
+        applied: ctx.committed.clone(),
+        rolled_back: ctx.rolled_back.clone(),
+        backup: ctx.backup.as_ref().map(|a| a.path.display().to_string()),
+        stages,
+        duration_ms: 0,
+        next_steps: Vec::new(),
+    };
+    let Some(failure) = failure else {
+        return summary;
+    };
+    summary.failed_stage = Some(failure.stage.clone());
+    summary.error = Some(failure.error.to_string());
+
+    if let StageError::Refused(reason) = &failure.error {
+        summary.outcome = Outcome::Refused;
+        summary.exit_code = exit_code::REFUSED;
+        if reason.contains("--yes") {
+            summary
+                .next_steps
+                .push("run again at a terminal to confirm, or with --yes in scripts".into());
+        }
+        return summary;
+    }
+
+    let unchanged = !ctx.upgrade_started
+        || (ctx.committed.is_empty()
+            && match (&ctx.start, &now) {
+                (Some(start), Some(now)) => same_ledger(start, now),
+                _ => false, // cannot prove it: do not claim it
+            });
+    if unchanged {
+        summary.outcome = Outcome::FailedUnchanged;
+        summary.exit_code = exit_code::FAILED_RESTORED;
+        summary.next_steps.push(format!(
+            "fix the cause above, then run `ballast {}` again",
+            if pipeline.name == "deploy" {
+                "deploy".to_string()
+            } else {
+                format!("run {}", pipeline.name)
+            }
+        ));
+        return summary;
+    }
+
+    summary.outcome = Outcome::FailedNotRecovered;
+    summary.exit_code = exit_code::NOT_RECOVERED;
+    if now.is_none() {
+        summary.next_steps.push("the database could not be read after the failure: check it is up, then run `ballast status`".into());
+    } else {
+        summary
+            .next_steps
+            .push("see where the database is with `ballast status`".into());
+    }
+    if ctx.outcome_unknown {
+        summary
+            .next_steps
+            .push("a COMMIT was interrupted: `ballast status` tells whether it took effect".into());
+    }
+    if let (Some(backup), Some(server)) = (&ctx.backup, &ctx.server) {
+        summary.next_steps.push(format!(
+            "to return to the state before this run, restore its backup: gunzip -c {} | pg_restore --clean --if-exists --no-owner -d {}",
+            backup.path.display(),
+            server.database
+        ));
+    }
+    if !ctx.committed.is_empty() {
+        summary.next_steps.push(format!(
+            "or undo the committed migrations with their down files, newest first: {}",
+            ctx.committed
+                .iter()
+                .rev()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    summary
+}
+
+/// Re-reads the ledger after the stages; retries once on a new connection, since a
+/// failure may have left the old one broken.
+async fn fresh_snapshot(ctx: &mut RunContext) -> Option<Snapshot> {
+    if ctx.start.is_none() {
+        return None;
+    }
+    for _ in 0..2 {
+        let settings = ctx.settings.clone();
+        let result = match ctx.conn().await {
+            Ok(conn) => crate::engine::snapshot(&settings, conn).await.ok(),
+            Err(_) => None,
+        };
+        if result.is_some() {
+            return result;
+        }
+        ctx.reset_conn().await;
+    }
+    None
+}
+
+fn same_ledger(a: &Snapshot, b: &Snapshot) -> bool {
+    let key = |s: &Snapshot| {
+        let mut rows: Vec<(String, String)> = s
+            .applied
+            .iter()
+            .map(|r| (r.version.clone(), r.checksum.clone()))
+            .collect();
+        rows.sort();
+        rows
+    };
+    key(a) == key(b)
+}
+
+/// The run's facts as environment variables, for hooks and `shell` stages.
+pub fn hook_env(ctx: &RunContext, summary: Option<&RunSummary>) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("BALLAST_RUN_ID".to_string(), ctx.run_id.to_string()),
+        (
+            "BALLAST_DATABASE".to_string(),
+            ctx.settings.database.display_url(),
+        ),
+        (
+            "BALLAST_BACKUP".to_string(),
+            ctx.backup
+                .as_ref()
+                .map(|a| a.path.display().to_string())
+                .unwrap_or_default(),
+        ),
+    ];
+    if let Some(s) = summary {
+        env.push(("BALLAST_PIPELINE".into(), s.pipeline.clone()));
+        env.push((
+            "BALLAST_FAILED_STAGE".into(),
+            s.failed_stage.clone().unwrap_or_default(),
+        ));
+        env.push((
+            "BALLAST_OUTCOME".into(),
+            serde_json::to_value(s.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+        ));
+        env.push(("BALLAST_EXIT_CODE".into(), s.exit_code.to_string()));
+    }
+    env
+}

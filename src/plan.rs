@@ -1,0 +1,95 @@
+//! The plan: exactly which migrations will run, and a hash that pins it.
+//!
+//! The preview shows a plan and the upgrade re-computes it under the deploy lock; if
+//! the hashes differ, what would run is not what was shown, and the run refuses.
+
+use sha2::{Digest, Sha256};
+
+use crate::migrations::Migration;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlannedMigration {
+    pub version: String,
+    pub name: String,
+    pub checksum: String,
+    pub transactional: bool,
+    pub file: String,
+    pub sql: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Plan {
+    pub migrations: Vec<PlannedMigration>,
+    pub hash: String,
+}
+
+impl Plan {
+    pub fn new(pending: &[&Migration]) -> Plan {
+        let migrations: Vec<PlannedMigration> = pending
+            .iter()
+            .map(|m| PlannedMigration {
+                version: m.version.to_string(),
+                name: m.name.clone(),
+                checksum: m.checksum.clone(),
+                transactional: m.transactional,
+                file: m.up_path.display().to_string(),
+                sql: m.up_sql.clone(),
+            })
+            .collect();
+        let mut hasher = Sha256::new();
+        for m in &migrations {
+            // Length-prefixed fields: no two different plans can hash alike by concatenation.
+            for field in [&m.version, &m.name, &m.checksum] {
+                hasher.update((field.len() as u64).to_le_bytes());
+                hasher.update(field.as_bytes());
+            }
+            hasher.update([m.transactional as u8]);
+        }
+        Plan {
+            migrations,
+            hash: hex::encode(hasher.finalize()),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.migrations.is_empty()
+    }
+
+    /// The first 12 hex digits, for people.
+    pub fn short_hash(&self) -> &str {
+        &self.hash[..12]
+    }
+
+    pub fn target(&self) -> Option<&PlannedMigration> {
+        self.migrations.last()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrations::{checksum::checksum, Version};
+
+    fn m(v: &str, sql: &str, transactional: bool) -> Migration {
+        Migration {
+            version: Version::parse(v).unwrap(),
+            name: "x".into(),
+            up_path: "x.sql".into(),
+            up_sql: sql.into(),
+            down_sql: None,
+            checksum: checksum(sql),
+            transactional,
+        }
+    }
+
+    #[test]
+    fn hash_changes_with_content_order_and_mode() {
+        let (a, b) = (m("1", "select 1", true), m("2", "select 2", true));
+        let base = Plan::new(&[&a, &b]).hash;
+        assert_eq!(base, Plan::new(&[&a, &b]).hash);
+        assert_ne!(base, Plan::new(&[&b, &a]).hash);
+        assert_ne!(base, Plan::new(&[&a, &m("2", "select 3", true)]).hash);
+        assert_ne!(base, Plan::new(&[&a, &m("2", "select 2", false)]).hash);
+        assert_ne!(base, Plan::new(&[&a]).hash);
+    }
+}

@@ -1,0 +1,409 @@
+//! The terminal reporter: stage lines and the plan on stdout, progress bars on stderr,
+//! and a closing summary that says plainly what changed.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::output::{stdout_line, Verbosity};
+use crate::events::{Event, Outcome, Reporter, RunSummary, Severity};
+
+/// Lines of SQL shown per migration before the preview summarizes.
+const SQL_PREVIEW_LINES: usize = 12;
+
+pub struct HumanReporter {
+    verbosity: Verbosity,
+    /// Show every line of SQL (`ballast plan --full`).
+    full_sql: bool,
+    bars: MultiProgress,
+    state: Mutex<Bars>,
+}
+
+#[derive(Default)]
+struct Bars {
+    backup: Option<ProgressBar>,
+    migrations: Option<ProgressBar>,
+}
+
+impl HumanReporter {
+    pub fn new(verbosity: Verbosity, full_sql: bool) -> HumanReporter {
+        let target = if verbosity == Verbosity::Quiet {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr() // hidden by indicatif when stderr is not a terminal
+        };
+        HumanReporter {
+            verbosity,
+            full_sql,
+            bars: MultiProgress::with_draw_target(target),
+            state: Mutex::new(Bars::default()),
+        }
+    }
+
+    fn line(&self, text: &str) {
+        self.bars.suspend(|| stdout_line(text));
+    }
+
+    fn normal(&self, text: &str) {
+        if self.verbosity >= Verbosity::Normal {
+            self.line(text);
+        }
+    }
+
+    fn bar(&self, len: Option<u64>, template: &str) -> ProgressBar {
+        let bar = match len {
+            Some(n) => ProgressBar::new(n),
+            None => ProgressBar::no_length(),
+        };
+        bar.set_style(
+            ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        self.bars.add(bar)
+    }
+
+    fn plan(&self, plan: &crate::plan::Plan) {
+        if plan.is_empty() {
+            self.normal("  nothing to apply: the database is up to date");
+            return;
+        }
+        let count = plan.migrations.len();
+        self.normal(&format!(
+            "  plan {}: {} migration{}",
+            plan.short_hash(),
+            count,
+            if count == 1 { "" } else { "s" }
+        ));
+        for m in &plan.migrations {
+            let mode = if m.transactional {
+                "in the deploy transaction"
+            } else {
+                "no transaction: runs alone, commits as it goes"
+            };
+            self.normal(&format!("  - {}_{}  ({mode})", m.version, m.name));
+            self.normal(&format!("    {}", m.file));
+            let lines: Vec<&str> = m.sql.lines().filter(|l| !l.trim().is_empty()).collect();
+            let shown = if self.full_sql {
+                lines.len()
+            } else {
+                lines.len().min(SQL_PREVIEW_LINES)
+            };
+            for l in &lines[..shown] {
+                self.normal(&format!("    | {l}"));
+            }
+            if shown < lines.len() {
+                self.normal(&format!(
+                    "    | … {} more lines (ballast plan --full shows all)",
+                    lines.len() - shown
+                ));
+            }
+        }
+    }
+
+    fn summary(&self, s: &RunSummary) {
+        if self.verbosity >= Verbosity::Normal {
+            self.line("");
+            self.line(&format!(
+                "{:<14} {:<10} {:>9}  detail",
+                "stage", "status", "time"
+            ));
+            for st in &s.stages {
+                self.line(&format!(
+                    "{:<14} {:<10} {:>9}  {}",
+                    st.stage,
+                    st.status,
+                    human_duration(st.duration_ms),
+                    st.detail
+                ));
+            }
+            self.line("");
+        }
+        let versions = match (&s.start_version, &s.end_version) {
+            (a, b) if a == b => format!("at version {}", a.as_deref().unwrap_or("none")),
+            (a, b) => format!(
+                "version {} → {}",
+                a.as_deref().unwrap_or("none"),
+                b.as_deref().unwrap_or("none")
+            ),
+        };
+        let headline = match s.outcome {
+            Outcome::Succeeded => format!(
+                "✓ {} succeeded: {versions}; {} applied",
+                s.pipeline,
+                s.applied.len()
+            ),
+            Outcome::FailedUnchanged => format!(
+                "✗ {} failed at {}: nothing changed; the database is {versions}",
+                s.pipeline,
+                s.failed_stage.as_deref().unwrap_or("?")
+            ),
+            Outcome::Refused => format!(
+                "✗ {} refused: nothing changed; the database is {versions}",
+                s.pipeline
+            ),
+            Outcome::FailedNotRecovered => format!(
+                "✗ {} failed at {} and is NOT recovered: {versions}. A human must look.",
+                s.pipeline,
+                s.failed_stage.as_deref().unwrap_or("?")
+            ),
+        };
+        self.line(&headline);
+        if let Some(error) = &s.error {
+            self.line(&format!("  reason: {error}"));
+        }
+        if !s.applied.is_empty() && s.outcome != Outcome::Succeeded {
+            self.line(&format!(
+                "  committed and still applied: {}",
+                s.applied.join(", ")
+            ));
+        }
+        if !s.rolled_back.is_empty() {
+            self.line(&format!(
+                "  rolled back (not applied): {}",
+                s.rolled_back.join(", ")
+            ));
+        }
+        if let Some(backup) = &s.backup {
+            self.line(&format!("  backup: {backup}"));
+        }
+        for step in &s.next_steps {
+            self.line(&format!("  next: {step}"));
+        }
+        self.line(&format!(
+            "  run {} · {} · exit {}",
+            s.run_id,
+            human_duration(s.duration_ms),
+            s.exit_code
+        ));
+    }
+}
+
+impl Reporter for HumanReporter {
+    fn report(&self, event: &Event) {
+        let mut bars = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            Event::RunStarted {
+                run_id,
+                pipeline,
+                target,
+                schema,
+            } => {
+                self.normal(&format!(
+                    "ballast {pipeline} · {target} (schema {schema}) · run {run_id}"
+                ));
+            }
+            Event::StageStarted { stage } => self.normal(&format!("▸ {stage}")),
+            Event::StageSkipped { stage, reason } => {
+                self.normal(&format!("- {stage} skipped: {reason}"))
+            }
+            Event::StageFinished {
+                stage,
+                duration_ms,
+                summary,
+            } => {
+                self.normal(&format!(
+                    "✓ {stage} ({}) {summary}",
+                    human_duration(*duration_ms)
+                ));
+            }
+            Event::StageFailed {
+                stage,
+                duration_ms,
+                error,
+            } => {
+                for bar in [bars.backup.take(), bars.migrations.take()]
+                    .into_iter()
+                    .flatten()
+                {
+                    bar.abandon();
+                }
+                self.line(&format!(
+                    "✗ {stage} failed ({}): {error}",
+                    human_duration(*duration_ms)
+                ));
+            }
+            Event::Diagnosis {
+                severity,
+                message,
+                hint,
+            } => {
+                let tag = match severity {
+                    Severity::Info => "  ",
+                    Severity::Warning => "  warning: ",
+                    Severity::Error => "  error: ",
+                };
+                if *severity == Severity::Error || self.verbosity >= Verbosity::Normal {
+                    self.line(&format!("{tag}{message}"));
+                    if let Some(hint) = hint {
+                        self.line(&format!("    → {hint}"));
+                    }
+                }
+            }
+            Event::State {
+                current,
+                target,
+                applied,
+                pending,
+            } => self.normal(&format!(
+                "  {applied} applied, {pending} pending; current {} → target {}",
+                current.as_deref().unwrap_or("none"),
+                target.as_deref().unwrap_or("none")
+            )),
+            Event::Plan { plan } => self.plan(plan),
+            Event::BackupStarted {
+                path,
+                database_bytes,
+            } => {
+                self.normal(&format!(
+                    "  writing {path} (database is {})",
+                    human_bytes(*database_bytes as u64)
+                ));
+                bars.backup = Some(self.bar(
+                    None,
+                    "  {spinner} dump {bytes} read · {binary_bytes_per_sec} · {elapsed}",
+                ));
+            }
+            Event::BackupProgress { raw_bytes } => {
+                if let Some(bar) = &bars.backup {
+                    bar.set_position(*raw_bytes);
+                }
+            }
+            Event::BackupFinished {
+                id,
+                raw_bytes,
+                compressed_bytes,
+                sha256,
+                ..
+            } => {
+                if let Some(bar) = bars.backup.take() {
+                    bar.finish_and_clear();
+                }
+                self.normal(&format!(
+                    "  backup {id}: {} dumped, {} compressed, sha256 {}",
+                    human_bytes(*raw_bytes),
+                    human_bytes(*compressed_bytes),
+                    &sha256[..16]
+                ));
+            }
+            Event::LockWaiting {
+                pid,
+                application_name,
+            } => self.normal(&format!(
+                "  waiting for the deploy lock held by pid {pid} ({application_name})"
+            )),
+            Event::MigrationStarted {
+                index,
+                total,
+                version,
+                name,
+                ..
+            } => {
+                let bar = bars.migrations.get_or_insert_with(|| {
+                    self.bar(
+                        Some(*total as u64),
+                        "  {bar:30} {pos}/{len} migrations · {msg}",
+                    )
+                });
+                bar.set_position(*index as u64);
+                bar.set_message(format!("{version}_{name}"));
+            }
+            Event::MigrationApplied {
+                index,
+                total,
+                version,
+                name,
+                duration_ms,
+            } => {
+                if let Some(bar) = &bars.migrations {
+                    bar.set_position(*index as u64 + 1);
+                    if index + 1 == *total {
+                        bar.finish_and_clear();
+                        bars.migrations = None;
+                    }
+                }
+                if self.verbosity >= Verbosity::Verbose {
+                    self.line(&format!(
+                        "  applied {version}_{name} ({})",
+                        human_duration(*duration_ms)
+                    ));
+                }
+            }
+            Event::Committed { versions } => self.normal(&format!(
+                "  committed {} migration(s): {}",
+                versions.len(),
+                short_list(versions)
+            )),
+            Event::RolledBack { versions } => self.line(&format!(
+                "  rolled back {} migration(s), none of them applied: {}",
+                versions.len(),
+                short_list(versions)
+            )),
+            Event::CheckPassed { name } => self.normal(&format!("  check passed: {name}")),
+            Event::HookFinished {
+                command,
+                success,
+                output,
+            } => {
+                let status = if *success { "ok" } else { "FAILED" };
+                self.line(&format!("  hook {command}: {status}"));
+                for l in output.lines().take(20) {
+                    self.normal(&format!("    {l}"));
+                }
+            }
+            Event::RunFinished(summary) => {
+                for bar in [bars.backup.take(), bars.migrations.take()]
+                    .into_iter()
+                    .flatten()
+                {
+                    bar.finish_and_clear();
+                }
+                self.summary(summary)
+            }
+        }
+    }
+}
+
+fn short_list(versions: &[String]) -> String {
+    if versions.len() <= 6 {
+        versions.join(", ")
+    } else {
+        format!(
+            "{} … {}",
+            versions[..3].join(", "),
+            versions[versions.len() - 2..].join(", ")
+        )
+    }
+}
+
+pub fn human_duration(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else {
+        format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+pub fn human_bytes(bytes: u64) -> String {
+    indicatif::BinaryBytes(bytes).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human_duration(12), "12 ms");
+        assert_eq!(human_duration(1500), "1.5 s");
+        assert_eq!(human_duration(125_000), "2m05s");
+    }
+
+    #[test]
+    fn long_version_lists_are_shortened() {
+        let v: Vec<String> = (1..=10).map(|n| n.to_string()).collect();
+        assert_eq!(short_list(&v), "1, 2, 3 … 9, 10");
+    }
+}

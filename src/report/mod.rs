@@ -1,0 +1,9 @@
+//! Rendering events: for people ([`human`]) and for programs ([`json`]).
+
+pub mod human;
+pub mod json;
+mod output;
+
+pub use human::HumanReporter;
+pub use json::JsonReporter;
+pub use output::{stdout_line, Verbosity};

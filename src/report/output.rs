@@ -1,0 +1,17 @@
+//! Writing to stdout without ever panicking on a closed pipe (`ballast history | head`).
+
+use std::io::Write;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
+/// Prints one line to stdout. A closed pipe or full disk is ignored: output is a
+/// courtesy, and a deploy must never die half-way because its reader went away.
+pub fn stdout_line(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+}

@@ -1,0 +1,127 @@
+//! `backup`: a checksummed dump of the target, taken before anything changes.
+
+use super::{StageError, StageOutcome};
+use crate::backup::BackupError;
+use crate::backup::{pg_dump_major, write_local_backup, DumpRequest, Manifest};
+use crate::events::Event;
+use crate::pipeline::RunContext;
+
+pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
+    if ctx.plan.as_ref().is_some_and(|p| p.is_empty()) {
+        return Ok(StageOutcome::Skipped(
+            "nothing to apply, so nothing to protect".into(),
+        ));
+    }
+    let server = ctx.server().await?;
+    let settings = ctx.settings.clone();
+    let program = settings.backup.pg_dump.clone();
+    let client = tokio::task::spawn_blocking(move || pg_dump_major(&program))
+        .await
+        .map_err(|e| StageError::Failed(e.to_string()))??;
+    if client.major < server.major {
+        return Err(BackupError::PgDumpTooOld {
+            client: client.version,
+            server: server.server_version.clone(),
+            server_major: server.major,
+        }
+        .into());
+    }
+    let revision = match &ctx.start {
+        Some(snap) => snap.current_label(),
+        None => ctx.snapshot().await?.current_label(),
+    };
+
+    let url = settings
+        .database
+        .url()
+        .map_err(|e| StageError::Failed(e.to_string()))?;
+    let mut parsed =
+        url::Url::parse(url).map_err(|e| StageError::Failed(format!("database.url: {e}")))?;
+    let password = parsed.password().map(|p| percent_decode(p));
+    let _ = parsed.set_password(None);
+
+    let now = chrono::Utc::now();
+    let run = ctx.run_id.simple().to_string();
+    let id = format!(
+        "{}-{}-{}",
+        server.database,
+        now.format("%Y%m%dT%H%M%SZ"),
+        &run[..8]
+    );
+    let manifest = Manifest {
+        manifest_version: 1,
+        id: id.clone(),
+        object: String::new(),
+        format: String::new(),
+        database: server.database.clone(),
+        host: server.host.clone(),
+        server_version: server.server_version.clone(),
+        pg_dump_version: client.version.clone(),
+        revision,
+        schema: settings.database.schema.clone(),
+        raw_bytes: 0,
+        compressed_bytes: 0,
+        sha256: String::new(),
+        started_at: now.to_rfc3339(),
+        finished_at: String::new(),
+        run_id: ctx.run_id.to_string(),
+        tool: format!("ballast {}", env!("CARGO_PKG_VERSION")),
+    };
+    let request = DumpRequest {
+        pg_dump: settings.backup.pg_dump.clone(),
+        pg_dump_version: client.version,
+        url_without_password: parsed.to_string(),
+        password,
+        dir: settings.backup.dir.clone(),
+        id: id.clone(),
+        lock_wait: settings.database.lock_wait,
+        manifest,
+    };
+    ctx.events.emit(Event::BackupStarted {
+        path: settings
+            .backup
+            .dir
+            .join(format!("{id}.dump.gz"))
+            .display()
+            .to_string(),
+        database_bytes: server.size_bytes,
+    });
+    let events = ctx.events.clone();
+    let artifact = tokio::task::spawn_blocking(move || {
+        write_local_backup(request, |raw_bytes| {
+            events.emit(Event::BackupProgress { raw_bytes })
+        })
+    })
+    .await
+    .map_err(|e| StageError::Failed(e.to_string()))??;
+    ctx.events.emit(Event::BackupFinished {
+        id: artifact.id.clone(),
+        path: artifact.path.display().to_string(),
+        raw_bytes: artifact.raw_bytes,
+        compressed_bytes: artifact.compressed_bytes,
+        sha256: artifact.sha256.clone(),
+    });
+    let summary = format!(
+        "{} ({})",
+        artifact.path.display(),
+        crate::report::human::human_bytes(artifact.compressed_bytes)
+    );
+    ctx.backup = Some(artifact);
+    Ok(StageOutcome::Done(summary))
+}
+
+/// URL userinfo is percent-encoded; libpq wants the password itself.
+fn percent_decode(text: &str) -> String {
+    url::form_urlencoded::parse(format!("p={}", text.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_percent_decoded() {
+        assert_eq!(super::percent_decode("p%40ss%2Fw+rd"), "p@ss/w+rd");
+    }
+}

@@ -1,0 +1,139 @@
+//! `state-check`: compares the migration files with the ledger and says, in words a
+//! person can act on, anything that must be resolved before a deploy.
+
+use sqlx::postgres::PgConnection;
+
+use super::{migrations_count, StageError, StageOutcome};
+use crate::db::{ledger, quote_ident, DbError};
+use crate::engine::Snapshot;
+use crate::events::{Event, Events, Severity};
+use crate::pipeline::RunContext;
+
+pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
+    let snap = ctx.snapshot().await?;
+    report_state(&ctx.events, &snap);
+    let blockers = diagnose(&ctx.events, &snap);
+    let pending = snap.state.pending.len();
+    if pending > 0 {
+        let schema = ctx.settings.database.schema.clone();
+        let missing = missing_privileges(ctx.conn().await?, &schema).await?;
+        if let Some(grant) = missing {
+            ctx.events.diagnose(Severity::Error, grant.0, Some(grant.1));
+            return Err(StageError::Failed(
+                "missing privileges to apply migrations".into(),
+            ));
+        }
+    }
+    if blockers > 0 {
+        return Err(StageError::Failed(format!(
+            "{blockers} problem{} must be resolved before deploying (see above)",
+            if blockers == 1 { "" } else { "s" }
+        )));
+    }
+    Ok(StageOutcome::Done(format!(
+        "{} pending",
+        migrations_count(pending)
+    )))
+}
+
+pub fn report_state(events: &Events, snap: &Snapshot) {
+    events.emit(Event::State {
+        current: snap.current_label(),
+        target: snap.head_label(),
+        applied: snap.state.applied_count,
+        pending: snap.state.pending.len(),
+    });
+}
+
+/// Emits a diagnosis for each blocker; returns how many there were.
+pub fn diagnose(events: &Events, snap: &Snapshot) -> usize {
+    let state = &snap.state;
+    for d in &state.drift {
+        events.diagnose(
+            Severity::Error,
+            format!(
+                "drift: migration {}_{} was edited after it was applied on {} ({})",
+                d.version, d.name, d.applied_at, d.file
+            ),
+            Some(format!(
+                "restore the file as it was applied (checksum {}…, now {}…) and put the change in a new migration",
+                &d.applied_checksum[..12],
+                &d.file_checksum[..12]
+            )),
+        );
+    }
+    for row in &state.unknown {
+        events.diagnose(
+            Severity::Error,
+            format!(
+                "unknown version: {}_{} is applied in the database (on {}) but has no file in the migration folder",
+                row.version,
+                row.name,
+                row.applied_at.to_rfc3339()
+            ),
+            Some("deploy from the branch that has this migration, or restore its file; if it was deleted on purpose, remove its row from the ledger by hand".into()),
+        );
+    }
+    for &i in &state.out_of_order {
+        let m = &snap.source[i];
+        events.diagnose(
+            Severity::Error,
+            format!(
+                "out of order: {} is pending but older than the newest applied migration {}",
+                m.label(),
+                snap.current_label().unwrap_or_default()
+            ),
+            Some("give it a version newer than every applied migration (rename the file) so every database applies migrations in one order".into()),
+        );
+    }
+    state.drift.len() + state.unknown.len() + state.out_of_order.len()
+}
+
+/// `Some((problem, the GRANT that fixes it))` when the current role cannot create
+/// ballast's tables or write the ledger.
+pub async fn missing_privileges(
+    conn: &mut PgConnection,
+    schema: &str,
+) -> Result<Option<(String, String)>, DbError> {
+    let (user, schema_exists, can_use_and_create, can_create_schema): (String, bool, bool, bool) = sqlx::query_as(
+        "select current_user::text,
+                exists(select 1 from pg_namespace where nspname = $1),
+                coalesce((select has_schema_privilege(oid, 'USAGE') and has_schema_privilege(oid, 'CREATE')
+                          from pg_namespace where nspname = $1), false),
+                has_database_privilege(current_database(), 'CREATE')",
+    )
+    .bind(schema)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| DbError::query("checking privileges", &e))?;
+    if !schema_exists && !can_create_schema {
+        return Ok(Some((
+            format!("role {user} cannot create schema {schema} (it does not exist yet)"),
+            format!("GRANT CREATE ON DATABASE <database> TO {user}; or create the schema first: CREATE SCHEMA {schema} AUTHORIZATION {user};"),
+        )));
+    }
+    if schema_exists && !can_use_and_create {
+        return Ok(Some((
+            format!("role {user} lacks USAGE and CREATE on schema {schema}"),
+            format!(
+                "GRANT USAGE, CREATE ON SCHEMA {} TO {user};",
+                quote_ident(schema)
+            ),
+        )));
+    }
+    if ledger::table_exists(conn, schema, ledger::TABLE).await? {
+        let name = format!("{}.{}", quote_ident(schema), ledger::TABLE);
+        let ok: bool = sqlx::query_scalar("select has_table_privilege($1, 'SELECT, INSERT')")
+            .bind(&name)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| DbError::query("checking privileges on the ledger", &e))?;
+        if !ok {
+            return Ok(Some((
+                format!("role {user} cannot read and write {name}"),
+                format!("GRANT SELECT, INSERT ON {name} TO {user};"),
+            )));
+        }
+    }
+    Ok(None)
+}

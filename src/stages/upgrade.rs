@@ -1,0 +1,371 @@
+//! `upgrade`: applies the plan under the deploy lock.
+//!
+//! Consecutive transactional migrations run in ONE transaction together with their
+//! ledger rows, so a failure anywhere leaves none of them applied. A `no-transaction`
+//! migration splits the batch: it runs alone, statement by statement, and is recorded
+//! when it completes. The context records exactly what committed, so the runner never
+//! claims "rolled back" for something that was not.
+
+use std::time::Instant;
+
+use sqlx::postgres::PgConnection;
+use sqlx::{Connection, Executor};
+
+use super::{migrations_count, StageError, StageOutcome};
+use crate::config::to_pg_millis;
+use crate::db::lock::{DeployLock, LockError};
+use crate::db::{ledger, DbError, SqlFailure};
+use crate::events::Event;
+use crate::migrations::split::split_statements;
+use crate::migrations::Migration;
+use crate::pipeline::RunContext;
+
+pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
+    if ctx.plan.as_ref().is_some_and(|p| p.is_empty()) {
+        return Ok(StageOutcome::Skipped("nothing to apply".into()));
+    }
+    let events = ctx.events.clone();
+    let lock = DeployLock::acquire(&ctx.settings.database, |holder| {
+        events.emit(Event::LockWaiting {
+            pid: holder.pid,
+            application_name: holder.application_name.clone(),
+        })
+    })
+    .await
+    .map_err(|e| match e {
+        LockError::Db(db) => StageError::Failed(db.to_string()),
+        busy => StageError::Refused(format!(
+            "{busy}; it is probably another deploy: wait for it, or raise database.lock_wait"
+        )),
+    })?;
+    let result = apply_under_lock(ctx).await;
+    lock.release().await;
+    result
+}
+
+async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
+    let settings = ctx.settings.clone();
+    let schema = settings.database.schema.as_str();
+    let snap = ctx.snapshot().await?;
+    if snap.state.is_blocked() {
+        return Err(StageError::Failed(
+            "the migration state changed since the state check (drift or unknown versions); run `ballast status`".into(),
+        ));
+    }
+    let plan = snap.plan();
+    if let Some(previewed) = &ctx.plan {
+        if previewed.hash != plan.hash {
+            let all_applied_elsewhere = plan.is_empty()
+                && previewed.migrations.iter().all(|m| {
+                    snap.applied
+                        .iter()
+                        .any(|a| a.version == m.version && a.checksum == m.checksum)
+                });
+            if all_applied_elsewhere {
+                return Ok(StageOutcome::Skipped(
+                    "another run applied this plan while we waited for the lock".into(),
+                ));
+            }
+            return Err(StageError::Refused(format!(
+                "the plan changed since the preview (previewed {}, now {}): files or database changed; \
+                 nothing was applied, run the deploy again to see the new plan",
+                previewed.short_hash(),
+                plan.short_hash()
+            )));
+        }
+    }
+    if plan.is_empty() {
+        return Ok(StageOutcome::Skipped("nothing to apply".into()));
+    }
+    let pending: Vec<Migration> = snap.pending().into_iter().cloned().collect();
+    ctx.plan = Some(plan);
+
+    let conn = ctx.conn().await?;
+    set_timeouts(conn, &settings.database).await?;
+    ledger::ensure_tables(conn, schema).await?;
+    ctx.upgrade_started = true;
+    crate::journal::mark_running(ctx).await;
+
+    let total = pending.len();
+    let mut index = 0;
+    let started = Instant::now();
+    for batch in batches(&pending) {
+        if batch[0].transactional {
+            apply_transaction(ctx, batch, index, total).await?;
+        } else {
+            apply_alone(ctx, &batch[0], index, total).await?;
+        }
+        index += batch.len();
+    }
+    Ok(StageOutcome::Done(format!(
+        "{} applied in {}",
+        migrations_count(total),
+        crate::report::human::human_duration(started.elapsed().as_millis() as u64)
+    )))
+}
+
+/// Splits the pending list into runs of transactional migrations and lone
+/// non-transactional ones, keeping the order.
+fn batches(pending: &[Migration]) -> Vec<&[Migration]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, m) in pending.iter().enumerate() {
+        if !m.transactional {
+            if start < i {
+                out.push(&pending[start..i]);
+            }
+            out.push(&pending[i..=i]);
+            start = i + 1;
+        }
+    }
+    if start < pending.len() {
+        out.push(&pending[start..]);
+    }
+    out
+}
+
+async fn set_timeouts(
+    conn: &mut PgConnection,
+    db: &crate::config::DatabaseSettings,
+) -> Result<(), DbError> {
+    let sql = format!(
+        "set lock_timeout = '{}'; set statement_timeout = '{}'",
+        to_pg_millis(db.lock_timeout),
+        to_pg_millis(db.statement_timeout)
+    );
+    sqlx::raw_sql(&sql)
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| DbError::query("setting lock_timeout and statement_timeout", &e))
+}
+
+async fn apply_transaction(
+    ctx: &mut RunContext,
+    batch: &[Migration],
+    first_index: usize,
+    total: usize,
+) -> Result<(), StageError> {
+    let versions: Vec<String> = batch.iter().map(|m| m.version.to_string()).collect();
+    let events = ctx.events.clone();
+    let settings = ctx.settings.clone();
+    let run_id = ctx.run_id;
+    let conn = ctx.conn().await?;
+    let mut tx = conn
+        .begin()
+        .await
+        .map_err(|e| DbError::query("beginning the deploy transaction", &e))?;
+    for (offset, m) in batch.iter().enumerate() {
+        let index = first_index + offset;
+        events.emit(started_event(m, index, total));
+        let t = Instant::now();
+        if let Err(e) = tx.execute(sqlx::raw_sql(&m.up_sql)).await {
+            let failure = SqlFailure::from_sqlx(&e, None);
+            let rollback = tx.rollback().await;
+            if rollback.is_err() {
+                // The connection is gone: PostgreSQL rolls back a transaction whose
+                // session ends before COMMIT, so nothing of the batch is applied.
+                ctx.reset_conn().await;
+            }
+            ctx.rolled_back.extend(versions.iter().cloned());
+            events.emit(Event::RolledBack { versions });
+            return Err(migration_failed(m, &failure, &settings, None));
+        }
+        let duration_ms = t.elapsed().as_millis() as u64;
+        ledger::record(
+            &mut tx,
+            &settings.database.schema,
+            ledger::NewRow {
+                version: m.version.as_str(),
+                name: &m.name,
+                checksum: &m.checksum,
+                run_id,
+                duration_ms: duration_ms as i64,
+                transactional: true,
+            },
+        )
+        .await?;
+        events.emit(Event::MigrationApplied {
+            index,
+            total,
+            version: m.version.to_string(),
+            name: m.name.clone(),
+            duration_ms,
+        });
+    }
+    if let Err(e) = tx.commit().await {
+        // COMMIT sent, answer lost: it may or may not have committed.
+        ctx.outcome_unknown = true;
+        ctx.reset_conn().await;
+        return Err(StageError::Failed(format!(
+            "the connection failed during COMMIT of {}: {}; whether they were applied is unknown until checked",
+            versions.join(", "),
+            SqlFailure::from_sqlx(&e, None)
+        )));
+    }
+    ctx.committed.extend(versions.iter().cloned());
+    events.emit(Event::Committed { versions });
+    Ok(())
+}
+
+/// A `no-transaction` migration: each statement commits on its own.
+async fn apply_alone(
+    ctx: &mut RunContext,
+    m: &Migration,
+    index: usize,
+    total: usize,
+) -> Result<(), StageError> {
+    let events = ctx.events.clone();
+    let settings = ctx.settings.clone();
+    let run_id = ctx.run_id;
+    events.emit(started_event(m, index, total));
+    let t = Instant::now();
+    let statements = split_statements(&m.up_sql);
+    let conn = ctx.conn().await?;
+    for (n, statement) in statements.iter().enumerate() {
+        if let Err(e) = conn.execute(sqlx::raw_sql(&statement.sql)).await {
+            let failure = SqlFailure::from_sqlx(&e, None);
+            if n > 0 {
+                ctx.committed.push(format!(
+                    "{} (statements 1-{n} of {} only)",
+                    m.version,
+                    statements.len()
+                ));
+            }
+            let where_ = format!(
+                "statement {} of {}, line {}",
+                n + 1,
+                statements.len(),
+                statement.line
+            );
+            return Err(migration_failed(m, &failure, &settings, Some(where_)));
+        }
+    }
+    let duration_ms = t.elapsed().as_millis() as u64;
+    ledger::record(
+        conn,
+        &settings.database.schema,
+        ledger::NewRow {
+            version: m.version.as_str(),
+            name: &m.name,
+            checksum: &m.checksum,
+            run_id,
+            duration_ms: duration_ms as i64,
+            transactional: false,
+        },
+    )
+    .await
+    .map_err(|e| {
+        StageError::Failed(format!(
+            "{} ran completely but recording it in the ledger failed: {e}; record it by hand before the next deploy",
+            m.label()
+        ))
+    })?;
+    ctx.committed.push(m.version.to_string());
+    events.emit(Event::MigrationApplied {
+        index,
+        total,
+        version: m.version.to_string(),
+        name: m.name.clone(),
+        duration_ms,
+    });
+    events.emit(Event::Committed {
+        versions: vec![m.version.to_string()],
+    });
+    Ok(())
+}
+
+fn started_event(m: &Migration, index: usize, total: usize) -> Event {
+    Event::MigrationStarted {
+        index,
+        total,
+        version: m.version.to_string(),
+        name: m.name.clone(),
+        transactional: m.transactional,
+    }
+}
+
+/// "migration 3_add_orders failed (migrations/3_add_orders.sql line 4): ..." plus
+/// what to do about lock and statement timeouts.
+fn migration_failed(
+    m: &Migration,
+    failure: &SqlFailure,
+    settings: &crate::config::Settings,
+    location: Option<String>,
+) -> StageError {
+    let location = location.unwrap_or_else(|| match failure.position {
+        Some(pos) => format!("line {}", line_of(&m.up_sql, pos)),
+        None => "file".into(),
+    });
+    let mut message = format!(
+        "migration {} failed ({}, {location}): {failure}",
+        m.label(),
+        m.up_path.display()
+    );
+    if failure.is_lock_timeout() {
+        message.push_str(&format!(
+            ". It waited lock_timeout ({}) for a lock another session holds, instead of queueing \
+             behind it and blocking the site; find the blocker in pg_stat_activity and retry when it is gone",
+            humantime::format_duration(settings.database.lock_timeout)
+        ));
+    } else if failure.is_statement_timeout() {
+        message.push_str(&format!(
+            ". It ran longer than statement_timeout ({}); raise database.statement_timeout for this deploy if that is expected",
+            humantime::format_duration(settings.database.statement_timeout)
+        ));
+    }
+    StageError::Failed(message)
+}
+
+/// The 1-based line of a 1-based character position.
+fn line_of(sql: &str, position: usize) -> usize {
+    1 + sql
+        .chars()
+        .take(position.saturating_sub(1))
+        .filter(|c| *c == '\n')
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrations::{checksum::checksum, Version};
+
+    fn m(v: &str, transactional: bool) -> Migration {
+        Migration {
+            version: Version::parse(v).unwrap(),
+            name: "x".into(),
+            up_path: "x.sql".into(),
+            up_sql: "select 1".into(),
+            down_sql: None,
+            checksum: checksum("select 1"),
+            transactional,
+        }
+    }
+
+    #[test]
+    fn non_transactional_migrations_split_the_batch() {
+        let list = [
+            m("1", true),
+            m("2", true),
+            m("3", false),
+            m("4", true),
+            m("5", false),
+        ];
+        let shapes: Vec<usize> = batches(&list).iter().map(|b| b.len()).collect();
+        assert_eq!(shapes, [2, 1, 1, 1]);
+        assert!(!batches(&list)[1][0].transactional);
+    }
+
+    #[test]
+    fn all_transactional_is_one_batch() {
+        let list = [m("1", true), m("2", true), m("3", true)];
+        assert_eq!(batches(&list).len(), 1);
+    }
+
+    #[test]
+    fn positions_map_to_lines() {
+        assert_eq!(line_of("select 1;\nselect x;", 12), 2);
+        assert_eq!(line_of("select 1;", 1), 1);
+    }
+}

@@ -1,0 +1,63 @@
+//! `verify`: the database is at the target version, every applied checksum matches
+//! its file, and the team's own checks (`[[verify.checks]]`) return true.
+
+use super::{StageError, StageOutcome};
+use crate::db::SqlFailure;
+use crate::events::{Event, Severity};
+use crate::pipeline::RunContext;
+
+pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
+    let snap = ctx.snapshot().await?;
+    let mut problems = Vec::new();
+    if !snap.state.pending.is_empty() {
+        let labels: Vec<String> = snap.pending().iter().map(|m| m.label()).collect();
+        problems.push(format!(
+            "not at the target version: still pending {}",
+            labels.join(", ")
+        ));
+    }
+    crate::stages::state_check::diagnose(&ctx.events, &snap);
+    if snap.state.is_blocked() {
+        problems.push("applied migrations do not match their files (see above)".into());
+    }
+    let checks = ctx.settings.verify_checks.clone();
+    let events = ctx.events.clone();
+    let conn = ctx.conn().await?;
+    for check in &checks {
+        let result = sqlx::query_scalar::<_, Option<bool>>(&check.sql)
+            .fetch_one(&mut *conn)
+            .await;
+        match result {
+            Ok(Some(true)) => events.emit(Event::CheckPassed {
+                name: check.name.clone(),
+            }),
+            Ok(other) => {
+                let got = other.map_or("null".to_string(), |b| b.to_string());
+                events.diagnose(
+                    Severity::Error,
+                    format!("check `{}` returned {got}, expected true", check.name),
+                    None,
+                );
+                problems.push(format!("check `{}` failed", check.name));
+            }
+            Err(e) => {
+                let failure = SqlFailure::from_sqlx(&e, None);
+                events.diagnose(
+                    Severity::Error,
+                    format!("check `{}` could not run: {failure}", check.name),
+                    None,
+                );
+                problems.push(format!("check `{}` failed", check.name));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(StageError::Failed(problems.join("; ")));
+    }
+    let at = snap.current_label().unwrap_or_else(|| "none".into());
+    Ok(StageOutcome::Done(format!(
+        "at {at}; checksums match; {} check{} passed",
+        checks.len(),
+        if checks.len() == 1 { "" } else { "s" }
+    )))
+}

@@ -1,0 +1,153 @@
+//! Comparing the migration files with the ledger: pending, drift, unknown, out of order.
+//!
+//! Pure logic over what the engine read; the `state-check` stage turns the result into
+//! diagnoses and `status` into a summary.
+
+use crate::db::ledger::AppliedRow;
+use crate::migrations::{Migration, Version};
+
+/// A migration whose file changed after it was applied.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Drift {
+    pub version: String,
+    pub name: String,
+    pub file: String,
+    pub applied_checksum: String,
+    pub file_checksum: String,
+    pub applied_at: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    /// Index into the source list, in order.
+    pub pending: Vec<usize>,
+    pub drift: Vec<Drift>,
+    /// Applied versions with no file: deleted, renamed, or from another branch.
+    pub unknown: Vec<AppliedRow>,
+    /// Pending migrations older than the newest applied one (a branch merged late).
+    pub out_of_order: Vec<usize>,
+    /// The newest applied version that has a file.
+    pub current: Option<Version>,
+    pub applied_count: usize,
+}
+
+impl State {
+    /// A deploy may proceed only from a clean state.
+    pub fn is_blocked(&self) -> bool {
+        !self.drift.is_empty() || !self.unknown.is_empty() || !self.out_of_order.is_empty()
+    }
+}
+
+pub fn compare(source: &[Migration], applied: &[AppliedRow]) -> State {
+    let mut state = State {
+        applied_count: applied.len(),
+        ..State::default()
+    };
+    let applied_by_version: std::collections::HashMap<Version, &AppliedRow> = applied
+        .iter()
+        .filter_map(|row| Version::parse(&row.version).map(|v| (v, row)))
+        .collect();
+    for row in applied {
+        let known =
+            Version::parse(&row.version).is_some_and(|v| source.iter().any(|m| m.version == v));
+        if !known {
+            state.unknown.push(row.clone());
+        }
+    }
+    let newest_applied = applied_by_version.keys().max().cloned();
+    for (index, migration) in source.iter().enumerate() {
+        match applied_by_version.get(&migration.version) {
+            Some(row) => {
+                state.current = Some(migration.version.clone());
+                if row.checksum != migration.checksum {
+                    state.drift.push(Drift {
+                        version: migration.version.to_string(),
+                        name: migration.name.clone(),
+                        file: migration.up_path.display().to_string(),
+                        applied_checksum: row.checksum.clone(),
+                        file_checksum: migration.checksum.clone(),
+                        applied_at: row.applied_at.to_rfc3339(),
+                    });
+                }
+            }
+            None => {
+                state.pending.push(index);
+                if newest_applied
+                    .as_ref()
+                    .is_some_and(|newest| &migration.version < newest)
+                {
+                    state.out_of_order.push(index);
+                }
+            }
+        }
+    }
+    state
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrations::checksum::checksum;
+
+    fn migration(v: &str, sql: &str) -> Migration {
+        Migration {
+            version: Version::parse(v).unwrap(),
+            name: format!("m{v}"),
+            up_path: format!("{v}_m.sql").into(),
+            up_sql: sql.into(),
+            down_sql: None,
+            checksum: checksum(sql),
+            transactional: true,
+        }
+    }
+
+    fn row(v: &str, sql: &str) -> AppliedRow {
+        AppliedRow {
+            version: v.into(),
+            name: format!("m{v}"),
+            checksum: checksum(sql),
+            applied_at: chrono::Utc::now(),
+            run_id: "r".into(),
+            duration_ms: 1,
+        }
+    }
+
+    #[test]
+    fn pending_are_the_unapplied_in_order() {
+        let source = [
+            migration("1", "a"),
+            migration("2", "b"),
+            migration("3", "c"),
+        ];
+        let state = compare(&source, &[row("1", "a")]);
+        assert_eq!(state.pending, vec![1, 2]);
+        assert_eq!(state.current.unwrap().as_str(), "1");
+        assert!(!state.is_blocked());
+    }
+
+    #[test]
+    fn edited_applied_migration_is_drift() {
+        let source = [migration("1", "a edited")];
+        let state = compare(&source, &[row("1", "a")]);
+        assert_eq!(state.drift.len(), 1);
+        assert!(state.is_blocked());
+    }
+
+    #[test]
+    fn applied_without_file_is_unknown() {
+        let state = compare(&[migration("1", "a")], &[row("1", "a"), row("7", "x")]);
+        assert_eq!(state.unknown[0].version, "7");
+        assert!(state.is_blocked());
+    }
+
+    #[test]
+    fn pending_older_than_newest_applied_is_out_of_order() {
+        let source = [
+            migration("1", "a"),
+            migration("2", "b"),
+            migration("3", "c"),
+        ];
+        let state = compare(&source, &[row("1", "a"), row("3", "c")]);
+        assert_eq!(state.out_of_order, vec![1]);
+    }
+}
