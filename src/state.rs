@@ -121,7 +121,7 @@ mod tests {
         ];
         let state = compare(&source, &[row("1", "a")]);
         assert_eq!(state.pending, vec![1, 2]);
-        assert_eq!(state.current.unwrap().as_str(), "1");
+        assert_eq!(state.current.as_ref().unwrap().as_str(), "1");
         assert!(!state.is_blocked());
     }
 

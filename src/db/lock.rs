@@ -13,7 +13,7 @@ use super::error::DbError;
 use crate::config::DatabaseSettings;
 
 /// First half of the two-key advisory lock: "ballast" in spirit, constant forever.
-const LOCK_CLASS: i32 = 0x0ba1_1a57;
+pub const LOCK_CLASS: i32 = 0x0ba1_1a57;
 
 pub struct DeployLock {
     conn: PgConnection,
@@ -44,7 +44,7 @@ pub enum LockError {
 
 /// The lock key for one schema: two deploys to different schemas of one database do
 /// not block each other.
-fn key_for(schema: &str) -> i32 {
+pub fn key_for(schema: &str) -> i32 {
     // FNV-1a: stable across versions and platforms (std's hasher is not).
     let mut hash: u32 = 0x811c_9dc5;
     for byte in schema.bytes() {

@@ -120,6 +120,7 @@ impl HumanReporter {
             self.line("");
         }
         let versions = match (&s.start_version, &s.end_version) {
+            (None, None) => "without any migration applied".to_string(),
             (a, b) if a == b => format!("at version {}", a.as_deref().unwrap_or("none")),
             (a, b) => format!(
                 "version {} → {}",

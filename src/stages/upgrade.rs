@@ -293,15 +293,16 @@ fn migration_failed(
     settings: &crate::config::Settings,
     location: Option<String>,
 ) -> StageError {
-    let location = location.unwrap_or_else(|| match failure.position {
-        Some(pos) => format!("line {}", line_of(&m.up_sql, pos)),
-        None => "file".into(),
+    let location = location.or_else(|| {
+        failure
+            .position
+            .map(|pos| format!("line {}", line_of(&m.up_sql, pos)))
     });
-    let mut message = format!(
-        "migration {} failed ({}, {location}): {failure}",
-        m.label(),
-        m.up_path.display()
-    );
+    let place = match location {
+        Some(location) => format!("{}, {location}", m.up_path.display()),
+        None => m.up_path.display().to_string(),
+    };
+    let mut message = format!("migration {} failed ({place}): {failure}", m.label());
     if failure.is_lock_timeout() {
         message.push_str(&format!(
             ". It waited lock_timeout ({}) for a lock another session holds, instead of queueing \

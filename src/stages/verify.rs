@@ -55,9 +55,12 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         return Err(StageError::Failed(problems.join("; ")));
     }
     let at = snap.current_label().unwrap_or_else(|| "none".into());
+    let checks = match checks.len() {
+        0 => "no user checks configured".to_string(),
+        1 => "1 user check passed".to_string(),
+        n => format!("{n} user checks passed"),
+    };
     Ok(StageOutcome::Done(format!(
-        "at {at}; checksums match; {} check{} passed",
-        checks.len(),
-        if checks.len() == 1 { "" } else { "s" }
+        "at {at}; checksums match; {checks}"
     )))
 }

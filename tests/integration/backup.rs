@@ -1,0 +1,128 @@
+//! The backup stage: streamed, checksummed, restorable, and never partial.
+
+use std::os::unix::fs::PermissionsExt;
+
+use sha2::{Digest, Sha256};
+
+use crate::harness::{cluster, psql, Project};
+
+#[test]
+fn backup_restores_with_gunzip_and_pg_restore() {
+    let p = Project::new();
+    p.sql("create table kept (id int primary key, note text); insert into kept select g, 'row ' || g from generate_series(1, 500) g");
+    p.migration("1_new.sql", "create table added (id int);");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+
+    let files = p.backup_files();
+    let dump = files
+        .iter()
+        .find(|f| f.to_string_lossy().ends_with(".dump.gz"))
+        .expect("a dump");
+    let manifest_path = files
+        .iter()
+        .find(|f| f.to_string_lossy().ends_with(".manifest.json"))
+        .expect("a manifest");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(manifest_path).unwrap()).unwrap();
+    let bytes = std::fs::read(dump).unwrap();
+    assert_eq!(
+        manifest["sha256"],
+        hex::encode(Sha256::digest(&bytes)),
+        "manifest checksum matches the object"
+    );
+    assert_eq!(manifest["compressed_bytes"], bytes.len() as u64);
+    assert_eq!(manifest["database"], p.db.as_str());
+    assert!(
+        manifest["revision"].is_null(),
+        "taken before the first migration"
+    );
+
+    let restored = format!("{}_restored", p.db);
+    psql(
+        &cluster().url("postgres"),
+        &format!("create database {restored}"),
+    );
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "gunzip -c '{}' | pg_restore --no-owner -d '{}'",
+            dump.display(),
+            cluster().url(&restored)
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        psql(&cluster().url(&restored), "select count(*) from kept"),
+        "500"
+    );
+    assert_eq!(
+        psql(
+            &cluster().url(&restored),
+            "select to_regclass('public.added') is null"
+        ),
+        "t",
+        "the backup predates the upgrade"
+    );
+}
+
+#[test]
+fn killed_pg_dump_leaves_no_backup_and_no_upgrade() {
+    let p = Project::new();
+    p.migration("1_new.sql", "create table added (id int);");
+    // A pg_dump that writes real output and is then killed, like an OOM kill mid-dump.
+    let wrapper = p.path().join("pg_dump_killed.sh");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\ncase \"$*\" in *--version*) exec pg_dump --version;; esac\npg_dump \"$@\"\nkill -KILL $$\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p.write_config(&format!("[backup]\npg_dump = \"{}\"\n", wrapper.display()));
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(1);
+    assert!(
+        run.stdout().contains("pg_dump failed (killed by signal 9)"),
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        p.backup_files().is_empty(),
+        "no file that looks like a backup: {:?}",
+        p.backup_files()
+    );
+    assert!(!p.table_exists("public.added"), "the upgrade never started");
+}
+
+#[test]
+fn pg_dump_older_than_the_server_is_refused_before_dumping() {
+    let p = Project::new();
+    p.migration("1_new.sql", "create table added (id int);");
+    let wrapper = p.path().join("old_pg_dump.sh");
+    std::fs::write(&wrapper, "#!/bin/sh\necho 'pg_dump (PostgreSQL) 9.6.24'\n").unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p.write_config(&format!("[backup]\npg_dump = \"{}\"\n", wrapper.display()));
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(1);
+    assert!(
+        run.stdout()
+            .contains("pg_dump 9.6.24 is older than the server"),
+        "{}",
+        run.stdout()
+    );
+    assert!(p.backup_files().is_empty());
+    assert!(!p.table_exists("public.added"));
+}
+
+#[test]
+fn backup_command_works_outside_a_deploy() {
+    let p = Project::new();
+    p.sql("create table t (id int)");
+    let run = p.ballast(&["backup"]);
+    run.expect_code(0);
+    assert_eq!(p.backup_files().len(), 2, "{}", run.stdout());
+    assert!(
+        !p.table_exists("public.ballast_migrations"),
+        "a backup does not create ballast's tables"
+    );
+}

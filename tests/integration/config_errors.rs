@@ -1,0 +1,133 @@
+//! Bad config is an error that names the file and the key, and changes nothing.
+
+use crate::harness::Project;
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let p = Project::new();
+    p.write_config("[backup]\ndirr = \"x\"\n");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(2);
+    let err = run.stderr();
+    assert!(err.contains("deploy.toml") && err.contains("dirr"), "{err}");
+    assert!(err.contains("line 6"), "{err}");
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let p = Project::new();
+    p.write_config("[migrations]\ndir = 5\n");
+    let run = p.ballast(&["status"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("dir") && run.stderr().contains("invalid type"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn bad_duration_names_key_and_origin() {
+    let p = Project::new();
+    let run = p.ballast_with(&["status"], &[("BALLAST_DATABASE__LOCK_TIMEOUT", "5")]);
+    run.expect_code(2);
+    let err = run.stderr();
+    assert!(
+        err.contains("database.lock_timeout") && err.contains("BALLAST_DATABASE__LOCK_TIMEOUT"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_environment_variable_is_named() {
+    let p = Project::new();
+    let run = p.ballast_with(&["status"], &[("BALLAST_DATABSE__URL", "postgres://x")]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("BALLAST_DATABSE__URL"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn missing_url_says_where_to_set_it() {
+    let p = Project::new();
+    std::fs::write(p.path().join("deploy.toml"), "[backup]\ndir = \"b\"\n").unwrap();
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("DATABASE_URL") && run.stderr().contains("database.url"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn layers_apply_in_order() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);");
+    // File says a missing folder; config/staging.toml fixes it; env beats both for backups.
+    p.write_config("[migrations]\ndir = \"nowhere\"\n");
+    std::fs::create_dir(p.path().join("config")).unwrap();
+    std::fs::write(
+        p.path().join("config/staging.toml"),
+        "[migrations]\ndir = \"migrations\"\n[backup]\ndir = \"file-backups\"\n",
+    )
+    .unwrap();
+    let env_dir = p.path().join("env-backups");
+    let run = p.ballast_with(
+        &["--yes", "--env", "staging", "deploy"],
+        &[("BALLAST_BACKUP__DIR", env_dir.to_str().unwrap())],
+    );
+    run.expect_code(0);
+    assert!(env_dir.join("journal.jsonl").is_file());
+    assert!(!p.path().join("file-backups").exists());
+
+    // DATABASE_URL is used when the file has none; BALLAST_DATABASE__URL beats it.
+    std::fs::write(p.path().join("deploy.toml"), "").unwrap();
+    let run = p.ballast_with(
+        &["status"],
+        &[
+            ("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none"),
+            ("BALLAST_DATABASE__URL", &p.url),
+        ],
+    );
+    run.expect_code(0);
+}
+
+#[test]
+fn missing_env_overlay_is_an_error() {
+    let p = Project::new();
+    let run = p.ballast(&["--env", "prod", "status"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("config/prod.toml"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn deploy_works_with_config_from_another_folder() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = p.path().join("deploy.toml");
+    let mut cmd = p.command(
+        &["--yes", "--config", config.to_str().unwrap(), "deploy"],
+        &[],
+    );
+    let out = cmd.current_dir(elsewhere.path()).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(p.table_exists("public.a"));
+    assert!(
+        p.path().join("backups").is_dir(),
+        "relative paths start at the config file's folder"
+    );
+}

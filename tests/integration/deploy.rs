@@ -1,0 +1,237 @@
+//! The deploy pipeline end to end on SQL migration folders.
+
+use crate::harness::Project;
+
+fn three_migrations(p: &Project) {
+    p.migration("1_customers.sql", "create table customers (id bigint primary key, email text not null);")
+        .migration("2_orders.up.sql", "create table orders (id bigint primary key, customer_id bigint references customers (id));")
+        .migration("2_orders.down.sql", "drop table orders;")
+        .migration("3_order_total/up.sql", "alter table orders add column total_cents bigint not null default 0;");
+}
+
+#[test]
+fn clean_deploy_applies_all_and_records_them() {
+    let p = Project::new();
+    three_migrations(&p);
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(0);
+    assert!(p.table_exists("public.customers") && p.table_exists("public.orders"));
+    assert_eq!(p.sql("select count(*) from information_schema.columns where table_name = 'orders' and column_name = 'total_cents'"), "1");
+    assert_eq!(p.ledger_versions(), ["1", "2", "3"]);
+    let rows = p.sql("select count(*) from ballast_migrations where checksum ~ '^[0-9a-f]{64}$' and duration_ms >= 0 and run_id is not null and transactional");
+    assert_eq!(rows, "3");
+    assert_eq!(p.sql("select status from ballast_journal"), "succeeded");
+}
+
+#[test]
+fn second_deploy_is_a_no_op_without_backup() {
+    let p = Project::new();
+    three_migrations(&p);
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    let backups = p.backup_files();
+    assert_eq!(backups.len(), 2, "one dump and one manifest: {backups:?}");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout().contains("nothing to apply"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(
+        p.backup_files(),
+        backups,
+        "a deploy with nothing pending takes no backup"
+    );
+    assert_eq!(p.ledger_versions(), ["1", "2", "3"]);
+}
+
+#[test]
+fn failing_third_migration_leaves_none_of_the_batch_applied() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);")
+        .migration("2_b.sql", "create table b (id int);")
+        .migration(
+            "3_broken.sql",
+            "create table c (id int);\n\ninsert into no_such_table values (1);\n",
+        );
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(1);
+    let out = run.stdout();
+    assert!(out.contains("migration 3_broken failed"), "{out}");
+    assert!(out.contains("line 3"), "the error names the line: {out}");
+    assert!(out.contains("42P01"), "the error names the SQLSTATE: {out}");
+    assert!(
+        out.contains("rolled back 3 migration(s), none of them applied"),
+        "{out}"
+    );
+    assert!(out.contains("nothing changed"), "{out}");
+    assert!(
+        !p.table_exists("public.a") && !p.table_exists("public.b") && !p.table_exists("public.c")
+    );
+    assert!(p.ledger_versions().is_empty());
+    assert_eq!(
+        p.sql("select status || ' ' || failed_stage from ballast_journal"),
+        "failed-unchanged upgrade"
+    );
+}
+
+#[test]
+fn edited_applied_migration_blocks_the_deploy() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    p.migration("1_a.sql", "create table a (id bigint);")
+        .migration("2_b.sql", "create table b (id int);");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(1);
+    assert!(
+        run.stdout()
+            .contains("drift: migration 1_a was edited after it was applied"),
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        !p.table_exists("public.b"),
+        "nothing of the new plan may run"
+    );
+
+    // Whitespace and line endings are not drift.
+    p.migration("1_a.sql", "create table a (id int);   \r\n\r\n");
+    std::fs::remove_file(p.path().join("migrations/2_b.sql")).unwrap();
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+}
+
+#[test]
+fn applied_version_without_file_is_diagnosed() {
+    let p = Project::new();
+    p.migration("1_a.sql", "select 1;")
+        .migration("2_b.sql", "select 2;");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    std::fs::remove_file(p.path().join("migrations/2_b.sql")).unwrap();
+    p.migration("3_c.sql", "create table c (id int);");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(1);
+    assert!(
+        run.stdout()
+            .contains("unknown version: 2_b is applied in the database"),
+        "{}",
+        run.stdout()
+    );
+    assert!(!p.table_exists("public.c"));
+}
+
+#[test]
+fn no_terminal_and_no_yes_refuses_with_nothing_changed() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);");
+    let run = p.ballast(&["deploy"]);
+    run.expect_code(3);
+    assert!(run.stdout().contains("pass --yes"), "{}", run.stdout());
+    assert!(!p.table_exists("public.a"));
+    assert!(
+        !p.table_exists("public.ballast_migrations"),
+        "a refused run creates nothing"
+    );
+    assert!(p.backup_files().is_empty(), "no backup before confirmation");
+}
+
+#[test]
+fn no_transaction_migration_creates_index_concurrently() {
+    let p = Project::new();
+    p.migration("1_t.sql", "create table t (id int, email text);")
+        .migration("2_idx.sql", "-- no-transaction\ncreate index concurrently t_email_idx on t (email);\ncreate index concurrently t_id_idx on t (id);\n")
+        .migration("3_more.sql", "alter table t add column note text;");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(p.sql("select count(*) from pg_index i join pg_class c on c.oid = i.indexrelid where c.relname in ('t_email_idx', 't_id_idx') and i.indisvalid"), "2");
+    assert_eq!(
+        p.sql("select transactional from ballast_migrations where version = '2'"),
+        "f"
+    );
+    assert_eq!(p.ledger_versions(), ["1", "2", "3"]);
+}
+
+#[test]
+fn diesel_metadata_marks_a_migration_non_transactional() {
+    let p = Project::new();
+    p.migration("2024-01-01-000000_t/up.sql", "create table t (id int);")
+        .migration(
+            "2024-01-02-000000_idx/up.sql",
+            "create index concurrently t_idx on t (id);",
+        )
+        .migration(
+            "2024-01-02-000000_idx/metadata.toml",
+            "run_in_transaction = false\n",
+        );
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(p.ledger_versions(), ["20240101000000", "20240102000000"]);
+}
+
+#[test]
+fn failure_after_a_committed_no_transaction_step_is_not_called_rolled_back() {
+    let p = Project::new();
+    p.migration("1_t.sql", "create table t (id int);")
+        .migration(
+            "2_idx.sql",
+            "-- no-transaction\ncreate index concurrently t_idx on t (id);",
+        )
+        .migration("3_broken.sql", "alter table nope add column x int;");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(4);
+    let out = run.stdout();
+    assert!(out.contains("NOT recovered"), "{out}");
+    assert!(out.contains("committed and still applied: 1, 2"), "{out}");
+    assert!(out.contains("rolled back (not applied): 3"), "{out}");
+    assert!(
+        out.contains("pg_restore"),
+        "says how to restore the backup: {out}"
+    );
+    assert_eq!(p.ledger_versions(), ["1", "2"]);
+}
+
+#[test]
+fn versions_run_in_numeric_order() {
+    let p = Project::new();
+    p.migration("1_t.sql", "create table t (seq serial, step int);")
+        .migration("2_two.sql", "insert into t (step) values (2);")
+        .migration("10_ten.sql", "insert into t (step) values (10);");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(
+        p.sql("select string_agg(step::text, ',' order by seq) from t"),
+        "2,10"
+    );
+    assert_eq!(p.ledger_versions(), ["1", "2", "10"]);
+}
+
+#[test]
+fn verify_runs_user_checks() {
+    let p = Project::new();
+    p.migration("1_t.sql", "create table t (id int);");
+    p.write_config(
+        "[[verify.checks]]\nname = \"t is empty\"\nsql = \"select count(*) = 1 from t\"\n",
+    );
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(4);
+    assert!(
+        run.stdout().contains("check `t is empty` returned false"),
+        "{}",
+        run.stdout()
+    );
+}
+
+#[test]
+fn failure_hooks_get_the_run_facts() {
+    let p = Project::new();
+    p.migration("1_broken.sql", "select from nowhere;");
+    std::fs::create_dir(p.path().join("pipelines")).unwrap();
+    std::fs::write(
+        p.path().join("pipelines/deploy.toml"),
+        "[[stages]]\nkind = \"preview\"\n[[stages]]\nkind = \"upgrade\"\n\n[on_failure]\nhooks = [\"echo stage=$BALLAST_FAILED_STAGE outcome=$BALLAST_OUTCOME run=$BALLAST_RUN_ID > hook.out\"]\n",
+    )
+    .unwrap();
+    p.ballast(&["--yes", "deploy"]).expect_code(1);
+    let hook = std::fs::read_to_string(p.path().join("hook.out")).unwrap();
+    assert!(
+        hook.starts_with("stage=upgrade outcome=failed-unchanged run="),
+        "{hook}"
+    );
+}

@@ -1,0 +1,180 @@
+//! Shared test helpers: one throwaway PostgreSQL per test binary, a fresh database and
+//! project folder per test, and the real `ballast` binary run as a user would run it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use ballast::scratch::ScratchCluster;
+
+static CLUSTER: OnceLock<ScratchCluster> = OnceLock::new();
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub fn cluster() -> &'static ScratchCluster {
+    CLUSTER.get_or_init(|| {
+        let cluster = ScratchCluster::start().expect("start a throwaway PostgreSQL");
+        cluster
+            .stop_when_process_exits(std::process::id())
+            .expect("start the cluster's watchdog");
+        cluster
+    })
+}
+
+/// A test's own database and project folder (deploy.toml, migrations/, backups/).
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    pub db: String,
+    pub url: String,
+}
+
+impl Project {
+    pub fn new() -> Project {
+        let cluster = cluster();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let db = format!("t{}_{n}", std::process::id());
+        psql(&cluster.url("postgres"), &format!("create database {db}"));
+        let url = cluster.url(&db);
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("migrations")).unwrap();
+        let project = Project { dir, db, url };
+        project.write_config("");
+        project
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// deploy.toml with this test's database and `extra` appended.
+    pub fn write_config(&self, extra: &str) {
+        let text = format!(
+            "[database]\nurl = \"{}\"\nlock_timeout = \"2s\"\nlock_wait = \"3s\"\n{extra}\n",
+            self.url
+        );
+        std::fs::write(self.path().join("deploy.toml"), text).unwrap();
+    }
+
+    pub fn migration(&self, relative: &str, sql: &str) -> &Project {
+        let path = self.path().join("migrations").join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, sql).unwrap();
+        self
+    }
+
+    /// Runs `ballast ARGS` in the project folder, with stdin closed (no terminal) and a
+    /// clean environment for ballast's own variables.
+    pub fn ballast(&self, args: &[&str]) -> Run {
+        self.ballast_with(args, &[])
+    }
+
+    pub fn ballast_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = self.command(args, env);
+        Run(cmd.output().expect("run ballast"))
+    }
+
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ballast"));
+        cmd.args(args)
+            .current_dir(self.path())
+            .stdin(Stdio::null())
+            .env_remove("DATABASE_URL")
+            .env("NO_COLOR", "1");
+        for (key, _) in std::env::vars() {
+            if key.starts_with("BALLAST_") {
+                cmd.env_remove(key);
+            }
+        }
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        cmd
+    }
+
+    pub fn sql(&self, sql: &str) -> String {
+        psql(&self.url, sql)
+    }
+
+    pub fn table_exists(&self, name: &str) -> bool {
+        self.sql(&format!("select to_regclass('{name}') is not null")) == "t"
+    }
+
+    pub fn ledger_versions(&self) -> Vec<String> {
+        if !self.table_exists("public.ballast_migrations") {
+            return Vec::new();
+        }
+        let out = self
+            .sql("select version from public.ballast_migrations order by length(version), version");
+        out.lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    pub fn backup_files(&self) -> Vec<PathBuf> {
+        let dir = self.path().join("backups");
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            Err(_) => Vec::new(),
+        };
+        files.retain(|p| !p.ends_with("journal.jsonl"));
+        files.sort();
+        files
+    }
+}
+
+/// Runs one statement with psql and returns its unaligned, tuples-only output.
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            url,
+            "-c",
+            sql,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql failed on `{sql}`: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout(), self.stderr())
+    }
+
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code(),
+            code,
+            "unexpected exit code; output:\n{}",
+            self.all()
+        );
+        self
+    }
+}

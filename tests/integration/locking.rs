@@ -1,0 +1,112 @@
+//! Concurrency: the deploy lock, and never hanging behind another session's lock.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::Project;
+
+#[test]
+fn two_concurrent_deploys_apply_each_migration_once() {
+    let p = Project::new();
+    // Slow enough that the two runs overlap; `create table` without `if not exists`
+    // fails if anything is applied twice.
+    p.migration("1_a.sql", "create table a (id int); select pg_sleep(1);")
+        .migration("2_b.sql", "create table b (id int);");
+    let first = p
+        .command(&["--yes", "deploy"], &[])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let second = p
+        .command(&["--yes", "deploy"], &[])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = first.wait_with_output().unwrap();
+    let second = second.wait_with_output().unwrap();
+    let codes = [first.status.code().unwrap(), second.status.code().unwrap()];
+    let out = format!(
+        "{}\n----\n{}",
+        String::from_utf8_lossy(&first.stdout),
+        String::from_utf8_lossy(&second.stdout)
+    );
+    assert!(codes.iter().all(|c| *c == 0 || *c == 3), "{codes:?}\n{out}");
+    assert_eq!(p.ledger_versions(), ["1", "2"]);
+    assert_eq!(
+        p.sql("select count(*) from ballast_migrations"),
+        "2",
+        "{out}"
+    );
+}
+
+/// Holds `sql`'s locks in an open transaction until dropped.
+struct Blocker(std::process::Child);
+
+impl Blocker {
+    fn hold(url: &str, sql: &str) -> Blocker {
+        let mut child = Command::new("psql")
+            .args(["-X", "-q", "-d", url])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.as_mut().unwrap();
+        writeln!(
+            stdin,
+            "set application_name = 'blocker'; begin; {sql}; select pg_sleep(60);"
+        )
+        .unwrap();
+        stdin.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+        Blocker(child)
+    }
+}
+
+impl Drop for Blocker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn migration_blocked_by_a_lock_fails_by_lock_timeout() {
+    let p = Project::new();
+    p.sql("create table busy (id int)");
+    p.migration("1_alter.sql", "alter table busy add column x int;");
+    let _blocker = Blocker::hold(&p.url, "lock table busy in access share mode");
+    let started = Instant::now();
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(1);
+    assert!(started.elapsed() < Duration::from_secs(20), "must not hang");
+    let out = run.stdout();
+    assert!(out.contains("55P03"), "{out}");
+    assert!(out.contains("lock_timeout (2s)"), "{out}");
+    assert_eq!(
+        p.sql("select count(*) from information_schema.columns where table_name = 'busy'"),
+        "1"
+    );
+}
+
+#[test]
+fn busy_deploy_lock_refuses_and_names_the_holder() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);");
+    let key = ballast::db::lock::key_for("public");
+    let _blocker = Blocker::hold(
+        &p.url,
+        &format!(
+            "select pg_advisory_lock({}, {key})",
+            ballast::db::lock::LOCK_CLASS
+        ),
+    );
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(3);
+    let out = run.stdout();
+    assert!(
+        out.contains("another deploy holds the lock") && out.contains("\"blocker\""),
+        "{out}"
+    );
+    assert!(!p.table_exists("public.a"));
+}

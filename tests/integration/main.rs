@@ -1,0 +1,9 @@
+//! Integration tests: the real binary against a real PostgreSQL.
+
+mod backup;
+mod config_errors;
+mod deploy;
+mod harness;
+mod locking;
+mod output;
+mod read_only;

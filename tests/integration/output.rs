@@ -1,0 +1,117 @@
+//! What people and programs read: the human report (snapshot), JSON lines, secrets.
+
+use crate::harness::Project;
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if "\\.+*?()|[]{}^$".contains(c) {
+                format!("\\{c}")
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+fn filters(p: &Project) -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    // Leading spaces too: right-aligned time columns change width with the time.
+    settings.add_filter(r" *\b\d+(\.\d+)? (ms|s)\b", " [time]");
+    settings.add_filter(r" *\b\d+m\d\ds\b", " [time]");
+    settings.add_filter(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+        "[run-id]",
+    );
+    settings.add_filter(r"plan [0-9a-f]{12}", "plan [hash]");
+    settings.add_filter(r"sha256 [0-9a-f]{16}", "sha256 [sha]");
+    settings.add_filter(r"\d{8}T\d{6}Z-[0-9a-f]{8}", "[stamp]");
+    settings.add_filter(r"\d+(\.\d+)? (B|KiB|MiB)\b", "[size]");
+    settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[port]");
+    settings.add_filter(&regex_escape(p.path().to_str().unwrap()), "[project]");
+    settings.add_filter(&p.db, "[db]");
+    settings
+}
+
+#[test]
+fn human_report_of_a_deploy() {
+    let p = Project::new();
+    p.migration(
+        "1_customers.sql",
+        "create table customers (id bigint primary key);",
+    )
+    .migration(
+        "2_index.sql",
+        "-- no-transaction\ncreate index concurrently customers_id_idx on customers (id);",
+    );
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(0);
+    filters(&p).bind(|| insta::assert_snapshot!("deploy_success", run.stdout()));
+}
+
+#[test]
+fn human_report_of_a_failed_deploy() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);")
+        .migration("2_bad.sql", "create table a (id int);");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(1);
+    filters(&p).bind(|| insta::assert_snapshot!("deploy_failed", run.stdout()));
+}
+
+#[test]
+fn json_output_is_one_object_per_line() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);");
+    let run = p.ballast(&["--yes", "--json", "deploy"]);
+    run.expect_code(0);
+    let events: Vec<serde_json::Value> = run
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"run_started"));
+    assert_eq!(kinds.last(), Some(&"run_finished"));
+    assert!(
+        kinds.contains(&"plan")
+            && kinds.contains(&"backup_finished")
+            && kinds.contains(&"committed")
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last["outcome"], "succeeded");
+    assert_eq!(last["exit_code"], 0);
+}
+
+#[test]
+fn passwords_never_appear_in_output_journal_or_manifest() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);");
+    // Local connections are trusted, so any password connects; the point is where it shows.
+    let secret = "Sup3rS3cretPw";
+    let url = p.url.replace("postgres@", &format!("postgres:{secret}@"));
+    std::fs::write(p.path().join("deploy.toml"), "").unwrap();
+    let run = p.ballast_with(&["--yes", "deploy"], &[("DATABASE_URL", &url)]);
+    run.expect_code(0);
+    assert!(!run.all().contains(secret));
+    assert!(run.stdout().contains("postgres:***@"), "{}", run.stdout());
+    let json = p.ballast_with(&["--yes", "--json", "status"], &[("DATABASE_URL", &url)]);
+    assert!(!json.all().contains(secret));
+    for file in std::fs::read_dir(p.path().join("backups")).unwrap() {
+        let bytes = std::fs::read(file.unwrap().path()).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains(secret));
+    }
+    assert!(!p
+        .sql("select string_agg(detail::text, '') from ballast_journal")
+        .contains(secret));
+
+    // A wrong host's error names the target without the password.
+    let bad = format!("postgres://app:{secret}@127.0.0.1:1/nowhere");
+    let run = p.ballast_with(&["status"], &[("DATABASE_URL", &bad)]);
+    assert_ne!(run.code(), 0);
+    assert!(!run.all().contains(secret), "{}", run.all());
+    assert!(run.all().contains("app:***@127.0.0.1:1"), "{}", run.all());
+}

@@ -1,0 +1,96 @@
+//! `status`, `plan` and `history` read; they never write, not even ballast's tables.
+
+use crate::harness::Project;
+
+#[test]
+fn status_plan_and_history_create_nothing() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);");
+    let before = p.sql("select count(*) from pg_class where relnamespace = 'public'::regnamespace");
+    p.ballast(&["status"]).expect_code(1);
+    p.ballast(&["plan"]).expect_code(0);
+    p.ballast(&["history"]).expect_code(0);
+    let after = p.sql("select count(*) from pg_class where relnamespace = 'public'::regnamespace");
+    assert_eq!(before, after);
+    assert!(!p.table_exists("public.ballast_migrations"));
+}
+
+#[test]
+fn status_exit_code_tracks_pending() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);");
+    let run = p.ballast(&["status"]);
+    run.expect_code(1);
+    assert!(
+        run.stdout().contains("0 applied, 1 pending"),
+        "{}",
+        run.stdout()
+    );
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    let run = p.ballast(&["status"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout().contains("1 applied, 0 pending"),
+        "{}",
+        run.stdout()
+    );
+}
+
+#[test]
+fn plan_shows_sql_and_summarizes_long_migrations() {
+    let p = Project::new();
+    let long: String = (1..=40)
+        .map(|i| format!("insert into t values ({i});\n"))
+        .collect();
+    p.migration("1_t.sql", "create table t (id int);")
+        .migration("2_fill.sql", &long);
+    let run = p.ballast(&["plan"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout().contains("| create table t (id int);"),
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        run.stdout()
+            .contains("28 more lines (ballast plan --full shows all)"),
+        "{}",
+        run.stdout()
+    );
+    let full = p.ballast(&["plan", "--full"]);
+    assert!(full.stdout().contains("insert into t values (40);"));
+}
+
+#[test]
+fn history_lists_runs_and_survives_a_closed_pipe() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);");
+    p.ballast(&["deploy"]).expect_code(3);
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    let run = p.ballast(&["history"]);
+    run.expect_code(0);
+    let out = run.stdout();
+    assert!(
+        out.contains("succeeded") && out.contains("none → 1_a"),
+        "{out}"
+    );
+    // The refused run predates ballast's tables: it is in the file, not the table.
+    let json = p.ballast(&["--json", "history"]);
+    assert_eq!(json.stdout().lines().count(), 1);
+
+    let bin = env!("CARGO_BIN_EXE_ballast");
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{bin}' history | head -c 1 >/dev/null; exit ${{PIPESTATUS:-0}}"
+        ))
+        .current_dir(p.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&status.stderr).contains("panicked"),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+}
