@@ -235,3 +235,50 @@ fn failure_hooks_get_the_run_facts() {
         "{hook}"
     );
 }
+
+#[test]
+fn plan_changed_after_preview_is_refused() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);");
+    std::fs::create_dir(p.path().join("pipelines")).unwrap();
+    // Someone edits the migration between the preview and the upgrade.
+    std::fs::write(
+        p.path().join("pipelines/deploy.toml"),
+        "[[stages]]\nkind = \"preview\"\n[[stages]]\nkind = \"shell\"\ncommand = \"echo 'create table b (id int);' > migrations/1_a.sql\"\n[[stages]]\nkind = \"upgrade\"\n",
+    )
+    .unwrap();
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(3);
+    assert!(run.stdout().contains("the plan changed since the preview"), "{}", run.stdout());
+    assert!(!p.table_exists("public.a") && !p.table_exists("public.b"));
+}
+
+#[test]
+fn missing_privileges_name_the_grant() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);");
+    let role = format!("{}_app", p.db);
+    p.sql(&format!("create role {role} login"));
+    p.sql(&format!("revoke create on schema public from public; grant usage on schema public to {role}"));
+    let url = p.url.replace("postgres@", &format!("{role}@"));
+    std::fs::write(p.path().join("deploy.toml"), "").unwrap();
+    let run = p.ballast_with(&["--yes", "deploy"], &[("DATABASE_URL", &url)]);
+    run.expect_code(1);
+    let out = run.stdout();
+    assert!(out.contains(&format!("role {role} lacks USAGE and CREATE on schema public")), "{out}");
+    assert!(out.contains(&format!("GRANT USAGE, CREATE ON SCHEMA \"public\" TO {role};")), "{out}");
+    assert!(!p.table_exists("public.a"));
+}
+
+#[test]
+fn run_takes_a_pipeline_path() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);");
+    std::fs::write(p.path().join("only-upgrade.toml"), "[[stages]]\nkind = \"upgrade\"\n[[stages]]\nkind = \"verify\"\n").unwrap();
+    p.ballast(&["run", "./only-upgrade.toml"]).expect_code(0);
+    assert!(p.table_exists("public.a"));
+    assert!(p.backup_files().is_empty(), "this pipeline has no backup stage");
+    let run = p.ballast(&["run", "nope"]);
+    run.expect_code(2);
+    assert!(run.stderr().contains("no pipeline named `nope`"), "{}", run.stderr());
+}
