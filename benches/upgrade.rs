@@ -10,7 +10,10 @@ use std::time::Instant;
 use ballast::scratch::ScratchCluster;
 
 fn main() {
-    let count: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(200);
+    let count: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(200);
     let rounds = 3;
     let cluster = ScratchCluster::start().expect("start a throwaway PostgreSQL");
     let project = tempfile::tempdir().unwrap();
@@ -36,7 +39,16 @@ fn main() {
         createdb(&cluster, &base_db);
         let t = Instant::now();
         let status = Command::new("psql")
-            .args(["-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-d", &cluster.url(&base_db), "-f"])
+            .args([
+                "-X",
+                "-q",
+                "-1",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &cluster.url(&base_db),
+                "-f",
+            ])
             .arg(&all_path)
             .stdout(Stdio::null())
             .status()
@@ -48,7 +60,10 @@ fn main() {
         createdb(&cluster, &db);
         std::fs::write(
             project.path().join("deploy.toml"),
-            format!("[database]\nurl = \"{}\"\n[backup]\ndir = \"backups-{round}\"\n", cluster.url(&db)),
+            format!(
+                "[database]\nurl = \"{}\"\n[backup]\ndir = \"backups-{round}\"\n",
+                cluster.url(&db)
+            ),
         )
         .unwrap();
         let t = Instant::now();
@@ -60,7 +75,11 @@ fn main() {
             .output()
             .unwrap();
         whole.push(t.elapsed().as_secs_f64());
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         let ms = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -69,16 +88,30 @@ fn main() {
             .expect("an upgrade stage_finished event");
         upgrade.push(ms as f64 / 1000.0);
     }
-    let (b, u, w) = (median(&mut baseline), median(&mut upgrade), median(&mut whole));
+    let (b, u, w) = (
+        median(&mut baseline),
+        median(&mut upgrade),
+        median(&mut whole),
+    );
     println!("{count} migrations, median of {rounds} rounds");
     println!("  psql -1 (baseline)          {b:.3} s");
-    println!("  ballast upgrade stage       {u:.3} s   ({:.2}x baseline)", u / b);
+    println!(
+        "  ballast upgrade stage       {u:.3} s   ({:.2}x baseline)",
+        u / b
+    );
     println!("  ballast deploy, whole run   {w:.3} s   ({:.2}x baseline; includes backup, checks, process start)", w / b);
 }
 
 fn createdb(cluster: &ScratchCluster, name: &str) {
     let status = Command::new("psql")
-        .args(["-X", "-q", "-d", &cluster.url("postgres"), "-c", &format!("create database {name}")])
+        .args([
+            "-X",
+            "-q",
+            "-d",
+            &cluster.url("postgres"),
+            "-c",
+            &format!("create database {name}"),
+        ])
         .status()
         .unwrap();
     assert!(status.success());

@@ -15,11 +15,15 @@ pub const REFUSED: i32 = 3;
 /// Failed and NOT recovered: the database may be between states. A human must look.
 pub const NOT_RECOVERED: i32 = 4;
 
-/// One line per code, for `--help` and the README.
-pub const TABLE: &str = "\
-Exit codes:
+/// The table of codes as text, for `--help` (a macro so clap's `concat!` can use it).
+#[macro_export]
+macro_rules! exit_code_table {
+    () => {
+        "Exit codes:
   0  success
-  1  failed; the database is back at the state the run found (status: migrations pending)
+  1  failed; the database is as the run found it (status: migrations pending)
   2  usage or configuration error; nothing was attempted
   3  refused (not confirmed, lock busy, plan changed); nothing changed
-  4  failed and NOT recovered; a human must look";
+  4  failed and NOT recovered; a human must look"
+    };
+}

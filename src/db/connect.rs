@@ -62,7 +62,7 @@ pub async fn server_info(conn: &mut PgConnection) -> Result<ServerInfo, DbError>
     let row = sqlx::query(
         "select current_database()::text, current_user::text, \
                 current_setting('server_version'), current_setting('server_version_num')::int, \
-                coalesce(inet_server_addr()::text, 'local socket'), \
+                coalesce(host(inet_server_addr()), 'local socket'), \
                 pg_database_size(current_database())",
     )
     .fetch_one(&mut *conn)

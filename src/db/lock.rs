@@ -106,7 +106,7 @@ impl DeployLock {
 
 async fn holder(conn: &mut PgConnection, key: i32) -> Result<Option<LockHolder>, DbError> {
     let row = sqlx::query(
-        "select a.pid, coalesce(a.application_name, ''), coalesce(a.client_addr::text, 'local socket'), \
+        "select a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local socket'), \
                 coalesce(a.backend_start::text, '?') \
          from pg_locks l join pg_stat_activity a on a.pid = l.pid \
          where l.locktype = 'advisory' and l.granted and l.classid::int = $1 and l.objid::int = $2 \

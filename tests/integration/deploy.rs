@@ -249,7 +249,11 @@ fn plan_changed_after_preview_is_refused() {
     .unwrap();
     let run = p.ballast(&["--yes", "deploy"]);
     run.expect_code(3);
-    assert!(run.stdout().contains("the plan changed since the preview"), "{}", run.stdout());
+    assert!(
+        run.stdout().contains("the plan changed since the preview"),
+        "{}",
+        run.stdout()
+    );
     assert!(!p.table_exists("public.a") && !p.table_exists("public.b"));
 }
 
@@ -259,14 +263,26 @@ fn missing_privileges_name_the_grant() {
     p.migration("1_a.sql", "create table a (id int);");
     let role = format!("{}_app", p.db);
     p.sql(&format!("create role {role} login"));
-    p.sql(&format!("revoke create on schema public from public; grant usage on schema public to {role}"));
+    p.sql(&format!(
+        "revoke create on schema public from public; grant usage on schema public to {role}"
+    ));
     let url = p.url.replace("postgres@", &format!("{role}@"));
     std::fs::write(p.path().join("deploy.toml"), "").unwrap();
     let run = p.ballast_with(&["--yes", "deploy"], &[("DATABASE_URL", &url)]);
     run.expect_code(1);
     let out = run.stdout();
-    assert!(out.contains(&format!("role {role} lacks USAGE and CREATE on schema public")), "{out}");
-    assert!(out.contains(&format!("GRANT USAGE, CREATE ON SCHEMA \"public\" TO {role};")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "role {role} lacks USAGE and CREATE on schema public"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "GRANT USAGE, CREATE ON SCHEMA \"public\" TO {role};"
+        )),
+        "{out}"
+    );
     assert!(!p.table_exists("public.a"));
 }
 
@@ -274,11 +290,22 @@ fn missing_privileges_name_the_grant() {
 fn run_takes_a_pipeline_path() {
     let p = Project::new();
     p.migration("1_a.sql", "create table a (id int);");
-    std::fs::write(p.path().join("only-upgrade.toml"), "[[stages]]\nkind = \"upgrade\"\n[[stages]]\nkind = \"verify\"\n").unwrap();
+    std::fs::write(
+        p.path().join("only-upgrade.toml"),
+        "[[stages]]\nkind = \"upgrade\"\n[[stages]]\nkind = \"verify\"\n",
+    )
+    .unwrap();
     p.ballast(&["run", "./only-upgrade.toml"]).expect_code(0);
     assert!(p.table_exists("public.a"));
-    assert!(p.backup_files().is_empty(), "this pipeline has no backup stage");
+    assert!(
+        p.backup_files().is_empty(),
+        "this pipeline has no backup stage"
+    );
     let run = p.ballast(&["run", "nope"]);
     run.expect_code(2);
-    assert!(run.stderr().contains("no pipeline named `nope`"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("no pipeline named `nope`"),
+        "{}",
+        run.stderr()
+    );
 }
