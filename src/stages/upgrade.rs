@@ -155,36 +155,90 @@ async fn apply_transaction(
         .begin()
         .await
         .map_err(|e| DbError::query("beginning the deploy transaction", &e))?;
-    for (offset, m) in batch.iter().enumerate() {
-        let index = first_index + offset;
-        events.emit(started_event(m, index, total));
-        let t = Instant::now();
-        if let Err(e) = tx.execute(sqlx::raw_sql(&m.up_sql)).await {
-            let failure = SqlFailure::from_sqlx(&e, None);
-            let rollback = tx.rollback().await;
-            if rollback.is_err() {
+    let applied = run_batch(
+        &mut tx,
+        batch,
+        first_index,
+        total,
+        run_id,
+        &settings,
+        &events,
+    )
+    .await;
+    let outcome = match applied {
+        Ok(()) => tx.commit().await,
+        Err(error) => {
+            if tx.rollback().await.is_err() {
                 // The connection is gone: PostgreSQL rolls back a transaction whose
                 // session ends before COMMIT, so nothing of the batch is applied.
                 ctx.reset_conn().await;
             }
             ctx.rolled_back.extend(versions.iter().cloned());
             events.emit(Event::RolledBack { versions });
-            return Err(migration_failed(m, &failure, &settings, None));
+            return Err(error);
+        }
+    };
+    match outcome {
+        Ok(()) => {
+            ctx.committed.extend(versions.iter().cloned());
+            events.emit(Event::Committed { versions });
+            Ok(())
+        }
+        // The server answered COMMIT with an error (a deferred constraint, say): it
+        // rolled back, and nothing of the batch is applied.
+        Err(e @ sqlx::Error::Database(_)) => {
+            ctx.rolled_back.extend(versions.iter().cloned());
+            events.emit(Event::RolledBack { versions });
+            let failure = SqlFailure::from_sqlx(&e, None);
+            Err(StageError::Failed(format!(
+                "COMMIT failed and rolled back: {failure}"
+            )))
+        }
+        // COMMIT sent, answer lost: it may or may not have committed.
+        Err(e) => {
+            ctx.outcome_unknown = true;
+            ctx.reset_conn().await;
+            Err(StageError::Failed(format!(
+                "the connection failed during COMMIT of {}: {}; whether they were applied is unknown until checked",
+                versions.join(", "),
+                SqlFailure::from_sqlx(&e, None)
+            )))
+        }
+    }
+}
+
+/// Runs each migration of a batch and its ledger row inside the open transaction.
+async fn run_batch(
+    tx: &mut PgConnection,
+    batch: &[Migration],
+    first_index: usize,
+    total: usize,
+    run_id: uuid::Uuid,
+    settings: &crate::config::Settings,
+    events: &crate::events::Events,
+) -> Result<(), StageError> {
+    for (offset, m) in batch.iter().enumerate() {
+        let index = first_index + offset;
+        events.emit(started_event(m, index, total));
+        let t = Instant::now();
+        if let Err(e) = tx.execute(sqlx::raw_sql(&m.up_sql)).await {
+            return Err(migration_failed(
+                m,
+                &SqlFailure::from_sqlx(&e, None),
+                settings,
+                None,
+            ));
         }
         let duration_ms = t.elapsed().as_millis() as u64;
-        ledger::record(
-            &mut tx,
-            &settings.database.schema,
-            ledger::NewRow {
-                version: m.version.as_str(),
-                name: &m.name,
-                checksum: &m.checksum,
-                run_id,
-                duration_ms: duration_ms as i64,
-                transactional: true,
-            },
-        )
-        .await?;
+        let row = ledger::NewRow {
+            version: m.version.as_str(),
+            name: &m.name,
+            checksum: &m.checksum,
+            run_id,
+            duration_ms: duration_ms as i64,
+            transactional: true,
+        };
+        ledger::record(&mut *tx, &settings.database.schema, row).await?;
         events.emit(Event::MigrationApplied {
             index,
             total,
@@ -193,18 +247,6 @@ async fn apply_transaction(
             duration_ms,
         });
     }
-    if let Err(e) = tx.commit().await {
-        // COMMIT sent, answer lost: it may or may not have committed.
-        ctx.outcome_unknown = true;
-        ctx.reset_conn().await;
-        return Err(StageError::Failed(format!(
-            "the connection failed during COMMIT of {}: {}; whether they were applied is unknown until checked",
-            versions.join(", "),
-            SqlFailure::from_sqlx(&e, None)
-        )));
-    }
-    ctx.committed.extend(versions.iter().cloned());
-    events.emit(Event::Committed { versions });
     Ok(())
 }
 

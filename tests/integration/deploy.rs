@@ -309,3 +309,23 @@ fn run_takes_a_pipeline_path() {
         run.stderr()
     );
 }
+
+#[test]
+fn error_at_commit_rolls_back_the_whole_batch() {
+    let p = Project::new();
+    p.migration("1_parent.sql", "create table parent (id int primary key);").migration(
+        "2_child.sql",
+        "create table child (parent_id int references parent (id) deferrable initially deferred);\n\
+         insert into child values (42);",
+    );
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(1);
+    assert!(
+        run.stdout().contains("COMMIT failed and rolled back"),
+        "{}",
+        run.stdout()
+    );
+    assert!(run.stdout().contains("23503"), "{}", run.stdout());
+    assert!(!p.table_exists("public.parent"));
+    assert!(p.ledger_versions().is_empty());
+}

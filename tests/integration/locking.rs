@@ -58,7 +58,16 @@ impl Blocker {
         )
         .unwrap();
         stdin.flush().unwrap();
-        std::thread::sleep(Duration::from_millis(700));
+        // Wait until the blocker sits in pg_sleep, its locks taken.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let sleeping = "select count(*) from pg_stat_activity where application_name = 'blocker' and wait_event = 'PgSleep'";
+        while crate::harness::psql(url, sleeping) != "1" {
+            assert!(
+                Instant::now() < deadline,
+                "the blocker session never took its locks"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         Blocker(child)
     }
 }
