@@ -60,7 +60,7 @@ impl Blocker {
         stdin.flush().unwrap();
         // Wait until the blocker sits in pg_sleep, its locks taken.
         let deadline = Instant::now() + Duration::from_secs(15);
-        let sleeping = "select count(*) from pg_stat_activity where application_name = 'blocker' and wait_event = 'PgSleep'";
+        let sleeping = "select count(*) from pg_stat_activity where application_name = 'blocker' and wait_event = 'PgSleep' and datname = current_database()";
         while crate::harness::psql(url, sleeping) != "1" {
             assert!(
                 Instant::now() < deadline,
