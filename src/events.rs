@@ -54,6 +54,8 @@ pub enum Event {
         target: Option<String>,
         applied: usize,
         pending: usize,
+        /// Labels of the pending migrations, in the order they would run.
+        pending_migrations: Vec<String>,
     },
     Plan {
         plan: Plan,

@@ -246,11 +246,19 @@ impl Reporter for HumanReporter {
                 target,
                 applied,
                 pending,
-            } => self.normal(&format!(
-                "  {applied} applied, {pending} pending; current {} → target {}",
-                current.as_deref().unwrap_or("none"),
-                target.as_deref().unwrap_or("none")
-            )),
+                pending_migrations,
+            } => {
+                let current = current.as_deref().unwrap_or("none");
+                if *pending == 0 {
+                    self.normal(&format!("  {applied} applied, up to date at {current}"));
+                } else {
+                    self.normal(&format!(
+                        "  {applied} applied, {pending} pending; current {current} → target {}",
+                        target.as_deref().unwrap_or("none")
+                    ));
+                    self.normal(&format!("  pending: {}", short_list(pending_migrations)));
+                }
+            }
             Event::Plan { plan } => self.plan(plan),
             Event::BackupStarted {
                 path,

@@ -42,6 +42,7 @@ pub fn report_state(events: &Events, snap: &Snapshot) {
         target: snap.head_label(),
         applied: snap.state.applied_count,
         pending: snap.state.pending.len(),
+        pending_migrations: snap.pending().iter().map(|m| m.label()).collect(),
     });
 }
 

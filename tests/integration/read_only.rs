@@ -30,7 +30,7 @@ fn status_exit_code_tracks_pending() {
     let run = p.ballast(&["status"]);
     run.expect_code(0);
     assert!(
-        run.stdout().contains("1 applied, 0 pending"),
+        run.stdout().contains("1 applied, up to date at 1_a"),
         "{}",
         run.stdout()
     );
