@@ -14,6 +14,7 @@ pub mod db;
 pub mod engine;
 pub mod events;
 pub mod exit_code;
+pub mod interrupt;
 pub mod journal;
 pub mod logging;
 pub mod migrations;

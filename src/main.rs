@@ -6,7 +6,12 @@ fn main() {
     let cli = ballast::cli::Cli::parse();
     ballast::logging::init(cli.global.verbose, cli.global.quiet);
     let code = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime.block_on(ballast::commands::run(cli)),
+        Ok(runtime) => {
+            let code = runtime.block_on(ballast::commands::run(cli));
+            // A prompt thread may still be blocked reading the terminal: do not wait for it.
+            runtime.shutdown_background();
+            code
+        }
         Err(e) => {
             eprintln!("ballast: cannot start the async runtime: {e}");
             ballast::exit_code::NOT_RECOVERED

@@ -12,6 +12,7 @@ use crate::exit_code;
 use crate::report::{stdout_line, HumanReporter, JsonReporter, Verbosity};
 
 pub async fn run(cli: Cli) -> i32 {
+    crate::interrupt::install();
     let g = &cli.global;
     match &cli.command {
         Command::Deploy => pipeline_run::run(g, "deploy").await,

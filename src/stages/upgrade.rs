@@ -38,7 +38,9 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
             "{busy}; it is probably another deploy: wait for it, or raise database.lock_wait"
         )),
     })?;
+    crate::interrupt::set_changing(true);
     let result = apply_under_lock(ctx).await;
+    crate::interrupt::set_changing(false);
     lock.release().await;
     result
 }
