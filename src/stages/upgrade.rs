@@ -136,10 +136,14 @@ async fn set_timeouts(
         to_pg_millis(db.statement_timeout)
     );
     sqlx::raw_sql(&sql)
-        .execute(conn)
+        .execute(&mut *conn)
         .await
-        .map(|_| ())
-        .map_err(|e| DbError::query("setting lock_timeout and statement_timeout", &e))
+        .map_err(|e| DbError::query("setting lock_timeout and statement_timeout", &e))?;
+    // If ballast dies mid-statement, the server notices within a second and rolls back,
+    // instead of holding the migration's locks until the statement ends (PostgreSQL 14+;
+    // older servers lack the setting and keep their old behaviour).
+    let _ = sqlx::raw_sql("set client_connection_check_interval = '1s'").execute(conn).await;
+    Ok(())
 }
 
 async fn apply_transaction(
