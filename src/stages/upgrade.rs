@@ -142,7 +142,9 @@ async fn set_timeouts(
     // If ballast dies mid-statement, the server notices within a second and rolls back,
     // instead of holding the migration's locks until the statement ends (PostgreSQL 14+;
     // older servers lack the setting and keep their old behaviour).
-    let _ = sqlx::raw_sql("set client_connection_check_interval = '1s'").execute(conn).await;
+    let _ = sqlx::raw_sql("set client_connection_check_interval = '1s'")
+        .execute(conn)
+        .await;
     Ok(())
 }
 
@@ -270,14 +272,30 @@ async fn apply_alone(
     let t = Instant::now();
     let statements = split_statements(&m.up_sql);
     let conn = ctx.conn().await?;
+    let invalid_before = invalid_indexes(conn).await?;
     for (n, statement) in statements.iter().enumerate() {
         if let Err(e) = conn.execute(sqlx::raw_sql(&statement.sql)).await {
             let failure = SqlFailure::from_sqlx(&e, None);
+            // A failed CREATE INDEX CONCURRENTLY leaves an INVALID index behind: a change
+            // like any other, and one that makes the retry fail too.
+            let left_over: Vec<String> = match invalid_indexes(conn).await {
+                Ok(now) => now
+                    .into_iter()
+                    .filter(|i| !invalid_before.contains(i))
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
             if n > 0 {
                 ctx.committed.push(format!(
                     "{} (statements 1-{n} of {} only)",
                     m.version,
                     statements.len()
+                ));
+            }
+            for index_name in &left_over {
+                ctx.committed.push(format!(
+                    "INVALID index {index_name} left by {} (drop it with DROP INDEX CONCURRENTLY {index_name})",
+                    m.version
                 ));
             }
             let where_ = format!(
@@ -321,6 +339,14 @@ async fn apply_alone(
         versions: vec![m.version.to_string()],
     });
     Ok(())
+}
+
+/// Indexes marked invalid (the debris of a failed `CREATE INDEX CONCURRENTLY`).
+async fn invalid_indexes(conn: &mut PgConnection) -> Result<Vec<String>, DbError> {
+    sqlx::query_scalar("select indexrelid::regclass::text from pg_index where not indisvalid")
+        .fetch_all(conn)
+        .await
+        .map_err(|e| DbError::query("listing invalid indexes", &e))
 }
 
 fn started_event(m: &Migration, index: usize, total: usize) -> Event {

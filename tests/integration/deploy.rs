@@ -329,3 +329,19 @@ fn error_at_commit_rolls_back_the_whole_batch() {
     assert!(!p.table_exists("public.parent"));
     assert!(p.ledger_versions().is_empty());
 }
+
+#[test]
+fn failed_create_index_concurrently_reports_the_invalid_index_it_left() {
+    let p = Project::new();
+    p.sql("create table t (email text); insert into t values ('a'), ('a')");
+    p.migration(
+        "1_unique.sql",
+        "-- no-transaction\ncreate unique index concurrently t_email_key on t (email);",
+    );
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(4);
+    let out = run.stdout();
+    assert!(out.contains("INVALID index t_email_key left by 1"), "{out}");
+    assert!(out.contains("DROP INDEX CONCURRENTLY t_email_key"), "{out}");
+    assert!(p.ledger_versions().is_empty());
+}

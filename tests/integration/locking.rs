@@ -123,17 +123,33 @@ fn busy_deploy_lock_refuses_and_names_the_holder() {
 #[test]
 fn sigterm_during_the_upgrade_exits_4_and_the_transaction_rolls_back() {
     let p = Project::new();
-    p.migration("1_slow.sql", "create table a (id int); select pg_sleep(30);");
-    let mut child = p.command(&["--yes", "deploy"], &[]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    p.migration(
+        "1_slow.sql",
+        "create table a (id int); select pg_sleep(30);",
+    );
+    let mut child = p
+        .command(&["--yes", "deploy"], &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let sleeping = "select count(*) from pg_stat_activity where application_name like 'ballast%' and wait_event = 'PgSleep' and datname = current_database()";
     while p.sql(sleeping) != "1" {
         assert!(Instant::now() < deadline, "the upgrade never started");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted during the upgrade"));
     // The server rolls the open transaction back once the session is gone.
     let deadline = Instant::now() + Duration::from_secs(10);
