@@ -16,9 +16,8 @@ use super::BackupError;
 pub struct DumpRequest {
     pub pg_dump: PathBuf,
     pub pg_dump_version: String,
-    /// The target URL without its password (the password travels in PGPASSWORD).
-    pub url_without_password: String,
-    pub password: Option<String>,
+    /// The target, secrets apart: the password travels in PGPASSWORD, never in argv.
+    pub target: crate::redact::SplitUrl,
     pub dir: PathBuf,
     pub id: String,
     pub lock_wait: Duration,
@@ -79,12 +78,9 @@ pub fn write_local_backup(
             return Err(e);
         }
     };
-    let write_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| BackupError::Write { path, source }
-    };
-    std::fs::rename(&partial, &final_path).map_err(write_err(&final_path))?;
-
+    // The manifest is written (under a temporary name) before the dump takes its final
+    // name, so a dump never sits in place without its description; the manifest is
+    // renamed last, and only a manifest makes a backup.
     let mut manifest = request.manifest;
     manifest.object = object;
     manifest.format = FORMAT.into();
@@ -95,16 +91,18 @@ pub fn write_local_backup(
     let manifest_path = dir.join(format!("{}.manifest.json", request.id));
     let manifest_partial = dir.join(format!(".{}.manifest.json.partial", request.id));
     let text = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
-    let written = (|| {
+    let finished = (|| {
         let mut file = File::create(&manifest_partial)?;
         file.write_all(&text)?;
         file.sync_all()?;
+        std::fs::rename(&partial, &final_path)?;
         std::fs::rename(&manifest_partial, &manifest_path)?;
         File::open(dir)?.sync_all()
     })();
-    if let Err(source) = written {
-        let _ = std::fs::remove_file(&manifest_partial);
-        let _ = std::fs::remove_file(&final_path);
+    if let Err(source) = finished {
+        for leftover in [&manifest_partial, &manifest_path, &partial, &final_path] {
+            let _ = std::fs::remove_file(leftover);
+        }
         return Err(BackupError::Write {
             path: manifest_path,
             source,
@@ -141,7 +139,7 @@ fn stream_dump(
         "--lock-wait-timeout={}",
         request.lock_wait.as_millis().max(1)
     );
-    let dbname = format!("--dbname={}", request.url_without_password);
+    let dbname = format!("--dbname={}", request.target.public);
     let mut expression = duct::cmd(
         request.pg_dump.as_os_str(),
         [
@@ -155,7 +153,7 @@ fn stream_dump(
     .stdin_null()
     .stderr_capture()
     .unchecked();
-    if let Some(password) = &request.password {
+    if let Some(password) = &request.target.password {
         expression = expression.env("PGPASSWORD", password);
     }
     let mut reader = expression
@@ -204,7 +202,7 @@ fn stream_dump(
         })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
-        let stderr = crate::redact::scrub(&stderr, request.password.as_deref());
+        let stderr = crate::redact::scrub(&stderr, &request.target.secrets);
         return Err(BackupError::PgDumpFailed {
             status: describe_status(&output.status),
             stderr,

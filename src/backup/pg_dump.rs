@@ -23,6 +23,12 @@ pub fn pg_dump_major(program: &Path) -> Result<PgDumpVersion, BackupError> {
             source,
         })?;
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        return Err(BackupError::PgDumpVersion {
+            output: format!("{} {stderr}", output.status),
+        });
+    }
     parse_version(&text).ok_or(BackupError::PgDumpVersion {
         output: text.trim().to_string(),
     })

@@ -7,7 +7,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection, Row};
 
 use super::error::{DbError, SqlFailure};
-use crate::config::DatabaseSettings;
+use crate::config::{to_pg_millis, DatabaseSettings};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -25,16 +25,22 @@ pub async fn connect(db: &DatabaseSettings, role: &str) -> Result<PgConnection, 
             position: None,
         },
     })?;
-    let secret = url::Url::parse(url)
-        .ok()
-        .and_then(|u| u.password().map(str::to_string));
+    let secrets = crate::redact::split_secrets(url)
+        .map(|s| s.secrets)
+        .unwrap_or_default();
     let failure = |e: &sqlx::Error| DbError::Connect {
         target: target.clone(),
-        failure: SqlFailure::from_sqlx(e, secret.as_deref()),
+        failure: SqlFailure::scrubbed(e, &secrets),
     };
     let options = PgConnectOptions::from_str(url)
         .map_err(|e| failure(&e))?
         .application_name(&format!("{} ({role})", db.application_name))
+        // Every session, reads included, gives up on a lock rather than queueing
+        // behind one (and so blocking everything queued behind it).
+        .options([
+            ("lock_timeout", to_pg_millis(db.lock_timeout)),
+            ("statement_timeout", to_pg_millis(db.statement_timeout)),
+        ])
         .log_statements(tracing::log::LevelFilter::Trace);
     match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
         Ok(Ok(conn)) => Ok(conn),

@@ -14,7 +14,12 @@ pub struct SqlFailure {
 }
 
 impl SqlFailure {
-    pub fn from_sqlx(err: &sqlx::Error, secret: Option<&str>) -> SqlFailure {
+    pub fn from_sqlx(err: &sqlx::Error) -> SqlFailure {
+        Self::scrubbed(err, &[])
+    }
+
+    /// As [`Self::from_sqlx`], with each of `secrets` masked in the text.
+    pub fn scrubbed(err: &sqlx::Error, secret: &[String]) -> SqlFailure {
         use sqlx::postgres::{PgDatabaseError, PgErrorPosition};
         if let sqlx::Error::Database(db) = err {
             if let Some(pg) = db.try_downcast_ref::<PgDatabaseError>() {
@@ -80,7 +85,7 @@ impl DbError {
     pub fn query(context: impl Into<String>, err: &sqlx::Error) -> DbError {
         DbError::Query {
             context: context.into(),
-            failure: SqlFailure::from_sqlx(err, None),
+            failure: SqlFailure::from_sqlx(err),
         }
     }
 }

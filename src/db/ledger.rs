@@ -20,6 +20,14 @@ pub struct AppliedRow {
     pub duration_ms: i64,
 }
 
+/// The newest applied migration, by version order.
+pub fn newest(rows: &[AppliedRow]) -> Option<&AppliedRow> {
+    rows.iter()
+        .filter_map(|r| crate::migrations::Version::parse(&r.version).map(|v| (v, r)))
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, r)| r)
+}
+
 /// Whether `schema.table` exists, without touching it.
 pub async fn table_exists(
     conn: &mut PgConnection,

@@ -97,6 +97,27 @@ impl RunContext {
         }
     }
 
+    /// A transaction over `versions` committed: they are applied.
+    pub fn record_committed(&mut self, versions: Vec<String>) {
+        self.committed.extend(versions.iter().cloned());
+        self.events
+            .emit(crate::events::Event::Committed { versions });
+    }
+
+    /// A transaction over `versions` rolled back: none of them is applied.
+    pub fn record_rolled_back(&mut self, versions: Vec<String>) {
+        self.rolled_back.extend(versions.iter().cloned());
+        self.events
+            .emit(crate::events::Event::RolledBack { versions });
+    }
+
+    /// Something changed that is not a whole migration (a half-run no-transaction
+    /// migration, an INVALID index): reported with the committed work, so the run can
+    /// never call itself unchanged.
+    pub fn record_partial_change(&mut self, what: String) {
+        self.committed.push(what);
+    }
+
     /// A fresh snapshot; the first one taken is kept as the run's starting state.
     pub async fn snapshot(&mut self) -> Result<Snapshot, crate::engine::EngineError> {
         let settings = self.settings.clone();

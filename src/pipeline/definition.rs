@@ -77,6 +77,19 @@ pub struct Pipeline {
     pub on_failure: FailurePolicy,
 }
 
+impl Pipeline {
+    /// True when the pipeline asks (a `confirm` stage) before its first `upgrade`, or
+    /// never changes the database.
+    pub fn confirms_before_changing(&self) -> bool {
+        let position = |kind| self.stages.iter().position(|s| s.kind == kind);
+        match (position(StageKind::Upgrade), position(StageKind::Confirm)) {
+            (None, _) => true,
+            (Some(upgrade), Some(confirm)) => confirm < upgrade,
+            (Some(_), None) => false,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error("no pipeline named `{name}`: looked in {dir} and the built-in ones ({built_in})")]

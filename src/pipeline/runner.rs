@@ -30,7 +30,27 @@ pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
     });
     let mut records = Vec::new();
     let mut failure = None;
-    for spec in &pipeline.stages {
+    let stages = if pipeline.confirms_before_changing() || ctx.options.assume_yes {
+        pipeline.stages.as_slice()
+    } else {
+        // Never a silent yes: a pipeline that changes the database without asking
+        // needs --yes said out loud.
+        let error = StageError::NotConfirmed(format!(
+            "pipeline {} changes the database and has no confirm stage before its upgrade; pass --yes to run it",
+            pipeline.name
+        ));
+        ctx.events.emit(Event::StageFailed {
+            stage: "start".into(),
+            duration_ms: 0,
+            error: error.to_string(),
+        });
+        failure = Some(Failure {
+            stage: "start".into(),
+            error,
+        });
+        &[]
+    };
+    for spec in stages {
         let stage = spec.display_name();
         ctx.events.emit(Event::StageStarted {
             stage: stage.clone(),
@@ -60,7 +80,7 @@ pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
                     duration_ms,
                     error: error.to_string(),
                 });
-                let status = if matches!(error, StageError::Refused(_)) {
+                let status = if error.is_refusal() {
                     "refused"
                 } else {
                     "failed"
@@ -125,10 +145,12 @@ async fn conclude(
     summary.failed_stage = Some(failure.stage.clone());
     summary.error = Some(failure.error.to_string());
 
-    if let StageError::Refused(reason) = &failure.error {
+    // A refusal means "nothing changed" only while nothing has: a custom pipeline may
+    // refuse (a second lock, a prompt) after an upgrade committed.
+    if failure.error.is_refusal() && !ctx.upgrade_started {
         summary.outcome = Outcome::Refused;
         summary.exit_code = exit_code::REFUSED;
-        if reason.contains("--yes") {
+        if matches!(failure.error, StageError::NotConfirmed(_)) {
             summary
                 .next_steps
                 .push("run again at a terminal to confirm, or with --yes in scripts".into());

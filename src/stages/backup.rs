@@ -3,8 +3,10 @@
 use super::{StageError, StageOutcome};
 use crate::backup::BackupError;
 use crate::backup::{pg_dump_major, write_local_backup, DumpRequest, Manifest};
+use crate::db::ledger;
 use crate::events::Event;
 use crate::pipeline::RunContext;
+use crate::redact::split_secrets;
 
 pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     if ctx.plan.as_ref().is_some_and(|p| p.is_empty()) {
@@ -19,26 +21,28 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         .await
         .map_err(|e| StageError::Failed(e.to_string()))??;
     if client.major < server.major {
-        return Err(BackupError::PgDumpTooOld {
-            client: client.version,
-            server: server.server_version.clone(),
-            server_major: server.major,
-        }
-        .into());
+        // A preflight refusal: nothing was dumped, nothing changed.
+        return Err(StageError::Refused(
+            BackupError::PgDumpTooOld {
+                client: client.version,
+                server: server.server_version.clone(),
+                server_major: server.major,
+            }
+            .to_string(),
+        ));
     }
-    let revision = match &ctx.start {
-        Some(snap) => snap.current_label(),
-        None => ctx.snapshot().await?.current_label(),
-    };
+    // The revision as it is now, read from the ledger alone: a scheduled backup needs
+    // no migration folder, and a deploy may have moved the database since the check.
+    let schema = settings.database.schema.clone();
+    let applied = ledger::applied(ctx.conn().await?, &schema).await?;
+    let revision = ledger::newest(&applied).map(|row| format!("{}_{}", row.version, row.name));
 
     let url = settings
         .database
         .url()
         .map_err(|e| StageError::Failed(e.to_string()))?;
-    let mut parsed =
-        url::Url::parse(url).map_err(|e| StageError::Failed(format!("database.url: {e}")))?;
-    let password = parsed.password().map(|p| percent_decode(p));
-    let _ = parsed.set_password(None);
+    let target =
+        split_secrets(url).map_err(|e| StageError::Failed(format!("database.url: {e}")))?;
 
     let now = chrono::Utc::now();
     let run = ctx.run_id.simple().to_string();
@@ -70,8 +74,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     let request = DumpRequest {
         pg_dump: settings.backup.pg_dump.clone(),
         pg_dump_version: client.version,
-        url_without_password: parsed.to_string(),
-        password,
+        target,
         dir: settings.backup.dir.clone(),
         id: id.clone(),
         lock_wait: settings.database.lock_wait,
@@ -108,20 +111,4 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     );
     ctx.backup = Some(artifact);
     Ok(StageOutcome::Done(summary))
-}
-
-/// URL userinfo is percent-encoded; libpq wants the password itself.
-fn percent_decode(text: &str) -> String {
-    url::form_urlencoded::parse(format!("p={}", text.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| text.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn passwords_are_percent_decoded() {
-        assert_eq!(super::percent_decode("p%40ss%2Fw+rd"), "p@ss/w+rd");
-    }
 }

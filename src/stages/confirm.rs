@@ -14,7 +14,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         return Ok(StageOutcome::Done("confirmed by --yes".into()));
     }
     if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
-        return Err(StageError::Refused(
+        return Err(StageError::NotConfirmed(
             "no terminal to ask for confirmation; pass --yes to run unattended".into(),
         ));
     }
@@ -50,9 +50,9 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     })
     .await
     .map_err(|e| StageError::Failed(format!("confirmation prompt: {e}")))?
-    .map_err(|e| StageError::Refused(format!("confirmation prompt failed: {e}")))?;
+    .map_err(|e| StageError::NotConfirmed(format!("confirmation prompt failed: {e}")))?;
     match answer {
         Some(true) => Ok(StageOutcome::Done("confirmed".into())),
-        _ => Err(StageError::Refused("not confirmed".into())),
+        _ => Err(StageError::NotConfirmed("not confirmed".into())),
     }
 }

@@ -22,9 +22,13 @@ pub enum StageOutcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
-    /// The run stops on purpose; nothing was changed (exit 3).
+    /// The run stops on purpose before changing anything (exit 3): a preflight check
+    /// failed, the lock is busy, the plan changed.
     #[error("{0}")]
     Refused(String),
+    /// Nobody said yes: no terminal and no `--yes`, or the person said no (exit 3).
+    #[error("{0}")]
+    NotConfirmed(String),
     /// The stage failed (what changed is worked out by the runner from the context).
     #[error("{0}")]
     Failed(String),
@@ -45,6 +49,12 @@ failed_from!(
     crate::migrations::SourceError,
     crate::backup::BackupError
 );
+
+impl StageError {
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, StageError::Refused(_) | StageError::NotConfirmed(_))
+    }
+}
 
 pub async fn run(spec: &StageSpec, ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     match spec.kind {

@@ -19,13 +19,13 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         let missing = missing_privileges(ctx.conn().await?, &schema).await?;
         if let Some(grant) = missing {
             ctx.events.diagnose(Severity::Error, grant.0, Some(grant.1));
-            return Err(StageError::Failed(
+            return Err(StageError::Refused(
                 "missing privileges to apply migrations".into(),
             ));
         }
     }
     if blockers > 0 {
-        return Err(StageError::Failed(format!(
+        return Err(StageError::Refused(format!(
             "{blockers} problem{} must be resolved before deploying (see above)",
             if blockers == 1 { "" } else { "s" }
         )));

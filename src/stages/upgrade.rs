@@ -12,7 +12,6 @@ use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Executor};
 
 use super::{migrations_count, StageError, StageOutcome};
-use crate::config::to_pg_millis;
 use crate::db::lock::{DeployLock, LockError};
 use crate::db::{ledger, DbError, SqlFailure};
 use crate::events::Event;
@@ -40,7 +39,8 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     })?;
     crate::interrupt::set_changing(true);
     let result = apply_under_lock(ctx).await;
-    crate::interrupt::set_changing(false);
+    // Once something committed, an interruption is never "before anything changed".
+    crate::interrupt::set_changing(!ctx.committed.is_empty() || ctx.outcome_unknown);
     lock.release().await;
     result
 }
@@ -83,7 +83,7 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
     ctx.plan = Some(plan);
 
     let conn = ctx.conn().await?;
-    set_timeouts(conn, &settings.database).await?;
+    watch_for_a_dead_client(conn).await;
     ledger::ensure_tables(conn, schema).await?;
     ctx.upgrade_started = true;
     crate::journal::mark_running(ctx).await;
@@ -126,26 +126,14 @@ fn batches(pending: &[Migration]) -> Vec<&[Migration]> {
     out
 }
 
-async fn set_timeouts(
-    conn: &mut PgConnection,
-    db: &crate::config::DatabaseSettings,
-) -> Result<(), DbError> {
-    let sql = format!(
-        "set lock_timeout = '{}'; set statement_timeout = '{}'",
-        to_pg_millis(db.lock_timeout),
-        to_pg_millis(db.statement_timeout)
-    );
-    sqlx::raw_sql(&sql)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| DbError::query("setting lock_timeout and statement_timeout", &e))?;
-    // If ballast dies mid-statement, the server notices within a second and rolls back,
-    // instead of holding the migration's locks until the statement ends (PostgreSQL 14+;
-    // older servers lack the setting and keep their old behaviour).
+/// If ballast dies mid-statement, the server notices within a second and rolls back,
+/// instead of holding the migration's locks until the statement ends. PostgreSQL 14+;
+/// older servers lack the setting and keep their old behaviour. (`lock_timeout` and
+/// `statement_timeout` are set on every session at connect time.)
+async fn watch_for_a_dead_client(conn: &mut PgConnection) {
     let _ = sqlx::raw_sql("set client_connection_check_interval = '1s'")
         .execute(conn)
         .await;
-    Ok(())
 }
 
 async fn apply_transaction(
@@ -155,24 +143,13 @@ async fn apply_transaction(
     total: usize,
 ) -> Result<(), StageError> {
     let versions: Vec<String> = batch.iter().map(|m| m.version.to_string()).collect();
-    let events = ctx.events.clone();
-    let settings = ctx.settings.clone();
-    let run_id = ctx.run_id;
+    let run = RunFacts::of(ctx);
     let conn = ctx.conn().await?;
     let mut tx = conn
         .begin()
         .await
         .map_err(|e| DbError::query("beginning the deploy transaction", &e))?;
-    let applied = run_batch(
-        &mut tx,
-        batch,
-        first_index,
-        total,
-        run_id,
-        &settings,
-        &events,
-    )
-    .await;
+    let applied = run_batch(&mut tx, batch, first_index, total, &run).await;
     let outcome = match applied {
         Ok(()) => tx.commit().await,
         Err(error) => {
@@ -181,23 +158,20 @@ async fn apply_transaction(
                 // session ends before COMMIT, so nothing of the batch is applied.
                 ctx.reset_conn().await;
             }
-            ctx.rolled_back.extend(versions.iter().cloned());
-            events.emit(Event::RolledBack { versions });
+            ctx.record_rolled_back(versions);
             return Err(error);
         }
     };
     match outcome {
         Ok(()) => {
-            ctx.committed.extend(versions.iter().cloned());
-            events.emit(Event::Committed { versions });
+            ctx.record_committed(versions);
             Ok(())
         }
         // The server answered COMMIT with an error (a deferred constraint, say): it
         // rolled back, and nothing of the batch is applied.
         Err(e @ sqlx::Error::Database(_)) => {
-            ctx.rolled_back.extend(versions.iter().cloned());
-            events.emit(Event::RolledBack { versions });
-            let failure = SqlFailure::from_sqlx(&e, None);
+            ctx.record_rolled_back(versions);
+            let failure = SqlFailure::from_sqlx(&e);
             Err(StageError::Failed(format!(
                 "COMMIT failed and rolled back: {failure}"
             )))
@@ -209,7 +183,7 @@ async fn apply_transaction(
             Err(StageError::Failed(format!(
                 "the connection failed during COMMIT of {}: {}; whether they were applied is unknown until checked",
                 versions.join(", "),
-                SqlFailure::from_sqlx(&e, None)
+                SqlFailure::from_sqlx(&e)
             )))
         }
     }
@@ -221,40 +195,69 @@ async fn run_batch(
     batch: &[Migration],
     first_index: usize,
     total: usize,
-    run_id: uuid::Uuid,
-    settings: &crate::config::Settings,
-    events: &crate::events::Events,
+    run: &RunFacts,
 ) -> Result<(), StageError> {
     for (offset, m) in batch.iter().enumerate() {
         let index = first_index + offset;
-        events.emit(started_event(m, index, total));
+        run.events.emit(started_event(m, index, total));
         let t = Instant::now();
         if let Err(e) = tx.execute(sqlx::raw_sql(&m.up_sql)).await {
             return Err(migration_failed(
                 m,
-                &SqlFailure::from_sqlx(&e, None),
-                settings,
+                &SqlFailure::from_sqlx(&e),
+                &run.settings,
                 None,
             ));
         }
-        let duration_ms = t.elapsed().as_millis() as u64;
-        let row = ledger::NewRow {
-            version: m.version.as_str(),
-            name: &m.name,
-            checksum: &m.checksum,
-            run_id,
-            duration_ms: duration_ms as i64,
-            transactional: true,
-        };
-        ledger::record(&mut *tx, &settings.database.schema, row).await?;
-        events.emit(Event::MigrationApplied {
-            index,
-            total,
-            version: m.version.to_string(),
-            name: m.name.clone(),
-            duration_ms,
-        });
+        record_applied(tx, m, index, total, t, run).await?;
     }
+    Ok(())
+}
+
+/// What every step of the upgrade needs to know about the run.
+struct RunFacts {
+    run_id: uuid::Uuid,
+    settings: crate::config::Settings,
+    events: crate::events::Events,
+}
+
+impl RunFacts {
+    fn of(ctx: &RunContext) -> RunFacts {
+        RunFacts {
+            run_id: ctx.run_id,
+            settings: ctx.settings.clone(),
+            events: ctx.events.clone(),
+        }
+    }
+}
+
+/// Writes the ledger row for `m` (on `conn`: inside the batch's transaction, or on
+/// its own) and reports it applied.
+async fn record_applied(
+    conn: &mut PgConnection,
+    m: &Migration,
+    index: usize,
+    total: usize,
+    started: Instant,
+    run: &RunFacts,
+) -> Result<(), DbError> {
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let row = ledger::NewRow {
+        version: m.version.as_str(),
+        name: &m.name,
+        checksum: &m.checksum,
+        run_id: run.run_id,
+        duration_ms: duration_ms as i64,
+        transactional: m.transactional,
+    };
+    ledger::record(conn, &run.settings.database.schema, row).await?;
+    run.events.emit(Event::MigrationApplied {
+        index,
+        total,
+        version: m.version.to_string(),
+        name: m.name.clone(),
+        duration_ms,
+    });
     Ok(())
 }
 
@@ -265,79 +268,64 @@ async fn apply_alone(
     index: usize,
     total: usize,
 ) -> Result<(), StageError> {
-    let events = ctx.events.clone();
-    let settings = ctx.settings.clone();
-    let run_id = ctx.run_id;
-    events.emit(started_event(m, index, total));
+    let run = RunFacts::of(ctx);
+    run.events.emit(started_event(m, index, total));
     let t = Instant::now();
     let statements = split_statements(&m.up_sql);
     let conn = ctx.conn().await?;
     let invalid_before = invalid_indexes(conn).await?;
     for (n, statement) in statements.iter().enumerate() {
-        if let Err(e) = conn.execute(sqlx::raw_sql(&statement.sql)).await {
-            let failure = SqlFailure::from_sqlx(&e, None);
-            // A failed CREATE INDEX CONCURRENTLY leaves an INVALID index behind: a change
-            // like any other, and one that makes the retry fail too.
-            let left_over: Vec<String> = match invalid_indexes(conn).await {
-                Ok(now) => now
-                    .into_iter()
-                    .filter(|i| !invalid_before.contains(i))
-                    .collect(),
-                Err(_) => Vec::new(),
-            };
-            if n > 0 {
-                ctx.committed.push(format!(
-                    "{} (statements 1-{n} of {} only)",
-                    m.version,
-                    statements.len()
-                ));
-            }
-            for index_name in &left_over {
-                ctx.committed.push(format!(
-                    "INVALID index {index_name} left by {} (drop it with DROP INDEX CONCURRENTLY {index_name})",
-                    m.version
-                ));
-            }
-            let where_ = format!(
-                "statement {} of {}, line {}",
-                n + 1,
-                statements.len(),
-                statement.line
-            );
-            return Err(migration_failed(m, &failure, &settings, Some(where_)));
+        let Err(e) = conn.execute(sqlx::raw_sql(&statement.sql)).await else {
+            continue;
+        };
+        let failure = SqlFailure::from_sqlx(&e);
+        // A failed CREATE INDEX CONCURRENTLY leaves an INVALID index behind: a change
+        // like any other, and one that makes the retry fail too.
+        let left_over = invalid_indexes(conn).await;
+        if n > 0 {
+            ctx.record_partial_change(format!(
+                "{} (statements 1-{n} of {} only)",
+                m.version,
+                statements.len()
+            ));
         }
+        match left_over {
+            Ok(now) => {
+                for name in now.into_iter().filter(|i| !invalid_before.contains(i)) {
+                    ctx.record_partial_change(format!(
+                        "INVALID index {name} left by {} (drop it with DROP INDEX CONCURRENTLY {name})",
+                        m.version
+                    ));
+                }
+            }
+            Err(_) => ctx.record_partial_change(format!(
+                "{}: could not check for INVALID indexes it may have left (the connection failed)",
+                m.version
+            )),
+        }
+        let place = format!(
+            "statement {} of {}, line {}",
+            n + 1,
+            statements.len(),
+            statement.line
+        );
+        return Err(migration_failed(m, &failure, &run.settings, Some(place)));
     }
-    let duration_ms = t.elapsed().as_millis() as u64;
-    ledger::record(
-        conn,
-        &settings.database.schema,
-        ledger::NewRow {
-            version: m.version.as_str(),
-            name: &m.name,
-            checksum: &m.checksum,
-            run_id,
-            duration_ms: duration_ms as i64,
-            transactional: false,
-        },
-    )
-    .await
-    .map_err(|e| {
-        StageError::Failed(format!(
-            "{} ran completely but recording it in the ledger failed: {e}; record it by hand before the next deploy",
-            m.label()
-        ))
-    })?;
-    ctx.committed.push(m.version.to_string());
-    events.emit(Event::MigrationApplied {
-        index,
-        total,
-        version: m.version.to_string(),
-        name: m.name.clone(),
-        duration_ms,
-    });
-    events.emit(Event::Committed {
-        versions: vec![m.version.to_string()],
-    });
+    if let Err(e) = record_applied(conn, m, index, total, t, &run).await {
+        // It ran; only the bookkeeping failed. Never let the run call this unchanged.
+        ctx.record_partial_change(format!(
+            "{} (ran completely, not recorded in the ledger)",
+            m.version
+        ));
+        return Err(StageError::Failed(format!(
+            "{} ran completely but recording it in the ledger failed: {e}; \
+             insert its row into {}.{} by hand before the next deploy",
+            m.label(),
+            run.settings.database.schema,
+            ledger::TABLE
+        )));
+    }
+    ctx.record_committed(vec![m.version.to_string()]);
     Ok(())
 }
 

@@ -41,7 +41,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
                 problems.push(format!("check `{}` failed", check.name));
             }
             Err(e) => {
-                let failure = SqlFailure::from_sqlx(&e, None);
+                let failure = SqlFailure::from_sqlx(&e);
                 events.diagnose(
                     Severity::Error,
                     format!("check `{}` could not run: {failure}", check.name),

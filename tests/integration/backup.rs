@@ -74,7 +74,7 @@ fn killed_pg_dump_leaves_no_backup_and_no_upgrade() {
     let wrapper = p.path().join("pg_dump_killed.sh");
     std::fs::write(
         &wrapper,
-        "#!/bin/sh\ncase \"$*\" in *--version*) exec pg_dump --version;; esac\npg_dump \"$@\"\nkill -KILL $$\n",
+        "#!/bin/sh\ncase \"$*\" in *--version*) exec pg_dump --version;; esac\npg_dump \"$@\" | head -c 4096\nkill -KILL $$\n",
     )
     .unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -103,7 +103,7 @@ fn pg_dump_older_than_the_server_is_refused_before_dumping() {
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
     p.write_config(&format!("[backup]\npg_dump = \"{}\"\n", wrapper.display()));
     let run = p.ballast(&["--yes", "deploy"]);
-    run.expect_code(1);
+    run.expect_code(3);
     assert!(
         run.stdout()
             .contains("pg_dump 9.6.24 is older than the server"),

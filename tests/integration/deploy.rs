@@ -83,7 +83,7 @@ fn edited_applied_migration_blocks_the_deploy() {
     p.migration("1_a.sql", "create table a (id bigint);")
         .migration("2_b.sql", "create table b (id int);");
     let run = p.ballast(&["--yes", "deploy"]);
-    run.expect_code(1);
+    run.expect_code(3);
     assert!(
         run.stdout()
             .contains("drift: migration 1_a was edited after it was applied"),
@@ -110,7 +110,7 @@ fn applied_version_without_file_is_diagnosed() {
     std::fs::remove_file(p.path().join("migrations/2_b.sql")).unwrap();
     p.migration("3_c.sql", "create table c (id int);");
     let run = p.ballast(&["--yes", "deploy"]);
-    run.expect_code(1);
+    run.expect_code(3);
     assert!(
         run.stdout()
             .contains("unknown version: 2_b is applied in the database"),
@@ -269,7 +269,7 @@ fn missing_privileges_name_the_grant() {
     let url = p.url.replace("postgres@", &format!("{role}@"));
     std::fs::write(p.path().join("deploy.toml"), "").unwrap();
     let run = p.ballast_with(&["--yes", "deploy"], &[("DATABASE_URL", &url)]);
-    run.expect_code(1);
+    run.expect_code(3);
     let out = run.stdout();
     assert!(
         out.contains(&format!(
@@ -295,7 +295,17 @@ fn run_takes_a_pipeline_path() {
         "[[stages]]\nkind = \"upgrade\"\n[[stages]]\nkind = \"verify\"\n",
     )
     .unwrap();
-    p.ballast(&["run", "./only-upgrade.toml"]).expect_code(0);
+    // It changes the database and never asks: it runs only when --yes says so.
+    let refused = p.ballast(&["run", "./only-upgrade.toml"]);
+    refused.expect_code(3);
+    assert!(
+        refused.stdout().contains("has no confirm stage"),
+        "{}",
+        refused.stdout()
+    );
+    assert!(!p.table_exists("public.a"));
+    p.ballast(&["--yes", "run", "./only-upgrade.toml"])
+        .expect_code(0);
     assert!(p.table_exists("public.a"));
     assert!(
         p.backup_files().is_empty(),
