@@ -32,14 +32,14 @@ pub fn install() {
         }
         let _ = console::Term::stderr().show_cursor();
         let code = if CHANGING.load(Ordering::SeqCst) {
-            eprintln!(
+            crate::report::stderr_line(
                 "\nballast: interrupted during the upgrade. An open transaction is rolled back by the \
                  server; a no-transaction migration may be half-applied. Check with `ballast status` \
                  before deploying again."
             );
             exit_code::NOT_RECOVERED
         } else {
-            eprintln!("\nballast: interrupted before anything changed.");
+            crate::report::stderr_line("\nballast: interrupted before anything changed.");
             exit_code::REFUSED
         };
         std::process::exit(code);

@@ -64,7 +64,8 @@ impl Journal {
                 .create(true)
                 .append(true)
                 .open(&self.path)?;
-            writeln!(file, "{}", self.entry)
+            // One write per line: concurrent runs append whole lines, never interleaved.
+            file.write_all(format!("{}\n", self.entry).as_bytes())
         };
         if let Err(e) = write() {
             tracing::warn!("cannot write the journal file {}: {e}", self.path.display());

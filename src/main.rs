@@ -13,7 +13,7 @@ fn main() {
             code
         }
         Err(e) => {
-            eprintln!("ballast: cannot start the async runtime: {e}");
+            ballast::report::stderr_line(&format!("ballast: cannot start the async runtime: {e}"));
             ballast::exit_code::NOT_RECOVERED
         }
     };

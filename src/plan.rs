@@ -44,6 +44,9 @@ impl Plan {
                 hasher.update(field.as_bytes());
             }
             hasher.update([m.transactional as u8]);
+            // The checksum ignores trailing whitespace; what runs is the raw text, and
+            // the plan pins exactly what runs.
+            hasher.update(Sha256::digest(m.sql.as_bytes()));
         }
         Plan {
             migrations,

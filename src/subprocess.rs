@@ -27,11 +27,14 @@ pub async fn run_shell(
     dir: &Path,
     env: &[(String, String)],
 ) -> std::io::Result<CommandOutput> {
+    // Output goes to a file, not a pipe: a hook that starts something in the
+    // background (`notify &`) would hold a pipe open and hang us after it exits.
+    let log = tempfile::NamedTempFile::new()?;
     let mut expression = duct::cmd!("sh", "-c", command)
         .dir(dir)
         .stdin_null()
         .stderr_to_stdout()
-        .stdout_capture()
+        .stdout_path(log.path())
         .unchecked();
     for (key, value) in env {
         expression = expression.env(key, value);
@@ -39,24 +42,30 @@ pub async fn run_shell(
     tokio::task::spawn_blocking(move || {
         let handle = expression.start()?;
         let started = Instant::now();
-        loop {
+        let status = loop {
             if let Some(out) = handle.try_wait()? {
-                return Ok(CommandOutput {
-                    success: out.status.success(),
-                    status: out.status.to_string(),
-                    output: String::from_utf8_lossy(&out.stdout).into_owned(),
-                });
+                break Some(out.status);
             }
             if started.elapsed() > HOOK_TIMEOUT {
                 handle.kill()?;
-                return Ok(CommandOutput {
-                    success: false,
-                    status: format!("killed after {}s", HOOK_TIMEOUT.as_secs()),
-                    output: String::new(),
-                });
+                break None;
             }
             std::thread::sleep(Duration::from_millis(50));
-        }
+        };
+        let output =
+            String::from_utf8_lossy(&std::fs::read(log.path()).unwrap_or_default()).into_owned();
+        Ok(match status {
+            Some(status) => CommandOutput {
+                success: status.success(),
+                status: status.to_string(),
+                output,
+            },
+            None => CommandOutput {
+                success: false,
+                status: format!("killed after {}s", HOOK_TIMEOUT.as_secs()),
+                output,
+            },
+        })
     })
     .await
     .map_err(std::io::Error::other)?

@@ -61,6 +61,10 @@ pub async fn run(g: &GlobalArgs, dir: &Path, keep: bool) -> i32 {
         }
         Err(e) => return super::fail(g, &e.to_string(), exit_code::USAGE),
     };
+    if !keep {
+        // Ctrl-C ends the process without destructors: never leave a trust-auth server behind.
+        let _ = cluster.stop_when_process_exits(std::process::id());
+    }
     let url = cluster.url("postgres");
     let config_file = dir.join("deploy.toml");
     let text = format!(

@@ -52,7 +52,7 @@ pub(crate) fn fail(g: &GlobalArgs, message: &str, code: i32) -> i32 {
         let line = serde_json::json!({ "event": "error", "message": message, "exit_code": code });
         stdout_line(&line.to_string());
     } else {
-        eprintln!("ballast: error: {message}");
+        crate::report::stderr_line(&format!("ballast: error: {message}"));
     }
     code
 }

@@ -61,6 +61,12 @@ pub enum SourceError {
     DownWithoutUp { path: PathBuf },
     #[error("{path}: the diesel-style folder has no up.sql")]
     MissingUp { path: PathBuf },
+    #[error("{path}, line {line}: `{statement}` inside a migration that runs in the deploy transaction would commit or abort it early; remove it (ballast wraps the migration in a transaction), or mark the file `-- no-transaction`")]
+    TransactionControl {
+        path: PathBuf,
+        line: usize,
+        statement: String,
+    },
     #[error("{path}: invalid metadata.toml: {message}")]
     Metadata { path: PathBuf, message: String },
 }
@@ -124,6 +130,15 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Migration>, SourceError> {
         match ups.get_mut(&version) {
             Some(m) => m.down_sql = Some(sql),
             None => return Err(SourceError::DownWithoutUp { path }),
+        }
+    }
+    for m in ups.values().filter(|m| m.transactional) {
+        if let Some(statement) = super::split::transaction_control(&m.up_sql) {
+            return Err(SourceError::TransactionControl {
+                path: m.up_path.clone(),
+                line: statement.line,
+                statement: statement.sql,
+            });
         }
     }
     Ok(ups.into_values().collect())
@@ -254,6 +269,31 @@ mod tests {
             "-- no-transaction\ncreate index concurrently i on t (x);",
         );
         assert!(!load_dir(tmp.path()).unwrap()[0].transactional);
+    }
+
+    #[test]
+    fn transaction_control_in_a_transactional_migration_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            tmp.path(),
+            "1_a.sql",
+            "begin;\ncreate table a (id int);\ncommit;\n",
+        );
+        let err = load_dir(tmp.path()).unwrap_err().to_string();
+        assert!(err.contains("line 1") && err.contains("`begin;`"), "{err}");
+
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            tmp.path(),
+            "1_f.sql",
+            "create function f() returns int language sql begin atomic select 1; end;",
+        );
+        write(
+            tmp.path(),
+            "2_g.sql",
+            "-- no-transaction\nbegin;\nselect 1;\ncommit;",
+        );
+        load_dir(tmp.path()).expect("BEGIN ATOMIC bodies and no-transaction files are fine");
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub fn split_statements(sql: &str) -> Vec<Statement> {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
+            b'\'' if is_escape_string(bytes, i) => i = skip_escape_string(bytes, i),
             b'\'' | b'"' => i = skip_quoted(bytes, i, bytes[i]),
             b'-' if bytes.get(i + 1) == Some(&b'-') => {
                 i = sql[i..].find('\n').map_or(bytes.len(), |n| i + n + 1);
@@ -50,6 +51,37 @@ fn push(statements: &mut Vec<Statement>, sql: &str, start: usize, end: usize) {
     });
 }
 
+/// The first statement that ends or starts a transaction (`BEGIN`, `COMMIT`, …), if any.
+/// `BEGIN ATOMIC` (a function body) is not transaction control.
+pub fn transaction_control(sql: &str) -> Option<Statement> {
+    split_statements(sql).into_iter().find(|statement| {
+        let code = strip_leading_comments(&statement.sql).to_ascii_lowercase();
+        let mut words = code
+            .split(|c: char| c.is_whitespace() || c == ';')
+            .filter(|w| !w.is_empty());
+        match (words.next(), words.next()) {
+            (Some("begin"), None | Some("transaction" | "work" | "isolation" | "read")) => true,
+            (Some("start"), Some("transaction")) => true,
+            (Some("rollback"), Some("to")) => false, // ROLLBACK TO SAVEPOINT stays inside
+            (Some("commit" | "rollback" | "abort"), _) => true,
+            _ => false,
+        }
+    })
+}
+
+fn strip_leading_comments(mut text: &str) -> &str {
+    loop {
+        text = text.trim_start();
+        if let Some(rest) = text.strip_prefix("--") {
+            text = rest.split_once('\n').map_or("", |(_, after)| after);
+        } else if text.starts_with("/*") {
+            text = &text[skip_block_comment(text.as_bytes(), 0)..];
+        } else {
+            return text;
+        }
+    }
+}
+
 /// True when `text` holds more than whitespace, comments and semicolons.
 fn has_code(text: &str) -> bool {
     let bytes = text.as_bytes();
@@ -79,6 +111,28 @@ fn skip_quoted(bytes: &[u8], open: usize, quote: u8) -> usize {
             return i + 1;
         }
         i += 1;
+    }
+    bytes.len()
+}
+
+/// `E'...'`: the quote follows a lone `E` (not the end of an identifier such as `some'`).
+fn is_escape_string(bytes: &[u8], quote: usize) -> bool {
+    let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    quote >= 1
+        && matches!(bytes[quote - 1], b'E' | b'e')
+        && (quote == 1 || !is_ident(bytes[quote - 2]))
+}
+
+/// In `E'...'` a backslash escapes the next character, quotes included.
+fn skip_escape_string(bytes: &[u8], open: usize) -> usize {
+    let mut i = open + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'\'' if bytes.get(i + 1) == Some(&b'\'') => i += 2,
+            b'\'' => return i + 1,
+            _ => i += 1,
+        }
     }
     bytes.len()
 }
@@ -156,6 +210,14 @@ mod tests {
             vec!["-- no-transaction\nselect 1;"]
         );
         assert_eq!(texts("select 1; select 2"), vec!["select 1;", "select 2"]);
+    }
+
+    #[test]
+    fn backslash_escapes_in_e_strings() {
+        assert_eq!(texts(r"select E'it\'s; fine'; select 2;").len(), 2);
+        // A plain string ending in a backslash is not an escape string.
+        assert_eq!(texts(r"select 'C:\'; select 2;").len(), 2);
+        assert_eq!(texts(r"select some'x;y'; select 2;").len(), 2);
     }
 
     #[test]

@@ -9,6 +9,12 @@ pub enum Verbosity {
     Verbose,
 }
 
+/// Prints one line to stderr; a closed stderr is ignored (`eprintln!` would panic).
+pub fn stderr_line(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+}
+
 /// Prints one line to stdout. A closed pipe or full disk is ignored: output is a
 /// courtesy, and a deploy must never die half-way because its reader went away.
 pub fn stdout_line(line: &str) {
