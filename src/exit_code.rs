@@ -8,7 +8,8 @@ pub const SUCCESS: i32 = 0;
 /// Failed, and the database is at the state the run found it in. Also: `status` found
 /// pending migrations.
 pub const FAILED_RESTORED: i32 = 1;
-/// Usage or configuration error: nothing was attempted.
+/// Usage or configuration error: nothing was attempted. Also: a read-only command
+/// (`status`, `plan`, `history`) could not read the target.
 pub const USAGE: i32 = 2;
 /// Refused: not confirmed, deploy lock busy, plan changed, preflight failed. Nothing changed.
 pub const REFUSED: i32 = 3;

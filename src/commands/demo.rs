@@ -6,7 +6,6 @@ use std::path::Path;
 use crate::cli::GlobalArgs;
 use crate::config::{self, LoadOptions};
 use crate::exit_code;
-use crate::pipeline::{self, Pipeline, RunContext, RunOptions};
 use crate::report::stdout_line;
 use crate::scratch::ScratchCluster;
 
@@ -91,16 +90,7 @@ pub async fn run(g: &GlobalArgs, dir: &Path, keep: bool) -> i32 {
         Ok(s) => s,
         Err(e) => return super::fail(g, &e.to_string(), exit_code::USAGE),
     };
-    let pipeline =
-        Pipeline::find("deploy", Path::new("/nonexistent")).expect("built-in deploy pipeline");
-    let mut ctx = RunContext::new(
-        settings,
-        RunOptions { assume_yes: g.yes },
-        super::events(g, false),
-        "deploy",
-    );
-    let summary = pipeline::run(&pipeline, &mut ctx).await;
-    ctx.reset_conn().await;
+    let code = super::pipeline_run::run_with(g, settings, "deploy").await;
     if !g.json {
         stdout_line("");
         stdout_line(&format!(
@@ -118,7 +108,7 @@ pub async fn run(g: &GlobalArgs, dir: &Path, keep: bool) -> i32 {
         }
         std::mem::forget(cluster);
     }
-    summary.exit_code
+    code
 }
 
 fn write_example(dir: &Path) -> std::io::Result<()> {

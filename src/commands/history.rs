@@ -43,7 +43,7 @@ pub async fn run(g: &GlobalArgs, limit: usize) -> i32 {
                 return super::fail(
                     g,
                     &format!("cannot read the journal file: {e}"),
-                    exit_code::FAILED_RESTORED,
+                    exit_code::USAGE,
                 )
             }
         },

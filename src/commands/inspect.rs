@@ -12,10 +12,10 @@ async fn read(g: &GlobalArgs, events: &Events) -> Result<Snapshot, i32> {
     let settings = super::load_settings(g)?;
     let mut conn = db::connect(&settings.database, "status")
         .await
-        .map_err(|e| super::fail(g, &e.to_string(), exit_code::FAILED_RESTORED))?;
+        .map_err(|e| super::fail(g, &e.to_string(), exit_code::USAGE))?;
     let snap = engine::snapshot(&settings, &mut conn)
         .await
-        .map_err(|e| super::fail(g, &e.to_string(), exit_code::FAILED_RESTORED));
+        .map_err(|e| super::fail(g, &e.to_string(), exit_code::USAGE));
     db::close(conn).await;
     let snap = snap?;
     report_state(events, &snap);

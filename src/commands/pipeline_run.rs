@@ -1,14 +1,19 @@
 //! `deploy`, `run NAME` and `backup`: all three are "run a pipeline".
 
 use crate::cli::GlobalArgs;
+use crate::config::Settings;
 use crate::exit_code;
 use crate::pipeline::{self, Pipeline, RunContext, RunOptions};
 
 pub async fn run(g: &GlobalArgs, name: &str) -> i32 {
-    let settings = match super::load_settings(g) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+    match super::load_settings(g) {
+        Ok(settings) => run_with(g, settings, name).await,
+        Err(code) => code,
+    }
+}
+
+/// Runs pipeline `name` on already-loaded settings (also `demo`'s way in).
+pub async fn run_with(g: &GlobalArgs, settings: Settings, name: &str) -> i32 {
     if let Err(e) = settings.database.url() {
         return super::fail(g, &e.to_string(), exit_code::USAGE);
     }

@@ -1,0 +1,40 @@
+//! What every command shares: loading settings, choosing a reporter, reporting an
+//! error that ends a command before any pipeline ran.
+
+use crate::cli::GlobalArgs;
+use crate::config::{self, LoadOptions, Settings};
+use crate::events::Events;
+use crate::exit_code;
+use crate::report::{stdout_line, HumanReporter, JsonReporter, Verbosity};
+
+pub(crate) fn verbosity(g: &GlobalArgs) -> Verbosity {
+    match (g.quiet, g.verbose) {
+        (true, _) => Verbosity::Quiet,
+        (false, 0) => Verbosity::Normal,
+        _ => Verbosity::Verbose,
+    }
+}
+
+pub(crate) fn events(g: &GlobalArgs, full_sql: bool) -> Events {
+    if g.json {
+        Events::new(JsonReporter)
+    } else {
+        Events::new(HumanReporter::new(verbosity(g), full_sql))
+    }
+}
+
+pub(crate) fn load_settings(g: &GlobalArgs) -> Result<Settings, i32> {
+    config::load(&LoadOptions::from_process(g.config.clone(), g.env.clone()))
+        .map_err(|e| fail(g, &e.to_string(), exit_code::USAGE))
+}
+
+/// Reports an error that ends a command before any pipeline ran; returns `code`.
+pub(crate) fn fail(g: &GlobalArgs, message: &str, code: i32) -> i32 {
+    if g.json {
+        let line = serde_json::json!({ "event": "error", "message": message, "exit_code": code });
+        stdout_line(&line.to_string());
+    } else {
+        crate::report::stderr_line(&format!("ballast: error: {message}"));
+    }
+    code
+}
