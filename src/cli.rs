@@ -29,6 +29,9 @@ pub struct GlobalArgs {
     /// Overlay config/<NAME>.toml (beside the config file) on the config.
     #[arg(long, global = true, value_name = "NAME")]
     pub env: Option<String>,
+    /// Override one config key, the top layer: --set database.lock_timeout=10s (repeatable).
+    #[arg(long, global = true, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
     /// Answer yes to the confirmation prompt (for scheduled jobs and CI).
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,

@@ -24,8 +24,12 @@ pub(crate) fn events(g: &GlobalArgs, full_sql: bool) -> Events {
 }
 
 pub(crate) fn load_settings(g: &GlobalArgs) -> Result<Settings, i32> {
-    config::load(&LoadOptions::from_process(g.config.clone(), g.env.clone()))
-        .map_err(|e| fail(g, &e.to_string(), exit_code::USAGE))
+    config::load(&LoadOptions::from_process(
+        g.config.clone(),
+        g.env.clone(),
+        g.set.clone(),
+    ))
+    .map_err(|e| fail(g, &e.to_string(), exit_code::USAGE))
 }
 
 /// Reports an error that ends a command before any pipeline ran; returns `code`.

@@ -85,6 +85,7 @@ pub async fn run(g: &GlobalArgs, dir: &Path, keep: bool) -> i32 {
         config_path: Some(config_file),
         env_name: None,
         environment,
+        overrides: g.set.clone(),
     };
     let settings = match config::load(&options) {
         Ok(s) => s,

@@ -38,14 +38,21 @@ pub struct LoadOptions {
     pub env_name: Option<String>,
     /// The process environment (injected so tests need not mutate the real one).
     pub environment: Vec<(String, String)>,
+    /// `--set KEY=VALUE` flags: the top layer.
+    pub overrides: Vec<String>,
 }
 
 impl LoadOptions {
-    pub fn from_process(config_path: Option<PathBuf>, env_name: Option<String>) -> Self {
+    pub fn from_process(
+        config_path: Option<PathBuf>,
+        env_name: Option<String>,
+        overrides: Vec<String>,
+    ) -> Self {
         LoadOptions {
             config_path,
             env_name,
             environment: std::env::vars().collect(),
+            overrides,
         }
     }
 }
@@ -67,6 +74,8 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
     #[error("environment variable {var}: {message}")]
     Env { var: String, message: String },
+    #[error("--set {flag}: {message}")]
+    Flag { flag: String, message: String },
     #[error("{key} (from {origin}): {message}")]
     Value {
         key: String,
@@ -118,6 +127,12 @@ pub fn load(options: &LoadOptions) -> Result<Settings, ConfigError> {
         }
     }
     builder = builder.add_source(env_source(env_vars.clone()));
+    let flags = parse_overrides(&options.overrides)?;
+    for (key, value) in &flags {
+        builder = builder
+            .set_override(key.as_str(), value.clone())
+            .map_err(|e| ConfigError::Merge(e.to_string()))?;
+    }
 
     let raw: RawConfig = builder
         .build()
@@ -125,6 +140,9 @@ pub fn load(options: &LoadOptions) -> Result<Settings, ConfigError> {
         .map_err(|e| ConfigError::Merge(e.to_string()))?;
 
     let origin_of = |key: &str| -> String {
+        if flags.iter().any(|(k, _)| k == key) {
+            return format!("--set {key}");
+        }
         let var = format!("BALLAST_{}", key.replace('.', "__").to_uppercase());
         if env_vars.contains_key(&var) {
             return format!("environment variable {var}");
@@ -210,6 +228,45 @@ fn ballast_env_vars(
         vars.insert(name.clone(), value.clone());
     }
     Ok(vars)
+}
+
+/// `--set database.lock_timeout=10s` → ("database.lock_timeout", "10s"), checked
+/// against the config's shape like any other layer.
+fn parse_overrides(flags: &[String]) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut parsed = Vec::new();
+    for flag in flags {
+        // Error messages show the flag, so the URL in it is shown redacted.
+        let shown = match flag.split_once('=') {
+            Some((key, value)) if key.trim() == "database.url" => {
+                format!("{key}={}", crate::redact::redact_url(value))
+            }
+            _ => flag.clone(),
+        };
+        let bad = |message: String| ConfigError::Flag {
+            flag: shown.clone(),
+            message,
+        };
+        let (key, value) = flag.split_once('=').ok_or_else(|| {
+            bad("expected KEY=VALUE, e.g. --set database.lock_timeout=10s".into())
+        })?;
+        let key = key.trim().to_string();
+        if key == "database.url"
+            && crate::redact::split_secrets(value).is_ok_and(|s| !s.secrets.is_empty())
+        {
+            return Err(bad(
+                "a password on the command line is visible to every user of this machine (ps); \
+                 put the URL in DATABASE_URL or BALLAST_DATABASE__URL instead"
+                    .into(),
+            ));
+        }
+        Config::builder()
+            .set_override(key.as_str(), value.to_string())
+            .and_then(|b| b.build())
+            .and_then(|c| c.try_deserialize::<RawConfig>())
+            .map_err(|e| bad(e.to_string()))?;
+        parsed.push((key, value.to_string()));
+    }
+    Ok(parsed)
 }
 
 fn env_source(vars: HashMap<String, String>) -> Environment {

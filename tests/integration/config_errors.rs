@@ -131,3 +131,46 @@ fn deploy_works_with_config_from_another_folder() {
         "relative paths start at the config file's folder"
     );
 }
+
+#[test]
+fn set_flags_are_the_top_layer_and_are_checked() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);");
+    let flag_dir = p.path().join("flag-backups");
+    let env_dir = p.path().join("env-backups");
+    let set = format!("backup.dir={}", flag_dir.display());
+    let run = p.ballast_with(
+        &["--yes", "--set", &set, "deploy"],
+        &[("BALLAST_BACKUP__DIR", env_dir.to_str().unwrap())],
+    );
+    run.expect_code(0);
+    assert!(flag_dir.join("journal.jsonl").is_file() && !env_dir.exists());
+
+    let run = p.ballast(&["--set", "database.lock_timeout=5", "status"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr()
+            .contains("database.lock_timeout (from --set database.lock_timeout)"),
+        "{}",
+        run.stderr()
+    );
+    let run = p.ballast(&["--set", "database.lock_timout=5s", "status"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("--set database.lock_timout=5s")
+            && run.stderr().contains("lock_timout"),
+        "{}",
+        run.stderr()
+    );
+    let run = p.ballast(&[
+        "--set",
+        "database.url=postgres://app:hunter2@db/x",
+        "status",
+    ]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("visible to every user") && !run.stderr().contains("hunter2"),
+        "{}",
+        run.stderr()
+    );
+}
