@@ -1,5 +1,6 @@
-//! `history`: the journal, newest first, from the database when its table exists,
-//! else from the JSON lines file in the backup folder.
+//! `history`: the journal, newest first: the table (when it exists and the database
+//! answers) and the JSON lines file merged, so runs that never reached the database
+//! (refused early, database down) are shown too.
 
 use serde_json::Value;
 
@@ -27,27 +28,19 @@ pub async fn run(g: &GlobalArgs, limit: usize) -> i32 {
             db::close(conn).await;
         }
     }
-    let (runs, source) = match from_db {
-        Some(rows) => (rows, format!("{schema}.{}", journal_table::TABLE)),
-        None => match crate::journal::read_file(&settings.backup.dir, limit) {
-            Ok(rows) => (
-                rows,
-                settings
-                    .backup
-                    .dir
-                    .join(crate::journal::FILE_NAME)
-                    .display()
-                    .to_string(),
-            ),
-            Err(e) => {
-                return super::fail(
-                    g,
-                    &format!("cannot read the journal file: {e}"),
-                    exit_code::USAGE,
-                )
-            }
-        },
+    let file = settings.backup.dir.join(crate::journal::FILE_NAME);
+    let from_file = match crate::journal::read_file(&settings.backup.dir, usize::MAX) {
+        Ok(rows) => rows,
+        Err(e) => {
+            return super::fail(g, &format!("cannot read the journal file {}: {e}", file.display()), exit_code::USAGE)
+        }
     };
+    let mut sources = vec![file.display().to_string()];
+    if from_db.is_some() {
+        sources.insert(0, format!("{schema}.{}", journal_table::TABLE));
+    }
+    let source = sources.join(" and ");
+    let runs = merge(from_db.unwrap_or_default(), from_file, limit);
     if g.json {
         for run in &runs {
             stdout_line(&run.to_string());
@@ -97,4 +90,52 @@ fn row(run: &Value) -> String {
         text("pipeline"),
         text("status")
     )
+}
+
+/// One entry per run id, newest first. The database's entry wins unless the file knows
+/// the run finished and the database does not (the final write to the table failed).
+fn merge(from_db: Vec<Value>, from_file: Vec<Value>, limit: usize) -> Vec<Value> {
+    let mut by_id: std::collections::HashMap<String, Value> = std::collections::HashMap::new();
+    for entry in from_file {
+        if let Some(id) = entry["run_id"].as_str() {
+            by_id.insert(id.to_string(), entry);
+        }
+    }
+    for entry in from_db {
+        let Some(id) = entry["run_id"].as_str().map(str::to_string) else { continue };
+        let file_finished = by_id.get(&id).is_some_and(|f| f["finished_at"].is_string());
+        if !(file_finished && entry["finished_at"].is_null()) {
+            by_id.insert(id, entry);
+        }
+    }
+    let mut runs: Vec<Value> = by_id.into_values().collect();
+    runs.sort_by(|a, b| b["started_at"].as_str().cmp(&a["started_at"].as_str()));
+    runs.truncate(limit);
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merges_by_run_id_newest_first() {
+        let db = vec![json!({"run_id": "b", "started_at": "2026-01-02", "status": "succeeded", "finished_at": "x"})];
+        let file = vec![
+            json!({"run_id": "a", "started_at": "2026-01-01", "status": "refused", "finished_at": "x"}),
+            json!({"run_id": "b", "started_at": "2026-01-02", "status": "running"}),
+        ];
+        let runs = merge(db, file, 10);
+        let ids: Vec<&str> = runs.iter().map(|r| r["run_id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["b", "a"]);
+        assert_eq!(runs[0]["status"], "succeeded");
+    }
+
+    #[test]
+    fn a_finished_file_entry_beats_a_stale_running_row() {
+        let db = vec![json!({"run_id": "b", "started_at": "1", "status": "running", "finished_at": null})];
+        let file = vec![json!({"run_id": "b", "started_at": "1", "status": "failed-unchanged", "finished_at": "x"})];
+        assert_eq!(merge(db, file, 10)[0]["status"], "failed-unchanged");
+    }
 }
