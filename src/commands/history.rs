@@ -32,7 +32,11 @@ pub async fn run(g: &GlobalArgs, limit: usize) -> i32 {
     let from_file = match crate::journal::read_file(&settings.backup.dir, usize::MAX) {
         Ok(rows) => rows,
         Err(e) => {
-            return super::fail(g, &format!("cannot read the journal file {}: {e}", file.display()), exit_code::USAGE)
+            return super::fail(
+                g,
+                &format!("cannot read the journal file {}: {e}", file.display()),
+                exit_code::USAGE,
+            )
         }
     };
     let mut sources = vec![file.display().to_string()];
@@ -102,7 +106,9 @@ fn merge(from_db: Vec<Value>, from_file: Vec<Value>, limit: usize) -> Vec<Value>
         }
     }
     for entry in from_db {
-        let Some(id) = entry["run_id"].as_str().map(str::to_string) else { continue };
+        let Some(id) = entry["run_id"].as_str().map(str::to_string) else {
+            continue;
+        };
         let file_finished = by_id.get(&id).is_some_and(|f| f["finished_at"].is_string());
         if !(file_finished && entry["finished_at"].is_null()) {
             by_id.insert(id, entry);
@@ -121,7 +127,9 @@ mod tests {
 
     #[test]
     fn merges_by_run_id_newest_first() {
-        let db = vec![json!({"run_id": "b", "started_at": "2026-01-02", "status": "succeeded", "finished_at": "x"})];
+        let db = vec![
+            json!({"run_id": "b", "started_at": "2026-01-02", "status": "succeeded", "finished_at": "x"}),
+        ];
         let file = vec![
             json!({"run_id": "a", "started_at": "2026-01-01", "status": "refused", "finished_at": "x"}),
             json!({"run_id": "b", "started_at": "2026-01-02", "status": "running"}),
@@ -134,8 +142,12 @@ mod tests {
 
     #[test]
     fn a_finished_file_entry_beats_a_stale_running_row() {
-        let db = vec![json!({"run_id": "b", "started_at": "1", "status": "running", "finished_at": null})];
-        let file = vec![json!({"run_id": "b", "started_at": "1", "status": "failed-unchanged", "finished_at": "x"})];
+        let db = vec![
+            json!({"run_id": "b", "started_at": "1", "status": "running", "finished_at": null}),
+        ];
+        let file = vec![
+            json!({"run_id": "b", "started_at": "1", "status": "failed-unchanged", "finished_at": "x"}),
+        ];
         assert_eq!(merge(db, file, 10)[0]["status"], "failed-unchanged");
     }
 }

@@ -9,6 +9,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::output::{stdout_line, Verbosity};
 use crate::events::{Event, Outcome, Reporter, RunSummary, Severity};
 
+/// Migrations whose SQL the preview shows before it lists the rest by name.
+const SQL_PREVIEW_MIGRATIONS: usize = 10;
 /// Lines of SQL shown per migration before the preview summarizes.
 const SQL_PREVIEW_LINES: usize = 12;
 
@@ -75,7 +77,21 @@ impl HumanReporter {
             count,
             if count == 1 { "" } else { "s" }
         ));
-        for m in &plan.migrations {
+        for (n, m) in plan.migrations.iter().enumerate() {
+            // A long plan lists every migration but shows SQL for the first few only.
+            if !self.full_sql && n == SQL_PREVIEW_MIGRATIONS {
+                self.normal(&format!(
+                    "  … and {} more: {} (ballast plan --full shows their SQL)",
+                    count - n,
+                    short_list(
+                        &plan.migrations[n..]
+                            .iter()
+                            .map(|m| format!("{}_{}", m.version, m.name))
+                            .collect::<Vec<_>>()
+                    )
+                ));
+                break;
+            }
             let mode = if m.transactional {
                 "in the deploy transaction"
             } else {

@@ -70,14 +70,25 @@ fn history_lists_runs_from_table_and_file() {
     let run = p.ballast(&["history"]);
     run.expect_code(0);
     let out = run.stdout();
-    assert!(out.contains("succeeded") && out.contains("none → 1_a"), "{out}");
+    assert!(
+        out.contains("succeeded") && out.contains("none → 1_a"),
+        "{out}"
+    );
     // The refused run predates ballast's tables: only the file has it, and it is shown.
-    assert!(out.contains("refused") && out.contains("confirm: no terminal"), "{out}");
+    assert!(
+        out.contains("refused") && out.contains("confirm: no terminal"),
+        "{out}"
+    );
     let json = p.ballast(&["--json", "history"]);
     let statuses: Vec<String> = json
         .stdout()
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["status"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["status"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(statuses, ["succeeded", "refused"]);
 }
@@ -86,12 +97,17 @@ fn history_lists_runs_from_table_and_file() {
 fn output_into_a_closed_pipe_does_not_panic() {
     let p = Project::new();
     // More than a pipe buffer of output, so writes fail after `head` exits.
-    let big: String = (1..=4000).map(|i| format!("insert into t values ({i}, 'padding padding padding');\n")).collect();
-    p.migration("1_t.sql", "create table t (id int, note text);").migration("2_fill.sql", &big);
+    let big: String = (1..=4000)
+        .map(|i| format!("insert into t values ({i}, 'padding padding padding');\n"))
+        .collect();
+    p.migration("1_t.sql", "create table t (id int, note text);")
+        .migration("2_fill.sql", &big);
     let bin = env!("CARGO_BIN_EXE_ballast");
     let out = std::process::Command::new("bash")
         .arg("-c")
-        .arg(format!("'{bin}' plan --full | head -c 100 >/dev/null; exit ${{PIPESTATUS[0]}}"))
+        .arg(format!(
+            "'{bin}' plan --full | head -c 100 >/dev/null; exit ${{PIPESTATUS[0]}}"
+        ))
         .current_dir(p.path())
         .env_remove("DATABASE_URL")
         .output()
@@ -99,4 +115,31 @@ fn output_into_a_closed_pipe_does_not_panic() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
+#[test]
+fn long_plans_show_sql_for_the_first_ten_and_name_the_rest() {
+    let p = Project::new();
+    for i in 1..=25 {
+        p.migration(
+            &format!("{i}_t{i}.sql"),
+            &format!("create table t{i} (id int);"),
+        );
+    }
+    let run = p.ballast(&["plan"]);
+    run.expect_code(0);
+    let out = run.stdout();
+    assert!(
+        out.contains("| create table t10 (id int);")
+            && !out.contains("| create table t11 (id int);"),
+        "{out}"
+    );
+    assert!(
+        out.contains("… and 15 more: 11_t11, 12_t12, 13_t13 … 24_t24, 25_t25"),
+        "{out}"
+    );
+    assert!(p
+        .ballast(&["plan", "--full"])
+        .stdout()
+        .contains("| create table t25 (id int);"));
 }
