@@ -23,8 +23,8 @@ macro_rules! exit_code_table {
         "Exit codes:
   0  success
   1  failed; the database is as the run found it (status: migrations pending)
-  2  usage or configuration error; nothing was attempted
-  3  refused (not confirmed, lock busy, plan changed); nothing changed
+  2  usage or configuration error; nothing was attempted (read-only commands: target unreadable)
+  3  refused (not confirmed, preflight failed, lock busy, plan changed); nothing changed
   4  failed and NOT recovered; a human must look"
     };
 }
