@@ -95,18 +95,22 @@ pub async fn run(g: &GlobalArgs, dir: &Path, keep: bool) -> i32 {
     if !g.json {
         stdout_line("");
         stdout_line(&format!(
-            "example project: {} (try: ballast --config {} status)",
-            dir.display(),
-            dir.join("deploy.toml").display()
+            "example project: {} (migrations, deploy.toml, backups)",
+            dir.display()
         ));
+        if keep {
+            stdout_line(&format!(
+                "PostgreSQL keeps running at {url} (data in {}); try: ballast --config {} history",
+                cluster.base_dir().display(),
+                dir.join("deploy.toml").display()
+            ));
+        } else {
+            stdout_line(
+                "the throwaway PostgreSQL is stopped; run with --keep to look around afterwards",
+            );
+        }
     }
     if keep {
-        if !g.json {
-            stdout_line(&format!(
-                "PostgreSQL keeps running at {url} (data in {})",
-                cluster.base_dir().display()
-            ));
-        }
         std::mem::forget(cluster);
     }
     code
