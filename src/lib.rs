@@ -25,4 +25,5 @@ pub mod report;
 pub mod scratch;
 pub mod stages;
 pub mod state;
+pub mod storage;
 pub mod subprocess;

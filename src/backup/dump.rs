@@ -1,8 +1,11 @@
-//! Streaming `pg_dump` → gzip → a local file, hashing and counting as it goes.
+//! Streaming `pg_dump` → gzip → storage, hashing and counting as it goes.
+//!
+//! pg_dump runs as its own process; this side reads its output, compresses it and
+//! writes it into the storage's sink on a blocking thread, while (for S3) the upload
+//! runs on the async runtime. The write is completed only after pg_dump exited 0 and
+//! the compressor finished; on any failure it is aborted and leaves nothing behind.
 
-use std::fs::File;
-use std::io::{BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use flate2::write::GzEncoder;
@@ -11,16 +14,18 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::{Manifest, FORMAT};
 use super::BackupError;
+use crate::storage::{Sink, Storage};
 
 /// Everything needed to take one backup.
 pub struct DumpRequest {
-    pub pg_dump: PathBuf,
-    pub pg_dump_version: String,
+    pub pg_dump: std::path::PathBuf,
     /// The target, secrets apart: the password travels in PGPASSWORD, never in argv.
     pub target: crate::redact::SplitUrl,
-    pub dir: PathBuf,
     pub id: String,
     pub lock_wait: Duration,
+    pub compression_level: u32,
+    /// `pg_database_size`, to choose a part size that can never hit S3's part limit.
+    pub database_bytes: i64,
     /// Facts for the manifest.
     pub manifest: Manifest,
 }
@@ -29,14 +34,14 @@ pub struct DumpRequest {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Artifact {
     pub id: String,
-    pub path: PathBuf,
-    pub manifest_path: PathBuf,
+    /// A path or an `s3://` URL.
+    pub location: String,
     pub raw_bytes: u64,
     pub compressed_bytes: u64,
     pub sha256: String,
 }
 
-/// Counts and hashes what passes through on its way to the file.
+/// Counts and hashes what passes through on its way to the sink.
 struct HashingWriter<W: Write> {
     inner: W,
     hasher: Sha256,
@@ -56,62 +61,62 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// Takes the backup. Blocking: call from a blocking thread. `progress` gets the raw
-/// byte count a few times a second.
-pub fn write_local_backup(
+const MIB: u64 = 1 << 20;
+/// S3 allows 10,000 parts; aim for at most 9,000 even if the dump is twice the size
+/// of the database (text can be wider than the binary it came from).
+const MAX_PARTS: u64 = 9_000;
+
+/// One part size for the whole upload (some stores demand equal parts): at least
+/// 8 MiB, a whole number of MiB, large enough that the part limit cannot be reached.
+pub fn part_size_for(database_bytes: i64) -> usize {
+    let expected = 2 * database_bytes.max(0) as u64;
+    let needed = expected.div_ceil(MAX_PARTS).div_ceil(MIB) * MIB;
+    needed.clamp(8 * MIB, 5 * 1024 * MIB) as usize
+}
+
+/// Takes the backup into `storage`. `progress` gets the raw byte count a few times a second.
+pub async fn take(
     request: DumpRequest,
-    progress: impl Fn(u64),
+    storage: &Storage,
+    progress: impl Fn(u64) + Send + 'static,
 ) -> Result<Artifact, BackupError> {
-    let dir = &request.dir;
-    std::fs::create_dir_all(dir).map_err(|source| BackupError::Folder {
-        path: dir.clone(),
-        source,
-    })?;
-    let object = format!("{}.dump.gz", request.id);
-    let final_path = dir.join(&object);
-    let partial = dir.join(format!(".{object}.partial"));
-    let result = stream_dump(&request, &partial, progress);
-    let (raw_bytes, compressed_bytes, sha256) = match result {
-        Ok(done) => done,
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            return Err(e);
+    let (sink, pending) = storage
+        .begin(&request.id, part_size_for(request.database_bytes))
+        .await?;
+    let dumped = tokio::task::spawn_blocking(move || {
+        let mut sink = sink;
+        let sums = stream_dump(&request, &mut sink, progress)
+            .and_then(|sums| sink.close().map(|()| sums).map_err(BackupError::Stream));
+        (request, sums)
+    })
+    .await;
+    let (request, sums) = match dumped {
+        Ok((request, Ok(sums))) => (request, sums),
+        Ok((_, Err(e))) => {
+            // When the upload failed first, its error is the one worth reading.
+            return Err(match pending.abort().await {
+                Some(upload_error) => BackupError::Upload(upload_error),
+                None => e,
+            });
+        }
+        Err(join) => {
+            pending.abort().await;
+            return Err(BackupError::Stream(std::io::Error::other(join.to_string())));
         }
     };
-    // The manifest is written (under a temporary name) before the dump takes its final
-    // name, so a dump never sits in place without its description; the manifest is
-    // renamed last, and only a manifest makes a backup.
+    let (raw_bytes, compressed_bytes, sha256) = sums;
     let mut manifest = request.manifest;
-    manifest.object = object;
+    manifest.object = format!("{}{}", request.id, crate::storage::OBJECT_SUFFIX);
     manifest.format = FORMAT.into();
     manifest.raw_bytes = raw_bytes;
     manifest.compressed_bytes = compressed_bytes;
     manifest.sha256 = sha256.clone();
     manifest.finished_at = chrono::Utc::now().to_rfc3339();
-    let manifest_path = dir.join(format!("{}.manifest.json", request.id));
-    let manifest_partial = dir.join(format!(".{}.manifest.json.partial", request.id));
-    let text = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
-    let finished = (|| {
-        let mut file = File::create(&manifest_partial)?;
-        file.write_all(&text)?;
-        file.sync_all()?;
-        std::fs::rename(&partial, &final_path)?;
-        std::fs::rename(&manifest_partial, &manifest_path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if let Err(source) = finished {
-        for leftover in [&manifest_partial, &manifest_path, &partial, &final_path] {
-            let _ = std::fs::remove_file(leftover);
-        }
-        return Err(BackupError::Write {
-            path: manifest_path,
-            source,
-        });
-    }
+    let bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+    pending.complete(&bytes).await?;
     Ok(Artifact {
+        location: storage.location(&request.id),
         id: request.id,
-        path: final_path,
-        manifest_path,
         raw_bytes,
         compressed_bytes,
         sha256,
@@ -120,20 +125,16 @@ pub fn write_local_backup(
 
 fn stream_dump(
     request: &DumpRequest,
-    partial: &Path,
+    sink: &mut Sink,
     progress: impl Fn(u64),
 ) -> Result<(u64, u64, String), BackupError> {
-    let write_err = |source| BackupError::Write {
-        path: partial.to_path_buf(),
-        source,
-    };
-    let file = File::create(partial).map_err(write_err)?;
+    let write_err = BackupError::Stream;
     let sink = HashingWriter {
-        inner: BufWriter::with_capacity(1 << 20, file),
+        inner: sink,
         hasher: Sha256::new(),
         bytes: 0,
     };
-    let mut gzip = GzEncoder::new(sink, Compression::new(3));
+    let mut gzip = GzEncoder::new(sink, Compression::new(request.compression_level));
 
     let lock_wait = format!(
         "--lock-wait-timeout={}",
@@ -217,11 +218,6 @@ fn stream_dump(
     progress(raw);
     let mut sink = gzip.finish().map_err(write_err)?;
     sink.flush().map_err(write_err)?;
-    let file = sink
-        .inner
-        .into_inner()
-        .map_err(|e| write_err(e.into_error()))?;
-    file.sync_all().map_err(write_err)?;
     Ok((raw, sink.bytes, hex::encode(sink.hasher.finalize())))
 }
 

@@ -8,11 +8,9 @@ mod dump;
 mod manifest;
 mod pg_dump;
 
-pub use dump::{write_local_backup, Artifact, DumpRequest};
+pub use dump::{part_size_for, take, Artifact, DumpRequest};
 pub use manifest::Manifest;
 pub use pg_dump::{pg_dump_major, PgDumpVersion};
-
-use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -31,14 +29,10 @@ pub enum BackupError {
     },
     #[error("pg_dump failed ({status}): {stderr}; no backup was kept")]
     PgDumpFailed { status: String, stderr: String },
-    #[error("writing the backup to {path}: {source}; no backup was kept")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("the backup folder {path} is not usable: {source}")]
-    Folder {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("streaming the backup: {0}; no backup was kept")]
+    Stream(std::io::Error),
+    #[error("the upload failed: {0}; it was aborted and no backup was kept")]
+    Upload(String),
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
 }

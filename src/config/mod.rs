@@ -13,5 +13,5 @@ pub use duration::{parse_duration, to_pg_millis};
 pub use load::{load, ConfigError, LoadOptions, DEFAULTS};
 pub use raw::RawConfig;
 pub use settings::{
-    BackupSettings, DatabaseSettings, EngineKind, MigrationSettings, Settings, SqlCheck,
+    BackupSettings, DatabaseSettings, EngineKind, MigrationSettings, S3Settings, Settings, SqlCheck,
 };

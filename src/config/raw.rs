@@ -38,6 +38,22 @@ pub struct RawMigrations {
 pub struct RawBackup {
     pub dir: Option<String>,
     pub pg_dump: Option<String>,
+    pub compression_level: Option<u32>,
+    pub s3: Option<RawS3>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawS3 {
+    pub bucket: Option<String>,
+    pub prefix: Option<String>,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub force_path_style: Option<bool>,
+    pub storage_class: Option<String>,
+    pub server_side_encryption: Option<String>,
+    pub kms_key_id: Option<String>,
+    pub stale_upload_after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

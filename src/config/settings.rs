@@ -78,8 +78,28 @@ pub struct MigrationSettings {
 
 #[derive(Debug, Clone)]
 pub struct BackupSettings {
+    /// The local backup folder (storage when `s3` is not set; the journal file always).
     pub dir: PathBuf,
     pub pg_dump: PathBuf,
+    /// gzip level, 1 (fast) to 9 (small).
+    pub compression_level: u32,
+    pub s3: Option<S3Settings>,
+}
+
+/// `[backup.s3]`: an S3-protocol bucket. Credentials come from the AWS chain only.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    pub bucket: String,
+    /// Key prefix, empty or ending in `/`.
+    pub prefix: String,
+    pub region: String,
+    pub endpoint: Option<String>,
+    pub force_path_style: bool,
+    pub storage_class: Option<String>,
+    pub server_side_encryption: Option<String>,
+    pub kms_key_id: Option<String>,
+    /// Unfinished multipart uploads older than this under the prefix are aborted.
+    pub stale_upload_after: Duration,
 }
 
 /// A user check run by the `verify` stage: the query must return one row, one `true`.
@@ -150,9 +170,22 @@ pub(super) fn resolve(
     } else {
         PathBuf::from(pg_dump)
     };
+    let compression_level = raw.backup.compression_level.unwrap_or(2);
+    if !(1..=9).contains(&compression_level) {
+        return Err(bad(
+            "backup.compression_level",
+            format!("{compression_level} is not a gzip level (1-9)"),
+        ));
+    }
+    let s3 = match raw.backup.s3 {
+        None => None,
+        Some(s3) => Some(resolve_s3(s3, &bad)?),
+    };
     let backup = BackupSettings {
         dir: within(raw.backup.dir),
         pg_dump,
+        compression_level,
+        s3,
     };
 
     let verify_checks = raw
@@ -173,6 +206,42 @@ pub(super) fn resolve(
         migrations,
         backup,
         verify_checks,
+    })
+}
+
+fn resolve_s3(
+    raw: super::raw::RawS3,
+    bad: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<S3Settings, ConfigError> {
+    let bucket = raw.bucket.filter(|b| !b.is_empty()).ok_or_else(|| {
+        bad(
+            "backup.s3.bucket",
+            "is required when [backup.s3] is present".into(),
+        )
+    })?;
+    let mut prefix = raw.prefix.unwrap_or_default();
+    if !prefix.is_empty() && !prefix.ends_with('/') {
+        prefix.push('/');
+    }
+    if raw.kms_key_id.is_some() && raw.server_side_encryption.as_deref() != Some("aws:kms") {
+        return Err(bad(
+            "backup.s3.kms_key_id",
+            "needs server_side_encryption = \"aws:kms\"".into(),
+        ));
+    }
+    let stale = raw.stale_upload_after.unwrap_or_else(|| "24h".into());
+    let stale_upload_after = super::duration::parse_duration(&stale)
+        .map_err(|m| bad("backup.s3.stale_upload_after", m))?;
+    Ok(S3Settings {
+        bucket,
+        prefix,
+        region: raw.region.unwrap_or_else(|| "us-east-1".into()),
+        endpoint: raw.endpoint.filter(|e| !e.is_empty()),
+        force_path_style: raw.force_path_style.unwrap_or(false),
+        storage_class: raw.storage_class,
+        server_side_encryption: raw.server_side_encryption,
+        kms_key_id: raw.kms_key_id,
+        stale_upload_after,
     })
 }
 

@@ -134,7 +134,7 @@ async fn conclude(
         end_version,
         applied: ctx.committed.clone(),
         rolled_back: ctx.rolled_back.clone(),
-        backup: ctx.backup.as_ref().map(|a| a.path.display().to_string()),
+        backup: ctx.backup.as_ref().map(|a| a.location.clone()),
         stages,
         duration_ms: 0,
         next_steps: Vec::new(),
@@ -193,9 +193,13 @@ async fn conclude(
             .push("a COMMIT was interrupted: `ballast status` tells whether it took effect".into());
     }
     if let (Some(backup), Some(server)) = (&ctx.backup, &ctx.server) {
+        let fetch = if backup.location.starts_with("s3://") {
+            format!("aws s3 cp {} - | gunzip -c", backup.location)
+        } else {
+            format!("gunzip -c {}", backup.location)
+        };
         summary.next_steps.push(format!(
-            "to return to the state before this run, restore its backup: gunzip -c {} | pg_restore --clean --if-exists --no-owner -d {}",
-            backup.path.display(),
+            "to return to the state before this run, restore its backup: {fetch} | pg_restore --clean --if-exists --no-owner -d {}",
             server.database
         ));
     }
@@ -258,7 +262,7 @@ pub fn hook_env(ctx: &RunContext, summary: Option<&RunSummary>) -> Vec<(String, 
             "BALLAST_BACKUP".to_string(),
             ctx.backup
                 .as_ref()
-                .map(|a| a.path.display().to_string())
+                .map(|a| a.location.clone())
                 .unwrap_or_default(),
         ),
     ];

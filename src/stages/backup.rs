@@ -2,11 +2,12 @@
 
 use super::{StageError, StageOutcome};
 use crate::backup::BackupError;
-use crate::backup::{pg_dump_major, write_local_backup, DumpRequest, Manifest};
+use crate::backup::{pg_dump_major, take, DumpRequest, Manifest};
 use crate::db::ledger;
 use crate::events::Event;
 use crate::pipeline::RunContext;
 use crate::redact::split_secrets;
+use crate::storage::Storage;
 
 pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     if ctx.plan.as_ref().is_some_and(|p| p.is_empty()) {
@@ -73,40 +74,40 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     };
     let request = DumpRequest {
         pg_dump: settings.backup.pg_dump.clone(),
-        pg_dump_version: client.version,
         target,
-        dir: settings.backup.dir.clone(),
         id: id.clone(),
         lock_wait: settings.database.lock_wait,
+        compression_level: settings.backup.compression_level,
+        database_bytes: server.size_bytes,
         manifest,
     };
+    let storage = Storage::open(&settings.backup).await?;
+    for key in storage.clean_stale_uploads().await? {
+        ctx.events.diagnose(
+            crate::events::Severity::Info,
+            format!("aborted a stale unfinished upload: {key}"),
+            None,
+        );
+    }
     ctx.events.emit(Event::BackupStarted {
-        path: settings
-            .backup
-            .dir
-            .join(format!("{id}.dump.gz"))
-            .display()
-            .to_string(),
+        path: storage.location(&id),
         database_bytes: server.size_bytes,
     });
     let events = ctx.events.clone();
-    let artifact = tokio::task::spawn_blocking(move || {
-        write_local_backup(request, |raw_bytes| {
-            events.emit(Event::BackupProgress { raw_bytes })
-        })
+    let artifact = take(request, &storage, move |raw_bytes| {
+        events.emit(Event::BackupProgress { raw_bytes })
     })
-    .await
-    .map_err(|e| StageError::Failed(e.to_string()))??;
+    .await?;
     ctx.events.emit(Event::BackupFinished {
         id: artifact.id.clone(),
-        path: artifact.path.display().to_string(),
+        path: artifact.location.clone(),
         raw_bytes: artifact.raw_bytes,
         compressed_bytes: artifact.compressed_bytes,
         sha256: artifact.sha256.clone(),
     });
     let summary = format!(
         "{} ({})",
-        artifact.path.display(),
+        artifact.location,
         crate::report::human::human_bytes(artifact.compressed_bytes)
     );
     ctx.backup = Some(artifact);

@@ -36,7 +36,8 @@ failed_from!(
     crate::db::DbError,
     crate::engine::EngineError,
     crate::migrations::SourceError,
-    crate::backup::BackupError
+    crate::backup::BackupError,
+    crate::storage::StorageError
 );
 
 impl StageError {

@@ -1,0 +1,174 @@
+//! Where backup artifacts live: a local folder (the embedded default) or an
+//! S3-protocol bucket. Both keep, for a backup `ID`, the objects `ID.dump.gz` (the
+//! compressed dump), `ID.manifest.json` (written last: no manifest, no backup) and,
+//! once `verify-backup` has read it back, `ID.verified.json`.
+
+mod local;
+mod s3;
+mod sink;
+
+pub use local::LocalStore;
+pub use s3::S3Store;
+pub use sink::{PendingUpload, Sink};
+
+use std::io::Read;
+
+use crate::backup::Manifest;
+use crate::config::BackupSettings;
+
+pub const OBJECT_SUFFIX: &str = ".dump.gz";
+pub const MANIFEST_SUFFIX: &str = ".manifest.json";
+pub const VERIFIED_SUFFIX: &str = ".verified.json";
+
+pub enum Storage {
+    Local(LocalStore),
+    S3(S3Store),
+}
+
+/// A backup as listed: its manifest, and when it was last verified, if ever.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Listed {
+    pub manifest: Manifest,
+    pub verified_at: Option<String>,
+    /// Where the object is: a path or an `s3://` URL.
+    pub location: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{what} in {place}: {message}")]
+    Io {
+        what: String,
+        place: String,
+        message: String,
+    },
+    #[error("no backup `{id}` in {place}; `ballast backups` lists them")]
+    NotFound { id: String, place: String },
+    #[error("the manifest of `{id}` in {place} is unreadable: {message}")]
+    BadManifest {
+        id: String,
+        place: String,
+        message: String,
+    },
+}
+
+impl Storage {
+    pub async fn open(settings: &BackupSettings) -> Result<Storage, StorageError> {
+        Ok(match &settings.s3 {
+            Some(s3) => Storage::S3(S3Store::connect(s3).await),
+            None => Storage::Local(LocalStore::new(settings.dir.clone())),
+        })
+    }
+
+    /// `local folder backups/` or `s3://bucket/prefix`, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Storage::Local(l) => l.describe(),
+            Storage::S3(s) => s.describe(),
+        }
+    }
+
+    /// Where the object of backup `id` is (a path or an `s3://` URL).
+    pub fn location(&self, id: &str) -> String {
+        match self {
+            Storage::Local(l) => l.location(id),
+            Storage::S3(s) => s.location(id),
+        }
+    }
+
+    /// Starts writing backup `id`; the dump goes into the returned sink.
+    pub async fn begin(
+        &self,
+        id: &str,
+        part_size: usize,
+    ) -> Result<(Sink, PendingUpload), StorageError> {
+        match self {
+            Storage::Local(l) => l.begin(id),
+            Storage::S3(s) => s.begin(id, part_size).await,
+        }
+    }
+
+    /// Every complete backup (object and manifest present), newest first.
+    pub async fn list(&self) -> Result<Vec<Listed>, StorageError> {
+        let mut listed = match self {
+            Storage::Local(l) => l.list()?,
+            Storage::S3(s) => s.list().await?,
+        };
+        listed.sort_by(|a, b| b.manifest.started_at.cmp(&a.manifest.started_at));
+        Ok(listed)
+    }
+
+    /// One backup by id; `None` means the newest.
+    pub async fn find(&self, id: Option<&str>) -> Result<Listed, StorageError> {
+        let all = self.list().await?;
+        let found = match id {
+            None => all.into_iter().next(),
+            Some(id) => all.into_iter().find(|l| l.manifest.id == id),
+        };
+        found.ok_or_else(|| StorageError::NotFound {
+            id: id.unwrap_or("(newest)").to_string(),
+            place: self.describe(),
+        })
+    }
+
+    /// The stored object, as a blocking reader (call from a blocking thread).
+    pub async fn reader(&self, id: &str) -> Result<Box<dyn Read + Send>, StorageError> {
+        match self {
+            Storage::Local(l) => l.reader(id),
+            Storage::S3(s) => s.reader(id).await,
+        }
+    }
+
+    pub async fn mark_verified(
+        &self,
+        id: &str,
+        record: &serde_json::Value,
+    ) -> Result<(), StorageError> {
+        let bytes = serde_json::to_vec_pretty(record).expect("json serializes");
+        match self {
+            Storage::Local(l) => l.put_small(&format!("{id}{VERIFIED_SUFFIX}"), &bytes),
+            Storage::S3(s) => s.put_small(&format!("{id}{VERIFIED_SUFFIX}"), bytes).await,
+        }
+    }
+
+    /// Removes a backup: manifest first, so a half-deleted backup is never listed.
+    pub async fn delete(&self, id: &str) -> Result<(), StorageError> {
+        let names = [MANIFEST_SUFFIX, VERIFIED_SUFFIX, OBJECT_SUFFIX].map(|s| format!("{id}{s}"));
+        match self {
+            Storage::Local(l) => names.iter().try_for_each(|n| l.remove(n)),
+            Storage::S3(s) => {
+                for name in &names {
+                    s.remove(name).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Aborts unfinished multipart uploads older than the configured age (S3 only).
+    pub async fn clean_stale_uploads(&self) -> Result<Vec<String>, StorageError> {
+        match self {
+            Storage::Local(_) => Ok(Vec::new()),
+            Storage::S3(s) => s.clean_stale_uploads().await,
+        }
+    }
+}
+
+/// Reads a manifest's bytes, naming the backup on error.
+pub(crate) fn parse_manifest(
+    id: &str,
+    place: &str,
+    bytes: &[u8],
+) -> Result<Manifest, StorageError> {
+    serde_json::from_slice(bytes).map_err(|e| StorageError::BadManifest {
+        id: id.to_string(),
+        place: place.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// The backup id of a key or file name ending in `suffix`.
+pub(crate) fn id_of<'a>(name: &'a str, suffix: &str) -> Option<&'a str> {
+    name.strip_suffix(suffix)
+        .filter(|id| !id.is_empty() && !id.starts_with('.'))
+}

@@ -1,0 +1,506 @@
+//! S3-protocol storage (AWS, MinIO, Ceph, R2, …) through aws-sdk-s3.
+//!
+//! Uploads are multipart with equal parts and at most `PARTS_IN_FLIGHT` parts uploading
+//! at once; each part is retried with backoff; a failed upload is aborted, and the
+//! manifest is put only after the upload completed. Credentials come from the standard
+//! AWS chain (environment, profile, instance role), never from ballast's config.
+
+use std::io::Read;
+use std::time::Duration;
+
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::sink::{PartWriter, PendingUpload, Sink};
+use super::{
+    id_of, parse_manifest, Listed, StorageError, MANIFEST_SUFFIX, OBJECT_SUFFIX, VERIFIED_SUFFIX,
+};
+use crate::config::S3Settings;
+
+/// Parts uploading at once. With the part in the channel and the one being filled,
+/// memory holds at most `PARTS_IN_FLIGHT + 2` parts.
+const PARTS_IN_FLIGHT: usize = 2;
+const PART_ATTEMPTS: u32 = 4;
+
+pub struct S3Store {
+    client: Client,
+    settings: S3Settings,
+}
+
+fn failed(what: impl Into<String>, place: String, e: impl std::error::Error) -> StorageError {
+    StorageError::Io {
+        what: what.into(),
+        place,
+        message: DisplayErrorContext(e).to_string(),
+    }
+}
+
+impl S3Store {
+    pub async fn connect(settings: &S3Settings) -> S3Store {
+        use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(http)
+            .region(aws_config::Region::new(settings.region.clone()))
+            .load()
+            .await;
+        let mut config =
+            aws_sdk_s3::config::Builder::from(&shared).force_path_style(settings.force_path_style);
+        if let Some(endpoint) = &settings.endpoint {
+            // Many S3-compatible stores reject the SDK's default CRC checksum headers.
+            config = config
+                .endpoint_url(endpoint)
+                .request_checksum_calculation(
+                    aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+                )
+                .response_checksum_validation(
+                    aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+                );
+        }
+        S3Store {
+            client: Client::from_conf(config.build()),
+            settings: settings.clone(),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!("s3://{}/{}", self.settings.bucket, self.settings.prefix)
+    }
+
+    pub fn location(&self, id: &str) -> String {
+        format!(
+            "s3://{}/{}",
+            self.settings.bucket,
+            self.key(&format!("{id}{OBJECT_SUFFIX}"))
+        )
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.settings.prefix)
+    }
+
+    pub(super) async fn begin(
+        &self,
+        id: &str,
+        part_size: usize,
+    ) -> Result<(Sink, PendingUpload), StorageError> {
+        let key = self.key(&format!("{id}{OBJECT_SUFFIX}"));
+        let mut request = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.settings.bucket)
+            .key(&key);
+        if let Some(class) = &self.settings.storage_class {
+            request = request.storage_class(class.as_str().into());
+        }
+        if let Some(sse) = &self.settings.server_side_encryption {
+            request = request.server_side_encryption(sse.as_str().into());
+        }
+        if let Some(kms) = &self.settings.kms_key_id {
+            request = request.ssekms_key_id(kms);
+        }
+        let created = request
+            .send()
+            .await
+            .map_err(|e| failed(format!("starting the upload of {key}"), self.describe(), e))?;
+        let upload_id = created.upload_id().unwrap_or_default().to_string();
+        let (tx, rx) = mpsc::channel(1);
+        let target = PartTarget {
+            client: self.client.clone(),
+            bucket: self.settings.bucket.clone(),
+            key: key.clone(),
+            upload_id: upload_id.clone(),
+        };
+        let uploader = tokio::spawn(upload_parts(target.clone(), rx));
+        let upload = MultipartUpload {
+            target,
+            uploader,
+            manifest_key: self.key(&format!("{id}{MANIFEST_SUFFIX}")),
+            place: self.describe(),
+        };
+        Ok((
+            Sink::S3(PartWriter::new(part_size, tx)),
+            PendingUpload::S3(upload),
+        ))
+    }
+
+    pub(super) async fn list(&self) -> Result<Vec<Listed>, StorageError> {
+        let keys = self.keys().await?;
+        let prefix = &self.settings.prefix;
+        let names: std::collections::HashSet<&str> = keys
+            .iter()
+            .filter_map(|k| k.strip_prefix(prefix.as_str()))
+            .collect();
+        let mut listed = Vec::new();
+        for name in &names {
+            let Some(id) = id_of(name, MANIFEST_SUFFIX) else {
+                continue;
+            };
+            if !names.contains(format!("{id}{OBJECT_SUFFIX}").as_str()) {
+                continue; // a manifest whose object is gone is not a backup
+            }
+            let bytes = self.get_small(&format!("{id}{MANIFEST_SUFFIX}")).await?;
+            let manifest = parse_manifest(id, &self.describe(), &bytes)?;
+            let verified_at = if names.contains(format!("{id}{VERIFIED_SUFFIX}").as_str()) {
+                let record = self.get_small(&format!("{id}{VERIFIED_SUFFIX}")).await?;
+                serde_json::from_slice::<serde_json::Value>(&record)
+                    .ok()
+                    .and_then(|v| v["verified_at"].as_str().map(str::to_string))
+            } else {
+                None
+            };
+            listed.push(Listed {
+                location: self.location(id),
+                manifest,
+                verified_at,
+            });
+        }
+        Ok(listed)
+    }
+
+    async fn keys(&self) -> Result<Vec<String>, StorageError> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.settings.bucket)
+            .prefix(&self.settings.prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| failed("listing objects", self.describe(), e))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+        }
+        Ok(keys)
+    }
+
+    async fn get_small(&self, name: &str) -> Result<Vec<u8>, StorageError> {
+        let key = self.key(name);
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.settings.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| failed(format!("reading {key}"), self.describe(), e))?;
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| failed(format!("reading {key}"), self.describe(), e))?;
+        Ok(bytes.into_bytes().to_vec())
+    }
+
+    pub(super) async fn put_small(&self, name: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        let key = self.key(name);
+        self.client
+            .put_object()
+            .bucket(&self.settings.bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| failed(format!("writing {key}"), self.describe(), e))
+    }
+
+    pub(super) async fn remove(&self, name: &str) -> Result<(), StorageError> {
+        let key = self.key(name);
+        self.client
+            .delete_object()
+            .bucket(&self.settings.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| failed(format!("deleting {key}"), self.describe(), e))
+    }
+
+    /// Streams the object to a blocking reader through a small channel.
+    pub(super) async fn reader(&self, id: &str) -> Result<Box<dyn Read + Send>, StorageError> {
+        let key = self.key(&format!("{id}{OBJECT_SUFFIX}"));
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.settings.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| failed(format!("reading {key}"), self.describe(), e))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<bytes::Bytes>>(4);
+        let mut body = object.body;
+        tokio::spawn(async move {
+            loop {
+                let next = body.try_next().await.map_err(std::io::Error::other);
+                let done = !matches!(next, Ok(Some(_)));
+                let item = match next {
+                    Ok(Some(chunk)) => Ok(chunk),
+                    Ok(None) => break,
+                    Err(e) => Err(e),
+                };
+                // A closed receiver means the reader stopped early: stop downloading.
+                if tx.send(item).is_err() || done {
+                    break;
+                }
+            }
+        });
+        Ok(Box::new(ChannelReader {
+            rx,
+            current: bytes::Bytes::new(),
+        }))
+    }
+
+    pub(super) async fn clean_stale_uploads(&self) -> Result<Vec<String>, StorageError> {
+        let listed = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.settings.bucket)
+            .prefix(&self.settings.prefix)
+            .send()
+            .await
+            .map_err(|e| failed("listing unfinished uploads", self.describe(), e))?;
+        let now = std::time::SystemTime::now();
+        let mut aborted = Vec::new();
+        for upload in listed.uploads() {
+            let (Some(key), Some(upload_id)) = (upload.key(), upload.upload_id()) else {
+                continue;
+            };
+            let age = upload
+                .initiated()
+                .and_then(|t| std::time::SystemTime::try_from(*t).ok())
+                .and_then(|t| now.duration_since(t).ok())
+                .unwrap_or_default();
+            if age < self.settings.stale_upload_after {
+                continue; // perhaps another run's upload, still going
+            }
+            self.client
+                .abort_multipart_upload()
+                .bucket(&self.settings.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .send()
+                .await
+                .map_err(|e| {
+                    failed(
+                        format!("aborting the stale upload of {key}"),
+                        self.describe(),
+                        e,
+                    )
+                })?;
+            aborted.push(key.to_string());
+        }
+        Ok(aborted)
+    }
+}
+
+/// A blocking `Read` over chunks arriving from an async download.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    current: bytes::Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.recv() {
+                Ok(chunk) => self.current = chunk?,
+                Err(_) => return Ok(0), // the download finished
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+#[derive(Clone)]
+struct PartTarget {
+    client: Client,
+    bucket: String,
+    key: String,
+    upload_id: String,
+}
+
+/// Uploads parts as the dump produces them, a bounded number at a time.
+async fn upload_parts(
+    target: PartTarget,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+) -> Result<Vec<CompletedPart>, String> {
+    let mut running = tokio::task::JoinSet::new();
+    let mut done = Vec::new();
+    let mut number = 0;
+    while let Some(part) = rx.recv().await {
+        while running.len() >= PARTS_IN_FLIGHT {
+            done.push(
+                running
+                    .join_next()
+                    .await
+                    .expect("non-empty")
+                    .map_err(|e| e.to_string())??,
+            );
+        }
+        number += 1;
+        running.spawn(upload_part(target.clone(), number, part));
+    }
+    while let Some(finished) = running.join_next().await {
+        done.push(finished.map_err(|e| e.to_string())??);
+    }
+    done.sort_by_key(|p| p.part_number());
+    Ok(done)
+}
+
+async fn upload_part(
+    target: PartTarget,
+    number: i32,
+    part: Vec<u8>,
+) -> Result<CompletedPart, String> {
+    let body = bytes::Bytes::from(part);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let sent = target
+            .client
+            .upload_part()
+            .bucket(&target.bucket)
+            .key(&target.key)
+            .upload_id(&target.upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await;
+        match sent {
+            Ok(out) => {
+                return Ok(CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(out.e_tag().map(str::to_string))
+                    .build())
+            }
+            Err(e) if attempt < PART_ATTEMPTS => {
+                tracing::warn!(
+                    "part {number} of {}: attempt {attempt} failed: {}",
+                    target.key,
+                    DisplayErrorContext(&e)
+                );
+                tokio::time::sleep(Duration::from_millis(250 * 2u64.pow(attempt - 1))).await;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "part {number} failed {PART_ATTEMPTS} times: {}",
+                    DisplayErrorContext(e)
+                ))
+            }
+        }
+    }
+}
+
+/// An upload under way: completes (then puts the manifest) or aborts.
+pub struct MultipartUpload {
+    target: PartTarget,
+    uploader: JoinHandle<Result<Vec<CompletedPart>, String>>,
+    manifest_key: String,
+    place: String,
+}
+
+impl MultipartUpload {
+    pub(super) async fn complete(self, manifest: Vec<u8>) -> Result<(), StorageError> {
+        let t = &self.target;
+        let io = |what: &str, message: String| StorageError::Io {
+            what: format!("{what} {}", t.key),
+            place: self.place.clone(),
+            message,
+        };
+        let parts = match (&mut { self.uploader }).await {
+            Ok(Ok(parts)) => parts,
+            Ok(Err(message)) => {
+                abort(t).await;
+                return Err(io("uploading", message));
+            }
+            Err(join) => {
+                abort(t).await;
+                return Err(io("uploading", join.to_string()));
+            }
+        };
+        let completed = t
+            .client
+            .complete_multipart_upload()
+            .bucket(&t.bucket)
+            .key(&t.key)
+            .upload_id(&t.upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await;
+        if let Err(e) = completed {
+            abort(t).await;
+            return Err(io(
+                "completing the upload of",
+                DisplayErrorContext(e).to_string(),
+            ));
+        }
+        t.client
+            .put_object()
+            .bucket(&t.bucket)
+            .key(&self.manifest_key)
+            .content_type("application/json")
+            .body(ByteStream::from(manifest))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                io(
+                    "writing the manifest beside",
+                    format!(
+                        "{}; the object stays unlisted (no manifest, no backup)",
+                        DisplayErrorContext(e)
+                    ),
+                )
+            })
+    }
+
+    pub(super) async fn abort(self) -> Option<String> {
+        let cause = if self.uploader.is_finished() {
+            match self.uploader.await {
+                Ok(Err(message)) => Some(message),
+                _ => None,
+            }
+        } else {
+            self.uploader.abort();
+            None
+        };
+        abort(&self.target).await;
+        cause
+    }
+}
+
+async fn abort(t: &PartTarget) {
+    let result = t
+        .client
+        .abort_multipart_upload()
+        .bucket(&t.bucket)
+        .key(&t.key)
+        .upload_id(&t.upload_id)
+        .send()
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(
+            "aborting the upload of {}: {}",
+            t.key,
+            DisplayErrorContext(e)
+        );
+    }
+}
