@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use ballast::scratch::ScratchCluster;
 
 static CLUSTER: OnceLock<ScratchCluster> = OnceLock::new();
+static S3: OnceLock<S3Server> = OnceLock::new();
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 pub fn cluster() -> &'static ScratchCluster {
@@ -79,7 +80,11 @@ impl Project {
             .current_dir(self.path())
             .stdin(Stdio::null())
             .env_remove("DATABASE_URL")
-            .env("NO_COLOR", "1");
+            .env("NO_COLOR", "1")
+            // For the S3 test server, which accepts any credentials.
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true");
         for (key, _) in std::env::vars() {
             if key.starts_with("BALLAST_") {
                 cmd.env_remove(key);
@@ -176,5 +181,105 @@ impl Run {
             self.all()
         );
         self
+    }
+}
+
+/// The S3-protocol test server (moto, installed by scripts/ensure-moto), one per test
+/// binary, stopped when the binary exits.
+pub struct S3Server {
+    pub endpoint: String,
+    port: u16,
+}
+
+pub fn s3() -> &'static S3Server {
+    S3.get_or_init(|| {
+        let moto = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/moto_server");
+        assert!(moto.is_file(), "{} is missing: run scripts/ensure-moto (scripts/test does)", moto.display());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // The shell is a watchdog: it stops the server when this test binary exits.
+        let script = format!(
+            "'{}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & server=$!; \
+             while kill -0 {pid} 2>/dev/null && kill -0 $server 2>/dev/null; do sleep 0.5; done; kill $server",
+            moto.display(),
+            pid = std::process::id()
+        );
+        Command::new("setsid")
+            .args(["sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "moto_server did not start on port {port}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        S3Server { endpoint: format!("http://127.0.0.1:{port}"), port }
+    })
+}
+
+impl S3Server {
+    /// One plain HTTP request (moto does not check signatures); returns status and body.
+    pub fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.port,
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(body).unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    pub fn create_bucket(&self, bucket: &str) {
+        let (status, body) = self.http("PUT", &format!("/{bucket}"), b"");
+        assert_eq!(status, 200, "create bucket {bucket}: {body}");
+    }
+
+    /// Keys in `bucket`, sorted.
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        let (_, body) = self.http("GET", &format!("/{bucket}?list-type=2"), b"");
+        let mut keys: Vec<String> = body
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|s| s.split_once("</Key>").map(|(k, _)| k.to_string()))
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// Unfinished multipart uploads in `bucket`.
+    pub fn unfinished_uploads(&self, bucket: &str) -> usize {
+        let (_, body) = self.http("GET", &format!("/{bucket}?uploads"), b"");
+        body.matches("<Upload>").count()
+    }
+}
+
+impl Project {
+    /// This project's backups go to a fresh bucket on the S3 test server.
+    pub fn with_s3(&self, extra: &str) -> String {
+        let server = s3();
+        let bucket = format!("b-{}", self.db.replace('_', "-"));
+        server.create_bucket(&bucket);
+        self.write_config(&format!(
+            "[backup.s3]\nbucket = \"{bucket}\"\nprefix = \"shop/\"\nregion = \"us-east-1\"\nendpoint = \"{}\"\nforce_path_style = true\n{extra}",
+            server.endpoint
+        ));
+        bucket
     }
 }

@@ -7,3 +7,4 @@ mod harness;
 mod locking;
 mod output;
 mod read_only;
+mod s3;

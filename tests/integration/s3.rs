@@ -1,0 +1,96 @@
+//! Backups to an S3-protocol server (moto on loopback): streamed, complete or absent.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::harness::{s3, Project};
+
+#[test]
+fn deploy_backs_up_to_s3_with_manifest_last() {
+    let p = Project::new();
+    p.sql("create table kept (id int, note text); insert into kept select g, md5(g::text) from generate_series(1, 20000) g");
+    p.migration("1_a.sql", "create table a (id int);");
+    let bucket = p.with_s3("");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(0);
+    let keys = s3().keys(&bucket);
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("shop/") && k.ends_with(".dump.gz")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter().any(|k| k.ends_with(".manifest.json")),
+        "{keys:?}"
+    );
+    assert!(
+        run.stdout().contains(&format!("s3://{bucket}/shop/")),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(s3().unfinished_uploads(&bucket), 0);
+    assert!(
+        p.backup_files().is_empty(),
+        "nothing but the journal locally"
+    );
+}
+
+#[test]
+fn killed_pg_dump_aborts_the_upload_and_lists_nothing() {
+    let p = Project::new();
+    p.sql("create table kept (id int, note text); insert into kept select g, md5(g::text) from generate_series(1, 20000) g");
+    p.migration("1_a.sql", "create table a (id int);");
+    let wrapper = p.path().join("pg_dump_killed.sh");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\ncase \"$*\" in *--version*) exec pg_dump --version;; esac\npg_dump \"$@\" | head -c 100000\nkill -KILL $$\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bucket = p.with_s3("");
+    let mut config = std::fs::read_to_string(p.path().join("deploy.toml")).unwrap();
+    config = config.replace(
+        "[backup.s3]",
+        &format!(
+            "[backup]\npg_dump = \"{}\"\n\n[backup.s3]",
+            wrapper.display()
+        ),
+    );
+    std::fs::write(p.path().join("deploy.toml"), config).unwrap();
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(1);
+    assert!(
+        run.stdout().contains("killed by signal 9"),
+        "{}",
+        run.stdout()
+    );
+    assert!(s3().keys(&bucket).is_empty(), "{:?}", s3().keys(&bucket));
+    assert_eq!(
+        s3().unfinished_uploads(&bucket),
+        0,
+        "the multipart upload was aborted"
+    );
+    assert!(!p.table_exists("public.a"));
+}
+
+#[test]
+fn stale_unfinished_uploads_are_cleaned_up_by_the_next_backup() {
+    let p = Project::new();
+    let bucket = p.with_s3("stale_upload_after = \"0s\"\n");
+    let (status, body) = s3().http(
+        "POST",
+        &format!("/{bucket}/shop/left-behind.dump.gz?uploads"),
+        b"",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(s3().unfinished_uploads(&bucket), 1);
+    let run = p.ballast(&["backup"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout()
+            .contains("aborted a stale unfinished upload: shop/left-behind.dump.gz"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(s3().unfinished_uploads(&bucket), 0);
+}
