@@ -78,6 +78,26 @@ pub enum Command {
         after_help = "Examples:\n  ballast backup\n  BALLAST_BACKUP__DIR=/var/backups/shop ballast backup --json"
     )]
     Backup,
+    /// List the backups in the configured storage: id, time, database, size, verified.
+    #[command(
+        after_help = "Examples:\n  ballast backups\n  ballast backups --json\n\nOnly complete backups are listed: an object without its manifest never counts."
+    )]
+    Backups,
+    /// Read a backup back and check it: size and SHA-256 against its manifest, then the
+    /// archive's table of contents (pg_restore --list). Needs no database.
+    #[command(
+        after_help = "Examples:\n  ballast verify-backup                 the newest backup\n  ballast verify-backup shop-20260101T020000Z-1a2b3c4d\n\nA sound backup is marked verified; only verified backups count for prune."
+    )]
+    VerifyBackup {
+        /// Backup id (see `ballast backups`); the newest when omitted.
+        id: Option<String>,
+    },
+    /// Delete old backups by retention (backup.keep_last, backup.keep_days). A dry run
+    /// unless --yes. Only verified backups count, and the newest verified is never deleted.
+    #[command(
+        after_help = "Examples:\n  ballast prune            show what would be deleted\n  ballast prune --yes      delete it"
+    )]
+    Prune,
     /// The run journal: recent runs, their outcome and stages.
     #[command(after_help = "Examples:\n  ballast history\n  ballast history --limit 5 --json")]
     History {

@@ -7,10 +7,13 @@
 mod dump;
 mod manifest;
 mod pg_dump;
+pub mod retention;
+mod verify;
 
 pub use dump::{part_size_for, take, Artifact, DumpRequest};
 pub use manifest::Manifest;
 pub use pg_dump::{pg_dump_major, PgDumpVersion};
+pub use verify::{pg_restore_for, verify, Verified, VerifyError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {

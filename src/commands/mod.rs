@@ -1,5 +1,6 @@
 //! One function per command; each returns the process exit code.
 
+mod backups;
 mod common;
 mod demo;
 mod history;
@@ -20,6 +21,9 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Status => inspect::status(g).await,
         Command::Plan { full } => inspect::plan(g, *full).await,
         Command::History { limit } => history::run(g, *limit).await,
+        Command::Backups => backups::list(g).await,
+        Command::VerifyBackup { id } => backups::verify_one(g, id.as_deref()).await,
+        Command::Prune => backups::prune(g).await,
         Command::Demo { dir, keep } => demo::run(g, dir, *keep).await,
     }
 }

@@ -39,6 +39,8 @@ pub struct RawBackup {
     pub dir: Option<String>,
     pub pg_dump: Option<String>,
     pub compression_level: Option<u32>,
+    pub keep_last: Option<u32>,
+    pub keep_days: Option<u32>,
     pub s3: Option<RawS3>,
 }
 

@@ -83,6 +83,8 @@ pub struct BackupSettings {
     pub pg_dump: PathBuf,
     /// gzip level, 1 (fast) to 9 (small).
     pub compression_level: u32,
+    /// Retention for `prune`.
+    pub retention: crate::backup::retention::Retention,
     pub s3: Option<S3Settings>,
 }
 
@@ -181,10 +183,15 @@ pub(super) fn resolve(
         None => None,
         Some(s3) => Some(resolve_s3(s3, &bad)?),
     };
+    let retention = crate::backup::retention::Retention {
+        keep_last: raw.backup.keep_last.unwrap_or(7),
+        keep_days: raw.backup.keep_days.unwrap_or(14),
+    };
     let backup = BackupSettings {
         dir: within(raw.backup.dir),
         pg_dump,
         compression_level,
+        retention,
         s3,
     };
 

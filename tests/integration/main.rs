@@ -1,6 +1,7 @@
 //! Integration tests: the real binary against a real PostgreSQL.
 
 mod backup;
+mod catalogue;
 mod config_errors;
 mod deploy;
 mod harness;

@@ -1,0 +1,151 @@
+//! Retention: which backups `prune` may delete. Pure logic, tested on its own.
+//!
+//! Only verified backups count and only verified backups are deleted: an unverified
+//! backup proves nothing, so it can neither satisfy `keep_last` nor be trusted to be
+//! the last good one. The newest verified backup is never deleted, whatever the rules.
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::storage::Listed;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Keep this many newest verified backups.
+    pub keep_last: u32,
+    /// Keep verified backups younger than this many days.
+    pub keep_days: u32,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Decision {
+    /// (id, why it stays)
+    pub keep: Vec<(String, String)>,
+    pub delete: Vec<String>,
+    /// Unverified backups: neither counted nor deleted.
+    pub unverified: Vec<String>,
+}
+
+/// `listed` newest first, as storage lists it.
+pub fn decide(listed: &[Listed], rules: Retention, now: DateTime<Utc>) -> Decision {
+    let mut decision = Decision::default();
+    let mut verified_seen = 0u32;
+    for backup in listed {
+        let id = backup.manifest.id.clone();
+        if backup.verified_at.is_none() {
+            decision.unverified.push(id);
+            continue;
+        }
+        verified_seen += 1;
+        let age = DateTime::parse_from_rfc3339(&backup.manifest.started_at)
+            .map(|t| now - t.with_timezone(&Utc))
+            .unwrap_or(Duration::zero());
+        let reason = if verified_seen == 1 {
+            Some("the newest verified backup".to_string())
+        } else if verified_seen <= rules.keep_last {
+            Some(format!("among the newest {} verified", rules.keep_last))
+        } else if age < Duration::days(rules.keep_days as i64) {
+            Some(format!("younger than {} days", rules.keep_days))
+        } else {
+            None
+        };
+        match reason {
+            Some(why) => decision.keep.push((id, why)),
+            None => decision.delete.push(id),
+        }
+    }
+    decision
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::Manifest;
+
+    fn backup(id: &str, days_ago: i64, verified: bool, now: DateTime<Utc>) -> Listed {
+        Listed {
+            manifest: Manifest {
+                manifest_version: 1,
+                id: id.into(),
+                object: String::new(),
+                format: String::new(),
+                database: "shop".into(),
+                host: String::new(),
+                server_version: String::new(),
+                pg_dump_version: String::new(),
+                revision: None,
+                schema: "public".into(),
+                raw_bytes: 1,
+                compressed_bytes: 1,
+                sha256: String::new(),
+                started_at: (now - Duration::days(days_ago)).to_rfc3339(),
+                finished_at: String::new(),
+                run_id: String::new(),
+                tool: String::new(),
+            },
+            verified_at: verified.then(|| now.to_rfc3339()),
+            location: String::new(),
+        }
+    }
+
+    #[test]
+    fn keeps_the_newest_verified_even_when_every_rule_says_delete() {
+        let now = Utc::now();
+        let listed = [
+            backup("new-unverified", 0, false, now),
+            backup("old-verified", 400, true, now),
+        ];
+        let d = decide(
+            &listed,
+            Retention {
+                keep_last: 0,
+                keep_days: 0,
+            },
+            now,
+        );
+        assert_eq!(d.keep[0].0, "old-verified");
+        assert!(d.delete.is_empty());
+        assert_eq!(d.unverified, ["new-unverified"]);
+    }
+
+    #[test]
+    fn keep_last_counts_only_verified() {
+        let now = Utc::now();
+        let listed = [
+            backup("a", 1, true, now),
+            backup("b", 2, false, now),
+            backup("c", 3, true, now),
+            backup("d", 4, true, now),
+        ];
+        let d = decide(
+            &listed,
+            Retention {
+                keep_last: 2,
+                keep_days: 0,
+            },
+            now,
+        );
+        let kept: Vec<&str> = d.keep.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(kept, ["a", "c"]);
+        assert_eq!(d.delete, ["d"]);
+    }
+
+    #[test]
+    fn keep_days_keeps_recent_ones_beyond_keep_last() {
+        let now = Utc::now();
+        let listed = [
+            backup("a", 1, true, now),
+            backup("b", 5, true, now),
+            backup("c", 40, true, now),
+        ];
+        let d = decide(
+            &listed,
+            Retention {
+                keep_last: 1,
+                keep_days: 30,
+            },
+            now,
+        );
+        assert_eq!(d.delete, ["c"]);
+        assert_eq!(d.keep.len(), 2);
+    }
+}

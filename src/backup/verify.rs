@@ -1,0 +1,185 @@
+//! Reading a backup back: size and SHA-256 against its manifest, then the archive's
+//! table of contents through `pg_restore --list`. Needs no database.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use flate2::read::GzDecoder;
+use sha2::{Digest, Sha256};
+
+use crate::storage::{Listed, Storage, StorageError};
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Verified {
+    pub id: String,
+    pub compressed_bytes: u64,
+    pub raw_bytes: u64,
+    pub sha256: String,
+    /// Entries in the archive's table of contents.
+    pub toc_entries: usize,
+    pub verified_at: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("backup {id} is corrupt: {problem}")]
+    Corrupt { id: String, problem: String },
+    #[error("cannot run {program}: {source}; install the PostgreSQL client tools")]
+    PgRestoreMissing {
+        program: String,
+        source: std::io::Error,
+    },
+}
+
+/// `pg_restore` beside the configured `pg_dump` (or on PATH when pg_dump is).
+pub fn pg_restore_for(pg_dump: &Path) -> PathBuf {
+    match pg_dump.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join("pg_restore"),
+        _ => PathBuf::from("pg_restore"),
+    }
+}
+
+/// Counts and hashes what is read through it.
+struct HashingReader<R: Read> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+pub async fn verify(
+    storage: &Storage,
+    listed: &Listed,
+    pg_restore: PathBuf,
+) -> Result<Verified, VerifyError> {
+    let reader = storage.reader(&listed.manifest.id).await?;
+    let manifest = listed.manifest.clone();
+    tokio::task::spawn_blocking(move || check(reader, &manifest, &pg_restore))
+        .await
+        .map_err(|e| VerifyError::Corrupt {
+            id: listed.manifest.id.clone(),
+            problem: e.to_string(),
+        })?
+}
+
+fn check(
+    reader: Box<dyn Read + Send>,
+    manifest: &super::Manifest,
+    pg_restore: &Path,
+) -> Result<Verified, VerifyError> {
+    let corrupt = |problem: String| VerifyError::Corrupt {
+        id: manifest.id.clone(),
+        problem,
+    };
+    let mut child = Command::new(pg_restore.as_os_str())
+        .arg("--list")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| VerifyError::PgRestoreMissing {
+            program: pg_restore.display().to_string(),
+            source,
+        })?;
+    // Read pg_restore's output concurrently, or a full pipe would stall it.
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let out_thread = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+
+    let mut hashed = HashingReader {
+        inner: reader,
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
+    let mut stdin = child.stdin.take().expect("piped");
+    let mut raw: u64 = 0;
+    let decompressed = {
+        let mut gunzip = GzDecoder::new(&mut hashed);
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut listing_done = false;
+        loop {
+            match gunzip.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    raw += n as u64;
+                    // pg_restore --list stops reading once it has the table of contents
+                    // (or on a bad archive: its verdict below says so). Decompressing
+                    // goes on to the end either way: every byte must decode.
+                    if !listing_done && stdin.write_all(&buf[..n]).is_err() {
+                        listing_done = true;
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        }
+    };
+    drop(stdin);
+    // Hash whatever is left, so size and checksum speak for the whole object.
+    let _ = std::io::copy(&mut hashed, &mut std::io::sink());
+    let status = child
+        .wait()
+        .map_err(|e| corrupt(format!("waiting for pg_restore: {e}")))?;
+    let listing = out_thread.join().unwrap_or_default();
+    let errors = err_thread.join().unwrap_or_default();
+
+    let sha256 = hex::encode(hashed.hasher.finalize());
+    if hashed.bytes != manifest.compressed_bytes {
+        return Err(corrupt(format!(
+            "its size is {} bytes, the manifest says {} (truncated or replaced)",
+            hashed.bytes, manifest.compressed_bytes
+        )));
+    }
+    if sha256 != manifest.sha256 {
+        return Err(corrupt(format!(
+            "its SHA-256 is {sha256}, the manifest says {}",
+            manifest.sha256
+        )));
+    }
+    if let Err(e) = decompressed {
+        return Err(corrupt(format!("gzip: {e}")));
+    }
+    if raw != manifest.raw_bytes {
+        return Err(corrupt(format!(
+            "it decompresses to {raw} bytes, the manifest says {}",
+            manifest.raw_bytes
+        )));
+    }
+    if !status.success() {
+        return Err(corrupt(format!(
+            "pg_restore --list failed ({status}): {}",
+            errors.trim()
+        )));
+    }
+    let toc_entries = listing
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with(';'))
+        .count();
+    Ok(Verified {
+        id: manifest.id.clone(),
+        compressed_bytes: hashed.bytes,
+        raw_bytes: raw,
+        sha256,
+        toc_entries,
+        verified_at: chrono::Utc::now().to_rfc3339(),
+    })
+}

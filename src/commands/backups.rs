@@ -1,0 +1,159 @@
+//! `backups`, `verify-backup` and `prune`: the catalogue of backups in storage.
+//! None of them needs a database.
+
+use crate::backup::retention::decide;
+use crate::backup::{pg_restore_for, verify};
+use crate::cli::GlobalArgs;
+use crate::config::Settings;
+use crate::exit_code;
+use crate::report::human::{human_bytes, human_duration};
+use crate::report::stdout_line;
+use crate::storage::Storage;
+
+async fn open(g: &GlobalArgs) -> Result<(Settings, Storage), i32> {
+    let settings = super::load_settings(g)?;
+    let storage = Storage::open(&settings.backup)
+        .await
+        .map_err(|e| super::fail(g, &e.to_string(), exit_code::USAGE))?;
+    Ok((settings, storage))
+}
+
+/// `ballast backups`: complete backups, newest first.
+pub async fn list(g: &GlobalArgs) -> i32 {
+    let (_, storage) = match open(g).await {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let listed = match storage.list().await {
+        Ok(l) => l,
+        Err(e) => return super::fail(g, &e.to_string(), exit_code::USAGE),
+    };
+    if g.json {
+        for backup in &listed {
+            stdout_line(&serde_json::to_string(backup).unwrap_or_default());
+        }
+        return exit_code::SUCCESS;
+    }
+    if listed.is_empty() {
+        stdout_line(&format!("no backups in {}", storage.describe()));
+        return exit_code::SUCCESS;
+    }
+    stdout_line(&format!(
+        "{:<44} {:<20} {:<14} {:>10}  {:<9} revision",
+        "id", "taken", "database", "size", "verified"
+    ));
+    for backup in &listed {
+        let m = &backup.manifest;
+        stdout_line(&format!(
+            "{:<44} {:<20} {:<14} {:>10}  {:<9} {}",
+            m.id,
+            m.started_at
+                .chars()
+                .take(19)
+                .collect::<String>()
+                .replace('T', " "),
+            m.database,
+            human_bytes(m.compressed_bytes),
+            if backup.verified_at.is_some() {
+                "yes"
+            } else {
+                "no"
+            },
+            m.revision.as_deref().unwrap_or("none"),
+        ));
+    }
+    stdout_line(&format!("({} in {})", listed.len(), storage.describe()));
+    exit_code::SUCCESS
+}
+
+/// `ballast verify-backup [ID]`: read it back and check it; marks it verified.
+pub async fn verify_one(g: &GlobalArgs, id: Option<&str>) -> i32 {
+    let (settings, storage) = match open(g).await {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let listed = match storage.find(id).await {
+        Ok(l) => l,
+        Err(e) => return super::fail(g, &e.to_string(), exit_code::USAGE),
+    };
+    let started = std::time::Instant::now();
+    let pg_restore = pg_restore_for(&settings.backup.pg_dump);
+    match verify(&storage, &listed, pg_restore).await {
+        Ok(verified) => {
+            let record = serde_json::to_value(&verified).unwrap_or_default();
+            if let Err(e) = storage.mark_verified(&verified.id, &record).await {
+                return super::fail(
+                    g,
+                    &format!("verified, but recording it failed: {e}"),
+                    exit_code::FAILED_RESTORED,
+                );
+            }
+            if g.json {
+                stdout_line(
+                    &serde_json::json!({ "event": "backup_verified", "backup": record })
+                        .to_string(),
+                );
+            } else {
+                stdout_line(&format!(
+                    "✓ backup {} is sound: {} ({} raw), SHA-256 matches the manifest, {} archive entries ({})",
+                    verified.id,
+                    human_bytes(verified.compressed_bytes),
+                    human_bytes(verified.raw_bytes),
+                    verified.toc_entries,
+                    human_duration(started.elapsed().as_millis() as u64)
+                ));
+            }
+            exit_code::SUCCESS
+        }
+        Err(e) => super::fail(g, &e.to_string(), exit_code::FAILED_RESTORED),
+    }
+}
+
+/// `ballast prune [--yes]`: retention; a dry run unless --yes.
+pub async fn prune(g: &GlobalArgs) -> i32 {
+    let (settings, storage) = match open(g).await {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let listed = match storage.list().await {
+        Ok(l) => l,
+        Err(e) => return super::fail(g, &e.to_string(), exit_code::USAGE),
+    };
+    let rules = settings.backup.retention;
+    let decision = decide(&listed, rules, chrono::Utc::now());
+    if g.json {
+        let line = serde_json::json!({ "event": "prune", "dry_run": !g.yes, "decision": decision });
+        stdout_line(&line.to_string());
+    } else {
+        stdout_line(&format!(
+            "retention: keep the newest {} verified backups and any younger than {} days; never the newest verified",
+            rules.keep_last, rules.keep_days
+        ));
+        for (id, why) in &decision.keep {
+            stdout_line(&format!("  keep    {id}  ({why})"));
+        }
+        for id in &decision.unverified {
+            stdout_line(&format!(
+                "  skip    {id}  (not verified: run `ballast verify-backup {id}`)"
+            ));
+        }
+        for id in &decision.delete {
+            stdout_line(&format!(
+                "  {}  {id}",
+                if g.yes { "delete" } else { "would delete" }
+            ));
+        }
+    }
+    if !g.yes {
+        if !g.json && !decision.delete.is_empty() {
+            stdout_line("dry run: nothing deleted; pass --yes to delete");
+        }
+        return exit_code::SUCCESS;
+    }
+    for id in &decision.delete {
+        if let Err(e) = storage.delete(id).await {
+            return super::fail(g, &format!("deleting {id}: {e}"), exit_code::NOT_RECOVERED);
+        }
+    }
+    exit_code::SUCCESS
+}
