@@ -12,6 +12,9 @@ pub struct Manifest {
     pub database: String,
     pub host: String,
     pub server_version: String,
+    /// The server's major version (15 for 15.4); restore checks the target can take it.
+    #[serde(default)]
+    pub server_major: Option<u32>,
     pub pg_dump_version: String,
     /// The newest applied migration when the backup was taken.
     pub revision: Option<String>,
@@ -24,6 +27,10 @@ pub struct Manifest {
     pub finished_at: String,
     pub run_id: String,
     pub tool: String,
+    /// `pg_stat_user_tables` writes (inserts + updates + deletes) when the backup was
+    /// taken; a restore compares it with the live value to say what it would lose.
+    #[serde(default)]
+    pub write_counter: Option<i64>,
 }
 
 pub const FORMAT: &str = "pg_dump custom format (uncompressed), gzip";

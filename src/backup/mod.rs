@@ -8,6 +8,7 @@ mod dump;
 mod manifest;
 mod pg_dump;
 pub mod retention;
+pub mod target;
 mod verify;
 
 pub use dump::{part_size_for, take, Artifact, DumpRequest};

@@ -81,6 +81,8 @@ mod tests {
                 finished_at: String::new(),
                 run_id: String::new(),
                 tool: String::new(),
+                server_major: None,
+                write_counter: None,
             },
             verified_at: verified.then(|| now.to_rfc3339()),
             location: String::new(),

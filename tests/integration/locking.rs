@@ -127,7 +127,7 @@ fn sigterm_during_the_upgrade_exits_4_and_the_transaction_rolls_back() {
         "1_slow.sql",
         "create table a (id int); select pg_sleep(30);",
     );
-    let mut child = p
+    let child = p
         .command(&["--yes", "deploy"], &[])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
