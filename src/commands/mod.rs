@@ -6,6 +6,7 @@ mod demo;
 mod history;
 mod inspect;
 mod pipeline_run;
+mod restore;
 
 use crate::cli::{Cli, Command};
 
@@ -24,6 +25,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Backups => backups::list(g).await,
         Command::VerifyBackup { id } => backups::verify_one(g, id.as_deref()).await,
         Command::Prune => backups::prune(g).await,
+        Command::Restore { id, into } => restore::run(g, id.as_deref(), into.as_deref()).await,
         Command::Demo { dir, keep } => demo::run(g, dir, *keep).await,
     }
 }

@@ -63,6 +63,23 @@ impl DatabaseSettings {
             .map(redact_url)
             .unwrap_or_else(|| "<no database url>".into())
     }
+
+    /// The same server and credentials, another database (restore's new database,
+    /// the maintenance database for renames).
+    pub fn for_database(&self, database: &str) -> DatabaseSettings {
+        let url = self
+            .url
+            .as_deref()
+            .and_then(|u| url::Url::parse(u).ok())
+            .map(|mut u| {
+                u.set_path(&format!("/{database}"));
+                u.to_string()
+            });
+        DatabaseSettings {
+            url,
+            ..self.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

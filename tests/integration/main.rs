@@ -8,4 +8,5 @@ mod harness;
 mod locking;
 mod output;
 mod read_only;
+mod restore;
 mod s3;

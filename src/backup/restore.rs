@@ -1,0 +1,97 @@
+//! Streaming a backup into a database: storage → gunzip → `pg_restore`, in one
+//! transaction, with progress. The caller chooses the (empty, new) database.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use flate2::read::GzDecoder;
+
+use crate::redact::SplitUrl;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("cannot run {program}: {source}; install the PostgreSQL client tools")]
+    Missing {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("reading the backup: {0}")]
+    Read(std::io::Error),
+    #[error("pg_restore failed ({status}); its transaction rolled back, the database is empty: {stderr}")]
+    Failed { status: String, stderr: String },
+}
+
+/// Restores the dump read from `reader` into the database at `target` with
+/// `pg_restore --single-transaction --exit-on-error --no-owner`. Blocking.
+pub fn restore_into(
+    reader: Box<dyn Read + Send>,
+    pg_restore: &Path,
+    target: &SplitUrl,
+    progress: impl Fn(u64),
+) -> Result<(), RestoreError> {
+    let dbname = format!("--dbname={}", target.public);
+    let mut command = Command::new(pg_restore.as_os_str());
+    command
+        .args([
+            "--single-transaction",
+            "--exit-on-error",
+            "--no-owner",
+            "--no-password",
+            &dbname,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(password) = &target.password {
+        command.env("PGPASSWORD", password);
+    }
+    let mut child = command.spawn().map_err(|source| RestoreError::Missing {
+        program: pg_restore.display().to_string(),
+        source,
+    })?;
+    let mut stderr = child.stderr.take().expect("piped");
+    let err_thread = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let mut stdin = child.stdin.take().expect("piped");
+    let mut gunzip = GzDecoder::new(reader);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    let mut last = std::time::Instant::now();
+    let copied: Result<(), RestoreError> = loop {
+        let n = match gunzip.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) => break Err(RestoreError::Read(e)),
+        };
+        if stdin.write_all(&buf[..n]).is_err() {
+            break Ok(()); // pg_restore stopped: its exit status and stderr say why
+        }
+        total += n as u64;
+        if last.elapsed() > std::time::Duration::from_millis(200) {
+            progress(total);
+            last = std::time::Instant::now();
+        }
+    };
+    drop(stdin);
+    if copied.is_err() {
+        let _ = child.kill();
+    }
+    let status = child.wait().map_err(RestoreError::Read)?;
+    let stderr = crate::redact::scrub(
+        err_thread.join().unwrap_or_default().trim(),
+        &target.secrets,
+    );
+    copied?;
+    progress(total);
+    if !status.success() {
+        return Err(RestoreError::Failed {
+            status: status.to_string(),
+            stderr,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! `restore`: round trips, refusals, and the target untouched when anything fails.
+
+use crate::harness::{cluster, psql, Project};
+
+fn seed(p: &Project) {
+    p.sql(
+        "create table customers (id bigint primary key, email text not null unique);
+         create table orders (id bigint primary key, customer_id bigint not null references customers (id), total numeric(10,2), placed timestamptz default now());
+         create index orders_customer_idx on orders (customer_id);
+         insert into customers select g, 'c' || g || '@example.com' from generate_series(1, 300) g;
+         insert into orders select g, 1 + g % 300, g * 1.5 from generate_series(1, 2000) g",
+    );
+}
+
+fn schema(db_url: &str) -> String {
+    let out = std::process::Command::new("pg_dump")
+        .args(["--schema-only", "--no-owner", "-d", db_url])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn counts(p: &Project) -> String {
+    p.sql("select (select count(*) from customers) || '/' || (select count(*) from orders) || '/' || (select sum(total) from orders)")
+}
+
+fn backup_id(p: &Project) -> String {
+    p.ballast(&["backup"]).expect_code(0);
+    let run = p.ballast(&["--json", "backups"]);
+    let first = run.stdout().lines().next().unwrap().to_string();
+    serde_json::from_str::<serde_json::Value>(&first).unwrap()["manifest"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn in_place_restore_round_trips_rows_and_schema() {
+    let p = Project::new();
+    seed(&p);
+    let id = backup_id(&p);
+    let (schema_before, counts_before) = (schema(&p.url), counts(&p));
+
+    p.sql("delete from orders where id > 100; drop index orders_customer_idx; create table added_later (id int)");
+    assert_ne!(counts(&p), counts_before);
+
+    let run = p.ballast(&["--yes", "restore", &id]);
+    run.expect_code(0);
+    let out = run.stdout();
+    assert!(
+        out.contains("writes that will be lost: 1900 row changes"),
+        "{out}"
+    );
+    assert!(out.contains("safety backup: "), "{out}");
+    assert!(
+        out.contains("public.orders") && out.contains("2000"),
+        "row counts per table: {out}"
+    );
+    assert_eq!(counts(&p), counts_before);
+    assert_eq!(
+        schema(&p.url),
+        schema_before,
+        "exactly the backup's schema: no leftovers"
+    );
+    let aside = psql(
+        &cluster().url("postgres"),
+        &format!(
+            "select datname from pg_database where datname like '{}_before_restore_%'",
+            p.db
+        ),
+    );
+    assert!(!aside.is_empty(), "the previous database is kept aside");
+    // The safety backup is a backup like any other.
+    assert_eq!(
+        p.ballast(&["--json", "backups"]).stdout().lines().count(),
+        2
+    );
+}
+
+#[test]
+fn restore_into_a_new_database_leaves_the_target_alone() {
+    let p = Project::new();
+    seed(&p);
+    let id = backup_id(&p);
+    p.sql("delete from orders");
+    let drill = format!("{}_drill", p.db);
+    let run = p.ballast(&["--yes", "restore", &id, "--into", &drill]);
+    run.expect_code(0);
+    assert_eq!(
+        psql(&cluster().url(&drill), "select count(*) from orders"),
+        "2000"
+    );
+    assert_eq!(
+        p.sql("select count(*) from orders"),
+        "0",
+        "the target is untouched"
+    );
+    let again = p.ballast(&["--yes", "restore", &id, "--into", &drill]);
+    again.expect_code(2);
+    assert!(
+        again.stderr().contains("already exists"),
+        "{}",
+        again.stderr()
+    );
+}
+
+#[test]
+fn restore_without_terminal_or_yes_refuses_and_changes_nothing() {
+    let p = Project::new();
+    seed(&p);
+    let id = backup_id(&p);
+    p.sql("delete from orders");
+    let run = p.ballast(&["restore", &id]);
+    run.expect_code(3);
+    assert!(run.stderr().contains("pass --yes"), "{}", run.stderr());
+    assert_eq!(p.sql("select count(*) from orders"), "0");
+    let run = p.ballast(&["restore"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("no backup id given"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn corrupt_backup_is_refused_before_anything_happens() {
+    let p = Project::new();
+    seed(&p);
+    let id = backup_id(&p);
+    let object = p.path().join("backups").join(format!("{id}.dump.gz"));
+    let mut bytes = std::fs::read(&object).unwrap();
+    let n = bytes.len();
+    bytes.truncate(n - 100);
+    std::fs::write(&object, bytes).unwrap();
+    p.sql("delete from orders");
+    let run = p.ballast(&["--yes", "restore", &id]);
+    run.expect_code(3);
+    assert!(
+        run.stderr().contains("refusing to restore") && run.stderr().contains("corrupt"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(p.sql("select count(*) from orders"), "0");
+}
+
+#[test]
+fn restore_from_s3_into_a_new_database() {
+    let p = Project::new();
+    seed(&p);
+    p.with_s3("");
+    let id = backup_id(&p);
+    let drill = format!("{}_s3drill", p.db);
+    p.ballast(&["--yes", "restore", &id, "--into", &drill])
+        .expect_code(0);
+    assert_eq!(
+        psql(&cluster().url(&drill), "select count(*) from customers"),
+        "300"
+    );
+}
