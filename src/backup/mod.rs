@@ -7,6 +7,7 @@
 mod dump;
 mod manifest;
 mod pg_dump;
+pub mod replace;
 pub mod restore;
 pub mod retention;
 pub mod target;
