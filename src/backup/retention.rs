@@ -56,6 +56,23 @@ pub fn decide(listed: &[Listed], rules: Retention, now: DateTime<Utc>) -> Decisi
     decision
 }
 
+/// Lists, decides, and (when `delete`) deletes. Manifest first, so a half-deleted
+/// backup is never listed.
+pub async fn prune(
+    storage: &crate::storage::Storage,
+    rules: Retention,
+    delete: bool,
+) -> Result<Decision, crate::storage::StorageError> {
+    let listed = storage.list().await?;
+    let decision = decide(&listed, rules, Utc::now());
+    if delete {
+        for id in &decision.delete {
+            storage.delete(id).await?;
+        }
+    }
+    Ok(decision)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

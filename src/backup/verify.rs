@@ -58,6 +58,18 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// Verifies and, when sound, records it beside the backup (`ID.verified.json`).
+pub async fn verify_and_record(
+    storage: &Storage,
+    listed: &Listed,
+    pg_restore: PathBuf,
+) -> Result<Verified, VerifyError> {
+    let verified = verify(storage, listed, pg_restore).await?;
+    let record = serde_json::to_value(&verified).unwrap_or_default();
+    storage.mark_verified(&verified.id, &record).await?;
+    Ok(verified)
+}
+
 pub async fn verify(
     storage: &Storage,
     listed: &Listed,

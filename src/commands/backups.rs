@@ -1,8 +1,8 @@
 //! `backups`, `verify-backup` and `prune`: the catalogue of backups in storage.
 //! None of them needs a database.
 
-use crate::backup::retention::decide;
-use crate::backup::{pg_restore_for, verify};
+use crate::backup::retention::prune;
+use crate::backup::{pg_restore_for, verify_and_record};
 use crate::cli::GlobalArgs;
 use crate::config::Settings;
 use crate::exit_code;
@@ -78,16 +78,9 @@ pub async fn verify_one(g: &GlobalArgs, id: Option<&str>) -> i32 {
     };
     let started = std::time::Instant::now();
     let pg_restore = pg_restore_for(&settings.backup.pg_dump);
-    match verify(&storage, &listed, pg_restore).await {
+    match verify_and_record(&storage, &listed, pg_restore).await {
         Ok(verified) => {
             let record = serde_json::to_value(&verified).unwrap_or_default();
-            if let Err(e) = storage.mark_verified(&verified.id, &record).await {
-                return super::fail(
-                    g,
-                    &format!("verified, but recording it failed: {e}"),
-                    exit_code::FAILED_RESTORED,
-                );
-            }
             if g.json {
                 stdout_line(
                     &serde_json::json!({ "event": "backup_verified", "backup": record })
@@ -110,17 +103,16 @@ pub async fn verify_one(g: &GlobalArgs, id: Option<&str>) -> i32 {
 }
 
 /// `ballast prune [--yes]`: retention; a dry run unless --yes.
-pub async fn prune(g: &GlobalArgs) -> i32 {
+pub async fn prune_old(g: &GlobalArgs) -> i32 {
     let (settings, storage) = match open(g).await {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let listed = match storage.list().await {
-        Ok(l) => l,
-        Err(e) => return super::fail(g, &e.to_string(), exit_code::USAGE),
-    };
     let rules = settings.backup.retention;
-    let decision = decide(&listed, rules, chrono::Utc::now());
+    let decision = match prune(&storage, rules, g.yes).await {
+        Ok(d) => d,
+        Err(e) => return super::fail(g, &e.to_string(), exit_code::NOT_RECOVERED),
+    };
     if g.json {
         let line = serde_json::json!({ "event": "prune", "dry_run": !g.yes, "decision": decision });
         stdout_line(&line.to_string());
@@ -144,16 +136,8 @@ pub async fn prune(g: &GlobalArgs) -> i32 {
             ));
         }
     }
-    if !g.yes {
-        if !g.json && !decision.delete.is_empty() {
-            stdout_line("dry run: nothing deleted; pass --yes to delete");
-        }
-        return exit_code::SUCCESS;
-    }
-    for id in &decision.delete {
-        if let Err(e) = storage.delete(id).await {
-            return super::fail(g, &format!("deleting {id}: {e}"), exit_code::NOT_RECOVERED);
-        }
+    if !g.yes && !g.json && !decision.delete.is_empty() {
+        stdout_line("dry run: nothing deleted; pass --yes to delete");
     }
     exit_code::SUCCESS
 }

@@ -24,7 +24,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::History { limit } => history::run(g, *limit).await,
         Command::Backups => backups::list(g).await,
         Command::VerifyBackup { id } => backups::verify_one(g, id.as_deref()).await,
-        Command::Prune => backups::prune(g).await,
+        Command::Prune => backups::prune_old(g).await,
         Command::Restore { id, into } => restore::run(g, id.as_deref(), into.as_deref()).await,
         Command::Demo { dir, keep } => demo::run(g, dir, *keep).await,
     }

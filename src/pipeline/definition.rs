@@ -21,6 +21,9 @@ pub enum StageKind {
     Upgrade,
     Verify,
     Shell,
+    VerifyBackup,
+    Prune,
+    Restore,
 }
 
 impl StageKind {
@@ -33,6 +36,9 @@ impl StageKind {
             StageKind::Upgrade => "upgrade",
             StageKind::Verify => "verify",
             StageKind::Shell => "shell",
+            StageKind::VerifyBackup => "verify-backup",
+            StageKind::Prune => "prune",
+            StageKind::Restore => "restore",
         }
     }
 }
@@ -60,6 +66,22 @@ impl StageSpec {
 pub struct FailurePolicy {
     #[serde(default)]
     pub hooks: Vec<String>,
+    /// Restore this run's backup when a failure left changes behind.
+    #[serde(default)]
+    pub restore: RestorePolicy,
+}
+
+/// `[on_failure] restore = ...`: the restore rung of the recovery ladder.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestorePolicy {
+    /// Never restore; a failure that left changes exits 4 with the steps to take.
+    #[default]
+    Never,
+    /// Ask at a terminal; without one, do not restore (exit 4 with instructions).
+    Ask,
+    /// Restore without asking (scheduled deploys that must end where they started).
+    Auto,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -82,7 +104,11 @@ impl Pipeline {
     /// never changes the database.
     pub fn confirms_before_changing(&self) -> bool {
         let position = |kind| self.stages.iter().position(|s| s.kind == kind);
-        match (position(StageKind::Upgrade), position(StageKind::Confirm)) {
+        let first_change = self
+            .stages
+            .iter()
+            .position(|s| matches!(s.kind, StageKind::Upgrade | StageKind::Restore));
+        match (first_change, position(StageKind::Confirm)) {
             (None, _) => true,
             (Some(upgrade), Some(confirm)) => confirm < upgrade,
             (Some(_), None) => false,

@@ -7,8 +7,9 @@
 pub mod context;
 pub mod definition;
 mod hooks;
+mod recovery;
 pub mod runner;
 
 pub use context::{RunContext, RunOptions};
-pub use definition::{Pipeline, PipelineError, StageKind, StageSpec};
+pub use definition::{Pipeline, PipelineError, RestorePolicy, StageKind, StageSpec};
 pub use runner::run;

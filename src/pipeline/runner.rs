@@ -10,6 +10,7 @@ use std::time::Instant;
 use super::context::RunContext;
 use super::definition::Pipeline;
 use super::hooks::run_failure_hooks;
+use super::recovery::{restore_rung, RungOutcome};
 use crate::engine::Snapshot;
 use crate::events::{Event, Outcome, RunSummary, StageRecord};
 use crate::exit_code;
@@ -178,6 +179,28 @@ async fn conclude(
         return summary;
     }
 
+    // Changes were left behind: the restore rung, when the pipeline allows it.
+    match restore_rung(pipeline, ctx, &mut summary.stages).await {
+        RungOutcome::Restored(detail) => {
+            summary.outcome = Outcome::FailedUnchanged;
+            summary.exit_code = exit_code::FAILED_RESTORED;
+            summary.end_version = fresh_snapshot(ctx).await.and_then(|s| s.current_label());
+            summary.next_steps.push(format!(
+                "the database was restored from this run's backup ({detail}); writes made since the backup are lost"
+            ));
+            return summary;
+        }
+        RungOutcome::Failed(error) => {
+            summary
+                .next_steps
+                .push(format!("restoring this run's backup failed: {error}"));
+        }
+        RungOutcome::NotTried(reason) => {
+            summary
+                .next_steps
+                .push(format!("no automatic restore: {reason}"));
+        }
+    }
     summary.outcome = Outcome::FailedNotRecovered;
     summary.exit_code = exit_code::NOT_RECOVERED;
     if now.is_none() {

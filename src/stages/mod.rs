@@ -2,9 +2,11 @@
 //! events; it never prints, and it never decides what runs next.
 
 mod backup;
+mod catalogue;
 mod confirm;
 mod outcome;
 mod preview;
+mod restore;
 mod shell;
 pub mod state_check;
 mod upgrade;
@@ -23,5 +25,8 @@ pub async fn run(spec: &StageSpec, ctx: &mut RunContext) -> Result<StageOutcome,
         StageKind::Upgrade => upgrade::run(ctx).await,
         StageKind::Verify => verify::run(ctx).await,
         StageKind::Shell => shell::run(ctx, spec.command.as_deref().unwrap_or_default()).await,
+        StageKind::VerifyBackup => catalogue::verify_backup(ctx).await,
+        StageKind::Prune => catalogue::prune(ctx).await,
+        StageKind::Restore => restore::run(ctx).await,
     }
 }

@@ -163,3 +163,83 @@ fn restore_from_s3_into_a_new_database() {
         "300"
     );
 }
+
+fn failing_after_commit(p: &Project, policy: &str) {
+    p.migration("1_t.sql", "create table t (id int);")
+        .migration(
+            "2_idx.sql",
+            "-- no-transaction\ncreate index concurrently t_idx on t (id);",
+        )
+        .migration("3_broken.sql", "alter table nope add column x int;");
+    std::fs::create_dir_all(p.path().join("pipelines")).unwrap();
+    let builtin = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/pipelines/deploy.toml"
+    ))
+    .unwrap();
+    std::fs::write(
+        p.path().join("pipelines/deploy.toml"),
+        builtin.replace("restore = \"never\"", &format!("restore = \"{policy}\"")),
+    )
+    .unwrap();
+}
+
+#[test]
+fn restore_rung_puts_the_runs_backup_back_when_changes_were_left() {
+    let p = Project::new();
+    p.sql("create table kept (id int); insert into kept values (1), (2)");
+    failing_after_commit(&p, "auto");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(1);
+    let out = run.stdout();
+    assert!(out.contains("restore (recovery)"), "{out}");
+    assert!(out.contains("restored from this run's backup"), "{out}");
+    assert!(
+        !p.table_exists("public.t"),
+        "the committed migrations are gone"
+    );
+    assert!(p.ledger_versions().is_empty());
+    assert_eq!(p.sql("select count(*) from kept"), "2");
+}
+
+#[test]
+fn restore_rung_with_ask_and_no_terminal_leaves_it_to_a_human() {
+    let p = Project::new();
+    failing_after_commit(&p, "ask");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(4);
+    assert!(
+        run.stdout().contains("no terminal to ask"),
+        "{}",
+        run.stdout()
+    );
+    assert!(p.table_exists("public.t"));
+}
+
+#[test]
+fn backup_pipeline_backs_up_verifies_and_prunes() {
+    let p = Project::new();
+    p.sql("create table t (id int)");
+    p.write_config("[backup]\nkeep_last = 1\nkeep_days = 0\n");
+    p.ballast(&["--yes", "backup"]).expect_code(0);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let run = p.ballast(&["--yes", "backup"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout().contains("read back: SHA-256 matches"),
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        run.stdout().contains("kept 1, deleted 1"),
+        "{}",
+        run.stdout()
+    );
+    let listing = p.ballast(&["backups"]);
+    assert_eq!(
+        listing.stdout().matches(" yes ").count(),
+        1,
+        "{}",
+        listing.stdout()
+    );
+}

@@ -1,0 +1,44 @@
+//! `restore`: puts this run's backup back in place of the target (a failure rung, or a
+//! drill pipeline's step). Verified first; the target is replaced only by an atomic
+//! rename after a successful restore, and a safety backup is taken before.
+
+use super::{StageError, StageOutcome};
+use crate::backup::replace::{replace, Destination, ReplaceError};
+use crate::backup::{pg_restore_for, verify};
+use crate::pipeline::RunContext;
+use crate::storage::Storage;
+
+pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
+    let Some(artifact) = ctx.backup.clone() else {
+        return Err(StageError::Refused(
+            "this run took no backup to restore (add a backup stage before it)".into(),
+        ));
+    };
+    let settings = ctx.settings.clone();
+    let storage = Storage::open(&settings.backup).await?;
+    let listed = storage.find(Some(&artifact.id)).await?;
+    verify(&storage, &listed, pg_restore_for(&settings.backup.pg_dump))
+        .await
+        .map_err(|e| StageError::Refused(format!("refusing to restore: {e}")))?;
+    // Our own connection would keep the target in use and block the rename.
+    ctx.reset_conn().await;
+    let replaced = replace(
+        &settings,
+        &storage,
+        &listed.manifest,
+        Destination::InPlace,
+        &ctx.events,
+        |_| {},
+    )
+    .await
+    .map_err(|e| match e {
+        ReplaceError::InUse(message) => StageError::Refused(message),
+        other => StageError::Failed(other.to_string()),
+    })?;
+    Ok(StageOutcome::Done(format!(
+        "restored {} from {}; the previous state is kept as {}",
+        replaced.database,
+        artifact.id,
+        replaced.kept_aside.as_deref().unwrap_or("-")
+    )))
+}
