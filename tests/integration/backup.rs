@@ -120,7 +120,17 @@ fn backup_command_works_outside_a_deploy() {
     p.sql("create table t (id int)");
     let run = p.ballast(&["backup"]);
     run.expect_code(0);
-    assert_eq!(p.backup_files().len(), 2, "{}", run.stdout());
+    let files = p.backup_files();
+    assert_eq!(
+        files.len(),
+        3,
+        "dump, manifest, verification record: {files:?}"
+    );
+    assert!(
+        run.stdout().contains("read back: SHA-256 matches"),
+        "{}",
+        run.stdout()
+    );
     assert!(
         !p.table_exists("public.ballast_migrations"),
         "a backup does not create ballast's tables"

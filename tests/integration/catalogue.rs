@@ -20,7 +20,7 @@ fn ids(p: &Project) -> Vec<String> {
 fn list_then_verify_marks_a_backup_verified() {
     let p = Project::new();
     p.sql("create table t (id int, note text); insert into t select g, md5(g::text) from generate_series(1, 5000) g");
-    p.ballast(&["backup"]).expect_code(0);
+    p.bare_backup();
     let listing = p.ballast(&["backups"]);
     assert!(
         listing.stdout().contains(&p.db) && listing.stdout().contains(" no "),
@@ -41,7 +41,7 @@ fn list_then_verify_marks_a_backup_verified() {
 fn corrupt_and_truncated_objects_fail_verification() {
     let p = Project::new();
     p.sql("create table t (id int, note text); insert into t select g, md5(g::text) from generate_series(1, 5000) g");
-    p.ballast(&["backup"]).expect_code(0);
+    p.bare_backup();
     let id = ids(&p).remove(0);
     let object = p.path().join("backups").join(format!("{id}.dump.gz"));
     let good = std::fs::read(&object).unwrap();
@@ -90,7 +90,7 @@ fn verify_streams_from_s3() {
     let p = Project::new();
     p.sql("create table t (id int, note text); insert into t select g, md5(g::text) from generate_series(1, 5000) g");
     let bucket = p.with_s3("");
-    p.ballast(&["backup"]).expect_code(0);
+    p.bare_backup();
     p.ballast(&["verify-backup"]).expect_code(0);
     assert!(s3()
         .keys(&bucket)
@@ -111,7 +111,7 @@ fn prune_counts_only_verified_and_keeps_the_newest_verified() {
     p.sql("create table t (id int)");
     p.write_config("[backup]\nkeep_last = 1\nkeep_days = 0\n");
     for _ in 0..3 {
-        p.ballast(&["backup"]).expect_code(0);
+        p.bare_backup();
         std::thread::sleep(std::time::Duration::from_millis(1100)); // distinct ids
     }
     let all = ids(&p); // newest first

@@ -96,6 +96,14 @@ impl Project {
         cmd
     }
 
+    /// A backup only, not verified (`ballast backup` also verifies and prunes).
+    pub fn bare_backup(&self) {
+        let pipeline = self.path().join("bare-backup.toml");
+        std::fs::write(&pipeline, "[[stages]]\nkind = \"backup\"\n").unwrap();
+        self.ballast(&["run", pipeline.to_str().unwrap()])
+            .expect_code(0);
+    }
+
     pub fn sql(&self, sql: &str) -> String {
         psql(&self.url, sql)
     }
