@@ -229,3 +229,27 @@ fn describe_status(status: &std::process::ExitStatus) -> String {
         _ => status.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_size_keeps_small_databases_at_the_minimum() {
+        assert_eq!(part_size_for(0), 8 << 20);
+        assert_eq!(part_size_for(10 << 30), 8 << 20);
+    }
+
+    #[test]
+    fn part_size_grows_so_the_part_limit_is_never_reached() {
+        for gib in [100u64, 1_000, 5_000] {
+            let db = (gib << 30) as i64;
+            let part = part_size_for(db) as u64;
+            assert_eq!(part % (1 << 20), 0, "whole MiB");
+            assert!(
+                2 * db as u64 / part < 10_000,
+                "{gib} GiB: {part} bytes a part"
+            );
+        }
+    }
+}

@@ -136,3 +136,26 @@ fn backup_command_works_outside_a_deploy() {
         "a backup does not create ballast's tables"
     );
 }
+
+#[test]
+fn empty_dump_is_a_failure_not_a_backup() {
+    let p = Project::new();
+    p.migration("1_new.sql", "create table added (id int);");
+    let wrapper = p.path().join("silent_pg_dump.sh");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\ncase \"$*\" in *--version*) exec pg_dump --version;; esac\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p.write_config(&format!("[backup]\npg_dump = \"{}\"\n", wrapper.display()));
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(1);
+    assert!(
+        run.stdout().contains("pg_dump wrote nothing"),
+        "{}",
+        run.stdout()
+    );
+    assert!(p.backup_files().is_empty());
+    assert!(!p.table_exists("public.added"));
+}

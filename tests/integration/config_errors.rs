@@ -174,3 +174,28 @@ fn set_flags_are_the_top_layer_and_are_checked() {
         run.stderr()
     );
 }
+
+#[test]
+fn s3_settings_are_checked() {
+    let p = Project::new();
+    p.write_config("[backup.s3]\nprefix = \"x/\"\n");
+    let run = p.ballast(&["backups"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("backup.s3.bucket") && run.stderr().contains("required"),
+        "{}",
+        run.stderr()
+    );
+    p.write_config("[backup.s3]\nbucket = \"b\"\nkms_key_id = \"k\"\n");
+    let run = p.ballast(&["backups"]);
+    run.expect_code(2);
+    assert!(run.stderr().contains("aws:kms"), "{}", run.stderr());
+    p.write_config("[backup.s3]\nbucket = \"b\"\naccess_key = \"AKIA...\"\n");
+    let run = p.ballast(&["backups"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("access_key"),
+        "credentials are not config: {}",
+        run.stderr()
+    );
+}

@@ -1,0 +1,226 @@
+//! `ballast backup` against the shell pipelines it replaces, on generated data.
+//!
+//! `cargo bench --bench backup [-- SIZE_MB]` (default 1024). One throwaway cluster,
+//! one generated database of text, numbers, JSON and timestamps (not blank filler),
+//! then, in the same run: `pg_dump -Fc -Z0 > /dev/null` (the floor), `pg_dump -Fc -Z0
+//! | gzip -6 > file` (the script ballast replaces), `ballast` to local storage and to
+//! an S3 server (moto, when scripts/ensure-moto installed it). Reports wall time, output
+//! size and ballast's peak RSS (GNU time). Compare ratios, not seconds: the machine is
+//! shared.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use ballast::scratch::ScratchCluster;
+
+fn main() {
+    let size_mb: u64 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1024);
+    let cluster = ScratchCluster::start().expect("start a throwaway PostgreSQL");
+    let url = cluster.url("bench");
+    sh(&format!(
+        "psql -X -q -d '{}' -c 'create database bench'",
+        cluster.url("postgres")
+    ));
+    // ~330 bytes a row on disk: words, numbers, a JSON document, timestamps.
+    let rows = size_mb * 1024 * 1024 / 330;
+    let t = Instant::now();
+    sh(&format!(
+        "psql -X -q -d '{url}' <<'SQL'
+create table events (
+    id bigint primary key, customer text, amount numeric(12,2), quantity int,
+    happened timestamptz, note text, payload jsonb);
+insert into events
+select g,
+       'customer-' || (random() * 100000)::int,
+       (random() * 10000)::numeric(12,2),
+       (random() * 50)::int,
+       now() - random() * interval '900 days',
+       substr(md5(random()::text) || ' ' || md5(random()::text) || ' order shipped to '
+              || (array['Lyon','Porto','Riga','Quito','Osaka','Perth'])[1 + (random() * 5)::int], 1, 40 + (random() * 60)::int),
+       jsonb_build_object('sku', md5(random()::text), 'tags', jsonb_build_array(md5(g::text), (random() * 1000)::int),
+                          'ok', random() > 0.5, 'score', random())
+from generate_series(1, {rows}) g;
+SQL"
+    ));
+    let db_bytes: u64 = output(&format!(
+        "psql -X -A -t -d '{url}' -c \"select pg_database_size('bench')\""
+    ))
+    .trim()
+    .parse()
+    .unwrap();
+    println!(
+        "generated {} in {:.0} s",
+        mib(db_bytes),
+        t.elapsed().as_secs_f64()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let floor = timed(&format!("pg_dump -Fc -Z0 -d '{url}' > /dev/null"));
+    let gz_file = d.join("dump.gz");
+    let gzip = timed(&format!(
+        "pg_dump -Fc -Z0 -d '{url}' | gzip -6 > '{}'",
+        gz_file.display()
+    ));
+    let gzip_size = std::fs::metadata(&gz_file).unwrap().len();
+
+    std::fs::write(
+        d.join("only-backup.toml"),
+        "[[stages]]\nkind = \"backup\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("deploy.toml"),
+        format!("[database]\nurl = \"{url}\"\n[backup]\ndir = \"local\"\n"),
+    )
+    .unwrap();
+    let (local, local_rss) = ballast(d);
+    let local_size = dir_size(&d.join("local"));
+
+    println!();
+    println!(
+        "{:<44} {:>9} {:>8} {:>10} {:>9}",
+        "", "wall", "vs gzip", "size", "peak RSS"
+    );
+    println!(
+        "{:<44} {:>8.1}s {:>8} {:>10} {:>9}",
+        "pg_dump -Fc -Z0 > /dev/null (floor)",
+        floor,
+        format!("{:.2}x", gzip / floor),
+        "-",
+        "-"
+    );
+    println!(
+        "{:<44} {:>8.1}s {:>8} {:>10} {:>9}",
+        "pg_dump -Fc -Z0 | gzip -6 > file",
+        gzip,
+        "1.00x",
+        mib(gzip_size),
+        "-"
+    );
+    println!(
+        "{:<44} {:>8.1}s {:>8} {:>10} {:>9}",
+        "ballast backup, local folder",
+        local,
+        format!("{:.2}x", gzip / local),
+        format!(
+            "{} ({:+.1}%)",
+            mib(local_size),
+            100.0 * (local_size as f64 / gzip_size as f64 - 1.0)
+        ),
+        mib(local_rss)
+    );
+    let moto = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/moto_server");
+    if moto.is_file() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = Command::new(&moto)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        sh(&format!(
+            "curl -s -X PUT http://127.0.0.1:{port}/bench >/dev/null"
+        ));
+        std::fs::write(
+            d.join("deploy.toml"),
+            format!(
+                "[database]\nurl = \"{url}\"\n[backup]\ndir = \"local\"\n[backup.s3]\nbucket = \"bench\"\nendpoint = \"http://127.0.0.1:{port}\"\nforce_path_style = true\n"
+            ),
+        )
+        .unwrap();
+        let (s3, s3_rss) = ballast(d);
+        println!(
+            "{:<44} {:>8.1}s {:>8} {:>10} {:>9}",
+            "ballast backup, S3 (moto on loopback)",
+            s3,
+            format!("{:.2}x", gzip / s3),
+            "-",
+            mib(s3_rss)
+        );
+        let _ = server.kill();
+    }
+    println!(
+        "\ndatabase {} ; dump floor {:.0} MB/s of database",
+        mib(db_bytes),
+        db_bytes as f64 / 1e6 / floor
+    );
+}
+
+/// Runs the one-stage backup pipeline under GNU time; returns (seconds, peak RSS bytes).
+fn ballast(dir: &Path) -> (f64, u64) {
+    let rss_file = dir.join("rss");
+    let t = Instant::now();
+    let status = Command::new("/usr/bin/time")
+        .args(["-f", "%M", "-o"])
+        .arg(&rss_file)
+        .arg(env!("CARGO_BIN_EXE_ballast"))
+        .args(["--yes", "-q", "run", "only-backup.toml"])
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env("AWS_ACCESS_KEY_ID", "bench")
+        .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .status()
+        .unwrap();
+    let seconds = t.elapsed().as_secs_f64();
+    assert!(status.success(), "ballast backup failed");
+    let kib: u64 = std::fs::read_to_string(&rss_file)
+        .unwrap()
+        .trim()
+        .lines()
+        .last()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (seconds, kib * 1024)
+}
+
+fn timed(script: &str) -> f64 {
+    let t = Instant::now();
+    sh(script);
+    t.elapsed().as_secs_f64()
+}
+
+fn sh(script: &str) {
+    let status = Command::new("bash")
+        .args(["-o", "pipefail", "-c", script])
+        .status()
+        .unwrap();
+    assert!(status.success(), "failed: {script}");
+}
+
+fn output(script: &str) -> String {
+    String::from_utf8(
+        Command::new("bash")
+            .args(["-c", script])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".dump.gz"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.0} MiB", bytes as f64 / 1048576.0)
+}
