@@ -12,6 +12,8 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use sha2::{Digest, Sha256};
 
+use super::hashing::HashingWriter;
+
 use super::manifest::{Manifest, FORMAT};
 use super::BackupError;
 use crate::storage::{Sink, Storage};
@@ -39,26 +41,6 @@ pub struct Artifact {
     pub raw_bytes: u64,
     pub compressed_bytes: u64,
     pub sha256: String,
-}
-
-/// Counts and hashes what passes through on its way to the sink.
-struct HashingWriter<W: Write> {
-    inner: W,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 const MIB: u64 = 1 << 20;

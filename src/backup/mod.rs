@@ -5,6 +5,7 @@
 //! compressor finished; the manifest is written last. No manifest, no backup.
 
 mod dump;
+mod hashing;
 mod manifest;
 mod pg_dump;
 pub mod replace;

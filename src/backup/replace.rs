@@ -46,6 +46,28 @@ pub enum ReplaceError {
     /// Other sessions use the target; it was not touched (the copy is ready).
     #[error("{0}")]
     InUse(String),
+    #[error("backup {id} is of database {backup_db}, and the target is {target}: restoring it in place would replace the wrong database. Restore it with --into NEW_DB, or point database.url at {backup_db}")]
+    OtherDatabase {
+        id: String,
+        backup_db: String,
+        target: String,
+    },
+}
+
+/// In place, only a backup of this very database may replace it.
+pub fn check_destination(
+    manifest: &Manifest,
+    target: &str,
+    destination: &Destination<'_>,
+) -> Result<(), ReplaceError> {
+    match destination {
+        Destination::InPlace if manifest.database != target => Err(ReplaceError::OtherDatabase {
+            id: manifest.id.clone(),
+            backup_db: manifest.database.clone(),
+            target: target.to_string(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 pub async fn replace(
@@ -60,6 +82,16 @@ pub async fn replace(
     let mut conn = db::connect(&settings.database, "restore").await?;
     let server = db::server_info(&mut conn).await?;
     let target = server.database.clone();
+    check_destination(manifest, &target, &destination)?;
+    // The new database is made like the target: same encoding, locale and owner, and
+    // from template0, so nothing added to template1 gets in the way.
+    let (encoding, collate, ctype, owner, may_own): (String, String, String, String, bool) = sqlx::query_as(
+        "select pg_encoding_to_char(encoding)::text, datcollate::text, datctype::text, pg_get_userbyid(datdba)::text, \
+                pg_has_role(current_user, datdba, 'MEMBER') from pg_database where datname = current_database()",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .map_err(|e| DbError::query("reading the target's encoding and owner", &e))?;
     let mut safety_backup = None;
     if let Destination::InPlace = destination {
         info("taking a safety backup of the current state".into());
@@ -80,27 +112,42 @@ pub async fn replace(
         "restore admin",
     )
     .await?;
-    sqlx::raw_sql(&format!("create database {}", quote_ident(&fresh)))
+    let owner_clause = if may_own {
+        format!(" owner {}", quote_ident(&owner))
+    } else {
+        String::new()
+    };
+    let create = format!(
+        "create database {} template template0 encoding '{}' lc_collate '{}' lc_ctype '{}'{owner_clause}",
+        quote_ident(&fresh),
+        encoding.replace('\'', ""),
+        collate.replace('\'', "''"),
+        ctype.replace('\'', "''"),
+    );
+    sqlx::raw_sql(&create)
         .execute(&mut admin)
         .await
         .map_err(|e| DbError::query(format!("creating database {fresh}"), &e))?;
-    let fresh_settings = settings.database.for_database(&fresh);
-    let fresh_url = fresh_settings
+    let fresh_url = settings
+        .database
+        .for_database(&fresh)
         .url()
         .ok()
-        .and_then(|u| split_secrets(u).ok())
-        .ok_or_else(|| ReplaceError::Restore("database.url is not usable".into()))?;
+        .and_then(|u| split_secrets(u).ok());
     let pg_restore = pg_restore_for(&settings.backup.pg_dump);
-    let reader = storage
-        .reader(&manifest.id)
-        .await
-        .map_err(|e| ReplaceError::Restore(e.to_string()))?;
-    let restored = tokio::task::spawn_blocking(move || {
-        restore_into(reader, &pg_restore, &fresh_url, progress)
-    })
-    .await
-    .map_err(|e| e.to_string())
-    .and_then(|r| r.map_err(|e| e.to_string()));
+    let restored = match (fresh_url, storage.reader(&manifest.id).await) {
+        (Some(fresh_url), Ok(reader)) => {
+            let manifest = manifest.clone();
+            tokio::task::spawn_blocking(move || {
+                restore_into(reader, &pg_restore, &fresh_url, &manifest, progress)
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        }
+        (None, _) => Err("database.url is not usable".to_string()),
+        (_, Err(e)) => Err(e.to_string()),
+    };
     if let Err(e) = restored {
         let _ = sqlx::raw_sql(&format!("drop database if exists {}", quote_ident(&fresh)))
             .execute(&mut admin)
@@ -120,7 +167,18 @@ pub async fn replace(
         }
     };
     db::close(admin).await;
-    let row_counts = row_counts(settings, &database).await?;
+    // The restore has happened: a failure to count is a warning, never a failed restore.
+    let row_counts = match row_counts(settings, &database).await {
+        Ok(counts) => counts,
+        Err(e) => {
+            events.diagnose(
+                Severity::Warning,
+                format!("restored, but counting rows failed: {e}"),
+                None,
+            );
+            Vec::new()
+        }
+    };
     Ok(Replaced {
         database,
         kept_aside,

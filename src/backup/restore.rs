@@ -7,6 +7,8 @@ use std::process::{Command, Stdio};
 
 use flate2::read::GzDecoder;
 
+use super::hashing::HashingReader;
+use super::Manifest;
 use crate::redact::SplitUrl;
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +20,8 @@ pub enum RestoreError {
     },
     #[error("reading the backup: {0}")]
     Read(std::io::Error),
+    #[error("the object read for the restore ({bytes} bytes, SHA-256 {sha256}) is not the one verified against the manifest; it changed in storage")]
+    Changed { bytes: u64, sha256: String },
     #[error("pg_restore failed ({status}); its transaction rolled back, the database is empty: {stderr}")]
     Failed { status: String, stderr: String },
 }
@@ -28,6 +32,7 @@ pub fn restore_into(
     reader: Box<dyn Read + Send>,
     pg_restore: &Path,
     target: &SplitUrl,
+    manifest: &Manifest,
     progress: impl Fn(u64),
 ) -> Result<(), RestoreError> {
     let dbname = format!("--dbname={}", target.public);
@@ -57,7 +62,10 @@ pub fn restore_into(
         text
     });
     let mut stdin = child.stdin.take().expect("piped");
-    let mut gunzip = GzDecoder::new(reader);
+    // The object was verified, but this is a second download: hash it again, and let
+    // the caller throw the restored copy away if it is not the object it verified.
+    let mut hashed = HashingReader::new(reader);
+    let mut gunzip = GzDecoder::new(&mut hashed);
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
     let mut last = std::time::Instant::now();
@@ -92,6 +100,11 @@ pub fn restore_into(
             status: status.to_string(),
             stderr,
         });
+    }
+    drop(gunzip);
+    let (bytes, sha256) = hashed.finish().map_err(RestoreError::Read)?;
+    if bytes != manifest.compressed_bytes || sha256 != manifest.sha256 {
+        return Err(RestoreError::Changed { bytes, sha256 });
     }
     Ok(())
 }

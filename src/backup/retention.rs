@@ -25,17 +25,23 @@ pub struct Decision {
     pub unverified: Vec<String>,
 }
 
-/// `listed` newest first, as storage lists it.
+/// `listed` newest first, as storage lists it. Each database's backups are counted on
+/// their own: a folder or prefix shared by several databases never lets one database's
+/// backups push out another's last good one.
 pub fn decide(listed: &[Listed], rules: Retention, now: DateTime<Utc>) -> Decision {
     let mut decision = Decision::default();
-    let mut verified_seen = 0u32;
+    let mut verified_seen: std::collections::HashMap<&str, u32> = Default::default();
     for backup in listed {
         let id = backup.manifest.id.clone();
         if backup.verified_at.is_none() {
             decision.unverified.push(id);
             continue;
         }
-        verified_seen += 1;
+        let seen = verified_seen
+            .entry(backup.manifest.database.as_str())
+            .or_default();
+        *seen += 1;
+        let verified_seen = *seen;
         let age = DateTime::parse_from_rfc3339(&backup.manifest.started_at)
             .map(|t| now - t.with_timezone(&Utc))
             .unwrap_or(Duration::zero());
@@ -124,6 +130,23 @@ mod tests {
         assert_eq!(d.keep[0].0, "old-verified");
         assert!(d.delete.is_empty());
         assert_eq!(d.unverified, ["new-unverified"]);
+    }
+
+    #[test]
+    fn each_database_keeps_its_own_newest_verified() {
+        let now = Utc::now();
+        let mut other = backup("other-db", 400, true, now);
+        other.manifest.database = "billing".into();
+        let listed = [backup("shop-new", 0, true, now), other];
+        let d = decide(
+            &listed,
+            Retention {
+                keep_last: 1,
+                keep_days: 0,
+            },
+            now,
+        );
+        assert!(d.delete.is_empty(), "{:?}", d.delete);
     }
 
     #[test]

@@ -101,16 +101,22 @@ pub async fn back_up(
     let storage = Storage::open(&settings.backup)
         .await
         .map_err(BackupError::from)?;
-    for key in storage
-        .clean_stale_uploads()
-        .await
-        .map_err(BackupError::from)?
-    {
-        events.diagnose(
-            Severity::Info,
-            format!("aborted a stale unfinished upload: {key}"),
+    // Housekeeping must not stop a backup (a role may lack ListBucketMultipartUploads).
+    match storage.clean_stale_uploads().await {
+        Ok(keys) => {
+            for key in keys {
+                events.diagnose(
+                    Severity::Info,
+                    format!("aborted a stale unfinished upload: {key}"),
+                    None,
+                );
+            }
+        }
+        Err(e) => events.diagnose(
+            Severity::Warning,
+            format!("could not clean up stale uploads: {e}"),
             None,
-        );
+        ),
     }
     events.emit(Event::BackupStarted {
         path: storage.location(&id),

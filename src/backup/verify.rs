@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use flate2::read::GzDecoder;
 use sha2::{Digest, Sha256};
 
+use super::hashing::HashingReader;
 use crate::storage::{Listed, Storage, StorageError};
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -39,22 +40,6 @@ pub fn pg_restore_for(pg_dump: &Path) -> PathBuf {
     match pg_dump.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.join("pg_restore"),
         _ => PathBuf::from("pg_restore"),
-    }
-}
-
-/// Counts and hashes what is read through it.
-struct HashingReader<R: Read> {
-    inner: R,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
     }
 }
 

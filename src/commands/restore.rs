@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal;
 
-use crate::backup::replace::{replace, Destination, ReplaceError};
+use crate::backup::replace::{check_destination, replace, Destination, ReplaceError};
 use crate::backup::target::write_counter;
 use crate::backup::{pg_restore_for, verify};
 use crate::cli::GlobalArgs;
@@ -69,6 +69,12 @@ async fn restore(g: &GlobalArgs, id: Option<&str>, into: Option<&str>) -> Result
 
     // 3. What will be replaced, what will be lost.
     let target = into.unwrap_or(&server.database).to_string();
+    let destination = match into {
+        Some(name) => Destination::New(name),
+        None => Destination::InPlace,
+    };
+    check_destination(m, &server.database, &destination)
+        .map_err(|e| (exit_code::REFUSED, e.to_string()))?;
     let exists: bool =
         sqlx::query_scalar("select exists(select 1 from pg_database where datname = $1)")
             .bind(&target)
@@ -129,10 +135,6 @@ async fn restore(g: &GlobalArgs, id: Option<&str>, into: Option<&str>) -> Result
 
     // 5. Safety backup (in place), restore into a new database, swap names.
     db::close(conn).await;
-    let destination = match into {
-        Some(name) => Destination::New(name),
-        None => Destination::InPlace,
-    };
     let events = super::events(g, false);
     let bar = progress_bar(g, m.raw_bytes);
     let ticker = bar.clone();
@@ -142,7 +144,9 @@ async fn restore(g: &GlobalArgs, id: Option<&str>, into: Option<&str>) -> Result
     .await;
     bar.finish_and_clear();
     let replaced = replaced.map_err(|e| match e {
-        ReplaceError::InUse(message) => (exit_code::REFUSED, message),
+        e @ (ReplaceError::InUse(_) | ReplaceError::OtherDatabase { .. }) => {
+            (exit_code::REFUSED, e.to_string())
+        }
         other => (exit_code::FAILED_RESTORED, other.to_string()),
     })?;
     if let Some(location) = &replaced.safety_backup {

@@ -73,6 +73,17 @@ impl DatabaseSettings {
             .and_then(|u| url::Url::parse(u).ok())
             .map(|mut u| {
                 u.set_path(&format!("/{database}"));
+                // A `dbname` parameter would override the path (libpq and sqlx honour it).
+                let kept: Vec<(String, String)> = u
+                    .query_pairs()
+                    .filter(|(k, _)| k != "dbname")
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect();
+                if kept.is_empty() {
+                    u.set_query(None);
+                } else {
+                    u.query_pairs_mut().clear().extend_pairs(kept);
+                }
                 u.to_string()
             });
         DatabaseSettings {

@@ -32,7 +32,9 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     )
     .await
     .map_err(|e| match e {
-        ReplaceError::InUse(message) => StageError::Refused(message),
+        e @ (ReplaceError::InUse(_) | ReplaceError::OtherDatabase { .. }) => {
+            StageError::Refused(e.to_string())
+        }
         other => StageError::Failed(other.to_string()),
     })?;
     Ok(StageOutcome::Done(format!(

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use super::sink::{PendingUpload, Sink};
 use super::{
-    id_of, parse_manifest, Listed, StorageError, MANIFEST_SUFFIX, OBJECT_SUFFIX, VERIFIED_SUFFIX,
+    id_of, parse_manifest, skip_bad, Listed, StorageError, MANIFEST_SUFFIX, OBJECT_SUFFIX,
+    VERIFIED_SUFFIX,
 };
 
 pub struct LocalStore {
@@ -71,7 +72,10 @@ impl LocalStore {
                 continue; // a manifest whose object is gone is not a backup
             }
             let bytes = std::fs::read(entry.path()).map_err(self.io(format!("reading {name}")))?;
-            let manifest = parse_manifest(id, &self.describe(), &bytes)?;
+            // One unreadable manifest must not hide every other backup.
+            let Some(manifest) = skip_bad(parse_manifest(id, &self.describe(), &bytes)) else {
+                continue;
+            };
             let verified_at = std::fs::read(self.dir.join(format!("{id}{VERIFIED_SUFFIX}")))
                 .ok()
                 .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())

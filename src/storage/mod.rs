@@ -167,6 +167,17 @@ pub(crate) fn parse_manifest(
     })
 }
 
+/// A manifest that cannot be read is reported and left out of the listing.
+pub(crate) fn skip_bad(parsed: Result<Manifest, StorageError>) -> Option<Manifest> {
+    match parsed {
+        Ok(manifest) => Some(manifest),
+        Err(e) => {
+            tracing::warn!("{e}; it is not listed");
+            None
+        }
+    }
+}
+
 /// The backup id of a key or file name ending in `suffix`.
 pub(crate) fn id_of<'a>(name: &'a str, suffix: &str) -> Option<&'a str> {
     name.strip_suffix(suffix)

@@ -1,6 +1,6 @@
 //! S3-protocol storage (AWS, MinIO, Ceph, R2, …) through aws-sdk-s3.
 //!
-//! Uploads are multipart with equal parts and at most `PARTS_IN_FLIGHT` parts uploading
+//! Uploads are multipart with equal parts and a bounded number of parts uploading
 //! at once; each part is retried with backoff; a failed upload is aborted, and the
 //! manifest is put only after the upload completed. Credentials come from the standard
 //! AWS chain (environment, profile, instance role), never from ballast's config.
@@ -17,13 +17,20 @@ use tokio::task::JoinHandle;
 
 use super::sink::{PartWriter, PendingUpload, Sink};
 use super::{
-    id_of, parse_manifest, Listed, StorageError, MANIFEST_SUFFIX, OBJECT_SUFFIX, VERIFIED_SUFFIX,
+    id_of, parse_manifest, skip_bad, Listed, StorageError, MANIFEST_SUFFIX, OBJECT_SUFFIX,
+    VERIFIED_SUFFIX,
 };
 use crate::config::S3Settings;
 
 /// Parts uploading at once. With the part in the channel and the one being filled,
-/// memory holds at most `PARTS_IN_FLIGHT + 2` parts.
-const PARTS_IN_FLIGHT: usize = 2;
+/// The uploader takes the next part only when a slot is free, so memory holds the
+/// uploading parts, one in the channel and one being filled.
+const IN_FLIGHT_BUDGET: usize = 16 << 20;
+
+/// Parts uploading at once: as many as fit the budget, at least one.
+fn parts_in_flight(part_size: usize) -> usize {
+    (IN_FLIGHT_BUDGET / part_size.max(1)).max(1)
+}
 const PART_ATTEMPTS: u32 = 4;
 
 pub struct S3Store {
@@ -109,7 +116,13 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| failed(format!("starting the upload of {key}"), self.describe(), e))?;
-        let upload_id = created.upload_id().unwrap_or_default().to_string();
+        let Some(upload_id) = created.upload_id().map(str::to_string) else {
+            return Err(StorageError::Io {
+                what: format!("starting the upload of {key}"),
+                place: self.describe(),
+                message: "the store returned no upload id".into(),
+            });
+        };
         let (tx, rx) = mpsc::channel(1);
         let target = PartTarget {
             client: self.client.clone(),
@@ -117,7 +130,7 @@ impl S3Store {
             key: key.clone(),
             upload_id: upload_id.clone(),
         };
-        let uploader = tokio::spawn(upload_parts(target.clone(), rx));
+        let uploader = tokio::spawn(upload_parts(target.clone(), rx, parts_in_flight(part_size)));
         let upload = MultipartUpload {
             target,
             uploader,
@@ -146,7 +159,10 @@ impl S3Store {
                 continue; // a manifest whose object is gone is not a backup
             }
             let bytes = self.get_small(&format!("{id}{MANIFEST_SUFFIX}")).await?;
-            let manifest = parse_manifest(id, &self.describe(), &bytes)?;
+            // One unreadable manifest must not hide every other backup.
+            let Some(manifest) = skip_bad(parse_manifest(id, &self.describe(), &bytes)) else {
+                continue;
+            };
             let verified_at = if names.contains(format!("{id}{VERIFIED_SUFFIX}").as_str()) {
                 let record = self.get_small(&format!("{id}{VERIFIED_SUFFIX}")).await?;
                 serde_json::from_slice::<serde_json::Value>(&record)
@@ -239,7 +255,7 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| failed(format!("reading {key}"), self.describe(), e))?;
-        let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<bytes::Bytes>>(4);
+        let (tx, rx) = mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
         let mut body = object.body;
         tokio::spawn(async move {
             loop {
@@ -251,7 +267,7 @@ impl S3Store {
                     Err(e) => Err(e),
                 };
                 // A closed receiver means the reader stopped early: stop downloading.
-                if tx.send(item).is_err() || done {
+                if tx.send(item).await.is_err() || done {
                     break;
                 }
             }
@@ -277,6 +293,9 @@ impl S3Store {
             let (Some(key), Some(upload_id)) = (upload.key(), upload.upload_id()) else {
                 continue;
             };
+            if !key.ends_with(OBJECT_SUFFIX) {
+                continue; // not a backup of ours: another application's upload
+            }
             let age = upload
                 .initiated()
                 .and_then(|t| std::time::SystemTime::try_from(*t).ok())
@@ -307,16 +326,16 @@ impl S3Store {
 
 /// A blocking `Read` over chunks arriving from an async download.
 struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    rx: mpsc::Receiver<std::io::Result<bytes::Bytes>>,
     current: bytes::Bytes,
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.current.is_empty() {
-            match self.rx.recv() {
-                Ok(chunk) => self.current = chunk?,
-                Err(_) => return Ok(0), // the download finished
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.current = chunk?,
+                None => return Ok(0), // the download finished
             }
         }
         let n = buf.len().min(self.current.len());
@@ -337,12 +356,14 @@ struct PartTarget {
 async fn upload_parts(
     target: PartTarget,
     mut rx: mpsc::Receiver<Vec<u8>>,
+    in_flight: usize,
 ) -> Result<Vec<CompletedPart>, String> {
     let mut running = tokio::task::JoinSet::new();
     let mut done = Vec::new();
     let mut number = 0;
-    while let Some(part) = rx.recv().await {
-        while running.len() >= PARTS_IN_FLIGHT {
+    loop {
+        // A free slot first, then the next part: never hold a part waiting for a slot.
+        while running.len() >= in_flight {
             done.push(
                 running
                     .join_next()
@@ -351,6 +372,7 @@ async fn upload_parts(
                     .map_err(|e| e.to_string())??,
             );
         }
+        let Some(part) = rx.recv().await else { break };
         number += 1;
         running.spawn(upload_part(target.clone(), number, part));
     }
@@ -464,23 +486,31 @@ impl MultipartUpload {
             .map_err(|e| {
                 io(
                     "writing the manifest beside",
-                    format!(
-                        "{}; the object stays unlisted (no manifest, no backup)",
-                        DisplayErrorContext(e)
-                    ),
+                    format!("{}; the object was removed", DisplayErrorContext(e)),
                 )
+            })
+            .or_else(|err| {
+                // No manifest, no backup: do not leave an object nobody will ever list or prune.
+                let client = t.client.clone();
+                let (bucket, key) = (t.bucket.clone(), t.key.clone());
+                tokio::spawn(async move {
+                    let _ = client.delete_object().bucket(bucket).key(key).send().await;
+                });
+                Err(err)
             })
     }
 
+    /// The sink is gone, so the uploader ends once its parts in flight have: wait for
+    /// them, so no part lands after the abort and revives the upload.
     pub(super) async fn abort(self) -> Option<String> {
-        let cause = if self.uploader.is_finished() {
-            match self.uploader.await {
-                Ok(Err(message)) => Some(message),
-                _ => None,
+        let mut uploader = self.uploader;
+        let cause = match tokio::time::timeout(Duration::from_secs(120), &mut uploader).await {
+            Ok(Ok(Err(message))) => Some(message),
+            Ok(_) => None,
+            Err(_) => {
+                uploader.abort();
+                None
             }
-        } else {
-            self.uploader.abort();
-            None
         };
         abort(&self.target).await;
         cause

@@ -243,3 +243,25 @@ fn backup_pipeline_backs_up_verifies_and_prunes() {
         listing.stdout()
     );
 }
+
+#[test]
+fn a_backup_of_another_database_never_replaces_the_target() {
+    let shop = Project::new();
+    seed(&shop);
+    let id = backup_id(&shop);
+    // A second project whose backups share the first one's folder.
+    let other = Project::new();
+    other.sql("create table precious (id int); insert into precious values (1)");
+    other.write_config(&format!(
+        "[backup]\ndir = \"{}\"\n",
+        shop.path().join("backups").display()
+    ));
+    let run = other.ballast(&["--yes", "restore", &id]);
+    run.expect_code(3);
+    assert!(
+        run.stderr().contains("would replace the wrong database"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(other.sql("select count(*) from precious"), "1");
+}
