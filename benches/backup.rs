@@ -78,8 +78,11 @@ SQL"
         format!("[database]\nurl = \"{url}\"\n[backup]\ndir = \"local\"\n"),
     )
     .unwrap();
-    let (local, local_rss) = ballast(d);
+    let (local, local_rss) = ballast(d, &[]);
     let local_size = dir_size(&d.join("local"));
+    std::fs::remove_dir_all(d.join("local")).unwrap();
+    let (fast, fast_rss) = ballast(d, &["--set", "backup.compression_level=1"]);
+    let fast_size = dir_size(&d.join("local"));
 
     println!();
     println!(
@@ -114,6 +117,18 @@ SQL"
         ),
         mib(local_rss)
     );
+    println!(
+        "{:<44} {:>8.1}s {:>8} {:>10} {:>9}",
+        "ballast backup, local, compression_level 1",
+        fast,
+        format!("{:.2}x", gzip / fast),
+        format!(
+            "{} ({:+.1}%)",
+            mib(fast_size),
+            100.0 * (fast_size as f64 / gzip_size as f64 - 1.0)
+        ),
+        mib(fast_rss)
+    );
     let moto = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/moto_server");
     if moto.is_file() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -140,7 +155,7 @@ SQL"
             ),
         )
         .unwrap();
-        let (s3, s3_rss) = ballast(d);
+        let (s3, s3_rss) = ballast(d, &[]);
         println!(
             "{:<44} {:>8.1}s {:>8} {:>10} {:>9}",
             "ballast backup, S3 (moto on loopback)",
@@ -159,13 +174,14 @@ SQL"
 }
 
 /// Runs the one-stage backup pipeline under GNU time; returns (seconds, peak RSS bytes).
-fn ballast(dir: &Path) -> (f64, u64) {
+fn ballast(dir: &Path, extra: &[&str]) -> (f64, u64) {
     let rss_file = dir.join("rss");
     let t = Instant::now();
     let status = Command::new("/usr/bin/time")
         .args(["-f", "%M", "-o"])
         .arg(&rss_file)
         .arg(env!("CARGO_BIN_EXE_ballast"))
+        .args(extra)
         .args(["--yes", "-q", "run", "only-backup.toml"])
         .current_dir(dir)
         .env_remove("DATABASE_URL")

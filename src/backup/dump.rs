@@ -139,39 +139,64 @@ fn stream_dump(
     if let Some(password) = &request.target.password {
         expression = expression.env("PGPASSWORD", password);
     }
-    let mut reader = expression
+    let reader = expression
         .reader()
         .map_err(|source| BackupError::PgDumpMissing {
             program: request.pg_dump.display().to_string(),
             source,
         })?;
 
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut raw: u64 = 0;
-    let mut last_tick = Instant::now();
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                let _ = reader.kill();
-                return Err(BackupError::PgDumpFailed {
-                    status: "read error".into(),
-                    stderr: e.to_string(),
-                });
+    // pg_dump's output is read on its own thread into a few buffered chunks while this
+    // thread compresses: pg_dump never waits on the compressor for more than the buffer.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(8);
+    let handle = &reader;
+    let compressed: Result<u64, BackupError> = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut from = handle;
+            loop {
+                let mut chunk = vec![0u8; 256 * 1024];
+                match from.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        chunk.truncate(n);
+                        if tx.send(Ok(chunk)).is_err() {
+                            break; // the compressor stopped
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        break;
+                    }
+                }
             }
-        };
-        if let Err(e) = gzip.write_all(&buf[..n]) {
-            let _ = reader.kill();
-            return Err(write_err(e));
+        });
+        let mut raw: u64 = 0;
+        let mut last_tick = Instant::now();
+        for chunk in rx {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    let _ = handle.kill();
+                    return Err(BackupError::PgDumpFailed {
+                        status: "read error".into(),
+                        stderr: e.to_string(),
+                    });
+                }
+            };
+            if let Err(e) = gzip.write_all(&chunk) {
+                let _ = handle.kill();
+                return Err(write_err(e));
+            }
+            raw += chunk.len() as u64;
+            if last_tick.elapsed() > Duration::from_millis(200) {
+                progress(raw);
+                last_tick = Instant::now();
+            }
         }
-        raw += n as u64;
-        if last_tick.elapsed() > Duration::from_millis(200) {
-            progress(raw);
-            last_tick = Instant::now();
-        }
-    }
+        Ok(raw)
+    });
+    let raw = compressed?;
     // Check pg_dump's exit status before trusting a single byte of what it wrote.
     let output = reader
         .try_wait()
