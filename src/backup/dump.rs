@@ -105,18 +105,91 @@ pub async fn take(
     })
 }
 
+/// Three threads: pg_dump's output is read on one, compressed on this one, and hashed
+/// and written to the sink on a third, so the compressor (the bottleneck) does nothing
+/// else. Returns (raw bytes, stored bytes, SHA-256 of what was stored).
 fn stream_dump(
     request: &DumpRequest,
     sink: &mut Sink,
     progress: impl Fn(u64),
 ) -> Result<(u64, u64, String), BackupError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> std::io::Result<(u64, String)> {
+            let mut out = HashingWriter {
+                inner: sink,
+                hasher: Sha256::new(),
+                bytes: 0,
+            };
+            // Returning early drops the receiver, which stops the compressor.
+            for chunk in rx {
+                out.write_all(&chunk)?;
+            }
+            out.flush()?;
+            Ok((out.bytes, hex::encode(out.hasher.finalize())))
+        });
+        let raw = compress_dump(
+            request,
+            ChunkSender {
+                tx,
+                buf: Vec::with_capacity(CHUNK),
+            },
+            progress,
+        );
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the writer thread panicked")));
+        match (raw, written) {
+            (Ok(raw), Ok((bytes, sha256))) => Ok((raw, bytes, sha256)),
+            // The sink failed first (an upload error, a full disk): that is the cause.
+            (Err(BackupError::Stream(_)) | Ok(_), Err(e)) => Err(BackupError::Stream(e)),
+            (Err(e), _) => Err(e),
+        }
+    })
+}
+
+const CHUNK: usize = 1 << 20;
+
+/// Hands compressed output to the writer thread in 1 MiB chunks.
+struct ChunkSender {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkSender {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx
+            .send(chunk)
+            .map_err(|_| std::io::Error::other("the backup's writer stopped"))
+    }
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+/// Runs pg_dump and compresses its output into `out`; returns the raw byte count.
+fn compress_dump(
+    request: &DumpRequest,
+    out: ChunkSender,
+    progress: impl Fn(u64),
+) -> Result<u64, BackupError> {
     let write_err = BackupError::Stream;
-    let sink = HashingWriter {
-        inner: sink,
-        hasher: Sha256::new(),
-        bytes: 0,
-    };
-    let mut gzip = GzEncoder::new(sink, Compression::new(request.compression_level));
+    let mut gzip = GzEncoder::new(out, Compression::new(request.compression_level));
 
     let lock_wait = format!(
         "--lock-wait-timeout={}",
@@ -223,9 +296,9 @@ fn stream_dump(
         });
     }
     progress(raw);
-    let mut sink = gzip.finish().map_err(write_err)?;
-    sink.flush().map_err(write_err)?;
-    Ok((raw, sink.bytes, hex::encode(sink.hasher.finalize())))
+    let mut out = gzip.finish().map_err(write_err)?;
+    out.flush().map_err(write_err)?;
+    Ok(raw)
 }
 
 fn describe_status(status: &std::process::ExitStatus) -> String {
