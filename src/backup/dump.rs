@@ -105,37 +105,71 @@ pub async fn take(
     })
 }
 
-/// Three threads: pg_dump's output is read on one, compressed on this one, and hashed
-/// and written to the sink on a third, so the compressor (the bottleneck) does nothing
-/// else. Returns (raw bytes, stored bytes, SHA-256 of what was stored).
+/// Raw bytes compressed as one independent gzip member.
+const BLOCK: usize = 2 << 20;
+
+/// pg_dump's output is read here and cut into blocks; a few worker threads compress
+/// the blocks in parallel, each into a complete gzip member (a multi-member gzip file
+/// is ordinary gzip: `gunzip` and ballast's own readers take it whole); one writer
+/// thread puts the members back in order, hashes them and writes them to the sink.
+/// Compression is the bottleneck of a backup; this spreads it over the cores.
+/// Returns (raw bytes, stored bytes, SHA-256 of what was stored).
 fn stream_dump(
     request: &DumpRequest,
     sink: &mut Sink,
     progress: impl Fn(u64),
 ) -> Result<(u64, u64, String), BackupError> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+    use std::sync::mpsc::sync_channel;
+    use std::sync::{Arc, Mutex};
+
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4);
+    let level = Compression::new(request.compression_level);
+    let (work_tx, work_rx) = sync_channel::<(u64, Vec<u8>)>(workers);
+    let (done_tx, done_rx) = sync_channel::<(u64, Vec<u8>)>(workers);
+    let work_rx = Arc::new(Mutex::new(work_rx));
     std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let (work_rx, done_tx) = (Arc::clone(&work_rx), done_tx.clone());
+            scope.spawn(move || loop {
+                let next = work_rx.lock().map(|rx| rx.recv());
+                let Ok(Ok((seq, block))) = next else { break };
+                let mut member = GzEncoder::new(Vec::with_capacity(block.len() / 2), level);
+                let compressed = member.write_all(&block).and_then(|()| member.finish());
+                // A closed channel means the writer stopped: stop too.
+                if compressed
+                    .map(|bytes| done_tx.send((seq, bytes)))
+                    .map_or(true, |sent| sent.is_err())
+                {
+                    break;
+                }
+            });
+        }
+        drop(done_tx);
         let writer = scope.spawn(move || -> std::io::Result<(u64, String)> {
             let mut out = HashingWriter {
                 inner: sink,
                 hasher: Sha256::new(),
                 bytes: 0,
             };
-            // Returning early drops the receiver, which stops the compressor.
-            for chunk in rx {
-                out.write_all(&chunk)?;
+            let mut pending = std::collections::BTreeMap::new();
+            let mut next = 0u64;
+            // Returning early drops the receiver, which stops the workers and the reader.
+            for (seq, member) in done_rx {
+                pending.insert(seq, member);
+                while let Some(member) = pending.remove(&next) {
+                    out.write_all(&member)?;
+                    next += 1;
+                }
+            }
+            if !pending.is_empty() {
+                return Err(std::io::Error::other("a compressed block went missing"));
             }
             out.flush()?;
             Ok((out.bytes, hex::encode(out.hasher.finalize())))
         });
-        let raw = compress_dump(
-            request,
-            ChunkSender {
-                tx,
-                buf: Vec::with_capacity(CHUNK),
-            },
-            progress,
-        );
+        let raw = read_dump(request, work_tx, progress);
         let written = writer
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the writer thread panicked")));
@@ -148,49 +182,13 @@ fn stream_dump(
     })
 }
 
-const CHUNK: usize = 1 << 20;
-
-/// Hands compressed output to the writer thread in 1 MiB chunks.
-struct ChunkSender {
-    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
-    buf: Vec<u8>,
-}
-
-impl ChunkSender {
-    fn send(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        self.tx
-            .send(chunk)
-            .map_err(|_| std::io::Error::other("the backup's writer stopped"))
-    }
-}
-
-impl Write for ChunkSender {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.send()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.send()
-    }
-}
-
-/// Runs pg_dump and compresses its output into `out`; returns the raw byte count.
-fn compress_dump(
+/// Runs pg_dump and hands its output on in numbered blocks; returns the raw byte count
+/// once pg_dump exited 0 (and only then).
+fn read_dump(
     request: &DumpRequest,
-    out: ChunkSender,
+    blocks: std::sync::mpsc::SyncSender<(u64, Vec<u8>)>,
     progress: impl Fn(u64),
 ) -> Result<u64, BackupError> {
-    let write_err = BackupError::Stream;
-    let mut gzip = GzEncoder::new(out, Compression::new(request.compression_level));
-
     let lock_wait = format!(
         "--lock-wait-timeout={}",
         request.lock_wait.as_millis().max(1)
@@ -212,64 +210,57 @@ fn compress_dump(
     if let Some(password) = &request.target.password {
         expression = expression.env("PGPASSWORD", password);
     }
-    let reader = expression
+    let mut reader = expression
         .reader()
         .map_err(|source| BackupError::PgDumpMissing {
             program: request.pg_dump.display().to_string(),
             source,
         })?;
-
-    // pg_dump's output is read on its own thread into a few buffered chunks while this
-    // thread compresses: pg_dump never waits on the compressor for more than the buffer.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(8);
-    let handle = &reader;
-    let compressed: Result<u64, BackupError> = std::thread::scope(|scope| {
-        scope.spawn(move || {
-            let mut from = handle;
-            loop {
-                let mut chunk = vec![0u8; 256 * 1024];
-                match from.read(&mut chunk) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        chunk.truncate(n);
-                        if tx.send(Ok(chunk)).is_err() {
-                            break; // the compressor stopped
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        break;
-                    }
-                }
-            }
-        });
-        let mut raw: u64 = 0;
-        let mut last_tick = Instant::now();
-        for chunk in rx {
-            let chunk = match chunk {
-                Ok(chunk) => chunk,
+    let mut raw: u64 = 0;
+    let mut seq = 0u64;
+    let mut block = Vec::with_capacity(BLOCK);
+    let mut last_tick = Instant::now();
+    let send = |block: Vec<u8>, seq: &mut u64| -> Result<(), BackupError> {
+        blocks.send((*seq, block)).map_err(|_| {
+            BackupError::Stream(std::io::Error::other("the backup's writer stopped"))
+        })?;
+        *seq += 1;
+        Ok(())
+    };
+    loop {
+        // The block always has room here (a full one was sent), so 0 means the end.
+        let filled = block.len();
+        block.resize(BLOCK, 0);
+        let n = loop {
+            match reader.read(&mut block[filled..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    let _ = handle.kill();
+                    let _ = reader.kill();
                     return Err(BackupError::PgDumpFailed {
                         status: "read error".into(),
                         stderr: e.to_string(),
                     });
                 }
-            };
-            if let Err(e) = gzip.write_all(&chunk) {
-                let _ = handle.kill();
-                return Err(write_err(e));
             }
-            raw += chunk.len() as u64;
-            if last_tick.elapsed() > Duration::from_millis(200) {
-                progress(raw);
-                last_tick = Instant::now();
+        };
+        block.truncate(filled + n);
+        if n == 0 {
+            break;
+        }
+        raw += n as u64;
+        if block.len() == BLOCK {
+            let full = std::mem::replace(&mut block, Vec::with_capacity(BLOCK));
+            if let Err(e) = send(full, &mut seq) {
+                let _ = reader.kill();
+                return Err(e);
             }
         }
-        Ok(raw)
-    });
-    let raw = compressed?;
+        if last_tick.elapsed() > Duration::from_millis(200) {
+            progress(raw);
+            last_tick = Instant::now();
+        }
+    }
     // Check pg_dump's exit status before trusting a single byte of what it wrote.
     let output = reader
         .try_wait()
@@ -295,9 +286,10 @@ fn compress_dump(
             stderr: "pg_dump wrote nothing".into(),
         });
     }
+    if !block.is_empty() {
+        send(block, &mut seq)?;
+    }
     progress(raw);
-    let mut out = gzip.finish().map_err(write_err)?;
-    out.flush().map_err(write_err)?;
     Ok(raw)
 }
 

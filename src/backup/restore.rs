@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 
 use super::hashing::HashingReader;
 use super::Manifest;
@@ -65,7 +65,7 @@ pub fn restore_into(
     // The object was verified, but this is a second download: hash it again, and let
     // the caller throw the restored copy away if it is not the object it verified.
     let mut hashed = HashingReader::new(reader);
-    let mut gunzip = GzDecoder::new(&mut hashed);
+    let mut gunzip = MultiGzDecoder::new(&mut hashed);
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
     let mut last = std::time::Instant::now();

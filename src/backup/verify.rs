@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use sha2::{Digest, Sha256};
 
 use super::hashing::HashingReader;
@@ -111,7 +111,7 @@ fn check(
     let mut stdin = child.stdin.take().expect("piped");
     let mut raw: u64 = 0;
     let decompressed = {
-        let mut gunzip = GzDecoder::new(&mut hashed);
+        let mut gunzip = MultiGzDecoder::new(&mut hashed);
         let mut buf = vec![0u8; 256 * 1024];
         let mut listing_done = false;
         loop {

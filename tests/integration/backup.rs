@@ -9,7 +9,8 @@ use crate::harness::{cluster, psql, Project};
 #[test]
 fn backup_restores_with_gunzip_and_pg_restore() {
     let p = Project::new();
-    p.sql("create table kept (id int primary key, note text); insert into kept select g, 'row ' || g from generate_series(1, 500) g");
+    // Several MiB: the dump is compressed as several gzip members, in parallel.
+    p.sql("create table kept (id int primary key, note text); insert into kept select g, md5(g::text) || md5((g * 7)::text) from generate_series(1, 100000) g");
     p.migration("1_new.sql", "create table added (id int);");
     p.ballast(&["--yes", "deploy"]).expect_code(0);
 
@@ -54,7 +55,11 @@ fn backup_restores_with_gunzip_and_pg_restore() {
     assert!(status.success());
     assert_eq!(
         psql(&cluster().url(&restored), "select count(*) from kept"),
-        "500"
+        "100000"
+    );
+    assert!(
+        manifest["raw_bytes"].as_u64().unwrap() > 4 << 20,
+        "large enough for several gzip members"
     );
     assert_eq!(
         psql(

@@ -19,7 +19,8 @@ fn ids(p: &Project) -> Vec<String> {
 #[test]
 fn list_then_verify_marks_a_backup_verified() {
     let p = Project::new();
-    p.sql("create table t (id int, note text); insert into t select g, md5(g::text) from generate_series(1, 5000) g");
+    // Several MiB, so verify reads several gzip members.
+    p.sql("create table t (id int, note text); insert into t select g, md5(g::text) || md5((g * 3)::text) from generate_series(1, 100000) g");
     p.bare_backup();
     let listing = p.ballast(&["backups"]);
     assert!(
