@@ -106,7 +106,7 @@ pub async fn take(
 }
 
 /// Raw bytes compressed as one independent gzip member.
-const BLOCK: usize = 2 << 20;
+const BLOCK: usize = 1 << 20;
 
 /// pg_dump's output is read here and cut into blocks; a few worker threads compress
 /// the blocks in parallel, each into a complete gzip member (a multi-member gzip file

@@ -94,3 +94,40 @@ fn stale_unfinished_uploads_are_cleaned_up_by_the_next_backup() {
     );
     assert_eq!(s3().unfinished_uploads(&bucket), 0);
 }
+
+#[test]
+fn killed_pg_dump_with_parts_in_flight_leaves_no_upload() {
+    let p = Project::new();
+    // Enough text that several 8 MiB parts are uploaded or uploading when pg_dump dies.
+    p.sql("create table big (id int, note text); insert into big select g, md5(g::text) || md5((g * 3)::text) || md5((g * 7)::text) from generate_series(1, 400000) g");
+    let wrapper = p.path().join("pg_dump_killed_late.sh");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\ncase \"$*\" in *--version*) exec pg_dump --version;; esac\npg_dump \"$@\" | head -c 40000000\nkill -KILL $$\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bucket = p.with_s3("");
+    let mut config = std::fs::read_to_string(p.path().join("deploy.toml")).unwrap();
+    config = config.replace(
+        "[backup.s3]",
+        &format!(
+            "[backup]\npg_dump = \"{}\"\n\n[backup.s3]",
+            wrapper.display()
+        ),
+    );
+    std::fs::write(p.path().join("deploy.toml"), config).unwrap();
+    let run = p.ballast(&["backup"]);
+    run.expect_code(1);
+    assert!(
+        run.stdout().contains("killed by signal 9"),
+        "{}",
+        run.stdout()
+    );
+    assert!(s3().keys(&bucket).is_empty(), "{:?}", s3().keys(&bucket));
+    assert_eq!(
+        s3().unfinished_uploads(&bucket),
+        0,
+        "the multipart upload was aborted"
+    );
+}
