@@ -107,7 +107,7 @@ pub async fn back_up(
             for key in keys {
                 events.diagnose(
                     Severity::Info,
-                    format!("aborted a stale unfinished upload: {key}"),
+                    format!("cleaned up an unfinished backup left by an earlier run: {key}"),
                     None,
                 );
             }

@@ -28,6 +28,8 @@ pub enum VerifyError {
     Storage(#[from] StorageError),
     #[error("backup {id} is corrupt: {problem}")]
     Corrupt { id: String, problem: String },
+    #[error("pg_restore {client} cannot read an archive written by pg_dump {dump_major}; install postgresql-client-{dump_major} (or newer) and set backup.pg_dump to that folder's pg_dump")]
+    PgRestoreTooOld { client: String, dump_major: u32 },
     #[error("cannot run {program}: {source}; install the PostgreSQL client tools")]
     PgRestoreMissing {
         program: String,
@@ -60,6 +62,30 @@ pub async fn verify(
     listed: &Listed,
     pg_restore: PathBuf,
 ) -> Result<Verified, VerifyError> {
+    // An old pg_restore cannot read a newer pg_dump's archive: say that, not "corrupt".
+    let tool = pg_restore.clone();
+    let client = tokio::task::spawn_blocking(move || super::pg_dump_major(&tool))
+        .await
+        .map_err(|e| VerifyError::PgRestoreMissing {
+            program: pg_restore.display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+        .map_err(|e| VerifyError::PgRestoreMissing {
+            program: pg_restore.display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    let dump_major = listed
+        .manifest
+        .pg_dump_version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok());
+    if let Some(dump_major) = dump_major.filter(|m| client.major < *m) {
+        return Err(VerifyError::PgRestoreTooOld {
+            client: client.version,
+            dump_major,
+        });
+    }
     let reader = storage.reader(&listed.manifest.id).await?;
     let manifest = listed.manifest.clone();
     tokio::task::spawn_blocking(move || check(reader, &manifest, &pg_restore))

@@ -56,6 +56,33 @@ impl LocalStore {
         ))
     }
 
+    /// Temporary files of runs killed mid-backup, older than a day (a younger one may
+    /// belong to a backup running now). Returns their names.
+    pub(super) fn clean_stale_partials(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let day = std::time::Duration::from_secs(24 * 3600);
+        let mut removed = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > day);
+            if name.starts_with('.')
+                && name.ends_with(".partial")
+                && old
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                removed.push(name);
+            }
+        }
+        removed
+    }
+
     pub(super) fn list(&self) -> Result<Vec<Listed>, StorageError> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,

@@ -145,10 +145,11 @@ impl Storage {
         }
     }
 
-    /// Aborts unfinished multipart uploads older than the configured age (S3 only).
+    /// Aborts unfinished multipart uploads older than the configured age (S3); removes
+    /// day-old `.partial` files a killed run left behind (local).
     pub async fn clean_stale_uploads(&self) -> Result<Vec<String>, StorageError> {
         match self {
-            Storage::Local(_) => Ok(Vec::new()),
+            Storage::Local(l) => Ok(l.clean_stale_partials()),
             Storage::S3(s) => s.clean_stale_uploads().await,
         }
     }

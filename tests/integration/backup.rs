@@ -164,3 +164,30 @@ fn empty_dump_is_a_failure_not_a_backup() {
     assert!(p.backup_files().is_empty());
     assert!(!p.table_exists("public.added"));
 }
+
+#[test]
+fn day_old_partial_files_of_killed_runs_are_cleaned_up() {
+    let p = Project::new();
+    p.sql("create table t (id int)");
+    let dir = p.path().join("backups");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (old, fresh) = (
+        dir.join(".old.dump.gz.partial"),
+        dir.join(".running.dump.gz.partial"),
+    );
+    std::fs::write(&old, b"half a dump").unwrap();
+    std::fs::write(&fresh, b"another run, still going").unwrap();
+    let status = std::process::Command::new("touch")
+        .args(["-d", "2 days ago"])
+        .arg(&old)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let run = p.ballast(&["--yes", "backup"]);
+    run.expect_code(0);
+    assert!(!old.exists(), "{}", run.stdout());
+    assert!(
+        fresh.exists(),
+        "a young partial file may belong to a running backup"
+    );
+}

@@ -87,8 +87,9 @@ fn stale_unfinished_uploads_are_cleaned_up_by_the_next_backup() {
     let run = p.ballast(&["backup"]);
     run.expect_code(0);
     assert!(
-        run.stdout()
-            .contains("aborted a stale unfinished upload: shop/left-behind.dump.gz"),
+        run.stdout().contains(
+            "cleaned up an unfinished backup left by an earlier run: shop/left-behind.dump.gz"
+        ),
         "{}",
         run.stdout()
     );
