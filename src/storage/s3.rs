@@ -57,8 +57,16 @@ impl S3Store {
             .region(aws_config::Region::new(settings.region.clone()))
             .load()
             .await;
-        let mut config =
-            aws_sdk_s3::config::Builder::from(&shared).force_path_style(settings.force_path_style);
+        let mut config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(settings.force_path_style)
+            // A stalled connection fails the attempt (and is retried) instead of
+            // hanging the backup while pg_dump holds its snapshot.
+            .timeout_config(
+                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .operation_attempt_timeout(Duration::from_secs(300))
+                    .build(),
+            );
         if let Some(endpoint) = &settings.endpoint {
             // Many S3-compatible stores reject the SDK's default CRC checksum headers.
             config = config
