@@ -208,18 +208,24 @@ impl S3Store {
         Ok(keys)
     }
 
-    async fn get_small(&self, name: &str) -> Result<Vec<u8>, StorageError> {
+    /// The body of object `name` (under the prefix), as a stream.
+    async fn get(&self, name: &str) -> Result<ByteStream, StorageError> {
         let key = self.key(name);
-        let object = self
-            .client
+        self.client
             .get_object()
             .bucket(&self.settings.bucket)
             .key(&key)
             .send()
             .await
-            .map_err(|e| failed(format!("reading {key}"), self.describe(), e))?;
-        let bytes = object
-            .body
+            .map(|object| object.body)
+            .map_err(|e| failed(format!("reading {key}"), self.describe(), e))
+    }
+
+    async fn get_small(&self, name: &str) -> Result<Vec<u8>, StorageError> {
+        let key = self.key(name);
+        let bytes = self
+            .get(name)
+            .await?
             .collect()
             .await
             .map_err(|e| failed(format!("reading {key}"), self.describe(), e))?;
@@ -254,17 +260,8 @@ impl S3Store {
 
     /// Streams the object to a blocking reader through a small channel.
     pub(super) async fn reader(&self, id: &str) -> Result<Box<dyn Read + Send>, StorageError> {
-        let key = self.key(&format!("{id}{OBJECT_SUFFIX}"));
-        let object = self
-            .client
-            .get_object()
-            .bucket(&self.settings.bucket)
-            .key(&key)
-            .send()
-            .await
-            .map_err(|e| failed(format!("reading {key}"), self.describe(), e))?;
+        let mut body = self.get(&format!("{id}{OBJECT_SUFFIX}")).await?;
         let (tx, rx) = mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
-        let mut body = object.body;
         tokio::spawn(async move {
             loop {
                 let next = body.try_next().await.map_err(std::io::Error::other);

@@ -76,14 +76,10 @@ fn killed_pg_dump_leaves_no_backup_and_no_upgrade() {
     let p = Project::new();
     p.migration("1_new.sql", "create table added (id int);");
     // A pg_dump that writes real output and is then killed, like an OOM kill mid-dump.
-    let wrapper = p.path().join("pg_dump_killed.sh");
-    std::fs::write(
-        &wrapper,
-        "#!/bin/sh\ncase \"$*\" in *--version*) exec pg_dump --version;; esac\npg_dump \"$@\" | head -c 4096\nkill -KILL $$\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    p.write_config(&format!("[backup]\npg_dump = \"{}\"\n", wrapper.display()));
+    p.write_config(&p.fake_pg_dump(
+        "pg_dump \"$@\" | head -c 4096
+kill -KILL $$",
+    ));
     let run = p.ballast(&["--yes", "deploy"]);
     run.expect_code(1);
     assert!(
@@ -146,14 +142,7 @@ fn backup_command_works_outside_a_deploy() {
 fn empty_dump_is_a_failure_not_a_backup() {
     let p = Project::new();
     p.migration("1_new.sql", "create table added (id int);");
-    let wrapper = p.path().join("silent_pg_dump.sh");
-    std::fs::write(
-        &wrapper,
-        "#!/bin/sh\ncase \"$*\" in *--version*) exec pg_dump --version;; esac\nexit 0\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    p.write_config(&format!("[backup]\npg_dump = \"{}\"\n", wrapper.display()));
+    p.write_config(&p.fake_pg_dump("exit 0"));
     let run = p.ballast(&["--yes", "deploy"]);
     run.expect_code(1);
     assert!(

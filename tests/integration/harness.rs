@@ -96,6 +96,22 @@ impl Project {
         cmd
     }
 
+    /// Config lines for a pg_dump stand-in: `--version` answers like the real one,
+    /// anything else runs `body` (a shell fragment that may call the real pg_dump "$@").
+    pub fn fake_pg_dump(&self, body: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let script = self.path().join("fake_pg_dump.sh");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\ncase \"$*\" in *--version*) exec pg_dump --version;; esac\n{body}\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        format!("[backup]\npg_dump = \"{}\"\n", script.display())
+    }
+
     /// A backup only, not verified (`ballast backup` also verifies and prunes).
     pub fn bare_backup(&self) {
         let pipeline = self.path().join("bare-backup.toml");

@@ -1,7 +1,5 @@
 //! Backups to an S3-protocol server (moto on loopback): streamed, complete or absent.
 
-use std::os::unix::fs::PermissionsExt;
-
 use crate::harness::{s3, Project};
 
 #[test]
@@ -40,23 +38,8 @@ fn killed_pg_dump_aborts_the_upload_and_lists_nothing() {
     let p = Project::new();
     p.sql("create table kept (id int, note text); insert into kept select g, md5(g::text) from generate_series(1, 20000) g");
     p.migration("1_a.sql", "create table a (id int);");
-    let wrapper = p.path().join("pg_dump_killed.sh");
-    std::fs::write(
-        &wrapper,
-        "#!/bin/sh\ncase \"$*\" in *--version*) exec pg_dump --version;; esac\npg_dump \"$@\" | head -c 100000\nkill -KILL $$\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bucket = p.with_s3("");
-    let mut config = std::fs::read_to_string(p.path().join("deploy.toml")).unwrap();
-    config = config.replace(
-        "[backup.s3]",
-        &format!(
-            "[backup]\npg_dump = \"{}\"\n\n[backup.s3]",
-            wrapper.display()
-        ),
-    );
-    std::fs::write(p.path().join("deploy.toml"), config).unwrap();
+    // [backup] after [backup.s3]: TOML allows the parent table to come second.
+    let bucket = p.with_s3(&p.fake_pg_dump("pg_dump \"$@\" | head -c 100000\nkill -KILL $$"));
     let run = p.ballast(&["--yes", "deploy"]);
     run.expect_code(1);
     assert!(
@@ -101,23 +84,8 @@ fn killed_pg_dump_with_parts_in_flight_leaves_no_upload() {
     let p = Project::new();
     // Enough text that several 8 MiB parts are uploaded or uploading when pg_dump dies.
     p.sql("create table big (id int, note text); insert into big select g, md5(g::text) || md5((g * 3)::text) || md5((g * 7)::text) from generate_series(1, 400000) g");
-    let wrapper = p.path().join("pg_dump_killed_late.sh");
-    std::fs::write(
-        &wrapper,
-        "#!/bin/sh\ncase \"$*\" in *--version*) exec pg_dump --version;; esac\npg_dump \"$@\" | head -c 40000000\nkill -KILL $$\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bucket = p.with_s3("");
-    let mut config = std::fs::read_to_string(p.path().join("deploy.toml")).unwrap();
-    config = config.replace(
-        "[backup.s3]",
-        &format!(
-            "[backup]\npg_dump = \"{}\"\n\n[backup.s3]",
-            wrapper.display()
-        ),
-    );
-    std::fs::write(p.path().join("deploy.toml"), config).unwrap();
+    // [backup] after [backup.s3]: TOML allows the parent table to come second.
+    let bucket = p.with_s3(&p.fake_pg_dump("pg_dump \"$@\" | head -c 40000000\nkill -KILL $$"));
     let run = p.ballast(&["backup"]);
     run.expect_code(1);
     assert!(
