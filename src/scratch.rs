@@ -103,10 +103,6 @@ impl ScratchCluster {
         Err(last_error.expect("five attempts"))
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// A URL for `database` as the `postgres` superuser.
     pub fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
@@ -114,10 +110,6 @@ impl ScratchCluster {
 
     pub fn base_dir(&self) -> &Path {
         &self.base
-    }
-
-    pub fn bindir(&self) -> &Path {
-        &self.bindir
     }
 
     /// Stops the server and removes its folder when the process `pid` exits, even if

@@ -16,7 +16,7 @@ mod verify;
 
 pub use dump::{part_size_for, take, Artifact, DumpRequest};
 pub use manifest::Manifest;
-pub use pg_dump::{pg_dump_major, PgDumpVersion};
+pub use pg_dump::{client_version, PgDumpVersion};
 pub use verify::{pg_restore_for, verify, verify_and_record, Verified, VerifyError};
 
 #[derive(Debug, thiserror::Error)]

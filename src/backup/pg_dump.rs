@@ -11,8 +11,8 @@ pub struct PgDumpVersion {
     pub major: u32,
 }
 
-/// Runs `pg_dump --version` and reads `pg_dump (PostgreSQL) 15.18 (Debian …)`.
-pub fn pg_dump_major(program: &Path) -> Result<PgDumpVersion, BackupError> {
+/// A PostgreSQL client tool's version (pg_dump, pg_restore): runs `TOOL --version` and reads `pg_dump (PostgreSQL) 15.18 (Debian …)`.
+pub fn client_version(program: &Path) -> Result<PgDumpVersion, BackupError> {
     let output = duct::cmd(program.as_os_str(), ["--version"])
         .stdout_capture()
         .stderr_capture()

@@ -3,7 +3,7 @@
 
 use sqlx::postgres::PgConnection;
 
-use super::{pg_dump_major, take, Artifact, BackupError, DumpRequest, Manifest};
+use super::{client_version, take, Artifact, BackupError, DumpRequest, Manifest};
 use crate::config::Settings;
 use crate::db::{ledger, DbError, ServerInfo};
 use crate::events::{Event, Events, Severity};
@@ -37,7 +37,7 @@ pub async fn back_up(
     events: &Events,
 ) -> Result<Artifact, TargetBackupError> {
     let program = settings.backup.pg_dump.clone();
-    let client = tokio::task::spawn_blocking(move || pg_dump_major(&program))
+    let client = tokio::task::spawn_blocking(move || client_version(&program))
         .await
         .map_err(|e| BackupError::Stream(std::io::Error::other(e.to_string())))??;
     if client.major < server.major {

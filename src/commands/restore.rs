@@ -1,8 +1,6 @@
 //! `restore [ID]`: put a backup back, for disaster recovery and drills. This command
 //! picks, verifies, checks and asks; [`crate::backup::replace`] does the restoring.
 
-use std::io::IsTerminal;
-
 use crate::backup::replace::{check_destination, replace, Destination, ReplaceError};
 use crate::backup::target::write_counter;
 use crate::backup::{pg_restore_for, verify};
@@ -26,10 +24,6 @@ fn say(g: &GlobalArgs, line: &str) {
     if !g.json && !g.quiet {
         stdout_line(line);
     }
-}
-
-fn interactive() -> bool {
-    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
 async fn restore(g: &GlobalArgs, id: Option<&str>, into: Option<&str>) -> Result<(), Failure> {
@@ -174,7 +168,7 @@ async fn pick(storage: &Storage, id: Option<&str>) -> Result<Listed, Failure> {
             .await
             .map_err(|e| (exit_code::USAGE, e.to_string()));
     }
-    if !interactive() {
+    if !crate::report::interactive() {
         return Err((
             exit_code::USAGE,
             "no backup id given and no terminal to pick one: `ballast backups` lists them".into(),
@@ -227,7 +221,7 @@ async fn confirm(g: &GlobalArgs, target: &str) -> Result<(), Failure> {
     if g.yes {
         return Ok(());
     }
-    if !interactive() {
+    if !crate::report::interactive() {
         return Err((
             exit_code::REFUSED,
             "no terminal to confirm the restore; pass --yes to run it unattended".into(),

@@ -3,7 +3,6 @@
 //! (Rung 1, "nothing changed", is the runner's own check; the downgrade rung and the
 //! rest of the ladder come with the recovery work.)
 
-use std::io::IsTerminal;
 use std::time::Instant;
 
 use super::context::RunContext;
@@ -30,7 +29,7 @@ pub async fn restore_rung(
             return RungOutcome::NotTried("the pipeline's [on_failure] restore is \"never\"".into())
         }
         RestorePolicy::Ask => {
-            if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+            if !crate::report::interactive() {
                 return RungOutcome::NotTried(
                     "restore = \"ask\" and there is no terminal to ask".into(),
                 );

@@ -6,4 +6,4 @@ mod output;
 
 pub use human::HumanReporter;
 pub use json::JsonReporter;
-pub use output::{stderr_line, stdout_line, Verbosity};
+pub use output::{interactive, stderr_line, stdout_line, Verbosity};

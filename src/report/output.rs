@@ -9,6 +9,12 @@ pub enum Verbosity {
     Verbose,
 }
 
+/// True when a person can answer a prompt: stdin and stderr are both terminals.
+pub fn interactive() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
 /// Prints one line to stderr; a closed stderr is ignored (`eprintln!` would panic).
 pub fn stderr_line(line: &str) {
     let mut err = std::io::stderr().lock();

@@ -1,7 +1,5 @@
 //! `confirm`: a person says yes, or the run stops. Never a silent yes.
 
-use std::io::IsTerminal;
-
 use super::{migrations_count, StageError, StageOutcome};
 use crate::pipeline::RunContext;
 
@@ -13,7 +11,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     if ctx.options.assume_yes {
         return Ok(StageOutcome::Done("confirmed by --yes".into()));
     }
-    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+    if !crate::report::interactive() {
         return Err(StageError::NotConfirmed(
             "no terminal to ask for confirmation; pass --yes to run unattended".into(),
         ));
