@@ -42,17 +42,7 @@ fn killed_pg_dump_aborts_the_upload_and_lists_nothing() {
     let bucket = p.with_s3(&p.fake_pg_dump("pg_dump \"$@\" | head -c 100000\nkill -KILL $$"));
     let run = p.ballast(&["--yes", "deploy"]);
     run.expect_code(1);
-    assert!(
-        run.stdout().contains("killed by signal 9"),
-        "{}",
-        run.stdout()
-    );
-    assert!(s3().keys(&bucket).is_empty(), "{:?}", s3().keys(&bucket));
-    assert_eq!(
-        s3().unfinished_uploads(&bucket),
-        0,
-        "the multipart upload was aborted"
-    );
+    assert_killed_and_aborted(&run, &bucket);
     assert!(!p.table_exists("public.a"));
 }
 
@@ -88,14 +78,20 @@ fn killed_pg_dump_with_parts_in_flight_leaves_no_upload() {
     let bucket = p.with_s3(&p.fake_pg_dump("pg_dump \"$@\" | head -c 40000000\nkill -KILL $$"));
     let run = p.ballast(&["backup"]);
     run.expect_code(1);
+    assert_killed_and_aborted(&run, &bucket);
+}
+
+/// pg_dump died, and the bucket holds neither an object nor an unfinished upload.
+#[track_caller]
+fn assert_killed_and_aborted(run: &crate::harness::Run, bucket: &str) {
     assert!(
         run.stdout().contains("killed by signal 9"),
         "{}",
         run.stdout()
     );
-    assert!(s3().keys(&bucket).is_empty(), "{:?}", s3().keys(&bucket));
+    assert!(s3().keys(bucket).is_empty(), "{:?}", s3().keys(bucket));
     assert_eq!(
-        s3().unfinished_uploads(&bucket),
+        s3().unfinished_uploads(bucket),
         0,
         "the multipart upload was aborted"
     );
