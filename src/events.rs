@@ -74,6 +74,21 @@ pub enum Event {
         compressed_bytes: u64,
         sha256: String,
     },
+    /// A backup is being restored into `database` (a new one, or an in-place
+    /// restore's copy before the rename).
+    RestoreStarted {
+        id: String,
+        database: String,
+        raw_bytes: u64,
+    },
+    RestoreProgress {
+        raw_bytes: u64,
+    },
+    RestoreFinished {
+        database: String,
+        tables: usize,
+        rows: i64,
+    },
     LockWaiting {
         pid: i32,
         application_name: String,

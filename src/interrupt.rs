@@ -8,10 +8,18 @@
 //! Cancelling the statement and running the recovery ladder comes with that issue.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use crate::exit_code;
 
 static CHANGING: AtomicBool = AtomicBool::new(false);
+static NOTE: Mutex<Option<String>> = Mutex::new(None);
+
+/// What an interruption right now means, when it is not the upgrade's story (a
+/// restore in progress). `None` clears it.
+pub fn set_note(note: Option<String>) {
+    *NOTE.lock().unwrap_or_else(|e| e.into_inner()) = note;
+}
 
 /// Marks the window in which an interruption may leave the database between states.
 pub fn set_changing(changing: bool) {
@@ -31,7 +39,11 @@ pub fn install() {
             _ = term.recv() => {}
         }
         let _ = console::Term::stderr().show_cursor();
-        let code = if CHANGING.load(Ordering::SeqCst) {
+        let note = NOTE.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let code = if let Some(note) = note {
+            crate::report::stderr_line(&format!("\nballast: {note}"));
+            exit_code::REFUSED
+        } else if CHANGING.load(Ordering::SeqCst) {
             crate::report::stderr_line(
                 "\nballast: interrupted during the upgrade. An open transaction is rolled back by the \
                  server; a no-transaction migration may be half-applied. Check with `ballast status` \

@@ -25,16 +25,27 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// Counts and hashes what is read through it.
+/// Counts and hashes what is read through it, and remembers whether reading the
+/// source itself failed: a dropped download is not a corrupt backup.
 pub struct HashingReader<R: Read> {
     pub inner: R,
     pub hasher: Sha256,
     pub bytes: u64,
+    /// The first error the source returned (storage, not content).
+    pub source_error: Option<String>,
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::Interrupted && self.source_error.is_none() {
+                    self.source_error = Some(e.to_string());
+                }
+                return Err(e);
+            }
+        };
         self.hasher.update(&buf[..n]);
         self.bytes += n as u64;
         Ok(n)
@@ -47,6 +58,7 @@ impl<R: Read> HashingReader<R> {
             inner,
             hasher: Sha256::new(),
             bytes: 0,
+            source_error: None,
         }
     }
 

@@ -10,6 +10,7 @@ mod manifest;
 mod pg_dump;
 pub mod replace;
 pub mod restore;
+pub mod restore_db;
 pub mod retention;
 pub mod target;
 mod verify;

@@ -9,16 +9,21 @@
 use sqlx::Row;
 
 use super::restore::restore_into;
+use super::restore_db;
 use super::target::back_up;
 use super::{pg_restore_for, Manifest};
 use crate::config::Settings;
-use crate::db::{self, quote_ident, DbError};
-use crate::events::{Events, Severity};
+use crate::db::lock::DeployLock;
+use crate::db::{self, journal_table, quote_ident, DbError, ServerInfo};
+use crate::events::{Event, Events, Severity};
 use crate::redact::split_secrets;
 use crate::storage::Storage;
 
 /// The database restore connects to for creating and renaming databases.
 pub const MAINTENANCE_DB: &str = "postgres";
+
+/// `<target>__ballast_restore_<stamp>`: an in-place restore's copy before the rename.
+const FRESH_INFIX: &str = "__ballast_restore_";
 
 pub enum Destination<'a> {
     /// A new database of this name (it must not exist).
@@ -46,6 +51,8 @@ pub enum ReplaceError {
     /// Other sessions use the target; it was not touched (the copy is ready).
     #[error("{0}")]
     InUse(String),
+    #[error("{0}; it is probably a deploy: wait for it, or raise database.lock_wait")]
+    Locked(#[from] crate::db::lock::LockError),
     #[error("backup {id} is of database {backup_db}, and the target is {target}: restoring it in place would replace the wrong database. Restore it with --into NEW_DB, or point database.url at {backup_db}")]
     OtherDatabase {
         id: String,
@@ -76,97 +83,46 @@ pub async fn replace(
     manifest: &Manifest,
     destination: Destination<'_>,
     events: &Events,
-    progress: impl Fn(u64) + Send + 'static,
 ) -> Result<Replaced, ReplaceError> {
     let info = |line: String| events.diagnose(Severity::Info, line, None);
     let mut conn = db::connect(&settings.database, "restore").await?;
     let server = db::server_info(&mut conn).await?;
     let target = server.database.clone();
     check_destination(manifest, &target, &destination)?;
-    // The new database is made like the target: same encoding, locale and owner, and
-    // from template0, so nothing added to template1 gets in the way.
-    let (encoding, collate, ctype, owner, may_own): (String, String, String, String, bool) = sqlx::query_as(
-        "select pg_encoding_to_char(encoding)::text, datcollate::text, datctype::text, pg_get_userbyid(datdba)::text, \
-                pg_has_role(current_user, datdba, 'MEMBER') from pg_database where datname = current_database()",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .map_err(|e| DbError::query("reading the target's encoding and owner", &e))?;
-    let mut safety_backup = None;
-    if let Destination::InPlace = destination {
-        info("taking a safety backup of the current state".into());
-        let safety = back_up(settings, &mut conn, &server, uuid::Uuid::new_v4(), events)
-            .await
-            .map_err(|e| ReplaceError::SafetyBackup(e.to_string()))?;
-        safety_backup = Some(safety.location);
-    }
-    db::close(conn).await;
-
-    let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
-    let fresh = match destination {
-        Destination::New(name) => name.to_string(),
-        Destination::InPlace => format!("{target}__ballast_restore_{stamp}"),
-    };
-    let mut admin = db::connect(
-        &settings.database.for_database(MAINTENANCE_DB),
-        "restore admin",
-    )
-    .await?;
-    let owner_clause = if may_own {
-        format!(" owner {}", quote_ident(&owner))
-    } else {
-        String::new()
-    };
-    let create = format!(
-        "create database {} template template0 encoding '{}' lc_collate '{}' lc_ctype '{}'{owner_clause}",
-        quote_ident(&fresh),
-        encoding.replace('\'', ""),
-        collate.replace('\'', "''"),
-        ctype.replace('\'', "''"),
-    );
-    sqlx::raw_sql(&create)
-        .execute(&mut admin)
-        .await
-        .map_err(|e| DbError::query(format!("creating database {fresh}"), &e))?;
-    let fresh_url = settings
-        .database
-        .for_database(&fresh)
-        .url()
-        .ok()
-        .and_then(|u| split_secrets(u).ok());
-    let pg_restore = pg_restore_for(&settings.backup.pg_dump);
-    let restored = match (fresh_url, storage.reader(&manifest.id).await) {
-        (Some(fresh_url), Ok(reader)) => {
-            let manifest = manifest.clone();
-            tokio::task::spawn_blocking(move || {
-                restore_into(reader, &pg_restore, &fresh_url, &manifest, progress)
+    let template = restore_db::template_of(&mut conn).await?;
+    // In place, the deploy lock keeps deploys and other restores of this target out
+    // while the copy is made. It is released just before the rename, which needs the
+    // target free of sessions, this one included.
+    let lock = match destination {
+        Destination::InPlace => Some(
+            DeployLock::acquire(&settings.database, |holder| {
+                events.emit(Event::LockWaiting {
+                    pid: holder.pid,
+                    application_name: holder.application_name.clone(),
+                })
             })
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-        }
-        (None, _) => Err("database.url is not usable".to_string()),
-        (_, Err(e)) => Err(e.to_string()),
+            .await?,
+        ),
+        Destination::New(_) => None,
     };
-    if let Err(e) = restored {
-        let _ = sqlx::raw_sql(&format!("drop database if exists {}", quote_ident(&fresh)))
-            .execute(&mut admin)
-            .await;
-        return Err(ReplaceError::Restore(format!(
-            "{e}; {target} was not touched"
-        )));
+    let result = restore_and_swap(
+        settings,
+        storage,
+        manifest,
+        &destination,
+        events,
+        conn,
+        &server,
+        &template,
+        lock,
+    )
+    .await;
+    crate::interrupt::set_note(None);
+    let (database, kept_aside, safety_backup) = result?;
+    if let Some(aside) = &kept_aside {
+        info(format!("{target} is now the restored copy; the previous database is kept as {aside} (drop it when satisfied)"));
+        carry_journal_over(settings, aside, &target, events).await;
     }
-
-    let (database, kept_aside) = match destination {
-        Destination::New(name) => (name.to_string(), None),
-        Destination::InPlace => {
-            let aside = format!("{target}_before_restore_{stamp}");
-            swap(&mut admin, &target, &fresh, &aside, settings).await?;
-            info(format!("{target} is now the restored copy; the previous database is kept as {aside} (drop it when satisfied)"));
-            (target.clone(), Some(aside))
-        }
-    };
-    db::close(admin).await;
     // The restore has happened: a failure to count is a warning, never a failed restore.
     let row_counts = match row_counts(settings, &database).await {
         Ok(counts) => counts,
@@ -179,12 +135,148 @@ pub async fn replace(
             Vec::new()
         }
     };
+    events.emit(Event::RestoreFinished {
+        database: database.clone(),
+        tables: row_counts.len(),
+        rows: row_counts.iter().map(|(_, n)| n).sum(),
+    });
     Ok(Replaced {
         database,
         kept_aside,
         safety_backup,
         row_counts,
     })
+}
+
+/// Safety backup, restore into a fresh database, rename: the part that runs under
+/// the deploy lock (in place). Returns (database restored, name kept aside, safety
+/// backup's location).
+#[allow(clippy::too_many_arguments)]
+async fn restore_and_swap(
+    settings: &Settings,
+    storage: &Storage,
+    manifest: &Manifest,
+    destination: &Destination<'_>,
+    events: &Events,
+    mut conn: sqlx::PgConnection,
+    server: &ServerInfo,
+    template: &restore_db::Template,
+    lock: Option<DeployLock>,
+) -> Result<(String, Option<String>, Option<String>), ReplaceError> {
+    let info = |line: String| events.diagnose(Severity::Info, line, None);
+    let target = &server.database;
+    let mut admin = db::connect(
+        &settings.database.for_database(MAINTENANCE_DB),
+        "restore admin",
+    )
+    .await?;
+    let (exact, prefix) = match destination {
+        Destination::New(name) => (Some(*name), String::new()),
+        Destination::InPlace => (None, format!("{target}{FRESH_INFIX}")),
+    };
+    for name in restore_db::drop_leftovers(&mut admin, exact, &prefix).await? {
+        info(format!(
+            "dropped {name}: an incomplete restore left by an interrupted run"
+        ));
+    }
+    let mut safety_backup = None;
+    if let Destination::InPlace = destination {
+        info("taking a safety backup of the current state".into());
+        let safety = back_up(
+            settings,
+            &mut conn,
+            server,
+            storage,
+            uuid::Uuid::new_v4(),
+            events,
+        )
+        .await
+        .map_err(|e| ReplaceError::SafetyBackup(e.to_string()))?;
+        safety_backup = Some(safety.location);
+    }
+    db::close(conn).await;
+
+    let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
+    let fresh = match destination {
+        Destination::New(name) => name.to_string(),
+        Destination::InPlace => format!("{target}{FRESH_INFIX}{stamp}"),
+    };
+    restore_db::create(&mut admin, &fresh, template, &manifest.id).await?;
+    crate::interrupt::set_note(Some(format!(
+        "interrupted during the restore: {target} was not touched. The incomplete copy {fresh} is dropped by the next restore."
+    )));
+    events.emit(Event::RestoreStarted {
+        id: manifest.id.clone(),
+        database: fresh.clone(),
+        raw_bytes: manifest.raw_bytes,
+    });
+    let fresh_url = settings
+        .database
+        .for_database(&fresh)
+        .url()
+        .ok()
+        .and_then(|u| split_secrets(u).ok());
+    let pg_restore = pg_restore_for(&settings.backup.pg_dump);
+    let progress = events.clone();
+    let restored = match (fresh_url, storage.reader(&manifest.id).await) {
+        (Some(fresh_url), Ok(reader)) => {
+            let manifest = manifest.clone();
+            tokio::task::spawn_blocking(move || {
+                restore_into(reader, &pg_restore, &fresh_url, &manifest, |raw_bytes| {
+                    progress.emit(Event::RestoreProgress { raw_bytes })
+                })
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        }
+        (None, _) => Err("database.url is not usable".to_string()),
+        (_, Err(e)) => Err(e.to_string()),
+    };
+    if let Err(e) = restored {
+        let _ = restore_db::drop(&mut admin, &fresh).await;
+        return Err(ReplaceError::Restore(format!(
+            "{e}; {target} was not touched"
+        )));
+    }
+    restore_db::mark_complete(&mut admin, &fresh).await?;
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
+    let result = match destination {
+        Destination::New(name) => (name.to_string(), None, safety_backup),
+        Destination::InPlace => {
+            let aside = format!("{target}_before_restore_{stamp}");
+            swap(&mut admin, target, &fresh, &aside, settings).await?;
+            (target.clone(), Some(aside), safety_backup)
+        }
+    };
+    db::close(admin).await;
+    Ok(result)
+}
+
+/// The runs journaled in the database replaced (this one's included) stay in its
+/// history: `ballast_journal` rows are copied from the database kept aside.
+async fn carry_journal_over(settings: &Settings, aside: &str, target: &str, events: &Events) {
+    let schema = &settings.database.schema;
+    let copied = async {
+        let mut from =
+            db::connect(&settings.database.for_database(aside), "restore journal").await?;
+        let mut to =
+            db::connect(&settings.database.for_database(target), "restore journal").await?;
+        let n = journal_table::carry_over(&mut from, &mut to, schema).await;
+        db::close(from).await;
+        db::close(to).await;
+        n
+    }
+    .await;
+    if let Err(e) = copied {
+        events.diagnose(
+            Severity::Warning,
+            format!("restored, but the run history of {aside} was not copied over: {e}"),
+            Some(format!("`ballast history` reads backups/journal.jsonl as well; the rows are still in {aside}.{schema}.ballast_journal")),
+        );
+    }
 }
 
 /// `target` → `aside`, `fresh` → `target`, in one transaction. Refuses (and keeps the

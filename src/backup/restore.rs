@@ -20,6 +20,8 @@ pub enum RestoreError {
     },
     #[error("reading the backup: {0}")]
     Read(std::io::Error),
+    #[error("reading the backup from storage failed part-way ({0}); the restore was stopped")]
+    Download(String),
     #[error("the object read for the restore ({bytes} bytes, SHA-256 {sha256}) is not the one verified against the manifest; it changed in storage")]
     Changed { bytes: u64, sha256: String },
     #[error("pg_restore failed ({status}); its transaction rolled back, the database is empty: {stderr}")]
@@ -93,6 +95,9 @@ pub fn restore_into(
         err_thread.join().unwrap_or_default().trim(),
         &target.secrets,
     );
+    if let Some(message) = gunzip.get_mut().source_error.take() {
+        return Err(RestoreError::Download(message));
+    }
     copied?;
     progress(total);
     if !status.success() {

@@ -33,6 +33,7 @@ pub async fn back_up(
     settings: &Settings,
     conn: &mut PgConnection,
     server: &ServerInfo,
+    storage: &Storage,
     run_id: uuid::Uuid,
     events: &Events,
 ) -> Result<Artifact, TargetBackupError> {
@@ -98,9 +99,6 @@ pub async fn back_up(
         database_bytes: server.size_bytes,
         manifest,
     };
-    let storage = Storage::open(&settings.backup)
-        .await
-        .map_err(BackupError::from)?;
     // Housekeeping must not stop a backup (a role may lack ListBucketMultipartUploads).
     match storage.clean_stale_uploads().await {
         Ok(keys) => {
@@ -123,7 +121,7 @@ pub async fn back_up(
         database_bytes: server.size_bytes,
     });
     let progress = events.clone();
-    let artifact = take(request, &storage, move |raw_bytes| {
+    let artifact = take(request, storage, move |raw_bytes| {
         progress.emit(Event::BackupProgress { raw_bytes })
     })
     .await?;

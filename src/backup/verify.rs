@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use flate2::read::MultiGzDecoder;
-use sha2::{Digest, Sha256};
+use sha2::Digest;
 
 use super::hashing::HashingReader;
 use crate::storage::{Listed, Storage, StorageError};
@@ -26,6 +26,8 @@ pub struct Verified {
 pub enum VerifyError {
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("reading backup {id} from storage failed part-way ({message}); that says nothing about the backup itself: run the command again")]
+    Unreadable { id: String, message: String },
     #[error("backup {id} is corrupt: {problem}")]
     Corrupt { id: String, problem: String },
     #[error("pg_restore {client} cannot read an archive written by pg_dump {dump_major}; install postgresql-client-{dump_major} (or newer) and set backup.pg_dump to that folder's pg_dump")]
@@ -129,11 +131,7 @@ fn check(
         text
     });
 
-    let mut hashed = HashingReader {
-        inner: reader,
-        hasher: Sha256::new(),
-        bytes: 0,
-    };
+    let mut hashed = HashingReader::new(reader);
     let mut stdin = child.stdin.take().expect("piped");
     let mut raw: u64 = 0;
     let decompressed = {
@@ -165,6 +163,12 @@ fn check(
     let listing = out_thread.join().unwrap_or_default();
     let errors = err_thread.join().unwrap_or_default();
 
+    if let Some(message) = hashed.source_error.take() {
+        return Err(VerifyError::Unreadable {
+            id: manifest.id.clone(),
+            message,
+        });
+    }
     let sha256 = hex::encode(hashed.hasher.finalize());
     if hashed.bytes != manifest.compressed_bytes {
         return Err(corrupt(format!(
@@ -205,4 +209,62 @@ fn check(
         toc_entries,
         verified_at: chrono::Utc::now().to_rfc3339(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::{check, VerifyError};
+
+    /// Gives `data`, then fails as a dropped download does.
+    struct Dropped(std::io::Cursor<Vec<u8>>);
+
+    impl Read for Dropped {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.0.read(buf)? {
+                0 => Err(std::io::Error::other("connection reset by peer")),
+                n => Ok(n),
+            }
+        }
+    }
+
+    fn manifest(compressed_bytes: u64) -> super::super::Manifest {
+        serde_json::from_value(serde_json::json!({
+            "manifest_version": 1, "id": "shop-1", "object": "", "format": "",
+            "database": "shop", "host": "h", "server_version": "15.4", "pg_dump_version": "15.4",
+            "revision": null, "schema": "public", "raw_bytes": 1u64 << 20,
+            "compressed_bytes": compressed_bytes, "sha256": "0", "started_at": "", "finished_at": "",
+            "run_id": "", "tool": ""
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_dropped_download_is_not_called_corruption() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&vec![7u8; 1 << 20]).unwrap();
+        let whole = gz.finish().unwrap();
+        let half = whole[..whole.len() / 2].to_vec();
+        let reader = Box::new(Dropped(std::io::Cursor::new(half)));
+        let result = check(reader, &manifest(whole.len() as u64), "true".as_ref());
+        assert!(
+            matches!(&result, Err(VerifyError::Unreadable { message, .. }) if message.contains("reset")),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn a_short_object_that_reads_cleanly_is_corrupt() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&vec![7u8; 1 << 20]).unwrap();
+        let whole = gz.finish().unwrap();
+        let half = whole[..whole.len() / 2].to_vec();
+        let reader = Box::new(std::io::Cursor::new(half));
+        let result = check(reader, &manifest(whole.len() as u64), "true".as_ref());
+        assert!(
+            matches!(&result, Err(VerifyError::Corrupt { problem, .. }) if problem.contains("truncated")),
+            "{result:?}"
+        );
+    }
 }

@@ -3,7 +3,7 @@
 
 use crate::backup::replace::{check_destination, replace, Destination, ReplaceError};
 use crate::backup::target::write_counter;
-use crate::backup::{pg_restore_for, verify};
+use crate::backup::{pg_restore_for, restore_db, verify};
 use crate::cli::GlobalArgs;
 use crate::db::{self, ledger};
 use crate::exit_code;
@@ -75,6 +75,12 @@ async fn restore(g: &GlobalArgs, id: Option<&str>, into: Option<&str>) -> Result
             .fetch_one(&mut conn)
             .await
             .map_err(|e| failed(&db::DbError::query("looking for the database", &e)))?;
+    // The leftover of an interrupted `--into` restore is dropped and done again.
+    let leftover = exists
+        && into.is_some()
+        && restore_db::is_incomplete(&mut conn, &target)
+            .await
+            .map_err(|e| failed(&e))?;
     say(
         g,
         &format!(
@@ -86,6 +92,10 @@ async fn restore(g: &GlobalArgs, id: Option<&str>, into: Option<&str>) -> Result
         ),
     );
     match into {
+        Some(name) if leftover => say(
+            g,
+            &format!("database {name} is an incomplete restore left by an interrupted run: it will be dropped and restored again"),
+        ),
         Some(name) if exists => {
             return Err((
                 exit_code::USAGE,
@@ -130,19 +140,14 @@ async fn restore(g: &GlobalArgs, id: Option<&str>, into: Option<&str>) -> Result
     // 5. Safety backup (in place), restore into a new database, swap names.
     db::close(conn).await;
     let events = super::events(g, false);
-    let bar = progress_bar(g, m.raw_bytes);
-    let ticker = bar.clone();
-    let replaced = replace(&settings, &storage, m, destination, &events, move |n| {
-        ticker.set_position(n)
-    })
-    .await;
-    bar.finish_and_clear();
-    let replaced = replaced.map_err(|e| match e {
-        e @ (ReplaceError::InUse(_) | ReplaceError::OtherDatabase { .. }) => {
-            (exit_code::REFUSED, e.to_string())
-        }
-        other => (exit_code::FAILED_RESTORED, other.to_string()),
-    })?;
+    let replaced = replace(&settings, &storage, m, destination, &events)
+        .await
+        .map_err(|e| match e {
+            e @ (ReplaceError::InUse(_)
+            | ReplaceError::OtherDatabase { .. }
+            | ReplaceError::Locked(_)) => (exit_code::REFUSED, e.to_string()),
+            other => (exit_code::FAILED_RESTORED, other.to_string()),
+        })?;
     if let Some(location) = &replaced.safety_backup {
         say(g, &format!("safety backup: {location}"));
     }
@@ -245,20 +250,4 @@ async fn confirm(g: &GlobalArgs, target: &str) -> Result<(), Failure> {
             format!("`{}` is not `{target}`: nothing restored", typed.trim()),
         ))
     }
-}
-
-fn progress_bar(g: &GlobalArgs, total: u64) -> indicatif::ProgressBar {
-    if g.json || g.quiet {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(total),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "  restoring {bar:30} {bytes}/{total_bytes} · {binary_bytes_per_sec}",
-    ) {
-        bar.set_style(style);
-    }
-    bar
 }

@@ -65,3 +65,28 @@ pub async fn recent(
         .await
         .map_err(|e| DbError::query(format!("reading {schema}.{TABLE}"), &e))
 }
+
+/// Copies every run recorded in `from` into `to` (creating the table there if
+/// needed); a run in both keeps `from`'s newer record. Returns how many were copied.
+pub async fn carry_over(
+    from: &mut PgConnection,
+    to: &mut PgConnection,
+    schema: &str,
+) -> Result<usize, DbError> {
+    if !super::ledger::table_exists(&mut *from, schema, TABLE).await? {
+        return Ok(0);
+    }
+    let sql = format!("select detail from {}.{TABLE}", quote_ident(schema));
+    let entries: Vec<serde_json::Value> = sqlx::query_scalar(&sql)
+        .fetch_all(from)
+        .await
+        .map_err(|e| DbError::query(format!("reading {schema}.{TABLE}"), &e))?;
+    sqlx::raw_sql(&create_sql(schema))
+        .execute(&mut *to)
+        .await
+        .map_err(|e| DbError::query(format!("creating {schema}.{TABLE}"), &e))?;
+    for entry in &entries {
+        upsert(&mut *to, schema, entry).await?;
+    }
+    Ok(entries.len())
+}

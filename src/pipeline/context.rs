@@ -10,6 +10,7 @@ use crate::engine::Snapshot;
 use crate::events::Events;
 use crate::journal::Journal;
 use crate::plan::Plan;
+use crate::storage::{Storage, StorageError};
 
 /// How the person started the run.
 #[derive(Debug, Clone, Default)]
@@ -25,6 +26,7 @@ pub struct RunContext {
     pub events: Events,
     pub journal: Journal,
     conn: Option<PgConnection>,
+    storage: Option<Storage>,
     pub server: Option<ServerInfo>,
     /// The state as the run found it (first snapshot taken).
     pub start: Option<Snapshot>,
@@ -63,6 +65,7 @@ impl RunContext {
             events,
             journal,
             conn: None,
+            storage: None,
             server: None,
             start: None,
             plan: None,
@@ -82,6 +85,15 @@ impl RunContext {
             self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("connection opened above"))
+    }
+
+    /// The backup storage, opened on first use and shared by every stage of the run
+    /// (one S3 client and connection pool per run).
+    pub async fn storage(&mut self) -> Result<Storage, StorageError> {
+        if self.storage.is_none() {
+            self.storage = Some(Storage::open(&self.settings.backup).await?);
+        }
+        Ok(self.storage.clone().expect("opened above"))
     }
 
     /// Server facts (connects if needed).

@@ -24,7 +24,8 @@ pub struct HumanReporter {
 
 #[derive(Default)]
 struct Bars {
-    backup: Option<ProgressBar>,
+    /// Bytes moving: a dump being written, or a backup being restored.
+    transfer: Option<ProgressBar>,
     migrations: Option<ProgressBar>,
 }
 
@@ -229,7 +230,7 @@ impl Reporter for HumanReporter {
                 duration_ms,
                 error,
             } => {
-                for bar in [bars.backup.take(), bars.migrations.take()]
+                for bar in [bars.transfer.take(), bars.migrations.take()]
                     .into_iter()
                     .flatten()
                 {
@@ -284,13 +285,13 @@ impl Reporter for HumanReporter {
                     "  writing {path} (database is {})",
                     human_bytes(*database_bytes as u64)
                 ));
-                bars.backup = Some(self.bar(
+                bars.transfer = Some(self.bar(
                     None,
                     "  {spinner} dump {bytes} read · {binary_bytes_per_sec} · {elapsed}",
                 ));
             }
             Event::BackupProgress { raw_bytes } => {
-                if let Some(bar) = &bars.backup {
+                if let Some(bar) = &bars.transfer {
                     bar.set_position(*raw_bytes);
                 }
             }
@@ -301,7 +302,7 @@ impl Reporter for HumanReporter {
                 sha256,
                 ..
             } => {
-                if let Some(bar) = bars.backup.take() {
+                if let Some(bar) = bars.transfer.take() {
                     bar.finish_and_clear();
                 }
                 self.normal(&format!(
@@ -309,6 +310,34 @@ impl Reporter for HumanReporter {
                     human_bytes(*raw_bytes),
                     human_bytes(*compressed_bytes),
                     &sha256[..16]
+                ));
+            }
+            Event::RestoreStarted {
+                id,
+                database,
+                raw_bytes,
+            } => {
+                self.normal(&format!("  restoring {id} into {database}"));
+                bars.transfer = Some(self.bar(
+                    Some(*raw_bytes),
+                    "  {bar:30} {bytes}/{total_bytes} restored · {binary_bytes_per_sec} · {eta} left",
+                ));
+            }
+            Event::RestoreProgress { raw_bytes } => {
+                if let Some(bar) = &bars.transfer {
+                    bar.set_position(*raw_bytes);
+                }
+            }
+            Event::RestoreFinished {
+                database,
+                tables,
+                rows,
+            } => {
+                if let Some(bar) = bars.transfer.take() {
+                    bar.finish_and_clear();
+                }
+                self.normal(&format!(
+                    "  restored {database}: {tables} tables, {rows} rows"
                 ));
             }
             Event::LockWaiting {
@@ -377,7 +406,7 @@ impl Reporter for HumanReporter {
                 }
             }
             Event::RunFinished(summary) => {
-                for bar in [bars.backup.take(), bars.migrations.take()]
+                for bar in [bars.transfer.take(), bars.migrations.take()]
                     .into_iter()
                     .flatten()
                 {

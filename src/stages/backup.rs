@@ -14,7 +14,17 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     let server = ctx.server().await?;
     let settings = ctx.settings.clone();
     let (run_id, events) = (ctx.run_id, ctx.events.clone());
-    let artifact = match back_up(&settings, ctx.conn().await?, &server, run_id, &events).await {
+    let storage = ctx.storage().await?;
+    let artifact = match back_up(
+        &settings,
+        ctx.conn().await?,
+        &server,
+        &storage,
+        run_id,
+        &events,
+    )
+    .await
+    {
         Ok(artifact) => artifact,
         // A preflight refusal: nothing was dumped, nothing changed.
         Err(TargetBackupError::Backup(e @ BackupError::PgDumpTooOld { .. })) => {

@@ -6,14 +6,13 @@ use crate::backup::retention::prune as apply_retention;
 use crate::backup::{pg_restore_for, verify_and_record};
 use crate::events::Severity;
 use crate::pipeline::RunContext;
-use crate::storage::Storage;
 
 /// Reads this run's backup back and checks it against its manifest.
 pub async fn verify_backup(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     let Some(artifact) = ctx.backup.clone() else {
         return Ok(StageOutcome::Skipped("this run took no backup".into()));
     };
-    let storage = Storage::open(&ctx.settings.backup).await?;
+    let storage = ctx.storage().await?;
     let listed = storage.find(Some(&artifact.id)).await?;
     let verified = verify_and_record(
         &storage,
@@ -30,7 +29,7 @@ pub async fn verify_backup(ctx: &mut RunContext) -> Result<StageOutcome, StageEr
 
 /// Retention; deletes only with --yes (the scheduled job's explicit say-so).
 pub async fn prune(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
-    let storage = Storage::open(&ctx.settings.backup).await?;
+    let storage = ctx.storage().await?;
     let delete = ctx.options.assume_yes;
     let decision = apply_retention(&storage, ctx.settings.backup.retention, delete).await?;
     for id in &decision.unverified {

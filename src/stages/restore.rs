@@ -6,7 +6,6 @@ use super::{StageError, StageOutcome};
 use crate::backup::replace::{replace, Destination, ReplaceError};
 use crate::backup::{pg_restore_for, verify};
 use crate::pipeline::RunContext;
-use crate::storage::Storage;
 
 pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     let Some(artifact) = ctx.backup.clone() else {
@@ -15,7 +14,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         ));
     };
     let settings = ctx.settings.clone();
-    let storage = Storage::open(&settings.backup).await?;
+    let storage = ctx.storage().await?;
     let listed = storage.find(Some(&artifact.id)).await?;
     verify(&storage, &listed, pg_restore_for(&settings.backup.pg_dump))
         .await
@@ -28,13 +27,12 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         &listed.manifest,
         Destination::InPlace,
         &ctx.events,
-        |_| {},
     )
     .await
     .map_err(|e| match e {
-        e @ (ReplaceError::InUse(_) | ReplaceError::OtherDatabase { .. }) => {
-            StageError::Refused(e.to_string())
-        }
+        e @ (ReplaceError::InUse(_)
+        | ReplaceError::OtherDatabase { .. }
+        | ReplaceError::Locked(_)) => StageError::Refused(e.to_string()),
         other => StageError::Failed(other.to_string()),
     })?;
     Ok(StageOutcome::Done(format!(

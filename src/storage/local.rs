@@ -11,6 +11,7 @@ use super::{
     VERIFIED_SUFFIX,
 };
 
+#[derive(Clone)]
 pub struct LocalStore {
     dir: PathBuf,
 }

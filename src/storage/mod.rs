@@ -20,6 +20,8 @@ pub const OBJECT_SUFFIX: &str = ".dump.gz";
 pub const MANIFEST_SUFFIX: &str = ".manifest.json";
 pub const VERIFIED_SUFFIX: &str = ".verified.json";
 
+/// Cheap to clone: clones share the S3 client and its connection pool.
+#[derive(Clone)]
 pub enum Storage {
     Local(LocalStore),
     S3(S3Store),

@@ -8,9 +8,12 @@
 use std::io::Read;
 use std::time::Duration;
 
-use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, MultipartUpload as UnfinishedUpload,
+};
 use aws_sdk_s3::Client;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -22,9 +25,9 @@ use super::{
 };
 use crate::config::S3Settings;
 
-/// Parts uploading at once. With the part in the channel and the one being filled,
-/// The uploader takes the next part only when a slot is free, so memory holds the
-/// uploading parts, one in the channel and one being filled.
+/// Bytes of parts uploading at once. The uploader takes the next part only when a
+/// slot is free, so memory holds the uploading parts, one part in the channel and the
+/// one being filled: about 16 MiB plus two parts.
 const IN_FLIGHT_BUDGET: usize = 16 << 20;
 
 /// Parts uploading at once: as many as fit the budget, at least one.
@@ -33,6 +36,7 @@ fn parts_in_flight(part_size: usize) -> usize {
 }
 const PART_ATTEMPTS: u32 = 4;
 
+#[derive(Clone)]
 pub struct S3Store {
     client: Client,
     settings: S3Settings,
@@ -283,18 +287,39 @@ impl S3Store {
         }))
     }
 
+    /// Every unfinished multipart upload under the prefix, page by page (a store
+    /// returns at most 1,000 a page).
+    async fn unfinished_uploads(&self) -> Result<Vec<UnfinishedUpload>, StorageError> {
+        let mut uploads = Vec::new();
+        let (mut key_marker, mut upload_id_marker) = (None::<String>, None::<String>);
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.settings.bucket)
+                .prefix(&self.settings.prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(upload_id_marker.take())
+                .send()
+                .await
+                .map_err(|e| failed("listing unfinished uploads", self.describe(), e))?;
+            uploads.extend(page.uploads().iter().cloned());
+            if page.is_truncated() != Some(true) {
+                return Ok(uploads);
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            upload_id_marker = page.next_upload_id_marker().map(str::to_string);
+            if key_marker.is_none() && upload_id_marker.is_none() {
+                return Ok(uploads); // truncated with nowhere to go on from: stop
+            }
+        }
+    }
+
     pub(super) async fn clean_stale_uploads(&self) -> Result<Vec<String>, StorageError> {
-        let listed = self
-            .client
-            .list_multipart_uploads()
-            .bucket(&self.settings.bucket)
-            .prefix(&self.settings.prefix)
-            .send()
-            .await
-            .map_err(|e| failed("listing unfinished uploads", self.describe(), e))?;
+        let uploads = self.unfinished_uploads().await?;
         let now = std::time::SystemTime::now();
         let mut aborted = Vec::new();
-        for upload in listed.uploads() {
+        for upload in &uploads {
             let (Some(key), Some(upload_id)) = (upload.key(), upload.upload_id()) else {
                 continue;
             };
@@ -414,13 +439,19 @@ async fn upload_part(
                     .set_e_tag(out.e_tag().map(str::to_string))
                     .build())
             }
-            Err(e) if attempt < PART_ATTEMPTS => {
+            Err(e) if attempt < PART_ATTEMPTS && worth_retrying(&e) => {
                 tracing::warn!(
                     "part {number} of {}: attempt {attempt} failed: {}",
                     target.key,
                     DisplayErrorContext(&e)
                 );
                 tokio::time::sleep(Duration::from_millis(250 * 2u64.pow(attempt - 1))).await;
+            }
+            Err(e) if attempt < PART_ATTEMPTS => {
+                return Err(format!(
+                    "part {number} was refused: {}",
+                    DisplayErrorContext(e)
+                ))
             }
             Err(e) => {
                 return Err(format!(
@@ -430,6 +461,21 @@ async fn upload_part(
             }
         }
     }
+}
+
+/// Whether trying a request again can help: network failures, timeouts, throttling
+/// and server errors can pass; a refusal (access denied, no such bucket or upload, a
+/// bad request) will only be refused again, so the upload stops at once.
+fn worth_retrying<E>(error: &SdkError<E, HttpResponse>) -> bool {
+    match error {
+        SdkError::ConstructionFailure(_) => false,
+        SdkError::ServiceError(service) => retryable_status(service.raw().status().as_u16()),
+        _ => true,
+    }
+}
+
+fn retryable_status(status: u16) -> bool {
+    status >= 500 || status == 408 || status == 429
 }
 
 /// An upload under way: completes (then puts the manifest) or aborts.
@@ -537,5 +583,25 @@ async fn abort(t: &PartTarget) {
             t.key,
             DisplayErrorContext(e)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_transient_statuses_are_retried() {
+        for status in [500, 502, 503, 504, 408, 429] {
+            assert!(super::retryable_status(status), "{status}");
+        }
+        for status in [400, 403, 404, 409, 411] {
+            assert!(!super::retryable_status(status), "{status}");
+        }
+    }
+
+    #[test]
+    fn parts_in_flight_fit_the_budget() {
+        assert_eq!(super::parts_in_flight(8 << 20), 2);
+        assert_eq!(super::parts_in_flight(5 << 20), 3);
+        assert_eq!(super::parts_in_flight(64 << 20), 1);
     }
 }

@@ -1,10 +1,12 @@
 //! Shared test helpers: one throwaway PostgreSQL per test binary, a fresh database and
 //! project folder per test, and the real `ballast` binary run as a user would run it.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use ballast::scratch::ScratchCluster;
 
@@ -306,4 +308,75 @@ impl Project {
         ));
         bucket
     }
+}
+
+/// Holds `sql`'s locks in an open transaction until dropped.
+pub struct Blocker(std::process::Child);
+
+impl Blocker {
+    pub fn hold(url: &str, sql: &str) -> Blocker {
+        let mut child = Command::new("psql")
+            .args(["-X", "-q", "-d", url])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.as_mut().unwrap();
+        writeln!(
+            stdin,
+            "set application_name = 'blocker'; begin; {sql}; select pg_sleep(60);"
+        )
+        .unwrap();
+        stdin.flush().unwrap();
+        // Wait until the blocker sits in pg_sleep, its locks taken.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let sleeping = "select count(*) from pg_stat_activity where application_name = 'blocker' and wait_event = 'PgSleep' and datname = current_database()";
+        while psql(url, sleeping) != "1" {
+            assert!(
+                Instant::now() < deadline,
+                "the blocker session never took its locks"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Blocker(child)
+    }
+}
+
+impl Drop for Blocker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if "\\.+*?()|[]{}^$".contains(c) {
+                format!("\\{c}")
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Filters that make output stable for snapshots: times, ids, sizes, ports, paths.
+pub fn snapshot_filters(p: &Project) -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    // Leading spaces too: right-aligned time columns change width with the time.
+    settings.add_filter(r" *\b\d+(\.\d+)? (ms|s)\b", " [time]");
+    settings.add_filter(r" *\b\d+m\d\ds\b", " [time]");
+    settings.add_filter(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+        "[run-id]",
+    );
+    settings.add_filter(r"plan [0-9a-f]{12}", "plan [hash]");
+    settings.add_filter(r"sha256 [0-9a-f]{16}", "sha256 [sha]");
+    settings.add_filter(r"\d{8}T\d{6}Z-[0-9a-f]{8}", "[stamp]");
+    settings.add_filter(r"\d+(\.\d+)? (B|KiB|MiB)\b", "[size]");
+    settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[port]");
+    settings.add_filter(&regex_escape(p.path().to_str().unwrap()), "[project]");
+    settings.add_filter(&p.db, "[db]");
+    settings
 }

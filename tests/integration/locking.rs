@@ -1,10 +1,9 @@
 //! Concurrency: the deploy lock, and never hanging behind another session's lock.
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::Project;
+use crate::harness::{Blocker, Project};
 
 #[test]
 fn two_concurrent_deploys_apply_each_migration_once() {
@@ -38,45 +37,6 @@ fn two_concurrent_deploys_apply_each_migration_once() {
         "2",
         "{out}"
     );
-}
-
-/// Holds `sql`'s locks in an open transaction until dropped.
-struct Blocker(std::process::Child);
-
-impl Blocker {
-    fn hold(url: &str, sql: &str) -> Blocker {
-        let mut child = Command::new("psql")
-            .args(["-X", "-q", "-d", url])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.as_mut().unwrap();
-        writeln!(
-            stdin,
-            "set application_name = 'blocker'; begin; {sql}; select pg_sleep(60);"
-        )
-        .unwrap();
-        stdin.flush().unwrap();
-        // Wait until the blocker sits in pg_sleep, its locks taken.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let sleeping = "select count(*) from pg_stat_activity where application_name = 'blocker' and wait_event = 'PgSleep' and datname = current_database()";
-        while crate::harness::psql(url, sleeping) != "1" {
-            assert!(
-                Instant::now() < deadline,
-                "the blocker session never took its locks"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Blocker(child)
-    }
-}
-
-impl Drop for Blocker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

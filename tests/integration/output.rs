@@ -1,37 +1,6 @@
 //! What people and programs read: the human report (snapshot), JSON lines, secrets.
 
-use crate::harness::Project;
-
-fn regex_escape(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if "\\.+*?()|[]{}^$".contains(c) {
-                format!("\\{c}")
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
-
-fn filters(p: &Project) -> insta::Settings {
-    let mut settings = insta::Settings::clone_current();
-    // Leading spaces too: right-aligned time columns change width with the time.
-    settings.add_filter(r" *\b\d+(\.\d+)? (ms|s)\b", " [time]");
-    settings.add_filter(r" *\b\d+m\d\ds\b", " [time]");
-    settings.add_filter(
-        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
-        "[run-id]",
-    );
-    settings.add_filter(r"plan [0-9a-f]{12}", "plan [hash]");
-    settings.add_filter(r"sha256 [0-9a-f]{16}", "sha256 [sha]");
-    settings.add_filter(r"\d{8}T\d{6}Z-[0-9a-f]{8}", "[stamp]");
-    settings.add_filter(r"\d+(\.\d+)? (B|KiB|MiB)\b", "[size]");
-    settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[port]");
-    settings.add_filter(&regex_escape(p.path().to_str().unwrap()), "[project]");
-    settings.add_filter(&p.db, "[db]");
-    settings
-}
+use crate::harness::{snapshot_filters as filters, Project};
 
 #[test]
 fn human_report_of_a_deploy() {

@@ -265,3 +265,161 @@ fn a_backup_of_another_database_never_replaces_the_target() {
     );
     assert_eq!(other.sql("select count(*) from precious"), "1");
 }
+
+/// Config lines that make `pg_restore` (found beside pg_dump) sleep instead of
+/// restoring; `--list` and `--version` still reach the real one, so verify passes.
+fn slow_pg_restore(p: &Project) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let script = p.path().join("pg_restore");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\ncase \"$*\" in *--list*|*--version*) exec \"$REAL_PG_RESTORE\" \"$@\";; esac\nsleep 30\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p.fake_pg_dump("exec pg_dump \"$@\"")
+}
+
+fn real_pg_restore() -> String {
+    let out = std::process::Command::new("sh")
+        .args(["-c", "command -v pg_restore"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn databases_like(pattern: &str) -> Vec<String> {
+    psql(
+        &cluster().url("postgres"),
+        &format!("select datname from pg_database where datname like '{pattern}' order by 1"),
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+#[test]
+fn interrupted_restore_leaves_the_target_and_the_next_restore_cleans_up() {
+    let p = Project::new();
+    seed(&p);
+    let id = backup_id(&p);
+    p.sql("delete from orders where id > 10");
+    p.write_config(&slow_pg_restore(&p));
+    let real = real_pg_restore();
+    let child = p
+        .command(&["--yes", "restore", &id], &[("REAL_PG_RESTORE", &real)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let copies = format!("{}__ballast_restore_%", p.db);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while databases_like(&copies).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restore never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("was not touched"), "{stderr}");
+    assert_eq!(
+        p.sql("select count(*) from orders"),
+        "10",
+        "target untouched"
+    );
+    assert_eq!(
+        databases_like(&copies).len(),
+        1,
+        "the incomplete copy is left"
+    );
+
+    // The next restore (real pg_restore) drops the leftover and finishes.
+    p.write_config("");
+    let run = p.ballast(&["--yes", "restore", &id]);
+    run.expect_code(0);
+    assert!(
+        run.stdout()
+            .contains("an incomplete restore left by an interrupted run"),
+        "{}",
+        run.stdout()
+    );
+    assert!(databases_like(&copies).is_empty());
+    assert_eq!(p.sql("select count(*) from orders"), "2000");
+}
+
+#[test]
+fn an_incomplete_into_database_is_restored_again_but_a_real_one_never_is() {
+    let p = Project::new();
+    seed(&p);
+    let id = backup_id(&p);
+    let drill = format!("{}_leftover", p.db);
+    let admin = cluster().url("postgres");
+    psql(&admin, &format!("create database {drill}"));
+    psql(
+        &admin,
+        &format!("comment on database {drill} is 'ballast: incomplete restore of {id}, started earlier; safe to drop'"),
+    );
+    let run = p.ballast(&["--yes", "restore", &id, "--into", &drill]);
+    run.expect_code(0);
+    assert_eq!(
+        psql(&cluster().url(&drill), "select count(*) from orders"),
+        "2000"
+    );
+    assert_eq!(
+        psql(&admin, &format!("select coalesce(shobj_description(oid, 'pg_database'), 'none') from pg_database where datname = '{drill}'")),
+        "none",
+        "a finished restore is no longer marked incomplete"
+    );
+    // Now it is a finished database: never dropped.
+    p.ballast(&["--yes", "restore", &id, "--into", &drill])
+        .expect_code(2);
+}
+
+#[test]
+fn in_place_restore_waits_for_a_deploy_holding_the_lock() {
+    let p = Project::new();
+    seed(&p);
+    let id = backup_id(&p);
+    p.sql("delete from orders");
+    let _deploy = crate::harness::Blocker::hold(
+        &p.url,
+        &format!(
+            "select pg_advisory_lock({}, {})",
+            ballast::db::lock::LOCK_CLASS,
+            ballast::db::lock::key_for("public")
+        ),
+    );
+    let run = p.ballast(&["--yes", "restore", &id]);
+    run.expect_code(3);
+    assert!(
+        run.stderr().contains("another deploy holds the lock"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(p.sql("select count(*) from orders"), "0", "untouched");
+    assert!(databases_like(&format!("{}__ballast_restore_%", p.db)).is_empty());
+}
+
+#[test]
+fn in_place_restore_keeps_the_run_history() {
+    let p = Project::new();
+    seed(&p);
+    let id = backup_id(&p);
+    p.migration("1_extra.sql", "create table extra (id int);");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    p.ballast(&["--yes", "restore", &id]).expect_code(0);
+    assert!(!p.table_exists("public.extra"), "the deploy is undone");
+    assert_eq!(
+        p.sql("select count(*) from ballast_journal where pipeline = 'deploy' and status = 'succeeded'"),
+        "1",
+        "the deploy stays in the database's run history"
+    );
+}
