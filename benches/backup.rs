@@ -153,6 +153,7 @@ SQL"
             mib(s3_rss),
         );
         let _ = server.kill();
+        let _ = server.wait();
     }
     println!(
         "\ndatabase {} ; dump floor {:.0} MB/s of database",

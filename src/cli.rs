@@ -101,10 +101,11 @@ pub enum Command {
     /// Restore a backup: verified first, checked against the server's version, confirmed by
     /// typing the database name. In place (after a safety backup) or into a new database.
     #[command(
-        after_help = "Examples:\n  ballast restore                                   pick a backup, restore in place\n  ballast restore shop-20260101T020000Z-1a2b3c4d --into shop_drill\n  ballast --yes restore shop-20260101T020000Z-1a2b3c4d\n\nThe restore runs into a new database in one transaction; in place, the old database is\nkept as <name>_before_restore_<stamp> and the names are swapped only when it succeeded."
+        after_help = "Examples:\n  ballast restore                                   pick a backup, restore in place\n  ballast restore shop-20260101T020000Z-1a2b3c4d --into shop_drill\n  ballast --yes restore shop-20260101T020000Z-1a2b3c4d\n  ballast --yes restore latest --into shop_drill       nightly restore drill\n\nThe restore runs into a new database in one transaction; in place, the old database is\nkept as <name>_before_restore_<stamp> and the names are swapped only when it succeeded."
     )]
     Restore {
-        /// Backup id (see `ballast backups`); without it, pick from a list.
+        /// Backup id (see `ballast backups`), or `latest` for the newest; without it,
+        /// pick from a list.
         id: Option<String>,
         /// Restore into this new database instead of replacing the target.
         #[arg(long, value_name = "NEW_DB")]

@@ -45,20 +45,27 @@ pub enum ReplaceError {
     #[error("the safety backup failed, nothing was restored: {0}")]
     SafetyBackup(String),
     #[error(transparent)]
-    Db(#[from] DbError),
+    Db(Box<DbError>),
     #[error("{0}")]
     Restore(String),
     /// Other sessions use the target; it was not touched (the copy is ready).
     #[error("{0}")]
     InUse(String),
+    /// Another session holds the deploy lock: nothing was done.
     #[error("{0}; it is probably a deploy: wait for it, or raise database.lock_wait")]
-    Locked(#[from] crate::db::lock::LockError),
+    Locked(String),
     #[error("backup {id} is of database {backup_db}, and the target is {target}: restoring it in place would replace the wrong database. Restore it with --into NEW_DB, or point database.url at {backup_db}")]
     OtherDatabase {
         id: String,
         backup_db: String,
         target: String,
     },
+}
+
+impl From<DbError> for ReplaceError {
+    fn from(e: DbError) -> Self {
+        ReplaceError::Db(Box::new(e))
+    }
 }
 
 /// In place, only a backup of this very database may replace it.
@@ -101,7 +108,8 @@ pub async fn replace(
                     application_name: holder.application_name.clone(),
                 })
             })
-            .await?,
+            .await
+            .map_err(|e| ReplaceError::Locked(e.to_string()))?,
         ),
         Destination::New(_) => None,
     };

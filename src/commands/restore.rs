@@ -20,6 +20,9 @@ pub async fn run(g: &GlobalArgs, id: Option<&str>, into: Option<&str>) -> i32 {
 
 type Failure = (i32, String);
 
+/// The id that names the newest backup, for scripted drills.
+const LATEST: &str = "latest";
+
 fn say(g: &GlobalArgs, line: &str) {
     if !g.json && !g.quiet {
         stdout_line(line);
@@ -43,9 +46,16 @@ async fn restore(g: &GlobalArgs, id: Option<&str>, into: Option<&str>) -> Result
         &format!("verifying {} ({}) …", m.id, human_bytes(m.compressed_bytes)),
     );
     let pg_restore = pg_restore_for(&settings.backup.pg_dump);
-    verify(&storage, &listed, pg_restore.clone())
+    let verified = verify(&storage, &listed, pg_restore.clone())
         .await
         .map_err(|e| (exit_code::REFUSED, format!("refusing to restore: {e}")))?;
+    say(
+        g,
+        &format!(
+            "  sound: size and SHA-256 match the manifest, {} archive entries",
+            verified.toc_entries
+        ),
+    );
 
     // 2. Can this server take it?
     let mut conn = db::connect(&settings.database, "restore")
@@ -167,16 +177,17 @@ async fn restore(g: &GlobalArgs, id: Option<&str>, into: Option<&str>) -> Result
 }
 
 async fn pick(storage: &Storage, id: Option<&str>) -> Result<Listed, Failure> {
-    if id.is_some() {
+    if let Some(id) = id {
+        let wanted = (id != LATEST).then_some(id);
         return storage
-            .find(id)
+            .find(wanted)
             .await
             .map_err(|e| (exit_code::USAGE, e.to_string()));
     }
     if !crate::report::interactive() {
         return Err((
             exit_code::USAGE,
-            "no backup id given and no terminal to pick one: `ballast backups` lists them".into(),
+            "no backup id given and no terminal to pick one: name one (`ballast backups` lists them) or say `latest`".into(),
         ));
     }
     let listed = storage

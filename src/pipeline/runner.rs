@@ -243,9 +243,7 @@ async fn conclude(
 /// Re-reads the ledger after the stages; retries once on a new connection, since a
 /// failure may have left the old one broken.
 async fn fresh_snapshot(ctx: &mut RunContext) -> Option<Snapshot> {
-    if ctx.start.is_none() {
-        return None;
-    }
+    ctx.start.as_ref()?;
     for _ in 0..2 {
         let settings = ctx.settings.clone();
         let result = match ctx.conn().await {

@@ -336,8 +336,9 @@ impl Reporter for HumanReporter {
                 if let Some(bar) = bars.transfer.take() {
                     bar.finish_and_clear();
                 }
+                let noun = if *tables == 1 { "table" } else { "tables" };
                 self.normal(&format!(
-                    "  restored {database}: {tables} tables, {rows} rows"
+                    "  restored {database}: {rows} rows in {tables} {noun}"
                 ));
             }
             Event::LockWaiting {

@@ -525,30 +525,30 @@ impl MultipartUpload {
                 DisplayErrorContext(e).to_string(),
             ));
         }
-        t.client
+        let put = t
+            .client
             .put_object()
             .bucket(&t.bucket)
             .key(&self.manifest_key)
             .content_type("application/json")
             .body(ByteStream::from(manifest))
             .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                io(
-                    "writing the manifest beside",
-                    format!("{}; the object was removed", DisplayErrorContext(e)),
-                )
-            })
-            .or_else(|err| {
-                // No manifest, no backup: do not leave an object nobody will ever list or prune.
-                let client = t.client.clone();
-                let (bucket, key) = (t.bucket.clone(), t.key.clone());
-                tokio::spawn(async move {
-                    let _ = client.delete_object().bucket(bucket).key(key).send().await;
-                });
-                Err(err)
-            })
+            .await;
+        if let Err(e) = put {
+            // No manifest, no backup: do not leave an object nobody will ever list or prune.
+            let _ = t
+                .client
+                .delete_object()
+                .bucket(&t.bucket)
+                .key(&t.key)
+                .send()
+                .await;
+            return Err(io(
+                "writing the manifest beside",
+                format!("{}; the object was removed", DisplayErrorContext(e)),
+            ));
+        }
+        Ok(())
     }
 
     /// The sink is gone, so the uploader ends once its parts in flight have: wait for

@@ -229,6 +229,8 @@ pub fn s3() -> &'static S3Server {
             moto.display(),
             pid = std::process::id()
         );
+        // Never waited on: the watchdog outlives this binary by design, and init reaps it.
+        #[allow(clippy::zombie_processes)]
         Command::new("setsid")
             .args(["sh", "-c", &script])
             .stdin(Stdio::null())

@@ -84,3 +84,42 @@ fn passwords_never_appear_in_output_journal_or_manifest() {
     assert!(!run.all().contains(secret), "{}", run.all());
     assert!(run.all().contains("app:***@127.0.0.1:1"), "{}", run.all());
 }
+
+/// Listing columns are padded to the id's width, which varies with the test's db name.
+fn table_filters(p: &Project) -> insta::Settings {
+    let mut settings = filters(p);
+    settings.add_filter(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}\S*", "[when]");
+    settings.add_filter(r"(\S) {2,}", "$1  ");
+    settings.add_filter(r"_\d{14}\b", "_[stamp]");
+    settings
+}
+
+#[test]
+fn human_report_of_the_backup_catalogue() {
+    let p = Project::new();
+    p.sql("create table t (id int); insert into t select generate_series(1, 100)");
+    p.ballast(&["--yes", "backup"]).expect_code(0);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    p.bare_backup();
+    let listing = p.ballast(&["backups"]);
+    listing.expect_code(0);
+    let prune = p.ballast(&["prune"]);
+    prune.expect_code(0);
+    let both = format!(
+        "$ ballast backups\n{}\n$ ballast prune\n{}",
+        listing.stdout(),
+        prune.stdout()
+    );
+    table_filters(&p).bind(|| insta::assert_snapshot!("backup_catalogue", both));
+}
+
+#[test]
+fn human_report_of_a_restore() {
+    let p = Project::new();
+    p.sql("create table t (id int); insert into t select generate_series(1, 100)");
+    p.ballast(&["--yes", "backup"]).expect_code(0);
+    p.sql("delete from t where id > 40");
+    let run = p.ballast(&["--yes", "restore", "latest"]);
+    run.expect_code(0);
+    table_filters(&p).bind(|| insta::assert_snapshot!("restore_in_place", run.stdout()));
+}
