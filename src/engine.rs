@@ -1,23 +1,126 @@
-//! The `sql` engine: small questions about one target's migrations, answered from the
-//! migration folder and ballast's ledger. The pipeline runner decides the order.
+//! Engines: small questions about one target's migrations. The `sql` engine answers
+//! from the migration folder and ballast's ledger; the `alembic` engine from the
+//! project's revision graph and its version table. Stages ask through [`Snapshot`];
+//! the pipeline runner decides the order.
 
 use sqlx::postgres::PgConnection;
 
-use crate::config::Settings;
+use crate::alembic::{AlembicError, AlembicSnapshot};
+use crate::config::{EngineKind, Settings};
 use crate::db::{ledger, DbError};
 use crate::migrations::{load_dir, Migration, SourceError};
 use crate::plan::Plan;
 use crate::state::{compare, State};
 
-/// Everything known about a target's migrations at one moment.
+/// Everything known about a target's migrations at one moment, per engine.
 #[derive(Debug, Clone)]
-pub struct Snapshot {
+pub enum Snapshot {
+    Sql(SqlSnapshot),
+    Alembic(AlembicSnapshot),
+}
+
+impl Snapshot {
+    /// The newest applied migration or revision, or `None` before the first.
+    pub fn current_label(&self) -> Option<String> {
+        match self {
+            Snapshot::Sql(s) => s.current_label(),
+            Snapshot::Alembic(a) => a.current_label(),
+        }
+    }
+
+    /// Where a full deploy ends.
+    pub fn head_label(&self) -> Option<String> {
+        match self {
+            Snapshot::Sql(s) => s.head_label(),
+            Snapshot::Alembic(a) => a.head_label(),
+        }
+    }
+
+    pub fn pending_labels(&self) -> Vec<String> {
+        match self {
+            Snapshot::Sql(s) => s.pending().iter().map(|m| m.label()).collect(),
+            Snapshot::Alembic(a) => a.pending().iter().map(|r| r.label()).collect(),
+        }
+    }
+
+    pub fn pending_count(&self) -> usize {
+        match self {
+            Snapshot::Sql(s) => s.state.pending.len(),
+            Snapshot::Alembic(a) => a.pending().len(),
+        }
+    }
+
+    pub fn applied_count(&self) -> usize {
+        match self {
+            Snapshot::Sql(s) => s.state.applied_count,
+            Snapshot::Alembic(a) => a.graph.ancestry(a.current()).len(),
+        }
+    }
+
+    /// A deploy may proceed only from a clean state.
+    pub fn is_blocked(&self) -> bool {
+        match self {
+            Snapshot::Sql(s) => s.state.is_blocked(),
+            Snapshot::Alembic(a) => a.is_blocked(),
+        }
+    }
+
+    /// The plan; for Alembic without SQL yet (see [`crate::alembic::offline`]).
+    pub fn plan(&self) -> Plan {
+        match self {
+            Snapshot::Sql(s) => s.plan(),
+            Snapshot::Alembic(a) => a.plan(),
+        }
+    }
+
+    /// The plan with the SQL each migration will run (for Alembic, rendered by
+    /// offline mode: a subprocess per call, so only the preview and `plan` ask).
+    pub async fn plan_with_sql(&self, settings: &Settings) -> Plan {
+        let mut plan = self.plan();
+        if let Snapshot::Alembic(a) = self {
+            match crate::alembic::process::Runner::new(settings, None) {
+                Ok(runner) => crate::alembic::offline::render(&runner, a, &mut plan).await,
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+        plan
+    }
+
+    /// Whether the migration `version` (with this checksum) is applied.
+    pub fn has_applied(&self, version: &str, checksum: &str) -> bool {
+        match self {
+            Snapshot::Sql(s) => s
+                .applied
+                .iter()
+                .any(|a| a.version == version && a.checksum == checksum),
+            Snapshot::Alembic(a) => a.graph.ancestry(a.current()).contains(version),
+        }
+    }
+
+    /// What is applied, comparable across snapshots: equal means nothing changed.
+    pub fn fingerprint(&self) -> Vec<String> {
+        let mut rows: Vec<String> = match self {
+            Snapshot::Sql(s) => s
+                .applied
+                .iter()
+                .map(|r| format!("{}:{}", r.version, r.checksum))
+                .collect(),
+            Snapshot::Alembic(a) => a.current().to_vec(),
+        };
+        rows.sort();
+        rows
+    }
+}
+
+/// The `sql` engine's view: files, ledger rows, and their comparison.
+#[derive(Debug, Clone)]
+pub struct SqlSnapshot {
     pub source: Vec<Migration>,
     pub applied: Vec<ledger::AppliedRow>,
     pub state: State,
 }
 
-impl Snapshot {
+impl SqlSnapshot {
     pub fn pending(&self) -> Vec<&Migration> {
         self.state
             .pending
@@ -51,23 +154,32 @@ pub enum EngineError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error(transparent)]
+    Alembic(#[from] AlembicError),
 }
 
 pub fn source(settings: &Settings) -> Result<Vec<Migration>, SourceError> {
     load_dir(&settings.migrations.dir)
 }
 
-/// Reads files and ledger and compares them. Writes nothing.
+/// Reads the target's migrations as its engine sees them. Writes nothing.
 pub async fn snapshot(
     settings: &Settings,
     conn: &mut PgConnection,
 ) -> Result<Snapshot, EngineError> {
-    let source = source(settings)?;
-    let applied = ledger::applied(conn, &settings.database.schema).await?;
-    let state = compare(&source, &applied);
-    Ok(Snapshot {
-        source,
-        applied,
-        state,
+    Ok(match settings.migrations.engine {
+        EngineKind::Sql => {
+            let source = source(settings)?;
+            let applied = ledger::applied(conn, &settings.database.schema).await?;
+            let state = compare(&source, &applied);
+            Snapshot::Sql(SqlSnapshot {
+                source,
+                applied,
+                state,
+            })
+        }
+        EngineKind::Alembic => {
+            Snapshot::Alembic(crate::alembic::snapshot::snapshot(settings, conn).await?)
+        }
     })
 }

@@ -6,6 +6,7 @@
 //! storage; stages emit [`events`] that [`report`]ers render; the [`journal`] keeps
 //! every run. [`exit_code`] is the contract with schedulers.
 
+pub mod alembic;
 pub mod backup;
 pub mod cli;
 pub mod commands;

@@ -15,6 +15,9 @@ pub struct PlannedMigration {
     pub transactional: bool,
     pub file: String,
     pub sql: String,
+    /// How it runs, when the engine says more than `transactional` can (Alembic).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -25,17 +28,24 @@ pub struct Plan {
 
 impl Plan {
     pub fn new(pending: &[&Migration]) -> Plan {
-        let migrations: Vec<PlannedMigration> = pending
-            .iter()
-            .map(|m| PlannedMigration {
-                version: m.version.to_string(),
-                name: m.name.clone(),
-                checksum: m.checksum.clone(),
-                transactional: m.transactional,
-                file: m.up_path.display().to_string(),
-                sql: m.up_sql.clone(),
-            })
-            .collect();
+        Plan::from_planned(
+            pending
+                .iter()
+                .map(|m| PlannedMigration {
+                    version: m.version.to_string(),
+                    name: m.name.clone(),
+                    checksum: m.checksum.clone(),
+                    transactional: m.transactional,
+                    file: m.up_path.display().to_string(),
+                    sql: m.up_sql.clone(),
+                    mode: None,
+                })
+                .collect(),
+        )
+    }
+
+    /// Pins `migrations` as they are now (SQL filled in later is not part of the hash).
+    pub fn from_planned(migrations: Vec<PlannedMigration>) -> Plan {
         let mut hasher = Sha256::new();
         for m in &migrations {
             // Length-prefixed fields: no two different plans can hash alike by concatenation.

@@ -2,13 +2,14 @@
 //! ballast's tables.
 
 use crate::cli::GlobalArgs;
+use crate::config::Settings;
 use crate::db;
 use crate::engine::{self, Snapshot};
 use crate::events::{Event, Events};
 use crate::exit_code;
 use crate::stages::state_check::{diagnose, report_state};
 
-async fn read(g: &GlobalArgs, events: &Events) -> Result<Snapshot, i32> {
+async fn read(g: &GlobalArgs, events: &Events) -> Result<(Settings, Snapshot), i32> {
     let settings = super::load_settings(g)?;
     let mut conn = db::connect(&settings.database, "status")
         .await
@@ -20,14 +21,14 @@ async fn read(g: &GlobalArgs, events: &Events) -> Result<Snapshot, i32> {
     let snap = snap?;
     report_state(events, &snap);
     diagnose(events, &snap);
-    Ok(snap)
+    Ok((settings, snap))
 }
 
 /// Exit 0 when up to date and clean, 1 otherwise.
 pub async fn status(g: &GlobalArgs) -> i32 {
     let events = super::events(g, false);
     match read(g, &events).await {
-        Ok(snap) if snap.state.pending.is_empty() && !snap.state.is_blocked() => exit_code::SUCCESS,
+        Ok((_, snap)) if snap.pending_count() == 0 && !snap.is_blocked() => exit_code::SUCCESS,
         Ok(_) => exit_code::FAILED_RESTORED,
         Err(code) => code,
     }
@@ -36,9 +37,10 @@ pub async fn status(g: &GlobalArgs) -> i32 {
 pub async fn plan(g: &GlobalArgs, full: bool) -> i32 {
     let events = super::events(g, full);
     match read(g, &events).await {
-        Ok(snap) => {
-            events.emit(Event::Plan { plan: snap.plan() });
-            if snap.state.is_blocked() {
+        Ok((settings, snap)) => {
+            let plan = snap.plan_with_sql(&settings).await;
+            events.emit(Event::Plan { plan });
+            if snap.is_blocked() {
                 exit_code::FAILED_RESTORED
             } else {
                 exit_code::SUCCESS

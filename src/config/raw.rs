@@ -31,6 +31,13 @@ pub struct RawDatabase {
 pub struct RawMigrations {
     pub engine: Option<String>,
     pub dir: Option<String>,
+    pub alembic_ini: Option<String>,
+    pub python: Option<String>,
+    pub working_dir: Option<String>,
+    pub version_schema: Option<String>,
+    pub version_table: Option<String>,
+    /// Extra environment for the alembic process (`[migrations.env]`).
+    pub env: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

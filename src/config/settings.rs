@@ -96,12 +96,31 @@ impl DatabaseSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineKind {
     Sql,
+    Alembic,
 }
 
 #[derive(Debug, Clone)]
 pub struct MigrationSettings {
     pub engine: EngineKind,
+    /// The `sql` engine's folder.
     pub dir: PathBuf,
+    /// The `alembic` engine's project (set when engine = "alembic").
+    pub alembic: Option<AlembicSettings>,
+}
+
+/// `[migrations]` for an Alembic project.
+#[derive(Debug, Clone)]
+pub struct AlembicSettings {
+    pub ini: PathBuf,
+    /// The interpreter alembic runs under (`python -m alembic`): a venv's python, or a
+    /// name looked up on PATH.
+    pub python: PathBuf,
+    /// Where alembic runs: the ini's folder unless set.
+    pub working_dir: PathBuf,
+    pub version_schema: String,
+    pub version_table: String,
+    /// `[migrations.env]`: extra variables for the alembic process.
+    pub env: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -182,17 +201,60 @@ pub(super) fn resolve(
 
     let engine = match raw.migrations.engine.as_deref().unwrap_or("sql") {
         "sql" => EngineKind::Sql,
+        "alembic" => EngineKind::Alembic,
         other => {
             return Err(bad(
                 "migrations.engine",
-                format!("unknown engine `{other}`; the engines are: sql"),
+                format!("unknown engine `{other}`; the engines are: sql, alembic"),
             ))
         }
     };
     let within = |p: Option<String>| resolve_path(&config_dir, &p.unwrap_or_default());
+    let m = raw.migrations;
+    let alembic = match engine {
+        EngineKind::Sql => None,
+        EngineKind::Alembic => {
+            let ini = within(Some(m.alembic_ini.unwrap_or_else(|| "alembic.ini".into())));
+            let python = m.python.unwrap_or_else(|| "python3".into());
+            let python = if python.contains('/') {
+                within(Some(python))
+            } else {
+                PathBuf::from(python)
+            };
+            let working_dir = match m.working_dir {
+                Some(dir) => within(Some(dir)),
+                None => ini.parent().map(Path::to_path_buf).unwrap_or_default(),
+            };
+            let version_schema = m
+                .version_schema
+                .unwrap_or_else(|| database.schema.clone());
+            if !is_plain_identifier(&version_schema) {
+                return Err(bad(
+                    "migrations.version_schema",
+                    format!("`{version_schema}` is not a plain schema name"),
+                ));
+            }
+            let version_table = m.version_table.unwrap_or_else(|| "alembic_version".into());
+            if !is_plain_identifier(&version_table) {
+                return Err(bad(
+                    "migrations.version_table",
+                    format!("`{version_table}` is not a plain table name"),
+                ));
+            }
+            Some(AlembicSettings {
+                ini,
+                python,
+                working_dir,
+                version_schema,
+                version_table,
+                env: m.env.unwrap_or_default().into_iter().collect(),
+            })
+        }
+    };
     let migrations = MigrationSettings {
         engine,
-        dir: within(raw.migrations.dir),
+        dir: within(m.dir),
+        alembic,
     };
     let pg_dump = raw.backup.pg_dump.unwrap_or_else(|| "pg_dump".into());
     let pg_dump = if pg_dump.contains('/') {

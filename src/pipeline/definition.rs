@@ -24,6 +24,7 @@ pub enum StageKind {
     VerifyBackup,
     Prune,
     Restore,
+    Downgrade,
 }
 
 impl StageKind {
@@ -39,6 +40,7 @@ impl StageKind {
             StageKind::VerifyBackup => "verify-backup",
             StageKind::Prune => "prune",
             StageKind::Restore => "restore",
+            StageKind::Downgrade => "downgrade",
         }
     }
 }
@@ -51,6 +53,9 @@ pub struct StageSpec {
     pub name: Option<String>,
     /// For `shell` stages: the command, run through `sh -c`.
     pub command: Option<String>,
+    /// For `downgrade` stages: the revision to go to (`base` for all the way); without
+    /// it, where the run started.
+    pub to: Option<String>,
 }
 
 impl StageSpec {
@@ -107,7 +112,12 @@ impl Pipeline {
         let first_change = self
             .stages
             .iter()
-            .position(|s| matches!(s.kind, StageKind::Upgrade | StageKind::Restore));
+            .position(|s| {
+                matches!(
+                    s.kind,
+                    StageKind::Upgrade | StageKind::Restore | StageKind::Downgrade
+                )
+            });
         match (first_change, position(StageKind::Confirm)) {
             (None, _) => true,
             (Some(upgrade), Some(confirm)) => confirm < upgrade,

@@ -55,6 +55,7 @@ pub async fn restore_rung(
         kind: StageKind::Restore,
         name: Some("restore (recovery)".into()),
         command: None,
+        to: None,
     };
     let stage = spec.display_name();
     ctx.events.emit(Event::StageStarted {

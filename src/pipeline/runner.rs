@@ -259,16 +259,7 @@ async fn fresh_snapshot(ctx: &mut RunContext) -> Option<Snapshot> {
 }
 
 fn same_ledger(a: &Snapshot, b: &Snapshot) -> bool {
-    let key = |s: &Snapshot| {
-        let mut rows: Vec<(String, String)> = s
-            .applied
-            .iter()
-            .map(|r| (r.version.clone(), r.checksum.clone()))
-            .collect();
-        rows.sort();
-        rows
-    };
-    key(a) == key(b)
+    a.fingerprint() == b.fingerprint()
 }
 
 /// The run's facts as environment variables, for hooks and `shell` stages.

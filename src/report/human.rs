@@ -93,12 +93,16 @@ impl HumanReporter {
                 ));
                 break;
             }
-            let mode = if m.transactional {
-                "in the deploy transaction"
-            } else {
-                "no transaction: runs alone, commits as it goes"
+            let mode = match &m.mode {
+                Some(mode) => mode.as_str(),
+                None if m.transactional => "in the deploy transaction",
+                None => "no transaction: runs alone, commits as it goes",
             };
-            self.normal(&format!("  - {}_{}  ({mode})", m.version, m.name));
+            let label = match m.mode {
+                Some(_) => format!("{} {}", m.version, m.name),
+                None => format!("{}_{}", m.version, m.name),
+            };
+            self.normal(&format!("  - {label}  ({mode})"));
             self.normal(&format!("    {}", m.file));
             let lines: Vec<&str> = m.sql.lines().filter(|l| !l.trim().is_empty()).collect();
             let shown = if self.full_sql {
@@ -419,7 +423,7 @@ impl Reporter for HumanReporter {
     }
 }
 
-fn short_list(versions: &[String]) -> String {
+pub fn short_list(versions: &[String]) -> String {
     if versions.len() <= 6 {
         versions.join(", ")
     } else {

@@ -4,6 +4,8 @@
 mod backup;
 mod catalogue;
 mod confirm;
+mod deploy_lock;
+mod downgrade;
 mod outcome;
 mod preview;
 mod restore;
@@ -28,5 +30,6 @@ pub async fn run(spec: &StageSpec, ctx: &mut RunContext) -> Result<StageOutcome,
         StageKind::VerifyBackup => catalogue::verify_backup(ctx).await,
         StageKind::Prune => catalogue::prune(ctx).await,
         StageKind::Restore => restore::run(ctx).await,
+        StageKind::Downgrade => downgrade::run(ctx, spec.to.as_deref()).await,
     }
 }

@@ -6,7 +6,7 @@ use crate::pipeline::RunContext;
 
 pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     let snap = ctx.snapshot().await?;
-    let plan = snap.plan();
+    let plan = snap.plan_with_sql(&ctx.settings).await;
     ctx.events.emit(Event::Plan { plan: plan.clone() });
     let summary = if plan.is_empty() {
         "nothing pending".to_string()

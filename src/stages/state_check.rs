@@ -5,7 +5,7 @@ use sqlx::postgres::PgConnection;
 
 use super::{migrations_count, StageError, StageOutcome};
 use crate::db::{ledger, quote_ident, DbError};
-use crate::engine::Snapshot;
+use crate::engine::{Snapshot, SqlSnapshot};
 use crate::events::{Event, Events, Severity};
 use crate::pipeline::RunContext;
 
@@ -13,10 +13,14 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     let snap = ctx.snapshot().await?;
     report_state(&ctx.events, &snap);
     let blockers = diagnose(&ctx.events, &snap);
-    let pending = snap.state.pending.len();
+    let pending = snap.pending_count();
     if pending > 0 {
-        let schema = ctx.settings.database.schema.clone();
-        let missing = missing_privileges(ctx.conn().await?, &schema).await?;
+        let settings = ctx.settings.clone();
+        let conn = ctx.conn().await?;
+        let mut missing = missing_privileges(conn, &settings.database.schema).await?;
+        if let (None, Some(alembic)) = (&missing, &settings.migrations.alembic) {
+            missing = crate::alembic::snapshot::missing_privileges(conn, alembic).await?;
+        }
         if let Some(grant) = missing {
             ctx.events.diagnose(Severity::Error, grant.0, Some(grant.1));
             return Err(StageError::Refused(
@@ -40,14 +44,21 @@ pub fn report_state(events: &Events, snap: &Snapshot) {
     events.emit(Event::State {
         current: snap.current_label(),
         target: snap.head_label(),
-        applied: snap.state.applied_count,
-        pending: snap.state.pending.len(),
-        pending_migrations: snap.pending().iter().map(|m| m.label()).collect(),
+        applied: snap.applied_count(),
+        pending: snap.pending_count(),
+        pending_migrations: snap.pending_labels(),
     });
 }
 
 /// Emits a diagnosis for each blocker; returns how many there were.
 pub fn diagnose(events: &Events, snap: &Snapshot) -> usize {
+    match snap {
+        Snapshot::Sql(sql) => diagnose_sql(events, sql),
+        Snapshot::Alembic(alembic) => alembic.diagnose(events),
+    }
+}
+
+fn diagnose_sql(events: &Events, snap: &SqlSnapshot) -> usize {
     let state = &snap.state;
     for d in &state.drift {
         events.diagnose(

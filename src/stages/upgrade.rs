@@ -12,7 +12,7 @@ use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Executor};
 
 use super::{migrations_count, StageError, StageOutcome};
-use crate::db::lock::{DeployLock, LockError};
+use crate::engine::Snapshot;
 use crate::db::{ledger, DbError, SqlFailure};
 use crate::events::Event;
 use crate::migrations::split::split_statements;
@@ -23,20 +23,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     if ctx.plan.as_ref().is_some_and(|p| p.is_empty()) {
         return Ok(StageOutcome::Skipped("nothing to apply".into()));
     }
-    let events = ctx.events.clone();
-    let lock = DeployLock::acquire(&ctx.settings.database, |holder| {
-        events.emit(Event::LockWaiting {
-            pid: holder.pid,
-            application_name: holder.application_name.clone(),
-        })
-    })
-    .await
-    .map_err(|e| match e {
-        LockError::Db(db) => StageError::Failed(db.to_string()),
-        busy => StageError::Refused(format!(
-            "{busy}; it is probably another deploy: wait for it, or raise database.lock_wait"
-        )),
-    })?;
+    let lock = super::deploy_lock::acquire(ctx).await?;
     crate::interrupt::set_changing(true);
     let result = apply_under_lock(ctx).await;
     // Once something committed, an interruption is never "before anything changed".
@@ -49,7 +36,7 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
     let settings = ctx.settings.clone();
     let schema = settings.database.schema.as_str();
     let snap = ctx.snapshot().await?;
-    if snap.state.is_blocked() {
+    if snap.is_blocked() {
         return Err(StageError::Failed(
             "the migration state changed since the state check (drift or unknown versions); run `ballast status`".into(),
         ));
@@ -58,11 +45,10 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
     if let Some(previewed) = &ctx.plan {
         if previewed.hash != plan.hash {
             let all_applied_elsewhere = plan.is_empty()
-                && previewed.migrations.iter().all(|m| {
-                    snap.applied
-                        .iter()
-                        .any(|a| a.version == m.version && a.checksum == m.checksum)
-                });
+                && previewed
+                    .migrations
+                    .iter()
+                    .all(|m| snap.has_applied(&m.version, &m.checksum));
             if all_applied_elsewhere {
                 return Ok(StageOutcome::Skipped(
                     "another run applied this plan while we waited for the lock".into(),
@@ -79,7 +65,6 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
     if plan.is_empty() {
         return Ok(StageOutcome::Skipped("nothing to apply".into()));
     }
-    let pending: Vec<Migration> = snap.pending().into_iter().cloned().collect();
     ctx.plan = Some(plan);
 
     let conn = ctx.conn().await?;
@@ -87,6 +72,11 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
     ledger::ensure_tables(conn, schema).await?;
     ctx.upgrade_started = true;
     crate::journal::mark_running(ctx).await;
+    let snap = match snap {
+        Snapshot::Sql(sql) => sql,
+        Snapshot::Alembic(alembic) => return crate::alembic::run::upgrade(ctx, &alembic).await,
+    };
+    let pending: Vec<Migration> = snap.pending().into_iter().cloned().collect();
 
     let total = pending.len();
     let mut index = 0;

@@ -9,15 +9,15 @@ use crate::pipeline::RunContext;
 pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     let snap = ctx.snapshot().await?;
     let mut problems = Vec::new();
-    if !snap.state.pending.is_empty() {
-        let labels: Vec<String> = snap.pending().iter().map(|m| m.label()).collect();
+    if snap.pending_count() > 0 {
+        let labels = snap.pending_labels();
         problems.push(format!(
             "not at the target version: still pending {}",
             labels.join(", ")
         ));
     }
     crate::stages::state_check::diagnose(&ctx.events, &snap);
-    if snap.state.is_blocked() {
+    if snap.is_blocked() {
         problems.push("applied migrations do not match their files (see above)".into());
     }
     let checks = ctx.settings.verify_checks.clone();

@@ -1,0 +1,236 @@
+//! The revision graph as the probe read it, and the questions asked of it: which
+//! revisions are pending from a set of current ones, and in what order they run.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Deserialize;
+
+/// How a revision's `downgrade()` looks without running it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Downgrade {
+    Ok,
+    /// No `downgrade` function at all.
+    Missing,
+    /// Only `pass` or a docstring.
+    Empty,
+    /// Raises at its top level (`raise NotImplementedError`).
+    Raises,
+    Unreadable,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Revision {
+    pub revision: String,
+    pub down_revisions: Vec<String>,
+    #[serde(default)]
+    pub branch_labels: Vec<String>,
+    pub message: String,
+    pub path: String,
+    pub is_merge: bool,
+    pub downgrade: Downgrade,
+}
+
+impl Revision {
+    /// `a1f0c2d3e4b5 (create sellers)`.
+    pub fn label(&self) -> String {
+        if self.message.is_empty() {
+            self.revision.clone()
+        } else {
+            format!("{} ({})", self.revision, self.message)
+        }
+    }
+
+    /// Whether stepping down through this revision is known to fail or to do nothing
+    /// it should (a merge point's empty downgrade is normal).
+    pub fn downgrade_problem(&self) -> Option<&'static str> {
+        match self.downgrade {
+            Downgrade::Ok => None,
+            Downgrade::Empty if self.is_merge => None,
+            Downgrade::Empty => Some("its downgrade() is empty: it would not undo anything"),
+            Downgrade::Missing => Some("it has no downgrade() function"),
+            Downgrade::Raises => Some("its downgrade() raises"),
+            Downgrade::Unreadable => Some("its file could not be parsed"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Graph {
+    pub alembic_version: String,
+    pub script_location: String,
+    pub heads: Vec<String>,
+    /// Base first, every revision after all of its parents.
+    pub revisions: Vec<Revision>,
+    pub env_py: String,
+    /// From env.py's `configure(transaction_per_migration=…)`; `None` when it is not a
+    /// literal ballast can read.
+    pub transaction_per_migration: Option<bool>,
+}
+
+impl Graph {
+    pub fn parse(json: &str) -> Result<Graph, String> {
+        let value: serde_json::Value = serde_json::from_str(json.trim())
+            .map_err(|e| format!("unreadable probe output ({e}): {}", json.trim()))?;
+        if let Some(error) = value.get("error").and_then(|e| e.as_str()) {
+            return Err(error.to_string());
+        }
+        let mut graph: Graph = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        graph.revisions = topological(graph.revisions);
+        Ok(graph)
+    }
+
+    pub fn get(&self, revision: &str) -> Option<&Revision> {
+        self.revisions.iter().find(|r| r.revision == revision)
+    }
+
+    /// `revisions` and all their ancestors.
+    pub fn ancestry(&self, revisions: &[String]) -> HashSet<String> {
+        let by_id: HashMap<&str, &Revision> = self
+            .revisions
+            .iter()
+            .map(|r| (r.revision.as_str(), r))
+            .collect();
+        let mut seen = HashSet::new();
+        let mut stack: Vec<String> = revisions.to_vec();
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            if let Some(rev) = by_id.get(id.as_str()) {
+                stack.extend(rev.down_revisions.iter().cloned());
+            }
+        }
+        seen
+    }
+
+    /// The revisions an upgrade from `current` to `target` runs, in the order it runs
+    /// them.
+    pub fn pending(&self, current: &[String], target: &str) -> Vec<&Revision> {
+        let done = self.ancestry(current);
+        let wanted = self.ancestry(&[target.to_string()]);
+        self.revisions
+            .iter()
+            .filter(|r| wanted.contains(&r.revision) && !done.contains(&r.revision))
+            .collect()
+    }
+
+    /// The revisions a downgrade from `current` to `target` undoes, newest first.
+    pub fn undone_by_downgrade(&self, current: &[String], target: Option<&str>) -> Vec<&Revision> {
+        let kept = match target {
+            Some(t) => self.ancestry(&[t.to_string()]),
+            None => HashSet::new(),
+        };
+        let now = self.ancestry(current);
+        self.revisions
+            .iter()
+            .rev()
+            .filter(|r| now.contains(&r.revision) && !kept.contains(&r.revision))
+            .collect()
+    }
+}
+
+/// Orders revisions so each comes after its parents, keeping the probe's order
+/// otherwise (so the result is stable).
+fn topological(revisions: Vec<Revision>) -> Vec<Revision> {
+    let ids: HashSet<String> = revisions.iter().map(|r| r.revision.clone()).collect();
+    let mut placed: HashSet<String> = HashSet::new();
+    let mut remaining = revisions;
+    let mut ordered = Vec::with_capacity(remaining.len());
+    while !remaining.is_empty() {
+        let before = remaining.len();
+        let mut rest = Vec::new();
+        for rev in remaining {
+            let ready = rev
+                .down_revisions
+                .iter()
+                .all(|d| placed.contains(d) || !ids.contains(d));
+            if ready {
+                placed.insert(rev.revision.clone());
+                ordered.push(rev);
+            } else {
+                rest.push(rev);
+            }
+        }
+        if rest.len() == before {
+            ordered.extend(rest); // a cycle: Alembic refuses those itself
+            break;
+        }
+        remaining = rest;
+    }
+    ordered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rev(id: &str, downs: &[&str]) -> Revision {
+        Revision {
+            revision: id.into(),
+            down_revisions: downs.iter().map(|d| d.to_string()).collect(),
+            branch_labels: vec![],
+            message: String::new(),
+            path: String::new(),
+            is_merge: downs.len() > 1,
+            downgrade: Downgrade::Ok,
+        }
+    }
+
+    fn graph(revisions: Vec<Revision>) -> Graph {
+        Graph {
+            alembic_version: "1".into(),
+            script_location: String::new(),
+            heads: vec![],
+            revisions: topological(revisions),
+            env_py: String::new(),
+            transaction_per_migration: Some(false),
+        }
+    }
+
+    fn ids(revs: Vec<&Revision>) -> Vec<&str> {
+        revs.iter().map(|r| r.revision.as_str()).collect()
+    }
+
+    #[test]
+    fn pending_runs_parents_first_through_a_merge() {
+        // Listed out of order on purpose: the merge before one of its parents.
+        let g = graph(vec![
+            rev("a", &[]),
+            rev("b", &["a"]),
+            rev("m", &["c1", "c2"]),
+            rev("c1", &["b"]),
+            rev("c2", &["b"]),
+            rev("e", &["m"]),
+        ]);
+        assert_eq!(ids(g.pending(&[], "e")), ["a", "b", "c1", "c2", "m", "e"]);
+        assert_eq!(ids(g.pending(&["b".into()], "e")), ["c1", "c2", "m", "e"]);
+        // Half the branches applied (two rows in the version table).
+        assert_eq!(ids(g.pending(&["c1".into()], "e")), ["c2", "m", "e"]);
+        assert!(g.pending(&["e".into()], "e").is_empty());
+    }
+
+    #[test]
+    fn downgrade_undoes_newest_first_down_to_the_target() {
+        let g = graph(vec![rev("a", &[]), rev("b", &["a"]), rev("c", &["b"])]);
+        assert_eq!(ids(g.undone_by_downgrade(&["c".into()], Some("a"))), ["c", "b"]);
+        assert_eq!(ids(g.undone_by_downgrade(&["c".into()], None)), ["c", "b", "a"]);
+    }
+
+    #[test]
+    fn a_merges_empty_downgrade_is_fine_anothers_is_not() {
+        let mut merge = rev("m", &["a", "b"]);
+        merge.downgrade = Downgrade::Empty;
+        assert!(merge.downgrade_problem().is_none());
+        let mut plain = rev("p", &["a"]);
+        plain.downgrade = Downgrade::Raises;
+        assert!(plain.downgrade_problem().is_some());
+    }
+
+    #[test]
+    fn probe_errors_are_reported_as_such() {
+        let err = Graph::parse(r#"{"error": "CommandError: No 'script_location' key found"}"#)
+            .unwrap_err();
+        assert!(err.contains("script_location"), "{err}");
+    }
+}

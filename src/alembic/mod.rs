@@ -1,0 +1,26 @@
+//! The `alembic` engine: an Alembic project driven as a subprocess (`python -m
+//! alembic`, through duct), its revision graph read with Alembic's own API by a small
+//! probe script, and the database's revision read directly with sqlx. The project
+//! needs no change: its `env.py` reads `DATABASE_URL` as such projects already do.
+
+pub mod graph;
+pub mod offline;
+pub mod process;
+pub mod run;
+pub mod snapshot;
+
+pub use graph::{Graph, Revision};
+pub use snapshot::AlembicSnapshot;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlembicError {
+    #[error("cannot run {python} for the Alembic project: {source}; set migrations.python to the project's interpreter (a venv's bin/python)")]
+    Python {
+        python: String,
+        source: std::io::Error,
+    },
+    #[error("reading the Alembic project {ini} failed: {message}")]
+    Project { ini: String, message: String },
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+}

@@ -1,0 +1,223 @@
+//! Running `python -m alembic …` (and the probe) for the configured project.
+//!
+//! The target's URL travels as `DATABASE_URL` and the ini as `ALEMBIC_CONFIG`, in the
+//! environment (never on a command line, where every user can read it), with
+//! `[migrations.env]` on top. `PGOPTIONS` hands alembic's own connection ballast's
+//! `lock_timeout` and `statement_timeout`: libpq applies it to every session, so the
+//! project's env.py needs no hook.
+
+use std::io::{BufRead, BufReader};
+
+use super::AlembicError;
+use crate::config::{to_pg_millis, Settings};
+use crate::redact::{scrub, split_secrets};
+
+const PROBE: &str = include_str!("probe.py");
+
+/// A finished alembic command.
+#[derive(Debug)]
+pub struct Finished {
+    pub success: bool,
+    pub status: String,
+    pub stdout: String,
+    /// stderr, where alembic logs (`Running upgrade …`, tracebacks, `FAILED:`).
+    pub stderr: String,
+}
+
+impl Finished {
+    /// The lines that say why it failed: alembic's `FAILED:` line, or a traceback's last.
+    pub fn reason(&self) -> String {
+        let text = format!("{}\n{}", self.stdout, self.stderr);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        if let Some(failed) = lines.iter().find(|l| l.starts_with("FAILED:")) {
+            return failed.trim().to_string();
+        }
+        lines
+            .iter()
+            .rev()
+            .find(|l| !l.starts_with("INFO ") && !l.starts_with("  "))
+            .map(|l| l.trim().to_string())
+            .unwrap_or_else(|| self.status.clone())
+    }
+}
+
+/// How to start alembic for one target.
+#[derive(Clone)]
+pub struct Runner {
+    python: std::path::PathBuf,
+    ini: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    env: Vec<(String, String)>,
+    secrets: Vec<String>,
+}
+
+impl Runner {
+    /// `server_major`, when known, allows settings only newer servers accept.
+    pub fn new(settings: &Settings, server_major: Option<u32>) -> Result<Runner, AlembicError> {
+        let alembic = settings
+            .migrations
+            .alembic
+            .as_ref()
+            .expect("the alembic engine has alembic settings");
+        let mut env = Vec::new();
+        let mut secrets = Vec::new();
+        if let Ok(url) = settings.database.url() {
+            if let Ok(split) = split_secrets(url) {
+                secrets = split.secrets;
+            }
+            env.push(("DATABASE_URL".to_string(), url.to_string()));
+        }
+        env.push((
+            "ALEMBIC_CONFIG".to_string(),
+            alembic.ini.display().to_string(),
+        ));
+        let db = &settings.database;
+        let mut options = std::env::var("PGOPTIONS").unwrap_or_default();
+        options.push_str(&format!(
+            " -c lock_timeout={} -c statement_timeout={}",
+            to_pg_millis(db.lock_timeout),
+            to_pg_millis(db.statement_timeout)
+        ));
+        if server_major.is_some_and(|m| m >= 14) {
+            // A killed ballast (and so a killed alembic) never leaves locks held.
+            options.push_str(" -c client_connection_check_interval=1000");
+        }
+        env.push(("PGOPTIONS".to_string(), options.trim().to_string()));
+        env.push((
+            "PGAPPNAME".to_string(),
+            format!("{} (alembic)", db.application_name),
+        ));
+        for (key, value) in &alembic.env {
+            env.push((key.clone(), value.clone()));
+        }
+        Ok(Runner {
+            python: alembic.python.clone(),
+            ini: alembic.ini.clone(),
+            dir: alembic.working_dir.clone(),
+            env,
+            secrets,
+        })
+    }
+
+    pub fn ini(&self) -> String {
+        self.ini.display().to_string()
+    }
+
+    fn expression(&self, args: Vec<String>) -> duct::Expression {
+        let mut expression = duct::cmd(&self.python, args)
+            .dir(&self.dir)
+            .stdin_null()
+            .unchecked();
+        for (key, value) in &self.env {
+            expression = expression.env(key, value);
+        }
+        expression
+    }
+
+    fn missing(&self, source: std::io::Error) -> AlembicError {
+        AlembicError::Python {
+            python: self.python.display().to_string(),
+            source,
+        }
+    }
+
+    /// Runs `python -m alembic ARGS` to the end, capturing both streams.
+    pub async fn alembic(&self, args: &[&str]) -> Result<Finished, AlembicError> {
+        let mut full = vec!["-m".to_string(), "alembic".to_string()];
+        full.extend(args.iter().map(|a| a.to_string()));
+        self.capture(full).await
+    }
+
+    /// The probe script's JSON (the revision graph).
+    pub async fn probe(&self) -> Result<Finished, AlembicError> {
+        self.capture(vec!["-c".to_string(), PROBE.to_string()]).await
+    }
+
+    async fn capture(&self, args: Vec<String>) -> Result<Finished, AlembicError> {
+        let expression = self.expression(args).stdout_capture().stderr_capture();
+        let output = tokio::task::spawn_blocking(move || expression.run())
+            .await
+            .map_err(|e| self.missing(std::io::Error::other(e)))?
+            .map_err(|e| self.missing(e))?;
+        Ok(Finished {
+            success: output.status.success(),
+            status: output.status.to_string(),
+            stdout: scrub(&String::from_utf8_lossy(&output.stdout), &self.secrets),
+            stderr: scrub(&String::from_utf8_lossy(&output.stderr), &self.secrets),
+        })
+    }
+
+    /// Runs `python -m alembic ARGS`, calling `on_line` with each line of its log as it
+    /// comes (stderr merged into stdout, in order). Blocking: call from a blocking task.
+    pub fn alembic_streaming(
+        &self,
+        args: &[&str],
+        mut on_line: impl FnMut(&str),
+    ) -> Result<Finished, AlembicError> {
+        let mut full = vec!["-m".to_string(), "alembic".to_string()];
+        full.extend(args.iter().map(|a| a.to_string()));
+        let reader = self
+            .expression(full)
+            .stderr_to_stdout()
+            .reader()
+            .map_err(|e| self.missing(e))?;
+        let mut lines = Vec::new();
+        let mut buffered = BufReader::new(&reader);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match buffered.read_line(&mut line) {
+                Ok(0) => break,
+                Ok(_) => {
+                    let clean = scrub(line.trim_end(), &self.secrets);
+                    on_line(&clean);
+                    lines.push(clean);
+                }
+                Err(_) => break, // a non-zero exit surfaces here; the status says more
+            }
+        }
+        let status = match reader.try_wait() {
+            Ok(Some(output)) => output.status,
+            _ => {
+                return Err(self.missing(std::io::Error::other(
+                    "alembic's exit status could not be read",
+                )))
+            }
+        };
+        Ok(Finished {
+            success: status.success(),
+            status: status.to_string(),
+            stdout: lines.join("\n"),
+            stderr: String::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Finished;
+
+    #[test]
+    fn the_reason_is_alembics_failed_line_or_the_tracebacks_last() {
+        let failed = Finished {
+            success: false,
+            status: "exit status: 255".into(),
+            stdout: String::new(),
+            stderr: "INFO  [alembic] x\nFAILED: Can't locate revision identified by 'zz'\n".into(),
+        };
+        assert_eq!(
+            failed.reason(),
+            "FAILED: Can't locate revision identified by 'zz'"
+        );
+        let traceback = Finished {
+            success: false,
+            status: "exit status: 1".into(),
+            stdout: String::new(),
+            stderr: "Traceback (most recent call last):\n  File \"x.py\", line 1\n    boom()\npsycopg.errors.LockNotAvailable: canceling statement due to lock timeout\n".into(),
+        };
+        assert_eq!(
+            traceback.reason(),
+            "psycopg.errors.LockNotAvailable: canceling statement due to lock timeout"
+        );
+    }
+}

@@ -1,0 +1,223 @@
+//! Upgrading and downgrading an Alembic target, under ballast's deploy lock (the
+//! caller holds it). Alembic runs online as the project has it; afterwards the version
+//! table says exactly what committed, whatever the project's transaction mode, so a
+//! failure after some revisions committed is reported as that, never as "rolled back".
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use super::offline::upgraded_to;
+use super::process::{Finished, Runner};
+use super::snapshot::{current_revisions, AlembicSnapshot};
+use crate::events::Event;
+use crate::pipeline::RunContext;
+use crate::stages::{migrations_count, StageError, StageOutcome};
+
+/// Runs `alembic upgrade TARGET` and accounts for every pending revision.
+pub async fn upgrade(ctx: &mut RunContext, snap: &AlembicSnapshot) -> Result<StageOutcome, StageError> {
+    let target = snap
+        .target()
+        .ok_or_else(|| StageError::Refused("the project has no single head".into()))?
+        .to_string();
+    let pending: Vec<(String, String)> = snap
+        .pending()
+        .iter()
+        .map(|r| (r.revision.clone(), r.message.clone()))
+        .collect();
+    let total = pending.len();
+    let transactional = !snap.per_migration();
+    let server = ctx.server().await?;
+    let runner = Runner::new(&ctx.settings, Some(server.major)).map_err(failed)?;
+    let events = ctx.events.clone();
+    let started = Instant::now();
+    let order = pending.clone();
+    let finished = tokio::task::spawn_blocking(move || {
+        let mut previous: Option<(usize, Instant)> = None;
+        runner.alembic_streaming(&["upgrade", &target], |line| {
+            let Some(revision) = line.split_once("Running upgrade ").and_then(|(_, r)| upgraded_to(r)) else {
+                return;
+            };
+            let Some(index) = order.iter().position(|(r, _)| *r == revision) else {
+                return;
+            };
+            if let Some((done, since)) = previous.take() {
+                events.emit(Event::MigrationApplied {
+                    index: done,
+                    total,
+                    version: order[done].0.clone(),
+                    name: order[done].1.clone(),
+                    duration_ms: since.elapsed().as_millis() as u64,
+                });
+            }
+            events.emit(Event::MigrationStarted {
+                index,
+                total,
+                version: revision,
+                name: order[index].1.clone(),
+                transactional,
+            });
+            previous = Some((index, Instant::now()));
+        })
+    })
+    .await
+    .map_err(|e| StageError::Failed(e.to_string()))?
+    .map_err(failed)?;
+    account(ctx, snap, &pending, &finished, "upgrade").await?;
+    Ok(StageOutcome::Done(format!(
+        "{} applied in {}",
+        migrations_count(total),
+        crate::report::human::human_duration(started.elapsed().as_millis() as u64)
+    )))
+}
+
+/// Reads the version table after alembic ended and records what committed and what
+/// did not; an error when alembic failed.
+async fn account(
+    ctx: &mut RunContext,
+    before: &AlembicSnapshot,
+    pending: &[(String, String)],
+    finished: &Finished,
+    verb: &str,
+) -> Result<(), StageError> {
+    let alembic = ctx
+        .settings
+        .migrations
+        .alembic
+        .clone()
+        .expect("alembic settings");
+    // A failure may have broken nothing on our side, but read on a fresh connection.
+    ctx.reset_conn().await;
+    let now = current_revisions(ctx.conn().await?, &alembic).await;
+    let now = match now {
+        Ok(rows) => rows.unwrap_or_default(),
+        Err(e) => {
+            ctx.outcome_unknown = true;
+            return Err(StageError::Failed(format!(
+                "alembic {verb} ended ({}), and reading the version table afterwards failed: {e}; what committed is unknown until checked",
+                finished.status
+            )));
+        }
+    };
+    let reached = before.graph.ancestry(&now);
+    let (committed, not): (Vec<String>, Vec<String>) = pending
+        .iter()
+        .map(|(r, _)| r.clone())
+        .partition(|r| reached.contains(r));
+    if !committed.is_empty() {
+        ctx.record_committed(committed.clone());
+    }
+    if finished.success {
+        if !not.is_empty() {
+            return Err(StageError::Failed(format!(
+                "alembic {verb} exited 0 but the version table does not include {}; check `ballast status`",
+                not.join(", ")
+            )));
+        }
+        return Ok(());
+    }
+    if !not.is_empty() {
+        ctx.record_rolled_back(not.clone());
+    }
+    let stopped = if committed.is_empty() {
+        "nothing committed: the database is at the revision the run found".to_string()
+    } else {
+        format!(
+            "{} committed before the failure ({}); {} did not",
+            migrations_count(committed.len()),
+            committed.join(", "),
+            if not.is_empty() { "the rest".to_string() } else { "nothing else".to_string() }
+        )
+    };
+    Err(StageError::Failed(format!(
+        "alembic {verb} failed: {}; {stopped}",
+        finished.reason()
+    )))
+}
+
+/// Downgrades to `to` (`None`: to base), refusing up front when a revision on the way
+/// is known not to downgrade. The caller holds the deploy lock.
+pub async fn downgrade(
+    ctx: &mut RunContext,
+    snap: &AlembicSnapshot,
+    to: Option<&str>,
+) -> Result<StageOutcome, StageError> {
+    let undone: Vec<(String, String)> = snap
+        .graph
+        .undone_by_downgrade(snap.current(), to)
+        .iter()
+        .map(|r| (r.revision.clone(), r.message.clone()))
+        .collect();
+    if undone.is_empty() {
+        return Ok(StageOutcome::Skipped(format!(
+            "already at {}",
+            to.unwrap_or("base")
+        )));
+    }
+    let problems: Vec<String> = snap
+        .graph
+        .undone_by_downgrade(snap.current(), to)
+        .iter()
+        .filter_map(|r| r.downgrade_problem().map(|p| format!("{}: {p} ({})", r.label(), r.path)))
+        .collect();
+    if !problems.is_empty() {
+        return Err(StageError::Refused(format!(
+            "cannot downgrade to {}: {}; nothing was changed (restore a backup instead)",
+            to.unwrap_or("base"),
+            problems.join("; ")
+        )));
+    }
+    let server = ctx.server().await?;
+    let runner = Runner::new(&ctx.settings, Some(server.major)).map_err(failed)?;
+    let target = to.unwrap_or("base").to_string();
+    let events = ctx.events.clone();
+    let total = undone.len();
+    let order = undone.clone();
+    let finished = tokio::task::spawn_blocking(move || {
+        runner.alembic_streaming(&["downgrade", &target], |line| {
+            let Some((_, rest)) = line.split_once("Running downgrade ") else {
+                return;
+            };
+            let revision = rest.split(" -> ").next().unwrap_or_default().trim();
+            if let Some(index) = order.iter().position(|(r, _)| r == revision) {
+                events.diagnose(
+                    crate::events::Severity::Info,
+                    format!("downgrading {revision} ({}/{total})", index + 1),
+                    None,
+                );
+            }
+        })
+    })
+    .await
+    .map_err(|e| StageError::Failed(e.to_string()))?
+    .map_err(failed)?;
+    let alembic = ctx.settings.migrations.alembic.clone().expect("alembic settings");
+    ctx.reset_conn().await;
+    let now = current_revisions(ctx.conn().await?, &alembic)
+        .await?
+        .unwrap_or_default();
+    let still: HashSet<String> = snap.graph.ancestry(&now);
+    let reverted: Vec<String> = undone
+        .iter()
+        .map(|(r, _)| r.clone())
+        .filter(|r| !still.contains(r))
+        .collect();
+    if !finished.success {
+        return Err(StageError::Failed(format!(
+            "alembic downgrade failed: {}; {} reverted before it stopped ({}); the database is at {}",
+            finished.reason(),
+            reverted.len(),
+            if reverted.is_empty() { "none".to_string() } else { reverted.join(", ") },
+            if now.is_empty() { "base".to_string() } else { now.join("+") }
+        )));
+    }
+    Ok(StageOutcome::Done(format!(
+        "downgraded to {}: {} reverted ({})",
+        to.unwrap_or("base"),
+        reverted.len(),
+        reverted.join(", ")
+    )))
+}
+
+fn failed(e: super::AlembicError) -> StageError {
+    StageError::Failed(e.to_string())
+}

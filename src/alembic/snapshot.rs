@@ -1,0 +1,272 @@
+//! An Alembic target at one moment: the project's revision graph (from the probe) and
+//! the database's revisions (read directly from the version table), with the
+//! diagnoses every Alembic user meets, worded so a person can act on them.
+
+use sha2::{Digest, Sha256};
+use sqlx::postgres::PgConnection;
+
+use super::process::Runner;
+use super::{AlembicError, Graph, Revision};
+use crate::config::{AlembicSettings, Settings};
+use crate::db::{ledger, quote_ident, DbError};
+use crate::events::{Events, Severity};
+use crate::plan::{Plan, PlannedMigration};
+
+#[derive(Debug, Clone)]
+pub struct AlembicSnapshot {
+    pub graph: Graph,
+    /// The version table's rows; `None` when the table does not exist.
+    pub current: Option<Vec<String>>,
+    /// `schema.alembic_version`, for messages.
+    pub version_table: String,
+    /// Tables in the version schema besides ballast's own (when the version table is
+    /// missing, these say the schema was built some other way).
+    pub other_tables: Vec<String>,
+}
+
+impl AlembicSnapshot {
+    pub fn current(&self) -> &[String] {
+        self.current.as_deref().unwrap_or(&[])
+    }
+
+    /// The head a deploy goes to, when there is exactly one.
+    pub fn target(&self) -> Option<&str> {
+        match self.graph.heads.as_slice() {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
+
+    /// Revisions in the database that no file has.
+    pub fn unknown(&self) -> Vec<&String> {
+        self.current()
+            .iter()
+            .filter(|r| self.graph.get(r).is_none())
+            .collect()
+    }
+
+    pub fn pending(&self) -> Vec<&Revision> {
+        match self.target() {
+            Some(target) if self.unknown().is_empty() => {
+                self.graph.pending(self.current(), target)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn version_table_missing_with_tables(&self) -> bool {
+        self.current.is_none() && !self.other_tables.is_empty()
+    }
+
+    pub fn is_blocked(&self) -> bool {
+        self.target().is_none()
+            || !self.unknown().is_empty()
+            || self.version_table_missing_with_tables()
+    }
+
+    pub fn current_label(&self) -> Option<String> {
+        let current = self.current();
+        (!current.is_empty()).then(|| current.join("+"))
+    }
+
+    pub fn head_label(&self) -> Option<String> {
+        (!self.graph.heads.is_empty()).then(|| self.graph.heads.join("+"))
+    }
+
+    /// One transaction for the whole upgrade (Alembic's default), or one per revision.
+    pub fn per_migration(&self) -> bool {
+        // Unknown counts as per revision: partial progress is then expected, and is
+        // read back from the version table either way.
+        self.graph.transaction_per_migration != Some(false)
+    }
+
+    /// The plan: pending revisions with their files' checksums. The SQL is rendered
+    /// separately (offline mode is slow); the hash pins the revisions and the files.
+    pub fn plan(&self) -> Plan {
+        let per_migration = self.per_migration();
+        let planned = self
+            .pending()
+            .into_iter()
+            .map(|rev| {
+                let text = std::fs::read(&rev.path).unwrap_or_default();
+                let autocommit = String::from_utf8_lossy(&text).contains("autocommit_block");
+                let mode = if autocommit {
+                    "commits what ran before it, runs outside a transaction"
+                } else if per_migration {
+                    "its own transaction"
+                } else {
+                    "in the deploy transaction"
+                };
+                PlannedMigration {
+                    version: rev.revision.clone(),
+                    name: rev.message.clone(),
+                    checksum: hex::encode(Sha256::digest(&text)),
+                    transactional: !autocommit && !per_migration,
+                    file: rev.path.clone(),
+                    sql: String::new(),
+                    mode: Some(mode.to_string()),
+                }
+            })
+            .collect();
+        Plan::from_planned(planned)
+    }
+
+    /// Emits a diagnosis for each blocker; returns how many there were.
+    pub fn diagnose(&self, events: &Events) -> usize {
+        let mut blockers = 0;
+        let heads = &self.graph.heads;
+        if heads.is_empty() {
+            blockers += 1;
+            events.diagnose(
+                Severity::Error,
+                format!("the Alembic project has no revisions in {}", self.graph.script_location),
+                Some("check migrations.alembic_ini and the ini's script_location".into()),
+            );
+        }
+        if heads.len() > 1 {
+            blockers += 1;
+            events.diagnose(
+                Severity::Error,
+                format!(
+                    "the project has {} heads ({}): `upgrade head` would not know which to take",
+                    heads.len(),
+                    heads.join(", ")
+                ),
+                Some(format!(
+                    "merge them into one: `alembic merge -m \"merge heads\" {}`, review the merge revision, then deploy",
+                    heads.join(" ")
+                )),
+            );
+        }
+        for revision in self.unknown() {
+            blockers += 1;
+            events.diagnose(
+                Severity::Error,
+                format!(
+                    "the database is at revision {revision} ({}), which no file in {} has: Alembic would stop with \"Can't locate revision identified by '{revision}'\"",
+                    self.version_table, self.graph.script_location
+                ),
+                Some(format!(
+                    "deploy from the branch or release that has {revision}; if its file was removed on purpose, check the schema and `alembic stamp` the revision it matches (ballast never stamps by itself)"
+                )),
+            );
+        }
+        if self.version_table_missing_with_tables() {
+            blockers += 1;
+            events.diagnose(
+                Severity::Error,
+                format!(
+                    "{} does not exist, but the schema already has {} table(s) ({}): the database was built without Alembic, or its version table is elsewhere",
+                    self.version_table,
+                    self.other_tables.len(),
+                    crate::report::human::short_list(&self.other_tables)
+                ),
+                Some("if migrations.version_schema and version_table are right, find the revision the schema matches and run `alembic stamp <revision>` (ballast never stamps by itself); an upgrade now would try to create tables that exist".into()),
+            );
+        }
+        blockers
+    }
+}
+
+/// Reads the project's graph and the database's revisions. Writes nothing.
+pub async fn snapshot(
+    settings: &Settings,
+    conn: &mut PgConnection,
+) -> Result<AlembicSnapshot, AlembicError> {
+    let alembic = settings
+        .migrations
+        .alembic
+        .as_ref()
+        .expect("the alembic engine has alembic settings");
+    let runner = Runner::new(settings, None)?;
+    let graph = read_graph(&runner).await?;
+    let current = current_revisions(conn, alembic).await?;
+    let other_tables = if current.is_none() {
+        tables_in(conn, &alembic.version_schema).await?
+    } else {
+        Vec::new()
+    };
+    Ok(AlembicSnapshot {
+        graph,
+        current,
+        version_table: format!("{}.{}", alembic.version_schema, alembic.version_table),
+        other_tables,
+    })
+}
+
+pub async fn read_graph(runner: &Runner) -> Result<Graph, AlembicError> {
+    let probed = runner.probe().await?;
+    let project = |message: String| AlembicError::Project {
+        ini: runner.ini(),
+        message,
+    };
+    if !probed.success && probed.stdout.trim().is_empty() {
+        return Err(project(probed.reason()));
+    }
+    Graph::parse(&probed.stdout).map_err(project)
+}
+
+/// The version table's rows (several while branches are unmerged), or `None` when it
+/// does not exist.
+pub async fn current_revisions(
+    conn: &mut PgConnection,
+    alembic: &AlembicSettings,
+) -> Result<Option<Vec<String>>, DbError> {
+    let (schema, table) = (&alembic.version_schema, &alembic.version_table);
+    if !ledger::table_exists(&mut *conn, schema, table).await? {
+        return Ok(None);
+    }
+    let sql = format!(
+        "select version_num::text from {}.{} order by 1",
+        quote_ident(schema),
+        quote_ident(table)
+    );
+    sqlx::query_scalar(&sql)
+        .fetch_all(conn)
+        .await
+        .map(Some)
+        .map_err(|e| DbError::query(format!("reading {schema}.{table}"), &e))
+}
+
+async fn tables_in(conn: &mut PgConnection, schema: &str) -> Result<Vec<String>, DbError> {
+    sqlx::query_scalar(
+        "select tablename::text from pg_tables where schemaname = $1 \
+         and tablename not like 'ballast\\_%' order by 1",
+    )
+    .bind(schema)
+    .fetch_all(conn)
+    .await
+    .map_err(|e| DbError::query(format!("listing the tables of schema {schema}"), &e))
+}
+
+/// `Some((problem, the GRANT that fixes it))` when the role cannot write the version
+/// table (or create it).
+pub async fn missing_privileges(
+    conn: &mut PgConnection,
+    alembic: &AlembicSettings,
+) -> Result<Option<(String, String)>, DbError> {
+    let (schema, table) = (&alembic.version_schema, &alembic.version_table);
+    if !ledger::table_exists(&mut *conn, schema, table).await? {
+        // The schema's own privileges: the same question as for ballast's tables.
+        return crate::stages::state_check::missing_privileges(conn, schema).await;
+    }
+    let name = format!("{}.{}", quote_ident(schema), quote_ident(table));
+    let (user, ok): (String, bool) = sqlx::query_as(
+        "select current_user::text, has_table_privilege($1, 'SELECT, INSERT, UPDATE, DELETE') \
+                and has_schema_privilege($2, 'USAGE')",
+    )
+    .bind(&name)
+    .bind(schema)
+    .fetch_one(conn)
+    .await
+    .map_err(|e| DbError::query("checking privileges on the version table", &e))?;
+    Ok((!ok).then(|| {
+        (
+            format!("role {user} cannot read and write {name}"),
+            format!(
+                "GRANT USAGE ON SCHEMA {} TO {user}; GRANT SELECT, INSERT, UPDATE, DELETE ON {name} TO {user};",
+                quote_ident(schema)
+            ),
+        )
+    }))
+}
