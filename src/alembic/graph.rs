@@ -213,8 +213,14 @@ mod tests {
     #[test]
     fn downgrade_undoes_newest_first_down_to_the_target() {
         let g = graph(vec![rev("a", &[]), rev("b", &["a"]), rev("c", &["b"])]);
-        assert_eq!(ids(g.undone_by_downgrade(&["c".into()], Some("a"))), ["c", "b"]);
-        assert_eq!(ids(g.undone_by_downgrade(&["c".into()], None)), ["c", "b", "a"]);
+        assert_eq!(
+            ids(g.undone_by_downgrade(&["c".into()], Some("a"))),
+            ["c", "b"]
+        );
+        assert_eq!(
+            ids(g.undone_by_downgrade(&["c".into()], None)),
+            ["c", "b", "a"]
+        );
     }
 
     #[test]

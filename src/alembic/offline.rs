@@ -21,7 +21,11 @@ pub async fn render(runner: &Runner, snap: &AlembicSnapshot, plan: &mut Plan) {
         [one] => Some(one.clone()),
         // Unmerged branches in the database: offline mode takes one starting point.
         _ => {
-            fill(plan, &sql, "offline SQL is not available while the database is on several branches");
+            fill(
+                plan,
+                &sql,
+                "offline SQL is not available while the database is on several branches",
+            );
             return;
         }
     };

@@ -32,13 +32,44 @@ impl Finished {
         if let Some(failed) = lines.iter().find(|l| l.starts_with("FAILED:")) {
             return failed.trim().to_string();
         }
-        lines
-            .iter()
-            .rev()
-            .find(|l| !l.starts_with("INFO ") && !l.starts_with("  "))
-            .map(|l| l.trim().to_string())
-            .unwrap_or_else(|| self.status.clone())
+        // A traceback ends in `module.ExceptionName: message`, which SQLAlchemy
+        // follows with `[SQL: …]` and a link; the exception and its SQL say it all.
+        let exception = lines.iter().rposition(|l| is_exception_line(l));
+        match exception {
+            Some(at) => {
+                let mut reason = lines[at].trim().to_string();
+                if let Some(sql) = lines[at + 1..].iter().find(|l| l.starts_with("[SQL: ")) {
+                    let sql: String = sql.chars().take(300).collect();
+                    reason = format!("{reason} {sql}");
+                }
+                reason
+            }
+            None => lines
+                .iter()
+                .rev()
+                .find(|l| !l.starts_with("INFO ") && !l.starts_with("  "))
+                .map(|l| l.trim().to_string())
+                .unwrap_or_else(|| self.status.clone()),
+        }
     }
+}
+
+/// `psycopg.errors.LockNotAvailable: …` or `KeyError: 'x'`: a dotted name, then ": ".
+fn is_exception_line(line: &str) -> bool {
+    let Some((name, _)) = line.split_once(": ") else {
+        return false;
+    };
+    !name.is_empty()
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
+        && name.rsplit('.').next().is_some_and(|last| {
+            last.ends_with("Error")
+                || last.ends_with("Exception")
+                || last.ends_with("Exit")
+                || last.ends_with("Interrupt")
+        })
 }
 
 /// How to start alembic for one target.
@@ -130,7 +161,8 @@ impl Runner {
 
     /// The probe script's JSON (the revision graph).
     pub async fn probe(&self) -> Result<Finished, AlembicError> {
-        self.capture(vec!["-c".to_string(), PROBE.to_string()]).await
+        self.capture(vec!["-c".to_string(), PROBE.to_string()])
+            .await
     }
 
     async fn capture(&self, args: Vec<String>) -> Result<Finished, AlembicError> {
@@ -218,6 +250,16 @@ mod tests {
         assert_eq!(
             traceback.reason(),
             "psycopg.errors.LockNotAvailable: canceling statement due to lock timeout"
+        );
+        let sqlalchemy = Finished {
+            success: false,
+            status: "exit status: 1".into(),
+            stdout: String::new(),
+            stderr: "sqlalchemy.exc.OperationalError: (psycopg.errors.LockNotAvailable) canceling statement due to lock timeout\n[SQL: ALTER TABLE marketplace.sellers ADD COLUMN rating INTEGER]\n(Background on this error at: https://sqlalche.me/e/21/e3q8)\n".into(),
+        };
+        assert_eq!(
+            sqlalchemy.reason(),
+            "sqlalchemy.exc.OperationalError: (psycopg.errors.LockNotAvailable) canceling statement due to lock timeout [SQL: ALTER TABLE marketplace.sellers ADD COLUMN rating INTEGER]"
         );
     }
 }

@@ -14,7 +14,10 @@ use crate::pipeline::RunContext;
 use crate::stages::{migrations_count, StageError, StageOutcome};
 
 /// Runs `alembic upgrade TARGET` and accounts for every pending revision.
-pub async fn upgrade(ctx: &mut RunContext, snap: &AlembicSnapshot) -> Result<StageOutcome, StageError> {
+pub async fn upgrade(
+    ctx: &mut RunContext,
+    snap: &AlembicSnapshot,
+) -> Result<StageOutcome, StageError> {
     let target = snap
         .target()
         .ok_or_else(|| StageError::Refused("the project has no single head".into()))?
@@ -34,7 +37,10 @@ pub async fn upgrade(ctx: &mut RunContext, snap: &AlembicSnapshot) -> Result<Sta
     let finished = tokio::task::spawn_blocking(move || {
         let mut previous: Option<(usize, Instant)> = None;
         runner.alembic_streaming(&["upgrade", &target], |line| {
-            let Some(revision) = line.split_once("Running upgrade ").and_then(|(_, r)| upgraded_to(r)) else {
+            let Some(revision) = line
+                .split_once("Running upgrade ")
+                .and_then(|(_, r)| upgraded_to(r))
+            else {
                 return;
             };
             let Some(index) = order.iter().position(|(r, _)| *r == revision) else {
@@ -125,12 +131,24 @@ async fn account(
             "{} committed before the failure ({}); {} did not",
             migrations_count(committed.len()),
             committed.join(", "),
-            if not.is_empty() { "the rest".to_string() } else { "nothing else".to_string() }
+            if not.is_empty() {
+                "the rest".to_string()
+            } else {
+                "nothing else".to_string()
+            }
         )
     };
+    let reason = finished.reason();
+    let hint = if reason.contains("lock timeout") {
+        format!(
+            ". It waited lock_timeout ({}) for a lock another session holds, instead of queueing behind it and blocking the site; find the blocker in pg_stat_activity and retry when it is gone",
+            humantime::format_duration(ctx.settings.database.lock_timeout)
+        )
+    } else {
+        String::new()
+    };
     Err(StageError::Failed(format!(
-        "alembic {verb} failed: {}; {stopped}",
-        finished.reason()
+        "alembic {verb} failed: {reason}; {stopped}{hint}"
     )))
 }
 
@@ -157,7 +175,10 @@ pub async fn downgrade(
         .graph
         .undone_by_downgrade(snap.current(), to)
         .iter()
-        .filter_map(|r| r.downgrade_problem().map(|p| format!("{}: {p} ({})", r.label(), r.path)))
+        .filter_map(|r| {
+            r.downgrade_problem()
+                .map(|p| format!("{}: {p} ({})", r.label(), r.path))
+        })
         .collect();
     if !problems.is_empty() {
         return Err(StageError::Refused(format!(
@@ -190,7 +211,12 @@ pub async fn downgrade(
     .await
     .map_err(|e| StageError::Failed(e.to_string()))?
     .map_err(failed)?;
-    let alembic = ctx.settings.migrations.alembic.clone().expect("alembic settings");
+    let alembic = ctx
+        .settings
+        .migrations
+        .alembic
+        .clone()
+        .expect("alembic settings");
     ctx.reset_conn().await;
     let now = current_revisions(ctx.conn().await?, &alembic)
         .await?

@@ -47,9 +47,7 @@ impl AlembicSnapshot {
 
     pub fn pending(&self) -> Vec<&Revision> {
         match self.target() {
-            Some(target) if self.unknown().is_empty() => {
-                self.graph.pending(self.current(), target)
-            }
+            Some(target) if self.unknown().is_empty() => self.graph.pending(self.current(), target),
             _ => Vec::new(),
         }
     }
@@ -119,7 +117,10 @@ impl AlembicSnapshot {
             blockers += 1;
             events.diagnose(
                 Severity::Error,
-                format!("the Alembic project has no revisions in {}", self.graph.script_location),
+                format!(
+                    "the Alembic project has no revisions in {}",
+                    self.graph.script_location
+                ),
                 Some("check migrations.alembic_ini and the ini's script_location".into()),
             );
         }

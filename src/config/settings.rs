@@ -225,9 +225,7 @@ pub(super) fn resolve(
                 Some(dir) => within(Some(dir)),
                 None => ini.parent().map(Path::to_path_buf).unwrap_or_default(),
             };
-            let version_schema = m
-                .version_schema
-                .unwrap_or_else(|| database.schema.clone());
+            let version_schema = m.version_schema.unwrap_or_else(|| database.schema.clone());
             if !is_plain_identifier(&version_schema) {
                 return Err(bad(
                     "migrations.version_schema",

@@ -109,15 +109,12 @@ impl Pipeline {
     /// never changes the database.
     pub fn confirms_before_changing(&self) -> bool {
         let position = |kind| self.stages.iter().position(|s| s.kind == kind);
-        let first_change = self
-            .stages
-            .iter()
-            .position(|s| {
-                matches!(
-                    s.kind,
-                    StageKind::Upgrade | StageKind::Restore | StageKind::Downgrade
-                )
-            });
+        let first_change = self.stages.iter().position(|s| {
+            matches!(
+                s.kind,
+                StageKind::Upgrade | StageKind::Restore | StageKind::Downgrade
+            )
+        });
         match (first_change, position(StageKind::Confirm)) {
             (None, _) => true,
             (Some(upgrade), Some(confirm)) => confirm < upgrade,

@@ -12,11 +12,10 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
         Some(to) => Some(to.to_string()),
         None => match &ctx.start {
             Some(start) => start.current_label(),
-            None => {
-                return Err(StageError::Refused(
-                    "no `to` revision and no starting state to go back to (put a state-check first)".into(),
-                ))
-            }
+            None => return Err(StageError::Refused(
+                "no `to` revision and no starting state to go back to (put a state-check first)"
+                    .into(),
+            )),
         },
     };
     let lock = deploy_lock::acquire(ctx).await?;
@@ -28,7 +27,8 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
                 crate::alembic::run::downgrade(ctx, &snap, to).await
             }
             Snapshot::Sql(_) => Err(StageError::Refused(
-                "the sql engine has no downgrade stage yet; restore the run's backup instead".into(),
+                "the sql engine has no downgrade stage yet; restore the run's backup instead"
+                    .into(),
             )),
         }
     }

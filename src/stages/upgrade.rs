@@ -12,8 +12,8 @@ use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Executor};
 
 use super::{migrations_count, StageError, StageOutcome};
-use crate::engine::Snapshot;
 use crate::db::{ledger, DbError, SqlFailure};
+use crate::engine::Snapshot;
 use crate::events::Event;
 use crate::migrations::split::split_statements;
 use crate::migrations::Migration;

@@ -49,6 +49,18 @@ impl Project {
         self.dir.path()
     }
 
+    /// Copies the fixture Alembic project to `app/` and points deploy.toml at it
+    /// (schema `marketplace`, the venv scripts/ensure-alembic made). Returns the
+    /// copy's `versions/` folder, for tests that add or remove revisions.
+    pub fn alembic(&self) -> PathBuf {
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/alembic/marketplace");
+        let app = self.path().join("app");
+        copy_tree(&fixture, &app);
+        self.write_config(&alembic_config(""));
+        app.join("alembic/versions")
+    }
+
     /// deploy.toml with this test's database and `extra` appended.
     pub fn write_config(&self, extra: &str) {
         let text = format!(
@@ -381,4 +393,41 @@ pub fn snapshot_filters(p: &Project) -> insta::Settings {
     settings.add_filter(&regex_escape(p.path().to_str().unwrap()), "[project]");
     settings.add_filter(&p.db, "[db]");
     settings
+}
+
+/// The Python of the Alembic venv scripts/ensure-alembic makes.
+pub fn alembic_python() -> PathBuf {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/alembic-venv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run scripts/ensure-alembic (scripts/test does)",
+        python.display()
+    );
+    python
+}
+
+/// deploy.toml lines (after `[database]`'s url) for the fixture Alembic project in
+/// `app/`; `extra` goes into `[migrations]`.
+pub fn alembic_config(extra: &str) -> String {
+    format!(
+        "schema = \"marketplace\"\n[migrations]\nengine = \"alembic\"\nalembic_ini = \"app/alembic.ini\"\npython = \"{}\"\nversion_schema = \"marketplace\"\n{extra}\n",
+        alembic_python().display()
+    )
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "__pycache__" {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
 }

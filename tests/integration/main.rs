@@ -1,5 +1,6 @@
 //! Integration tests: the real binary against a real PostgreSQL.
 
+mod alembic;
 mod backup;
 mod catalogue;
 mod config_errors;

@@ -1,0 +1,313 @@
+//! The `alembic` engine against the fixture project (schema `marketplace`, version
+//! table `marketplace.alembic_version`, branches and a merge, a concurrent index, a
+//! data migration) and real Alembic in its own venv.
+
+use std::path::Path;
+
+use crate::harness::{alembic_config, Blocker, Project};
+
+const HEAD: &str = "f6a0b1c2d3e4";
+
+fn version(p: &Project) -> String {
+    p.sql(
+        "select string_agg(version_num, '+' order by version_num) from marketplace.alembic_version",
+    )
+}
+
+fn revision(dir: &Path, id: &str, down: &str, upgrade: &str, downgrade: &str) {
+    std::fs::write(
+        dir.join(format!("{id}_added.py")),
+        format!(
+            "\"\"\"added by a test {id}\n\nRevision ID: {id}\nRevises: {down}\n\"\"\"\nimport sqlalchemy as sa\nfrom alembic import op\n\nrevision = \"{id}\"\ndown_revision = \"{down}\"\nbranch_labels = None\ndepends_on = None\n\n\ndef upgrade():\n    {upgrade}\n\n\ndef downgrade():\n    {downgrade}\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// Switches the copied project's env.py to one transaction per revision.
+fn per_migration(p: &Project) {
+    let env = p.path().join("app/alembic/env.py");
+    let text = std::fs::read_to_string(&env).unwrap();
+    std::fs::write(
+        &env,
+        text.replace(
+            "transaction_per_migration=False",
+            "transaction_per_migration=True",
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn deploy_runs_every_revision_through_the_branches_and_the_merge() {
+    let p = Project::new();
+    p.alembic();
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(0);
+    let out = run.stdout();
+    // The preview: offline SQL per revision, and the one it cannot render named.
+    assert!(out.contains("CREATE TABLE marketplace.sellers"), "{out}");
+    assert!(
+        out.contains("CREATE INDEX CONCURRENTLY ix_products_title"),
+        "{out}"
+    );
+    assert!(
+        out.contains("offline mode cannot render this revision"),
+        "the data migration's SQL is unavailable, and said so: {out}"
+    );
+    assert!(out.contains("7 migrations applied"), "{out}");
+    assert_eq!(version(&p), HEAD);
+    assert_eq!(
+        p.sql("select count(*) from pg_index where indexrelid = 'marketplace.ix_products_title'::regclass and indisvalid"),
+        "1"
+    );
+    assert!(p.table_exists("marketplace.tags"));
+    let status = p.ballast(&["status"]);
+    status.expect_code(0);
+    assert!(status.stdout().contains(HEAD), "{}", status.stdout());
+    // History knows the run, in the table beside the version table.
+    assert_eq!(
+        p.sql("select count(*) from marketplace.ballast_journal where status = 'succeeded'"),
+        "1"
+    );
+}
+
+#[test]
+fn status_and_plan_show_pending_revisions_and_write_nothing() {
+    let p = Project::new();
+    p.alembic();
+    let status = p.ballast(&["status"]);
+    status.expect_code(1);
+    assert!(
+        status.stdout().contains("0 applied, 7 pending"),
+        "{}",
+        status.stdout()
+    );
+    let plan = p.ballast(&["plan"]);
+    plan.expect_code(0);
+    assert!(
+        plan.stdout().contains("a1f0c2d3e4b5 create sellers"),
+        "{}",
+        plan.stdout()
+    );
+    assert!(
+        plan.stdout().contains("(in the deploy transaction)"),
+        "{}",
+        plan.stdout()
+    );
+    assert_eq!(
+        p.sql("select count(*) from pg_namespace where nspname = 'marketplace'"),
+        "0",
+        "read-only commands create nothing"
+    );
+}
+
+#[test]
+fn a_failure_in_one_transaction_leaves_the_revision_the_run_found() {
+    let p = Project::new();
+    let versions = p.alembic();
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    revision(
+        &versions,
+        "a7000000000a",
+        HEAD,
+        "op.create_table(\"reviews\", sa.Column(\"id\", sa.Integer()), schema=\"marketplace\")",
+        "op.drop_table(\"reviews\", schema=\"marketplace\")",
+    );
+    revision(
+        &versions,
+        "b8000000000b",
+        "a7000000000a",
+        "op.execute(\"alter table marketplace.nope add column x int\")",
+        "pass",
+    );
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(1);
+    let out = run.stdout();
+    assert!(out.contains("nothing committed"), "{out}");
+    assert!(
+        out.contains("marketplace.nope"),
+        "alembic's own error is shown: {out}"
+    );
+    assert_eq!(version(&p), HEAD);
+    assert!(
+        !p.table_exists("marketplace.reviews"),
+        "rolled back with the rest"
+    );
+}
+
+#[test]
+fn a_failure_after_per_revision_commits_says_exactly_what_committed() {
+    let p = Project::new();
+    let versions = p.alembic();
+    per_migration(&p);
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    revision(
+        &versions,
+        "a7000000000a",
+        HEAD,
+        "op.create_table(\"reviews\", sa.Column(\"id\", sa.Integer()), schema=\"marketplace\")",
+        "op.drop_table(\"reviews\", schema=\"marketplace\")",
+    );
+    revision(
+        &versions,
+        "b8000000000b",
+        "a7000000000a",
+        "op.execute(\"alter table marketplace.nope add column x int\")",
+        "pass",
+    );
+    let plan = p.ballast(&["plan"]);
+    assert!(
+        plan.stdout().contains("(its own transaction)"),
+        "{}",
+        plan.stdout()
+    );
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(4);
+    let out = run.stdout();
+    assert!(
+        out.contains("1 migration committed before the failure (a7000000000a)"),
+        "{out}"
+    );
+    assert!(!out.contains("nothing committed"), "{out}");
+    assert_eq!(version(&p), "a7000000000a");
+    assert!(p.table_exists("marketplace.reviews"));
+}
+
+#[test]
+fn alembic_gets_the_lock_timeout_instead_of_queueing_behind_a_lock() {
+    let p = Project::new();
+    let versions = p.alembic();
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    revision(
+        &versions,
+        "a7000000000a",
+        HEAD,
+        "op.add_column(\"sellers\", sa.Column(\"rating\", sa.Integer()), schema=\"marketplace\")",
+        "op.drop_column(\"sellers\", \"rating\", schema=\"marketplace\")",
+    );
+    let _reader = Blocker::hold(&p.url, "select * from marketplace.sellers");
+    let started = std::time::Instant::now();
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(1);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "it gave up on the lock (lock_timeout 2s) instead of waiting for the reader"
+    );
+    assert!(run.stdout().contains("lock timeout"), "{}", run.stdout());
+    assert_eq!(version(&p), HEAD);
+}
+
+#[test]
+fn an_unknown_revision_in_the_database_is_named() {
+    let p = Project::new();
+    p.alembic();
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    p.sql("update marketplace.alembic_version set version_num = 'deadbeef0000'");
+    let status = p.ballast(&["status"]);
+    status.expect_code(1);
+    assert!(
+        status
+            .stdout()
+            .contains("Can't locate revision identified by 'deadbeef0000'"),
+        "{}",
+        status.stdout()
+    );
+    p.ballast(&["--yes", "deploy"]).expect_code(3);
+}
+
+#[test]
+fn several_heads_are_refused_with_the_merge_command() {
+    let p = Project::new();
+    let versions = p.alembic();
+    revision(&versions, "a7000000000a", HEAD, "pass", "pass");
+    revision(&versions, "b8000000000b", HEAD, "pass", "pass");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(3);
+    assert!(
+        run.stdout().contains("alembic merge -m \"merge heads\""),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(
+        p.sql("select count(*) from pg_namespace where nspname = 'marketplace'"),
+        "0"
+    );
+}
+
+#[test]
+fn tables_without_a_version_table_suggest_stamp_and_change_nothing() {
+    let p = Project::new();
+    p.alembic();
+    p.sql("create schema marketplace; create table marketplace.sellers (id bigint primary key, name text)");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(3);
+    assert!(run.stdout().contains("alembic stamp"), "{}", run.stdout());
+    assert!(!p.table_exists("marketplace.alembic_version"));
+}
+
+#[test]
+fn missing_privileges_name_the_grant() {
+    let p = Project::new();
+    p.alembic();
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    let role = format!("{}_deployer", p.db);
+    p.sql(&format!("create role {role} login; grant usage on schema marketplace to {role}; grant select on all tables in schema marketplace to {role}"));
+    let versions = p.path().join("app/alembic/versions");
+    revision(&versions, "a7000000000a", HEAD, "pass", "pass");
+    let url = p.url.replacen("postgres@", &format!("{role}@"), 1);
+    let text = std::fs::read_to_string(p.path().join("deploy.toml")).unwrap();
+    std::fs::write(p.path().join("deploy.toml"), text.replace(&p.url, &url)).unwrap();
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(3);
+    assert!(run.stdout().contains("GRANT"), "{}", run.stdout());
+    assert_eq!(version(&p), HEAD);
+}
+
+#[test]
+fn downgrade_steps_back_and_refuses_a_revision_that_cannot() {
+    let p = Project::new();
+    let versions = p.alembic();
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    let pipeline = p.path().join("back.toml");
+    std::fs::write(
+        &pipeline,
+        "[[stages]]\nkind = \"downgrade\"\nto = \"b2e1d4c5f6a7\"\n",
+    )
+    .unwrap();
+    // f6's downgrade raises: refused before anything runs.
+    let run = p.ballast(&["--yes", "run", pipeline.to_str().unwrap()]);
+    run.expect_code(3);
+    assert!(
+        run.stdout().contains("f6a0b1c2d3e4") && run.stdout().contains("raises"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(version(&p), HEAD);
+
+    // Without it, the downgrade goes back through the merge and both branches.
+    std::fs::remove_file(versions.join("f6a0b1c2d3e4_backfill_slugs.py")).unwrap();
+    p.sql("update marketplace.alembic_version set version_num = 'e5d1e2f3a4b5'; alter table marketplace.sellers drop column slug");
+    let run = p.ballast(&["--yes", "run", pipeline.to_str().unwrap()]);
+    run.expect_code(0);
+    assert_eq!(version(&p), "b2e1d4c5f6a7");
+    assert!(!p.table_exists("marketplace.tags"));
+    assert!(p.table_exists("marketplace.products"));
+}
+
+#[test]
+fn a_wrong_python_is_a_clear_configuration_error() {
+    let p = Project::new();
+    p.alembic();
+    p.write_config(&alembic_config("").replace(
+        &crate::harness::alembic_python().display().to_string(),
+        "/nonexistent/bin/python",
+    ));
+    let run = p.ballast(&["status"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("migrations.python"),
+        "{}",
+        run.stderr()
+    );
+}
