@@ -183,3 +183,22 @@ pub async fn snapshot(
         }
     })
 }
+
+/// The target's revision read from the database alone (a scheduled backup or a
+/// restore needs no migration files): the newest ledger row, or the Alembic version
+/// table's rows joined with `+`.
+pub async fn current_revision(
+    settings: &Settings,
+    conn: &mut PgConnection,
+) -> Result<Option<String>, DbError> {
+    Ok(match &settings.migrations.alembic {
+        Some(alembic) => crate::alembic::snapshot::current_revisions(conn, alembic)
+            .await?
+            .filter(|rows| !rows.is_empty())
+            .map(|rows| rows.join("+")),
+        None => {
+            let applied = ledger::applied(conn, &settings.database.schema).await?;
+            ledger::newest(&applied).map(|row| format!("{}_{}", row.version, row.name))
+        }
+    })
+}

@@ -34,9 +34,10 @@ pub async fn upgrade(
     let events = ctx.events.clone();
     let started = Instant::now();
     let order = pending.clone();
-    let finished = tokio::task::spawn_blocking(move || {
+    let progress = events.clone();
+    let (finished, last) = tokio::task::spawn_blocking(move || {
         let mut previous: Option<(usize, Instant)> = None;
-        runner.alembic_streaming(&["upgrade", &target], |line| {
+        let finished = runner.alembic_streaming(&["upgrade", &target], |line| {
             let Some(revision) = line
                 .split_once("Running upgrade ")
                 .and_then(|(_, r)| upgraded_to(r))
@@ -63,11 +64,21 @@ pub async fn upgrade(
                 transactional,
             });
             previous = Some((index, Instant::now()));
-        })
+        });
+        (finished, previous)
     })
     .await
-    .map_err(|e| StageError::Failed(e.to_string()))?
-    .map_err(failed)?;
+    .map_err(|e| StageError::Failed(e.to_string()))?;
+    let finished = finished.map_err(failed)?;
+    if let (true, Some((done, since))) = (finished.success, last) {
+        progress.emit(Event::MigrationApplied {
+            index: done,
+            total,
+            version: pending[done].0.clone(),
+            name: pending[done].1.clone(),
+            duration_ms: since.elapsed().as_millis() as u64,
+        });
+    }
     account(ctx, snap, &pending, &finished, "upgrade").await?;
     Ok(StageOutcome::Done(format!(
         "{} applied in {}",

@@ -22,6 +22,9 @@ pub struct AlembicSnapshot {
     /// Tables in the version schema besides ballast's own (when the version table is
     /// missing, these say the schema was built some other way).
     pub other_tables: Vec<String>,
+    /// For each unknown revision, the nearest ancestor the files know, when ballast's
+    /// journal recorded the run that applied it.
+    pub nearest_known: Vec<(String, String)>,
 }
 
 impl AlembicSnapshot {
@@ -141,6 +144,17 @@ impl AlembicSnapshot {
         }
         for revision in self.unknown() {
             blockers += 1;
+            let ancestor = self
+                .nearest_known
+                .iter()
+                .find(|(unknown, _)| unknown == revision)
+                .map(|(_, known)| {
+                    format!(
+                        " Its nearest known ancestor is {} (ballast's journal has the run that applied {revision} on top of it): after checking the schema, `alembic stamp {known}` and deploy again.",
+                        self.graph.get(known).map(Revision::label).unwrap_or_else(|| known.clone())
+                    )
+                })
+                .unwrap_or_default();
             events.diagnose(
                 Severity::Error,
                 format!(
@@ -148,7 +162,7 @@ impl AlembicSnapshot {
                     self.version_table, self.graph.script_location
                 ),
                 Some(format!(
-                    "deploy from the branch or release that has {revision}; if its file was removed on purpose, check the schema and `alembic stamp` the revision it matches (ballast never stamps by itself)"
+                    "deploy from the branch or release that has {revision}; if its file was removed on purpose, check the schema and `alembic stamp` the revision it matches (ballast never stamps by itself).{ancestor}"
                 )),
             );
         }
@@ -187,12 +201,59 @@ pub async fn snapshot(
     } else {
         Vec::new()
     };
+    let mut nearest_known = Vec::new();
+    for revision in current.iter().flatten() {
+        if graph.get(revision).is_none() {
+            let schema = &settings.database.schema;
+            if let Some(known) = nearest_known_in_journal(conn, schema, &graph, revision).await? {
+                nearest_known.push((revision.clone(), known));
+            }
+        }
+    }
     Ok(AlembicSnapshot {
         graph,
         current,
         version_table: format!("{}.{}", alembic.version_schema, alembic.version_table),
         other_tables,
+        nearest_known,
     })
+}
+
+/// The newest run that applied `revision`, read back from it: the revision it applied
+/// before, or the one it started from, that the files still have.
+async fn nearest_known_in_journal(
+    conn: &mut PgConnection,
+    schema: &str,
+    graph: &Graph,
+    revision: &str,
+) -> Result<Option<String>, DbError> {
+    if !ledger::table_exists(&mut *conn, schema, crate::db::journal_table::TABLE).await? {
+        return Ok(None);
+    }
+    let sql = format!(
+        "select detail from {}.{} where detail->'applied' ? $1 order by started_at desc",
+        quote_ident(schema),
+        crate::db::journal_table::TABLE
+    );
+    let runs: Vec<serde_json::Value> = sqlx::query_scalar(&sql)
+        .bind(revision)
+        .fetch_all(conn)
+        .await
+        .map_err(|e| DbError::query("reading the run journal", &e))?;
+    for run in runs {
+        let applied: Vec<String> =
+            serde_json::from_value(run["applied"].clone()).unwrap_or_default();
+        let start: Vec<String> = run["start_version"]
+            .as_str()
+            .map(|s| s.split('+').map(str::to_string).collect())
+            .unwrap_or_default();
+        let before = applied.iter().position(|a| a == revision).unwrap_or(0);
+        let candidates = applied[..before].iter().rev().chain(start.iter());
+        if let Some(known) = candidates.into_iter().find(|c| graph.get(c).is_some()) {
+            return Ok(Some(known.clone()));
+        }
+    }
+    Ok(None)
 }
 
 pub async fn read_graph(runner: &Runner) -> Result<Graph, AlembicError> {

@@ -5,7 +5,7 @@ use sqlx::postgres::PgConnection;
 
 use super::{client_version, take, Artifact, BackupError, DumpRequest, Manifest};
 use crate::config::Settings;
-use crate::db::{ledger, DbError, ServerInfo};
+use crate::db::{DbError, ServerInfo};
 use crate::events::{Event, Events, Severity};
 use crate::redact::split_secrets;
 use crate::storage::Storage;
@@ -51,8 +51,7 @@ pub async fn back_up(
     }
     // The revision as it is now, read from the ledger alone: a scheduled backup needs
     // no migration folder, and a deploy may have moved the database since the check.
-    let applied = ledger::applied(&mut *conn, &settings.database.schema).await?;
-    let revision = ledger::newest(&applied).map(|row| format!("{}_{}", row.version, row.name));
+    let revision = crate::engine::current_revision(settings, &mut *conn).await?;
     let writes = write_counter(&mut *conn).await?;
     let url = settings
         .database

@@ -5,7 +5,7 @@ use crate::backup::replace::{check_destination, replace, Destination, ReplaceErr
 use crate::backup::target::write_counter;
 use crate::backup::{pg_restore_for, restore_db, verify};
 use crate::cli::GlobalArgs;
-use crate::db::{self, ledger};
+use crate::db;
 use crate::exit_code;
 use crate::report::human::human_bytes;
 use crate::report::stdout_line;
@@ -120,10 +120,9 @@ async fn restore(g: &GlobalArgs, id: Option<&str>, into: Option<&str>) -> Result
             ),
         ),
         None => {
-            let applied = ledger::applied(&mut conn, &settings.database.schema)
+            let now_at = crate::engine::current_revision(&settings, &mut conn)
                 .await
                 .map_err(|e| failed(&e))?;
-            let now_at = ledger::newest(&applied).map(|r| format!("{}_{}", r.version, r.name));
             say(
                 g,
                 &format!(

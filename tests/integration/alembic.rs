@@ -311,3 +311,22 @@ fn a_wrong_python_is_a_clear_configuration_error() {
         run.stderr()
     );
 }
+
+#[test]
+fn a_revision_whose_file_is_gone_names_its_nearest_known_ancestor() {
+    let p = Project::new();
+    let versions = p.alembic();
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    revision(&versions, "a7000000000a", HEAD, "pass", "pass");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    std::fs::remove_file(versions.join("a7000000000a_added.py")).unwrap();
+    let status = p.ballast(&["status"]);
+    status.expect_code(1);
+    assert!(
+        status
+            .stdout()
+            .contains("nearest known ancestor is f6a0b1c2d3e4"),
+        "{}",
+        status.stdout()
+    );
+}
