@@ -85,27 +85,48 @@ impl AlembicSnapshot {
     /// separately (offline mode is slow); the hash pins the revisions and the files.
     pub fn plan(&self) -> Plan {
         let per_migration = self.per_migration();
-        let planned = self
+        let files: Vec<(&Revision, Vec<u8>, bool)> = self
             .pending()
             .into_iter()
             .map(|rev| {
                 let text = std::fs::read(&rev.path).unwrap_or_default();
                 let autocommit = String::from_utf8_lossy(&text).contains("autocommit_block");
-                let mode = if autocommit {
-                    "commits what ran before it, runs outside a transaction"
+                (rev, text, autocommit)
+            })
+            .collect();
+        let autocommits: Vec<usize> = (0..files.len()).filter(|&i| files[i].2).collect();
+        let planned = files
+            .iter()
+            .enumerate()
+            .map(|(i, (rev, text, autocommit))| {
+                let id = |j: usize| files[j].0.revision.clone();
+                // An autocommit block commits the deploy transaction so far, and
+                // Alembic opens a new one after it: say where each revision commits.
+                let mode = if *autocommit {
+                    "commits what ran before it, runs outside a transaction".to_string()
                 } else if per_migration {
-                    "its own transaction"
+                    "its own transaction".to_string()
+                } else if let Some(&j) = autocommits.iter().find(|&&j| j > i) {
+                    format!(
+                        "in the deploy transaction, committed when {}'s autocommit block starts",
+                        id(j)
+                    )
+                } else if let Some(&j) = autocommits.iter().rev().find(|&&j| j < i) {
+                    format!(
+                        "in the transaction opened after {}'s autocommit block",
+                        id(j)
+                    )
                 } else {
-                    "in the deploy transaction"
+                    "in the deploy transaction".to_string()
                 };
                 PlannedMigration {
                     version: rev.revision.clone(),
                     name: rev.message.clone(),
-                    checksum: hex::encode(Sha256::digest(&text)),
+                    checksum: hex::encode(Sha256::digest(text)),
                     transactional: !autocommit && !per_migration,
                     file: rev.path.clone(),
                     sql: String::new(),
-                    mode: Some(mode.to_string()),
+                    mode: Some(mode),
                 }
             })
             .collect();

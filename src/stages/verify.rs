@@ -60,7 +60,9 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         1 => "1 user check passed".to_string(),
         n => format!("{n} user checks passed"),
     };
-    Ok(StageOutcome::Done(format!(
-        "at {at}; checksums match; {checks}"
-    )))
+    let matched = match snap {
+        crate::engine::Snapshot::Sql(_) => "checksums match",
+        crate::engine::Snapshot::Alembic(_) => "the version table is at the head",
+    };
+    Ok(StageOutcome::Done(format!("at {at}; {matched}; {checks}")))
 }

@@ -123,3 +123,14 @@ fn human_report_of_a_restore() {
     run.expect_code(0);
     table_filters(&p).bind(|| insta::assert_snapshot!("restore_in_place", run.stdout()));
 }
+
+#[test]
+fn human_report_of_an_alembic_deploy() {
+    let p = Project::new();
+    p.alembic();
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(0);
+    let mut settings = filters(&p);
+    settings.add_filter(r"\[sql: [^\]]*\]", "[sql]");
+    settings.bind(|| insta::assert_snapshot!("alembic_deploy", run.stdout()));
+}
