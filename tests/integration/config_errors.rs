@@ -199,3 +199,42 @@ fn s3_settings_are_checked() {
         run.stderr()
     );
 }
+
+#[test]
+fn alembic_settings_are_checked() {
+    let p = Project::new();
+    p.write_config("[migrations]\nengine = \"flyway\"\n");
+    let run = p.ballast(&["status"]);
+    run.expect_code(2);
+    assert!(run.stderr().contains("sql, alembic"), "{}", run.stderr());
+    p.write_config("[migrations]\nengine = \"alembic\"\nversion_schema = \"market place\"\n");
+    let run = p.ballast(&["status"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("migrations.version_schema"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn migrations_env_reaches_the_alembic_process_with_its_case() {
+    let p = Project::new();
+    p.alembic();
+    let env_py = p.path().join("app/alembic/env.py");
+    let text = std::fs::read_to_string(&env_py).unwrap();
+    std::fs::write(
+        &env_py,
+        text.replacen(
+            "config = context.config",
+            "assert os.environ.get(\"SHOP_Marker\") == \"present\", \"SHOP_Marker is not set\"\nconfig = context.config",
+            1,
+        ),
+    )
+    .unwrap();
+    p.ballast(&["--yes", "deploy"]).expect_code(1);
+    p.write_config(&crate::harness::alembic_config(
+        "[migrations.env]\nSHOP_Marker = \"present\"\n",
+    ));
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+}
