@@ -111,6 +111,16 @@ pub enum Command {
         #[arg(long, value_name = "NEW_DB")]
         into: Option<String>,
     },
+    /// Alembic only: write REV into the version table WITHOUT running migrations, for the
+    /// documented emergencies (a revision whose file is gone, a schema built by hand).
+    /// Asks first; journaled like any run.
+    #[command(
+        after_help = "Examples:\n  ballast stamp f6a0b1c2d3e4     the schema already matches f6a0b1c2d3e4\n  ballast --yes stamp head\n\n`ballast status` names the revision the database is at and, when ballast applied it,\nits nearest known ancestor. Check the schema before stamping: nothing is run."
+    )]
+    Stamp {
+        /// A revision id, `head` or `base`.
+        revision: String,
+    },
     /// The run journal: recent runs, their outcome and stages.
     #[command(after_help = "Examples:\n  ballast history\n  ballast history --limit 5 --json")]
     History {

@@ -78,10 +78,8 @@ impl Snapshot {
     pub async fn plan_with_sql(&self, settings: &Settings) -> Plan {
         let mut plan = self.plan();
         if let Snapshot::Alembic(a) = self {
-            match crate::alembic::process::Runner::new(settings, None) {
-                Ok(runner) => crate::alembic::offline::render(&runner, a, &mut plan).await,
-                Err(e) => tracing::warn!("{e}"),
-            }
+            let runner = crate::alembic::process::Runner::new(settings, None);
+            crate::alembic::offline::render(&runner, a, &mut plan).await;
         }
         plan
     }

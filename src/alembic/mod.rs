@@ -22,5 +22,11 @@ pub enum AlembicError {
     #[error("reading the Alembic project {ini} failed: {message}")]
     Project { ini: String, message: String },
     #[error(transparent)]
-    Db(#[from] crate::db::DbError),
+    Db(Box<crate::db::DbError>),
+}
+
+impl From<crate::db::DbError> for AlembicError {
+    fn from(e: crate::db::DbError) -> Self {
+        AlembicError::Db(Box::new(e))
+    }
 }

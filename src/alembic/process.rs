@@ -84,7 +84,7 @@ pub struct Runner {
 
 impl Runner {
     /// `server_major`, when known, allows settings only newer servers accept.
-    pub fn new(settings: &Settings, server_major: Option<u32>) -> Result<Runner, AlembicError> {
+    pub fn new(settings: &Settings, server_major: Option<u32>) -> Runner {
         let alembic = settings
             .migrations
             .alembic
@@ -121,13 +121,13 @@ impl Runner {
         for (key, value) in &alembic.env {
             env.push((key.clone(), value.clone()));
         }
-        Ok(Runner {
+        Runner {
             python: alembic.python.clone(),
             ini: alembic.ini.clone(),
             dir: alembic.working_dir.clone(),
             env,
             secrets,
-        })
+        }
     }
 
     pub fn ini(&self) -> String {

@@ -30,7 +30,7 @@ pub async fn upgrade(
     let total = pending.len();
     let transactional = !snap.per_migration();
     let server = ctx.server().await?;
-    let runner = Runner::new(&ctx.settings, Some(server.major)).map_err(failed)?;
+    let runner = Runner::new(&ctx.settings, Some(server.major));
     let events = ctx.events.clone();
     let started = Instant::now();
     let order = pending.clone();
@@ -199,7 +199,7 @@ pub async fn downgrade(
         )));
     }
     let server = ctx.server().await?;
-    let runner = Runner::new(&ctx.settings, Some(server.major)).map_err(failed)?;
+    let runner = Runner::new(&ctx.settings, Some(server.major));
     let target = to.unwrap_or("base").to_string();
     let events = ctx.events.clone();
     let total = undone.len();

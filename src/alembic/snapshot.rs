@@ -171,7 +171,7 @@ impl AlembicSnapshot {
                 .find(|(unknown, _)| unknown == revision)
                 .map(|(_, known)| {
                     format!(
-                        " Its nearest known ancestor is {} (ballast's journal has the run that applied {revision} on top of it): after checking the schema, `alembic stamp {known}` and deploy again.",
+                        " Its nearest known ancestor is {} (ballast's journal has the run that applied {revision} on top of it): after checking the schema, `ballast stamp {known}` and deploy again.",
                         self.graph.get(known).map(Revision::label).unwrap_or_else(|| known.clone())
                     )
                 })
@@ -183,7 +183,7 @@ impl AlembicSnapshot {
                     self.version_table, self.graph.script_location
                 ),
                 Some(format!(
-                    "deploy from the branch or release that has {revision}; if its file was removed on purpose, check the schema and `alembic stamp` the revision it matches (ballast never stamps by itself).{ancestor}"
+                    "deploy from the branch or release that has {revision}; if its file was removed on purpose, check the schema and `ballast stamp` the revision it matches (it asks first and is journaled; nothing stamps by itself).{ancestor}"
                 )),
             );
         }
@@ -197,7 +197,7 @@ impl AlembicSnapshot {
                     self.other_tables.len(),
                     crate::report::human::short_list(&self.other_tables)
                 ),
-                Some("if migrations.version_schema and version_table are right, find the revision the schema matches and run `alembic stamp <revision>` (ballast never stamps by itself); an upgrade now would try to create tables that exist".into()),
+                Some("if migrations.version_schema and version_table are right, find the revision the schema matches and run `ballast stamp <revision>` (it asks first and is journaled; nothing stamps by itself); an upgrade now would try to create tables that exist".into()),
             );
         }
         blockers
@@ -214,7 +214,7 @@ pub async fn snapshot(
         .alembic
         .as_ref()
         .expect("the alembic engine has alembic settings");
-    let runner = Runner::new(settings, None)?;
+    let runner = Runner::new(settings, None);
     let graph = read_graph(&runner).await?;
     let current = current_revisions(conn, alembic).await?;
     let other_tables = if current.is_none() {

@@ -27,5 +27,6 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Prune => backups::prune_old(g).await,
         Command::Restore { id, into } => restore::run(g, id.as_deref(), into.as_deref()).await,
         Command::Demo { dir, keep } => demo::run(g, dir, *keep).await,
+        Command::Stamp { revision } => pipeline_run::stamp(g, revision).await,
     }
 }

@@ -3,7 +3,7 @@
 use crate::cli::GlobalArgs;
 use crate::config::Settings;
 use crate::exit_code;
-use crate::pipeline::{self, Pipeline, RunContext, RunOptions};
+use crate::pipeline::{self, Pipeline, RunContext, RunOptions, StageKind, StageSpec};
 
 pub async fn run(g: &GlobalArgs, name: &str) -> i32 {
     match super::load_settings(g) {
@@ -21,6 +21,32 @@ pub async fn run_with(g: &GlobalArgs, settings: Settings, name: &str) -> i32 {
         Ok(p) => p,
         Err(e) => return super::fail(g, &e.to_string(), exit_code::USAGE),
     };
+    run_pipeline(g, settings, pipeline).await
+}
+
+/// `stamp REV`: a one-stage pipeline, so it is journaled like any run.
+pub async fn stamp(g: &GlobalArgs, revision: &str) -> i32 {
+    let settings = match super::load_settings(g) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    if let Err(e) = settings.database.url() {
+        return super::fail(g, &e.to_string(), exit_code::USAGE);
+    }
+    let pipeline = Pipeline::single(
+        "stamp",
+        format!("stamp {revision}"),
+        StageSpec {
+            kind: StageKind::Stamp,
+            name: None,
+            command: None,
+            to: Some(revision.to_string()),
+        },
+    );
+    run_pipeline(g, settings, pipeline).await
+}
+
+async fn run_pipeline(g: &GlobalArgs, settings: Settings, pipeline: Pipeline) -> i32 {
     let events = super::events(g, false);
     let options = RunOptions { assume_yes: g.yes };
     let mut ctx = RunContext::new(settings, options, events, &pipeline.name);

@@ -25,6 +25,8 @@ pub enum StageKind {
     Prune,
     Restore,
     Downgrade,
+    /// Alembic's `stamp`: asks on its own, so it needs no confirm stage before it.
+    Stamp,
 }
 
 impl StageKind {
@@ -41,6 +43,7 @@ impl StageKind {
             StageKind::Prune => "prune",
             StageKind::Restore => "restore",
             StageKind::Downgrade => "downgrade",
+            StageKind::Stamp => "stamp",
         }
     }
 }
@@ -54,7 +57,7 @@ pub struct StageSpec {
     /// For `shell` stages: the command, run through `sh -c`.
     pub command: Option<String>,
     /// For `downgrade` stages: the revision to go to (`base` for all the way); without
-    /// it, where the run started.
+    /// it, where the run started. For `stamp`: the revision to write.
     pub to: Option<String>,
 }
 
@@ -99,12 +102,27 @@ pub struct Pipeline {
     pub origin: String,
     #[serde(default)]
     pub description: String,
+    /// The command that runs it again, when a command built it (`stamp REV`).
+    #[serde(skip)]
+    pub rerun: Option<String>,
     pub stages: Vec<StageSpec>,
     #[serde(default)]
     pub on_failure: FailurePolicy,
 }
 
 impl Pipeline {
+    /// A pipeline of one stage, built by a command rather than read from a file.
+    pub fn single(name: &str, rerun: String, stage: StageSpec) -> Pipeline {
+        Pipeline {
+            name: name.to_string(),
+            origin: "built-in".to_string(),
+            description: String::new(),
+            rerun: Some(rerun),
+            stages: vec![stage],
+            on_failure: FailurePolicy::default(),
+        }
+    }
+
     /// True when the pipeline asks (a `confirm` stage) before its first `upgrade`, or
     /// never changes the database.
     pub fn confirms_before_changing(&self) -> bool {

@@ -170,10 +170,10 @@ async fn conclude(
         summary.exit_code = exit_code::FAILED_RESTORED;
         summary.next_steps.push(format!(
             "fix the cause above, then run `ballast {}` again",
-            if pipeline.name == "deploy" {
-                "deploy".to_string()
-            } else {
-                format!("run {}", pipeline.name)
+            match &pipeline.rerun {
+                Some(command) => command.clone(),
+                None if pipeline.name == "deploy" => "deploy".to_string(),
+                None => format!("run {}", pipeline.name),
             }
         ));
         return summary;

@@ -10,6 +10,7 @@ mod outcome;
 mod preview;
 mod restore;
 mod shell;
+mod stamp;
 pub mod state_check;
 mod upgrade;
 mod verify;
@@ -31,5 +32,6 @@ pub async fn run(spec: &StageSpec, ctx: &mut RunContext) -> Result<StageOutcome,
         StageKind::Prune => catalogue::prune(ctx).await,
         StageKind::Restore => restore::run(ctx).await,
         StageKind::Downgrade => downgrade::run(ctx, spec.to.as_deref()).await,
+        StageKind::Stamp => stamp::run(ctx, spec.to.as_deref()).await,
     }
 }

@@ -65,10 +65,19 @@ fn deploy_runs_every_revision_through_the_branches_and_the_merge() {
     let status = p.ballast(&["status"]);
     status.expect_code(0);
     assert!(status.stdout().contains(HEAD), "{}", status.stdout());
+    // A second deploy has nothing to do, and does nothing (not even a backup).
+    let again = p.ballast(&["--yes", "deploy"]);
+    again.expect_code(0);
+    assert!(
+        again.stdout().contains("backup skipped"),
+        "{}",
+        again.stdout()
+    );
+    assert_eq!(version(&p), HEAD);
     // History knows the run, in the table beside the version table.
     assert_eq!(
         p.sql("select count(*) from marketplace.ballast_journal where status = 'succeeded'"),
-        "1"
+        "2"
     );
 }
 
@@ -91,7 +100,7 @@ fn status_and_plan_show_pending_revisions_and_write_nothing() {
         plan.stdout()
     );
     assert!(
-        plan.stdout().contains("(in the deploy transaction)"),
+        plan.stdout().contains("(in the deploy transaction"),
         "{}",
         plan.stdout()
     );
@@ -242,7 +251,7 @@ fn tables_without_a_version_table_suggest_stamp_and_change_nothing() {
     p.sql("create schema marketplace; create table marketplace.sellers (id bigint primary key, name text)");
     let run = p.ballast(&["--yes", "deploy"]);
     run.expect_code(3);
-    assert!(run.stdout().contains("alembic stamp"), "{}", run.stdout());
+    assert!(run.stdout().contains("ballast stamp"), "{}", run.stdout());
     assert!(!p.table_exists("marketplace.alembic_version"));
 }
 
@@ -329,4 +338,142 @@ fn a_revision_whose_file_is_gone_names_its_nearest_known_ancestor() {
         "{}",
         status.stdout()
     );
+}
+
+fn schema_dump(url: &str) -> String {
+    let out = std::process::Command::new("pg_dump")
+        .args([
+            "--schema-only",
+            "--no-owner",
+            "--schema=marketplace",
+            "--exclude-table=marketplace.ballast_*",
+            "-d",
+            url,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_preview_sql_is_what_alembic_renders_offline() {
+    let p = Project::new();
+    let versions = p.alembic();
+    // Offline mode cannot render the data migration: compare the range without it.
+    std::fs::remove_file(versions.join("f6a0b1c2d3e4_backfill_slugs.py")).unwrap();
+    let plan = p.ballast(&["--json", "plan"]);
+    plan.expect_code(0);
+    let event = plan
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["event"] == "plan")
+        .expect("a plan event");
+    let ours: Vec<String> = event["plan"]["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| {
+            m["sql"]
+                .as_str()
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let app = p.path().join("app");
+    let out = std::process::Command::new(crate::harness::alembic_python())
+        .args(["-m", "alembic", "upgrade", "head", "--sql"])
+        .current_dir(&app)
+        .env("DATABASE_URL", &p.url)
+        .env("ALEMBIC_CONFIG", app.join("alembic.ini"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("-- Running upgrade"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(ours, theirs);
+}
+
+#[test]
+fn downgrading_to_where_the_run_started_restores_the_schema_exactly() {
+    let p = Project::new();
+    let versions = p.alembic();
+    // Start at b2: only the first two revisions are there for the first deploy.
+    let later = p.path().join("later");
+    std::fs::create_dir(&later).unwrap();
+    for file in std::fs::read_dir(&versions).unwrap() {
+        let path = file.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_file() && !name.starts_with("a1") && !name.starts_with("b2") {
+            std::fs::rename(&path, later.join(&name)).unwrap();
+        }
+    }
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(version(&p), "b2e1d4c5f6a7");
+    let before = schema_dump(&p.url);
+    for file in std::fs::read_dir(&later).unwrap() {
+        let path = file.unwrap().path();
+        if !path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("f6")
+        {
+            std::fs::rename(&path, versions.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let round_trip = p.path().join("round-trip.toml");
+    std::fs::write(
+        &round_trip,
+        "[[stages]]\nkind = \"state-check\"\n\n[[stages]]\nkind = \"upgrade\"\n\n[[stages]]\nkind = \"downgrade\"\n",
+    )
+    .unwrap();
+    let run = p.ballast(&["--yes", "run", round_trip.to_str().unwrap()]);
+    run.expect_code(0);
+    assert!(
+        run.stdout().contains("downgraded to b2e1d4c5f6a7"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(version(&p), "b2e1d4c5f6a7");
+    assert_eq!(schema_dump(&p.url), before);
+}
+
+#[test]
+fn stamp_asks_first_then_writes_the_revision_and_is_journaled() {
+    let p = Project::new();
+    p.alembic();
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    p.sql("update marketplace.alembic_version set version_num = 'deadbeef0000'");
+    let refused = p.ballast(&["stamp", HEAD]);
+    refused.expect_code(3);
+    assert!(
+        refused.stdout().contains("pass --yes"),
+        "{}",
+        refused.stdout()
+    );
+    assert_eq!(version(&p), "deadbeef0000");
+    p.ballast(&["--yes", "stamp", "nosuchrev000"])
+        .expect_code(3);
+    let run = p.ballast(&["--yes", "stamp", HEAD]);
+    run.expect_code(0);
+    assert_eq!(version(&p), HEAD);
+    p.ballast(&["status"]).expect_code(0);
+    let history = p.ballast(&["history"]);
+    assert!(history.stdout().contains("stamp"), "{}", history.stdout());
 }

@@ -1,0 +1,82 @@
+//! `stamp`: the documented emergency for an Alembic target whose version table is
+//! wrong (a revision whose file is gone, a schema built by hand): writes the revision
+//! into the version table without running any migration. It asks first (even with a
+//! confirm stage before it: the question is a different one), and the run is journaled.
+
+use super::{deploy_lock, StageError, StageOutcome};
+use crate::engine::Snapshot;
+use crate::pipeline::RunContext;
+
+pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome, StageError> {
+    let Some(to) = to else {
+        return Err(StageError::Refused(
+            "a stamp stage needs `to` (a revision, head or base)".into(),
+        ));
+    };
+    let snap = match ctx.snapshot().await? {
+        Snapshot::Alembic(snap) => snap,
+        Snapshot::Sql(_) => {
+            return Err(StageError::Refused(
+                "stamp is for Alembic projects; the sql engine's ledger is ballast's own".into(),
+            ))
+        }
+    };
+    let known = matches!(to, "head" | "base") || snap.graph.get(to).is_some();
+    if !known {
+        return Err(StageError::Refused(format!(
+            "no revision {to} in {}; `ballast status` shows the project's revisions",
+            snap.graph.script_location
+        )));
+    }
+    let now = snap.current_label().unwrap_or_else(|| "nothing".into());
+    let question = format!(
+        "{} says {now}. Write {to} there WITHOUT running any migration? Only when the schema already matches {to}.",
+        snap.version_table
+    );
+    ask(ctx, question).await?;
+    let lock = deploy_lock::acquire(ctx).await?;
+    let server = ctx.server().await?;
+    let runner = crate::alembic::process::Runner::new(&ctx.settings, Some(server.major));
+    // --purge: the table says exactly `to` afterwards, even when what it says now is a
+    // revision no file has (plain `stamp` would stop at "Can't locate revision").
+    let stamped = runner.alembic(&["stamp", "--purge", to]).await;
+    lock.release().await;
+    let stamped = stamped.map_err(|e| StageError::Failed(e.to_string()))?;
+    if !stamped.success {
+        return Err(StageError::Failed(format!(
+            "alembic stamp failed: {}; the version table is unchanged",
+            stamped.reason()
+        )));
+    }
+    ctx.record_partial_change(format!("stamped {to}"));
+    Ok(StageOutcome::Done(format!(
+        "{} was {now}, is now {to}",
+        snap.version_table
+    )))
+}
+
+async fn ask(ctx: &RunContext, question: String) -> Result<(), StageError> {
+    if ctx.options.assume_yes {
+        return Ok(());
+    }
+    if !crate::report::interactive() {
+        return Err(StageError::NotConfirmed(
+            "no terminal to ask whether to stamp; pass --yes to run it unattended".into(),
+        ));
+    }
+    let answer = tokio::task::spawn_blocking(move || {
+        dialoguer::Confirm::new()
+            .with_prompt(question)
+            .default(false)
+            .interact_opt()
+    })
+    .await
+    .map_err(|e| StageError::Failed(format!("confirmation prompt: {e}")))?
+    .map_err(|e| StageError::NotConfirmed(format!("confirmation prompt failed: {e}")))?;
+    match answer {
+        Some(true) => Ok(()),
+        _ => Err(StageError::NotConfirmed(
+            "not confirmed: nothing stamped".into(),
+        )),
+    }
+}
