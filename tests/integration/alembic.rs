@@ -334,7 +334,8 @@ fn a_revision_whose_file_is_gone_names_its_nearest_known_ancestor() {
     assert!(
         status
             .stdout()
-            .contains("nearest known ancestor is f6a0b1c2d3e4"),
+            .contains("nearest known ancestor is f6a0b1c2d3e4")
+            && status.stdout().contains("`ballast stamp f6a0b1c2d3e4`"),
         "{}",
         status.stdout()
     );
