@@ -284,7 +284,13 @@ pub async fn read_graph(runner: &Runner) -> Result<Graph, AlembicError> {
         message,
     };
     if !probed.success && probed.stdout.trim().is_empty() {
-        return Err(project(probed.reason()));
+        let reason = probed.reason();
+        let hint = if reason.contains("No module named") {
+            "; is Alembic installed for migrations.python (the project's venv)?"
+        } else {
+            ""
+        };
+        return Err(project(format!("{reason}{hint}")));
     }
     Graph::parse(&probed.stdout).map_err(project)
 }
