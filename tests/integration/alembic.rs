@@ -269,7 +269,13 @@ fn missing_privileges_name_the_grant() {
     std::fs::write(p.path().join("deploy.toml"), text.replace(&p.url, &url)).unwrap();
     let run = p.ballast(&["--yes", "deploy"]);
     run.expect_code(3);
-    assert!(run.stdout().contains("GRANT"), "{}", run.stdout());
+    assert!(
+        run.stdout().contains(&format!(
+            "GRANT USAGE, CREATE ON SCHEMA \"marketplace\" TO {role}"
+        )),
+        "{}",
+        run.stdout()
+    );
     assert_eq!(version(&p), HEAD);
 }
 
@@ -477,4 +483,25 @@ fn stamp_asks_first_then_writes_the_revision_and_is_journaled() {
     p.ballast(&["status"]).expect_code(0);
     let history = p.ballast(&["history"]);
     assert!(history.stdout().contains("stamp"), "{}", history.stdout());
+}
+
+#[test]
+fn revisions_after_one_offline_mode_cannot_render_still_show_their_sql() {
+    let p = Project::new();
+    let versions = p.alembic();
+    revision(
+        &versions,
+        "a7000000000a",
+        HEAD,
+        "op.create_table(\"reviews\", sa.Column(\"id\", sa.Integer()), schema=\"marketplace\")",
+        "op.drop_table(\"reviews\", schema=\"marketplace\")",
+    );
+    let plan = p.ballast(&["plan"]);
+    plan.expect_code(0);
+    let out = plan.stdout();
+    let unrenderable = out.find("offline mode cannot render").expect("f6 is named");
+    let after = out
+        .find("CREATE TABLE marketplace.reviews")
+        .expect("a7's SQL is shown");
+    assert!(unrenderable < after, "{out}");
 }
