@@ -17,6 +17,7 @@ pub mod events;
 pub mod exit_code;
 pub mod interrupt;
 pub mod journal;
+pub mod lint;
 pub mod logging;
 pub mod migrations;
 pub mod pipeline;

@@ -1,0 +1,246 @@
+//! What rules see: each statement of a migration (its parse tree and its text), and
+//! what is known about the tables it touches: created earlier in this migration, and
+//! (with a database) whether they exist and hold any data.
+
+use std::collections::{HashMap, HashSet};
+
+use pg_query::protobuf::RangeVar;
+use pg_query::NodeEnum;
+
+use super::input::LintInput;
+
+/// A migration's statements, parsed. Owned, so [`Statement`]s can borrow from it.
+/// Each is kept with (start of its comments, start of its code, end).
+pub struct Parsed {
+    statements: Vec<(NodeEnum, usize, usize, usize)>,
+}
+
+/// Parses with PostgreSQL's own grammar; `Err` carries the parser's message.
+pub fn parse(sql: &str) -> Result<Parsed, String> {
+    let result =
+        pg_query::parse(sql, pg_query::ParserOptions::DEFAULT).map_err(|e| e.to_string())?;
+    let mut statements = Vec::new();
+    let mut previous_end = 0;
+    for raw in result.protobuf.stmts {
+        let start = (raw.stmt_location.max(0) as usize).min(sql.len());
+        let end = match raw.stmt_len {
+            0 => sql.len(),
+            len => (start + len as usize).min(sql.len()),
+        };
+        // The comments above a statement belong to it (where `ballast:allow` goes),
+        // from the line after the previous statement ended.
+        let gap = &sql[previous_end.min(start)..start];
+        let comments = match gap.find('\n') {
+            Some(newline) if previous_end > 0 => previous_end + newline + 1,
+            Some(_) | None if previous_end == 0 => 0,
+            _ => start,
+        };
+        previous_end = end;
+        let Some(node) = raw.stmt.and_then(|n| n.node) else {
+            continue;
+        };
+        statements.push((node, comments, start, end));
+    }
+    Ok(Parsed { statements })
+}
+
+/// One statement of a migration.
+pub struct Statement<'a> {
+    pub node: &'a NodeEnum,
+    /// Its text, with the comments before it (where `ballast:allow` may be).
+    pub text: &'a str,
+    /// Byte offset of its first keyword in the migration's SQL.
+    pub start_of_code: usize,
+    /// Position in the migration, from 0.
+    pub index: usize,
+}
+
+/// What the database says about its tables (gathered once per run, when connected).
+#[derive(Debug, Clone, Default)]
+pub struct DbFacts {
+    /// `schema.table` → whether it holds any data (has any pages).
+    pub tables: HashMap<String, bool>,
+}
+
+pub struct Context<'a> {
+    pub input: &'a LintInput,
+    pub statements: Vec<Statement<'a>>,
+    pub db: Option<&'a DbFacts>,
+    /// The configured schema: unqualified names resolve to it, and objects created
+    /// without a schema are flagged when it is not `public`.
+    pub schema: Option<&'a str>,
+    /// `schema.table` created by statement N (index → names).
+    created: Vec<(usize, String)>,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(
+        input: &'a LintInput,
+        parsed: &'a Parsed,
+        db: Option<&'a DbFacts>,
+        schema: Option<&'a str>,
+    ) -> Context<'a> {
+        let sql = input.sql.as_str();
+        let statements: Vec<Statement<'a>> = parsed
+            .statements
+            .iter()
+            .enumerate()
+            .map(|(index, (node, comments, start, end))| Statement {
+                node,
+                text: &sql[*comments..*end],
+                start_of_code: start + code_offset(&sql[*start..*end]),
+                index,
+            })
+            .collect();
+        let mut ctx = Context {
+            input,
+            statements,
+            db,
+            schema,
+            created: Vec::new(),
+        };
+        let created: Vec<(usize, String)> = ctx
+            .statements
+            .iter()
+            .filter_map(|s| {
+                let rv = match s.node {
+                    NodeEnum::CreateStmt(c) => c.relation.as_ref(),
+                    NodeEnum::CreateTableAsStmt(c) => c.into.as_ref().and_then(|i| i.rel.as_ref()),
+                    _ => None,
+                }?;
+                Some((s.index, ctx.key(rv)))
+            })
+            .collect();
+        ctx.created = created;
+        ctx
+    }
+
+    /// `schema.table`, lowercased, the schema defaulting to the configured one.
+    pub fn key(&self, rv: &RangeVar) -> String {
+        let schema = if rv.schemaname.is_empty() {
+            self.schema.unwrap_or("public")
+        } else {
+            rv.schemaname.as_str()
+        };
+        format!("{}.{}", schema.to_lowercase(), rv.relname.to_lowercase())
+    }
+
+    /// Created by an earlier statement of this migration.
+    pub fn created_before(&self, rv: &RangeVar, statement: usize) -> bool {
+        let key = self.key(rv);
+        self.created
+            .iter()
+            .any(|(i, k)| *i < statement && *k == key)
+    }
+
+    /// Whether locking or rewriting `rv` at `statement` can hurt: false when the
+    /// table is new in this migration, or the database says it does not exist yet
+    /// (an earlier pending migration creates it) or holds no data. Without a
+    /// database, an existing table is assumed to hold data.
+    pub fn holds_data(&self, rv: &RangeVar, statement: usize) -> bool {
+        if self.created_before(rv, statement) {
+            return false;
+        }
+        match self.db {
+            Some(db) => db.tables.get(&self.key(rv)).copied().unwrap_or(false),
+            None => true,
+        }
+    }
+
+    /// Tables created anywhere in this migration.
+    pub fn created_tables(&self) -> HashSet<&str> {
+        self.created.iter().map(|(_, k)| k.as_str()).collect()
+    }
+}
+
+/// Bytes of whitespace and comments before the first keyword.
+fn code_offset(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    loop {
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if bytes[i..].starts_with(b"--") {
+            while i < bytes.len() && bytes[i] != b'\n' {
+                i += 1;
+            }
+        } else if bytes[i..].starts_with(b"/*") {
+            match text[i + 2..].find("*/") {
+                Some(end) => i += 2 + end + 2,
+                None => return i,
+            }
+        } else {
+            return i;
+        }
+    }
+}
+
+/// The name of a node's type for messages: `integer` for `pg_catalog.int4`.
+pub fn type_name(type_name: &pg_query::protobuf::TypeName) -> String {
+    let names: Vec<String> = type_name
+        .names
+        .iter()
+        .filter_map(|n| match &n.node {
+            Some(NodeEnum::String(s)) => Some(s.sval.clone()),
+            _ => None,
+        })
+        .filter(|n| n != "pg_catalog")
+        .collect();
+    names.join(".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lint::input::{Downgrade, LintInput};
+
+    fn input(sql: &str) -> LintInput {
+        LintInput {
+            label: "1_x".into(),
+            file: "1_x.sql".into(),
+            sql: sql.into(),
+            transactional: true,
+            downgrade: Downgrade::Present,
+        }
+    }
+
+    #[test]
+    fn statements_keep_their_comments_and_point_at_their_code() {
+        let i = input(
+            "-- first\ncreate table a (id int);\n\n-- ballast:allow x\ncreate index on a (id);\n",
+        );
+        let parsed = parse(&i.sql).unwrap();
+        let ctx = Context::new(&i, &parsed, None, None);
+        assert_eq!(ctx.statements.len(), 2);
+        assert!(ctx.statements[1].text.contains("ballast:allow x"));
+        assert_eq!(i.line_of(ctx.statements[1].start_of_code), 5);
+        assert_eq!(i.line_of(ctx.statements[0].start_of_code), 2);
+    }
+
+    #[test]
+    fn a_table_created_earlier_holds_no_data() {
+        let i = input(
+            "create table shop.a (id int); create index on shop.a (id); create index on b (id);",
+        );
+        let parsed = parse(&i.sql).unwrap();
+        let ctx = Context::new(&i, &parsed, None, Some("shop"));
+        let rv = |s: &Statement| match s.node {
+            NodeEnum::IndexStmt(x) => x.relation.clone().unwrap(),
+            _ => unreachable!(),
+        };
+        assert!(!ctx.holds_data(&rv(&ctx.statements[1]), 1));
+        assert!(
+            ctx.holds_data(&rv(&ctx.statements[2]), 2),
+            "unknown without a database"
+        );
+        let facts = DbFacts {
+            tables: [("shop.b".to_string(), false)].into_iter().collect(),
+        };
+        let ctx = Context::new(&i, &parsed, Some(&facts), Some("shop"));
+        assert!(
+            !ctx.holds_data(&rv(&ctx.statements[2]), 2),
+            "empty per the database"
+        );
+    }
+}

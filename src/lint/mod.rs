@@ -1,0 +1,218 @@
+//! Migration lint: the review checklist teams write by hand ("will this lock the table?
+//! is the downgrade complete? is the name schema-qualified?"), answered from the SQL
+//! each migration will run, parsed with PostgreSQL's own parser (pg_query).
+//!
+//! Each rule lives in its own file under [`rules`], with a paragraph on the risk and the
+//! safe rewrite; [`run`] parses a migration, gives every statement to every enabled rule,
+//! applies `-- ballast:allow rule-id` comments and the configured levels, and returns
+//! findings with the migration, line and fix.
+
+pub mod context;
+pub mod input;
+pub mod rules;
+pub mod suppress;
+
+use serde::Serialize;
+
+pub use context::{Context, DbFacts, Statement};
+pub use input::LintInput;
+
+/// How much a finding matters; `Off` disables a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Off,
+    Warning,
+    Error,
+}
+
+impl Level {
+    pub fn parse(text: &str) -> Option<Level> {
+        match text {
+            "off" => Some(Level::Off),
+            "warning" | "warn" => Some(Level::Warning),
+            "error" => Some(Level::Error),
+            _ => None,
+        }
+    }
+}
+
+/// The four families of rules, which also set their default level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Category {
+    /// Takes a strong lock or rewrites a table that holds data.
+    Lock,
+    /// Breaks code that is running against the old schema.
+    Breaking,
+    /// Interacts badly with the migration's transaction.
+    Transaction,
+    /// Style that ages badly.
+    Hygiene,
+}
+
+/// What a rule is, for `--help`-like listings, docs and config validation.
+pub struct RuleMeta {
+    pub id: &'static str,
+    pub category: Category,
+    pub default_level: Level,
+    /// One line: what it finds.
+    pub summary: &'static str,
+    /// One paragraph: the risk, and the safe rewrite.
+    pub explanation: &'static str,
+}
+
+/// What a rule reports about one statement (or migration); [`run`] adds the rest.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub message: String,
+    pub fix: String,
+    /// Byte offset in the migration's SQL, when the rule knows better than "the
+    /// statement" (for whole-migration rules: where to point).
+    pub at: Option<usize>,
+}
+
+impl Hit {
+    pub fn new(message: impl Into<String>, fix: impl Into<String>) -> Hit {
+        Hit {
+            message: message.into(),
+            fix: fix.into(),
+            at: None,
+        }
+    }
+}
+
+pub trait Rule: Sync {
+    fn meta(&self) -> &'static RuleMeta;
+    /// Findings for one statement.
+    fn check(&self, _statement: &Statement<'_>, _ctx: &Context<'_>) -> Vec<Hit> {
+        Vec::new()
+    }
+    /// Findings about the migration as a whole (its mode, its downgrade, its count of
+    /// statements). Called once per migration.
+    fn check_migration(&self, _ctx: &Context<'_>) -> Vec<Hit> {
+        Vec::new()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub rule: &'static str,
+    pub level: Level,
+    pub category: Category,
+    /// The migration's label (`3_add_orders`, or an Alembic revision).
+    pub migration: String,
+    pub file: String,
+    /// 1-based line in the SQL that was linted.
+    pub line: usize,
+    pub message: String,
+    pub fix: String,
+}
+
+/// Rule levels after config: `[lint] levels = { rule-id = "warning" }`, `disable = [...]`.
+#[derive(Debug, Clone, Default)]
+pub struct LintSettings {
+    pub levels: Vec<(String, Level)>,
+}
+
+impl LintSettings {
+    pub fn level_of(&self, meta: &RuleMeta) -> Level {
+        self.levels
+            .iter()
+            .rev()
+            .find(|(id, _)| id == meta.id)
+            .map(|(_, level)| *level)
+            .unwrap_or(meta.default_level)
+    }
+}
+
+/// Lints each migration; findings in migration order, then line order.
+pub fn run(
+    inputs: &[LintInput],
+    settings: &LintSettings,
+    db: Option<&DbFacts>,
+    schema: Option<&str>,
+) -> Vec<Finding> {
+    run_rules(inputs, &rules::all(), settings, db, schema)
+}
+
+/// [`run`] with a chosen set of rules (tests give one).
+pub fn run_rules(
+    inputs: &[LintInput],
+    rules: &[&'static dyn Rule],
+    settings: &LintSettings,
+    db: Option<&DbFacts>,
+    schema: Option<&str>,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for input in inputs {
+        findings.extend(lint_one(input, rules, settings, db, schema));
+    }
+    findings
+}
+
+fn lint_one(
+    input: &LintInput,
+    rules: &[&'static dyn Rule],
+    settings: &LintSettings,
+    db: Option<&DbFacts>,
+    schema: Option<&str>,
+) -> Vec<Finding> {
+    let parsed = match context::parse(&input.sql) {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            return vec![Finding {
+                rule: "parse-error",
+                level: Level::Error,
+                category: Category::Transaction,
+                migration: input.label.clone(),
+                file: input.file.clone(),
+                line: 1,
+                message: format!("PostgreSQL's parser rejects this migration: {message}"),
+                fix: "fix the SQL; it would fail when applied".into(),
+            }]
+        }
+    };
+    let ctx = Context::new(input, &parsed, db, schema);
+    let mut findings = Vec::new();
+    let mut push = |rule: &dyn Rule, hit: Hit, statement: Option<&Statement<'_>>| {
+        let meta = rule.meta();
+        let level = settings.level_of(meta);
+        if level == Level::Off {
+            return;
+        }
+        if let Some(s) = statement {
+            if suppress::allows(s.text, meta.id) {
+                return;
+            }
+        }
+        let offset = hit.at.or(statement.map(|s| s.start_of_code)).unwrap_or(0);
+        findings.push(Finding {
+            rule: meta.id,
+            level,
+            category: meta.category,
+            migration: input.label.clone(),
+            file: input.file.clone(),
+            line: input.line_of(offset),
+            message: hit.message,
+            fix: hit.fix,
+        });
+    };
+    for rule in rules {
+        for hit in rule.check_migration(&ctx) {
+            push(*rule, hit, None);
+        }
+        for statement in &ctx.statements {
+            for hit in rule.check(statement, &ctx) {
+                push(*rule, hit, Some(statement));
+            }
+        }
+    }
+    findings.sort_by_key(|f| f.line);
+    findings
+}
+
+/// Whether any finding stops a deploy.
+pub fn has_errors(findings: &[Finding]) -> bool {
+    findings.iter().any(|f| f.level == Level::Error)
+}

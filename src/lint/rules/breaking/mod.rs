@@ -1,0 +1,7 @@
+//! The `breaking` rules.
+
+use crate::lint::Rule;
+
+pub fn all() -> Vec<&'static dyn Rule> {
+    vec![]
+}

@@ -1,0 +1,7 @@
+//! The `hygiene` rules.
+
+use crate::lint::Rule;
+
+pub fn all() -> Vec<&'static dyn Rule> {
+    vec![]
+}
