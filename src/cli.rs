@@ -35,6 +35,9 @@ pub struct GlobalArgs {
     /// Answer yes to the confirmation prompt (for scheduled jobs and CI).
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
+    /// Deploy even when the lint found error-level risks in the plan (after reading them).
+    #[arg(long, global = true)]
+    pub allow_risky: bool,
     /// Print one JSON object per line instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -72,6 +75,24 @@ pub enum Command {
         /// Show every line of SQL instead of the first few per migration.
         #[arg(long)]
         full: bool,
+    },
+    /// Lint the migrations and (with a database) run the preflight: for CI and pre-commit.
+    /// Pending migrations with a database, every migration without one (or with --all).
+    /// Writes nothing to the database. Exit 1 on any error-level finding or failed check.
+    #[command(
+        after_help = "Examples:\n  ballast check                          pending migrations + preflight\n  ballast check --all --format github    every migration, as PR annotations\n  ballast check --rules                  the rules, their levels and what they find\n\nAllow a reviewed statement with a comment above it: -- ballast:allow <rule-id>\nRe-level or disable rules in deploy.toml: [lint] disable = [...], levels = { rule = \"warning\" }"
+    )]
+    Check {
+        /// human (grouped by migration, with fixes), json (one object a line) or
+        /// github (workflow annotations).
+        #[arg(long, value_enum, default_value = "human")]
+        format: CheckFormat,
+        /// Lint every migration, applied or not, without the database's knowledge.
+        #[arg(long)]
+        all: bool,
+        /// List the rules instead.
+        #[arg(long)]
+        rules: bool,
     },
     /// Take a backup now, outside any deploy (for scheduled jobs).
     #[command(
@@ -141,4 +162,12 @@ pub enum Command {
         #[arg(long)]
         keep: bool,
     },
+}
+
+/// `check --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckFormat {
+    Human,
+    Json,
+    Github,
 }

@@ -84,6 +84,30 @@ impl Snapshot {
         plan
     }
 
+    /// What the lint reads for `plan`'s migrations (the plan with its SQL).
+    pub fn lint_inputs(&self, plan: &Plan) -> Vec<crate::lint::LintInput> {
+        use crate::lint::LintInput;
+        match self {
+            Snapshot::Sql(s) => s
+                .pending()
+                .into_iter()
+                .filter(|m| plan.migrations.iter().any(|p| p.version == m.version.to_string()))
+                .map(LintInput::from_sql)
+                .collect(),
+            Snapshot::Alembic(a) => plan
+                .migrations
+                .iter()
+                .map(|planned| {
+                    let revision = a.graph.get(&planned.version);
+                    let autocommit = revision
+                        .and_then(|r| std::fs::read_to_string(&r.path).ok())
+                        .is_some_and(|text| text.contains("autocommit_block"));
+                    LintInput::from_alembic(planned, revision, &a.version_table, autocommit)
+                })
+                .collect(),
+        }
+    }
+
     /// Whether the migration `version` (with this checksum) is applied.
     pub fn has_applied(&self, version: &str, checksum: &str) -> bool {
         match self {

@@ -60,6 +60,10 @@ pub enum Event {
     Plan {
         plan: Plan,
     },
+    /// A lint finding on a migration of the plan (or of `check`).
+    Finding {
+        finding: crate::lint::Finding,
+    },
     BackupStarted {
         path: String,
         database_bytes: i64,

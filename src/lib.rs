@@ -22,6 +22,7 @@ pub mod logging;
 pub mod migrations;
 pub mod pipeline;
 pub mod plan;
+pub mod preflight;
 pub mod redact;
 pub mod report;
 pub mod scratch;

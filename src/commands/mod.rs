@@ -1,6 +1,7 @@
 //! One function per command; each returns the process exit code.
 
 mod backups;
+mod check;
 mod common;
 mod demo;
 mod history;
@@ -28,5 +29,6 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Restore { id, into } => restore::run(g, id.as_deref(), into.as_deref()).await,
         Command::Demo { dir, keep } => demo::run(g, dir, *keep).await,
         Command::Stamp { revision } => pipeline_run::stamp(g, revision).await,
+        Command::Check { format, all, rules } => check::run(g, *format, *all, *rules).await,
     }
 }

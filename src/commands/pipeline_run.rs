@@ -48,7 +48,10 @@ pub async fn stamp(g: &GlobalArgs, revision: &str) -> i32 {
 
 async fn run_pipeline(g: &GlobalArgs, settings: Settings, pipeline: Pipeline) -> i32 {
     let events = super::events(g, false);
-    let options = RunOptions { assume_yes: g.yes };
+    let options = RunOptions {
+        assume_yes: g.yes,
+        allow_risky: g.allow_risky,
+    };
     let mut ctx = RunContext::new(settings, options, events, &pipeline.name);
     let summary = pipeline::run(&pipeline, &mut ctx).await;
     ctx.reset_conn().await;

@@ -13,6 +13,17 @@ pub struct RawConfig {
     pub backup: RawBackup,
     #[serde(default)]
     pub verify: RawVerify,
+    #[serde(default)]
+    pub lint: RawLint,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLint {
+    /// Rule ids to turn off.
+    pub disable: Option<Vec<String>>,
+    /// Rule id → "error" | "warning" | "off".
+    pub levels: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

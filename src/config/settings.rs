@@ -20,6 +20,8 @@ pub struct Settings {
     pub migrations: MigrationSettings,
     pub backup: BackupSettings,
     pub verify_checks: Vec<SqlCheck>,
+    /// `[lint]`: rule levels after `disable` and `levels`.
+    pub lint: crate::lint::LintSettings,
 }
 
 #[derive(Clone)]
@@ -293,6 +295,20 @@ pub(super) fn resolve(
         })
         .collect();
 
+    let mut lint_levels = Vec::new();
+    for id in raw.lint.disable.unwrap_or_default() {
+        known_rule(&id, "lint.disable", &bad)?;
+        lint_levels.push((id, crate::lint::Level::Off));
+    }
+    for (id, level) in raw.lint.levels.unwrap_or_default() {
+        let key = format!("lint.levels.{id}");
+        known_rule(&id, &key, &bad)?;
+        let Some(level) = crate::lint::Level::parse(&level) else {
+            return Err(bad(&key, format!("`{level}` is not a level: error, warning or off")));
+        };
+        lint_levels.push((id, level));
+    }
+
     Ok(Settings {
         config_dir,
         config_file,
@@ -301,6 +317,9 @@ pub(super) fn resolve(
         migrations,
         backup,
         verify_checks,
+        lint: crate::lint::LintSettings {
+            levels: lint_levels,
+        },
     })
 }
 
@@ -355,4 +374,30 @@ pub fn is_plain_identifier(name: &str) -> bool {
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$')
         && name.len() <= 63
+}
+
+impl Settings {
+    /// The schema objects are expected in (the lint's `require-schema-qualified`): the
+    /// Alembic version schema, or `database.schema`.
+    pub fn lint_schema(&self) -> &str {
+        match &self.migrations.alembic {
+            Some(alembic) => &alembic.version_schema,
+            None => &self.database.schema,
+        }
+    }
+}
+
+/// A rule id in `[lint]` must name a rule: a typo would silently change nothing.
+fn known_rule(
+    id: &str,
+    key: &str,
+    bad: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    match crate::lint::rules::meta(id) {
+        Some(_) => Ok(()),
+        None => Err(bad(
+            key,
+            format!("no lint rule `{id}`; `ballast check --rules` lists them"),
+        )),
+    }
 }

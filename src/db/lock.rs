@@ -104,7 +104,7 @@ impl DeployLock {
     }
 }
 
-async fn holder(conn: &mut PgConnection, key: i32) -> Result<Option<LockHolder>, DbError> {
+pub async fn holder(conn: &mut PgConnection, key: i32) -> Result<Option<LockHolder>, DbError> {
     let row = sqlx::query(
         "select a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local socket'), \
                 coalesce(a.backend_start::text, '?') \

@@ -147,6 +147,11 @@ impl<'a> Context<'a> {
         }
     }
 
+    /// The statement whose code starts at or most recently before byte `at`.
+    pub fn statement_at(&self, at: usize) -> Option<&Statement<'a>> {
+        self.statements.iter().rev().find(|s| s.start_of_code <= at)
+    }
+
     /// Tables created anywhere in this migration.
     pub fn created_tables(&self) -> HashSet<&str> {
         self.created.iter().map(|(_, k)| k.as_str()).collect()
@@ -176,7 +181,7 @@ fn code_offset(text: &str) -> usize {
     }
 }
 
-/// The name of a node's type for messages: `integer` for `pg_catalog.int4`.
+/// A type's name as the parser has it, without `pg_catalog.`: `int4`, `timestamp`.
 pub fn type_name(type_name: &pg_query::protobuf::TypeName) -> String {
     let names: Vec<String> = type_name
         .names
@@ -202,6 +207,7 @@ mod tests {
             sql: sql.into(),
             transactional: true,
             downgrade: Downgrade::Present,
+            whole_allows: String::new(),
         }
     }
 

@@ -26,6 +26,9 @@ pub struct LintInput {
     /// Runs inside a transaction (with its neighbours or alone).
     pub transactional: bool,
     pub downgrade: Downgrade,
+    /// Source whose `ballast:allow` comments cover the whole migration (an Alembic
+    /// revision's Python file, whose comments never reach the rendered SQL).
+    pub whole_allows: String,
 }
 
 impl LintInput {
@@ -37,5 +40,102 @@ impl LintInput {
             .filter(|&&b| b == b'\n')
             .count()
             + 1
+    }
+}
+
+impl LintInput {
+    /// A migration of the `sql` engine, as it will run.
+    pub fn from_sql(m: &crate::migrations::Migration) -> LintInput {
+        let downgrade = match &m.down_sql {
+            None => Downgrade::Missing,
+            Some(sql) if only_comments(sql) => Downgrade::Empty,
+            Some(_) => Downgrade::Present,
+        };
+        LintInput {
+            label: m.label(),
+            file: m.up_path.display().to_string(),
+            sql: m.up_sql.clone(),
+            transactional: m.transactional,
+            downgrade,
+            whole_allows: String::new(),
+        }
+    }
+
+    /// An Alembic revision: offline mode's SQL without Alembic's own bookkeeping
+    /// (its BEGIN/COMMIT around the run and the version table's statements), so rules
+    /// see only what the revision itself does.
+    pub fn from_alembic(
+        planned: &crate::plan::PlannedMigration,
+        revision: Option<&crate::alembic::Revision>,
+        version_table: &str,
+        autocommit: bool,
+    ) -> LintInput {
+        use crate::alembic::graph::Downgrade as Alembic;
+        let downgrade = match revision.map(|r| (r.downgrade, r.is_merge)) {
+            Some((_, true)) => Downgrade::NotNeeded,
+            Some((Alembic::Ok, _)) | None => Downgrade::Present,
+            Some((Alembic::Missing, _)) => Downgrade::Missing,
+            Some((Alembic::Empty, _)) => Downgrade::Empty,
+            Some((Alembic::Raises, _)) | Some((Alembic::Unreadable, _)) => Downgrade::Raises,
+        };
+        LintInput {
+            label: format!("{} ({})", planned.version, planned.name),
+            file: planned.file.clone(),
+            sql: without_alembic_bookkeeping(&planned.sql, version_table),
+            // Per revision or for the whole upgrade, it runs in a transaction unless it
+            // is an autocommit block.
+            transactional: !autocommit,
+            downgrade,
+            whole_allows: revision
+                .and_then(|r| std::fs::read_to_string(&r.path).ok())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Offline SQL comes in blank-line-separated statements; drop BEGIN/COMMIT and the
+/// version table's, keeping line count (blank lines) so lines still match the render.
+fn without_alembic_bookkeeping(sql: &str, version_table: &str) -> String {
+    let table = version_table.to_lowercase();
+    let mut out = Vec::new();
+    let mut chunk: Vec<&str> = Vec::new();
+    let flush = |chunk: &mut Vec<&str>, out: &mut Vec<String>| {
+        let text = chunk.join("\n");
+        let trimmed = text.trim();
+        let bookkeeping = matches!(trimmed, "BEGIN;" | "COMMIT;")
+            || trimmed.to_lowercase().contains(&table);
+        for line in chunk.iter() {
+            out.push(if bookkeeping { String::new() } else { line.to_string() });
+        }
+        chunk.clear();
+    };
+    for line in sql.lines() {
+        if line.trim().is_empty() {
+            flush(&mut chunk, &mut out);
+            out.push(String::new());
+        } else {
+            chunk.push(line);
+        }
+    }
+    flush(&mut chunk, &mut out);
+    out.join("\n")
+}
+
+/// Whether SQL is empty but for whitespace and `--` comments.
+fn only_comments(sql: &str) -> bool {
+    sql.lines()
+        .map(str::trim)
+        .all(|l| l.is_empty() || l.starts_with("--"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn alembic_bookkeeping_is_blanked_and_lines_are_kept() {
+        let sql = "BEGIN;\n\nCREATE TABLE marketplace.alembic_version (\n    version_num VARCHAR(32) NOT NULL\n);\n\nCREATE TABLE marketplace.sellers (id int);\n\nINSERT INTO marketplace.alembic_version (version_num) VALUES ('a1');\n\nCOMMIT;";
+        let clean = super::without_alembic_bookkeeping(sql, "marketplace.alembic_version");
+        assert_eq!(clean.split('\n').count(), sql.split('\n').count());
+        assert_eq!(clean.trim(), "CREATE TABLE marketplace.sellers (id int);");
+        assert_eq!(clean.lines().position(|l| l.contains("sellers")), Some(6));
     }
 }

@@ -8,6 +8,7 @@
 //! findings with the migration, line and fix.
 
 pub mod context;
+pub mod facts;
 pub mod input;
 pub mod rules;
 pub mod suppress;
@@ -181,10 +182,16 @@ fn lint_one(
         if level == Level::Off {
             return;
         }
-        if let Some(s) = statement {
-            if suppress::allows(s.text, meta.id) {
-                return;
-            }
+        // A statement's finding is allowed by a comment above it; a migration's, by
+        // one above the statement it points at, or at the top of the migration.
+        let allowing = statement
+            .or_else(|| hit.at.and_then(|at| ctx.statement_at(at)))
+            .into_iter()
+            .chain(if statement.is_none() { ctx.statements.first() } else { None });
+        if allowing.into_iter().any(|s| suppress::allows(s.text, meta.id))
+            || suppress::allows(&input.whole_allows, meta.id)
+        {
+            return;
         }
         let offset = hit.at.or(statement.map(|s| s.start_of_code)).unwrap_or(0);
         findings.push(Finding {
@@ -215,4 +222,23 @@ fn lint_one(
 /// Whether any finding stops a deploy.
 pub fn has_errors(findings: &[Finding]) -> bool {
     findings.iter().any(|f| f.level == Level::Error)
+}
+
+/// `schema.table` of every table the migrations' statements name (lowercased, the
+/// schema defaulting to `schema`): the preflight looks for sessions holding them.
+pub fn tables_touched(inputs: &[LintInput], schema: &str) -> Vec<String> {
+    let mut tables: Vec<String> = Vec::new();
+    for input in inputs {
+        let Ok(parsed) = pg_query::parse(&input.sql, pg_query::ParserOptions::DEFAULT) else {
+            continue;
+        };
+        for (name, _) in &parsed.tables {
+            let name = name.to_lowercase();
+            let key = if name.contains('.') { name } else { format!("{}.{name}", schema.to_lowercase()) };
+            if !tables.contains(&key) {
+                tables.push(key);
+            }
+        }
+    }
+    tables
 }

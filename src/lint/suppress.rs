@@ -1,5 +1,7 @@
 //! `-- ballast:allow rule-id[, rule-id]`: a person has reviewed this statement and
-//! accepts the risk. The comment goes on the statement's own lines or right above it.
+//! accepts the risk. The comment goes on the statement's own lines or right above it
+//! (in an Alembic revision, `# ballast:allow rule-id` anywhere in the file covers the
+//! revision).
 
 /// Whether `statement` (its text, including the comments before it) allows `rule`.
 pub fn allows(statement: &str, rule: &str) -> bool {

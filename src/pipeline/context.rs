@@ -17,6 +17,8 @@ use crate::storage::{Storage, StorageError};
 pub struct RunOptions {
     /// `--yes`: skip the confirmation prompt.
     pub assume_yes: bool,
+    /// `--allow-risky`: deploy despite error-level lint findings.
+    pub allow_risky: bool,
 }
 
 pub struct RunContext {
@@ -33,6 +35,10 @@ pub struct RunContext {
     /// The plan the preview showed; the upgrade re-checks it under the lock.
     pub plan: Option<Plan>,
     pub backup: Option<Artifact>,
+    /// The pipeline has a backup stage (the preflight checks pg_dump and storage).
+    pub takes_backup: bool,
+    /// The lint's findings on the previewed plan.
+    pub findings: Vec<crate::lint::Finding>,
     /// Versions committed by this run, in order.
     pub committed: Vec<String>,
     /// Versions whose transaction rolled back.
@@ -70,6 +76,8 @@ impl RunContext {
             start: None,
             plan: None,
             backup: None,
+            findings: Vec::new(),
+            takes_backup: false,
             committed: Vec::new(),
             rolled_back: Vec::new(),
             upgrade_started: false,

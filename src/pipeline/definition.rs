@@ -123,6 +123,11 @@ impl Pipeline {
         }
     }
 
+    /// Whether it has a backup stage (the preflight then checks pg_dump and storage).
+    pub fn takes_backup(&self) -> bool {
+        self.stages.iter().any(|s| s.kind == StageKind::Backup)
+    }
+
     /// True when the pipeline asks (a `confirm` stage) before its first `upgrade`, or
     /// never changes the database.
     pub fn confirms_before_changing(&self) -> bool {

@@ -23,6 +23,7 @@ struct Failure {
 
 pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
     let started = Instant::now();
+    ctx.takes_backup = pipeline.takes_backup();
     ctx.events.emit(Event::RunStarted {
         run_id: ctx.run_id.to_string(),
         pipeline: pipeline.name.clone(),

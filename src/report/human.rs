@@ -66,6 +66,22 @@ impl HumanReporter {
         self.bars.add(bar)
     }
 
+    fn finding(&self, f: &crate::lint::Finding) {
+        let (mark, level) = match f.level {
+            crate::lint::Level::Error => ("✗", "error"),
+            _ => ("!", "warning"),
+        };
+        let text = format!(
+            "  {mark} {level} [{}] {} line {}: {}\n      fix: {}",
+            f.rule, f.migration, f.line, f.message, f.fix
+        );
+        if f.level == crate::lint::Level::Error {
+            self.line(&text);
+        } else {
+            self.normal(&text);
+        }
+    }
+
     fn plan(&self, plan: &crate::plan::Plan) {
         if plan.is_empty() {
             self.normal("  nothing to apply: the database is up to date");
@@ -281,6 +297,7 @@ impl Reporter for HumanReporter {
                 }
             }
             Event::Plan { plan } => self.plan(plan),
+            Event::Finding { finding } => self.finding(finding),
             Event::BackupStarted {
                 path,
                 database_bytes,

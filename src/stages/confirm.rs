@@ -8,6 +8,14 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     if pending == Some(0) {
         return Ok(StageOutcome::Skipped("nothing to apply".into()));
     }
+    let risky = ctx
+        .findings
+        .iter()
+        .filter(|f| f.level == crate::lint::Level::Error)
+        .count();
+    if risky > 0 && !ctx.options.allow_risky {
+        return confirm_risky(ctx, risky).await;
+    }
     if ctx.options.assume_yes {
         return Ok(StageOutcome::Done("confirmed by --yes".into()));
     }
@@ -52,5 +60,34 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     match answer {
         Some(true) => Ok(StageOutcome::Done("confirmed".into())),
         _ => Err(StageError::NotConfirmed("not confirmed".into())),
+    }
+}
+
+/// Error-level lint findings: `--yes` alone is not enough. A person types `yes`, or a
+/// script says `--allow-risky`.
+async fn confirm_risky(ctx: &RunContext, risky: usize) -> Result<StageOutcome, StageError> {
+    let what = format!(
+        "the lint found {risky} error-level risk{} in the plan (see the preview)",
+        if risky == 1 { "" } else { "s" }
+    );
+    if ctx.options.assume_yes || !crate::report::interactive() {
+        return Err(StageError::NotConfirmed(format!(
+            "{what}: fix them, allow reviewed ones with `-- ballast:allow <rule>` above the statement, or pass --allow-risky"
+        )));
+    }
+    let prompt = format!("{what}. Type yes to deploy anyway");
+    let typed = tokio::task::spawn_blocking(move || {
+        dialoguer::Input::<String>::new()
+            .with_prompt(prompt)
+            .allow_empty(true)
+            .interact_text()
+    })
+    .await
+    .map_err(|e| StageError::Failed(format!("confirmation prompt: {e}")))?
+    .map_err(|e| StageError::NotConfirmed(format!("confirmation prompt failed: {e}")))?;
+    if typed.trim() == "yes" {
+        Ok(StageOutcome::Done(format!("confirmed despite {what}")))
+    } else {
+        Err(StageError::NotConfirmed("not confirmed".into()))
     }
 }

@@ -1,22 +1,64 @@
-//! `preview`: the pending migrations, their SQL, and the plan hash that pins them.
+//! `preview`: the pending migrations, their SQL, the plan hash that pins them, and
+//! what the lint finds in them (with the database's knowledge of which tables hold
+//! data).
 
 use super::{migrations_count, StageError, StageOutcome};
-use crate::events::Event;
+use crate::events::{Event, Severity};
+use crate::lint::{self, Level};
 use crate::pipeline::RunContext;
 
 pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     let snap = ctx.snapshot().await?;
     let plan = snap.plan_with_sql(&ctx.settings).await;
     ctx.events.emit(Event::Plan { plan: plan.clone() });
+    let facts = match lint::facts::gather(ctx.conn().await?).await {
+        Ok(facts) => Some(facts),
+        Err(e) => {
+            ctx.events.diagnose(
+                Severity::Warning,
+                format!("the lint assumes every table holds data: {e}"),
+                None,
+            );
+            None
+        }
+    };
+    let settings = &ctx.settings;
+    let findings = lint::run(
+        &snap.lint_inputs(&plan),
+        &settings.lint,
+        facts.as_ref(),
+        Some(settings.lint_schema()),
+    );
+    for finding in &findings {
+        ctx.events.emit(Event::Finding {
+            finding: finding.clone(),
+        });
+    }
     let summary = if plan.is_empty() {
         "nothing pending".to_string()
     } else {
         format!(
-            "{} to apply, plan {}",
+            "{} to apply, plan {}{}",
             migrations_count(plan.migrations.len()),
-            plan.short_hash()
+            plan.short_hash(),
+            lint_summary(&findings)
         )
     };
+    ctx.findings = findings;
     ctx.plan = Some(plan);
     Ok(StageOutcome::Done(summary))
+}
+
+/// `; lint: 2 errors, 1 warning`, or nothing when clean.
+pub fn lint_summary(findings: &[lint::Finding]) -> String {
+    let errors = findings.iter().filter(|f| f.level == Level::Error).count();
+    let warnings = findings.iter().filter(|f| f.level == Level::Warning).count();
+    match (errors, warnings) {
+        (0, 0) => String::new(),
+        _ => format!(
+            "; lint: {errors} error{}, {warnings} warning{}",
+            if errors == 1 { "" } else { "s" },
+            if warnings == 1 { "" } else { "s" }
+        ),
+    }
 }

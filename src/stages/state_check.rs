@@ -14,19 +14,16 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     report_state(&ctx.events, &snap);
     let blockers = diagnose(&ctx.events, &snap);
     let pending = snap.pending_count();
-    if pending > 0 {
-        let settings = ctx.settings.clone();
-        let conn = ctx.conn().await?;
-        let mut missing = missing_privileges(conn, &settings.database.schema).await?;
-        if let (None, Some(alembic)) = (&missing, &settings.migrations.alembic) {
-            missing = crate::alembic::snapshot::missing_privileges(conn, alembic).await?;
+    let mut preflight_note = String::new();
+    if pending > 0 && blockers == 0 {
+        let failed = run_preflight(ctx, &snap).await?;
+        if failed > 0 {
+            return Err(StageError::Refused(format!(
+                "{failed} preflight check{} failed (see above); nothing was changed",
+                if failed == 1 { "" } else { "s" }
+            )));
         }
-        if let Some(grant) = missing {
-            ctx.events.diagnose(Severity::Error, grant.0, Some(grant.1));
-            return Err(StageError::Refused(
-                "missing privileges to apply migrations".into(),
-            ));
-        }
+        preflight_note = "; preflight passed".into();
     }
     if blockers > 0 {
         return Err(StageError::Refused(format!(
@@ -35,9 +32,40 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         )));
     }
     Ok(StageOutcome::Done(format!(
-        "{} pending",
+        "{} pending{preflight_note}",
         migrations_count(pending)
     )))
+}
+
+/// The preflight before anything runs: reports what is not right; returns how many
+/// checks failed.
+async fn run_preflight(ctx: &mut RunContext, snap: &Snapshot) -> Result<usize, StageError> {
+    let settings = ctx.settings.clone();
+    let server = ctx.server().await?;
+    let storage = if ctx.takes_backup {
+        Some(ctx.storage().await?)
+    } else {
+        None
+    };
+    let tables = crate::lint::tables_touched(&snap.lint_inputs(&snap.plan()), settings.lint_schema());
+    let scope = crate::preflight::Scope {
+        backup: ctx.takes_backup,
+        tables: &tables,
+    };
+    let checks = crate::preflight::run(&settings, ctx.conn().await?, &server, storage.as_ref(), scope).await;
+    let mut failed = 0;
+    for check in checks {
+        let severity = match check.status {
+            crate::preflight::Status::Ok => continue,
+            crate::preflight::Status::Warning => Severity::Warning,
+            crate::preflight::Status::Failed => {
+                failed += 1;
+                Severity::Error
+            }
+        };
+        ctx.events.diagnose(severity, format!("preflight {}: {}", check.name, check.detail), None);
+    }
+    Ok(failed)
 }
 
 pub fn report_state(events: &Events, snap: &Snapshot) {

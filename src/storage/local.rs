@@ -21,6 +21,10 @@ impl LocalStore {
         LocalStore { dir }
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn describe(&self) -> String {
         format!("local folder {}", self.dir.display())
     }

@@ -147,6 +147,34 @@ impl Storage {
         }
     }
 
+    /// Writes and deletes a small probe object: can this run store a backup here?
+    pub async fn probe_write(&self) -> Result<(), StorageError> {
+        let name = format!(".ballast-probe-{}", uuid::Uuid::new_v4().simple());
+        match self {
+            Storage::Local(l) => {
+                std::fs::create_dir_all(l.dir()).map_err(|e| StorageError::Io {
+                    what: "creating the backup folder".into(),
+                    place: l.describe(),
+                    message: e.to_string(),
+                })?;
+                l.put_small(&name, b"probe")?;
+                l.remove(&name)
+            }
+            Storage::S3(s) => {
+                s.put_small(&name, b"probe".to_vec()).await?;
+                s.remove(&name).await
+            }
+        }
+    }
+
+    /// The local folder, when storage is local (the free-disk check).
+    pub fn local_dir(&self) -> Option<&std::path::Path> {
+        match self {
+            Storage::Local(l) => Some(l.dir()),
+            Storage::S3(_) => None,
+        }
+    }
+
     /// Aborts unfinished multipart uploads older than the configured age (S3); removes
     /// day-old `.partial` files a killed run left behind (local).
     pub async fn clean_stale_uploads(&self) -> Result<Vec<String>, StorageError> {

@@ -141,7 +141,16 @@ fn no_transaction_migration_creates_index_concurrently() {
     p.migration("1_t.sql", "create table t (id int, email text);")
         .migration("2_idx.sql", "-- no-transaction\ncreate index concurrently t_email_idx on t (email);\ncreate index concurrently t_id_idx on t (id);\n")
         .migration("3_more.sql", "alter table t add column note text;");
-    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    // Two statements in one no-transaction migration: the lint says so, and only
+    // --allow-risky deploys it anyway.
+    let refused = p.ballast(&["--yes", "deploy"]);
+    refused.expect_code(3);
+    assert!(
+        refused.stdout().contains("multiple-statements-without-transaction"),
+        "{}",
+        refused.stdout()
+    );
+    p.ballast(&["--yes", "--allow-risky", "deploy"]).expect_code(0);
     assert_eq!(p.sql("select count(*) from pg_index i join pg_class c on c.oid = i.indexrelid where c.relname in ('t_email_idx', 't_id_idx') and i.indisvalid"), "2");
     assert_eq!(
         p.sql("select transactional from ballast_migrations where version = '2'"),
@@ -156,7 +165,7 @@ fn diesel_metadata_marks_a_migration_non_transactional() {
     p.migration("2024-01-01-000000_t/up.sql", "create table t (id int);")
         .migration(
             "2024-01-02-000000_idx/up.sql",
-            "create index concurrently t_idx on t (id);",
+            "create index concurrently if not exists t_idx on t (id);",
         )
         .migration(
             "2024-01-02-000000_idx/metadata.toml",
@@ -172,7 +181,7 @@ fn failure_after_a_committed_no_transaction_step_is_not_called_rolled_back() {
     p.migration("1_t.sql", "create table t (id int);")
         .migration(
             "2_idx.sql",
-            "-- no-transaction\ncreate index concurrently t_idx on t (id);",
+            "-- no-transaction\ncreate index concurrently if not exists t_idx on t (id);",
         )
         .migration("3_broken.sql", "alter table nope add column x int;");
     let run = p.ballast(&["--yes", "deploy"]);
@@ -346,7 +355,7 @@ fn failed_create_index_concurrently_reports_the_invalid_index_it_left() {
     p.sql("create table t (email text); insert into t values ('a'), ('a')");
     p.migration(
         "1_unique.sql",
-        "-- no-transaction\ncreate unique index concurrently t_email_key on t (email);",
+        "-- no-transaction\ncreate unique index concurrently if not exists t_email_key on t (email);",
     );
     let run = p.ballast(&["--yes", "deploy"]);
     run.expect_code(4);

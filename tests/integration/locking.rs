@@ -45,8 +45,19 @@ fn migration_blocked_by_a_lock_fails_by_lock_timeout() {
     p.sql("create table busy (id int)");
     p.migration("1_alter.sql", "alter table busy add column x int;");
     let _blocker = Blocker::hold(&p.url, "lock table busy in access share mode");
+    // The deploy's preflight names the blocker and refuses before anything runs.
+    let refused = p.ballast(&["--yes", "deploy"]);
+    refused.expect_code(3);
+    assert!(
+        refused.stdout().contains("holds a lock on public.busy"),
+        "{}",
+        refused.stdout()
+    );
+    // A blocker that arrives after the checks: the upgrade gives up after lock_timeout.
+    let upgrade_only = p.path().join("upgrade-only.toml");
+    std::fs::write(&upgrade_only, "[[stages]]\nkind = \"upgrade\"\n").unwrap();
     let started = Instant::now();
-    let run = p.ballast(&["--yes", "deploy"]);
+    let run = p.ballast(&["--yes", "run", upgrade_only.to_str().unwrap()]);
     run.expect_code(1);
     assert!(started.elapsed() < Duration::from_secs(20), "must not hang");
     let out = run.stdout();

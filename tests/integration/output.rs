@@ -11,7 +11,7 @@ fn human_report_of_a_deploy() {
     )
     .migration(
         "2_index.sql",
-        "-- no-transaction\ncreate index concurrently customers_id_idx on customers (id);",
+        "-- no-transaction\ncreate index concurrently if not exists customers_id_idx on customers (id);",
     );
     let run = p.ballast(&["--yes", "deploy"]);
     run.expect_code(0);

@@ -168,7 +168,7 @@ fn failing_after_commit(p: &Project, policy: &str) {
     p.migration("1_t.sql", "create table t (id int);")
         .migration(
             "2_idx.sql",
-            "-- no-transaction\ncreate index concurrently t_idx on t (id);",
+            "-- no-transaction\ncreate index concurrently if not exists t_idx on t (id);",
         )
         .migration("3_broken.sql", "alter table nope add column x int;");
     std::fs::create_dir_all(p.path().join("pipelines")).unwrap();

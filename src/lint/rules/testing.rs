@@ -15,6 +15,7 @@ pub fn input(sql: &str) -> LintInput {
         sql: sql.into(),
         transactional: true,
         downgrade: Downgrade::Present,
+        whole_allows: String::new(),
     }
 }
 

@@ -1,10 +1,167 @@
 //! The `lock` rules: statements that take a strong lock on, or rewrite, a table that
 //! already holds data. Errors by default.
 
+mod add_unique_without_index;
+mod adding_field_with_volatile_default;
+mod adding_foreign_key_constraint;
+mod changing_column_type;
+mod constraint_missing_not_valid;
+mod detach_partition_without_concurrently;
+mod reindex_without_concurrently;
 mod require_concurrent_index_creation;
+mod require_concurrent_index_deletion;
+mod set_not_null;
+mod table_rewrite_command;
 
-use crate::lint::Rule;
+use pg_query::protobuf::{
+    AlterTableCmd, AlterTableType, ColumnDef, ConstrType, Constraint, Node, ObjectType, RangeVar,
+};
+use pg_query::NodeEnum;
+
+use crate::lint::{Context, Rule};
 
 pub fn all() -> Vec<&'static dyn Rule> {
-    vec![&require_concurrent_index_creation::RequireConcurrentIndexCreation]
+    vec![
+        &require_concurrent_index_creation::RequireConcurrentIndexCreation,
+        &require_concurrent_index_deletion::RequireConcurrentIndexDeletion,
+        &reindex_without_concurrently::ReindexWithoutConcurrently,
+        &constraint_missing_not_valid::ConstraintMissingNotValid,
+        &adding_foreign_key_constraint::AddingForeignKeyConstraint,
+        &changing_column_type::ChangingColumnType,
+        &set_not_null::SetNotNull,
+        &adding_field_with_volatile_default::AddingFieldWithVolatileDefault,
+        &add_unique_without_index::AddUniqueWithoutIndex,
+        &table_rewrite_command::TableRewriteCommand,
+        &detach_partition_without_concurrently::DetachPartitionWithoutConcurrently,
+    ]
+}
+
+/// The table and the subcommands of an `ALTER TABLE` (not `ALTER INDEX`, `ALTER VIEW`,
+/// `ALTER FOREIGN TABLE`: those hold no rows of their own).
+fn alter_table(node: &NodeEnum) -> Option<(&RangeVar, Vec<&AlterTableCmd>)> {
+    let NodeEnum::AlterTableStmt(alter) = node else {
+        return None;
+    };
+    if alter.objtype != ObjectType::ObjectTable as i32 {
+        return None;
+    }
+    let table = alter.relation.as_ref()?;
+    let cmds = alter
+        .cmds
+        .iter()
+        .filter_map(|n| match &n.node {
+            Some(NodeEnum::AlterTableCmd(cmd)) => Some(cmd.as_ref()),
+            _ => None,
+        })
+        .collect();
+    Some((table, cmds))
+}
+
+/// Whether an `ALTER TABLE` subcommand is of this kind.
+fn is(cmd: &AlterTableCmd, subtype: AlterTableType) -> bool {
+    cmd.subtype == subtype as i32
+}
+
+/// The constraint an `ADD CONSTRAINT` adds.
+fn added_constraint(cmd: &AlterTableCmd) -> Option<&Constraint> {
+    if !is(cmd, AlterTableType::AtAddConstraint) {
+        return None;
+    }
+    match cmd.def.as_ref().and_then(|d| d.node.as_ref()) {
+        Some(NodeEnum::Constraint(c)) => Some(c),
+        _ => None,
+    }
+}
+
+/// The column an `ADD COLUMN` adds.
+fn added_column(cmd: &AlterTableCmd) -> Option<&ColumnDef> {
+    if !is(cmd, AlterTableType::AtAddColumn) {
+        return None;
+    }
+    match cmd.def.as_ref().and_then(|d| d.node.as_ref()) {
+        Some(NodeEnum::ColumnDef(c)) => Some(c),
+        _ => None,
+    }
+}
+
+/// The constraints written on a column (`REFERENCES`, `DEFAULT`, `UNIQUE`...).
+fn column_constraints(column: &ColumnDef) -> impl Iterator<Item = &Constraint> {
+    column.constraints.iter().filter_map(|n| match &n.node {
+        Some(NodeEnum::Constraint(c)) => Some(c.as_ref()),
+        _ => None,
+    })
+}
+
+fn contype(constraint: &Constraint) -> ConstrType {
+    ConstrType::try_from(constraint.contype).unwrap_or(ConstrType::Undefined)
+}
+
+/// Whether a boolean option (`(CONCURRENTLY)`, `(FULL true)`, `FULL`) is on in a
+/// `DefElem` list, as PostgreSQL's `defGetBoolean` reads it.
+fn option_on(options: &[Node], name: &str) -> bool {
+    options.iter().any(|n| {
+        let Some(NodeEnum::DefElem(d)) = &n.node else {
+            return false;
+        };
+        if !d.defname.eq_ignore_ascii_case(name) {
+            return false;
+        }
+        match d.arg.as_ref().and_then(|a| a.node.as_ref()) {
+            None => true,
+            Some(NodeEnum::Boolean(b)) => b.boolval,
+            Some(NodeEnum::Integer(i)) => i.ival != 0,
+            Some(NodeEnum::String(s)) => !matches!(
+                s.sval.to_lowercase().as_str(),
+                "false" | "off" | "f" | "no" | "n" | "0"
+            ),
+            Some(_) => true,
+        }
+    })
+}
+
+/// A `RangeVar` for a qualified name given as a list of `String` nodes
+/// (`DROP INDEX shop.orders_idx`), so that [`Context::key`] can name it.
+fn range_var_of(names: &[Node]) -> Option<RangeVar> {
+    let parts: Vec<&str> = names
+        .iter()
+        .filter_map(|n| match &n.node {
+            Some(NodeEnum::String(s)) => Some(s.sval.as_str()),
+            _ => None,
+        })
+        .collect();
+    let (schema, name) = match parts.as_slice() {
+        [name] => ("", *name),
+        [.., schema, name] => (*schema, *name),
+        [] => return None,
+    };
+    Some(RangeVar {
+        schemaname: schema.to_string(),
+        relname: name.to_string(),
+        ..Default::default()
+    })
+}
+
+/// Whether `CREATE INDEX` created the index `index` earlier in this migration (an
+/// index lives in its table's schema).
+fn index_created_before(ctx: &Context<'_>, index: &RangeVar, statement: usize) -> bool {
+    let key = ctx.key(index);
+    ctx.statements
+        .iter()
+        .take_while(|s| s.index < statement)
+        .any(|s| match s.node {
+            NodeEnum::IndexStmt(created) if !created.idxname.is_empty() => {
+                let schema = created
+                    .relation
+                    .as_ref()
+                    .map(|t| t.schemaname.clone())
+                    .unwrap_or_default();
+                let created = RangeVar {
+                    schemaname: schema,
+                    relname: created.idxname.clone(),
+                    ..Default::default()
+                };
+                ctx.key(&created) == key
+            }
+            _ => false,
+        })
 }

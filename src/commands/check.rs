@@ -1,0 +1,217 @@
+//! `check`: the lint (and, with a database, the preflight) for CI and pre-commit.
+//! With a reachable database it lints the pending migrations, knowing which tables hold
+//! data; without one (or with `--all`) it lints every migration. Writes nothing to the
+//! database. Exit 0 when nothing is error-level, 1 otherwise.
+
+use std::collections::BTreeMap;
+
+use crate::alembic::{process::Runner, snapshot::read_graph, AlembicSnapshot};
+use crate::cli::{CheckFormat, GlobalArgs};
+use crate::config::Settings;
+use crate::engine::{self, Snapshot};
+use crate::lint::{self, Finding, Level, LintInput};
+use crate::preflight::{self, Check, Scope, Status};
+use crate::report::stdout_line;
+use crate::storage::Storage;
+use crate::{db, exit_code};
+
+pub async fn run(g: &GlobalArgs, format: CheckFormat, all: bool, list_rules: bool) -> i32 {
+    let format = if g.json { CheckFormat::Json } else { format };
+    if list_rules {
+        print_rules(format);
+        return exit_code::SUCCESS;
+    }
+    let settings = match super::load_settings(g) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let outcome = if settings.database.url().is_ok() && !all {
+        with_database(&settings).await
+    } else {
+        without_database(&settings).await.map(|f| (f, Vec::new()))
+    };
+    let (findings, checks) = match outcome {
+        Ok(x) => x,
+        Err(message) => return super::fail(g, &message, exit_code::USAGE),
+    };
+    report(format, &findings, &checks);
+    if lint::has_errors(&findings) || preflight::failed(&checks) {
+        exit_code::FAILED_RESTORED
+    } else {
+        exit_code::SUCCESS
+    }
+}
+
+/// Pending migrations, linted with the database's knowledge, and the preflight.
+async fn with_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Check>), String> {
+    let mut conn = match db::connect(&settings.database, "check").await {
+        Ok(conn) => conn,
+        Err(e) => {
+            let failed = vec![preflight_failure("connect", e.to_string())];
+            return Ok((Vec::new(), failed));
+        }
+    };
+    let result = async {
+        let server = db::server_info(&mut conn).await.map_err(|e| e.to_string())?;
+        let snap = engine::snapshot(settings, &mut conn).await.map_err(|e| e.to_string())?;
+        let plan = snap.plan_with_sql(settings).await;
+        let inputs = snap.lint_inputs(&plan);
+        let facts = lint::facts::gather(&mut conn).await.ok();
+        let findings = lint::run(&inputs, &settings.lint, facts.as_ref(), Some(settings.lint_schema()));
+        let storage = Storage::open(&settings.backup).await.ok();
+        let tables = lint::tables_touched(&inputs, settings.lint_schema());
+        let backup = crate::pipeline::Pipeline::find("deploy", &settings.config_dir)
+            .map(|p| p.takes_backup())
+            .unwrap_or(true);
+        let checks = preflight::run(
+            settings,
+            &mut conn,
+            &server,
+            storage.as_ref(),
+            Scope { backup, tables: &tables },
+        )
+        .await;
+        Ok::<_, String>((findings, checks))
+    }
+    .await;
+    db::close(conn).await;
+    result
+}
+
+/// Every migration, linted from the files alone (no database: every existing table is
+/// assumed to hold data).
+async fn without_database(settings: &Settings) -> Result<Vec<Finding>, String> {
+    let inputs: Vec<LintInput> = match &settings.migrations.alembic {
+        None => engine::source(settings)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(LintInput::from_sql)
+            .collect(),
+        Some(alembic) => {
+            let runner = Runner::new(settings, None);
+            let graph = read_graph(&runner).await.map_err(|e| e.to_string())?;
+            let snap = Snapshot::Alembic(AlembicSnapshot {
+                graph,
+                current: None,
+                version_table: format!("{}.{}", alembic.version_schema, alembic.version_table),
+                other_tables: Vec::new(),
+                nearest_known: Vec::new(),
+            });
+            let plan = snap.plan_with_sql(settings).await;
+            snap.lint_inputs(&plan)
+        }
+    };
+    Ok(lint::run(&inputs, &settings.lint, None, Some(settings.lint_schema())))
+}
+
+fn preflight_failure(name: &'static str, detail: String) -> Check {
+    Check { name, status: Status::Failed, detail }
+}
+
+fn report(format: CheckFormat, findings: &[Finding], checks: &[Check]) {
+    let errors = findings.iter().filter(|f| f.level == Level::Error).count();
+    let warnings = findings.len() - errors;
+    match format {
+        CheckFormat::Json => {
+            for finding in findings {
+                stdout_line(&serde_json::json!({ "event": "finding", "finding": finding }).to_string());
+            }
+            for check in checks {
+                stdout_line(&serde_json::json!({ "event": "preflight", "check": check }).to_string());
+            }
+            stdout_line(
+                &serde_json::json!({
+                    "event": "check_finished",
+                    "errors": errors,
+                    "warnings": warnings,
+                    "preflight_failed": preflight::failed(checks),
+                })
+                .to_string(),
+            );
+        }
+        CheckFormat::Github => {
+            // GitHub Actions workflow commands: annotations on the pull request's files.
+            for f in findings {
+                let kind = if f.level == Level::Error { "error" } else { "warning" };
+                stdout_line(&format!(
+                    "::{kind} file={},line={},title={}::{} (fix: {})",
+                    f.file,
+                    f.line,
+                    f.rule,
+                    escape_github(&f.message),
+                    escape_github(&f.fix)
+                ));
+            }
+            for c in checks.iter().filter(|c| c.status != Status::Ok) {
+                let kind = if c.status == Status::Failed { "error" } else { "warning" };
+                stdout_line(&format!("::{kind} title=preflight {}::{}", c.name, escape_github(&c.detail)));
+            }
+        }
+        CheckFormat::Human => {
+            let mut by_migration: BTreeMap<(String, String), Vec<&Finding>> = BTreeMap::new();
+            let mut order = Vec::new();
+            for f in findings {
+                let key = (f.migration.clone(), f.file.clone());
+                if !by_migration.contains_key(&key) {
+                    order.push(key.clone());
+                }
+                by_migration.entry(key).or_default().push(f);
+            }
+            for key in &order {
+                stdout_line(&format!("{} ({})", key.0, key.1));
+                for f in &by_migration[key] {
+                    let level = if f.level == Level::Error { "✗ error  " } else { "! warning" };
+                    stdout_line(&format!("  {level} line {:<4} {}  {}", f.line, f.rule, f.message));
+                    stdout_line(&format!("            fix: {}", f.fix));
+                }
+            }
+            if !checks.is_empty() {
+                stdout_line("preflight:");
+                for c in checks {
+                    let mark = match c.status {
+                        Status::Ok => "✓",
+                        Status::Warning => "!",
+                        Status::Failed => "✗",
+                    };
+                    stdout_line(&format!("  {mark} {:<18} {}", c.name, c.detail));
+                }
+            }
+            stdout_line(&format!(
+                "{} error{}, {} warning{}{}",
+                errors,
+                if errors == 1 { "" } else { "s" },
+                warnings,
+                if warnings == 1 { "" } else { "s" },
+                if preflight::failed(checks) { "; preflight failed" } else { "" }
+            ));
+        }
+    }
+}
+
+/// Workflow commands end at a newline; `%`, CR and LF are escaped.
+fn escape_github(text: &str) -> String {
+    text.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+}
+
+fn print_rules(format: CheckFormat) {
+    let rules = lint::rules::all();
+    for rule in rules {
+        let m = rule.meta();
+        match format {
+            CheckFormat::Json => stdout_line(
+                &serde_json::json!({
+                    "id": m.id, "category": m.category, "level": m.default_level,
+                    "summary": m.summary, "explanation": m.explanation,
+                })
+                .to_string(),
+            ),
+            _ => stdout_line(&format!(
+                "{:<40} {:<12} {:<8} {}",
+                m.id,
+                format!("{:?}", m.category).to_lowercase(),
+                format!("{:?}", m.default_level).to_lowercase(),
+                m.summary
+            )),
+        }
+    }
+}

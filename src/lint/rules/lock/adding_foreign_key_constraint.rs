@@ -1,0 +1,158 @@
+//! `adding-foreign-key-constraint`
+//!
+//! Adding a foreign key to an existing table (`ADD CONSTRAINT ... FOREIGN KEY`, or
+//! `ADD COLUMN ... REFERENCES`) takes a SHARE ROW EXCLUSIVE lock on both the table and the
+//! table it references, so writes to either wait; without `NOT VALID` it holds both locks
+//! while it checks every row. Even with `NOT VALID` the locks are still taken, briefly: the
+//! statement queues behind any long query on either table, and every write to them queues
+//! behind it. Add it `NOT VALID` (a `REFERENCES` column: add the column first, then the
+//! constraint), with a short `lock_timeout` so it gives up instead of blocking, at a quiet
+//! time, and `VALIDATE CONSTRAINT` in a later migration. A table created earlier in the
+//! same migration, or one the database shows empty, is not reported.
+
+use pg_query::protobuf::{ConstrType, Constraint};
+
+use super::{added_column, added_constraint, alter_table, column_constraints, contype};
+use crate::lint::{Category, Context, Hit, Level, Rule, RuleMeta, Statement};
+
+pub struct AddingForeignKeyConstraint;
+
+static META: RuleMeta = RuleMeta {
+    id: "adding-foreign-key-constraint",
+    category: Category::Lock,
+    default_level: Level::Error,
+    summary: "adding a foreign key to an existing table locks it and the referenced table against writes",
+    explanation: "Adding a foreign key to an existing table (ADD CONSTRAINT ... FOREIGN KEY, or ADD COLUMN ... REFERENCES) takes a SHARE ROW EXCLUSIVE lock on both the table and the table it references, so writes to either wait; without NOT VALID it holds both locks while it checks every row. Even with NOT VALID the locks are still taken, briefly: the statement queues behind any long query on either table, and every write to them queues behind it. Add it NOT VALID (a REFERENCES column: add the column first, then the constraint), with a short lock_timeout so it gives up instead of blocking, at a quiet time, and VALIDATE CONSTRAINT in a later migration.",
+};
+
+impl Rule for AddingForeignKeyConstraint {
+    fn meta(&self) -> &'static RuleMeta {
+        &META
+    }
+
+    fn check(&self, statement: &Statement<'_>, ctx: &Context<'_>) -> Vec<Hit> {
+        let Some((table, cmds)) = alter_table(statement.node) else {
+            return Vec::new();
+        };
+        if !ctx.holds_data(table, statement.index) {
+            return Vec::new();
+        }
+        let key = ctx.key(table);
+        let referenced =
+            |c: &Constraint| c.pktable.as_ref().map(|t| ctx.key(t)).unwrap_or_default();
+        let mut hits = Vec::new();
+        for cmd in cmds {
+            if let Some(c) = added_constraint(cmd) {
+                if contype(c) != ConstrType::ConstrForeign {
+                    continue;
+                }
+                let name = match c.conname.as_str() {
+                    "" => "<name>",
+                    name => name,
+                };
+                let other = referenced(c);
+                hits.push(if c.skip_validation {
+                    Hit::new(
+                        format!(
+                            "ADD FOREIGN KEY ... NOT VALID on {key} still takes SHARE ROW EXCLUSIVE locks on {key} and {other}, briefly (it skips the scan): it waits behind any long query on either table, and writes to both wait behind it"
+                        ),
+                        format!(
+                            "keep NOT VALID, run it at a quiet time with a short lock_timeout (SET lock_timeout = '2s') so it gives up rather than blocking writes, and ALTER TABLE {key} VALIDATE CONSTRAINT {name} in a later migration"
+                        ),
+                    )
+                } else {
+                    Hit::new(
+                        format!(
+                            "ADD FOREIGN KEY on {key} takes SHARE ROW EXCLUSIVE locks on {key} and {other} and holds them while it checks every row: writes to both tables wait until it finishes"
+                        ),
+                        format!(
+                            "ALTER TABLE {key} ADD CONSTRAINT {name} FOREIGN KEY ... NOT VALID at a quiet time with a short lock_timeout (SET lock_timeout = '2s'), then ALTER TABLE {key} VALIDATE CONSTRAINT {name} in a later migration"
+                        ),
+                    )
+                });
+            } else if let Some(column) = added_column(cmd) {
+                for c in column_constraints(column) {
+                    if contype(c) != ConstrType::ConstrForeign {
+                        continue;
+                    }
+                    let other = referenced(c);
+                    let col = &column.colname;
+                    hits.push(Hit::new(
+                        format!(
+                            "ADD COLUMN {col} REFERENCES {other} on {key} takes SHARE ROW EXCLUSIVE locks on {key} and {other} and holds them while it checks every row: writes to both tables wait until it finishes"
+                        ),
+                        format!(
+                            "add the column without REFERENCES; then, at a quiet time with a short lock_timeout (SET lock_timeout = '2s'), ALTER TABLE {key} ADD CONSTRAINT <name> FOREIGN KEY ({col}) REFERENCES {other} NOT VALID, and VALIDATE CONSTRAINT <name> in a later migration"
+                        ),
+                    ));
+                }
+            }
+        }
+        hits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AddingForeignKeyConstraint as R;
+    use crate::lint::rules::testing::{ids, input, lint, lint_with};
+    use crate::lint::DbFacts;
+
+    #[test]
+    fn a_foreign_key_on_an_existing_table_is_found() {
+        let found = lint(
+            &R,
+            "alter table orders add constraint orders_customer_fk foreign key (customer_id) references customers (id);\n\
+             alter table orders add column seller_id bigint references sellers (id);",
+        );
+        assert_eq!(
+            ids(&found),
+            [
+                "adding-foreign-key-constraint",
+                "adding-foreign-key-constraint"
+            ]
+        );
+        assert_eq!(found[1].line, 2);
+        assert!(found[0].message.contains("public.customers"));
+        assert!(found[1].message.contains("public.sellers"));
+    }
+
+    #[test]
+    fn not_valid_is_still_found_but_says_the_lock_is_brief() {
+        let found = lint(
+            &R,
+            "alter table orders add constraint f foreign key (customer_id) references customers (id) not valid;",
+        );
+        assert_eq!(ids(&found), ["adding-foreign-key-constraint"]);
+        assert!(found[0].message.contains("briefly"));
+        assert!(found[0].fix.contains("VALIDATE CONSTRAINT f"));
+    }
+
+    #[test]
+    fn a_new_or_empty_table_or_another_constraint_is_fine() {
+        assert!(lint(
+            &R,
+            "create table t (id int, customer_id int);\n\
+             alter table t add constraint f foreign key (customer_id) references customers (id);"
+        )
+        .is_empty());
+        assert!(lint(&R, "alter table orders add constraint c check (total > 0);").is_empty());
+        assert!(lint(&R, "alter table orders add column note text;").is_empty());
+        let facts = DbFacts {
+            tables: [("shop.orders".to_string(), false)].into_iter().collect(),
+        };
+        let found = lint_with(
+            &R,
+            input("alter table orders add column seller_id bigint references sellers (id);"),
+            Some(&facts),
+            Some("shop"),
+        );
+        assert!(found.is_empty(), "empty per the database");
+    }
+
+    #[test]
+    fn the_allow_comment_silences_it() {
+        let sql = "-- ballast:allow adding-foreign-key-constraint\nalter table orders add constraint f foreign key (customer_id) references customers (id) not valid;";
+        assert!(lint(&R, sql).is_empty());
+    }
+}

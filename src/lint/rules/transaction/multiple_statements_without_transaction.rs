@@ -1,0 +1,88 @@
+//! `multiple-statements-without-transaction`
+//!
+//! A `-- no-transaction` migration runs statement by statement, each committing on its
+//! own: if the second statement fails (or the deploy is interrupted before it), the
+//! first stays applied, the migration is not recorded, and the database is left
+//! half-migrated, with a retry that starts again from the first statement. Give each
+//! statement that must run outside a transaction a `-- no-transaction` migration of its
+//! own, and put everything else in ordinary transactional migrations.
+
+use crate::lint::suppress;
+use crate::lint::{Category, Context, Hit, Level, Rule, RuleMeta};
+
+pub struct MultipleStatementsWithoutTransaction;
+
+static META: RuleMeta = RuleMeta {
+    id: "multiple-statements-without-transaction",
+    category: Category::Transaction,
+    default_level: Level::Error,
+    summary: "a -- no-transaction migration with more than one statement can stop half-applied",
+    explanation: "A -- no-transaction migration runs statement by statement, each committing on its own: if the second statement fails (or the deploy is interrupted before it), the first stays applied, the migration is not recorded, and the database is left half-migrated, with a retry that starts again from the first statement. Give each statement that must run outside a transaction a -- no-transaction migration of its own, and put everything else in ordinary transactional migrations.",
+};
+
+impl Rule for MultipleStatementsWithoutTransaction {
+    fn meta(&self) -> &'static RuleMeta {
+        &META
+    }
+
+    fn check_migration(&self, ctx: &Context<'_>) -> Vec<Hit> {
+        if ctx.input.transactional || ctx.statements.len() < 2 {
+            return Vec::new();
+        }
+        // Findings about a whole migration are not tied to a statement, so `run` does
+        // not apply allow comments to them: read them here, at the top of the file or
+        // above the statement the finding points at.
+        if ctx.statements[..2]
+            .iter()
+            .any(|s| suppress::allows(s.text, META.id))
+        {
+            return Vec::new();
+        }
+        let mut hit = Hit::new(
+            format!(
+                "this -- no-transaction migration has {} statements, each committing on its own: if one fails, those before it stay applied and the migration is half-done",
+                ctx.statements.len()
+            ),
+            "give each statement that must run outside a transaction its own -- no-transaction migration; the rest go in transactional ones",
+        );
+        hit.at = Some(ctx.statements[1].start_of_code);
+        vec![hit]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MultipleStatementsWithoutTransaction as R;
+    use crate::lint::rules::testing::{ids, input, lint, lint_with};
+
+    fn no_transaction(sql: &str) -> Vec<crate::lint::Finding> {
+        let mut i = input(sql);
+        i.transactional = false;
+        lint_with(&R, i, None, None)
+    }
+
+    #[test]
+    fn two_statements_without_a_transaction_are_found() {
+        let found = no_transaction(
+            "-- no-transaction\ncreate index concurrently i on a (x);\n\ncreate index concurrently j on a (y);\n",
+        );
+        assert_eq!(ids(&found), ["multiple-statements-without-transaction"]);
+        assert_eq!(found[0].line, 4, "points at the second statement");
+    }
+
+    #[test]
+    fn one_statement_or_a_transaction_is_fine() {
+        assert!(
+            no_transaction("-- no-transaction\ncreate index concurrently i on a (x);").is_empty()
+        );
+        assert!(lint(&R, "create table a (x int);\ncreate index i on a (x);").is_empty());
+    }
+
+    #[test]
+    fn the_allow_comment_silences_it() {
+        let above = "-- no-transaction\ncreate index concurrently i on a (x);\n-- ballast:allow multiple-statements-without-transaction\ncreate index concurrently j on a (y);";
+        assert!(no_transaction(above).is_empty());
+        let top = "-- no-transaction\n-- ballast:allow multiple-statements-without-transaction\ncreate index concurrently i on a (x);\ncreate index concurrently j on a (y);";
+        assert!(no_transaction(top).is_empty());
+    }
+}
