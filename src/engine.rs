@@ -91,7 +91,11 @@ impl Snapshot {
             Snapshot::Sql(s) => s
                 .pending()
                 .into_iter()
-                .filter(|m| plan.migrations.iter().any(|p| p.version == m.version.to_string()))
+                .filter(|m| {
+                    plan.migrations
+                        .iter()
+                        .any(|p| p.version == m.version.to_string())
+                })
                 .map(LintInput::from_sql)
                 .collect(),
             Snapshot::Alembic(a) => plan

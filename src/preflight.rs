@@ -27,13 +27,25 @@ pub struct Check {
 
 impl Check {
     fn ok(name: &'static str, detail: impl Into<String>) -> Check {
-        Check { name, status: Status::Ok, detail: detail.into() }
+        Check {
+            name,
+            status: Status::Ok,
+            detail: detail.into(),
+        }
     }
     fn warn(name: &'static str, detail: impl Into<String>) -> Check {
-        Check { name, status: Status::Warning, detail: detail.into() }
+        Check {
+            name,
+            status: Status::Warning,
+            detail: detail.into(),
+        }
     }
     fn failed(name: &'static str, detail: impl Into<String>) -> Check {
-        Check { name, status: Status::Failed, detail: detail.into() }
+        Check {
+            name,
+            status: Status::Failed,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -90,8 +102,13 @@ async fn privileges(settings: &Settings, conn: &mut PgConnection) -> Check {
         missing = crate::alembic::snapshot::missing_privileges(conn, alembic).await;
     }
     match missing {
-        Ok(None) => Check::ok("privileges", format!("can create and write ballast's tables in {schema}")),
-        Ok(Some((problem, grant))) => Check::failed("privileges", format!("{problem}; run: {grant}")),
+        Ok(None) => Check::ok(
+            "privileges",
+            format!("can create and write ballast's tables in {schema}"),
+        ),
+        Ok(Some((problem, grant))) => {
+            Check::failed("privileges", format!("{problem}; run: {grant}"))
+        }
         Err(e) => Check::failed("privileges", e.to_string()),
     }
 }
@@ -136,7 +153,10 @@ fn free_disk(dir: &std::path::Path, database_bytes: i64) -> Check {
                 crate::report::human::human_bytes(database_bytes.max(0) as u64)
             ),
         ),
-        None => Check::warn("disk", format!("cannot tell the free space in {}", existing.display())),
+        None => Check::warn(
+            "disk",
+            format!("cannot tell the free space in {}", existing.display()),
+        ),
     }
 }
 

@@ -52,12 +52,21 @@ async fn with_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Check>)
         }
     };
     let result = async {
-        let server = db::server_info(&mut conn).await.map_err(|e| e.to_string())?;
-        let snap = engine::snapshot(settings, &mut conn).await.map_err(|e| e.to_string())?;
+        let server = db::server_info(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        let snap = engine::snapshot(settings, &mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
         let plan = snap.plan_with_sql(settings).await;
         let inputs = snap.lint_inputs(&plan);
         let facts = lint::facts::gather(&mut conn).await.ok();
-        let findings = lint::run(&inputs, &settings.lint, facts.as_ref(), Some(settings.lint_schema()));
+        let findings = lint::run(
+            &inputs,
+            &settings.lint,
+            facts.as_ref(),
+            Some(settings.lint_schema()),
+        );
         let storage = Storage::open(&settings.backup).await.ok();
         let tables = lint::tables_touched(&inputs, settings.lint_schema());
         let backup = crate::pipeline::Pipeline::find("deploy", &settings.config_dir)
@@ -68,7 +77,10 @@ async fn with_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Check>)
             &mut conn,
             &server,
             storage.as_ref(),
-            Scope { backup, tables: &tables },
+            Scope {
+                backup,
+                tables: &tables,
+            },
         )
         .await;
         Ok::<_, String>((findings, checks))
@@ -101,11 +113,20 @@ async fn without_database(settings: &Settings) -> Result<Vec<Finding>, String> {
             snap.lint_inputs(&plan)
         }
     };
-    Ok(lint::run(&inputs, &settings.lint, None, Some(settings.lint_schema())))
+    Ok(lint::run(
+        &inputs,
+        &settings.lint,
+        None,
+        Some(settings.lint_schema()),
+    ))
 }
 
 fn preflight_failure(name: &'static str, detail: String) -> Check {
-    Check { name, status: Status::Failed, detail }
+    Check {
+        name,
+        status: Status::Failed,
+        detail,
+    }
 }
 
 fn report(format: CheckFormat, findings: &[Finding], checks: &[Check]) {
@@ -114,10 +135,14 @@ fn report(format: CheckFormat, findings: &[Finding], checks: &[Check]) {
     match format {
         CheckFormat::Json => {
             for finding in findings {
-                stdout_line(&serde_json::json!({ "event": "finding", "finding": finding }).to_string());
+                stdout_line(
+                    &serde_json::json!({ "event": "finding", "finding": finding }).to_string(),
+                );
             }
             for check in checks {
-                stdout_line(&serde_json::json!({ "event": "preflight", "check": check }).to_string());
+                stdout_line(
+                    &serde_json::json!({ "event": "preflight", "check": check }).to_string(),
+                );
             }
             stdout_line(
                 &serde_json::json!({
@@ -132,7 +157,11 @@ fn report(format: CheckFormat, findings: &[Finding], checks: &[Check]) {
         CheckFormat::Github => {
             // GitHub Actions workflow commands: annotations on the pull request's files.
             for f in findings {
-                let kind = if f.level == Level::Error { "error" } else { "warning" };
+                let kind = if f.level == Level::Error {
+                    "error"
+                } else {
+                    "warning"
+                };
                 stdout_line(&format!(
                     "::{kind} file={},line={},title={}::{} (fix: {})",
                     f.file,
@@ -143,8 +172,16 @@ fn report(format: CheckFormat, findings: &[Finding], checks: &[Check]) {
                 ));
             }
             for c in checks.iter().filter(|c| c.status != Status::Ok) {
-                let kind = if c.status == Status::Failed { "error" } else { "warning" };
-                stdout_line(&format!("::{kind} title=preflight {}::{}", c.name, escape_github(&c.detail)));
+                let kind = if c.status == Status::Failed {
+                    "error"
+                } else {
+                    "warning"
+                };
+                stdout_line(&format!(
+                    "::{kind} title=preflight {}::{}",
+                    c.name,
+                    escape_github(&c.detail)
+                ));
             }
         }
         CheckFormat::Human => {
@@ -160,8 +197,15 @@ fn report(format: CheckFormat, findings: &[Finding], checks: &[Check]) {
             for key in &order {
                 stdout_line(&format!("{} ({})", key.0, key.1));
                 for f in &by_migration[key] {
-                    let level = if f.level == Level::Error { "✗ error  " } else { "! warning" };
-                    stdout_line(&format!("  {level} line {:<4} {}  {}", f.line, f.rule, f.message));
+                    let level = if f.level == Level::Error {
+                        "✗ error  "
+                    } else {
+                        "! warning"
+                    };
+                    stdout_line(&format!(
+                        "  {level} line {:<4} {}  {}",
+                        f.line, f.rule, f.message
+                    ));
                     stdout_line(&format!("            fix: {}", f.fix));
                 }
             }
@@ -182,7 +226,11 @@ fn report(format: CheckFormat, findings: &[Finding], checks: &[Check]) {
                 if errors == 1 { "" } else { "s" },
                 warnings,
                 if warnings == 1 { "" } else { "s" },
-                if preflight::failed(checks) { "; preflight failed" } else { "" }
+                if preflight::failed(checks) {
+                    "; preflight failed"
+                } else {
+                    ""
+                }
             ));
         }
     }
@@ -190,7 +238,9 @@ fn report(format: CheckFormat, findings: &[Finding], checks: &[Check]) {
 
 /// Workflow commands end at a newline; `%`, CR and LF are escaped.
 fn escape_github(text: &str) -> String {
-    text.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 fn print_rules(format: CheckFormat) {

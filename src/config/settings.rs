@@ -304,7 +304,10 @@ pub(super) fn resolve(
         let key = format!("lint.levels.{id}");
         known_rule(&id, &key, &bad)?;
         let Some(level) = crate::lint::Level::parse(&level) else {
-            return Err(bad(&key, format!("`{level}` is not a level: error, warning or off")));
+            return Err(bad(
+                &key,
+                format!("`{level}` is not a level: error, warning or off"),
+            ));
         };
         lint_levels.push((id, level));
     }

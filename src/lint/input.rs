@@ -102,10 +102,14 @@ fn without_alembic_bookkeeping(sql: &str, version_table: &str) -> String {
     let flush = |chunk: &mut Vec<&str>, out: &mut Vec<String>| {
         let text = chunk.join("\n");
         let trimmed = text.trim();
-        let bookkeeping = matches!(trimmed, "BEGIN;" | "COMMIT;")
-            || trimmed.to_lowercase().contains(&table);
+        let bookkeeping =
+            matches!(trimmed, "BEGIN;" | "COMMIT;") || trimmed.to_lowercase().contains(&table);
         for line in chunk.iter() {
-            out.push(if bookkeeping { String::new() } else { line.to_string() });
+            out.push(if bookkeeping {
+                String::new()
+            } else {
+                line.to_string()
+            });
         }
         chunk.clear();
     };

@@ -187,8 +187,14 @@ fn lint_one(
         let allowing = statement
             .or_else(|| hit.at.and_then(|at| ctx.statement_at(at)))
             .into_iter()
-            .chain(if statement.is_none() { ctx.statements.first() } else { None });
-        if allowing.into_iter().any(|s| suppress::allows(s.text, meta.id))
+            .chain(if statement.is_none() {
+                ctx.statements.first()
+            } else {
+                None
+            });
+        if allowing
+            .into_iter()
+            .any(|s| suppress::allows(s.text, meta.id))
             || suppress::allows(&input.whole_allows, meta.id)
         {
             return;
@@ -234,7 +240,11 @@ pub fn tables_touched(inputs: &[LintInput], schema: &str) -> Vec<String> {
         };
         for (name, _) in &parsed.tables {
             let name = name.to_lowercase();
-            let key = if name.contains('.') { name } else { format!("{}.{name}", schema.to_lowercase()) };
+            let key = if name.contains('.') {
+                name
+            } else {
+                format!("{}.{name}", schema.to_lowercase())
+            };
             if !tables.contains(&key) {
                 tables.push(key);
             }

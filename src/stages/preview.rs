@@ -52,7 +52,10 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
 /// `; lint: 2 errors, 1 warning`, or nothing when clean.
 pub fn lint_summary(findings: &[lint::Finding]) -> String {
     let errors = findings.iter().filter(|f| f.level == Level::Error).count();
-    let warnings = findings.iter().filter(|f| f.level == Level::Warning).count();
+    let warnings = findings
+        .iter()
+        .filter(|f| f.level == Level::Warning)
+        .count();
     match (errors, warnings) {
         (0, 0) => String::new(),
         _ => format!(

@@ -47,12 +47,20 @@ async fn run_preflight(ctx: &mut RunContext, snap: &Snapshot) -> Result<usize, S
     } else {
         None
     };
-    let tables = crate::lint::tables_touched(&snap.lint_inputs(&snap.plan()), settings.lint_schema());
+    let tables =
+        crate::lint::tables_touched(&snap.lint_inputs(&snap.plan()), settings.lint_schema());
     let scope = crate::preflight::Scope {
         backup: ctx.takes_backup,
         tables: &tables,
     };
-    let checks = crate::preflight::run(&settings, ctx.conn().await?, &server, storage.as_ref(), scope).await;
+    let checks = crate::preflight::run(
+        &settings,
+        ctx.conn().await?,
+        &server,
+        storage.as_ref(),
+        scope,
+    )
+    .await;
     let mut failed = 0;
     for check in checks {
         let severity = match check.status {
@@ -63,7 +71,11 @@ async fn run_preflight(ctx: &mut RunContext, snap: &Snapshot) -> Result<usize, S
                 Severity::Error
             }
         };
-        ctx.events.diagnose(severity, format!("preflight {}: {}", check.name, check.detail), None);
+        ctx.events.diagnose(
+            severity,
+            format!("preflight {}: {}", check.name, check.detail),
+            None,
+        );
     }
     Ok(failed)
 }

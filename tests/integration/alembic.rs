@@ -48,7 +48,7 @@ fn deploy_runs_every_revision_through_the_branches_and_the_merge() {
     // The preview: offline SQL per revision, and the one it cannot render named.
     assert!(out.contains("CREATE TABLE marketplace.sellers"), "{out}");
     assert!(
-        out.contains("CREATE INDEX CONCURRENTLY ix_products_title"),
+        out.contains("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_products_title"),
         "{out}"
     );
     assert!(

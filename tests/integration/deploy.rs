@@ -146,11 +146,14 @@ fn no_transaction_migration_creates_index_concurrently() {
     let refused = p.ballast(&["--yes", "deploy"]);
     refused.expect_code(3);
     assert!(
-        refused.stdout().contains("multiple-statements-without-transaction"),
+        refused
+            .stdout()
+            .contains("multiple-statements-without-transaction"),
         "{}",
         refused.stdout()
     );
-    p.ballast(&["--yes", "--allow-risky", "deploy"]).expect_code(0);
+    p.ballast(&["--yes", "--allow-risky", "deploy"])
+        .expect_code(0);
     assert_eq!(p.sql("select count(*) from pg_index i join pg_class c on c.oid = i.indexrelid where c.relname in ('t_email_idx', 't_id_idx') and i.indisvalid"), "2");
     assert_eq!(
         p.sql("select transactional from ballast_migrations where version = '2'"),

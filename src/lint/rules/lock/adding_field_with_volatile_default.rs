@@ -92,18 +92,24 @@ impl Rule for AddingFieldWithVolatileDefault {
             let Some(why) = why else {
                 continue;
             };
+            let plain = match ty.as_str() {
+                "smallserial" | "serial2" => "smallint",
+                "serial" | "serial4" => "integer",
+                "bigserial" | "serial8" => "bigint",
+                other => other,
+            };
+            let default = if why.contains("nextval() of a new sequence") {
+                let sequence = format!("{}_{col}_seq", table.relname);
+                format!("CREATE SEQUENCE {sequence} and ALTER SEQUENCE {sequence} OWNED BY {key}.{col}; ALTER COLUMN {col} SET DEFAULT nextval('{sequence}')")
+            } else {
+                format!("ALTER COLUMN {col} SET DEFAULT with the same expression")
+            };
             hits.push(Hit::new(
                 format!(
                     "ADD COLUMN {col} on {key} with {why}: the value is computed for every existing row, so the whole table is rewritten under an ACCESS EXCLUSIVE lock, no reads or writes until it finishes"
                 ),
                 format!(
-                    "ALTER TABLE {key} ADD COLUMN {col} {} with no default (or identity); then ALTER COLUMN {col} SET DEFAULT ... (new rows only); then backfill existing rows in batches (UPDATE ... WHERE id BETWEEN ...)",
-                    match ty.as_str() {
-                        "smallserial" | "serial2" => "smallint",
-                        "serial" | "serial4" => "integer",
-                        "bigserial" | "serial8" => "bigint",
-                        other => other,
-                    }
+                    "ALTER TABLE {key} ADD COLUMN {col} {plain} with no default; then {default} (it applies to new rows only); then backfill existing rows in batches (UPDATE ... WHERE id BETWEEN ...)"
                 ),
             ));
         }
@@ -186,6 +192,13 @@ mod tests {
         assert_eq!(ids(&found), ["adding-field-with-volatile-default"]);
         assert_eq!(found[0].line, 1);
         assert!(found[0].message.contains("gen_random_uuid()"));
+        assert!(found[0]
+            .fix
+            .contains("ADD COLUMN token uuid with no default"));
+        let found = lint(&R, "alter table orders add column n bigserial;");
+        assert!(found[0]
+            .fix
+            .contains("ADD COLUMN n bigint with no default; then CREATE SEQUENCE orders_n_seq"));
         for sql in [
             "alter table orders add column r float8 default random() * 10;",
             "alter table orders add column t timestamptz default clock_timestamp();",

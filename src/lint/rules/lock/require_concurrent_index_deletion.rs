@@ -56,7 +56,7 @@ impl Rule for RequireConcurrentIndexDeletion {
         }
         vec![Hit::new(
             format!(
-                "DROP INDEX {} takes an ACCESS EXCLUSIVE lock on the table: it waits behind every running query on it, and every read and write after it waits too",
+                "DROP INDEX {} takes an ACCESS EXCLUSIVE lock on its table: it waits behind every running query on it, and every read and write after it waits too",
                 names.join(", ")
             ),
             format!(

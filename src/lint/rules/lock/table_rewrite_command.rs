@@ -39,7 +39,7 @@ impl Rule for TableRewriteCommand {
                 }
                 if vacuum.rels.is_empty() {
                     return vec![Hit::new(
-                        format!("VACUUM FULL without a table rewrites every table in the database; each one it {REWRITES}"),
+                        "VACUUM FULL without a table rewrites every table in the database, each under an ACCESS EXCLUSIVE lock: no reads or writes of a table until its copy is done",
                         FIX,
                     )];
                 }
@@ -63,7 +63,7 @@ impl Rule for TableRewriteCommand {
             }
             NodeEnum::ClusterStmt(cluster) => match &cluster.relation {
                 None => vec![Hit::new(
-                    format!("CLUSTER without a table re-clusters every table clustered before; each one it {REWRITES}"),
+                    "CLUSTER without a table rewrites every table clustered before, each under an ACCESS EXCLUSIVE lock: no reads or writes of a table until its copy is done",
                     FIX,
                 )],
                 Some(table) if ctx.holds_data(table, statement.index) => vec![Hit::new(
@@ -100,7 +100,7 @@ mod tests {
         );
         assert_eq!(found[1].line, 2);
         assert!(found[0].message.contains("VACUUM FULL public.orders"));
-        assert!(found[2].message.contains("every table"));
+        assert!(found[2].message.contains("every table in the database"));
     }
 
     #[test]
