@@ -3,6 +3,7 @@
 mod alembic;
 mod backup;
 mod catalogue;
+mod check;
 mod config_errors;
 mod deploy;
 mod harness;

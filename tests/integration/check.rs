@@ -1,0 +1,176 @@
+//! `ballast check`: the lint and the preflight for CI, in its three formats.
+
+use crate::harness::Project;
+
+/// A project whose only config is the migration folder (no database).
+fn offline(p: &Project) {
+    std::fs::write(
+        p.path().join("deploy.toml"),
+        "[migrations]\ndir = \"migrations\"\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn without_a_database_every_migration_is_linted_and_errors_fail() {
+    let p = Project::new();
+    offline(&p);
+    p.migration(
+        "1_orders.sql",
+        "create table orders (id bigint primary key, customer_id bigint);",
+    )
+    .migration("1_orders.down.sql", "drop table orders;")
+    .migration(
+        "2_index.sql",
+        "-- a comment\ncreate index orders_customer_idx on orders (customer_id);",
+    )
+    .migration("2_index.down.sql", "drop index orders_customer_idx;");
+    let run = p.ballast(&["check"]);
+    run.expect_code(1);
+    let out = run.stdout();
+    assert!(out.contains("2_index ("), "grouped by migration: {out}");
+    assert!(
+        out.contains("line 2    require-concurrent-index-creation"),
+        "{out}"
+    );
+    assert!(out.contains("fix: use CREATE INDEX CONCURRENTLY"), "{out}");
+    assert!(out.contains("1 error"), "{out}");
+
+    let github = p.ballast(&["check", "--format", "github"]);
+    github.expect_code(1);
+    assert!(
+        github
+            .stdout()
+            .lines()
+            .any(|l| l.starts_with("::error file=")
+                && l.contains("2_index.sql,line=2,title=require-concurrent-index-creation::")),
+        "{}",
+        github.stdout()
+    );
+    let json = p.ballast(&["--json", "check"]);
+    json.expect_code(1);
+    let last: serde_json::Value =
+        serde_json::from_str(json.stdout().lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "check_finished");
+    assert_eq!(last["errors"], 1);
+}
+
+#[test]
+fn allow_comments_and_config_levels_are_honoured() {
+    let p = Project::new();
+    offline(&p);
+    p.migration(
+        "1_index.sql",
+        "-- reviewed: the table is tiny\n-- ballast:allow require-concurrent-index-creation\ncreate index i on orders (customer_id);",
+    );
+    p.migration("1_index.down.sql", "drop index i;");
+    p.ballast(&["check"]).expect_code(0);
+    p.migration("2_drop.sql", "alter table orders drop column note;");
+    p.migration(
+        "2_drop.down.sql",
+        "alter table orders add column note text;",
+    );
+    p.ballast(&["check"]).expect_code(1);
+    std::fs::write(
+        p.path().join("deploy.toml"),
+        "[migrations]\ndir = \"migrations\"\n[lint]\nlevels = { ban-drop-column = \"warning\" }\n",
+    )
+    .unwrap();
+    let run = p.ballast(&["check"]);
+    run.expect_code(0);
+    assert!(run.stdout().contains("! warning"), "{}", run.stdout());
+    std::fs::write(
+        p.path().join("deploy.toml"),
+        "[migrations]\ndir = \"migrations\"\n[lint]\ndisable = [\"ban-drop-colum\"]\n",
+    )
+    .unwrap();
+    let typo = p.ballast(&["check"]);
+    typo.expect_code(2);
+    assert!(
+        typo.stderr().contains("no lint rule `ban-drop-colum`"),
+        "{}",
+        typo.stderr()
+    );
+}
+
+#[test]
+fn with_a_database_only_pending_migrations_count_and_empty_tables_are_safe() {
+    let p = Project::new();
+    p.migration(
+        "1_orders.sql",
+        "create table orders (id bigint primary key, customer_id bigint);",
+    )
+    .migration("1_orders.down.sql", "drop table orders;");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    p.migration(
+        "2_index.sql",
+        "create index orders_customer_idx on orders (customer_id);",
+    )
+    .migration("2_index.down.sql", "drop index orders_customer_idx;");
+    // The table is empty: nothing to wait for.
+    let run = p.ballast(&["check"]);
+    run.expect_code(0);
+    assert!(run.stdout().contains("preflight:"), "{}", run.stdout());
+    assert!(run.stdout().contains("✓ pg_dump"), "{}", run.stdout());
+    p.sql("insert into orders values (1, 1)");
+    let run = p.ballast(&["check"]);
+    run.expect_code(1);
+    assert!(
+        run.stdout().contains("require-concurrent-index-creation"),
+        "{}",
+        run.stdout()
+    );
+    // And the deploy stops at confirm for it, unless --allow-risky.
+    p.ballast(&["--yes", "deploy"]).expect_code(3);
+    p.ballast(&["--yes", "--allow-risky", "deploy"])
+        .expect_code(0);
+}
+
+#[test]
+fn preflight_names_an_old_pg_dump_and_unwritable_storage() {
+    let p = Project::new();
+    p.migration("1_t.sql", "create table t (id bigint primary key);")
+        .migration("1_t.down.sql", "drop table t;");
+    let config = p.fake_pg_dump("exec pg_dump \"$@\"");
+    let blocked = p.path().join("not-a-folder");
+    std::fs::write(&blocked, "a file where the backup folder should be").unwrap();
+    p.write_config(&format!("{config}dir = \"{}\"\n", blocked.display()));
+    // The stand-in answers --version like the real one would; make it an old one.
+    let script = p.path().join("fake_pg_dump.sh");
+    std::fs::write(&script, "#!/bin/sh\necho 'pg_dump (PostgreSQL) 9.6.24'\n").unwrap();
+    let run = p.ballast(&["check"]);
+    run.expect_code(1);
+    let out = run.stdout();
+    assert!(
+        out.contains("✗ pg_dump") && out.contains("older than the server"),
+        "{out}"
+    );
+    assert!(out.contains("✗ storage"), "{out}");
+    assert!(out.contains("preflight failed"), "{out}");
+    let deploy = p.ballast(&["--yes", "deploy"]);
+    deploy.expect_code(3);
+    assert!(
+        deploy.stdout().contains("preflight pg_dump"),
+        "{}",
+        deploy.stdout()
+    );
+    assert!(!p.table_exists("public.t"));
+}
+
+#[test]
+fn the_rules_are_listed() {
+    let p = Project::new();
+    let run = p.ballast(&["check", "--rules"]);
+    run.expect_code(0);
+    let out = run.stdout();
+    for id in [
+        "require-concurrent-index-creation",
+        "ban-drop-column",
+        "concurrently-in-transaction",
+        "prefer-bigint-keys",
+        "missing-downgrade",
+    ] {
+        assert!(out.contains(id), "{id}: {out}");
+    }
+    assert!(out.lines().count() >= 29, "{out}");
+}
