@@ -6,7 +6,7 @@
 /// Success: the pipeline or command did what was asked.
 pub const SUCCESS: i32 = 0;
 /// Failed, and the database is at the state the run found it in. Also: `status` found
-/// pending migrations.
+/// pending migrations; `check` found an error-level risk or a failed preflight check.
 pub const FAILED_RESTORED: i32 = 1;
 /// Usage or configuration error: nothing was attempted. Also: a read-only command
 /// (`status`, `plan`, `history`) could not read the target.
@@ -22,9 +22,10 @@ macro_rules! exit_code_table {
     () => {
         "Exit codes:
   0  success
-  1  failed; the database is as the run found it (status: migrations pending)
+  1  failed; the database is as the run found it (status: migrations pending; check: errors found)
   2  usage or configuration error; nothing was attempted (read-only commands: target unreadable)
-  3  refused (not confirmed, preflight failed, lock busy, plan changed); nothing changed
+  3  refused (not confirmed, lint errors without --allow-risky, preflight failed, lock busy,
+     plan changed); nothing changed
   4  failed and NOT recovered; a human must look"
     };
 }
