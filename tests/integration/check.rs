@@ -174,3 +174,38 @@ fn the_rules_are_listed() {
     }
     assert!(out.lines().count() >= 29, "{out}");
 }
+
+#[test]
+fn an_alembic_project_is_linted_from_offline_sql_and_python_comments_allow() {
+    let p = Project::new();
+    let versions = p.alembic();
+    let run = p.ballast(&["check", "--all"]);
+    run.expect_code(0);
+    let out = run.stdout();
+    assert!(
+        out.contains("f6a0b1c2d3e4 (backfill seller slugs (data migration))")
+            && out.contains("missing-downgrade"),
+        "{out}"
+    );
+    assert!(out.contains("0 errors, 1 warning"), "{out}");
+    // A risky revision, then its reviewed allowance in the Python file.
+    let risky = versions.join("a7000000000a_index.py");
+    let text = "\"\"\"index sellers by name\n\nRevision ID: a7000000000a\nRevises: f6a0b1c2d3e4\n\"\"\"\nfrom alembic import op\n\nrevision = \"a7000000000a\"\ndown_revision = \"f6a0b1c2d3e4\"\nbranch_labels = None\ndepends_on = None\n\n\ndef upgrade():\n    op.create_index(\"ix_sellers_name\", \"sellers\", [\"name\"], schema=\"marketplace\")\n\n\ndef downgrade():\n    op.drop_index(\"ix_sellers_name\", \"sellers\", schema=\"marketplace\")\n";
+    std::fs::write(&risky, text).unwrap();
+    let run = p.ballast(&["check", "--all"]);
+    run.expect_code(1);
+    assert!(
+        run.stdout().contains("require-concurrent-index-creation"),
+        "{}",
+        run.stdout()
+    );
+    std::fs::write(
+        &risky,
+        text.replace(
+            "def upgrade():",
+            "# sellers is small; reviewed 2026-11-25\n# ballast:allow require-concurrent-index-creation\ndef upgrade():",
+        ),
+    )
+    .unwrap();
+    p.ballast(&["check", "--all"]).expect_code(0);
+}
