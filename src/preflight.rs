@@ -190,7 +190,9 @@ async fn deploy_lock(settings: &Settings, conn: &mut PgConnection) -> Check {
 /// long time (they hold locks and old snapshots).
 async fn blockers(conn: &mut PgConnection, tables: &[String]) -> Vec<Check> {
     let mut checks = Vec::new();
-    let holding: Result<Vec<(i32, String, String, String, String)>, DbError> = sqlx::query_as(
+    // pid, table, transaction age, query start, query.
+    type Holder = (i32, String, String, String, String);
+    let holding: Result<Vec<Holder>, DbError> = sqlx::query_as(
         "select distinct a.pid, lower(n.nspname) || '.' || lower(c.relname), \
                 coalesce(to_char(now() - a.xact_start, 'HH24:MI:SS'), '?'), coalesce(a.query_start::text, '?'), \
                 left(coalesce(a.query, ''), 120) \
