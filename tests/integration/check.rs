@@ -209,3 +209,36 @@ fn an_alembic_project_is_linted_from_offline_sql_and_python_comments_allow() {
     .unwrap();
     p.ballast(&["check", "--all"]).expect_code(0);
 }
+
+#[test]
+fn preflight_probes_s3_storage_and_names_a_running_deploy() {
+    let p = Project::new();
+    p.migration("1_t.sql", "create table t (id bigint primary key);")
+        .migration("1_t.down.sql", "drop table t;");
+    let bucket = p.with_s3("");
+    let _deploy = crate::harness::Blocker::hold(
+        &p.url,
+        &format!(
+            "select pg_advisory_lock({}, {})",
+            ballast::db::lock::LOCK_CLASS,
+            ballast::db::lock::key_for("public")
+        ),
+    );
+    let run = p.ballast(&["check"]);
+    run.expect_code(0);
+    let out = run.stdout();
+    assert!(
+        out.contains(&format!(
+            "✓ storage            s3://{bucket}/shop/ is writable"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("! deploy lock") && out.contains("held by pid"),
+        "{out}"
+    );
+    assert!(
+        crate::harness::s3().keys(&bucket).is_empty(),
+        "the probe object is gone"
+    );
+}
