@@ -1,5 +1,5 @@
 //! `status` and `plan`: read-only looks at a target. They create nothing, not even
-//! ballast's tables.
+//! ballast's tables. `plan` also shows what the lint finds in the pending migrations.
 
 use crate::cli::GlobalArgs;
 use crate::config::Settings;
@@ -9,7 +9,9 @@ use crate::events::{Event, Events};
 use crate::exit_code;
 use crate::stages::state_check::{diagnose, report_state};
 
-async fn read(g: &GlobalArgs, events: &Events) -> Result<(Settings, Snapshot), i32> {
+type Read = (Settings, Snapshot, Option<crate::lint::DbFacts>);
+
+async fn read(g: &GlobalArgs, events: &Events) -> Result<Read, i32> {
     let settings = super::load_settings(g)?;
     let mut conn = db::connect(&settings.database, "status")
         .await
@@ -17,18 +19,19 @@ async fn read(g: &GlobalArgs, events: &Events) -> Result<(Settings, Snapshot), i
     let snap = engine::snapshot(&settings, &mut conn)
         .await
         .map_err(|e| super::fail(g, &e.to_string(), exit_code::USAGE));
+    let facts = crate::lint::facts::gather(&mut conn).await.ok();
     db::close(conn).await;
     let snap = snap?;
     report_state(events, &snap);
     diagnose(events, &snap);
-    Ok((settings, snap))
+    Ok((settings, snap, facts))
 }
 
 /// Exit 0 when up to date and clean, 1 otherwise.
 pub async fn status(g: &GlobalArgs) -> i32 {
     let events = super::events(g, false);
     match read(g, &events).await {
-        Ok((_, snap)) if snap.pending_count() == 0 && !snap.is_blocked() => exit_code::SUCCESS,
+        Ok((_, snap, _)) if snap.pending_count() == 0 && !snap.is_blocked() => exit_code::SUCCESS,
         Ok(_) => exit_code::FAILED_RESTORED,
         Err(code) => code,
     }
@@ -37,9 +40,18 @@ pub async fn status(g: &GlobalArgs) -> i32 {
 pub async fn plan(g: &GlobalArgs, full: bool) -> i32 {
     let events = super::events(g, full);
     match read(g, &events).await {
-        Ok((settings, snap)) => {
+        Ok((settings, snap, facts)) => {
             let plan = snap.plan_with_sql(&settings).await;
+            let findings = crate::lint::run(
+                &snap.lint_inputs(&plan),
+                &settings.lint,
+                facts.as_ref(),
+                Some(settings.lint_schema()),
+            );
             events.emit(Event::Plan { plan });
+            for finding in findings {
+                events.emit(Event::Finding { finding });
+            }
             if snap.is_blocked() {
                 exit_code::FAILED_RESTORED
             } else {

@@ -120,6 +120,15 @@ fn with_a_database_only_pending_migrations_count_and_empty_tables_are_safe() {
         "{}",
         run.stdout()
     );
+    // `plan` shows it under the SQL.
+    let plan = p.ballast(&["plan"]);
+    plan.expect_code(0);
+    assert!(
+        plan.stdout()
+            .contains("✗ error [require-concurrent-index-creation] 2_index line 1"),
+        "{}",
+        plan.stdout()
+    );
     // And the deploy stops at confirm for it, unless --allow-risky.
     p.ballast(&["--yes", "deploy"]).expect_code(3);
     p.ballast(&["--yes", "--allow-risky", "deploy"])
