@@ -58,8 +58,11 @@ pub struct Statement<'a> {
 /// What the database says about its tables (gathered once per run, when connected).
 #[derive(Debug, Clone, Default)]
 pub struct DbFacts {
-    /// `schema.table` → whether it holds any data (has any pages).
+    /// `schema.table` (names as stored) → whether it holds any data (has any pages).
     pub tables: HashMap<String, bool>,
+    /// The session's search_path (`current_schemas(false)`): where an unqualified name
+    /// is looked up, as PostgreSQL will when the migration runs.
+    pub search_path: Vec<String>,
 }
 
 pub struct Context<'a> {
@@ -103,9 +106,12 @@ impl<'a> Context<'a> {
             .statements
             .iter()
             .filter_map(|s| {
+                // `IF NOT EXISTS` may find the table there already, with its data.
                 let rv = match s.node {
-                    NodeEnum::CreateStmt(c) => c.relation.as_ref(),
-                    NodeEnum::CreateTableAsStmt(c) => c.into.as_ref().and_then(|i| i.rel.as_ref()),
+                    NodeEnum::CreateStmt(c) if !c.if_not_exists => c.relation.as_ref(),
+                    NodeEnum::CreateTableAsStmt(c) if !c.if_not_exists => {
+                        c.into.as_ref().and_then(|i| i.rel.as_ref())
+                    }
                     _ => None,
                 }?;
                 Some((s.index, ctx.key(rv)))
@@ -115,14 +121,37 @@ impl<'a> Context<'a> {
         ctx
     }
 
-    /// `schema.table`, lowercased, the schema defaulting to the configured one.
+    /// `schema.table`, the schema defaulting to the configured one. Names are as the
+    /// parser gives them: unquoted ones already folded to lower case, quoted ones kept.
     pub fn key(&self, rv: &RangeVar) -> String {
         let schema = if rv.schemaname.is_empty() {
             self.schema.unwrap_or("public")
         } else {
             rv.schemaname.as_str()
         };
-        format!("{}.{}", schema.to_lowercase(), rv.relname.to_lowercase())
+        format!("{schema}.{}", rv.relname)
+    }
+
+    /// What the database says of `rv`: `Some(holds data)` when it exists (an unqualified
+    /// name looked up along the search_path, as PostgreSQL will), `None` when not.
+    fn in_database(&self, db: &DbFacts, rv: &RangeVar) -> Option<bool> {
+        if !rv.schemaname.is_empty() {
+            return db
+                .tables
+                .get(&format!("{}.{}", rv.schemaname, rv.relname))
+                .copied();
+        }
+        let fallback = [
+            self.schema.unwrap_or("public").to_string(),
+            "public".to_string(),
+        ];
+        let path = if db.search_path.is_empty() {
+            &fallback[..]
+        } else {
+            &db.search_path[..]
+        };
+        path.iter()
+            .find_map(|schema| db.tables.get(&format!("{schema}.{}", rv.relname)).copied())
     }
 
     /// Created by an earlier statement of this migration.
@@ -142,7 +171,7 @@ impl<'a> Context<'a> {
             return false;
         }
         match self.db {
-            Some(db) => db.tables.get(&self.key(rv)).copied().unwrap_or(false),
+            Some(db) => self.in_database(db, rv).unwrap_or(false),
             None => true,
         }
     }
@@ -242,11 +271,53 @@ mod tests {
         );
         let facts = DbFacts {
             tables: [("shop.b".to_string(), false)].into_iter().collect(),
+            ..Default::default()
         };
         let ctx = Context::new(&i, &parsed, Some(&facts), Some("shop"));
         assert!(
             !ctx.holds_data(&rv(&ctx.statements[2]), 2),
             "empty per the database"
         );
+    }
+
+    fn index_table(s: &Statement) -> RangeVar {
+        match s.node {
+            NodeEnum::IndexStmt(x) => x.relation.clone().unwrap(),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn if_not_exists_and_quoted_names_are_not_taken_for_the_new_table() {
+        let i = input(
+            "create table if not exists a (id int); create index on a (id);\n\
+             create table \"Orders\" (id int); create index on orders (id); create index on \"Orders\" (id);",
+        );
+        let parsed = parse(&i.sql).unwrap();
+        let ctx = Context::new(&i, &parsed, None, None);
+        assert!(
+            ctx.holds_data(&index_table(&ctx.statements[1]), 1),
+            "a may exist already"
+        );
+        assert!(
+            ctx.holds_data(&index_table(&ctx.statements[3]), 3),
+            "orders is not \"Orders\""
+        );
+        assert!(!ctx.holds_data(&index_table(&ctx.statements[4]), 4));
+    }
+
+    #[test]
+    fn unqualified_names_are_found_along_the_search_path() {
+        let i = input("create index on accounts (email);");
+        let parsed = parse(&i.sql).unwrap();
+        let facts = DbFacts {
+            tables: [("public.accounts".to_string(), true)]
+                .into_iter()
+                .collect(),
+            search_path: vec!["public".into()],
+        };
+        // The configured schema is `app`, but the session will find public.accounts.
+        let ctx = Context::new(&i, &parsed, Some(&facts), Some("app"));
+        assert!(ctx.holds_data(&index_table(&ctx.statements[0]), 0));
     }
 }

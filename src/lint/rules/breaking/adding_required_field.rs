@@ -141,6 +141,7 @@ mod tests {
         }
         let facts = DbFacts {
             tables: [("shop.orders".to_string(), false)].into_iter().collect(),
+            ..Default::default()
         };
         let sql = "alter table orders add column region text not null;";
         assert!(lint_with(&R, input(sql), Some(&facts), Some("shop")).is_empty());

@@ -183,6 +183,7 @@ mod tests {
         .is_empty());
         let facts = DbFacts {
             tables: [("shop.orders".to_string(), false)].into_iter().collect(),
+            ..Default::default()
         };
         let found = lint_with(
             &R,

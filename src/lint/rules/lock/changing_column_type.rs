@@ -100,6 +100,7 @@ mod tests {
         .is_empty());
         let facts = DbFacts {
             tables: [("public.orders".to_string(), false)].into_iter().collect(),
+            ..Default::default()
         };
         let found = lint_with(
             &R,

@@ -129,6 +129,7 @@ mod tests {
         assert!(lint(&R, "alter table orders add constraint u unique (code);").is_empty());
         let facts = DbFacts {
             tables: [("public.orders".to_string(), false)].into_iter().collect(),
+            ..Default::default()
         };
         let found = lint_with(
             &R,

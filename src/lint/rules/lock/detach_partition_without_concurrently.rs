@@ -88,6 +88,7 @@ mod tests {
             ]
             .into_iter()
             .collect(),
+            ..Default::default()
         };
         let found = lint_with(
             &R,
@@ -124,6 +125,7 @@ mod tests {
             ]
             .into_iter()
             .collect(),
+            ..Default::default()
         };
         let found = lint_with(
             &R,

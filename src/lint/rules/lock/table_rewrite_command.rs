@@ -120,6 +120,7 @@ mod tests {
             ]
             .into_iter()
             .collect(),
+            ..Default::default()
         };
         let found = lint_with(&R, input("vacuum full orders, items;"), Some(&facts), None);
         assert_eq!(ids(&found), ["table-rewrite-command"]);
