@@ -42,6 +42,14 @@ impl Rule for AddUniqueWithoutIndex {
         let mut hits = Vec::new();
         for cmd in cmds {
             if let Some(c) = added_constraint(cmd) {
+                if contype(c) == ConstrType::ConstrExclusion {
+                    // No `USING INDEX` form exists for EXCLUDE: say so plainly.
+                    hits.push(Hit::new(
+                        format!("ADD EXCLUDE constraint on {key} builds its index under an ACCESS EXCLUSIVE lock: no reads or writes until it finishes"),
+                        "an EXCLUDE constraint cannot be attached from an index built concurrently: add it when the table is created, or run it at a quiet time (ballast's lock_timeout bounds the wait to start, not the build)",
+                    ));
+                    continue;
+                }
                 if let Some(kind) = unique_kind(c) {
                     if !c.indexname.is_empty() {
                         continue;
@@ -199,5 +207,15 @@ mod tests {
         let sql =
             "-- ballast:allow add-unique-without-index\nalter table orders add primary key (id);";
         assert!(lint(&R, sql).is_empty());
+    }
+
+    #[test]
+    fn an_exclude_constraint_is_found_too() {
+        let found = crate::lint::rules::testing::lint(
+            &super::AddUniqueWithoutIndex,
+            "alter table bookings add constraint no_overlap exclude using gist (room with =, during with &&);",
+        );
+        assert_eq!(found.len(), 1);
+        assert!(found[0].message.contains("EXCLUDE"), "{}", found[0].message);
     }
 }

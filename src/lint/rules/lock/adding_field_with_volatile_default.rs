@@ -77,6 +77,12 @@ impl Rule for AddingFieldWithVolatileDefault {
                     "GENERATED AS IDENTITY, whose default is nextval() of a new sequence"
                         .to_string(),
                 )
+            } else if column_constraints(column).any(|c| contype(c) == ConstrType::ConstrGenerated)
+            {
+                Some(
+                    "GENERATED ALWAYS AS (...) STORED, computed and stored for every row"
+                        .to_string(),
+                )
             } else {
                 column_constraints(column)
                     .filter(|c| contype(c) == ConstrType::ConstrDefault)
@@ -98,7 +104,9 @@ impl Rule for AddingFieldWithVolatileDefault {
                 "bigserial" | "serial8" => "bigint",
                 other => other,
             };
-            let default = if why.contains("nextval() of a new sequence") {
+            let default = if why.starts_with("GENERATED ALWAYS") {
+                format!("keep the expression in a view or compute it in the query; or add {col} as a plain column kept by a trigger")
+            } else if why.contains("nextval() of a new sequence") {
                 let sequence = format!("{}_{col}_seq", table.relname);
                 format!("CREATE SEQUENCE {sequence} and ALTER SEQUENCE {sequence} OWNED BY {key}.{col}; ALTER COLUMN {col} SET DEFAULT nextval('{sequence}')")
             } else {
@@ -264,5 +272,15 @@ mod tests {
     fn the_allow_comment_silences_it() {
         let sql = "-- ballast:allow adding-field-with-volatile-default\nalter table orders add column token uuid default gen_random_uuid();";
         assert!(lint(&R, sql).is_empty());
+    }
+
+    #[test]
+    fn a_stored_generated_column_is_a_rewrite() {
+        let found = crate::lint::rules::testing::lint(
+            &super::AddingFieldWithVolatileDefault,
+            "alter table orders add column total_cents bigint generated always as (quantity * unit_cents) stored;",
+        );
+        assert_eq!(found.len(), 1);
+        assert!(found[0].message.contains("STORED"), "{}", found[0].message);
     }
 }
