@@ -6,6 +6,7 @@
 mod concurrently_in_transaction;
 mod multiple_statements_without_transaction;
 mod non_retryable_without_transaction;
+mod not_allowed_in_transaction;
 mod transaction_control_in_migration;
 
 use crate::lint::Rule;
@@ -13,6 +14,7 @@ use crate::lint::Rule;
 pub fn all() -> Vec<&'static dyn Rule> {
     vec![
         &concurrently_in_transaction::ConcurrentlyInTransaction,
+        &not_allowed_in_transaction::NotAllowedInTransaction,
         &transaction_control_in_migration::TransactionControlInMigration,
         &multiple_statements_without_transaction::MultipleStatementsWithoutTransaction,
         &non_retryable_without_transaction::NonRetryableWithoutTransaction,

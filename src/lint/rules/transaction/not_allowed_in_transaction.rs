@@ -1,0 +1,87 @@
+//! `not-allowed-in-transaction`
+//!
+//! Some statements cannot run inside a transaction block at all: `VACUUM` (a plain
+//! `VACUUM`, not `ANALYZE`), `CREATE DATABASE`, `DROP DATABASE`, `CREATE TABLESPACE`,
+//! `DROP TABLESPACE` and `ALTER SYSTEM`. In a migration that runs in the deploy
+//! transaction PostgreSQL refuses them, and the deploy fails. Maintenance (`VACUUM`)
+//! belongs outside migrations; the others in a `-- no-transaction` migration of their
+//! own, if in a migration at all. (`CONCURRENTLY` statements have their own rule.)
+
+use pg_query::NodeEnum;
+
+use crate::lint::{Category, Context, Hit, Level, Rule, RuleMeta, Statement};
+
+pub struct NotAllowedInTransaction;
+
+static META: RuleMeta = RuleMeta {
+    id: "not-allowed-in-transaction",
+    category: Category::Transaction,
+    default_level: Level::Error,
+    summary: "VACUUM, CREATE/DROP DATABASE, tablespaces and ALTER SYSTEM fail inside the deploy transaction",
+    explanation: "Some statements cannot run inside a transaction block at all: VACUUM (not ANALYZE alone), CREATE DATABASE, DROP DATABASE, CREATE TABLESPACE, DROP TABLESPACE and ALTER SYSTEM. In a migration that runs in the deploy transaction PostgreSQL refuses them, and the deploy fails. Maintenance (VACUUM) belongs outside migrations; the others in a -- no-transaction migration of their own, if in a migration at all.",
+};
+
+impl Rule for NotAllowedInTransaction {
+    fn meta(&self) -> &'static RuleMeta {
+        &META
+    }
+
+    fn check(&self, statement: &Statement<'_>, ctx: &Context<'_>) -> Vec<Hit> {
+        if !ctx.input.transactional {
+            return Vec::new();
+        }
+        let what = match statement.node {
+            NodeEnum::VacuumStmt(v) if v.is_vacuumcmd => "VACUUM",
+            NodeEnum::CreatedbStmt(_) => "CREATE DATABASE",
+            NodeEnum::DropdbStmt(_) => "DROP DATABASE",
+            NodeEnum::CreateTableSpaceStmt(_) => "CREATE TABLESPACE",
+            NodeEnum::DropTableSpaceStmt(_) => "DROP TABLESPACE",
+            NodeEnum::AlterSystemStmt(_) => "ALTER SYSTEM",
+            _ => return Vec::new(),
+        };
+        let fix = if what == "VACUUM" {
+            "take it out of the migration: autovacuum, or a maintenance job outside the deploy"
+        } else {
+            "move it to a migration of its own whose first line is -- no-transaction, or do it by hand outside the deploy"
+        };
+        vec![Hit::new(
+            format!("{what} cannot run inside a transaction block, and this migration runs in one: PostgreSQL refuses it"),
+            fix,
+        )]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NotAllowedInTransaction as R;
+    use crate::lint::rules::testing::{ids, input, lint, lint_with};
+
+    #[test]
+    fn vacuum_or_create_database_in_a_transaction_is_found() {
+        let found = lint(
+            &R,
+            "update orders set total = 0 where total is null;\nvacuum analyze orders;",
+        );
+        assert_eq!(ids(&found), ["not-allowed-in-transaction"]);
+        assert_eq!(found[0].line, 2);
+        assert_eq!(lint(&R, "create database reports;").len(), 1);
+        assert_eq!(lint(&R, "alter system set work_mem = '64MB';").len(), 1);
+    }
+
+    #[test]
+    fn analyze_alone_or_outside_a_transaction_is_fine() {
+        assert!(lint(&R, "analyze orders;").is_empty());
+        let mut no_tx = input("vacuum orders;");
+        no_tx.transactional = false;
+        assert!(lint_with(&R, no_tx, None, None).is_empty());
+    }
+
+    #[test]
+    fn the_allow_comment_silences_it() {
+        assert!(lint(
+            &R,
+            "-- ballast:allow not-allowed-in-transaction\nvacuum orders;"
+        )
+        .is_empty());
+    }
+}
