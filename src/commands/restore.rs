@@ -242,22 +242,16 @@ async fn confirm(g: &GlobalArgs, target: &str) -> Result<(), Failure> {
             "no terminal to confirm the restore; pass --yes to run it unattended".into(),
         ));
     }
-    let expected = target.to_string();
-    let typed = tokio::task::spawn_blocking(move || {
-        dialoguer::Input::<String>::new()
-            .with_prompt(format!("Type the database name ({expected}) to go ahead"))
-            .allow_empty(true)
-            .interact_text()
-    })
-    .await
-    .map_err(|e| (exit_code::REFUSED, e.to_string()))?
-    .map_err(|e| (exit_code::REFUSED, e.to_string()))?;
-    if typed.trim() == target {
+    let typed =
+        crate::report::prompt::typed(format!("Type the database name ({target}) to go ahead"))
+            .await
+            .map_err(|e| (exit_code::REFUSED, e))?;
+    if typed == target {
         Ok(())
     } else {
         Err((
             exit_code::REFUSED,
-            format!("`{}` is not `{target}`: nothing restored", typed.trim()),
+            format!("`{typed}` is not `{target}`: nothing restored"),
         ))
     }
 }

@@ -38,14 +38,7 @@ pub async fn restore_rung(
                 "The deploy failed after changing the database. Restore this run's backup {} now? Writes since it was taken will be lost",
                 backup.id
             );
-            let yes = tokio::task::spawn_blocking(move || {
-                dialoguer::Confirm::new()
-                    .with_prompt(prompt)
-                    .default(false)
-                    .interact_opt()
-            })
-            .await;
-            if !matches!(yes, Ok(Ok(Some(true)))) {
+            if crate::report::prompt::confirm(prompt).await != Ok(true) {
                 return RungOutcome::NotTried("the restore was declined".into());
             }
         }

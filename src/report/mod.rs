@@ -3,6 +3,7 @@
 pub mod human;
 pub mod json;
 mod output;
+pub mod prompt;
 
 pub use human::HumanReporter;
 pub use json::JsonReporter;

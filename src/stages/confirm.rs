@@ -47,19 +47,13 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
             .map(migrations_count)
             .unwrap_or_else(|| "all pending migrations".into()),
     );
-    // dialoguer blocks; keep it off the async runtime's threads.
-    let answer = tokio::task::spawn_blocking(move || {
-        dialoguer::Confirm::new()
-            .with_prompt(prompt)
-            .default(false)
-            .interact_opt()
-    })
-    .await
-    .map_err(|e| StageError::Failed(format!("confirmation prompt: {e}")))?
-    .map_err(|e| StageError::NotConfirmed(format!("confirmation prompt failed: {e}")))?;
-    match answer {
-        Some(true) => Ok(StageOutcome::Done("confirmed".into())),
-        _ => Err(StageError::NotConfirmed("not confirmed".into())),
+    if crate::report::prompt::confirm(prompt)
+        .await
+        .map_err(prompt_failed)?
+    {
+        Ok(StageOutcome::Done("confirmed".into()))
+    } else {
+        Err(StageError::NotConfirmed("not confirmed".into()))
     }
 }
 
@@ -76,18 +70,17 @@ async fn confirm_risky(ctx: &RunContext, risky: usize) -> Result<StageOutcome, S
         )));
     }
     let prompt = format!("{what}. Type yes to deploy anyway");
-    let typed = tokio::task::spawn_blocking(move || {
-        dialoguer::Input::<String>::new()
-            .with_prompt(prompt)
-            .allow_empty(true)
-            .interact_text()
-    })
-    .await
-    .map_err(|e| StageError::Failed(format!("confirmation prompt: {e}")))?
-    .map_err(|e| StageError::NotConfirmed(format!("confirmation prompt failed: {e}")))?;
-    if typed.trim() == "yes" {
+    let typed = crate::report::prompt::typed(prompt)
+        .await
+        .map_err(prompt_failed)?;
+    if typed == "yes" {
         Ok(StageOutcome::Done(format!("confirmed despite {what}")))
     } else {
         Err(StageError::NotConfirmed("not confirmed".into()))
     }
+}
+
+/// The terminal could not be read: that is no yes.
+pub(super) fn prompt_failed(e: String) -> StageError {
+    StageError::NotConfirmed(format!("confirmation prompt failed: {e}"))
 }

@@ -64,19 +64,14 @@ async fn ask(ctx: &RunContext, question: String) -> Result<(), StageError> {
             "no terminal to ask whether to stamp; pass --yes to run it unattended".into(),
         ));
     }
-    let answer = tokio::task::spawn_blocking(move || {
-        dialoguer::Confirm::new()
-            .with_prompt(question)
-            .default(false)
-            .interact_opt()
-    })
-    .await
-    .map_err(|e| StageError::Failed(format!("confirmation prompt: {e}")))?
-    .map_err(|e| StageError::NotConfirmed(format!("confirmation prompt failed: {e}")))?;
-    match answer {
-        Some(true) => Ok(()),
-        _ => Err(StageError::NotConfirmed(
+    let yes = crate::report::prompt::confirm(question)
+        .await
+        .map_err(super::confirm::prompt_failed)?;
+    if yes {
+        Ok(())
+    } else {
+        Err(StageError::NotConfirmed(
             "not confirmed: nothing stamped".into(),
-        )),
+        ))
     }
 }
