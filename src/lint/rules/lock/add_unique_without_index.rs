@@ -13,7 +13,7 @@
 use pg_query::protobuf::{ConstrType, Constraint, Node};
 use pg_query::NodeEnum;
 
-use super::{added_column, added_constraint, alter_table, column_constraints, contype};
+use super::{added_column, added_constraint, altered_table_with_data, column_constraints, contype};
 use crate::lint::{Category, Context, Hit, Level, Rule, RuleMeta, Statement};
 
 pub struct AddUniqueWithoutIndex;
@@ -32,13 +32,9 @@ impl Rule for AddUniqueWithoutIndex {
     }
 
     fn check(&self, statement: &Statement<'_>, ctx: &Context<'_>) -> Vec<Hit> {
-        let Some((table, cmds)) = alter_table(statement.node) else {
+        let Some((table, key, cmds)) = altered_table_with_data(statement, ctx) else {
             return Vec::new();
         };
-        if !ctx.holds_data(table, statement.index) {
-            return Vec::new();
-        }
-        let key = ctx.key(table);
         let mut hits = Vec::new();
         for cmd in cmds {
             if let Some(c) = added_constraint(cmd) {

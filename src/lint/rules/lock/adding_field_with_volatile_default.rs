@@ -13,7 +13,7 @@
 use pg_query::protobuf::{ConstrType, Node};
 use pg_query::NodeEnum;
 
-use super::{added_column, alter_table, column_constraints, contype};
+use super::{added_column, altered_table_with_data, column_constraints, contype};
 use crate::lint::context::type_name;
 use crate::lint::{Category, Context, Hit, Level, Rule, RuleMeta, Statement};
 
@@ -53,13 +53,9 @@ impl Rule for AddingFieldWithVolatileDefault {
     }
 
     fn check(&self, statement: &Statement<'_>, ctx: &Context<'_>) -> Vec<Hit> {
-        let Some((table, cmds)) = alter_table(statement.node) else {
+        let Some((table, key, cmds)) = altered_table_with_data(statement, ctx) else {
             return Vec::new();
         };
-        if !ctx.holds_data(table, statement.index) {
-            return Vec::new();
-        }
-        let key = ctx.key(table);
         let mut hits = Vec::new();
         for column in cmds.into_iter().filter_map(added_column) {
             let col = &column.colname;

@@ -11,7 +11,7 @@
 
 use pg_query::protobuf::{ConstrType, Constraint};
 
-use super::{added_column, added_constraint, alter_table, column_constraints, contype};
+use super::{added_column, added_constraint, altered_table_with_data, column_constraints, contype};
 use crate::lint::{Category, Context, Hit, Level, Rule, RuleMeta, Statement};
 
 pub struct AddingForeignKeyConstraint;
@@ -30,13 +30,9 @@ impl Rule for AddingForeignKeyConstraint {
     }
 
     fn check(&self, statement: &Statement<'_>, ctx: &Context<'_>) -> Vec<Hit> {
-        let Some((table, cmds)) = alter_table(statement.node) else {
+        let Some((_, key, cmds)) = altered_table_with_data(statement, ctx) else {
             return Vec::new();
         };
-        if !ctx.holds_data(table, statement.index) {
-            return Vec::new();
-        }
-        let key = ctx.key(table);
         let referenced =
             |c: &Constraint| c.pktable.as_ref().map(|t| ctx.key(t)).unwrap_or_default();
         let mut hits = Vec::new();

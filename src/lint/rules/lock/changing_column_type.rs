@@ -12,7 +12,7 @@
 use pg_query::protobuf::AlterTableType;
 use pg_query::NodeEnum;
 
-use super::{alter_table, is};
+use super::{altered_table_with_data, is};
 use crate::lint::context::type_name;
 use crate::lint::{Category, Context, Hit, Level, Rule, RuleMeta, Statement};
 
@@ -32,13 +32,9 @@ impl Rule for ChangingColumnType {
     }
 
     fn check(&self, statement: &Statement<'_>, ctx: &Context<'_>) -> Vec<Hit> {
-        let Some((table, cmds)) = alter_table(statement.node) else {
+        let Some((_, key, cmds)) = altered_table_with_data(statement, ctx) else {
             return Vec::new();
         };
-        if !ctx.holds_data(table, statement.index) {
-            return Vec::new();
-        }
-        let key = ctx.key(table);
         cmds.into_iter()
             .filter(|cmd| is(cmd, AlterTableType::AtAlterColumnType))
             .map(|cmd| {

@@ -12,7 +12,7 @@
 
 use pg_query::protobuf::ConstrType;
 
-use super::{added_constraint, alter_table, contype};
+use super::{added_constraint, altered_table_with_data, contype};
 use crate::lint::{Category, Context, Hit, Level, Rule, RuleMeta, Statement};
 
 pub struct ConstraintMissingNotValid;
@@ -31,13 +31,9 @@ impl Rule for ConstraintMissingNotValid {
     }
 
     fn check(&self, statement: &Statement<'_>, ctx: &Context<'_>) -> Vec<Hit> {
-        let Some((table, cmds)) = alter_table(statement.node) else {
+        let Some((_, key, cmds)) = altered_table_with_data(statement, ctx) else {
             return Vec::new();
         };
-        if !ctx.holds_data(table, statement.index) {
-            return Vec::new();
-        }
-        let key = ctx.key(table);
         cmds.into_iter()
             .filter_map(added_constraint)
             // NOT VALID, and NOT ENFORCED (which implies it), skip the scan.

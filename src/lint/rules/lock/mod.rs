@@ -18,7 +18,7 @@ use pg_query::protobuf::{
 };
 use pg_query::NodeEnum;
 
-use crate::lint::{Context, Rule};
+use crate::lint::{Context, Rule, Statement};
 
 pub fn all() -> Vec<&'static dyn Rule> {
     vec![
@@ -55,6 +55,19 @@ fn alter_table(node: &NodeEnum) -> Option<(&RangeVar, Vec<&AlterTableCmd>)> {
         })
         .collect();
     Some((table, cmds))
+}
+
+/// An `ALTER TABLE` on a table that holds data: the table, its `schema.table` key and
+/// the subcommands. The gate of every rule whose risk is locking or rewriting rows.
+fn altered_table_with_data<'a>(
+    statement: &Statement<'a>,
+    ctx: &Context<'_>,
+) -> Option<(&'a RangeVar, String, Vec<&'a AlterTableCmd>)> {
+    let (table, cmds) = alter_table(statement.node)?;
+    if !ctx.holds_data(table, statement.index) {
+        return None;
+    }
+    Some((table, ctx.key(table), cmds))
 }
 
 /// Whether an `ALTER TABLE` subcommand is of this kind.

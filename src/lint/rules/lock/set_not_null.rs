@@ -14,7 +14,7 @@
 use pg_query::protobuf::{AlterTableType, ConstrType, NullTestType, RangeVar};
 use pg_query::NodeEnum;
 
-use super::{added_constraint, alter_table, contype, is};
+use super::{added_constraint, alter_table, altered_table_with_data, contype, is};
 use crate::lint::{Category, Context, Hit, Level, Rule, RuleMeta, Statement};
 
 pub struct SetNotNull;
@@ -33,13 +33,9 @@ impl Rule for SetNotNull {
     }
 
     fn check(&self, statement: &Statement<'_>, ctx: &Context<'_>) -> Vec<Hit> {
-        let Some((table, cmds)) = alter_table(statement.node) else {
+        let Some((table, key, cmds)) = altered_table_with_data(statement, ctx) else {
             return Vec::new();
         };
-        if !ctx.holds_data(table, statement.index) {
-            return Vec::new();
-        }
-        let key = ctx.key(table);
         let mut found = Vec::new();
         for cmd in cmds {
             if is(cmd, AlterTableType::AtSetNotNull) {
