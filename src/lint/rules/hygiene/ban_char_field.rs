@@ -6,7 +6,7 @@
 //! `'a'` compare equal, `length()` ignores the padding, concatenation loses it). Use
 //! `text`, with a `CHECK (length(col) = n)` or `<= n` when the length matters.
 
-use super::{columns, display_type};
+use super::{column_type_hits, display_type};
 use crate::lint::context::type_name;
 use crate::lint::{Category, Context, Hit, Level, Rule, RuleMeta, Statement};
 
@@ -26,14 +26,9 @@ impl Rule for BanCharField {
     }
 
     fn check(&self, statement: &Statement<'_>, _ctx: &Context<'_>) -> Vec<Hit> {
-        columns(statement.node)
-            .into_iter()
-            .filter_map(|column| {
-                let t = column.type_name()?;
-                if type_name(t) != "bpchar" {
-                    return None;
-                }
-                let mut hit = Hit::new(
+        column_type_hits(statement.node, |column, t| {
+            (type_name(t) == "bpchar").then(|| {
+                (
                     format!(
                         "{} is {}: values are padded with spaces, and it is no faster than text",
                         column.describe(),
@@ -43,11 +38,9 @@ impl Rule for BanCharField {
                         "use text, with CHECK (length({}) <= n) if the length matters",
                         column.name
                     ),
-                );
-                hit.at = column.at();
-                Some(hit)
+                )
             })
-            .collect()
+        })
     }
 }
 

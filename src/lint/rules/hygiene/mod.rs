@@ -36,6 +36,23 @@ pub fn all() -> Vec<&'static dyn Rule> {
     ]
 }
 
+/// One finding per column `judge` objects to, given the column and its type as
+/// `(message, fix)`, pointed at the type: the body of the rules about column types.
+pub(crate) fn column_type_hits(
+    node: &NodeEnum,
+    judge: impl Fn(&Column<'_>, &TypeName) -> Option<(String, String)>,
+) -> Vec<crate::lint::Hit> {
+    columns(node)
+        .into_iter()
+        .filter_map(|column| {
+            let (message, fix) = judge(&column, column.type_name()?)?;
+            let mut hit = crate::lint::Hit::new(message, fix);
+            hit.at = column.at();
+            Some(hit)
+        })
+        .collect()
+}
+
 /// How a statement gives a column its type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Change {

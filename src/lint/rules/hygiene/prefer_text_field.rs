@@ -7,7 +7,7 @@
 //! it, drop the old one). Use `text` with a CHECK; `varchar` without a length is `text`
 //! by another name and is not reported.
 
-use super::{columns, display_type, typmods};
+use super::{column_type_hits, display_type, typmods};
 use crate::lint::context::type_name;
 use crate::lint::{Category, Context, Hit, Level, Rule, RuleMeta, Statement};
 
@@ -27,26 +27,19 @@ impl Rule for PreferTextField {
     }
 
     fn check(&self, statement: &Statement<'_>, _ctx: &Context<'_>) -> Vec<Hit> {
-        columns(statement.node)
-            .into_iter()
-            .filter_map(|column| {
-                let t = column.type_name()?;
-                let limit = *typmods(t).first()?;
-                if type_name(t) != "varchar" {
-                    return None;
-                }
-                let mut hit = Hit::new(
+        column_type_hits(statement.node, |column, t| {
+            let limit = *typmods(t).first()?;
+            (type_name(t) == "varchar").then(|| {
+                (
                     format!(
                         "{} is {}: changing the limit later needs a locking ALTER COLUMN TYPE",
                         column.describe(),
                         display_type(t)
                     ),
                     format!("use text with CHECK (length({}) <= {limit})", column.name),
-                );
-                hit.at = column.at();
-                Some(hit)
+                )
             })
-            .collect()
+        })
     }
 }
 

@@ -7,7 +7,7 @@
 //! instant (UTC inside) and converts on the way in and out, at the same 8 bytes. Use
 //! `timestamptz` for new columns, `ADD COLUMN` and `ALTER COLUMN ... TYPE`.
 
-use super::{columns, display_type};
+use super::{column_type_hits, display_type};
 use crate::lint::context::type_name;
 use crate::lint::{Category, Context, Hit, Level, Rule, RuleMeta, Statement};
 
@@ -27,25 +27,18 @@ impl Rule for PreferTimestamptz {
     }
 
     fn check(&self, statement: &Statement<'_>, _ctx: &Context<'_>) -> Vec<Hit> {
-        columns(statement.node)
-            .into_iter()
-            .filter_map(|column| {
-                let t = column.type_name()?;
-                if type_name(t) != "timestamp" {
-                    return None;
-                }
-                let mut hit = Hit::new(
+        column_type_hits(statement.node, |column, t| {
+            (type_name(t) == "timestamp").then(|| {
+                (
                     format!(
                         "{} is {}: a wall-clock time with no zone, ambiguous across servers and DST changes",
                         column.describe(),
                         display_type(t)
                     ),
-                    "use timestamptz (timestamp with time zone)",
-                );
-                hit.at = column.at();
-                Some(hit)
+                    "use timestamptz (timestamp with time zone)".to_string(),
+                )
             })
-            .collect()
+        })
     }
 }
 
