@@ -103,10 +103,8 @@ impl Snapshot {
                 .iter()
                 .map(|planned| {
                     let revision = a.graph.get(&planned.version);
-                    let autocommit = revision
-                        .and_then(|r| std::fs::read_to_string(&r.path).ok())
-                        .is_some_and(|text| text.contains("autocommit_block"));
-                    LintInput::from_alembic(planned, revision, &a.version_table, autocommit)
+                    let source = std::fs::read_to_string(&planned.file).unwrap_or_default();
+                    LintInput::from_alembic(planned, revision, &a.version_table, source)
                 })
                 .collect(),
         }

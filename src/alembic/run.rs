@@ -96,17 +96,8 @@ async fn account(
     finished: &Finished,
     verb: &str,
 ) -> Result<(), StageError> {
-    let alembic = ctx
-        .settings
-        .migrations
-        .alembic
-        .clone()
-        .expect("alembic settings");
-    // A failure may have broken nothing on our side, but read on a fresh connection.
-    ctx.reset_conn().await;
-    let now = current_revisions(ctx.conn().await?, &alembic).await;
-    let now = match now {
-        Ok(rows) => rows.unwrap_or_default(),
+    let now = match revisions_after(ctx).await {
+        Ok(rows) => rows,
         Err(e) => {
             ctx.outcome_unknown = true;
             return Err(StageError::Failed(format!(
@@ -222,16 +213,7 @@ pub async fn downgrade(
     .await
     .map_err(|e| StageError::Failed(e.to_string()))?
     .map_err(failed)?;
-    let alembic = ctx
-        .settings
-        .migrations
-        .alembic
-        .clone()
-        .expect("alembic settings");
-    ctx.reset_conn().await;
-    let now = current_revisions(ctx.conn().await?, &alembic)
-        .await?
-        .unwrap_or_default();
+    let now = revisions_after(ctx).await?;
     let still: HashSet<String> = snap.graph.ancestry(&now);
     let reverted: Vec<String> = undone
         .iter()
@@ -253,6 +235,20 @@ pub async fn downgrade(
         reverted.len(),
         reverted.join(", ")
     )))
+}
+
+/// The version table's rows after alembic ran, read on a fresh connection (a failure
+/// may have left ours unusable).
+async fn revisions_after(ctx: &mut RunContext) -> Result<Vec<String>, crate::db::DbError> {
+    let alembic = ctx
+        .settings
+        .migrations
+        .alembic
+        .clone()
+        .expect("the alembic engine has alembic settings");
+    ctx.reset_conn().await;
+    let conn = ctx.conn().await?;
+    Ok(current_revisions(conn, &alembic).await?.unwrap_or_default())
 }
 
 fn failed(e: super::AlembicError) -> StageError {

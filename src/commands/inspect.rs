@@ -11,7 +11,8 @@ use crate::stages::state_check::{diagnose, report_state};
 
 type Read = (Settings, Snapshot, Option<crate::lint::DbFacts>);
 
-async fn read(g: &GlobalArgs, events: &Events) -> Result<Read, i32> {
+/// Reads the target; with `lint_facts`, also what the lint needs to know of its tables.
+async fn read(g: &GlobalArgs, events: &Events, lint_facts: bool) -> Result<Read, i32> {
     let settings = super::load_settings(g)?;
     let mut conn = db::connect(&settings.database, "status")
         .await
@@ -19,7 +20,10 @@ async fn read(g: &GlobalArgs, events: &Events) -> Result<Read, i32> {
     let snap = engine::snapshot(&settings, &mut conn)
         .await
         .map_err(|e| super::fail(g, &e.to_string(), exit_code::USAGE));
-    let facts = crate::lint::facts::gather(&mut conn).await.ok();
+    let facts = match lint_facts {
+        true => crate::lint::facts::gather(&mut conn).await.ok(),
+        false => None,
+    };
     db::close(conn).await;
     let snap = snap?;
     report_state(events, &snap);
@@ -30,7 +34,7 @@ async fn read(g: &GlobalArgs, events: &Events) -> Result<Read, i32> {
 /// Exit 0 when up to date and clean, 1 otherwise.
 pub async fn status(g: &GlobalArgs) -> i32 {
     let events = super::events(g, false);
-    match read(g, &events).await {
+    match read(g, &events, false).await {
         Ok((_, snap, _)) if snap.pending_count() == 0 && !snap.is_blocked() => exit_code::SUCCESS,
         Ok(_) => exit_code::FAILED_RESTORED,
         Err(code) => code,
@@ -39,7 +43,7 @@ pub async fn status(g: &GlobalArgs) -> i32 {
 
 pub async fn plan(g: &GlobalArgs, full: bool) -> i32 {
     let events = super::events(g, full);
-    match read(g, &events).await {
+    match read(g, &events, true).await {
         Ok((settings, snap, facts)) => {
             let plan = snap.plan_with_sql(&settings).await;
             let findings = crate::lint::run(

@@ -212,15 +212,8 @@ fn code_offset(text: &str) -> usize {
 
 /// A type's name as the parser has it, without `pg_catalog.`: `int4`, `timestamp`.
 pub fn type_name(type_name: &pg_query::protobuf::TypeName) -> String {
-    let names: Vec<String> = type_name
-        .names
-        .iter()
-        .filter_map(|n| match &n.node {
-            Some(NodeEnum::String(s)) => Some(s.sval.clone()),
-            _ => None,
-        })
-        .filter(|n| n != "pg_catalog")
-        .collect();
+    let names = super::nodes::strings(&type_name.names);
+    let names: Vec<&str> = names.into_iter().filter(|n| *n != "pg_catalog").collect();
     names.join(".")
 }
 

@@ -61,14 +61,14 @@ impl LintInput {
         }
     }
 
-    /// An Alembic revision: offline mode's SQL without Alembic's own bookkeeping
+    /// An Alembic revision (`source`: its Python file): offline mode's SQL without Alembic's own bookkeeping
     /// (its BEGIN/COMMIT around the run and the version table's statements), so rules
     /// see only what the revision itself does.
     pub fn from_alembic(
         planned: &crate::plan::PlannedMigration,
         revision: Option<&crate::alembic::Revision>,
         version_table: &str,
-        autocommit: bool,
+        source: String,
     ) -> LintInput {
         use crate::alembic::graph::Downgrade as Alembic;
         let downgrade = match revision.map(|r| (r.downgrade, r.is_merge)) {
@@ -84,11 +84,9 @@ impl LintInput {
             sql: without_alembic_bookkeeping(&planned.sql, version_table),
             // Per revision or for the whole upgrade, it runs in a transaction unless it
             // is an autocommit block.
-            transactional: !autocommit,
+            transactional: !source.contains("autocommit_block"),
             downgrade,
-            whole_allows: revision
-                .and_then(|r| std::fs::read_to_string(&r.path).ok())
-                .unwrap_or_default(),
+            whole_allows: source,
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod context;
 pub mod facts;
 pub mod input;
+pub mod nodes;
 pub mod rules;
 pub mod suppress;
 

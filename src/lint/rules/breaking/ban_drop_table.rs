@@ -57,24 +57,7 @@ fn table_of(object: &NodeEnum) -> Option<RangeVar> {
     let NodeEnum::List(list) = object else {
         return None;
     };
-    let names: Vec<&str> = list
-        .items
-        .iter()
-        .filter_map(|n| match &n.node {
-            Some(NodeEnum::String(s)) => Some(s.sval.as_str()),
-            _ => None,
-        })
-        .collect();
-    let (schema, table) = match names.as_slice() {
-        [table] => ("", *table),
-        [.., schema, table] => (*schema, *table),
-        [] => return None,
-    };
-    Some(RangeVar {
-        schemaname: schema.to_string(),
-        relname: table.to_string(),
-        ..Default::default()
-    })
+    crate::lint::nodes::qualified(&list.items)
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use pg_query::protobuf::{
 use pg_query::NodeEnum;
 
 use crate::lint::context::type_name;
+pub(crate) use crate::lint::nodes::{constraints, strings as names};
 use crate::lint::Rule;
 
 pub fn all() -> Vec<&'static dyn Rule> {
@@ -155,14 +156,6 @@ pub(crate) fn alter_commands(
     })
 }
 
-/// The `Constraint` nodes of a list.
-pub(crate) fn constraints(nodes: &[Node]) -> impl Iterator<Item = &Constraint> {
-    nodes.iter().filter_map(|n| match &n.node {
-        Some(NodeEnum::Constraint(c)) => Some(c.as_ref()),
-        _ => None,
-    })
-}
-
 /// A table's constraints as a statement adds them: `CREATE TABLE`'s table-level ones
 /// and `ALTER TABLE ... ADD CONSTRAINT`. (Column-level ones are on [`Column`].)
 pub(crate) fn table_constraints(node: &NodeEnum) -> Vec<(&RangeVar, &Constraint)> {
@@ -192,17 +185,6 @@ pub(crate) fn table_constraints(node: &NodeEnum) -> Vec<(&RangeVar, &Constraint)
         _ => {}
     }
     found
-}
-
-/// Names in a list of `String` nodes (constraint keys, foreign key columns).
-pub(crate) fn names(nodes: &[Node]) -> Vec<&str> {
-    nodes
-        .iter()
-        .filter_map(|n| match &n.node {
-            Some(NodeEnum::String(s)) => Some(s.sval.as_str()),
-            _ => None,
-        })
-        .collect()
 }
 
 /// A type's integer modifiers: `[20]` for `varchar(20)`.

@@ -10,10 +10,10 @@
 //! A table created earlier in the same migration, or one the database shows empty, is not
 //! reported.
 
-use pg_query::protobuf::{ConstrType, Constraint, Node};
-use pg_query::NodeEnum;
+use pg_query::protobuf::{ConstrType, Constraint};
 
 use super::{added_column, added_constraint, altered_table_with_data, column_constraints, contype};
+use crate::lint::nodes::strings;
 use crate::lint::{Category, Context, Hit, Level, Rule, RuleMeta, Statement};
 
 pub struct AddUniqueWithoutIndex;
@@ -124,16 +124,6 @@ fn hit(
             }
         ),
     )
-}
-
-fn strings(nodes: &[Node]) -> Vec<&str> {
-    nodes
-        .iter()
-        .filter_map(|n| match &n.node {
-            Some(NodeEnum::String(s)) => Some(s.sval.as_str()),
-            _ => None,
-        })
-        .collect()
 }
 
 #[cfg(test)]

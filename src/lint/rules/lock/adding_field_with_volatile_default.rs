@@ -134,14 +134,7 @@ fn unstable_calls(expr: &Node, found: &mut Vec<String>) {
     }
     match node {
         NodeEnum::FuncCall(call) => {
-            let names: Vec<&str> = call
-                .funcname
-                .iter()
-                .filter_map(|n| match &n.node {
-                    Some(NodeEnum::String(s)) => Some(s.sval.as_str()),
-                    _ => None,
-                })
-                .collect();
+            let names = crate::lint::nodes::strings(&call.funcname);
             let name = names.last().copied().unwrap_or_default();
             let builtin = names.len() == 1 || names[0] == "pg_catalog";
             if !(builtin && STABLE.contains(&name)) {

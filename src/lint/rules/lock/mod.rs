@@ -14,10 +14,11 @@ mod set_not_null;
 mod table_rewrite_command;
 
 use pg_query::protobuf::{
-    AlterTableCmd, AlterTableType, ColumnDef, ConstrType, Constraint, Node, ObjectType, RangeVar,
+    AlterTableCmd, AlterTableType, ColumnDef, Constraint, ObjectType, RangeVar,
 };
 use pg_query::NodeEnum;
 
+use crate::lint::nodes::{contype, option_on, qualified as range_var_of};
 use crate::lint::{Context, Rule, Statement};
 
 pub fn all() -> Vec<&'static dyn Rule> {
@@ -99,59 +100,7 @@ fn added_column(cmd: &AlterTableCmd) -> Option<&ColumnDef> {
 
 /// The constraints written on a column (`REFERENCES`, `DEFAULT`, `UNIQUE`...).
 fn column_constraints(column: &ColumnDef) -> impl Iterator<Item = &Constraint> {
-    column.constraints.iter().filter_map(|n| match &n.node {
-        Some(NodeEnum::Constraint(c)) => Some(c.as_ref()),
-        _ => None,
-    })
-}
-
-fn contype(constraint: &Constraint) -> ConstrType {
-    ConstrType::try_from(constraint.contype).unwrap_or(ConstrType::Undefined)
-}
-
-/// Whether a boolean option (`(CONCURRENTLY)`, `(FULL true)`, `FULL`) is on in a
-/// `DefElem` list, as PostgreSQL's `defGetBoolean` reads it.
-fn option_on(options: &[Node], name: &str) -> bool {
-    options.iter().any(|n| {
-        let Some(NodeEnum::DefElem(d)) = &n.node else {
-            return false;
-        };
-        if !d.defname.eq_ignore_ascii_case(name) {
-            return false;
-        }
-        match d.arg.as_ref().and_then(|a| a.node.as_ref()) {
-            None => true,
-            Some(NodeEnum::Boolean(b)) => b.boolval,
-            Some(NodeEnum::Integer(i)) => i.ival != 0,
-            Some(NodeEnum::String(s)) => !matches!(
-                s.sval.to_lowercase().as_str(),
-                "false" | "off" | "f" | "no" | "n" | "0"
-            ),
-            Some(_) => true,
-        }
-    })
-}
-
-/// A `RangeVar` for a qualified name given as a list of `String` nodes
-/// (`DROP INDEX shop.orders_idx`), so that [`Context::key`] can name it.
-fn range_var_of(names: &[Node]) -> Option<RangeVar> {
-    let parts: Vec<&str> = names
-        .iter()
-        .filter_map(|n| match &n.node {
-            Some(NodeEnum::String(s)) => Some(s.sval.as_str()),
-            _ => None,
-        })
-        .collect();
-    let (schema, name) = match parts.as_slice() {
-        [name] => ("", *name),
-        [.., schema, name] => (*schema, *name),
-        [] => return None,
-    };
-    Some(RangeVar {
-        schemaname: schema.to_string(),
-        relname: name.to_string(),
-        ..Default::default()
-    })
+    crate::lint::nodes::constraints(&column.constraints)
 }
 
 /// Whether `CREATE INDEX` created the index `index` earlier in this migration (an

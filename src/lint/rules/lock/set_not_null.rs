@@ -75,10 +75,9 @@ impl Rule for SetNotNull {
 }
 
 fn strings(nodes: &[pg_query::protobuf::Node]) -> impl Iterator<Item = String> + '_ {
-    nodes.iter().filter_map(|n| match &n.node {
-        Some(NodeEnum::String(s)) => Some(s.sval.clone()),
-        _ => None,
-    })
+    crate::lint::nodes::strings(nodes)
+        .into_iter()
+        .map(str::to_string)
 }
 
 /// Whether an earlier statement of this migration already proved `column` of `table`

@@ -10,6 +10,7 @@
 use pg_query::protobuf::{AlterTableType, Node};
 use pg_query::NodeEnum;
 
+use crate::lint::nodes::option_on;
 use crate::lint::{Category, Context, Hit, Level, Rule, RuleMeta, Statement};
 
 pub struct ConcurrentlyInTransaction;
@@ -34,7 +35,7 @@ impl Rule for ConcurrentlyInTransaction {
         let what = match statement.node {
             NodeEnum::IndexStmt(index) if index.concurrent => "CREATE INDEX CONCURRENTLY",
             NodeEnum::DropStmt(drop) if drop.concurrent => "DROP INDEX CONCURRENTLY",
-            NodeEnum::ReindexStmt(reindex) if reindex.params.iter().any(concurrently) => {
+            NodeEnum::ReindexStmt(reindex) if option_on(&reindex.params, "concurrently") => {
                 "REINDEX ... CONCURRENTLY"
             }
             NodeEnum::AlterTableStmt(alter) if alter.cmds.iter().any(detaches_concurrently) => {
@@ -46,25 +47,6 @@ impl Rule for ConcurrentlyInTransaction {
             format!("{what} cannot run inside a transaction block, and this migration runs in one: PostgreSQL refuses it"),
             "move it to a migration of its own whose first line is -- no-transaction (Alembic: op.get_context().autocommit_block())",
         )]
-    }
-}
-
-/// `(CONCURRENTLY)` or `(CONCURRENTLY true)`, not `(CONCURRENTLY false)`.
-fn concurrently(option: &Node) -> bool {
-    let Some(NodeEnum::DefElem(option)) = &option.node else {
-        return false;
-    };
-    if !option.defname.eq_ignore_ascii_case("concurrently") {
-        return false;
-    }
-    match option.arg.as_ref().and_then(|a| a.node.as_ref()) {
-        None => true,
-        Some(NodeEnum::String(s)) => {
-            !matches!(s.sval.to_lowercase().as_str(), "false" | "off" | "no" | "0")
-        }
-        Some(NodeEnum::Integer(i)) => i.ival != 0,
-        Some(NodeEnum::Boolean(b)) => b.boolval,
-        Some(_) => true,
     }
 }
 

@@ -206,14 +206,7 @@ fn object_name(object: &Node) -> String {
 
 /// A qualified name given as a list of strings, dotted.
 fn strings(items: &[Node]) -> String {
-    items
-        .iter()
-        .filter_map(|n| match &n.node {
-            Some(NodeEnum::String(s)) => Some(s.sval.as_str()),
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .join(".")
+    crate::lint::nodes::strings(items).join(".")
 }
 
 #[cfg(test)]
