@@ -24,6 +24,29 @@ fn revision(dir: &Path, id: &str, down: &str, upgrade: &str, downgrade: &str) {
     .unwrap();
 }
 
+/// a7…: creates marketplace.reviews, on top of the head.
+fn reviews_revision(versions: &Path) {
+    revision(
+        versions,
+        "a7000000000a",
+        HEAD,
+        "op.create_table(\"reviews\", sa.Column(\"id\", sa.Integer()), schema=\"marketplace\")",
+        "op.drop_table(\"reviews\", schema=\"marketplace\")",
+    );
+}
+
+/// a7 (reviews), then b8, which fails on a table that does not exist.
+fn reviews_then_a_failing_revision(versions: &Path) {
+    reviews_revision(versions);
+    revision(
+        versions,
+        "b8000000000b",
+        "a7000000000a",
+        "op.execute(\"alter table marketplace.nope add column x int\")",
+        "pass",
+    );
+}
+
 /// Switches the copied project's env.py to one transaction per revision.
 fn per_migration(p: &Project) {
     let env = p.path().join("app/alembic/env.py");
@@ -116,20 +139,7 @@ fn a_failure_in_one_transaction_leaves_the_revision_the_run_found() {
     let p = Project::new();
     let versions = p.alembic();
     p.ballast(&["--yes", "deploy"]).expect_code(0);
-    revision(
-        &versions,
-        "a7000000000a",
-        HEAD,
-        "op.create_table(\"reviews\", sa.Column(\"id\", sa.Integer()), schema=\"marketplace\")",
-        "op.drop_table(\"reviews\", schema=\"marketplace\")",
-    );
-    revision(
-        &versions,
-        "b8000000000b",
-        "a7000000000a",
-        "op.execute(\"alter table marketplace.nope add column x int\")",
-        "pass",
-    );
+    reviews_then_a_failing_revision(&versions);
     let run = p.ballast(&["--yes", "deploy"]);
     run.expect_code(1);
     let out = run.stdout();
@@ -151,20 +161,7 @@ fn a_failure_after_per_revision_commits_says_exactly_what_committed() {
     let versions = p.alembic();
     per_migration(&p);
     p.ballast(&["--yes", "deploy"]).expect_code(0);
-    revision(
-        &versions,
-        "a7000000000a",
-        HEAD,
-        "op.create_table(\"reviews\", sa.Column(\"id\", sa.Integer()), schema=\"marketplace\")",
-        "op.drop_table(\"reviews\", schema=\"marketplace\")",
-    );
-    revision(
-        &versions,
-        "b8000000000b",
-        "a7000000000a",
-        "op.execute(\"alter table marketplace.nope add column x int\")",
-        "pass",
-    );
+    reviews_then_a_failing_revision(&versions);
     let plan = p.ballast(&["plan"]);
     assert!(
         plan.stdout().contains("(its own transaction)"),
@@ -489,13 +486,7 @@ fn stamp_asks_first_then_writes_the_revision_and_is_journaled() {
 fn revisions_after_one_offline_mode_cannot_render_still_show_their_sql() {
     let p = Project::new();
     let versions = p.alembic();
-    revision(
-        &versions,
-        "a7000000000a",
-        HEAD,
-        "op.create_table(\"reviews\", sa.Column(\"id\", sa.Integer()), schema=\"marketplace\")",
-        "op.drop_table(\"reviews\", schema=\"marketplace\")",
-    );
+    reviews_revision(&versions);
     let plan = p.ballast(&["plan"]);
     plan.expect_code(0);
     let out = plan.stdout();
