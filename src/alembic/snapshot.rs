@@ -214,8 +214,7 @@ pub async fn snapshot(
         .alembic
         .as_ref()
         .expect("the alembic engine has alembic settings");
-    let runner = Runner::new(settings, None);
-    let graph = read_graph(&runner).await?;
+    let graph = read_graph(&Runner::new(settings, None)).await?;
     let current = current_revisions(conn, alembic).await?;
     let other_tables = if current.is_none() {
         tables_in(conn, &alembic.version_schema).await?
@@ -275,6 +274,22 @@ async fn nearest_known_in_journal(
         }
     }
     Ok(None)
+}
+
+/// The project alone, as if no revision were applied (`check` without a database).
+pub async fn files_only(settings: &Settings) -> Result<AlembicSnapshot, AlembicError> {
+    let alembic = settings
+        .migrations
+        .alembic
+        .as_ref()
+        .expect("the alembic engine has alembic settings");
+    Ok(AlembicSnapshot {
+        graph: read_graph(&Runner::new(settings, None)).await?,
+        current: None,
+        version_table: format!("{}.{}", alembic.version_schema, alembic.version_table),
+        other_tables: Vec::new(),
+        nearest_known: Vec::new(),
+    })
 }
 
 pub async fn read_graph(runner: &Runner) -> Result<Graph, AlembicError> {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::alembic::{process::Runner, snapshot::read_graph, AlembicSnapshot};
+use crate::alembic::snapshot::files_only;
 use crate::cli::{CheckFormat, GlobalArgs};
 use crate::config::Settings;
 use crate::engine::{self, Snapshot};
@@ -99,16 +99,9 @@ async fn without_database(settings: &Settings) -> Result<Vec<Finding>, String> {
             .iter()
             .map(LintInput::from_sql)
             .collect(),
-        Some(alembic) => {
-            let runner = Runner::new(settings, None);
-            let graph = read_graph(&runner).await.map_err(|e| e.to_string())?;
-            let snap = Snapshot::Alembic(AlembicSnapshot {
-                graph,
-                current: None,
-                version_table: format!("{}.{}", alembic.version_schema, alembic.version_table),
-                other_tables: Vec::new(),
-                nearest_known: Vec::new(),
-            });
+        Some(_) => {
+            let snap = files_only(settings).await.map_err(|e| e.to_string())?;
+            let snap = Snapshot::Alembic(snap);
             let plan = snap.plan_with_sql(settings).await;
             snap.lint_inputs(&plan)
         }
