@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use pg_query::protobuf::RangeVar;
 use pg_query::NodeEnum;
 
+use super::catalog::Catalog;
 use super::input::LintInput;
 
 /// A migration's statements, parsed. Owned, so [`Statement`]s can borrow from it.
@@ -44,6 +45,26 @@ pub fn parse(sql: &str) -> Result<Parsed, String> {
     Ok(Parsed { statements })
 }
 
+impl Parsed {
+    pub fn nodes(&self) -> impl Iterator<Item = &NodeEnum> {
+        self.statements.iter().map(|(node, ..)| node)
+    }
+}
+
+/// `schema.table`, the schema defaulting to `schema` (else `public`). Names are as the
+/// parser gives them: unquoted ones already folded to lower case, quoted ones kept.
+pub fn table_key(schema: Option<&str>, rv: &RangeVar) -> String {
+    let schema = if rv.schemaname.is_empty() {
+        schema.unwrap_or("public")
+    } else {
+        rv.schemaname.as_str()
+    };
+    format!("{schema}.{}", rv.relname)
+}
+
+/// Nothing known beyond the migration (no database, no earlier migrations).
+static NOTHING_KNOWN: std::sync::LazyLock<Catalog> = std::sync::LazyLock::new(Catalog::default);
+
 /// One statement of a migration.
 pub struct Statement<'a> {
     pub node: &'a NodeEnum,
@@ -63,6 +84,8 @@ pub struct DbFacts {
     /// The session's search_path (`current_schemas(false)`): where an unqualified name
     /// is looked up, as PostgreSQL will when the migration runs.
     pub search_path: Vec<String>,
+    /// Its indexes, checks, column types, keys and partitioned tables.
+    pub catalog: Catalog,
 }
 
 pub struct Context<'a> {
@@ -72,6 +95,8 @@ pub struct Context<'a> {
     /// The configured schema: unqualified names resolve to it, and objects created
     /// without a schema are flagged when it is not `public`.
     pub schema: Option<&'a str>,
+    /// What the database and the earlier migrations of this lint run declare.
+    pub catalog: &'a Catalog,
     /// `schema.table` created by statement N (index → names).
     created: Vec<(usize, String)>,
 }
@@ -100,6 +125,7 @@ impl<'a> Context<'a> {
             statements,
             db,
             schema,
+            catalog: &NOTHING_KNOWN,
             created: Vec::new(),
         };
         let created: Vec<(usize, String)> = ctx
@@ -121,15 +147,43 @@ impl<'a> Context<'a> {
         ctx
     }
 
-    /// `schema.table`, the schema defaulting to the configured one. Names are as the
-    /// parser gives them: unquoted ones already folded to lower case, quoted ones kept.
+    /// `schema.table`, the schema defaulting to the configured one ([`table_key`]).
     pub fn key(&self, rv: &RangeVar) -> String {
-        let schema = if rv.schemaname.is_empty() {
-            self.schema.unwrap_or("public")
-        } else {
-            rv.schemaname.as_str()
-        };
-        format!("{schema}.{}", rv.relname)
+        table_key(self.schema, rv)
+    }
+
+    /// The key [`Self::catalog`] knows `rv` by: an unqualified name is looked up in the
+    /// configured schema, then along the session's search_path, as PostgreSQL will.
+    pub fn catalog_key(&self, rv: &RangeVar) -> String {
+        let key = self.key(rv);
+        if !rv.schemaname.is_empty() || self.catalog.column_types.contains_key(&key) {
+            return key;
+        }
+        self.db
+            .into_iter()
+            .flat_map(|db| &db.search_path)
+            .map(|schema| format!("{schema}.{}", rv.relname))
+            .find(|k| self.catalog.column_types.contains_key(k))
+            .unwrap_or(key)
+    }
+
+    /// Whether a validated `CHECK (column IS NOT NULL)` on `rv` exists just before
+    /// `statement`: from the database or an earlier migration, or added or validated
+    /// by an earlier statement of this one.
+    pub fn not_null_proven_before(&self, rv: &RangeVar, column: &str, statement: usize) -> bool {
+        let key = self.catalog_key(rv);
+        let mut local = Catalog::default();
+        if let Some(checks) = self.catalog.checks.get(&key) {
+            local.checks.insert(key.clone(), checks.clone());
+        }
+        local.learn(
+            self.schema,
+            self.statements
+                .iter()
+                .take_while(|s| s.index < statement)
+                .map(|s| s.node),
+        );
+        local.proves_not_null(&key, column) || local.proves_not_null(&self.key(rv), column)
     }
 
     /// What the database says of `rv`: `Some(holds data)` when it exists (an unqualified
@@ -308,6 +362,7 @@ mod tests {
                 .into_iter()
                 .collect(),
             search_path: vec!["public".into()],
+            ..Default::default()
         };
         // The configured schema is `app`, but the session will find public.accounts.
         let ctx = Context::new(&i, &parsed, Some(&facts), Some("app"));

@@ -7,6 +7,7 @@
 //! applies `-- ballast:allow rule-id` comments and the configured levels, and returns
 //! findings with the migration, line and fix.
 
+pub mod catalog;
 pub mod context;
 pub mod facts;
 pub mod input;
@@ -147,8 +148,10 @@ pub fn run_rules(
     schema: Option<&str>,
 ) -> Vec<Finding> {
     let mut findings = Vec::new();
+    // Each migration is linted knowing what the ones before it declare.
+    let mut catalog = db.map(|d| d.catalog.clone()).unwrap_or_default();
     for input in inputs {
-        findings.extend(lint_one(input, rules, settings, db, schema));
+        findings.extend(lint_one(input, rules, settings, db, schema, &mut catalog));
     }
     findings
 }
@@ -159,6 +162,7 @@ fn lint_one(
     settings: &LintSettings,
     db: Option<&DbFacts>,
     schema: Option<&str>,
+    catalog: &mut catalog::Catalog,
 ) -> Vec<Finding> {
     let parsed = match context::parse(&input.sql) {
         Ok(parsed) => parsed,
@@ -175,7 +179,8 @@ fn lint_one(
             }]
         }
     };
-    let ctx = Context::new(input, &parsed, db, schema);
+    let mut ctx = Context::new(input, &parsed, db, schema);
+    ctx.catalog = catalog;
     let mut findings = Vec::new();
     let mut push = |rule: &dyn Rule, hit: Hit, statement: Option<&Statement<'_>>| {
         let meta = rule.meta();
@@ -223,6 +228,8 @@ fn lint_one(
         }
     }
     findings.sort_by_key(|f| f.line);
+    drop(ctx);
+    catalog.learn(schema, parsed.nodes());
     findings
 }
 

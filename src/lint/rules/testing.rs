@@ -28,6 +28,25 @@ pub fn lint_with(
     run_rules(&[input], &[rule], &Default::default(), db, schema)
 }
 
+/// Lints `sql` as the last of several migrations (`earlier` first, in order), with
+/// `rule` only: what the earlier ones declare is known (indexes, checks, key types);
+/// only the last one's findings are returned.
+pub fn lint_after(rule: &'static dyn Rule, earlier: &[&str], sql: &str) -> Vec<Finding> {
+    let mut inputs: Vec<LintInput> = earlier
+        .iter()
+        .enumerate()
+        .map(|(i, sql)| LintInput {
+            label: format!("{i}_earlier"),
+            ..input(sql)
+        })
+        .collect();
+    inputs.push(input(sql));
+    run_rules(&inputs, &[rule], &Default::default(), None, None)
+        .into_iter()
+        .filter(|f| f.migration == "1_test")
+        .collect()
+}
+
 /// The rule ids found, in order.
 pub fn ids(findings: &[Finding]) -> Vec<&'static str> {
     findings.iter().map(|f| f.rule).collect()
