@@ -81,6 +81,28 @@ impl Catalog {
             .map(String::as_str)
     }
 
+    /// Moves what is known under table key `from` to `to` (the same table, named two ways).
+    pub fn merge_table(&mut self, from: &str, to: &str) {
+        if let Some(v) = self.indexes.remove(from) {
+            self.indexes.entry(to.to_string()).or_default().extend(v);
+        }
+        if let Some(v) = self.checks.remove(from) {
+            self.checks.entry(to.to_string()).or_default().extend(v);
+        }
+        if let Some(v) = self.column_types.remove(from) {
+            self.column_types
+                .entry(to.to_string())
+                .or_default()
+                .extend(v);
+        }
+        if let Some(v) = self.primary_keys.remove(from) {
+            self.primary_keys.insert(to.to_string(), v);
+        }
+        if self.partitioned.remove(from) {
+            self.partitioned.insert(to.to_string());
+        }
+    }
+
     /// Learns what statements declare, unqualified names taken to be in `schema`.
     pub fn learn<'n>(
         &mut self,

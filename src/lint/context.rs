@@ -167,14 +167,30 @@ impl<'a> Context<'a> {
             .unwrap_or(key)
     }
 
-    /// Whether a validated `CHECK (column IS NOT NULL)` on `rv` exists just before
-    /// `statement`: from the database or an earlier migration, or added or validated
-    /// by an earlier statement of this one.
-    pub fn not_null_proven_before(&self, rv: &RangeVar, column: &str, statement: usize) -> bool {
+    /// What is known of the table `rv` just before `statement`: the catalog's entries
+    /// for it (from the database and earlier migrations), plus what the statements of
+    /// this migration before `statement` declare. Keyed by [`Self::catalog_key`].
+    pub fn known_before(&self, rv: &RangeVar, statement: usize) -> (String, Catalog) {
         let key = self.catalog_key(rv);
+        // This migration names the table as written; the catalog may know it by its
+        // search_path schema. Learn under the written name, then file under the known.
+        let written = self.key(rv);
         let mut local = Catalog::default();
-        if let Some(checks) = self.catalog.checks.get(&key) {
-            local.checks.insert(key.clone(), checks.clone());
+        let base = self.catalog;
+        if let Some(v) = base.indexes.get(&key) {
+            local.indexes.insert(written.clone(), v.clone());
+        }
+        if let Some(v) = base.checks.get(&key) {
+            local.checks.insert(written.clone(), v.clone());
+        }
+        if let Some(v) = base.column_types.get(&key) {
+            local.column_types.insert(written.clone(), v.clone());
+        }
+        if let Some(v) = base.primary_keys.get(&key) {
+            local.primary_keys.insert(written.clone(), v.clone());
+        }
+        if base.partitioned.contains(&key) {
+            local.partitioned.insert(written.clone());
         }
         local.learn(
             self.schema,
@@ -183,7 +199,18 @@ impl<'a> Context<'a> {
                 .take_while(|s| s.index < statement)
                 .map(|s| s.node),
         );
-        local.proves_not_null(&key, column) || local.proves_not_null(&self.key(rv), column)
+        if written != key {
+            local.merge_table(&written, &key);
+        }
+        (key, local)
+    }
+
+    /// Whether a validated `CHECK (column IS NOT NULL)` on `rv` exists just before
+    /// `statement`: from the database or an earlier migration, or added or validated
+    /// by an earlier statement of this one.
+    pub fn not_null_proven_before(&self, rv: &RangeVar, column: &str, statement: usize) -> bool {
+        let (key, known) = self.known_before(rv, statement);
+        known.proves_not_null(&key, column)
     }
 
     /// What the database says of `rv`: `Some(holds data)` when it exists (an unqualified
