@@ -87,7 +87,7 @@ pub async fn run(
         }
     }
     checks.push(deploy_lock(settings, conn).await);
-    checks.extend(blockers(conn, scope.tables).await);
+    checks.extend(blockers(conn, scope.tables, settings.database.long_transaction).await);
     checks
 }
 
@@ -188,7 +188,11 @@ async fn deploy_lock(settings: &Settings, conn: &mut PgConnection) -> Check {
 /// Sessions that would make the plan's statements wait: a lock held on a table the
 /// plan touches (the migration would hit lock_timeout), and transactions open for a
 /// long time (they hold locks and old snapshots).
-async fn blockers(conn: &mut PgConnection, tables: &[String]) -> Vec<Check> {
+async fn blockers(
+    conn: &mut PgConnection,
+    tables: &[String],
+    long_transaction: std::time::Duration,
+) -> Vec<Check> {
     let mut checks = Vec::new();
     // pid, table, transaction age, query start, query.
     type Holder = (i32, String, String, String, String);
@@ -222,24 +226,49 @@ async fn blockers(conn: &mut PgConnection, tables: &[String]) -> Vec<Check> {
         }
         Err(e) => checks.push(Check::failed("blocking sessions", e.to_string())),
     }
-    let long: Result<Vec<(i32, String, String, String)>, DbError> = sqlx::query_as(
-        "select pid, to_char(now() - xact_start, 'HH24:MI:SS'), coalesce(query_start::text, '?'), coalesce(state, '?') \
-         from pg_stat_activity where xact_start < now() - interval '10 minutes' and pid <> pg_backend_pid() \
-           and datname = current_database() order by xact_start",
+    let long: Result<Vec<(i32, String, String, String, String)>, DbError> = sqlx::query_as(
+        "select pid, coalesce(nullif(application_name, ''), 'no application_name'), \
+                to_char(now() - xact_start, 'HH24:MI:SS'), coalesce(query_start::text, '?'), coalesce(state, '?') \
+         from pg_stat_activity where xact_start < now() - make_interval(secs => $1) \
+           and pid <> pg_backend_pid() and datname = current_database() order by xact_start",
     )
+    .bind(long_transaction.as_secs_f64())
     .fetch_all(&mut *conn)
     .await
     .map_err(|e| DbError::query("looking for long transactions", &e));
     match long {
         Ok(rows) => {
-            for (pid, age, query_start, state) in rows {
+            for (pid, application, age, query_start, state) in rows {
                 checks.push(Check::warn(
                     "long transactions",
-                    format!("pid {pid} has had a transaction open for {age} ({state}, query started {query_start}); it may hold locks the plan needs"),
+                    format!("pid {pid} ({application}) has had a transaction open for {age} ({state}, query started {query_start}); it may hold locks the plan needs (database.long_transaction)"),
                 ));
             }
         }
         Err(e) => checks.push(Check::warn("long transactions", e.to_string())),
     }
     checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_disk_fails_when_the_backup_cannot_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        // The folder need not exist yet: its nearest existing parent is measured.
+        let backups = dir.path().join("not/yet/backups");
+        let fits = free_disk(&backups, 1024);
+        assert_eq!(fits.status, Status::Ok, "{}", fits.detail);
+        let huge = free_disk(&backups, i64::MAX);
+        assert_eq!(huge.status, Status::Failed);
+        assert!(huge.detail.contains("free in"), "{}", huge.detail);
+        assert!(
+            huge.detail.contains(&dir.path().display().to_string()),
+            "names the folder measured: {}",
+            huge.detail
+        );
+        assert!(huge.detail.contains("set backup.dir"), "{}", huge.detail);
+    }
 }

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use crate::alembic::snapshot::files_only;
 use crate::cli::{CheckFormat, GlobalArgs};
 use crate::config::Settings;
-use crate::engine::{self, Snapshot};
+use crate::engine::{self, EngineError, Snapshot};
+use crate::migrations::SourceError;
 use crate::lint::{self, Finding, Level, LintInput};
 use crate::preflight::{self, Check, Scope, Status};
 use crate::report::stdout_line;
@@ -55,9 +56,16 @@ async fn with_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Check>)
         let server = db::server_info(&mut conn)
             .await
             .map_err(|e| e.to_string())?;
-        let snap = engine::snapshot(settings, &mut conn)
-            .await
-            .map_err(|e| e.to_string())?;
+        let snap = match engine::snapshot(settings, &mut conn).await {
+            Ok(snap) => snap,
+            // A migration the deploy would refuse to load: lint them all from the files,
+            // so that finding comes with every other one, and fail the preflight.
+            Err(e @ EngineError::Source(SourceError::TransactionControl { .. })) => {
+                let findings = without_database(settings).await?;
+                return Ok((findings, vec![preflight_failure("migrations", e.to_string())]));
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         let plan = snap.plan_with_sql(settings).await;
         let inputs = snap.lint_inputs(&plan);
         let facts = lint::facts::gather(&mut conn).await.ok();
@@ -94,7 +102,7 @@ async fn with_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Check>)
 /// assumed to hold data).
 async fn without_database(settings: &Settings) -> Result<Vec<Finding>, String> {
     let inputs: Vec<LintInput> = match &settings.migrations.alembic {
-        None => engine::source(settings)
+        None => crate::migrations::read_dir(&settings.migrations.dir)
             .map_err(|e| e.to_string())?
             .iter()
             .map(LintInput::from_sql)

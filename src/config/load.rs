@@ -18,6 +18,7 @@ schema = "public"
 lock_timeout = "5s"
 statement_timeout = "15m"
 lock_wait = "30s"
+long_transaction = "10m"
 application_name = "ballast"
 
 [migrations]

@@ -34,6 +34,7 @@ pub struct RawDatabase {
     pub lock_timeout: Option<String>,
     pub statement_timeout: Option<String>,
     pub lock_wait: Option<String>,
+    pub long_transaction: Option<String>,
     pub application_name: Option<String>,
 }
 

@@ -32,6 +32,8 @@ pub struct DatabaseSettings {
     pub statement_timeout: Duration,
     /// How long a deploy waits for another deploy's lock before refusing.
     pub lock_wait: Duration,
+    /// The preflight warns of transactions open longer than this.
+    pub long_transaction: Duration,
     pub application_name: String,
 }
 
@@ -198,6 +200,7 @@ pub(super) fn resolve(
         lock_timeout: duration("database.lock_timeout", db.lock_timeout)?,
         statement_timeout: duration("database.statement_timeout", db.statement_timeout)?,
         lock_wait: duration("database.lock_wait", db.lock_wait)?,
+        long_transaction: duration("database.long_transaction", db.long_transaction)?,
         application_name: db.application_name.unwrap_or_default(),
     };
 

@@ -10,5 +10,5 @@ pub mod source;
 pub mod split;
 pub mod version;
 
-pub use source::{load_dir, Migration, SourceError};
+pub use source::{load_dir, read_dir, Migration, SourceError};
 pub use version::Version;

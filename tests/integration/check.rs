@@ -246,8 +246,81 @@ fn preflight_probes_s3_storage_and_names_a_running_deploy() {
         out.contains("! deploy lock") && out.contains("held by pid"),
         "{out}"
     );
+    assert!(!out.contains("long transactions"), "{out}");
     assert!(
         crate::harness::s3().keys(&bucket).is_empty(),
         "the probe object is gone"
+    );
+    // The session holding the lock has had its transaction open for a while.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let run = p.ballast(&["--set", "database.long_transaction=1s", "check"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout().contains("! long transactions")
+            && run.stdout().contains("(blocker) has had a transaction open for 00:00:0"),
+        "{}",
+        run.stdout()
+    );
+}
+
+#[test]
+fn what_the_database_declares_counts_and_a_refused_migration_hides_nothing() {
+    let p = Project::new();
+    p.migration(
+        "1_accounts.sql",
+        "create table accounts (id bigint primary key, email text);\n\
+         create table orders (id bigint primary key, account_id bigint);\n\
+         create index orders_account_idx on orders (account_id);\n\
+         alter table accounts add constraint accounts_email_nn check (email is not null) not valid;",
+    )
+    .migration("1_accounts.down.sql", "drop table orders;\ndrop table accounts;");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    p.sql("insert into accounts values (1, 'a@example.com'); insert into orders values (1, 1)");
+    // The database has the index the foreign key needs; an earlier pending migration
+    // validates the check that lets SET NOT NULL skip its scan.
+    p.migration(
+        "2_validate.sql",
+        "alter table accounts validate constraint accounts_email_nn;",
+    )
+    .migration("2_validate.down.sql", "select 1;")
+    .migration(
+        "3_not_null.sql",
+        "alter table accounts alter column email set not null;\n\
+         alter table orders add constraint orders_account_fk foreign key (account_id) references accounts (id) not valid;",
+    )
+    .migration(
+        "3_not_null.down.sql",
+        "alter table orders drop constraint orders_account_fk;\nalter table accounts alter column email drop not null;",
+    );
+    let run = p.ballast(&["check"]);
+    run.expect_code(0);
+    let out = run.stdout();
+    assert!(!out.contains("set-not-null"), "{out}");
+    assert!(!out.contains("foreign-key-without-index"), "{out}");
+
+    // A transactional migration with BEGIN is refused by the deploy; check still lints
+    // every migration and reports it among the others.
+    p.migration(
+        "4_tx.sql",
+        "begin;\nupdate accounts set email = lower(email);\ncommit;",
+    )
+    .migration("4_tx.down.sql", "select 1;")
+    .migration(
+        "5_index.sql",
+        "create index accounts_email_idx on accounts (email);",
+    )
+    .migration("5_index.down.sql", "drop index accounts_email_idx;");
+    let run = p.ballast(&["check"]);
+    run.expect_code(1);
+    let out = run.stdout();
+    assert!(out.contains("transaction-control-in-migration"), "{out}");
+    assert!(out.contains("require-concurrent-index-creation"), "{out}");
+    assert!(out.contains("would commit or abort it early"), "{out}");
+    let offline = p.ballast(&["check", "--all"]);
+    offline.expect_code(1);
+    assert!(
+        offline.stdout().contains("require-concurrent-index-creation"),
+        "{}",
+        offline.stdout()
     );
 }
