@@ -226,7 +226,9 @@ async fn blockers(
         }
         Err(e) => checks.push(Check::failed("blocking sessions", e.to_string())),
     }
-    let long: Result<Vec<(i32, String, String, String, String)>, DbError> = sqlx::query_as(
+    // pid, application, transaction age, query start, state.
+    type Open = (i32, String, String, String, String);
+    let long: Result<Vec<Open>, DbError> = sqlx::query_as(
         "select pid, coalesce(nullif(application_name, ''), 'no application_name'), \
                 to_char(now() - xact_start, 'HH24:MI:SS'), coalesce(query_start::text, '?'), coalesce(state, '?') \
          from pg_stat_activity where xact_start < now() - make_interval(secs => $1) \

@@ -9,8 +9,8 @@ use crate::alembic::snapshot::files_only;
 use crate::cli::{CheckFormat, GlobalArgs};
 use crate::config::Settings;
 use crate::engine::{self, EngineError, Snapshot};
-use crate::migrations::SourceError;
 use crate::lint::{self, Finding, Level, LintInput};
+use crate::migrations::SourceError;
 use crate::preflight::{self, Check, Scope, Status};
 use crate::report::stdout_line;
 use crate::storage::Storage;
@@ -62,7 +62,10 @@ async fn with_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Check>)
             // so that finding comes with every other one, and fail the preflight.
             Err(e @ EngineError::Source(SourceError::TransactionControl { .. })) => {
                 let findings = without_database(settings).await?;
-                return Ok((findings, vec![preflight_failure("migrations", e.to_string())]));
+                return Ok((
+                    findings,
+                    vec![preflight_failure("migrations", e.to_string())],
+                ));
             }
             Err(e) => return Err(e.to_string()),
         };

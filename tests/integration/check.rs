@@ -257,7 +257,9 @@ fn preflight_probes_s3_storage_and_names_a_running_deploy() {
     run.expect_code(0);
     assert!(
         run.stdout().contains("! long transactions")
-            && run.stdout().contains("(blocker) has had a transaction open for 00:00:0"),
+            && run
+                .stdout()
+                .contains("(blocker) has had a transaction open for 00:00:0"),
         "{}",
         run.stdout()
     );
@@ -319,7 +321,9 @@ fn what_the_database_declares_counts_and_a_refused_migration_hides_nothing() {
     let offline = p.ballast(&["check", "--all"]);
     offline.expect_code(1);
     assert!(
-        offline.stdout().contains("require-concurrent-index-creation"),
+        offline
+            .stdout()
+            .contains("require-concurrent-index-creation"),
         "{}",
         offline.stdout()
     );

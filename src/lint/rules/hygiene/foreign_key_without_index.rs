@@ -7,14 +7,14 @@
 //! row deleted), and joins along the key are slow. Index the referencing columns: `CREATE
 //! INDEX ON orders (customer_id)` next to a new table, or `CREATE INDEX CONCURRENTLY`, in
 //! a migration of its own, on a table that holds data. An index (not partial), primary
-//! key or unique constraint on the table created anywhere in the same migration, starting
-//! with the same columns in the same order, counts; indexes created by earlier
-//! migrations cannot be seen, so a foreign key they already cover needs the allow comment.
+//! key or unique constraint on the table that starts with the same columns in the same
+//! order counts, whether it is created anywhere in the same migration, by an earlier
+//! migration, or (with a database) already exists.
 
 use pg_query::protobuf::{ConstrType, Constraint, RangeVar};
 use pg_query::NodeEnum;
 
-use super::{at, columns, is, names, table_constraints, written, Change};
+use super::{at, columns, foreign_keys, is, names, table_constraints, written, Change};
 use crate::lint::{Category, Context, Hit, Level, Rule, RuleMeta, Statement};
 
 pub struct ForeignKeyWithoutIndex;
@@ -24,30 +24,8 @@ static META: RuleMeta = RuleMeta {
     category: Category::Hygiene,
     default_level: Level::Warning,
     summary: "a foreign key whose columns no index leads with makes deletes on the referenced table scan",
-    explanation: "PostgreSQL indexes the referenced side of a foreign key but not the referencing columns. Without an index whose leading columns are those columns, every DELETE or key UPDATE on the referenced table scans the whole referencing table to check for rows that still point at it, and joins along the key are slow. Index the referencing columns: CREATE INDEX ON orders (customer_id) next to a new table, or CREATE INDEX CONCURRENTLY in a migration of its own on a table that holds data.",
+    explanation: "PostgreSQL indexes the referenced side of a foreign key but not the referencing columns. Without an index whose leading columns are those columns, every DELETE or key UPDATE on the referenced table scans the whole referencing table to check for rows that still point at it, and joins along the key are slow. Index the referencing columns: CREATE INDEX ON orders (customer_id) next to a new table, or CREATE INDEX CONCURRENTLY in a migration of its own on a table that holds data. An index (not partial), primary key or unique constraint on the table that starts with the same columns in the same order counts, whether it is created anywhere in the same migration, by an earlier migration, or (with a database) already exists.",
 };
-
-/// A foreign key a statement declares: its table, columns, and the constraint.
-fn foreign_keys(node: &NodeEnum) -> Vec<(&RangeVar, Vec<String>, &Constraint)> {
-    let mut found = Vec::new();
-    for column in columns(node) {
-        if column.change == Change::AlterType {
-            continue;
-        }
-        for c in column.constraints() {
-            if is(c, ConstrType::ConstrForeign) {
-                found.push((column.table, vec![column.name.to_string()], c));
-            }
-        }
-    }
-    for (table, c) in table_constraints(node) {
-        if is(c, ConstrType::ConstrForeign) {
-            let cols = names(&c.fk_attrs).into_iter().map(String::from).collect();
-            found.push((table, cols, c));
-        }
-    }
-    found
-}
 
 /// The column lists a statement indexes on a table: (table, leading plain columns).
 /// An expression ends the list; a partial index gives none.
@@ -109,7 +87,8 @@ impl Rule for ForeignKeyWithoutIndex {
             let key = ctx.key(table);
             let covered = indexes
                 .iter()
-                .any(|(t, lead)| *t == key && lead.starts_with(&cols));
+                .any(|(t, lead)| *t == key && lead.starts_with(&cols))
+                || ctx.catalog.indexed(&ctx.catalog_key(table), &cols);
             if covered {
                 continue;
             }
@@ -140,7 +119,9 @@ impl Rule for ForeignKeyWithoutIndex {
 #[cfg(test)]
 mod tests {
     use super::ForeignKeyWithoutIndex as R;
-    use crate::lint::rules::testing::{ids, lint};
+    use crate::lint::catalog::Catalog;
+    use crate::lint::rules::testing::{ids, input, lint, lint_after, lint_with};
+    use crate::lint::DbFacts;
 
     #[test]
     fn an_unindexed_foreign_key_is_found() {
@@ -187,6 +168,54 @@ mod tests {
         ] {
             assert!(lint(&R, sql).is_empty(), "{sql}");
         }
+    }
+
+    #[test]
+    fn an_index_from_an_earlier_migration_covers_it() {
+        let fk = "alter table orders add constraint orders_seller_fk foreign key (seller_id) references sellers not valid;";
+        for earlier in [
+            "create index concurrently orders_seller_idx on orders (seller_id, created_at);",
+            "create table orders (id bigint primary key, seller_id bigint unique);",
+        ] {
+            assert!(lint_after(&R, &[earlier], fk).is_empty(), "{earlier}");
+        }
+        for earlier in [
+            "create index orders_seller_idx on orders (created_at, seller_id);",
+            "create index orders_seller_idx on orders (seller_id) where seller_id is not null;",
+            "create index sellers_id_idx on sellers (seller_id);",
+        ] {
+            assert_eq!(
+                ids(&lint_after(&R, &[earlier], fk)),
+                ["foreign-key-without-index"],
+                "{earlier}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_index_in_the_database_covers_it() {
+        let fk = "alter table orders add constraint orders_seller_fk foreign key (seller_id) references sellers not valid;";
+        let mut catalog = Catalog::default();
+        catalog
+            .indexes
+            .insert("public.orders".into(), vec![vec!["seller_id".into()]]);
+        catalog.column_types.insert(
+            "public.orders".into(),
+            [("seller_id".to_string(), "int8".to_string())].into(),
+        );
+        let db = DbFacts {
+            tables: [("public.orders".to_string(), true)].into(),
+            search_path: vec!["public".into()],
+            catalog,
+        };
+        assert!(lint_with(&R, input(fk), Some(&db), None).is_empty());
+        // An unqualified name is found along the search_path, as PostgreSQL will.
+        assert!(lint_with(&R, input(fk), Some(&db), Some("app")).is_empty());
+        let other = "alter table orders add constraint orders_buyer_fk foreign key (buyer_id) references buyers not valid;";
+        assert_eq!(
+            ids(&lint_with(&R, input(other), Some(&db), None)),
+            ["foreign-key-without-index"]
+        );
     }
 
     #[test]

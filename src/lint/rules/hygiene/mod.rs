@@ -15,7 +15,7 @@ mod prefer_text_field;
 mod prefer_timestamptz;
 mod require_schema_qualified;
 
-use pg_query::protobuf::{a_const, ConstrType, Constraint, TypeName};
+use pg_query::protobuf::{a_const, ConstrType, Constraint, RangeVar, TypeName};
 use pg_query::NodeEnum;
 
 use crate::lint::context::type_name;
@@ -93,6 +93,29 @@ pub(crate) fn display_type(t: &TypeName) -> String {
         text.push_str("[]");
     }
     text
+}
+
+/// The foreign keys a statement declares: (table, referencing columns, the constraint),
+/// from column `REFERENCES` and table `FOREIGN KEY` constraints.
+pub(crate) fn foreign_keys(node: &NodeEnum) -> Vec<(&RangeVar, Vec<String>, &Constraint)> {
+    let mut found = Vec::new();
+    for column in columns(node) {
+        if column.change == Change::AlterType {
+            continue;
+        }
+        for c in column.constraints() {
+            if is(c, ConstrType::ConstrForeign) {
+                found.push((column.table, vec![column.name.to_string()], c));
+            }
+        }
+    }
+    for (table, c) in table_constraints(node) {
+        if is(c, ConstrType::ConstrForeign) {
+            let cols = names(&c.fk_attrs).into_iter().map(String::from).collect();
+            found.push((table, cols, c));
+        }
+    }
+    found
 }
 
 /// Whether a constraint is of this kind.

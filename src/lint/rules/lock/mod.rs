@@ -4,8 +4,10 @@
 mod add_unique_without_index;
 mod adding_field_with_volatile_default;
 mod adding_foreign_key_constraint;
+mod attach_partition_scan;
 mod changing_column_type;
 mod constraint_missing_not_valid;
+mod deparse;
 mod detach_partition_without_concurrently;
 mod reindex_without_concurrently;
 mod require_concurrent_index_creation;
@@ -20,6 +22,7 @@ use pg_query::NodeEnum;
 
 use crate::lint::nodes::{contype, option_on, qualified as range_var_of};
 use crate::lint::{Context, Rule, Statement};
+use deparse::{expression_sql, keyed, sql};
 
 pub fn all() -> Vec<&'static dyn Rule> {
     vec![
@@ -34,6 +37,7 @@ pub fn all() -> Vec<&'static dyn Rule> {
         &add_unique_without_index::AddUniqueWithoutIndex,
         &table_rewrite_command::TableRewriteCommand,
         &detach_partition_without_concurrently::DetachPartitionWithoutConcurrently,
+        &attach_partition_scan::AttachPartitionScan,
     ]
 }
 

@@ -6,15 +6,16 @@
 //! until it ends. Prove it first without blocking: `ADD CONSTRAINT ... CHECK (col IS NOT
 //! NULL) NOT VALID`, then `VALIDATE CONSTRAINT` in a later migration (a scan that lets
 //! reads and writes through), then `SET NOT NULL`, which on PostgreSQL 12+ sees the valid
-//! check and skips the scan, and finally drop the check. `SET NOT NULL` after a
-//! `VALIDATE CONSTRAINT` (or a validated `CHECK (col IS NOT NULL)`) on the same table
-//! earlier in the migration is taken to be that last step and not reported; so is a table
-//! created earlier in the same migration, or one the database shows empty.
+//! check and skips the scan, and finally drop the check. It is not reported when a
+//! validated `CHECK (col IS NOT NULL)` on that very column is known just before it: in the
+//! database, from an earlier migration of the run, or added or validated by an earlier
+//! statement of this one (a `VALIDATE CONSTRAINT` of some other check proves nothing).
+//! Nor is it on a table created earlier in the same migration, or one the database shows
+//! empty.
 
-use pg_query::protobuf::{AlterTableType, ConstrType, NullTestType, RangeVar};
-use pg_query::NodeEnum;
+use pg_query::protobuf::{AlterTableType, ConstrType};
 
-use super::{added_constraint, alter_table, altered_table_with_data, contype, is};
+use super::{added_constraint, altered_table_with_data, contype, is};
 use crate::lint::{Category, Context, Hit, Level, Rule, RuleMeta, Statement};
 
 pub struct SetNotNull;
@@ -39,7 +40,7 @@ impl Rule for SetNotNull {
         let mut found = Vec::new();
         for cmd in cmds {
             if is(cmd, AlterTableType::AtSetNotNull) {
-                if !proven_before(ctx, table, &cmd.name, statement.index) {
+                if !ctx.not_null_proven_before(table, &cmd.name, statement.index) {
                     found.push((
                         format!("ALTER COLUMN {} SET NOT NULL", cmd.name),
                         cmd.name.clone(),
@@ -48,6 +49,9 @@ impl Rule for SetNotNull {
             } else if let Some(c) = added_constraint(cmd) {
                 if contype(c) == ConstrType::ConstrNotnull && !c.skip_validation {
                     for column in strings(&c.keys) {
+                        if ctx.not_null_proven_before(table, &column, statement.index) {
+                            continue;
+                        }
                         let what = match c.conname.as_str() {
                             "" => format!("ADD NOT NULL {column}"),
                             name => format!("ADD CONSTRAINT {name} NOT NULL {column}"),
@@ -80,43 +84,11 @@ fn strings(nodes: &[pg_query::protobuf::Node]) -> impl Iterator<Item = String> +
         .map(str::to_string)
 }
 
-/// Whether an earlier statement of this migration already proved `column` of `table`
-/// NOT NULL with a valid check: it validated a constraint on the table (the usual
-/// `VALIDATE CONSTRAINT` of the `CHECK (col IS NOT NULL) NOT VALID` added before), or it
-/// added `CHECK (col IS NOT NULL)` without `NOT VALID`.
-fn proven_before(ctx: &Context<'_>, table: &RangeVar, column: &str, statement: usize) -> bool {
-    let key = ctx.key(table);
-    ctx.statements
-        .iter()
-        .take_while(|s| s.index < statement)
-        .filter_map(|s| alter_table(s.node))
-        .filter(|(t, _)| ctx.key(t) == key)
-        .flat_map(|(_, cmds)| cmds)
-        .any(|cmd| {
-            if is(cmd, AlterTableType::AtValidateConstraint) {
-                return true;
-            }
-            let Some(c) = added_constraint(cmd) else {
-                return false;
-            };
-            contype(c) == ConstrType::ConstrCheck
-                && !c.skip_validation
-                && matches!(
-                    c.raw_expr.as_ref().and_then(|e| e.node.as_ref()),
-                    Some(NodeEnum::NullTest(test))
-                        if test.nulltesttype == NullTestType::IsNotNull as i32
-                            && matches!(
-                                test.arg.as_ref().and_then(|a| a.node.as_ref()),
-                                Some(NodeEnum::ColumnRef(r)) if strings(&r.fields).last().as_deref() == Some(column)
-                            )
-                )
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::SetNotNull as R;
-    use crate::lint::rules::testing::{ids, input, lint, lint_with};
+    use crate::lint::catalog::{Catalog, Check};
+    use crate::lint::rules::testing::{ids, input, lint, lint_after, lint_with};
     use crate::lint::DbFacts;
 
     #[test]
@@ -146,17 +118,30 @@ mod tests {
     #[test]
     fn the_safe_rewrite_is_fine() {
         // First migration: the check, not validated.
-        assert!(lint(
-            &R,
-            "alter table orders add constraint orders_note_not_null check (note is not null) not valid;"
-        )
-        .is_empty());
+        let first = "alter table orders add constraint orders_note_not_null check (note is not null) not valid;";
+        assert!(lint(&R, first).is_empty());
         // Later migration: validate, then SET NOT NULL skips its scan.
-        assert!(lint(
+        let found = lint_after(
             &R,
+            &[first],
             "alter table orders validate constraint orders_note_not_null;\n\
              alter table orders alter column note set not null;\n\
-             alter table orders drop constraint orders_note_not_null;"
+             alter table orders drop constraint orders_note_not_null;",
+        );
+        assert!(found.is_empty(), "{found:?}");
+        // Or all in one migration, validated as it is added (a scan, but not this rule's).
+        assert!(lint(
+            &R,
+            "alter table orders add constraint orders_note_not_null check (note is not null);\n\
+             alter table orders alter column note set not null;"
+        )
+        .is_empty());
+        // PostgreSQL 18's NOT NULL constraint uses the valid check the same way.
+        assert!(lint_after(
+            &R,
+            &[first],
+            "alter table orders validate constraint orders_note_not_null;\n\
+             alter table orders add constraint orders_note_nn not null note;"
         )
         .is_empty());
         assert!(lint(
@@ -184,6 +169,54 @@ mod tests {
             None,
         );
         assert!(found.is_empty(), "empty per the database");
+    }
+
+    #[test]
+    fn a_check_the_database_has_validated_is_proof() {
+        let facts = DbFacts {
+            tables: [("public.accounts".to_string(), true)]
+                .into_iter()
+                .collect(),
+            catalog: Catalog {
+                checks: [(
+                    "public.accounts".to_string(),
+                    vec![Check {
+                        name: "accounts_email_not_null".into(),
+                        not_null: Some("email".into()),
+                        validated: true,
+                    }],
+                )]
+                .into_iter()
+                .collect(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let sql = "alter table accounts alter column email set not null;";
+        assert!(lint_with(&R, input(sql), Some(&facts), None).is_empty());
+        // Not yet validated, it proves nothing.
+        let mut facts = facts;
+        facts.catalog.checks.get_mut("public.accounts").unwrap()[0].validated = false;
+        let found = lint_with(&R, input(sql), Some(&facts), None);
+        assert_eq!(ids(&found), ["set-not-null"]);
+    }
+
+    #[test]
+    fn validating_an_unrelated_constraint_proves_nothing() {
+        let found = lint(
+            &R,
+            "alter table accounts validate constraint accounts_phone_length;\n\
+             alter table accounts alter column email set not null;",
+        );
+        assert_eq!(ids(&found), ["set-not-null"]);
+        assert_eq!(found[0].line, 2);
+        let found = lint_after(
+            &R,
+            &["alter table accounts add constraint accounts_phone_length check (length(phone) > 3) not valid;"],
+            "alter table accounts validate constraint accounts_phone_length;\n\
+             alter table accounts alter column email set not null;",
+        );
+        assert_eq!(ids(&found), ["set-not-null"]);
     }
 
     #[test]

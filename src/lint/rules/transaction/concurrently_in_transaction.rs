@@ -10,6 +10,7 @@
 use pg_query::protobuf::{AlterTableType, Node};
 use pg_query::NodeEnum;
 
+use super::refused_in_block;
 use crate::lint::nodes::option_on;
 use crate::lint::{Category, Context, Hit, Level, Rule, RuleMeta, Statement};
 
@@ -20,7 +21,7 @@ static META: RuleMeta = RuleMeta {
     category: Category::Transaction,
     default_level: Level::Error,
     summary: "a CONCURRENTLY statement in a migration that runs inside a transaction fails",
-    explanation: "CREATE INDEX CONCURRENTLY, DROP INDEX CONCURRENTLY, REINDEX ... CONCURRENTLY and ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY cannot run inside a transaction block: PostgreSQL refuses them, so a migration that runs in the deploy transaction fails, and the deploy with it. Move the statement to a migration of its own whose first line is -- no-transaction (in Alembic, run it inside op.get_context().autocommit_block()).",
+    explanation: "CREATE INDEX CONCURRENTLY, DROP INDEX CONCURRENTLY, REINDEX ... CONCURRENTLY and ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY cannot run inside a transaction block: PostgreSQL refuses them, so a migration that runs in the deploy transaction fails, and the deploy with it. Move the statement to a migration of its own whose first line is -- no-transaction (in Alembic, run it inside op.get_context().autocommit_block()). In a -- no-transaction migration, a BEGIN or START TRANSACTION before it (until COMMIT, END or ROLLBACK) opens such a block just the same: remove the BEGIN and COMMIT.",
 };
 
 impl Rule for ConcurrentlyInTransaction {
@@ -29,9 +30,6 @@ impl Rule for ConcurrentlyInTransaction {
     }
 
     fn check(&self, statement: &Statement<'_>, ctx: &Context<'_>) -> Vec<Hit> {
-        if !ctx.input.transactional {
-            return Vec::new();
-        }
         let what = match statement.node {
             NodeEnum::IndexStmt(index) if index.concurrent => "CREATE INDEX CONCURRENTLY",
             NodeEnum::DropStmt(drop) if drop.concurrent => "DROP INDEX CONCURRENTLY",
@@ -43,10 +41,12 @@ impl Rule for ConcurrentlyInTransaction {
             }
             _ => return Vec::new(),
         };
-        vec![Hit::new(
-            format!("{what} cannot run inside a transaction block, and this migration runs in one: PostgreSQL refuses it"),
+        refused_in_block(
+            ctx,
+            statement,
+            what,
             "move it to a migration of its own whose first line is -- no-transaction (Alembic: op.get_context().autocommit_block())",
-        )]
+        )
     }
 }
 
@@ -66,6 +66,13 @@ fn detaches_concurrently(cmd: &Node) -> bool {
 mod tests {
     use super::ConcurrentlyInTransaction as R;
     use crate::lint::rules::testing::{ids, input, lint, lint_with};
+    use crate::lint::Finding;
+
+    fn no_transaction(sql: &str) -> Vec<Finding> {
+        let mut i = input(sql);
+        i.transactional = false;
+        lint_with(&R, i, None, None)
+    }
 
     #[test]
     fn concurrently_in_a_transaction_is_found() {
@@ -90,11 +97,50 @@ mod tests {
     }
 
     #[test]
+    fn concurrently_inside_begin_in_a_no_transaction_migration_is_found() {
+        let found = no_transaction(
+            "-- no-transaction\nbegin;\ncreate index concurrently if not exists i on orders (channel);\ncommit;",
+        );
+        assert_eq!(ids(&found), ["concurrently-in-transaction"]);
+        assert_eq!(found[0].line, 3);
+        assert!(
+            found[0].message.contains("the BEGIN on line 2"),
+            "{}",
+            found[0].message
+        );
+        assert!(
+            found[0].fix.contains("remove the BEGIN and the COMMIT"),
+            "{}",
+            found[0].fix
+        );
+        for sql in [
+            "start transaction;\ndrop index concurrently i;\ncommit;",
+            "begin;\nselect 1;\nreindex index concurrently i;",
+            "begin;\ncommit and chain;\ncreate index concurrently i on orders (channel);",
+            "begin;\nbegin;\ncommit;\nbegin;\ncreate index concurrently i on orders (channel);\nend;",
+        ] {
+            assert_eq!(
+                ids(&no_transaction(sql)),
+                ["concurrently-in-transaction"],
+                "{sql}"
+            );
+        }
+    }
+
+    #[test]
     fn no_transaction_or_no_concurrently_is_fine() {
-        let mut i =
-            input("-- no-transaction\ncreate index concurrently i on orders (customer_id);");
-        i.transactional = false;
-        assert!(lint_with(&R, i, None, None).is_empty());
+        assert!(no_transaction(
+            "-- no-transaction\ncreate index concurrently i on orders (customer_id);"
+        )
+        .is_empty());
+        for sql in [
+            "begin;\ncommit;\ncreate index concurrently i on orders (channel);",
+            "begin;\nrollback;\ndrop index concurrently i;",
+            "begin;\nend;\nreindex index concurrently i;",
+            "begin;\ncreate index i on orders (channel);\ncommit;",
+        ] {
+            assert!(no_transaction(sql).is_empty(), "{sql}");
+        }
         for sql in [
             "create index i on orders (customer_id);",
             "reindex (concurrently false) index i;",
@@ -108,5 +154,7 @@ mod tests {
     fn the_allow_comment_silences_it() {
         let sql = "-- ballast:allow concurrently-in-transaction\ncreate index concurrently i on orders (customer_id);";
         assert!(lint(&R, sql).is_empty());
+        let sql = "-- no-transaction\nbegin;\n-- ballast:allow concurrently-in-transaction\ncreate index concurrently i on orders (customer_id);\ncommit;";
+        assert!(no_transaction(sql).is_empty());
     }
 }

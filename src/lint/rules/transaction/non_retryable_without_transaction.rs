@@ -10,12 +10,17 @@
 //! would then keep as it is, so drop the INVALID leftover first (`DROP INDEX CONCURRENTLY
 //! IF EXISTS name`). An unnamed index is worse: each retry builds another copy under a
 //! new name. Objects with no such clause (types, domains) belong in a transactional
-//! migration.
+//! migration. `DETACH PARTITION ... CONCURRENTLY` has no such form: interrupted after its
+//! first transaction, it leaves the partition "pending detach", and running it again
+//! fails until `ALTER TABLE parent DETACH PARTITION child FINALIZE` completes the detach
+//! (after which the statement has nothing left to do); keep it alone in its migration and
+//! finalize by hand when a run was interrupted.
 
-use pg_query::protobuf::{AlterTableType, Node, ObjectType, RangeVar};
+use pg_query::protobuf::{AlterTableCmd, AlterTableType, Node, ObjectType, RangeVar};
 use pg_query::NodeEnum;
 
 use crate::lint::context::type_name;
+use crate::lint::nodes::written;
 use crate::lint::{Category, Context, Hit, Level, Rule, RuleMeta, Statement};
 
 pub struct NonRetryableWithoutTransaction;
@@ -25,7 +30,7 @@ static META: RuleMeta = RuleMeta {
     category: Category::Transaction,
     default_level: Level::Error,
     summary: "CREATE without IF NOT EXISTS or DROP without IF EXISTS in a -- no-transaction migration fails when retried",
-    explanation: "A -- no-transaction migration is not recorded until its last statement succeeds, so after a failure or an interruption the retry runs it again from the top. A CREATE without IF NOT EXISTS (or OR REPLACE), or a DROP without IF EXISTS, then fails on the object the first run already made or removed. Write every statement so that running it twice is harmless. For indexes, CREATE INDEX CONCURRENTLY IF NOT EXISTS name: a failed concurrent build leaves an INVALID index of that name behind, which IF NOT EXISTS would then keep, so drop the INVALID leftover first (DROP INDEX CONCURRENTLY IF EXISTS name). Objects with no such clause (types, domains) belong in a transactional migration.",
+    explanation: "A -- no-transaction migration is not recorded until its last statement succeeds, so after a failure or an interruption the retry runs it again from the top. A CREATE without IF NOT EXISTS (or OR REPLACE), or a DROP without IF EXISTS, then fails on the object the first run already made or removed. Write every statement so that running it twice is harmless. For indexes, CREATE INDEX CONCURRENTLY IF NOT EXISTS name: a failed concurrent build leaves an INVALID index of that name behind, which IF NOT EXISTS would then keep, so drop the INVALID leftover first (DROP INDEX CONCURRENTLY IF EXISTS name). Objects with no such clause (types, domains) belong in a transactional migration. DETACH PARTITION ... CONCURRENTLY has no such form: interrupted after its first transaction, it leaves the partition \"pending detach\", and running it again fails until ALTER TABLE parent DETACH PARTITION child FINALIZE completes the detach (after which the statement has nothing left to do); keep it alone in its migration and finalize by hand when a run was interrupted.",
 };
 
 impl Rule for NonRetryableWithoutTransaction {
@@ -184,6 +189,9 @@ impl Rule for NonRetryableWithoutTransaction {
                             format!("DROP CONSTRAINT {} of {table}", cmd.name),
                             "DROP CONSTRAINT IF EXISTS",
                         )),
+                        AlterTableType::AtDetachPartition => {
+                            detached_concurrently(alter.relation.as_ref()?, cmd, &table)
+                        }
                         _ => None,
                     })
                     .collect()
@@ -191,6 +199,23 @@ impl Rule for NonRetryableWithoutTransaction {
             _ => Vec::new(),
         }
     }
+}
+
+/// `DETACH PARTITION ... CONCURRENTLY` of `parent` (known as `table`): interrupted
+/// between its two transactions, it leaves the partition pending detach, and only
+/// `FINALIZE` moves it on.
+fn detached_concurrently(parent: &RangeVar, cmd: &AlterTableCmd, table: &str) -> Option<Hit> {
+    let Some(NodeEnum::PartitionCmd(p)) = cmd.def.as_ref().and_then(|d| d.node.as_ref()) else {
+        return None;
+    };
+    if !p.concurrent {
+        return None;
+    }
+    let (parent, child) = (written(parent), written(p.name.as_ref()?));
+    Some(Hit::new(
+        format!("DETACH PARTITION {child} CONCURRENTLY of {table} cannot be retried: if the run is interrupted after its first transaction, {child} is left pending detach, and running the migration again fails until the detach is finalized"),
+        format!("keep it alone in its migration; if a run was interrupted, complete the detach by hand with ALTER TABLE {parent} DETACH PARTITION {child} FINALIZE (after that the statement has nothing left to do: running it again fails because {child} is no longer a partition)"),
+    ))
 }
 
 /// The name in a DROP's object list: `schema.table`, `schema`, a type, a function.
@@ -270,6 +295,37 @@ mod tests {
     }
 
     #[test]
+    fn a_concurrent_detach_is_found_with_its_finalize() {
+        let found = no_transaction(
+            "-- no-transaction\nalter table measurements detach partition measurements_2024 concurrently;",
+        );
+        assert_eq!(ids(&found), ["non-retryable-without-transaction"]);
+        assert_eq!(found[0].line, 2);
+        assert!(
+            found[0].message.contains("pending detach"),
+            "{}",
+            found[0].message
+        );
+        assert!(
+            found[0]
+                .fix
+                .contains("ALTER TABLE measurements DETACH PARTITION measurements_2024 FINALIZE"),
+            "{}",
+            found[0].fix
+        );
+        let qualified = no_transaction(
+            "alter table metrics.measurements detach partition metrics.measurements_2024 concurrently;",
+        );
+        assert!(
+            qualified[0].fix.contains(
+                "ALTER TABLE metrics.measurements DETACH PARTITION metrics.measurements_2024 FINALIZE"
+            ),
+            "{}",
+            qualified[0].fix
+        );
+    }
+
+    #[test]
     fn retryable_statements_or_a_transaction_are_fine() {
         for sql in [
             "create index concurrently if not exists orders_customer_idx on orders (customer_id);",
@@ -282,11 +338,18 @@ mod tests {
             assert!(no_transaction(sql).is_empty(), "{sql}");
         }
         assert!(lint(&R, "create table t (id int);\ndrop table u;").is_empty());
+        assert!(lint(
+            &R,
+            "alter table measurements detach partition measurements_2024 concurrently;"
+        )
+        .is_empty());
     }
 
     #[test]
     fn the_allow_comment_silences_it() {
         let sql = "-- no-transaction\n-- ballast:allow non-retryable-without-transaction\ncreate index concurrently i on orders (customer_id);";
+        assert!(no_transaction(sql).is_empty());
+        let sql = "-- no-transaction\n-- ballast:allow non-retryable-without-transaction\nalter table measurements detach partition measurements_2024 concurrently;";
         assert!(no_transaction(sql).is_empty());
     }
 }

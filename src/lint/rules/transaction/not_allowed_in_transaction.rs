@@ -5,10 +5,14 @@
 //! `DROP TABLESPACE` and `ALTER SYSTEM`. In a migration that runs in the deploy
 //! transaction PostgreSQL refuses them, and the deploy fails. Maintenance (`VACUUM`)
 //! belongs outside migrations; the others in a `-- no-transaction` migration of their
-//! own, if in a migration at all. (`CONCURRENTLY` statements have their own rule.)
+//! own, if in a migration at all. In a `-- no-transaction` migration, a `BEGIN` or
+//! `START TRANSACTION` before them (until `COMMIT`, `END` or `ROLLBACK`) opens such a
+//! block just the same: remove the `BEGIN` and `COMMIT`. (`CONCURRENTLY` statements have
+//! their own rule.)
 
 use pg_query::NodeEnum;
 
+use super::refused_in_block;
 use crate::lint::{Category, Context, Hit, Level, Rule, RuleMeta, Statement};
 
 pub struct NotAllowedInTransaction;
@@ -18,7 +22,7 @@ static META: RuleMeta = RuleMeta {
     category: Category::Transaction,
     default_level: Level::Error,
     summary: "VACUUM, CREATE/DROP DATABASE, tablespaces and ALTER SYSTEM fail inside the deploy transaction",
-    explanation: "Some statements cannot run inside a transaction block at all: VACUUM (not ANALYZE alone), CREATE DATABASE, DROP DATABASE, CREATE TABLESPACE, DROP TABLESPACE and ALTER SYSTEM. In a migration that runs in the deploy transaction PostgreSQL refuses them, and the deploy fails. Maintenance (VACUUM) belongs outside migrations; the others in a -- no-transaction migration of their own, if in a migration at all.",
+    explanation: "Some statements cannot run inside a transaction block at all: VACUUM (not ANALYZE alone), CREATE DATABASE, DROP DATABASE, CREATE TABLESPACE, DROP TABLESPACE and ALTER SYSTEM. In a migration that runs in the deploy transaction PostgreSQL refuses them, and the deploy fails. Maintenance (VACUUM) belongs outside migrations; the others in a -- no-transaction migration of their own, if in a migration at all. In a -- no-transaction migration, a BEGIN or START TRANSACTION before them (until COMMIT, END or ROLLBACK) opens such a block just the same: remove the BEGIN and COMMIT.",
 };
 
 impl Rule for NotAllowedInTransaction {
@@ -27,9 +31,6 @@ impl Rule for NotAllowedInTransaction {
     }
 
     fn check(&self, statement: &Statement<'_>, ctx: &Context<'_>) -> Vec<Hit> {
-        if !ctx.input.transactional {
-            return Vec::new();
-        }
         let what = match statement.node {
             NodeEnum::VacuumStmt(v) if v.is_vacuumcmd => "VACUUM",
             NodeEnum::CreatedbStmt(_) => "CREATE DATABASE",
@@ -44,10 +45,7 @@ impl Rule for NotAllowedInTransaction {
         } else {
             "move it to a migration of its own whose first line is -- no-transaction, or do it by hand outside the deploy"
         };
-        vec![Hit::new(
-            format!("{what} cannot run inside a transaction block, and this migration runs in one: PostgreSQL refuses it"),
-            fix,
-        )]
+        refused_in_block(ctx, statement, what, fix)
     }
 }
 
@@ -55,6 +53,13 @@ impl Rule for NotAllowedInTransaction {
 mod tests {
     use super::NotAllowedInTransaction as R;
     use crate::lint::rules::testing::{ids, input, lint, lint_with};
+    use crate::lint::Finding;
+
+    fn no_transaction(sql: &str) -> Vec<Finding> {
+        let mut i = input(sql);
+        i.transactional = false;
+        lint_with(&R, i, None, None)
+    }
 
     #[test]
     fn vacuum_or_create_database_in_a_transaction_is_found() {
@@ -69,11 +74,33 @@ mod tests {
     }
 
     #[test]
+    fn vacuum_inside_begin_in_a_no_transaction_migration_is_found() {
+        let found =
+            no_transaction("-- no-transaction\nstart transaction;\nvacuum orders;\ncommit;");
+        assert_eq!(ids(&found), ["not-allowed-in-transaction"]);
+        assert_eq!(found[0].line, 3);
+        assert!(
+            found[0].message.contains("the START TRANSACTION on line 2"),
+            "{}",
+            found[0].message
+        );
+        assert!(
+            found[0].fix.starts_with("remove the START TRANSACTION"),
+            "{}",
+            found[0].fix
+        );
+        assert_eq!(
+            ids(&no_transaction("begin;\ncreate database reports;\ncommit;")),
+            ["not-allowed-in-transaction"]
+        );
+    }
+
+    #[test]
     fn analyze_alone_or_outside_a_transaction_is_fine() {
         assert!(lint(&R, "analyze orders;").is_empty());
-        let mut no_tx = input("vacuum orders;");
-        no_tx.transactional = false;
-        assert!(lint_with(&R, no_tx, None, None).is_empty());
+        assert!(no_transaction("vacuum orders;").is_empty());
+        assert!(no_transaction("begin;\nprepare transaction 'x';\nvacuum orders;").is_empty());
+        assert!(no_transaction("begin;\nanalyze orders;\ncommit;").is_empty());
     }
 
     #[test]
