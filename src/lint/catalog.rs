@@ -12,13 +12,14 @@
 
 use std::collections::{HashMap, HashSet};
 
-use pg_query::protobuf::{AlterTableType, ConstrType, Constraint};
+use pg_query::protobuf::{AlterTableType, ConstrType, Constraint, ObjectType, RangeVar};
 use pg_query::NodeEnum;
 
 use super::context::table_key;
 use super::context::type_name;
 use super::nodes::{
-    alter_commands, columns, contype, not_null_column, strings, table_constraints, Change,
+    alter_commands, columns, contype, not_null_column, qualified, strings, table_constraints,
+    Change,
 };
 
 /// A CHECK constraint: its name, the column it proves NOT NULL (for `CHECK (col IS NOT
@@ -103,6 +104,14 @@ impl Catalog {
         }
     }
 
+    fn forget(&mut self, table: &str) {
+        self.indexes.remove(table);
+        self.checks.remove(table);
+        self.column_types.remove(table);
+        self.primary_keys.remove(table);
+        self.partitioned.remove(table);
+    }
+
     /// Learns what statements declare, unqualified names taken to be in `schema`.
     pub fn learn<'n>(
         &mut self,
@@ -115,7 +124,7 @@ impl Catalog {
     }
 
     fn learn_statement(&mut self, schema: Option<&str>, node: &NodeEnum) {
-        let key = |rv| table_key(schema, rv);
+        let key = |rv: &RangeVar| table_key(schema, rv);
         match node {
             NodeEnum::CreateStmt(create) => {
                 if let (Some(table), Some(_)) = (&create.relation, &create.partspec) {
@@ -156,6 +165,16 @@ impl Catalog {
                             }
                             _ => {}
                         }
+                    }
+                }
+            }
+            NodeEnum::DropStmt(drop) if drop.remove_type == ObjectType::ObjectTable as i32 => {
+                for object in &drop.objects {
+                    let Some(NodeEnum::List(names)) = &object.node else {
+                        continue;
+                    };
+                    if let Some(rv) = qualified(&names.items) {
+                        self.forget(&key(&rv));
                     }
                 }
             }
@@ -299,6 +318,15 @@ mod tests {
              alter table accounts drop constraint accounts_email_check;",
         );
         assert!(!c.proves_not_null("public.accounts", "email"));
+    }
+
+    #[test]
+    fn a_dropped_table_is_forgotten() {
+        let c = learnt(
+            "create table orders (id bigint primary key);\ndrop table if exists public.orders;",
+        );
+        assert!(!c.indexed("public.orders", &["id".into()]));
+        assert_eq!(c.column_type("public.orders", "id"), None);
     }
 
     #[test]

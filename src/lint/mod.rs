@@ -73,6 +73,10 @@ pub struct Hit {
     /// Byte offset in the migration's SQL, when the rule knows better than "the
     /// statement" (for whole-migration rules: where to point).
     pub at: Option<usize>,
+    /// A risk no rewrite of the SQL avoids, only an operational step (what to run if
+    /// the statement is interrupted): reported at most as a warning, so the advised
+    /// form of a statement never fails `check`.
+    pub advisory: bool,
 }
 
 impl Hit {
@@ -81,6 +85,15 @@ impl Hit {
             message: message.into(),
             fix: fix.into(),
             at: None,
+            advisory: false,
+        }
+    }
+
+    /// This hit, as an [`advisory`](Hit::advisory) one.
+    pub fn advisory(self) -> Hit {
+        Hit {
+            advisory: true,
+            ..self
         }
     }
 }
@@ -184,7 +197,10 @@ fn lint_one(
     let mut findings = Vec::new();
     let mut push = |rule: &dyn Rule, hit: Hit, statement: Option<&Statement<'_>>| {
         let meta = rule.meta();
-        let level = settings.level_of(meta);
+        let level = match settings.level_of(meta) {
+            level if hit.advisory => level.min(Level::Warning),
+            level => level,
+        };
         if level == Level::Off {
             return;
         }

@@ -30,7 +30,7 @@ static META: RuleMeta = RuleMeta {
     id: "prefer-bigint-keys",
     category: Category::Hygiene,
     default_level: Level::Warning,
-    summary: "integer primary keys and identity columns run out at 2.1 billion",
+    summary: "integer primary keys and identity columns run out at 2.1 billion, and so does an integer foreign key to a bigint key",
     explanation: "A primary key or identity column of type integer (int4, serial) runs out at 2,147,483,647 values (smallint: 32,767), and inserts then fail. Widening it later is an ALTER COLUMN ... TYPE bigint that rewrites the table, and every foreign key pointing at it, under an ACCESS EXCLUSIVE lock. bigint costs four more bytes a row: use bigint generated always as identity (or bigserial) from the start. Any serial or smallserial column is reported, key or not: its sequence runs out the same way. So is a foreign key column narrower than the key it references (integer referencing a bigint key): inserts that point at a referenced row fail once its ids pass 2,147,483,647; declare the column bigint, like the key. The referenced key's type is known when this migration, an earlier one or (with a database) the database declares it.",
 };
 

@@ -10,12 +10,15 @@
 //! validated `CHECK (col IS NOT NULL)` on that very column is known just before it: in the
 //! database, from an earlier migration of the run, or added or validated by an earlier
 //! statement of this one (a `VALIDATE CONSTRAINT` of some other check proves nothing).
+//! Without a database, a check added by a migration outside the run cannot be read: a
+//! `VALIDATE CONSTRAINT` before it, on the table, of a check the run does not know and
+//! whose name holds the column's (`orders_created_at_not_null`) is taken as the proof.
 //! Nor is it on a table created earlier in the same migration, or one the database shows
 //! empty.
 
-use pg_query::protobuf::{AlterTableType, ConstrType};
+use pg_query::protobuf::{AlterTableType, ConstrType, RangeVar};
 
-use super::{added_constraint, altered_table_with_data, contype, is};
+use super::{added_constraint, alter_table, altered_table_with_data, contype, is};
 use crate::lint::{Category, Context, Hit, Level, Rule, RuleMeta, Statement};
 
 pub struct SetNotNull;
@@ -40,7 +43,7 @@ impl Rule for SetNotNull {
         let mut found = Vec::new();
         for cmd in cmds {
             if is(cmd, AlterTableType::AtSetNotNull) {
-                if !ctx.not_null_proven_before(table, &cmd.name, statement.index) {
+                if !proven(ctx, table, &cmd.name, statement.index) {
                     found.push((
                         format!("ALTER COLUMN {} SET NOT NULL", cmd.name),
                         cmd.name.clone(),
@@ -49,7 +52,7 @@ impl Rule for SetNotNull {
             } else if let Some(c) = added_constraint(cmd) {
                 if contype(c) == ConstrType::ConstrNotnull && !c.skip_validation {
                     for column in strings(&c.keys) {
-                        if ctx.not_null_proven_before(table, &column, statement.index) {
+                        if proven(ctx, table, &column, statement.index) {
                             continue;
                         }
                         let what = match c.conname.as_str() {
@@ -82,6 +85,33 @@ fn strings(nodes: &[pg_query::protobuf::Node]) -> impl Iterator<Item = String> +
     crate::lint::nodes::strings(nodes)
         .into_iter()
         .map(str::to_string)
+}
+
+/// Whether a validated `CHECK (column IS NOT NULL)` exists just before `statement`.
+/// Known for sure with a database, or when the run declares the check. Without a
+/// database, a check added by a migration outside the run cannot be read: an earlier
+/// `VALIDATE CONSTRAINT` on the table of a constraint the run does not know, named
+/// after the column (`orders_created_at_not_null`), is taken as that proof.
+fn proven(ctx: &Context<'_>, table: &RangeVar, column: &str, statement: usize) -> bool {
+    if ctx.not_null_proven_before(table, column, statement) {
+        return true;
+    }
+    if ctx.db.is_some() {
+        return false;
+    }
+    let (_, known) = ctx.known_before(table, statement);
+    let key = ctx.key(table);
+    ctx.statements
+        .iter()
+        .take_while(|s| s.index < statement)
+        .filter_map(|s| alter_table(s.node))
+        .filter(|(t, _)| ctx.key(t) == key)
+        .flat_map(|(_, cmds)| cmds)
+        .filter(|cmd| is(cmd, AlterTableType::AtValidateConstraint))
+        .any(|cmd| {
+            let declared = known.checks.values().flatten().any(|c| c.name == cmd.name);
+            !declared && cmd.name.contains(column)
+        })
 }
 
 #[cfg(test)]
@@ -216,6 +246,27 @@ mod tests {
             "alter table accounts validate constraint accounts_phone_length;\n\
              alter table accounts alter column email set not null;",
         );
+        assert_eq!(ids(&found), ["set-not-null"]);
+    }
+
+    #[test]
+    fn without_a_database_a_validate_named_for_the_column_is_taken_as_proof() {
+        let sql = "alter table orders validate constraint orders_created_at_not_null;\n\
+                   alter table orders alter column created_at set not null;";
+        assert!(lint(&R, sql).is_empty());
+        // The run knows that check: it is about another column.
+        let found = lint_after(
+            &R,
+            &["alter table orders add constraint orders_created_at_not_null check (length(note) > 0) not valid;"],
+            sql,
+        );
+        assert_eq!(ids(&found), ["set-not-null"]);
+        // With a database, only what it holds counts.
+        let facts = DbFacts {
+            tables: [("public.orders".to_string(), true)].into_iter().collect(),
+            ..Default::default()
+        };
+        let found = lint_with(&R, input(sql), Some(&facts), None);
         assert_eq!(ids(&found), ["set-not-null"]);
     }
 

@@ -20,7 +20,7 @@ static META: RuleMeta = RuleMeta {
     id: "concurrently-in-transaction",
     category: Category::Transaction,
     default_level: Level::Error,
-    summary: "a CONCURRENTLY statement in a migration that runs inside a transaction fails",
+    summary: "a CONCURRENTLY statement in a migration that runs inside a transaction (or inside its own BEGIN) fails",
     explanation: "CREATE INDEX CONCURRENTLY, DROP INDEX CONCURRENTLY, REINDEX ... CONCURRENTLY and ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY cannot run inside a transaction block: PostgreSQL refuses them, so a migration that runs in the deploy transaction fails, and the deploy with it. Move the statement to a migration of its own whose first line is -- no-transaction (in Alembic, run it inside op.get_context().autocommit_block()). In a -- no-transaction migration, a BEGIN or START TRANSACTION before it (until COMMIT, END or ROLLBACK) opens such a block just the same: remove the BEGIN and COMMIT.",
 };
 

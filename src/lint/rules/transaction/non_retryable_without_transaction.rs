@@ -29,7 +29,7 @@ static META: RuleMeta = RuleMeta {
     id: "non-retryable-without-transaction",
     category: Category::Transaction,
     default_level: Level::Error,
-    summary: "CREATE without IF NOT EXISTS or DROP without IF EXISTS in a -- no-transaction migration fails when retried",
+    summary: "CREATE without IF NOT EXISTS, DROP without IF EXISTS, or DETACH PARTITION CONCURRENTLY in a -- no-transaction migration fails when retried",
     explanation: "A -- no-transaction migration is not recorded until its last statement succeeds, so after a failure or an interruption the retry runs it again from the top. A CREATE without IF NOT EXISTS (or OR REPLACE), or a DROP without IF EXISTS, then fails on the object the first run already made or removed. Write every statement so that running it twice is harmless. For indexes, CREATE INDEX CONCURRENTLY IF NOT EXISTS name: a failed concurrent build leaves an INVALID index of that name behind, which IF NOT EXISTS would then keep, so drop the INVALID leftover first (DROP INDEX CONCURRENTLY IF EXISTS name). Objects with no such clause (types, domains) belong in a transactional migration. DETACH PARTITION ... CONCURRENTLY has no such form: interrupted after its first transaction, it leaves the partition \"pending detach\", and running it again fails until ALTER TABLE parent DETACH PARTITION child FINALIZE completes the detach (after which the statement has nothing left to do); keep it alone in its migration and finalize by hand when a run was interrupted.",
 };
 
@@ -215,7 +215,7 @@ fn detached_concurrently(parent: &RangeVar, cmd: &AlterTableCmd, table: &str) ->
     Some(Hit::new(
         format!("DETACH PARTITION {child} CONCURRENTLY of {table} cannot be retried: if the run is interrupted after its first transaction, {child} is left pending detach, and running the migration again fails until the detach is finalized"),
         format!("keep it alone in its migration; if a run was interrupted, complete the detach by hand with ALTER TABLE {parent} DETACH PARTITION {child} FINALIZE (after that the statement has nothing left to do: running it again fails because {child} is no longer a partition)"),
-    ))
+    ).advisory())
 }
 
 /// The name in a DROP's object list: `schema.table`, `schema`, a type, a function.
@@ -301,6 +301,8 @@ mod tests {
         );
         assert_eq!(ids(&found), ["non-retryable-without-transaction"]);
         assert_eq!(found[0].line, 2);
+        // No rewrite avoids it (it is the advised form of a detach): a warning.
+        assert_eq!(found[0].level, crate::lint::Level::Warning);
         assert!(
             found[0].message.contains("pending detach"),
             "{}",
