@@ -1,29 +1,64 @@
-//! Ctrl-C and SIGTERM: stop at once, but leave the terminal usable and say what the
-//! interruption means for the database.
+//! Ctrl-C and SIGTERM: stop cleanly, and say what the interruption means.
 //!
-//! The database side is safe by construction: an open migration transaction is rolled
-//! back by the server when ballast's connection closes. What is not known without a
-//! look is a `no-transaction` migration cut half-way, so an interruption after the
-//! upgrade started exits 4 (a human must look); before that, nothing changed (exit 3).
-//! Cancelling the statement and running the recovery ladder comes with that issue.
+//! Before anything changed, the run stops at once (exit 3). Once the upgrade (or a
+//! downgrade) is changing the database, stopping at once could leave a
+//! `-- no-transaction` migration cut half-way, so the first signal instead cancels the
+//! running statement (PostgreSQL's `pg_cancel_backend` for ballast's own session, a
+//! SIGINT for an Alembic child, whose driver cancels its statement), the transaction
+//! rolls back, the runner stops at that stage and climbs the recovery ladder, and the
+//! run ends with the ladder's exit code. Any further signal says what is still going on
+//! instead of leaving a half state; SIGKILL remains the way to stop at once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+use crate::config::DatabaseSettings;
 use crate::exit_code;
 
 static CHANGING: AtomicBool = AtomicBool::new(false);
+static REQUESTED: AtomicBool = AtomicBool::new(false);
 static NOTE: Mutex<Option<String>> = Mutex::new(None);
+static ACTIVITY: Mutex<Option<String>> = Mutex::new(None);
+static CANCEL: Mutex<Option<Canceller>> = Mutex::new(None);
+
+/// How to cancel what is running right now.
+#[derive(Clone)]
+pub enum Canceller {
+    /// A statement on ballast's own session: `pg_cancel_backend(pid)` from another one.
+    Backend { db: DatabaseSettings, pid: i32 },
+    /// A child process (Alembic): SIGINT, which its driver turns into a cancel.
+    Children(Vec<u32>),
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// What an interruption right now means, when it is not the upgrade's story (a
 /// restore in progress). `None` clears it.
 pub fn set_note(note: Option<String>) {
-    *NOTE.lock().unwrap_or_else(|e| e.into_inner()) = note;
+    *lock(&NOTE) = note;
 }
 
 /// Marks the window in which an interruption may leave the database between states.
 pub fn set_changing(changing: bool) {
     CHANGING.store(changing, Ordering::SeqCst);
+}
+
+/// What the run is doing, for a second Ctrl-C to report.
+pub fn set_activity(activity: impl Into<String>) {
+    *lock(&ACTIVITY) = Some(activity.into());
+}
+
+/// What the first signal should cancel; `None` when nothing cancellable runs.
+pub fn set_canceller(canceller: Option<Canceller>) {
+    *lock(&CANCEL) = canceller;
+}
+
+/// Whether a signal asked the run to stop: stages stop at the next statement, the
+/// runner at the next stage, and the recovery ladder runs.
+pub fn requested() -> bool {
+    REQUESTED.load(Ordering::SeqCst)
 }
 
 /// Installs the handler; call once, inside the runtime.
@@ -34,26 +69,76 @@ pub fn install() {
                 Ok(s) => s,
                 Err(_) => return,
             };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        let _ = console::Term::stderr().show_cursor();
-        let note = NOTE.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let code = if let Some(note) = note {
-            crate::report::stderr_line(&format!("\nballast: {note}"));
-            exit_code::REFUSED
-        } else if CHANGING.load(Ordering::SeqCst) {
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            let _ = console::Term::stderr().show_cursor();
+            if REQUESTED.swap(true, Ordering::SeqCst) {
+                still_working();
+                continue;
+            }
+            let note = lock(&NOTE).clone();
+            if let Some(note) = note {
+                crate::report::stderr_line(&format!("\nballast: {note}"));
+                std::process::exit(exit_code::REFUSED);
+            }
+            if !CHANGING.load(Ordering::SeqCst) {
+                crate::report::stderr_line("\nballast: interrupted before anything changed.");
+                std::process::exit(exit_code::REFUSED);
+            }
             crate::report::stderr_line(
-                "\nballast: interrupted during the upgrade. An open transaction is rolled back by the \
-                 server; a no-transaction migration may be half-applied. Check with `ballast status` \
-                 before deploying again."
+                "\nballast: interrupted while changing the database: cancelling the running \
+                 statement (its transaction rolls back), then the recovery ladder runs. \
+                 Press Ctrl-C again to see what is still going on.",
             );
-            exit_code::NOT_RECOVERED
-        } else {
-            crate::report::stderr_line("\nballast: interrupted before anything changed.");
-            exit_code::REFUSED
-        };
-        std::process::exit(code);
+            let canceller = lock(&CANCEL).clone();
+            match canceller {
+                Some(Canceller::Backend { db, pid }) => {
+                    tokio::spawn(cancel_backend(db, pid));
+                }
+                Some(Canceller::Children(pids)) => {
+                    for pid in pids {
+                        // SAFETY: kill(2) with a pid we spawned and a valid signal.
+                        unsafe {
+                            libc::kill(pid as libc::pid_t, libc::SIGINT);
+                        }
+                    }
+                }
+                None => {}
+            }
+        }
     });
+}
+
+async fn cancel_backend(db: DatabaseSettings, pid: i32) {
+    let result = async {
+        let mut conn = crate::db::connect(&db, "cancel").await?;
+        let cancelled = sqlx::query_scalar::<_, bool>("select pg_cancel_backend($1)")
+            .bind(pid)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| crate::db::DbError::query("cancelling the running statement", &e));
+        crate::db::close(conn).await;
+        cancelled
+    }
+    .await;
+    if let Err(e) = result {
+        crate::report::stderr_line(&format!(
+            "ballast: could not cancel the statement ({e}); the run stops after it"
+        ));
+    }
+}
+
+fn still_working() {
+    let activity = lock(&ACTIVITY)
+        .clone()
+        .unwrap_or_else(|| "finishing the run".into());
+    crate::report::stderr_line(&format!(
+        "\nballast: still {activity}; stopping it half-way would leave the database for a \
+         human to sort out, so it goes on. `kill -9 {}` stops at once (an open transaction \
+         is rolled back by the server; then check with `ballast status`).",
+        std::process::id()
+    ));
 }

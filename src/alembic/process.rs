@@ -193,6 +193,9 @@ impl Runner {
             .stderr_to_stdout()
             .reader()
             .map_err(|e| self.missing(e))?;
+        // A Ctrl-C while Alembic runs reaches it as SIGINT: its driver cancels the
+        // statement and the transaction rolls back.
+        crate::interrupt::set_canceller(Some(crate::interrupt::Canceller::Children(reader.pids())));
         let mut lines = Vec::new();
         let mut buffered = BufReader::new(&reader);
         let mut line = String::new();
@@ -208,6 +211,7 @@ impl Runner {
                 Err(_) => break, // a non-zero exit surfaces here; the status says more
             }
         }
+        crate::interrupt::set_canceller(None);
         let status = match reader.try_wait() {
             Ok(Some(output)) => output.status,
             _ => {

@@ -18,6 +18,8 @@ schema = "public"
 lock_timeout = "5s"
 statement_timeout = "15m"
 lock_wait = "30s"
+lock_retries = 3
+lock_retry_wait = "2s"
 long_transaction = "10m"
 application_name = "ballast"
 

@@ -35,6 +35,8 @@ pub struct RawDatabase {
     pub statement_timeout: Option<String>,
     pub lock_wait: Option<String>,
     pub long_transaction: Option<String>,
+    pub lock_retries: Option<u32>,
+    pub lock_retry_wait: Option<String>,
     pub application_name: Option<String>,
 }
 

@@ -32,6 +32,11 @@ pub struct DatabaseSettings {
     pub statement_timeout: Duration,
     /// How long a deploy waits for another deploy's lock before refusing.
     pub lock_wait: Duration,
+    /// How many times a transactional batch that hit lock_timeout (55P03), and so
+    /// rolled back whole, is tried again before the run fails.
+    pub lock_retries: u32,
+    /// The wait before the first retry; it doubles for each next one.
+    pub lock_retry_wait: Duration,
     /// The preflight warns of transactions open longer than this.
     pub long_transaction: Duration,
     pub application_name: String,
@@ -201,6 +206,8 @@ pub(super) fn resolve(
         statement_timeout: duration("database.statement_timeout", db.statement_timeout)?,
         lock_wait: duration("database.lock_wait", db.lock_wait)?,
         long_transaction: duration("database.long_transaction", db.long_transaction)?,
+        lock_retries: db.lock_retries.unwrap_or(0),
+        lock_retry_wait: duration("database.lock_retry_wait", db.lock_retry_wait)?,
         application_name: db.application_name.unwrap_or_default(),
     };
 

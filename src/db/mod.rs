@@ -9,6 +9,8 @@ mod error;
 pub mod journal_table;
 pub mod ledger;
 pub mod lock;
+pub mod schema_shape;
+pub mod table_writes;
 
 pub use connect::{close, connect, server_info, ServerInfo};
 pub use error::{DbError, SqlFailure};

@@ -5,6 +5,8 @@ use uuid::Uuid;
 
 use crate::backup::Artifact;
 use crate::config::Settings;
+use crate::db::schema_shape::SchemaShape;
+use crate::db::table_writes::TableWrites;
 use crate::db::{self, DbError, ServerInfo};
 use crate::engine::Snapshot;
 use crate::events::Events;
@@ -47,6 +49,24 @@ pub struct RunContext {
     pub upgrade_started: bool,
     /// Set when a commit's outcome is unknown (the connection died during COMMIT).
     pub outcome_unknown: bool,
+    /// Changes left that are not whole migrations (also listed in `committed`).
+    pub partial: Vec<PartialChange>,
+    /// The schema's shape right before the upgrade changed anything: a recovery rung
+    /// claims "back where the run started" only when the shape matches it again.
+    pub schema_before: Option<SchemaShape>,
+    /// Rows written per table when the backup started, to tell what a restore loses.
+    pub writes_at_backup: Option<TableWrites>,
+}
+
+/// Something a failed step left behind that is not a whole migration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartialChange {
+    /// An INVALID index left by a failed `CREATE INDEX CONCURRENTLY`: dropping it is
+    /// the whole undo.
+    InvalidIndex { name: String, migration: String },
+    /// Anything else (a half-run `-- no-transaction` migration, one that ran but was
+    /// not recorded): no downgrade knows where it stopped; only a restore undoes it.
+    Other(String),
 }
 
 impl RunContext {
@@ -82,6 +102,9 @@ impl RunContext {
             rolled_back: Vec::new(),
             upgrade_started: false,
             outcome_unknown: false,
+            partial: Vec::new(),
+            schema_before: None,
+            writes_at_backup: None,
         }
     }
 
@@ -119,6 +142,8 @@ impl RunContext {
 
     /// A transaction over `versions` committed: they are applied.
     pub fn record_committed(&mut self, versions: Vec<String>) {
+        // A batch retried after a lock timeout rolled back before it committed.
+        self.rolled_back.retain(|v| !versions.contains(v));
         self.committed.extend(versions.iter().cloned());
         self.events
             .emit(crate::events::Event::Committed { versions });
@@ -126,7 +151,11 @@ impl RunContext {
 
     /// A transaction over `versions` rolled back: none of them is applied.
     pub fn record_rolled_back(&mut self, versions: Vec<String>) {
-        self.rolled_back.extend(versions.iter().cloned());
+        for v in &versions {
+            if !self.rolled_back.contains(v) {
+                self.rolled_back.push(v.clone());
+            }
+        }
         self.events
             .emit(crate::events::Event::RolledBack { versions });
     }
@@ -135,7 +164,40 @@ impl RunContext {
     /// migration, an INVALID index): reported with the committed work, so the run can
     /// never call itself unchanged.
     pub fn record_partial_change(&mut self, what: String) {
-        self.committed.push(what);
+        self.committed.push(what.clone());
+        self.partial.push(PartialChange::Other(what));
+    }
+
+    /// A failed `CREATE INDEX CONCURRENTLY` in `migration` left the INVALID index `name`.
+    pub fn record_invalid_index(&mut self, name: String, migration: String) {
+        self.committed.push(format!(
+            "INVALID index {name} left by {migration} (drop it with DROP INDEX CONCURRENTLY {name})"
+        ));
+        self.partial
+            .push(PartialChange::InvalidIndex { name, migration });
+    }
+
+    /// `schema.table` of the tables that hold migration state rather than schema:
+    /// ballast's ledger and journal, and Alembic's version table.
+    pub fn bookkeeping_tables(&self) -> Vec<String> {
+        let schema = &self.settings.database.schema;
+        let mut tables = vec![
+            format!("{schema}.{}", crate::db::ledger::TABLE),
+            format!("{schema}.{}", crate::db::journal_table::TABLE),
+        ];
+        if let Some(alembic) = &self.settings.migrations.alembic {
+            tables.push(format!(
+                "{}.{}",
+                alembic.version_schema, alembic.version_table
+            ));
+        }
+        tables
+    }
+
+    /// The schema's shape now, without the bookkeeping tables.
+    pub async fn schema_shape(&mut self) -> Result<SchemaShape, DbError> {
+        let bookkeeping = self.bookkeeping_tables();
+        SchemaShape::read(self.conn().await?, &bookkeeping).await
     }
 
     /// A fresh snapshot; the first one taken is kept as the run's starting state.

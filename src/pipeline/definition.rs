@@ -69,14 +69,49 @@ impl StageSpec {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FailurePolicy {
     #[serde(default)]
     pub hooks: Vec<String>,
-    /// Restore this run's backup when a failure left changes behind.
+    /// Step back with the engine's downgrade to where the run started, when a failure
+    /// left committed migrations behind. The ladder's second rung.
+    #[serde(default = "yes")]
+    pub downgrade: bool,
+    /// Restore this run's backup when a failure left changes behind and the downgrade
+    /// is off, impossible or failed. The ladder's third rung.
     #[serde(default)]
     pub restore: RestorePolicy,
+    /// What to do with an INVALID index a failed `CREATE INDEX CONCURRENTLY` left.
+    #[serde(default)]
+    pub invalid_indexes: InvalidIndexPolicy,
+}
+
+impl Default for FailurePolicy {
+    fn default() -> FailurePolicy {
+        FailurePolicy {
+            hooks: Vec::new(),
+            downgrade: true,
+            restore: RestorePolicy::default(),
+            invalid_indexes: InvalidIndexPolicy::default(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[on_failure] invalid_indexes = ...`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InvalidIndexPolicy {
+    /// `DROP INDEX CONCURRENTLY` it: it serves no query, slows every write, and makes
+    /// the migration's retry fail (or, with `IF NOT EXISTS`, silently keep it invalid).
+    #[default]
+    Drop,
+    /// Ask at a terminal; without one, name it and leave it.
+    Ask,
 }
 
 /// `[on_failure] restore = ...`: the restore rung of the recovery ladder.

@@ -11,5 +11,7 @@ mod recovery;
 pub mod runner;
 
 pub use context::{RunContext, RunOptions};
-pub use definition::{Pipeline, PipelineError, RestorePolicy, StageKind, StageSpec};
+pub use definition::{
+    InvalidIndexPolicy, Pipeline, PipelineError, RestorePolicy, StageKind, StageSpec,
+};
 pub use runner::run;

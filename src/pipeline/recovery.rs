@@ -1,48 +1,231 @@
-//! The recovery ladder's restore rung: when a failure left changes behind and the
-//! pipeline's `[on_failure] restore` allows it, put this run's backup back.
-//! (Rung 1, "nothing changed", is the runner's own check; the downgrade rung and the
-//! rest of the ladder come with the recovery work.)
+//! The recovery ladder, after a failure that left changes behind (rung 1, "nothing
+//! changed", is the runner's own check). Least destructive first, each rung journaled
+//! as a stage of the run, and the climb stops at the first one that *provably* brings
+//! the database back to where the run found it: the migration state equal to the
+//! start's, and the schema's shape equal to the one taken right before the upgrade.
+//!
+//! - INVALID indexes a failed `CREATE INDEX CONCURRENTLY` left are dropped
+//!   (`[on_failure] invalid_indexes`), since they would make any retry fail.
+//! - Downgrade (`[on_failure] downgrade`): the engine's own downgrade back to the start,
+//!   when every change is a whole migration it knows how to undo.
+//! - Restore (`[on_failure] restore`): this run's backup, after saying how many rows
+//!   were written since it was taken.
 
 use std::time::Instant;
 
-use super::context::RunContext;
-use super::definition::{Pipeline, RestorePolicy, StageKind, StageSpec};
-use crate::events::{Event, StageRecord};
+use super::context::{PartialChange, RunContext};
+use super::definition::{InvalidIndexPolicy, Pipeline, RestorePolicy, StageKind, StageSpec};
+use crate::db::table_writes::{self, TableWrites};
+use crate::events::{Event, Severity, StageRecord};
 
-pub enum RungOutcome {
-    /// Not tried: the policy, no backup, or nobody to ask. The reason says which.
-    NotTried(String),
-    Restored(String),
-    Failed(String),
+/// Where the climb ended.
+pub struct Climb {
+    /// How the database got back to the start, when it did (proven).
+    pub recovered: Option<String>,
+    /// What each rung did or why it was not tried, for the run's next steps.
+    pub notes: Vec<String>,
 }
 
-pub async fn restore_rung(
+pub async fn climb(
     pipeline: &Pipeline,
     ctx: &mut RunContext,
     records: &mut Vec<StageRecord>,
-) -> RungOutcome {
-    let Some(backup) = ctx.backup.clone() else {
-        return RungOutcome::NotTried("this run took no backup".into());
-    };
-    match pipeline.on_failure.restore {
-        RestorePolicy::Never => {
-            return RungOutcome::NotTried("the pipeline's [on_failure] restore is \"never\"".into())
+) -> Climb {
+    let mut notes = Vec::new();
+    let policy = &pipeline.on_failure;
+
+    let dropped = drop_invalid_indexes(policy.invalid_indexes, ctx, records, &mut notes).await;
+    if dropped && ctx.committed.is_empty() && ctx.partial.is_empty() {
+        // The index was the only change: prove it.
+        match back_at_start(ctx).await {
+            Ok(()) => {
+                return Climb {
+                    recovered: Some("the INVALID index it left was dropped".into()),
+                    notes,
+                }
+            }
+            Err(why) => notes.push(format!("still not where the run started: {why}")),
         }
-        RestorePolicy::Ask => {
-            if !crate::report::interactive() {
-                return RungOutcome::NotTried(
-                    "restore = \"ask\" and there is no terminal to ask".into(),
+    }
+
+    let leftovers: Vec<String> = ctx
+        .partial
+        .iter()
+        .map(|p| match p {
+            PartialChange::InvalidIndex { name, .. } => format!("INVALID index {name}"),
+            PartialChange::Other(what) => what.clone(),
+        })
+        .collect();
+    if !policy.downgrade {
+        notes.push("no downgrade: the pipeline's [on_failure] downgrade is false".into());
+    } else if !leftovers.is_empty() {
+        notes.push(format!(
+            "no downgrade: it cannot undo a change that is not a whole migration ({})",
+            leftovers.join("; ")
+        ));
+    } else {
+        let spec = StageSpec {
+            kind: StageKind::Downgrade,
+            name: Some("downgrade (recovery)".into()),
+            command: None,
+            to: None,
+        };
+        match run_rung(&spec, ctx, records).await {
+            Ok(summary) => match back_at_start(ctx).await {
+                Ok(()) => {
+                    return Climb {
+                        recovered: Some(format!(
+                            "the committed migrations were undone by their downgrades ({summary})"
+                        )),
+                        notes,
+                    }
+                }
+                Err(why) => notes.push(format!(
+                    "the downgrade ran ({summary}) but the database is not where the run started: {why}"
+                )),
+            },
+            Err(error) => notes.push(format!("the downgrade failed: {error}")),
+        }
+    }
+
+    match restore_rung(policy.restore, ctx, records).await {
+        Ok(summary) => match back_at_start(ctx).await {
+            Ok(()) => Climb {
+                recovered: Some(format!(
+                    "the database was restored from this run's backup ({summary}); writes made since the backup are lost"
+                )),
+                notes,
+            },
+            Err(why) => {
+                notes.push(format!(
+                    "the backup was restored ({summary}) but the database is not where the run started: {why}"
+                ));
+                Climb {
+                    recovered: None,
+                    notes,
+                }
+            }
+        },
+        Err(why) => {
+            notes.push(why);
+            Climb {
+                recovered: None,
+                notes,
+            }
+        }
+    }
+}
+
+/// Drops (or, by policy, asks about) the INVALID indexes the run left. True when any
+/// was dropped.
+async fn drop_invalid_indexes(
+    policy: InvalidIndexPolicy,
+    ctx: &mut RunContext,
+    records: &mut Vec<StageRecord>,
+    notes: &mut Vec<String>,
+) -> bool {
+    let invalid: Vec<(String, String)> = ctx
+        .partial
+        .iter()
+        .filter_map(|p| match p {
+            PartialChange::InvalidIndex { name, migration } => {
+                Some((name.clone(), migration.clone()))
+            }
+            PartialChange::Other(_) => None,
+        })
+        .collect();
+    let mut dropped_any = false;
+    for (name, migration) in invalid {
+        if policy == InvalidIndexPolicy::Ask {
+            let asked = if crate::report::interactive() {
+                crate::report::prompt::confirm(format!(
+                    "{migration} left the INVALID index {name}. Drop it now (DROP INDEX CONCURRENTLY)?"
+                ))
+                .await
+                    == Ok(true)
+            } else {
+                false
+            };
+            if !asked {
+                notes.push(format!(
+                    "the INVALID index {name} was left in place ([on_failure] invalid_indexes = \"ask\"); drop it with DROP INDEX CONCURRENTLY {name} before retrying"
+                ));
+                continue;
+            }
+        }
+        let stage = "drop invalid index (recovery)".to_string();
+        ctx.events.emit(Event::StageStarted {
+            stage: stage.clone(),
+        });
+        let t = Instant::now();
+        // Not in a transaction: CONCURRENTLY takes no lock that blocks the table.
+        let sql = format!("drop index concurrently if exists {name}");
+        let result = match ctx.conn().await {
+            Ok(conn) => sqlx::raw_sql(&sql)
+                .execute(conn)
+                .await
+                .map(|_| ())
+                .map_err(|e| crate::db::SqlFailure::from_sqlx(&e).to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let outcome = match result {
+            Ok(()) => {
+                ctx.partial.retain(
+                    |p| !matches!(p, PartialChange::InvalidIndex { name: n, .. } if *n == name),
                 );
+                ctx.committed
+                    .retain(|c| !c.starts_with(&format!("INVALID index {name} ")));
+                dropped_any = true;
+                Ok(format!(
+                    "dropped the INVALID index {name} left by {migration}"
+                ))
             }
-            let prompt = format!(
-                "The deploy failed after changing the database. Restore this run's backup {} now? Writes since it was taken will be lost",
-                backup.id
-            );
-            if crate::report::prompt::confirm(prompt).await != Ok(true) {
-                return RungOutcome::NotTried("the restore was declined".into());
+            Err(e) => {
+                notes.push(format!(
+                    "dropping the INVALID index {name} failed: {e}; drop it with DROP INDEX CONCURRENTLY {name}"
+                ));
+                Err(e)
             }
+        };
+        finish_rung(ctx, records, stage, t, outcome);
+    }
+    dropped_any
+}
+
+/// The restore rung: the policy, then the writes the restore would lose, then the
+/// restore itself. `Err` says why it was not tried or how it failed.
+async fn restore_rung(
+    policy: RestorePolicy,
+    ctx: &mut RunContext,
+    records: &mut Vec<StageRecord>,
+) -> Result<String, String> {
+    let Some(backup) = ctx.backup.clone() else {
+        return Err("no automatic restore: this run took no backup".into());
+    };
+    if policy == RestorePolicy::Never {
+        return Err(
+            "no automatic restore: the pipeline's [on_failure] restore is \"never\"".into(),
+        );
+    }
+    let lost = writes_since_backup(ctx).await;
+    ctx.events.diagnose(
+        Severity::Warning,
+        format!("restoring {} would lose {lost}", backup.id),
+        Some("the counts include the run's own migrations, and may lag a second behind".into()),
+    );
+    if policy == RestorePolicy::Ask {
+        if !crate::report::interactive() {
+            return Err(format!(
+                "no automatic restore: restore = \"ask\" and there is no terminal to ask ({lost})"
+            ));
         }
-        RestorePolicy::Auto => {}
+        let prompt = format!(
+            "The deploy failed after changing the database. Restore this run's backup {} now? {lost}; they will be lost",
+            backup.id
+        );
+        if crate::report::prompt::confirm(prompt).await != Ok(true) {
+            return Err("no automatic restore: the restore was declined".into());
+        }
     }
     let spec = StageSpec {
         kind: StageKind::Restore,
@@ -50,32 +233,70 @@ pub async fn restore_rung(
         command: None,
         to: None,
     };
+    run_rung(&spec, ctx, records)
+        .await
+        .map_err(|e| format!("restoring this run's backup failed: {e}"))
+}
+
+/// "N rows written in K tables since the backup (...)", or why it cannot be told.
+async fn writes_since_backup(ctx: &mut RunContext) -> String {
+    let Some(before) = ctx.writes_at_backup.clone() else {
+        return "writes made since the backup (not measured)".into();
+    };
+    let now = match ctx.conn().await {
+        Ok(conn) => TableWrites::read(conn).await,
+        Err(e) => Err(e),
+    };
+    match now {
+        Ok(now) => table_writes::describe(&now.since(&before)),
+        Err(e) => format!("writes made since the backup (cannot count them: {e})"),
+    }
+}
+
+/// Runs one rung as a stage of the run: events, a journal record, the outcome.
+async fn run_rung(
+    spec: &StageSpec,
+    ctx: &mut RunContext,
+    records: &mut Vec<StageRecord>,
+) -> Result<String, String> {
     let stage = spec.display_name();
     ctx.events.emit(Event::StageStarted {
         stage: stage.clone(),
     });
+    crate::interrupt::set_activity(format!("running the recovery rung {stage}"));
     let t = Instant::now();
-    let result = crate::stages::run(&spec, ctx).await;
-    let duration_ms = t.elapsed().as_millis() as u64;
-    let (status, detail, outcome) = match result {
-        Ok(done) => {
-            let summary = match done {
-                crate::stages::StageOutcome::Done(s) | crate::stages::StageOutcome::Skipped(s) => s,
-            };
+    let outcome = match crate::stages::run(spec, ctx).await {
+        Ok(crate::stages::StageOutcome::Done(s) | crate::stages::StageOutcome::Skipped(s)) => Ok(s),
+        Err(e) => Err(e.to_string()),
+    };
+    finish_rung(ctx, records, stage, t, outcome.clone());
+    outcome
+}
+
+fn finish_rung(
+    ctx: &mut RunContext,
+    records: &mut Vec<StageRecord>,
+    stage: String,
+    started: Instant,
+    outcome: Result<String, String>,
+) {
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let (status, detail) = match outcome {
+        Ok(summary) => {
             ctx.events.emit(Event::StageFinished {
                 stage: stage.clone(),
                 duration_ms,
                 summary: summary.clone(),
             });
-            ("ok", summary.clone(), RungOutcome::Restored(summary))
+            ("ok", summary)
         }
-        Err(e) => {
+        Err(error) => {
             ctx.events.emit(Event::StageFailed {
                 stage: stage.clone(),
                 duration_ms,
-                error: e.to_string(),
+                error: error.clone(),
             });
-            ("failed", e.to_string(), RungOutcome::Failed(e.to_string()))
+            ("failed", error)
         }
     };
     let record = StageRecord {
@@ -86,5 +307,47 @@ pub async fn restore_rung(
     };
     ctx.journal.stage(&record);
     records.push(record);
-    outcome
+}
+
+/// Proves the database is where the run found it: the same migration state as the
+/// start, and the same schema shape as right before the upgrade. `Err` says what
+/// differs (the first few schema differences).
+pub async fn back_at_start(ctx: &mut RunContext) -> Result<(), String> {
+    let settings = ctx.settings.clone();
+    let now = match ctx.conn().await {
+        Ok(conn) => crate::engine::snapshot(&settings, conn)
+            .await
+            .map_err(|e| format!("cannot read the migration state: {e}"))?,
+        Err(e) => return Err(format!("cannot connect: {e}")),
+    };
+    let Some(start) = &ctx.start else {
+        return Err("the run never read its starting state".into());
+    };
+    if now.fingerprint() != start.fingerprint() {
+        return Err(format!(
+            "the migrations applied differ from the start (now at {}, started at {})",
+            now.current_label().unwrap_or_else(|| "none".into()),
+            start.current_label().unwrap_or_else(|| "none".into())
+        ));
+    }
+    let Some(before) = ctx.schema_before.clone() else {
+        return Ok(());
+    };
+    let shape = ctx
+        .schema_shape()
+        .await
+        .map_err(|e| format!("cannot read the schema: {e}"))?;
+    let differences = shape.differences(&before);
+    if differences.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = differences.iter().take(5).cloned().collect();
+    let more = match differences.len() {
+        n if n > 5 => format!(" (and {} more)", n - 5),
+        _ => String::new(),
+    };
+    Err(format!(
+        "the schema differs from before the upgrade: {}{more}",
+        shown.join("; ")
+    ))
 }

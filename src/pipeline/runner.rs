@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::context::RunContext;
 use super::definition::Pipeline;
 use super::hooks::run_failure_hooks;
-use super::recovery::{restore_rung, RungOutcome};
+use super::recovery;
 use crate::engine::Snapshot;
 use crate::events::{Event, Outcome, RunSummary, StageRecord};
 use crate::exit_code;
@@ -57,8 +57,16 @@ pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
         ctx.events.emit(Event::StageStarted {
             stage: stage.clone(),
         });
+        crate::interrupt::set_activity(format!("running the {stage} stage"));
         let t = Instant::now();
-        let result = stages::run(spec, ctx).await;
+        let result = match stages::run(spec, ctx).await {
+            // A signal came while the stage changed the database: stop here, so the
+            // ladder starts from what this stage did, not from what the next one does.
+            Ok(_) if crate::interrupt::requested() => Err(StageError::Failed(
+                "interrupted by a signal (Ctrl-C or SIGTERM)".into(),
+            )),
+            other => other,
+        };
         let duration_ms = t.elapsed().as_millis() as u64;
         let (status, detail) = match &result {
             Ok(StageOutcome::Done(summary)) => {
@@ -171,36 +179,29 @@ async fn conclude(
         summary.exit_code = exit_code::FAILED_RESTORED;
         summary.next_steps.push(format!(
             "fix the cause above, then run `ballast {}` again",
-            match &pipeline.rerun {
-                Some(command) => command.clone(),
-                None if pipeline.name == "deploy" => "deploy".to_string(),
-                None => format!("run {}", pipeline.name),
-            }
+            rerun_command(pipeline)
         ));
         return summary;
     }
 
-    // Changes were left behind: the restore rung, when the pipeline allows it.
-    match restore_rung(pipeline, ctx, &mut summary.stages).await {
-        RungOutcome::Restored(detail) => {
-            summary.outcome = Outcome::FailedUnchanged;
-            summary.exit_code = exit_code::FAILED_RESTORED;
-            summary.end_version = fresh_snapshot(ctx).await.and_then(|s| s.current_label());
-            summary.next_steps.push(format!(
-                "the database was restored from this run's backup ({detail}); writes made since the backup are lost"
-            ));
-            return summary;
-        }
-        RungOutcome::Failed(error) => {
-            summary
-                .next_steps
-                .push(format!("restoring this run's backup failed: {error}"));
-        }
-        RungOutcome::NotTried(reason) => {
-            summary
-                .next_steps
-                .push(format!("no automatic restore: {reason}"));
-        }
+    // Changes were left behind: the recovery ladder.
+    crate::interrupt::set_activity(
+        "climbing the recovery ladder (downgrade, then restore, as the pipeline allows)",
+    );
+    let climb = recovery::climb(pipeline, ctx, &mut summary.stages).await;
+    summary.next_steps.extend(climb.notes);
+    if let Some(how) = climb.recovered {
+        summary.outcome = Outcome::FailedUnchanged;
+        summary.exit_code = exit_code::FAILED_RESTORED;
+        summary.end_version = fresh_snapshot(ctx).await.and_then(|s| s.current_label());
+        summary
+            .next_steps
+            .push(format!("back where the run started: {how}"));
+        summary.next_steps.push(format!(
+            "fix the cause above, then run `ballast {}` again",
+            rerun_command(pipeline)
+        ));
+        return summary;
     }
     summary.outcome = Outcome::FailedNotRecovered;
     summary.exit_code = exit_code::NOT_RECOVERED;
@@ -239,6 +240,15 @@ async fn conclude(
         ));
     }
     summary
+}
+
+/// The command that runs this pipeline again.
+fn rerun_command(pipeline: &Pipeline) -> String {
+    match &pipeline.rerun {
+        Some(command) => command.clone(),
+        None if pipeline.name == "deploy" => "deploy".to_string(),
+        None => format!("run {}", pipeline.name),
+    }
 }
 
 /// Re-reads the ledger after the stages; retries once on a new connection, since a

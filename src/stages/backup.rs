@@ -3,6 +3,7 @@
 use super::{StageError, StageOutcome};
 use crate::backup::target::{back_up, TargetBackupError};
 use crate::backup::BackupError;
+use crate::db::table_writes::TableWrites;
 use crate::pipeline::RunContext;
 
 pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
@@ -15,6 +16,9 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     let settings = ctx.settings.clone();
     let (run_id, events) = (ctx.run_id, ctx.events.clone());
     let storage = ctx.storage().await?;
+    // What a restore of this backup would throw away is measured from here: pg_dump's
+    // snapshot is taken right after. Statistics are a signal, never a reason to stop.
+    ctx.writes_at_backup = TableWrites::read(ctx.conn().await?).await.ok();
     let artifact = match back_up(
         &settings,
         ctx.conn().await?,

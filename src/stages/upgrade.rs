@@ -26,6 +26,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     let lock = super::deploy_lock::acquire(ctx).await?;
     crate::interrupt::set_changing(true);
     let result = apply_under_lock(ctx).await;
+    crate::interrupt::set_canceller(None);
     // Once something committed, an interruption is never "before anything changed".
     crate::interrupt::set_changing(!ctx.committed.is_empty() || ctx.outcome_unknown);
     lock.release().await;
@@ -69,7 +70,19 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
 
     let conn = ctx.conn().await?;
     watch_for_a_dead_client(conn).await;
+    // A Ctrl-C from here on cancels the running statement rather than the process.
+    if let Ok(pid) = sqlx::query_scalar::<_, i32>("select pg_backend_pid()")
+        .fetch_one(&mut *conn)
+        .await
+    {
+        crate::interrupt::set_canceller(Some(crate::interrupt::Canceller::Backend {
+            db: settings.database.clone(),
+            pid,
+        }));
+    }
     ledger::ensure_tables(conn, schema).await?;
+    // Where the recovery ladder must bring the schema back to, if it comes to that.
+    ctx.schema_before = Some(ctx.schema_shape().await?);
     ctx.upgrade_started = true;
     crate::journal::mark_running(ctx).await;
     let snap = match snap {
@@ -82,8 +95,11 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
     let mut index = 0;
     let started = Instant::now();
     for batch in batches(&pending) {
+        if crate::interrupt::requested() {
+            return Err(interrupted());
+        }
         if batch[0].transactional {
-            apply_transaction(ctx, batch, index, total).await?;
+            apply_with_retries(ctx, batch, index, total).await?;
         } else {
             apply_alone(ctx, &batch[0], index, total).await?;
         }
@@ -126,12 +142,68 @@ async fn watch_for_a_dead_client(conn: &mut PgConnection) {
         .await;
 }
 
-async fn apply_transaction(
+/// A batch's transaction failed: why, and whether it was a lock timeout (the whole
+/// batch rolled back; trying again later may well succeed).
+struct BatchFailure {
+    error: StageError,
+    lock_timeout: bool,
+}
+
+impl From<DbError> for BatchFailure {
+    fn from(e: DbError) -> BatchFailure {
+        BatchFailure {
+            error: e.into(),
+            lock_timeout: false,
+        }
+    }
+}
+
+/// [`apply_transaction`], tried again after a lock timeout (`database.lock_retries`
+/// times, the wait doubling from `database.lock_retry_wait`): the batch rolled back
+/// whole, so nothing is applied twice, and the blocker may be gone by then.
+async fn apply_with_retries(
     ctx: &mut RunContext,
     batch: &[Migration],
     first_index: usize,
     total: usize,
 ) -> Result<(), StageError> {
+    let retries = ctx.settings.database.lock_retries;
+    let mut wait = ctx.settings.database.lock_retry_wait;
+    let mut attempt = 0;
+    loop {
+        match apply_transaction(ctx, batch, first_index, total).await {
+            Ok(()) => return Ok(()),
+            Err(failure) if failure.lock_timeout && attempt < retries => {
+                attempt += 1;
+                ctx.events.diagnose(
+                    crate::events::Severity::Warning,
+                    format!(
+                        "a migration of the batch waited lock_timeout for a lock another session holds (SQLSTATE 55P03); the batch rolled back, nothing of it applied. Retry {attempt} of {retries} in {}",
+                        humantime::format_duration(wait)
+                    ),
+                    None,
+                );
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            Err(failure) if attempt > 0 => {
+                return Err(StageError::Failed(format!(
+                    "{} (tried {} times, database.lock_retries = {retries})",
+                    failure.error,
+                    attempt + 1
+                )))
+            }
+            Err(failure) => return Err(failure.error),
+        }
+    }
+}
+
+async fn apply_transaction(
+    ctx: &mut RunContext,
+    batch: &[Migration],
+    first_index: usize,
+    total: usize,
+) -> Result<(), BatchFailure> {
     let versions: Vec<String> = batch.iter().map(|m| m.version.to_string()).collect();
     let run = RunFacts::of(ctx);
     let conn = ctx.conn().await?;
@@ -162,19 +234,23 @@ async fn apply_transaction(
         Err(e @ sqlx::Error::Database(_)) => {
             ctx.record_rolled_back(versions);
             let failure = SqlFailure::from_sqlx(&e);
-            Err(StageError::Failed(format!(
-                "COMMIT failed and rolled back: {failure}"
-            )))
+            Err(BatchFailure {
+                error: StageError::Failed(format!("COMMIT failed and rolled back: {failure}")),
+                lock_timeout: false,
+            })
         }
         // COMMIT sent, answer lost: it may or may not have committed.
         Err(e) => {
             ctx.outcome_unknown = true;
             ctx.reset_conn().await;
-            Err(StageError::Failed(format!(
-                "the connection failed during COMMIT of {}: {}; whether they were applied is unknown until checked",
-                versions.join(", "),
-                SqlFailure::from_sqlx(&e)
-            )))
+            Err(BatchFailure {
+                error: StageError::Failed(format!(
+                    "the connection failed during COMMIT of {}: {}; whether they were applied is unknown until checked",
+                    versions.join(", "),
+                    SqlFailure::from_sqlx(&e)
+                )),
+                lock_timeout: false,
+            })
         }
     }
 }
@@ -186,18 +262,23 @@ async fn run_batch(
     first_index: usize,
     total: usize,
     run: &RunFacts,
-) -> Result<(), StageError> {
+) -> Result<(), BatchFailure> {
     for (offset, m) in batch.iter().enumerate() {
+        if crate::interrupt::requested() {
+            return Err(BatchFailure {
+                error: interrupted(),
+                lock_timeout: false,
+            });
+        }
         let index = first_index + offset;
         run.events.emit(started_event(m, index, total));
         let t = Instant::now();
         if let Err(e) = tx.execute(sqlx::raw_sql(&m.up_sql)).await {
-            return Err(migration_failed(
-                m,
-                &SqlFailure::from_sqlx(&e),
-                &run.settings,
-                None,
-            ));
+            let failure = SqlFailure::from_sqlx(&e);
+            return Err(BatchFailure {
+                error: migration_failed(m, &failure, &run.settings, None),
+                lock_timeout: failure.is_lock_timeout(),
+            });
         }
         record_applied(tx, m, index, total, t, run).await?;
     }
@@ -265,6 +346,16 @@ async fn apply_alone(
     let conn = ctx.conn().await?;
     let invalid_before = invalid_indexes(conn).await?;
     for (n, statement) in statements.iter().enumerate() {
+        if crate::interrupt::requested() {
+            if n > 0 {
+                ctx.record_partial_change(format!(
+                    "{} (statements 1-{n} of {} only)",
+                    m.version,
+                    statements.len()
+                ));
+            }
+            return Err(interrupted());
+        }
         let Err(e) = conn.execute(sqlx::raw_sql(&statement.sql)).await else {
             continue;
         };
@@ -282,10 +373,7 @@ async fn apply_alone(
         match left_over {
             Ok(now) => {
                 for name in now.into_iter().filter(|i| !invalid_before.contains(i)) {
-                    ctx.record_partial_change(format!(
-                        "INVALID index {name} left by {} (drop it with DROP INDEX CONCURRENTLY {name})",
-                        m.version
-                    ));
+                    ctx.record_invalid_index(name, m.version.to_string());
                 }
             }
             Err(_) => ctx.record_partial_change(format!(
@@ -317,6 +405,12 @@ async fn apply_alone(
     }
     ctx.record_committed(vec![m.version.to_string()]);
     Ok(())
+}
+
+fn interrupted() -> StageError {
+    StageError::Failed(
+        "interrupted by a signal (Ctrl-C or SIGTERM) before the next statement".into(),
+    )
 }
 
 /// Indexes marked invalid (the debris of a failed `CREATE INDEX CONCURRENTLY`).

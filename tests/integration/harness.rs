@@ -64,7 +64,7 @@ impl Project {
     /// deploy.toml with this test's database and `extra` appended.
     pub fn write_config(&self, extra: &str) {
         let text = format!(
-            "[database]\nurl = \"{}\"\nlock_timeout = \"2s\"\nlock_wait = \"3s\"\n{extra}\n",
+            "[database]\nurl = \"{}\"\nlock_timeout = \"2s\"\nlock_wait = \"3s\"\nlock_retries = 1\nlock_retry_wait = \"500ms\"\n{extra}\n",
             self.url
         );
         std::fs::write(self.path().join("deploy.toml"), text).unwrap();
@@ -140,6 +140,23 @@ impl Project {
 
     pub fn table_exists(&self, name: &str) -> bool {
         self.sql(&format!("select to_regclass('{name}') is not null")) == "t"
+    }
+
+    /// `pg_dump --schema-only` of one schema, ballast's own tables left out: what a
+    /// recovery must bring back exactly.
+    pub fn schema_dump(&self, schema: &str) -> String {
+        let out = Command::new("pg_dump")
+            .args(["--schema-only", "--no-owner", "--schema", schema])
+            .arg(format!("--exclude-table={schema}.ballast_*"))
+            .args(["-d", &self.url])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     pub fn ledger_versions(&self) -> Vec<String> {

@@ -63,6 +63,12 @@ fn migration_blocked_by_a_lock_fails_by_lock_timeout() {
     let out = run.stdout();
     assert!(out.contains("55P03"), "{out}");
     assert!(out.contains("lock_timeout (2s)"), "{out}");
+    // The harness config allows one retry, half a second later.
+    assert!(out.contains("Retry 1 of 1 in 500ms"), "{out}");
+    assert!(
+        out.contains("(tried 2 times, database.lock_retries = 1)"),
+        "{out}"
+    );
     assert_eq!(
         p.sql("select count(*) from information_schema.columns where table_name = 'busy'"),
         "1"
@@ -92,7 +98,7 @@ fn busy_deploy_lock_refuses_and_names_the_holder() {
 }
 
 #[test]
-fn sigterm_during_the_upgrade_exits_4_and_the_transaction_rolls_back() {
+fn sigterm_during_the_upgrade_cancels_the_statement_and_the_run_ends_unchanged() {
     let p = Project::new();
     p.migration(
         "1_slow.sql",
@@ -100,7 +106,7 @@ fn sigterm_during_the_upgrade_exits_4_and_the_transaction_rolls_back() {
     );
     let child = p
         .command(&["--yes", "deploy"], &[])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -114,15 +120,26 @@ fn sigterm_during_the_upgrade_exits_4_and_the_transaction_rolls_back() {
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
+    let started = Instant::now();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(4),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted during the upgrade"));
-    // The server rolls the open transaction back once the session is gone.
+    // The statement is cancelled (not waited for), its transaction rolls back, and the
+    // run proves nothing changed: exit 1.
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "cancelled, not waited out"
+    );
+    assert!(
+        stderr.contains("cancelling the running statement"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("57014"), "{stdout}");
+    assert!(stdout.contains("nothing changed"), "{stdout}");
+    // ballast's sessions are gone.
     let deadline = Instant::now() + Duration::from_secs(10);
     while p.sql("select count(*) from pg_stat_activity where application_name like 'ballast%' and datname = current_database()") != "0" {
         assert!(Instant::now() < deadline, "ballast's session lingers");
@@ -130,4 +147,40 @@ fn sigterm_during_the_upgrade_exits_4_and_the_transaction_rolls_back() {
     }
     assert!(!p.table_exists("public.a"));
     assert!(p.ledger_versions().is_empty());
+}
+
+#[test]
+fn a_lock_timeout_is_retried_and_succeeds_once_the_blocker_is_gone() {
+    let p = Project::new();
+    p.sql("create table busy (id int)");
+    p.migration("1_alter.sql", "alter table busy add column x int;");
+    let upgrade_only = p.path().join("upgrade-only.toml");
+    std::fs::write(&upgrade_only, "[[stages]]\nkind = \"upgrade\"\n").unwrap();
+    let _blocker = Blocker::hold(&p.url, "lock table busy in access share mode");
+    // The first attempt gives up after lock_timeout (2 s); the blocker's session ends
+    // before the retry, 2 s after that.
+    let url = p.url.clone();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(2800));
+        crate::harness::psql(
+            &url,
+            "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'blocker' and datname = current_database()",
+        );
+    });
+    let run = p.ballast(&[
+        "--yes",
+        "--set",
+        "database.lock_retry_wait=2s",
+        "run",
+        upgrade_only.to_str().unwrap(),
+    ]);
+    release.join().unwrap();
+    run.expect_code(0);
+    let out = run.stdout();
+    assert!(out.contains("Retry 1 of 1 in 2s"), "{out}");
+    assert_eq!(p.ledger_versions(), ["1"]);
+    assert_eq!(
+        p.sql("select count(*) from information_schema.columns where table_name = 'busy'"),
+        "2"
+    );
 }
