@@ -17,6 +17,7 @@ use crate::exit_code;
 
 static CHANGING: AtomicBool = AtomicBool::new(false);
 static REQUESTED: AtomicBool = AtomicBool::new(false);
+static CLIMBING: AtomicBool = AtomicBool::new(false);
 static NOTE: Mutex<Option<String>> = Mutex::new(None);
 static ACTIVITY: Mutex<Option<String>> = Mutex::new(None);
 static CANCEL: Mutex<Option<Canceller>> = Mutex::new(None);
@@ -56,9 +57,15 @@ pub fn set_canceller(canceller: Option<Canceller>) {
 }
 
 /// Whether a signal asked the run to stop: stages stop at the next statement, the
-/// runner at the next stage, and the recovery ladder runs.
+/// runner at the next stage, and the recovery ladder runs. False once the ladder
+/// climbs: its rungs are never cut short by the signal that started it.
 pub fn requested() -> bool {
-    REQUESTED.load(Ordering::SeqCst)
+    REQUESTED.load(Ordering::SeqCst) && !CLIMBING.load(Ordering::SeqCst)
+}
+
+/// The recovery ladder is climbing: a signal from now on only says what is going on.
+pub fn set_climbing() {
+    CLIMBING.store(true, Ordering::SeqCst);
 }
 
 /// Installs the handler; call once, inside the runtime.
@@ -75,7 +82,7 @@ pub fn install() {
                 _ = term.recv() => {}
             }
             let _ = console::Term::stderr().show_cursor();
-            if REQUESTED.swap(true, Ordering::SeqCst) {
+            if REQUESTED.swap(true, Ordering::SeqCst) || CLIMBING.load(Ordering::SeqCst) {
                 still_working();
                 continue;
             }

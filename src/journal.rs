@@ -78,6 +78,12 @@ impl Journal {
 pub async fn mark_running(ctx: &mut RunContext) {
     ctx.journal.set("status", json!("running"));
     ctx.journal.append_line();
+    sync_table(ctx).await;
+}
+
+/// Writes the entry as it stands to `ballast_journal` (while a run changes the
+/// database, after each stage: a run killed later is found with its last stage).
+pub async fn sync_table(ctx: &mut RunContext) {
     let entry = ctx.journal.entry.clone();
     let schema = ctx.settings.database.schema.clone();
     if let Ok(conn) = ctx.conn().await {

@@ -70,37 +70,52 @@ impl ScratchCluster {
         let mut last_error = None;
         for _ in 0..5 {
             cluster.port = free_port().map_err(|e| step("finding a free port", e))?;
-            let options = format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-                 -c full_page_writes=off -c max_connections=200",
-                cluster.port,
-                cluster.base.display()
-            );
-            let log = cluster.base.join("server.log");
-            match cluster.run(
-                "pg_ctl",
-                &[
-                    "-D",
-                    &data,
-                    "-l",
-                    log.to_str().unwrap_or_default(),
-                    "-w",
-                    "-t",
-                    "30",
-                    "-o",
-                    &options,
-                    "start",
-                ],
-                true,
-            ) {
-                Ok(()) => {
-                    cluster.running = true;
-                    return Ok(cluster);
-                }
+            match cluster.start_server() {
+                Ok(()) => return Ok(cluster),
                 Err(e) => last_error = Some(e), // most likely a port taken in between: try another
             }
         }
         Err(last_error.expect("five attempts"))
+    }
+
+    /// Starts the server on its port (again, after [`Self::stop_server`]).
+    pub fn start_server(&mut self) -> Result<(), ScratchError> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+             -c full_page_writes=off -c max_connections=200",
+            self.port,
+            self.base.display()
+        );
+        let log = self.base.join("server.log");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data_dir(),
+                "-l",
+                log.to_str().unwrap_or_default(),
+                "-w",
+                "-t",
+                "30",
+                "-o",
+                &options,
+                "start",
+            ],
+            true,
+        )?;
+        self.running = true;
+        Ok(())
+    }
+
+    /// Fast shutdown, keeping the data: what a crash or an operator's `pg_ctl stop`
+    /// looks like to clients (fault-injection tests).
+    pub fn stop_server(&mut self) {
+        if self.running {
+            let _ = std::process::Command::new("sh")
+                .args(["-c", &self.stop_command()])
+                .output();
+            self.running = false;
+        }
     }
 
     /// A URL for `database` as the `postgres` superuser.

@@ -231,7 +231,8 @@ async fn restore_and_swap(
             let manifest = manifest.clone();
             tokio::task::spawn_blocking(move || {
                 restore_into(reader, &pg_restore, &fresh_url, &manifest, |raw_bytes| {
-                    progress.emit(Event::RestoreProgress { raw_bytes })
+                    progress.emit(Event::RestoreProgress { raw_bytes });
+                    crate::faults::pause("restore");
                 })
             })
             .await

@@ -53,6 +53,29 @@ impl SqlFailure {
     pub fn is_statement_timeout(&self) -> bool {
         self.sqlstate.as_deref() == Some("57014")
     }
+
+    /// What to do about an expired `lock_timeout` or `statement_timeout` (the values
+    /// the session had), as a sentence to append to the error; `None` for other errors.
+    pub fn timeout_advice(
+        &self,
+        lock_timeout: std::time::Duration,
+        statement_timeout: std::time::Duration,
+    ) -> Option<String> {
+        if self.is_lock_timeout() {
+            Some(format!(
+                "It waited lock_timeout ({}) for a lock another session holds, instead of queueing \
+                 behind it and blocking the site; find the blocker in pg_stat_activity and retry when it is gone",
+                humantime::format_duration(lock_timeout)
+            ))
+        } else if self.is_statement_timeout() {
+            Some(format!(
+                "It ran longer than statement_timeout ({}); raise database.statement_timeout for this run if that is expected",
+                humantime::format_duration(statement_timeout)
+            ))
+        } else {
+            None
+        }
+    }
 }
 
 impl std::fmt::Display for SqlFailure {

@@ -126,3 +126,23 @@ pub async fn record(conn: &mut PgConnection, schema: &str, row: NewRow<'_>) -> R
             )
         })
 }
+
+/// Deletes `version`'s row: a downgrade undid the migration. False when there was no
+/// such row (the caller decides whether that is an error).
+pub async fn remove(conn: &mut PgConnection, schema: &str, version: &str) -> Result<bool, DbError> {
+    let sql = format!(
+        "delete from {}.{TABLE} where version = $1",
+        quote_ident(schema)
+    );
+    sqlx::query(&sql)
+        .bind(version)
+        .execute(conn)
+        .await
+        .map(|done| done.rows_affected() > 0)
+        .map_err(|e| {
+            DbError::query(
+                format!("deleting migration {version} from {schema}.{TABLE}"),
+                &e,
+            )
+        })
+}

@@ -198,11 +198,7 @@ fn migration(
     down_sql: Option<String>,
     transactional: bool,
 ) -> Migration {
-    let marked = up_sql
-        .trim_start_matches('\u{feff}')
-        .lines()
-        .next()
-        .is_some_and(|l| l.trim().eq_ignore_ascii_case("-- no-transaction"));
+    let marked = marked_no_transaction(&up_sql);
     Migration {
         checksum: checksum(&up_sql),
         version,
@@ -212,6 +208,14 @@ fn migration(
         down_sql,
         transactional: transactional && !marked,
     }
+}
+
+/// Whether the file's first line is `-- no-transaction` (up and down files alike).
+pub fn marked_no_transaction(sql: &str) -> bool {
+    sql.trim_start_matches('\u{feff}')
+        .lines()
+        .next()
+        .is_some_and(|l| l.trim().eq_ignore_ascii_case("-- no-transaction"))
 }
 
 /// `0001_create_users` → (1, "create_users"); diesel's `2019-01-01-000000_x` too.

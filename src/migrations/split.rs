@@ -69,6 +69,16 @@ pub fn transaction_control(sql: &str) -> Option<Statement> {
     })
 }
 
+/// The 1-based line of a 1-based character position in `sql` (where the server says
+/// an error is, counted over the whole text it was sent).
+pub fn line_of_position(sql: &str, position: usize) -> usize {
+    1 + sql
+        .chars()
+        .take(position.saturating_sub(1))
+        .filter(|c| *c == '\n')
+        .count()
+}
+
 fn strip_leading_comments(mut text: &str) -> &str {
     loop {
         text = text.trim_start();
@@ -223,5 +233,12 @@ mod tests {
     #[test]
     fn escaped_quotes_do_not_end_strings() {
         assert_eq!(texts("select 'it''s; fine'; select 2;").len(), 2);
+    }
+
+    #[test]
+    fn server_positions_map_to_lines() {
+        assert_eq!(line_of_position("select 1;\nselect x;", 12), 2);
+        assert_eq!(line_of_position("select 1;", 1), 1);
+        assert_eq!(line_of_position("é;\nx", 4), 2);
     }
 }

@@ -105,6 +105,9 @@ pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
             detail,
         };
         ctx.journal.stage(&record);
+        if ctx.upgrade_started {
+            crate::journal::sync_table(ctx).await;
+        }
         records.push(record);
         if let Err(error) = result {
             failure = Some(Failure { stage, error });
@@ -185,6 +188,7 @@ async fn conclude(
     }
 
     // Changes were left behind: the recovery ladder.
+    crate::interrupt::set_climbing();
     crate::interrupt::set_activity(
         "climbing the recovery ladder (downgrade, then restore, as the pipeline allows)",
     );

@@ -3,37 +3,59 @@
 //! downgrade rung, and the round-trip test's middle step). Refuses up front when a
 //! revision on the way is known not to downgrade.
 
+use super::sql_downgrade::{self, Target};
 use super::{deploy_lock, StageError, StageOutcome};
 use crate::engine::Snapshot;
 use crate::pipeline::RunContext;
 
 pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome, StageError> {
-    let to = match to {
-        Some(to) => Some(to.to_string()),
-        None => match &ctx.start {
-            Some(start) => start.current_label(),
-            None => return Err(StageError::Refused(
-                "no `to` revision and no starting state to go back to (put a state-check first)"
-                    .into(),
-            )),
-        },
-    };
+    if to.is_none() && ctx.start.is_none() {
+        return Err(StageError::Refused(
+            "no `to` revision and no starting state to go back to (put a state-check first)".into(),
+        ));
+    }
     let lock = deploy_lock::acquire(ctx).await?;
     crate::interrupt::set_changing(true);
     let result = async {
         match ctx.snapshot().await? {
             Snapshot::Alembic(snap) => {
+                let to = match to {
+                    Some(to) => Some(to.to_string()),
+                    None => ctx.start.as_ref().and_then(Snapshot::current_label),
+                };
                 let to = to.as_deref().filter(|t| *t != "base");
                 crate::alembic::run::downgrade(ctx, &snap, to).await
             }
-            Snapshot::Sql(_) => Err(StageError::Refused(
-                "the sql engine has no downgrade stage yet; restore the run's backup instead"
-                    .into(),
-            )),
+            Snapshot::Sql(snap) => {
+                let target =
+                    match (to, &ctx.start) {
+                        (Some(to), _) => Target::To(to.to_string()),
+                        (None, Some(Snapshot::Sql(start))) => Target::Start(start.clone()),
+                        (None, _) => return Err(StageError::Refused(
+                            "no `to` version and no starting state of the sql engine to go back to"
+                                .into(),
+                        )),
+                    };
+                sql_downgrade::run(ctx, &snap, target).await
+            }
         }
     }
     .await;
-    crate::interrupt::set_changing(false);
+    crate::interrupt::set_canceller(None);
+    // Refusals and skips change nothing; anything else may have. From then on the
+    // runner must prove "unchanged" from the ledger rather than assume it (the flag it
+    // reads is the upgrade's, but the question is the same), and an interruption is
+    // never "before anything changed".
+    let may_have_changed = matches!(
+        result,
+        Ok(StageOutcome::Done(_)) | Err(StageError::Failed(_))
+    );
+    if may_have_changed {
+        ctx.upgrade_started = true;
+    }
+    crate::interrupt::set_changing(
+        may_have_changed || !ctx.committed.is_empty() || ctx.outcome_unknown,
+    );
     lock.release().await;
     result
 }

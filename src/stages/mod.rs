@@ -10,6 +10,7 @@ mod outcome;
 mod preview;
 mod restore;
 mod shell;
+mod sql_downgrade;
 mod stamp;
 pub mod state_check;
 mod upgrade;

@@ -10,6 +10,8 @@ use crate::events::{Event, Events, Severity};
 use crate::pipeline::RunContext;
 
 pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
+    // A run killed mid-way is reported (and its debris dealt with) before anything.
+    crate::resume::check(ctx).await?;
     let snap = ctx.snapshot().await?;
     report_state(&ctx.events, &snap);
     let blockers = diagnose(&ctx.events, &snap);

@@ -282,6 +282,7 @@ async fn run_batch(
         }
         record_applied(tx, m, index, total, t, run).await?;
     }
+    crate::faults::pause("upgrade-transaction");
     Ok(())
 }
 
@@ -357,6 +358,9 @@ async fn apply_alone(
             return Err(interrupted());
         }
         let Err(e) = conn.execute(sqlx::raw_sql(&statement.sql)).await else {
+            if n == 0 && statements.len() > 1 {
+                crate::faults::pause("no-transaction");
+            }
             continue;
         };
         let failure = SqlFailure::from_sqlx(&e);

@@ -7,6 +7,7 @@ use crate::events::{Event, Severity};
 use crate::pipeline::RunContext;
 
 pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
+    crate::faults::pause("verify");
     let snap = ctx.snapshot().await?;
     let mut problems = Vec::new();
     if snap.pending_count() > 0 {

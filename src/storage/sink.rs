@@ -20,6 +20,7 @@ pub enum Sink {
 
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        crate::faults::pause("backup");
         match self {
             Sink::Local(w) => w.write(buf),
             Sink::S3(w) => w.write(buf),

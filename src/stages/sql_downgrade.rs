@@ -1,0 +1,881 @@
+//! The `sql` engine's downgrade: runs the down files of applied migrations, newest
+//! first, and deletes their ledger rows. The `downgrade` stage holds the deploy lock.
+//!
+//! Everything that would make a down unsafe is found before anything runs, for every
+//! migration on the way: no down file, no migration file at all, a file edited since it
+//! was applied (its down belongs to other SQL), an empty down, `BEGIN`/`COMMIT` in a
+//! down that runs in a transaction. Then, as the upgrade applies: consecutive
+//! transactional downs run in ONE transaction with the deletion of their ledger rows,
+//! so a failure leaves none of them undone; a `-- no-transaction` down runs alone,
+//! statement by statement, and its row is deleted when it completes. A failure says
+//! which migrations were undone before it and which are still applied.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use sqlx::postgres::PgConnection;
+use sqlx::{Connection, Executor};
+
+use super::{migrations_count, StageError, StageOutcome};
+use crate::config::Settings;
+use crate::db::ledger::{self, AppliedRow};
+use crate::db::{DbError, SqlFailure};
+use crate::engine::SqlSnapshot;
+use crate::events::{Events, Severity};
+use crate::migrations::source::marked_no_transaction;
+use crate::migrations::split::{line_of_position, split_statements, transaction_control};
+use crate::migrations::{Migration, Version};
+use crate::pipeline::RunContext;
+
+/// Where the downgrade goes.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The stage's `to`: undo every applied migration newer than this version (or
+    /// `VERSION_NAME` label); `base` undoes them all.
+    To(String),
+    /// No `to` (the recovery ladder): undo what is applied now and was not in the
+    /// run's starting state, i.e. exactly what this run applied.
+    Start(SqlSnapshot),
+}
+
+/// Undoes what `target` says, or refuses before changing anything.
+pub async fn run(
+    ctx: &mut RunContext,
+    snap: &SqlSnapshot,
+    target: Target,
+) -> Result<StageOutcome, StageError> {
+    let undo = plan(snap, &target).map_err(StageError::Refused)?;
+    if undo.steps.is_empty() {
+        return Ok(StageOutcome::Skipped(undo.already));
+    }
+    let started = Instant::now();
+    let database = ctx.settings.database.clone();
+    let conn = ctx.conn().await?;
+    watch_for_a_dead_client(conn).await;
+    // A Ctrl-C from here on cancels the running statement rather than the process
+    // (the `downgrade` stage clears this when it ends).
+    if let Ok(pid) = sqlx::query_scalar::<_, i32>("select pg_backend_pid()")
+        .fetch_one(&mut *conn)
+        .await
+    {
+        crate::interrupt::set_canceller(Some(crate::interrupt::Canceller::Backend {
+            db: database,
+            pid,
+        }));
+    }
+    crate::journal::mark_running(ctx).await;
+    let mut progress = Progress {
+        started: 0,
+        total: undo.steps.len(),
+        undone: Vec::new(),
+        unknown: Vec::new(),
+    };
+    for batch in batches(&undo.steps, |s| s.transactional) {
+        let done = if crate::interrupt::requested() {
+            Err(INTERRUPTED.to_string())
+        } else if batch[0].transactional {
+            undo_together(ctx, batch, &mut progress).await
+        } else {
+            undo_alone(ctx, &batch[0], &mut progress).await
+        };
+        if let Err(stop) = done {
+            return Err(StageError::Failed(progress.account(&stop, &undo.steps)));
+        }
+    }
+    Ok(StageOutcome::Done(format!(
+        "{} undone ({}) in {}; now at {}",
+        migrations_count(progress.undone.len()),
+        progress.undone.join(", "),
+        crate::report::human::human_duration(started.elapsed().as_millis() as u64),
+        undo.ends_at
+    )))
+}
+
+const INTERRUPTED: &str = "interrupted by a signal (Ctrl-C or SIGTERM) before the next statement";
+
+/// One migration to undo, checked and ready to run.
+#[derive(Debug, Clone)]
+struct Step {
+    /// The ledger row's version as stored: the row this step deletes.
+    version: String,
+    label: String,
+    down_sql: String,
+    /// Where the down file is, for messages (when it has the expected name).
+    down_file: Option<String>,
+    transactional: bool,
+}
+
+/// A checked downgrade.
+#[derive(Debug)]
+struct Undo {
+    /// Newest first.
+    steps: Vec<Step>,
+    /// Where the database is once every step ran.
+    ends_at: String,
+    /// The skip reason when there is nothing to undo.
+    already: String,
+}
+
+/// What to undo and in which order, or the refusal (every offending migration named).
+fn plan(snap: &SqlSnapshot, target: &Target) -> Result<Undo, String> {
+    let rows = rows_to_undo(snap, target)?;
+    let mut steps = Vec::new();
+    let mut problems = Vec::new();
+    for row in &rows {
+        match step(snap, row) {
+            Ok(step) => steps.push(step),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    if !problems.is_empty() {
+        let goal = match target {
+            Target::To(to) => format!("downgrade to {to}"),
+            Target::Start(_) => "go back to where the run started".to_string(),
+        };
+        return Err(format!(
+            "cannot {goal}: {}; nothing was changed, restore the run's backup instead",
+            problems.join("; ")
+        ));
+    }
+    let undone: HashSet<&str> = rows.iter().map(|r| r.version.as_str()).collect();
+    let left: Vec<AppliedRow> = snap
+        .applied
+        .iter()
+        .filter(|r| !undone.contains(r.version.as_str()))
+        .cloned()
+        .collect();
+    let ends_at = label_of_newest(&left);
+    let already = match target {
+        Target::To(to)
+            if *to == ends_at || Version::parse(to).is_some_and(|v| is_at(&left, &v)) =>
+        {
+            format!("already at {ends_at}")
+        }
+        Target::To(to) => format!("already at {ends_at}: nothing applied is newer than {to}"),
+        Target::Start(start) if same_versions(&start.applied, &snap.applied) => {
+            format!("already at {ends_at}, where the run started")
+        }
+        Target::Start(_) => {
+            format!("already at {ends_at}: nothing applied since the run started is left")
+        }
+    };
+    Ok(Undo {
+        steps,
+        ends_at,
+        already,
+    })
+}
+
+/// The applied rows the target undoes, newest first.
+fn rows_to_undo<'a>(snap: &'a SqlSnapshot, target: &Target) -> Result<Vec<&'a AppliedRow>, String> {
+    let mut rows: Vec<&AppliedRow> = match target {
+        Target::Start(start) => {
+            let before: HashSet<&str> = start.applied.iter().map(|r| r.version.as_str()).collect();
+            snap.applied
+                .iter()
+                .filter(|r| !before.contains(r.version.as_str()))
+                .collect()
+        }
+        Target::To(to) => {
+            let to = target_version(snap, to)?;
+            snap.applied
+                .iter()
+                .filter(|r| match (&to, Version::parse(&r.version)) {
+                    (None, _) => true,
+                    (Some(to), Some(v)) => v > *to,
+                    // Not a version ballast wrote: it cannot be placed in order, so it
+                    // counts as newer and the checks below refuse it (no file has it).
+                    (Some(_), None) => true,
+                })
+                .collect()
+        }
+    };
+    rows.sort_by_key(|r| {
+        let v = Version::parse(&r.version);
+        std::cmp::Reverse((v.is_none(), v))
+    });
+    Ok(rows)
+}
+
+/// The version `to` names (`None` for `base`), refusing one that is neither applied
+/// nor a migration file: a typo must never undo everything.
+fn target_version(snap: &SqlSnapshot, to: &str) -> Result<Option<Version>, String> {
+    if to.eq_ignore_ascii_case("base") {
+        return Ok(None);
+    }
+    let (prefix, name) = match to.split_once('_') {
+        Some((prefix, name)) => (prefix, Some(name)),
+        None => (to, None),
+    };
+    let Some(version) = Version::parse(prefix) else {
+        return Err(format!(
+            "`to = \"{to}\"` is not a migration version: give the number its file name starts with \
+             (like 0001 or 20240101120000), its label (1_create_users), or \"base\"; nothing was changed"
+        ));
+    };
+    let file = snap.source.iter().find(|m| m.version == version);
+    if let (Some(file), Some(name)) = (file, name) {
+        if file.name != name {
+            return Err(format!(
+                "`to = \"{to}\"`: version {version} is {}; nothing was changed",
+                file.label()
+            ));
+        }
+    }
+    if file.is_none() && !is_at(&snap.applied, &version) {
+        let applied: Vec<String> = sorted_labels(&snap.applied);
+        return Err(format!(
+            "cannot downgrade to {to}: no migration file and no applied migration has version {version} \
+             (applied: {}); nothing was changed",
+            if applied.is_empty() {
+                "none".to_string()
+            } else {
+                applied.join(", ")
+            }
+        ));
+    }
+    Ok(Some(version))
+}
+
+/// Checks one applied row's down and makes it a step; `Err` names what is wrong.
+fn step(snap: &SqlSnapshot, row: &AppliedRow) -> Result<Step, String> {
+    let file =
+        Version::parse(&row.version).and_then(|v| snap.source.iter().find(|m| m.version == v));
+    let Some(m) = file else {
+        return Err(format!(
+            "{}_{} is applied but its migration file is gone, so there is no down to run",
+            row.version, row.name
+        ));
+    };
+    let mut wrong = Vec::new();
+    if m.checksum != row.checksum {
+        wrong.push(format!(
+            "{} changed since it was applied, so its down may not undo what ran",
+            m.up_path.display()
+        ));
+    }
+    let down_file = down_file(m);
+    let down_sql = m.down_sql.clone().unwrap_or_default();
+    let transactional = down_runs_in_transaction(m, &down_sql);
+    if m.down_sql.is_none() {
+        wrong.push("it has no down file".to_string());
+    } else if split_statements(&down_sql).is_empty() {
+        wrong.push("its down file is empty".to_string());
+    } else if let Some(statement) = transaction_control(&down_sql).filter(|_| transactional) {
+        wrong.push(format!(
+            "`{}` on line {} of its down file would end the downgrade's transaction early \
+             (remove it, or make `-- no-transaction` the file's first line)",
+            statement.sql, statement.line
+        ));
+    }
+    if !wrong.is_empty() {
+        return Err(format!("{}: {}", m.label(), wrong.join(", and ")));
+    }
+    Ok(Step {
+        version: row.version.clone(),
+        label: m.label(),
+        down_sql,
+        down_file,
+        transactional,
+    })
+}
+
+/// A down runs outside a transaction when its own first line says `-- no-transaction`,
+/// or when diesel's `metadata.toml` says `run_in_transaction = false`: that is about the
+/// whole migration, and it is the case when the up runs alone without the marker.
+fn down_runs_in_transaction(m: &Migration, down_sql: &str) -> bool {
+    let by_metadata = !m.transactional && !marked_no_transaction(&m.up_sql);
+    !by_metadata && !marked_no_transaction(down_sql)
+}
+
+/// The down file beside the up (`N_x.down.sql`, or diesel's `down.sql`). The source
+/// pairs them by version only, so a down under another name is not found here.
+fn down_file(m: &Migration) -> Option<String> {
+    let up = &m.up_path;
+    let name = up.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let down = if name == "up.sql" {
+        up.with_file_name("down.sql")
+    } else {
+        let stem = name.strip_suffix(".sql").unwrap_or(name);
+        let stem = stem.strip_suffix(".up").unwrap_or(stem);
+        up.with_file_name(format!("{stem}.down.sql"))
+    };
+    down.is_file().then(|| down.display().to_string())
+}
+
+fn is_at(rows: &[AppliedRow], version: &Version) -> bool {
+    rows.iter()
+        .any(|r| Version::parse(&r.version).as_ref() == Some(version))
+}
+
+fn same_versions(a: &[AppliedRow], b: &[AppliedRow]) -> bool {
+    let set = |rows: &[AppliedRow]| -> HashSet<String> {
+        rows.iter().map(|r| r.version.clone()).collect()
+    };
+    set(a) == set(b)
+}
+
+/// `3_add_orders` for the newest row, `base (nothing applied)` for none.
+fn label_of_newest(rows: &[AppliedRow]) -> String {
+    match ledger::newest(rows) {
+        Some(row) => format!("{}_{}", row.version, row.name),
+        None => "base (nothing applied)".to_string(),
+    }
+}
+
+fn sorted_labels(rows: &[AppliedRow]) -> Vec<String> {
+    let mut rows: Vec<&AppliedRow> = rows.iter().collect();
+    rows.sort_by_key(|r| Version::parse(&r.version));
+    rows.iter()
+        .map(|r| format!("{}_{}", r.version, r.name))
+        .collect()
+}
+
+/// Splits `items` into runs of transactional ones and lone non-transactional ones,
+/// keeping the order (the upgrade batches its migrations the same way).
+fn batches<T>(items: &[T], transactional: impl Fn(&T) -> bool) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, item) in items.iter().enumerate() {
+        if !transactional(item) {
+            if start < i {
+                out.push(&items[start..i]);
+            }
+            out.push(&items[i..=i]);
+            start = i + 1;
+        }
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
+}
+
+/// What has happened so far, for the progress lines and an honest failure.
+struct Progress {
+    started: usize,
+    total: usize,
+    /// Labels whose undo committed, in order.
+    undone: Vec<String>,
+    /// Labels whose COMMIT got no answer: undone or not, unknown until checked.
+    unknown: Vec<String>,
+}
+
+impl Progress {
+    fn start(&mut self, events: &Events, step: &Step) {
+        self.started += 1;
+        events.diagnose(
+            Severity::Info,
+            format!(
+                "downgrading {} ({}/{})",
+                step.label, self.started, self.total
+            ),
+            None,
+        );
+    }
+
+    fn committed(&mut self, events: &Events, steps: &[Step]) {
+        for step in steps {
+            events.diagnose(Severity::Info, format!("undone {}", step.label), None);
+            self.undone.push(step.label.clone());
+        }
+    }
+
+    /// The failure `stop`, then what was undone before it and what is still applied.
+    fn account(&self, stop: &str, steps: &[Step]) -> String {
+        let before = if self.undone.is_empty() {
+            "nothing was undone before it".to_string()
+        } else {
+            format!("undone before it (committed): {}", self.undone.join(", "))
+        };
+        let still: Vec<&str> = steps
+            .iter()
+            .map(|s| s.label.as_str())
+            .filter(|l| !self.undone.iter().chain(&self.unknown).any(|u| u == l))
+            .collect();
+        let still = if still.is_empty() {
+            String::new()
+        } else {
+            format!("; still applied: {}", still.join(", "))
+        };
+        format!("{stop}; {before}{still}")
+    }
+}
+
+/// Consecutive transactional downs and their ledger rows, in one transaction.
+async fn undo_together(
+    ctx: &mut RunContext,
+    batch: &[Step],
+    progress: &mut Progress,
+) -> Result<(), String> {
+    let settings = ctx.settings.clone();
+    let events = ctx.events.clone();
+    let labels: Vec<&str> = batch.iter().map(|s| s.label.as_str()).collect();
+    let nothing_undone = if batch.len() == 1 {
+        format!(
+            "its transaction rolled back, so {} was not undone",
+            labels[0]
+        )
+    } else {
+        format!(
+            "the transaction rolled back, so nothing of {} was undone",
+            labels.join(", ")
+        )
+    };
+    let conn = ctx.conn().await.map_err(|e| e.to_string())?;
+    let mut tx = conn
+        .begin()
+        .await
+        .map_err(|e| DbError::query("beginning the downgrade transaction", &e).to_string())?;
+    if let Err(cause) = run_batch(&mut tx, batch, progress, &settings, &events).await {
+        if tx.rollback().await.is_err() {
+            // The connection is gone: PostgreSQL rolls back a transaction whose session
+            // ends before COMMIT, so nothing of the batch is undone.
+            ctx.reset_conn().await;
+        }
+        return Err(format!("{cause}; {nothing_undone}"));
+    }
+    match tx.commit().await {
+        Ok(()) => {
+            progress.committed(&events, batch);
+            Ok(())
+        }
+        // The server answered COMMIT with an error: it rolled back.
+        Err(e @ sqlx::Error::Database(_)) => Err(format!(
+            "COMMIT failed: {}; {nothing_undone}",
+            SqlFailure::from_sqlx(&e)
+        )),
+        // COMMIT sent, answer lost: it may or may not have committed.
+        Err(e) => {
+            ctx.outcome_unknown = true;
+            ctx.reset_conn().await;
+            progress
+                .unknown
+                .extend(labels.iter().map(|l| l.to_string()));
+            Err(format!(
+                "the connection failed during COMMIT of the downgrade of {}: {}; whether they were undone is unknown until checked (`ballast status`)",
+                labels.join(", "),
+                SqlFailure::from_sqlx(&e)
+            ))
+        }
+    }
+}
+
+/// Runs each down of a batch and deletes its ledger row, inside the open transaction.
+async fn run_batch(
+    tx: &mut PgConnection,
+    batch: &[Step],
+    progress: &mut Progress,
+    settings: &Settings,
+    events: &Events,
+) -> Result<(), String> {
+    let schema = settings.database.schema.as_str();
+    for step in batch {
+        if crate::interrupt::requested() {
+            return Err(INTERRUPTED.to_string());
+        }
+        progress.start(events, step);
+        if let Err(e) = tx.execute(sqlx::raw_sql(&step.down_sql)).await {
+            return Err(down_failed(
+                step,
+                &SqlFailure::from_sqlx(&e),
+                settings,
+                None,
+            ));
+        }
+        match ledger::remove(tx, schema, &step.version).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(format!(
+                    "the ledger row of {} disappeared during the downgrade (something else changed {schema}.{})",
+                    step.label,
+                    ledger::TABLE
+                ))
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(())
+}
+
+/// A `no-transaction` down: each statement commits on its own, then the row goes.
+async fn undo_alone(
+    ctx: &mut RunContext,
+    step: &Step,
+    progress: &mut Progress,
+) -> Result<(), String> {
+    let settings = ctx.settings.clone();
+    let events = ctx.events.clone();
+    let schema = settings.database.schema.as_str();
+    progress.start(&events, step);
+    let statements = split_statements(&step.down_sql);
+    let conn = ctx.conn().await.map_err(|e| e.to_string())?;
+    let invalid_before = invalid_indexes(conn).await.map_err(|e| e.to_string())?;
+    for (n, statement) in statements.iter().enumerate() {
+        if crate::interrupt::requested() {
+            if n == 0 {
+                return Err(format!("{INTERRUPTED}; {} is still applied", step.label));
+            }
+            ctx.record_partial_change(format!(
+                "the down of {} (statements 1-{n} of {} only)",
+                step.label,
+                statements.len()
+            ));
+            return Err(format!(
+                "{INTERRUPTED}: statements 1-{n} of {}'s down ran and stay, yet its ledger row stays too, so it is half undone",
+                step.label
+            ));
+        }
+        let Err(e) = conn.execute(sqlx::raw_sql(&statement.sql)).await else {
+            continue;
+        };
+        let failure = SqlFailure::from_sqlx(&e);
+        // A failed DROP INDEX CONCURRENTLY can leave the index INVALID: a change, and
+        // one the run must report.
+        let left_over = invalid_indexes(conn).await;
+        let mut fate = vec![if n == 0 {
+            format!("it runs outside a transaction and its first statement failed, so {} is still applied", step.label)
+        } else {
+            format!(
+                "it runs outside a transaction: statements 1-{n} of {} ran and stay, yet its ledger row stays too, so {} is half undone",
+                statements.len(),
+                step.label
+            )
+        }];
+        if n > 0 {
+            ctx.record_partial_change(format!(
+                "the down of {} (statements 1-{n} of {} only)",
+                step.label,
+                statements.len()
+            ));
+        }
+        match left_over {
+            Ok(now) => {
+                for name in now.into_iter().filter(|i| !invalid_before.contains(i)) {
+                    fate.push(format!("it left the INVALID index {name}"));
+                    ctx.record_partial_change(format!(
+                        "INVALID index {name} left by the down of {} (drop it with DROP INDEX CONCURRENTLY {name})",
+                        step.label
+                    ));
+                }
+            }
+            Err(_) => ctx.record_partial_change(format!(
+                "the down of {}: could not check for INVALID indexes it may have left (the connection failed)",
+                step.label
+            )),
+        }
+        let place = format!(
+            "statement {} of {}, line {}",
+            n + 1,
+            statements.len(),
+            statement.line
+        );
+        return Err(format!(
+            "{}; {}",
+            down_failed(step, &failure, &settings, Some(place)),
+            fate.join("; ")
+        ));
+    }
+    // Already gone is fine: nothing else may hold the row once its down ran.
+    if let Err(e) = ledger::remove(conn, schema, &step.version).await {
+        ctx.record_partial_change(format!(
+            "the down of {} (ran completely, its ledger row not deleted)",
+            step.label
+        ));
+        return Err(format!(
+            "the down of {} ran completely but deleting its ledger row failed: {e}; \
+             delete it by hand before the next deploy (delete from {schema}.{} where version = '{}')",
+            step.label,
+            ledger::TABLE,
+            step.version
+        ));
+    }
+    progress.committed(&events, std::slice::from_ref(step));
+    Ok(())
+}
+
+/// "the down of 3_add_orders failed (migrations/3_add_orders.down.sql, line 4): ..."
+/// plus what to do about lock and statement timeouts.
+fn down_failed(
+    step: &Step,
+    failure: &SqlFailure,
+    settings: &Settings,
+    location: Option<String>,
+) -> String {
+    let location = location.or_else(|| {
+        failure
+            .position
+            .map(|pos| format!("line {}", line_of_position(&step.down_sql, pos)))
+    });
+    let place: Vec<&str> = [step.down_file.as_deref(), location.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let place = if place.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", place.join(", "))
+    };
+    let mut message = format!("the down of {} failed{place}: {failure}", step.label);
+    if crate::interrupt::requested() {
+        // Our own cancel shares SQLSTATE 57014 with statement_timeout.
+        message.push_str(". It was cancelled by a signal (Ctrl-C or SIGTERM)");
+    } else if let Some(advice) = failure.timeout_advice(
+        settings.database.lock_timeout,
+        settings.database.statement_timeout,
+    ) {
+        message.push_str(&format!(". {advice}"));
+    }
+    message
+}
+
+/// If ballast dies mid-statement, the server notices within a second and rolls back
+/// instead of holding the locks until the statement ends (PostgreSQL 14+; the upgrade
+/// does the same). `lock_timeout` and `statement_timeout` are set at connect time.
+async fn watch_for_a_dead_client(conn: &mut PgConnection) {
+    let _ = sqlx::raw_sql("set client_connection_check_interval = '1s'")
+        .execute(conn)
+        .await;
+}
+
+/// Indexes marked invalid (what a failed `DROP INDEX CONCURRENTLY` can leave).
+async fn invalid_indexes(conn: &mut PgConnection) -> Result<Vec<String>, DbError> {
+    sqlx::query_scalar("select indexrelid::regclass::text from pg_index where not indisvalid")
+        .fetch_all(conn)
+        .await
+        .map_err(|e| DbError::query("listing invalid indexes", &e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrations::checksum::checksum;
+    use crate::state::compare;
+
+    /// A migration `v_m{v}` with an up `create table t{v}` and, when given, a down.
+    fn m(v: &str, down: Option<&str>) -> Migration {
+        let up = format!("create table t{v} (id bigint);");
+        Migration {
+            version: Version::parse(v).unwrap(),
+            name: format!("m{v}"),
+            up_path: format!("migrations/{v}_m{v}.up.sql").into(),
+            checksum: checksum(&up),
+            up_sql: up,
+            down_sql: down.map(str::to_string),
+            transactional: true,
+        }
+    }
+
+    fn applied(m: &Migration) -> AppliedRow {
+        AppliedRow {
+            version: m.version.to_string(),
+            name: m.name.clone(),
+            checksum: m.checksum.clone(),
+            applied_at: chrono::Utc::now(),
+            run_id: "r".into(),
+            duration_ms: 1,
+        }
+    }
+
+    fn snap(source: Vec<Migration>, applied: Vec<AppliedRow>) -> SqlSnapshot {
+        let state = compare(&source, &applied);
+        SqlSnapshot {
+            source,
+            applied,
+            state,
+        }
+    }
+
+    /// Versions 1, 2 and 10 with downs, all applied.
+    fn three_applied() -> SqlSnapshot {
+        let source = vec![
+            m("1", Some("drop table t1;")),
+            m("2", Some("drop table t2;")),
+            m("10", Some("drop table t10;")),
+        ];
+        let rows = source.iter().map(applied).collect();
+        snap(source, rows)
+    }
+
+    fn labels(undo: &Undo) -> Vec<&str> {
+        undo.steps.iter().map(|s| s.label.as_str()).collect()
+    }
+
+    fn to(v: &str) -> Target {
+        Target::To(v.into())
+    }
+
+    #[test]
+    fn undoes_what_is_newer_than_to_newest_first_in_version_order() {
+        let undo = plan(&three_applied(), &to("1")).unwrap();
+        assert_eq!(labels(&undo), ["10_m10", "2_m2"]);
+        assert_eq!(undo.ends_at, "1_m1");
+    }
+
+    #[test]
+    fn to_accepts_a_label_leading_zeros_and_base() {
+        let snap = three_applied();
+        assert_eq!(
+            labels(&plan(&snap, &to("0001")).unwrap()),
+            ["10_m10", "2_m2"]
+        );
+        assert_eq!(labels(&plan(&snap, &to("2_m2")).unwrap()), ["10_m10"]);
+        let all = plan(&snap, &to("base")).unwrap();
+        assert_eq!(labels(&all), ["10_m10", "2_m2", "1_m1"]);
+        assert_eq!(all.ends_at, "base (nothing applied)");
+    }
+
+    #[test]
+    fn without_to_undoes_exactly_what_the_run_applied() {
+        let now = three_applied();
+        let start = snap(now.source.clone(), vec![applied(&now.source[0])]);
+        let undo = plan(&now, &Target::Start(start)).unwrap();
+        assert_eq!(labels(&undo), ["10_m10", "2_m2"]);
+        assert_eq!(undo.ends_at, "1_m1");
+    }
+
+    #[test]
+    fn nothing_to_undo_says_where_it_is() {
+        let now = three_applied();
+        let undo = plan(&now, &to("10")).unwrap();
+        assert!(undo.steps.is_empty());
+        assert_eq!(undo.already, "already at 10_m10");
+        let undo = plan(&now, &Target::Start(now.clone())).unwrap();
+        assert_eq!(undo.already, "already at 10_m10, where the run started");
+
+        // A known version that is not applied yet: nothing newer is applied.
+        let mut source = now.source.clone();
+        source.push(m("11", Some("drop table t11;")));
+        let undo = plan(&snap(source, now.applied.clone()), &to("11")).unwrap();
+        assert_eq!(
+            undo.already,
+            "already at 10_m10: nothing applied is newer than 11"
+        );
+    }
+
+    #[test]
+    fn an_unknown_or_malformed_to_is_refused() {
+        let snap = three_applied();
+        let err = plan(&snap, &to("7")).unwrap_err();
+        assert!(
+            err.contains("no migration file and no applied migration has version 7")
+                && err.contains("applied: 1_m1, 2_m2, 10_m10")
+                && err.contains("nothing was changed"),
+            "{err}"
+        );
+        let err = plan(&snap, &to("v1")).unwrap_err();
+        assert!(err.contains("is not a migration version"), "{err}");
+        let err = plan(&snap, &to("2_other")).unwrap_err();
+        assert!(err.contains("version 2 is 2_m2"), "{err}");
+    }
+
+    #[test]
+    fn an_applied_version_without_a_file_can_be_the_target() {
+        let source = vec![m("2", Some("drop table t2;"))];
+        let mut rows = vec![applied(&source[0])];
+        rows.push(AppliedRow {
+            version: "1".into(),
+            name: "gone".into(),
+            ..rows[0].clone()
+        });
+        let undo = plan(&snap(source, rows), &to("1")).unwrap();
+        assert_eq!(labels(&undo), ["2_m2"]);
+        assert_eq!(undo.ends_at, "1_gone");
+    }
+
+    #[test]
+    fn every_migration_that_cannot_be_undone_is_named() {
+        let mut source = vec![
+            m("1", Some("drop table t1;")),
+            m("2", None),
+            m("3", Some("drop table t3;")),
+            m("4", Some("-- nothing to undo\n")),
+            m("5", Some("begin;\ndrop table t5;\ncommit;")),
+            m("6", Some("drop table t6;")),
+        ];
+        let mut rows: Vec<AppliedRow> = source.iter().map(applied).collect();
+        // 3 was edited after it was applied.
+        rows[2].checksum = checksum("something else");
+        // 7 is applied, but its file is gone.
+        rows.push(AppliedRow {
+            version: "7".into(),
+            name: "lost".into(),
+            ..rows[0].clone()
+        });
+        source.truncate(6);
+        let err = plan(&snap(source, rows), &to("1")).unwrap_err();
+        for expected in [
+            "cannot downgrade to 1: ",
+            "7_lost is applied but its migration file is gone",
+            "5_m5: `begin;` on line 1 of its down file would end the downgrade's transaction early",
+            "4_m4: its down file is empty",
+            "3_m3: migrations/3_m3.up.sql changed since it was applied",
+            "2_m2: it has no down file",
+            "nothing was changed, restore the run's backup instead",
+        ] {
+            assert!(err.contains(expected), "missing `{expected}` in: {err}");
+        }
+        assert!(!err.contains("6_m6") && !err.contains("1_m1"), "{err}");
+    }
+
+    #[test]
+    fn begin_is_fine_in_a_no_transaction_down() {
+        let source = vec![
+            m("1", Some("drop table t1;")),
+            m(
+                "2",
+                Some("-- no-transaction\nbegin;\ndrop index concurrently if exists i;\ncommit;"),
+            ),
+        ];
+        let rows = source.iter().map(applied).collect();
+        let undo = plan(&snap(source, rows), &to("1")).unwrap();
+        assert!(!undo.steps[0].transactional);
+    }
+
+    #[test]
+    fn a_down_runs_alone_when_marked_or_when_diesel_metadata_says_so() {
+        let mut marked_up_only = m("1", Some("drop table t1;"));
+        marked_up_only.up_sql = format!("-- no-transaction\n{}", marked_up_only.up_sql);
+        marked_up_only.transactional = false;
+        assert!(down_runs_in_transaction(&marked_up_only, "drop table t1;"));
+        assert!(!down_runs_in_transaction(
+            &marked_up_only,
+            "-- no-transaction\ndrop index concurrently i;"
+        ));
+        let mut by_metadata = m("2", Some("drop index concurrently i;"));
+        by_metadata.transactional = false;
+        assert!(!down_runs_in_transaction(
+            &by_metadata,
+            "drop index concurrently i;"
+        ));
+    }
+
+    #[test]
+    fn no_transaction_downs_split_the_batches() {
+        let kinds = [true, true, false, true, false];
+        let shapes: Vec<usize> = batches(&kinds, |t| *t).iter().map(|b| b.len()).collect();
+        assert_eq!(shapes, [2, 1, 1, 1]);
+        assert_eq!(batches(&[true, true], |t| *t).len(), 1);
+    }
+
+    #[test]
+    fn a_failure_says_what_was_undone_and_what_is_still_applied() {
+        let undo = plan(&three_applied(), &to("base")).unwrap();
+        let mut progress = Progress {
+            started: 2,
+            total: 3,
+            undone: vec!["10_m10".into()],
+            unknown: Vec::new(),
+        };
+        assert_eq!(
+            progress.account("the down of 2_m2 failed", &undo.steps),
+            "the down of 2_m2 failed; undone before it (committed): 10_m10; still applied: 2_m2, 1_m1"
+        );
+        progress.undone.clear();
+        progress.unknown = vec!["10_m10".into(), "2_m2".into()];
+        assert_eq!(
+            progress.account("COMMIT lost", &undo.steps),
+            "COMMIT lost; nothing was undone before it; still applied: 1_m1"
+        );
+    }
+}

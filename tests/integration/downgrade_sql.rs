@@ -1,0 +1,246 @@
+//! The `downgrade` stage on the `sql` engine: down files run newest first, their ledger
+//! rows go with them, and every refusal and failure leaves the database where the
+//! message says.
+
+use crate::harness::Project;
+
+/// Three migrations in every layout, each with a down file.
+fn three_with_downs(p: &Project) {
+    p.migration("1_customers.up.sql", "create table customers (id bigint primary key, email text not null);")
+        .migration("1_customers.down.sql", "drop table customers;")
+        .migration("2_orders.up.sql", "create table orders (id bigint primary key, customer_id bigint references customers (id));\ncreate index orders_customer_idx on orders (customer_id);")
+        .migration("2_orders.down.sql", "drop table orders;")
+        .migration("3_order_total/up.sql", "alter table orders add column total_cents bigint;")
+        .migration("3_order_total/down.sql", "alter table orders drop column total_cents;");
+}
+
+/// Writes `pipelines/NAME.toml` with one downgrade stage (and `to`, when given).
+fn downgrade_pipeline(p: &Project, name: &str, to: Option<&str>) {
+    let dir = p.path().join("pipelines");
+    std::fs::create_dir_all(&dir).unwrap();
+    let to = to.map(|v| format!("to = \"{v}\"\n")).unwrap_or_default();
+    std::fs::write(
+        dir.join(format!("{name}.toml")),
+        format!("[[stages]]\nkind = \"downgrade\"\n{to}"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn downgrade_to_a_version_undoes_the_newer_ones_and_restores_the_schema() {
+    let p = Project::new();
+    p.migration(
+        "1_customers.up.sql",
+        "create table customers (id bigint primary key, email text not null);",
+    )
+    .migration("1_customers.down.sql", "drop table customers;");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    let before = p.schema_dump("public");
+    three_with_downs(&p);
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(p.ledger_versions(), ["1", "2", "3"]);
+
+    downgrade_pipeline(&p, "back", Some("1"));
+    let run = p.ballast(&["--yes", "run", "back"]);
+    run.expect_code(0);
+    let out = run.stdout();
+    assert!(
+        out.contains("2 migrations undone (3_order_total, 2_orders)")
+            && out.contains("now at 1_customers"),
+        "{out}"
+    );
+    assert!(
+        out.contains("downgrading 3_order_total (1/2)")
+            && out.contains("downgrading 2_orders (2/2)"),
+        "{out}"
+    );
+    assert!(!p.table_exists("public.orders"));
+    assert!(p.table_exists("public.customers"));
+    assert_eq!(p.ledger_versions(), ["1"]);
+    assert_eq!(p.schema_dump("public"), before);
+    let status = p.ballast(&["status"]);
+    status.expect_code(1);
+    assert!(
+        status.stdout().contains("1 applied, 2 pending"),
+        "{}",
+        status.stdout()
+    );
+
+    // Nothing newer is left: a skip, not an error.
+    let again = p.ballast(&["--yes", "run", "back"]);
+    again.expect_code(0);
+    assert!(
+        again.stdout().contains("already at 1_customers"),
+        "{}",
+        again.stdout()
+    );
+    // And the undone migrations deploy again.
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(p.ledger_versions(), ["1", "2", "3"]);
+}
+
+#[test]
+fn downgrade_without_to_goes_back_to_where_the_run_started() {
+    let p = Project::new();
+    p.migration(
+        "1_customers.up.sql",
+        "create table customers (id bigint primary key, email text not null);",
+    )
+    .migration("1_customers.down.sql", "drop table customers;");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    let before = p.schema_dump("public");
+    three_with_downs(&p);
+    std::fs::write(
+        p.path().join("round-trip.toml"),
+        "[[stages]]\nkind = \"state-check\"\n\n[[stages]]\nkind = \"upgrade\"\n\n[[stages]]\nkind = \"downgrade\"\n",
+    )
+    .unwrap();
+    let run = p.ballast(&["--yes", "run", "./round-trip.toml"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout()
+            .contains("2 migrations undone (3_order_total, 2_orders)"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(p.ledger_versions(), ["1"]);
+    assert_eq!(p.schema_dump("public"), before);
+}
+
+#[test]
+fn a_missing_down_file_refuses_and_changes_nothing() {
+    let p = Project::new();
+    three_with_downs(&p);
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    std::fs::remove_file(p.path().join("migrations/2_orders.down.sql")).unwrap();
+    let before = p.schema_dump("public");
+
+    downgrade_pipeline(&p, "back", Some("1"));
+    let run = p.ballast(&["--yes", "run", "back"]);
+    run.expect_code(3);
+    let out = run.stdout();
+    assert!(
+        out.contains("2_orders: it has no down file")
+            && out.contains("nothing was changed, restore the run's backup instead"),
+        "{out}"
+    );
+    assert_eq!(p.ledger_versions(), ["1", "2", "3"]);
+    assert_eq!(p.schema_dump("public"), before);
+
+    // A version nobody knows is refused too, never read as "undo everything".
+    downgrade_pipeline(&p, "typo", Some("7"));
+    let run = p.ballast(&["--yes", "run", "typo"]);
+    run.expect_code(3);
+    assert!(
+        run.stdout()
+            .contains("no migration file and no applied migration has version 7"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(p.ledger_versions(), ["1", "2", "3"]);
+}
+
+#[test]
+fn a_failing_down_rolls_back_its_whole_batch() {
+    let p = Project::new();
+    three_with_downs(&p);
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    // 3's down runs first and succeeds; 2's fails, in the same transaction.
+    p.migration(
+        "2_orders.down.sql",
+        "drop index orders_customer_idx;\n\ninsert into no_such_table values (1);\n",
+    );
+    let before = p.schema_dump("public");
+
+    downgrade_pipeline(&p, "back", Some("1"));
+    let run = p.ballast(&["--yes", "run", "back"]);
+    // It failed, and the database is provably where it was: exit 1, not 4.
+    run.expect_code(1);
+    let out = run.stdout();
+    assert!(
+        out.contains("the down of 2_orders failed")
+            && out.contains("2_orders.down.sql, line 3")
+            && out.contains("42P01"),
+        "{out}"
+    );
+    assert!(
+        out.contains("nothing of 3_order_total, 2_orders was undone")
+            && out.contains("nothing was undone before it"),
+        "{out}"
+    );
+    assert_eq!(p.ledger_versions(), ["1", "2", "3"]);
+    assert_eq!(p.schema_dump("public"), before);
+    assert_eq!(
+        p.sql("select status from ballast_journal order by started_at desc limit 1"),
+        "failed-unchanged"
+    );
+}
+
+#[test]
+fn a_no_transaction_down_drops_an_index_concurrently() {
+    let p = Project::new();
+    p.migration("1_t.up.sql", "create table t (id bigint, note text);")
+        .migration("1_t.down.sql", "drop table t;")
+        .migration(
+            "2_t_id_idx.up.sql",
+            "-- no-transaction\ncreate index concurrently if not exists t_id_idx on t (id);\n",
+        )
+        .migration(
+            "2_t_id_idx.down.sql",
+            "-- no-transaction\ndrop index concurrently if exists t_id_idx;\n",
+        )
+        .migration("3_flag.up.sql", "alter table t add column flag boolean;")
+        .migration("3_flag.down.sql", "alter table t drop column flag;");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert!(p.table_exists("public.t_id_idx"));
+
+    downgrade_pipeline(&p, "back", Some("1"));
+    let run = p.ballast(&["--yes", "run", "back"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout()
+            .contains("2 migrations undone (3_flag, 2_t_id_idx)"),
+        "{}",
+        run.stdout()
+    );
+    assert!(!p.table_exists("public.t_id_idx"));
+    assert_eq!(
+        p.sql("select count(*) from information_schema.columns where table_name = 't' and column_name = 'flag'"),
+        "0"
+    );
+    assert_eq!(p.ledger_versions(), ["1"]);
+}
+
+#[test]
+fn a_failure_after_a_committed_down_says_what_was_undone() {
+    let p = Project::new();
+    p.migration("1_t.up.sql", "create table t (id bigint);")
+        .migration("1_t.down.sql", "drop table t;")
+        .migration("2_u.up.sql", "create table u (id bigint);")
+        .migration("2_u.down.sql", "drop table no_such_table;")
+        .migration(
+            "3_t_id_idx.up.sql",
+            "-- no-transaction\ncreate index concurrently if not exists t_id_idx on t (id);\n",
+        )
+        .migration(
+            "3_t_id_idx.down.sql",
+            "-- no-transaction\ndrop index concurrently if exists t_id_idx;\n",
+        );
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+
+    downgrade_pipeline(&p, "back", Some("1"));
+    let run = p.ballast(&["--yes", "run", "back"]);
+    // 3 was undone and stays undone: the run changed the database and did not get
+    // back to where it started, so it must not say "nothing changed".
+    run.expect_code(4);
+    let out = run.stdout();
+    assert!(
+        out.contains("the down of 2_u failed")
+            && out.contains("undone before it (committed): 3_t_id_idx")
+            && out.contains("still applied: 2_u"),
+        "{out}"
+    );
+    assert!(!out.contains("nothing changed"), "{out}");
+    assert_eq!(p.ledger_versions(), ["1", "2"]);
+    assert!(!p.table_exists("public.t_id_idx"));
+}

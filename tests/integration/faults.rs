@@ -1,0 +1,299 @@
+//! Fault injection: ballast killed (SIGKILL) or interrupted at known moments, and
+//! PostgreSQL stopped under it. Each test asserts where the database ended, what the
+//! next run says about it, and the exit code. Run alone with
+//! `cargo test --test integration faults::`; the table is docs/reliability.md.
+//!
+//! The moments come from ballast's pause points (src/faults.rs): with
+//! BALLAST_FAULT_PAUSE=<point> it waits there and writes BALLAST_FAULT_READY.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ballast::scratch::ScratchCluster;
+
+use crate::harness::{psql, Project};
+
+/// ballast started with a pause point, once it sits there.
+fn paused_at(p: &Project, args: &[&str], point: &str) -> Child {
+    let ready: PathBuf = p.path().join(format!("paused-at-{point}"));
+    let mut child = p
+        .command(
+            args,
+            &[
+                ("BALLAST_FAULT_PAUSE", point),
+                ("BALLAST_FAULT_READY", ready.to_str().unwrap()),
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready.exists() {
+        if let Ok(Some(_)) = child.try_wait() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "ballast ended before reaching {point}:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(Instant::now() < deadline, "never reached {point}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn signal(child: Child, name: &str) -> Output {
+    Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// After a SIGKILL the server ends ballast's sessions (rolling back what was open)
+/// once it notices the client is gone.
+fn sessions_gone(p: &Project) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while p.sql(
+        "select count(*) from pg_stat_activity where application_name like 'ballast%' and datname = current_database()",
+    ) != "0"
+    {
+        assert!(Instant::now() < deadline, "ballast's sessions linger");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn two_migrations(p: &Project) {
+    p.migration("1_a.sql", "create table a (id bigint primary key);")
+        .migration("1_a.down.sql", "drop table a;")
+        .migration("2_b.sql", "create table b (id bigint primary key);")
+        .migration("2_b.down.sql", "drop table b;");
+}
+
+fn journal_statuses(p: &Project) -> String {
+    p.sql("select string_agg(status, ',' order by started_at) from ballast_journal")
+}
+
+#[test]
+fn sigkill_during_the_backup_changes_nothing_and_lists_no_backup() {
+    let p = Project::new();
+    p.sql("create table kept (id int); insert into kept select generate_series(1, 1000)");
+    two_migrations(&p);
+    let child = paused_at(&p, &["--yes", "deploy"], "backup");
+    signal(child, "KILL");
+    sessions_gone(&p);
+    assert!(!p.table_exists("public.a"));
+    let listing = p.ballast(&["backups"]);
+    assert!(
+        !listing.stdout().contains(" yes "),
+        "a half-written backup is never listed: {}",
+        listing.stdout()
+    );
+    // The next deploy runs from the start.
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(p.ledger_versions(), ["1", "2"]);
+    assert_eq!(p.sql("select count(*) from kept"), "1000");
+}
+
+#[test]
+fn sigkill_in_the_upgrade_transaction_applies_nothing_and_the_next_run_says_so() {
+    let p = Project::new();
+    two_migrations(&p);
+    let child = paused_at(&p, &["--yes", "deploy"], "upgrade-transaction");
+    signal(child, "KILL");
+    sessions_gone(&p);
+    assert!(
+        !p.table_exists("public.a"),
+        "the open transaction rolled back"
+    );
+    assert!(p.ledger_versions().is_empty());
+    assert_eq!(journal_statuses(&p), "running");
+    let next = p.ballast(&["--yes", "deploy"]);
+    next.expect_code(0);
+    let out = next.stdout();
+    assert!(
+        out.contains(
+            "was interrupted after its backup stage and never finished: it committed no migration"
+        ),
+        "{out}"
+    );
+    assert_eq!(p.ledger_versions(), ["1", "2"]);
+    assert_eq!(journal_statuses(&p), "interrupted,succeeded");
+    // Reported once.
+    let again = p.ballast(&["--yes", "deploy"]);
+    assert!(
+        !again.stdout().contains("was interrupted"),
+        "{}",
+        again.stdout()
+    );
+}
+
+#[test]
+fn sigkill_between_statements_of_a_no_transaction_migration_is_reported_and_finished() {
+    let p = Project::new();
+    p.migration("1_t.sql", "create table t (a int, b int);")
+        .migration("1_t.down.sql", "drop table t;")
+        .migration(
+            "2_idx.sql",
+            "-- no-transaction\n\
+             -- ballast:allow multiple-statements-without-transaction\n\
+             create index concurrently if not exists t_a_idx on t (a);\n\
+             create index concurrently if not exists t_b_idx on t (b);",
+        )
+        .migration(
+            "2_idx.down.sql",
+            "drop index if exists t_a_idx;\ndrop index if exists t_b_idx;",
+        );
+    let child = paused_at(&p, &["--yes", "deploy"], "no-transaction");
+    signal(child, "KILL");
+    sessions_gone(&p);
+    // Half of it: the first index exists and the migration is not recorded.
+    assert_eq!(p.ledger_versions(), ["1"]);
+    assert!(p.table_exists("public.t_a_idx"));
+    assert!(!p.table_exists("public.t_b_idx"));
+    let next = p.ballast(&["--yes", "deploy"]);
+    next.expect_code(0);
+    assert!(
+        next.stdout().contains("it committed 1 (still applied)"),
+        "{}",
+        next.stdout()
+    );
+    assert_eq!(p.ledger_versions(), ["1", "2"]);
+    assert!(p.table_exists("public.t_b_idx"));
+}
+
+#[test]
+fn sigkill_during_verify_leaves_the_committed_migrations_and_the_next_run_says_so() {
+    let p = Project::new();
+    two_migrations(&p);
+    let child = paused_at(&p, &["--yes", "deploy"], "verify");
+    signal(child, "KILL");
+    sessions_gone(&p);
+    assert_eq!(p.ledger_versions(), ["1", "2"]);
+    let next = p.ballast(&["--yes", "deploy"]);
+    next.expect_code(0);
+    let out = next.stdout();
+    assert!(
+        out.contains("was interrupted after its upgrade stage"),
+        "{out}"
+    );
+    assert!(out.contains("it committed 1, 2 (still applied)"), "{out}");
+}
+
+#[test]
+fn sigkill_during_an_in_place_restore_leaves_the_target_untouched() {
+    let p = Project::new();
+    p.sql("create table kept (id int); insert into kept select generate_series(1, 100)");
+    p.ballast(&["--yes", "backup"]).expect_code(0);
+    let listing = p.ballast(&["--json", "backups"]);
+    let first = listing.stdout().lines().next().unwrap().to_string();
+    let id = serde_json::from_str::<serde_json::Value>(&first).unwrap()["manifest"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    p.sql("insert into kept values (101)");
+    let child = paused_at(&p, &["--yes", "restore", &id], "restore");
+    signal(child, "KILL");
+    // The target was never touched; the half-filled copy is left, marked.
+    assert_eq!(p.sql("select count(*) from kept"), "101");
+    let leftovers = format!(
+        "select count(*) from pg_database where datname like '{}\\_\\_ballast\\_restore\\_%'",
+        p.db
+    );
+    assert_eq!(
+        psql(&crate::harness::cluster().url("postgres"), &leftovers),
+        "1"
+    );
+    // The next restore clears it and finishes.
+    p.ballast(&["--yes", "restore", &id]).expect_code(0);
+    assert_eq!(p.sql("select count(*) from kept"), "100");
+    assert_eq!(
+        psql(&crate::harness::cluster().url("postgres"), &leftovers),
+        "0"
+    );
+}
+
+#[test]
+fn postgresql_stopped_during_the_upgrade_applies_nothing_and_a_restart_recovers() {
+    let mut cluster = ScratchCluster::start().expect("a cluster of this test's own");
+    let p = Project::on(&cluster);
+    two_migrations(&p);
+    let child = paused_at(&p, &["--yes", "deploy"], "upgrade-transaction");
+    cluster.stop_server();
+    // Let it go on, to a COMMIT on a connection that is gone.
+    std::fs::remove_file(p.path().join("paused-at-upgrade-transaction")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Whatever it could or could not prove, it never claims a rollback it cannot see.
+    assert!(
+        matches!(out.status.code(), Some(1) | Some(4)),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cluster.start_server().expect("start it again");
+    assert!(!p.table_exists("public.a"), "the open transaction was lost");
+    assert!(p.ledger_versions().is_empty());
+    let next = p.ballast(&["--yes", "deploy"]);
+    next.expect_code(0);
+    assert!(
+        next.stdout().contains("was interrupted"),
+        "the next run names the run that never finished: {}",
+        next.stdout()
+    );
+    assert_eq!(p.ledger_versions(), ["1", "2"]);
+    cluster.stop();
+}
+
+#[test]
+fn sigint_during_the_backup_stops_before_anything_changed() {
+    let p = Project::new();
+    two_migrations(&p);
+    let child = paused_at(&p, &["--yes", "deploy"], "backup");
+    let out = signal(child, "INT");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted before anything changed"));
+    assert!(!p.table_exists("public.a"));
+}
+
+#[test]
+fn sigint_during_verify_climbs_the_ladder_back_to_the_start() {
+    let p = Project::new();
+    let before = p.schema_dump("public");
+    two_migrations(&p);
+    let child = paused_at(&p, &["--yes", "deploy"], "verify");
+    let out = signal(child, "INT");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("interrupted by a signal"), "{stdout}");
+    assert!(stdout.contains("undone by their downgrades"), "{stdout}");
+    assert!(p.ledger_versions().is_empty());
+    assert_eq!(p.schema_dump("public"), before);
+}
+
+#[test]
+fn a_local_backup_that_cannot_fit_is_refused_before_anything_runs() {
+    let p = Project::new();
+    two_migrations(&p);
+    let small = p.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+        return;
+    }
+    p.write_config(&format!("[backup]\ndir = \"{}\"\n", small.display()));
+    let run = p.ballast(&["--yes", "deploy"]);
+    let _ = Command::new("umount").arg(&small).status();
+    run.expect_code(3);
+    assert!(run.stdout().contains("only"), "{}", run.stdout());
+    assert!(run.stdout().contains("free in"), "{}", run.stdout());
+    assert!(!p.table_exists("public.a"));
+}

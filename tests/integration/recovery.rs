@@ -1,0 +1,130 @@
+//! The recovery ladder: after a failure that left changes, the downgrade rung, then the
+//! restore rung, each proven by where the database ended (migrations and schema).
+
+use crate::harness::Project;
+
+/// Two migrations with down files, then a verify check that fails after they commit.
+fn committed_then_verify_fails(p: &Project) {
+    p.migration(
+        "1_accounts.sql",
+        "create table accounts (id bigint primary key, email text not null);\n\
+         insert into accounts select g, 'a' || g || '@example.com' from generate_series(1, 5) g;",
+    )
+    .migration("1_accounts.down.sql", "drop table accounts;")
+    .migration(
+        "2_orders.sql",
+        "create table orders (id bigint primary key, account_id bigint references accounts (id));\n\
+         create index orders_account_idx on orders (account_id);",
+    )
+    .migration("2_orders.down.sql", "drop table orders;");
+    p.write_config(
+        "[[verify.checks]]\nname = \"orders has a row\"\nsql = \"select count(*) > 0 from orders\"\n",
+    );
+}
+
+/// The built-in deploy pipeline with `[on_failure]` keys replaced.
+fn on_failure(p: &Project, downgrade: bool, restore: &str) {
+    let builtin = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/pipelines/deploy.toml"
+    ))
+    .unwrap();
+    std::fs::create_dir_all(p.path().join("pipelines")).unwrap();
+    std::fs::write(
+        p.path().join("pipelines/deploy.toml"),
+        builtin
+            .replace("downgrade = true", &format!("downgrade = {downgrade}"))
+            .replace("restore = \"never\"", &format!("restore = \"{restore}\"")),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_verify_failure_after_commit_is_undone_by_the_downgrade_rung_exactly() {
+    let p = Project::new();
+    p.sql("create table kept (id int); insert into kept values (1)");
+    let before = p.schema_dump("public");
+    committed_then_verify_fails(&p);
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(1);
+    let out = run.stdout();
+    assert!(
+        out.contains("check `orders has a row` returned false"),
+        "{out}"
+    );
+    assert!(out.contains("downgrade (recovery)"), "{out}");
+    assert!(out.contains("undone by their downgrades"), "{out}");
+    assert!(p.ledger_versions().is_empty());
+    assert_eq!(
+        p.schema_dump("public"),
+        before,
+        "the schema is exactly as found"
+    );
+    assert_eq!(p.sql("select count(*) from kept"), "1");
+    // The journal says what each rung did.
+    let history = p.ballast(&["--json", "history"]);
+    assert!(
+        history.stdout().contains("downgrade (recovery)"),
+        "{}",
+        history.stdout()
+    );
+}
+
+#[test]
+fn a_downgrade_that_fails_hands_over_to_the_restore_rung() {
+    let p = Project::new();
+    p.sql("create table kept (id int); insert into kept values (1), (2)");
+    let before = p.schema_dump("public");
+    committed_then_verify_fails(&p);
+    // The newest down file raises: nothing of the downgrade's batch is undone.
+    p.migration("2_orders.down.sql", "drop table orders;\nselect 1 / 0;");
+    on_failure(&p, true, "auto");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(1);
+    let out = run.stdout();
+    assert!(out.contains("the downgrade failed"), "{out}");
+    assert!(out.contains("restore (recovery)"), "{out}");
+    assert!(out.contains("since the backup"), "{out}");
+    assert!(out.contains("restored from this run's backup"), "{out}");
+    assert!(p.ledger_versions().is_empty());
+    assert_eq!(p.schema_dump("public"), before);
+    assert_eq!(p.sql("select count(*) from kept"), "2");
+}
+
+#[test]
+fn a_downgrade_that_leaves_the_schema_different_is_not_called_a_recovery() {
+    let p = Project::new();
+    committed_then_verify_fails(&p);
+    // This down file forgets the table it should drop (it only unhooks it from
+    // accounts, so 1's down can run); its ledger row goes anyway.
+    p.migration(
+        "2_orders.down.sql",
+        "alter table orders drop constraint orders_account_id_fkey;\ndrop index orders_account_idx;",
+    );
+    on_failure(&p, true, "ask");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(4);
+    let out = run.stdout();
+    assert!(
+        out.contains("the database is not where the run started"),
+        "{out}"
+    );
+    assert!(out.contains("+ relation public.orders"), "{out}");
+    // restore = "ask" with no terminal: the writes it would lose are still counted.
+    assert!(out.contains("no terminal to ask"), "{out}");
+    assert!(out.contains("rows written in"), "{out}");
+    assert!(p.table_exists("public.orders"));
+}
+
+#[test]
+fn with_the_downgrade_off_the_ladder_goes_to_the_restore_policy() {
+    let p = Project::new();
+    committed_then_verify_fails(&p);
+    on_failure(&p, false, "never");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(4);
+    let out = run.stdout();
+    assert!(out.contains("[on_failure] downgrade is false"), "{out}");
+    assert!(out.contains("NOT recovered"), "{out}");
+    assert_eq!(p.ledger_versions(), ["1", "2"]);
+}
