@@ -37,7 +37,7 @@ pub async fn check(ctx: &mut RunContext) -> Result<(), StageError> {
     if abandoned.is_empty() {
         return Ok(());
     }
-    let invalid = invalid_indexes(conn).await?;
+    let invalid = crate::db::invalid_indexes(conn).await?;
     for run in &abandoned {
         let committed = committed_by(conn, &schema, &run.run_id).await?;
         let stage = run.entry["stages"]
@@ -113,13 +113,6 @@ async fn committed_by(
         .fetch_all(conn)
         .await
         .map_err(|e| DbError::query("reading what an interrupted run committed", &e))
-}
-
-async fn invalid_indexes(conn: &mut PgConnection) -> Result<Vec<String>, DbError> {
-    sqlx::query_scalar("select indexrelid::regclass::text from pg_index where not indisvalid")
-        .fetch_all(conn)
-        .await
-        .map_err(|e| DbError::query("listing invalid indexes", &e))
 }
 
 async fn drop_or_refuse(ctx: &mut RunContext, invalid: &[String]) -> Result<(), StageError> {

@@ -19,3 +19,24 @@ pub use error::{DbError, SqlFailure};
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
+
+/// Indexes marked invalid: the debris of a `CREATE INDEX CONCURRENTLY` (or a `DROP
+/// INDEX CONCURRENTLY`) that did not finish.
+pub async fn invalid_indexes(
+    conn: &mut sqlx::postgres::PgConnection,
+) -> Result<Vec<String>, DbError> {
+    sqlx::query_scalar("select indexrelid::regclass::text from pg_index where not indisvalid")
+        .fetch_all(conn)
+        .await
+        .map_err(|e| DbError::query("listing invalid indexes", &e))
+}
+
+/// If ballast dies mid-statement, the server notices within a second and rolls back,
+/// instead of holding the statement's locks until it ends. PostgreSQL 14+; older
+/// servers lack the setting and keep their old behaviour. (`lock_timeout` and
+/// `statement_timeout` are set on every session at connect time.)
+pub async fn watch_for_a_dead_client(conn: &mut sqlx::postgres::PgConnection) {
+    let _ = sqlx::raw_sql("set client_connection_check_interval = '1s'")
+        .execute(conn)
+        .await;
+}

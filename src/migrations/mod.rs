@@ -12,3 +12,24 @@ pub mod version;
 
 pub use source::{load_dir, read_dir, Migration, SourceError};
 pub use version::Version;
+
+/// Splits `items` into runs of transactional ones and lone non-transactional ones,
+/// keeping the order: each run is one transaction, each lone one runs by itself (the
+/// upgrade's migrations and the downgrade's down files alike).
+pub fn batches<T>(items: &[T], transactional: impl Fn(&T) -> bool) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, item) in items.iter().enumerate() {
+        if !transactional(item) {
+            if start < i {
+                out.push(&items[start..i]);
+            }
+            out.push(&items[i..=i]);
+            start = i + 1;
+        }
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
+}

@@ -30,6 +30,7 @@ pub async fn climb(
     pipeline: &Pipeline,
     ctx: &mut RunContext,
     records: &mut Vec<StageRecord>,
+    downgrade_failed: bool,
 ) -> Climb {
     let mut notes = Vec::new();
     let policy = &pipeline.on_failure;
@@ -58,6 +59,8 @@ pub async fn climb(
         .collect();
     if !policy.downgrade {
         notes.push("no downgrade: the pipeline's [on_failure] downgrade is false".into());
+    } else if downgrade_failed {
+        notes.push("no downgrade rung: the stage that failed was the downgrade itself".into());
     } else if !leftovers.is_empty() {
         notes.push(format!(
             "no downgrade: it cannot undo a change that is not a whole migration ({})",

@@ -192,7 +192,11 @@ async fn conclude(
     crate::interrupt::set_activity(
         "climbing the recovery ladder (downgrade, then restore, as the pipeline allows)",
     );
-    let climb = recovery::climb(pipeline, ctx, &mut summary.stages).await;
+    let downgrade_failed = pipeline
+        .stages
+        .iter()
+        .any(|s| s.display_name() == failure.stage && s.kind == super::StageKind::Downgrade);
+    let climb = recovery::climb(pipeline, ctx, &mut summary.stages, downgrade_failed).await;
     summary.next_steps.extend(climb.notes);
     if let Some(how) = climb.recovered {
         summary.outcome = Outcome::FailedUnchanged;

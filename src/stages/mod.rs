@@ -36,3 +36,19 @@ pub async fn run(spec: &StageSpec, ctx: &mut RunContext) -> Result<StageOutcome,
         StageKind::Stamp => stamp::run(ctx, spec.to.as_deref()).await,
     }
 }
+
+/// What to do about a statement that failed by a timeout, or why it was cancelled:
+/// a sentence to append to the error (`None` for other errors). Our own cancel after
+/// Ctrl-C shares SQLSTATE 57014 with `statement_timeout`.
+pub(crate) fn failure_advice(
+    failure: &crate::db::SqlFailure,
+    settings: &crate::config::Settings,
+) -> Option<String> {
+    if failure.is_statement_timeout() && crate::interrupt::requested() {
+        return Some("It was cancelled by a signal (Ctrl-C or SIGTERM)".into());
+    }
+    failure.timeout_advice(
+        settings.database.lock_timeout,
+        settings.database.statement_timeout,
+    )
+}

@@ -51,7 +51,7 @@ pub async fn run(
     let started = Instant::now();
     let database = ctx.settings.database.clone();
     let conn = ctx.conn().await?;
-    watch_for_a_dead_client(conn).await;
+    crate::db::watch_for_a_dead_client(conn).await;
     // A Ctrl-C from here on cancels the running statement rather than the process
     // (the `downgrade` stage clears this when it ends).
     if let Ok(pid) = sqlx::query_scalar::<_, i32>("select pg_backend_pid()")
@@ -70,7 +70,7 @@ pub async fn run(
         undone: Vec::new(),
         unknown: Vec::new(),
     };
-    for batch in batches(&undo.steps, |s| s.transactional) {
+    for batch in crate::migrations::batches(&undo.steps, |s| s.transactional) {
         let done = if crate::interrupt::requested() {
             Err(INTERRUPTED.to_string())
         } else if batch[0].transactional {
@@ -331,26 +331,6 @@ fn sorted_labels(rows: &[AppliedRow]) -> Vec<String> {
         .collect()
 }
 
-/// Splits `items` into runs of transactional ones and lone non-transactional ones,
-/// keeping the order (the upgrade batches its migrations the same way).
-fn batches<T>(items: &[T], transactional: impl Fn(&T) -> bool) -> Vec<&[T]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    for (i, item) in items.iter().enumerate() {
-        if !transactional(item) {
-            if start < i {
-                out.push(&items[start..i]);
-            }
-            out.push(&items[i..=i]);
-            start = i + 1;
-        }
-    }
-    if start < items.len() {
-        out.push(&items[start..]);
-    }
-    out
-}
-
 /// What has happened so far, for the progress lines and an honest failure.
 struct Progress {
     started: usize,
@@ -510,7 +490,9 @@ async fn undo_alone(
     progress.start(&events, step);
     let statements = split_statements(&step.down_sql);
     let conn = ctx.conn().await.map_err(|e| e.to_string())?;
-    let invalid_before = invalid_indexes(conn).await.map_err(|e| e.to_string())?;
+    let invalid_before = crate::db::invalid_indexes(conn)
+        .await
+        .map_err(|e| e.to_string())?;
     for (n, statement) in statements.iter().enumerate() {
         if crate::interrupt::requested() {
             if n == 0 {
@@ -532,7 +514,7 @@ async fn undo_alone(
         let failure = SqlFailure::from_sqlx(&e);
         // A failed DROP INDEX CONCURRENTLY can leave the index INVALID: a change, and
         // one the run must report.
-        let left_over = invalid_indexes(conn).await;
+        let left_over = crate::db::invalid_indexes(conn).await;
         let mut fate = vec![if n == 0 {
             format!("it runs outside a transaction and its first statement failed, so {} is still applied", step.label)
         } else {
@@ -617,33 +599,10 @@ fn down_failed(
         format!(" ({})", place.join(", "))
     };
     let mut message = format!("the down of {} failed{place}: {failure}", step.label);
-    if crate::interrupt::requested() {
-        // Our own cancel shares SQLSTATE 57014 with statement_timeout.
-        message.push_str(". It was cancelled by a signal (Ctrl-C or SIGTERM)");
-    } else if let Some(advice) = failure.timeout_advice(
-        settings.database.lock_timeout,
-        settings.database.statement_timeout,
-    ) {
+    if let Some(advice) = super::failure_advice(failure, settings) {
         message.push_str(&format!(". {advice}"));
     }
     message
-}
-
-/// If ballast dies mid-statement, the server notices within a second and rolls back
-/// instead of holding the locks until the statement ends (PostgreSQL 14+; the upgrade
-/// does the same). `lock_timeout` and `statement_timeout` are set at connect time.
-async fn watch_for_a_dead_client(conn: &mut PgConnection) {
-    let _ = sqlx::raw_sql("set client_connection_check_interval = '1s'")
-        .execute(conn)
-        .await;
-}
-
-/// Indexes marked invalid (what a failed `DROP INDEX CONCURRENTLY` can leave).
-async fn invalid_indexes(conn: &mut PgConnection) -> Result<Vec<String>, DbError> {
-    sqlx::query_scalar("select indexrelid::regclass::text from pg_index where not indisvalid")
-        .fetch_all(conn)
-        .await
-        .map_err(|e| DbError::query("listing invalid indexes", &e))
 }
 
 #[cfg(test)]
@@ -853,9 +812,12 @@ mod tests {
     #[test]
     fn no_transaction_downs_split_the_batches() {
         let kinds = [true, true, false, true, false];
-        let shapes: Vec<usize> = batches(&kinds, |t| *t).iter().map(|b| b.len()).collect();
+        let shapes: Vec<usize> = crate::migrations::batches(&kinds, |t| *t)
+            .iter()
+            .map(|b| b.len())
+            .collect();
         assert_eq!(shapes, [2, 1, 1, 1]);
-        assert_eq!(batches(&[true, true], |t| *t).len(), 1);
+        assert_eq!(crate::migrations::batches(&[true, true], |t| *t).len(), 1);
     }
 
     #[test]

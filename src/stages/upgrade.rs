@@ -15,7 +15,7 @@ use super::{migrations_count, StageError, StageOutcome};
 use crate::db::{ledger, DbError, SqlFailure};
 use crate::engine::Snapshot;
 use crate::events::Event;
-use crate::migrations::split::split_statements;
+use crate::migrations::split::{line_of_position, split_statements};
 use crate::migrations::Migration;
 use crate::pipeline::RunContext;
 
@@ -69,7 +69,7 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
     ctx.plan = Some(plan);
 
     let conn = ctx.conn().await?;
-    watch_for_a_dead_client(conn).await;
+    crate::db::watch_for_a_dead_client(conn).await;
     // A Ctrl-C from here on cancels the running statement rather than the process.
     if let Ok(pid) = sqlx::query_scalar::<_, i32>("select pg_backend_pid()")
         .fetch_one(&mut *conn)
@@ -94,7 +94,7 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
     let total = pending.len();
     let mut index = 0;
     let started = Instant::now();
-    for batch in batches(&pending) {
+    for batch in crate::migrations::batches(&pending, |m| m.transactional) {
         if crate::interrupt::requested() {
             return Err(interrupted());
         }
@@ -110,36 +110,6 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
         migrations_count(total),
         crate::report::human::human_duration(started.elapsed().as_millis() as u64)
     )))
-}
-
-/// Splits the pending list into runs of transactional migrations and lone
-/// non-transactional ones, keeping the order.
-fn batches(pending: &[Migration]) -> Vec<&[Migration]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    for (i, m) in pending.iter().enumerate() {
-        if !m.transactional {
-            if start < i {
-                out.push(&pending[start..i]);
-            }
-            out.push(&pending[i..=i]);
-            start = i + 1;
-        }
-    }
-    if start < pending.len() {
-        out.push(&pending[start..]);
-    }
-    out
-}
-
-/// If ballast dies mid-statement, the server notices within a second and rolls back,
-/// instead of holding the migration's locks until the statement ends. PostgreSQL 14+;
-/// older servers lack the setting and keep their old behaviour. (`lock_timeout` and
-/// `statement_timeout` are set on every session at connect time.)
-async fn watch_for_a_dead_client(conn: &mut PgConnection) {
-    let _ = sqlx::raw_sql("set client_connection_check_interval = '1s'")
-        .execute(conn)
-        .await;
 }
 
 /// A batch's transaction failed: why, and whether it was a lock timeout (the whole
@@ -345,7 +315,7 @@ async fn apply_alone(
     let t = Instant::now();
     let statements = split_statements(&m.up_sql);
     let conn = ctx.conn().await?;
-    let invalid_before = invalid_indexes(conn).await?;
+    let invalid_before = crate::db::invalid_indexes(conn).await?;
     for (n, statement) in statements.iter().enumerate() {
         if crate::interrupt::requested() {
             if n > 0 {
@@ -366,7 +336,7 @@ async fn apply_alone(
         let failure = SqlFailure::from_sqlx(&e);
         // A failed CREATE INDEX CONCURRENTLY leaves an INVALID index behind: a change
         // like any other, and one that makes the retry fail too.
-        let left_over = invalid_indexes(conn).await;
+        let left_over = crate::db::invalid_indexes(conn).await;
         if n > 0 {
             ctx.record_partial_change(format!(
                 "{} (statements 1-{n} of {} only)",
@@ -417,14 +387,6 @@ fn interrupted() -> StageError {
     )
 }
 
-/// Indexes marked invalid (the debris of a failed `CREATE INDEX CONCURRENTLY`).
-async fn invalid_indexes(conn: &mut PgConnection) -> Result<Vec<String>, DbError> {
-    sqlx::query_scalar("select indexrelid::regclass::text from pg_index where not indisvalid")
-        .fetch_all(conn)
-        .await
-        .map_err(|e| DbError::query("listing invalid indexes", &e))
-}
-
 fn started_event(m: &Migration, index: usize, total: usize) -> Event {
     Event::MigrationStarted {
         index,
@@ -446,35 +408,17 @@ fn migration_failed(
     let location = location.or_else(|| {
         failure
             .position
-            .map(|pos| format!("line {}", line_of(&m.up_sql, pos)))
+            .map(|pos| format!("line {}", line_of_position(&m.up_sql, pos)))
     });
     let place = match location {
         Some(location) => format!("{}, {location}", m.up_path.display()),
         None => m.up_path.display().to_string(),
     };
     let mut message = format!("migration {} failed ({place}): {failure}", m.label());
-    if failure.is_lock_timeout() {
-        message.push_str(&format!(
-            ". It waited lock_timeout ({}) for a lock another session holds, instead of queueing \
-             behind it and blocking the site; find the blocker in pg_stat_activity and retry when it is gone",
-            humantime::format_duration(settings.database.lock_timeout)
-        ));
-    } else if failure.is_statement_timeout() {
-        message.push_str(&format!(
-            ". It ran longer than statement_timeout ({}); raise database.statement_timeout for this deploy if that is expected",
-            humantime::format_duration(settings.database.statement_timeout)
-        ));
+    if let Some(advice) = super::failure_advice(failure, settings) {
+        message.push_str(&format!(". {advice}"));
     }
     StageError::Failed(message)
-}
-
-/// The 1-based line of a 1-based character position.
-fn line_of(sql: &str, position: usize) -> usize {
-    1 + sql
-        .chars()
-        .take(position.saturating_sub(1))
-        .filter(|c| *c == '\n')
-        .count()
 }
 
 #[cfg(test)]
@@ -503,20 +447,20 @@ mod tests {
             m("4", true),
             m("5", false),
         ];
-        let shapes: Vec<usize> = batches(&list).iter().map(|b| b.len()).collect();
+        let shapes: Vec<usize> = crate::migrations::batches(&list, |m| m.transactional)
+            .iter()
+            .map(|b| b.len())
+            .collect();
         assert_eq!(shapes, [2, 1, 1, 1]);
-        assert!(!batches(&list)[1][0].transactional);
+        assert!(!crate::migrations::batches(&list, |m| m.transactional)[1][0].transactional);
     }
 
     #[test]
     fn all_transactional_is_one_batch() {
         let list = [m("1", true), m("2", true), m("3", true)];
-        assert_eq!(batches(&list).len(), 1);
-    }
-
-    #[test]
-    fn positions_map_to_lines() {
-        assert_eq!(line_of("select 1;\nselect x;", 12), 2);
-        assert_eq!(line_of("select 1;", 1), 1);
+        assert_eq!(
+            crate::migrations::batches(&list, |m| m.transactional).len(),
+            1
+        );
     }
 }

@@ -10,7 +10,7 @@ fn unknown_key_names_file_line_and_key() {
     run.expect_code(2);
     let err = run.stderr();
     assert!(err.contains("deploy.toml") && err.contains("dirr"), "{err}");
-    assert!(err.contains("line 6"), "{err}");
+    assert!(err.contains("line 8"), "{err}");
 }
 
 #[test]
