@@ -6,7 +6,8 @@
 //! interrupt it at a known moment, and then let it go on. Without the variable, a point
 //! costs one environment lookup.
 //!
-//! Points: `backup` (the dump has started writing to storage), `upgrade-transaction`
+//! Points: `stage:NAME` (before each stage of the pipeline), `backup` (the dump has
+//! started writing to storage), `upgrade-transaction`
 //! (a batch's migrations ran, before COMMIT), `no-transaction` (after the first
 //! statement of a `-- no-transaction` migration), `verify` (before the checks),
 //! `restore` (pg_restore is filling the fresh database).

@@ -58,6 +58,7 @@ pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
             stage: stage.clone(),
         });
         crate::interrupt::set_activity(format!("running the {stage} stage"));
+        crate::faults::pause(&format!("stage:{stage}"));
         let t = Instant::now();
         let result = match stages::run(spec, ctx).await {
             // A signal came while the stage changed the database: stop here, so the

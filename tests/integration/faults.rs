@@ -297,3 +297,105 @@ fn a_local_backup_that_cannot_fit_is_refused_before_anything_runs() {
     assert!(run.stdout().contains("free in"), "{}", run.stdout());
     assert!(!p.table_exists("public.a"));
 }
+
+#[test]
+fn sigint_at_the_start_of_each_stage_ends_where_the_run_started() {
+    let p = Project::new();
+    let before = p.schema_dump("public");
+    two_migrations(&p);
+    // Before the upgrade has changed anything: stop at once, exit 3.
+    for stage in ["state-check", "preview", "confirm", "backup", "upgrade"] {
+        let child = paused_at(&p, &["--yes", "deploy"], &format!("stage:{stage}"));
+        let out = signal(child, "INT");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stage}: {stderr}");
+        assert!(
+            stderr.contains("interrupted before anything changed"),
+            "{stage}: {stderr}"
+        );
+        assert!(p.ledger_versions().is_empty(), "{stage}");
+    }
+    // After it committed: the run stops there and the ladder undoes it, exit 1.
+    let child = paused_at(&p, &["--yes", "deploy"], "stage:verify");
+    let out = signal(child, "INT");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("undone by their downgrades"), "{stdout}");
+    assert!(p.ledger_versions().is_empty());
+    assert_eq!(p.schema_dump("public"), before);
+}
+
+#[test]
+fn a_disk_that_fills_during_the_backup_fails_it_before_the_upgrade() {
+    let p = Project::new();
+    p.sql("create table kept (payload text); insert into kept select md5(g::text) || md5((g * 7)::text) from generate_series(1, 20000) g");
+    two_migrations(&p);
+    let disk = p.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
+        .arg(&disk)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+        return;
+    }
+    p.write_config(&format!("[backup]\ndir = \"{}\"\n", disk.display()));
+    // The preflight sees room; then something else fills the disk while the dump runs.
+    let child = paused_at(&p, &["--yes", "deploy"], "backup");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=1M", "count=100"])
+        .arg(format!("of={}", disk.join("filler").display()))
+        .stderr(Stdio::null())
+        .status();
+    std::fs::remove_file(p.path().join("paused-at-backup")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let leftovers: Vec<String> = std::fs::read_dir(&disk)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "filler" && n != "journal.jsonl")
+        .collect();
+    let _ = Command::new("umount").arg(&disk).status();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("No space left on device"), "{stdout}");
+    assert!(stdout.contains("nothing changed"), "{stdout}");
+    assert!(!p.table_exists("public.a"), "the upgrade never started");
+    assert!(
+        leftovers.is_empty(),
+        "no partial backup is left: {leftovers:?}"
+    );
+}
+
+#[test]
+fn the_s3_server_stopped_during_the_upload_fails_the_backup_before_the_upgrade() {
+    let p = Project::new();
+    p.sql("create table kept (id int); insert into kept select generate_series(1, 1000)");
+    two_migrations(&p);
+    let mut s3 = crate::harness::OwnS3::start();
+    let bucket = p.with_s3_on(&s3.server, "");
+    let child = paused_at(&p, &["--yes", "deploy"], "backup");
+    // The multipart upload is open; the server goes away under it.
+    assert_eq!(s3.server.unfinished_uploads(&bucket), 1);
+    s3.stop();
+    std::fs::remove_file(p.path().join("paused-at-backup")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("backup failed"), "{stdout}");
+    assert!(stdout.contains("nothing changed"), "{stdout}");
+    assert!(!p.table_exists("public.a"), "the upgrade never started");
+    // Back up (empty: moto keeps nothing), the next deploy backs up and applies.
+    s3.start_again();
+    s3.server.create_bucket(&bucket);
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(p.ledger_versions(), ["1", "2"]);
+    assert_eq!(s3.server.unfinished_uploads(&bucket), 0);
+    assert_eq!(
+        s3.server.keys(&bucket).len(),
+        2,
+        "one backup and its manifest"
+    );
+}

@@ -255,10 +255,81 @@ pub struct S3Server {
     port: u16,
 }
 
+fn moto_server() -> PathBuf {
+    let moto = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/moto_server");
+    assert!(
+        moto.is_file(),
+        "{} is missing: run scripts/ensure-moto (scripts/test does)",
+        moto.display()
+    );
+    moto
+}
+
+fn wait_listening(port: u16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "moto_server did not start on port {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// An S3 test server of one test's own, which it may stop and start again (on the
+/// same port, empty) without disturbing the other tests.
+pub struct OwnS3 {
+    pub server: S3Server,
+    child: Option<std::process::Child>,
+}
+
+impl OwnS3 {
+    pub fn start() -> OwnS3 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut own = OwnS3 {
+            server: S3Server {
+                endpoint: format!("http://127.0.0.1:{port}"),
+                port,
+            },
+            child: None,
+        };
+        own.start_again();
+        own
+    }
+
+    pub fn start_again(&mut self) {
+        let child = Command::new(moto_server())
+            .args(["-H", "127.0.0.1", "-p", &self.server.port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        self.child = Some(child);
+        wait_listening(self.server.port);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnS3 {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 pub fn s3() -> &'static S3Server {
     S3.get_or_init(|| {
-        let moto = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/moto_server");
-        assert!(moto.is_file(), "{} is missing: run scripts/ensure-moto (scripts/test does)", moto.display());
+        let moto = moto_server();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         // The shell is a watchdog: it stops the server when this test binary exits.
         let script = format!(
@@ -276,11 +347,7 @@ pub fn s3() -> &'static S3Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("start moto_server");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "moto_server did not start on port {port}");
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        wait_listening(port);
         S3Server { endpoint: format!("http://127.0.0.1:{port}"), port }
     })
 }
@@ -339,7 +406,11 @@ impl S3Server {
 impl Project {
     /// This project's backups go to a fresh bucket on the S3 test server.
     pub fn with_s3(&self, extra: &str) -> String {
-        let server = s3();
+        self.with_s3_on(s3(), extra)
+    }
+
+    /// [`Self::with_s3`] on a given server.
+    pub fn with_s3_on(&self, server: &S3Server, extra: &str) -> String {
         let bucket = format!("b-{}", self.db.replace('_', "-"));
         server.create_bucket(&bucket);
         self.write_config(&format!(
