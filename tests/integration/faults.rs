@@ -401,3 +401,47 @@ fn the_s3_server_stopped_during_the_upload_fails_the_backup_before_the_upgrade()
         "one backup and its manifest"
     );
 }
+
+#[test]
+fn a_signal_during_the_recovery_ladder_says_what_is_going_on_and_lets_it_finish() {
+    let p = Project::new();
+    p.sql("create table kept (id int); insert into kept values (1)");
+    two_migrations(&p);
+    p.write_config(
+        "[[verify.checks]]\nname = \"never\"\nsql = \"select false\"\n",
+    );
+    let builtin = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/pipelines/deploy.toml"
+    ))
+    .unwrap();
+    std::fs::create_dir_all(p.path().join("pipelines")).unwrap();
+    std::fs::write(
+        p.path().join("pipelines/deploy.toml"),
+        builtin
+            .replace("downgrade = true", "downgrade = false")
+            .replace("restore = \"never\"", "restore = \"auto\""),
+    )
+    .unwrap();
+    // Paused inside the restore rung, with the ladder climbing.
+    let child = paused_at(&p, &["--yes", "deploy"], "restore");
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::remove_file(p.path().join("paused-at-restore")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        stderr.contains("still running the recovery rung restore (recovery)"),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("restored from this run's backup"), "{stdout}");
+    assert!(!p.table_exists("public.a"));
+    assert_eq!(p.sql("select count(*) from kept"), "1");
+}
