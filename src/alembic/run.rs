@@ -30,11 +30,57 @@ pub async fn upgrade(
     let total = pending.len();
     let transactional = !snap.per_migration();
     let server = ctx.server().await?;
-    let runner = Runner::new(&ctx.settings, Some(server.major));
-    let events = ctx.events.clone();
     let started = Instant::now();
-    let order = pending.clone();
+    let retries = ctx.settings.database.lock_retries;
+    let mut wait = ctx.settings.database.lock_retry_wait;
+    let mut attempt = 0;
+    let finished = loop {
+        let runner = Runner::new(&ctx.settings, Some(server.major));
+        let finished = upgrade_once(runner, &ctx.events, &target, &pending, transactional).await?;
+        // A lock timeout before anything committed: the transaction rolled back whole,
+        // so trying again later applies nothing twice (as the sql engine does).
+        let retry = !finished.success
+            && finished.reason().contains("lock timeout")
+            && attempt < retries
+            && revisions_after(ctx)
+                .await
+                .is_ok_and(|now| snap.graph.ancestry(&now) == snap.graph.ancestry(snap.current()));
+        if !retry {
+            break finished;
+        }
+        attempt += 1;
+        ctx.events.diagnose(
+            crate::events::Severity::Warning,
+            format!(
+                "alembic waited lock_timeout for a lock another session holds (SQLSTATE 55P03); nothing committed. Retry {attempt} of {retries} in {}",
+                humantime::format_duration(wait)
+            ),
+            None,
+        );
+        tokio::time::sleep(wait).await;
+        wait *= 2;
+    };
+    account(ctx, snap, &pending, &finished, "upgrade").await?;
+    Ok(StageOutcome::Done(format!(
+        "{} applied in {}",
+        migrations_count(total),
+        crate::report::human::human_duration(started.elapsed().as_millis() as u64)
+    )))
+}
+
+/// One `alembic upgrade`, with a progress event per revision from alembic's log.
+async fn upgrade_once(
+    runner: Runner,
+    events: &crate::events::Events,
+    target: &str,
+    pending: &[(String, String)],
+    transactional: bool,
+) -> Result<Finished, StageError> {
+    let total = pending.len();
+    let order = pending.to_vec();
     let progress = events.clone();
+    let events = events.clone();
+    let target = target.to_string();
     let (finished, last) = tokio::task::spawn_blocking(move || {
         let mut previous: Option<(usize, Instant)> = None;
         let finished = runner.alembic_streaming(&["upgrade", &target], |line| {
@@ -79,12 +125,7 @@ pub async fn upgrade(
             duration_ms: since.elapsed().as_millis() as u64,
         });
     }
-    account(ctx, snap, &pending, &finished, "upgrade").await?;
-    Ok(StageOutcome::Done(format!(
-        "{} applied in {}",
-        migrations_count(total),
-        crate::report::human::human_duration(started.elapsed().as_millis() as u64)
-    )))
+    Ok(finished)
 }
 
 /// Reads the version table after alembic ended and records what committed and what

@@ -407,9 +407,7 @@ fn a_signal_during_the_recovery_ladder_says_what_is_going_on_and_lets_it_finish(
     let p = Project::new();
     p.sql("create table kept (id int); insert into kept values (1)");
     two_migrations(&p);
-    p.write_config(
-        "[[verify.checks]]\nname = \"never\"\nsql = \"select false\"\n",
-    );
+    p.write_config("[[verify.checks]]\nname = \"never\"\nsql = \"select false\"\n");
     let builtin = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/pipelines/deploy.toml"
@@ -441,7 +439,10 @@ fn a_signal_during_the_recovery_ladder_says_what_is_going_on_and_lets_it_finish(
         "{stderr}"
     );
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    assert!(stdout.contains("restored from this run's backup"), "{stdout}");
+    assert!(
+        stdout.contains("restored from this run's backup"),
+        "{stdout}"
+    );
     assert!(!p.table_exists("public.a"));
     assert_eq!(p.sql("select count(*) from kept"), "1");
 }
