@@ -87,11 +87,12 @@ pub fn install() {
                 continue;
             }
             let note = lock(&NOTE).clone();
-            if let Some(note) = note {
+            let changing = CHANGING.load(Ordering::SeqCst);
+            if let (Some(note), false) = (note, changing) {
                 crate::report::stderr_line(&format!("\nballast: {note}"));
                 std::process::exit(exit_code::REFUSED);
             }
-            if !CHANGING.load(Ordering::SeqCst) {
+            if !changing {
                 crate::report::stderr_line("\nballast: interrupted before anything changed.");
                 std::process::exit(exit_code::REFUSED);
             }

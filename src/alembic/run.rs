@@ -42,9 +42,12 @@ pub async fn upgrade(
         let retry = !finished.success
             && finished.reason().contains("lock timeout")
             && attempt < retries
+            && !crate::interrupt::requested()
             && revisions_after(ctx)
                 .await
-                .is_ok_and(|now| snap.graph.ancestry(&now) == snap.graph.ancestry(snap.current()));
+                .is_ok_and(|now| snap.graph.ancestry(&now) == snap.graph.ancestry(snap.current()))
+            // Nothing committed outside the version table either (autocommit blocks).
+            && crate::pipeline::recovery::back_at_start(ctx).await.is_ok();
         if !retry {
             break finished;
         }
@@ -58,7 +61,7 @@ pub async fn upgrade(
             None,
         );
         tokio::time::sleep(wait).await;
-        wait *= 2;
+        wait = (wait * 2).min(std::time::Duration::from_secs(300));
     };
     account(ctx, snap, &pending, &finished, "upgrade").await?;
     Ok(StageOutcome::Done(format!(

@@ -25,7 +25,14 @@ pub fn quote_ident(name: &str) -> String {
 pub async fn invalid_indexes(
     conn: &mut sqlx::postgres::PgConnection,
 ) -> Result<Vec<String>, DbError> {
-    sqlx::query_scalar("select indexrelid::regclass::text from pg_index where not indisvalid")
+    // Schema-qualified and quoted (not relative to search_path); plain indexes only (a
+    // partitioned parent's ON ONLY index is invalid by design); none being built now.
+    sqlx::query_scalar(
+        "select format('%I.%I', n.nspname, c.relname) from pg_index i \
+         join pg_class c on c.oid = i.indexrelid join pg_namespace n on n.oid = c.relnamespace \
+         where not i.indisvalid and c.relkind = 'i' \
+           and not exists (select 1 from pg_stat_progress_create_index p where p.index_relid = c.oid)",
+    )
         .fetch_all(conn)
         .await
         .map_err(|e| DbError::query("listing invalid indexes", &e))

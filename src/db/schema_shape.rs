@@ -35,7 +35,7 @@ fn queries() -> Vec<String> {
         ),
         format!(
             "select n.nspname || '.' || c.relname, \
-                    format('column %I.%I.%I %s%s%s', n.nspname, c.relname, a.attname, \
+                    format('column %I.%I.%I #%s %s%s%s', n.nspname, c.relname, a.attname, a.attnum, \
                            format_type(a.atttypid, a.atttypmod), \
                            case when a.attnotnull then ' not null' else '' end, \
                            coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')) \
@@ -64,7 +64,7 @@ fn queries() -> Vec<String> {
              where c.relkind in ('v', 'm') and {USER_SCHEMAS}"
         ),
         format!(
-            "select '', format('function %s %s', p.oid::regprocedure, md5(pg_get_functiondef(p.oid))) \
+            "select '', format('function %s %s', p.oid::regprocedure, encode(sha256(convert_to(pg_get_functiondef(p.oid), 'UTF8')), 'hex')) \
              from pg_proc p join pg_namespace n on n.oid = p.pronamespace \
              where p.prokind in ('f', 'p') and {USER_SCHEMAS} \
                and not exists (select 1 from pg_depend e where e.objid = p.oid and e.deptype = 'e')"

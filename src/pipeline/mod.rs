@@ -7,7 +7,7 @@
 pub mod context;
 pub mod definition;
 mod hooks;
-mod recovery;
+pub mod recovery;
 pub mod runner;
 
 pub use context::{RunContext, RunOptions};

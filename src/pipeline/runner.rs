@@ -54,6 +54,17 @@ pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
     };
     for spec in stages {
         let stage = spec.display_name();
+        // A signal between stages: do not start the next one.
+        if crate::interrupt::requested() {
+            let error = StageError::Failed("interrupted by a signal (Ctrl-C or SIGTERM)".into());
+            ctx.events.emit(Event::StageFailed {
+                stage: stage.clone(),
+                duration_ms: 0,
+                error: error.to_string(),
+            });
+            failure = Some(Failure { stage, error });
+            break;
+        }
         ctx.events.emit(Event::StageStarted {
             stage: stage.clone(),
         });
@@ -172,12 +183,16 @@ async fn conclude(
         return summary;
     }
 
+    // Unchanged only when proven: the same migration state and, once the upgrade
+    // started, the same schema shape (an Alembic revision can commit DDL in an
+    // autocommit block without moving the version table).
     let unchanged = !ctx.upgrade_started
         || (ctx.committed.is_empty()
             && match (&ctx.start, &now) {
                 (Some(start), Some(now)) => same_ledger(start, now),
                 _ => false, // cannot prove it: do not claim it
-            });
+            }
+            && (ctx.schema_before.is_none() || recovery::back_at_start(ctx).await.is_ok()));
     if unchanged {
         summary.outcome = Outcome::FailedUnchanged;
         summary.exit_code = exit_code::FAILED_RESTORED;

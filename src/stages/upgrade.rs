@@ -154,7 +154,7 @@ async fn apply_with_retries(
                     None,
                 );
                 tokio::time::sleep(wait).await;
-                wait *= 2;
+                wait = (wait * 2).min(std::time::Duration::from_secs(300));
             }
             Err(failure) if attempt > 0 => {
                 return Err(StageError::Failed(format!(

@@ -364,9 +364,9 @@ fn failed_create_index_concurrently_reports_the_invalid_index_it_left() {
     // The ladder drops it ([on_failure] invalid_indexes = "drop"): back at the start.
     run.expect_code(1);
     let out = run.stdout();
-    assert!(out.contains("INVALID index t_email_key"), "{out}");
+    assert!(out.contains("INVALID index public.t_email_key"), "{out}");
     assert!(
-        out.contains("dropped the INVALID index t_email_key left by 1"),
+        out.contains("dropped the INVALID index public.t_email_key left by 1"),
         "{out}"
     );
     assert!(!p.table_exists("public.t_email_key"));
