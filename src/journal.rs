@@ -77,6 +77,8 @@ impl Journal {
 /// applied: a run killed from here on leaves a `running` entry for the next run to find.
 pub async fn mark_running(ctx: &mut RunContext) {
     ctx.journal.set("status", json!("running"));
+    let start = ctx.start.as_ref().and_then(|s| s.current_label());
+    ctx.journal.set("start_version", json!(start));
     ctx.journal.append_line();
     sync_table(ctx).await;
 }

@@ -38,6 +38,13 @@ pub async fn check(ctx: &mut RunContext) -> Result<(), StageError> {
         return Ok(());
     }
     let invalid = crate::db::invalid_indexes(conn).await?;
+    let alembic = ctx.settings.migrations.alembic.is_some();
+    let now = if alembic {
+        ctx.snapshot().await?.current_label()
+    } else {
+        None
+    };
+    let conn = ctx.conn().await?;
     for run in &abandoned {
         let committed = committed_by(conn, &schema, &run.run_id).await?;
         let stage = run.entry["stages"]
@@ -46,7 +53,14 @@ pub async fn check(ctx: &mut RunContext) -> Result<(), StageError> {
             .and_then(|s| s["stage"].as_str())
             .map(|s| format!("after its {s} stage"))
             .unwrap_or_else(|| "before its first stage finished".into());
-        let committed = if committed.is_empty() {
+        let committed = if alembic {
+            // Alembic keeps no per-run record: compare its version table with the start.
+            format!(
+                "it started at revision {}, and the version table is now at {}",
+                run.entry["start_version"].as_str().unwrap_or("none"),
+                now.as_deref().unwrap_or("none")
+            )
+        } else if committed.is_empty() {
             "it committed no migration".to_string()
         } else {
             format!("it committed {} (still applied)", committed.join(", "))
