@@ -38,12 +38,26 @@ pub async fn invalid_indexes(
         .map_err(|e| DbError::query("listing invalid indexes", &e))
 }
 
-/// If ballast dies mid-statement, the server notices within a second and rolls back,
-/// instead of holding the statement's locks until it ends. PostgreSQL 14+; older
-/// servers lack the setting and keep their old behaviour. (`lock_timeout` and
-/// `statement_timeout` are set on every session at connect time.)
-pub async fn watch_for_a_dead_client(conn: &mut sqlx::postgres::PgConnection) {
+/// Readies the session that is about to change the database (upgrade, downgrade):
+/// if ballast dies mid-statement, the server notices within a second and rolls back
+/// instead of holding the statement's locks until it ends (PostgreSQL 14+; older
+/// servers keep their old behaviour), and a Ctrl-C from here on cancels the running
+/// statement rather than the process (the stage clears that when it ends).
+/// (`lock_timeout` and `statement_timeout` are set on every session at connect time.)
+pub async fn prepare_changing_session(
+    conn: &mut sqlx::postgres::PgConnection,
+    database: &crate::config::DatabaseSettings,
+) {
     let _ = sqlx::raw_sql("set client_connection_check_interval = '1s'")
-        .execute(conn)
+        .execute(&mut *conn)
         .await;
+    if let Ok(pid) = sqlx::query_scalar::<_, i32>("select pg_backend_pid()")
+        .fetch_one(&mut *conn)
+        .await
+    {
+        crate::interrupt::set_canceller(Some(crate::interrupt::Canceller::Backend {
+            db: database.clone(),
+            pid,
+        }));
+    }
 }

@@ -51,18 +51,7 @@ pub async fn run(
     let started = Instant::now();
     let database = ctx.settings.database.clone();
     let conn = ctx.conn().await?;
-    crate::db::watch_for_a_dead_client(conn).await;
-    // A Ctrl-C from here on cancels the running statement rather than the process
-    // (the `downgrade` stage clears this when it ends).
-    if let Ok(pid) = sqlx::query_scalar::<_, i32>("select pg_backend_pid()")
-        .fetch_one(&mut *conn)
-        .await
-    {
-        crate::interrupt::set_canceller(Some(crate::interrupt::Canceller::Backend {
-            db: database,
-            pid,
-        }));
-    }
+    crate::db::prepare_changing_session(conn, &database).await;
     crate::journal::mark_running(ctx).await;
     let mut progress = Progress {
         started: 0,

@@ -69,17 +69,7 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
     ctx.plan = Some(plan);
 
     let conn = ctx.conn().await?;
-    crate::db::watch_for_a_dead_client(conn).await;
-    // A Ctrl-C from here on cancels the running statement rather than the process.
-    if let Ok(pid) = sqlx::query_scalar::<_, i32>("select pg_backend_pid()")
-        .fetch_one(&mut *conn)
-        .await
-    {
-        crate::interrupt::set_canceller(Some(crate::interrupt::Canceller::Backend {
-            db: settings.database.clone(),
-            pid,
-        }));
-    }
+    crate::db::prepare_changing_session(conn, &settings.database).await;
     ledger::ensure_tables(conn, schema).await?;
     // Where the recovery ladder must bring the schema back to, if it comes to that.
     ctx.schema_before = Some(ctx.schema_shape().await?);

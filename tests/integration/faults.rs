@@ -408,19 +408,7 @@ fn a_signal_during_the_recovery_ladder_says_what_is_going_on_and_lets_it_finish(
     p.sql("create table kept (id int); insert into kept values (1)");
     two_migrations(&p);
     p.write_config("[[verify.checks]]\nname = \"never\"\nsql = \"select false\"\n");
-    let builtin = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/pipelines/deploy.toml"
-    ))
-    .unwrap();
-    std::fs::create_dir_all(p.path().join("pipelines")).unwrap();
-    std::fs::write(
-        p.path().join("pipelines/deploy.toml"),
-        builtin
-            .replace("downgrade = true", "downgrade = false")
-            .replace("restore = \"never\"", "restore = \"auto\""),
-    )
-    .unwrap();
+    p.on_failure(false, "auto");
     // Paused inside the restore rung, with the ladder climbing.
     let child = paused_at(&p, &["--yes", "deploy"], "restore");
     Command::new("kill")

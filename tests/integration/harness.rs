@@ -168,6 +168,24 @@ impl Project {
             .join("\n")
     }
 
+    /// Writes the built-in deploy pipeline into the project's `pipelines/` with its
+    /// `[on_failure] downgrade` and `restore` set.
+    pub fn on_failure(&self, downgrade: bool, restore: &str) {
+        let builtin = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/pipelines/deploy.toml"
+        ))
+        .unwrap();
+        std::fs::create_dir_all(self.path().join("pipelines")).unwrap();
+        std::fs::write(
+            self.path().join("pipelines/deploy.toml"),
+            builtin
+                .replace("downgrade = true", &format!("downgrade = {downgrade}"))
+                .replace("restore = \"never\"", &format!("restore = \"{restore}\"")),
+        )
+        .unwrap();
+    }
+
     pub fn ledger_versions(&self) -> Vec<String> {
         if !self.table_exists("public.ballast_migrations") {
             return Vec::new();

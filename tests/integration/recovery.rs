@@ -22,23 +22,6 @@ fn committed_then_verify_fails(p: &Project) {
     );
 }
 
-/// The built-in deploy pipeline with `[on_failure]` keys replaced.
-fn on_failure(p: &Project, downgrade: bool, restore: &str) {
-    let builtin = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/pipelines/deploy.toml"
-    ))
-    .unwrap();
-    std::fs::create_dir_all(p.path().join("pipelines")).unwrap();
-    std::fs::write(
-        p.path().join("pipelines/deploy.toml"),
-        builtin
-            .replace("downgrade = true", &format!("downgrade = {downgrade}"))
-            .replace("restore = \"never\"", &format!("restore = \"{restore}\"")),
-    )
-    .unwrap();
-}
-
 #[test]
 fn a_verify_failure_after_commit_is_undone_by_the_downgrade_rung_exactly() {
     let p = Project::new();
@@ -78,7 +61,7 @@ fn a_downgrade_that_fails_hands_over_to_the_restore_rung() {
     committed_then_verify_fails(&p);
     // The newest down file raises: nothing of the downgrade's batch is undone.
     p.migration("2_orders.down.sql", "drop table orders;\nselect 1 / 0;");
-    on_failure(&p, true, "auto");
+    p.on_failure(true, "auto");
     let run = p.ballast(&["--yes", "deploy"]);
     run.expect_code(1);
     let out = run.stdout();
@@ -101,7 +84,7 @@ fn a_downgrade_that_leaves_the_schema_different_is_not_called_a_recovery() {
         "2_orders.down.sql",
         "alter table orders drop constraint orders_account_id_fkey;\ndrop index orders_account_idx;",
     );
-    on_failure(&p, true, "ask");
+    p.on_failure(true, "ask");
     let run = p.ballast(&["--yes", "deploy"]);
     run.expect_code(4);
     let out = run.stdout();
@@ -120,7 +103,7 @@ fn a_downgrade_that_leaves_the_schema_different_is_not_called_a_recovery() {
 fn with_the_downgrade_off_the_ladder_goes_to_the_restore_policy() {
     let p = Project::new();
     committed_then_verify_fails(&p);
-    on_failure(&p, false, "never");
+    p.on_failure(false, "never");
     let run = p.ballast(&["--yes", "deploy"]);
     run.expect_code(4);
     let out = run.stdout();

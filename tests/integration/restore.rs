@@ -171,17 +171,7 @@ fn failing_after_commit(p: &Project, policy: &str) {
             "-- no-transaction\ncreate index concurrently if not exists t_idx on t (id);",
         )
         .migration("3_broken.sql", "alter table nope add column x int;");
-    std::fs::create_dir_all(p.path().join("pipelines")).unwrap();
-    let builtin = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/pipelines/deploy.toml"
-    ))
-    .unwrap();
-    std::fs::write(
-        p.path().join("pipelines/deploy.toml"),
-        builtin.replace("restore = \"never\"", &format!("restore = \"{policy}\"")),
-    )
-    .unwrap();
+    p.on_failure(true, policy);
 }
 
 #[test]
