@@ -47,6 +47,13 @@ pub fn lint_after(rule: &'static dyn Rule, earlier: &[&str], sql: &str) -> Vec<F
         .collect()
 }
 
+/// Lints `sql` as one `-- no-transaction` migration, with `rule` only.
+pub fn lint_no_transaction(rule: &'static dyn Rule, sql: &str) -> Vec<Finding> {
+    let mut i = input(sql);
+    i.transactional = false;
+    lint_with(rule, i, None, None)
+}
+
 /// The rule ids found, in order.
 pub fn ids(findings: &[Finding]) -> Vec<&'static str> {
     findings.iter().map(|f| f.rule).collect()

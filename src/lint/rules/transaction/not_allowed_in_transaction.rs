@@ -52,13 +52,11 @@ impl Rule for NotAllowedInTransaction {
 #[cfg(test)]
 mod tests {
     use super::NotAllowedInTransaction as R;
-    use crate::lint::rules::testing::{ids, input, lint, lint_with};
+    use crate::lint::rules::testing::{ids, lint, lint_no_transaction};
     use crate::lint::Finding;
 
     fn no_transaction(sql: &str) -> Vec<Finding> {
-        let mut i = input(sql);
-        i.transactional = false;
-        lint_with(&R, i, None, None)
+        lint_no_transaction(&R, sql)
     }
 
     #[test]
