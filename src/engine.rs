@@ -20,6 +20,27 @@ pub enum Snapshot {
 }
 
 impl Snapshot {
+    /// Everything the project could execute, as text: every migration's up and down
+    /// (SQL files), or every revision file and env.py (Alembic). Unreadable files are
+    /// skipped.
+    pub fn source_texts(&self) -> Vec<String> {
+        match self {
+            Snapshot::Sql(s) => s
+                .source
+                .iter()
+                .flat_map(|m| std::iter::once(m.up_sql.clone()).chain(m.down_sql.clone()))
+                .collect(),
+            Snapshot::Alembic(a) => a
+                .graph
+                .revisions
+                .iter()
+                .map(|r| r.path.as_str())
+                .chain(std::iter::once(a.graph.env_py.as_str()))
+                .filter_map(|path| std::fs::read_to_string(path).ok())
+                .collect(),
+        }
+    }
+
     /// The newest applied migration or revision, or `None` before the first.
     pub fn current_label(&self) -> Option<String> {
         match self {

@@ -56,6 +56,19 @@ pub fn set_canceller(canceller: Option<Canceller>) {
     *lock(&CANCEL) = canceller;
 }
 
+/// Forgets a `Backend` canceller: its session was closed, and a pid is reused.
+pub fn forget_backend() {
+    let mut cancel = lock(&CANCEL);
+    if matches!(*cancel, Some(Canceller::Backend { .. })) {
+        *cancel = None;
+    }
+}
+
+/// Whether a signal came at all, climbing or not.
+pub fn signalled() -> bool {
+    REQUESTED.load(Ordering::SeqCst)
+}
+
 /// Whether a signal asked the run to stop: stages stop at the next statement, the
 /// runner at the next stage, and the recovery ladder runs. False once the ladder
 /// climbs: its rungs are never cut short by the signal that started it.

@@ -8,6 +8,7 @@
 
 pub mod alembic;
 pub mod backup;
+pub mod children;
 pub mod cli;
 pub mod commands;
 pub mod config;

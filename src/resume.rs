@@ -33,7 +33,7 @@ pub async fn check(ctx: &mut RunContext) -> Result<(), StageError> {
     if !ledger::table_exists(&mut *conn, &schema, journal_table::TABLE).await? {
         return Ok(());
     }
-    let abandoned = abandoned(conn, &schema, &own).await?;
+    let abandoned = abandoned(conn, &schema, &own, &events).await?;
     if abandoned.is_empty() {
         return Ok(());
     }
@@ -90,6 +90,7 @@ async fn abandoned(
     conn: &mut PgConnection,
     schema: &str,
     own: &str,
+    events: &crate::events::Events,
 ) -> Result<Vec<Abandoned>, DbError> {
     let running: Vec<Value> = journal_table::recent(&mut *conn, schema, 50)
         .await?
@@ -99,8 +100,22 @@ async fn abandoned(
     if running.is_empty() {
         return Ok(Vec::new());
     }
-    // A run holding the deploy lock is alive (the upgrade holds it throughout).
-    if lock::holder(conn, lock::key_for(schema)).await?.is_some() {
+    // A run holding the deploy lock is alive: it holds it from its first change to its
+    // end, through verify and any recovery.
+    if let Some(holder) = lock::holder(conn, lock::key_for(schema)).await? {
+        let newest = &running[0];
+        events.diagnose(
+            Severity::Info,
+            format!(
+                "run {} ({}, started {}) is in progress: pid {} ({}) holds the deploy lock",
+                newest["run_id"].as_str().unwrap_or("?"),
+                newest["pipeline"].as_str().unwrap_or("?"),
+                newest["started_at"].as_str().unwrap_or("?"),
+                holder.pid,
+                holder.application_name
+            ),
+            Some("this run's changing stage waits for it (database.lock_wait), then re-reads the state".into()),
+        );
         return Ok(Vec::new());
     }
     Ok(running

@@ -35,6 +35,7 @@ pub async fn run_shell(
         .stdin_null()
         .stderr_to_stdout()
         .stdout_path(log.path())
+        .before_spawn(crate::children::duct_hook)
         .unchecked();
     for (key, value) in env {
         expression = expression.env(key, value);

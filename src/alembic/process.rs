@@ -138,6 +138,7 @@ impl Runner {
         let mut expression = duct::cmd(&self.python, args)
             .dir(&self.dir)
             .stdin_null()
+            .before_spawn(crate::children::duct_hook)
             .unchecked();
         for (key, value) in &self.env {
             expression = expression.env(key, value);

@@ -206,6 +206,7 @@ fn read_dump(
     )
     .stdin_null()
     .stderr_capture()
+    .before_spawn(crate::children::duct_hook)
     .unchecked();
     if let Some(password) = &request.target.password {
         expression = expression.env("PGPASSWORD", password);

@@ -84,12 +84,16 @@ pub fn check_destination(
     }
 }
 
+/// `held`: the deploy lock when the caller already holds it (a run's restore rung);
+/// otherwise an in-place restore takes it here. Either way it is let go just before
+/// the rename.
 pub async fn replace(
     settings: &Settings,
     storage: &Storage,
     manifest: &Manifest,
     destination: Destination<'_>,
     events: &Events,
+    held: Option<DeployLock>,
 ) -> Result<Replaced, ReplaceError> {
     let info = |line: String| events.diagnose(Severity::Info, line, None);
     let mut conn = db::connect(&settings.database, "restore").await?;
@@ -100,8 +104,9 @@ pub async fn replace(
     // In place, the deploy lock keeps deploys and other restores of this target out
     // while the copy is made. It is released just before the rename, which needs the
     // target free of sessions, this one included.
-    let lock = match destination {
-        Destination::InPlace => Some(
+    let lock = match (&destination, held) {
+        (Destination::InPlace, Some(held)) => Some(held),
+        (Destination::InPlace, None) => Some(
             DeployLock::acquire(&settings.database, |holder| {
                 events.emit(Event::LockWaiting {
                     pid: holder.pid,
@@ -111,7 +116,12 @@ pub async fn replace(
             .await
             .map_err(|e| ReplaceError::Locked(e.to_string()))?,
         ),
-        Destination::New(_) => None,
+        (Destination::New(_), held) => {
+            if let Some(held) = held {
+                held.release().await;
+            }
+            None
+        }
     };
     let result = restore_and_swap(
         settings,

@@ -39,6 +39,7 @@ pub fn restore_into(
 ) -> Result<(), RestoreError> {
     let dbname = format!("--dbname={}", target.public);
     let mut command = Command::new(pg_restore.as_os_str());
+    crate::children::prepare(&mut command);
     command
         .args([
             "--single-transaction",

@@ -107,7 +107,9 @@ fn check(
         id: manifest.id.clone(),
         problem,
     };
-    let mut child = Command::new(pg_restore.as_os_str())
+    let mut command = Command::new(pg_restore.as_os_str());
+    crate::children::prepare(&mut command);
+    let mut child = command
         .arg("--list")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

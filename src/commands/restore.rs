@@ -149,7 +149,7 @@ async fn restore(g: &GlobalArgs, id: Option<&str>, into: Option<&str>) -> Result
     // 5. Safety backup (in place), restore into a new database, swap names.
     db::close(conn).await;
     let events = super::events(g, false);
-    let replaced = replace(&settings, &storage, m, destination, &events)
+    let replaced = replace(&settings, &storage, m, destination, &events, None)
         .await
         .map_err(|e| match e {
             e @ (ReplaceError::InUse(_)

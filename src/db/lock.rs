@@ -94,6 +94,21 @@ impl DeployLock {
         }
     }
 
+    /// Whether this session still holds the lock: false when its connection was lost
+    /// (a server restart, a network cut), which releases it without a word.
+    pub async fn still_held(&mut self) -> bool {
+        sqlx::query_scalar::<_, bool>(
+            "select exists (select 1 from pg_locks where pid = pg_backend_pid() \
+             and locktype = 'advisory' and granted and classid::int = $1 and objid::int = $2 \
+             and objsubid = 2)",
+        )
+        .bind(LOCK_CLASS)
+        .bind(self.key)
+        .fetch_one(&mut self.conn)
+        .await
+        .unwrap_or(false)
+    }
+
     pub async fn release(mut self) {
         let _ = sqlx::query("select pg_advisory_unlock($1, $2)")
             .bind(LOCK_CLASS)

@@ -6,6 +6,7 @@
 //! whitespace never count as drift.
 
 pub mod checksum;
+pub mod data_effects;
 pub mod source;
 pub mod split;
 pub mod version;

@@ -5,7 +5,8 @@ use uuid::Uuid;
 
 use crate::backup::Artifact;
 use crate::config::Settings;
-use crate::db::schema_shape::SchemaShape;
+use crate::db::lock::DeployLock;
+use crate::db::schema_shape::{self, SchemaShape};
 use crate::db::table_writes::TableWrites;
 use crate::db::{self, DbError, ServerInfo};
 use crate::engine::Snapshot;
@@ -54,8 +55,16 @@ pub struct RunContext {
     /// The schema's shape right before the upgrade changed anything: a recovery rung
     /// claims "back where the run started" only when the shape matches it again.
     pub schema_before: Option<SchemaShape>,
+    /// The schemas that shape covers (`None`: all of them).
+    pub shape_scope: Option<schema_shape::Scope>,
     /// Rows written per table when the backup started, to tell what a restore loses.
     pub writes_at_backup: Option<TableWrites>,
+    /// The deploy lock, from the first stage that changes the database to the run's
+    /// end (`stages::deploy_lock::hold` takes it, the runner releases it).
+    pub deploy_lock: Option<DeployLock>,
+    /// The main session is changing the database: a new one is readied the same way
+    /// (see [`RunContext::begin_changing`]).
+    changing: bool,
 }
 
 /// Something a failed step left behind that is not a whole migration.
@@ -104,7 +113,10 @@ impl RunContext {
             outcome_unknown: false,
             partial: Vec::new(),
             schema_before: None,
+            shape_scope: None,
             writes_at_backup: None,
+            deploy_lock: None,
+            changing: false,
         }
     }
 
@@ -113,6 +125,9 @@ impl RunContext {
         if self.conn.is_none() {
             let mut conn = db::connect(&self.settings.database, "deploy").await?;
             self.server = Some(db::server_info(&mut conn).await?);
+            if self.changing {
+                db::prepare_changing_session(&mut conn, &self.settings.database).await;
+            }
             self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("connection opened above"))
@@ -133,10 +148,36 @@ impl RunContext {
         Ok(self.server.clone().expect("set when connecting"))
     }
 
-    /// Drops the main connection (after an error that may have left it unusable).
+    /// Drops the main connection (after an error that may have left it unusable). A
+    /// Ctrl-C no longer cancels by its pid: the next session registers its own.
     pub async fn reset_conn(&mut self) {
         if let Some(conn) = self.conn.take() {
+            crate::interrupt::forget_backend();
             db::close(conn).await;
+        }
+    }
+
+    /// The main session is about to change the database, and so is every session that
+    /// replaces it until [`RunContext::end_changing`]: see
+    /// [`db::prepare_changing_session`].
+    pub async fn begin_changing(&mut self) -> Result<(), DbError> {
+        self.changing = true;
+        let database = self.settings.database.clone();
+        let conn = self.conn().await?;
+        db::prepare_changing_session(conn, &database).await;
+        Ok(())
+    }
+
+    /// The changing stage ended: a Ctrl-C no longer cancels a statement.
+    pub fn end_changing(&mut self) {
+        self.changing = false;
+        crate::interrupt::set_canceller(None);
+    }
+
+    /// Lets the deploy lock go (the run's end).
+    pub async fn release_deploy_lock(&mut self) {
+        if let Some(lock) = self.deploy_lock.take() {
+            lock.release().await;
         }
     }
 
@@ -194,10 +235,33 @@ impl RunContext {
         tables
     }
 
+    /// Takes the shape the recovery ladder must bring the schema back to, scoped to the
+    /// schemas this run can change: its own, the version table's, the search path's,
+    /// and any that `snap`'s migration files name.
+    pub async fn take_schema_before(&mut self, snap: &Snapshot) -> Result<(), DbError> {
+        let mut always = vec![self.settings.database.schema.clone()];
+        if let Some(alembic) = &self.settings.migrations.alembic {
+            always.push(alembic.version_schema.clone());
+        }
+        let search_path: Vec<String> =
+            sqlx::query_scalar("select unnest(current_schemas(false))::text")
+                .fetch_all(self.conn().await?)
+                .await
+                .map_err(|e| DbError::query("reading the search path", &e))?;
+        always.extend(search_path);
+        self.shape_scope = Some(schema_shape::Scope {
+            always,
+            texts: snap.source_texts(),
+        });
+        self.schema_before = Some(self.schema_shape().await?);
+        Ok(())
+    }
+
     /// The schema's shape now, without the bookkeeping tables.
     pub async fn schema_shape(&mut self) -> Result<SchemaShape, DbError> {
         let bookkeeping = self.bookkeeping_tables();
-        SchemaShape::read(self.conn().await?, &bookkeeping).await
+        let scope = self.shape_scope.clone();
+        SchemaShape::read(self.conn().await?, &bookkeeping, scope.as_ref()).await
     }
 
     /// A fresh snapshot; the first one taken is kept as the run's starting state.

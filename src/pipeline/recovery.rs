@@ -10,6 +10,11 @@
 //!   when every change is a whole migration it knows how to undo.
 //! - Restore (`[on_failure] restore`): this run's backup, after saying how many rows
 //!   were written since it was taken.
+//!
+//! The downgrade's proof compares structure, not rows. When a committed migration
+//! destroyed data (`DROP COLUMN`, `DELETE`, ...: [`data_effects`]), a downgrade that
+//! brings the structure back is not a recovery and the climb goes on to the restore;
+//! when one only wrote rows, the recovery says that its down file is trusted for them.
 
 use std::time::Instant;
 
@@ -17,6 +22,7 @@ use super::context::{PartialChange, RunContext};
 use super::definition::{InvalidIndexPolicy, Pipeline, RestorePolicy, StageKind, StageSpec};
 use crate::db::table_writes::{self, TableWrites};
 use crate::events::{Event, Severity, StageRecord};
+use crate::migrations::data_effects::{data_effects, DataEffect};
 
 /// Where the climb ended.
 pub struct Climb {
@@ -73,15 +79,27 @@ pub async fn climb(
             command: None,
             to: None,
         };
+        let caveats = data_caveats(ctx);
         match run_rung(&spec, ctx, records).await {
             Ok(summary) => match back_at_start(ctx).await {
+                Ok(()) if !caveats.destroyed.is_empty() => notes.push(format!(
+                    "the downgrade brought the schema back ({summary}), but not the data the run's migrations destroyed ({}): only this run's backup has it",
+                    caveats.destroyed.join("; ")
+                )),
                 Ok(()) => {
+                    let trusted = match caveats.written.as_slice() {
+                        [] => String::new(),
+                        written => format!(
+                            "; rows the migrations changed ({}) are as their down files left them: the proof compares structure, not rows",
+                            written.join("; ")
+                        ),
+                    };
                     return Climb {
                         recovered: Some(format!(
-                            "the committed migrations were undone by their downgrades ({summary})"
+                            "the committed migrations were undone by their downgrades ({summary}){trusted}"
                         )),
                         notes,
-                    }
+                    };
                 }
                 Err(why) => notes.push(format!(
                     "the downgrade ran ({summary}) but the database is not where the run started: {why}"
@@ -117,6 +135,48 @@ pub async fn climb(
             }
         }
     }
+}
+
+/// What the committed migrations did to data, by migration: what the downgrade's
+/// structural proof cannot see.
+#[derive(Debug, Default)]
+struct DataCaveats {
+    /// Data no down file brings back (`2_orders: DROP COLUMN orders.note`).
+    destroyed: Vec<String>,
+    /// Rows changed in place, or SQL that could not be inspected.
+    written: Vec<String>,
+}
+
+fn data_caveats(ctx: &RunContext) -> DataCaveats {
+    let mut caveats = DataCaveats::default();
+    let Some(plan) = &ctx.plan else {
+        return caveats;
+    };
+    for m in plan
+        .migrations
+        .iter()
+        .filter(|m| ctx.committed.contains(&m.version))
+    {
+        // Alembic's SQL comes from offline mode, which not every revision renders.
+        let effects = if m.sql.trim().is_empty() || m.sql.starts_with("-- SQL not available") {
+            vec![DataEffect::Writes(
+                "its SQL could not be rendered (not inspected)".into(),
+            )]
+        } else {
+            data_effects(&m.sql)
+        };
+        for effect in effects {
+            match effect {
+                DataEffect::Destroys(what) => caveats
+                    .destroyed
+                    .push(format!("{} {}: {what}", m.version, m.name)),
+                DataEffect::Writes(what) => caveats
+                    .written
+                    .push(format!("{} {}: {what}", m.version, m.name)),
+            }
+        }
+    }
+    caveats
 }
 
 /// Drops (or, by policy, asks about) the INVALID indexes the run left. True when any

@@ -129,6 +129,7 @@ pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
     let mut summary = conclude(pipeline, ctx, failure, records).await;
     summary.duration_ms = started.elapsed().as_millis() as u64;
     crate::journal::finish(ctx, &summary).await;
+    ctx.release_deploy_lock().await;
     if summary.outcome != Outcome::Succeeded {
         run_failure_hooks(pipeline, ctx, &summary).await;
     }
@@ -205,6 +206,11 @@ async fn conclude(
 
     // Changes were left behind: the recovery ladder.
     crate::interrupt::set_climbing();
+    if crate::interrupt::signalled() {
+        // A cancel sent for the signal may still be on its way: let it land on a
+        // session the ladder does not use.
+        ctx.reset_conn().await;
+    }
     crate::interrupt::set_activity(
         "climbing the recovery ladder (downgrade, then restore, as the pipeline allows)",
     );

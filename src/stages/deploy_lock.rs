@@ -1,12 +1,33 @@
-//! Taking the deploy lock for a stage that changes the database (`upgrade`,
-//! `downgrade`): waiting says who is in the way; a busy lock is a refusal (exit 3).
+//! The run's deploy lock. The first stage that changes the database (`upgrade`,
+//! `downgrade`) takes it and the run keeps it to its end: through verify and the
+//! recovery ladder, so a second run never mistakes this one for an abandoned one, nor
+//! deploys under it. Waiting says who is in the way; a busy lock is a refusal (exit 3).
 
 use super::StageError;
 use crate::db::lock::{DeployLock, LockError};
-use crate::events::Event;
+use crate::events::{Event, Severity};
 use crate::pipeline::RunContext;
 
-pub async fn acquire(ctx: &RunContext) -> Result<DeployLock, StageError> {
+/// Makes sure the run holds the deploy lock: keeps the one it has while its session
+/// lives, takes it (again) otherwise.
+pub async fn hold(ctx: &mut RunContext) -> Result<(), StageError> {
+    if let Some(mut held) = ctx.deploy_lock.take() {
+        if held.still_held().await {
+            ctx.deploy_lock = Some(held);
+            return Ok(());
+        }
+        held.release().await;
+        ctx.events.diagnose(
+            Severity::Warning,
+            "the deploy lock's session was lost (a server restart or a network cut released it); taking it again",
+            None,
+        );
+    }
+    ctx.deploy_lock = Some(acquire(ctx).await?);
+    Ok(())
+}
+
+async fn acquire(ctx: &RunContext) -> Result<DeployLock, StageError> {
     let events = ctx.events.clone();
     DeployLock::acquire(&ctx.settings.database, |holder| {
         events.emit(Event::LockWaiting {

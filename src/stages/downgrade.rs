@@ -14,7 +14,7 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
             "no `to` revision and no starting state to go back to (put a state-check first)".into(),
         ));
     }
-    let lock = deploy_lock::acquire(ctx).await?;
+    deploy_lock::hold(ctx).await?;
     crate::interrupt::set_changing(true);
     let result = async {
         match ctx.snapshot().await? {
@@ -41,7 +41,7 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
         }
     }
     .await;
-    crate::interrupt::set_canceller(None);
+    ctx.end_changing();
     // Refusals and skips change nothing; anything else may have. From then on the
     // runner must prove "unchanged" from the ledger rather than assume it (the flag it
     // reads is the upgrade's, but the question is the same), and an interruption is
@@ -56,6 +56,5 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
     crate::interrupt::set_changing(
         may_have_changed || !ctx.committed.is_empty() || ctx.outcome_unknown,
     );
-    lock.release().await;
     result
 }

@@ -19,22 +19,34 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     verify(&storage, &listed, pg_restore_for(&settings.backup.pg_dump))
         .await
         .map_err(|e| StageError::Refused(format!("refusing to restore: {e}")))?;
-    // Our own connection would keep the target in use and block the rename.
+    // Our own connection would keep the target in use and block the rename; the run's
+    // deploy lock is handed over (it is let go just before the rename).
     ctx.reset_conn().await;
+    let held = ctx.deploy_lock.take();
     let replaced = replace(
         &settings,
         &storage,
         &listed.manifest,
         Destination::InPlace,
         &ctx.events,
+        held,
     )
-    .await
-    .map_err(|e| match e {
+    .await;
+    // The run keeps the lock to its end: on the restored database too.
+    let retaken = super::deploy_lock::hold(ctx).await;
+    let replaced = replaced.map_err(|e| match e {
         e @ (ReplaceError::InUse(_)
         | ReplaceError::OtherDatabase { .. }
         | ReplaceError::Locked(_)) => StageError::Refused(e.to_string()),
         other => StageError::Failed(other.to_string()),
     })?;
+    if let Err(e) = retaken {
+        ctx.events.diagnose(
+            crate::events::Severity::Warning,
+            format!("restored, but the deploy lock could not be taken again: {e}"),
+            None,
+        );
+    }
     Ok(StageOutcome::Done(format!(
         "restored {} from {}; the previous state is kept as {}",
         replaced.database,

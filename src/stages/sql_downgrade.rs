@@ -49,9 +49,7 @@ pub async fn run(
         return Ok(StageOutcome::Skipped(undo.already));
     }
     let started = Instant::now();
-    let database = ctx.settings.database.clone();
-    let conn = ctx.conn().await?;
-    crate::db::prepare_changing_session(conn, &database).await;
+    ctx.begin_changing().await?;
     crate::journal::mark_running(ctx).await;
     let mut progress = Progress {
         started: 0,

@@ -34,13 +34,12 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
         snap.version_table
     );
     ask(ctx, question).await?;
-    let lock = deploy_lock::acquire(ctx).await?;
+    deploy_lock::hold(ctx).await?;
     let server = ctx.server().await?;
     let runner = crate::alembic::process::Runner::new(&ctx.settings, Some(server.major));
     // --purge: the table says exactly `to` afterwards, even when what it says now is a
     // revision no file has (plain `stamp` would stop at "Can't locate revision").
     let stamped = runner.alembic(&["stamp", "--purge", to]).await;
-    lock.release().await;
     let stamped = stamped.map_err(|e| StageError::Failed(e.to_string()))?;
     if !stamped.success {
         return Err(StageError::Failed(format!(

@@ -20,16 +20,14 @@ use crate::migrations::Migration;
 use crate::pipeline::RunContext;
 
 pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
-    if ctx.plan.as_ref().is_some_and(|p| p.is_empty()) {
-        return Ok(StageOutcome::Skipped("nothing to apply".into()));
-    }
-    let lock = super::deploy_lock::acquire(ctx).await?;
+    // Even with nothing to apply: "up to date" is answered under the lock, so it is
+    // never said while another run is half-way through (or undoing) its deploy.
+    super::deploy_lock::hold(ctx).await?;
     crate::interrupt::set_changing(true);
     let result = apply_under_lock(ctx).await;
-    crate::interrupt::set_canceller(None);
+    ctx.end_changing();
     // Once something committed, an interruption is never "before anything changed".
     crate::interrupt::set_changing(!ctx.committed.is_empty() || ctx.outcome_unknown);
-    lock.release().await;
     result
 }
 
@@ -66,13 +64,16 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
     if plan.is_empty() {
         return Ok(StageOutcome::Skipped("nothing to apply".into()));
     }
-    ctx.plan = Some(plan);
+    // The same plan as the preview's (the hashes match), which for Alembic also has
+    // the SQL offline mode rendered: keep that one.
+    if ctx.plan.is_none() {
+        ctx.plan = Some(plan);
+    }
 
-    let conn = ctx.conn().await?;
-    crate::db::prepare_changing_session(conn, &settings.database).await;
-    ledger::ensure_tables(conn, schema).await?;
+    ctx.begin_changing().await?;
+    ledger::ensure_tables(ctx.conn().await?, schema).await?;
     // Where the recovery ladder must bring the schema back to, if it comes to that.
-    ctx.schema_before = Some(ctx.schema_shape().await?);
+    ctx.take_schema_before(&snap).await?;
     ctx.upgrade_started = true;
     crate::journal::mark_running(ctx).await;
     let snap = match snap {

@@ -4,24 +4,19 @@
 
 use std::path::Path;
 
-use crate::harness::{alembic_config, Blocker, Project};
+use crate::harness::{
+    alembic_config, alembic_per_migration as per_migration, alembic_revision, alembic_version,
+    Blocker, Project, ALEMBIC_HEAD,
+};
 
-const HEAD: &str = "f6a0b1c2d3e4";
+const HEAD: &str = ALEMBIC_HEAD;
 
 fn version(p: &Project) -> String {
-    p.sql(
-        "select string_agg(version_num, '+' order by version_num) from marketplace.alembic_version",
-    )
+    alembic_version(p)
 }
 
 fn revision(dir: &Path, id: &str, down: &str, upgrade: &str, downgrade: &str) {
-    std::fs::write(
-        dir.join(format!("{id}_added.py")),
-        format!(
-            "\"\"\"added by a test {id}\n\nRevision ID: {id}\nRevises: {down}\n\"\"\"\nimport sqlalchemy as sa\nfrom alembic import op\n\nrevision = \"{id}\"\ndown_revision = \"{down}\"\nbranch_labels = None\ndepends_on = None\n\n\ndef upgrade():\n    {upgrade}\n\n\ndef downgrade():\n    {downgrade}\n"
-        ),
-    )
-    .unwrap();
+    alembic_revision(dir, id, down, &[upgrade], downgrade);
 }
 
 /// a7…: creates marketplace.reviews, on top of the head.
@@ -45,20 +40,6 @@ fn reviews_then_a_failing_revision(versions: &Path) {
         "op.execute(\"alter table marketplace.nope add column x int\")",
         "pass",
     );
-}
-
-/// Switches the copied project's env.py to one transaction per revision.
-fn per_migration(p: &Project) {
-    let env = p.path().join("app/alembic/env.py");
-    let text = std::fs::read_to_string(&env).unwrap();
-    std::fs::write(
-        &env,
-        text.replace(
-            "transaction_per_migration=False",
-            "transaction_per_migration=True",
-        ),
-    )
-    .unwrap();
 }
 
 #[test]

@@ -434,3 +434,40 @@ fn a_signal_during_the_recovery_ladder_says_what_is_going_on_and_lets_it_finish(
     assert!(!p.table_exists("public.a"));
     assert_eq!(p.sql("select count(*) from kept"), "1");
 }
+
+#[test]
+fn a_second_deploy_during_the_first_ones_verify_waits_and_never_calls_it_abandoned() {
+    let p = Project::new();
+    two_migrations(&p);
+    // The first run committed both migrations and sits before its verify stage.
+    let first = paused_at(&p, &["--yes", "deploy"], "stage:verify");
+    let second = p.ballast(&["--yes", "deploy"]);
+    let out = second.all();
+    assert_eq!(second.code(), 3, "the lock is busy: a refusal\n{out}");
+    assert!(out.contains("is in progress: pid"), "{out}");
+    assert!(out.contains("holds the deploy lock"), "{out}");
+    assert!(!out.contains("was interrupted"), "{out}");
+    let upgrade = out
+        .lines()
+        .find(|l| l.starts_with("upgrade "))
+        .unwrap_or("");
+    assert!(
+        upgrade.contains("refused") && upgrade.contains("another deploy holds the lock"),
+        "'up to date' is never said under a running deploy\n{out}"
+    );
+    assert!(
+        journal_statuses(&p).starts_with("running"),
+        "the live run is not marked interrupted: {}",
+        journal_statuses(&p)
+    );
+    std::fs::remove_file(p.path().join("paused-at-stage:verify")).unwrap();
+    let done = first.wait_with_output().unwrap();
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert_eq!(journal_statuses(&p), "succeeded,refused");
+    assert_eq!(p.ledger_versions(), ["1", "2"]);
+}

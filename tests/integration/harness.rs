@@ -530,6 +530,47 @@ pub fn alembic_config(extra: &str) -> String {
     )
 }
 
+/// The fixture Alembic project's head revision.
+pub const ALEMBIC_HEAD: &str = "f6a0b1c2d3e4";
+
+/// The Alembic version table's rows (`a+b` for several heads).
+pub fn alembic_version(p: &Project) -> String {
+    p.sql(
+        "select string_agg(version_num, '+' order by version_num) from marketplace.alembic_version",
+    )
+}
+
+/// Writes an Alembic revision `id` on top of `down`; `upgrade` and `downgrade` are
+/// Python lines (one statement each) of the two functions' bodies.
+pub fn alembic_revision(dir: &Path, id: &str, down: &str, upgrade: &[&str], downgrade: &str) {
+    std::fs::write(
+        dir.join(format!("{id}_added.py")),
+        format!(
+            "\"\"\"added by a test {id}\n\nRevision ID: {id}\nRevises: {down}\n\"\"\"\nimport sqlalchemy as sa\nfrom alembic import op\n\nrevision = \"{id}\"\ndown_revision = \"{down}\"\nbranch_labels = None\ndepends_on = None\n\n\ndef upgrade():\n    {}\n\n\ndef downgrade():\n    {downgrade}\n",
+            upgrade.join("\n    ")
+        ),
+    )
+    .unwrap();
+}
+
+/// Switches the copied fixture project's env.py to one transaction per revision.
+pub fn alembic_per_migration(p: &Project) {
+    let env = p.path().join("app/alembic/env.py");
+    let text = std::fs::read_to_string(&env).unwrap();
+    assert!(
+        text.contains("transaction_per_migration=False"),
+        "the fixture's env.py no longer sets transaction_per_migration"
+    );
+    std::fs::write(
+        &env,
+        text.replace(
+            "transaction_per_migration=False",
+            "transaction_per_migration=True",
+        ),
+    )
+    .unwrap();
+}
+
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {

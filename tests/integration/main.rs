@@ -14,4 +14,5 @@ mod output;
 mod read_only;
 mod recovery;
 mod restore;
+mod resume_alembic;
 mod s3;
