@@ -83,6 +83,15 @@ pub async fn mark_running(ctx: &mut RunContext) {
     sync_table(ctx).await;
 }
 
+/// Names the `-- no-transaction` migration the run is in the middle of (`None` once it
+/// is recorded), in the table too: a run killed inside one is found with its name,
+/// since the ledger knows nothing of a migration that did not finish.
+pub async fn mark_in_progress(ctx: &mut RunContext, label: Option<String>) {
+    ctx.journal.set("in_progress", json!(label));
+    ctx.journal.append_line();
+    sync_table(ctx).await;
+}
+
 /// Writes the entry as it stands to `ballast_journal` (while a run changes the
 /// database, after each stage: a run killed later is found with its last stage).
 pub async fn sync_table(ctx: &mut RunContext) {

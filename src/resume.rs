@@ -28,6 +28,7 @@ struct Abandoned {
 pub async fn check(ctx: &mut RunContext) -> Result<(), StageError> {
     let schema = ctx.settings.database.schema.clone();
     let own = ctx.run_id.to_string();
+    let app_name = ctx.settings.database.application_name.clone();
     let events = ctx.events.clone();
     let conn = ctx.conn().await?;
     if !ledger::table_exists(&mut *conn, &schema, journal_table::TABLE).await? {
@@ -38,12 +39,28 @@ pub async fn check(ctx: &mut RunContext) -> Result<(), StageError> {
         return Ok(());
     }
     let invalid = crate::db::invalid_indexes(conn).await?;
+    let lingering = lingering_sessions(conn, &app_name).await?;
     let alembic = ctx.settings.migrations.alembic.is_some();
-    let now = if alembic {
-        ctx.snapshot().await?.current_label()
-    } else {
-        None
-    };
+    let snap = ctx.snapshot().await?;
+    let now = if alembic { snap.current_label() } else { None };
+    // Only an index this project's migrations create can be the interrupted run's; any
+    // other INVALID index (a DBA's build cut short) is not ballast's to drop.
+    let scope = ctx.scope_of(&snap).await?;
+    let (invalid, others): (Vec<String>, Vec<String>) =
+        invalid.into_iter().partition(|qualified| {
+            let (schema, name) = unqualify(qualified);
+            scope.covers(&schema) && scope.names(&name)
+        });
+    if !others.is_empty() {
+        events.diagnose(
+            Severity::Info,
+            format!(
+                "INVALID index {} left alone: no migration of this project creates it",
+                others.join(", ")
+            ),
+            None,
+        );
+    }
     let conn = ctx.conn().await?;
     for run in &abandoned {
         let committed = committed_by(conn, &schema, &run.run_id).await?;
@@ -53,6 +70,12 @@ pub async fn check(ctx: &mut RunContext) -> Result<(), StageError> {
             .and_then(|s| s["stage"].as_str())
             .map(|s| format!("after its {s} stage"))
             .unwrap_or_else(|| "before its first stage finished".into());
+        let half_run = match run.entry["in_progress"].as_str() {
+            Some(label) => format!(
+                "; it was inside {label}, a -- no-transaction migration, whose statements that ran stay while it is not recorded: this run starts it again from its first statement (each should be safe to repeat: IF NOT EXISTS)"
+            ),
+            None => String::new(),
+        };
         let committed = if alembic {
             // Alembic keeps no per-run record: compare its version table with the start.
             format!(
@@ -68,12 +91,19 @@ pub async fn check(ctx: &mut RunContext) -> Result<(), StageError> {
         events.diagnose(
             Severity::Warning,
             format!(
-                "run {} ({}, started {}) was interrupted {stage} and never finished: {committed}; its deploy lock is free, so it is not running",
+                "run {} ({}, started {}) was interrupted {stage} and never finished: {committed}{half_run}; its deploy lock is free, so it is not running",
                 run.run_id,
                 run.entry["pipeline"].as_str().unwrap_or("?"),
                 run.entry["started_at"].as_str().unwrap_or("?"),
             ),
-            Some("an open transaction of it was rolled back by the server; this run starts from the state read now".into()),
+            Some(if lingering.is_empty() {
+                "an open transaction of it was rolled back by the server; this run starts from the state read now".into()
+            } else {
+                format!(
+                    "a session of an earlier ballast still runs a statement (pid {}): its transaction rolls back when the statement ends or is cancelled (SELECT pg_cancel_backend(pid)); until then this run may wait for its locks",
+                    lingering.join(", ")
+                )
+            }),
         );
     }
     if !invalid.is_empty() {
@@ -181,11 +211,63 @@ async fn drop_or_refuse(ctx: &mut RunContext, invalid: &[String]) -> Result<(), 
     Ok(())
 }
 
+/// Sessions of another ballast still running a statement: on PostgreSQL before 14
+/// (no `client_connection_check_interval`) a dead client's statement runs on.
+async fn lingering_sessions(
+    conn: &mut PgConnection,
+    application_name: &str,
+) -> Result<Vec<String>, DbError> {
+    sqlx::query_scalar(
+        "select pid::text from pg_stat_activity where starts_with(application_name, $1 || ' (') \
+         and pid <> pg_backend_pid() and state <> 'idle' and datname = current_database()",
+    )
+    .bind(application_name)
+    .fetch_all(conn)
+    .await
+    .map_err(|e| DbError::query("looking for sessions of an earlier run", &e))
+}
+
+/// `schema` and `name` of a `format('%I.%I')` name (quotes undone).
+fn unqualify(qualified: &str) -> (String, String) {
+    let mut parts = Vec::new();
+    let mut part = String::new();
+    let mut quoted = false;
+    let mut chars = qualified.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                part.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            '.' if !quoted => parts.push(std::mem::take(&mut part)),
+            c => part.push(c),
+        }
+    }
+    parts.push(part);
+    let name = parts.pop().unwrap_or_default();
+    (parts.pop().unwrap_or_default(), name)
+}
+
 /// Records that the run was found abandoned, so it is reported once.
 async fn mark_interrupted(conn: &mut PgConnection, schema: &str, mut entry: Value, by: &str) {
     entry["status"] = Value::from("interrupted");
     entry["found_by"] = Value::from(by);
     if let Err(e) = journal_table::upsert(conn, schema, &entry).await {
         tracing::warn!("{e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn qualified_names_are_split_with_their_quotes_undone() {
+        use super::unqualify;
+        let pair = |s: &str, n: &str| (s.to_string(), n.to_string());
+        assert_eq!(unqualify("public.t_idx"), pair("public", "t_idx"));
+        assert_eq!(
+            unqualify("\"My.Schema\".\"Idx\"\"x\""),
+            pair("My.Schema", "Idx\"x")
+        );
     }
 }

@@ -199,13 +199,17 @@ impl Runner {
         crate::interrupt::set_canceller(Some(crate::interrupt::Canceller::Children(reader.pids())));
         let mut lines = Vec::new();
         let mut buffered = BufReader::new(&reader);
-        let mut line = String::new();
+        // Bytes, not a String: a log line that is not UTF-8 (a migration printing
+        // Latin-1 data) must not end the reading, which would drop the reader and so
+        // kill Alembic mid-migration.
+        let mut line = Vec::new();
         loop {
             line.clear();
-            match buffered.read_line(&mut line) {
+            match buffered.read_until(b'\n', &mut line) {
                 Ok(0) => break,
                 Ok(_) => {
-                    let clean = scrub(line.trim_end(), &self.secrets);
+                    let text = String::from_utf8_lossy(&line);
+                    let clean = scrub(text.trim_end(), &self.secrets);
                     on_line(&clean);
                     lines.push(clean);
                 }

@@ -6,7 +6,7 @@
 //!
 //! Bookkeeping tables (ballast's ledger and journal, Alembic's version table) are left
 //! out: their rows are the migration state, compared separately, and the first deploy
-//! creates them. So are schemas the run cannot have touched ([`in_scope`]): another
+//! creates them. So are schemas the run cannot have touched ([`Scope`]): another
 //! project's deploy or partition maintenance there is not this run's doing.
 
 use std::collections::BTreeSet;
@@ -24,7 +24,7 @@ pub struct SchemaShape {
 const USER_SCHEMAS: &str = "n.nspname not in ('pg_catalog', 'information_schema') \
      and n.nspname not like 'pg\\_toast%' and n.nspname not like 'pg\\_temp%'";
 
-/// What tells the schemas a run can have changed (see [`in_scope`]); applied to the
+/// What tells the schemas a run can have changed; applied to the
 /// schemas that exist at each reading, so one the run created is in it too.
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
@@ -34,14 +34,23 @@ pub struct Scope {
     pub texts: Vec<String>,
 }
 
-/// The schemas a run can have changed: those in `always` and every one that `texts`
-/// mention as a word. Over-inclusive by design: a schema is left out only when nothing
-/// the run could execute names it.
-pub fn in_scope(all: &[String], always: &[String], texts: &[String]) -> Vec<String> {
-    all.iter()
-        .filter(|schema| always.contains(schema) || texts.iter().any(|text| mentions(text, schema)))
-        .cloned()
-        .collect()
+impl Scope {
+    /// Whether the run can have changed `schema`: it is one of `always`, or the
+    /// project's files mention it. Over-inclusive by design: a schema is left out only
+    /// when nothing the run could execute names it.
+    pub fn covers(&self, schema: &str) -> bool {
+        self.always.iter().any(|s| s == schema) || self.names(schema)
+    }
+
+    /// Whether the project's files mention `identifier` as a word.
+    pub fn names(&self, identifier: &str) -> bool {
+        self.texts.iter().any(|text| mentions(text, identifier))
+    }
+}
+
+/// The schemas of `all` that `scope` covers.
+fn in_scope(all: &[String], scope: &Scope) -> Vec<String> {
+    all.iter().filter(|s| scope.covers(s)).cloned().collect()
 }
 
 /// Whether `text` has `name` as a whole identifier (unquoted names case-insensitively).
@@ -148,7 +157,7 @@ impl SchemaShape {
                 .fetch_all(&mut *conn)
                 .await
                 .map_err(|e| DbError::query("listing the schemas", &e))?;
-                Some(in_scope(&all, &scope.always, &scope.texts))
+                Some(in_scope(&all, scope))
             }
             None => None,
         };
@@ -209,16 +218,24 @@ mod tests {
             "create table SHOP.orders (id bigint);\n-- see audit_log".to_string(),
             "op.create_table('x', schema=\"Reports\")".to_string(),
         ];
+        let scope = Scope {
+            always: vec!["public".to_string()],
+            texts,
+        };
         assert_eq!(
-            in_scope(&all, &["public".to_string()], &texts),
+            in_scope(&all, &scope),
             ["public", "shop", "Reports"],
             "unquoted names match in any case, whole words only (not audit_log, not shopping)"
         );
-        assert_eq!(
-            in_scope(&all, &[], &["select 1 from reports.x".to_string()]),
-            Vec::<String>::new(),
+        let lowercase = Scope {
+            always: Vec::new(),
+            texts: vec!["select 1 from reports.x".to_string()],
+        };
+        assert!(
+            in_scope(&all, &lowercase).is_empty(),
             "a mixed-case schema is only named quoted, exactly"
         );
+        assert!(scope.names("orders") && !scope.names("order"));
     }
 
     #[test]

@@ -239,6 +239,14 @@ impl RunContext {
     /// schemas this run can change: its own, the version table's, the search path's,
     /// and any that `snap`'s migration files name.
     pub async fn take_schema_before(&mut self, snap: &Snapshot) -> Result<(), DbError> {
+        self.shape_scope = Some(self.scope_of(snap).await?);
+        self.schema_before = Some(self.schema_shape().await?);
+        Ok(())
+    }
+
+    /// What this run can change: its own schema, the version table's, the search
+    /// path's, and whatever `snap`'s migration files name.
+    pub async fn scope_of(&mut self, snap: &Snapshot) -> Result<schema_shape::Scope, DbError> {
         let mut always = vec![self.settings.database.schema.clone()];
         if let Some(alembic) = &self.settings.migrations.alembic {
             always.push(alembic.version_schema.clone());
@@ -249,12 +257,10 @@ impl RunContext {
                 .await
                 .map_err(|e| DbError::query("reading the search path", &e))?;
         always.extend(search_path);
-        self.shape_scope = Some(schema_shape::Scope {
+        Ok(schema_shape::Scope {
             always,
             texts: snap.source_texts(),
-        });
-        self.schema_before = Some(self.schema_shape().await?);
-        Ok(())
+        })
     }
 
     /// The schema's shape now, without the bookkeeping tables.

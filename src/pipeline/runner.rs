@@ -220,10 +220,14 @@ async fn conclude(
         .any(|s| s.display_name() == failure.stage && s.kind == super::StageKind::Downgrade);
     let climb = recovery::climb(pipeline, ctx, &mut summary.stages, downgrade_failed).await;
     summary.next_steps.extend(climb.notes);
+    // Where the ladder left it, not where the failure did.
+    let now = fresh_snapshot(ctx).await;
+    if let Some(snap) = &now {
+        summary.end_version = snap.current_label();
+    }
     if let Some(how) = climb.recovered {
         summary.outcome = Outcome::FailedUnchanged;
         summary.exit_code = exit_code::FAILED_RESTORED;
-        summary.end_version = fresh_snapshot(ctx).await.and_then(|s| s.current_label());
         summary
             .next_steps
             .push(format!("back where the run started: {how}"));
@@ -258,7 +262,8 @@ async fn conclude(
             server.database
         ));
     }
-    if !ctx.committed.is_empty() {
+    // Still applied: the ladder's downgrade may have undone them already.
+    if !ctx.committed.is_empty() && summary.end_version != summary.start_version {
         summary.next_steps.push(format!(
             "or undo the committed migrations with their down files, newest first: {}",
             ctx.committed

@@ -305,6 +305,7 @@ async fn apply_alone(
     run.events.emit(started_event(m, index, total));
     let t = Instant::now();
     let statements = split_statements(&m.up_sql);
+    crate::journal::mark_in_progress(ctx, Some(m.label())).await;
     let conn = ctx.conn().await?;
     let invalid_before = crate::db::invalid_indexes(conn).await?;
     for (n, statement) in statements.iter().enumerate() {
@@ -369,6 +370,7 @@ async fn apply_alone(
         )));
     }
     ctx.record_committed(vec![m.version.to_string()]);
+    crate::journal::mark_in_progress(ctx, None).await;
     Ok(())
 }
 

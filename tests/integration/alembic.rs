@@ -469,3 +469,25 @@ fn revisions_after_one_offline_mode_cannot_render_still_show_their_sql() {
         .expect("a7's SQL is shown");
     assert!(unrenderable < after, "{out}");
 }
+
+#[test]
+fn a_revision_that_logs_bytes_that_are_not_utf8_still_runs_to_the_end() {
+    let p = Project::new();
+    let versions = p.alembic();
+    alembic_revision(
+        &versions,
+        "a7000000000a",
+        HEAD,
+        &[
+            "import sys",
+            "sys.stderr.buffer.write(b'imported caf\\xe9 from the old system\\n')",
+            "sys.stderr.flush()",
+            "op.create_table(\"reviews\", sa.Column(\"id\", sa.Integer()), schema=\"marketplace\")",
+        ],
+        "op.drop_table(\"reviews\", schema=\"marketplace\")",
+    );
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(0);
+    assert_eq!(version(&p), "a7000000000a");
+    assert!(p.table_exists("marketplace.reviews"));
+}

@@ -15,7 +15,7 @@ use ballast::scratch::ScratchCluster;
 use crate::harness::{psql, Project};
 
 /// ballast started with a pause point, once it sits there.
-fn paused_at(p: &Project, args: &[&str], point: &str) -> Child {
+pub fn paused_at(p: &Project, args: &[&str], point: &str) -> Child {
     let ready: PathBuf = p.path().join(format!("paused-at-{point}"));
     let mut child = p
         .command(
@@ -45,7 +45,7 @@ fn paused_at(p: &Project, args: &[&str], point: &str) -> Child {
     child
 }
 
-fn signal(child: Child, name: &str) -> Output {
+pub fn signal(child: Child, name: &str) -> Output {
     Command::new("kill")
         .args([&format!("-{name}"), &child.id().to_string()])
         .status()
@@ -55,7 +55,7 @@ fn signal(child: Child, name: &str) -> Output {
 
 /// After a SIGKILL the server ends ballast's sessions (rolling back what was open)
 /// once it notices the client is gone.
-fn sessions_gone(p: &Project) {
+pub fn sessions_gone(p: &Project) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while p.sql(
         "select count(*) from pg_stat_activity where application_name like 'ballast%' and datname = current_database()",
@@ -159,6 +159,12 @@ fn sigkill_between_statements_of_a_no_transaction_migration_is_reported_and_fini
     assert!(
         next.stdout().contains("it committed 1 (still applied)"),
         "{}",
+        next.stdout()
+    );
+    assert!(
+        next.stdout()
+            .contains("it was inside 2_idx, a -- no-transaction migration"),
+        "the half-run migration is named: {}",
         next.stdout()
     );
     assert_eq!(p.ledger_versions(), ["1", "2"]);
@@ -470,4 +476,70 @@ fn a_second_deploy_during_the_first_ones_verify_waits_and_never_calls_it_abandon
     );
     assert_eq!(journal_statuses(&p), "succeeded,refused");
     assert_eq!(p.ledger_versions(), ["1", "2"]);
+}
+
+#[test]
+fn a_change_in_a_schema_the_run_never_names_does_not_spoil_its_recovery() {
+    let p = Project::new();
+    two_migrations(&p);
+    p.write_config("[[verify.checks]]\nname = \"never\"\nsql = \"select false\"\n");
+    let run = paused_at(&p, &["--yes", "deploy"], "stage:verify");
+    // Meanwhile another team deploys to its own schema, and someone adds a table to
+    // this run's schema.
+    p.sql("create schema reporting; create table reporting.daily (day date)");
+    std::fs::remove_file(p.path().join("paused-at-stage:verify")).unwrap();
+    let out = run.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("undone by their downgrades"), "{text}");
+    assert!(p.table_exists("reporting.daily"), "not this run's to undo");
+
+    // A change in the run's own schema during the run is one the proof cannot tell
+    // from the run's: no recovery is claimed.
+    let p = Project::new();
+    two_migrations(&p);
+    p.write_config("[[verify.checks]]\nname = \"never\"\nsql = \"select false\"\n");
+    let run = paused_at(&p, &["--yes", "deploy"], "stage:verify");
+    p.sql("create table public.surprise (id int)");
+    std::fs::remove_file(p.path().join("paused-at-stage:verify")).unwrap();
+    let out = run.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(text.contains("+ relation public.surprise"), "{text}");
+}
+
+#[test]
+fn after_a_killed_run_only_an_invalid_index_of_the_projects_own_is_dropped() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (v int);").migration(
+        "2_idx.sql",
+        "-- no-transaction\ncreate unique index concurrently if not exists a_v_key on a (v);",
+    );
+    let child = paused_at(&p, &["--yes", "deploy"], "upgrade-transaction");
+    signal(child, "KILL");
+    sessions_gone(&p);
+    // What a cut-short CREATE INDEX CONCURRENTLY leaves: one named by the project's
+    // migrations, and a DBA's own on another table.
+    p.sql(
+        "create table dup (v int); create index a_v_key on dup (v); create index dba_v_idx on dup (v); \
+         update pg_index set indisvalid = false where indexrelid in ('a_v_key'::regclass, 'dba_v_idx'::regclass)",
+    );
+    let next = p.ballast(&["--yes", "deploy"]);
+    let out = next.stdout();
+    next.expect_code(0);
+    assert!(
+        out.contains("dropped the INVALID index public.a_v_key left by the interrupted run"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "INVALID index public.dba_v_idx left alone: no migration of this project creates it"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        p.sql("select string_agg(c.relname || ':' || i.indisvalid, ',' order by c.relname) from pg_index i join pg_class c on c.oid = i.indexrelid where c.relname in ('a_v_key', 'dba_v_idx')"),
+        "a_v_key:true,dba_v_idx:false",
+        "the project's index was built again, valid; the DBA's is untouched"
+    );
 }

@@ -10,6 +10,7 @@ mod downgrade_sql;
 mod faults;
 mod harness;
 mod locking;
+mod lost_commit;
 mod output;
 mod read_only;
 mod recovery;

@@ -111,3 +111,87 @@ fn with_the_downgrade_off_the_ladder_goes_to_the_restore_policy() {
     assert!(out.contains("NOT recovered"), "{out}");
     assert_eq!(p.ledger_versions(), ["1", "2"]);
 }
+
+/// A table of notes, then a migration that drops it (its down creates it again, the
+/// same but empty) and a verify check that fails after it commits.
+fn drops_a_table_then_verify_fails(p: &Project) {
+    p.sql("create table notes (id int primary key, body text); insert into notes values (1, 'remember me')");
+    p.migration("1_drop_notes.sql", "drop table notes;")
+        .migration(
+            "1_drop_notes.down.sql",
+            "create table notes (id int primary key, body text);",
+        );
+    p.write_config("[[verify.checks]]\nname = \"never\"\nsql = \"select false\"\n");
+}
+
+#[test]
+fn a_downgrade_cannot_bring_back_dropped_data_so_the_restore_rung_does() {
+    let p = Project::new();
+    drops_a_table_then_verify_fails(&p);
+    let before = p.schema_dump("public");
+    p.on_failure(true, "auto");
+    let run = p.ballast(&["--yes", "--allow-risky", "deploy"]);
+    let out = run.stdout();
+    run.expect_code(1);
+    assert!(
+        out.contains("the downgrade brought the schema back")
+            && out.contains(
+                "but not the data the run's migrations destroyed (1 drop_notes: DROP TABLE notes)"
+            ),
+        "{out}"
+    );
+    assert!(out.contains("restored from this run's backup"), "{out}");
+    assert_eq!(p.schema_dump("public"), before);
+    assert_eq!(p.sql("select body from notes"), "remember me");
+}
+
+#[test]
+fn without_a_restore_a_structural_downgrade_over_dropped_data_is_not_recovered() {
+    let p = Project::new();
+    drops_a_table_then_verify_fails(&p);
+    p.on_failure(true, "never");
+    let run = p.ballast(&["--yes", "--allow-risky", "deploy"]);
+    let out = run.stdout();
+    run.expect_code(4);
+    assert!(out.contains("DROP TABLE notes"), "{out}");
+    assert!(out.contains("only this run's backup has it"), "{out}");
+    assert!(
+        out.contains("pg_restore"),
+        "the account says how to restore: {out}"
+    );
+    // The schema is back (the downgrade ran); the notes are not, and the account says
+    // where the run ended rather than where it was before the downgrade.
+    assert!(p.ledger_versions().is_empty());
+    assert_eq!(p.sql("select count(*) from notes"), "0");
+    assert!(
+        out.contains("NOT recovered: without any migration applied"),
+        "{out}"
+    );
+    assert!(!out.contains("or undo the committed migrations"), "{out}");
+}
+
+#[test]
+fn rows_an_undone_migration_changed_are_named_in_the_recovery() {
+    let p = Project::new();
+    p.sql(
+        "create table kept (id int primary key, status text); insert into kept values (1, 'new')",
+    );
+    p.migration(
+        "1_statuses.sql",
+        "alter table kept add column legacy boolean;\nupdate kept set status = 'open' where status = 'new';",
+    )
+    .migration(
+        "1_statuses.down.sql",
+        "update kept set status = 'new' where status = 'open';\nalter table kept drop column legacy;",
+    );
+    p.write_config("[[verify.checks]]\nname = \"never\"\nsql = \"select false\"\n");
+    let run = p.ballast(&["--yes", "deploy"]);
+    let out = run.stdout();
+    run.expect_code(1);
+    assert!(out.contains("undone by their downgrades"), "{out}");
+    assert!(
+        out.contains("rows the migrations changed (1 statuses: UPDATE kept) are as their down files left them"),
+        "{out}"
+    );
+    assert_eq!(p.sql("select status from kept"), "new");
+}
