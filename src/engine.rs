@@ -142,6 +142,14 @@ impl Snapshot {
         }
     }
 
+    /// Whether `version` is applied (whatever its checksum).
+    pub fn is_applied(&self, version: &str) -> bool {
+        match self {
+            Snapshot::Sql(s) => s.applied.iter().any(|a| a.version == version),
+            Snapshot::Alembic(a) => a.graph.ancestry(a.current()).contains(version),
+        }
+    }
+
     /// What is applied, comparable across snapshots: equal means nothing changed.
     pub fn fingerprint(&self) -> Vec<String> {
         let mut rows: Vec<String> = match self {

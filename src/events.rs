@@ -143,6 +143,9 @@ pub struct RunSummary {
     pub end_version: Option<String>,
     pub applied: Vec<String>,
     pub rolled_back: Vec<String>,
+    /// Of `applied`, the migrations the recovery ladder undid again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undone: Vec<String>,
     pub backup: Option<String>,
     pub stages: Vec<StageRecord>,
     pub duration_ms: u64,

@@ -50,6 +50,9 @@ pub struct RunContext {
     pub upgrade_started: bool,
     /// Set when a commit's outcome is unknown (the connection died during COMMIT).
     pub outcome_unknown: bool,
+    /// The versions of an upgrade batch whose COMMIT got no answer: the runner looks
+    /// them up in the ledger before it decides anything.
+    pub commit_unknown: Vec<String>,
     /// Changes left that are not whole migrations (also listed in `committed`).
     pub partial: Vec<PartialChange>,
     /// The schema's shape right before the upgrade changed anything: a recovery rung
@@ -111,6 +114,7 @@ impl RunContext {
             rolled_back: Vec::new(),
             upgrade_started: false,
             outcome_unknown: false,
+            commit_unknown: Vec::new(),
             partial: Vec::new(),
             schema_before: None,
             shape_scope: None,

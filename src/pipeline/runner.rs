@@ -145,6 +145,7 @@ async fn conclude(
 ) -> RunSummary {
     let start_version = ctx.start.as_ref().and_then(Snapshot::current_label);
     let now = fresh_snapshot(ctx).await;
+    let settled = settle_unknown_commit(ctx, now.as_ref());
     let end_version = match &now {
         Some(snap) => snap.current_label(),
         None => start_version.clone(),
@@ -160,6 +161,7 @@ async fn conclude(
         end_version,
         applied: ctx.committed.clone(),
         rolled_back: ctx.rolled_back.clone(),
+        undone: Vec::new(),
         backup: ctx.backup.as_ref().map(|a| a.location.clone()),
         stages,
         duration_ms: 0,
@@ -170,6 +172,7 @@ async fn conclude(
     };
     summary.failed_stage = Some(failure.stage.clone());
     summary.error = Some(failure.error.to_string());
+    summary.next_steps.extend(settled);
 
     // A refusal means "nothing changed" only while nothing has: a custom pipeline may
     // refuse (a second lock, a prompt) after an upgrade committed.
@@ -224,6 +227,17 @@ async fn conclude(
     let now = fresh_snapshot(ctx).await;
     if let Some(snap) = &now {
         summary.end_version = snap.current_label();
+        let planned: Vec<&str> = ctx
+            .plan
+            .iter()
+            .flat_map(|p| p.migrations.iter().map(|m| m.version.as_str()))
+            .collect();
+        summary.undone = ctx
+            .committed
+            .iter()
+            .filter(|v| planned.contains(&v.as_str()) && !snap.is_applied(v))
+            .cloned()
+            .collect();
     }
     if let Some(how) = climb.recovered {
         summary.outcome = Outcome::FailedUnchanged;
@@ -262,19 +276,53 @@ async fn conclude(
             server.database
         ));
     }
-    // Still applied: the ladder's downgrade may have undone them already.
-    if !ctx.committed.is_empty() && summary.end_version != summary.start_version {
+    // Those the ladder has not undone already.
+    let still: Vec<String> = ctx
+        .committed
+        .iter()
+        .rev()
+        .filter(|v| !summary.undone.contains(v))
+        .cloned()
+        .collect();
+    if !still.is_empty() {
         summary.next_steps.push(format!(
             "or undo the committed migrations with their down files, newest first: {}",
-            ctx.committed
-                .iter()
-                .rev()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
+            still.join(", ")
         ));
     }
     summary
+}
+
+/// A COMMIT that got no answer: the ledger read afterwards tells whether it took
+/// effect, and the run goes on from that fact (a committed batch is undone like any
+/// other, its data effects weighed). Says what was found; nothing without a reading.
+fn settle_unknown_commit(ctx: &mut RunContext, now: Option<&Snapshot>) -> Vec<String> {
+    let Some(now) = now else {
+        return Vec::new();
+    };
+    if ctx.commit_unknown.is_empty() {
+        return Vec::new();
+    }
+    let versions = std::mem::take(&mut ctx.commit_unknown);
+    let (applied, not): (Vec<String>, Vec<String>) =
+        versions.into_iter().partition(|v| now.is_applied(v));
+    let mut found = Vec::new();
+    if !applied.is_empty() {
+        found.push(format!(
+            "the COMMIT of {} took effect: the ledger read afterwards has them",
+            applied.join(", ")
+        ));
+        ctx.record_committed(applied);
+    }
+    if !not.is_empty() {
+        found.push(format!(
+            "the COMMIT of {} did not take effect: the ledger read afterwards has none of them",
+            not.join(", ")
+        ));
+        ctx.record_rolled_back(not);
+    }
+    ctx.outcome_unknown = false;
+    found
 }
 
 /// The command that runs this pipeline again.

@@ -141,13 +141,21 @@ impl HumanReporter {
     fn summary(&self, s: &RunSummary) {
         if self.verbosity >= Verbosity::Normal {
             self.line("");
+            // As wide as the longest stage name (`downgrade (recovery)`), 14 at least.
+            let width = s
+                .stages
+                .iter()
+                .map(|st| st.stage.chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(14);
             self.line(&format!(
-                "{:<14} {:<10} {:>9}  detail",
+                "{:<width$} {:<10} {:>9}  detail",
                 "stage", "status", "time"
             ));
             for st in &s.stages {
                 self.line(&format!(
-                    "{:<14} {:<10} {:>9}  {}",
+                    "{:<width$} {:<10} {:>9}  {}",
                     st.stage,
                     st.status,
                     human_duration(st.duration_ms),
@@ -171,6 +179,12 @@ impl HumanReporter {
                 s.pipeline,
                 s.applied.len()
             ),
+            // Changes were made, then undone by the recovery ladder.
+            Outcome::FailedUnchanged if !s.applied.is_empty() => format!(
+                "✗ {} failed at {}: its changes were undone, the database is back where the run found it, {versions}",
+                s.pipeline,
+                s.failed_stage.as_deref().unwrap_or("?")
+            ),
             Outcome::FailedUnchanged => format!(
                 "✗ {} failed at {}: nothing changed; the database is {versions}",
                 s.pipeline,
@@ -190,11 +204,25 @@ impl HumanReporter {
         if let Some(error) = &s.error {
             self.line(&format!("  reason: {error}"));
         }
-        if !s.applied.is_empty() && s.outcome != Outcome::Succeeded {
-            self.line(&format!(
-                "  committed and still applied: {}",
-                s.applied.join(", ")
-            ));
+        if s.outcome != Outcome::Succeeded {
+            let still: Vec<&str> = s
+                .applied
+                .iter()
+                .filter(|v| !s.undone.contains(v))
+                .map(String::as_str)
+                .collect();
+            if !still.is_empty() {
+                self.line(&format!(
+                    "  committed and still applied: {}",
+                    still.join(", ")
+                ));
+            }
+            if !s.undone.is_empty() {
+                self.line(&format!(
+                    "  committed, then undone by the recovery ladder: {}",
+                    s.undone.join(", ")
+                ));
+            }
         }
         if !s.rolled_back.is_empty() {
             self.line(&format!(

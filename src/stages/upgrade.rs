@@ -203,6 +203,7 @@ async fn apply_transaction(
         // COMMIT sent, answer lost: it may or may not have committed.
         Err(e) => {
             ctx.outcome_unknown = true;
+            ctx.commit_unknown.extend(versions.iter().cloned());
             ctx.reset_conn().await;
             Err(BatchFailure {
                 error: StageError::Failed(format!(

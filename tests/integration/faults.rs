@@ -6,6 +6,7 @@
 //! The moments come from ballast's pause points (src/faults.rs): with
 //! BALLAST_FAULT_PAUSE=<point> it waits there and writes BALLAST_FAULT_READY.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -14,7 +15,9 @@ use ballast::scratch::ScratchCluster;
 
 use crate::harness::{psql, Project};
 
-/// ballast started with a pause point, once it sits there.
+/// ballast started with a pause point, once it sits there. It leads a process group of
+/// its own, as a shell's job does, so a test can signal the group like a terminal's
+/// Ctrl-C.
 pub fn paused_at(p: &Project, args: &[&str], point: &str) -> Child {
     let ready: PathBuf = p.path().join(format!("paused-at-{point}"));
     let mut child = p
@@ -27,6 +30,7 @@ pub fn paused_at(p: &Project, args: &[&str], point: &str) -> Child {
         )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -415,10 +419,12 @@ fn a_signal_during_the_recovery_ladder_says_what_is_going_on_and_lets_it_finish(
     two_migrations(&p);
     p.write_config("[[verify.checks]]\nname = \"never\"\nsql = \"select false\"\n");
     p.on_failure(false, "auto");
-    // Paused inside the restore rung, with the ladder climbing.
+    // Paused inside the restore rung, with the ladder climbing (pg_restore running).
+    // Ctrl-C at a terminal signals the whole foreground group: pg_restore must not
+    // hear it (it runs in a group of its own), only ballast, which lets it finish.
     let child = paused_at(&p, &["--yes", "deploy"], "restore");
     Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-INT", "--", &format!("-{}", child.id())])
         .status()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));

@@ -224,6 +224,18 @@ fn a_commit_whose_answer_is_lost_is_found_applied_and_undone_by_the_ladder() {
         "{out}"
     );
     assert!(out.contains("undone by their downgrades"), "{out}");
+    // What the ledger said is reported as a fact, and the account says the changes
+    // were made and undone, not that nothing changed.
+    assert!(
+        out.contains("the COMMIT of 1, 2 took effect: the ledger read afterwards has them"),
+        "{out}"
+    );
+    assert!(
+        out.contains("committed, then undone by the recovery ladder: 1, 2"),
+        "{out}"
+    );
+    assert!(out.contains("its changes were undone"), "{out}");
+    assert!(!out.contains("nothing changed"), "{out}");
     assert_eq!(code, Some(1), "{out}");
     assert!(p.ledger_versions().is_empty());
     assert_eq!(
