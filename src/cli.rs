@@ -35,6 +35,15 @@ pub struct GlobalArgs {
     /// Answer yes to the confirmation prompt (for scheduled jobs and CI).
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
+    /// Never wait for input, even at a terminal: where a question would be asked, the
+    /// run refuses (exit 3) or leaves the decision to a person (exit 4) and says how.
+    /// With --yes, the deploy's confirmation is given; other questions stay unasked.
+    #[arg(long, global = true)]
+    pub non_interactive: bool,
+    /// When stderr is not a terminal (a log file, a CronJob's log), progress is written
+    /// as a line this often instead of bars.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "10s", value_parser = parse_duration_arg)]
+    pub progress_interval: std::time::Duration,
     /// Deploy even when the lint found error-level risks in the plan (after reading them).
     #[arg(long, global = true)]
     pub allow_risky: bool,
@@ -170,4 +179,8 @@ pub enum CheckFormat {
     Human,
     Json,
     Github,
+}
+
+fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(text)
 }

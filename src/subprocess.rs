@@ -22,17 +22,22 @@ impl CommandOutput {
     }
 }
 
+/// Runs `command` through `sh -c` in `dir`; `stdin` is what it reads (nothing: closed).
 pub async fn run_shell(
     command: &str,
     dir: &Path,
     env: &[(String, String)],
+    stdin: Option<Vec<u8>>,
 ) -> std::io::Result<CommandOutput> {
     // Output goes to a file, not a pipe: a hook that starts something in the
     // background (`notify &`) would hold a pipe open and hang us after it exits.
     let log = tempfile::NamedTempFile::new()?;
-    let mut expression = duct::cmd!("sh", "-c", command)
-        .dir(dir)
-        .stdin_null()
+    let mut expression = duct::cmd!("sh", "-c", command).dir(dir);
+    expression = match stdin {
+        Some(bytes) => expression.stdin_bytes(bytes),
+        None => expression.stdin_null(),
+    };
+    let mut expression = expression
         .stderr_to_stdout()
         .stdout_path(log.path())
         .before_spawn(crate::children::duct_hook)

@@ -30,7 +30,7 @@ pub async fn list(g: &GlobalArgs) -> i32 {
     };
     if g.json {
         for backup in &listed {
-            stdout_line(&serde_json::to_string(backup).unwrap_or_default());
+            crate::report::print_event("backup", serde_json::to_value(backup).unwrap_or_default());
         }
         return exit_code::SUCCESS;
     }
@@ -82,9 +82,9 @@ pub async fn verify_one(g: &GlobalArgs, id: Option<&str>) -> i32 {
         Ok(verified) => {
             let record = serde_json::to_value(&verified).unwrap_or_default();
             if g.json {
-                stdout_line(
-                    &serde_json::json!({ "event": "backup_verified", "backup": record })
-                        .to_string(),
+                crate::report::print_event(
+                    "backup_verified",
+                    serde_json::json!({ "backup": record }),
                 );
             } else {
                 stdout_line(&format!(
@@ -114,8 +114,10 @@ pub async fn prune_old(g: &GlobalArgs) -> i32 {
         Err(e) => return super::fail(g, &e.to_string(), exit_code::NOT_RECOVERED),
     };
     if g.json {
-        let line = serde_json::json!({ "event": "prune", "dry_run": !g.yes, "decision": decision });
-        stdout_line(&line.to_string());
+        crate::report::print_event(
+            "prune",
+            serde_json::json!({ "dry_run": !g.yes, "decision": decision }),
+        );
     } else {
         stdout_line(&format!(
             "retention: keep the newest {} verified backups and any younger than {} days; never the newest verified",

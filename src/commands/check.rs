@@ -12,7 +12,7 @@ use crate::engine::{self, EngineError, Snapshot};
 use crate::lint::{self, Finding, Level, LintInput};
 use crate::migrations::SourceError;
 use crate::preflight::{self, Check, Scope, Status};
-use crate::report::stdout_line;
+use crate::report::{print_event, stdout_line};
 use crate::storage::Storage;
 use crate::{db, exit_code};
 
@@ -139,23 +139,18 @@ fn report(format: CheckFormat, findings: &[Finding], checks: &[Check]) {
     match format {
         CheckFormat::Json => {
             for finding in findings {
-                stdout_line(
-                    &serde_json::json!({ "event": "finding", "finding": finding }).to_string(),
-                );
+                print_event("finding", serde_json::json!({ "finding": finding }));
             }
             for check in checks {
-                stdout_line(
-                    &serde_json::json!({ "event": "preflight", "check": check }).to_string(),
-                );
+                print_event("preflight", serde_json::json!({ "check": check }));
             }
-            stdout_line(
-                &serde_json::json!({
-                    "event": "check_finished",
+            print_event(
+                "check_finished",
+                serde_json::json!({
                     "errors": errors,
                     "warnings": warnings,
                     "preflight_failed": preflight::failed(checks),
-                })
-                .to_string(),
+                }),
             );
         }
         CheckFormat::Github => {
@@ -252,12 +247,12 @@ fn print_rules(format: CheckFormat) {
     for rule in rules {
         let m = rule.meta();
         match format {
-            CheckFormat::Json => stdout_line(
-                &serde_json::json!({
+            CheckFormat::Json => print_event(
+                "rule",
+                serde_json::json!({
                     "id": m.id, "category": m.category, "level": m.default_level,
                     "summary": m.summary, "explanation": m.explanation,
-                })
-                .to_string(),
+                }),
             ),
             _ => stdout_line(&format!(
                 "{:<40} {:<12} {:<8} {}",

@@ -17,9 +17,13 @@ pub(crate) fn verbosity(g: &GlobalArgs) -> Verbosity {
 
 pub(crate) fn events(g: &GlobalArgs, full_sql: bool) -> Events {
     if g.json {
-        Events::new(JsonReporter)
+        Events::new(JsonReporter::new())
     } else {
-        Events::new(HumanReporter::new(verbosity(g), full_sql))
+        Events::new(HumanReporter::new(
+            verbosity(g),
+            full_sql,
+            g.progress_interval,
+        ))
     }
 }
 
@@ -36,7 +40,7 @@ pub(crate) fn load_settings(g: &GlobalArgs) -> Result<Settings, i32> {
 pub(crate) fn fail(g: &GlobalArgs, message: &str, code: i32) -> i32 {
     if g.json {
         let line = serde_json::json!({ "event": "error", "message": message, "exit_code": code });
-        stdout_line(&line.to_string());
+        stdout_line(&JsonReporter::new().line(&line.to_string()));
     } else {
         crate::report::stderr_line(&format!("ballast: error: {message}"));
     }

@@ -47,7 +47,7 @@ pub async fn run(g: &GlobalArgs, limit: usize) -> i32 {
     let runs = merge(from_db.unwrap_or_default(), from_file, limit);
     if g.json {
         for run in &runs {
-            stdout_line(&run.to_string());
+            crate::report::print_event("run", run.clone());
         }
         return exit_code::SUCCESS;
     }

@@ -16,6 +16,14 @@ pub(crate) use common::{events, fail, load_settings};
 pub async fn run(cli: Cli) -> i32 {
     crate::interrupt::install();
     let g = &cli.global;
+    if g.non_interactive {
+        crate::report::set_non_interactive();
+    }
+    // NO_COLOR (no-color.org): no colour whatever the terminal says.
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        console::set_colors_enabled(false);
+        console::set_colors_enabled_stderr(false);
+    }
     match &cli.command {
         Command::Deploy => pipeline_run::run(g, "deploy").await,
         Command::Run { name } => pipeline_run::run(g, name).await,

@@ -161,8 +161,7 @@ async fn restore(g: &GlobalArgs, id: Option<&str>, into: Option<&str>) -> Result
         say(g, &format!("safety backup: {location}"));
     }
     if g.json {
-        let line = serde_json::json!({ "event": "restored", "restore": replaced });
-        stdout_line(&line.to_string());
+        crate::report::print_event("restored", serde_json::json!({ "restore": replaced }));
     } else {
         stdout_line(&format!(
             "✓ restored into {}; rows per table:",

@@ -143,6 +143,17 @@ pub struct Pipeline {
     pub stages: Vec<StageSpec>,
     #[serde(default)]
     pub on_failure: FailurePolicy,
+    #[serde(default)]
+    pub notify: Notify,
+}
+
+/// `[notify]`: commands run after every run, whatever its outcome (a chat message, a
+/// deploy tracker); see `pipeline::hooks`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notify {
+    #[serde(default)]
+    pub hooks: Vec<String>,
 }
 
 impl Pipeline {
@@ -155,6 +166,7 @@ impl Pipeline {
             rerun: Some(rerun),
             stages: vec![stage],
             on_failure: FailurePolicy::default(),
+            notify: Notify::default(),
         }
     }
 

@@ -1,15 +1,30 @@
-//! `on_failure` hooks: the team's own commands, told what happened.
+//! Hooks: the team's own commands, told what happened. `[on_failure] hooks` run when
+//! a run did not succeed, `[notify] hooks` after every run. Each gets the run's facts
+//! as `BALLAST_*` variables and the run's summary on stdin (one JSON object: the
+//! fields of the `run_finished` event, docs/json-events.md). A hook's failure is reported, never changes
+//! the run's outcome.
 
 use super::context::RunContext;
 use super::definition::Pipeline;
 use super::runner::hook_env;
-use crate::events::{Event, RunSummary};
+use crate::events::{Event, Outcome, RunSummary};
 use crate::subprocess::run_shell;
 
-pub async fn run_failure_hooks(pipeline: &Pipeline, ctx: &RunContext, summary: &RunSummary) {
+/// Runs the hooks the outcome calls for: the failure hooks first, then the notify hooks.
+pub async fn run_hooks(pipeline: &Pipeline, ctx: &RunContext, summary: &RunSummary) {
+    let mut commands: Vec<&String> = Vec::new();
+    if summary.outcome != Outcome::Succeeded {
+        commands.extend(&pipeline.on_failure.hooks);
+    }
+    commands.extend(&pipeline.notify.hooks);
+    if commands.is_empty() {
+        return;
+    }
     let env = hook_env(ctx, Some(summary));
-    for command in &pipeline.on_failure.hooks {
-        let (success, output) = match run_shell(command, &ctx.settings.config_dir, &env).await {
+    let stdin = serde_json::to_vec(summary).unwrap_or_default();
+    for command in commands {
+        let ran = run_shell(command, &ctx.settings.config_dir, &env, Some(stdin.clone())).await;
+        let (success, output) = match ran {
             Ok(out) => (out.success, out.output),
             Err(e) => (false, format!("could not start: {e}")),
         };

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::context::RunContext;
 use super::definition::Pipeline;
-use super::hooks::run_failure_hooks;
+use super::hooks::run_hooks;
 use super::recovery;
 use crate::engine::Snapshot;
 use crate::events::{Event, Outcome, RunSummary, StageRecord};
@@ -130,9 +130,7 @@ pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
     summary.duration_ms = started.elapsed().as_millis() as u64;
     crate::journal::finish(ctx, &summary).await;
     ctx.release_deploy_lock().await;
-    if summary.outcome != Outcome::Succeeded {
-        run_failure_hooks(pipeline, ctx, &summary).await;
-    }
+    run_hooks(pipeline, ctx, &summary).await;
     ctx.events.emit(Event::RunFinished(summary.clone()));
     summary
 }

@@ -1,8 +1,12 @@
 //! The terminal reporter: stage lines and the plan on stdout, progress bars on stderr,
-//! and a closing summary that says plainly what changed.
+//! and a closing summary that says plainly what changed. Marks are coloured on a
+//! terminal (never with NO_COLOR); without a terminal on stderr (a log file, a
+//! CronJob), progress becomes a line every `--progress-interval` instead of bars.
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use console::style;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -20,6 +24,8 @@ pub struct HumanReporter {
     full_sql: bool,
     bars: MultiProgress,
     state: Mutex<Bars>,
+    /// Without a terminal on stderr: how often a progress line is written.
+    log_every: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -27,20 +33,86 @@ struct Bars {
     /// Bytes moving: a dump being written, or a backup being restored.
     transfer: Option<ProgressBar>,
     migrations: Option<ProgressBar>,
+    /// The progress-line equivalent when stderr is not a terminal.
+    logged: Option<Logged>,
+}
+
+/// What is moving, for progress lines: since when, and when it was last written.
+struct Logged {
+    what: &'static str,
+    total: Option<u64>,
+    started: Instant,
+    last: Instant,
+}
+
+impl Logged {
+    fn new(what: &'static str, total: Option<u64>) -> Logged {
+        let now = Instant::now();
+        Logged {
+            what,
+            total,
+            started: now,
+            last: now,
+        }
+    }
+
+    /// A line when `every` has passed since the last one.
+    fn tick(&mut self, every: Duration, done: u64) -> Option<String> {
+        if self.last.elapsed() < every {
+            return None;
+        }
+        self.last = Instant::now();
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let of = match self.total {
+            Some(total) if total > 0 => format!(
+                " of {} ({}%)",
+                human_bytes(total),
+                (done.min(total) * 100) / total
+            ),
+            _ => String::new(),
+        };
+        Some(format!(
+            "  … {}: {}{of}, {}/s, {}",
+            self.what,
+            human_bytes(done),
+            human_bytes((done as f64 / secs) as u64),
+            human_duration(self.started.elapsed().as_millis() as u64)
+        ))
+    }
 }
 
 impl HumanReporter {
-    pub fn new(verbosity: Verbosity, full_sql: bool) -> HumanReporter {
+    pub fn new(verbosity: Verbosity, full_sql: bool, progress_interval: Duration) -> HumanReporter {
+        use std::io::IsTerminal;
         let target = if verbosity == Verbosity::Quiet {
             ProgressDrawTarget::hidden()
         } else {
             ProgressDrawTarget::stderr() // hidden by indicatif when stderr is not a terminal
         };
+        let log_every = (verbosity >= Verbosity::Normal && !std::io::stderr().is_terminal())
+            .then_some(progress_interval);
         HumanReporter {
             verbosity,
             full_sql,
             bars: MultiProgress::with_draw_target(target),
             state: Mutex::new(Bars::default()),
+            log_every,
+        }
+    }
+
+    /// Starts progress lines for `what` (when they are wanted at all).
+    fn log_start(&self, bars: &mut Bars, what: &'static str, total: Option<u64>) {
+        if self.log_every.is_some() {
+            bars.logged = Some(Logged::new(what, total));
+        }
+    }
+
+    /// A progress line, if one is due.
+    fn log_tick(&self, bars: &mut Bars, done: u64) {
+        if let (Some(every), Some(logged)) = (self.log_every, bars.logged.as_mut()) {
+            if let Some(line) = logged.tick(every, done) {
+                super::stderr_line(&line);
+            }
         }
     }
 
@@ -200,7 +272,12 @@ impl HumanReporter {
                 s.failed_stage.as_deref().unwrap_or("?")
             ),
         };
-        self.line(&headline);
+        let headline = match s.outcome {
+            Outcome::Succeeded => style(headline).green().bold(),
+            Outcome::FailedNotRecovered => style(headline).red().bold().reverse(),
+            _ => style(headline).red().bold(),
+        };
+        self.line(&headline.to_string());
         if let Some(error) = &s.error {
             self.line(&format!("  reason: {error}"));
         }
@@ -269,7 +346,8 @@ impl Reporter for HumanReporter {
                 summary,
             } => {
                 self.normal(&format!(
-                    "✓ {stage} ({}) {summary}",
+                    "{} {stage} ({}) {summary}",
+                    style("✓").green(),
                     human_duration(*duration_ms)
                 ));
             }
@@ -284,8 +362,10 @@ impl Reporter for HumanReporter {
                 {
                     bar.abandon();
                 }
+                bars.logged = None;
                 self.line(&format!(
-                    "✗ {stage} failed ({}): {error}",
+                    "{} {stage} failed ({}): {error}",
+                    style("✗").red().bold(),
                     human_duration(*duration_ms)
                 ));
             }
@@ -295,9 +375,9 @@ impl Reporter for HumanReporter {
                 hint,
             } => {
                 let tag = match severity {
-                    Severity::Info => "  ",
-                    Severity::Warning => "  warning: ",
-                    Severity::Error => "  error: ",
+                    Severity::Info => "  ".to_string(),
+                    Severity::Warning => format!("  {} ", style("warning:").yellow()),
+                    Severity::Error => format!("  {} ", style("error:").red().bold()),
                 };
                 if *severity == Severity::Error || self.verbosity >= Verbosity::Normal {
                     self.line(&format!("{tag}{message}"));
@@ -338,11 +418,13 @@ impl Reporter for HumanReporter {
                     None,
                     "  {spinner} dump {bytes} read · {binary_bytes_per_sec} · {elapsed}",
                 ));
+                self.log_start(&mut bars, "dump", None);
             }
             Event::BackupProgress { raw_bytes } => {
                 if let Some(bar) = &bars.transfer {
                     bar.set_position(*raw_bytes);
                 }
+                self.log_tick(&mut bars, *raw_bytes);
             }
             Event::BackupFinished {
                 id,
@@ -354,6 +436,7 @@ impl Reporter for HumanReporter {
                 if let Some(bar) = bars.transfer.take() {
                     bar.finish_and_clear();
                 }
+                bars.logged = None;
                 self.normal(&format!(
                     "  backup {id}: {} dumped, {} compressed, sha256 {}",
                     human_bytes(*raw_bytes),
@@ -371,11 +454,13 @@ impl Reporter for HumanReporter {
                     Some(*raw_bytes),
                     "  {bar:30} {bytes}/{total_bytes} restored · {binary_bytes_per_sec} · {eta} left",
                 ));
+                self.log_start(&mut bars, "restore", Some(*raw_bytes));
             }
             Event::RestoreProgress { raw_bytes } => {
                 if let Some(bar) = &bars.transfer {
                     bar.set_position(*raw_bytes);
                 }
+                self.log_tick(&mut bars, *raw_bytes);
             }
             Event::RestoreFinished {
                 database,
@@ -385,6 +470,7 @@ impl Reporter for HumanReporter {
                 if let Some(bar) = bars.transfer.take() {
                     bar.finish_and_clear();
                 }
+                bars.logged = None;
                 let noun = if *tables == 1 { "table" } else { "tables" };
                 self.normal(&format!(
                     "  restored {database}: {rows} rows in {tables} {noun}"
@@ -411,6 +497,19 @@ impl Reporter for HumanReporter {
                 });
                 bar.set_position(*index as u64);
                 bar.set_message(format!("{version}_{name}"));
+                if let Some(every) = self.log_every {
+                    let logged = bars
+                        .logged
+                        .get_or_insert_with(|| Logged::new("migrations", None));
+                    if *index == 0 || logged.last.elapsed() >= every {
+                        logged.last = Instant::now();
+                        super::stderr_line(&format!(
+                            "  … migration {}/{total}: {version}_{name}, {}",
+                            index + 1,
+                            human_duration(logged.started.elapsed().as_millis() as u64)
+                        ));
+                    }
+                }
             }
             Event::MigrationApplied {
                 index,

@@ -6,5 +6,5 @@ mod output;
 pub mod prompt;
 
 pub use human::HumanReporter;
-pub use json::JsonReporter;
-pub use output::{interactive, stderr_line, stdout_line, Verbosity};
+pub use json::{print_event, JsonReporter};
+pub use output::{interactive, set_non_interactive, stderr_line, stdout_line, Verbosity};

@@ -9,10 +9,20 @@ pub enum Verbosity {
     Verbose,
 }
 
-/// True when a person can answer a prompt: stdin and stderr are both terminals.
+static NON_INTERACTIVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `--non-interactive`: no prompt, whatever is attached.
+pub fn set_non_interactive() {
+    NON_INTERACTIVE.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// True when a person can answer a prompt: stdin and stderr are both terminals, and
+/// `--non-interactive` was not given.
 pub fn interactive() -> bool {
     use std::io::IsTerminal;
-    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+    !NON_INTERACTIVE.load(std::sync::atomic::Ordering::SeqCst)
+        && std::io::stdin().is_terminal()
+        && std::io::stderr().is_terminal()
 }
 
 /// Prints one line to stderr; a closed stderr is ignored (`eprintln!` would panic).

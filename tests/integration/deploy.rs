@@ -249,6 +249,41 @@ fn failure_hooks_get_the_run_facts() {
 }
 
 #[test]
+fn notify_hooks_run_after_every_run_with_the_summary_on_stdin() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);");
+    std::fs::create_dir(p.path().join("pipelines")).unwrap();
+    std::fs::write(
+        p.path().join("pipelines/deploy.toml"),
+        "[[stages]]\nkind = \"preview\"\n[[stages]]\nkind = \"upgrade\"\n\n[on_failure]\nhooks = [\"echo failed >> hooks.out\"]\n\n[notify]\nhooks = [\"cat > summary.json; echo notified $BALLAST_OUTCOME >> hooks.out\"]\n",
+    )
+    .unwrap();
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(0);
+    let hooks = std::fs::read_to_string(p.path().join("hooks.out")).unwrap();
+    assert_eq!(hooks, "notified succeeded\n", "no failure hook on success");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path().join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["outcome"], "succeeded");
+    assert_eq!(summary["exit_code"], 0);
+    assert_eq!(summary["applied"], serde_json::json!(["1"]));
+    assert!(
+        run.stdout().contains(summary["run_id"].as_str().unwrap()),
+        "the same run"
+    );
+
+    // A failing run: the failure hooks first, then the notify hooks.
+    p.migration("2_broken.sql", "select from nowhere;");
+    p.ballast(&["--yes", "deploy"]).expect_code(1);
+    let hooks = std::fs::read_to_string(p.path().join("hooks.out")).unwrap();
+    assert_eq!(
+        hooks,
+        "notified succeeded\nfailed\nnotified failed-unchanged\n"
+    );
+}
+
+#[test]
 fn plan_changed_after_preview_is_refused() {
     let p = Project::new();
     p.migration("1_a.sql", "create table a (id int);");
