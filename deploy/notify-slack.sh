@@ -119,7 +119,7 @@ out=$(printf '%s\n' "$url_line" | curl --config - --silent --show-error \
 rc=$?
 status=$(printf '%s\n' "$out" | tail -n 1)
 # With retries curl may say the same thing several times: its last word is enough.
-message=$(printf '%s\n' "$out" | sed '$d' | tail -n 1)
+message=$(printf '%s\n' "$out" | sed -e '$d' -e '/^$/d' | tail -n 1)
 
 if [ "$rc" -ne 0 ]; then
     say "could not post to the webhook (curl exit $rc: $(mask_urls "$message"))"

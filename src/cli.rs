@@ -158,6 +158,13 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Print a shell completion script: `ballast completions bash > /etc/bash_completion.d/ballast`,
+    /// `ballast completions zsh > "${fpath[1]}/_ballast"`,
+    /// `ballast completions fish > ~/.config/fish/completions/ballast.fish`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Start a throwaway local PostgreSQL and run a full deploy of the bundled example
     /// migrations against it.
     #[command(

@@ -38,5 +38,17 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Demo { dir, keep } => demo::run(g, dir, *keep).await,
         Command::Stamp { revision } => pipeline_run::stamp(g, revision).await,
         Command::Check { format, all, rules } => check::run(g, *format, *all, *rules).await,
+        Command::Completions { shell } => completions(*shell),
     }
+}
+
+/// Writes the completion script for `shell` (generated into memory first: a closed
+/// pipe must not panic).
+fn completions(shell: clap_complete::Shell) -> i32 {
+    use clap::CommandFactory;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "ballast", &mut script);
+    let mut out = std::io::stdout().lock();
+    let _ = std::io::Write::write_all(&mut out, &script);
+    crate::exit_code::SUCCESS
 }

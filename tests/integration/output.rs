@@ -134,3 +134,131 @@ fn human_report_of_an_alembic_deploy() {
     settings.add_filter(r"\[sql: [^\]]*\]", "[sql]");
     settings.bind(|| insta::assert_snapshot!("alembic_deploy", run.stdout()));
 }
+
+/// docs/json-events.md read back: event name → (field, always) rows; the fields every
+/// line may carry are under "".
+fn documented_events() -> std::collections::BTreeMap<String, Vec<(String, bool)>> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/json-events.md"))
+        .unwrap();
+    let mut events: std::collections::BTreeMap<String, Vec<(String, bool)>> = Default::default();
+    let mut current = String::new();
+    events.insert(current.clone(), Vec::new());
+    for line in doc.lines() {
+        if let Some(heading) = line.strip_prefix("### `") {
+            current = heading.split('`').next().unwrap().to_string();
+            events.entry(current.clone()).or_default();
+        } else if line.starts_with("## ") && !line.starts_with("## Versioning") {
+            // Back to prose: tables belong to the event headings below.
+        } else if let Some(row) = line.strip_prefix("| `") {
+            let cells: Vec<&str> = row.split(" | ").collect();
+            let field = cells[0].trim_end_matches('`').to_string();
+            let always = cells.get(2).map(|c| c.trim()) == Some("yes");
+            events.get_mut(&current).unwrap().push((field, always));
+        }
+    }
+    events
+}
+
+#[test]
+fn json_lines_match_the_documented_schema() {
+    let documented = documented_events();
+    let common: Vec<&str> = documented[""].iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(common, ["v", "event", "target"]);
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);")
+        .migration("1_a.down.sql", "drop table a;");
+    let mut lines = Vec::new();
+    let mut collect = |args: &[&str], code: i32| {
+        let run = p.ballast(args);
+        assert_eq!(run.code(), code, "{args:?}: {}", run.all());
+        lines.extend(run.stdout().lines().map(str::to_string));
+    };
+    collect(&["--json", "status"], 1);
+    collect(&["--json", "plan"], 0);
+    collect(&["--yes", "--json", "deploy"], 0);
+    // A failure after the commit: the ladder's rung, its stage records, next steps.
+    p.migration("2_b.sql", "create table b (id int);")
+        .migration("2_b.down.sql", "drop table b;");
+    p.write_config("[[verify.checks]]\nname = \"never\"\nsql = \"select false\"\n");
+    collect(&["--yes", "--json", "deploy"], 1);
+    collect(&["--json", "backups"], 0);
+    collect(&["--json", "history"], 0);
+    collect(&["--json", "check"], 0);
+    collect(
+        &[
+            "--json",
+            "--set",
+            "database.url=postgres://nobody@127.0.0.1:1/x",
+            "status",
+        ],
+        2,
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for line in &lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let object = value.as_object().unwrap();
+        assert_eq!(value["v"], 1, "{line}");
+        let event = value["event"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no event: {line}"));
+        let fields = documented
+            .get(event)
+            .unwrap_or_else(|| panic!("event `{event}` is not documented: {line}"));
+        for key in object.keys() {
+            assert!(
+                common.contains(&key.as_str()) || fields.iter().any(|(f, _)| f == key),
+                "field `{key}` of `{event}` is not documented: {line}"
+            );
+        }
+        for (field, always) in fields {
+            assert!(
+                !always || object.contains_key(field),
+                "`{event}` lacks its always-present field `{field}`: {line}"
+            );
+        }
+        seen.insert(event.to_string());
+    }
+    for expected in [
+        "run_started",
+        "stage_started",
+        "stage_finished",
+        "stage_failed",
+        "state",
+        "plan",
+        "backup_started",
+        "backup_finished",
+        "committed",
+        "run_finished",
+        "backup",
+        "run",
+        "check_finished",
+        "error",
+    ] {
+        assert!(
+            seen.contains(expected),
+            "no `{expected}` line was checked: {seen:?}"
+        );
+    }
+}
+
+#[test]
+fn completion_scripts_for_bash_zsh_and_fish() {
+    let p = Project::new();
+    let bash = p.ballast(&["completions", "bash"]);
+    bash.expect_code(0);
+    assert!(bash.stdout().contains("_ballast()") && bash.stdout().contains("deploy"));
+    let checked = std::process::Command::new("bash")
+        .args(["-n", "-c", &bash.stdout()])
+        .status()
+        .unwrap();
+    assert!(checked.success(), "the bash script parses");
+    assert!(p
+        .ballast(&["completions", "zsh"])
+        .stdout()
+        .starts_with("#compdef ballast"));
+    assert!(p
+        .ballast(&["completions", "fish"])
+        .stdout()
+        .contains("complete -c ballast"));
+}

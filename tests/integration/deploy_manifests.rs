@@ -1,0 +1,807 @@
+//! The deployment examples in deploy/ (Kubernetes manifests, the GitHub workflow, the
+//! pre-commit hook, the Slack hook) say what they promise: they parse, have the kinds
+//! and safety settings their README describes, carry config that ballast itself
+//! accepts, and the notification hook posts without leaking its webhook.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ballast::config::{load, LoadOptions};
+use serde::Deserialize;
+use serde_norway::Value;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every YAML document in a file (`---`-separated), empty ones skipped.
+fn documents(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_norway::Deserializer::from_str(&text)
+        .map(|doc| {
+            Value::deserialize(doc)
+                .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
+        })
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+/// One Kubernetes object, with the file it came from for messages.
+struct Manifest {
+    file: String,
+    doc: Value,
+}
+
+impl Manifest {
+    fn kind(&self) -> &str {
+        self.doc["kind"].as_str().unwrap_or("")
+    }
+
+    fn name(&self) -> &str {
+        self.doc["metadata"]["name"].as_str().unwrap_or("")
+    }
+
+    /// The pod template's spec, for the kinds that run pods.
+    fn pod_spec(&self) -> Option<&Value> {
+        match self.kind() {
+            "Job" => Some(&self.doc["spec"]["template"]["spec"]),
+            "CronJob" => Some(&self.doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]),
+            _ => None,
+        }
+    }
+
+    /// The Job spec: the object's own, or a CronJob's template.
+    fn job_spec(&self) -> &Value {
+        match self.kind() {
+            "CronJob" => &self.doc["spec"]["jobTemplate"]["spec"],
+            _ => &self.doc["spec"],
+        }
+    }
+
+    fn containers(&self) -> Vec<&Value> {
+        let Some(pod) = self.pod_spec() else {
+            return Vec::new();
+        };
+        ["initContainers", "containers"]
+            .iter()
+            .filter_map(|key| pod[*key].as_sequence())
+            .flatten()
+            .collect()
+    }
+
+    fn data(&self, key: &str) -> &str {
+        self.doc["data"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{} {}: no data key {key}", self.kind(), self.name()))
+    }
+}
+
+fn kubernetes_manifests() -> Vec<Manifest> {
+    let dir = repo().join("deploy/kubernetes");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|path| {
+            let file = path.file_name().unwrap().to_string_lossy().into_owned();
+            documents(path).into_iter().map(move |doc| Manifest {
+                file: file.clone(),
+                doc,
+            })
+        })
+        .collect()
+}
+
+fn find<'a>(
+    manifests: &'a [Manifest],
+    what: &str,
+    pred: impl Fn(&Manifest) -> bool,
+) -> &'a Manifest {
+    manifests
+        .iter()
+        .find(|m| pred(m))
+        .unwrap_or_else(|| panic!("no {what} in deploy/kubernetes/"))
+}
+
+fn is_indexed_job(m: &Manifest) -> bool {
+    m.kind() == "Job" && m.doc["spec"]["completionMode"].as_str() == Some("Indexed")
+}
+
+/// A container's command and args, as strings.
+fn command_line(container: &Value) -> Vec<String> {
+    ["command", "args"]
+        .iter()
+        .filter_map(|key| container[*key].as_sequence())
+        .flatten()
+        .map(|v| {
+            v.as_str()
+                .expect("command and args are strings")
+                .to_string()
+        })
+        .collect()
+}
+
+fn secret_data(secret: &Manifest) -> BTreeMap<String, String> {
+    secret.doc["stringData"]
+        .as_mapping()
+        .unwrap_or_else(|| panic!("Secret {} has no stringData", secret.name()))
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().unwrap().to_string(),
+                v.as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A container's environment as ballast would see it: literal values, and secret
+/// references resolved against the example Secrets.
+fn container_env(container: &Value, secrets: &[&Manifest]) -> Vec<(String, String)> {
+    let Some(env) = container["env"].as_sequence() else {
+        return Vec::new();
+    };
+    env.iter()
+        .filter_map(|var| {
+            let name = var["name"].as_str()?.to_string();
+            if let Some(value) = var["value"].as_str() {
+                return Some((name, value.to_string()));
+            }
+            let reference = &var["valueFrom"]["secretKeyRef"];
+            let secret = secrets
+                .iter()
+                .find(|s| Some(s.name()) == reference["name"].as_str())
+                .unwrap_or_else(|| panic!("env {name}: no example Secret {:?}", reference["name"]));
+            let key = reference["key"].as_str()?;
+            let value = secret_data(secret)
+                .remove(key)
+                .unwrap_or_else(|| panic!("env {name}: Secret {} has no key {key}", secret.name()));
+            Some((name, value))
+        })
+        .collect()
+}
+
+#[test]
+fn every_deploy_yaml_file_parses() {
+    let manifests = kubernetes_manifests();
+    assert!(
+        manifests.len() >= 5,
+        "expected the five example manifests, found {}",
+        manifests.len()
+    );
+    for m in &manifests {
+        assert!(
+            m.doc["apiVersion"].as_str().is_some() && !m.kind().is_empty() && !m.name().is_empty(),
+            "{}: a document without apiVersion, kind or metadata.name",
+            m.file
+        );
+    }
+    for file in [
+        "deploy/github-actions.yml",
+        "deploy/pre-commit-config.example.yaml",
+        ".pre-commit-hooks.yaml",
+    ] {
+        assert_eq!(
+            documents(&repo().join(file)).len(),
+            1,
+            "{file}: one YAML document"
+        );
+    }
+}
+
+#[test]
+fn kubernetes_manifests_have_the_expected_kinds() {
+    let manifests = kubernetes_manifests();
+
+    let cron = find(&manifests, "CronJob", |m| m.kind() == "CronJob");
+    assert_eq!(
+        cron.doc["spec"]["concurrencyPolicy"].as_str(),
+        Some("Forbid")
+    );
+    assert!(
+        cron.doc["spec"]["startingDeadlineSeconds"]
+            .as_u64()
+            .is_some(),
+        "{}",
+        cron.file
+    );
+    assert!(
+        cron.doc["spec"]["successfulJobsHistoryLimit"]
+            .as_u64()
+            .is_some(),
+        "{}",
+        cron.file
+    );
+    assert!(
+        cron.job_spec()["backoffLimit"]
+            .as_u64()
+            .is_some_and(|n| n <= 1),
+        "{}",
+        cron.file
+    );
+    assert!(
+        cron.containers()
+            .iter()
+            .any(|c| command_line(c).iter().any(|a| a == "backup")),
+        "the CronJob runs no `ballast backup`"
+    );
+
+    let deploy = find(&manifests, "deploy Job", |m| {
+        m.kind() == "Job" && !is_indexed_job(m)
+    });
+    let args = command_line(deploy.containers()[0]);
+    for word in ["deploy", "--yes", "--json"] {
+        assert!(
+            args.iter().any(|a| a == word),
+            "{}: args {args:?} lack {word}",
+            deploy.file
+        );
+    }
+    // A failed deploy is looked at by a human, never retried.
+    assert_eq!(
+        deploy.doc["spec"]["backoffLimit"].as_u64(),
+        Some(0),
+        "{}",
+        deploy.file
+    );
+    assert!(
+        deploy.doc["spec"]["ttlSecondsAfterFinished"]
+            .as_u64()
+            .is_some(),
+        "{}",
+        deploy.file
+    );
+    // A deadline would stop an upgrade half-way.
+    assert!(
+        deploy.doc["spec"]["activeDeadlineSeconds"].is_null(),
+        "{}",
+        deploy.file
+    );
+
+    let many = find(&manifests, "Indexed Job", is_indexed_job);
+    let spec = &many.doc["spec"];
+    assert!(
+        spec["completions"].as_u64().is_some_and(|n| n > 0),
+        "{}",
+        many.file
+    );
+    assert!(
+        spec["parallelism"].as_u64().is_some_and(|n| n > 0),
+        "{}",
+        many.file
+    );
+    let script = command_line(many.containers()[0]).join(" ");
+    assert!(
+        script.contains("JOB_COMPLETION_INDEX"),
+        "{}: {script}",
+        many.file
+    );
+    assert!(script.contains("deploy --yes"), "{}: {script}", many.file);
+    // ballast must be the process that receives the pod's SIGTERM.
+    assert!(script.contains("exec ballast"), "{}: {script}", many.file);
+
+    let config = find(&manifests, "ConfigMap with deploy.toml", |m| {
+        m.kind() == "ConfigMap" && !m.doc["data"]["deploy.toml"].is_null()
+    });
+    assert!(
+        config.data("deploy.toml").contains("[backup.s3]"),
+        "{}",
+        config.file
+    );
+    find(&manifests, "Secret", |m| m.kind() == "Secret");
+}
+
+#[test]
+fn every_container_is_locked_down_and_sized() {
+    let manifests = kubernetes_manifests();
+    let mut seen = 0;
+    for m in manifests.iter().filter(|m| m.pod_spec().is_some()) {
+        let pod = m.pod_spec().unwrap();
+        assert_eq!(pod["restartPolicy"].as_str(), Some("Never"), "{}", m.file);
+        for c in m.containers() {
+            seen += 1;
+            let at = format!("{} {}, container {:?}", m.file, m.name(), c["name"]);
+            let security = &c["securityContext"];
+            // The container's setting wins over the pod's.
+            let non_root = security["runAsNonRoot"]
+                .as_bool()
+                .or(pod["securityContext"]["runAsNonRoot"].as_bool());
+            assert_eq!(non_root, Some(true), "{at}: runAsNonRoot");
+            assert_eq!(
+                security["readOnlyRootFilesystem"].as_bool(),
+                Some(true),
+                "{at}"
+            );
+            assert_eq!(
+                security["allowPrivilegeEscalation"].as_bool(),
+                Some(false),
+                "{at}"
+            );
+            let resources = &c["resources"];
+            for key in ["cpu", "memory"] {
+                assert!(
+                    !resources["requests"][key].is_null(),
+                    "{at}: no {key} request"
+                );
+            }
+            assert!(
+                !resources["limits"]["memory"].is_null(),
+                "{at}: no memory limit"
+            );
+            // ballast never prompts without a terminal: none is given.
+            assert_ne!(c["stdin"].as_bool(), Some(true), "{at}: stdin");
+            assert_ne!(c["tty"].as_bool(), Some(true), "{at}: tty");
+            // The writable places a read-only root needs.
+            let mounts: Vec<&str> = c["volumeMounts"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v["mountPath"].as_str())
+                .collect();
+            assert!(mounts.contains(&"/tmp"), "{at}: no /tmp mount");
+        }
+    }
+    assert!(
+        seen >= 3,
+        "expected the backup, deploy and indexed deploy containers"
+    );
+}
+
+#[test]
+fn example_secrets_hold_only_placeholders() {
+    let manifests = kubernetes_manifests();
+    for secret in manifests.iter().filter(|m| m.kind() == "Secret") {
+        assert!(
+            secret.file.contains("example"),
+            "{}: a Secret outside an example file",
+            secret.file
+        );
+        assert!(
+            secret.doc["data"].is_null(),
+            "{}: use stringData, readable placeholders",
+            secret.file
+        );
+        for (key, value) in secret_data(secret) {
+            assert!(
+                value.contains("CHANGE-ME"),
+                "{} {key}: not an obvious placeholder",
+                secret.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn configmaps_are_config_ballast_accepts() {
+    let manifests = kubernetes_manifests();
+    let secrets: Vec<&Manifest> = manifests.iter().filter(|m| m.kind() == "Secret").collect();
+    let config = find(&manifests, "ConfigMap with deploy.toml", |m| {
+        m.kind() == "ConfigMap" && !m.doc["data"]["deploy.toml"].is_null()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config_file = dir.path().join("deploy.toml");
+    std::fs::write(&config_file, config.data("deploy.toml")).unwrap();
+    std::fs::create_dir(dir.path().join("config")).unwrap();
+    let settings = |env_name: Option<String>, environment: Vec<(String, String)>| {
+        let options = LoadOptions {
+            config_path: Some(config_file.clone()),
+            env_name: env_name.clone(),
+            environment,
+            overrides: Vec::new(),
+        };
+        load(&options)
+            .unwrap_or_else(|e| panic!("ballast rejects the config (--env {env_name:?}): {e}"))
+    };
+
+    // The single-target deploy, with its container's environment (BALLAST_* included).
+    let deploy = find(&manifests, "deploy Job", |m| {
+        m.kind() == "Job" && !is_indexed_job(m)
+    });
+    let s = settings(None, container_env(deploy.containers()[0], &secrets));
+    assert!(
+        s.database.url().is_ok(),
+        "the deploy Job gives no database URL"
+    );
+    assert!(s.backup.s3.is_some(), "configmap.yaml: no S3 storage");
+
+    // The tenants: one overlay per index, one URL per index, one volume item per overlay.
+    let many = find(&manifests, "Indexed Job", is_indexed_job);
+    let tenants = find(&manifests, "tenant ConfigMap", |m| {
+        m.kind() == "ConfigMap" && !m.doc["data"]["tenant-0.toml"].is_null()
+    });
+    let overlays = tenants.doc["data"].as_mapping().unwrap();
+    let completions = many.doc["spec"]["completions"].as_u64().unwrap() as usize;
+    assert_eq!(
+        overlays.len(),
+        completions,
+        "{}: completions vs tenant overlays",
+        many.file
+    );
+    let urls = secret_data(find(&manifests, "tenant Secret", |m| {
+        m.kind() == "Secret" && secret_data(m).contains_key("tenant-0")
+    }));
+    let items: Vec<(String, String)> = many.pod_spec().unwrap()["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["projected"]["sources"].as_sequence())
+        .flatten()
+        .filter_map(|source| source["configMap"]["items"].as_sequence())
+        .flatten()
+        .map(|i| {
+            (
+                i["key"].as_str().unwrap().into(),
+                i["path"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let env = container_env(many.containers()[0], &secrets);
+    let mut prefixes = Vec::new();
+    for index in 0..completions {
+        let tenant = format!("tenant-{index}");
+        let key = format!("{tenant}.toml");
+        // `--env tenant-<i>` reads config/tenant-<i>.toml beside deploy.toml.
+        assert!(
+            items.contains(&(key.clone(), format!("config/{key}"))),
+            "{}: the projected volume does not put {key} at config/{key}",
+            many.file
+        );
+        std::fs::write(dir.path().join("config").join(&key), tenants.data(&key)).unwrap();
+        let url = urls
+            .get(&tenant)
+            .unwrap_or_else(|| panic!("no URL for {tenant}"));
+        let mut environment = env.clone();
+        environment.push(("DATABASE_URL".into(), url.clone()));
+        let s = settings(Some(tenant), environment);
+        prefixes.push(s.backup.s3.expect("S3 storage").prefix);
+    }
+    prefixes.sort();
+    prefixes.dedup();
+    assert_eq!(
+        prefixes.len(),
+        completions,
+        "two tenants share a backup prefix"
+    );
+}
+
+#[test]
+fn github_workflow_checks_pull_requests_and_deploys_main() {
+    let workflow = &documents(&repo().join("deploy/github-actions.yml"))[0];
+    let jobs = &workflow["jobs"];
+    let runs = |job: &str| -> String {
+        jobs[job]["steps"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("no job {job}"))
+            .iter()
+            .filter_map(|step| step["run"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(!workflow["on"]["pull_request"].is_null() && !workflow["on"]["push"].is_null());
+
+    let check = runs("check");
+    assert!(check.contains("ballast check --format github"), "{check}");
+    assert!(
+        !jobs["check"]["services"]["postgres"].is_null(),
+        "check: no postgres service"
+    );
+
+    let deploy = runs("deploy");
+    assert_eq!(jobs["deploy"]["environment"].as_str(), Some("production"));
+    let roundtrip = deploy.find("run roundtrip").expect("deploy: no roundtrip");
+    let real = deploy
+        .find("deploy --yes --json")
+        .expect("deploy: no ballast deploy");
+    assert!(
+        roundtrip < real,
+        "the roundtrip must come before the real deploy"
+    );
+    assert!(
+        jobs["deploy"]["env"]["DATABASE_URL"].is_null(),
+        "a job-wide DATABASE_URL would point the roundtrip at production"
+    );
+}
+
+#[test]
+fn pre_commit_hook_is_ballast_check() {
+    let hooks = &documents(&repo().join(".pre-commit-hooks.yaml"))[0];
+    let hook = hooks
+        .as_sequence()
+        .and_then(|s| s.iter().find(|h| h["id"].as_str() == Some("ballast-check")))
+        .expect("no hook ballast-check");
+    assert_eq!(hook["entry"].as_str(), Some("ballast check --all"));
+    assert_eq!(hook["language"].as_str(), Some("system"));
+    assert_eq!(hook["pass_filenames"].as_bool(), Some(false));
+    assert!(hook["files"]
+        .as_str()
+        .is_some_and(|f| f.contains("migrations")));
+
+    let example =
+        std::fs::read_to_string(repo().join("deploy/pre-commit-config.example.yaml")).unwrap();
+    assert!(example.contains("id: ballast-check"));
+}
+
+// --- deploy/notify-slack.sh ------------------------------------------------------------
+
+const SCRIPT: &str = "deploy/notify-slack.sh";
+/// The secret part of the fake webhook URL: it must never be printed.
+const HOOK_PATH: &str = "/services/T0000/B0000/s3cr3t-hook-path";
+
+fn run_script(env: &[(&str, &str)], stdin: &str, path: Option<&Path>) -> Output {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg(repo().join(SCRIPT))
+        .env_clear()
+        .env(
+            "PATH",
+            path.map(|p| p.as_os_str().to_owned())
+                .unwrap_or_else(|| std::env::var_os("PATH").unwrap_or_default()),
+        )
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run sh");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "a notification hook must always exit 0: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        !printed.contains("s3cr3t-hook-path"),
+        "the script printed the webhook: {printed}"
+    );
+    output
+}
+
+fn have(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// A webhook on loopback that answers 200 and records each request: (request line, body).
+struct FakeWebhook {
+    port: u16,
+    requests: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl FakeWebhook {
+    fn start() -> FakeWebhook {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let recorded = requests.clone();
+        // Lives until the test binary exits; each connection is one request.
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                if let Some(request) = serve(stream) {
+                    recorded.lock().unwrap().push(request);
+                }
+            }
+        });
+        FakeWebhook { port, requests }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}{HOOK_PATH}", self.port)
+    }
+
+    /// The requests so far, waiting briefly for the one just sent.
+    fn wait_for(&self, count: usize) -> Vec<(String, String)> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = self.requests.lock().unwrap().clone();
+            if got.len() >= count || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn serve(stream: TcpStream) -> Option<(String, String)> {
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line).ok()?;
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).ok()?;
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().ok()?;
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    let mut stream = stream;
+    stream
+        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        .ok()?;
+    Some((
+        request_line.trim_end().to_string(),
+        String::from_utf8_lossy(&body).into_owned(),
+    ))
+}
+
+/// The posted message's text: the body must be JSON with a `text` string.
+fn posted_text(body: &str) -> String {
+    let json: serde_json::Value = serde_json::from_str(body)
+        .unwrap_or_else(|e| panic!("the posted body is not JSON ({e}): {body}"));
+    json["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no text in {body}"))
+        .to_string()
+}
+
+#[test]
+fn notify_slack_script_is_valid_sh() {
+    let status = Command::new("sh")
+        .arg("-n")
+        .arg(repo().join(SCRIPT))
+        .status()
+        .expect("run sh -n");
+    assert!(status.success(), "sh -n {SCRIPT} failed");
+}
+
+#[test]
+fn notify_slack_posts_the_outcome_and_run_id_without_printing_the_webhook() {
+    if have("curl").is_none() {
+        eprintln!("skipped: curl is not installed, so notify-slack.sh cannot post");
+        return;
+    }
+    let webhook = FakeWebhook::start();
+    let url = webhook.url();
+    let env = [
+        ("SLACK_WEBHOOK_URL", url.as_str()),
+        ("BALLAST_RUN_ID", "0192f0c4-run-from-env"),
+        ("BALLAST_DATABASE", "postgres://app@db.internal/shop"),
+        ("BALLAST_PIPELINE", "deploy"),
+        ("BALLAST_OUTCOME", "failed-not-recovered"),
+        ("BALLAST_EXIT_CODE", "4"),
+        ("BALLAST_FAILED_STAGE", "verify"),
+        (
+            "BALLAST_BACKUP",
+            "s3://acme-db-backups/shop/20250101.dump.gz",
+        ),
+    ];
+    // The run summary as ballast writes it: the error has quotes, a backslash and a newline.
+    let summary = serde_json::json!({
+        "event": "run_finished",
+        "run_id": "0192f0c4-run-from-json",
+        "pipeline": "deploy",
+        "outcome": "failed-not-recovered",
+        "exit_code": 4,
+        "failed_stage": "verify",
+        "error": "check \"orders have customers\" returned false\\n at line 1\nsecond line",
+        "backup": "s3://acme-db-backups/shop/20250101.dump.gz",
+        "next_steps": ["ballast restore 20250101"],
+    })
+    .to_string();
+    run_script(&env, &summary, None);
+    let requests = webhook.wait_for(1);
+    let (request_line, body) = requests.first().expect("nothing was posted");
+    assert_eq!(request_line, &format!("POST {HOOK_PATH} HTTP/1.1"));
+    let text = posted_text(body);
+    assert!(text.contains("failed-not-recovered"), "{text}");
+    // With jq the summary is read; without it, the environment says the same.
+    let run_id = if have("jq").is_some() {
+        "0192f0c4-run-from-json"
+    } else {
+        "0192f0c4-run-from-env"
+    };
+    assert!(text.contains(run_id), "{text}");
+    assert!(text.contains("verify"), "{text}");
+
+    // Nothing on stdin (a hook run by a ballast that hands no summary): the variables.
+    run_script(&env, "", None);
+    let requests = webhook.wait_for(2);
+    let text = posted_text(
+        &requests
+            .get(1)
+            .expect("nothing was posted without a summary")
+            .1,
+    );
+    assert!(
+        text.contains("failed-not-recovered") && text.contains("0192f0c4-run-from-env"),
+        "{text}"
+    );
+}
+
+#[test]
+fn notify_slack_falls_back_to_the_environment_without_jq() {
+    // A PATH holding only what the script needs besides jq.
+    let tools = ["curl", "cat", "tr", "sed", "tail"];
+    let found: Vec<(&str, PathBuf)> = tools
+        .iter()
+        .filter_map(|t| have(t).map(|p| (*t, p)))
+        .collect();
+    if found.len() < tools.len() {
+        eprintln!("skipped: one of {tools:?} is not installed");
+        return;
+    }
+    let bin = tempfile::tempdir().unwrap();
+    for (tool, path) in &found {
+        std::os::unix::fs::symlink(path, bin.path().join(tool)).unwrap();
+    }
+    let webhook = FakeWebhook::start();
+    let url = webhook.url();
+    let env = [
+        ("SLACK_WEBHOOK_URL", url.as_str()),
+        ("BALLAST_RUN_ID", "run-without-jq"),
+        ("BALLAST_OUTCOME", "refused"),
+        ("BALLAST_EXIT_CODE", "3"),
+        // Escaped by hand without jq: quotes, a backslash, a tab.
+        ("BALLAST_FAILED_STAGE", "state-check \"drift\" C:\\x\tend"),
+    ];
+    run_script(
+        &env,
+        r#"{"outcome": "refused", "run_id": "run-without-jq"}"#,
+        Some(bin.path()),
+    );
+    let requests = webhook.wait_for(1);
+    let text = posted_text(&requests.first().expect("nothing was posted without jq").1);
+    assert!(
+        text.contains("refused") && text.contains("run-without-jq"),
+        "{text}"
+    );
+    assert!(text.contains("state-check \"drift\" C:\\x end"), "{text}");
+}
+
+#[test]
+fn notify_slack_exits_zero_and_says_why_when_it_cannot_post() {
+    // No webhook configured.
+    let out = run_script(&[("BALLAST_OUTCOME", "refused")], "", None);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SLACK_WEBHOOK_URL is not set"));
+
+    if have("curl").is_none() {
+        eprintln!("skipped the refused-connection case: curl is not installed");
+        return;
+    }
+    // A port nobody listens on: the connection is refused.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}{HOOK_PATH}");
+    let out = run_script(
+        &[
+            ("SLACK_WEBHOOK_URL", url.as_str()),
+            ("BALLAST_OUTCOME", "refused"),
+        ],
+        "",
+        None,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("could not post"), "{err}");
+}
