@@ -40,6 +40,25 @@ pub struct GlobalArgs {
     /// With --yes, the deploy's confirmation is given; other questions stay unasked.
     #[arg(long, global = true)]
     pub non_interactive: bool,
+    /// Run on every target of this file (one `[[target]]` per database, each overriding
+    /// the config; see docs/targets.md), each in its own ballast process, ending with a
+    /// table: target, outcome, revisions, backup, time. With deploy, run and backup.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub targets: Option<PathBuf>,
+    /// With --targets: run only this target (a Kubernetes Indexed Job's pod, a retry).
+    #[arg(long, global = true, value_name = "NAME", requires = "targets")]
+    pub target: Option<String>,
+    /// With --targets: at most this many targets at once.
+    #[arg(long, global = true, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallel: u16,
+    /// With --targets: go on with the other targets after one fails (by default no
+    /// further target starts; those running finish).
+    #[arg(long, global = true)]
+    pub keep_going: bool,
+    /// Write the run's summary (the `run_finished` fields, JSON) to this file at the
+    /// end; `--targets` uses it to collect each target's outcome.
+    #[arg(long, global = true, value_name = "FILE", hide = true)]
+    pub summary_file: Option<PathBuf>,
     /// When stderr is not a terminal (a log file, a CronJob's log), progress is written
     /// as a line this often instead of bars.
     #[arg(long, global = true, value_name = "DURATION", default_value = "10s", value_parser = parse_duration_arg)]

@@ -18,9 +18,13 @@ use crate::exit_code;
 static CHANGING: AtomicBool = AtomicBool::new(false);
 static REQUESTED: AtomicBool = AtomicBool::new(false);
 static CLIMBING: AtomicBool = AtomicBool::new(false);
+/// This process runs other ballast processes (`--targets`): it never exits on a signal.
+static RUNS_MODE: AtomicBool = AtomicBool::new(false);
 static NOTE: Mutex<Option<String>> = Mutex::new(None);
 static ACTIVITY: Mutex<Option<String>> = Mutex::new(None);
 static CANCEL: Mutex<Option<Canceller>> = Mutex::new(None);
+/// The ballast processes of a `--targets` run that are running now.
+static RUNS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
 /// How to cancel what is running right now.
 #[derive(Clone)]
@@ -54,6 +58,21 @@ pub fn set_activity(activity: impl Into<String>) {
 /// What the first signal should cancel; `None` when nothing cancellable runs.
 pub fn set_canceller(canceller: Option<Canceller>) {
     *lock(&CANCEL) = canceller;
+}
+
+/// This process only runs others (`--targets`): a signal is passed on to them.
+pub fn set_runs_mode() {
+    RUNS_MODE.store(true, Ordering::SeqCst);
+}
+
+/// A run of one target started (`--targets`): signals are passed on to it.
+pub fn track_run(pid: u32) {
+    lock(&RUNS).push(pid);
+}
+
+/// That run ended.
+pub fn untrack_run(pid: u32) {
+    lock(&RUNS).retain(|p| *p != pid);
 }
 
 /// Forgets a `Backend` canceller: its session was closed, and a pid is reused.
@@ -95,6 +114,24 @@ pub fn install() {
                 _ = term.recv() => {}
             }
             let _ = console::Term::stderr().show_cursor();
+            // Over many targets: each run decides what a signal means for it, as a
+            // single run would; no further target starts.
+            let runs = lock(&RUNS).clone();
+            if !runs.is_empty() || RUNS_MODE.load(Ordering::SeqCst) {
+                if !REQUESTED.swap(true, Ordering::SeqCst) {
+                    crate::report::stderr_line(&format!(
+                        "\nballast: interrupted: passed on to the {} run(s) in progress, each of which stops as a single run would; no further target starts",
+                        runs.len()
+                    ));
+                }
+                for pid in runs {
+                    // SAFETY: kill(2) with a pid we spawned and a valid signal.
+                    unsafe {
+                        libc::kill(pid as libc::pid_t, libc::SIGINT);
+                    }
+                }
+                continue;
+            }
             if REQUESTED.swap(true, Ordering::SeqCst) || CLIMBING.load(Ordering::SeqCst) {
                 still_working();
                 continue;

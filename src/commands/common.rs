@@ -28,12 +28,12 @@ pub(crate) fn events(g: &GlobalArgs, full_sql: bool) -> Events {
 }
 
 pub(crate) fn load_settings(g: &GlobalArgs) -> Result<Settings, i32> {
-    config::load(&LoadOptions::from_process(
-        g.config.clone(),
-        g.env.clone(),
-        g.set.clone(),
-    ))
-    .map_err(|e| fail(g, &e.to_string(), exit_code::USAGE))
+    let mut options = LoadOptions::from_process(g.config.clone(), g.env.clone(), g.set.clone());
+    options.target = match (&g.targets, &g.target) {
+        (Some(file), Some(name)) => Some((file.clone(), name.clone())),
+        _ => None,
+    };
+    config::load(&options).map_err(|e| fail(g, &e.to_string(), exit_code::USAGE))
 }
 
 /// Reports an error that ends a command before any pipeline ran; returns `code`.

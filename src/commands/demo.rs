@@ -86,6 +86,7 @@ pub async fn run(g: &GlobalArgs, dir: &Path, keep: bool) -> i32 {
         env_name: None,
         environment,
         overrides: g.set.clone(),
+        target: None,
     };
     let settings = match config::load(&options) {
         Ok(s) => s,

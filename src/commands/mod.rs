@@ -8,6 +8,7 @@ mod history;
 mod inspect;
 mod pipeline_run;
 mod restore;
+mod targets;
 
 use crate::cli::{Cli, Command};
 
@@ -16,6 +17,17 @@ pub(crate) use common::{events, fail, load_settings};
 pub async fn run(cli: Cli) -> i32 {
     crate::interrupt::install();
     let g = &cli.global;
+    let fans_out = matches!(
+        cli.command,
+        Command::Deploy | Command::Run { .. } | Command::Backup
+    );
+    if g.targets.is_some() && g.target.is_none() && !fans_out {
+        return fail(
+            g,
+            "--targets runs deploy, run and backup on every target; for another command name one with --target NAME",
+            crate::exit_code::USAGE,
+        );
+    }
     if g.non_interactive {
         crate::report::set_non_interactive();
     }

@@ -6,6 +6,9 @@ use crate::exit_code;
 use crate::pipeline::{self, Pipeline, RunContext, RunOptions, StageKind, StageSpec};
 
 pub async fn run(g: &GlobalArgs, name: &str) -> i32 {
+    if let (Some(file), None) = (&g.targets, &g.target) {
+        return super::targets::run_all(g, file).await;
+    }
     match super::load_settings(g) {
         Ok(settings) => run_with(g, settings, name).await,
         Err(code) => code,
@@ -55,5 +58,13 @@ async fn run_pipeline(g: &GlobalArgs, settings: Settings, pipeline: Pipeline) ->
     let mut ctx = RunContext::new(settings, options, events, &pipeline.name);
     let summary = pipeline::run(&pipeline, &mut ctx).await;
     ctx.reset_conn().await;
+    if let Some(path) = &g.summary_file {
+        if let Err(e) = std::fs::write(path, serde_json::to_vec(&summary).unwrap_or_default()) {
+            crate::report::stderr_line(&format!(
+                "ballast: cannot write the summary file {}: {e}",
+                path.display()
+            ));
+        }
+    }
     summary.exit_code
 }

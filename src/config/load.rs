@@ -43,6 +43,9 @@ pub struct LoadOptions {
     pub environment: Vec<(String, String)>,
     /// `--set KEY=VALUE` flags: the top layer.
     pub overrides: Vec<String>,
+    /// `--targets FILE --target NAME`: that target's overlay, above the environment
+    /// and below the flags.
+    pub target: Option<(PathBuf, String)>,
 }
 
 impl LoadOptions {
@@ -56,6 +59,7 @@ impl LoadOptions {
             env_name,
             environment: std::env::vars().collect(),
             overrides,
+            target: None,
         }
     }
 }
@@ -87,6 +91,8 @@ pub enum ConfigError {
     },
     #[error("config: {0}")]
     Merge(String),
+    #[error("{0}")]
+    Targets(String),
 }
 
 /// One layer as read, kept so a bad value can be traced back to where it was set.
@@ -117,11 +123,19 @@ pub fn load(options: &LoadOptions) -> Result<Settings, ConfigError> {
         builder = builder.add_source(File::from(path.as_path()).format(FileFormat::Toml));
     }
 
+    let target = match &options.target {
+        Some((path, name)) => Some(target_layer(path, name, &options.environment)?),
+        None => None,
+    };
+    let target_url = target
+        .as_ref()
+        .is_some_and(|t| lookup(&t.value, "database.url").is_some());
     let env_vars = ballast_env_vars(&options.environment)?;
     let database_url = options
         .environment
         .iter()
-        .find(|(k, _)| k == "DATABASE_URL");
+        .find(|(k, _)| k == "DATABASE_URL")
+        .filter(|_| !target_url);
     if let Some((_, url)) = database_url {
         if !env_vars.contains_key("BALLAST_DATABASE__URL") {
             builder = builder
@@ -130,6 +144,11 @@ pub fn load(options: &LoadOptions) -> Result<Settings, ConfigError> {
         }
     }
     builder = builder.add_source(env_source(env_vars.clone()));
+    if let Some(target) = target {
+        let text = toml::to_string(&target.value).map_err(|e| ConfigError::Merge(e.to_string()))?;
+        builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
+        layers.push(target);
+    }
     let flags = parse_overrides(&options.overrides)?;
     for (key, value) in &flags {
         builder = builder
@@ -145,6 +164,11 @@ pub fn load(options: &LoadOptions) -> Result<Settings, ConfigError> {
     let origin_of = |key: &str| -> String {
         if flags.iter().any(|(k, _)| k == key) {
             return format!("--set {key}");
+        }
+        if let Some(layer) = layers.last().filter(|l| l.origin.contains("[[target]]")) {
+            if lookup(&layer.value, key).is_some() {
+                return layer.origin.clone();
+            }
         }
         let var = format!("BALLAST_{}", key.replace('.', "__").to_uppercase());
         if env_vars.contains_key(&var) {
@@ -206,6 +230,31 @@ fn read_layer(path: &Path) -> Result<Layer, ConfigError> {
     Ok(Layer {
         origin: path.display().to_string(),
         value,
+    })
+}
+
+/// The overlay of target `name` in the targets file at `path`.
+fn target_layer(
+    path: &Path,
+    name: &str,
+    environment: &[(String, String)],
+) -> Result<Layer, ConfigError> {
+    let bad = |message: String| ConfigError::Targets(message);
+    let targets = super::targets::read(path).map_err(|e| bad(e.to_string()))?;
+    let target = targets.iter().find(|t| t.name == name).ok_or_else(|| {
+        bad(format!(
+            "no target named `{name}` in {} (it has {})",
+            path.display(),
+            targets
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    Ok(Layer {
+        origin: format!("{} [[target]] {name}", path.display()),
+        value: target.config_layer(environment).map_err(bad)?,
     })
 }
 

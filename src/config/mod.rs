@@ -8,6 +8,7 @@ mod duration;
 mod load;
 mod raw;
 mod settings;
+pub mod targets;
 
 pub use duration::{parse_duration, to_pg_millis};
 pub use load::{load, ConfigError, LoadOptions, DEFAULTS};

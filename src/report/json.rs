@@ -1,6 +1,6 @@
 //! One JSON object per line on stdout, for schedulers and log pipelines. Every line
 //! starts with the schema's version (`"v"`) and, in a run over many targets, the
-//! target's name; `docs/json-events.md` documents every event and field.
+//! target's name (`"target_name"`); `docs/json-events.md` documents every event and field.
 
 use crate::events::{Event, Reporter};
 
@@ -25,13 +25,13 @@ impl JsonReporter {
         }
     }
 
-    /// `object` (a serialized JSON object) with the version and target in front.
+    /// `object` (a serialized JSON object) with the version and target name in front.
     pub fn line(&self, object: &str) -> String {
         let rest = object.strip_prefix('{').unwrap_or(object);
         let mut head = format!("{{\"v\":{SCHEMA_VERSION}");
         if let Some(name) = &self.target {
             head.push_str(&format!(
-                ",\"target\":{}",
+                ",\"target_name\":{}",
                 serde_json::Value::from(name.as_str())
             ));
         }
@@ -90,10 +90,10 @@ mod tests {
         let line = tenant.line(r#"{"event":"run_finished"}"#);
         assert_eq!(
             line,
-            r#"{"v":1,"target":"acme \"eu\"","event":"run_finished"}"#
+            r#"{"v":1,"target_name":"acme \"eu\"","event":"run_finished"}"#
         );
         let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(parsed["target"], "acme \"eu\"");
+        assert_eq!(parsed["target_name"], "acme \"eu\"");
         assert_eq!(plain.line("{}"), r#"{"v":1}"#);
     }
 }

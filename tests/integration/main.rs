@@ -18,4 +18,5 @@ mod recovery;
 mod restore;
 mod resume_alembic;
 mod s3;
+mod targets;
 mod unattended;

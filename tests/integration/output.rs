@@ -163,7 +163,7 @@ fn documented_events() -> std::collections::BTreeMap<String, Vec<(String, bool)>
 fn json_lines_match_the_documented_schema() {
     let documented = documented_events();
     let common: Vec<&str> = documented[""].iter().map(|(f, _)| f.as_str()).collect();
-    assert_eq!(common, ["v", "event", "target"]);
+    assert_eq!(common, ["v", "event", "target_name"]);
     let p = Project::new();
     p.migration("1_a.sql", "create table a (id int);")
         .migration("1_a.down.sql", "drop table a;");
