@@ -20,6 +20,32 @@ pub enum Snapshot {
 }
 
 impl Snapshot {
+    /// The same state with the upgrade's goal set to `to` (a migration's version or
+    /// label, or a revision) instead of the head: what is pending, the plan and
+    /// verify's "at the target" stop there. `Err` when no migration is `to`.
+    pub fn aimed_at(&self, to: &str) -> Result<Snapshot, String> {
+        match self {
+            Snapshot::Sql(s) => {
+                let at = s
+                    .source
+                    .iter()
+                    .position(|m| m.version.to_string() == to || m.label() == to)
+                    .ok_or_else(|| format!("no migration `{to}` in the migrations folder"))?;
+                let mut aimed = s.clone();
+                aimed.state.pending.retain(|&i| i <= at);
+                Ok(Snapshot::Sql(aimed))
+            }
+            Snapshot::Alembic(a) => {
+                if a.graph.get(to).is_none() {
+                    return Err(format!("no revision `{to}` in {}", a.graph.script_location));
+                }
+                let mut aimed = a.clone();
+                aimed.goal = Some(to.to_string());
+                Ok(Snapshot::Alembic(aimed))
+            }
+        }
+    }
+
     /// Everything the project could execute, as text: every migration's up and down
     /// (SQL files), or every revision file and env.py (Alembic). Unreadable files are
     /// skipped.
@@ -46,6 +72,18 @@ impl Snapshot {
         match self {
             Snapshot::Sql(s) => s.current_label(),
             Snapshot::Alembic(a) => a.current_label(),
+        }
+    }
+
+    /// The newest applied migration's version (a revision for Alembic, when there is
+    /// one head in the table), as `upgrade`/`downgrade`'s `to` takes it.
+    pub fn current_version(&self) -> Option<String> {
+        match self {
+            Snapshot::Sql(s) => s.state.current.as_ref().map(|v| v.to_string()),
+            Snapshot::Alembic(a) => match a.current() {
+                [one] => Some(one.clone()),
+                _ => None,
+            },
         }
     }
 

@@ -25,6 +25,8 @@ pub struct AlembicSnapshot {
     /// For each unknown revision, the nearest ancestor the files know, when ballast's
     /// journal recorded the run that applied it.
     pub nearest_known: Vec<(String, String)>,
+    /// An upgrade's goal short of the head (`upgrade` with `to`); `None`: the head.
+    pub goal: Option<String>,
 }
 
 impl AlembicSnapshot {
@@ -32,8 +34,12 @@ impl AlembicSnapshot {
         self.current.as_deref().unwrap_or(&[])
     }
 
-    /// The head a deploy goes to, when there is exactly one.
+    /// The head a deploy goes to, when there is exactly one (or the goal set by
+    /// [`crate::engine::Snapshot::aimed_at`]).
     pub fn target(&self) -> Option<&str> {
+        if let Some(goal) = &self.goal {
+            return Some(goal);
+        }
         match self.graph.heads.as_slice() {
             [one] => Some(one),
             _ => None,
@@ -236,6 +242,7 @@ pub async fn snapshot(
         version_table: format!("{}.{}", alembic.version_schema, alembic.version_table),
         other_tables,
         nearest_known,
+        goal: None,
     })
 }
 
@@ -289,6 +296,7 @@ pub async fn files_only(settings: &Settings) -> Result<AlembicSnapshot, AlembicE
         version_table: format!("{}.{}", alembic.version_schema, alembic.version_table),
         other_tables: Vec::new(),
         nearest_known: Vec::new(),
+        goal: None,
     })
 }
 

@@ -86,7 +86,8 @@ fn queries(scoped: bool) -> Vec<String> {
         ),
         format!(
             "select n.nspname || '.' || c.relname, \
-                    format('column %I.%I.%I #%s %s%s%s', n.nspname, c.relname, a.attname, a.attnum, \
+                    format('column %I.%I.%I #%s %s%s%s', n.nspname, c.relname, a.attname, \
+                           row_number() over (partition by a.attrelid order by a.attnum), \
                            format_type(a.atttypid, a.atttypmod), \
                            case when a.attnotnull then ' not null' else '' end, \
                            coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')) \

@@ -62,6 +62,9 @@ pub struct RunContext {
     pub shape_scope: Option<schema_shape::Scope>,
     /// Rows written per table when the backup started, to tell what a restore loses.
     pub writes_at_backup: Option<TableWrites>,
+    /// Where the upgrade goes when not to the head: the pipeline's upgrade stage's `to`
+    /// (preview, upgrade and verify all aim there).
+    pub upgrade_goal: Option<String>,
     /// The deploy lock, from the first stage that changes the database to the run's
     /// end (`stages::deploy_lock::hold` takes it, the runner releases it).
     pub deploy_lock: Option<DeployLock>,
@@ -121,6 +124,7 @@ impl RunContext {
             writes_at_backup: None,
             deploy_lock: None,
             changing: false,
+            upgrade_goal: None,
         }
     }
 
@@ -189,6 +193,8 @@ impl RunContext {
     pub fn record_committed(&mut self, versions: Vec<String>) {
         // A batch retried after a lock timeout rolled back before it committed.
         self.rolled_back.retain(|v| !versions.contains(v));
+        // Committed again (the round trip's second upgrade): listed once, last.
+        self.committed.retain(|v| !versions.contains(v));
         self.committed.extend(versions.iter().cloned());
         self.events
             .emit(crate::events::Event::Committed { versions });
@@ -272,6 +278,17 @@ impl RunContext {
         let bookkeeping = self.bookkeeping_tables();
         let scope = self.shape_scope.clone();
         SchemaShape::read(self.conn().await?, &bookkeeping, scope.as_ref()).await
+    }
+
+    /// A fresh snapshot aimed at the upgrade's goal (the head without one).
+    pub async fn goal_snapshot(&mut self) -> Result<Snapshot, crate::stages::StageError> {
+        let snap = self.snapshot().await?;
+        match &self.upgrade_goal {
+            Some(goal) => snap
+                .aimed_at(goal)
+                .map_err(crate::stages::StageError::Refused),
+            None => Ok(snap),
+        }
     }
 
     /// A fresh snapshot; the first one taken is kept as the run's starting state.

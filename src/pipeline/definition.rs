@@ -8,6 +8,7 @@ use serde::Deserialize;
 const BUILT_IN: &[(&str, &str)] = &[
     ("deploy", include_str!("../../pipelines/deploy.toml")),
     ("backup", include_str!("../../pipelines/backup.toml")),
+    ("roundtrip", include_str!("../../pipelines/roundtrip.toml")),
 ];
 
 /// The closed set of stage kinds; kebab-case in TOML.
@@ -27,6 +28,9 @@ pub enum StageKind {
     Downgrade,
     /// Alembic's `stamp`: asks on its own, so it needs no confirm stage before it.
     Stamp,
+    /// The CI round trip: the newest migration up, down and up again, the schema
+    /// compared at each step.
+    Roundtrip,
 }
 
 impl StageKind {
@@ -44,6 +48,7 @@ impl StageKind {
             StageKind::Restore => "restore",
             StageKind::Downgrade => "downgrade",
             StageKind::Stamp => "stamp",
+            StageKind::Roundtrip => "roundtrip",
         }
     }
 }
@@ -57,7 +62,8 @@ pub struct StageSpec {
     /// For `shell` stages: the command, run through `sh -c`.
     pub command: Option<String>,
     /// For `downgrade` stages: the revision to go to (`base` for all the way); without
-    /// it, where the run started. For `stamp`: the revision to write.
+    /// it, where the run started. For `upgrade`: the migration to stop at (without it,
+    /// the head). For `stamp`: the revision to write.
     pub to: Option<String>,
 }
 
@@ -182,7 +188,10 @@ impl Pipeline {
         let first_change = self.stages.iter().position(|s| {
             matches!(
                 s.kind,
-                StageKind::Upgrade | StageKind::Restore | StageKind::Downgrade
+                StageKind::Upgrade
+                    | StageKind::Restore
+                    | StageKind::Downgrade
+                    | StageKind::Roundtrip
             )
         });
         match (first_change, position(StageKind::Confirm)) {

@@ -24,6 +24,11 @@ struct Failure {
 pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
     let started = Instant::now();
     ctx.takes_backup = pipeline.takes_backup();
+    ctx.upgrade_goal = pipeline
+        .stages
+        .iter()
+        .find(|s| s.kind == super::StageKind::Upgrade)
+        .and_then(|s| s.to.clone());
     ctx.events.emit(Event::RunStarted {
         run_id: ctx.run_id.to_string(),
         pipeline: pipeline.name.clone(),

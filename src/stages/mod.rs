@@ -9,6 +9,7 @@ mod downgrade;
 mod outcome;
 mod preview;
 mod restore;
+mod roundtrip;
 mod shell;
 mod sql_downgrade;
 mod stamp;
@@ -34,6 +35,7 @@ pub async fn run(spec: &StageSpec, ctx: &mut RunContext) -> Result<StageOutcome,
         StageKind::Restore => restore::run(ctx).await,
         StageKind::Downgrade => downgrade::run(ctx, spec.to.as_deref()).await,
         StageKind::Stamp => stamp::run(ctx, spec.to.as_deref()).await,
+        StageKind::Roundtrip => roundtrip::run(ctx).await,
     }
 }
 

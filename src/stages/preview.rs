@@ -8,7 +8,7 @@ use crate::lint::{self, Level};
 use crate::pipeline::RunContext;
 
 pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
-    let snap = ctx.snapshot().await?;
+    let snap = ctx.goal_snapshot().await?;
     let plan = snap.plan_with_sql(&ctx.settings).await;
     ctx.events.emit(Event::Plan { plan: plan.clone() });
     let facts = match lint::facts::gather(ctx.conn().await?).await {

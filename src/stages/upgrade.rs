@@ -34,7 +34,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
 async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     let settings = ctx.settings.clone();
     let schema = settings.database.schema.as_str();
-    let snap = ctx.snapshot().await?;
+    let snap = ctx.goal_snapshot().await?;
     if snap.is_blocked() {
         return Err(StageError::Failed(
             "the migration state changed since the state check (drift or unknown versions); run `ballast status`".into(),

@@ -8,7 +8,7 @@ use crate::pipeline::RunContext;
 
 pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     crate::faults::pause("verify");
-    let snap = ctx.snapshot().await?;
+    let snap = ctx.goal_snapshot().await?;
     let mut problems = Vec::new();
     if snap.pending_count() > 0 {
         let labels = snap.pending_labels();

@@ -17,6 +17,7 @@ mod read_only;
 mod recovery;
 mod restore;
 mod resume_alembic;
+mod roundtrip;
 mod s3;
 mod targets;
 mod unattended;
