@@ -53,6 +53,14 @@ pub async fn run_shell(
                 break Some(out.status);
             }
             if started.elapsed() > HOOK_TIMEOUT {
+                // The hook leads a process group of its own (crate::children): end
+                // what it started too.
+                for pid in handle.pids() {
+                    // SAFETY: killpg(2) on the group of a process we spawned.
+                    unsafe {
+                        libc::killpg(pid as libc::pid_t, libc::SIGKILL);
+                    }
+                }
                 handle.kill()?;
                 break None;
             }

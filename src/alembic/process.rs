@@ -213,7 +213,14 @@ impl Runner {
                     on_line(&clean);
                     lines.push(clean);
                 }
-                Err(_) => break, // a non-zero exit surfaces here; the status says more
+                // A non-zero exit surfaces here (the status says more); a read error
+                // must not leave Alembic running unwatched: stop it.
+                Err(_) => {
+                    if let Ok(None) = reader.try_wait() {
+                        let _ = reader.kill();
+                    }
+                    break;
+                }
             }
         }
         crate::interrupt::set_canceller(None);

@@ -259,14 +259,16 @@ async fn restore_and_swap(
         )));
     }
     restore_db::mark_complete(&mut admin, &fresh).await?;
-    if let Some(lock) = lock {
-        lock.release().await;
-    }
     let result = match destination {
-        Destination::New(name) => (name.to_string(), None, safety_backup),
+        Destination::New(name) => {
+            if let Some(lock) = lock {
+                lock.release().await;
+            }
+            (name.to_string(), None, safety_backup)
+        }
         Destination::InPlace => {
             let aside = format!("{target}_before_restore_{stamp}");
-            swap(&mut admin, target, &fresh, &aside, settings).await?;
+            swap(&mut admin, target, &fresh, &aside, settings, lock).await?;
             (target.clone(), Some(aside), safety_backup)
         }
     };
@@ -300,19 +302,39 @@ async fn carry_journal_over(settings: &Settings, aside: &str, target: &str, even
 
 /// `target` → `aside`, `fresh` → `target`, in one transaction. Refuses (and keeps the
 /// restored copy under its temporary name) while other sessions use the target.
+///
+/// The deploy lock is held until the very rename: the target first stops taking new
+/// connections, so a deploy waiting for the lock can never get it and change the
+/// database that is about to be put aside; the waiting deploy gives up (exit 3) and
+/// leaves, then the lock goes and the rename follows at once.
 async fn swap(
     admin: &mut sqlx::PgConnection,
     target: &str,
     fresh: &str,
     aside: &str,
     settings: &Settings,
+    lock: Option<DeployLock>,
 ) -> Result<(), ReplaceError> {
-    let deadline = std::time::Instant::now() + settings.database.lock_wait;
+    let allow = |db: &str, on: bool| {
+        format!(
+            "alter database {} with allow_connections {on}",
+            quote_ident(db)
+        )
+    };
+    let closed = lock.is_some()
+        && sqlx::raw_sql(&allow(target, false))
+            .execute(&mut *admin)
+            .await
+            .is_ok();
+    let own = lock.as_ref().map(DeployLock::pid).unwrap_or(0);
+    // A deploy waiting for the lock gives up within lock_wait: wait a little longer.
+    let deadline = std::time::Instant::now() + settings.database.lock_wait * 2;
     loop {
         let sessions = sqlx::query(
-            "select pid, coalesce(application_name, '') from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()",
+            "select pid, coalesce(application_name, '') from pg_stat_activity where datname = $1 and pid <> pg_backend_pid() and pid <> $2",
         )
         .bind(target)
+        .bind(own)
         .fetch_all(&mut *admin)
         .await
         .map_err(|e| DbError::query("listing sessions on the target", &e))?;
@@ -320,6 +342,14 @@ async fn swap(
             break;
         }
         if std::time::Instant::now() > deadline {
+            if closed {
+                let _ = sqlx::raw_sql(&allow(target, true))
+                    .execute(&mut *admin)
+                    .await;
+            }
+            if let Some(lock) = lock {
+                lock.release().await;
+            }
             let who: Vec<String> = sessions
                 .iter()
                 .map(|r| format!("pid {} ({})", r.get::<i32, _>(0), r.get::<String, _>(1)))
@@ -338,13 +368,39 @@ async fn swap(
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
+    // The lock session may take a moment to end after it closed.
+    let gone = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while own != 0 && std::time::Instant::now() < gone {
+        let left: bool =
+            sqlx::query_scalar("select not exists (select 1 from pg_stat_activity where pid = $1)")
+                .bind(own)
+                .fetch_one(&mut *admin)
+                .await
+                .unwrap_or(true);
+        if left {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let sql = format!(
         "begin; alter database {t} rename to {a}; alter database {f} rename to {t}; commit;",
         t = quote_ident(target),
         a = quote_ident(aside),
         f = quote_ident(fresh)
     );
-    sqlx::raw_sql(&sql).execute(&mut *admin).await.map(|_| ()).map_err(|e| {
+    let renamed = sqlx::raw_sql(&sql).execute(&mut *admin).await.map(|_| ());
+    if closed {
+        // The database kept aside (or, after a failure, the target) takes connections
+        // again, for a person to look at it.
+        let reopen = if renamed.is_ok() { aside } else { target };
+        let _ = sqlx::raw_sql(&allow(reopen, true))
+            .execute(&mut *admin)
+            .await;
+    }
+    renamed.map_err(|e| {
         ReplaceError::Restore(format!(
             "renaming the databases failed and rolled back ({e}); {target} was not touched, the restored copy is {fresh}"
         ))

@@ -18,6 +18,8 @@ pub const LOCK_CLASS: i32 = 0x0ba1_1a57;
 pub struct DeployLock {
     conn: PgConnection,
     key: i32,
+    /// The lock session's backend pid.
+    pid: i32,
 }
 
 /// Who holds the lock, as far as `pg_stat_activity` tells.
@@ -73,7 +75,11 @@ impl DeployLock {
                 .await
                 .map_err(|e| DbError::query("taking the deploy lock", &e))?;
             if got {
-                return Ok(DeployLock { conn, key });
+                let pid = sqlx::query_scalar("select pg_backend_pid()")
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(|e| DbError::query("taking the deploy lock", &e))?;
+                return Ok(DeployLock { conn, key, pid });
             }
             let holder = holder(&mut conn, key).await?;
             if !told {
@@ -92,6 +98,11 @@ impl DeployLock {
             }
             tokio::time::sleep(Duration::from_millis(200).min(db.lock_wait - waited)).await;
         }
+    }
+
+    /// The backend pid of the session holding the lock.
+    pub fn pid(&self) -> i32 {
+        self.pid
     }
 
     /// Whether this session still holds the lock: false when its connection was lost

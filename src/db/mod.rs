@@ -44,20 +44,21 @@ pub async fn invalid_indexes(
 /// servers keep their old behaviour), and a Ctrl-C from here on cancels the running
 /// statement rather than the process (the stage clears that when it ends).
 /// (`lock_timeout` and `statement_timeout` are set on every session at connect time.)
+/// Returns the session's backend pid.
 pub async fn prepare_changing_session(
     conn: &mut sqlx::postgres::PgConnection,
     database: &crate::config::DatabaseSettings,
-) {
+) -> Option<i32> {
     let _ = sqlx::raw_sql("set client_connection_check_interval = '1s'")
         .execute(&mut *conn)
         .await;
-    if let Ok(pid) = sqlx::query_scalar::<_, i32>("select pg_backend_pid()")
+    let pid = sqlx::query_scalar::<_, i32>("select pg_backend_pid()")
         .fetch_one(&mut *conn)
         .await
-    {
-        crate::interrupt::set_canceller(Some(crate::interrupt::Canceller::Backend {
-            db: database.clone(),
-            pid,
-        }));
-    }
+        .ok()?;
+    crate::interrupt::set_canceller(Some(crate::interrupt::Canceller::Backend {
+        db: database.clone(),
+        pid,
+    }));
+    Some(pid)
 }

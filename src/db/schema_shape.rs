@@ -32,6 +32,9 @@ pub struct Scope {
     pub always: Vec<String>,
     /// The migration project's files, ups and downs.
     pub texts: Vec<String>,
+    /// Every schema: a migration drops with `CASCADE`, which reaches objects in
+    /// schemas no file names.
+    pub everything: bool,
 }
 
 impl Scope {
@@ -39,7 +42,7 @@ impl Scope {
     /// project's files mention it. Over-inclusive by design: a schema is left out only
     /// when nothing the run could execute names it.
     pub fn covers(&self, schema: &str) -> bool {
-        self.always.iter().any(|s| s == schema) || self.names(schema)
+        self.everything || self.always.iter().any(|s| s == schema) || self.names(schema)
     }
 
     /// Whether the project's files mention `identifier` as a word.
@@ -222,6 +225,7 @@ mod tests {
         let scope = Scope {
             always: vec!["public".to_string()],
             texts,
+            everything: false,
         };
         assert_eq!(
             in_scope(&all, &scope),
@@ -231,6 +235,7 @@ mod tests {
         let lowercase = Scope {
             always: Vec::new(),
             texts: vec!["select 1 from reports.x".to_string()],
+            everything: false,
         };
         assert!(
             in_scope(&all, &lowercase).is_empty(),

@@ -4,8 +4,9 @@
 //! comparing structure; this tells it what that proof cannot see.
 //!
 //! Only top-level statements are read, as the migration runs them: a function body is
-//! not run by creating the function, and a `DO` block or a `CALL` is opaque, so it is
-//! reported as a write that was not inspected.
+//! not run by creating the function. What cannot be read (a `DO` block, a `CALL`, a
+//! `SELECT` calling functions, a type change `USING` an expression) is reported as
+//! opaque: it may have destroyed data, so the ladder proves nothing about it.
 
 use pg_query::protobuf::{
     AlterTableType, CmdType, DropBehavior, DropStmt, Node, ObjectType, RangeVar, WithClause,
@@ -25,16 +26,20 @@ pub enum DataEffect {
     /// `DROP OWNED`. Indexes, views and materialized views are rebuilt from what
     /// remains, and `ALTER COLUMN ... TYPE` keeps the rows: none of them is counted.
     Destroys(String),
-    /// Rows changed in place (`UPDATE`, `INSERT`, `MERGE`, `COPY ... FROM`), or code
-    /// that may change them (`DO`, `CALL`): a down may or may not undo them.
+    /// Rows changed in place (`UPDATE`, `INSERT`, `MERGE`, `COPY ... FROM`, values
+    /// converted by `ALTER COLUMN ... TYPE`): a down may or may not undo them.
     Writes(String),
+    /// Code whose effect on rows cannot be read from the SQL (`DO`, `CALL`, a `SELECT`
+    /// calling functions such as `setval`, `ALTER COLUMN ... TYPE ... USING`, SQL that
+    /// does not parse): it may have destroyed data, so nothing is proven about it.
+    Opaque(String),
 }
 
 /// The data effects of a migration's statements, in order. SQL that does not parse
 /// yields one [`DataEffect::Writes`] so the caller stays conservative.
 pub fn data_effects(sql: &str) -> Vec<DataEffect> {
     let Ok(parsed) = parse(sql) else {
-        return vec![DataEffect::Writes("unparsed SQL (not inspected)".into())];
+        return vec![DataEffect::Opaque("SQL that does not parse".into())];
     };
     let mut found = Vec::new();
     for node in parsed.nodes() {
@@ -56,7 +61,26 @@ fn statement(node: &NodeEnum, found: &mut Vec<DataEffect>) {
                 if subtype == AlterTableType::AtDropColumn {
                     found.push(Destroys(format!("DROP COLUMN {table}.{}", cmd.name)));
                 }
+                // A plain type change casts (and fails rather than lose a value that
+                // does not fit); USING rewrites values by any expression.
+                let using = subtype == AlterTableType::AtAlterColumnType
+                    && matches!(
+                        cmd.def.as_deref().and_then(|d| d.node.as_ref()),
+                        Some(NodeEnum::ColumnDef(def)) if def.raw_default.is_some()
+                    );
+                if using {
+                    found.push(DataEffect::Opaque(format!(
+                        "ALTER COLUMN {table}.{} TYPE ... USING (values rewritten)",
+                        cmd.name
+                    )));
+                }
             }
+        }
+        NodeEnum::AlterSeqStmt(seq) if option_on(&seq.options, "restart") => {
+            found.push(Destroys(format!(
+                "ALTER SEQUENCE {} RESTART",
+                table(&seq.sequence)
+            )));
         }
         NodeEnum::TruncateStmt(truncate) => {
             let tables: Vec<String> = truncate.relations.iter().filter_map(range_var).collect();
@@ -87,18 +111,37 @@ fn statement(node: &NodeEnum, found: &mut Vec<DataEffect>) {
                 Writes(format!("MERGE INTO {target}"))
             });
         }
-        NodeEnum::SelectStmt(select) => with(select.with_clause.as_ref(), found),
+        NodeEnum::SelectStmt(select) => {
+            with(select.with_clause.as_ref(), found);
+            // `SELECT setval(...)`, `SELECT purge_old_rows()`: a migration's SELECT
+            // changes nothing unless it calls something that does.
+            let calls: Vec<String> = node
+                .nodes()
+                .into_iter()
+                .filter_map(|(n, ..)| match n {
+                    pg_query::NodeRef::FuncCall(f) => Some(strings(&f.funcname).join(".")),
+                    _ => None,
+                })
+                .filter(|name| !PURE.contains(&name.trim_start_matches("pg_catalog.")))
+                .collect();
+            if !calls.is_empty() {
+                found.push(DataEffect::Opaque(format!(
+                    "SELECT {}(...)",
+                    calls.join("(...), ")
+                )));
+            }
+        }
         NodeEnum::CopyStmt(copy) if copy.is_from => {
             found.push(Writes(format!("COPY {} FROM", table(&copy.relation))));
         }
-        NodeEnum::DoStmt(_) => found.push(Writes("DO block (not inspected)".into())),
+        NodeEnum::DoStmt(_) => found.push(DataEffect::Opaque("DO block".into())),
         NodeEnum::CallStmt(call) => {
             let name = call
                 .funccall
                 .as_ref()
                 .map(|f| strings(&f.funcname).join("."))
                 .unwrap_or_default();
-            found.push(Writes(format!("CALL {name} (not inspected)")));
+            found.push(DataEffect::Opaque(format!("CALL {name}")));
         }
         NodeEnum::ExplainStmt(explain) if option_on(&explain.options, "analyze") => {
             inner(explain.query.as_deref(), found);
@@ -120,6 +163,64 @@ fn statement(node: &NodeEnum, found: &mut Vec<DataEffect>) {
         _ => {}
     }
 }
+
+/// Whether the SQL drops or truncates with `CASCADE`, taking objects it never names
+/// with it (another schema's view on a dropped one, say). SQL that does not parse
+/// counts as cascading: nothing is known of what it reaches.
+pub fn cascades(sql: &str) -> bool {
+    let Ok(parsed) = parse(sql) else {
+        return true;
+    };
+    let cascade = |b: i32| b == DropBehavior::DropCascade as i32;
+    let found = parsed.nodes().any(|node| match node {
+        NodeEnum::DropStmt(d) => cascade(d.behavior),
+        NodeEnum::TruncateStmt(t) => cascade(t.behavior),
+        NodeEnum::AlterTableStmt(a) => a.cmds.iter().any(
+            |c| matches!(&c.node, Some(NodeEnum::AlterTableCmd(cmd)) if cascade(cmd.behavior)),
+        ),
+        _ => false,
+    });
+    found
+}
+
+/// Functions that only compute: a `SELECT` calling nothing else changes nothing.
+const PURE: &[&str] = &[
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "bool_and",
+    "bool_or",
+    "string_agg",
+    "array_agg",
+    "coalesce",
+    "nullif",
+    "greatest",
+    "least",
+    "lower",
+    "upper",
+    "length",
+    "format",
+    "concat",
+    "substr",
+    "substring",
+    "trim",
+    "replace",
+    "now",
+    "current_date",
+    "current_timestamp",
+    "to_char",
+    "to_date",
+    "to_timestamp",
+    "md5",
+    "abs",
+    "round",
+    "jsonb_build_object",
+    "json_build_object",
+    "exists",
+    "version",
+];
 
 /// `DROP TABLE a, b` is one effect per object. A schema, type or domain can only be
 /// dropped with what depends on it by `CASCADE` (PostgreSQL refuses otherwise, and
@@ -349,16 +450,51 @@ mod tests {
     }
 
     #[test]
-    fn do_block_is_an_uninspected_write() {
+    fn do_block_is_opaque() {
         let sql = "DO $$ BEGIN DELETE FROM orders; END $$;";
-        assert_eq!(data_effects(sql), vec![writes("DO block (not inspected)")]);
+        assert_eq!(
+            data_effects(sql),
+            vec![DataEffect::Opaque("DO block".into())]
+        );
     }
 
     #[test]
-    fn call_is_an_uninspected_write() {
+    fn call_is_opaque() {
         assert_eq!(
             data_effects("CALL shop.archive_orders(30);"),
-            vec![writes("CALL shop.archive_orders (not inspected)")]
+            vec![DataEffect::Opaque("CALL shop.archive_orders".into())]
+        );
+    }
+
+    #[test]
+    fn cascades_are_drops_and_truncates_that_reach_further() {
+        use super::cascades;
+        assert!(cascades("DROP VIEW a_v CASCADE;"));
+        assert!(cascades("TRUNCATE a CASCADE;"));
+        assert!(cascades("ALTER TABLE a DROP CONSTRAINT a_pkey CASCADE;"));
+        assert!(cascades("this is not sql"));
+        assert!(!cascades(
+            "CREATE TABLE b (a_id int REFERENCES a (id) ON DELETE CASCADE);\nDROP VIEW a_v;"
+        ));
+    }
+
+    #[test]
+    fn calls_sequence_resets_and_rewriting_type_changes_are_not_proven() {
+        let sql = "SELECT setval('kept_id_seq', 1, false);\n\
+                   SELECT count(*) FROM kept;\n\
+                   ALTER SEQUENCE kept_id_seq RESTART;\n\
+                   ALTER TABLE kept ALTER COLUMN status TYPE varchar(3) USING left(status, 3);\n\
+                   ALTER TABLE kept ALTER COLUMN id TYPE bigint;";
+        assert_eq!(
+            data_effects(sql),
+            vec![
+                DataEffect::Opaque("SELECT setval(...)".into()),
+                destroys("ALTER SEQUENCE kept_id_seq RESTART"),
+                DataEffect::Opaque(
+                    "ALTER COLUMN kept.status TYPE ... USING (values rewritten)".into()
+                ),
+            ],
+            "a SELECT of pure functions and a plain type change are left out"
         );
     }
 
@@ -431,7 +567,7 @@ mod tests {
                 destroys("DELETE FROM users"),
                 writes("UPDATE items"),
                 writes("INSERT INTO items"),
-                writes("DO block (not inspected)"),
+                DataEffect::Opaque("DO block".into()),
             ]
         );
     }
@@ -467,10 +603,10 @@ mod tests {
     }
 
     #[test]
-    fn unparseable_sql_is_one_uninspected_write() {
+    fn unparseable_sql_is_one_opaque_effect() {
         assert_eq!(
             data_effects("DROP TABLE orders; DELET FROM items;"),
-            vec![writes("unparsed SQL (not inspected)")]
+            vec![DataEffect::Opaque("SQL that does not parse".into())]
         );
     }
 }

@@ -53,6 +53,11 @@ pub struct RunContext {
     /// The versions of an upgrade batch whose COMMIT got no answer: the runner looks
     /// them up in the ledger before it decides anything.
     pub commit_unknown: Vec<String>,
+    /// The backend pid of the session that sent that COMMIT: it may still be
+    /// finishing it, and the ledger tells only once it has ended.
+    pub commit_unknown_pid: Option<i32>,
+    /// The backend pid of the changing session (see [`RunContext::begin_changing`]).
+    pub session_pid: Option<i32>,
     /// Changes left that are not whole migrations (also listed in `committed`).
     pub partial: Vec<PartialChange>,
     /// The schema's shape right before the upgrade changed anything: a recovery rung
@@ -118,6 +123,8 @@ impl RunContext {
             upgrade_started: false,
             outcome_unknown: false,
             commit_unknown: Vec::new(),
+            commit_unknown_pid: None,
+            session_pid: None,
             partial: Vec::new(),
             schema_before: None,
             shape_scope: None,
@@ -134,7 +141,8 @@ impl RunContext {
             let mut conn = db::connect(&self.settings.database, "deploy").await?;
             self.server = Some(db::server_info(&mut conn).await?);
             if self.changing {
-                db::prepare_changing_session(&mut conn, &self.settings.database).await;
+                self.session_pid =
+                    db::prepare_changing_session(&mut conn, &self.settings.database).await;
             }
             self.conn = Some(conn);
         }
@@ -172,7 +180,7 @@ impl RunContext {
         self.changing = true;
         let database = self.settings.database.clone();
         let conn = self.conn().await?;
-        db::prepare_changing_session(conn, &database).await;
+        self.session_pid = db::prepare_changing_session(conn, &database).await;
         Ok(())
     }
 
@@ -270,7 +278,29 @@ impl RunContext {
         Ok(schema_shape::Scope {
             always,
             texts: snap.source_texts(),
+            everything: self.may_cascade(snap),
         })
+    }
+
+    /// Whether what this run can execute drops or truncates with CASCADE (or cannot
+    /// be read): the SQL engine's ups and downs, Alembic's rendered plan.
+    fn may_cascade(&self, snap: &Snapshot) -> bool {
+        use crate::migrations::data_effects::cascades;
+        match snap {
+            Snapshot::Sql(s) => s
+                .source
+                .iter()
+                .any(|m| cascades(&m.up_sql) || m.down_sql.as_deref().is_some_and(cascades)),
+            Snapshot::Alembic(_) => match &self.plan {
+                // A revision offline mode could not render is not known not to.
+                Some(plan) => plan.migrations.iter().any(|m| {
+                    cascades(&m.sql)
+                        || !crate::lint::context::parse(&m.sql)
+                            .is_ok_and(|p| p.nodes().next().is_some())
+                }),
+                None => true,
+            },
+        }
     }
 
     /// The schema's shape now, without the bookkeeping tables.

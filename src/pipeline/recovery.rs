@@ -82,9 +82,9 @@ pub async fn climb(
         let caveats = data_caveats(ctx);
         match run_rung(&spec, ctx, records).await {
             Ok(summary) => match back_at_start(ctx).await {
-                Ok(()) if !caveats.destroyed.is_empty() => notes.push(format!(
-                    "the downgrade brought the schema back ({summary}), but not the data the run's migrations destroyed ({}): only this run's backup has it",
-                    caveats.destroyed.join("; ")
+                Ok(()) if !caveats.unproven.is_empty() => notes.push(format!(
+                    "the downgrade brought the schema back ({summary}), but not the data the run's migrations destroyed or may have changed ({}): only this run's backup has it",
+                    caveats.unproven.join("; ")
                 )),
                 Ok(()) => {
                     let trusted = match caveats.written.as_slice() {
@@ -141,9 +141,11 @@ pub async fn climb(
 /// structural proof cannot see.
 #[derive(Debug, Default)]
 struct DataCaveats {
-    /// Data no down file brings back (`2_orders: DROP COLUMN orders.note`).
-    destroyed: Vec<String>,
-    /// Rows changed in place, or SQL that could not be inspected.
+    /// Data no down file brings back (`2_orders: DROP COLUMN orders.note`), or SQL
+    /// whose effect on rows cannot be read (a `DO` block, an Alembic revision offline
+    /// mode cannot render): either way nothing proves the rows came back.
+    unproven: Vec<String>,
+    /// Rows changed in place: their down files are trusted for them.
     written: Vec<String>,
 }
 
@@ -152,28 +154,43 @@ fn data_caveats(ctx: &RunContext) -> DataCaveats {
     let Some(plan) = &ctx.plan else {
         return caveats;
     };
+    // Writing the migration state is the point of a migration, not a caveat.
+    let bookkeeping: Vec<String> = ctx
+        .bookkeeping_tables()
+        .into_iter()
+        .flat_map(|t| {
+            let bare = t.rsplit('.').next().unwrap_or(&t).to_string();
+            [t, bare]
+        })
+        .collect();
+    let on_bookkeeping = |what: &str| bookkeeping.iter().any(|t| what.ends_with(&format!(" {t}")));
     for m in plan
         .migrations
         .iter()
         .filter(|m| ctx.committed.contains(&m.version))
     {
-        // Alembic's SQL comes from offline mode, which not every revision renders.
-        let effects = if m.sql.trim().is_empty() || m.sql.starts_with("-- SQL not available") {
-            vec![DataEffect::Writes(
-                "its SQL could not be rendered (not inspected)".into(),
-            )]
-        } else {
+        // Alembic's SQL comes from offline mode, which not every revision renders
+        // (and which only the preview asks for): no SQL is no proof.
+        let rendered = m.mode.is_none()
+            || crate::lint::context::parse(&m.sql).is_ok_and(|p| p.nodes().next().is_some());
+        let effects = if rendered {
             data_effects(&m.sql)
+        } else {
+            vec![DataEffect::Opaque(
+                "its SQL could not be rendered offline".into(),
+            )]
         };
         for effect in effects {
-            match effect {
-                DataEffect::Destroys(what) => caveats
-                    .destroyed
-                    .push(format!("{} {}: {what}", m.version, m.name)),
-                DataEffect::Writes(what) => caveats
-                    .written
-                    .push(format!("{} {}: {what}", m.version, m.name)),
-            }
+            let (list, what) = match effect {
+                DataEffect::Destroys(what) => (&mut caveats.unproven, what),
+                DataEffect::Opaque(what) => (
+                    &mut caveats.unproven,
+                    format!("{what}, whose effect on rows cannot be read"),
+                ),
+                DataEffect::Writes(what) if on_bookkeeping(&what) => continue,
+                DataEffect::Writes(what) => (&mut caveats.written, what),
+            };
+            list.push(format!("{} {}: {what}", m.version, m.name));
         }
     }
     caveats

@@ -147,8 +147,18 @@ async fn conclude(
     stages: Vec<StageRecord>,
 ) -> RunSummary {
     let start_version = ctx.start.as_ref().and_then(Snapshot::current_label);
+    // A COMMIT without an answer may still be finishing: read the ledger only once the
+    // session that sent it has ended.
+    let ended = match ctx.commit_unknown_pid.take() {
+        Some(pid) => session_ended(ctx, pid).await,
+        None => true,
+    };
     let now = fresh_snapshot(ctx).await;
-    let settled = settle_unknown_commit(ctx, now.as_ref());
+    let settled = if ended {
+        settle_unknown_commit(ctx, now.as_ref())
+    } else {
+        vec!["whether the interrupted COMMIT took effect is not known yet: the session that sent it has not ended, or the server cannot be reached".into()]
+    };
     let end_version = match &now {
         Some(snap) => snap.current_label(),
         None => start_version.clone(),
@@ -226,7 +236,9 @@ async fn conclude(
         .any(|s| s.display_name() == failure.stage && s.kind == super::StageKind::Downgrade);
     let climb = recovery::climb(pipeline, ctx, &mut summary.stages, downgrade_failed).await;
     summary.next_steps.extend(climb.notes);
-    // Where the ladder left it, not where the failure did.
+    // Where the ladder left it, not where the failure did (a dropped INVALID index is
+    // no longer a change left behind).
+    summary.applied = ctx.committed.clone();
     let now = fresh_snapshot(ctx).await;
     if let Some(snap) = &now {
         summary.end_version = snap.current_label();
@@ -294,6 +306,43 @@ async fn conclude(
         ));
     }
     summary
+}
+
+/// Waits (up to database.lock_wait) for backend `pid` to end, then asks the server to
+/// end it and waits as long again. True once it is gone.
+async fn session_ended(ctx: &mut RunContext, pid: i32) -> bool {
+    let wait = ctx.settings.database.lock_wait;
+    for terminate in [false, true] {
+        let deadline = Instant::now() + wait;
+        loop {
+            let present = match ctx.conn().await {
+                Ok(conn) => sqlx::query_scalar::<_, bool>(
+                    "select exists (select 1 from pg_stat_activity where pid = $1)",
+                )
+                .bind(pid)
+                .fetch_one(conn)
+                .await
+                .ok(),
+                Err(_) => None,
+            };
+            match present {
+                Some(false) => return true,
+                _ if Instant::now() >= deadline => break,
+                None => ctx.reset_conn().await,
+                Some(true) => {}
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        if !terminate {
+            if let Ok(conn) = ctx.conn().await {
+                let _ = sqlx::query("select pg_terminate_backend($1)")
+                    .bind(pid)
+                    .execute(conn)
+                    .await;
+            }
+        }
+    }
+    false
 }
 
 /// A COMMIT that got no answer: the ledger read afterwards tells whether it took

@@ -252,11 +252,18 @@ impl HumanReporter {
                 s.applied.len()
             ),
             // Changes were made, then undone by the recovery ladder.
-            Outcome::FailedUnchanged if !s.applied.is_empty() => format!(
-                "✗ {} failed at {}: its changes were undone, the database is back where the run found it, {versions}",
-                s.pipeline,
-                s.failed_stage.as_deref().unwrap_or("?")
-            ),
+            Outcome::FailedUnchanged
+                if !s.applied.is_empty()
+                    || s.stages
+                        .iter()
+                        .any(|st| st.stage.ends_with("(recovery)") && st.status == "ok") =>
+            {
+                format!(
+                    "✗ {} failed at {}: its changes were undone, the database is back where the run found it, {versions}",
+                    s.pipeline,
+                    s.failed_stage.as_deref().unwrap_or("?")
+                )
+            }
             Outcome::FailedUnchanged => format!(
                 "✗ {} failed at {}: nothing changed; the database is {versions}",
                 s.pipeline,

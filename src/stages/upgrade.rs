@@ -204,6 +204,7 @@ async fn apply_transaction(
         Err(e) => {
             ctx.outcome_unknown = true;
             ctx.commit_unknown.extend(versions.iter().cloned());
+            ctx.commit_unknown_pid = ctx.session_pid;
             ctx.reset_conn().await;
             Err(BatchFailure {
                 error: StageError::Failed(format!(

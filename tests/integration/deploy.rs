@@ -406,4 +406,7 @@ fn failed_create_index_concurrently_reports_the_invalid_index_it_left() {
     );
     assert!(!p.table_exists("public.t_email_key"));
     assert!(p.ledger_versions().is_empty());
+    // The account agrees with itself: nothing is left applied, the change was undone.
+    assert!(!out.contains("committed and still applied"), "{out}");
+    assert!(out.contains("its changes were undone"), "{out}");
 }
