@@ -116,6 +116,7 @@ pub async fn finish(ctx: &mut RunContext, summary: &RunSummary) {
     journal.set("failed_stage", json!(summary.failed_stage));
     journal.set("error", json!(summary.error));
     journal.set("applied", json!(summary.applied));
+    journal.set("undone", json!(summary.undone));
     journal.set("start_version", json!(summary.start_version));
     journal.set("end_version", json!(summary.end_version));
     journal.set("backup", json!(summary.backup));

@@ -43,19 +43,38 @@ pub async fn check(ctx: &mut RunContext) -> Result<(), StageError> {
     let alembic = ctx.settings.migrations.alembic.is_some();
     let snap = ctx.snapshot().await?;
     let now = if alembic { snap.current_label() } else { None };
-    // Only an index this project's migrations create can be the interrupted run's; any
-    // other INVALID index (a DBA's build cut short) is not ballast's to drop.
+    // Only an index of this project's migrations can be the interrupted run's: one they
+    // name, or one on a table they name (CREATE INDEX CONCURRENTLY ON t (c) lets the
+    // server name it). Any other INVALID index (a DBA's build cut short) is not
+    // ballast's to drop.
     let scope = ctx.scope_of(&snap).await?;
-    let (invalid, others): (Vec<String>, Vec<String>) =
-        invalid.into_iter().partition(|qualified| {
-            let (schema, name) = unqualify(qualified);
-            scope.covers(&schema) && scope.names(&name)
-        });
+    let conn = ctx.conn().await?;
+    let mut ours = Vec::new();
+    let mut others = Vec::new();
+    for qualified in invalid {
+        let (schema, name) = unqualify(&qualified);
+        let table: String = sqlx::query_scalar(
+            "select c.relname::text from pg_index i join pg_class c on c.oid = i.indrelid \
+             where i.indexrelid = $1::regclass",
+        )
+        .bind(&qualified)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap_or_default();
+        if scope.covers(&schema)
+            && (scope.names(&name) || (!table.is_empty() && scope.names(&table)))
+        {
+            ours.push(qualified);
+        } else {
+            others.push(qualified);
+        }
+    }
+    let invalid = ours;
     if !others.is_empty() {
         events.diagnose(
             Severity::Info,
             format!(
-                "INVALID index {} left alone: no migration of this project creates it",
+                "INVALID index {} left alone: no migration of this project names it or its table",
                 others.join(", ")
             ),
             None,
@@ -100,7 +119,7 @@ pub async fn check(ctx: &mut RunContext) -> Result<(), StageError> {
                 "an open transaction of it was rolled back by the server; this run starts from the state read now".into()
             } else {
                 format!(
-                    "a session of an earlier ballast still runs a statement (pid {}): its transaction rolls back when the statement ends or is cancelled (SELECT pg_cancel_backend(pid)); until then this run may wait for its locks",
+                    "a ballast session still runs a statement (pid {}); if it is the interrupted run's, its transaction rolls back when the statement ends or is cancelled (SELECT pg_cancel_backend(pid)), and until then this run may wait for its locks",
                     lingering.join(", ")
                 )
             }),

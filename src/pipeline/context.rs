@@ -40,6 +40,9 @@ pub struct RunContext {
     pub backup: Option<Artifact>,
     /// The pipeline has a backup stage (the preflight checks pg_dump and storage).
     pub takes_backup: bool,
+    /// The pipeline changes the database after its backup: the backup takes the deploy
+    /// lock, so the restore point is the state the change starts from.
+    pub changes_database: bool,
     /// The lint's findings on the previewed plan.
     pub findings: Vec<crate::lint::Finding>,
     /// Versions committed by this run, in order.
@@ -118,6 +121,7 @@ impl RunContext {
             backup: None,
             findings: Vec::new(),
             takes_backup: false,
+            changes_database: false,
             committed: Vec::new(),
             rolled_back: Vec::new(),
             upgrade_started: false,

@@ -181,11 +181,13 @@ impl Pipeline {
         self.stages.iter().any(|s| s.kind == StageKind::Backup)
     }
 
-    /// True when the pipeline asks (a `confirm` stage) before its first `upgrade`, or
-    /// never changes the database.
-    pub fn confirms_before_changing(&self) -> bool {
-        let position = |kind| self.stages.iter().position(|s| s.kind == kind);
-        let first_change = self.stages.iter().position(|s| {
+    /// Whether a stage of it changes the database's schema or contents.
+    pub fn changes_database(&self) -> bool {
+        self.first_change().is_some()
+    }
+
+    fn first_change(&self) -> Option<usize> {
+        self.stages.iter().position(|s| {
             matches!(
                 s.kind,
                 StageKind::Upgrade
@@ -193,7 +195,14 @@ impl Pipeline {
                     | StageKind::Downgrade
                     | StageKind::Roundtrip
             )
-        });
+        })
+    }
+
+    /// True when the pipeline asks (a `confirm` stage) before its first `upgrade`, or
+    /// never changes the database.
+    pub fn confirms_before_changing(&self) -> bool {
+        let position = |kind| self.stages.iter().position(|s| s.kind == kind);
+        let first_change = self.first_change();
         match (first_change, position(StageKind::Confirm)) {
             (None, _) => true,
             (Some(upgrade), Some(confirm)) => confirm < upgrade,

@@ -24,6 +24,7 @@ struct Failure {
 pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
     let started = Instant::now();
     ctx.takes_backup = pipeline.takes_backup();
+    ctx.changes_database = pipeline.changes_database();
     ctx.upgrade_goal = pipeline
         .stages
         .iter()

@@ -12,6 +12,12 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
             "nothing to apply, so nothing to protect".into(),
         ));
     }
+    // Before a change, the lock first: a second deploy waits (or refuses) here rather
+    // than after a full dump, and no other deploy can run between this backup and the
+    // change it protects.
+    if ctx.changes_database {
+        super::deploy_lock::hold(ctx).await?;
+    }
     let server = ctx.server().await?;
     let settings = ctx.settings.clone();
     let (run_id, events) = (ctx.run_id, ctx.events.clone());

@@ -1,5 +1,5 @@
-//! The run's deploy lock. The first stage that changes the database (`upgrade`,
-//! `downgrade`) takes it and the run keeps it to its end: through verify and the
+//! The run's deploy lock. The backup before a change, or else the first stage that
+//! changes the database (`upgrade`, `downgrade`), takes it and the run keeps it to its end: through verify and the
 //! recovery ladder, so a second run never mistakes this one for an abandoned one, nor
 //! deploys under it. Waiting says who is in the way; a busy lock is a refusal (exit 3).
 

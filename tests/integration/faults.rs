@@ -539,7 +539,7 @@ fn after_a_killed_run_only_an_invalid_index_of_the_projects_own_is_dropped() {
     );
     assert!(
         out.contains(
-            "INVALID index public.dba_v_idx left alone: no migration of this project creates it"
+            "INVALID index public.dba_v_idx left alone: no migration of this project names it or its table"
         ),
         "{out}"
     );
@@ -548,4 +548,59 @@ fn after_a_killed_run_only_an_invalid_index_of_the_projects_own_is_dropped() {
         "a_v_key:true,dba_v_idx:false",
         "the project's index was built again, valid; the DBA's is untouched"
     );
+}
+
+#[test]
+fn a_deploy_waiting_during_the_restore_rungs_rename_never_deploys_to_the_database_put_aside() {
+    let p = Project::new();
+    p.sql("create table notes (id int primary key, body text); insert into notes values (1, 'remember me')");
+    p.migration("1_drop_notes.sql", "drop table notes;")
+        .migration(
+            "1_drop_notes.down.sql",
+            "create table notes (id int primary key, body text);",
+        );
+    p.on_failure(true, "auto");
+    std::fs::create_dir_all(p.path().join("config")).unwrap();
+    std::fs::write(
+        p.path().join("config/failing.toml"),
+        "[[verify.checks]]\nname = \"never\"\nsql = \"select false\"\n",
+    )
+    .unwrap();
+    let first = paused_at(
+        &p,
+        &["--yes", "--allow-risky", "--env", "failing", "deploy"],
+        "restore",
+    );
+    // A second deploy waits for the lock the first holds through its restore rung.
+    let second = p
+        .command(
+            &["--yes", "--allow-risky", "deploy"],
+            &[("BALLAST_DATABASE__LOCK_WAIT", "2s")],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while p.sql("select count(*) from pg_stat_activity where application_name like '%deploy lock%'")
+        != "2"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the second deploy never waited at the lock"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::remove_file(p.path().join("paused-at-restore")).unwrap();
+    let second = second.wait_with_output().unwrap();
+    let first = first.wait_with_output().unwrap();
+    let (a, b) = (
+        String::from_utf8_lossy(&first.stdout),
+        String::from_utf8_lossy(&second.stdout),
+    );
+    assert_eq!(second.status.code(), Some(3), "it never got the lock:\n{b}");
+    assert_eq!(first.status.code(), Some(1), "restored:\n{a}");
+    assert!(a.contains("restored from this run's backup"), "{a}");
+    assert!(p.ledger_versions().is_empty());
+    assert_eq!(p.sql("select body from notes"), "remember me");
 }

@@ -136,7 +136,7 @@ fn a_downgrade_cannot_bring_back_dropped_data_so_the_restore_rung_does() {
     assert!(
         out.contains("the downgrade brought the schema back")
             && out.contains(
-                "but not the data the run's migrations destroyed (1 drop_notes: DROP TABLE notes)"
+                "but not the data the run's migrations destroyed or may have changed (1 drop_notes: DROP TABLE notes)"
             ),
         "{out}"
     );
@@ -194,4 +194,108 @@ fn rows_an_undone_migration_changed_are_named_in_the_recovery() {
         "{out}"
     );
     assert_eq!(p.sql("select status from kept"), "new");
+}
+
+#[test]
+fn a_cascade_into_another_schema_is_seen_by_the_proof() {
+    let p = Project::new();
+    p.migration(
+        "1_a.sql",
+        "create table a (v int); create view a_v as select v from a;",
+    )
+    .migration("1_a.down.sql", "drop view a_v; drop table a;");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    // Another team's view on ours, in a schema no migration names.
+    p.sql("create schema reporting; create view reporting.dash as select * from public.a_v");
+    p.migration(
+        "2_b.sql",
+        "drop view a_v cascade; create view a_v as select v, 1 as one from a;",
+    )
+    .migration(
+        "2_b.down.sql",
+        "drop view a_v; create view a_v as select v from a;",
+    );
+    p.write_config("[[verify.checks]]\nname = \"never\"\nsql = \"select false\"\n");
+    let run = p.ballast(&["--yes", "--allow-risky", "deploy"]);
+    let out = run.stdout();
+    assert_eq!(
+        run.code(),
+        4,
+        "the downgrade cannot bring reporting.dash back: {out}"
+    );
+    assert!(out.contains("- relation reporting.dash"), "{out}");
+}
+
+#[test]
+fn code_whose_effect_on_rows_cannot_be_read_is_no_proven_recovery() {
+    let p = Project::new();
+    p.sql("create table kept (id serial primary key, status text); insert into kept (status) select 'status-' || g from generate_series(1, 5) g");
+    p.migration(
+        "1_x.sql",
+        "alter table kept alter column status type varchar(3) using left(status, 3);\n\
+         select setval('kept_id_seq', 1, false);\n\
+         do $$ begin delete from kept where id > 3; end $$;",
+    )
+    .migration(
+        "1_x.down.sql",
+        "alter table kept alter column status type text;",
+    );
+    p.write_config("[[verify.checks]]\nname = \"never\"\nsql = \"select false\"\n");
+    let run = p.ballast(&["--yes", "--allow-risky", "deploy"]);
+    let out = run.stdout();
+    assert_eq!(run.code(), 4, "{out}");
+    for opaque in [
+        "ALTER COLUMN kept.status TYPE ... USING (values rewritten), whose effect on rows cannot be read",
+        "SELECT setval(...)",
+        "DO block",
+    ] {
+        assert!(out.contains(opaque), "{opaque}: {out}");
+    }
+    assert!(!out.contains("undone by their downgrades"), "{out}");
+}
+
+#[test]
+fn alembic_recoveries_name_real_caveats_only() {
+    use crate::harness::{alembic_config, alembic_revision, ALEMBIC_HEAD};
+    let p = Project::new();
+    let versions = p.alembic();
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    p.sql("create table marketplace.keep (id int, note text); insert into marketplace.keep values (1, 'a'), (2, 'b')");
+    p.write_config(&format!(
+        "{}\n[[verify.checks]]\nname = \"never\"\nsql = \"select false\"\n",
+        alembic_config("")
+    ));
+    // A plain revision: recovered, and the version table's UPDATE is no caveat.
+    alembic_revision(
+        &versions,
+        "a7000000000a",
+        ALEMBIC_HEAD,
+        &["op.add_column(\"keep\", sa.Column(\"extra\", sa.Integer()), schema=\"marketplace\")"],
+        "op.drop_column(\"keep\", \"extra\", schema=\"marketplace\")",
+    );
+    let run = p.ballast(&["--yes", "--allow-risky", "deploy"]);
+    let out = run.stdout();
+    assert_eq!(run.code(), 1, "{out}");
+    assert!(out.contains("undone by their downgrades"), "{out}");
+    assert!(!out.contains("rows the migrations changed"), "{out}");
+    // A data revision offline mode cannot render: nothing is proven about its rows.
+    std::fs::remove_file(versions.join("a7000000000a_added.py")).unwrap();
+    alembic_revision(
+        &versions,
+        "a7000000000a",
+        ALEMBIC_HEAD,
+        &[
+            "n = op.get_bind().execute(sa.text(\"select count(*) from marketplace.keep\")).scalar()",
+            "op.execute(\"delete from marketplace.keep\")",
+        ],
+        "op.execute(\"select 1\")",
+    );
+    let run = p.ballast(&["--yes", "--allow-risky", "deploy"]);
+    let out = run.stdout();
+    assert_eq!(run.code(), 4, "{out}");
+    assert!(
+        out.contains("its SQL could not be rendered offline"),
+        "{out}"
+    );
+    assert_eq!(p.sql("select count(*) from marketplace.keep"), "0");
 }
