@@ -48,6 +48,11 @@ pub struct GlobalArgs {
     /// With --targets: run only this target (a Kubernetes Indexed Job's pod, a retry).
     #[arg(long, global = true, value_name = "NAME", requires = "targets")]
     pub target: Option<String>,
+    /// With --targets: take only a share, INDEX/COUNT (0-based): the targets at the
+    /// file positions INDEX, INDEX+COUNT, ... (a Kubernetes Indexed Job's pod passes
+    /// `$JOB_COMPLETION_INDEX/<completions>`).
+    #[arg(long, global = true, value_name = "INDEX/COUNT", requires = "targets", value_parser = parse_shard)]
+    pub shard: Option<(usize, usize)>,
     /// With --targets: at most this many targets at once.
     #[arg(long, global = true, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallel: u16,
@@ -209,4 +214,15 @@ pub enum CheckFormat {
 
 fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
     crate::config::parse_duration(text)
+}
+
+fn parse_shard(text: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("expected INDEX/COUNT with 0 <= INDEX < COUNT, e.g. 2/8; got `{text}`");
+    let (index, count) = text.split_once('/').ok_or_else(bad)?;
+    let index: usize = index.trim().parse().map_err(|_| bad())?;
+    let count: usize = count.trim().parse().map_err(|_| bad())?;
+    if count == 0 || index >= count {
+        return Err(bad());
+    }
+    Ok((index, count))
 }

@@ -23,6 +23,9 @@ static RUNS_MODE: AtomicBool = AtomicBool::new(false);
 static NOTE: Mutex<Option<String>> = Mutex::new(None);
 static ACTIVITY: Mutex<Option<String>> = Mutex::new(None);
 static CANCEL: Mutex<Option<Canceller>> = Mutex::new(None);
+/// SQL that puts back a temporary server setting (a database closed to new
+/// connections for a rename) if a signal ends ballast at once: (where to run it, it).
+static UNDO_ON_EXIT: Mutex<Option<(DatabaseSettings, String)>> = Mutex::new(None);
 /// The ballast processes of a `--targets` run that are running now.
 static RUNS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
@@ -43,6 +46,26 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// restore in progress). `None` clears it.
 pub fn set_note(note: Option<String>) {
     *lock(&NOTE) = note;
+}
+
+/// SQL to run (on `db`) before exiting on a signal, while a temporary server setting is
+/// in force; `None` once it is undone.
+pub fn set_undo_on_exit(undo: Option<(DatabaseSettings, String)>) {
+    *lock(&UNDO_ON_EXIT) = undo;
+}
+
+/// Runs the pending undo, if any, within a few seconds.
+async fn undo_before_exit() {
+    let Some((db, sql)) = lock(&UNDO_ON_EXIT).take() else {
+        return;
+    };
+    let undo = async {
+        if let Ok(mut conn) = crate::db::connect(&db, "undo").await {
+            let _ = sqlx::query(sql.as_str()).execute(&mut conn).await;
+            crate::db::close(conn).await;
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), undo).await;
 }
 
 /// Marks the window in which an interruption may leave the database between states.
@@ -140,6 +163,7 @@ pub fn install() {
             let changing = CHANGING.load(Ordering::SeqCst);
             if let (Some(note), false) = (note, changing) {
                 crate::report::stderr_line(&format!("\nballast: {note}"));
+                undo_before_exit().await;
                 std::process::exit(exit_code::REFUSED);
             }
             if !changing {

@@ -326,6 +326,19 @@ async fn swap(
             .execute(&mut *admin)
             .await
             .is_ok();
+    if closed {
+        // A Ctrl-C from here on must not leave the target refusing every client.
+        crate::interrupt::set_undo_on_exit(Some((
+            settings.database.for_database(MAINTENANCE_DB),
+            allow(target, true),
+        )));
+        crate::interrupt::set_note(Some(format!(
+            "interrupted before the rename: {target} was not touched (it takes connections again). The restored copy {fresh} is complete: rename it by hand (ALTER DATABASE {t} RENAME TO {a}; ALTER DATABASE {f} RENAME TO {t};) or drop it",
+            t = quote_ident(target),
+            a = quote_ident(aside),
+            f = quote_ident(fresh)
+        )));
+    }
     let own = lock.as_ref().map(DeployLock::pid).unwrap_or(0);
     // A deploy waiting for the lock gives up within lock_wait: wait a little longer.
     let deadline = std::time::Instant::now() + settings.database.lock_wait * 2;
@@ -346,6 +359,7 @@ async fn swap(
                 let _ = sqlx::raw_sql(&allow(target, true))
                     .execute(&mut *admin)
                     .await;
+                crate::interrupt::set_undo_on_exit(None);
             }
             if let Some(lock) = lock {
                 lock.release().await;
@@ -392,6 +406,7 @@ async fn swap(
         f = quote_ident(fresh)
     );
     let renamed = sqlx::raw_sql(&sql).execute(&mut *admin).await.map(|_| ());
+    crate::interrupt::set_undo_on_exit(None);
     if closed {
         // The database kept aside (or, after a failure, the target) takes connections
         // again, for a person to look at it.

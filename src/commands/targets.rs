@@ -39,10 +39,27 @@ struct Row {
 }
 
 pub async fn run_all(g: &GlobalArgs, file: &Path) -> i32 {
-    let targets = match targets::read(file) {
+    let mut targets = match targets::read(file) {
         Ok(t) => t,
         Err(e) => return super::fail(g, &e.to_string(), exit_code::USAGE),
     };
+    if let Some((index, count)) = g.shard {
+        targets = targets
+            .into_iter()
+            .enumerate()
+            .filter(|(n, _)| n % count == index)
+            .map(|(_, t)| t)
+            .collect();
+        if targets.is_empty() {
+            if !g.json {
+                stdout_line(&format!(
+                    "share {index}/{count} of {}: no targets",
+                    file.display()
+                ));
+            }
+            return exit_code::SUCCESS;
+        }
+    }
     let program = match std::env::current_exe() {
         Ok(p) => p,
         Err(e) => {

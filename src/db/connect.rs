@@ -28,9 +28,24 @@ pub async fn connect(db: &DatabaseSettings, role: &str) -> Result<PgConnection, 
     let secrets = crate::redact::split_secrets(url)
         .map(|s| s.secrets)
         .unwrap_or_default();
-    let failure = |e: &sqlx::Error| DbError::Connect {
-        target: target.clone(),
-        failure: SqlFailure::scrubbed(e, &secrets),
+    let failure = |e: &sqlx::Error| {
+        let mut failure = SqlFailure::scrubbed(e, &secrets);
+        // 55000 at connect: the database is closed to connections (datallowconn).
+        if failure.sqlstate.as_deref() == Some("55000") && failure.hint.is_none() {
+            failure.hint = Some(format!(
+                "an in-place restore closes the database to new connections just before its rename; if one was killed there, open it again from another database: ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
+                crate::db::quote_ident(
+                    url::Url::parse(url)
+                        .map(|u| u.path().trim_start_matches('/').to_string())
+                        .unwrap_or_default()
+                        .as_str()
+                )
+            ));
+        }
+        DbError::Connect {
+            target: target.clone(),
+            failure,
+        }
     };
     let options = PgConnectOptions::from_str(url)
         .map_err(|e| failure(&e))?

@@ -193,10 +193,12 @@ async fn conclude(
     if failure.error.is_refusal() && !ctx.upgrade_started {
         summary.outcome = Outcome::Refused;
         summary.exit_code = exit_code::REFUSED;
-        if matches!(failure.error, StageError::NotConfirmed(_)) {
-            summary
-                .next_steps
-                .push("run again at a terminal to confirm, or with --yes in scripts".into());
+        if let StageError::NotConfirmed(why) = &failure.error {
+            summary.next_steps.push(if why.contains("lint") {
+                "fix the findings the preview lists, or allow reviewed ones (`-- ballast:allow <rule>`, --allow-risky)".into()
+            } else {
+                "run again at a terminal to confirm, or with --yes in scripts".into()
+            });
         }
         return summary;
     }

@@ -21,7 +21,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     }
     if !crate::report::interactive() {
         return Err(StageError::NotConfirmed(
-            "no terminal to ask for confirmation; pass --yes to run unattended".into(),
+            "no terminal to ask for confirmation (or --non-interactive); pass --yes to run unattended".into(),
         ));
     }
     let server = ctx.server().await?;

@@ -48,6 +48,8 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
         )));
     }
     ctx.record_partial_change(format!("stamped {to}"));
+    // A change like any other: a later stage's failure never calls the run unchanged.
+    ctx.upgrade_started = true;
     Ok(StageOutcome::Done(format!(
         "{} was {now}, is now {to}",
         snap.version_table
@@ -60,7 +62,7 @@ async fn ask(ctx: &RunContext, question: String) -> Result<(), StageError> {
     }
     if !crate::report::interactive() {
         return Err(StageError::NotConfirmed(
-            "no terminal to ask whether to stamp; pass --yes to run it unattended".into(),
+            "no terminal to ask whether to stamp (or --non-interactive); pass --yes to run it unattended".into(),
         ));
     }
     let yes = crate::report::prompt::confirm(question)

@@ -11,7 +11,9 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ballast::config::{load, LoadOptions};
+use ballast::cli::{Cli, Command as Subcommand};
+use ballast::config::{load, targets, LoadOptions};
+use clap::Parser;
 use serde::Deserialize;
 use serde_norway::Value;
 
@@ -145,34 +147,108 @@ fn secret_data(secret: &Manifest) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// A container's environment as ballast would see it: literal values, and secret
-/// references resolved against the example Secrets.
+/// A container's environment as ballast would see it: whole example Secrets from
+/// `envFrom`, then `env`'s literal values and secret references (later wins, as in
+/// Kubernetes).
 fn container_env(container: &Value, secrets: &[&Manifest]) -> Vec<(String, String)> {
-    let Some(env) = container["env"].as_sequence() else {
-        return Vec::new();
+    let secret_named = |name: Option<&str>, what: &str| -> BTreeMap<String, String> {
+        let secret = secrets
+            .iter()
+            .find(|s| Some(s.name()) == name)
+            .unwrap_or_else(|| panic!("{what}: no example Secret {name:?}"));
+        secret_data(secret)
     };
-    env.iter()
-        .filter_map(|var| {
-            let name = var["name"].as_str()?.to_string();
-            if let Some(value) = var["value"].as_str() {
-                return Some((name, value.to_string()));
-            }
+    let mut vars: Vec<(String, String)> = container["envFrom"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter(|source| !source["secretRef"].is_null())
+        .flat_map(|source| secret_named(source["secretRef"]["name"].as_str(), "envFrom"))
+        .collect();
+    for var in container["env"].as_sequence().into_iter().flatten() {
+        let Some(name) = var["name"].as_str() else {
+            continue;
+        };
+        let value = if let Some(value) = var["value"].as_str() {
+            value.to_string()
+        } else {
             // Other sources (fieldRef: the pod's name) are not ballast's business.
             let reference = &var["valueFrom"]["secretKeyRef"];
             if reference.is_null() {
-                return None;
+                continue;
             }
-            let secret = secrets
-                .iter()
-                .find(|s| Some(s.name()) == reference["name"].as_str())
-                .unwrap_or_else(|| panic!("env {name}: no example Secret {:?}", reference["name"]));
-            let key = reference["key"].as_str()?;
-            let value = secret_data(secret)
+            let key = reference["key"].as_str().unwrap_or_default();
+            secret_named(reference["name"].as_str(), &format!("env {name}"))
                 .remove(key)
-                .unwrap_or_else(|| panic!("env {name}: Secret {} has no key {key}", secret.name()));
-            Some((name, value))
-        })
+                .unwrap_or_else(|| panic!("env {name}: the example Secret has no key {key}"))
+        };
+        vars.retain(|(n, _)| n != name);
+        vars.push((name.to_string(), value));
+    }
+    vars
+}
+
+/// The keys of the Secrets a container takes whole (`envFrom`).
+fn env_from_secret_keys(container: &Value, secrets: &[&Manifest]) -> Vec<String> {
+    let names: Vec<&str> = container["envFrom"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(|source| source["secretRef"]["name"].as_str())
+        .collect();
+    secrets
+        .iter()
+        .filter(|s| names.contains(&s.name()))
+        .flat_map(|s| secret_data(s).into_keys())
         .collect()
+}
+
+/// The text a file in a pod's container comes from: the ConfigMap key that a
+/// `configMap` or projected volume puts at `path`.
+fn mounted_config<'a>(manifests: &'a [Manifest], job: &Manifest, path: &str) -> &'a str {
+    let container = job.containers()[0];
+    let pod = job.pod_spec().unwrap();
+    let (volume, relative) = container["volumeMounts"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .find_map(|m| {
+            let rest = path
+                .strip_prefix(m["mountPath"].as_str()?)?
+                .strip_prefix('/')?;
+            Some((m["name"].as_str()?, rest))
+        })
+        .unwrap_or_else(|| panic!("{}: nothing is mounted at {path}", job.file));
+    let volume = pod["volumes"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"].as_str() == Some(volume))
+        .unwrap_or_else(|| panic!("{}: no volume {volume}", job.file));
+    let sources: Vec<&Value> = match volume["projected"]["sources"].as_sequence() {
+        Some(sources) => sources.iter().map(|s| &s["configMap"]).collect(),
+        None => vec![&volume["configMap"]],
+    };
+    let (config_map, key) = sources
+        .iter()
+        .find_map(|cm| {
+            let item = cm["items"]
+                .as_sequence()?
+                .iter()
+                .find(|i| i["path"].as_str() == Some(relative))?;
+            Some((cm["name"].as_str()?, item["key"].as_str()?))
+        })
+        .unwrap_or_else(|| panic!("{}: no ConfigMap item at {path}", job.file));
+    find(manifests, "mounted ConfigMap", |m| {
+        m.kind() == "ConfigMap" && m.name() == config_map
+    })
+    .data(key)
+}
+
+/// The value after `flag` in a command line.
+fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    let at = args.iter().position(|a| a == flag)?;
+    args.get(at + 1).map(String::as_str)
 }
 
 #[test]
@@ -284,15 +360,52 @@ fn kubernetes_manifests_have_the_expected_kinds() {
         "{}",
         many.file
     );
-    let script = command_line(many.containers()[0]).join(" ");
+    // No shell: the image's entrypoint is ballast, which gets the pod's SIGTERM itself.
+    let container = many.containers()[0];
     assert!(
-        script.contains("JOB_COMPLETION_INDEX"),
-        "{}: {script}",
+        container["command"].is_null(),
+        "{}: a command {:?} replaces ballast as the container's process",
+        many.file,
+        container["command"]
+    );
+    let args = command_line(container);
+    let completions = spec["completions"].as_u64().unwrap() as usize;
+    assert!(
+        flag_value(&args, "--targets").is_some(),
+        "{}: args {args:?} lack --targets",
         many.file
     );
-    assert!(script.contains("deploy --yes"), "{}: {script}", many.file);
-    // ballast must be the process that receives the pod's SIGTERM.
-    assert!(script.contains("exec ballast"), "{}: {script}", many.file);
+    assert_eq!(
+        flag_value(&args, "--shard"),
+        Some(format!("$(JOB_COMPLETION_INDEX)/{completions}").as_str()),
+        "{}: --shard's count must be completions, or tenants are skipped",
+        many.file
+    );
+    // What ballast makes of the args once Kubernetes has filled in each index.
+    for index in 0..completions {
+        let expanded = args
+            .iter()
+            .map(|a| a.replace("$(JOB_COMPLETION_INDEX)", &index.to_string()));
+        let cli = Cli::try_parse_from(std::iter::once("ballast".to_string()).chain(expanded))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: ballast rejects the args of pod {index}: {e}",
+                    many.file
+                )
+            });
+        assert!(matches!(cli.command, Subcommand::Deploy), "{}", many.file);
+        assert_eq!(
+            cli.global.shard,
+            Some((index, completions)),
+            "{}",
+            many.file
+        );
+        assert!(
+            cli.global.yes && cli.global.json,
+            "{}: --yes --json",
+            many.file
+        );
+    }
 
     let config = find(&manifests, "ConfigMap with deploy.toml", |m| {
         m.kind() == "ConfigMap" && !m.doc["data"]["deploy.toml"].is_null()
@@ -421,63 +534,85 @@ fn configmaps_are_config_ballast_accepts() {
     // The pod's name reaches pg_stat_activity: a waiting deploy names the pod in its way.
     assert_eq!(s.database.application_name, "ballast/$(POD_NAME)");
 
-    // The tenants: one overlay per index, one URL per index, one volume item per overlay.
+    // The tenants: the Indexed Job's targets file, read as ballast reads it.
     let many = find(&manifests, "Indexed Job", is_indexed_job);
-    let tenants = find(&manifests, "tenant ConfigMap", |m| {
-        m.kind() == "ConfigMap" && !m.doc["data"]["tenant-0.toml"].is_null()
-    });
-    let overlays = tenants.doc["data"].as_mapping().unwrap();
-    let completions = many.doc["spec"]["completions"].as_u64().unwrap() as usize;
+    let container = many.containers()[0];
+    let args = command_line(container);
+    let targets_at = flag_value(&args, "--targets").expect("the Indexed Job has no --targets");
+    let targets_file = dir.path().join("targets.toml");
+    std::fs::write(&targets_file, mounted_config(&manifests, many, targets_at)).unwrap();
+    let tenants = targets::read(&targets_file)
+        .unwrap_or_else(|e| panic!("{}: ballast rejects targets.toml: {e}", many.file));
+    // Its deploy.toml is configmap.yaml's, checked above.
+    let config_at = flag_value(&args, "--config").expect("the Indexed Job has no --config");
     assert_eq!(
-        overlays.len(),
-        completions,
-        "{}: completions vs tenant overlays",
+        mounted_config(&manifests, many, config_at),
+        config.data("deploy.toml"),
+        "{}: --config is not configmap.yaml's deploy.toml",
         many.file
     );
-    let urls = secret_data(find(&manifests, "tenant Secret", |m| {
-        m.kind() == "Secret" && secret_data(m).contains_key("tenant-0")
-    }));
-    let items: Vec<(String, String)> = many.pod_spec().unwrap()["volumes"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .filter_map(|v| v["projected"]["sources"].as_sequence())
-        .flatten()
-        .filter_map(|source| source["configMap"]["items"].as_sequence())
-        .flatten()
-        .map(|i| {
-            (
-                i["key"].as_str().unwrap().into(),
-                i["path"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
-    let env = container_env(many.containers()[0], &secrets);
+
+    // The header's split: every pod gets a share, the same number of tenants each.
+    let completions = many.doc["spec"]["completions"].as_u64().unwrap() as usize;
+    assert!(
+        tenants.len() >= completions,
+        "{}: {completions} pods for {} targets leave pods with nothing to do",
+        many.file,
+        tenants.len()
+    );
+    assert_eq!(
+        tenants.len() % completions,
+        0,
+        "{}: {} targets over {completions} pods are not an even split",
+        many.file,
+        tenants.len()
+    );
+
+    // Each target's URL comes from the Secret the pods take whole, and with the
+    // container's environment its config loads.
+    let provided = env_from_secret_keys(container, &secrets);
+    let environment = container_env(container, &secrets);
     let mut prefixes = Vec::new();
-    for index in 0..completions {
-        let tenant = format!("tenant-{index}");
-        let key = format!("{tenant}.toml");
-        // `--env tenant-<i>` reads config/tenant-<i>.toml beside deploy.toml.
+    let mut timeouts = Vec::new();
+    for tenant in &tenants {
+        let url_env = tenant.layer["url_env"]
+            .as_str()
+            .unwrap_or_else(|| panic!("target {}: no url_env", tenant.name));
         assert!(
-            items.contains(&(key.clone(), format!("config/{key}"))),
-            "{}: the projected volume does not put {key} at config/{key}",
-            many.file
+            provided.iter().any(|k| k == url_env),
+            "target {}: no Secret in the Indexed Job's envFrom has {url_env}",
+            tenant.name
         );
-        std::fs::write(dir.path().join("config").join(&key), tenants.data(&key)).unwrap();
-        let url = urls
-            .get(&tenant)
-            .unwrap_or_else(|| panic!("no URL for {tenant}"));
-        let mut environment = env.clone();
-        environment.push(("DATABASE_URL".into(), url.clone()));
-        let s = settings(Some(tenant), environment);
+        let options = LoadOptions {
+            config_path: Some(config_file.clone()),
+            env_name: None,
+            environment: environment.clone(),
+            overrides: Vec::new(),
+            target: Some((targets_file.clone(), tenant.name.clone())),
+        };
+        let s = load(&options)
+            .unwrap_or_else(|e| panic!("ballast rejects target {}: {e}", tenant.name));
+        let url = s.database.url().expect("a database URL");
+        assert!(
+            url.contains(&format!("tenant-{}.", tenant.name)),
+            "target {}: got another tenant's URL {url}",
+            tenant.name
+        );
         prefixes.push(s.backup.s3.expect("S3 storage").prefix);
+        timeouts.push(s.database.statement_timeout);
     }
     prefixes.sort();
     prefixes.dedup();
     assert_eq!(
         prefixes.len(),
-        completions,
+        tenants.len(),
         "two tenants share a backup prefix"
+    );
+    // The large tenant's longer statement_timeout takes effect.
+    timeouts.sort();
+    assert!(
+        timeouts.first() < timeouts.last(),
+        "no tenant overrides database.statement_timeout"
     );
 }
 

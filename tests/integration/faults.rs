@@ -604,3 +604,61 @@ fn a_deploy_waiting_during_the_restore_rungs_rename_never_deploys_to_the_databas
     assert!(p.ledger_versions().is_empty());
     assert_eq!(p.sql("select body from notes"), "remember me");
 }
+
+#[test]
+fn ctrl_c_while_an_in_place_restore_waits_to_rename_leaves_the_target_open() {
+    use crate::harness::Blocker;
+    let p = Project::new();
+    p.sql("create table kept (id int); insert into kept values (1)");
+    p.ballast(&["--yes", "backup"]).expect_code(0);
+    let id = p
+        .ballast(&["--json", "backups"])
+        .stdout()
+        .lines()
+        .next()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["manifest"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .unwrap();
+    // A client stays connected: the restore closes the target to new connections and
+    // waits for it to leave before the rename.
+    let _client = Blocker::hold(&p.url, "select 1");
+    let mut restore = p
+        .command(
+            &["--yes", "restore", &id],
+            &[("BALLAST_DATABASE__LOCK_WAIT", "30s")],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let closed = format!(
+        "select not datallowconn from pg_database where datname = '{}'",
+        p.db
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while psql(&crate::harness::cluster().url("postgres"), &closed) != "t" {
+        assert!(
+            Instant::now() < deadline,
+            "the restore never reached its rename"
+        );
+        assert!(
+            restore.try_wait().unwrap().is_none(),
+            "the restore ended early"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = signal(restore, "INT");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("interrupted before the rename"), "{stderr}");
+    assert_eq!(
+        psql(&crate::harness::cluster().url("postgres"), &closed),
+        "f",
+        "open again"
+    );
+    assert_eq!(p.sql("select count(*) from kept"), "1", "and untouched");
+}

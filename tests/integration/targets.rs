@@ -220,3 +220,29 @@ fn one_target_alone_and_a_bad_targets_file() {
     let wrong_command = p.ballast(&["--targets", "targets.toml", "history"]);
     wrong_command.expect_code(2);
 }
+
+#[test]
+fn a_share_of_the_targets_for_one_pod_of_an_indexed_job() {
+    let (p, urls) = three_targets();
+    // Pod 0 of 2 takes the targets at positions 0 and 2: a and c (b fails elsewhere).
+    let run = p.ballast_with(
+        &[
+            "--yes",
+            "--targets",
+            "targets.toml",
+            "--shard",
+            "0/2",
+            "deploy",
+        ],
+        &[("B_URL", urls[1].as_str())],
+    );
+    let out = run.stdout();
+    run.expect_code(0);
+    assert!(out.contains("✓ all 2 targets succeeded"), "{out}");
+    assert!(!out.contains("[b]"), "{out}");
+    assert_eq!(applied(&urls[0]), "1");
+    assert_eq!(applied(&urls[2]), "1");
+    let bad = p.ballast(&["--targets", "targets.toml", "--shard", "2/2", "deploy"]);
+    bad.expect_code(2);
+    assert!(bad.stderr().contains("INDEX/COUNT"), "{}", bad.stderr());
+}
