@@ -47,13 +47,22 @@ pub fn pg_restore_for(pg_dump: &Path) -> PathBuf {
     }
 }
 
-/// Verifies and, when sound, records it beside the backup (`ID.verified.json`).
+/// Verifies and, when sound, records it beside the backup (`ID.verified.json`). A
+/// backup found corrupt loses an earlier record: it no longer counts as verified (for
+/// `backups`, and for `prune`, which never keeps a corrupt one as the newest good one).
 pub async fn verify_and_record(
     storage: &Storage,
     listed: &Listed,
     pg_restore: PathBuf,
 ) -> Result<Verified, VerifyError> {
-    let verified = verify(storage, listed, pg_restore).await?;
+    let verified = match verify(storage, listed, pg_restore).await {
+        Ok(v) => v,
+        Err(e @ VerifyError::Corrupt { .. }) => {
+            storage.unmark_verified(&listed.manifest.id).await?;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     let record = serde_json::to_value(&verified).unwrap_or_default();
     storage.mark_verified(&verified.id, &record).await?;
     Ok(verified)

@@ -37,7 +37,10 @@ async fn restore(g: &GlobalArgs, id: Option<&str>, into: Option<&str>) -> Result
     let storage = Storage::open(&settings.backup)
         .await
         .map_err(|e| usage(&e))?;
-    let listed = pick(&storage, id).await?;
+    let database = url::Url::parse(settings.database.url().map_err(|e| usage(&e))?)
+        .map(|u| u.path().trim_start_matches('/').to_string())
+        .unwrap_or_default();
+    let listed = pick(&storage, id, &database).await?;
     let m = &listed.manifest;
 
     // 1. The artifact, read back in full before anything else happens.
@@ -174,11 +177,30 @@ async fn restore(g: &GlobalArgs, id: Option<&str>, into: Option<&str>) -> Result
     Ok(())
 }
 
-async fn pick(storage: &Storage, id: Option<&str>) -> Result<Listed, Failure> {
+/// The backup to restore: `id`, or with `latest` the newest backup OF THE TARGET
+/// DATABASE (a storage folder shared by several databases holds theirs too).
+async fn pick(storage: &Storage, id: Option<&str>, database: &str) -> Result<Listed, Failure> {
+    if id == Some(LATEST) {
+        let listed = storage
+            .list()
+            .await
+            .map_err(|e| (exit_code::USAGE, e.to_string()))?;
+        return listed
+            .into_iter()
+            .find(|l| database.is_empty() || l.manifest.database == database)
+            .ok_or_else(|| {
+                (
+                    exit_code::USAGE,
+                    format!(
+                        "no backup of database {database} in {} (`ballast backups` lists them all)",
+                        storage.describe()
+                    ),
+                )
+            });
+    }
     if let Some(id) = id {
-        let wanted = (id != LATEST).then_some(id);
         return storage
-            .find(wanted)
+            .find(Some(id))
             .await
             .map_err(|e| (exit_code::USAGE, e.to_string()));
     }

@@ -133,6 +133,15 @@ impl Storage {
         }
     }
 
+    /// Forgets that a backup was verified (it was found corrupt since).
+    pub async fn unmark_verified(&self, id: &str) -> Result<(), StorageError> {
+        let name = format!("{id}{VERIFIED_SUFFIX}");
+        match self {
+            Storage::Local(l) => l.remove(&name),
+            Storage::S3(s) => s.remove(&name).await,
+        }
+    }
+
     /// Removes a backup: manifest first, so a half-deleted backup is never listed.
     pub async fn delete(&self, id: &str) -> Result<(), StorageError> {
         let names = [MANIFEST_SUFFIX, VERIFIED_SUFFIX, OBJECT_SUFFIX].map(|s| format!("{id}{s}"));

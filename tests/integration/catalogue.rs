@@ -46,6 +46,9 @@ fn corrupt_and_truncated_objects_fail_verification() {
     let id = ids(&p).remove(0);
     let object = p.path().join("backups").join(format!("{id}.dump.gz"));
     let good = std::fs::read(&object).unwrap();
+    // Verified while sound...
+    p.ballast(&["verify-backup", &id]).expect_code(0);
+    assert!(p.ballast(&["backups"]).stdout().contains(" yes "));
 
     let mut flipped = good.clone();
     let middle = flipped.len() / 2;
@@ -70,7 +73,7 @@ fn corrupt_and_truncated_objects_fail_verification() {
     );
     assert!(
         p.ballast(&["backups"]).stdout().contains(" no "),
-        "a failed check never marks verified"
+        "...and no longer once found corrupt: prune never counts it as good"
     );
 }
 

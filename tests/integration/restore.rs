@@ -413,3 +413,28 @@ fn in_place_restore_keeps_the_run_history() {
         "the deploy stays in the database's run history"
     );
 }
+
+#[test]
+fn latest_is_the_newest_backup_of_the_target_database_not_of_the_folder() {
+    let p = Project::new();
+    p.sql("create table mine (id int); insert into mine values (1)");
+    p.ballast(&["--yes", "backup"]).expect_code(0);
+    // Another database backs up into the same folder, later.
+    let other = Project::new();
+    other.sql("create table theirs (id int)");
+    other.write_config(&format!(
+        "[backup]\ndir = \"{}\"\n",
+        p.path().join("backups").display()
+    ));
+    other.ballast(&["--yes", "backup"]).expect_code(0);
+    let drill = format!("{}_drill", p.db);
+    let run = p.ballast(&["--yes", "restore", "latest", "--into", &drill]);
+    run.expect_code(0);
+    let url = crate::harness::cluster().url(&drill);
+    assert_eq!(
+        crate::harness::psql(&url, "select count(*) from mine"),
+        "1",
+        "{}",
+        run.all()
+    );
+}
