@@ -26,17 +26,21 @@ impl Snapshot {
     pub fn aimed_at(&self, to: &str) -> Result<Snapshot, String> {
         match self {
             Snapshot::Sql(s) => {
+                let mut aimed = s.clone();
+                if to == "base" {
+                    aimed.state.pending.clear();
+                    return Ok(Snapshot::Sql(aimed));
+                }
                 let at = s
                     .source
                     .iter()
                     .position(|m| m.version.to_string() == to || m.label() == to)
                     .ok_or_else(|| format!("no migration `{to}` in the migrations folder"))?;
-                let mut aimed = s.clone();
                 aimed.state.pending.retain(|&i| i <= at);
                 Ok(Snapshot::Sql(aimed))
             }
             Snapshot::Alembic(a) => {
-                if a.graph.get(to).is_none() {
+                if to != "base" && a.graph.get(to).is_none() {
                     return Err(format!("no revision `{to}` in {}", a.graph.script_location));
                 }
                 let mut aimed = a.clone();

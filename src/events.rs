@@ -146,6 +146,9 @@ pub struct RunSummary {
     /// Of `applied`, the migrations the recovery ladder undid again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub undone: Vec<String>,
+    /// Whether the run read the migration state at all (a backup pipeline does not;
+    /// a state check can fail before it): `start_version` means nothing otherwise.
+    pub state_read: bool,
     pub backup: Option<String>,
     pub stages: Vec<StageRecord>,
     pub duration_ms: u64,

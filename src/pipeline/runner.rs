@@ -25,11 +25,24 @@ pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
     let started = Instant::now();
     ctx.takes_backup = pipeline.takes_backup();
     ctx.changes_database = pipeline.changes_database();
-    ctx.upgrade_goal = pipeline
-        .stages
-        .iter()
-        .find(|s| s.kind == super::StageKind::Upgrade)
-        .and_then(|s| s.to.clone());
+    // Where preview, upgrade and verify aim: an upgrade's `to`, or the `to` of a
+    // pipeline that only downgrades (verify then checks it got there).
+    let to_of = |kind| {
+        pipeline
+            .stages
+            .iter()
+            .find(|s| s.kind == kind)
+            .map(|s| s.to.clone())
+    };
+    ctx.upgrade_goal = match (
+        to_of(super::StageKind::Upgrade),
+        to_of(super::StageKind::Downgrade),
+    ) {
+        (Some(to), _) => to,
+        // Alembic's relative `-1` names no migration: verify keeps aiming at the head.
+        (None, Some(to)) => to.filter(|t| !t.starts_with(['-', '+'])),
+        (None, None) => None,
+    };
     ctx.events.emit(Event::RunStarted {
         run_id: ctx.run_id.to_string(),
         pipeline: pipeline.name.clone(),
@@ -176,6 +189,7 @@ async fn conclude(
         applied: ctx.committed.clone(),
         rolled_back: ctx.rolled_back.clone(),
         undone: Vec::new(),
+        state_read: ctx.start.is_some(),
         backup: ctx.backup.as_ref().map(|a| a.location.clone()),
         stages,
         duration_ms: 0,

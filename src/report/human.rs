@@ -237,6 +237,7 @@ impl HumanReporter {
             self.line("");
         }
         let versions = match (&s.start_version, &s.end_version) {
+            _ if !s.state_read => "the migration state was not read".to_string(),
             (None, None) => "without any migration applied".to_string(),
             (a, b) if a == b => format!("at version {}", a.as_deref().unwrap_or("none")),
             (a, b) => format!(
@@ -246,11 +247,19 @@ impl HumanReporter {
             ),
         };
         let headline = match s.outcome {
-            Outcome::Succeeded => format!(
-                "✓ {} succeeded: {versions}; {} applied",
-                s.pipeline,
-                s.applied.len()
-            ),
+            Outcome::Succeeded => {
+                // A stamp is recorded as a change, not as a migration applied.
+                let (stamps, applied): (Vec<&String>, Vec<&String>) =
+                    s.applied.iter().partition(|a| a.starts_with("stamped "));
+                let mut done = match applied.len() {
+                    0 if !stamps.is_empty() || !s.state_read => String::new(),
+                    n => format!("; {n} applied"),
+                };
+                for stamp in stamps {
+                    done.push_str(&format!("; {stamp}"));
+                }
+                format!("✓ {} succeeded: {versions}{done}", s.pipeline)
+            }
             // Changes were made, then undone by the recovery ladder.
             Outcome::FailedUnchanged
                 if !s.applied.is_empty()

@@ -180,3 +180,16 @@ fn day_old_partial_files_of_killed_runs_are_cleaned_up() {
         "a young partial file may belong to a running backup"
     );
 }
+
+#[test]
+fn a_backup_run_does_not_pretend_it_read_the_migration_state() {
+    let p = Project::new();
+    let run = p.ballast(&["--yes", "backup"]);
+    run.expect_code(0);
+    let out = run.stdout();
+    assert!(
+        out.contains("backup succeeded: the migration state was not read"),
+        "{out}"
+    );
+    assert!(!out.contains("0 applied"), "{out}");
+}

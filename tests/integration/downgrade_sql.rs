@@ -244,3 +244,25 @@ fn a_failure_after_a_committed_down_says_what_was_undone() {
     assert_eq!(p.ledger_versions(), ["1", "2"]);
     assert!(!p.table_exists("public.t_id_idx"));
 }
+
+#[test]
+fn a_verify_after_a_downgrade_checks_the_version_it_went_to() {
+    let p = Project::new();
+    three_with_downs(&p);
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    let dir = p.path().join("pipelines");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, to) in [("back1", "1"), ("tobase", "base")] {
+        std::fs::write(
+            dir.join(format!("{name}.toml")),
+            format!("[[stages]]\nkind = \"state-check\"\n[[stages]]\nkind = \"downgrade\"\nto = \"{to}\"\n[[stages]]\nkind = \"verify\"\n"),
+        )
+        .unwrap();
+    }
+    let run = p.ballast(&["--yes", "run", "back1"]);
+    run.expect_code(0);
+    assert!(run.stdout().contains("✓ verify"), "{}", run.stdout());
+    assert_eq!(p.ledger_versions(), ["1"]);
+    p.ballast(&["--yes", "run", "tobase"]).expect_code(0);
+    assert!(p.ledger_versions().is_empty());
+}
