@@ -7,22 +7,51 @@ use crate::backup::{pg_restore_for, verify_and_record};
 use crate::events::Severity;
 use crate::pipeline::RunContext;
 
-/// Reads this run's backup back and checks it against its manifest.
+/// Reads this run's backup back and checks it against its manifest; then the same
+/// database's backups never read back yet (the deploys' own, which a deploy does not
+/// stop to verify), so retention can count them and delete them by its rules. One of
+/// those found corrupt is reported as an error; it fails nothing of this run.
 pub async fn verify_backup(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     let Some(artifact) = ctx.backup.clone() else {
         return Ok(StageOutcome::Skipped("this run took no backup".into()));
     };
     let storage = ctx.storage().await?;
+    let pg_restore = pg_restore_for(&ctx.settings.backup.pg_dump);
     let listed = storage.find(Some(&artifact.id)).await?;
-    let verified = verify_and_record(
-        &storage,
-        &listed,
-        pg_restore_for(&ctx.settings.backup.pg_dump),
-    )
-    .await
-    .map_err(|e| StageError::Failed(e.to_string()))?;
+    let verified = verify_and_record(&storage, &listed, pg_restore.clone())
+        .await
+        .map_err(|e| StageError::Failed(e.to_string()))?;
+    let backlog: Vec<_> = storage
+        .list()
+        .await?
+        .into_iter()
+        .filter(|l| {
+            l.verified_at.is_none()
+                && l.manifest.id != artifact.id
+                && l.manifest.database == listed.manifest.database
+        })
+        .collect();
+    let mut sound = 0;
+    for older in &backlog {
+        match verify_and_record(&storage, older, pg_restore.clone()).await {
+            Ok(_) => sound += 1,
+            Err(e) => ctx.events.diagnose(
+                Severity::Error,
+                format!("an older backup failed its read-back: {e}"),
+                Some(format!(
+                    "it does not count for retention; look at it, then delete it with its manifest (`ballast backups` lists {})",
+                    older.manifest.id
+                )),
+            ),
+        }
+    }
+    let older = match (backlog.len(), sound) {
+        (0, _) => String::new(),
+        (n, s) if n == s => format!("; {n} older unverified backup(s) of it verified too"),
+        (n, s) => format!("; {s} of {n} older unverified backup(s) of it verified, see above"),
+    };
     Ok(StageOutcome::Done(format!(
-        "{} read back: SHA-256 matches, {} archive entries",
+        "{} read back: SHA-256 matches, {} archive entries{older}",
         verified.id, verified.toc_entries
     )))
 }

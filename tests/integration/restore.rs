@@ -235,6 +235,52 @@ fn backup_pipeline_backs_up_verifies_and_prunes() {
 }
 
 #[test]
+fn the_nightly_backup_verifies_the_deploys_backups_so_retention_can_delete_them() {
+    let p = Project::new();
+    p.write_config("[backup]\nkeep_last = 1\nkeep_days = 0\n");
+    // Two deploys, each with its backup, never read back.
+    for (n, table) in ["a", "b"].iter().enumerate() {
+        p.migration(
+            &format!("{}_{table}.sql", n + 1),
+            &format!("create table {table} (id int);"),
+        );
+        p.ballast(&["--yes", "deploy"]).expect_code(0);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    assert_eq!(p.ballast(&["backups"]).stdout().matches(" no ").count(), 2);
+    // A foreign database's unverified backup in the same folder is not this job's.
+    let other = Project::new();
+    other.write_config(&format!(
+        "[backup]\ndir = \"{}\"\n",
+        p.path().join("backups").display()
+    ));
+    other.migration("1_c.sql", "create table c (id int);");
+    other.ballast(&["--yes", "deploy"]).expect_code(0);
+
+    let run = p.ballast(&["--yes", "backup"]);
+    run.expect_code(0);
+    let out = run.stdout();
+    assert!(
+        out.contains("; 2 older unverified backup(s) of it verified too"),
+        "{out}"
+    );
+    assert!(out.contains("kept 1, deleted 2"), "{out}");
+    let listing = p.ballast(&["backups"]).stdout();
+    let rows = |db: &str| {
+        listing
+            .lines()
+            .filter(|l| l.starts_with(&format!("{db}-")))
+            .count()
+    };
+    assert_eq!(rows(&p.db), 1, "only tonight's: {listing}");
+    assert_eq!(
+        rows(&other.db),
+        1,
+        "the other database's backup stays: {listing}"
+    );
+}
+
+#[test]
 fn a_backup_of_another_database_never_replaces_the_target() {
     let shop = Project::new();
     seed(&shop);
