@@ -18,7 +18,19 @@ pub async fn run(g: &GlobalArgs, limit: usize) -> i32 {
     let schema = &settings.database.schema;
     let mut from_db = None;
     if settings.database.url().is_ok() {
-        if let Ok(mut conn) = db::connect(&settings.database, "history").await {
+        let connected = db::connect(&settings.database, "history").await;
+        if let Err(e) = &connected {
+            // In a disaster the local file is what is left: show it, and say so.
+            crate::report::stderr_line(&format!(
+                "ballast: the database could not be read ({e}); showing {} only",
+                settings
+                    .backup
+                    .dir
+                    .join(crate::journal::FILE_NAME)
+                    .display()
+            ));
+        }
+        if let Ok(mut conn) = connected {
             if let Ok(true) = ledger::table_exists(&mut conn, schema, journal_table::TABLE).await {
                 match journal_table::recent(&mut conn, schema, limit as i64).await {
                     Ok(rows) => from_db = Some(rows),

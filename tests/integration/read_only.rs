@@ -143,3 +143,28 @@ fn long_plans_show_sql_for_the_first_ten_and_name_the_rest() {
         .stdout()
         .contains("| create table t25 (id int);"));
 }
+
+#[test]
+fn history_with_the_database_down_shows_the_local_journal_and_says_so() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    let run = p.ballast_with(
+        &["history"],
+        &[(
+            "BALLAST_DATABASE__URL",
+            "postgres://nobody@127.0.0.1:1/gone",
+        )],
+    );
+    run.expect_code(0);
+    assert!(
+        run.stderr().contains("the database could not be read"),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        run.stdout().contains("deploy"),
+        "the local journal's run: {}",
+        run.stdout()
+    );
+}
