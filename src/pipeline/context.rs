@@ -40,6 +40,8 @@ pub struct RunContext {
     pub backup: Option<Artifact>,
     /// The pipeline has a backup stage (the preflight checks pg_dump and storage).
     pub takes_backup: bool,
+    /// The pipeline's first changing stage and its `to`, for the confirmation's question.
+    pub first_change: Option<(crate::pipeline::StageKind, Option<String>)>,
     /// The pipeline changes the database after its backup: the backup takes the deploy
     /// lock, so the restore point is the state the change starts from.
     pub changes_database: bool,
@@ -122,6 +124,7 @@ impl RunContext {
             findings: Vec::new(),
             takes_backup: false,
             changes_database: false,
+            first_change: None,
             committed: Vec::new(),
             rolled_back: Vec::new(),
             upgrade_started: false,

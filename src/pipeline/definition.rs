@@ -186,7 +186,12 @@ impl Pipeline {
         self.first_change().is_some()
     }
 
-    fn first_change(&self) -> Option<usize> {
+    /// The first stage that changes the database.
+    pub fn first_change(&self) -> Option<&StageSpec> {
+        self.first_change_at().map(|i| &self.stages[i])
+    }
+
+    fn first_change_at(&self) -> Option<usize> {
         self.stages.iter().position(|s| {
             matches!(
                 s.kind,
@@ -202,7 +207,7 @@ impl Pipeline {
     /// never changes the database.
     pub fn confirms_before_changing(&self) -> bool {
         let position = |kind| self.stages.iter().position(|s| s.kind == kind);
-        let first_change = self.first_change();
+        let first_change = self.first_change_at();
         match (first_change, position(StageKind::Confirm)) {
             (None, _) => true,
             (Some(upgrade), Some(confirm)) => confirm < upgrade,

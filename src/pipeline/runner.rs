@@ -25,6 +25,7 @@ pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
     let started = Instant::now();
     ctx.takes_backup = pipeline.takes_backup();
     ctx.changes_database = pipeline.changes_database();
+    ctx.first_change = pipeline.first_change().map(|s| (s.kind, s.to.clone()));
     // Where preview, upgrade and verify aim: an upgrade's `to`, or the `to` of a
     // pipeline that only downgrades (verify then checks it got there).
     let to_of = |kind| {

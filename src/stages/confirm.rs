@@ -1,7 +1,7 @@
 //! `confirm`: a person says yes, or the run stops. Never a silent yes.
 
 use super::{migrations_count, StageError, StageOutcome};
-use crate::pipeline::RunContext;
+use crate::pipeline::{RunContext, StageKind};
 
 pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     let pending = ctx.plan.as_ref().map(|p| p.migrations.len());
@@ -36,17 +36,29 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         .and_then(|p| p.target())
         .map(|m| format!("{}_{}", m.version, m.name))
         .unwrap_or_else(|| "head".into());
-    let prompt = format!(
-        "Deploy to database {} on {} (server {}): {} → {}, {}?",
-        server.database,
-        server.host,
-        server.server_version,
-        current,
-        target,
-        pending
-            .map(migrations_count)
-            .unwrap_or_else(|| "all pending migrations".into()),
+    let place = format!(
+        "database {} on {} (server {})",
+        server.database, server.host, server.server_version
     );
+    // Ask about the change the pipeline makes, not always about a deploy.
+    let prompt = match &ctx.first_change {
+        Some((StageKind::Downgrade, to)) => format!(
+            "Downgrade {place} from {current} to {}?",
+            to.as_deref().unwrap_or("where this run found it")
+        ),
+        Some((StageKind::Restore, _)) => {
+            format!("Restore this run's backup over {place}, replacing it?")
+        }
+        Some((StageKind::Roundtrip, _)) => format!(
+            "Round-trip the newest migration on {place} (upgrade, downgrade, upgrade)? Use a throwaway database"
+        ),
+        _ => format!(
+            "Deploy to {place}: {current} → {target}, {}?",
+            pending
+                .map(migrations_count)
+                .unwrap_or_else(|| "all pending migrations".into()),
+        ),
+    };
     if crate::report::prompt::confirm(prompt)
         .await
         .map_err(prompt_failed)?

@@ -109,3 +109,23 @@ fn without_a_terminal_progress_is_written_as_lines() {
         "no bar redraws in a log: {stderr:?}"
     );
 }
+
+#[test]
+fn the_question_names_the_change_the_pipeline_makes() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);")
+        .migration("1_a.down.sql", "drop table a;");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    let dir = p.path().join("pipelines");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("back.toml"),
+        "[[stages]]\nkind = \"state-check\"\n[[stages]]\nkind = \"confirm\"\n[[stages]]\nkind = \"downgrade\"\nto = \"base\"\n",
+    )
+    .unwrap();
+    let (code, out) = at_a_terminal(&p, &["run", "back"], Duration::from_secs(10));
+    assert_eq!(code, None, "it waits for the answer: {out}");
+    assert!(out.contains("Downgrade database"), "{out}");
+    assert!(out.contains("from 1_a to base?"), "{out}");
+    assert!(p.table_exists("public.a"), "nothing done before the answer");
+}
