@@ -337,7 +337,20 @@ pub async fn current_revisions(
         .fetch_all(conn)
         .await
         .map(Some)
-        .map_err(|e| DbError::query(format!("reading {schema}.{table}"), &e))
+        .map_err(|e| {
+            let mut failure = crate::db::SqlFailure::from_sqlx(&e);
+            if failure.sqlstate.as_deref() == Some("42501") {
+                failure.hint = Some(format!(
+                    "GRANT USAGE ON SCHEMA {s} TO <deploy role>; GRANT SELECT, INSERT, UPDATE, DELETE ON {s}.{t} TO <deploy role>;",
+                    s = quote_ident(schema),
+                    t = quote_ident(table)
+                ));
+            }
+            DbError::Query {
+                context: format!("reading {schema}.{table}"),
+                failure,
+            }
+        })
 }
 
 async fn tables_in(conn: &mut PgConnection, schema: &str) -> Result<Vec<String>, DbError> {

@@ -87,6 +87,10 @@ impl std::fmt::Display for SqlFailure {
         if let Some(detail) = &self.detail {
             write!(f, "; {detail}")?;
         }
+        // The server's HINT, or ballast's own for this failure.
+        if let Some(hint) = &self.hint {
+            write!(f, "; hint: {hint}")?;
+        }
         Ok(())
     }
 }

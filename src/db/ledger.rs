@@ -34,12 +34,17 @@ pub async fn table_exists(
     schema: &str,
     table: &str,
 ) -> Result<bool, DbError> {
-    let name = format!("{}.{}", quote_ident(schema), quote_ident(table));
-    sqlx::query_scalar::<_, bool>("select to_regclass($1) is not null")
-        .bind(name)
-        .fetch_one(conn)
-        .await
-        .map_err(|e| DbError::query(format!("looking for {schema}.{table}"), &e))
+    // From the catalog: no privilege on the schema is needed to know (to_regclass
+    // would fail with "permission denied for schema" before a GRANT could be named).
+    sqlx::query_scalar::<_, bool>(
+        "select exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+         where n.nspname = $1 and c.relname = $2 and c.relkind in ('r', 'p'))",
+    )
+    .bind(schema)
+    .bind(table)
+    .fetch_one(conn)
+    .await
+    .map_err(|e| DbError::query(format!("looking for {schema}.{table}"), &e))
 }
 
 /// Applied migrations; an empty list when the ledger does not exist yet.

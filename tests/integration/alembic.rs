@@ -267,6 +267,17 @@ fn missing_privileges_name_the_grant() {
         run.stdout()
     );
     assert_eq!(version(&p), HEAD);
+    // Without USAGE on the version table's schema, reading it names the grant too.
+    p.sql(&format!("revoke usage on schema marketplace from {role}"));
+    let status = p.ballast(&["status"]);
+    assert_ne!(status.code(), 0);
+    assert!(
+        status
+            .all()
+            .contains("hint: GRANT USAGE ON SCHEMA \"marketplace\""),
+        "{}",
+        status.all()
+    );
 }
 
 #[test]
