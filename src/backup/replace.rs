@@ -386,18 +386,8 @@ async fn swap(
         lock.release().await;
     }
     // The lock session may take a moment to end after it closed.
-    let gone = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while own != 0 && std::time::Instant::now() < gone {
-        let left: bool =
-            sqlx::query_scalar("select not exists (select 1 from pg_stat_activity where pid = $1)")
-                .bind(own)
-                .fetch_one(&mut *admin)
-                .await
-                .unwrap_or(true);
-        if left {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    if own != 0 {
+        let _ = db::wait_backend_gone(admin, own, std::time::Duration::from_secs(5)).await;
     }
     let sql = format!(
         "begin; alter database {t} rename to {a}; alter database {f} rename to {t}; commit;",

@@ -37,9 +37,7 @@ async fn restore(g: &GlobalArgs, id: Option<&str>, into: Option<&str>) -> Result
     let storage = Storage::open(&settings.backup)
         .await
         .map_err(|e| usage(&e))?;
-    let database = url::Url::parse(settings.database.url().map_err(|e| usage(&e))?)
-        .map(|u| u.path().trim_start_matches('/').to_string())
-        .unwrap_or_default();
+    let database = settings.database.database_name();
     let listed = pick(&storage, id, &database).await?;
     let m = &listed.manifest;
 

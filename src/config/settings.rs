@@ -73,6 +73,15 @@ impl DatabaseSettings {
             .unwrap_or_else(|| "<no database url>".into())
     }
 
+    /// The database the URL names (empty when it names none: the server's default).
+    pub fn database_name(&self) -> String {
+        self.url
+            .as_deref()
+            .and_then(|u| url::Url::parse(u).ok())
+            .map(|u| u.path().trim_start_matches('/').to_string())
+            .unwrap_or_default()
+    }
+
     /// The same server and credentials, another database (restore's new database,
     /// the maintenance database for renames).
     pub fn for_database(&self, database: &str) -> DatabaseSettings {

@@ -34,12 +34,7 @@ pub async fn connect(db: &DatabaseSettings, role: &str) -> Result<PgConnection, 
         if failure.sqlstate.as_deref() == Some("55000") && failure.hint.is_none() {
             failure.hint = Some(format!(
                 "an in-place restore closes the database to new connections just before its rename; if one was killed there, open it again from another database: ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
-                crate::db::quote_ident(
-                    url::Url::parse(url)
-                        .map(|u| u.path().trim_start_matches('/').to_string())
-                        .unwrap_or_default()
-                        .as_str()
-                )
+                crate::db::quote_ident(&db.database_name())
             ));
         }
         DbError::Connect {

@@ -38,6 +38,31 @@ pub async fn invalid_indexes(
         .map_err(|e| DbError::query("listing invalid indexes", &e))
 }
 
+/// Waits up to `within` for backend `pid` to end: `Ok(true)` once it has, `Ok(false)`
+/// when it is still there at the deadline.
+pub async fn wait_backend_gone(
+    conn: &mut sqlx::postgres::PgConnection,
+    pid: i32,
+    within: std::time::Duration,
+) -> Result<bool, DbError> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let present: bool =
+            sqlx::query_scalar("select exists (select 1 from pg_stat_activity where pid = $1)")
+                .bind(pid)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| DbError::query("looking for a session", &e))?;
+        if !present {
+            return Ok(true);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Readies the session that is about to change the database (upgrade, downgrade):
 /// if ballast dies mid-statement, the server notices within a second and rolls back
 /// instead of holding the statement's locks until it ends (PostgreSQL 14+; older

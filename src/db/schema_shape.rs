@@ -203,6 +203,21 @@ impl SchemaShape {
     }
 }
 
+/// The first few of `differences`, for a message: `+ a; - b (and 3 more)`.
+pub fn summary(differences: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = differences
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if differences.len() > SHOWN {
+        text.push_str(&format!(" (and {} more)", differences.len() - SHOWN));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

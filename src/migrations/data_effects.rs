@@ -164,6 +164,12 @@ fn statement(node: &NodeEnum, found: &mut Vec<DataEffect>) {
     }
 }
 
+/// Whether `sql` holds a statement at all: an Alembic revision offline mode could not
+/// render comes as comments only, and nothing can be read from it.
+pub fn has_statements(sql: &str) -> bool {
+    parse(sql).is_ok_and(|p| p.nodes().next().is_some())
+}
+
 /// Whether the SQL drops or truncates with `CASCADE`, taking objects it never names
 /// with it (another schema's view on a dropped one, say). SQL that does not parse
 /// counts as cascading: nothing is known of what it reaches.

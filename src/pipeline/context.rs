@@ -40,11 +40,10 @@ pub struct RunContext {
     pub backup: Option<Artifact>,
     /// The pipeline has a backup stage (the preflight checks pg_dump and storage).
     pub takes_backup: bool,
-    /// The pipeline's first changing stage and its `to`, for the confirmation's question.
+    /// The pipeline's first changing stage and its `to`: the confirmation asks about it,
+    /// and a backup before it takes the deploy lock, so the restore point is the state
+    /// the change starts from.
     pub first_change: Option<(crate::pipeline::StageKind, Option<String>)>,
-    /// The pipeline changes the database after its backup: the backup takes the deploy
-    /// lock, so the restore point is the state the change starts from.
-    pub changes_database: bool,
     /// The lint's findings on the previewed plan.
     pub findings: Vec<crate::lint::Finding>,
     /// Versions committed by this run, in order.
@@ -123,7 +122,6 @@ impl RunContext {
             backup: None,
             findings: Vec::new(),
             takes_backup: false,
-            changes_database: false,
             first_change: None,
             committed: Vec::new(),
             rolled_back: Vec::new(),
@@ -292,7 +290,7 @@ impl RunContext {
     /// Whether what this run can execute drops or truncates with CASCADE (or cannot
     /// be read): the SQL engine's ups and downs, Alembic's rendered plan.
     fn may_cascade(&self, snap: &Snapshot) -> bool {
-        use crate::migrations::data_effects::cascades;
+        use crate::migrations::data_effects::{cascades, has_statements};
         match snap {
             Snapshot::Sql(s) => s
                 .source
@@ -300,11 +298,10 @@ impl RunContext {
                 .any(|m| cascades(&m.up_sql) || m.down_sql.as_deref().is_some_and(cascades)),
             Snapshot::Alembic(_) => match &self.plan {
                 // A revision offline mode could not render is not known not to.
-                Some(plan) => plan.migrations.iter().any(|m| {
-                    cascades(&m.sql)
-                        || !crate::lint::context::parse(&m.sql)
-                            .is_ok_and(|p| p.nodes().next().is_some())
-                }),
+                Some(plan) => plan
+                    .migrations
+                    .iter()
+                    .any(|m| cascades(&m.sql) || !has_statements(&m.sql)),
                 None => true,
             },
         }

@@ -181,11 +181,6 @@ impl Pipeline {
         self.stages.iter().any(|s| s.kind == StageKind::Backup)
     }
 
-    /// Whether a stage of it changes the database's schema or contents.
-    pub fn changes_database(&self) -> bool {
-        self.first_change().is_some()
-    }
-
     /// The first stage that changes the database.
     pub fn first_change(&self) -> Option<&StageSpec> {
         self.first_change_at().map(|i| &self.stages[i])

@@ -22,7 +22,7 @@ use super::context::{PartialChange, RunContext};
 use super::definition::{InvalidIndexPolicy, Pipeline, RestorePolicy, StageKind, StageSpec};
 use crate::db::table_writes::{self, TableWrites};
 use crate::events::{Event, Severity, StageRecord};
-use crate::migrations::data_effects::{data_effects, DataEffect};
+use crate::migrations::data_effects::{data_effects, has_statements, DataEffect};
 
 /// Where the climb ended.
 pub struct Climb {
@@ -171,8 +171,7 @@ fn data_caveats(ctx: &RunContext) -> DataCaveats {
     {
         // Alembic's SQL comes from offline mode, which not every revision renders
         // (and which only the preview asks for): no SQL is no proof.
-        let rendered = m.mode.is_none()
-            || crate::lint::context::parse(&m.sql).is_ok_and(|p| p.nodes().next().is_some());
+        let rendered = m.mode.is_none() || has_statements(&m.sql);
         let effects = if rendered {
             data_effects(&m.sql)
         } else {
@@ -421,13 +420,8 @@ pub async fn back_at_start(ctx: &mut RunContext) -> Result<(), String> {
     if differences.is_empty() {
         return Ok(());
     }
-    let shown: Vec<String> = differences.iter().take(5).cloned().collect();
-    let more = match differences.len() {
-        n if n > 5 => format!(" (and {} more)", n - 5),
-        _ => String::new(),
-    };
     Err(format!(
-        "the schema differs from before the upgrade: {}{more}",
-        shown.join("; ")
+        "the schema differs from before the upgrade: {}",
+        crate::db::schema_shape::summary(&differences)
     ))
 }

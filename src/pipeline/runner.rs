@@ -24,7 +24,6 @@ struct Failure {
 pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
     let started = Instant::now();
     ctx.takes_backup = pipeline.takes_backup();
-    ctx.changes_database = pipeline.changes_database();
     ctx.first_change = pipeline.first_change().map(|s| (s.kind, s.to.clone()));
     // Where preview, upgrade and verify aim: an upgrade's `to`, or the `to` of a
     // pipeline that only downgrades (verify then checks it got there).
@@ -331,25 +330,14 @@ async fn conclude(
 async fn session_ended(ctx: &mut RunContext, pid: i32) -> bool {
     let wait = ctx.settings.database.lock_wait;
     for terminate in [false, true] {
-        let deadline = Instant::now() + wait;
-        loop {
-            let present = match ctx.conn().await {
-                Ok(conn) => sqlx::query_scalar::<_, bool>(
-                    "select exists (select 1 from pg_stat_activity where pid = $1)",
-                )
-                .bind(pid)
-                .fetch_one(conn)
-                .await
-                .ok(),
-                Err(_) => None,
-            };
-            match present {
-                Some(false) => return true,
-                _ if Instant::now() >= deadline => break,
-                None => ctx.reset_conn().await,
-                Some(true) => {}
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let gone = match ctx.conn().await {
+            Ok(conn) => crate::db::wait_backend_gone(conn, pid, wait).await.ok(),
+            Err(_) => None,
+        };
+        match gone {
+            Some(true) => return true,
+            Some(false) => {}
+            None => ctx.reset_conn().await,
         }
         if !terminate {
             if let Ok(conn) = ctx.conn().await {

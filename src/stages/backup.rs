@@ -15,7 +15,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     // Before a change, the lock first: a second deploy waits (or refuses) here rather
     // than after a full dump, and no other deploy can run between this backup and the
     // change it protects.
-    if ctx.changes_database {
+    if ctx.first_change.is_some() {
         super::deploy_lock::hold(ctx).await?;
     }
     let server = ctx.server().await?;

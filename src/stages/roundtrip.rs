@@ -12,6 +12,7 @@
 //! and the bookkeeping are the deploy's own.
 
 use super::{downgrade, upgrade, StageError, StageOutcome};
+use crate::db::schema_shape::summary;
 use crate::pipeline::RunContext;
 
 pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
@@ -83,7 +84,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     if !differences.is_empty() {
         return Err(StageError::Failed(format!(
             "the downgrade of {newest_label} does not undo its upgrade; the schema differs from before it: {}",
-            shown(&differences)
+            summary(&differences)
         )));
     }
     step(4, &format!("upgrade {newest_label} again"));
@@ -92,7 +93,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     if !differences.is_empty() {
         return Err(StageError::Failed(format!(
             "{newest_label} upgraded again does not give the schema of its first upgrade: {}",
-            shown(&differences)
+            summary(&differences)
         )));
     }
     Ok(StageOutcome::Done(format!(
@@ -113,18 +114,4 @@ async fn upgrade_to(ctx: &mut RunContext, to: Option<&str>) -> Result<(), StageE
             to.unwrap_or("the head")
         ))),
     }
-}
-
-/// The first few differences, for a message.
-fn shown(differences: &[String]) -> String {
-    let mut text = differences
-        .iter()
-        .take(6)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join("; ");
-    if differences.len() > 6 {
-        text.push_str(&format!(" (and {} more)", differences.len() - 6));
-    }
-    text
 }
