@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use ballast::scratch::ScratchCluster;
 
-use crate::harness::{psql, Project};
+use crate::harness::{psql, Project, FAILING_VERIFY};
 
 /// ballast started with a pause point, once it sits there. It leads a process group of
 /// its own, as a shell's job does, so a test can signal the group like a terminal's
@@ -417,7 +417,7 @@ fn a_signal_during_the_recovery_ladder_says_what_is_going_on_and_lets_it_finish(
     let p = Project::new();
     p.sql("create table kept (id int); insert into kept values (1)");
     two_migrations(&p);
-    p.write_config("[[verify.checks]]\nname = \"never\"\nsql = \"select false\"\n");
+    p.write_config(FAILING_VERIFY);
     p.on_failure(false, "auto");
     // Paused inside the restore rung, with the ladder climbing (pg_restore running).
     // Ctrl-C at a terminal signals the whole foreground group: pg_restore must not
@@ -488,7 +488,7 @@ fn a_second_deploy_during_the_first_ones_verify_waits_and_never_calls_it_abandon
 fn a_change_in_a_schema_the_run_never_names_does_not_spoil_its_recovery() {
     let p = Project::new();
     two_migrations(&p);
-    p.write_config("[[verify.checks]]\nname = \"never\"\nsql = \"select false\"\n");
+    p.write_config(FAILING_VERIFY);
     let run = paused_at(&p, &["--yes", "deploy"], "stage:verify");
     // Meanwhile another team deploys to its own schema, and someone adds a table to
     // this run's schema.
@@ -504,7 +504,7 @@ fn a_change_in_a_schema_the_run_never_names_does_not_spoil_its_recovery() {
     // from the run's: no recovery is claimed.
     let p = Project::new();
     two_migrations(&p);
-    p.write_config("[[verify.checks]]\nname = \"never\"\nsql = \"select false\"\n");
+    p.write_config(FAILING_VERIFY);
     let run = paused_at(&p, &["--yes", "deploy"], "stage:verify");
     p.sql("create table public.surprise (id int)");
     std::fs::remove_file(p.path().join("paused-at-stage:verify")).unwrap();
@@ -553,19 +553,10 @@ fn after_a_killed_run_only_an_invalid_index_of_the_projects_own_is_dropped() {
 #[test]
 fn a_deploy_waiting_during_the_restore_rungs_rename_never_deploys_to_the_database_put_aside() {
     let p = Project::new();
-    p.sql("create table notes (id int primary key, body text); insert into notes values (1, 'remember me')");
-    p.migration("1_drop_notes.sql", "drop table notes;")
-        .migration(
-            "1_drop_notes.down.sql",
-            "create table notes (id int primary key, body text);",
-        );
+    p.notes_dropped_by_a_migration();
     p.on_failure(true, "auto");
     std::fs::create_dir_all(p.path().join("config")).unwrap();
-    std::fs::write(
-        p.path().join("config/failing.toml"),
-        "[[verify.checks]]\nname = \"never\"\nsql = \"select false\"\n",
-    )
-    .unwrap();
+    std::fs::write(p.path().join("config/failing.toml"), FAILING_VERIFY).unwrap();
     let first = paused_at(
         &p,
         &["--yes", "--allow-risky", "--env", "failing", "deploy"],

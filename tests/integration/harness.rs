@@ -186,6 +186,18 @@ impl Project {
         .unwrap();
     }
 
+    /// A table `notes` with one row, and a migration `1_drop_notes` that drops it,
+    /// whose down file creates it again, the same but empty: a downgrade that brings
+    /// the structure back and not the data.
+    pub fn notes_dropped_by_a_migration(&self) {
+        self.sql("create table notes (id int primary key, body text); insert into notes values (1, 'remember me')");
+        self.migration("1_drop_notes.sql", "drop table notes;")
+            .migration(
+                "1_drop_notes.down.sql",
+                "create table notes (id int primary key, body text);",
+            );
+    }
+
     pub fn ledger_versions(&self) -> Vec<String> {
         if !self.table_exists("public.ballast_migrations") {
             return Vec::new();
@@ -529,6 +541,9 @@ pub fn alembic_config(extra: &str) -> String {
         alembic_python().display()
     )
 }
+
+/// deploy.toml lines for a verify check that always fails: a failure after the commit.
+pub const FAILING_VERIFY: &str = "[[verify.checks]]\nname = \"never\"\nsql = \"select false\"\n";
 
 /// The fixture Alembic project's head revision.
 pub const ALEMBIC_HEAD: &str = "f6a0b1c2d3e4";

@@ -253,12 +253,7 @@ fn a_commit_whose_answer_is_lost_is_found_applied_and_undone_by_the_ladder() {
 #[test]
 fn a_lost_commit_that_destroyed_data_is_not_called_recovered_by_a_downgrade() {
     let p = Project::new();
-    p.sql("create table notes (id int primary key, body text); insert into notes values (1, 'remember me')");
-    p.migration("1_drop_notes.sql", "drop table notes;")
-        .migration(
-            "1_drop_notes.down.sql",
-            "create table notes (id int primary key, body text);",
-        );
+    p.notes_dropped_by_a_migration();
     p.on_failure(true, "never");
     let (code, out) = deploy_losing_the_commit(&p, &["--allow-risky"]);
     // The commit took effect and the downgrade ran: the table is back, its row is not.

@@ -1,6 +1,6 @@
 //! What people and programs read: the human report (snapshot), JSON lines, secrets.
 
-use crate::harness::{snapshot_filters as filters, Project};
+use crate::harness::{snapshot_filters as filters, Project, FAILING_VERIFY};
 
 #[test]
 fn human_report_of_a_deploy() {
@@ -179,7 +179,7 @@ fn json_lines_match_the_documented_schema() {
     // A failure after the commit: the ladder's rung, its stage records, next steps.
     p.migration("2_b.sql", "create table b (id int);")
         .migration("2_b.down.sql", "drop table b;");
-    p.write_config("[[verify.checks]]\nname = \"never\"\nsql = \"select false\"\n");
+    p.write_config(FAILING_VERIFY);
     collect(&["--yes", "--json", "deploy"], 1);
     collect(&["--json", "backups"], 0);
     collect(&["--json", "history"], 0);

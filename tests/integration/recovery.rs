@@ -1,7 +1,7 @@
 //! The recovery ladder: after a failure that left changes, the downgrade rung, then the
 //! restore rung, each proven by where the database ended (migrations and schema).
 
-use crate::harness::Project;
+use crate::harness::{Project, FAILING_VERIFY};
 
 /// Two migrations with down files, then a verify check that fails after they commit.
 fn committed_then_verify_fails(p: &Project) {
@@ -115,13 +115,8 @@ fn with_the_downgrade_off_the_ladder_goes_to_the_restore_policy() {
 /// A table of notes, then a migration that drops it (its down creates it again, the
 /// same but empty) and a verify check that fails after it commits.
 fn drops_a_table_then_verify_fails(p: &Project) {
-    p.sql("create table notes (id int primary key, body text); insert into notes values (1, 'remember me')");
-    p.migration("1_drop_notes.sql", "drop table notes;")
-        .migration(
-            "1_drop_notes.down.sql",
-            "create table notes (id int primary key, body text);",
-        );
-    p.write_config("[[verify.checks]]\nname = \"never\"\nsql = \"select false\"\n");
+    p.notes_dropped_by_a_migration();
+    p.write_config(FAILING_VERIFY);
 }
 
 #[test]
@@ -184,7 +179,7 @@ fn rows_an_undone_migration_changed_are_named_in_the_recovery() {
         "1_statuses.down.sql",
         "update kept set status = 'new' where status = 'open';\nalter table kept drop column legacy;",
     );
-    p.write_config("[[verify.checks]]\nname = \"never\"\nsql = \"select false\"\n");
+    p.write_config(FAILING_VERIFY);
     let run = p.ballast(&["--yes", "deploy"]);
     let out = run.stdout();
     run.expect_code(1);
@@ -215,7 +210,7 @@ fn a_cascade_into_another_schema_is_seen_by_the_proof() {
         "2_b.down.sql",
         "drop view a_v; create view a_v as select v from a;",
     );
-    p.write_config("[[verify.checks]]\nname = \"never\"\nsql = \"select false\"\n");
+    p.write_config(FAILING_VERIFY);
     let run = p.ballast(&["--yes", "--allow-risky", "deploy"]);
     let out = run.stdout();
     assert_eq!(
@@ -240,7 +235,7 @@ fn code_whose_effect_on_rows_cannot_be_read_is_no_proven_recovery() {
         "1_x.down.sql",
         "alter table kept alter column status type text;",
     );
-    p.write_config("[[verify.checks]]\nname = \"never\"\nsql = \"select false\"\n");
+    p.write_config(FAILING_VERIFY);
     let run = p.ballast(&["--yes", "--allow-risky", "deploy"]);
     let out = run.stdout();
     assert_eq!(run.code(), 4, "{out}");

@@ -1,7 +1,7 @@
 //! `--targets`: one pipeline over many databases, each in its own ballast process, with
 //! a closing table and the worst exit code.
 
-use crate::harness::{cluster, psql, Project};
+use crate::harness::{cluster, psql, Project, Run};
 
 /// A project whose targets file names its own database and two more (`a`, `b`, `c`;
 /// `b` already has the table the migration creates, so its deploy fails).
@@ -27,6 +27,14 @@ fn three_targets() -> (Project, Vec<String>) {
     (p, urls)
 }
 
+/// ballast over `targets.toml`, with b's URL in the environment its `url_env` names.
+fn run_targets(p: &Project, urls: &[String], args: &[&str]) -> Run {
+    p.ballast_with(
+        &[&["--targets", "targets.toml"], args].concat(),
+        &[("B_URL", urls[1].as_str())],
+    )
+}
+
 fn applied(url: &str) -> String {
     psql(
         url,
@@ -37,17 +45,10 @@ fn applied(url: &str) -> String {
 #[test]
 fn one_failing_target_of_three_with_keep_going() {
     let (p, urls) = three_targets();
-    let run = p.ballast_with(
-        &[
-            "--yes",
-            "--targets",
-            "targets.toml",
-            "--parallel",
-            "2",
-            "--keep-going",
-            "deploy",
-        ],
-        &[("B_URL", urls[1].as_str())],
+    let run = run_targets(
+        &p,
+        &urls,
+        &["--yes", "--parallel", "2", "--keep-going", "deploy"],
     );
     let out = run.stdout();
     assert_eq!(
@@ -96,17 +97,7 @@ fn one_failing_target_of_three_with_keep_going() {
 #[test]
 fn after_a_failure_no_further_target_starts_by_default() {
     let (p, urls) = three_targets();
-    let run = p.ballast_with(
-        &[
-            "--yes",
-            "--targets",
-            "targets.toml",
-            "--parallel",
-            "1",
-            "deploy",
-        ],
-        &[("B_URL", urls[1].as_str())],
-    );
+    let run = run_targets(&p, &urls, &["--yes", "--parallel", "1", "deploy"]);
     let out = run.stdout();
     assert_eq!(run.code(), 1, "{out}");
     assert!(
@@ -124,17 +115,7 @@ fn after_a_failure_no_further_target_starts_by_default() {
 #[test]
 fn json_lines_carry_their_target_and_end_with_the_table() {
     let (p, urls) = three_targets();
-    let run = p.ballast_with(
-        &[
-            "--yes",
-            "--json",
-            "--targets",
-            "targets.toml",
-            "--keep-going",
-            "deploy",
-        ],
-        &[("B_URL", urls[1].as_str())],
-    );
+    let run = run_targets(&p, &urls, &["--yes", "--json", "--keep-going", "deploy"]);
     assert_eq!(run.code(), 1);
     let lines: Vec<serde_json::Value> = run
         .stdout()
@@ -176,17 +157,7 @@ fn json_lines_carry_their_target_and_end_with_the_table() {
 fn one_target_alone_and_a_bad_targets_file() {
     let (p, urls) = three_targets();
     // A retry (or a Kubernetes pod) runs one target by name.
-    let one = p.ballast_with(
-        &[
-            "--yes",
-            "--targets",
-            "targets.toml",
-            "--target",
-            "c",
-            "deploy",
-        ],
-        &[("B_URL", urls[1].as_str())],
-    );
+    let one = run_targets(&p, &urls, &["--yes", "--target", "c", "deploy"]);
     one.expect_code(0);
     assert_eq!(applied(&urls[2]), "1");
     assert_eq!(applied(&urls[0]), "0", "only c");
@@ -225,17 +196,7 @@ fn one_target_alone_and_a_bad_targets_file() {
 fn a_share_of_the_targets_for_one_pod_of_an_indexed_job() {
     let (p, urls) = three_targets();
     // Pod 0 of 2 takes the targets at positions 0 and 2: a and c (b fails elsewhere).
-    let run = p.ballast_with(
-        &[
-            "--yes",
-            "--targets",
-            "targets.toml",
-            "--shard",
-            "0/2",
-            "deploy",
-        ],
-        &[("B_URL", urls[1].as_str())],
-    );
+    let run = run_targets(&p, &urls, &["--yes", "--shard", "0/2", "deploy"]);
     let out = run.stdout();
     run.expect_code(0);
     assert!(out.contains("✓ all 2 targets succeeded"), "{out}");
