@@ -109,6 +109,12 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// The connection was refused because the database does not take new connections
+    /// (SQLSTATE 55000 at connect): an in-place restore closed it before its rename.
+    pub fn is_closed_database(&self) -> bool {
+        matches!(self, DbError::Connect { failure, .. } if failure.sqlstate.as_deref() == Some("55000"))
+    }
+
     pub fn query(context: impl Into<String>, err: &sqlx::Error) -> DbError {
         DbError::Query {
             context: context.into(),

@@ -562,7 +562,9 @@ fn a_deploy_waiting_during_the_restore_rungs_rename_never_deploys_to_the_databas
         &["--yes", "--allow-risky", "--env", "failing", "deploy"],
         "restore",
     );
-    // A second deploy waits for the lock the first holds through its restore rung.
+    // A second deploy waits for the lock the first holds through its restore rung:
+    // its own lock session is connected to this database (other tests share the
+    // cluster), and holds no advisory lock.
     let second = p
         .command(
             &["--yes", "--allow-risky", "deploy"],
@@ -573,8 +575,10 @@ fn a_deploy_waiting_during_the_restore_rungs_rename_never_deploys_to_the_databas
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while p.sql("select count(*) from pg_stat_activity where application_name like '%deploy lock%'")
-        != "2"
+    while p.sql(
+        "select count(*) from pg_stat_activity a where a.datname = current_database() \
+         and a.application_name like '%deploy lock%' and not exists (select 1 from pg_locks l where l.pid = a.pid and l.locktype = 'advisory' and l.granted)",
+    ) != "1"
     {
         assert!(
             Instant::now() < deadline,
@@ -594,6 +598,34 @@ fn a_deploy_waiting_during_the_restore_rungs_rename_never_deploys_to_the_databas
     assert!(a.contains("restored from this run's backup"), "{a}");
     assert!(p.ledger_versions().is_empty());
     assert_eq!(p.sql("select body from notes"), "remember me");
+}
+
+#[test]
+fn a_deploy_finding_the_database_closed_by_a_restore_refuses_and_changes_nothing() {
+    // The moment between an in-place restore closing the target and its rename: a
+    // deploy that connects for the deploy lock then is refused (exit 3), not failed.
+    let p = Project::new();
+    two_migrations(&p);
+    let run = paused_at(&p, &["--yes", "deploy"], "stage:backup");
+    let maintenance = crate::harness::cluster().url("postgres");
+    psql(
+        &maintenance,
+        &format!("alter database {} with allow_connections false", p.db),
+    );
+    std::fs::remove_file(p.path().join("paused-at-stage:backup")).unwrap();
+    let out = run.wait_with_output().unwrap();
+    psql(
+        &maintenance,
+        &format!("alter database {} with allow_connections true", p.db),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains("another run is probably restoring this database in place"),
+        "{stdout}"
+    );
+    assert!(p.ledger_versions().is_empty());
+    assert!(!p.table_exists("public.a"));
 }
 
 #[test]
