@@ -176,11 +176,16 @@ pub enum Command {
         revision: String,
     },
     /// The run journal: recent runs, their outcome and stages.
-    #[command(after_help = "Examples:\n  ballast history\n  ballast history --limit 5 --json")]
+    #[command(
+        after_help = "Examples:\n  ballast history\n  ballast history --limit 5 --json\n  ballast history --run 3f2a91c0     one run's closing report again: stages, what\n                                    committed, the backup, what to do next\n\nRuns of this database only (the configured target and schema), from its ballast_journal\ntable and the journal file in backup.dir; when the database is down, from the file."
+    )]
     History {
         /// How many runs to show, newest first.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Show one run in full: its run id, or the start of it.
+        #[arg(long, value_name = "ID")]
+        run: Option<String>,
     },
     /// Print a shell completion script: `ballast completions bash > /etc/bash_completion.d/ballast`,
     /// `ballast completions zsh > "${fpath[1]}/_ballast"`,

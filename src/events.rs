@@ -130,8 +130,9 @@ pub enum Event {
     RunFinished(RunSummary),
 }
 
-/// The final account of a run: what the person at the keyboard reads last.
-#[derive(Debug, Clone, Serialize)]
+/// The final account of a run: what the person at the keyboard reads last. The
+/// journal keeps it whole, so `history --run` can show it again.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RunSummary {
     pub run_id: String,
     pub pipeline: String,
@@ -141,18 +142,23 @@ pub struct RunSummary {
     pub error: Option<String>,
     pub start_version: Option<String>,
     pub end_version: Option<String>,
+    #[serde(default)]
     pub applied: Vec<String>,
+    #[serde(default)]
     pub rolled_back: Vec<String>,
     /// Of `applied`, the migrations the recovery ladder undid again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub undone: Vec<String>,
     /// Whether the run read the migration state at all (a backup pipeline does not;
     /// a state check can fail before it): `start_version` means nothing otherwise.
+    #[serde(default)]
     pub state_read: bool,
     pub backup: Option<String>,
+    #[serde(default)]
     pub stages: Vec<StageRecord>,
     pub duration_ms: u64,
     /// What to do next, when there is anything to do.
+    #[serde(default)]
     pub next_steps: Vec<String>,
 }
 

@@ -107,20 +107,21 @@ pub async fn sync_table(ctx: &mut RunContext) {
 /// Records the final outcome: JSON lines always, the table when it exists.
 pub async fn finish(ctx: &mut RunContext, summary: &RunSummary) {
     let journal = &mut ctx.journal;
+    // The whole closing account (its next steps too), so `history --run` can show a
+    // failed run's report again after its output is gone; the stages the journal
+    // recorded as they ended stay as they are.
+    if let Ok(Value::Object(fields)) = serde_json::to_value(summary) {
+        for (key, value) in fields {
+            if key != "stages" {
+                journal.set(&key, value);
+            }
+        }
+    }
     journal.set(
         "status",
         serde_json::to_value(summary.outcome).unwrap_or(Value::Null),
     );
     journal.set("finished_at", json!(chrono::Utc::now().to_rfc3339()));
-    journal.set("exit_code", json!(summary.exit_code));
-    journal.set("failed_stage", json!(summary.failed_stage));
-    journal.set("error", json!(summary.error));
-    journal.set("applied", json!(summary.applied));
-    journal.set("undone", json!(summary.undone));
-    journal.set("start_version", json!(summary.start_version));
-    journal.set("end_version", json!(summary.end_version));
-    journal.set("backup", json!(summary.backup));
-    journal.set("duration_ms", json!(summary.duration_ms));
     journal.append_line();
     let entry = journal.entry.clone();
     let schema = ctx.settings.database.schema.clone();

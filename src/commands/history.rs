@@ -1,16 +1,18 @@
-//! `history`: the journal, newest first: the table (when it exists and the database
-//! answers) and the JSON lines file merged, so runs that never reached the database
-//! (refused early, database down) are shown too.
+//! `history`: the journal of this database, newest first: the table (when it exists
+//! and the database answers) and the JSON lines file merged, so runs that never
+//! reached the database (refused early, database down) are shown too. `--run ID`
+//! shows one run's closing report again.
 
 use serde_json::Value;
 
 use crate::cli::GlobalArgs;
 use crate::db::{self, journal_table, ledger};
+use crate::events::{Event, Reporter, RunSummary, StageRecord};
 use crate::exit_code;
-use crate::report::human::human_duration;
-use crate::report::stdout_line;
+use crate::report::human::{human_duration, stage_table};
+use crate::report::{stdout_line, HumanReporter};
 
-pub async fn run(g: &GlobalArgs, limit: usize) -> i32 {
+pub async fn run(g: &GlobalArgs, limit: usize, run_id: Option<&str>) -> i32 {
     let settings = match super::load_settings(g) {
         Ok(s) => s,
         Err(code) => return code,
@@ -32,7 +34,13 @@ pub async fn run(g: &GlobalArgs, limit: usize) -> i32 {
         }
         if let Ok(mut conn) = connected {
             if let Ok(true) = ledger::table_exists(&mut conn, schema, journal_table::TABLE).await {
-                match journal_table::recent(&mut conn, schema, limit as i64).await {
+                // One run is looked for among them all.
+                let rows = if run_id.is_some() {
+                    i64::MAX
+                } else {
+                    limit as i64
+                };
+                match journal_table::recent(&mut conn, schema, rows).await {
                     Ok(rows) => from_db = Some(rows),
                     Err(e) => tracing::warn!("{e}"),
                 }
@@ -42,7 +50,16 @@ pub async fn run(g: &GlobalArgs, limit: usize) -> i32 {
     }
     let file = settings.backup.dir.join(crate::journal::FILE_NAME);
     let from_file = match crate::journal::read_file(&settings.backup.dir, usize::MAX) {
-        Ok(rows) => rows,
+        // A backup folder shared by several databases holds all their runs.
+        Ok(rows) => rows
+            .into_iter()
+            .filter(|run| {
+                run["target"]
+                    .as_str()
+                    .is_none_or(|t| settings.database.same_database(t))
+                    && run["schema"].as_str().is_none_or(|s| s == schema)
+            })
+            .collect(),
         Err(e) => {
             return super::fail(
                 g,
@@ -56,6 +73,10 @@ pub async fn run(g: &GlobalArgs, limit: usize) -> i32 {
         sources.insert(0, format!("{schema}.{}", journal_table::TABLE));
     }
     let source = sources.join(" and ");
+    if let Some(id) = run_id {
+        let runs = merge(from_db.unwrap_or_default(), from_file, usize::MAX);
+        return show_one(g, &runs, id, &source);
+    }
     let runs = merge(from_db.unwrap_or_default(), from_file, limit);
     if g.json {
         for run in &runs {
@@ -101,11 +122,93 @@ fn row(run: &Value) -> String {
         (Some(stage), Some(error)) => format!("{stage}: {error}"),
         _ => format!("run {}", text("run_id")),
     };
+    // A run that left the database for a human to look at points at its own account.
+    let detail = if run["exit_code"].as_i64() == Some(exit_code::NOT_RECOVERED as i64) {
+        format!(
+            "NOT recovered, what to do: ballast history --run {} · {detail}",
+            text("run_id").chars().take(8).collect::<String>()
+        )
+    } else {
+        detail
+    };
     format!(
         "{started:<26} {:<9} {:<22} {time:>8}  {version:<24} {detail}",
         text("pipeline"),
         text("status")
     )
+}
+
+/// `history --run ID`: the run whose id starts with `id`, as its closing report.
+fn show_one(g: &GlobalArgs, runs: &[Value], id: &str, source: &str) -> i32 {
+    let found: Vec<&Value> = runs
+        .iter()
+        .filter(|r| r["run_id"].as_str().is_some_and(|r| r.starts_with(id)))
+        .collect();
+    let run = match found.as_slice() {
+        [run] => *run,
+        [] => {
+            return super::fail(
+                g,
+                &format!(
+                    "no run {id} in {source}; `ballast history` lists the runs of this database"
+                ),
+                exit_code::USAGE,
+            )
+        }
+        many => {
+            let ids: Vec<&str> = many.iter().filter_map(|r| r["run_id"].as_str()).collect();
+            return super::fail(
+                g,
+                &format!(
+                    "{} runs start with {id} ({}): give more of the id",
+                    many.len(),
+                    ids.join(", ")
+                ),
+                exit_code::USAGE,
+            );
+        }
+    };
+    if g.json {
+        crate::report::print_event("run", run.clone());
+        return exit_code::SUCCESS;
+    }
+    let text = |key: &str| run[key].as_str().unwrap_or("?").to_string();
+    stdout_line(&format!(
+        "run {} · {} · {} (schema {})",
+        text("run_id"),
+        text("pipeline"),
+        text("target"),
+        text("schema")
+    ));
+    let finished = run["finished_at"]
+        .as_str()
+        .map(|t| format!("finished {t}"))
+        .unwrap_or_else(|| "never finished".into());
+    stdout_line(&format!("started {} · {finished}", text("started_at")));
+    // A finished run (recorded whole since the journal kept the summary): its report.
+    if let Ok(summary) = serde_json::from_value::<RunSummary>(run.clone()) {
+        HumanReporter::new(super::common::verbosity(g), false, g.progress_interval)
+            .report(&Event::RunFinished(summary));
+        return exit_code::SUCCESS;
+    }
+    // Running, killed, or written by an older ballast: what the journal has.
+    let stages: Vec<StageRecord> =
+        serde_json::from_value(run["stages"].clone()).unwrap_or_default();
+    stdout_line("");
+    for line in stage_table(&stages) {
+        stdout_line(&line);
+    }
+    stdout_line("");
+    stdout_line(&format!("status: {}", text("status")));
+    if let Some(label) = run["in_progress"].as_str() {
+        stdout_line(&format!(
+            "  in the middle of the no-transaction migration {label}"
+        ));
+    }
+    if run["status"] == "running" {
+        stdout_line("  if no ballast runs now, it was killed: the next run of ballast reports what it left, and `ballast status` shows where the database is");
+    }
+    exit_code::SUCCESS
 }
 
 /// One entry per run id, newest first. The database's entry wins unless the file knows

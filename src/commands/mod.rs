@@ -42,7 +42,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Backup => pipeline_run::run(g, "backup").await,
         Command::Status => inspect::status(g).await,
         Command::Plan { full } => inspect::plan(g, *full).await,
-        Command::History { limit } => history::run(g, *limit).await,
+        Command::History { limit, run } => history::run(g, *limit, run.as_deref()).await,
         Command::Backups => backups::list(g).await,
         Command::VerifyBackup { id } => backups::verify_one(g, id.as_deref()).await,
         Command::Prune => backups::prune_old(g).await,

@@ -73,6 +73,26 @@ impl DatabaseSettings {
             .unwrap_or_else(|| "<no database url>".into())
     }
 
+    /// Whether `other` (a URL, its password redacted or not) names this very database:
+    /// the same host, port, socket folder and database name, whatever the user or options.
+    /// A URL that does not parse is given the benefit of the doubt.
+    pub fn same_database(&self, other: &str) -> bool {
+        let key = |u: &str| {
+            url::Url::parse(u).ok().map(|u| {
+                let socket = u
+                    .query_pairs()
+                    .find(|(k, _)| k == "host")
+                    .map(|(_, v)| v.into_owned());
+                let host = u.host_str().unwrap_or("").to_string();
+                (host, u.port().unwrap_or(5432), u.path().to_string(), socket)
+            })
+        };
+        match (self.url.as_deref().and_then(key), key(other)) {
+            (Some(this), Some(that)) => this == that,
+            _ => true,
+        }
+    }
+
     /// The database the URL names (empty when it names none: the server's default).
     pub fn database_name(&self) -> String {
         self.url
@@ -421,5 +441,38 @@ fn known_rule(
             key,
             format!("no lint rule `{id}`; `ballast check --rules` lists them"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DatabaseSettings;
+    use std::time::Duration;
+
+    fn at(url: &str) -> DatabaseSettings {
+        DatabaseSettings {
+            url: Some(url.into()),
+            schema: "public".into(),
+            lock_timeout: Duration::ZERO,
+            statement_timeout: Duration::ZERO,
+            lock_wait: Duration::ZERO,
+            long_transaction: Duration::ZERO,
+            lock_retries: 0,
+            lock_retry_wait: Duration::ZERO,
+            application_name: "ballast".into(),
+        }
+    }
+
+    #[test]
+    fn the_same_database_is_host_port_socket_and_name() {
+        let db = at("postgres://app:secret@db.internal:5432/shop?sslmode=require");
+        assert!(db.same_database("postgres://deployer:***@db.internal/shop"));
+        assert!(!db.same_database("postgres://app@db.internal:5432/shop_staging"));
+        assert!(!db.same_database("postgres://app@db.internal:6432/shop"));
+        assert!(!db.same_database("postgres://app@replica.internal/shop"));
+        let socket = at("postgres:///shop?host=/var/run/postgresql");
+        assert!(socket.same_database("postgres:///shop?host=/var/run/postgresql"));
+        assert!(!socket.same_database("postgres:///shop?host=/tmp"));
+        assert!(db.same_database("<no database url>"), "unparsable: kept");
     }
 }

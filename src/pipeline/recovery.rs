@@ -318,6 +318,8 @@ async fn restore_rung(
 }
 
 /// "N rows written in K tables since the backup (...)", or why it cannot be told.
+/// Ballast's own bookkeeping (ledger, journal, version table) is no write a restore
+/// would lose that anyone cares about: it is left out.
 async fn writes_since_backup(ctx: &mut RunContext) -> String {
     let Some(before) = ctx.writes_at_backup.clone() else {
         return "writes made since the backup (not measured)".into();
@@ -326,8 +328,13 @@ async fn writes_since_backup(ctx: &mut RunContext) -> String {
         Ok(conn) => TableWrites::read(conn).await,
         Err(e) => Err(e),
     };
+    let ours = ctx.bookkeeping_tables();
     match now {
-        Ok(now) => table_writes::describe(&now.since(&before)),
+        Ok(now) => {
+            let mut written = now.since(&before);
+            written.retain(|(table, _)| !ours.contains(table));
+            table_writes::describe(&written)
+        }
         Err(e) => format!("writes made since the backup (cannot count them: {e})"),
     }
 }

@@ -11,7 +11,7 @@ use console::style;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::output::{stdout_line, Verbosity};
-use crate::events::{Event, Outcome, Reporter, RunSummary, Severity};
+use crate::events::{Event, Outcome, Reporter, RunSummary, Severity, StageRecord};
 
 /// Migrations whose SQL the preview shows before it lists the rest by name.
 const SQL_PREVIEW_MIGRATIONS: usize = 10;
@@ -213,26 +213,8 @@ impl HumanReporter {
     fn summary(&self, s: &RunSummary) {
         if self.verbosity >= Verbosity::Normal {
             self.line("");
-            // As wide as the longest stage name (`downgrade (recovery)`), 14 at least.
-            let width = s
-                .stages
-                .iter()
-                .map(|st| st.stage.chars().count())
-                .max()
-                .unwrap_or(0)
-                .max(14);
-            self.line(&format!(
-                "{:<width$} {:<10} {:>9}  detail",
-                "stage", "status", "time"
-            ));
-            for st in &s.stages {
-                self.line(&format!(
-                    "{:<width$} {:<10} {:>9}  {}",
-                    st.stage,
-                    st.status,
-                    human_duration(st.duration_ms),
-                    st.detail
-                ));
+            for line in stage_table(&s.stages) {
+                self.line(&line);
             }
             self.line("");
         }
@@ -581,6 +563,31 @@ impl Reporter for HumanReporter {
             }
         }
     }
+}
+
+/// The stages of a run as a table: a run's closing report, `history --run`.
+pub fn stage_table(stages: &[StageRecord]) -> Vec<String> {
+    // As wide as the longest stage name (`downgrade (recovery)`), 14 at least.
+    let width = stages
+        .iter()
+        .map(|st| st.stage.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(14);
+    let mut lines = vec![format!(
+        "{:<width$} {:<10} {:>9}  detail",
+        "stage", "status", "time"
+    )];
+    for st in stages {
+        lines.push(format!(
+            "{:<width$} {:<10} {:>9}  {}",
+            st.stage,
+            st.status,
+            human_duration(st.duration_ms),
+            st.detail
+        ));
+    }
+    lines
 }
 
 pub fn short_list(versions: &[String]) -> String {

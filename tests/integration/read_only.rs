@@ -62,6 +62,37 @@ fn plan_shows_sql_and_summarizes_long_migrations() {
 }
 
 #[test]
+fn history_shows_only_this_databases_runs_from_a_shared_backup_folder() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);");
+    p.ballast(&["deploy"]).expect_code(3);
+    // Another database journals into the same folder.
+    let other = Project::new();
+    other.write_config(&format!(
+        "[backup]\ndir = \"{}\"\n",
+        p.path().join("backups").display()
+    ));
+    other.ballast(&["--yes", "backup"]).expect_code(0);
+    let statuses = |project: &Project| -> Vec<String> {
+        project
+            .ballast(&["--json", "history"])
+            .stdout()
+            .lines()
+            .map(|l| {
+                let run: serde_json::Value = serde_json::from_str(l).unwrap();
+                format!(
+                    "{} {}",
+                    run["pipeline"].as_str().unwrap(),
+                    run["status"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(statuses(&p), ["deploy refused"]);
+    assert_eq!(statuses(&other), ["backup succeeded"]);
+}
+
+#[test]
 fn history_lists_runs_from_table_and_file() {
     let p = Project::new();
     p.migration("1_a.sql", "create table a (id int);");
@@ -149,13 +180,9 @@ fn history_with_the_database_down_shows_the_local_journal_and_says_so() {
     let p = Project::new();
     p.migration("1_a.sql", "create table a (id int);");
     p.ballast(&["--yes", "deploy"]).expect_code(0);
-    let run = p.ballast_with(
-        &["history"],
-        &[(
-            "BALLAST_DATABASE__URL",
-            "postgres://nobody@127.0.0.1:1/gone",
-        )],
-    );
+    // The same database, unreadable (a role that does not exist: the server refuses).
+    let unreadable = p.url.replace("postgres@", "nobody@");
+    let run = p.ballast_with(&["history"], &[("BALLAST_DATABASE__URL", &unreadable)]);
     run.expect_code(0);
     assert!(
         run.stderr().contains("the database could not be read"),

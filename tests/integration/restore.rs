@@ -204,6 +204,45 @@ fn restore_rung_with_ask_and_no_terminal_leaves_it_to_a_human() {
         run.stdout()
     );
     assert!(p.table_exists("public.t"));
+
+    // Later, with the output gone: history points at the run, and --run gives its
+    // account again, next steps included.
+    let history = p.ballast(&["history"]).stdout();
+    let short = history
+        .split("NOT recovered, what to do: ballast history --run ")
+        .nth(1)
+        .map(|rest| rest[..8].to_string())
+        .unwrap_or_else(|| panic!("{history}"));
+    let again = p.ballast(&["history", "--run", &short]);
+    again.expect_code(0);
+    let out = again.stdout();
+    assert!(out.contains("is NOT recovered"), "{out}");
+    assert!(out.contains("upgrade"), "the stage table: {out}");
+    let first = run.stdout();
+    let next: Vec<&str> = first
+        .lines()
+        .filter(|l| l.starts_with("  next: "))
+        .collect();
+    assert!(!next.is_empty(), "{}", run.stdout());
+    for step in next {
+        assert!(out.contains(step), "{step} missing from:\n{out}");
+    }
+    let json = p.ballast(&["--json", "history", "--run", &short]).stdout();
+    let entry: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(entry["exit_code"], 4);
+    assert!(
+        entry["next_steps"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty()),
+        "{json}"
+    );
+    let unknown = p.ballast(&["history", "--run", "ffffffff"]);
+    unknown.expect_code(2);
+    assert!(
+        unknown.stderr().contains("no run ffffffff"),
+        "{}",
+        unknown.stderr()
+    );
 }
 
 #[test]
