@@ -104,41 +104,49 @@ pub async fn sync_table(ctx: &mut RunContext) {
     }
 }
 
-/// Records the final outcome: JSON lines always, the table when it exists.
-pub async fn finish(ctx: &mut RunContext, summary: &RunSummary) {
-    let journal = &mut ctx.journal;
-    // The whole closing account (its next steps too), so `history --run` can show a
-    // failed run's report again after its output is gone; the stages the journal
-    // recorded as they ended stay as they are.
-    if let Ok(Value::Object(fields)) = serde_json::to_value(summary) {
-        for (key, value) in fields {
-            if key != "stages" {
-                journal.set(&key, value);
+impl Journal {
+    /// The run's closing account, whole (its next steps too), so `history --run` can
+    /// show a failed run's report again after its output is gone; appended to the file.
+    pub fn close(&mut self, summary: &RunSummary) {
+        if let Ok(Value::Object(fields)) = serde_json::to_value(summary) {
+            for (key, value) in fields {
+                self.set(&key, value);
             }
         }
+        self.set(
+            "status",
+            serde_json::to_value(summary.outcome).unwrap_or(Value::Null),
+        );
+        self.set("finished_at", json!(chrono::Utc::now().to_rfc3339()));
+        self.append_line();
     }
-    journal.set(
-        "status",
-        serde_json::to_value(summary.outcome).unwrap_or(Value::Null),
-    );
-    journal.set("finished_at", json!(chrono::Utc::now().to_rfc3339()));
-    journal.append_line();
-    let entry = journal.entry.clone();
-    let schema = ctx.settings.database.schema.clone();
+
+    /// Writes the entry to `<schema>.ballast_journal` when the table exists (a run
+    /// never creates ballast's tables just to journal).
+    pub async fn write_table(&self, conn: &mut sqlx::PgConnection, schema: &str) {
+        match ledger::table_exists(conn, schema, journal_table::TABLE).await {
+            Ok(true) => {
+                if let Err(e) = journal_table::upsert(conn, schema, &self.entry).await {
+                    tracing::warn!("{e}");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+}
+
+/// Records the final outcome: JSON lines always, the table when it exists.
+pub async fn finish(ctx: &mut RunContext, summary: &RunSummary) {
+    ctx.journal.close(summary);
     // Never reached the database: no table to write to, and no point waiting on it again.
     if ctx.start.is_none() {
         return;
     }
+    let journal = ctx.journal.clone();
+    let schema = ctx.settings.database.schema.clone();
     let Ok(conn) = ctx.conn().await else { return };
-    match ledger::table_exists(conn, &schema, journal_table::TABLE).await {
-        Ok(true) => {
-            if let Err(e) = journal_table::upsert(conn, &schema, &entry).await {
-                tracing::warn!("{e}");
-            }
-        }
-        Ok(false) => {}
-        Err(e) => tracing::warn!("{e}"),
-    }
+    journal.write_table(conn, &schema).await;
 }
 
 /// Runs from the JSON lines file, newest first (the last line of each run wins).

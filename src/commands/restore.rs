@@ -1,24 +1,156 @@
 //! `restore [ID]`: put a backup back, for disaster recovery and drills. This command
 //! picks, verifies, checks and asks; [`crate::backup::replace`] does the restoring.
+//! Every restore is journaled like a pipeline run (`ballast history` lists it).
+
+use std::time::Instant;
 
 use crate::backup::replace::{check_destination, replace, Destination, ReplaceError};
 use crate::backup::target::write_counter;
 use crate::backup::{pg_restore_for, restore_db, verify};
 use crate::cli::GlobalArgs;
+use crate::config::Settings;
 use crate::db;
+use crate::events::{Outcome, RunSummary, StageRecord};
 use crate::exit_code;
+use crate::journal::Journal;
 use crate::report::human::human_bytes;
 use crate::report::stdout_line;
 use crate::storage::{Listed, Storage};
 
 pub async fn run(g: &GlobalArgs, id: Option<&str>, into: Option<&str>) -> i32 {
-    match restore(g, id, into).await {
+    let settings = match super::load_settings(g) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let mut account = Account::new();
+    let result = restore(g, &settings, id, into, &mut account).await;
+    let code = match &result {
         Ok(()) => exit_code::SUCCESS,
+        Err((code, _)) => *code,
+    };
+    journal(&settings, &account, &result).await;
+    match result {
+        Ok(()) => code,
         Err((code, message)) => super::fail(g, &message, code),
     }
 }
 
 type Failure = (i32, String);
+
+/// What the journal keeps of a restore: its stages (`verify-backup`, `restore`), the
+/// revisions before and after, the backup, what is left to do.
+struct Account {
+    run_id: uuid::Uuid,
+    started: Instant,
+    stages: Vec<StageRecord>,
+    stage: (&'static str, Instant),
+    start_version: Option<String>,
+    end_version: Option<String>,
+    backup: Option<String>,
+    next_steps: Vec<String>,
+    /// The configured database was replaced (its journal table gets the entry too).
+    replaced_target: bool,
+}
+
+impl Account {
+    fn new() -> Account {
+        Account {
+            run_id: uuid::Uuid::new_v4(),
+            started: Instant::now(),
+            stages: Vec::new(),
+            stage: ("verify-backup", Instant::now()),
+            start_version: None,
+            end_version: None,
+            backup: None,
+            next_steps: Vec::new(),
+            replaced_target: false,
+        }
+    }
+
+    fn record(&mut self, status: &str, detail: String) {
+        let (stage, since) = self.stage;
+        self.stages.push(StageRecord {
+            stage: stage.into(),
+            status: status.into(),
+            duration_ms: since.elapsed().as_millis() as u64,
+            detail,
+        });
+    }
+
+    /// The current stage ended well; `next` begins.
+    fn next(&mut self, detail: String, next: &'static str) {
+        self.record("ok", detail);
+        self.stage = (next, Instant::now());
+    }
+
+    fn summary(&self, result: &Result<(), Failure>) -> RunSummary {
+        let (outcome, exit_code, error) = match result {
+            Ok(()) => (Outcome::Succeeded, exit_code::SUCCESS, None),
+            // The target is untouched by a failed restore: it goes into a new database
+            // first, and the rename is one transaction.
+            Err((code, message)) if *code == exit_code::FAILED_RESTORED => {
+                (Outcome::FailedUnchanged, *code, Some(message.clone()))
+            }
+            Err((code, message)) => (Outcome::Refused, *code, Some(message.clone())),
+        };
+        let mut stages = self.stages.clone();
+        let mut failed_stage = None;
+        if let Some(error) = &error {
+            let (stage, since) = self.stage;
+            failed_stage = Some(stage.to_string());
+            stages.push(StageRecord {
+                stage: stage.into(),
+                status: if outcome == Outcome::Refused {
+                    "refused"
+                } else {
+                    "failed"
+                }
+                .into(),
+                duration_ms: since.elapsed().as_millis() as u64,
+                detail: error.clone(),
+            });
+        }
+        RunSummary {
+            run_id: self.run_id.to_string(),
+            pipeline: "restore".into(),
+            outcome,
+            exit_code,
+            failed_stage,
+            error,
+            start_version: self.start_version.clone(),
+            end_version: self.end_version.clone(),
+            applied: Vec::new(),
+            rolled_back: Vec::new(),
+            undone: Vec::new(),
+            state_read: self.replaced_target,
+            backup: self.backup.clone(),
+            stages,
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            next_steps: self.next_steps.clone(),
+        }
+    }
+}
+
+/// The restore's entry: in the journal file always; in the target's journal table too
+/// when the target was replaced (its history then holds the restore that made it).
+async fn journal(settings: &Settings, account: &Account, result: &Result<(), Failure>) {
+    let mut journal = Journal::new(
+        settings.backup.dir.clone(),
+        &account.run_id.to_string(),
+        "restore",
+        &settings.database.display_url(),
+        &settings.database.schema,
+    );
+    journal.close(&account.summary(result));
+    if account.replaced_target {
+        if let Ok(mut conn) = db::connect(&settings.database, "restore journal").await {
+            journal
+                .write_table(&mut conn, &settings.database.schema)
+                .await;
+            db::close(conn).await;
+        }
+    }
+}
 
 /// The id that names the newest backup, for scripted drills.
 const LATEST: &str = "latest";
@@ -29,10 +161,15 @@ fn say(g: &GlobalArgs, line: &str) {
     }
 }
 
-async fn restore(g: &GlobalArgs, id: Option<&str>, into: Option<&str>) -> Result<(), Failure> {
+async fn restore(
+    g: &GlobalArgs,
+    settings: &Settings,
+    id: Option<&str>,
+    into: Option<&str>,
+    account: &mut Account,
+) -> Result<(), Failure> {
     let usage = |e: &dyn std::fmt::Display| (exit_code::USAGE, e.to_string());
     let failed = |e: &dyn std::fmt::Display| (exit_code::FAILED_RESTORED, e.to_string());
-    let settings = super::load_settings(g).map_err(|code| (code, "configuration".to_string()))?;
     settings.database.url().map_err(|e| usage(&e))?;
     let storage = Storage::open(&settings.backup)
         .await
@@ -40,6 +177,7 @@ async fn restore(g: &GlobalArgs, id: Option<&str>, into: Option<&str>) -> Result
     let database = settings.database.database_name();
     let listed = pick(&storage, id, &database).await?;
     let m = &listed.manifest;
+    account.backup = Some(m.id.clone());
 
     // 1. The artifact, read back in full before anything else happens.
     say(
@@ -50,13 +188,12 @@ async fn restore(g: &GlobalArgs, id: Option<&str>, into: Option<&str>) -> Result
     let verified = verify(&storage, &listed, pg_restore.clone())
         .await
         .map_err(|e| (exit_code::REFUSED, format!("refusing to restore: {e}")))?;
-    say(
-        g,
-        &format!(
-            "  sound: size and SHA-256 match the manifest, {} archive entries",
-            verified.toc_entries
-        ),
+    let sound = format!(
+        "sound: size and SHA-256 match the manifest, {} archive entries",
+        verified.toc_entries
     );
+    say(g, &format!("  {sound}"));
+    account.next(format!("{}: {sound}", m.id), "restore");
 
     // 2. Can this server take it?
     let mut conn = db::connect(&settings.database, "restore")
@@ -121,9 +258,10 @@ async fn restore(g: &GlobalArgs, id: Option<&str>, into: Option<&str>) -> Result
             ),
         ),
         None => {
-            let now_at = crate::engine::current_revision(&settings, &mut conn)
+            let now_at = crate::engine::current_revision(settings, &mut conn)
                 .await
                 .map_err(|e| failed(&e))?;
+            account.start_version = now_at.clone();
             say(
                 g,
                 &format!(
@@ -150,7 +288,7 @@ async fn restore(g: &GlobalArgs, id: Option<&str>, into: Option<&str>) -> Result
     // 5. Safety backup (in place), restore into a new database, swap names.
     db::close(conn).await;
     let events = super::events(g, false);
-    let replaced = replace(&settings, &storage, m, destination, &events, None)
+    let replaced = replace(settings, &storage, m, destination, &events, None)
         .await
         .map_err(|e| match e {
             e @ (ReplaceError::InUse(_)
@@ -161,6 +299,20 @@ async fn restore(g: &GlobalArgs, id: Option<&str>, into: Option<&str>) -> Result
     if let Some(location) = &replaced.safety_backup {
         say(g, &format!("safety backup: {location}"));
     }
+    let mut detail = format!("{} into {}", m.id, replaced.database);
+    if let Some(aside) = &replaced.kept_aside {
+        account.replaced_target = true;
+        account.end_version = m.revision.clone();
+        detail.push_str(&format!("; the previous database is kept as {aside}"));
+        account.next_steps.push(format!(
+            "check the restored database, then drop the previous one: DROP DATABASE {}",
+            crate::db::quote_ident(aside)
+        ));
+    }
+    if let Some(location) = &replaced.safety_backup {
+        detail.push_str(&format!("; safety backup {location}"));
+    }
+    account.record("ok", detail);
     if g.json {
         crate::report::print_event("restored", serde_json::json!({ "restore": replaced }));
     } else {

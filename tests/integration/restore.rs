@@ -147,6 +147,17 @@ fn corrupt_backup_is_refused_before_anything_happens() {
         run.stderr()
     );
     assert_eq!(p.sql("select count(*) from orders"), "0");
+    // Journaled (in the file: the database was not touched).
+    let history = p.ballast(&["--json", "history"]).stdout();
+    let restore: serde_json::Value = history
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["pipeline"] == "restore")
+        .unwrap_or_else(|| panic!("{history}"));
+    assert_eq!(restore["status"], "refused", "{restore}");
+    assert_eq!(restore["exit_code"], 3, "{restore}");
+    assert_eq!(restore["failed_stage"], "verify-backup", "{restore}");
+    assert!(!p.table_exists("public.ballast_journal"));
 }
 
 #[test]
@@ -496,6 +507,28 @@ fn in_place_restore_keeps_the_run_history() {
         p.sql("select count(*) from ballast_journal where pipeline = 'deploy' and status = 'succeeded'"),
         "1",
         "the deploy stays in the database's run history"
+    );
+    // The restore itself is in it too: from which revision back to which, and what is
+    // left to do.
+    assert_eq!(
+        p.sql("select status || ' ' || (detail->>'start_version') || ' → ' || coalesce(detail->>'end_version', 'none') from ballast_journal where pipeline = 'restore'"),
+        "succeeded 1_extra → none"
+    );
+    let history = p.ballast(&["history"]).stdout();
+    let line = history
+        .lines()
+        .find(|l| l.contains(" restore "))
+        .unwrap_or_else(|| panic!("{history}"));
+    assert!(line.contains("1_extra → none"), "{history}");
+    let run_id = p.sql("select run_id from ballast_journal where pipeline = 'restore'");
+    let again = p.ballast(&["history", "--run", &run_id[..8]]).stdout();
+    assert!(again.contains("✓ restore succeeded"), "{again}");
+    assert!(again.contains(&format!("{id} into {}", p.db)), "{again}");
+    assert!(
+        again.contains(
+            "next: check the restored database, then drop the previous one: DROP DATABASE"
+        ),
+        "{again}"
     );
 }
 
