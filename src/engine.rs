@@ -24,6 +24,8 @@ impl Snapshot {
     /// label, or a revision) instead of the head: what is pending, the plan and
     /// verify's "at the target" stop there. `Err` when no migration is `to`.
     pub fn aimed_at(&self, to: &str) -> Result<Snapshot, String> {
+        let to = self.resolve_target(to)?;
+        let to = to.as_str();
         match self {
             Snapshot::Sql(s) => {
                 let mut aimed = s.clone();
@@ -40,13 +42,27 @@ impl Snapshot {
                 Ok(Snapshot::Sql(aimed))
             }
             Snapshot::Alembic(a) => {
-                if to != "base" && a.graph.get(to).is_none() {
-                    return Err(format!("no revision `{to}` in {}", a.graph.script_location));
-                }
                 let mut aimed = a.clone();
                 aimed.goal = Some(to.to_string());
                 Ok(Snapshot::Alembic(aimed))
             }
+        }
+    }
+
+    /// The migration or revision `to` names, from this state (`base` for none): `-N`
+    /// counts back from what is applied; for Alembic the start of a revision id is
+    /// enough and an unknown one is refused. The sql engine's versions and labels are
+    /// checked where they are used.
+    pub fn resolve_target(&self, to: &str) -> Result<String, String> {
+        match self {
+            Snapshot::Sql(s) => match crate::migrations::steps_back(to) {
+                Some(steps) => s.steps_back(steps, to),
+                None => Ok(to.to_string()),
+            },
+            Snapshot::Alembic(a) => Ok(a
+                .graph
+                .resolve(a.current(), to)?
+                .unwrap_or_else(|| "base".into())),
         }
     }
 
@@ -216,6 +232,26 @@ pub struct SqlSnapshot {
 }
 
 impl SqlSnapshot {
+    /// The label of the migration `steps` back from the newest applied one (`base`
+    /// when that is all of them); `to` is how the user wrote it, for the error.
+    fn steps_back(&self, steps: usize, to: &str) -> Result<String, String> {
+        let mut applied: Vec<(crate::migrations::Version, &ledger::AppliedRow)> = self
+            .applied
+            .iter()
+            .filter_map(|r| crate::migrations::Version::parse(&r.version).map(|v| (v, r)))
+            .collect();
+        applied.sort_by(|a, b| b.0.cmp(&a.0));
+        match applied.get(steps) {
+            Some((_, row)) => Ok(format!("{}_{}", row.version, row.name)),
+            None if steps == applied.len() => Ok("base".into()),
+            None => Err(format!(
+                "`{to}` goes back past base: {} migration{} applied",
+                applied.len(),
+                if applied.len() == 1 { " is" } else { "s are" }
+            )),
+        }
+    }
+
     pub fn pending(&self) -> Vec<&Migration> {
         self.state
             .pending

@@ -115,6 +115,68 @@ impl Graph {
             .collect()
     }
 
+    /// The revision `to` names, from `current`: `None` for base. `to` is a revision id
+    /// or the start of one (as Alembic takes it), `base`, or `-N`: N steps back from
+    /// the one current revision, refused across a merge (which parent?). `Err` says why
+    /// it names none: a typo must never undo everything.
+    pub fn resolve(&self, current: &[String], to: &str) -> Result<Option<String>, String> {
+        if to == "base" {
+            return Ok(None);
+        }
+        if let Some(steps) = crate::migrations::steps_back(to) {
+            let mut at = match current {
+                [one] => one.clone(),
+                [] => return Err(format!("`{to}` steps back from the current revision, and none is applied")),
+                many => {
+                    return Err(format!(
+                        "`{to}` steps back from one current revision, and the database is at {}: name the revision to go back to",
+                        many.join(" + ")
+                    ))
+                }
+            };
+            for step in 1..=steps {
+                let rev = self.get(&at).ok_or_else(|| {
+                    format!("`{to}`: revision {at} is not in {}", self.script_location)
+                })?;
+                match rev.down_revisions.as_slice() {
+                    [] if step == steps => return Ok(None),
+                    [] => {
+                        return Err(format!(
+                            "`{to}` goes back past base: {step} revision{} applied",
+                            if step == 1 { " is" } else { "s are" }
+                        ))
+                    }
+                    [parent] => at = parent.clone(),
+                    _ => {
+                        return Err(format!(
+                            "`{to}` would step back through the merge {}: name the revision to go back to",
+                            rev.label()
+                        ))
+                    }
+                }
+            }
+            return Ok(Some(at));
+        }
+        if self.get(to).is_some() {
+            return Ok(Some(to.to_string()));
+        }
+        let starting: Vec<&str> = self
+            .revisions
+            .iter()
+            .map(|r| r.revision.as_str())
+            .filter(|r| r.starts_with(to))
+            .collect();
+        match starting.as_slice() {
+            [one] if !to.is_empty() => Ok(Some(one.to_string())),
+            [] | [_] => Err(format!("no revision `{to}` in {}", self.script_location)),
+            many => Err(format!(
+                "`{to}` is the start of {} revisions ({}): give more of it",
+                many.len(),
+                many.join(", ")
+            )),
+        }
+    }
+
     /// The revisions a downgrade from `current` to `target` undoes, newest first.
     pub fn undone_by_downgrade(&self, current: &[String], target: Option<&str>) -> Vec<&Revision> {
         let kept = match target {
@@ -190,6 +252,55 @@ mod tests {
 
     fn ids(revs: Vec<&Revision>) -> Vec<&str> {
         revs.iter().map(|r| r.revision.as_str()).collect()
+    }
+
+    #[test]
+    fn a_downgrade_target_is_resolved_from_the_current_revision() {
+        // a1 ← b2 ← (c3, c4) ← d5 (merge) ← e6
+        let g = graph(vec![
+            rev("a1aa", &[]),
+            rev("b2bb", &["a1aa"]),
+            rev("c3cc", &["b2bb"]),
+            rev("c4cc", &["b2bb"]),
+            rev("d5dd", &["c3cc", "c4cc"]),
+            rev("e6ee", &["d5dd"]),
+        ]);
+        let at = |r: &str| vec![r.to_string()];
+        assert_eq!(g.resolve(&at("e6ee"), "-1"), Ok(Some("d5dd".into())));
+        assert_eq!(g.resolve(&at("b2bb"), "-1"), Ok(Some("a1aa".into())));
+        assert_eq!(g.resolve(&at("b2bb"), "-2"), Ok(None), "back to base");
+        assert!(g
+            .resolve(&at("b2bb"), "-3")
+            .unwrap_err()
+            .contains("past base"));
+        assert!(g
+            .resolve(&at("e6ee"), "-2")
+            .unwrap_err()
+            .contains("through the merge d5dd"));
+        assert!(g
+            .resolve(&[], "-1")
+            .unwrap_err()
+            .contains("none is applied"));
+        assert!(g
+            .resolve(&[at("c3cc"), at("c4cc")].concat(), "-1")
+            .unwrap_err()
+            .contains("c3cc + c4cc"));
+        assert_eq!(g.resolve(&at("e6ee"), "base"), Ok(None));
+        assert_eq!(g.resolve(&at("e6ee"), "d5dd"), Ok(Some("d5dd".into())));
+        assert_eq!(
+            g.resolve(&at("e6ee"), "d5"),
+            Ok(Some("d5dd".into())),
+            "a unique start"
+        );
+        assert!(g
+            .resolve(&at("e6ee"), "c")
+            .unwrap_err()
+            .contains("start of 2 revisions"));
+        assert!(g
+            .resolve(&at("e6ee"), "zz")
+            .unwrap_err()
+            .contains("no revision `zz`"));
+        assert!(g.resolve(&at("e6ee"), "").is_err());
     }
 
     #[test]

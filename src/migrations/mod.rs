@@ -12,7 +12,7 @@ pub mod split;
 pub mod version;
 
 pub use source::{load_dir, read_dir, Migration, SourceError};
-pub use version::Version;
+pub use version::{steps_back, Version};
 
 /// Splits `items` into runs of transactional ones and lone non-transactional ones,
 /// keeping the order: each run is one transaction, each lone one runs by itself (the

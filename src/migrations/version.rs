@@ -54,9 +54,28 @@ impl fmt::Display for Version {
     }
 }
 
+/// `-N` (N ≥ 1): "N migrations back", as a downgrade's `to` (Alembic's relative
+/// revision). Checked before a version is read: `Version::parse` drops dashes.
+pub fn steps_back(to: &str) -> Option<usize> {
+    to.strip_prefix('-')?
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steps_back_is_a_dash_and_a_positive_count() {
+        assert_eq!(steps_back("-1"), Some(1));
+        assert_eq!(steps_back("-12"), Some(12));
+        assert_eq!(steps_back("-0"), None);
+        assert_eq!(steps_back("1"), None);
+        assert_eq!(steps_back("--1"), None);
+        assert_eq!(steps_back("2019-01-01-000000"), None);
+    }
 
     fn v(s: &str) -> Version {
         Version::parse(s).unwrap()

@@ -39,8 +39,9 @@ pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
         to_of(super::StageKind::Downgrade),
     ) {
         (Some(to), _) => to,
-        // Alembic's relative `-1` names no migration: verify keeps aiming at the head.
-        (None, Some(to)) => to.filter(|t| !t.starts_with(['-', '+'])),
+        // A relative `-1` is resolved against the state the downgrade stage finds,
+        // which then puts the migration it named here.
+        (None, Some(to)) => to,
         (None, None) => None,
     };
     ctx.events.emit(Event::RunStarted {

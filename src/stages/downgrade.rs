@@ -17,7 +17,23 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
     deploy_lock::hold(ctx).await?;
     crate::interrupt::set_changing(true);
     let result = async {
-        match ctx.snapshot().await? {
+        let snap = ctx.snapshot().await?;
+        // `-1`, a revision's start: the migration it names, from the state now.
+        let to = match to {
+            Some(asked) => {
+                let named = snap.resolve_target(asked).map_err(|e| {
+                    StageError::Refused(format!("cannot downgrade: {e}; nothing was changed"))
+                })?;
+                // A verify after this stage checks the database got there.
+                if ctx.upgrade_goal.as_deref() == Some(asked) {
+                    ctx.upgrade_goal = Some(named.clone());
+                }
+                Some(named)
+            }
+            None => None,
+        };
+        let to = to.as_deref();
+        match snap {
             Snapshot::Alembic(snap) => {
                 let to = match to {
                     Some(to) => Some(to.to_string()),

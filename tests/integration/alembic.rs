@@ -312,6 +312,52 @@ fn downgrade_steps_back_and_refuses_a_revision_that_cannot() {
 }
 
 #[test]
+fn downgrade_minus_one_steps_back_one_revision_and_verify_checks_it() {
+    let p = Project::new();
+    let versions = p.alembic();
+    crate::harness::alembic_revision(
+        &versions,
+        "a7000000000a",
+        HEAD,
+        &["op.create_table(\"audit\", sa.Column(\"id\", sa.Integer, primary_key=True), schema=\"marketplace\")"],
+        "op.drop_table(\"audit\", schema=\"marketplace\")",
+    );
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(version(&p), "a7000000000a");
+    let pipeline = p.path().join("back.toml");
+    std::fs::write(
+        &pipeline,
+        "[[stages]]\nkind = \"state-check\"\n[[stages]]\nkind = \"downgrade\"\nto = \"-1\"\n[[stages]]\nkind = \"verify\"\n",
+    )
+    .unwrap();
+    // Only the newest revision is undone: the head's raising downgrade, further
+    // back, is no reason to refuse.
+    let run = p.ballast(&["--yes", "run", pipeline.to_str().unwrap()]);
+    run.expect_code(0);
+    assert!(
+        run.stdout().contains(&format!("downgraded to {HEAD}")),
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        run.stdout().contains("✓ verify"),
+        "verify checks the revision -1 named: {}",
+        run.stdout()
+    );
+    assert_eq!(version(&p), HEAD);
+    assert!(!p.table_exists("marketplace.audit"));
+    // One more step back would run f6's downgrade, which raises: refused up front.
+    let run = p.ballast(&["--yes", "run", pipeline.to_str().unwrap()]);
+    run.expect_code(3);
+    assert!(
+        run.stdout().contains("f6a0b1c2d3e4") && run.stdout().contains("raises"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(version(&p), HEAD);
+}
+
+#[test]
 fn a_wrong_python_is_a_clear_configuration_error() {
     let p = Project::new();
     p.alembic();

@@ -266,3 +266,37 @@ fn a_verify_after_a_downgrade_checks_the_version_it_went_to() {
     p.ballast(&["--yes", "run", "tobase"]).expect_code(0);
     assert!(p.ledger_versions().is_empty());
 }
+
+#[test]
+fn downgrade_minus_n_counts_back_from_the_newest_applied() {
+    let p = Project::new();
+    three_with_downs(&p);
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    let dir = p.path().join("pipelines");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, to) in [("minus1", "-1"), ("minus5", "-5"), ("minus2", "-2")] {
+        std::fs::write(
+            dir.join(format!("{name}.toml")),
+            format!("[[stages]]\nkind = \"state-check\"\n[[stages]]\nkind = \"downgrade\"\nto = \"{to}\"\n[[stages]]\nkind = \"verify\"\n"),
+        )
+        .unwrap();
+    }
+    let run = p.ballast(&["--yes", "run", "minus1"]);
+    run.expect_code(0);
+    assert!(run.stdout().contains("✓ verify"), "{}", run.stdout());
+    assert_eq!(p.ledger_versions(), ["1", "2"]);
+    // More steps than applied migrations: refused, nothing undone.
+    let run = p.ballast(&["--yes", "run", "minus5"]);
+    run.expect_code(3);
+    assert!(
+        run.stdout()
+            .contains("`-5` goes back past base: 2 migrations are applied"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(p.ledger_versions(), ["1", "2"]);
+    // Exactly as many: back to base.
+    p.ballast(&["--yes", "run", "minus2"]).expect_code(0);
+    assert!(p.ledger_versions().is_empty());
+    assert!(!p.table_exists("public.customers"));
+}
