@@ -91,7 +91,7 @@ pub enum Command {
     Deploy,
     /// Run any pipeline: a built-in name, pipelines/NAME.toml beside the config, or a path.
     #[command(
-        after_help = "Examples:\n  ballast run deploy\n  ballast run backup\n  ballast run ./pipelines/release-with-smoke-test.toml"
+        after_help = "Examples:\n  ballast run deploy\n  ballast run backup\n  ballast run rollback          undo the newest migration (alembic downgrade -1), after a backup\n  ballast --yes run roundtrip   CI: the newest migration up, down and up, the schema compared\n  ballast run ./pipelines/release-with-smoke-test.toml\n\nBuilt in: deploy, backup, roundtrip, rollback."
     )]
     Run {
         /// Pipeline name or path to a pipeline file.

@@ -9,6 +9,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("deploy", include_str!("../../pipelines/deploy.toml")),
     ("backup", include_str!("../../pipelines/backup.toml")),
     ("roundtrip", include_str!("../../pipelines/roundtrip.toml")),
+    ("rollback", include_str!("../../pipelines/rollback.toml")),
 ];
 
 /// The closed set of stage kinds; kebab-case in TOML.

@@ -234,7 +234,13 @@ impl HumanReporter {
                 let (stamps, applied): (Vec<&String>, Vec<&String>) =
                     s.applied.iter().partition(|a| a.starts_with("stamped "));
                 let mut done = match applied.len() {
-                    0 if !stamps.is_empty() || !s.state_read => String::new(),
+                    // A stamp, a backup, a rollback: nothing was meant to be applied.
+                    0 if !stamps.is_empty()
+                        || !s.state_read
+                        || s.start_version != s.end_version =>
+                    {
+                        String::new()
+                    }
                     n => format!("; {n} applied"),
                 };
                 for stamp in stamps {

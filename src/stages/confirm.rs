@@ -42,10 +42,18 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     );
     // Ask about the change the pipeline makes, not always about a deploy.
     let prompt = match &ctx.first_change {
-        Some((StageKind::Downgrade, to)) => format!(
-            "Downgrade {place} from {current} to {}?",
-            to.as_deref().unwrap_or("where this run found it")
-        ),
+        Some((StageKind::Downgrade, to)) => {
+            // `-1` named as the migration it is now.
+            let to = match (to, &ctx.start) {
+                (Some(to), Some(start)) => match start.resolve_target(to) {
+                    Ok(named) if named != *to => format!("{named} ({to})"),
+                    _ => to.clone(),
+                },
+                (Some(to), None) => to.clone(),
+                (None, _) => "where this run found it".into(),
+            };
+            format!("Downgrade {place} from {current} to {to}?")
+        }
         Some((StageKind::Restore, _)) => {
             format!("Restore this run's backup over {place}, replacing it?")
         }

@@ -268,6 +268,27 @@ fn a_verify_after_a_downgrade_checks_the_version_it_went_to() {
 }
 
 #[test]
+fn the_shipped_rollback_pipeline_undoes_the_newest_migration_after_a_backup() {
+    let p = Project::new();
+    three_with_downs(&p);
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    // Without a terminal or --yes it asks nobody and changes nothing.
+    p.ballast(&["run", "rollback"]).expect_code(3);
+    assert_eq!(p.ledger_versions(), ["1", "2", "3"]);
+    let run = p.ballast(&["--yes", "run", "rollback"]);
+    run.expect_code(0);
+    let out = run.stdout();
+    assert!(out.contains("✓ backup"), "{out}");
+    assert!(out.contains("1 migration undone (3_order_total)"), "{out}");
+    assert!(out.contains("✓ verify"), "{out}");
+    assert!(
+        out.contains("✓ rollback succeeded: version 3_order_total → 2_orders\n"),
+        "{out}"
+    );
+    assert_eq!(p.ledger_versions(), ["1", "2"]);
+}
+
+#[test]
 fn downgrade_minus_n_counts_back_from_the_newest_applied() {
     let p = Project::new();
     three_with_downs(&p);

@@ -128,4 +128,9 @@ fn the_question_names_the_change_the_pipeline_makes() {
     assert!(out.contains("Downgrade database"), "{out}");
     assert!(out.contains("from 1_a to base?"), "{out}");
     assert!(p.table_exists("public.a"), "nothing done before the answer");
+    // The shipped rollback's `-1` is named as the migration it is.
+    let (code, out) = at_a_terminal(&p, &["run", "rollback"], Duration::from_secs(10));
+    assert_eq!(code, None, "it waits for the answer: {out}");
+    assert!(out.contains("from 1_a to base (-1)?"), "{out}");
+    assert!(p.table_exists("public.a"));
 }
