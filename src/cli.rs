@@ -164,6 +164,11 @@ pub enum Command {
         /// Restore into this new database instead of replacing the target.
         #[arg(long, value_name = "NEW_DB")]
         into: Option<String>,
+        /// In place: end the sessions still connected to the target just before the
+        /// rename (pg_terminate_backend), instead of refusing while clients are connected
+        /// (backup.restore_ends_sessions for every restore).
+        #[arg(long, conflicts_with = "into")]
+        end_sessions: bool,
     },
     /// Alembic only: write REV into the version table WITHOUT running migrations, for the
     /// documented emergencies (a revision whose file is gone, a schema built by hand).

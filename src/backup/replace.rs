@@ -6,8 +6,6 @@
 //! `<name>_before_restore_<stamp>` (kept until someone drops it) and the restored copy
 //! takes its name. The result is exactly the backup: nothing created since is left.
 
-use sqlx::Row;
-
 use super::restore::restore_into;
 use super::restore_db;
 use super::target::back_up;
@@ -48,7 +46,8 @@ pub enum ReplaceError {
     Db(Box<DbError>),
     #[error("{0}")]
     Restore(String),
-    /// Other sessions use the target; it was not touched (the copy is ready).
+    /// Other sessions use the target; it was not touched (up front: nothing was done;
+    /// at the rename: the copy is ready).
     #[error("{0}")]
     InUse(String),
     /// Another session holds the deploy lock: nothing was done.
@@ -82,6 +81,111 @@ pub fn check_destination(
         }),
         _ => Ok(()),
     }
+}
+
+/// A client session connected to a database.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub pid: i32,
+    pub application_name: String,
+}
+
+impl Session {
+    /// A deploy waiting for the deploy lock: it gives up within its lock_wait, once the
+    /// target is closed to it.
+    pub fn waits_for_the_lock(&self) -> bool {
+        self.application_name.ends_with("(deploy lock)")
+    }
+}
+
+impl std::fmt::Display for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {} ({})", self.pid, self.application_name)
+    }
+}
+
+/// Client sessions on `database` (background workers aside), but for the asking
+/// session and `except` (the deploy lock's).
+pub async fn sessions_on(
+    conn: &mut sqlx::PgConnection,
+    database: &str,
+    except: i32,
+) -> Result<Vec<Session>, DbError> {
+    let rows: Vec<(i32, String)> = sqlx::query_as(
+        "select pid, coalesce(application_name, '') from pg_stat_activity \
+         where datname = $1 and backend_type = 'client backend' and pid <> pg_backend_pid() and pid <> $2 \
+         order by pid",
+    )
+    .bind(database)
+    .bind(except)
+    .fetch_all(conn)
+    .await
+    .map_err(|e| DbError::query("listing sessions on the target", &e))?;
+    Ok(rows
+        .into_iter()
+        .map(|(pid, application_name)| Session {
+            pid,
+            application_name,
+        })
+        .collect())
+}
+
+fn list(sessions: &[Session]) -> String {
+    sessions
+        .iter()
+        .map(Session::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// In place, before any work: the clients connected to the target. Without
+/// `backup.restore_ends_sessions` they make the restore refuse at once (after a few
+/// seconds' grace for sessions on their way out), rather than after a safety backup
+/// and a full copy; with it, they are named and ended at the rename.
+async fn check_clients(
+    conn: &mut sqlx::PgConnection,
+    target: &str,
+    lock_pid: i32,
+    settings: &Settings,
+    events: &Events,
+) -> Result<(), ReplaceError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let clients = loop {
+        let clients: Vec<Session> = sessions_on(conn, target, lock_pid)
+            .await?
+            .into_iter()
+            .filter(|s| !s.waits_for_the_lock())
+            .collect();
+        if clients.is_empty()
+            || settings.backup.restore_ends_sessions
+            || std::time::Instant::now() > deadline
+        {
+            break clients;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    if clients.is_empty() {
+        return Ok(());
+    }
+    if settings.backup.restore_ends_sessions {
+        events.diagnose(
+            Severity::Warning,
+            format!(
+                "{target} has {} client session{} ({}): they are ended just before the rename (backup.restore_ends_sessions)",
+                clients.len(),
+                if clients.len() == 1 { "" } else { "s" },
+                list(&clients)
+            ),
+            None,
+        );
+        return Ok(());
+    }
+    Err(ReplaceError::InUse(format!(
+        "{target} is in use by {}: nothing was done. Replacing it needs it free of sessions: stop those clients, \
+         or let the restore end them just before the rename (`ballast restore --end-sessions`; for the restore \
+         rung of a pipeline, backup.restore_ends_sessions = true)",
+        list(&clients)
+    )))
 }
 
 /// `held`: the deploy lock when the caller already holds it (a run's restore rung);
@@ -123,6 +227,15 @@ pub async fn replace(
             None
         }
     };
+    if let (Destination::InPlace, Some(held)) = (&destination, &lock) {
+        if let Err(e) = check_clients(&mut conn, &target, held.pid(), settings, events).await {
+            if let Some(lock) = lock {
+                lock.release().await;
+            }
+            db::close(conn).await;
+            return Err(e);
+        }
+    }
     let result = restore_and_swap(
         settings,
         storage,
@@ -343,16 +456,19 @@ async fn swap(
     // A deploy waiting for the lock gives up within lock_wait: wait a little longer.
     let deadline = std::time::Instant::now() + settings.database.lock_wait * 2;
     loop {
-        let sessions = sqlx::query(
-            "select pid, coalesce(application_name, '') from pg_stat_activity where datname = $1 and pid <> pg_backend_pid() and pid <> $2",
-        )
-        .bind(target)
-        .bind(own)
-        .fetch_all(&mut *admin)
-        .await
-        .map_err(|e| DbError::query("listing sessions on the target", &e))?;
+        let sessions = sessions_on(admin, target, own).await?;
         if sessions.is_empty() {
             break;
+        }
+        // Closed to new connections, the clients still there are ended (a deploy
+        // waiting for the lock is left to give up: it changed nothing).
+        if closed && settings.backup.restore_ends_sessions {
+            for session in sessions.iter().filter(|s| !s.waits_for_the_lock()) {
+                let _ = sqlx::query("select pg_terminate_backend($1)")
+                    .bind(session.pid)
+                    .execute(&mut *admin)
+                    .await;
+            }
         }
         if std::time::Instant::now() > deadline {
             if closed {
@@ -364,15 +480,11 @@ async fn swap(
             if let Some(lock) = lock {
                 lock.release().await;
             }
-            let who: Vec<String> = sessions
-                .iter()
-                .map(|r| format!("pid {} ({})", r.get::<i32, _>(0), r.get::<String, _>(1)))
-                .collect();
             return Err(ReplaceError::InUse(
                 format!(
                     "{target} is in use by {}; it was not touched. The restored copy is ready as {fresh}: \
                      stop those clients, then run: ALTER DATABASE {} RENAME TO {}; ALTER DATABASE {} RENAME TO {};",
-                    who.join(", "),
+                    list(&sessions),
                     quote_ident(target),
                     quote_ident(aside),
                     quote_ident(fresh),

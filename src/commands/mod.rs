@@ -46,7 +46,11 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Backups => backups::list(g).await,
         Command::VerifyBackup { id } => backups::verify_one(g, id.as_deref()).await,
         Command::Prune => backups::prune_old(g).await,
-        Command::Restore { id, into } => restore::run(g, id.as_deref(), into.as_deref()).await,
+        Command::Restore {
+            id,
+            into,
+            end_sessions,
+        } => restore::run(g, id.as_deref(), into.as_deref(), *end_sessions).await,
         Command::Demo { dir, keep } => demo::run(g, dir, *keep).await,
         Command::Stamp { revision } => pipeline_run::stamp(g, revision).await,
         Command::Check { format, all, rules } => check::run(g, *format, *all, *rules).await,

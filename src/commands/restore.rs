@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use crate::backup::replace::{check_destination, replace, Destination, ReplaceError};
+use crate::backup::replace::{check_destination, replace, sessions_on, Destination, ReplaceError};
 use crate::backup::target::write_counter;
 use crate::backup::{pg_restore_for, restore_db, verify};
 use crate::cli::GlobalArgs;
@@ -17,11 +17,12 @@ use crate::report::human::human_bytes;
 use crate::report::stdout_line;
 use crate::storage::{Listed, Storage};
 
-pub async fn run(g: &GlobalArgs, id: Option<&str>, into: Option<&str>) -> i32 {
-    let settings = match super::load_settings(g) {
+pub async fn run(g: &GlobalArgs, id: Option<&str>, into: Option<&str>, end_sessions: bool) -> i32 {
+    let mut settings = match super::load_settings(g) {
         Ok(s) => s,
         Err(code) => return code,
     };
+    settings.backup.restore_ends_sessions |= end_sessions;
     let mut account = Account::new();
     let result = restore(g, &settings, id, into, &mut account).await;
     let code = match &result {
@@ -279,6 +280,27 @@ async fn restore(
                 _ => "unknown (statistics were reset, or the backup predates this count)".into(),
             };
             say(g, &format!("writes that will be lost: {lost}"));
+            let clients: Vec<String> = sessions_on(&mut conn, &server.database, 0)
+                .await
+                .map_err(|e| failed(&e))?
+                .iter()
+                .filter(|s| !s.waits_for_the_lock())
+                .map(ToString::to_string)
+                .collect();
+            if !clients.is_empty() {
+                say(
+                    g,
+                    &format!(
+                        "connected now: {}; {}",
+                        clients.join(", "),
+                        if settings.backup.restore_ends_sessions {
+                            "their sessions are ended just before the rename"
+                        } else {
+                            "the restore refuses while they are: stop them first, or pass --end-sessions"
+                        }
+                    ),
+                );
+            }
         }
     }
 

@@ -62,6 +62,7 @@ pub struct RawBackup {
     pub compression_level: Option<u32>,
     pub keep_last: Option<u32>,
     pub keep_days: Option<u32>,
+    pub restore_ends_sessions: Option<bool>,
     pub s3: Option<RawS3>,
 }
 

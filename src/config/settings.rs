@@ -170,6 +170,9 @@ pub struct BackupSettings {
     pub compression_level: u32,
     /// Retention for `prune`.
     pub retention: crate::backup::retention::Retention,
+    /// An in-place restore ends the sessions still connected to the target at its
+    /// rename (pg_terminate_backend) instead of refusing to replace a database in use.
+    pub restore_ends_sessions: bool,
     pub s3: Option<S3Settings>,
 }
 
@@ -321,6 +324,7 @@ pub(super) fn resolve(
         pg_dump,
         compression_level,
         retention,
+        restore_ends_sessions: raw.backup.restore_ends_sessions.unwrap_or(false),
         s3,
     };
 

@@ -646,18 +646,40 @@ fn ctrl_c_while_an_in_place_restore_waits_to_rename_leaves_the_target_open() {
                 .to_string()
         })
         .unwrap();
-    // A client stays connected: the restore closes the target to new connections and
+    // A client connects while the copy is made (one there before would make the
+    // restore refuse up front): the restore closes the target to new connections and
     // waits for it to leave before the rename.
-    let _client = Blocker::hold(&p.url, "select 1");
     let mut restore = p
         .command(
             &["--yes", "restore", &id],
-            &[("BALLAST_DATABASE__LOCK_WAIT", "30s")],
+            &[
+                ("BALLAST_DATABASE__LOCK_WAIT", "30s"),
+                ("BALLAST_FAULT_PAUSE", "restore"),
+                (
+                    "BALLAST_FAULT_READY",
+                    p.path().join("paused").to_str().unwrap(),
+                ),
+            ],
         )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !p.path().join("paused").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the restore never started its copy"
+        );
+        assert!(
+            restore.try_wait().unwrap().is_none(),
+            "the restore ended early"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _client = Blocker::hold(&p.url, "select 1");
+    std::fs::remove_file(p.path().join("paused")).unwrap();
     let closed = format!(
         "select not datallowconn from pg_database where datname = '{}'",
         p.db

@@ -483,6 +483,30 @@ impl Blocker {
     }
 }
 
+impl Blocker {
+    /// A client connected and idle, in no transaction (an application's pooled
+    /// connection), named `application_name`, until dropped.
+    pub fn idle(url: &str, application_name: &str) -> Blocker {
+        let mut child = Command::new("psql")
+            .args(["-X", "-q", "-d", url])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.as_mut().unwrap();
+        writeln!(stdin, "set application_name = '{application_name}';").unwrap();
+        stdin.flush().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let connected = format!("select count(*) from pg_stat_activity where application_name = '{application_name}' and state = 'idle' and datname = current_database()");
+        while psql(url, &connected) != "1" {
+            assert!(Instant::now() < deadline, "the idle client never connected");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Blocker(child)
+    }
+}
+
 impl Drop for Blocker {
     fn drop(&mut self) {
         let _ = self.0.kill();

@@ -129,6 +129,66 @@ fn restore_without_terminal_or_yes_refuses_and_changes_nothing() {
 }
 
 #[test]
+fn in_place_with_clients_connected_refuses_up_front_or_ends_their_sessions() {
+    let p = Project::new();
+    seed(&p);
+    let id = backup_id(&p);
+    p.sql("delete from orders");
+    let backups = || p.ballast(&["--json", "backups"]).stdout().lines().count();
+    let copies = || {
+        psql(
+            &cluster().url("postgres"),
+            &format!(
+                "select count(*) from pg_database where datname like '{}\\_\\_ballast\\_restore\\_%'",
+                p.db
+            ),
+        )
+    };
+    let client = crate::harness::Blocker::hold(&p.url, "select 1");
+    // Refused before the safety backup and the copy: nothing to clean up.
+    let run = p.ballast(&["--yes", "restore", &id]);
+    run.expect_code(3);
+    let err = run.stderr();
+    assert!(
+        err.contains("is in use by pid")
+            && err.contains("(blocker)")
+            && err.contains("nothing was done"),
+        "{err}"
+    );
+    assert!(err.contains("--end-sessions"), "{err}");
+    assert!(
+        run.stdout().contains("connected now: pid"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(backups(), 1, "no safety backup was taken");
+    assert_eq!(copies(), "0", "no copy was made");
+    assert_eq!(p.sql("select count(*) from orders"), "0");
+    // Asked to, the restore ends the client's session just before the rename.
+    let run = p.ballast(&["--yes", "restore", &id, "--end-sessions"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout().contains("ended just before the rename"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(p.sql("select count(*) from orders"), "2000");
+    assert_eq!(
+        psql(
+            &cluster().url("postgres"),
+            &format!(
+                "select count(*) from pg_stat_activity where application_name = 'blocker' \
+                 and (datname = '{db}' or datname like '{db}\\_before\\_restore\\_%')",
+                db = p.db
+            )
+        ),
+        "0",
+        "the client's session was ended"
+    );
+    drop(client);
+}
+
+#[test]
 fn corrupt_backup_is_refused_before_anything_happens() {
     let p = Project::new();
     seed(&p);
@@ -200,6 +260,42 @@ fn restore_rung_puts_the_runs_backup_back_when_changes_were_left() {
         "the committed migrations are gone"
     );
     assert!(p.ledger_versions().is_empty());
+    assert_eq!(p.sql("select count(*) from kept"), "2");
+}
+
+#[test]
+fn the_restore_rung_with_a_client_connected_refuses_at_once_or_ends_its_session() {
+    use crate::harness::Blocker;
+    // An application stays connected through the deploy, as they do.
+    let p = Project::new();
+    failing_after_commit(&p, "auto");
+    let _app = Blocker::idle(&p.url, "shop web");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(4);
+    let out = run.stdout();
+    assert!(
+        out.contains("(shop web)") && out.contains("nothing was done"),
+        "{out}"
+    );
+    assert!(out.contains("backup.restore_ends_sessions = true"), "{out}");
+    assert!(
+        p.table_exists("public.t"),
+        "left for a human, as the account says"
+    );
+
+    let p = Project::new();
+    p.sql("create table kept (id int); insert into kept values (1), (2)");
+    failing_after_commit(&p, "auto");
+    let _app = Blocker::idle(&p.url, "shop web");
+    let run = p.ballast_with(
+        &["--yes", "deploy"],
+        &[("BALLAST_BACKUP__RESTORE_ENDS_SESSIONS", "true")],
+    );
+    run.expect_code(1);
+    let out = run.stdout();
+    assert!(out.contains("ended just before the rename"), "{out}");
+    assert!(out.contains("restored from this run's backup"), "{out}");
+    assert!(!p.table_exists("public.t"));
     assert_eq!(p.sql("select count(*) from kept"), "2");
 }
 
