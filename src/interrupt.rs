@@ -164,10 +164,12 @@ pub fn install() {
             if let (Some(note), false) = (note, changing) {
                 crate::report::stderr_line(&format!("\nballast: {note}"));
                 undo_before_exit().await;
+                crate::children::end_all();
                 std::process::exit(exit_code::REFUSED);
             }
             if !changing {
                 crate::report::stderr_line("\nballast: interrupted before anything changed.");
+                crate::children::end_all();
                 std::process::exit(exit_code::REFUSED);
             }
             crate::report::stderr_line(

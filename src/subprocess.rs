@@ -1,12 +1,30 @@
 //! Running the team's own commands (hooks, `shell` stages) through duct.
 //!
 //! Output is captured (stderr merged into stdout, so the order is kept), stdin is
-//! closed so a hook can never wait for input, and a hook that hangs is killed.
+//! closed so a hook can never wait for input, and a hook that hangs is killed: at its
+//! time limit, or (a `shell` stage) when ballast is asked to stop.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a hook (and, unless it says otherwise, a `shell` stage) may run.
+pub const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// When a command is killed before it ends.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub timeout: Duration,
+    /// Killed when ballast is interrupted (Ctrl-C, SIGTERM): a stage of the run. Hooks
+    /// run after an interrupted run too, to say so: they keep running.
+    pub stop_on_interrupt: bool,
+}
+
+impl Limits {
+    pub const HOOK: Limits = Limits {
+        timeout: HOOK_TIMEOUT,
+        stop_on_interrupt: false,
+    };
+}
 
 pub struct CommandOutput {
     pub success: bool,
@@ -28,6 +46,7 @@ pub async fn run_shell(
     dir: &Path,
     env: &[(String, String)],
     stdin: Option<Vec<u8>>,
+    limits: Limits,
 ) -> std::io::Result<CommandOutput> {
     // Output goes to a file, not a pipe: a hook that starts something in the
     // background (`notify &`) would hold a pipe open and hang us after it exits.
@@ -50,9 +69,10 @@ pub async fn run_shell(
         let started = Instant::now();
         let status = loop {
             if let Some(out) = handle.try_wait()? {
-                break Some(out.status);
+                break Ok(out.status);
             }
-            if started.elapsed() > HOOK_TIMEOUT {
+            let interrupted = limits.stop_on_interrupt && crate::interrupt::requested();
+            if interrupted || started.elapsed() > limits.timeout {
                 // The hook leads a process group of its own (crate::children): end
                 // what it started too.
                 for pid in handle.pids() {
@@ -62,21 +82,28 @@ pub async fn run_shell(
                     }
                 }
                 handle.kill()?;
-                break None;
+                break Err(if interrupted {
+                    "stopped: ballast was interrupted".to_string()
+                } else {
+                    format!(
+                        "killed after {}",
+                        humantime::format_duration(limits.timeout)
+                    )
+                });
             }
             std::thread::sleep(Duration::from_millis(50));
         };
         let output =
             String::from_utf8_lossy(&std::fs::read(log.path()).unwrap_or_default()).into_owned();
         Ok(match status {
-            Some(status) => CommandOutput {
+            Ok(status) => CommandOutput {
                 success: status.success(),
                 status: status.to_string(),
                 output,
             },
-            None => CommandOutput {
+            Err(killed) => CommandOutput {
                 success: false,
-                status: format!("killed after {}s", HOOK_TIMEOUT.as_secs()),
+                status: killed,
                 output,
             },
         })

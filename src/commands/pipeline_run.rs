@@ -39,12 +39,7 @@ pub async fn stamp(g: &GlobalArgs, revision: &str) -> i32 {
     let pipeline = Pipeline::single(
         "stamp",
         format!("stamp {revision}"),
-        StageSpec {
-            kind: StageKind::Stamp,
-            name: None,
-            command: None,
-            to: Some(revision.to_string()),
-        },
+        StageSpec::built(StageKind::Stamp, None, Some(revision.to_string())),
     );
     run_pipeline(g, settings, pipeline).await
 }

@@ -62,6 +62,9 @@ pub struct StageSpec {
     pub name: Option<String>,
     /// For `shell` stages: the command, run through `sh -c`.
     pub command: Option<String>,
+    /// For `shell` stages: how long the command may run before it is killed
+    /// (`"30s"`, `"20m"`; default 5 minutes).
+    pub timeout: Option<String>,
     /// For `downgrade` stages: the revision to go to (`base` for all the way); without
     /// it, where the run started. For `upgrade`: the migration to stop at (without it,
     /// the head). For `stamp`: the revision to write.
@@ -69,6 +72,26 @@ pub struct StageSpec {
 }
 
 impl StageSpec {
+    /// A stage built by ballast rather than read from a file: a recovery rung, the
+    /// `stamp` command's one stage.
+    pub fn built(kind: StageKind, name: Option<&str>, to: Option<String>) -> StageSpec {
+        StageSpec {
+            kind,
+            name: name.map(str::to_string),
+            command: None,
+            timeout: None,
+            to,
+        }
+    }
+
+    /// A `shell` stage's time limit (checked when the pipeline was read).
+    pub fn shell_timeout(&self) -> std::time::Duration {
+        self.timeout
+            .as_deref()
+            .and_then(|t| crate::config::parse_duration(t).ok())
+            .unwrap_or(crate::subprocess::HOOK_TIMEOUT)
+    }
+
     pub fn display_name(&self) -> String {
         self.name
             .clone()
@@ -295,6 +318,24 @@ impl Pipeline {
                 }
                 _ => {}
             }
+            match (stage.kind, &stage.timeout) {
+                (StageKind::Shell, Some(timeout)) => {
+                    let limit = crate::config::parse_duration(timeout)
+                        .map_err(|e| invalid(format!("shell stage `timeout`: {e}")))?;
+                    if limit.is_zero() {
+                        return Err(invalid(
+                            "shell stage `timeout`: 0 would never stop a command that hangs; give a duration".into(),
+                        ));
+                    }
+                }
+                (kind, Some(_)) if kind != StageKind::Shell => {
+                    return Err(invalid(format!(
+                        "`timeout` belongs to `shell` stages, not `{}`",
+                        kind.name()
+                    )))
+                }
+                _ => {}
+            }
         }
         let position = |kind| pipeline.stages.iter().position(|s| s.kind == kind);
         if let (Some(upgrade), Some(backup)) =
@@ -361,6 +402,46 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("retries"), "{err}");
+    }
+
+    #[test]
+    fn a_shell_timeout_is_a_duration_on_shell_stages_only() {
+        let shell = |timeout: &str| {
+            Pipeline::parse(
+                "x",
+                "x.toml",
+                &format!(
+                    "[[stages]]\nkind = \"shell\"\ncommand = \"true\"\ntimeout = \"{timeout}\"\n"
+                ),
+            )
+        };
+        let p = shell("20m").unwrap();
+        assert_eq!(
+            p.stages[0].shell_timeout(),
+            std::time::Duration::from_secs(1200)
+        );
+        let err = shell("soon").unwrap_err().to_string();
+        assert!(err.contains("`soon` is not a duration"), "{err}");
+        let err = shell("0").unwrap_err().to_string();
+        assert!(err.contains("never stop"), "{err}");
+        let err = Pipeline::parse(
+            "x",
+            "x.toml",
+            "[[stages]]\nkind = \"verify\"\ntimeout = \"1m\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`timeout` belongs to `shell` stages, not `verify`"),
+            "{err}"
+        );
+        let p = Pipeline::parse(
+            "x",
+            "x.toml",
+            "[[stages]]\nkind = \"shell\"\ncommand = \"true\"\n",
+        )
+        .unwrap();
+        assert_eq!(p.stages[0].shell_timeout(), crate::subprocess::HOOK_TIMEOUT);
     }
 
     #[test]

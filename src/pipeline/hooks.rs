@@ -23,7 +23,14 @@ pub async fn run_hooks(pipeline: &Pipeline, ctx: &RunContext, summary: &RunSumma
     let env = hook_env(ctx, Some(summary));
     let stdin = serde_json::to_vec(summary).unwrap_or_default();
     for command in commands {
-        let ran = run_shell(command, &ctx.settings.config_dir, &env, Some(stdin.clone())).await;
+        let ran = run_shell(
+            command,
+            &ctx.settings.config_dir,
+            &env,
+            Some(stdin.clone()),
+            crate::subprocess::Limits::HOOK,
+        )
+        .await;
         let (success, output) = match ran {
             Ok(out) => (out.success, out.output),
             Err(e) => (false, format!("could not start: {e}")),

@@ -73,12 +73,7 @@ pub async fn climb(
             leftovers.join("; ")
         ));
     } else {
-        let spec = StageSpec {
-            kind: StageKind::Downgrade,
-            name: Some("downgrade (recovery)".into()),
-            command: None,
-            to: None,
-        };
+        let spec = StageSpec::built(StageKind::Downgrade, Some("downgrade (recovery)"), None);
         let caveats = data_caveats(ctx);
         match run_rung(&spec, ctx, records).await {
             Ok(summary) => match back_at_start(ctx).await {
@@ -306,12 +301,7 @@ async fn restore_rung(
             return Err("no automatic restore: the restore was declined".into());
         }
     }
-    let spec = StageSpec {
-        kind: StageKind::Restore,
-        name: Some("restore (recovery)".into()),
-        command: None,
-        to: None,
-    };
+    let spec = StageSpec::built(StageKind::Restore, Some("restore (recovery)"), None);
     run_rung(&spec, ctx, records)
         .await
         .map_err(|e| format!("restoring this run's backup failed: {e}"))

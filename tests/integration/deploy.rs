@@ -305,6 +305,34 @@ fn plan_changed_after_preview_is_refused() {
 }
 
 #[test]
+fn a_shell_stage_shows_its_output_and_is_killed_at_its_timeout() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);")
+        .migration("1_a.down.sql", "drop table a;");
+    std::fs::create_dir(p.path().join("pipelines")).unwrap();
+    std::fs::write(
+        p.path().join("pipelines/smoke.toml"),
+        "[[stages]]\nkind = \"state-check\"\n[[stages]]\nkind = \"upgrade\"\n\
+         [[stages]]\nkind = \"shell\"\nname = \"smoke test\"\ncommand = \"echo checking the shop; echo all good\"\n\
+         [[stages]]\nkind = \"shell\"\nname = \"slow check\"\ncommand = \"echo waiting; sleep 30\"\ntimeout = \"1s\"\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let run = p.ballast(&["--yes", "run", "smoke"]);
+    // The slow check failed after the upgrade committed: the ladder undid it.
+    run.expect_code(1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let out = run.stdout();
+    assert!(out.contains("  | checking the shop\n  | all good"), "{out}");
+    assert!(out.contains("✓ smoke test"), "{out}");
+    assert!(
+        out.contains("`echo waiting; sleep 30` failed (killed after 1s): waiting"),
+        "{out}"
+    );
+    assert!(!p.table_exists("public.a"));
+}
+
+#[test]
 fn missing_privileges_name_the_grant() {
     let p = Project::new();
     p.migration("1_a.sql", "create table a (id int);");

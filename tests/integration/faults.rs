@@ -601,6 +601,95 @@ fn a_deploy_waiting_during_the_restore_rungs_rename_never_deploys_to_the_databas
 }
 
 #[test]
+fn sigint_during_a_shell_stage_before_any_change_ends_what_the_command_started() {
+    let p = Project::new();
+    std::fs::create_dir(p.path().join("pipelines")).unwrap();
+    std::fs::write(
+        p.path().join("pipelines/check.toml"),
+        "[[stages]]\nkind = \"state-check\"\n[[stages]]\nkind = \"shell\"\ncommand = \"touch started; sleep 118; true\"\n",
+    )
+    .unwrap();
+    let child = p
+        .command(&["--yes", "run", "check"], &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !p.path().join("started").exists() {
+        assert!(Instant::now() < deadline, "the command never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = signal(child, "INT");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("interrupted before anything changed"),
+        "{stderr}"
+    );
+    // Not only `sh`: the `sleep` it started is gone too.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let sleeping = Command::new("pgrep")
+            .args(["-f", "sleep 118"])
+            .output()
+            .unwrap();
+        if sleeping.stdout.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the command's sleep outlived ballast"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigint_during_a_smoke_test_after_the_upgrade_stops_it_and_climbs_the_ladder() {
+    let p = Project::new();
+    two_migrations(&p);
+    std::fs::create_dir(p.path().join("pipelines")).unwrap();
+    std::fs::write(
+        p.path().join("pipelines/slow.toml"),
+        "[[stages]]\nkind = \"state-check\"\n[[stages]]\nkind = \"upgrade\"\n\
+         [[stages]]\nkind = \"shell\"\nname = \"smoke test\"\ncommand = \"touch started; sleep 119\"\n",
+    )
+    .unwrap();
+    let child = p
+        .command(&["--yes", "run", "slow"], &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !p.path().join("started").exists() {
+        assert!(Instant::now() < deadline, "the command never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let asked = Instant::now();
+    let out = signal(child, "INT");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "it waited for the command"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("`touch started; sleep 119` failed (stopped: ballast was interrupted)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("undone by their downgrades"), "{stdout}");
+    assert!(p.ledger_versions().is_empty());
+    // The command's process group went with it.
+    let sleeping = Command::new("pgrep")
+        .args(["-f", "sleep 119"])
+        .output()
+        .unwrap();
+    assert!(sleeping.stdout.is_empty(), "the command still runs");
+}
+
+#[test]
 fn a_deploy_finding_the_database_closed_by_a_restore_refuses_and_changes_nothing() {
     // The moment between an in-place restore closing the target and its rename: a
     // deploy that connects for the deploy lock then is refused (exit 3), not failed.
