@@ -240,7 +240,7 @@ async fn lingering_sessions(
         "select pid::text from pg_stat_activity where starts_with(application_name, $1 || ' (') \
          and pid <> pg_backend_pid() and state <> 'idle' and datname = current_database()",
     )
-    .bind(application_name)
+    .bind(crate::db::session_base(application_name))
     .fetch_all(conn)
     .await
     .map_err(|e| DbError::query("looking for sessions of an earlier run", &e))

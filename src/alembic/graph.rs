@@ -167,8 +167,14 @@ impl Graph {
             .filter(|r| r.starts_with(to))
             .collect();
         match starting.as_slice() {
-            [one] if !to.is_empty() => Ok(Some(one.to_string())),
-            [] | [_] => Err(format!("no revision `{to}` in {}", self.script_location)),
+            // As Alembic: a start of at least 4 characters, so a stray letter names
+            // nothing.
+            [_, ..] if to.chars().count() < 4 => Err(format!(
+                "no revision `{to}` in {} (the start of a revision id needs at least 4 characters)",
+                self.script_location
+            )),
+            [one] => Ok(Some(one.to_string())),
+            [] => Err(format!("no revision `{to}` in {}", self.script_location)),
             many => Err(format!(
                 "`{to}` is the start of {} revisions ({}): give more of it",
                 many.len(),
@@ -287,13 +293,23 @@ mod tests {
             .contains("c3cc + c4cc"));
         assert_eq!(g.resolve(&at("e6ee"), "base"), Ok(None));
         assert_eq!(g.resolve(&at("e6ee"), "d5dd"), Ok(Some("d5dd".into())));
-        assert_eq!(
-            g.resolve(&at("e6ee"), "d5"),
-            Ok(Some("d5dd".into())),
-            "a unique start"
-        );
+        assert!(g
+            .resolve(&at("e6ee"), "d5")
+            .unwrap_err()
+            .contains("at least 4 characters"));
         assert!(g
             .resolve(&at("e6ee"), "c")
+            .unwrap_err()
+            .contains("at least 4 characters"));
+        let long = graph(vec![rev("ab12cd34", &[]), rev("ab12ef56", &["ab12cd34"])]);
+        let head = at("ab12ef56");
+        assert_eq!(
+            long.resolve(&head, "ab12c"),
+            Ok(Some("ab12cd34".into())),
+            "a unique start"
+        );
+        assert!(long
+            .resolve(&head, "ab12")
             .unwrap_err()
             .contains("start of 2 revisions"));
         assert!(g

@@ -116,7 +116,10 @@ impl Runner {
         env.push(("PGOPTIONS".to_string(), options.trim().to_string()));
         env.push((
             "PGAPPNAME".to_string(),
-            format!("{} (alembic)", db.application_name),
+            format!(
+                "{} (alembic)",
+                crate::db::session_base(&db.application_name)
+            ),
         ));
         for (key, value) in &alembic.env {
             env.push((key.clone(), value.clone()));

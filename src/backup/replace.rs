@@ -8,6 +8,7 @@
 
 use super::restore::restore_into;
 use super::restore_db;
+use super::sessions;
 use super::target::back_up;
 use super::{pg_restore_for, Manifest};
 use crate::config::Settings;
@@ -83,121 +84,17 @@ pub fn check_destination(
     }
 }
 
-/// A client session connected to a database.
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub pid: i32,
-    pub application_name: String,
-}
-
-impl Session {
-    /// A deploy waiting for the deploy lock: it gives up within its lock_wait, once the
-    /// target is closed to it.
-    pub fn waits_for_the_lock(&self) -> bool {
-        self.application_name.ends_with("(deploy lock)")
-    }
-}
-
-impl std::fmt::Display for Session {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "pid {} ({})", self.pid, self.application_name)
-    }
-}
-
-/// Client sessions on `database` (background workers aside), but for the asking
-/// session and `except` (the deploy lock's).
-pub async fn sessions_on(
-    conn: &mut sqlx::PgConnection,
-    database: &str,
-    except: i32,
-) -> Result<Vec<Session>, DbError> {
-    let rows: Vec<(i32, String)> = sqlx::query_as(
-        "select pid, coalesce(application_name, '') from pg_stat_activity \
-         where datname = $1 and backend_type = 'client backend' and pid <> pg_backend_pid() and pid <> $2 \
-         order by pid",
-    )
-    .bind(database)
-    .bind(except)
-    .fetch_all(conn)
-    .await
-    .map_err(|e| DbError::query("listing sessions on the target", &e))?;
-    Ok(rows
-        .into_iter()
-        .map(|(pid, application_name)| Session {
-            pid,
-            application_name,
-        })
-        .collect())
-}
-
-fn list(sessions: &[Session]) -> String {
-    sessions
-        .iter()
-        .map(Session::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// In place, before any work: the clients connected to the target. Without
-/// `backup.restore_ends_sessions` they make the restore refuse at once (after a few
-/// seconds' grace for sessions on their way out), rather than after a safety backup
-/// and a full copy; with it, they are named and ended at the rename.
-async fn check_clients(
-    conn: &mut sqlx::PgConnection,
-    target: &str,
-    lock_pid: i32,
-    settings: &Settings,
-    events: &Events,
-) -> Result<(), ReplaceError> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let clients = loop {
-        let clients: Vec<Session> = sessions_on(conn, target, lock_pid)
-            .await?
-            .into_iter()
-            .filter(|s| !s.waits_for_the_lock())
-            .collect();
-        if clients.is_empty()
-            || settings.backup.restore_ends_sessions
-            || std::time::Instant::now() > deadline
-        {
-            break clients;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    };
-    if clients.is_empty() {
-        return Ok(());
-    }
-    if settings.backup.restore_ends_sessions {
-        events.diagnose(
-            Severity::Warning,
-            format!(
-                "{target} has {} client session{} ({}): they are ended just before the rename (backup.restore_ends_sessions)",
-                clients.len(),
-                if clients.len() == 1 { "" } else { "s" },
-                list(&clients)
-            ),
-            None,
-        );
-        return Ok(());
-    }
-    Err(ReplaceError::InUse(format!(
-        "{target} is in use by {}: nothing was done. Replacing it needs it free of sessions: stop those clients, \
-         or let the restore end them just before the rename (`ballast restore --end-sessions`; for the restore \
-         rung of a pipeline, backup.restore_ends_sessions = true)",
-        list(&clients)
-    )))
-}
-
-/// `held`: the deploy lock when the caller already holds it (a run's restore rung);
-/// otherwise an in-place restore takes it here. Either way it is let go just before
-/// the rename.
+/// `lock`: the deploy lock's slot. A run's restore rung hands in the lock it holds;
+/// otherwise an in-place restore takes it here. It is let go only for the rename
+/// (taken out of the slot); when the restore stops before, the caller still holds it,
+/// so no deploy waiting for it can slip in before the run has said its last word.
 pub async fn replace(
     settings: &Settings,
     storage: &Storage,
     manifest: &Manifest,
     destination: Destination<'_>,
     events: &Events,
-    held: Option<DeployLock>,
+    lock: &mut Option<DeployLock>,
 ) -> Result<Replaced, ReplaceError> {
     let info = |line: String| events.diagnose(Severity::Info, line, None);
     let mut conn = db::connect(&settings.database, "restore").await?;
@@ -208,47 +105,74 @@ pub async fn replace(
     // In place, the deploy lock keeps deploys and other restores of this target out
     // while the copy is made. It is released just before the rename, which needs the
     // target free of sessions, this one included.
-    let lock = match (&destination, held) {
-        (Destination::InPlace, Some(held)) => Some(held),
-        (Destination::InPlace, None) => Some(
-            DeployLock::acquire(&settings.database, |holder| {
-                events.emit(Event::LockWaiting {
-                    pid: holder.pid,
-                    application_name: holder.application_name.clone(),
+    let mut taken_here = false;
+    match &destination {
+        Destination::InPlace if lock.is_none() => {
+            *lock = Some(
+                DeployLock::acquire(&settings.database, |holder| {
+                    events.emit(Event::LockWaiting {
+                        pid: holder.pid,
+                        application_name: holder.application_name.clone(),
+                    })
                 })
-            })
-            .await
-            .map_err(|e| ReplaceError::Locked(e.to_string()))?,
-        ),
-        (Destination::New(_), held) => {
-            if let Some(held) = held {
+                .await
+                .map_err(|e| ReplaceError::Locked(e.to_string()))?,
+            );
+            taken_here = true;
+        }
+        Destination::InPlace => {}
+        Destination::New(_) => {
+            if let Some(held) = lock.take() {
                 held.release().await;
             }
-            None
-        }
-    };
-    if let (Destination::InPlace, Some(held)) = (&destination, &lock) {
-        if let Err(e) = check_clients(&mut conn, &target, held.pid(), settings, events).await {
-            if let Some(lock) = lock {
-                lock.release().await;
-            }
-            db::close(conn).await;
-            return Err(e);
         }
     }
-    let result = restore_and_swap(
-        settings,
-        storage,
-        manifest,
-        &destination,
-        events,
-        conn,
-        &server,
-        &template,
-        lock,
-    )
-    .await;
+    let lock_pid = lock.as_ref().map(DeployLock::pid).unwrap_or(0);
+    let checked = match &destination {
+        Destination::InPlace => sessions::check_clients(&mut conn, &target, lock_pid, settings)
+            .await
+            .map_err(ReplaceError::InUse),
+        Destination::New(_) => Ok(Vec::new()),
+    };
+    let result = match checked {
+        Ok(to_end) => {
+            if !to_end.is_empty() {
+                events.diagnose(
+                    Severity::Warning,
+                    format!(
+                        "{target} has {} client session{} ({}): they are ended just before the rename (backup.restore_ends_sessions)",
+                        to_end.len(),
+                        if to_end.len() == 1 { "" } else { "s" },
+                        sessions::list(&to_end)
+                    ),
+                    None,
+                );
+            }
+            restore_and_swap(
+                settings,
+                storage,
+                manifest,
+                &destination,
+                events,
+                conn,
+                &server,
+                &template,
+                lock,
+            )
+            .await
+        }
+        Err(e) => {
+            db::close(conn).await;
+            Err(e)
+        }
+    };
     crate::interrupt::set_note(None);
+    // A lock taken here is this restore's alone; one handed in stays with the caller.
+    if taken_here {
+        if let Some(lock) = lock.take() {
+            lock.release().await;
+        }
+    }
     let (database, kept_aside, safety_backup) = result?;
     if let Some(aside) = &kept_aside {
         info(format!("{target} is now the restored copy; the previous database is kept as {aside} (drop it when satisfied)"));
@@ -292,7 +216,7 @@ async fn restore_and_swap(
     mut conn: sqlx::PgConnection,
     server: &ServerInfo,
     template: &restore_db::Template,
-    lock: Option<DeployLock>,
+    lock: &mut Option<DeployLock>,
 ) -> Result<(String, Option<String>, Option<String>), ReplaceError> {
     let info = |line: String| events.diagnose(Severity::Info, line, None);
     let target = &server.database;
@@ -373,12 +297,7 @@ async fn restore_and_swap(
     }
     restore_db::mark_complete(&mut admin, &fresh).await?;
     let result = match destination {
-        Destination::New(name) => {
-            if let Some(lock) = lock {
-                lock.release().await;
-            }
-            (name.to_string(), None, safety_backup)
-        }
+        Destination::New(name) => (name.to_string(), None, safety_backup),
         Destination::InPlace => {
             let aside = format!("{target}_before_restore_{stamp}");
             swap(&mut admin, target, &fresh, &aside, settings, lock).await?;
@@ -419,14 +338,15 @@ async fn carry_journal_over(settings: &Settings, aside: &str, target: &str, even
 /// The deploy lock is held until the very rename: the target first stops taking new
 /// connections, so a deploy waiting for the lock can never get it and change the
 /// database that is about to be put aside; the waiting deploy gives up (exit 3) and
-/// leaves, then the lock goes and the rename follows at once.
+/// leaves, then the lock goes and the rename follows at once. When the swap gives up,
+/// the lock stays in its slot.
 async fn swap(
     admin: &mut sqlx::PgConnection,
     target: &str,
     fresh: &str,
     aside: &str,
     settings: &Settings,
-    lock: Option<DeployLock>,
+    lock: &mut Option<DeployLock>,
 ) -> Result<(), ReplaceError> {
     let allow = |db: &str, on: bool| {
         format!(
@@ -456,35 +376,41 @@ async fn swap(
     // A deploy waiting for the lock gives up within lock_wait: wait a little longer.
     let deadline = std::time::Instant::now() + settings.database.lock_wait * 2;
     loop {
-        let sessions = sessions_on(admin, target, own).await?;
-        if sessions.is_empty() {
+        let on_target = sessions::on(admin, target, own).await?;
+        if on_target.is_empty() {
             break;
         }
         // Closed to new connections, the clients still there are ended (a deploy
         // waiting for the lock is left to give up: it changed nothing).
+        let mut cannot_end = Vec::new();
         if closed && settings.backup.restore_ends_sessions {
-            for session in sessions.iter().filter(|s| !s.waits_for_the_lock()) {
-                let _ = sqlx::query("select pg_terminate_backend($1)")
-                    .bind(session.pid)
-                    .execute(&mut *admin)
-                    .await;
-            }
+            let to_end: Vec<&sessions::Session> = on_target
+                .iter()
+                .filter(|s| !s.waits_for_the_lock())
+                .collect();
+            cannot_end = sessions::end(admin, &to_end).await;
         }
-        if std::time::Instant::now() > deadline {
+        if !cannot_end.is_empty() || std::time::Instant::now() > deadline {
             if closed {
                 let _ = sqlx::raw_sql(&allow(target, true))
                     .execute(&mut *admin)
                     .await;
                 crate::interrupt::set_undo_on_exit(None);
             }
-            if let Some(lock) = lock {
-                lock.release().await;
-            }
+            let why = if cannot_end.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (ballast's role could not end them: {}; {})",
+                    cannot_end.join("; "),
+                    sessions::grant_hint(admin).await
+                )
+            };
             return Err(ReplaceError::InUse(
                 format!(
-                    "{target} is in use by {}; it was not touched. The restored copy is ready as {fresh}: \
+                    "{target} is in use by {}{why}; it was not touched. The restored copy is ready as {fresh}: \
                      stop those clients, then run: ALTER DATABASE {} RENAME TO {}; ALTER DATABASE {} RENAME TO {};",
-                    list(&sessions),
+                    sessions::list(&on_target),
                     quote_ident(target),
                     quote_ident(aside),
                     quote_ident(fresh),
@@ -494,7 +420,7 @@ async fn swap(
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
-    if let Some(lock) = lock {
+    if let Some(lock) = lock.take() {
         lock.release().await;
     }
     // The lock session may take a moment to end after it closed.

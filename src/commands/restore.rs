@@ -4,7 +4,8 @@
 
 use std::time::Instant;
 
-use crate::backup::replace::{check_destination, replace, sessions_on, Destination, ReplaceError};
+use crate::backup::replace::{check_destination, replace, Destination, ReplaceError};
+use crate::backup::sessions;
 use crate::backup::target::write_counter;
 use crate::backup::{pg_restore_for, restore_db, verify};
 use crate::cli::GlobalArgs;
@@ -24,12 +25,24 @@ pub async fn run(g: &GlobalArgs, id: Option<&str>, into: Option<&str>, end_sessi
     };
     settings.backup.restore_ends_sessions |= end_sessions;
     let mut account = Account::new();
+    // Started now (its entry is written once it ends).
+    let journal = Journal::new(
+        settings.backup.dir.clone(),
+        &account.run_id.to_string(),
+        "restore",
+        &settings.database.display_url(),
+        &settings.database.schema,
+    );
     let result = restore(g, &settings, id, into, &mut account).await;
     let code = match &result {
         Ok(()) => exit_code::SUCCESS,
         Err((code, _)) => *code,
     };
-    journal(&settings, &account, &result).await;
+    // A usage error (no such backup, a name taken) is no restore, as a pipeline run
+    // that never started is not journaled either.
+    if code != exit_code::USAGE {
+        record(&settings, journal, &account, &result).await;
+    }
     match result {
         Ok(()) => code,
         Err((code, message)) => super::fail(g, &message, code),
@@ -119,7 +132,11 @@ impl Account {
             failed_stage,
             error,
             start_version: self.start_version.clone(),
-            end_version: self.end_version.clone(),
+            // Not restored: where it was.
+            end_version: match result {
+                Ok(()) => self.end_version.clone(),
+                Err(_) => self.start_version.clone(),
+            },
             applied: Vec::new(),
             rolled_back: Vec::new(),
             undone: Vec::new(),
@@ -134,14 +151,12 @@ impl Account {
 
 /// The restore's entry: in the journal file always; in the target's journal table too
 /// when the target was replaced (its history then holds the restore that made it).
-async fn journal(settings: &Settings, account: &Account, result: &Result<(), Failure>) {
-    let mut journal = Journal::new(
-        settings.backup.dir.clone(),
-        &account.run_id.to_string(),
-        "restore",
-        &settings.database.display_url(),
-        &settings.database.schema,
-    );
+async fn record(
+    settings: &Settings,
+    mut journal: Journal,
+    account: &Account,
+    result: &Result<(), Failure>,
+) {
     journal.close(&account.summary(result));
     if account.replaced_target {
         if let Ok(mut conn) = db::connect(&settings.database, "restore journal").await {
@@ -280,25 +295,23 @@ async fn restore(
                 _ => "unknown (statistics were reset, or the backup predates this count)".into(),
             };
             say(g, &format!("writes that will be lost: {lost}"));
-            let clients: Vec<String> = sessions_on(&mut conn, &server.database, 0)
+            let clients: Vec<sessions::Session> = sessions::on(&mut conn, &server.database, 0)
                 .await
                 .map_err(|e| failed(&e))?
-                .iter()
+                .into_iter()
                 .filter(|s| !s.waits_for_the_lock())
-                .map(ToString::to_string)
                 .collect();
             if !clients.is_empty() {
+                let then = match settings.backup.restore_ends_sessions {
+                    false => "the restore refuses while they are: stop them first, or pass --end-sessions",
+                    true if clients.iter().all(|s| s.can_end) => {
+                        "their sessions are ended just before the rename"
+                    }
+                    true => "ballast's role may not end them all: the restore refuses",
+                };
                 say(
                     g,
-                    &format!(
-                        "connected now: {}; {}",
-                        clients.join(", "),
-                        if settings.backup.restore_ends_sessions {
-                            "their sessions are ended just before the rename"
-                        } else {
-                            "the restore refuses while they are: stop them first, or pass --end-sessions"
-                        }
-                    ),
+                    &format!("connected now: {}; {then}", sessions::list(&clients)),
                 );
             }
         }
@@ -310,7 +323,7 @@ async fn restore(
     // 5. Safety backup (in place), restore into a new database, swap names.
     db::close(conn).await;
     let events = super::events(g, false);
-    let replaced = replace(settings, &storage, m, destination, &events, None)
+    let replaced = replace(settings, &storage, m, destination, &events, &mut None)
         .await
         .map_err(|e| match e {
             e @ (ReplaceError::InUse(_)

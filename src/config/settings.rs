@@ -83,7 +83,11 @@ impl DatabaseSettings {
                     .query_pairs()
                     .find(|(k, _)| k == "host")
                     .map(|(_, v)| v.into_owned());
-                let host = u.host_str().unwrap_or("").to_string();
+                // This machine, however it is written.
+                let host = match u.host_str().unwrap_or("").to_ascii_lowercase().as_str() {
+                    "localhost" | "127.0.0.1" | "[::1]" | "::1" => "localhost".to_string(),
+                    other => other.to_string(),
+                };
                 (host, u.port().unwrap_or(5432), u.path().to_string(), socket)
             })
         };
@@ -474,6 +478,10 @@ mod tests {
         assert!(!db.same_database("postgres://app@db.internal:5432/shop_staging"));
         assert!(!db.same_database("postgres://app@db.internal:6432/shop"));
         assert!(!db.same_database("postgres://app@replica.internal/shop"));
+        assert!(db.same_database("postgres://app@DB.Internal/shop"));
+        let local = at("postgres://app@localhost:5433/shop");
+        assert!(local.same_database("postgres://app@127.0.0.1:5433/shop"));
+        assert!(local.same_database("postgres://app@[::1]:5433/shop"));
         let socket = at("postgres:///shop?host=/var/run/postgresql");
         assert!(socket.same_database("postgres:///shop?host=/var/run/postgresql"));
         assert!(!socket.same_database("postgres:///shop?host=/tmp"));

@@ -11,6 +11,21 @@ use crate::config::{to_pg_millis, DatabaseSettings};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The longest role a ballast session names after its application name
+/// (` (restore journal)`): the base is cut to leave room for it.
+const LONGEST_ROLE: usize = " (restore journal)".len();
+
+/// `database.application_name` as ballast's sessions carry it: cut (at a character
+/// boundary) so that `<base> (<role>)` fits PostgreSQL's 63 bytes whatever the role,
+/// and the role, which other sessions read (`... (deploy lock)`), is never cut.
+pub fn session_base(application_name: &str) -> &str {
+    let mut cut = application_name.len().min(63 - LONGEST_ROLE);
+    while !application_name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &application_name[..cut]
+}
+
 /// One connection to the target, tagged with ballast's application name so other
 /// sessions (and a second deploy waiting for the lock) can see who it is.
 pub async fn connect(db: &DatabaseSettings, role: &str) -> Result<PgConnection, DbError> {
@@ -44,7 +59,7 @@ pub async fn connect(db: &DatabaseSettings, role: &str) -> Result<PgConnection, 
     };
     let options = PgConnectOptions::from_str(url)
         .map_err(|e| failure(&e))?
-        .application_name(&format!("{} ({role})", db.application_name))
+        .application_name(&format!("{} ({role})", session_base(&db.application_name)))
         // Every session, reads included, gives up on a lock rather than queueing
         // behind one (and so blocking everything queued behind it).
         .options([
@@ -98,4 +113,22 @@ pub async fn server_info(conn: &mut PgConnection) -> Result<ServerInfo, DbError>
 /// Closes politely; errors on close are of no interest to anyone.
 pub async fn close(conn: PgConnection) {
     let _ = conn.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::session_base;
+
+    #[test]
+    fn a_long_application_name_is_cut_so_the_role_always_fits() {
+        assert_eq!(session_base("ballast"), "ballast");
+        let pod = format!("ballast/{}", "release-job-7f9c6d5b8-".repeat(4));
+        let name = format!("{} (restore journal)", session_base(&pod));
+        assert_eq!(name.len(), 63);
+        assert!(pod.starts_with(session_base(&pod)));
+        // Never inside a character.
+        let wide = "é".repeat(40);
+        let base = session_base(&wide);
+        assert!(base.len() <= 45 && base.chars().all(|c| c == 'é'));
+    }
 }

@@ -12,7 +12,7 @@ pub mod lock;
 pub mod schema_shape;
 pub mod table_writes;
 
-pub use connect::{close, connect, server_info, ServerInfo};
+pub use connect::{close, connect, server_info, session_base, ServerInfo};
 pub use error::{DbError, SqlFailure};
 
 /// Quotes an identifier for SQL (`"marketplace"`).

@@ -37,12 +37,8 @@ async fn acquire(ctx: &RunContext) -> Result<DeployLock, StageError> {
     })
     .await
     .map_err(|e| match e {
-        // Closed to new connections: an in-place restore is about to rename it. Nothing
-        // was changed by this run, and there is nothing it can deploy to: a refusal.
-        LockError::Db(db) if db.is_closed_database() => StageError::Refused(format!(
-            "{db}; another run is probably restoring this database in place right now: wait for it to finish, then run again"
-        )),
-        LockError::Db(db) => StageError::Failed(db.to_string()),
+        // A closed database (an in-place restore renaming it) is a refusal.
+        LockError::Db(db) => StageError::from(db),
         busy => StageError::Refused(format!(
             "{busy}; it is probably another deploy: wait for it, or raise database.lock_wait"
         )),

@@ -21,6 +21,17 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
         // `-1`, a revision's start: the migration it names, from the state now.
         let to = match to {
             Some(asked) => {
+                // `-1` counts from what is applied now: it must be what the run read
+                // (and the person confirmed), or it names another migration.
+                let read = ctx.start.as_ref().and_then(Snapshot::current_label);
+                let now = snap.current_label();
+                if crate::migrations::steps_back(asked).is_some() && read != now {
+                    return Err(StageError::Refused(format!(
+                        "`{asked}` counts back from the newest applied migration, which changed since the run read it ({} then, {} now); nothing was changed: run again",
+                        read.as_deref().unwrap_or("none"),
+                        now.as_deref().unwrap_or("none")
+                    )));
+                }
                 let named = snap.resolve_target(asked).map_err(|e| {
                     StageError::Refused(format!("cannot downgrade: {e}; nothing was changed"))
                 })?;

@@ -33,12 +33,33 @@ macro_rules! failed_from {
     )*};
 }
 failed_from!(
-    crate::db::DbError,
-    crate::engine::EngineError,
     crate::migrations::SourceError,
     crate::backup::BackupError,
     crate::storage::StorageError
 );
+
+impl From<crate::db::DbError> for StageError {
+    fn from(e: crate::db::DbError) -> Self {
+        // Closed to new connections: an in-place restore is about to rename it. This
+        // run changed nothing, and there is nothing it can work on: a refusal.
+        if e.is_closed_database() {
+            StageError::Refused(format!(
+                "{e}; another run is probably restoring this database in place right now: wait for it to finish, then run again"
+            ))
+        } else {
+            StageError::Failed(e.to_string())
+        }
+    }
+}
+
+impl From<crate::engine::EngineError> for StageError {
+    fn from(e: crate::engine::EngineError) -> Self {
+        match e {
+            crate::engine::EngineError::Db(db) => db.into(),
+            other => StageError::Failed(other.to_string()),
+        }
+    }
+}
 
 impl StageError {
     pub fn is_refusal(&self) -> bool {

@@ -20,16 +20,16 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         .await
         .map_err(|e| StageError::Refused(format!("refusing to restore: {e}")))?;
     // Our own connection would keep the target in use and block the rename; the run's
-    // deploy lock is handed over (it is let go just before the rename).
+    // deploy lock is handed over (let go just before the rename; kept when the restore
+    // stops before it).
     ctx.reset_conn().await;
-    let held = ctx.deploy_lock.take();
     let replaced = replace(
         &settings,
         &storage,
         &listed.manifest,
         Destination::InPlace,
         &ctx.events,
-        held,
+        &mut ctx.deploy_lock,
     )
     .await;
     // The run keeps the lock to its end: on the restored database too.

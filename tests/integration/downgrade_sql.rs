@@ -289,6 +289,37 @@ fn the_shipped_rollback_pipeline_undoes_the_newest_migration_after_a_backup() {
 }
 
 #[test]
+fn minus_one_refuses_when_another_deploy_moved_the_database_after_it_was_read() {
+    let p = Project::new();
+    three_with_downs(&p);
+    let third = p.path().join("migrations/3_order_total");
+    let aside = p.path().join("3_order_total");
+    std::fs::rename(&third, &aside).unwrap();
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    std::fs::rename(&aside, &third).unwrap();
+    // Between the state check (at 2_orders) and the downgrade, another deploy applies 3.
+    std::fs::create_dir_all(p.path().join("pipelines")).unwrap();
+    std::fs::write(
+        p.path().join("pipelines/racy.toml"),
+        format!(
+            "[[stages]]\nkind = \"state-check\"\n[[stages]]\nkind = \"shell\"\ncommand = \"{} --yes deploy\"\n\
+             [[stages]]\nkind = \"downgrade\"\nto = \"-1\"\n",
+            env!("CARGO_BIN_EXE_ballast")
+        ),
+    )
+    .unwrap();
+    let run = p.ballast(&["--yes", "run", "racy"]);
+    run.expect_code(3);
+    assert!(
+        run.stdout()
+            .contains("changed since the run read it (2_orders then, 3_order_total now)"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(p.ledger_versions(), ["1", "2", "3"], "nothing undone");
+}
+
+#[test]
 fn downgrade_minus_n_counts_back_from_the_newest_applied() {
     let p = Project::new();
     three_with_downs(&p);

@@ -682,11 +682,17 @@ fn sigint_during_a_smoke_test_after_the_upgrade_stops_it_and_climbs_the_ladder()
     assert!(stdout.contains("undone by their downgrades"), "{stdout}");
     assert!(p.ledger_versions().is_empty());
     // The command's process group went with it.
-    let sleeping = Command::new("pgrep")
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !Command::new("pgrep")
         .args(["-f", "sleep 119"])
         .output()
-        .unwrap();
-    assert!(sleeping.stdout.is_empty(), "the command still runs");
+        .unwrap()
+        .stdout
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the command still runs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -695,8 +701,27 @@ fn a_deploy_finding_the_database_closed_by_a_restore_refuses_and_changes_nothing
     // deploy that connects for the deploy lock then is refused (exit 3), not failed.
     let p = Project::new();
     two_migrations(&p);
-    let run = paused_at(&p, &["--yes", "deploy"], "stage:backup");
     let maintenance = crate::harness::cluster().url("postgres");
+    // Closed before the deploy starts: refused at its first connection.
+    psql(
+        &maintenance,
+        &format!("alter database {} with allow_connections false", p.db),
+    );
+    let early = p.ballast(&["--yes", "deploy"]);
+    psql(
+        &maintenance,
+        &format!("alter database {} with allow_connections true", p.db),
+    );
+    early.expect_code(3);
+    assert!(
+        early
+            .stdout()
+            .contains("another run is probably restoring this database in place"),
+        "{}",
+        early.all()
+    );
+    // Closed between the deploy's state check and its backup (its lock connection).
+    let run = paused_at(&p, &["--yes", "deploy"], "stage:backup");
     psql(
         &maintenance,
         &format!("alter database {} with allow_connections false", p.db),

@@ -151,7 +151,7 @@ fn in_place_with_clients_connected_refuses_up_front_or_ends_their_sessions() {
     let err = run.stderr();
     assert!(
         err.contains("is in use by pid")
-            && err.contains("(blocker)")
+            && err.contains("(blocker, user postgres)")
             && err.contains("nothing was done"),
         "{err}"
     );
@@ -186,6 +186,59 @@ fn in_place_with_clients_connected_refuses_up_front_or_ends_their_sessions() {
         "the client's session was ended"
     );
     drop(client);
+}
+
+#[test]
+fn a_restore_by_a_role_that_is_no_superuser_sees_other_roles_clients() {
+    // As in production: ballast's role owns the database, the application has its own.
+    let p = Project::new();
+    let deployer = format!("{}_deployer", p.db);
+    let app = format!("{}_app", p.db);
+    p.sql(&format!(
+        "create role {deployer} login createdb; create role {app} login; alter database {} owner to {deployer}",
+        p.db
+    ));
+    let url = p.url.replacen("postgres@", &format!("{deployer}@"), 1);
+    let app_url = p.url.replacen("postgres@", &format!("{app}@"), 1);
+    psql(
+        &url,
+        "create table orders (id int); insert into orders select generate_series(1, 10)",
+    );
+    let config = std::fs::read_to_string(p.path().join("deploy.toml")).unwrap();
+    std::fs::write(p.path().join("deploy.toml"), config.replace(&p.url, &url)).unwrap();
+    let id = backup_id(&p);
+    psql(&url, "delete from orders");
+    let _client = crate::harness::Blocker::idle(&app_url, "shop web");
+    // The application's session is seen (the statistics hide its backend type from
+    // other roles), so the restore refuses before any work.
+    let run = p.ballast(&["--yes", "restore", &id]);
+    run.expect_code(3);
+    assert!(
+        run.stderr().contains(&format!("(shop web, user {app})"))
+            && run.stderr().contains("nothing was done"),
+        "{}",
+        run.all()
+    );
+    // Asked to end it, but the role may not: refused up front, with the grant to give.
+    let run = p.ballast(&["--yes", "restore", &id, "--end-sessions"]);
+    run.expect_code(3);
+    assert!(
+        run.stderr().contains("may not end their sessions")
+            && run
+                .stderr()
+                .contains(&format!("GRANT pg_signal_backend TO \"{deployer}\"")),
+        "{}",
+        run.all()
+    );
+    assert_eq!(
+        psql(&url, "select count(*) from orders"),
+        "0",
+        "nothing done"
+    );
+    p.sql(&format!("grant pg_signal_backend to {deployer}"));
+    p.ballast(&["--yes", "restore", &id, "--end-sessions"])
+        .expect_code(0);
+    assert_eq!(psql(&url, "select count(*) from orders"), "10");
 }
 
 #[test]
@@ -274,7 +327,7 @@ fn the_restore_rung_with_a_client_connected_refuses_at_once_or_ends_its_session(
     run.expect_code(4);
     let out = run.stdout();
     assert!(
-        out.contains("(shop web)") && out.contains("nothing was done"),
+        out.contains("(shop web, user postgres)") && out.contains("nothing was done"),
         "{out}"
     );
     assert!(out.contains("backup.restore_ends_sessions = true"), "{out}");
