@@ -42,10 +42,13 @@ pub fn duct_hook(command: &mut std::process::Command) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Ends the process group of every child (each leads its own, see [`prepare`]): for an
-/// exit that does not wait for them (an interrupt before anything changed), so what a
-/// `shell` stage or a hook started (`sleep` under `sh -c`) does not outlive ballast
-/// either. The parent-death signal reaches the children only, not theirs.
+/// Ends what the children started (each child leads its own process group, see
+/// [`prepare`]), for an exit that does not wait for them (an interrupt before anything
+/// changed): a `sleep` under a `shell` stage's `sh -c` would otherwise outlive ballast,
+/// which the parent-death signal does not reach. The children themselves are stopped,
+/// not killed: one that ended now would wake the thread waiting on it, whose caller
+/// would act on the failure (drop a restore's copy, start a hook) while ballast exits;
+/// stopped, they die of the parent-death signal once it has.
 pub fn end_all() {
     #[cfg(target_os = "linux")]
     {
@@ -53,51 +56,79 @@ pub fn end_all() {
         let Ok(entries) = std::fs::read_dir("/proc") else {
             return;
         };
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            if leads_a_group_under(&stat, me) == Some(pid) {
-                // SAFETY: killpg(2) on a process group led by a child of ours.
+        let processes: Vec<Stat> = entries
+            .flatten()
+            .filter_map(|entry| {
+                let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+                Stat::parse(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+            })
+            .collect();
+        let leaders: Vec<i32> = processes
+            .iter()
+            .filter(|p| p.ppid == me && p.pgrp == p.pid)
+            .map(|p| p.pid)
+            .collect();
+        for leader in &leaders {
+            // SAFETY: kill(2) on a child of ours.
+            unsafe {
+                libc::kill(*leader, libc::SIGSTOP);
+            }
+        }
+        for p in &processes {
+            if p.pid != p.pgrp && leaders.contains(&p.pgrp) {
+                // SAFETY: kill(2) on a process in a group one of our children leads.
                 unsafe {
-                    libc::killpg(pid, libc::SIGKILL);
+                    libc::kill(p.pid, libc::SIGKILL);
                 }
             }
         }
     }
 }
 
-/// From a `/proc/PID/stat` line: the process's group when its parent is `parent` and
-/// it leads that group.
-fn leads_a_group_under(stat: &str, parent: i32) -> Option<i32> {
-    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-    let pid: i32 = stat.split_whitespace().next()?.parse().ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    let mut fields = rest.split_whitespace().skip(1);
-    let ppid: i32 = fields.next()?.parse().ok()?;
-    let pgrp: i32 = fields.next()?.parse().ok()?;
-    (ppid == parent && pgrp == pid).then_some(pgrp)
+/// What [`end_all`] reads of `/proc/PID/stat`.
+#[derive(Debug, PartialEq, Eq)]
+struct Stat {
+    pid: i32,
+    ppid: i32,
+    pgrp: i32,
+}
+
+impl Stat {
+    /// "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+    fn parse(line: &str) -> Option<Stat> {
+        let pid: i32 = line.split_whitespace().next()?.parse().ok()?;
+        let (_, rest) = line.rsplit_once(')')?;
+        let mut fields = rest.split_whitespace().skip(1);
+        Some(Stat {
+            pid,
+            ppid: fields.next()?.parse().ok()?,
+            pgrp: fields.next()?.parse().ok()?,
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::Stat;
+
     #[test]
-    fn a_child_leading_its_group_is_read_from_its_stat_line() {
-        let line = "4242 (sh -c (x)) S 100 4242 4242 0 -1 4194560 0";
-        assert_eq!(super::leads_a_group_under(line, 100), Some(4242));
+    fn a_stat_line_is_read_past_a_name_with_spaces_and_parentheses() {
         assert_eq!(
-            super::leads_a_group_under(line, 101),
-            None,
-            "another's child"
+            Stat::parse("4242 (sh -c (x)) S 100 4242 4242 0 -1 4194560 0"),
+            Some(Stat {
+                pid: 4242,
+                ppid: 100,
+                pgrp: 4242
+            })
         );
-        let same_group = "4243 (sleep) S 100 100 100 0 -1";
-        assert_eq!(super::leads_a_group_under(same_group, 100), None, "in ours");
+        assert_eq!(
+            Stat::parse("4243 (sleep) S 4242 4242 4242 0 -1"),
+            Some(Stat {
+                pid: 4243,
+                ppid: 4242,
+                pgrp: 4242
+            })
+        );
+        assert_eq!(Stat::parse("garbage"), None);
     }
 }
