@@ -81,14 +81,20 @@ impl Account {
         }
     }
 
-    fn record(&mut self, status: &str, detail: String) {
+    /// The current stage, ended now.
+    fn ended(&self, status: &str, detail: String) -> StageRecord {
         let (stage, since) = self.stage;
-        self.stages.push(StageRecord {
+        StageRecord {
             stage: stage.into(),
             status: status.into(),
             duration_ms: since.elapsed().as_millis() as u64,
             detail,
-        });
+        }
+    }
+
+    fn record(&mut self, status: &str, detail: String) {
+        let record = self.ended(status, detail);
+        self.stages.push(record);
     }
 
     /// The current stage ended well; `next` begins.
@@ -110,19 +116,12 @@ impl Account {
         let mut stages = self.stages.clone();
         let mut failed_stage = None;
         if let Some(error) = &error {
-            let (stage, since) = self.stage;
-            failed_stage = Some(stage.to_string());
-            stages.push(StageRecord {
-                stage: stage.into(),
-                status: if outcome == Outcome::Refused {
-                    "refused"
-                } else {
-                    "failed"
-                }
-                .into(),
-                duration_ms: since.elapsed().as_millis() as u64,
-                detail: error.clone(),
-            });
+            failed_stage = Some(self.stage.0.to_string());
+            let status = match outcome {
+                Outcome::Refused => "refused",
+                _ => "failed",
+            };
+            stages.push(self.ended(status, error.clone()));
         }
         RunSummary {
             run_id: self.run_id.to_string(),

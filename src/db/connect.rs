@@ -45,8 +45,7 @@ pub async fn connect(db: &DatabaseSettings, role: &str) -> Result<PgConnection, 
         .unwrap_or_default();
     let failure = |e: &sqlx::Error| {
         let mut failure = SqlFailure::scrubbed(e, &secrets);
-        // 55000 at connect: the database is closed to connections (datallowconn).
-        if failure.sqlstate.as_deref() == Some("55000") && failure.hint.is_none() {
+        if failure.refuses_connections() && failure.hint.is_none() {
             failure.hint = Some(format!(
                 "an in-place restore closes the database to new connections just before its rename; if one was killed there, open it again from another database: ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
                 crate::db::quote_ident(&db.database_name())

@@ -49,6 +49,12 @@ impl SqlFailure {
         self.sqlstate.as_deref() == Some("55P03")
     }
 
+    /// SQLSTATE 55000 at connect: the database does not take new connections
+    /// (`datallowconn` false: an in-place restore closed it before its rename).
+    pub fn refuses_connections(&self) -> bool {
+        self.sqlstate.as_deref() == Some("55000")
+    }
+
     /// SQLSTATE 57014: `statement_timeout` expired (or the statement was cancelled).
     pub fn is_statement_timeout(&self) -> bool {
         self.sqlstate.as_deref() == Some("57014")
@@ -112,7 +118,7 @@ impl DbError {
     /// The connection was refused because the database does not take new connections
     /// (SQLSTATE 55000 at connect): an in-place restore closed it before its rename.
     pub fn is_closed_database(&self) -> bool {
-        matches!(self, DbError::Connect { failure, .. } if failure.sqlstate.as_deref() == Some("55000"))
+        matches!(self, DbError::Connect { failure, .. } if failure.refuses_connections())
     }
 
     pub fn query(context: impl Into<String>, err: &sqlx::Error) -> DbError {

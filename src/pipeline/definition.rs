@@ -64,7 +64,8 @@ pub struct StageSpec {
     pub command: Option<String>,
     /// For `shell` stages: how long the command may run before it is killed
     /// (`"30s"`, `"20m"`; default 5 minutes).
-    pub timeout: Option<String>,
+    #[serde(default, deserialize_with = "time_limit")]
+    pub timeout: Option<std::time::Duration>,
     /// For `downgrade` stages: the revision to go to (`base` for all the way); without
     /// it, where the run started. For `upgrade`: the migration to stop at (without it,
     /// the head). For `stamp`: the revision to write.
@@ -84,12 +85,9 @@ impl StageSpec {
         }
     }
 
-    /// A `shell` stage's time limit (checked when the pipeline was read).
+    /// A `shell` stage's time limit.
     pub fn shell_timeout(&self) -> std::time::Duration {
-        self.timeout
-            .as_deref()
-            .and_then(|t| crate::config::parse_duration(t).ok())
-            .unwrap_or(crate::subprocess::HOOK_TIMEOUT)
+        self.timeout.unwrap_or(crate::subprocess::HOOK_TIMEOUT)
     }
 
     pub fn display_name(&self) -> String {
@@ -130,6 +128,19 @@ impl Default for FailurePolicy {
 
 fn yes() -> bool {
     true
+}
+
+/// A `timeout`, read once: a duration, never 0 (a hung command would never stop).
+fn time_limit<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<std::time::Duration>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    match crate::config::parse_duration(&text).map_err(serde::de::Error::custom)? {
+        limit if limit.is_zero() => Err(serde::de::Error::custom(
+            "0 would never stop a command that hangs; give a duration",
+        )),
+        limit => Ok(Some(limit)),
+    }
 }
 
 /// `[on_failure] invalid_indexes = ...`.
@@ -318,23 +329,11 @@ impl Pipeline {
                 }
                 _ => {}
             }
-            match (stage.kind, &stage.timeout) {
-                (StageKind::Shell, Some(timeout)) => {
-                    let limit = crate::config::parse_duration(timeout)
-                        .map_err(|e| invalid(format!("shell stage `timeout`: {e}")))?;
-                    if limit.is_zero() {
-                        return Err(invalid(
-                            "shell stage `timeout`: 0 would never stop a command that hangs; give a duration".into(),
-                        ));
-                    }
-                }
-                (kind, Some(_)) if kind != StageKind::Shell => {
-                    return Err(invalid(format!(
-                        "`timeout` belongs to `shell` stages, not `{}`",
-                        kind.name()
-                    )))
-                }
-                _ => {}
+            if stage.timeout.is_some() && stage.kind != StageKind::Shell {
+                return Err(invalid(format!(
+                    "`timeout` belongs to `shell` stages, not `{}`",
+                    stage.kind.name()
+                )));
             }
         }
         let position = |kind| pipeline.stages.iter().position(|s| s.kind == kind);

@@ -285,14 +285,9 @@ fn downgrade_steps_back_and_refuses_a_revision_that_cannot() {
     let p = Project::new();
     let versions = p.alembic();
     p.ballast(&["--yes", "deploy"]).expect_code(0);
-    let pipeline = p.path().join("back.toml");
-    std::fs::write(
-        &pipeline,
-        "[[stages]]\nkind = \"downgrade\"\nto = \"b2e1d4c5f6a7\"\n",
-    )
-    .unwrap();
+    p.downgrade_pipeline("back", Some("b2e1d4c5f6a7"), false);
     // f6's downgrade raises: refused before anything runs.
-    let run = p.ballast(&["--yes", "run", pipeline.to_str().unwrap()]);
+    let run = p.ballast(&["--yes", "run", "back"]);
     run.expect_code(3);
     assert!(
         run.stdout().contains("f6a0b1c2d3e4") && run.stdout().contains("raises"),
@@ -304,7 +299,7 @@ fn downgrade_steps_back_and_refuses_a_revision_that_cannot() {
     // Without it, the downgrade goes back through the merge and both branches.
     std::fs::remove_file(versions.join("f6a0b1c2d3e4_backfill_slugs.py")).unwrap();
     p.sql("update marketplace.alembic_version set version_num = 'e5d1e2f3a4b5'; alter table marketplace.sellers drop column slug");
-    let run = p.ballast(&["--yes", "run", pipeline.to_str().unwrap()]);
+    let run = p.ballast(&["--yes", "run", "back"]);
     run.expect_code(0);
     assert_eq!(version(&p), "b2e1d4c5f6a7");
     assert!(!p.table_exists("marketplace.tags"));
@@ -324,15 +319,10 @@ fn downgrade_minus_one_steps_back_one_revision_and_verify_checks_it() {
     );
     p.ballast(&["--yes", "deploy"]).expect_code(0);
     assert_eq!(version(&p), "a7000000000a");
-    let pipeline = p.path().join("back.toml");
-    std::fs::write(
-        &pipeline,
-        "[[stages]]\nkind = \"state-check\"\n[[stages]]\nkind = \"downgrade\"\nto = \"-1\"\n[[stages]]\nkind = \"verify\"\n",
-    )
-    .unwrap();
+    p.downgrade_pipeline("back", Some("-1"), true);
     // Only the newest revision is undone: the head's raising downgrade, further
     // back, is no reason to refuse.
-    let run = p.ballast(&["--yes", "run", pipeline.to_str().unwrap()]);
+    let run = p.ballast(&["--yes", "run", "back"]);
     run.expect_code(0);
     assert!(
         run.stdout().contains(&format!("downgraded to {HEAD}")),
@@ -347,7 +337,7 @@ fn downgrade_minus_one_steps_back_one_revision_and_verify_checks_it() {
     assert_eq!(version(&p), HEAD);
     assert!(!p.table_exists("marketplace.audit"));
     // One more step back would run f6's downgrade, which raises: refused up front.
-    let run = p.ballast(&["--yes", "run", pipeline.to_str().unwrap()]);
+    let run = p.ballast(&["--yes", "run", "back"]);
     run.expect_code(3);
     assert!(
         run.stdout().contains("f6a0b1c2d3e4") && run.stdout().contains("raises"),

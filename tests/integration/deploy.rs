@@ -234,12 +234,10 @@ fn verify_runs_user_checks() {
 fn failure_hooks_get_the_run_facts() {
     let p = Project::new();
     p.migration("1_broken.sql", "select from nowhere;");
-    std::fs::create_dir(p.path().join("pipelines")).unwrap();
-    std::fs::write(
-        p.path().join("pipelines/deploy.toml"),
+    p.pipeline(
+        "deploy",
         "[[stages]]\nkind = \"preview\"\n[[stages]]\nkind = \"upgrade\"\n\n[on_failure]\nhooks = [\"echo stage=$BALLAST_FAILED_STAGE outcome=$BALLAST_OUTCOME run=$BALLAST_RUN_ID > hook.out\"]\n",
-    )
-    .unwrap();
+    );
     p.ballast(&["--yes", "deploy"]).expect_code(1);
     let hook = std::fs::read_to_string(p.path().join("hook.out")).unwrap();
     assert!(
@@ -252,12 +250,10 @@ fn failure_hooks_get_the_run_facts() {
 fn notify_hooks_run_after_every_run_with_the_summary_on_stdin() {
     let p = Project::new();
     p.migration("1_a.sql", "create table a (id int);");
-    std::fs::create_dir(p.path().join("pipelines")).unwrap();
-    std::fs::write(
-        p.path().join("pipelines/deploy.toml"),
+    p.pipeline(
+        "deploy",
         "[[stages]]\nkind = \"preview\"\n[[stages]]\nkind = \"upgrade\"\n\n[on_failure]\nhooks = [\"echo failed >> hooks.out\"]\n\n[notify]\nhooks = [\"cat > summary.json; echo notified $BALLAST_OUTCOME >> hooks.out\"]\n",
-    )
-    .unwrap();
+    );
     let run = p.ballast(&["--yes", "deploy"]);
     run.expect_code(0);
     let hooks = std::fs::read_to_string(p.path().join("hooks.out")).unwrap();
@@ -287,13 +283,11 @@ fn notify_hooks_run_after_every_run_with_the_summary_on_stdin() {
 fn plan_changed_after_preview_is_refused() {
     let p = Project::new();
     p.migration("1_a.sql", "create table a (id int);");
-    std::fs::create_dir(p.path().join("pipelines")).unwrap();
     // Someone edits the migration between the preview and the upgrade.
-    std::fs::write(
-        p.path().join("pipelines/deploy.toml"),
+    p.pipeline(
+        "deploy",
         "[[stages]]\nkind = \"preview\"\n[[stages]]\nkind = \"shell\"\ncommand = \"echo 'create table b (id int);' > migrations/1_a.sql\"\n[[stages]]\nkind = \"upgrade\"\n",
-    )
-    .unwrap();
+    );
     let run = p.ballast(&["--yes", "deploy"]);
     run.expect_code(3);
     assert!(
@@ -309,14 +303,12 @@ fn a_shell_stage_shows_its_output_and_is_killed_at_its_timeout() {
     let p = Project::new();
     p.migration("1_a.sql", "create table a (id int);")
         .migration("1_a.down.sql", "drop table a;");
-    std::fs::create_dir(p.path().join("pipelines")).unwrap();
-    std::fs::write(
-        p.path().join("pipelines/smoke.toml"),
+    p.pipeline(
+        "smoke",
         "[[stages]]\nkind = \"state-check\"\n[[stages]]\nkind = \"upgrade\"\n\
          [[stages]]\nkind = \"shell\"\nname = \"smoke test\"\ncommand = \"echo checking the shop; echo all good\"\n\
          [[stages]]\nkind = \"shell\"\nname = \"slow check\"\ncommand = \"echo waiting; sleep 30\"\ntimeout = \"1s\"\n",
-    )
-    .unwrap();
+    );
     let started = std::time::Instant::now();
     let run = p.ballast(&["--yes", "run", "smoke"]);
     // The slow check failed after the upgrade committed: the ladder undid it.

@@ -14,18 +14,6 @@ fn three_with_downs(p: &Project) {
         .migration("3_order_total/down.sql", "alter table orders drop column total_cents;");
 }
 
-/// Writes `pipelines/NAME.toml` with one downgrade stage (and `to`, when given).
-fn downgrade_pipeline(p: &Project, name: &str, to: Option<&str>) {
-    let dir = p.path().join("pipelines");
-    std::fs::create_dir_all(&dir).unwrap();
-    let to = to.map(|v| format!("to = \"{v}\"\n")).unwrap_or_default();
-    std::fs::write(
-        dir.join(format!("{name}.toml")),
-        format!("[[stages]]\nkind = \"downgrade\"\n{to}"),
-    )
-    .unwrap();
-}
-
 #[test]
 fn downgrade_to_a_version_undoes_the_newer_ones_and_restores_the_schema() {
     let p = Project::new();
@@ -40,7 +28,7 @@ fn downgrade_to_a_version_undoes_the_newer_ones_and_restores_the_schema() {
     p.ballast(&["--yes", "deploy"]).expect_code(0);
     assert_eq!(p.ledger_versions(), ["1", "2", "3"]);
 
-    downgrade_pipeline(&p, "back", Some("1"));
+    p.downgrade_pipeline("back", Some("1"), false);
     let run = p.ballast(&["--yes", "run", "back"]);
     run.expect_code(0);
     let out = run.stdout();
@@ -115,7 +103,7 @@ fn a_missing_down_file_refuses_and_changes_nothing() {
     std::fs::remove_file(p.path().join("migrations/2_orders.down.sql")).unwrap();
     let before = p.schema_dump("public");
 
-    downgrade_pipeline(&p, "back", Some("1"));
+    p.downgrade_pipeline("back", Some("1"), false);
     let run = p.ballast(&["--yes", "run", "back"]);
     run.expect_code(3);
     let out = run.stdout();
@@ -128,7 +116,7 @@ fn a_missing_down_file_refuses_and_changes_nothing() {
     assert_eq!(p.schema_dump("public"), before);
 
     // A version nobody knows is refused too, never read as "undo everything".
-    downgrade_pipeline(&p, "typo", Some("7"));
+    p.downgrade_pipeline("typo", Some("7"), false);
     let run = p.ballast(&["--yes", "run", "typo"]);
     run.expect_code(3);
     assert!(
@@ -152,7 +140,7 @@ fn a_failing_down_rolls_back_its_whole_batch() {
     );
     let before = p.schema_dump("public");
 
-    downgrade_pipeline(&p, "back", Some("1"));
+    p.downgrade_pipeline("back", Some("1"), false);
     let run = p.ballast(&["--yes", "run", "back"]);
     // It failed, and the database is provably where it was: exit 1, not 4.
     run.expect_code(1);
@@ -194,7 +182,7 @@ fn a_no_transaction_down_drops_an_index_concurrently() {
     p.ballast(&["--yes", "deploy"]).expect_code(0);
     assert!(p.table_exists("public.t_id_idx"));
 
-    downgrade_pipeline(&p, "back", Some("1"));
+    p.downgrade_pipeline("back", Some("1"), false);
     let run = p.ballast(&["--yes", "run", "back"]);
     run.expect_code(0);
     assert!(
@@ -228,7 +216,7 @@ fn a_failure_after_a_committed_down_says_what_was_undone() {
         );
     p.ballast(&["--yes", "deploy"]).expect_code(0);
 
-    downgrade_pipeline(&p, "back", Some("1"));
+    p.downgrade_pipeline("back", Some("1"), false);
     let run = p.ballast(&["--yes", "run", "back"]);
     // 3 was undone and stays undone: the run changed the database and did not get
     // back to where it started, so it must not say "nothing changed".
@@ -250,14 +238,8 @@ fn a_verify_after_a_downgrade_checks_the_version_it_went_to() {
     let p = Project::new();
     three_with_downs(&p);
     p.ballast(&["--yes", "deploy"]).expect_code(0);
-    let dir = p.path().join("pipelines");
-    std::fs::create_dir_all(&dir).unwrap();
     for (name, to) in [("back1", "1"), ("tobase", "base")] {
-        std::fs::write(
-            dir.join(format!("{name}.toml")),
-            format!("[[stages]]\nkind = \"state-check\"\n[[stages]]\nkind = \"downgrade\"\nto = \"{to}\"\n[[stages]]\nkind = \"verify\"\n"),
-        )
-        .unwrap();
+        p.downgrade_pipeline(name, Some(to), true);
     }
     let run = p.ballast(&["--yes", "run", "back1"]);
     run.expect_code(0);
@@ -298,16 +280,14 @@ fn minus_one_refuses_when_another_deploy_moved_the_database_after_it_was_read() 
     p.ballast(&["--yes", "deploy"]).expect_code(0);
     std::fs::rename(&aside, &third).unwrap();
     // Between the state check (at 2_orders) and the downgrade, another deploy applies 3.
-    std::fs::create_dir_all(p.path().join("pipelines")).unwrap();
-    std::fs::write(
-        p.path().join("pipelines/racy.toml"),
-        format!(
+    p.pipeline(
+        "racy",
+        &format!(
             "[[stages]]\nkind = \"state-check\"\n[[stages]]\nkind = \"shell\"\ncommand = \"{} --yes deploy\"\n\
              [[stages]]\nkind = \"downgrade\"\nto = \"-1\"\n",
             env!("CARGO_BIN_EXE_ballast")
         ),
-    )
-    .unwrap();
+    );
     let run = p.ballast(&["--yes", "run", "racy"]);
     run.expect_code(3);
     assert!(
@@ -324,14 +304,8 @@ fn downgrade_minus_n_counts_back_from_the_newest_applied() {
     let p = Project::new();
     three_with_downs(&p);
     p.ballast(&["--yes", "deploy"]).expect_code(0);
-    let dir = p.path().join("pipelines");
-    std::fs::create_dir_all(&dir).unwrap();
     for (name, to) in [("minus1", "-1"), ("minus5", "-5"), ("minus2", "-2")] {
-        std::fs::write(
-            dir.join(format!("{name}.toml")),
-            format!("[[stages]]\nkind = \"state-check\"\n[[stages]]\nkind = \"downgrade\"\nto = \"{to}\"\n[[stages]]\nkind = \"verify\"\n"),
-        )
-        .unwrap();
+        p.downgrade_pipeline(name, Some(to), true);
     }
     let run = p.ballast(&["--yes", "run", "minus1"]);
     run.expect_code(0);

@@ -600,17 +600,10 @@ fn a_deploy_waiting_during_the_restore_rungs_rename_never_deploys_to_the_databas
     assert_eq!(p.sql("select body from notes"), "remember me");
 }
 
-#[test]
-fn sigint_during_a_shell_stage_before_any_change_ends_what_the_command_started() {
-    let p = Project::new();
-    std::fs::create_dir(p.path().join("pipelines")).unwrap();
-    std::fs::write(
-        p.path().join("pipelines/check.toml"),
-        "[[stages]]\nkind = \"state-check\"\n[[stages]]\nkind = \"shell\"\ncommand = \"touch started; sleep 118; true\"\n",
-    )
-    .unwrap();
+/// `ballast --yes run NAME`, once its shell command has touched `started`.
+fn run_until_started(p: &Project, name: &str) -> Child {
     let child = p
-        .command(&["--yes", "run", "check"], &[])
+        .command(&["--yes", "run", name], &[])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -620,6 +613,32 @@ fn sigint_during_a_shell_stage_before_any_change_ends_what_the_command_started()
         assert!(Instant::now() < deadline, "the command never started");
         std::thread::sleep(Duration::from_millis(20));
     }
+    child
+}
+
+/// No process whose command line holds `pattern` is left within 5 seconds.
+fn gone_within_5s(pattern: &str, failure: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .unwrap()
+        .stdout
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "{failure}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigint_during_a_shell_stage_before_any_change_ends_what_the_command_started() {
+    let p = Project::new();
+    p.pipeline(
+        "check",
+        "[[stages]]\nkind = \"state-check\"\n[[stages]]\nkind = \"shell\"\ncommand = \"touch started; sleep 118; true\"\n",
+    );
+    let child = run_until_started(&p, "check");
     let out = signal(child, "INT");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
@@ -628,45 +647,19 @@ fn sigint_during_a_shell_stage_before_any_change_ends_what_the_command_started()
         "{stderr}"
     );
     // Not only `sh`: the `sleep` it started is gone too.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let sleeping = Command::new("pgrep")
-            .args(["-f", "sleep 118"])
-            .output()
-            .unwrap();
-        if sleeping.stdout.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the command's sleep outlived ballast"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    gone_within_5s("sleep 118", "the command's sleep outlived ballast");
 }
 
 #[test]
 fn sigint_during_a_smoke_test_after_the_upgrade_stops_it_and_climbs_the_ladder() {
     let p = Project::new();
     two_migrations(&p);
-    std::fs::create_dir(p.path().join("pipelines")).unwrap();
-    std::fs::write(
-        p.path().join("pipelines/slow.toml"),
+    p.pipeline(
+        "slow",
         "[[stages]]\nkind = \"state-check\"\n[[stages]]\nkind = \"upgrade\"\n\
          [[stages]]\nkind = \"shell\"\nname = \"smoke test\"\ncommand = \"touch started; sleep 119\"\n",
-    )
-    .unwrap();
-    let child = p
-        .command(&["--yes", "run", "slow"], &[])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !p.path().join("started").exists() {
-        assert!(Instant::now() < deadline, "the command never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    );
+    let child = run_until_started(&p, "slow");
     let asked = Instant::now();
     let out = signal(child, "INT");
     assert!(
@@ -682,17 +675,7 @@ fn sigint_during_a_smoke_test_after_the_upgrade_stops_it_and_climbs_the_ladder()
     assert!(stdout.contains("undone by their downgrades"), "{stdout}");
     assert!(p.ledger_versions().is_empty());
     // The command's process group went with it.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !Command::new("pgrep")
-        .args(["-f", "sleep 119"])
-        .output()
-        .unwrap()
-        .stdout
-        .is_empty()
-    {
-        assert!(Instant::now() < deadline, "the command still runs");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    gone_within_5s("sleep 119", "the command still runs");
 }
 
 #[test]

@@ -168,6 +168,29 @@ impl Project {
             .join("\n")
     }
 
+    /// Writes `pipelines/NAME.toml` beside the project's config (`ballast run NAME`; a
+    /// built-in name is overridden).
+    pub fn pipeline(&self, name: &str, toml: &str) {
+        std::fs::create_dir_all(self.path().join("pipelines")).unwrap();
+        std::fs::write(self.path().join(format!("pipelines/{name}.toml")), toml).unwrap();
+    }
+
+    /// `pipelines/NAME.toml`: a downgrade stage (to `to`, or without one back to where
+    /// the run started), with a state check before it and a verify after it when
+    /// `checked`.
+    pub fn downgrade_pipeline(&self, name: &str, to: Option<&str>, checked: bool) {
+        let to = to.map(|v| format!("to = \"{v}\"\n")).unwrap_or_default();
+        let downgrade = format!("[[stages]]\nkind = \"downgrade\"\n{to}");
+        self.pipeline(
+            name,
+            &if checked {
+                format!("[[stages]]\nkind = \"state-check\"\n{downgrade}[[stages]]\nkind = \"verify\"\n")
+            } else {
+                downgrade
+            },
+        );
+    }
+
     /// Writes the built-in deploy pipeline into the project's `pipelines/` with its
     /// `[on_failure] downgrade` and `restore` set.
     pub fn on_failure(&self, downgrade: bool, restore: &str) {
@@ -176,14 +199,12 @@ impl Project {
             "/pipelines/deploy.toml"
         ))
         .unwrap();
-        std::fs::create_dir_all(self.path().join("pipelines")).unwrap();
-        std::fs::write(
-            self.path().join("pipelines/deploy.toml"),
-            builtin
+        self.pipeline(
+            "deploy",
+            &builtin
                 .replace("downgrade = true", &format!("downgrade = {downgrade}"))
                 .replace("restore = \"never\"", &format!("restore = \"{restore}\"")),
-        )
-        .unwrap();
+        );
     }
 
     /// A table `notes` with one row, and a migration `1_drop_notes` that drops it,

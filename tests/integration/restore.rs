@@ -135,15 +135,7 @@ fn in_place_with_clients_connected_refuses_up_front_or_ends_their_sessions() {
     let id = backup_id(&p);
     p.sql("delete from orders");
     let backups = || p.ballast(&["--json", "backups"]).stdout().lines().count();
-    let copies = || {
-        psql(
-            &cluster().url("postgres"),
-            &format!(
-                "select count(*) from pg_database where datname like '{}\\_\\_ballast\\_restore\\_%'",
-                p.db
-            ),
-        )
-    };
+    let copies = || databases_like(&format!("{}__ballast_restore_%", p.db)).len();
     let client = crate::harness::Blocker::hold(&p.url, "select 1");
     // Refused before the safety backup and the copy: nothing to clean up.
     let run = p.ballast(&["--yes", "restore", &id]);
@@ -162,7 +154,7 @@ fn in_place_with_clients_connected_refuses_up_front_or_ends_their_sessions() {
         run.stdout()
     );
     assert_eq!(backups(), 1, "no safety backup was taken");
-    assert_eq!(copies(), "0", "no copy was made");
+    assert_eq!(copies(), 0, "no copy was made");
     assert_eq!(p.sql("select count(*) from orders"), "0");
     // Asked to, the restore ends the client's session just before the rename.
     let run = p.ballast(&["--yes", "restore", &id, "--end-sessions"]);

@@ -116,13 +116,10 @@ fn the_question_names_the_change_the_pipeline_makes() {
     p.migration("1_a.sql", "create table a (id int);")
         .migration("1_a.down.sql", "drop table a;");
     p.ballast(&["--yes", "deploy"]).expect_code(0);
-    let dir = p.path().join("pipelines");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("back.toml"),
+    p.pipeline(
+        "back",
         "[[stages]]\nkind = \"state-check\"\n[[stages]]\nkind = \"confirm\"\n[[stages]]\nkind = \"downgrade\"\nto = \"base\"\n",
-    )
-    .unwrap();
+    );
     let (code, out) = at_a_terminal(&p, &["run", "back"], Duration::from_secs(10));
     assert_eq!(code, None, "it waits for the answer: {out}");
     assert!(out.contains("Downgrade database"), "{out}");
