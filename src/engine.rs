@@ -137,6 +137,57 @@ impl Snapshot {
     }
 
     /// A deploy may proceed only from a clean state.
+    /// Why the migration `version` (applied or pending) has no downgrade that could undo
+    /// it, read from its files: no down file or an empty one, a `downgrade()` that is
+    /// missing, empty or raises. `None` when it has one (or no such migration).
+    pub fn undo_problem(&self, version: &str) -> Option<String> {
+        match self {
+            Snapshot::Sql(s) => {
+                let m = s.source.iter().find(|m| m.version.to_string() == version)?;
+                match &m.down_sql {
+                    None => Some(format!("{}: it has no down file", m.label())),
+                    Some(down) if crate::migrations::split::split_statements(down).is_empty() => {
+                        Some(format!("{}: its down file is empty", m.label()))
+                    }
+                    Some(_) => None,
+                }
+            }
+            Snapshot::Alembic(a) => {
+                let revision = a.graph.get(version)?;
+                revision
+                    .downgrade_problem()
+                    .map(|p| format!("{}: {p} ({})", revision.label(), revision.path))
+            }
+        }
+    }
+
+    /// The schema the project's objects are expected in (the lint's
+    /// `require-schema-qualified`): where Alembic keeps its version table, found, or
+    /// `database.schema` for the sql engine.
+    pub fn lint_schema(&self, settings: &Settings) -> String {
+        match self {
+            Snapshot::Sql(_) => settings.database.schema.clone(),
+            Snapshot::Alembic(a) => a.version.schema.clone(),
+        }
+    }
+
+    /// Where Alembic keeps its version table; `None` for the sql engine.
+    pub fn alembic_version_table(&self) -> Option<crate::alembic::reach::VersionTable> {
+        match self {
+            Snapshot::Sql(_) => None,
+            Snapshot::Alembic(a) => Some(a.version.clone()),
+        }
+    }
+
+    /// Why this engine must not change the database at all now (Alembic: its
+    /// connection goes elsewhere, or was not proven), with what to do.
+    pub fn refusal(&self) -> Option<String> {
+        match self {
+            Snapshot::Sql(_) => None,
+            Snapshot::Alembic(a) => a.refusal.clone(),
+        }
+    }
+
     pub fn is_blocked(&self) -> bool {
         match self {
             Snapshot::Sql(s) => s.state.is_blocked(),
@@ -183,7 +234,7 @@ impl Snapshot {
                 .map(|planned| {
                     let revision = a.graph.get(&planned.version);
                     let source = std::fs::read_to_string(&planned.file).unwrap_or_default();
-                    LintInput::from_alembic(planned, revision, &a.version_table, source)
+                    LintInput::from_alembic(planned, revision, &a.version, source)
                 })
                 .collect(),
         }
@@ -297,6 +348,7 @@ pub fn source(settings: &Settings) -> Result<Vec<Migration>, SourceError> {
 pub async fn snapshot(
     settings: &Settings,
     conn: &mut PgConnection,
+    probe: crate::alembic::snapshot::Probe<'_>,
 ) -> Result<Snapshot, EngineError> {
     Ok(match settings.migrations.engine {
         EngineKind::Sql => {
@@ -310,7 +362,7 @@ pub async fn snapshot(
             })
         }
         EngineKind::Alembic => {
-            Snapshot::Alembic(crate::alembic::snapshot::snapshot(settings, conn).await?)
+            Snapshot::Alembic(crate::alembic::snapshot::snapshot(settings, conn, probe).await?)
         }
     })
 }
@@ -323,10 +375,13 @@ pub async fn current_revision(
     conn: &mut PgConnection,
 ) -> Result<Option<String>, DbError> {
     Ok(match &settings.migrations.alembic {
-        Some(alembic) => crate::alembic::snapshot::current_revisions(conn, alembic)
-            .await?
-            .filter(|rows| !rows.is_empty())
-            .map(|rows| rows.join("+")),
+        Some(alembic) => {
+            let version = crate::alembic::reach::version_table_unprobed(conn, alembic).await?;
+            crate::alembic::snapshot::current_revisions(conn, &version)
+                .await?
+                .filter(|rows| !rows.is_empty())
+                .map(|rows| rows.join("+"))
+        }
         None => {
             let applied = ledger::applied(conn, &settings.database.schema).await?;
             ledger::newest(&applied).map(|row| format!("{}_{}", row.version, row.name))

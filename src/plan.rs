@@ -18,6 +18,10 @@ pub struct PlannedMigration {
     /// How it runs, when the engine says more than `transactional` can (Alembic).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    /// Why the deploy transaction commits right after this migration (and the next
+    /// ones run in a new one): see [`crate::migrations::commit_point`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commits_after: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -39,6 +43,10 @@ impl Plan {
                     file: m.up_path.display().to_string(),
                     sql: m.up_sql.clone(),
                     mode: None,
+                    commits_after: m
+                        .transactional
+                        .then(|| crate::migrations::commit_point::commit_after(&m.up_sql))
+                        .flatten(),
                 })
                 .collect(),
         )

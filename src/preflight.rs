@@ -55,6 +55,8 @@ pub struct Scope<'a> {
     pub backup: bool,
     /// `schema.table` the plan's statements touch (for the blocking-session check).
     pub tables: &'a [String],
+    /// Where Alembic's version table is (its privileges are checked too).
+    pub alembic_version: Option<&'a crate::alembic::reach::VersionTable>,
 }
 
 /// Runs every check that applies. A failure of the checks themselves (a query that
@@ -73,7 +75,7 @@ pub async fn run(
             server.database, server.host, server.user, server.server_version
         ),
     )];
-    checks.push(privileges(settings, conn).await);
+    checks.push(privileges(settings, conn, scope.alembic_version).await);
     if scope.backup {
         checks.push(pg_dump(settings, server).await);
         if let Some(storage) = storage {
@@ -95,11 +97,15 @@ pub fn failed(checks: &[Check]) -> bool {
     checks.iter().any(|c| c.status == Status::Failed)
 }
 
-async fn privileges(settings: &Settings, conn: &mut PgConnection) -> Check {
+async fn privileges(
+    settings: &Settings,
+    conn: &mut PgConnection,
+    alembic_version: Option<&crate::alembic::reach::VersionTable>,
+) -> Check {
     let schema = &settings.database.schema;
     let mut missing = crate::stages::state_check::missing_privileges(conn, schema).await;
-    if let (Ok(None), Some(alembic)) = (&missing, &settings.migrations.alembic) {
-        missing = crate::alembic::snapshot::missing_privileges(conn, alembic).await;
+    if let (Ok(None), Some(version)) = (&missing, alembic_version) {
+        missing = crate::alembic::snapshot::missing_privileges(conn, version).await;
     }
     match missing {
         Ok(None) => Check::ok(

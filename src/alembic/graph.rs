@@ -29,6 +29,10 @@ pub struct Revision {
     pub path: String,
     pub is_merge: bool,
     pub downgrade: Downgrade,
+    /// The file says `ballast:allow missing-downgrade` (or `all`): an empty
+    /// `downgrade()` is deliberate (a data migration with nothing to undo).
+    #[serde(default)]
+    pub allows_missing_downgrade: bool,
 }
 
 impl Revision {
@@ -46,7 +50,9 @@ impl Revision {
     pub fn downgrade_problem(&self) -> Option<&'static str> {
         match self.downgrade {
             Downgrade::Ok => None,
-            Downgrade::Empty if self.is_merge => None,
+            // Deliberate: the recovery ladder still proves the schema came back, and
+            // climbs to the restore rung when it did not.
+            Downgrade::Empty if self.is_merge || self.allows_missing_downgrade => None,
             Downgrade::Empty => Some("its downgrade() is empty: it would not undo anything"),
             Downgrade::Missing => Some("it has no downgrade() function"),
             Downgrade::Raises => Some("its downgrade() raises"),
@@ -242,6 +248,7 @@ mod tests {
             path: String::new(),
             is_merge: downs.len() > 1,
             downgrade: Downgrade::Ok,
+            allows_missing_downgrade: false,
         }
     }
 
@@ -358,6 +365,19 @@ mod tests {
         let mut plain = rev("p", &["a"]);
         plain.downgrade = Downgrade::Raises;
         assert!(plain.downgrade_problem().is_some());
+        plain.downgrade = Downgrade::Empty;
+        assert!(plain.downgrade_problem().is_some());
+    }
+
+    #[test]
+    fn an_empty_downgrade_the_file_allows_steps_back() {
+        let mut data = rev("d", &["a"]);
+        data.downgrade = Downgrade::Empty;
+        data.allows_missing_downgrade = true;
+        assert!(data.downgrade_problem().is_none());
+        // Allowed or not, one that raises or is missing cannot run.
+        data.downgrade = Downgrade::Raises;
+        assert!(data.downgrade_problem().is_some());
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! The `alembic` engine: an Alembic project driven as a subprocess (`python -m
 //! alembic`, through duct), its revision graph read with Alembic's own API by a small
-//! probe script, and the database's revision read directly with sqlx. The project
-//! needs no change: its `env.py` reads `DATABASE_URL` as such projects already do.
+//! probe script, and the database's revision read directly with sqlx. ballast hands
+//! env.py `DATABASE_URL`, and proves (`reach`) that Alembic's connection goes to the
+//! database it backed up before any Alembic child changes anything.
 
 pub mod graph;
 pub mod offline;
 pub mod process;
+pub mod reach;
 pub mod run;
 pub mod snapshot;
 

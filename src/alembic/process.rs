@@ -14,6 +14,14 @@ use crate::redact::{scrub, split_secrets};
 
 const PROBE: &str = include_str!("probe.py");
 
+/// `python -c LAUNCHER ARGS` runs alembic as its `alembic` command does, with the
+/// project's folder last on the path: `python -m alembic` puts it first, and a project
+/// whose script_location is a package named `alembic/` then shadows the library.
+const LAUNCHER: &str = "import os, sys\n\
+sys.path[:] = [p for p in sys.path if p not in ('', os.getcwd())] + [os.getcwd()]\n\
+from alembic.config import main\n\
+sys.exit(main(argv=sys.argv[1:], prog='alembic'))\n";
+
 /// A finished alembic command.
 #[derive(Debug)]
 pub struct Finished {
@@ -158,19 +166,35 @@ impl Runner {
 
     /// Runs `python -m alembic ARGS` to the end, capturing both streams.
     pub async fn alembic(&self, args: &[&str]) -> Result<Finished, AlembicError> {
-        let mut full = vec!["-m".to_string(), "alembic".to_string()];
+        let mut full = vec!["-c".to_string(), LAUNCHER.to_string()];
         full.extend(args.iter().map(|a| a.to_string()));
-        self.capture(full).await
+        self.capture(full, Vec::new()).await
     }
 
-    /// The probe script's JSON (the revision graph).
-    pub async fn probe(&self) -> Result<Finished, AlembicError> {
-        self.capture(vec!["-c".to_string(), PROBE.to_string()])
+    /// The probe script's JSON: the revision graph and, with a witness, where env.py's
+    /// connection goes ([`super::reach`]).
+    pub async fn probe(
+        &self,
+        witness: Option<&super::reach::Witness>,
+    ) -> Result<Finished, AlembicError> {
+        let mut extra = Vec::new();
+        if let Some(witness) = witness {
+            extra.push(("BALLAST_WITNESS_PID", witness.pid.to_string()));
+            extra.push(("BALLAST_WITNESS_NAME", witness.application_name.clone()));
+        }
+        self.capture(vec!["-c".to_string(), PROBE.to_string()], extra)
             .await
     }
 
-    async fn capture(&self, args: Vec<String>) -> Result<Finished, AlembicError> {
-        let expression = self.expression(args).stdout_capture().stderr_capture();
+    async fn capture(
+        &self,
+        args: Vec<String>,
+        extra_env: Vec<(&str, String)>,
+    ) -> Result<Finished, AlembicError> {
+        let mut expression = self.expression(args).stdout_capture().stderr_capture();
+        for (key, value) in extra_env {
+            expression = expression.env(key, value);
+        }
         let output = tokio::task::spawn_blocking(move || expression.run())
             .await
             .map_err(|e| self.missing(std::io::Error::other(e)))?
@@ -190,7 +214,7 @@ impl Runner {
         args: &[&str],
         mut on_line: impl FnMut(&str),
     ) -> Result<Finished, AlembicError> {
-        let mut full = vec!["-m".to_string(), "alembic".to_string()];
+        let mut full = vec!["-c".to_string(), LAUNCHER.to_string()];
         full.extend(args.iter().map(|a| a.to_string()));
         let reader = self
             .expression(full)

@@ -43,7 +43,7 @@ pub async fn upgrade(
             && finished.reason().contains("lock timeout")
             && attempt < retries
             && !crate::interrupt::requested()
-            && revisions_after(ctx)
+            && revisions_after(ctx, snap)
                 .await
                 .is_ok_and(|now| snap.graph.ancestry(&now) == snap.graph.ancestry(snap.current()))
             // Nothing committed outside the version table either (autocommit blocks).
@@ -140,7 +140,7 @@ async fn account(
     finished: &Finished,
     verb: &str,
 ) -> Result<(), StageError> {
-    let now = match revisions_after(ctx).await {
+    let now = match revisions_after(ctx, before).await {
         Ok(rows) => rows,
         Err(e) => {
             ctx.outcome_unknown = true;
@@ -167,10 +167,27 @@ async fn account(
         }
         return Ok(());
     }
-    if !not.is_empty() {
+    // The version table says what Alembic recorded, not what committed: a revision
+    // that commits by itself (`op.get_bind().commit()`, an autocommit block) keeps its
+    // changes when a later revision's failure rolls the version table back.
+    let unrecorded = match committed.is_empty() {
+        true => changed_since_upgrade_began(ctx).await,
+        false => None,
+    };
+    if let Some(changes) = &unrecorded {
+        ctx.record_partial_change(format!(
+            "schema changes {} does not record: {changes}",
+            before.version
+        ));
+    } else if !not.is_empty() {
         ctx.record_rolled_back(not.clone());
     }
-    let stopped = if committed.is_empty() {
+    let stopped = if let Some(changes) = &unrecorded {
+        format!(
+            "{} records none of them, but the schema is not as the upgrade found it ({changes}): something committed outside the version table (an autocommit block, or a revision that commits by itself)",
+            before.version
+        )
+    } else if committed.is_empty() {
         "nothing committed: the database is at the revision the run found".to_string()
     } else {
         format!(
@@ -198,6 +215,20 @@ async fn account(
     )))
 }
 
+/// What differs from the schema as it was right before the upgrade (a summary), or
+/// `None` when nothing does. Unknown counts as changed: never "nothing committed"
+/// without seeing it.
+async fn changed_since_upgrade_began(ctx: &mut RunContext) -> Option<String> {
+    let before = ctx.schema_before.clone()?;
+    match ctx.schema_shape().await {
+        Ok(now) => {
+            let differences = now.differences(&before);
+            (!differences.is_empty()).then(|| crate::db::schema_shape::summary(&differences))
+        }
+        Err(e) => Some(format!("the schema could not be read to tell: {e}")),
+    }
+}
+
 /// Downgrades to `to` (`None`: to base), refusing up front when a revision on the way
 /// is known not to downgrade. The caller holds the deploy lock.
 pub async fn downgrade(
@@ -217,15 +248,7 @@ pub async fn downgrade(
             to.unwrap_or("base")
         )));
     }
-    let problems: Vec<String> = snap
-        .graph
-        .undone_by_downgrade(snap.current(), to)
-        .iter()
-        .filter_map(|r| {
-            r.downgrade_problem()
-                .map(|p| format!("{}: {p} ({})", r.label(), r.path))
-        })
-        .collect();
+    let problems = snap.downgrade_problems(to);
     if !problems.is_empty() {
         return Err(StageError::Refused(format!(
             "cannot downgrade to {}: {}; nothing was changed (restore a backup instead)",
@@ -257,7 +280,7 @@ pub async fn downgrade(
     .await
     .map_err(|e| StageError::Failed(e.to_string()))?
     .map_err(failed)?;
-    let now = revisions_after(ctx).await?;
+    let now = revisions_after(ctx, snap).await?;
     let still: HashSet<String> = snap.graph.ancestry(&now);
     let reverted: Vec<String> = undone
         .iter()
@@ -283,16 +306,15 @@ pub async fn downgrade(
 
 /// The version table's rows after alembic ran, read on a fresh connection (a failure
 /// may have left ours unusable).
-async fn revisions_after(ctx: &mut RunContext) -> Result<Vec<String>, crate::db::DbError> {
-    let alembic = ctx
-        .settings
-        .migrations
-        .alembic
-        .clone()
-        .expect("the alembic engine has alembic settings");
+async fn revisions_after(
+    ctx: &mut RunContext,
+    snap: &AlembicSnapshot,
+) -> Result<Vec<String>, crate::db::DbError> {
     ctx.reset_conn().await;
     let conn = ctx.conn().await?;
-    Ok(current_revisions(conn, &alembic).await?.unwrap_or_default())
+    Ok(current_revisions(conn, &snap.version)
+        .await?
+        .unwrap_or_default())
 }
 
 fn failed(e: super::AlembicError) -> StageError {

@@ -6,8 +6,9 @@ use sha2::{Digest, Sha256};
 use sqlx::postgres::PgConnection;
 
 use super::process::Runner;
+use super::reach::{self, Reach, VersionTable, Witness};
 use super::{AlembicError, Graph, Revision};
-use crate::config::{AlembicSettings, Settings};
+use crate::config::Settings;
 use crate::db::{ledger, quote_ident, DbError};
 use crate::events::{Events, Severity};
 use crate::plan::{Plan, PlannedMigration};
@@ -17,8 +18,13 @@ pub struct AlembicSnapshot {
     pub graph: Graph,
     /// The version table's rows; `None` when the table does not exist.
     pub current: Option<Vec<String>>,
-    /// `schema.alembic_version`, for messages.
-    pub version_table: String,
+    /// Where the version table is (env.py says, when the probe ran).
+    pub version: VersionTable,
+    /// Where Alembic's own connection goes, when the probe ran env.py.
+    pub reach: Reach,
+    /// Why no Alembic child may change the database: env.py connects elsewhere, could
+    /// not be run, or keeps the version table where the settings do not say.
+    pub refusal: Option<String>,
     /// Tables in the version schema besides ballast's own (when the version table is
     /// missing, these say the schema was built some other way).
     pub other_tables: Vec<String>,
@@ -66,7 +72,8 @@ impl AlembicSnapshot {
     }
 
     pub fn is_blocked(&self) -> bool {
-        self.target().is_none()
+        self.refusal.is_some()
+            || self.target().is_none()
             || !self.unknown().is_empty()
             || self.version_table_missing_with_tables()
     }
@@ -78,6 +85,19 @@ impl AlembicSnapshot {
 
     pub fn head_label(&self) -> Option<String> {
         (!self.graph.heads.is_empty()).then(|| self.graph.heads.join("+"))
+    }
+
+    /// Why a downgrade to `to` (`None`: base) would fail or undo nothing, one line per
+    /// revision on the way; empty when it can run.
+    pub fn downgrade_problems(&self, to: Option<&str>) -> Vec<String> {
+        self.graph
+            .undone_by_downgrade(self.current(), to)
+            .iter()
+            .filter_map(|r| {
+                r.downgrade_problem()
+                    .map(|p| format!("{}: {p} ({})", r.label(), r.path))
+            })
+            .collect()
     }
 
     /// One transaction for the whole upgrade (Alembic's default), or one per revision.
@@ -133,6 +153,10 @@ impl AlembicSnapshot {
                     file: rev.path.clone(),
                     sql: String::new(),
                     mode: Some(mode),
+                    // Alembic decides its own transactions (an enum value added by
+                    // one revision and used by the next fails there as in plain
+                    // alembic; transaction_per_migration is the project's cure).
+                    commits_after: None,
                 }
             })
             .collect();
@@ -142,6 +166,15 @@ impl AlembicSnapshot {
     /// Emits a diagnosis for each blocker; returns how many there were.
     pub fn diagnose(&self, events: &Events) -> usize {
         let mut blockers = 0;
+        if let Some(refusal) = &self.refusal {
+            blockers += 1;
+            let elsewhere = self.reach.reached().is_some_and(|r| !r.reaches_witness);
+            events.diagnose(
+                Severity::Error,
+                refusal.clone(),
+                elsewhere.then(|| reach::HINT.to_string()),
+            );
+        }
         let heads = &self.graph.heads;
         if heads.is_empty() {
             blockers += 1;
@@ -186,7 +219,7 @@ impl AlembicSnapshot {
                 Severity::Error,
                 format!(
                     "the database is at revision {revision} ({}), which no file in {} has: Alembic would stop with \"Can't locate revision identified by '{revision}'\"",
-                    self.version_table, self.graph.script_location
+                    self.version, self.graph.script_location
                 ),
                 Some(format!(
                     "deploy from the branch or release that has {revision}; if its file was removed on purpose, check the schema and `ballast stamp` the revision it matches (it asks first and is journaled; nothing stamps by itself).{ancestor}"
@@ -199,7 +232,7 @@ impl AlembicSnapshot {
                 Severity::Error,
                 format!(
                     "{} does not exist, but the schema already has {} table(s) ({}): the database was built without Alembic, or its version table is elsewhere",
-                    self.version_table,
+                    self.version,
                     self.other_tables.len(),
                     crate::report::human::short_list(&self.other_tables)
                 ),
@@ -210,20 +243,57 @@ impl AlembicSnapshot {
     }
 }
 
-/// Reads the project's graph and the database's revisions. Writes nothing.
+/// How a snapshot learns where Alembic's own connection goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Probe<'a> {
+    /// It does not: `status`, `plan` and `check` never run env.py, which may write.
+    Files,
+    /// Runs env.py online against a witness session (see [`reach`]).
+    Prove,
+    /// What a probe earlier in this run found (env.py and its environment are the same).
+    Proven(&'a Reach),
+}
+
+/// Reads the project's graph and the database's revisions. Writes nothing (env.py,
+/// which `Probe::Prove` runs as `alembic current` does, is the project's own).
 pub async fn snapshot(
     settings: &Settings,
     conn: &mut PgConnection,
+    probe: Probe<'_>,
 ) -> Result<AlembicSnapshot, AlembicError> {
     let alembic = settings
         .migrations
         .alembic
         .as_ref()
         .expect("the alembic engine has alembic settings");
-    let graph = read_graph(&Runner::new(settings, None)).await?;
-    let current = current_revisions(conn, alembic).await?;
+    let runner = Runner::new(settings, None);
+    let (graph, reach) = match probe {
+        Probe::Files => (read_graph(&runner, None).await?.0, Reach::NotProbed),
+        Probe::Proven(reach) => (read_graph(&runner, None).await?.0, reach.clone()),
+        Probe::Prove => {
+            let witness = Witness::open(&settings.database).await?;
+            let read = read_graph(&runner, Some(&witness)).await;
+            witness.close().await;
+            read?
+        }
+    };
+    let mut refusal = reach.refusal(&settings.database.display_url());
+    let version = match reach::version_table(conn, alembic, &reach).await {
+        Ok(version) => version,
+        Err(reach::Located::Disagrees { configured, found }) => {
+            let message = reach::Located::Disagrees {
+                configured,
+                found: found.clone(),
+            }
+            .to_string();
+            refusal.get_or_insert(message);
+            found
+        }
+        Err(reach::Located::Db(e)) => return Err(e.into()),
+    };
+    let current = current_revisions(conn, &version).await?;
     let other_tables = if current.is_none() {
-        tables_in(conn, &alembic.version_schema).await?
+        tables_in(conn, &version.schema).await?
     } else {
         Vec::new()
     };
@@ -239,7 +309,9 @@ pub async fn snapshot(
     Ok(AlembicSnapshot {
         graph,
         current,
-        version_table: format!("{}.{}", alembic.version_schema, alembic.version_table),
+        version,
+        reach,
+        refusal,
         other_tables,
         nearest_known,
         goal: None,
@@ -291,17 +363,29 @@ pub async fn files_only(settings: &Settings) -> Result<AlembicSnapshot, AlembicE
         .as_ref()
         .expect("the alembic engine has alembic settings");
     Ok(AlembicSnapshot {
-        graph: read_graph(&Runner::new(settings, None)).await?,
+        graph: read_graph(&Runner::new(settings, None), None).await?.0,
         current: None,
-        version_table: format!("{}.{}", alembic.version_schema, alembic.version_table),
+        version: VersionTable {
+            schema: settings.lint_schema().to_string(),
+            table: alembic
+                .version_table
+                .clone()
+                .unwrap_or_else(|| "alembic_version".into()),
+        },
+        reach: Reach::NotProbed,
+        refusal: None,
         other_tables: Vec::new(),
         nearest_known: Vec::new(),
         goal: None,
     })
 }
 
-pub async fn read_graph(runner: &Runner) -> Result<Graph, AlembicError> {
-    let probed = runner.probe().await?;
+/// The graph and, with a witness, where env.py's connection goes.
+pub async fn read_graph(
+    runner: &Runner,
+    witness: Option<&Witness>,
+) -> Result<(Graph, Reach), AlembicError> {
+    let probed = runner.probe(witness).await?;
     let project = |message: String| AlembicError::Project {
         ini: runner.ini(),
         message,
@@ -315,16 +399,22 @@ pub async fn read_graph(runner: &Runner) -> Result<Graph, AlembicError> {
         };
         return Err(project(format!("{reason}{hint}")));
     }
-    Graph::parse(&probed.stdout).map_err(project)
+    let mut graph = Graph::parse(&probed.stdout).map_err(project)?;
+    let reach = Reach::parse(&probed.stdout);
+    // What env.py passed to configure() when it ran beats a guess from its text.
+    if graph.transaction_per_migration.is_none() {
+        graph.transaction_per_migration = reach.reached().map(|r| r.transaction_per_migration);
+    }
+    Ok((graph, reach))
 }
 
 /// The version table's rows (several while branches are unmerged), or `None` when it
 /// does not exist.
 pub async fn current_revisions(
     conn: &mut PgConnection,
-    alembic: &AlembicSettings,
+    version: &VersionTable,
 ) -> Result<Option<Vec<String>>, DbError> {
-    let (schema, table) = (&alembic.version_schema, &alembic.version_table);
+    let (schema, table) = (&version.schema, &version.table);
     if !ledger::table_exists(&mut *conn, schema, table).await? {
         return Ok(None);
     }
@@ -368,9 +458,9 @@ async fn tables_in(conn: &mut PgConnection, schema: &str) -> Result<Vec<String>,
 /// table (or create it).
 pub async fn missing_privileges(
     conn: &mut PgConnection,
-    alembic: &AlembicSettings,
+    version: &VersionTable,
 ) -> Result<Option<(String, String)>, DbError> {
-    let (schema, table) = (&alembic.version_schema, &alembic.version_table);
+    let (schema, table) = (&version.schema, &version.table);
     if !ledger::table_exists(&mut *conn, schema, table).await? {
         // The schema's own privileges: the same question as for ballast's tables.
         return crate::stages::state_check::missing_privileges(conn, schema).await;

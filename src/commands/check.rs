@@ -56,7 +56,8 @@ async fn with_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Check>)
         let server = db::server_info(&mut conn)
             .await
             .map_err(|e| e.to_string())?;
-        let snap = match engine::snapshot(settings, &mut conn).await {
+        let probe = crate::alembic::snapshot::Probe::Files;
+        let snap = match engine::snapshot(settings, &mut conn, probe).await {
             Ok(snap) => snap,
             // A migration the deploy would refuse to load: lint them all from the files,
             // so that finding comes with every other one, and fail the preflight.
@@ -76,13 +77,14 @@ async fn with_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Check>)
             &inputs,
             &settings.lint,
             facts.as_ref(),
-            Some(settings.lint_schema()),
+            Some(&snap.lint_schema(settings)),
         );
         let storage = Storage::open(&settings.backup).await.ok();
-        let tables = lint::tables_touched(&inputs, settings.lint_schema());
+        let tables = lint::tables_touched(&inputs, &snap.lint_schema(settings));
         let backup = crate::pipeline::Pipeline::find("deploy", &settings.config_dir)
             .map(|p| p.takes_backup())
             .unwrap_or(true);
+        let version = snap.alembic_version_table();
         let checks = preflight::run(
             settings,
             &mut conn,
@@ -91,6 +93,7 @@ async fn with_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Check>)
             Scope {
                 backup,
                 tables: &tables,
+                alembic_version: version.as_ref(),
             },
         )
         .await;

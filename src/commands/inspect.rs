@@ -17,7 +17,7 @@ async fn read(g: &GlobalArgs, events: &Events, lint_facts: bool) -> Result<Read,
     let mut conn = db::connect(&settings.database, "status")
         .await
         .map_err(|e| super::fail(g, &e.to_string(), exit_code::USAGE))?;
-    let snap = engine::snapshot(&settings, &mut conn)
+    let snap = engine::snapshot(&settings, &mut conn, crate::alembic::snapshot::Probe::Files)
         .await
         .map_err(|e| super::fail(g, &e.to_string(), exit_code::USAGE));
     let facts = match lint_facts {
@@ -50,7 +50,7 @@ pub async fn plan(g: &GlobalArgs, full: bool) -> i32 {
                 &snap.lint_inputs(&plan),
                 &settings.lint,
                 facts.as_ref(),
-                Some(settings.lint_schema()),
+                Some(&snap.lint_schema(&settings)),
             );
             events.emit(Event::Plan { plan });
             for finding in findings {

@@ -159,8 +159,10 @@ pub struct AlembicSettings {
     pub python: PathBuf,
     /// Where alembic runs: the ini's folder unless set.
     pub working_dir: PathBuf,
-    pub version_schema: String,
-    pub version_table: String,
+    /// Where the version table is, when set: otherwise found (env.py says, through the
+    /// probe; or the catalog), see [`crate::alembic::reach::version_table`].
+    pub version_schema: Option<String>,
+    pub version_table: Option<String>,
     /// `[migrations.env]`: extra variables for the alembic process.
     pub env: Vec<(String, String)>,
 }
@@ -273,18 +275,20 @@ pub(super) fn resolve(
                 Some(dir) => within(Some(dir)),
                 None => ini.parent().map(Path::to_path_buf).unwrap_or_default(),
             };
-            let version_schema = m.version_schema.unwrap_or_else(|| database.schema.clone());
-            if !is_plain_identifier(&version_schema) {
+            // Never `database.schema` by default: that is ballast's own tables' schema,
+            // and Alembic's is wherever env.py puts it.
+            let version_schema = m.version_schema;
+            if let Some(schema) = version_schema.as_deref().filter(|s| !is_plain_identifier(s)) {
                 return Err(bad(
                     "migrations.version_schema",
-                    format!("`{version_schema}` is not a plain schema name"),
+                    format!("`{schema}` is not a plain schema name"),
                 ));
             }
-            let version_table = m.version_table.unwrap_or_else(|| "alembic_version".into());
-            if !is_plain_identifier(&version_table) {
+            let version_table = m.version_table;
+            if let Some(table) = version_table.as_deref().filter(|t| !is_plain_identifier(t)) {
                 return Err(bad(
                     "migrations.version_table",
-                    format!("`{version_table}` is not a plain table name"),
+                    format!("`{table}` is not a plain table name"),
                 ));
             }
             Some(AlembicSettings {
@@ -427,11 +431,14 @@ pub fn is_plain_identifier(name: &str) -> bool {
 }
 
 impl Settings {
-    /// The schema objects are expected in (the lint's `require-schema-qualified`): the
-    /// Alembic version schema, or `database.schema`.
+    /// The schema objects are expected in (the lint's `require-schema-qualified`) when
+    /// nothing better is known: the Alembic version schema as configured (`public`,
+    /// which the rule leaves alone, when it is not: `database.schema` is ballast's own
+    /// tables' schema, not the project's), or `database.schema`. A snapshot knows
+    /// better: [`crate::engine::Snapshot::lint_schema`].
     pub fn lint_schema(&self) -> &str {
         match &self.migrations.alembic {
-            Some(alembic) => &alembic.version_schema,
+            Some(alembic) => alembic.version_schema.as_deref().unwrap_or("public"),
             None => &self.database.schema,
         }
     }

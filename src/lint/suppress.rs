@@ -9,7 +9,8 @@ pub fn allows(statement: &str, rule: &str) -> bool {
         let Some((_, rest)) = line.split_once("ballast:allow") else {
             return false;
         };
-        rest.split(|c: char| c == ',' || c.is_whitespace())
+        // `ballast:allow missing-downgrade: nothing to undo`: the reason may follow a colon.
+        rest.split(|c: char| c == ',' || c == ':' || c.is_whitespace())
             .map(str::trim)
             .any(|id| id == rule || id == "all")
     })
@@ -24,6 +25,10 @@ mod tests {
         assert!(super::allows(sql, "index-not-concurrent"));
         assert!(super::allows(sql, "ban-drop-column"));
         assert!(!super::allows(sql, "adding-foreign-key"));
+        assert!(super::allows(
+            "# ballast:allow missing-downgrade: a backfill has nothing to undo",
+            "missing-downgrade"
+        ));
         assert!(!super::allows(
             "create index i on t (a);",
             "index-not-concurrent"

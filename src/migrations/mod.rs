@@ -6,6 +6,7 @@
 //! whitespace never count as drift.
 
 pub mod checksum;
+pub mod commit_point;
 pub mod data_effects;
 pub mod source;
 pub mod split;
@@ -18,6 +19,16 @@ pub use version::{steps_back, Version};
 /// keeping the order: each run is one transaction, each lone one runs by itself (the
 /// upgrade's migrations and the downgrade's down files alike).
 pub fn batches<T>(items: &[T], transactional: impl Fn(&T) -> bool) -> Vec<&[T]> {
+    batches_cut(items, transactional, |_| false)
+}
+
+/// [`batches`], where a transactional item for which `commit_after` is true also ends
+/// its run: the transaction commits right after it ([`commit_point`]).
+pub fn batches_cut<T>(
+    items: &[T],
+    transactional: impl Fn(&T) -> bool,
+    commit_after: impl Fn(&T) -> bool,
+) -> Vec<&[T]> {
     let mut out = Vec::new();
     let mut start = 0;
     for (i, item) in items.iter().enumerate() {
@@ -27,10 +38,27 @@ pub fn batches<T>(items: &[T], transactional: impl Fn(&T) -> bool) -> Vec<&[T]> 
             }
             out.push(&items[i..=i]);
             start = i + 1;
+        } else if commit_after(item) {
+            out.push(&items[start..=i]);
+            start = i + 1;
         }
     }
     if start < items.len() {
         out.push(&items[start..]);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_commit_point_ends_its_batch_and_the_next_starts_a_new_one() {
+        // (transactional, commits after)
+        let items = [(true, false), (true, true), (true, false), (false, false), (true, true)];
+        let shapes: Vec<usize> = super::batches_cut(&items, |i| i.0, |i| i.1)
+            .iter()
+            .map(|b| b.len())
+            .collect();
+        assert_eq!(shapes, [2, 1, 1, 1]);
+    }
 }

@@ -80,6 +80,12 @@ pub struct RunContext {
     /// The main session is changing the database: a new one is readied the same way
     /// (see [`RunContext::begin_changing`]).
     changing: bool,
+    /// Where Alembic's own connection goes, proven once per run by the first stage
+    /// about to run an Alembic child (env.py and its environment do not change within
+    /// a run); every later snapshot reuses it.
+    alembic_reach: Option<crate::alembic::reach::Reach>,
+    /// Where that proof found the version table.
+    alembic_version: Option<crate::alembic::reach::VersionTable>,
 }
 
 /// Something a failed step left behind that is not a whole migration.
@@ -137,6 +143,8 @@ impl RunContext {
             deploy_lock: None,
             changing: false,
             upgrade_goal: None,
+            alembic_reach: None,
+            alembic_version: None,
         }
     }
 
@@ -249,11 +257,8 @@ impl RunContext {
             format!("{schema}.{}", crate::db::ledger::TABLE),
             format!("{schema}.{}", crate::db::journal_table::TABLE),
         ];
-        if let Some(alembic) = &self.settings.migrations.alembic {
-            tables.push(format!(
-                "{}.{}",
-                alembic.version_schema, alembic.version_table
-            ));
+        if let Some(version) = self.alembic_version_table() {
+            tables.push(version.to_string());
         }
         tables
     }
@@ -271,8 +276,8 @@ impl RunContext {
     /// path's, and whatever `snap`'s migration files name.
     pub async fn scope_of(&mut self, snap: &Snapshot) -> Result<schema_shape::Scope, DbError> {
         let mut always = vec![self.settings.database.schema.clone()];
-        if let Some(alembic) = &self.settings.migrations.alembic {
-            always.push(alembic.version_schema.clone());
+        if let Some(version) = self.alembic_version_table() {
+            always.push(version.schema);
         }
         let search_path: Vec<String> =
             sqlx::query_scalar("select unnest(current_schemas(false))::text")
@@ -317,6 +322,16 @@ impl RunContext {
     /// A fresh snapshot aimed at the upgrade's goal (the head without one).
     pub async fn goal_snapshot(&mut self) -> Result<Snapshot, crate::stages::StageError> {
         let snap = self.snapshot().await?;
+        self.aimed(snap)
+    }
+
+    /// [`RunContext::goal_snapshot`], proving Alembic's connection first.
+    pub async fn proven_goal_snapshot(&mut self) -> Result<Snapshot, crate::stages::StageError> {
+        let snap = self.proven_snapshot().await?;
+        self.aimed(snap)
+    }
+
+    fn aimed(&self, snap: Snapshot) -> Result<Snapshot, crate::stages::StageError> {
         match &self.upgrade_goal {
             Some(goal) => snap
                 .aimed_at(goal)
@@ -325,13 +340,65 @@ impl RunContext {
         }
     }
 
-    /// A fresh snapshot; the first one taken is kept as the run's starting state.
+    /// A fresh snapshot; the first one taken is kept as the run's starting state. It
+    /// runs no env.py (which may write, and a refused run must change nothing) unless
+    /// an earlier stage proved Alembic's connection.
     pub async fn snapshot(&mut self) -> Result<Snapshot, crate::engine::EngineError> {
+        self.snapshot_proving(false).await
+    }
+
+    /// A fresh snapshot for a stage about to run an Alembic child: the first one of the
+    /// run proves where Alembic's connection goes ([`crate::alembic::reach`]).
+    pub async fn proven_snapshot(&mut self) -> Result<Snapshot, crate::engine::EngineError> {
+        self.snapshot_proving(true).await
+    }
+
+    async fn snapshot_proving(
+        &mut self,
+        prove: bool,
+    ) -> Result<Snapshot, crate::engine::EngineError> {
+        use crate::alembic::reach::Reach;
+        use crate::alembic::snapshot::Probe;
         let settings = self.settings.clone();
-        let snap = crate::engine::snapshot(&settings, self.conn().await?).await?;
+        let reach = self.alembic_reach.clone();
+        let probe = match (&reach, prove) {
+            (Some(reach), _) => Probe::Proven(reach),
+            (None, true) => Probe::Prove,
+            (None, false) => Probe::Files,
+        };
+        let snap = crate::engine::snapshot(&settings, self.conn().await?, probe).await?;
+        if let Snapshot::Alembic(a) = &snap {
+            if matches!(a.reach, Reach::Probed(_)) {
+                self.alembic_reach = Some(a.reach.clone());
+                self.alembic_version = Some(a.version.clone());
+            }
+        }
         if self.start.is_none() {
             self.start = Some(snap.clone());
         }
         Ok(snap)
+    }
+
+    /// Where Alembic's version table is: where env.py keeps it once this run proved
+    /// Alembic's connection, else as the run's first snapshot found it (the settings'
+    /// when none was taken); `None` for the sql engine.
+    pub fn alembic_version_table(&self) -> Option<crate::alembic::reach::VersionTable> {
+        if let Some(version) = &self.alembic_version {
+            return Some(version.clone());
+        }
+        if let Some(Snapshot::Alembic(start)) = &self.start {
+            return Some(start.version.clone());
+        }
+        let alembic = self.settings.migrations.alembic.as_ref()?;
+        Some(crate::alembic::reach::VersionTable {
+            schema: alembic
+                .version_schema
+                .clone()
+                .unwrap_or_else(|| self.settings.database.schema.clone()),
+            table: alembic
+                .version_table
+                .clone()
+                .unwrap_or_else(|| "alembic_version".into()),
+        })
     }
 }

@@ -274,7 +274,11 @@ impl Pipeline {
             } else {
                 config_dir.join(as_path)
             };
-            return Self::from_file(&path);
+            // "run it again" names the file as it was given, not its stem (no pipeline
+            // of that name may exist).
+            let mut pipeline = Self::from_file(&path)?;
+            pipeline.rerun = Some(format!("run {name}"));
+            return Ok(pipeline);
         }
         let beside = config_dir.join("pipelines").join(format!("{name}.toml"));
         if beside.is_file() {

@@ -389,13 +389,10 @@ fn finish_rung(
 /// start, and the same schema shape as right before the upgrade. `Err` says what
 /// differs (the first few schema differences).
 pub async fn back_at_start(ctx: &mut RunContext) -> Result<(), String> {
-    let settings = ctx.settings.clone();
-    let now = match ctx.conn().await {
-        Ok(conn) => crate::engine::snapshot(&settings, conn)
-            .await
-            .map_err(|e| format!("cannot read the migration state: {e}"))?,
-        Err(e) => return Err(format!("cannot connect: {e}")),
-    };
+    let now = ctx
+        .snapshot()
+        .await
+        .map_err(|e| format!("cannot read the migration state: {e}"))?;
     let Some(start) = &ctx.start else {
         return Err("the run never read its starting state".into());
     };

@@ -207,7 +207,10 @@ async fn conclude(
     // refuse (a second lock, a prompt) after an upgrade committed.
     if failure.error.is_refusal() && !ctx.upgrade_started {
         summary.outcome = Outcome::Refused;
-        summary.exit_code = exit_code::REFUSED;
+        summary.exit_code = match failure.error {
+            StageError::Config(_) => exit_code::USAGE,
+            _ => exit_code::REFUSED,
+        };
         if let StageError::NotConfirmed(why) = &failure.error {
             summary.next_steps.push(if why.contains("lint") {
                 "fix the findings the preview lists, or allow reviewed ones (`-- ballast:allow <rule>`, --allow-risky)".into()
@@ -398,11 +401,7 @@ fn rerun_command(pipeline: &Pipeline) -> String {
 async fn fresh_snapshot(ctx: &mut RunContext) -> Option<Snapshot> {
     ctx.start.as_ref()?;
     for _ in 0..2 {
-        let settings = ctx.settings.clone();
-        let result = match ctx.conn().await {
-            Ok(conn) => crate::engine::snapshot(&settings, conn).await.ok(),
-            Err(_) => None,
-        };
+        let result = ctx.snapshot().await.ok();
         if result.is_some() {
             return result;
         }

@@ -190,7 +190,12 @@ impl HumanReporter {
                 Some(_) => format!("{} {}", m.version, m.name),
                 None => format!("{}_{}", m.version, m.name),
             };
-            self.normal(&format!("  - {label}  ({mode})"));
+            match &m.commits_after {
+                Some(why) => self.normal(&format!(
+                    "  - {label}  ({mode}, which commits right after it: {why}; the migrations after it run in a new one)"
+                )),
+                None => self.normal(&format!("  - {label}  ({mode})")),
+            }
             self.normal(&format!("    {}", m.file));
             let lines: Vec<&str> = m.sql.lines().filter(|l| !l.trim().is_empty()).collect();
             let shown = if self.full_sql {
@@ -228,6 +233,11 @@ impl HumanReporter {
                 b.as_deref().unwrap_or("none")
             ),
         };
+        // "the database is at version 2", or, when it was never read, not a word on it.
+        let the_database_is = match s.state_read {
+            true => format!("the database is {versions}"),
+            false => versions.clone(),
+        };
         let headline = match s.outcome {
             Outcome::Succeeded => {
                 // A stamp is recorded as a change, not as a migration applied.
@@ -262,12 +272,12 @@ impl HumanReporter {
                 )
             }
             Outcome::FailedUnchanged => format!(
-                "✗ {} failed at {}: nothing changed; the database is {versions}",
+                "✗ {} failed at {}: nothing changed; {the_database_is}",
                 s.pipeline,
                 s.failed_stage.as_deref().unwrap_or("?")
             ),
             Outcome::Refused => format!(
-                "✗ {} refused: nothing changed; the database is {versions}",
+                "✗ {} refused: nothing changed; {the_database_is}",
                 s.pipeline
             ),
             Outcome::FailedNotRecovered => format!(

@@ -8,6 +8,30 @@ use super::{deploy_lock, StageError, StageOutcome};
 use crate::engine::Snapshot;
 use crate::pipeline::RunContext;
 
+/// The refusal a downgrade stage with `to` would meet, known from the state alone: a
+/// pipeline whose first change is this downgrade refuses in its state check, before
+/// its backup.
+pub(crate) fn refusal_up_front(snap: &Snapshot, to: &str) -> Option<String> {
+    let named = match snap.resolve_target(to) {
+        Ok(named) => named,
+        Err(e) => return Some(format!("cannot downgrade: {e}; nothing was changed")),
+    };
+    match snap {
+        Snapshot::Alembic(a) => {
+            let to = Some(named.as_str()).filter(|t| *t != "base");
+            let problems = a.downgrade_problems(to);
+            (!problems.is_empty()).then(|| {
+                format!(
+                    "cannot downgrade to {}: {}; nothing was changed",
+                    to.unwrap_or("base"),
+                    problems.join("; ")
+                )
+            })
+        }
+        Snapshot::Sql(s) => sql_downgrade::refusal(s, &Target::To(named)),
+    }
+}
+
 pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome, StageError> {
     if to.is_none() && ctx.start.is_none() {
         return Err(StageError::Refused(
@@ -17,7 +41,8 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
     deploy_lock::hold(ctx).await?;
     crate::interrupt::set_changing(true);
     let result = async {
-        let snap = ctx.snapshot().await?;
+        let snap = ctx.proven_snapshot().await?;
+        super::refuse_if_engine_refuses(&snap)?;
         // `-1`, a revision's start: the migration it names, from the state now.
         let to = match to {
             Some(asked) => {

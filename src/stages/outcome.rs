@@ -21,6 +21,10 @@ pub enum StageError {
     /// The stage failed (what changed is worked out by the runner from the context).
     #[error("{0}")]
     Failed(String),
+    /// The project's files or settings are wrong (a migration file ballast cannot
+    /// read as one): refused before anything changed, exit 2 like any config error.
+    #[error("{0}")]
+    Config(String),
 }
 
 macro_rules! failed_from {
@@ -32,8 +36,13 @@ macro_rules! failed_from {
         }
     )*};
 }
+impl From<crate::migrations::SourceError> for StageError {
+    fn from(e: crate::migrations::SourceError) -> Self {
+        StageError::Config(e.to_string())
+    }
+}
+
 failed_from!(
-    crate::migrations::SourceError,
     crate::backup::BackupError,
     crate::storage::StorageError
 );
@@ -56,6 +65,7 @@ impl From<crate::engine::EngineError> for StageError {
     fn from(e: crate::engine::EngineError) -> Self {
         match e {
             crate::engine::EngineError::Db(db) => db.into(),
+            crate::engine::EngineError::Source(source) => source.into(),
             other => StageError::Failed(other.to_string()),
         }
     }
@@ -63,7 +73,10 @@ impl From<crate::engine::EngineError> for StageError {
 
 impl StageError {
     pub fn is_refusal(&self) -> bool {
-        matches!(self, StageError::Refused(_) | StageError::NotConfirmed(_))
+        matches!(
+            self,
+            StageError::Refused(_) | StageError::NotConfirmed(_) | StageError::Config(_)
+        )
     }
 }
 

@@ -27,7 +27,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         &snap.lint_inputs(&plan),
         &settings.lint,
         facts.as_ref(),
-        Some(settings.lint_schema()),
+        Some(&snap.lint_schema(settings)),
     );
     for finding in &findings {
         ctx.events.emit(Event::Finding {

@@ -16,7 +16,8 @@ use crate::db::schema_shape::summary;
 use crate::pipeline::RunContext;
 
 pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
-    let snap = ctx.snapshot().await?;
+    let snap = ctx.proven_snapshot().await?;
+    super::refuse_if_engine_refuses(&snap)?;
     if snap.is_blocked() {
         return Err(StageError::Refused(
             "the migration state is blocked (see the state check): no round trip".into(),
@@ -32,12 +33,19 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
             )));
         }
     }
+    // Nothing round-trips without a pending newest migration: never "succeeded" then.
     let Some(newest) = plan.migrations.last() else {
-        return Ok(StageOutcome::Skipped(
-            "nothing pending: the round trip needs the newest migration pending (run it on a fresh database, as CI does)".into(),
+        return Err(StageError::Refused(
+            "nothing pending, so nothing to round-trip: the round trip needs the newest migration pending (run it on a fresh database, as CI does); nothing was changed".into(),
         ));
     };
     let newest = newest.version.clone();
+    // A downgrade that cannot run is known from the files: refuse before upgrading.
+    if let Some(problem) = snap.undo_problem(&newest) {
+        return Err(StageError::Refused(format!(
+            "the newest migration cannot be round-tripped, its downgrade cannot undo it: {problem}; nothing was changed"
+        )));
+    }
     let newest_label = snap
         .pending_labels()
         .last()

@@ -38,6 +38,12 @@ pub enum Target {
     Start(SqlSnapshot),
 }
 
+/// The refusal a downgrade to `target` would meet, read from the files and the ledger
+/// alone (a pipeline asks before its backup).
+pub(super) fn refusal(snap: &SqlSnapshot, target: &Target) -> Option<String> {
+    plan(snap, target).err()
+}
+
 /// Undoes what `target` says, or refuses before changing anything.
 pub async fn run(
     ctx: &mut RunContext,

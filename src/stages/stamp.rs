@@ -13,7 +13,9 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
             "a stamp stage needs `to` (a revision, head or base)".into(),
         ));
     };
-    let snap = match ctx.snapshot().await? {
+    let snap = ctx.proven_snapshot().await?;
+    super::refuse_if_engine_refuses(&snap)?;
+    let snap = match snap {
         Snapshot::Alembic(snap) => snap,
         Snapshot::Sql(_) => {
             return Err(StageError::Refused(
@@ -31,7 +33,7 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
     let now = snap.current_label().unwrap_or_else(|| "nothing".into());
     let question = format!(
         "{} says {now}. Write {to} there WITHOUT running any migration? Only when the schema already matches {to}.",
-        snap.version_table
+        snap.version
     );
     ask(ctx, question).await?;
     deploy_lock::hold(ctx).await?;
@@ -52,7 +54,7 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
     ctx.upgrade_started = true;
     Ok(StageOutcome::Done(format!(
         "{} was {now}, is now {to}",
-        snap.version_table
+        snap.version
     )))
 }
 

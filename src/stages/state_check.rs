@@ -15,6 +15,13 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     let snap = ctx.snapshot().await?;
     report_state(&ctx.events, &snap);
     let blockers = diagnose(&ctx.events, &snap);
+    // A rollback refused for a reason the state already shows is refused now, before
+    // the pipeline's backup.
+    if let Some((crate::pipeline::StageKind::Downgrade, Some(to))) = &ctx.first_change {
+        if let Some(refusal) = super::downgrade::refusal_up_front(&snap, to) {
+            return Err(StageError::Refused(refusal));
+        }
+    }
     let pending = snap.pending_count();
     let mut preflight_note = String::new();
     if pending > 0 && blockers == 0 {
@@ -50,10 +57,12 @@ async fn run_preflight(ctx: &mut RunContext, snap: &Snapshot) -> Result<usize, S
         None
     };
     let tables =
-        crate::lint::tables_touched(&snap.lint_inputs(&snap.plan()), settings.lint_schema());
+        crate::lint::tables_touched(&snap.lint_inputs(&snap.plan()), &snap.lint_schema(&settings));
+    let version = snap.alembic_version_table();
     let scope = crate::preflight::Scope {
         backup: ctx.takes_backup,
         tables: &tables,
+        alembic_version: version.as_ref(),
     };
     let checks = crate::preflight::run(
         &settings,

@@ -34,7 +34,8 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
 async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     let settings = ctx.settings.clone();
     let schema = settings.database.schema.as_str();
-    let snap = ctx.goal_snapshot().await?;
+    let snap = ctx.proven_goal_snapshot().await?;
+    super::refuse_if_engine_refuses(&snap)?;
     if snap.is_blocked() {
         return Err(StageError::Failed(
             "the migration state changed since the state check (drift or unknown versions); run `ballast status`".into(),
@@ -85,7 +86,9 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
     let total = pending.len();
     let mut index = 0;
     let started = Instant::now();
-    for batch in crate::migrations::batches(&pending, |m| m.transactional) {
+    // A migration that adds an enum value commits its batch: a later one may use it.
+    let cut = |m: &Migration| crate::migrations::commit_point::commit_after(&m.up_sql).is_some();
+    for batch in crate::migrations::batches_cut(&pending, |m| m.transactional, cut) {
         if crate::interrupt::requested() {
             return Err(interrupted());
         }

@@ -61,9 +61,14 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         1 => "1 user check passed".to_string(),
         n => format!("{n} user checks passed"),
     };
+    // Where the run aimed: the head, or a `to` (a rollback's -1, an upgrade's goal).
+    let aim = match &ctx.upgrade_goal {
+        Some(_) => "at the target",
+        None => "at the head",
+    };
     let matched = match snap {
-        crate::engine::Snapshot::Sql(_) => "checksums match",
-        crate::engine::Snapshot::Alembic(_) => "the version table is at the head",
+        crate::engine::Snapshot::Sql(_) => "checksums match".to_string(),
+        crate::engine::Snapshot::Alembic(_) => format!("the version table is {aim}"),
     };
     Ok(StageOutcome::Done(format!("at {at}; {matched}; {checks}")))
 }

@@ -334,6 +334,12 @@ fn downgrade_minus_one_steps_back_one_revision_and_verify_checks_it() {
         "verify checks the revision -1 named: {}",
         run.stdout()
     );
+    assert!(
+        run.stdout().contains("the version table is at the target")
+            && !run.stdout().contains("at the head"),
+        "a rollback's verify does not speak of the head: {}",
+        run.stdout()
+    );
     assert_eq!(version(&p), HEAD);
     assert!(!p.table_exists("marketplace.audit"));
     // One more step back would run f6's downgrade, which raises: refused up front.

@@ -232,9 +232,27 @@ fn migrations_env_reaches_the_alembic_process_with_its_case() {
         ),
     )
     .unwrap();
-    p.ballast(&["--yes", "deploy"]).expect_code(1);
+    // env.py fails before alembic could change anything: the proof of its connection
+    // fails first, and the run is refused with env.py's own words.
+    let refused = p.ballast(&["--yes", "deploy"]);
+    refused.expect_code(3);
+    assert!(refused.all().contains("SHOP_Marker is not set"), "{}", refused.all());
     p.write_config(&crate::harness::alembic_config(
         "[migrations.env]\nSHOP_Marker = \"present\"\n",
     ));
     p.ballast(&["--yes", "deploy"]).expect_code(0);
+}
+
+#[test]
+fn a_file_ballast_cannot_read_as_a_migration_is_a_config_error_for_every_command() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);")
+        .migration("data_seed.sql", "insert into a values (1);");
+    // The same exit code, whichever command meets it first; nothing changed.
+    for args in [&["status"][..], &["--yes", "deploy"][..]] {
+        let run = p.ballast(args);
+        run.expect_code(2);
+        assert!(run.all().contains("data_seed.sql"), "{args:?}: {}", run.all());
+    }
+    assert!(!p.table_exists("public.a"));
 }

@@ -378,6 +378,18 @@ fn run_takes_a_pipeline_path() {
         p.backup_files().is_empty(),
         "this pipeline has no backup stage"
     );
+    // "Run it again" names the file as it was given (no pipeline is named `only-upgrade`).
+    p.migration("2_b.sql", "select 1/0;");
+    let failed = p.ballast(&["--yes", "run", "./only-upgrade.toml"]);
+    failed.expect_code(1);
+    assert!(
+        failed
+            .stdout()
+            .contains("then run `ballast run ./only-upgrade.toml` again"),
+        "{}",
+        failed.stdout()
+    );
+    std::fs::remove_file(p.path().join("migrations/2_b.sql")).unwrap();
     let run = p.ballast(&["run", "nope"]);
     run.expect_code(2);
     assert!(
@@ -429,4 +441,28 @@ fn failed_create_index_concurrently_reports_the_invalid_index_it_left() {
     // The account agrees with itself: nothing is left applied, the change was undone.
     assert!(!out.contains("committed and still applied"), "{out}");
     assert!(out.contains("its changes were undone"), "{out}");
+}
+
+#[test]
+fn an_enum_value_added_by_one_migration_is_usable_by_the_next_in_the_same_deploy() {
+    let p = Project::new();
+    p.migration("1_mood.sql", "create type mood as enum ('happy');");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    // One transaction for both would fail: unsafe use of new value (SQLSTATE 55P04).
+    p.migration("2_calm.sql", "alter type mood add value 'calm';")
+        .migration(
+            "3_people.sql",
+            "create table people (id bigint primary key, mood mood not null default 'calm');",
+        );
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout().contains(
+            "which commits right after it: ALTER TYPE mood ADD VALUE 'calm': a new enum value cannot be used until its transaction commits"
+        ),
+        "the preview says where the transaction is cut and why: {}",
+        run.stdout()
+    );
+    assert_eq!(p.ledger_versions(), ["1", "2", "3"]);
+    assert!(p.table_exists("public.people"));
 }

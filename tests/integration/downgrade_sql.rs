@@ -271,6 +271,24 @@ fn the_shipped_rollback_pipeline_undoes_the_newest_migration_after_a_backup() {
 }
 
 #[test]
+fn a_rollback_refused_for_a_reason_the_state_shows_takes_no_backup() {
+    let p = Project::new();
+    three_with_downs(&p);
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    let backups = p.backup_files().len();
+    // The newest migration's down file is gone: known before anything runs.
+    let down = p.path().join("migrations/3_order_total/down.sql");
+    assert!(down.exists(), "the fixture's layout changed");
+    std::fs::remove_file(&down).unwrap();
+    let run = p.ballast(&["--yes", "run", "rollback"]);
+    run.expect_code(3);
+    assert!(run.all().contains("it has no down file"), "{}", run.all());
+    assert_eq!(p.backup_files().len(), backups, "no backup taken");
+    assert!(!run.stdout().contains("✓ backup"), "{}", run.stdout());
+    assert_eq!(p.ledger_versions(), ["1", "2", "3"]);
+}
+
+#[test]
 fn minus_one_refuses_when_another_deploy_moved_the_database_after_it_was_read() {
     let p = Project::new();
     three_with_downs(&p);

@@ -1,6 +1,7 @@
 //! Integration tests: the real binary against a real PostgreSQL.
 
 mod alembic;
+mod alembic_projects;
 mod backup;
 mod catalogue;
 mod check;

@@ -84,13 +84,48 @@ fn with_only_the_newest_pending_the_downgrade_goes_back_to_what_was_applied() {
         "{out}"
     );
     assert_eq!(p.ledger_versions(), ["1", "2", "3"]);
-    // Up to date: nothing to round-trip.
+    // Up to date: nothing round-trips, and it never says it succeeded.
     let again = p.ballast(&["--yes", "run", "roundtrip"]);
-    again.expect_code(0);
+    again.expect_code(3);
     assert!(
-        again.stdout().contains("nothing pending"),
+        again.all().contains("nothing pending, so nothing to round-trip"),
         "{}",
-        again.stdout()
+        again.all()
+    );
+    assert!(!again.all().contains("succeeded"), "{}", again.all());
+}
+
+#[test]
+fn a_newest_migration_without_a_down_is_refused_before_anything_is_applied() {
+    let p = Project::new();
+    three_migrations(&p);
+    let run = p.ballast(&["--yes", "run", "roundtrip"]);
+    run.expect_code(3);
+    assert!(
+        run.all().contains("its downgrade cannot undo it: 3_note: it has no down file"),
+        "{}",
+        run.all()
+    );
+    assert!(p.ledger_versions().is_empty(), "{:?}", p.ledger_versions());
+}
+
+#[test]
+fn an_alembic_revision_whose_downgrade_raises_is_refused_before_anything_is_applied() {
+    let p = Project::new();
+    let versions = p.alembic();
+    alembic_revision(
+        &versions,
+        "a7000000000a",
+        ALEMBIC_HEAD,
+        &["op.execute(\"create table marketplace.r (id int)\")"],
+        "raise NotImplementedError()",
+    );
+    let run = p.ballast(&["--yes", "run", "roundtrip"]);
+    run.expect_code(3);
+    assert!(run.all().contains("its downgrade() raises"), "{}", run.all());
+    assert_eq!(
+        p.sql("select count(*) from pg_tables where schemaname = 'marketplace'"),
+        "0"
     );
 }
 

@@ -1,0 +1,250 @@
+//! Alembic projects as people write them, not as our fixture does: an env.py that
+//! takes its URL from the ini instead of `DATABASE_URL`, a version table that is not
+//! in ballast's schema, revisions that commit by themselves.
+
+use crate::harness::{alembic_python, alembic_revision, alembic_version, Project, ALEMBIC_HEAD};
+
+/// Rewrites the copied fixture's env.py as many projects have it: the URL from the
+/// ini's `sqlalchemy.url` (here `url`), never from `DATABASE_URL`.
+fn env_py_takes_the_ini_url(p: &Project, url: &str) {
+    let env = p.path().join("app/alembic/env.py");
+    let text = std::fs::read_to_string(&env).unwrap();
+    let from_ini = "def database_url():\n    url = config.get_main_option(\"sqlalchemy.url\")\n    scheme, rest = url.split(\"://\", 1)";
+    let replaced = text.replace(
+        "def database_url():\n    url = os.environ[\"DATABASE_URL\"]\n    scheme, rest = url.split(\"://\", 1)",
+        from_ini,
+    );
+    assert!(replaced.contains(from_ini), "the fixture's env.py changed shape");
+    std::fs::write(&env, replaced).unwrap();
+    let ini = p.path().join("app/alembic.ini");
+    let text = std::fs::read_to_string(&ini).unwrap();
+    std::fs::write(
+        &ini,
+        text.replace(
+            "prepend_sys_path = .\n",
+            &format!("prepend_sys_path = .\nsqlalchemy.url = {url}\n"),
+        ),
+    )
+    .unwrap();
+}
+
+/// deploy.toml for the fixture project with `[database]` and `[migrations]` lines of
+/// the test's own (no `version_schema` unless given).
+fn alembic_settings(p: &Project, database: &str, migrations: &str) {
+    p.write_config(&format!(
+        "{database}\n[migrations]\nengine = \"alembic\"\nalembic_ini = \"app/alembic.ini\"\npython = \"{}\"\n{migrations}\n",
+        alembic_python().display()
+    ));
+}
+
+fn marketplace_tables(p: &Project) -> String {
+    p.sql("select count(*) from pg_tables where schemaname = 'marketplace'")
+}
+
+#[test]
+fn an_env_py_that_connects_to_another_database_is_refused_before_anything_changes() {
+    let p = Project::new();
+    p.alembic();
+    let other = Project::new();
+    env_py_takes_the_ini_url(&p, &other.url);
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(3);
+    let out = run.all();
+    assert!(
+        out.contains(&format!("alembic's env.py connects to database `{}`", other.db)),
+        "{out}"
+    );
+    assert!(out.contains(&format!("/{}", p.db)), "names ballast's database too: {out}");
+    assert!(out.contains("DATABASE_URL"), "says what to change: {out}");
+    // Refused by the upgrade, the first stage to run alembic (the backup of ours was
+    // taken). The probe stopped env.py at its first connection: not even its `create
+    // schema` ran in the other database; nothing ran in ours.
+    assert!(out.contains("upgrade        refused"), "{out}");
+    assert_eq!(
+        other.sql("select count(*) from pg_namespace where nspname = 'marketplace'"),
+        "0"
+    );
+    assert_eq!(marketplace_tables(&p), "0");
+    // Every other Alembic child is held to the same proof.
+    let stamp = p.ballast(&["--yes", "stamp", "head"]);
+    stamp.expect_code(3);
+    assert!(stamp.all().contains("connects to database"), "{}", stamp.all());
+}
+
+#[test]
+fn a_downgrade_through_an_env_py_that_connects_elsewhere_is_refused() {
+    let p = Project::new();
+    let versions = p.alembic();
+    alembic_revision(
+        &versions,
+        "a7000000000a",
+        ALEMBIC_HEAD,
+        &["op.execute(\"create table marketplace.audit (id int)\")"],
+        "op.execute(\"drop table marketplace.audit\")",
+    );
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    let other = Project::new();
+    env_py_takes_the_ini_url(&p, &other.url);
+    p.downgrade_pipeline("back", Some(ALEMBIC_HEAD), true);
+    let run = p.ballast(&["--yes", "run", "back"]);
+    run.expect_code(3);
+    assert!(
+        run.all().contains(&format!("connects to database `{}`", other.db)),
+        "{}",
+        run.all()
+    );
+    assert_eq!(alembic_version(&p), "a7000000000a");
+    assert!(p.table_exists("marketplace.audit"));
+}
+
+#[test]
+fn an_env_py_that_takes_the_ini_url_of_the_same_database_deploys() {
+    let p = Project::new();
+    p.alembic();
+    // The same database, written another way, with an application name of its own.
+    let same = format!("{}?application_name=shop-migrations", p.url);
+    env_py_takes_the_ini_url(&p, &same);
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(alembic_version(&p), ALEMBIC_HEAD);
+}
+
+#[test]
+fn the_version_table_is_where_env_py_keeps_it_not_in_ballasts_schema() {
+    let p = Project::new();
+    p.alembic();
+    // ballast's own tables in `ballast`; env.py keeps Alembic's in `marketplace`.
+    alembic_settings(&p, "schema = \"ballast\"", "");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(0);
+    assert_eq!(alembic_version(&p), ALEMBIC_HEAD);
+    assert_eq!(
+        p.sql("select count(*) from pg_tables where tablename = 'alembic_version'"),
+        "1",
+        "one version table, env.py's"
+    );
+    assert_eq!(
+        p.sql("select count(*) from ballast.ballast_journal where status = 'succeeded'"),
+        "1"
+    );
+    // The next deploy finds nothing to do, and status (which never runs env.py) finds
+    // the same table.
+    let again = p.ballast(&["--yes", "deploy"]);
+    again.expect_code(0);
+    assert!(again.stdout().contains("0 migrations pending"), "{}", again.stdout());
+    let status = p.ballast(&["status"]);
+    status.expect_code(0);
+    assert!(status.stdout().contains(ALEMBIC_HEAD), "{}", status.stdout());
+}
+
+#[test]
+fn a_version_schema_setting_that_disagrees_with_env_py_is_refused() {
+    let p = Project::new();
+    p.alembic();
+    alembic_settings(
+        &p,
+        "schema = \"marketplace\"",
+        "version_schema = \"public\"",
+    );
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(3);
+    let out = run.all();
+    assert!(
+        out.contains("the project's env.py keeps Alembic's version table in marketplace.alembic_version"),
+        "{out}"
+    );
+    assert!(out.contains("version_schema = \"marketplace\""), "{out}");
+    assert_eq!(marketplace_tables(&p), "0");
+}
+
+#[test]
+fn a_revision_that_commits_by_itself_is_never_reported_as_nothing_committed() {
+    let p = Project::new();
+    let versions = p.alembic();
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    // a7 commits the deploy transaction and builds an index outside any; b8 fails, and
+    // its rollback takes the version table's a7 row with it: the index stays.
+    alembic_revision(
+        &versions,
+        "a7000000000a",
+        ALEMBIC_HEAD,
+        &[
+            "op.get_bind().commit()",
+            "with op.get_context().autocommit_block():\n        op.execute(\"create index concurrently ix_sellers_name_a7 on marketplace.sellers (name)\")",
+        ],
+        "op.execute(\"drop index marketplace.ix_sellers_name_a7\")",
+    );
+    alembic_revision(
+        &versions,
+        "b8000000000b",
+        "a7000000000a",
+        &["op.execute(\"alter table marketplace.nope add column x int\")"],
+        "pass",
+    );
+    p.on_failure(true, "auto");
+    let run = p.ballast(&["--yes", "deploy"]);
+    let out = run.all();
+    assert!(!out.contains("nothing committed"), "{out}");
+    assert!(!out.contains("rolled back (not applied)"), "{out}");
+    assert!(
+        out.contains("marketplace.alembic_version records none of them, but the schema is not as the upgrade found it"),
+        "{out}"
+    );
+    assert!(out.contains("ix_sellers_name_a7"), "names the change: {out}");
+    // The ladder restored the backup: back where the run started, and said so.
+    run.expect_code(1);
+    assert_eq!(alembic_version(&p), ALEMBIC_HEAD);
+    assert_eq!(
+        p.sql("select count(*) from pg_indexes where indexname = 'ix_sellers_name_a7'"),
+        "0"
+    );
+}
+
+#[test]
+fn an_empty_downgrade_the_revision_allows_does_not_block_a_rollback() {
+    let p = Project::new();
+    let versions = p.alembic();
+    // A backfill: nothing to undo, and the file says so, as the lint's fix asks.
+    alembic_revision(
+        &versions,
+        "a7000000000a",
+        ALEMBIC_HEAD,
+        &[
+            "# ballast:allow missing-downgrade: a backfill has nothing to undo",
+            "op.execute(\"update marketplace.sellers set name = name\")",
+        ],
+        "pass",
+    );
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(alembic_version(&p), "a7000000000a");
+    p.downgrade_pipeline("back", Some(ALEMBIC_HEAD), true);
+    let run = p.ballast(&["--yes", "run", "back"]);
+    run.expect_code(0);
+    assert_eq!(alembic_version(&p), ALEMBIC_HEAD);
+    // Without the comment, the same empty downgrade is refused up front.
+    let file = versions.join("a7000000000a_added.py");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("ballast:allow missing-downgrade", "nothing")).unwrap();
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    let refused = p.ballast(&["--yes", "run", "back"]);
+    refused.expect_code(3);
+    assert!(
+        refused.all().contains("its downgrade() is empty"),
+        "{}",
+        refused.all()
+    );
+    assert_eq!(alembic_version(&p), "a7000000000a");
+}
+
+#[test]
+fn a_script_location_that_is_a_package_named_alembic_does_not_shadow_the_library() {
+    let p = Project::new();
+    p.alembic();
+    // alembic.ini beside a package `alembic/`: `python -m alembic`, or a probe with the
+    // project's folder first on the path, would import it instead of the library.
+    std::fs::write(p.path().join("app/alembic/__init__.py"), "").unwrap();
+    let status = p.ballast(&["status"]);
+    status.expect_code(1);
+    assert!(status.stdout().contains("7 pending"), "{}", status.all());
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(alembic_version(&p), ALEMBIC_HEAD);
+}
