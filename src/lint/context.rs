@@ -86,6 +86,8 @@ pub struct DbFacts {
     pub search_path: Vec<String>,
     /// Its indexes, checks, column types, keys and partitioned tables.
     pub catalog: Catalog,
+    /// `schema.index` → `schema.table` of every index (names as stored).
+    pub indexes: HashMap<String, String>,
 }
 
 pub struct Context<'a> {
@@ -233,6 +235,39 @@ impl<'a> Context<'a> {
         };
         path.iter()
             .find_map(|schema| db.tables.get(&format!("{schema}.{}", rv.relname)).copied())
+    }
+
+    /// Whether `rv` existed before this run: not created earlier in this migration and,
+    /// with a database, there already (a table an earlier pending migration creates
+    /// does not). Without a database, assumed. A change that breaks running code, or a
+    /// lock, can only hurt an object that existed: a deploy from an empty database
+    /// (a new environment, CI, a new tenant) breaks nobody.
+    pub fn existed_before_run(&self, rv: &RangeVar, statement: usize) -> bool {
+        if self.created_before(rv, statement) {
+            return false;
+        }
+        match self.db {
+            Some(db) => self.in_database(db, rv).is_some(),
+            None => true,
+        }
+    }
+
+    /// What the database says of the index `index` (a table-less name, as `DROP INDEX`
+    /// writes it): `Some(its table holds data)` when it exists, `None` when not;
+    /// without a database, `Some(true)`. Looked up along the search_path, as PostgreSQL will.
+    pub fn index_in_database(&self, index: &RangeVar) -> Option<bool> {
+        let Some(db) = self.db else {
+            return Some(true);
+        };
+        let table = if index.schemaname.is_empty() {
+            db.search_path
+                .iter()
+                .find_map(|schema| db.indexes.get(&format!("{schema}.{}", index.relname)))
+        } else {
+            db.indexes
+                .get(&format!("{}.{}", index.schemaname, index.relname))
+        }?;
+        Some(db.tables.get(table).copied().unwrap_or(true))
     }
 
     /// Created by an earlier statement of this migration.

@@ -1,5 +1,6 @@
 //! What the lint asks the database, once per run: which tables exist and whether they
-//! hold any data (a lock on an empty or not-yet-created table hurts nobody), and the
+//! hold any data (a lock on an empty or not-yet-created table hurts nobody), which
+//! indexes exist and on which table, and the
 //! [`Catalog`]: indexes, checks, column types, primary keys, partitioned tables.
 
 use sqlx::postgres::PgConnection;
@@ -28,10 +29,21 @@ pub async fn gather(conn: &mut PgConnection) -> Result<DbFacts, DbError> {
             .fetch_all(&mut *conn)
             .await
             .map_err(|e| DbError::query("reading the search_path for the lint", &e))?;
+    let indexes: Vec<(String, String)> = sqlx::query_as(
+        "select n.nspname || '.' || ci.relname, nt.nspname || '.' || ct.relname \
+         from pg_index i join pg_class ci on ci.oid = i.indexrelid \
+         join pg_namespace n on n.oid = ci.relnamespace \
+         join pg_class ct on ct.oid = i.indrelid join pg_namespace nt on nt.oid = ct.relnamespace \
+         where n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg_toast%'",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| DbError::query("reading indexes for the lint", &e))?;
     Ok(DbFacts {
         tables: rows.into_iter().collect(),
         search_path,
         catalog: catalog(conn).await?,
+        indexes: indexes.into_iter().collect(),
     })
 }
 

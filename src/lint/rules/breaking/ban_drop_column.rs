@@ -35,7 +35,7 @@ impl Rule for BanDropColumn {
         let Some(table) = &alter.relation else {
             return Vec::new();
         };
-        if ctx.created_before(table, statement.index) {
+        if !ctx.existed_before_run(table, statement.index) {
             return Vec::new();
         }
         alter
@@ -91,5 +91,25 @@ mod tests {
     fn the_allow_comment_silences_it() {
         let sql = "-- ballast:allow ban-drop-column\nalter table orders drop column note;";
         assert!(lint(&R, sql).is_empty());
+    }
+
+    #[test]
+    fn with_a_database_only_a_table_that_exists_before_the_run_counts() {
+        use crate::lint::rules::testing::{input, lint_with};
+        use crate::lint::DbFacts;
+        let sql = "alter table orders drop column note;";
+        // A deploy from an empty database: an earlier pending migration creates it.
+        let empty = DbFacts {
+            search_path: vec!["public".into()],
+            ..Default::default()
+        };
+        assert!(lint_with(&R, input(sql), Some(&empty), None).is_empty());
+        // There already, even empty: running code may name the column.
+        let there = DbFacts {
+            tables: [("public.orders".to_string(), false)].into(),
+            search_path: vec!["public".into()],
+            ..Default::default()
+        };
+        assert_eq!(ids(&lint_with(&R, input(sql), Some(&there), None)), ["ban-drop-column"]);
     }
 }

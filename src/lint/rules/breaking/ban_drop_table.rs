@@ -38,7 +38,7 @@ impl Rule for BanDropTable {
         drop.objects
             .iter()
             .filter_map(|object| table_of(object.node.as_ref()?))
-            .filter(|table| !ctx.created_before(table, statement.index))
+            .filter(|table| ctx.existed_before_run(table, statement.index))
             .map(|table| {
                 Hit::new(
                     format!(

@@ -38,7 +38,7 @@ impl Rule for RenamingColumn {
         let Some(table) = &rename.relation else {
             return Vec::new();
         };
-        if ctx.created_before(table, statement.index) {
+        if !ctx.existed_before_run(table, statement.index) {
             return Vec::new();
         }
         vec![Hit::new(

@@ -39,7 +39,7 @@ impl Rule for RenamingTable {
         let Some(table) = &rename.relation else {
             return Vec::new();
         };
-        if ctx.created_before(table, statement.index) || old_name_kept(table, statement, ctx) {
+        if !ctx.existed_before_run(table, statement.index) || old_name_kept(table, statement, ctx) {
             return Vec::new();
         }
         let renamed = RangeVar {

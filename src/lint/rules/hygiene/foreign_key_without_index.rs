@@ -207,6 +207,7 @@ mod tests {
             tables: [("public.orders".to_string(), true)].into(),
             search_path: vec!["public".into()],
             catalog,
+            ..Default::default()
         };
         assert!(lint_with(&R, input(fk), Some(&db), None).is_empty());
         // An unqualified name is found along the search_path, as PostgreSQL will.

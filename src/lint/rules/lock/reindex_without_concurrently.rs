@@ -53,9 +53,11 @@ impl Rule for ReindexWithoutConcurrently {
                 )
             }
             (ReindexObjectType::ReindexObjectIndex, Some(index)) => {
-                // The statement names the index, not its table: nothing to ask the
-                // database about, only whether this migration just built it.
-                if index_created_before(ctx, index, statement.index) {
+                // The statement names the index, not its table: the database says
+                // which table, and whether it holds data.
+                if index_created_before(ctx, index, statement.index)
+                    || ctx.index_in_database(index) != Some(true)
+                {
                     return Vec::new();
                 }
                 Hit::new(

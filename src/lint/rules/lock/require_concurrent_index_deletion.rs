@@ -6,9 +6,9 @@
 //! long report query turns a quick drop into an outage. Drop it with
 //! `DROP INDEX CONCURRENTLY`, one index per statement, in a migration of its own that
 //! runs outside a transaction (`-- no-transaction`; in Alembic, inside
-//! `autocommit_block()`). The statement does not name the table, so the finding does not
-//! depend on the table's data; an index created earlier in the same migration is not
-//! reported.
+//! `autocommit_block()`). An index created earlier in the same migration is not
+//! reported, nor, with a database, one that does not exist yet (an earlier pending
+//! migration builds it) or whose table holds no data.
 
 use pg_query::protobuf::ObjectType;
 use pg_query::NodeEnum;
@@ -46,6 +46,9 @@ impl Rule for RequireConcurrentIndexDeletion {
                 _ => None,
             })
             .filter(|index| !index_created_before(ctx, index, statement.index))
+            // With a database: only an index that exists, on a table holding data (one
+            // an earlier pending migration built blocks nobody).
+            .filter(|index| ctx.index_in_database(index) == Some(true))
             .map(|index| match index.schemaname.as_str() {
                 "" => index.relname,
                 schema => format!("{schema}.{}", index.relname),
@@ -114,5 +117,28 @@ mod tests {
         let sql =
             "-- ballast:allow require-concurrent-index-deletion\ndrop index orders_customer_idx;";
         assert!(lint(&R, sql).is_empty());
+    }
+
+    #[test]
+    fn with_a_database_only_an_existing_index_on_a_table_with_data_counts() {
+        use crate::lint::rules::testing::{input, lint_with};
+        use crate::lint::DbFacts;
+        let sql = "drop index orders_customer_idx;";
+        let facts = |holds_data: Option<bool>| DbFacts {
+            tables: holds_data
+                .map(|d| ("shop.orders".to_string(), d))
+                .into_iter()
+                .collect(),
+            indexes: holds_data
+                .map(|_| ("shop.orders_customer_idx".to_string(), "shop.orders".to_string()))
+                .into_iter()
+                .collect(),
+            search_path: vec!["shop".into(), "public".into()],
+            ..Default::default()
+        };
+        let found = |holds_data| lint_with(&R, input(sql), Some(&facts(holds_data)), None).len();
+        assert_eq!(found(Some(true)), 1, "found along the search_path");
+        assert_eq!(found(Some(false)), 0, "its table is empty");
+        assert_eq!(found(None), 0, "an earlier pending migration builds it");
     }
 }
