@@ -466,3 +466,31 @@ fn an_enum_value_added_by_one_migration_is_usable_by_the_next_in_the_same_deploy
     assert_eq!(p.ledger_versions(), ["1", "2", "3"]);
     assert!(p.table_exists("public.people"));
 }
+
+#[test]
+fn a_deploy_from_an_empty_database_is_not_refused_for_what_its_own_migrations_created() {
+    let p = Project::new();
+    // Years of history, deployed at once to a new environment: everything the lock and
+    // breaking rules would flag touches tables the same plan created moments earlier.
+    p.migration("1_accounts.sql", "create table accounts (id bigint primary key, email text, nick text);")
+        .migration("2_accounts_email.sql", "create index accounts_email_idx on accounts (email);")
+        .migration("3_drop_email_idx.sql", "drop index accounts_email_idx;")
+        .migration("4_rename_nick.sql", "alter table accounts rename column nick to handle;")
+        .migration("5_drop_handle.sql", "alter table accounts drop column handle;")
+        .migration("6_tmp.sql", "create table tmp (id int);")
+        .migration("7_drop_tmp.sql", "drop table tmp;")
+        .migration("8_rename.sql", "alter table accounts rename to users;");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(0);
+    assert!(!run.stdout().contains("error ["), "{}", run.stdout());
+    // The same change on a table that existed before the run is still a risk.
+    p.sql("insert into users values (1, 'a@example.com')");
+    p.migration("9_drop_email.sql", "alter table users drop column email;");
+    let refused = p.ballast(&["--yes", "deploy"]);
+    refused.expect_code(3);
+    assert!(
+        refused.stdout().contains("error [ban-drop-column]"),
+        "{}",
+        refused.stdout()
+    );
+}
