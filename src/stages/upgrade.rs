@@ -324,6 +324,19 @@ async fn apply_alone(
             }
             return Err(interrupted());
         }
+        // A failed concurrent build of this very index left it INVALID: drop it, so
+        // the rerun builds it instead of failing on the name.
+        if let Some((index, table)) = crate::db::index_leftover::concurrent_build(&statement.sql) {
+            if let Some(dropped) =
+                crate::db::index_leftover::drop_leftover(conn, &index, &table).await?
+            {
+                run.events.diagnose(
+                    crate::events::Severity::Info,
+                    format!("dropped the INVALID index {dropped} a failed build of this statement left, to build it again"),
+                    None,
+                );
+            }
+        }
         let Err(e) = conn.execute(sqlx::raw_sql(&statement.sql)).await else {
             if n == 0 && statements.len() > 1 {
                 crate::faults::pause("no-transaction");

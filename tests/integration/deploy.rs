@@ -494,3 +494,35 @@ fn a_deploy_from_an_empty_database_is_not_refused_for_what_its_own_migrations_cr
         refused.stdout()
     );
 }
+
+#[test]
+fn a_plain_concurrent_index_build_runs_again_over_the_invalid_index_a_failed_build_left() {
+    let p = Project::new();
+    p.sql("create table t (x int); insert into t values (1), (1)");
+    // A failed build (duplicates) leaves an INVALID index of that very name.
+    let failed = std::process::Command::new("psql")
+        .args(["-X", "-d", &p.url, "-c", "create unique index concurrently t_x_key on t (x)"])
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    assert_eq!(
+        p.sql("select count(*) from pg_index where indexrelid = 't_x_key'::regclass and not indisvalid"),
+        "1"
+    );
+    p.sql("delete from t where ctid = (select max(ctid) from t)");
+    p.migration(
+        "1_t_x_key.sql",
+        "-- no-transaction\ncreate unique index concurrently t_x_key on t (x);",
+    );
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout().contains("dropped the INVALID index public.t_x_key"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(
+        p.sql("select count(*) from pg_index where indexrelid = 't_x_key'::regclass and indisvalid"),
+        "1"
+    );
+}

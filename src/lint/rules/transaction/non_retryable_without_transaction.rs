@@ -74,6 +74,15 @@ impl Rule for NonRetryableWithoutTransaction {
                         format!("{what} on {} has no name: if the run stops after it, running the migration again builds a second copy of the index under another name", key(index.relation.as_ref())),
                         "name it and write CREATE INDEX CONCURRENTLY IF NOT EXISTS name; after a failed build, drop the INVALID leftover (DROP INDEX CONCURRENTLY IF EXISTS name) before retrying",
                     )]
+                } else if index.concurrent {
+                    // ballast makes this rerun safe: before the statement runs, it
+                    // drops the INVALID index of that name a failed build left
+                    // (db::index_leftover). Only a run stopped after a finished
+                    // build and before its record still trips it.
+                    vec![Hit::new(
+                        format!("{what} {name}: ballast drops the INVALID {name} a failed build leaves before running it again, but if a run stops after the build finished and before the migration is recorded, running it again fails because {name} already exists"),
+                        format!("nothing to do for a migration with this one statement; to be safe from that last case too, write DROP INDEX CONCURRENTLY IF EXISTS {name} on an INVALID leftover by hand, or CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} (which keeps a leftover: check it is valid)"),
+                    ).advisory()]
                 } else {
                     let mut hit = created(format!("{what} {name}"), "");
                     hit.fix = format!("write CREATE INDEX CONCURRENTLY IF NOT EXISTS {name}; a failed build leaves an INVALID {name} that IF NOT EXISTS would keep, so drop it first (DROP INDEX CONCURRENTLY IF EXISTS {name})");
@@ -152,10 +161,17 @@ impl Rule for NonRetryableWithoutTransaction {
                     format!("DROP {kind}")
                 };
                 let names: Vec<String> = drop.objects.iter().map(object_name).collect();
-                vec![dropped(
+                let hit = dropped(
                     format!("{what} {}", names.join(", ")),
                     &format!("{what} IF EXISTS"),
-                )]
+                );
+                // A failed DROP INDEX CONCURRENTLY leaves the index there (INVALID),
+                // and the rerun drops it: only a run stopped after the drop and
+                // before the record trips it.
+                vec![match drop.concurrent {
+                    true => hit.advisory(),
+                    false => hit,
+                }]
             }
             NodeEnum::DropdbStmt(drop) if !drop.missing_ok => vec![dropped(
                 format!("DROP DATABASE {}", drop.dbname),
@@ -250,13 +266,24 @@ mod tests {
             no_transaction("-- no-transaction\ncreate index concurrently orders_customer_idx on orders (customer_id);");
         assert_eq!(ids(&found), ["non-retryable-without-transaction"]);
         assert_eq!(found[0].line, 2);
+        // How most projects write it, and ballast drops a failed build's INVALID
+        // leftover before a rerun: a warning, not a refusal.
+        assert_eq!(found[0].level, crate::lint::Level::Warning);
         assert!(
-            found[0]
+            found[0].message.contains("ballast drops the INVALID orders_customer_idx"),
+            "{}",
+            found[0].message
+        );
+        // A blocking build is not the concurrent one: its advice stays an error.
+        let blocking = no_transaction("create index orders_customer_idx on orders (customer_id);");
+        assert_eq!(blocking[0].level, crate::lint::Level::Error);
+        assert!(
+            blocking[0]
                 .fix
                 .contains("CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_customer_idx")
-                && found[0].fix.contains("INVALID"),
+                && blocking[0].fix.contains("INVALID"),
             "{}",
-            found[0].fix
+            blocking[0].fix
         );
         let unnamed = no_transaction("create index concurrently on orders (customer_id);");
         assert!(
@@ -264,6 +291,7 @@ mod tests {
             "{}",
             unnamed[0].message
         );
+        assert_eq!(unnamed[0].level, crate::lint::Level::Error);
     }
 
     #[test]
