@@ -243,15 +243,19 @@ impl AlembicSnapshot {
     }
 }
 
-/// How a snapshot learns where Alembic's own connection goes.
-#[derive(Debug, Clone, Copy)]
-pub enum Probe<'a> {
-    /// It does not: `status`, `plan` and `check` never run env.py, which may write.
-    Files,
-    /// Runs env.py online against a witness session (see [`reach`]).
-    Prove,
-    /// What a probe earlier in this run found (env.py and its environment are the same).
-    Proven(&'a Reach),
+/// What a snapshot asks the project (a Python process each time it asks), and what it
+/// reuses from earlier in the same run. The default reads the graph and runs no env.py
+/// (`status`, `plan` and `check`: env.py may write).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Probe<'a> {
+    /// Run env.py online against a witness session (see [`reach`]), unless `reach`
+    /// is known.
+    pub prove: bool,
+    /// What a proof earlier in this run found (env.py and its environment are the same).
+    pub reach: Option<&'a Reach>,
+    /// The revision graph this run read already: the files a run plans with are read
+    /// once (each revision's text is still read, and checksummed, by every plan).
+    pub graph: Option<&'a Graph>,
 }
 
 /// Reads the project's graph and the database's revisions. Writes nothing (env.py,
@@ -267,14 +271,19 @@ pub async fn snapshot(
         .as_ref()
         .expect("the alembic engine has alembic settings");
     let runner = Runner::new(settings, None);
-    let (graph, reach) = match probe {
-        Probe::Files => (read_graph(&runner, None).await?.0, Reach::NotProbed),
-        Probe::Proven(reach) => (read_graph(&runner, None).await?.0, reach.clone()),
-        Probe::Prove => {
+    let (graph, reach) = match (probe.reach, probe.prove, probe.graph) {
+        (None, true, _) => {
             let witness = Witness::open(&settings.database).await?;
             let read = read_graph(&runner, Some(&witness)).await;
             witness.close().await;
             read?
+        }
+        (reach, _, graph) => {
+            let graph = match graph {
+                Some(graph) => graph.clone(),
+                None => read_graph(&runner, None).await?.0,
+            };
+            (graph, reach.cloned().unwrap_or(Reach::NotProbed))
         }
     };
     let mut refusal = reach.refusal(&settings.database.display_url());

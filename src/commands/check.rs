@@ -56,7 +56,7 @@ async fn with_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Check>)
         let server = db::server_info(&mut conn)
             .await
             .map_err(|e| e.to_string())?;
-        let probe = crate::alembic::snapshot::Probe::Files;
+        let probe = Default::default();
         let snap = match engine::snapshot(settings, &mut conn, probe).await {
             Ok(snap) => snap,
             // A migration the deploy would refuse to load: lint them all from the files,

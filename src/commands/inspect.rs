@@ -17,7 +17,7 @@ async fn read(g: &GlobalArgs, events: &Events, lint_facts: bool) -> Result<Read,
     let mut conn = db::connect(&settings.database, "status")
         .await
         .map_err(|e| super::fail(g, &e.to_string(), exit_code::USAGE))?;
-    let snap = engine::snapshot(&settings, &mut conn, crate::alembic::snapshot::Probe::Files)
+    let snap = engine::snapshot(&settings, &mut conn, Default::default())
         .await
         .map_err(|e| super::fail(g, &e.to_string(), exit_code::USAGE));
     let facts = match lint_facts {

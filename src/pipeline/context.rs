@@ -86,6 +86,8 @@ pub struct RunContext {
     alembic_reach: Option<crate::alembic::reach::Reach>,
     /// Where that proof found the version table.
     alembic_version: Option<crate::alembic::reach::VersionTable>,
+    /// The revision graph, read once per run.
+    alembic_graph: Option<crate::alembic::Graph>,
 }
 
 /// Something a failed step left behind that is not a whole migration.
@@ -145,6 +147,7 @@ impl RunContext {
             upgrade_goal: None,
             alembic_reach: None,
             alembic_version: None,
+            alembic_graph: None,
         }
     }
 
@@ -361,16 +364,20 @@ impl RunContext {
         use crate::alembic::snapshot::Probe;
         let settings = self.settings.clone();
         let reach = self.alembic_reach.clone();
-        let probe = match (&reach, prove) {
-            (Some(reach), _) => Probe::Proven(reach),
-            (None, true) => Probe::Prove,
-            (None, false) => Probe::Files,
+        let graph = self.alembic_graph.clone();
+        let probe = Probe {
+            prove,
+            reach: reach.as_ref(),
+            graph: graph.as_ref(),
         };
         let snap = crate::engine::snapshot(&settings, self.conn().await?, probe).await?;
         if let Snapshot::Alembic(a) = &snap {
             if matches!(a.reach, Reach::Probed(_)) {
                 self.alembic_reach = Some(a.reach.clone());
                 self.alembic_version = Some(a.version.clone());
+            }
+            if self.alembic_graph.is_none() {
+                self.alembic_graph = Some(a.graph.clone());
             }
         }
         if self.start.is_none() {
