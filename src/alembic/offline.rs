@@ -13,6 +13,10 @@ use crate::plan::Plan;
 
 /// Fills in `plan`'s SQL. Never fails: what cannot be rendered says why in its place.
 pub async fn render(runner: &Runner, snap: &AlembicSnapshot, plan: &mut Plan) {
+    // Nothing pending, nothing to render: no Alembic process at all.
+    if plan.is_empty() {
+        return;
+    }
     let Some(target) = snap.target() else { return };
     let wanted: Vec<String> = plan.migrations.iter().map(|m| m.version.clone()).collect();
     let mut sql: HashMap<String, String> = HashMap::new();
