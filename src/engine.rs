@@ -8,7 +8,7 @@ use sqlx::postgres::PgConnection;
 use crate::alembic::{AlembicError, AlembicSnapshot};
 use crate::config::{EngineKind, Settings};
 use crate::db::{ledger, DbError};
-use crate::migrations::{load_dir, Migration, SourceError};
+use crate::migrations::{Migration, SourceError};
 use crate::plan::Plan;
 use crate::state::{compare, State};
 
@@ -280,6 +280,8 @@ pub struct SqlSnapshot {
     pub source: Vec<Migration>,
     pub applied: Vec<ledger::AppliedRow>,
     pub state: State,
+    /// What the migrations folder holds besides migrations (`status -v` lists it).
+    pub ignored: Vec<crate::migrations::Ignored>,
 }
 
 impl SqlSnapshot {
@@ -340,8 +342,10 @@ pub enum EngineError {
     Alembic(#[from] AlembicError),
 }
 
-pub fn source(settings: &Settings) -> Result<Vec<Migration>, SourceError> {
-    load_dir(&settings.migrations.dir)
+pub fn source(
+    settings: &Settings,
+) -> Result<(Vec<Migration>, Vec<crate::migrations::Ignored>), SourceError> {
+    crate::migrations::load_folder(&settings.migrations.dir, &settings.migrations.ignore)
 }
 
 /// Reads the target's migrations as its engine sees them. Writes nothing.
@@ -352,13 +356,14 @@ pub async fn snapshot(
 ) -> Result<Snapshot, EngineError> {
     Ok(match settings.migrations.engine {
         EngineKind::Sql => {
-            let source = source(settings)?;
+            let (source, ignored) = source(settings)?;
             let applied = ledger::applied(conn, &settings.database.schema).await?;
             let state = compare(&source, &applied);
             Snapshot::Sql(SqlSnapshot {
                 source,
                 applied,
                 state,
+                ignored,
             })
         }
         EngineKind::Alembic => {

@@ -12,6 +12,8 @@ use crate::plan::Plan;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Shown with `-v` only (what was left alone, and why).
+    Detail,
     Info,
     Warning,
     Error,

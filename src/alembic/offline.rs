@@ -72,6 +72,24 @@ pub async fn render(runner: &Runner, snap: &AlembicSnapshot, plan: &mut Plan) {
     fill(plan, &sql, "offline mode did not reach this revision");
 }
 
+/// The revisions of `plan` whose SQL could not be rendered, so the lint read nothing of
+/// them: `rev (message): why`, for `check`, `plan` and the preview to name.
+pub fn unrendered(plan: &Plan) -> Vec<String> {
+    plan.migrations
+        .iter()
+        .filter_map(|m| {
+            let first = m.sql.lines().next()?;
+            let why = first
+                .strip_prefix("-- offline mode cannot render this revision: ")
+                .or_else(|| first.strip_prefix("-- SQL not available: "))?;
+            Some(format!(
+                "{} ({}) was not linted: offline mode cannot render it ({why}); it runs online as usual, so review its file by hand",
+                m.version, m.name
+            ))
+        })
+        .collect()
+}
+
 fn fill(plan: &mut Plan, sql: &HashMap<String, String>, missing: &str) {
     for m in &mut plan.migrations {
         m.sql = sql

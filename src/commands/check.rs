@@ -29,7 +29,7 @@ pub async fn run(g: &GlobalArgs, format: CheckFormat, all: bool, list_rules: boo
     let outcome = if settings.database.url().is_ok() && !all {
         with_database(&settings).await
     } else {
-        without_database(&settings).await.map(|f| (f, Vec::new()))
+        without_database(&settings).await
     };
     let (findings, checks) = match outcome {
         Ok(x) => x,
@@ -62,15 +62,14 @@ async fn with_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Check>)
             // A migration the deploy would refuse to load: lint them all from the files,
             // so that finding comes with every other one, and fail the preflight.
             Err(e @ EngineError::Source(SourceError::TransactionControl { .. })) => {
-                let findings = without_database(settings).await?;
-                return Ok((
-                    findings,
-                    vec![preflight_failure("migrations", e.to_string())],
-                ));
+                let (findings, mut checks) = without_database(settings).await?;
+                checks.push(preflight_failure("migrations", e.to_string()));
+                return Ok((findings, checks));
             }
             Err(e) => return Err(e.to_string()),
         };
         let plan = snap.plan_with_sql(settings).await;
+        let not_linted = not_linted(&plan);
         let inputs = snap.lint_inputs(&plan);
         let facts = lint::facts::gather(&mut conn).await.ok();
         let findings = lint::run(
@@ -97,7 +96,7 @@ async fn with_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Check>)
             },
         )
         .await;
-        Ok::<_, String>((findings, checks))
+        Ok::<_, String>((findings, not_linted.into_iter().chain(checks).collect()))
     }
     .await;
     db::close(conn).await;
@@ -106,26 +105,42 @@ async fn with_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Check>)
 
 /// Every migration, linted from the files alone (no database: every existing table is
 /// assumed to hold data).
-async fn without_database(settings: &Settings) -> Result<Vec<Finding>, String> {
-    let inputs: Vec<LintInput> = match &settings.migrations.alembic {
-        None => crate::migrations::read_dir(&settings.migrations.dir)
-            .map_err(|e| e.to_string())?
-            .iter()
-            .map(LintInput::from_sql)
-            .collect(),
+async fn without_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Check>), String> {
+    let (inputs, not_linted): (Vec<LintInput>, Vec<Check>) = match &settings.migrations.alembic {
+        None => (
+            crate::migrations::read_dir(&settings.migrations.dir, &settings.migrations.ignore)
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(LintInput::from_sql)
+                .collect(),
+            Vec::new(),
+        ),
         Some(_) => {
             let snap = files_only(settings).await.map_err(|e| e.to_string())?;
             let snap = Snapshot::Alembic(snap);
             let plan = snap.plan_with_sql(settings).await;
-            snap.lint_inputs(&plan)
+            (snap.lint_inputs(&plan), not_linted(&plan))
         }
     };
-    Ok(lint::run(
+    let findings = lint::run(
         &inputs,
         &settings.lint,
         None,
         Some(settings.lint_schema()),
-    ))
+    );
+    Ok((findings, not_linted))
+}
+
+/// A warning for each revision offline mode could not render: never skipped in silence.
+fn not_linted(plan: &crate::plan::Plan) -> Vec<Check> {
+    crate::alembic::offline::unrendered(plan)
+        .into_iter()
+        .map(|detail| Check {
+            name: "not linted",
+            status: Status::Warning,
+            detail,
+        })
+        .collect()
 }
 
 fn preflight_failure(name: &'static str, detail: String) -> Check {

@@ -52,9 +52,13 @@ pub async fn plan(g: &GlobalArgs, full: bool) -> i32 {
                 facts.as_ref(),
                 Some(&snap.lint_schema(&settings)),
             );
+            let not_linted = crate::alembic::offline::unrendered(&plan);
             events.emit(Event::Plan { plan });
             for finding in findings {
                 events.emit(Event::Finding { finding });
+            }
+            for revision in not_linted {
+                events.diagnose(crate::events::Severity::Warning, revision, None);
             }
             if snap.is_blocked() {
                 exit_code::FAILED_RESTORED

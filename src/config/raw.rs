@@ -50,6 +50,8 @@ pub struct RawMigrations {
     pub working_dir: Option<String>,
     pub version_schema: Option<String>,
     pub version_table: Option<String>,
+    /// Entries of the migrations folder that are no migrations (`*`, `?` wildcards).
+    pub ignore: Option<Vec<String>>,
     /// Extra environment for the alembic process (`[migrations.env]`).
     pub env: Option<std::collections::BTreeMap<String, String>>,
 }

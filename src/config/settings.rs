@@ -146,6 +146,8 @@ pub struct MigrationSettings {
     pub engine: EngineKind,
     /// The `sql` engine's folder.
     pub dir: PathBuf,
+    /// `[migrations] ignore`: entries of that folder that are no migrations.
+    pub ignore: Vec<String>,
     /// The `alembic` engine's project (set when engine = "alembic").
     pub alembic: Option<AlembicSettings>,
 }
@@ -304,6 +306,7 @@ pub(super) fn resolve(
     let migrations = MigrationSettings {
         engine,
         dir: within(m.dir),
+        ignore: m.ignore.unwrap_or_default(),
         alembic,
     };
     let pg_dump = raw.backup.pg_dump.unwrap_or_else(|| "pg_dump".into());

@@ -12,7 +12,7 @@ pub mod source;
 pub mod split;
 pub mod version;
 
-pub use source::{load_dir, read_dir, Migration, SourceError};
+pub use source::{load_dir, load_folder, read_dir, read_folder, Ignored, Migration, SourceError};
 pub use version::{steps_back, Version};
 
 /// Splits `items` into runs of transactional ones and lone non-transactional ones,

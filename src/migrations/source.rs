@@ -47,7 +47,7 @@ pub enum SourceError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: the name must start with a version, like 20240101120000_create_users.sql or 0001_init.up.sql")]
+    #[error("{path}: the name must start with a version, like 20240101120000_create_users.sql or 0001_init.up.sql; if it is not a migration, list it in [migrations] ignore (e.g. ignore = [\"*seed*.sql\"])")]
     BadName { path: PathBuf },
     #[error(
         "version {version} is used twice: {first} and {second}; give one of them a new version"
@@ -71,10 +71,26 @@ pub enum SourceError {
     Metadata { path: PathBuf, message: String },
 }
 
+/// An entry of the migrations folder that is no migration, and why it is left alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ignored {
+    pub name: String,
+    pub why: &'static str,
+}
+
 /// All migrations in `dir`, in version order, refusing a transactional one that holds
-/// `BEGIN`/`COMMIT`: it would end the deploy's transaction early.
-pub fn load_dir(dir: &Path) -> Result<Vec<Migration>, SourceError> {
-    let migrations = read_dir(dir)?;
+/// `BEGIN`/`COMMIT`: it would end the deploy's transaction early. Entries matching an
+/// `ignore` pattern are left alone (see [`read_folder`]).
+pub fn load_dir(dir: &Path, ignore: &[String]) -> Result<Vec<Migration>, SourceError> {
+    load_folder(dir, ignore).map(|(migrations, _)| migrations)
+}
+
+/// [`load_dir`], with what the folder holds besides migrations ([`read_folder`]).
+pub fn load_folder(
+    dir: &Path,
+    ignore: &[String],
+) -> Result<(Vec<Migration>, Vec<Ignored>), SourceError> {
+    let (migrations, ignored) = read_folder(dir, ignore)?;
     for m in migrations.iter().filter(|m| m.transactional) {
         if let Some(statement) = super::split::transaction_control(&m.up_sql) {
             return Err(SourceError::TransactionControl {
@@ -84,12 +100,24 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Migration>, SourceError> {
             });
         }
     }
-    Ok(migrations)
+    Ok((migrations, ignored))
 }
 
 /// All migrations in `dir`, in version order, whatever SQL they hold: for the lint,
 /// which reports a `BEGIN` in a transactional migration as one finding among others.
-pub fn read_dir(dir: &Path) -> Result<Vec<Migration>, SourceError> {
+pub fn read_dir(dir: &Path, ignore: &[String]) -> Result<Vec<Migration>, SourceError> {
+    read_folder(dir, ignore).map(|(migrations, _)| migrations)
+}
+
+/// The migrations in `dir`, and what else is there, left alone as the layout's own
+/// tool leaves it: files that are not `.sql` (a README); `.sql` files with no
+/// `<version>_` prefix (sqlx ignores them); in a diesel folder (one with migration
+/// folders), top-level files without a version (diesel reads folders only); folders
+/// without a version; and whatever matches a `[migrations] ignore` pattern (`*` and
+/// `?` wildcards, matched against the name within the folder). A `.sql` file named
+/// like `data_seed.sql` in a sqlx folder stays an error, as sqlx has it: it may be a
+/// migration with a mistyped version.
+pub fn read_folder(dir: &Path, ignore: &[String]) -> Result<(Vec<Migration>, Vec<Ignored>), SourceError> {
     if !dir.is_dir() {
         return Err(SourceError::MissingDir {
             path: dir.to_path_buf(),
@@ -105,15 +133,46 @@ pub fn read_dir(dir: &Path) -> Result<Vec<Migration>, SourceError> {
         .collect::<Result<_, _>>()
         .map_err(io(dir))?;
     entries.sort();
+    let name_of = |path: &Path| {
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let diesel = entries
+        .iter()
+        .any(|p| p.is_dir() && split_name(&name_of(p)).is_some());
 
     let mut ups: BTreeMap<Version, Migration> = BTreeMap::new();
     let mut downs: Vec<(Version, String, PathBuf)> = Vec::new();
+    let mut ignored = Vec::new();
     for path in entries {
-        let file_name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
+        let file_name = name_of(&path);
+        let file_name = file_name.as_str();
         if file_name.starts_with('.') {
+            continue;
+        }
+        let versioned = file_name
+            .split_once('_')
+            .is_some_and(|(prefix, _)| Version::parse(prefix).is_some());
+        let why = if ignore.iter().any(|pattern| wildcard(pattern, file_name)) {
+            Some("it matches [migrations] ignore")
+        } else if path.is_dir() && !versioned {
+            Some("a folder without a version is not a migration")
+        } else if !path.is_dir() && !file_name.ends_with(".sql") {
+            Some("not a .sql file")
+        } else if !path.is_dir() && !file_name.contains('_') {
+            Some("no <version>_ prefix (sqlx leaves such files alone too)")
+        } else if !path.is_dir() && diesel && !versioned {
+            Some("a file without a version in a diesel folder (diesel reads folders only)")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            ignored.push(Ignored {
+                name: file_name.to_string(),
+                why,
+            });
             continue;
         }
         let found = if path.is_dir() {
@@ -130,7 +189,7 @@ pub fn read_dir(dir: &Path) -> Result<Vec<Migration>, SourceError> {
             let sql = std::fs::read_to_string(&path).map_err(io(&path))?;
             Some(migration(version, name, path.clone(), sql, None, true))
         } else {
-            None // README.md, .keep and friends
+            None
         };
         if let Some(m) = found {
             if let Some(first) = ups.get(&m.version) {
@@ -149,7 +208,26 @@ pub fn read_dir(dir: &Path) -> Result<Vec<Migration>, SourceError> {
             None => return Err(SourceError::DownWithoutUp { path }),
         }
     }
-    Ok(ups.into_values().collect())
+    Ok((ups.into_values().collect(), ignored))
+}
+
+/// `*` (any run of characters) and `?` (one character) against `name`, whole.
+fn wildcard(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    // matches[i][j]: p[..i] matches n[..j].
+    let mut matches = vec![vec![false; n.len() + 1]; p.len() + 1];
+    matches[0][0] = true;
+    for i in 1..=p.len() {
+        matches[i][0] = matches[i - 1][0] && p[i - 1] == '*';
+        for j in 1..=n.len() {
+            matches[i][j] = match p[i - 1] {
+                '*' => matches[i - 1][j] || matches[i][j - 1],
+                '?' => matches[i - 1][j - 1],
+                c => matches[i - 1][j - 1] && c == n[j - 1],
+            };
+        }
+    }
+    matches[p.len()][n.len()]
 }
 
 fn read_diesel_folder(path: &Path, folder_name: &str) -> Result<Migration, SourceError> {
@@ -261,7 +339,7 @@ mod tests {
         );
         write(d, "README.md", "not a migration");
 
-        let all = load_dir(d).unwrap();
+        let all = load_dir(d, &[]).unwrap();
         let labels: Vec<String> = all.iter().map(Migration::label).collect();
         assert_eq!(
             labels,
@@ -280,7 +358,7 @@ mod tests {
             "1_idx.sql",
             "-- no-transaction\ncreate index concurrently i on t (x);",
         );
-        assert!(!load_dir(tmp.path()).unwrap()[0].transactional);
+        assert!(!load_dir(tmp.path(), &[]).unwrap()[0].transactional);
     }
 
     #[test]
@@ -291,7 +369,7 @@ mod tests {
             "1_a.sql",
             "begin;\ncreate table a (id int);\ncommit;\n",
         );
-        let err = load_dir(tmp.path()).unwrap_err().to_string();
+        let err = load_dir(tmp.path(), &[]).unwrap_err().to_string();
         assert!(err.contains("line 1") && err.contains("`begin;`"), "{err}");
 
         let tmp = tempfile::tempdir().unwrap();
@@ -305,7 +383,7 @@ mod tests {
             "2_g.sql",
             "-- no-transaction\nbegin;\nselect 1;\ncommit;",
         );
-        load_dir(tmp.path()).expect("BEGIN ATOMIC bodies and no-transaction files are fine");
+        load_dir(tmp.path(), &[]).expect("BEGIN ATOMIC bodies and no-transaction files are fine");
     }
 
     #[test]
@@ -313,7 +391,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         write(tmp.path(), "001_a.sql", "select 1;");
         write(tmp.path(), "1_b.sql", "select 1;");
-        let err = load_dir(tmp.path()).unwrap_err().to_string();
+        let err = load_dir(tmp.path(), &[]).unwrap_err().to_string();
         assert!(err.contains("version 1 is used twice"), "{err}");
     }
 
@@ -321,13 +399,54 @@ mod tests {
     fn sql_file_without_version_is_an_error() {
         let tmp = tempfile::tempdir().unwrap();
         write(tmp.path(), "create_users.sql", "select 1;");
-        let err = load_dir(tmp.path()).unwrap_err().to_string();
+        let err = load_dir(tmp.path(), &[]).unwrap_err().to_string();
         assert!(err.contains("create_users.sql"), "{err}");
     }
 
     #[test]
+    fn what_the_layouts_tool_ignores_is_left_alone_and_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), "1_a.sql", "select 1;");
+        write(tmp.path(), "README.md", "# migrations");
+        write(tmp.path(), "seed.sql", "insert into a values (1);");
+        write(tmp.path(), "seeds/users.sql", "insert into a values (2);");
+        let (migrations, ignored) = read_folder(tmp.path(), &[]).unwrap();
+        assert_eq!(migrations.len(), 1);
+        let names: Vec<&str> = ignored.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["README.md", "seed.sql", "seeds"]);
+        assert!(ignored[1].why.contains("sqlx"), "{:?}", ignored[1]);
+    }
+
+    #[test]
+    fn a_versionless_file_is_left_alone_in_a_diesel_folder_and_by_ignore() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), "2019-01-01-000000_a/up.sql", "select 1;");
+        write(tmp.path(), "data_seed.sql", "insert into a values (1);");
+        let (migrations, ignored) = read_folder(tmp.path(), &[]).unwrap();
+        assert_eq!(migrations.len(), 1);
+        assert!(ignored[0].why.contains("diesel"), "{:?}", ignored);
+        // In a sqlx folder it may be a mistyped migration: an error, unless ignored.
+        let sqlx = tempfile::tempdir().unwrap();
+        write(sqlx.path(), "1_a.sql", "select 1;");
+        write(sqlx.path(), "data_seed.sql", "insert into a values (1);");
+        let err = load_dir(sqlx.path(), &[]).unwrap_err().to_string();
+        assert!(err.contains("[migrations] ignore"), "{err}");
+        let (_, ignored) = load_folder(sqlx.path(), &["*seed*.sql".into()]).unwrap();
+        assert_eq!(ignored[0].why, "it matches [migrations] ignore");
+    }
+
+    #[test]
+    fn wildcards_match_the_whole_name() {
+        assert!(wildcard("*seed*.sql", "data_seed.sql"));
+        assert!(wildcard("README*", "README.md"));
+        assert!(wildcard("?_x.sql", "1_x.sql"));
+        assert!(!wildcard("seed", "seeds"));
+        assert!(!wildcard("*.sql", "x.sql.bak"));
+    }
+
+    #[test]
     fn missing_folder_names_the_key() {
-        let err = load_dir(Path::new("/nonexistent/ballast"))
+        let err = load_dir(Path::new("/nonexistent/ballast"), &[])
             .unwrap_err()
             .to_string();
         assert!(err.contains("migrations.dir"), "{err}");

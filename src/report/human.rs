@@ -388,8 +388,11 @@ impl Reporter for HumanReporter {
                 message,
                 hint,
             } => {
+                if *severity == Severity::Detail && self.verbosity < Verbosity::Verbose {
+                    return;
+                }
                 let tag = match severity {
-                    Severity::Info => "  ".to_string(),
+                    Severity::Detail | Severity::Info => "  ".to_string(),
                     Severity::Warning => format!("  {} ", style("warning:").yellow()),
                     Severity::Error => format!("  {} ", style("error:").red().bold()),
                 };

@@ -635,6 +635,7 @@ mod tests {
             source,
             applied,
             state,
+            ignored: Vec::new(),
         }
     }
 

@@ -99,6 +99,15 @@ pub fn report_state(events: &Events, snap: &Snapshot) {
         pending: snap.pending_count(),
         pending_migrations: snap.pending_labels(),
     });
+    if let Snapshot::Sql(sql) = snap {
+        for entry in &sql.ignored {
+            events.diagnose(
+                Severity::Detail,
+                format!("left alone in the migrations folder: {} ({})", entry.name, entry.why),
+                None,
+            );
+        }
+    }
 }
 
 /// Emits a diagnosis for each blocker; returns how many there were.

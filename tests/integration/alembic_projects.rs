@@ -248,3 +248,25 @@ fn a_script_location_that_is_a_package_named_alembic_does_not_shadow_the_library
     p.ballast(&["--yes", "deploy"]).expect_code(0);
     assert_eq!(alembic_version(&p), ALEMBIC_HEAD);
 }
+
+#[test]
+fn a_revision_offline_mode_cannot_render_is_named_as_not_linted() {
+    let p = Project::new();
+    p.alembic();
+    // f6, a data migration, reads rows: offline mode cannot render it.
+    let said = "f6a0b1c2d3e4 (backfill seller slugs (data migration)) was not linted";
+    for args in [&["check"][..], &["check", "--all"][..], &["plan"][..]] {
+        let run = p.ballast(args);
+        assert!(run.all().contains(said), "{args:?}: {}", run.all());
+    }
+    let json = p.ballast(&["--json", "check"]);
+    let line = json
+        .stdout()
+        .lines()
+        .find(|l| l.contains("not linted"))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no JSON line names it: {}", json.stdout()));
+    let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(value["check"]["status"], "warning", "{line}");
+    assert!(value["check"]["detail"].as_str().unwrap().contains(said), "{line}");
+}

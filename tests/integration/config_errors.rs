@@ -256,3 +256,25 @@ fn a_file_ballast_cannot_read_as_a_migration_is_a_config_error_for_every_command
     }
     assert!(!p.table_exists("public.a"));
 }
+
+#[test]
+fn files_that_are_no_migrations_are_left_alone_and_named_by_status_v() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);")
+        .migration("README.md", "# our migrations")
+        .migration("seed.sql", "insert into a values (1);")
+        .migration("data_seed.sql", "insert into a values (2);");
+    p.write_config("[migrations]\nignore = [\"*seed*.sql\"]\n");
+    let status = p.ballast(&["-v", "status"]);
+    status.expect_code(1);
+    let out = status.all();
+    assert!(out.contains("1 pending"), "{out}");
+    assert!(
+        out.contains("left alone in the migrations folder: data_seed.sql (it matches [migrations] ignore)"),
+        "{out}"
+    );
+    assert!(out.contains("left alone in the migrations folder: README.md (not a .sql file)"), "{out}");
+    assert!(!p.ballast(&["status"]).all().contains("left alone"), "only with -v");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(p.ledger_versions(), ["1"]);
+}
