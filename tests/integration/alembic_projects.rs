@@ -270,3 +270,34 @@ fn a_revision_offline_mode_cannot_render_is_named_as_not_linted() {
     assert_eq!(value["check"]["status"], "warning", "{line}");
     assert!(value["check"]["detail"].as_str().unwrap().contains(said), "{line}");
 }
+
+#[test]
+fn ballasts_own_schema_is_not_taken_for_the_projects() {
+    let p = Project::new();
+    let versions = p.alembic();
+    // env.py as the template has it: the version table in the default schema.
+    let env = p.path().join("app/alembic/env.py");
+    let text = std::fs::read_to_string(&env).unwrap();
+    std::fs::write(&env, text.replace("version_table_schema=SCHEMA,", "")).unwrap();
+    alembic_revision(
+        &versions,
+        "a7000000000a",
+        ALEMBIC_HEAD,
+        &["op.execute(\"create table notes (id bigint primary key)\")"],
+        "op.execute(\"drop table notes\")",
+    );
+    // ballast's journal in `ballast`: no reason to want the project's tables there.
+    alembic_settings(&p, "schema = \"ballast\"", "");
+    let plan = p.ballast(&["plan"]);
+    assert!(
+        !plan.all().contains("require-schema-qualified"),
+        "{}",
+        plan.all()
+    );
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert!(p.table_exists("public.notes"));
+    assert_eq!(
+        p.sql("select string_agg(version_num, '+') from public.alembic_version"),
+        "a7000000000a"
+    );
+}
