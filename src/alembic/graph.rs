@@ -33,6 +33,9 @@ pub struct Revision {
     /// `downgrade()` is deliberate (a data migration with nothing to undo).
     #[serde(default)]
     pub allows_missing_downgrade: bool,
+    /// The SQL `upgrade()` passes `op.execute` as a literal, in the file's order.
+    #[serde(default)]
+    pub literal_sql: Vec<String>,
 }
 
 impl Revision {
@@ -249,6 +252,7 @@ mod tests {
             is_merge: downs.len() > 1,
             downgrade: Downgrade::Ok,
             allows_missing_downgrade: false,
+            literal_sql: Vec::new(),
         }
     }
 

@@ -57,10 +57,23 @@ pub async fn render(runner: &Runner, snap: &AlembicSnapshot, plan: &mut Plan) {
             fill(plan, &sql, &run.reason());
             return;
         };
+        // What the file hands op.execute() literally can still be read (and linted).
+        let literal = snap
+            .graph
+            .get(&failed)
+            .map(|r| r.literal_sql.clone())
+            .unwrap_or_default();
+        let read = match literal.is_empty() {
+            true => String::new(),
+            false => format!(
+                "\n-- its op.execute() SQL, read from the file:\n{};",
+                literal.join(";\n\n")
+            ),
+        };
         sql.insert(
             failed.clone(),
             format!(
-                "-- offline mode cannot render this revision: {}\n-- (it probably reads data; it runs online as usual)",
+                "-- offline mode cannot render this revision: {}\n-- (it probably reads data; it runs online as usual){read}",
                 run.reason()
             ),
         );
@@ -82,10 +95,17 @@ pub fn unrendered(plan: &Plan) -> Vec<String> {
             let why = first
                 .strip_prefix("-- offline mode cannot render this revision: ")
                 .or_else(|| first.strip_prefix("-- SQL not available: "))?;
-            Some(format!(
-                "{} ({}) was not linted: offline mode cannot render it ({why}); it runs online as usual, so review its file by hand",
-                m.version, m.name
-            ))
+            let partly = m.sql.contains("-- its op.execute() SQL, read from the file:");
+            Some(match partly {
+                true => format!(
+                    "{} ({}) was linted only from the SQL its file hands op.execute(): offline mode cannot render it ({why}); review the rest of its file by hand",
+                    m.version, m.name
+                ),
+                false => format!(
+                    "{} ({}) was not linted: offline mode cannot render it ({why}); it runs online as usual, so review its file by hand",
+                    m.version, m.name
+                ),
+            })
         })
         .collect()
 }

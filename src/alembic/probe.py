@@ -42,6 +42,33 @@ def downgrade_status(path):
     return "missing"
 
 
+def literal_sql(path):
+    """The SQL upgrade() hands op.execute() as a literal (or sa.text() of one), in the
+    file's order: what the lint can still read of a revision offline mode cannot
+    render."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), filename=path)
+    except (OSError, SyntaxError):
+        return []
+    found = []
+    for node in tree.body:
+        if not (isinstance(node, ast.FunctionDef) and node.name == "upgrade"):
+            continue
+        for call in ast.walk(node):
+            if not (isinstance(call, ast.Call) and call.args
+                    and isinstance(call.func, ast.Attribute) and call.func.attr == "execute"
+                    and isinstance(call.func.value, ast.Name) and call.func.value.id == "op"):
+                continue
+            arg = call.args[0]
+            if isinstance(arg, ast.Call) and arg.args and \
+                    getattr(arg.func, "attr", getattr(arg.func, "id", None)) == "text":
+                arg = arg.args[0]
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                found.append((call.lineno, arg.value.strip().rstrip(";").strip()))
+    return [sql for _, sql in sorted(found) if sql]
+
+
 def allows_missing_downgrade(path):
     """The file says `ballast:allow missing-downgrade` (or `all`) in a comment."""
     try:
@@ -183,6 +210,7 @@ def main():
             "is_merge": rev.is_merge_point,
             "downgrade": downgrade_status(rev.path),
             "allows_missing_downgrade": allows_missing_downgrade(rev.path),
+            "literal_sql": literal_sql(rev.path),
         })
     env_py = os.path.join(script.dir, "env.py")
     probed = {}

@@ -76,7 +76,7 @@ pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
         let stage = spec.display_name();
         // A signal between stages: do not start the next one.
         if crate::interrupt::requested() {
-            let error = StageError::Failed("interrupted by a signal (Ctrl-C or SIGTERM)".into());
+            let error = interrupted(ctx);
             ctx.events.emit(Event::StageFailed {
                 stage: stage.clone(),
                 duration_ms: 0,
@@ -94,9 +94,7 @@ pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
         let result = match stages::run(spec, ctx).await {
             // A signal came while the stage changed the database: stop here, so the
             // ladder starts from what this stage did, not from what the next one does.
-            Ok(_) if crate::interrupt::requested() => Err(StageError::Failed(
-                "interrupted by a signal (Ctrl-C or SIGTERM)".into(),
-            )),
+            Ok(_) if crate::interrupt::requested() => Err(interrupted(ctx)),
             other => other,
         };
         let duration_ms = t.elapsed().as_millis() as u64;
@@ -388,6 +386,17 @@ fn settle_unknown_commit(ctx: &mut RunContext, now: Option<&Snapshot>) -> Vec<St
 }
 
 /// The command that runs this pipeline again.
+/// The run stopped by a signal: a refusal (exit 3) while nothing has changed, as the
+/// signal handler, which may exit first, says too; a failure once something has.
+fn interrupted(ctx: &RunContext) -> StageError {
+    let message = "interrupted by a signal (Ctrl-C or SIGTERM)".to_string();
+    if ctx.upgrade_started || !ctx.committed.is_empty() || ctx.outcome_unknown {
+        StageError::Failed(message)
+    } else {
+        StageError::Refused(format!("{message} before anything changed"))
+    }
+}
+
 fn rerun_command(pipeline: &Pipeline) -> String {
     match &pipeline.rerun {
         Some(command) => command.clone(),

@@ -301,3 +301,30 @@ fn ballasts_own_schema_is_not_taken_for_the_projects() {
         "a7000000000a"
     );
 }
+
+#[test]
+fn what_an_unrenderable_revision_hands_op_execute_is_still_linted() {
+    let p = Project::new();
+    let versions = p.alembic();
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    p.sql("insert into marketplace.sellers (name) values ('ada')");
+    // It reads rows (offline mode stops there), and drops a column running code reads.
+    alembic_revision(
+        &versions,
+        "a7000000000a",
+        ALEMBIC_HEAD,
+        &[
+            "rows = op.get_bind().execute(sa.text(\"select id from marketplace.sellers\")).fetchall()",
+            "op.execute(\"alter table marketplace.sellers drop column slug\")",
+        ],
+        "pass",
+    );
+    let check = p.ballast(&["check"]);
+    let out = check.all();
+    assert!(out.contains("ban-drop-column"), "{out}");
+    assert!(
+        out.contains("a7000000000a (added by a test a7000000000a) was linted only from the SQL its file hands op.execute()"),
+        "{out}"
+    );
+    check.expect_code(1);
+}
