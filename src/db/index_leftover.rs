@@ -1,9 +1,8 @@
-//! What makes a plain `CREATE INDEX CONCURRENTLY name` safe to run again: a failed
-//! concurrent build leaves an INVALID index of that very name on that very table, and
-//! the rerun would fail on it ("already exists"). Before the statement runs, such a
-//! leftover (not being built by anyone now) is dropped concurrently. `IF NOT EXISTS`
-//! would instead keep the broken index, so the plain form, as most projects write it,
-//! is the better one here.
+//! What makes `CREATE INDEX CONCURRENTLY name` safe to run again: a failed concurrent
+//! build leaves an INVALID index of that very name on that very table, on which the
+//! plain form's rerun fails ("already exists") and which `IF NOT EXISTS` would keep as
+//! it is (the migration "succeeds" with a broken index). Before the statement runs,
+//! such a leftover (not being built by anyone now) is dropped concurrently.
 
 use pg_query::NodeEnum;
 use sqlx::postgres::PgConnection;
@@ -11,8 +10,8 @@ use sqlx::Executor;
 
 use super::DbError;
 
-/// The index and table a statement builds concurrently without `IF NOT EXISTS`:
-/// `(index name, table as written)`.
+/// The index and table a statement builds concurrently (with or without `IF NOT
+/// EXISTS`): `(index name, table as written)`.
 pub fn concurrent_build(statement: &str) -> Option<(String, String)> {
     let parsed = pg_query::parse(statement, pg_query::ParserOptions::DEFAULT).ok()?;
     let [raw] = parsed.protobuf.stmts.as_slice() else {
@@ -21,7 +20,7 @@ pub fn concurrent_build(statement: &str) -> Option<(String, String)> {
     let NodeEnum::IndexStmt(index) = raw.stmt.as_ref()?.node.as_ref()? else {
         return None;
     };
-    if !index.concurrent || index.if_not_exists || index.idxname.is_empty() {
+    if !index.concurrent || index.idxname.is_empty() {
         return None;
     }
     let table = index.relation.as_ref()?;
@@ -80,7 +79,10 @@ mod tests {
             concurrent_build("create unique index concurrently u on \"Orders\" (id);"),
             Some(("u".into(), "\"Orders\"".into()))
         );
-        assert_eq!(concurrent_build("create index concurrently if not exists i on t (a)"), None);
+        assert_eq!(
+            concurrent_build("create index concurrently if not exists i on t (a)"),
+            Some(("i".into(), "\"t\"".into()))
+        );
         assert_eq!(concurrent_build("create index i on t (a)"), None);
         assert_eq!(concurrent_build("create index concurrently on t (a)"), None);
     }

@@ -7,6 +7,7 @@
 //! statement that must run outside a transaction a `-- no-transaction` migration of its
 //! own, and put everything else in ordinary transactional migrations.
 
+use super::non_retryable_without_transaction::NonRetryableWithoutTransaction;
 use crate::lint::suppress;
 use crate::lint::{Category, Context, Hit, Level, Rule, RuleMeta};
 
@@ -38,13 +39,33 @@ impl Rule for MultipleStatementsWithoutTransaction {
         {
             return Vec::new();
         }
-        let mut hit = Hit::new(
-            format!(
-                "this -- no-transaction migration has {} statements, each committing on its own: if one fails, those before it stay applied and the migration is half-done",
-                ctx.statements.len()
-            ),
-            "give each statement that must run outside a transaction its own -- no-transaction migration; the rest go in transactional ones",
-        );
+        // Every statement can run twice (IF NOT EXISTS, IF EXISTS, a concurrent build
+        // whose INVALID leftover ballast drops first): a half-done migration is
+        // finished by running it again, which is what the next deploy does.
+        let rerunnable = ctx.statements.iter().all(|s| {
+            NonRetryableWithoutTransaction
+                .check(s, ctx)
+                .iter()
+                .all(|hit| hit.advisory)
+        });
+        let mut hit = if rerunnable {
+            Hit::new(
+                format!(
+                    "this -- no-transaction migration has {} statements, each committing on its own: if one fails, those before it stay applied until the migration runs again (every statement can run twice, so the next deploy finishes it)",
+                    ctx.statements.len()
+                ),
+                "nothing to do if a half-done migration until the next deploy is acceptable; otherwise give each statement its own -- no-transaction migration",
+            )
+            .advisory()
+        } else {
+            Hit::new(
+                format!(
+                    "this -- no-transaction migration has {} statements, each committing on its own: if one fails, those before it stay applied and the migration is half-done",
+                    ctx.statements.len()
+                ),
+                "give each statement that must run outside a transaction its own -- no-transaction migration; the rest go in transactional ones",
+            )
+        };
         hit.at = Some(ctx.statements[1].start_of_code);
         vec![hit]
     }
@@ -68,6 +89,17 @@ mod tests {
         );
         assert_eq!(ids(&found), ["multiple-statements-without-transaction"]);
         assert_eq!(found[0].line, 4, "points at the second statement");
+        // Named concurrent builds run again safely: a warning, not a refusal.
+        assert_eq!(found[0].level, crate::lint::Level::Warning);
+        let idempotent = no_transaction(
+            "-- no-transaction\ncreate index concurrently if not exists i on a (x);\ncreate index concurrently if not exists j on a (y);",
+        );
+        assert_eq!(idempotent[0].level, crate::lint::Level::Warning);
+        // One statement that cannot run twice (an unnamed build makes a second copy).
+        let stuck = no_transaction(
+            "-- no-transaction\ncreate index concurrently i on a (x);\ncreate index concurrently on a (y);",
+        );
+        assert_eq!(stuck[0].level, crate::lint::Level::Error);
     }
 
     #[test]
