@@ -11,6 +11,7 @@ mod deploy_manifests;
 mod downgrade_sql;
 mod faults;
 mod harness;
+mod histories;
 mod locking;
 mod lost_commit;
 mod output;
