@@ -208,7 +208,8 @@ impl Snapshot {
     pub async fn plan_with_sql(&self, settings: &Settings) -> Plan {
         let mut plan = self.plan();
         if let Snapshot::Alembic(a) = self {
-            let runner = crate::alembic::process::Runner::new(settings, None);
+            // Offline mode: any connection env.py would open is refused (see guard.py).
+            let runner = crate::alembic::process::Runner::new(settings, None).offline();
             crate::alembic::offline::render(&runner, a, &mut plan).await;
         }
         plan

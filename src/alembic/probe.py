@@ -4,13 +4,8 @@
 # BALLAST_WITNESS_PID is set: then it also runs env.py online as `alembic current` does
 # (dont_mutate: no version table is created, no migration runs) and reports where
 # Alembic's connection goes, so ballast can prove it is the database it backed up.
-import os
-import sys
-
-# The project's folder goes last: a package of its own named `alembic/` (its
-# script_location) must not shadow the library; its modules stay importable.
-sys.path[:] = [p for p in sys.path if p not in ("", os.getcwd())] + [os.getcwd()]
-
+# guard.py runs first, in the same script (it moves the project's folder to the end of
+# sys.path, and installs the connection guard).
 import ast
 import contextlib
 import json
@@ -104,87 +99,44 @@ def transaction_per_migration(env_py):
     return any(seen)
 
 
-class ElsewhereError(Exception):
-    """A connection env.py opened does not reach ballast's database."""
-
-
 def connection_facts(config, script):
-    """Where env.py's connections go: server, database, user, the version table it
-    configures. Every connection any engine opens is checked as it opens, before
-    env.py can run anything on it, for ballast's witness session (its pid and a
-    one-off application name, BALLAST_WITNESS_*) in this very database; one that
-    does not see it is closed at once, and env.py stops there."""
+    """Where env.py's connections go (the guard checks each one as it opens and keeps
+    what it saw in BALLAST_FACTS), and the version table env.py configures."""
+    import re
+
     from alembic.runtime.environment import EnvironmentContext
-    from sqlalchemy import event
-    from sqlalchemy.pool import Pool
-
-    pid = int(os.environ["BALLAST_WITNESS_PID"])
-    name = os.environ["BALLAST_WITNESS_NAME"].replace("'", "''")
-    check = (
-        "select current_database()::text, current_user::text, "
-        "coalesce(host(inet_server_addr()), 'a local socket'), "
-        "current_setting('port'), current_setting('application_name'), "
-        "current_schema()::text, "
-        f"exists(select 1 from pg_stat_activity where pid = {pid} "
-        f"and application_name = '{name}' and datname = current_database())"
-    )
-    facts = {}
-
-    def on_connect(dbapi_connection, _record):
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(check)
-            row = cursor.fetchone()
-        finally:
-            cursor.close()
-        try:
-            dbapi_connection.rollback()  # leave no transaction open behind the check
-        except Exception:
-            pass
-        facts.update({
-            "database": row[0],
-            "user": row[1],
-            "server": f"{row[2]} port {row[3]}",
-            "application_name": row[4],
-            "current_schema": row[5],
-            "reaches_witness": bool(row[6]),
-        })
-        if not row[6]:
-            raise ElsewhereError(f"connected to {row[0]} on {row[2]} port {row[3]}")
 
     def inspect(rev, context):
         if context.connection is None:
             raise RuntimeError("env.py gave Alembic no connection in online mode")
-        facts.update({
+        # Where an unqualified version table lands: the schema at configure time (an
+        # env.py may SET search_path after connecting).
+        schema = context.connection.exec_driver_sql("select current_schema()").scalar()
+        BALLAST_FACTS.update({
             "version_table": context.version_table,
-            "version_table_schema": context.version_table_schema,
+            "version_table_schema": context.version_table_schema or schema,
             "transaction_per_migration": bool(
                 context.opts.get("transaction_per_migration", False)
             ),
         })
         return []
 
-    event.listen(Pool, "connect", on_connect)
     try:
         # env.py may print: stdout carries ballast's JSON alone.
         with contextlib.redirect_stdout(sys.stderr):
             with EnvironmentContext(config, script, fn=inspect, dont_mutate=True):
                 script.run_env()
-    except Exception as e:
-        # An ElsewhereError may come wrapped by the driver or SQLAlchemy: the facts
-        # say what the connection saw.
-        if facts and not facts["reaches_witness"]:
-            return facts
-        raise
-    finally:
-        event.remove(Pool, "connect", on_connect)
-    if "reaches_witness" not in facts:
+    except (Exception, SystemExit) as e:
+        # The guard refused a connection: the facts say what it saw.
+        if ballast_elsewhere(e) is not None or BALLAST_FACTS.get("reaches_witness") is False:
+            return dict(BALLAST_FACTS, reaches_witness=False)
+        # Never a password in what is reported: mask user:password@ in URLs.
+        raise RuntimeError(re.sub(r"://[^/@\s]*@", "://***@", f"{type(e).__name__}: {e}")) from None
+    if "reaches_witness" not in BALLAST_FACTS:
         raise RuntimeError("env.py opened no connection")
-    if "version_table" not in facts:
+    if "version_table" not in BALLAST_FACTS:
         raise RuntimeError("env.py ran without calling context.run_migrations()")
-    if not facts["version_table_schema"]:
-        facts["version_table_schema"] = facts["current_schema"]
-    return facts
+    return dict(BALLAST_FACTS)
 
 
 def main():
@@ -218,7 +170,9 @@ def main():
         try:
             probed["connection"] = connection_facts(config, script)
         except (Exception, SystemExit) as e:  # ballast refuses to change anything then
-            probed["connection_error"] = f"{type(e).__name__}: {e}".strip()
+            probed["connection_error"] = (
+                str(e) if isinstance(e, RuntimeError) else f"{type(e).__name__}: {e}"
+            ).strip()
     print(json.dumps({
         **probed,
         "alembic_version": alembic_version,

@@ -12,15 +12,23 @@ use super::AlembicError;
 use crate::config::{to_pg_millis, Settings};
 use crate::redact::{scrub, split_secrets};
 
+/// Runs first in every Python process ballast starts: the project's folder last on the
+/// path, and the connection guard (see the file).
+const GUARD: &str = include_str!("guard.py");
 const PROBE: &str = include_str!("probe.py");
 
-/// `python -c LAUNCHER ARGS` runs alembic as its `alembic` command does, with the
-/// project's folder last on the path: `python -m alembic` puts it first, and a project
-/// whose script_location is a package named `alembic/` then shadows the library.
-const LAUNCHER: &str = "import os, sys\n\
-sys.path[:] = [p for p in sys.path if p not in ('', os.getcwd())] + [os.getcwd()]\n\
-from alembic.config import main\n\
-sys.exit(main(argv=sys.argv[1:], prog='alembic'))\n";
+/// After [`GUARD`]: `python -c LAUNCHER ARGS` runs alembic as its `alembic` command
+/// does (`python -m alembic` would put the project's folder first on the path, where a
+/// package named `alembic/` shadows the library). A connection the guard refuses ends
+/// it with a `ballast-refused:` line, before anything ran on that connection.
+const LAUNCHER: &str = "from alembic.config import main as _alembic_main\n\
+try:\n    _alembic_main(argv=sys.argv[1:], prog='alembic')\n\
+except BaseException as _error:\n    _elsewhere = ballast_elsewhere(_error)\n    \
+if _elsewhere is None:\n        raise\n    \
+print(f'ballast-refused: {_elsewhere}', file=sys.stderr, flush=True)\n    sys.exit(3)\n";
+
+/// The line the launcher writes when the guard refused a connection.
+const REFUSED: &str = "ballast-refused: ";
 
 /// A finished alembic command.
 #[derive(Debug)]
@@ -33,6 +41,14 @@ pub struct Finished {
 }
 
 impl Finished {
+    /// Why the guard refused a connection of this child, when it did: nothing ran on
+    /// that connection.
+    pub fn refused(&self) -> Option<String> {
+        format!("{}\n{}", self.stdout, self.stderr)
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(REFUSED).map(str::to_string))
+    }
+
     /// The lines that say why it failed: alembic's `FAILED:` line, or a traceback's last.
     pub fn reason(&self) -> String {
         let text = format!("{}\n{}", self.stdout, self.stderr);
@@ -145,6 +161,26 @@ impl Runner {
         self.ini.display().to_string()
     }
 
+    /// This runner, its children's connections held to `witness` (see guard.py).
+    pub fn guarded(&self, witness: &super::reach::Witness) -> Runner {
+        let mut runner = self.clone();
+        runner
+            .env
+            .push(("BALLAST_WITNESS_PID".into(), witness.pid.to_string()));
+        runner.env.push((
+            "BALLAST_WITNESS_NAME".into(),
+            witness.application_name.clone(),
+        ));
+        runner
+    }
+
+    /// This runner, its children refused any connection (offline rendering).
+    pub fn offline(&self) -> Runner {
+        let mut runner = self.clone();
+        runner.env.push(("BALLAST_NO_CONNECT".into(), "1".into()));
+        runner
+    }
+
     fn expression(&self, args: Vec<String>) -> duct::Expression {
         let mut expression = duct::cmd(&self.python, args)
             .dir(&self.dir)
@@ -166,9 +202,9 @@ impl Runner {
 
     /// Runs `python -m alembic ARGS` to the end, capturing both streams.
     pub async fn alembic(&self, args: &[&str]) -> Result<Finished, AlembicError> {
-        let mut full = vec!["-c".to_string(), LAUNCHER.to_string()];
+        let mut full = vec!["-c".to_string(), format!("{GUARD}\n{LAUNCHER}")];
         full.extend(args.iter().map(|a| a.to_string()));
-        self.capture(full, Vec::new()).await
+        self.capture(full).await
     }
 
     /// The probe script's JSON: the revision graph and, with a witness, where env.py's
@@ -177,24 +213,18 @@ impl Runner {
         &self,
         witness: Option<&super::reach::Witness>,
     ) -> Result<Finished, AlembicError> {
-        let mut extra = Vec::new();
-        if let Some(witness) = witness {
-            extra.push(("BALLAST_WITNESS_PID", witness.pid.to_string()));
-            extra.push(("BALLAST_WITNESS_NAME", witness.application_name.clone()));
-        }
-        self.capture(vec!["-c".to_string(), PROBE.to_string()], extra)
+        let runner = match witness {
+            Some(witness) => self.guarded(witness),
+            // The graph is read from files: any connection is a mistake.
+            None => self.offline(),
+        };
+        runner
+            .capture(vec!["-c".to_string(), format!("{GUARD}\n{PROBE}")])
             .await
     }
 
-    async fn capture(
-        &self,
-        args: Vec<String>,
-        extra_env: Vec<(&str, String)>,
-    ) -> Result<Finished, AlembicError> {
-        let mut expression = self.expression(args).stdout_capture().stderr_capture();
-        for (key, value) in extra_env {
-            expression = expression.env(key, value);
-        }
+    async fn capture(&self, args: Vec<String>) -> Result<Finished, AlembicError> {
+        let expression = self.expression(args).stdout_capture().stderr_capture();
         let output = tokio::task::spawn_blocking(move || expression.run())
             .await
             .map_err(|e| self.missing(std::io::Error::other(e)))?
@@ -214,7 +244,7 @@ impl Runner {
         args: &[&str],
         mut on_line: impl FnMut(&str),
     ) -> Result<Finished, AlembicError> {
-        let mut full = vec!["-c".to_string(), LAUNCHER.to_string()];
+        let mut full = vec!["-c".to_string(), format!("{GUARD}\n{LAUNCHER}")];
         full.extend(args.iter().map(|a| a.to_string()));
         let reader = self
             .expression(full)

@@ -90,6 +90,9 @@ impl Reach {
 /// The hint that goes with a refusal.
 pub const HINT: &str = "make env.py take its URL from DATABASE_URL, which ballast sets to database.url (for example `url = os.environ[\"DATABASE_URL\"]` before create_engine, or `config.set_main_option(\"sqlalchemy.url\", os.environ[\"DATABASE_URL\"])`), or set database.url to the database env.py uses; nothing was changed";
 
+/// The same, in a few words, for a refusal from inside an Alembic child.
+pub const HINT_SHORT: &str = "env.py must take its URL from DATABASE_URL, which ballast sets to database.url";
+
 /// A session of ballast's that Alembic's connection must see: its pid and its
 /// one-off application name. Held open while the probe runs.
 pub struct Witness {

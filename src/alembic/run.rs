@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use super::offline::upgraded_to;
 use super::process::{Finished, Runner};
+use super::reach::Witness;
 use super::snapshot::{current_revisions, AlembicSnapshot};
 use crate::events::Event;
 use crate::pipeline::RunContext;
@@ -34,9 +35,18 @@ pub async fn upgrade(
     let retries = ctx.settings.database.lock_retries;
     let mut wait = ctx.settings.database.lock_retry_wait;
     let mut attempt = 0;
+    // Alembic's every connection is held to the witness while it runs (guard.py).
+    let witness = Witness::open(&ctx.settings.database).await?;
     let finished = loop {
-        let runner = Runner::new(&ctx.settings, Some(server.major));
-        let finished = upgrade_once(runner, &ctx.events, &target, &pending, transactional).await?;
+        let runner = Runner::new(&ctx.settings, Some(server.major)).guarded(&witness);
+        let finished =
+            match upgrade_once(runner, &ctx.events, &target, &pending, transactional).await {
+                Ok(finished) => finished,
+                Err(e) => {
+                    witness.close().await;
+                    return Err(e);
+                }
+            };
         // A lock timeout before anything committed: the transaction rolled back whole,
         // so trying again later applies nothing twice (as the sql engine does).
         let retry = !finished.success
@@ -63,7 +73,10 @@ pub async fn upgrade(
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(std::time::Duration::from_secs(300));
     };
-    account(ctx, snap, &pending, &finished, "upgrade").await?;
+    witness.close().await;
+    let accounted = account(ctx, snap, &pending, &finished, "upgrade").await;
+    refused_if_nothing_changed(ctx, &finished)?;
+    accounted?;
     Ok(StageOutcome::Done(format!(
         "{} applied in {}",
         migrations_count(total),
@@ -215,6 +228,18 @@ async fn account(
     )))
 }
 
+/// The guard refused one of the child's connections before anything ran on it: a
+/// refusal (exit 3) when the account shows nothing changed, otherwise the account's
+/// failure stands (a multi-database env.py may have migrated one database first).
+fn refused_if_nothing_changed(ctx: &RunContext, finished: &Finished) -> Result<(), StageError> {
+    match finished.refused() {
+        Some(why) if ctx.committed.is_empty() && !ctx.outcome_unknown => Err(
+            StageError::Refused(format!("{why}; {}; nothing was changed", super::reach::HINT_SHORT)),
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// What differs from the schema as it was right before the upgrade (a summary), or
 /// `None` when nothing does. Unknown counts as changed: never "nothing committed"
 /// without seeing it.
@@ -257,7 +282,8 @@ pub async fn downgrade(
         )));
     }
     let server = ctx.server().await?;
-    let runner = Runner::new(&ctx.settings, Some(server.major));
+    let witness = Witness::open(&ctx.settings.database).await?;
+    let runner = Runner::new(&ctx.settings, Some(server.major)).guarded(&witness);
     let target = to.unwrap_or("base").to_string();
     let events = ctx.events.clone();
     let total = undone.len();
@@ -279,7 +305,9 @@ pub async fn downgrade(
     })
     .await
     .map_err(|e| StageError::Failed(e.to_string()))?
-    .map_err(failed)?;
+    .map_err(failed);
+    witness.close().await;
+    let finished = finished?;
     let now = revisions_after(ctx, snap).await?;
     let still: HashSet<String> = snap.graph.ancestry(&now);
     let reverted: Vec<String> = undone
@@ -287,6 +315,9 @@ pub async fn downgrade(
         .map(|(r, _)| r.clone())
         .filter(|r| !still.contains(r))
         .collect();
+    if !finished.success && reverted.is_empty() {
+        refused_if_nothing_changed(ctx, &finished)?;
+    }
     if !finished.success {
         return Err(StageError::Failed(format!(
             "alembic downgrade failed: {}; {} reverted before it stopped ({}); the database is at {}",

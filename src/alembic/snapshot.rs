@@ -276,7 +276,25 @@ pub async fn snapshot(
             let witness = Witness::open(&settings.database).await?;
             let read = read_graph(&runner, Some(&witness)).await;
             witness.close().await;
-            read?
+            let (graph, reach) = read?;
+            // Asked and not answered is not proven. What env.py said is shown without
+            // a secret of ballast's URL (the JSON escaping may have hidden one from the
+            // scrub of the raw output).
+            let secrets = settings
+                .database
+                .url()
+                .ok()
+                .and_then(|url| crate::redact::split_secrets(url).ok())
+                .map(|split| split.secrets)
+                .unwrap_or_default();
+            let reach = match reach {
+                Reach::NotProbed => {
+                    Reach::Failed("the probe said nothing of env.py's connection".into())
+                }
+                Reach::Failed(why) => Reach::Failed(crate::redact::scrub(&why, &secrets)),
+                proven => proven,
+            };
+            (graph, reach)
         }
         (reach, _, graph) => {
             let graph = match graph {

@@ -38,11 +38,20 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
     ask(ctx, question).await?;
     deploy_lock::hold(ctx).await?;
     let server = ctx.server().await?;
-    let runner = crate::alembic::process::Runner::new(&ctx.settings, Some(server.major));
+    let witness = crate::alembic::reach::Witness::open(&ctx.settings.database).await?;
+    let runner = crate::alembic::process::Runner::new(&ctx.settings, Some(server.major))
+        .guarded(&witness);
     // --purge: the table says exactly `to` afterwards, even when what it says now is a
     // revision no file has (plain `stamp` would stop at "Can't locate revision").
     let stamped = runner.alembic(&["stamp", "--purge", to]).await;
+    witness.close().await;
     let stamped = stamped.map_err(|e| StageError::Failed(e.to_string()))?;
+    if let Some(why) = stamped.refused() {
+        return Err(StageError::Refused(format!(
+            "{why}; {}; nothing was stamped",
+            crate::alembic::reach::HINT_SHORT
+        )));
+    }
     if !stamped.success {
         return Err(StageError::Failed(format!(
             "alembic stamp failed: {}; the version table is unchanged",

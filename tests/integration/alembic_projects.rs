@@ -54,7 +54,11 @@ fn an_env_py_that_connects_to_another_database_is_refused_before_anything_change
         out.contains(&format!("alembic's env.py connects to database `{}`", other.db)),
         "{out}"
     );
-    assert!(out.contains(&format!("/{}", p.db)), "names ballast's database too: {out}");
+    assert!(
+        out.contains(&format!("not to the database ballast backs up and checks (postgres://postgres@127.0.0.1:")) 
+            && out.contains(&format!("/{}): alembic would change", p.db)),
+        "the refusal names ballast's database too: {out}"
+    );
     assert!(out.contains("DATABASE_URL"), "says what to change: {out}");
     // Refused by the upgrade, the first stage to run alembic (the backup of ours was
     // taken). The probe stopped env.py at its first connection: not even its `create
@@ -327,4 +331,35 @@ fn what_an_unrenderable_revision_hands_op_execute_is_still_linted() {
         "{out}"
     );
     check.expect_code(1);
+}
+
+#[test]
+fn an_env_py_that_falls_back_to_database_url_when_its_own_url_fails_is_still_refused() {
+    let p = Project::new();
+    p.alembic();
+    let other = Project::new();
+    env_py_takes_the_ini_url(&p, &other.url);
+    // Its own URL first; DATABASE_URL only if that fails (as wait-for-db loops do). The
+    // proof must not be fooled by the fallback it provoked: alembic on its own would
+    // migrate `other`.
+    let env = p.path().join("app/alembic/env.py");
+    let text = std::fs::read_to_string(&env).unwrap();
+    let fallback = text.replace(
+        "    engine = create_engine(database_url(), poolclass=pool.NullPool)\n    with engine.connect() as connection:",
+        "    engine = create_engine(database_url(), poolclass=pool.NullPool)\n    try:\n        engine.connect().close()\n    except Exception:\n        engine = create_engine(os.environ[\"DATABASE_URL\"].replace(\"postgres://\", \"postgresql+psycopg://\"), poolclass=pool.NullPool)\n    with engine.connect() as connection:",
+    );
+    assert_ne!(fallback, text, "the fixture's env.py changed shape");
+    std::fs::write(&env, fallback).unwrap();
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(3);
+    assert!(
+        run.all().contains(&format!("connects to database `{}`", other.db)),
+        "{}",
+        run.all()
+    );
+    assert_eq!(marketplace_tables(&p), "0");
+    assert_eq!(
+        other.sql("select count(*) from pg_namespace where nspname = 'marketplace'"),
+        "0"
+    );
 }
