@@ -129,6 +129,9 @@ impl Witness {
 pub struct VersionTable {
     pub schema: String,
     pub table: String,
+    /// Not configured, not found, not said by env.py: where Alembic would create it by
+    /// default, a guess (the proof before the first change says).
+    pub guessed: bool,
 }
 
 impl std::fmt::Display for VersionTable {
@@ -152,6 +155,7 @@ pub async fn version_table(
         Some(VersionTable {
             schema: reached.version_table_schema.clone()?,
             table: reached.version_table.clone()?,
+            guessed: false,
         })
     });
     if let Some(found) = found {
@@ -162,6 +166,7 @@ pub async fn version_table(
             let configured = VersionTable {
                 schema: configured_schema.unwrap_or(&found.schema).to_string(),
                 table,
+                guessed: false,
             };
             return Err(Located::Disagrees { configured, found });
         }
@@ -188,28 +193,42 @@ pub async fn version_table_unprobed(
         return Ok(VersionTable {
             schema: schema.clone(),
             table,
+            guessed: false,
         });
     }
-    let schemas: Vec<String> = sqlx::query_scalar(
-        "select n.nspname::text from pg_class c \
+    // A table of that name with a version_num column; without a configured name, also
+    // any table of Alembic's shape (version_num its only column: env.py may name it).
+    let found: Vec<(String, String)> = sqlx::query_as(
+        "select n.nspname::text, c.relname::text from pg_class c \
          join pg_namespace n on n.oid = c.relnamespace \
          join pg_attribute a on a.attrelid = c.oid and a.attname = 'version_num' and not a.attisdropped \
-         where c.relname = $1 and c.relkind in ('r', 'p') \
-         order by array_position(current_schemas(false), n.nspname) nulls last, 1",
+         where c.relkind in ('r', 'p') \
+           and (c.relname = $1 or ($2 and (select count(*) from pg_attribute o \
+                where o.attrelid = c.oid and o.attnum > 0 and not o.attisdropped) = 1)) \
+         order by c.relname = $1 desc, array_position(current_schemas(false), n.nspname) nulls last, 1, 2",
     )
     .bind(&table)
+    .bind(alembic.version_table.is_none())
     .fetch_all(&mut *conn)
     .await
     .map_err(|e| DbError::query("looking for Alembic's version table", &e))?;
-    let schema = match schemas.first() {
-        Some(first) => first.clone(),
-        None => sqlx::query_scalar::<_, Option<String>>("select current_schema()::text")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| DbError::query("reading the current schema", &e))?
-            .unwrap_or_else(|| "public".into()),
-    };
-    Ok(VersionTable { schema, table })
+    if let Some((schema, table)) = found.into_iter().next() {
+        return Ok(VersionTable {
+            schema,
+            table,
+            guessed: false,
+        });
+    }
+    let schema = sqlx::query_scalar::<_, Option<String>>("select current_schema()::text")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| DbError::query("reading the current schema", &e))?
+        .unwrap_or_else(|| "public".into());
+    Ok(VersionTable {
+        schema,
+        table,
+        guessed: true,
+    })
 }
 
 #[derive(Debug, thiserror::Error)]

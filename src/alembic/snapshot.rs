@@ -67,8 +67,11 @@ impl AlembicSnapshot {
         }
     }
 
+    /// No version table but tables beside where it should be: a schema built some
+    /// other way. Not said on a guess of where it should be (the proof before the
+    /// first change tells, and the upgrade asks again then).
     fn version_table_missing_with_tables(&self) -> bool {
-        self.current.is_none() && !self.other_tables.is_empty()
+        self.current.is_none() && !self.other_tables.is_empty() && !self.version.guessed
     }
 
     pub fn is_blocked(&self) -> bool {
@@ -393,6 +396,7 @@ pub async fn files_only(settings: &Settings) -> Result<AlembicSnapshot, AlembicE
         graph: read_graph(&Runner::new(settings, None), None).await?.0,
         current: None,
         version: VersionTable {
+            guessed: alembic.version_schema.is_none(),
             schema: settings.lint_schema().to_string(),
             table: alembic
                 .version_table

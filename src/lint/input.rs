@@ -156,6 +156,7 @@ mod tests {
 
     fn version_table(schema: &str) -> crate::alembic::reach::VersionTable {
         crate::alembic::reach::VersionTable {
+            guessed: false,
             schema: schema.into(),
             table: "alembic_version".into(),
         }

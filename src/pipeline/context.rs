@@ -398,6 +398,7 @@ impl RunContext {
         }
         let alembic = self.settings.migrations.alembic.as_ref()?;
         Some(crate::alembic::reach::VersionTable {
+            guessed: alembic.version_schema.is_none(),
             schema: alembic
                 .version_schema
                 .clone()

@@ -42,9 +42,13 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
     };
     super::refuse_if_engine_refuses(&snap)?;
     if snap.is_blocked() {
-        return Err(StageError::Failed(
-            "the migration state changed since the state check (drift or unknown versions); run `ballast status`".into(),
-        ));
+        // Changed since the state check, or seen only now that env.py said where its
+        // version table is: nothing was applied.
+        let problems = crate::stages::state_check::diagnose(&ctx.events, &snap);
+        return Err(StageError::Refused(format!(
+            "{problems} problem{} found under the deploy lock (see above; the state changed since the state check, or the version table is where env.py keeps it); nothing was changed, run `ballast status`",
+            if problems == 1 { "" } else { "s" }
+        )));
     }
     let plan = snap.plan();
     if let Some(previewed) = &ctx.plan {

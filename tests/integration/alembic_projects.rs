@@ -363,3 +363,25 @@ fn an_env_py_that_falls_back_to_database_url_when_its_own_url_fails_is_still_ref
         "0"
     );
 }
+
+#[test]
+fn tables_in_the_default_schema_do_not_block_a_first_deploy_whose_version_table_is_elsewhere() {
+    let p = Project::new();
+    p.alembic();
+    // An extension's table in public (PostGIS's spatial_ref_sys, say); env.py keeps its
+    // version table in `marketplace`, which nothing in deploy.toml says.
+    p.sql("create table public.spatial_ref_sys (srid int primary key)");
+    alembic_settings(&p, "schema = \"ballast\"", "");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(alembic_version(&p), ALEMBIC_HEAD);
+    // Tables where env.py keeps the version table, and no version table: still refused,
+    // with the stamp advice, once env.py has said where that is.
+    let q = Project::new();
+    q.alembic();
+    q.sql("create schema marketplace; create table marketplace.sellers (id bigint primary key, name text)");
+    alembic_settings(&q, "schema = \"ballast\"", "");
+    let run = q.ballast(&["--yes", "deploy"]);
+    run.expect_code(3);
+    assert!(run.all().contains("ballast stamp"), "{}", run.all());
+    assert!(!q.table_exists("marketplace.alembic_version"));
+}
