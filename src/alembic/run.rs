@@ -187,11 +187,39 @@ async fn account(
         true => changed_since_upgrade_began(ctx).await,
         false => None,
     };
+    // The revision that failed may have committed part of its work by itself, which
+    // neither the version table nor (for rows) the schema shows: never "rolled back".
+    // No row written anywhere since the backup proves it committed nothing.
+    let self_committing = not
+        .first()
+        .filter(|failed| {
+            before.graph.get(failed).is_some_and(|r| {
+                std::fs::read_to_string(&r.path).is_ok_and(|text| {
+                    text.contains("autocommit_block") || text.contains(".commit(")
+                })
+            })
+        })
+        .cloned();
+    let self_committing = match self_committing {
+        Some(failed) if unrecorded.is_none() => {
+            match crate::pipeline::recovery::rows_written_since_backup(ctx).await {
+                Ok(written) if written.is_empty() => None,
+                _ => Some(failed),
+            }
+        }
+        other => other,
+    };
+    let self_committing = self_committing.as_ref();
     if let Some(changes) = &unrecorded {
         ctx.record_partial_change(format!(
             "schema changes {} does not record: {changes}",
             before.version
         ));
+    } else if let Some(failed) = self_committing {
+        ctx.record_partial_change(format!(
+            "{failed} failed, and it commits by itself (an autocommit block or commit()): what it committed before failing is unknown"
+        ));
+        ctx.record_rolled_back(not[1..].to_vec());
     } else if !not.is_empty() {
         ctx.record_rolled_back(not.clone());
     }
@@ -199,6 +227,10 @@ async fn account(
         format!(
             "{} records none of them, but the schema is not as the upgrade found it ({changes}): something committed outside the version table (an autocommit block, or a revision that commits by itself)",
             before.version
+        )
+    } else if let (true, Some(failed)) = (committed.is_empty(), self_committing) {
+        format!(
+            "the version table records none of them, but {failed} commits by itself (an autocommit block or commit()), so part of it may have committed"
         )
     } else if committed.is_empty() {
         "nothing committed: the database is at the revision the run found".to_string()

@@ -311,8 +311,19 @@ async fn restore_rung(
 /// Ballast's own bookkeeping (ledger, journal, version table) is no write a restore
 /// would lose that anyone cares about: it is left out.
 async fn writes_since_backup(ctx: &mut RunContext) -> String {
+    match rows_written_since_backup(ctx).await {
+        Ok(written) => table_writes::describe(&written),
+        Err(why) => format!("writes made since the backup ({why})"),
+    }
+}
+
+/// Rows written per table since the backup, ballast's bookkeeping left out; `Err` says
+/// why they cannot be told.
+pub async fn rows_written_since_backup(
+    ctx: &mut RunContext,
+) -> Result<Vec<(String, i64)>, String> {
     let Some(before) = ctx.writes_at_backup.clone() else {
-        return "writes made since the backup (not measured)".into();
+        return Err("not measured".into());
     };
     let now = match ctx.conn().await {
         Ok(conn) => TableWrites::read(conn).await,
@@ -323,9 +334,9 @@ async fn writes_since_backup(ctx: &mut RunContext) -> String {
         Ok(now) => {
             let mut written = now.since(&before);
             written.retain(|(table, _)| !ours.contains(table));
-            table_writes::describe(&written)
+            Ok(written)
         }
-        Err(e) => format!("writes made since the backup (cannot count them: {e})"),
+        Err(e) => Err(format!("cannot count them: {e}")),
     }
 }
 

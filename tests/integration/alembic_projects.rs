@@ -385,3 +385,35 @@ fn tables_in_the_default_schema_do_not_block_a_first_deploy_whose_version_table_
     assert!(run.all().contains("ballast stamp"), "{}", run.all());
     assert!(!q.table_exists("marketplace.alembic_version"));
 }
+
+#[test]
+fn a_failed_revision_that_commits_by_itself_is_never_called_rolled_back() {
+    let p = Project::new();
+    let versions = p.alembic();
+    crate::harness::alembic_per_migration(&p);
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    p.sql("insert into marketplace.sellers (name) values ('ada')");
+    // Its autocommit block updates rows (no schema change to see), then it fails.
+    alembic_revision(
+        &versions,
+        "a7000000000a",
+        ALEMBIC_HEAD,
+        &[
+            "with op.get_context().autocommit_block():\n        op.execute(\"update marketplace.sellers set name = upper(name)\")",
+            "op.execute(\"alter table marketplace.nope add column x int\")",
+        ],
+        "pass",
+    );
+    p.on_failure(true, "auto");
+    // The lint rightly says so (a half-done migration); deployed anyway, to fail.
+    let run = p.ballast(&["--yes", "--allow-risky", "deploy"]);
+    let out = run.all();
+    assert!(!out.contains("rolled back (not applied): a7000000000a"), "{out}");
+    assert!(
+        out.contains("a7000000000a commits by itself (an autocommit block or commit()), so part of it may have committed"),
+        "{out}"
+    );
+    // The restore rung brings the rows back as they were.
+    run.expect_code(1);
+    assert_eq!(p.sql("select name from marketplace.sellers"), "ada");
+}
