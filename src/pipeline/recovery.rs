@@ -165,15 +165,16 @@ fn data_caveats(ctx: &RunContext) -> DataCaveats {
         .filter(|m| ctx.committed.contains(&m.version))
     {
         // Alembic's SQL comes from offline mode, which not every revision renders
-        // (and which only the preview asks for): no SQL is no proof.
-        let rendered = m.mode.is_none() || has_statements(&m.sql);
-        let effects = if rendered {
-            data_effects(&m.sql)
-        } else {
-            vec![DataEffect::Opaque(
+        // (and which only the preview asks for): no SQL is no proof, and the SQL read
+        // from such a revision's op.execute() literals is only part of what it does.
+        let unrendered = m.mode.is_some()
+            && (!has_statements(&m.sql) || m.sql.starts_with("-- offline mode cannot render"));
+        let mut effects = data_effects(&m.sql);
+        if unrendered {
+            effects.push(DataEffect::Opaque(
                 "its SQL could not be rendered offline".into(),
-            )]
-        };
+            ));
+        }
         for effect in effects {
             let (list, what) = match effect {
                 DataEffect::Destroys(what) => (&mut caveats.unproven, what),
