@@ -124,14 +124,21 @@ impl Witness {
     }
 }
 
-/// `schema.table`, where Alembic keeps the revisions it applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `schema.table`, where Alembic keeps the revisions it applied. Equal when it is the
+/// same table, however it was found.
+#[derive(Debug, Clone, Eq)]
 pub struct VersionTable {
     pub schema: String,
     pub table: String,
     /// Not configured, not found, not said by env.py: where Alembic would create it by
     /// default, a guess (the proof before the first change says).
     pub guessed: bool,
+}
+
+impl PartialEq for VersionTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.schema == other.schema && self.table == other.table
+    }
 }
 
 impl std::fmt::Display for VersionTable {

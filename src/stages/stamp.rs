@@ -13,7 +13,9 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
             "a stamp stage needs `to` (a revision, head or base)".into(),
         ));
     };
-    let snap = ctx.proven_snapshot().await?;
+    // The question first, from the files and the table; env.py runs only once it is
+    // answered (under the lock, below): a "no" changes nothing anywhere.
+    let snap = ctx.snapshot().await?;
     super::refuse_if_engine_refuses(&snap)?;
     let snap = match snap {
         Snapshot::Alembic(snap) => snap,
@@ -37,6 +39,18 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
     );
     ask(ctx, question).await?;
     deploy_lock::hold(ctx).await?;
+    let proven = ctx.proven_snapshot().await?;
+    super::refuse_if_engine_refuses(&proven)?;
+    if let Snapshot::Alembic(proven) = &proven {
+        if proven.version != snap.version || proven.current != snap.current {
+            return Err(StageError::Refused(format!(
+                "the question was about {} saying {now}, but env.py keeps the version table at {}, which says {}; nothing was stamped: run it again",
+                snap.version,
+                proven.version,
+                proven.current_label().unwrap_or_else(|| "nothing".into())
+            )));
+        }
+    }
     let server = ctx.server().await?;
     let witness = crate::alembic::reach::Witness::open(&ctx.settings.database).await?;
     let runner = crate::alembic::process::Runner::new(&ctx.settings, Some(server.major))

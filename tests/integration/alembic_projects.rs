@@ -417,3 +417,19 @@ fn a_failed_revision_that_commits_by_itself_is_never_called_rolled_back() {
     run.expect_code(1);
     assert_eq!(p.sql("select name from marketplace.sellers"), "ada");
 }
+
+#[test]
+fn a_stamp_nobody_confirmed_runs_no_env_py() {
+    let p = Project::new();
+    p.alembic();
+    // The fixture's env.py creates its schema when it connects: asked and not answered
+    // (no terminal, no --yes), nothing of it may run.
+    let run = p.ballast(&["stamp", "head"]);
+    run.expect_code(3);
+    assert_eq!(
+        p.sql("select count(*) from pg_namespace where nspname = 'marketplace'"),
+        "0",
+        "{}",
+        run.all()
+    );
+}
