@@ -399,10 +399,8 @@ impl RunContext {
         let alembic = self.settings.migrations.alembic.as_ref()?;
         Some(crate::alembic::reach::VersionTable {
             guessed: alembic.version_schema.is_none(),
-            schema: alembic
-                .version_schema
-                .clone()
-                .unwrap_or_else(|| self.settings.database.schema.clone()),
+            // Not database.schema: that is ballast's own tables' schema.
+            schema: self.settings.lint_schema().to_string(),
             table: alembic
                 .version_table
                 .clone()
