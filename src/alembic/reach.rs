@@ -91,7 +91,8 @@ impl Reach {
 pub const HINT: &str = "make env.py take its URL from DATABASE_URL, which ballast sets to database.url (for example `url = os.environ[\"DATABASE_URL\"]` before create_engine, or `config.set_main_option(\"sqlalchemy.url\", os.environ[\"DATABASE_URL\"])`), or set database.url to the database env.py uses; nothing was changed";
 
 /// The same, in a few words, for a refusal from inside an Alembic child.
-pub const HINT_SHORT: &str = "env.py must take its URL from DATABASE_URL, which ballast sets to database.url";
+pub const HINT_SHORT: &str =
+    "env.py must take its URL from DATABASE_URL, which ballast sets to database.url";
 
 /// A session of ballast's that Alembic's connection must see: its pid and its
 /// one-off application name. Held open while the probe runs.
@@ -168,7 +169,10 @@ pub async fn version_table(
     if let Some(found) = found {
         let configured_schema = alembic.version_schema.as_deref();
         let disagrees = configured_schema.is_some_and(|s| s != found.schema)
-            || alembic.version_table.as_deref().is_some_and(|t| t != found.table);
+            || alembic
+                .version_table
+                .as_deref()
+                .is_some_and(|t| t != found.table);
         if disagrees {
             let configured = VersionTable {
                 schema: configured_schema.unwrap_or(&found.schema).to_string(),
@@ -275,7 +279,10 @@ mod tests {
             r#"{"connection": {"database": "shop_other", "user": "deploy", "server": "10.0.0.9 port 5433", "application_name": "x", "reaches_witness": false, "version_table": "alembic_version", "version_table_schema": null, "transaction_per_migration": false}}"#,
         );
         let refusal = reach.refusal("postgres://deploy@db/shop").unwrap();
-        assert!(refusal.contains("`shop_other` on 10.0.0.9 port 5433"), "{refusal}");
+        assert!(
+            refusal.contains("`shop_other` on 10.0.0.9 port 5433"),
+            "{refusal}"
+        );
         assert!(refusal.contains("postgres://deploy@db/shop"), "{refusal}");
     }
 

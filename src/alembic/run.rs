@@ -265,9 +265,9 @@ async fn account(
 /// failure stands (a multi-database env.py may have migrated one database first).
 fn refused_if_nothing_changed(ctx: &RunContext, finished: &Finished) -> Result<(), StageError> {
     match finished.refused() {
-        Some(why) if ctx.committed.is_empty() && !ctx.outcome_unknown => Err(
-            StageError::Refused(format!("{why}; {}; nothing was changed", super::reach::HINT_SHORT)),
-        ),
+        Some(why) if ctx.committed.is_empty() && !ctx.outcome_unknown => Err(StageError::Refused(
+            format!("{why}; {}; nothing was changed", super::reach::HINT_SHORT),
+        )),
         _ => Ok(()),
     }
 }

@@ -122,12 +122,7 @@ async fn without_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Chec
             (snap.lint_inputs(&plan), not_linted(&plan))
         }
     };
-    let findings = lint::run(
-        &inputs,
-        &settings.lint,
-        None,
-        Some(settings.lint_schema()),
-    );
+    let findings = lint::run(&inputs, &settings.lint, None, Some(settings.lint_schema()));
     Ok((findings, not_linted))
 }
 

@@ -280,7 +280,10 @@ pub(super) fn resolve(
             // Never `database.schema` by default: that is ballast's own tables' schema,
             // and Alembic's is wherever env.py puts it.
             let version_schema = m.version_schema;
-            if let Some(schema) = version_schema.as_deref().filter(|s| !is_plain_identifier(s)) {
+            if let Some(schema) = version_schema
+                .as_deref()
+                .filter(|s| !is_plain_identifier(s))
+            {
                 return Err(bad(
                     "migrations.version_schema",
                     format!("`{schema}` is not a plain schema name"),

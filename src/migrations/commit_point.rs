@@ -51,14 +51,22 @@ mod tests {
 
     #[test]
     fn adding_an_enum_value_commits_the_batch() {
-        let why = commit_after("-- a new mood\nALTER TYPE public.mood ADD VALUE IF NOT EXISTS 'calm' AFTER 'sad';")
-            .unwrap();
-        assert!(why.starts_with("ALTER TYPE public.mood ADD VALUE 'calm'"), "{why}");
+        let why = commit_after(
+            "-- a new mood\nALTER TYPE public.mood ADD VALUE IF NOT EXISTS 'calm' AFTER 'sad';",
+        )
+        .unwrap();
+        assert!(
+            why.starts_with("ALTER TYPE public.mood ADD VALUE 'calm'"),
+            "{why}"
+        );
     }
 
     #[test]
     fn renaming_a_value_or_anything_else_does_not() {
-        assert_eq!(commit_after("alter type mood rename value 'a' to 'b';"), None);
+        assert_eq!(
+            commit_after("alter type mood rename value 'a' to 'b';"),
+            None
+        );
         assert_eq!(commit_after("create type mood as enum ('value');"), None);
         assert_eq!(commit_after("update t set value = 1;"), None);
         assert_eq!(commit_after("not sql at all value"), None);

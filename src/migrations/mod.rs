@@ -54,7 +54,13 @@ mod tests {
     #[test]
     fn a_commit_point_ends_its_batch_and_the_next_starts_a_new_one() {
         // (transactional, commits after)
-        let items = [(true, false), (true, true), (true, false), (false, false), (true, true)];
+        let items = [
+            (true, false),
+            (true, true),
+            (true, false),
+            (false, false),
+            (true, true),
+        ];
         let shapes: Vec<usize> = super::batches_cut(&items, |i| i.0, |i| i.1)
             .iter()
             .map(|b| b.len())

@@ -117,7 +117,10 @@ pub fn read_dir(dir: &Path, ignore: &[String]) -> Result<Vec<Migration>, SourceE
 /// `?` wildcards, matched against the name within the folder). A `.sql` file named
 /// like `data_seed.sql` in a sqlx folder stays an error, as sqlx has it: it may be a
 /// migration with a mistyped version.
-pub fn read_folder(dir: &Path, ignore: &[String]) -> Result<(Vec<Migration>, Vec<Ignored>), SourceError> {
+pub fn read_folder(
+    dir: &Path,
+    ignore: &[String],
+) -> Result<(Vec<Migration>, Vec<Ignored>), SourceError> {
     if !dir.is_dir() {
         return Err(SourceError::MissingDir {
             path: dir.to_path_buf(),

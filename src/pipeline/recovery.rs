@@ -320,9 +320,7 @@ async fn writes_since_backup(ctx: &mut RunContext) -> String {
 
 /// Rows written per table since the backup, ballast's bookkeeping left out; `Err` says
 /// why they cannot be told.
-pub async fn rows_written_since_backup(
-    ctx: &mut RunContext,
-) -> Result<Vec<(String, i64)>, String> {
+pub async fn rows_written_since_backup(ctx: &mut RunContext) -> Result<Vec<(String, i64)>, String> {
     let Some(before) = ctx.writes_at_backup.clone() else {
         return Err("not measured".into());
     };

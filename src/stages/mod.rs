@@ -57,9 +57,7 @@ pub(crate) fn failure_advice(
 
 /// A changing stage's first question: may the engine change this database at all?
 /// (Alembic's connection must reach the database ballast backed up.)
-pub(crate) fn refuse_if_engine_refuses(
-    snap: &crate::engine::Snapshot,
-) -> Result<(), StageError> {
+pub(crate) fn refuse_if_engine_refuses(snap: &crate::engine::Snapshot) -> Result<(), StageError> {
     match snap.refusal() {
         Some(refusal) => Err(StageError::Refused(format!(
             "{refusal}; nothing was changed"

@@ -42,10 +42,7 @@ impl From<crate::migrations::SourceError> for StageError {
     }
 }
 
-failed_from!(
-    crate::backup::BackupError,
-    crate::storage::StorageError
-);
+failed_from!(crate::backup::BackupError, crate::storage::StorageError);
 
 impl From<crate::db::DbError> for StageError {
     fn from(e: crate::db::DbError) -> Self {

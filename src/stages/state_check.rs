@@ -56,8 +56,10 @@ async fn run_preflight(ctx: &mut RunContext, snap: &Snapshot) -> Result<usize, S
     } else {
         None
     };
-    let tables =
-        crate::lint::tables_touched(&snap.lint_inputs(&snap.plan()), &snap.lint_schema(&settings));
+    let tables = crate::lint::tables_touched(
+        &snap.lint_inputs(&snap.plan()),
+        &snap.lint_schema(&settings),
+    );
     let version = snap.alembic_version_table();
     let scope = crate::preflight::Scope {
         backup: ctx.takes_backup,
@@ -103,7 +105,10 @@ pub fn report_state(events: &Events, snap: &Snapshot) {
         for entry in &sql.ignored {
             events.diagnose(
                 Severity::Detail,
-                format!("left alone in the migrations folder: {} ({})", entry.name, entry.why),
+                format!(
+                    "left alone in the migrations folder: {} ({})",
+                    entry.name, entry.why
+                ),
                 None,
             );
         }

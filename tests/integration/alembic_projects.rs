@@ -14,7 +14,10 @@ fn env_py_takes_the_ini_url(p: &Project, url: &str) {
         "def database_url():\n    url = os.environ[\"DATABASE_URL\"]\n    scheme, rest = url.split(\"://\", 1)",
         from_ini,
     );
-    assert!(replaced.contains(from_ini), "the fixture's env.py changed shape");
+    assert!(
+        replaced.contains(from_ini),
+        "the fixture's env.py changed shape"
+    );
     std::fs::write(&env, replaced).unwrap();
     let ini = p.path().join("app/alembic.ini");
     let text = std::fs::read_to_string(&ini).unwrap();
@@ -51,12 +54,16 @@ fn an_env_py_that_connects_to_another_database_is_refused_before_anything_change
     run.expect_code(3);
     let out = run.all();
     assert!(
-        out.contains(&format!("alembic's env.py connects to database `{}`", other.db)),
+        out.contains(&format!(
+            "alembic's env.py connects to database `{}`",
+            other.db
+        )),
         "{out}"
     );
     assert!(
-        out.contains(&format!("not to the database ballast backs up and checks (postgres://postgres@127.0.0.1:")) 
-            && out.contains(&format!("/{}): alembic would change", p.db)),
+        out.contains(&format!(
+            "not to the database ballast backs up and checks (postgres://postgres@127.0.0.1:"
+        )) && out.contains(&format!("/{}): alembic would change", p.db)),
         "the refusal names ballast's database too: {out}"
     );
     assert!(out.contains("DATABASE_URL"), "says what to change: {out}");
@@ -72,7 +79,11 @@ fn an_env_py_that_connects_to_another_database_is_refused_before_anything_change
     // Every other Alembic child is held to the same proof.
     let stamp = p.ballast(&["--yes", "stamp", "head"]);
     stamp.expect_code(3);
-    assert!(stamp.all().contains("connects to database"), "{}", stamp.all());
+    assert!(
+        stamp.all().contains("connects to database"),
+        "{}",
+        stamp.all()
+    );
 }
 
 #[test]
@@ -93,7 +104,8 @@ fn a_downgrade_through_an_env_py_that_connects_elsewhere_is_refused() {
     let run = p.ballast(&["--yes", "run", "back"]);
     run.expect_code(3);
     assert!(
-        run.all().contains(&format!("connects to database `{}`", other.db)),
+        run.all()
+            .contains(&format!("connects to database `{}`", other.db)),
         "{}",
         run.all()
     );
@@ -134,10 +146,18 @@ fn the_version_table_is_where_env_py_keeps_it_not_in_ballasts_schema() {
     // the same table.
     let again = p.ballast(&["--yes", "deploy"]);
     again.expect_code(0);
-    assert!(again.stdout().contains("0 migrations pending"), "{}", again.stdout());
+    assert!(
+        again.stdout().contains("0 migrations pending"),
+        "{}",
+        again.stdout()
+    );
     let status = p.ballast(&["status"]);
     status.expect_code(0);
-    assert!(status.stdout().contains(ALEMBIC_HEAD), "{}", status.stdout());
+    assert!(
+        status.stdout().contains(ALEMBIC_HEAD),
+        "{}",
+        status.stdout()
+    );
 }
 
 #[test]
@@ -153,7 +173,9 @@ fn a_version_schema_setting_that_disagrees_with_env_py_is_refused() {
     run.expect_code(3);
     let out = run.all();
     assert!(
-        out.contains("the project's env.py keeps Alembic's version table in marketplace.alembic_version"),
+        out.contains(
+            "the project's env.py keeps Alembic's version table in marketplace.alembic_version"
+        ),
         "{out}"
     );
     assert!(out.contains("version_schema = \"marketplace\""), "{out}");
@@ -193,7 +215,10 @@ fn a_revision_that_commits_by_itself_is_never_reported_as_nothing_committed() {
         out.contains("marketplace.alembic_version records none of them, but the schema is not as the upgrade found it"),
         "{out}"
     );
-    assert!(out.contains("ix_sellers_name_a7"), "names the change: {out}");
+    assert!(
+        out.contains("ix_sellers_name_a7"),
+        "names the change: {out}"
+    );
     // The ladder restored the backup: back where the run started, and said so.
     run.expect_code(1);
     assert_eq!(alembic_version(&p), ALEMBIC_HEAD);
@@ -227,7 +252,11 @@ fn an_empty_downgrade_the_revision_allows_does_not_block_a_rollback() {
     // Without the comment, the same empty downgrade is refused up front.
     let file = versions.join("a7000000000a_added.py");
     let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(&file, text.replace("ballast:allow missing-downgrade", "nothing")).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("ballast:allow missing-downgrade", "nothing"),
+    )
+    .unwrap();
     p.ballast(&["--yes", "deploy"]).expect_code(0);
     let refused = p.ballast(&["--yes", "run", "back"]);
     refused.expect_code(3);
@@ -272,7 +301,10 @@ fn a_revision_offline_mode_cannot_render_is_named_as_not_linted() {
         .unwrap_or_else(|| panic!("no JSON line names it: {}", json.stdout()));
     let value: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(value["check"]["status"], "warning", "{line}");
-    assert!(value["check"]["detail"].as_str().unwrap().contains(said), "{line}");
+    assert!(
+        value["check"]["detail"].as_str().unwrap().contains(said),
+        "{line}"
+    );
 }
 
 #[test]
@@ -353,7 +385,8 @@ fn an_env_py_that_falls_back_to_database_url_when_its_own_url_fails_is_still_ref
     let run = p.ballast(&["--yes", "deploy"]);
     run.expect_code(3);
     assert!(
-        run.all().contains(&format!("connects to database `{}`", other.db)),
+        run.all()
+            .contains(&format!("connects to database `{}`", other.db)),
         "{}",
         run.all()
     );
@@ -408,7 +441,10 @@ fn a_failed_revision_that_commits_by_itself_is_never_called_rolled_back() {
     // The lint rightly says so (a half-done migration); deployed anyway, to fail.
     let run = p.ballast(&["--yes", "--allow-risky", "deploy"]);
     let out = run.all();
-    assert!(!out.contains("rolled back (not applied): a7000000000a"), "{out}");
+    assert!(
+        !out.contains("rolled back (not applied): a7000000000a"),
+        "{out}"
+    );
     assert!(
         out.contains("a7000000000a commits by itself (an autocommit block or commit()), so part of it may have committed"),
         "{out}"

@@ -236,7 +236,11 @@ fn migrations_env_reaches_the_alembic_process_with_its_case() {
     // fails first, and the run is refused with env.py's own words.
     let refused = p.ballast(&["--yes", "deploy"]);
     refused.expect_code(3);
-    assert!(refused.all().contains("SHOP_Marker is not set"), "{}", refused.all());
+    assert!(
+        refused.all().contains("SHOP_Marker is not set"),
+        "{}",
+        refused.all()
+    );
     p.write_config(&crate::harness::alembic_config(
         "[migrations.env]\nSHOP_Marker = \"present\"\n",
     ));
@@ -252,7 +256,11 @@ fn a_file_ballast_cannot_read_as_a_migration_is_a_config_error_for_every_command
     for args in [&["status"][..], &["--yes", "deploy"][..]] {
         let run = p.ballast(args);
         run.expect_code(2);
-        assert!(run.all().contains("data_seed.sql"), "{args:?}: {}", run.all());
+        assert!(
+            run.all().contains("data_seed.sql"),
+            "{args:?}: {}",
+            run.all()
+        );
     }
     assert!(!p.table_exists("public.a"));
 }
@@ -270,11 +278,19 @@ fn files_that_are_no_migrations_are_left_alone_and_named_by_status_v() {
     let out = status.all();
     assert!(out.contains("1 pending"), "{out}");
     assert!(
-        out.contains("left alone in the migrations folder: data_seed.sql (it matches [migrations] ignore)"),
+        out.contains(
+            "left alone in the migrations folder: data_seed.sql (it matches [migrations] ignore)"
+        ),
         "{out}"
     );
-    assert!(out.contains("left alone in the migrations folder: README.md (not a .sql file)"), "{out}");
-    assert!(!p.ballast(&["status"]).all().contains("left alone"), "only with -v");
+    assert!(
+        out.contains("left alone in the migrations folder: README.md (not a .sql file)"),
+        "{out}"
+    );
+    assert!(
+        !p.ballast(&["status"]).all().contains("left alone"),
+        "only with -v"
+    );
     p.ballast(&["--yes", "deploy"]).expect_code(0);
     assert_eq!(p.ledger_versions(), ["1"]);
 }

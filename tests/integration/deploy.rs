@@ -470,14 +470,26 @@ fn a_deploy_from_an_empty_database_is_not_refused_for_what_its_own_migrations_cr
     let p = Project::new();
     // Years of history, deployed at once to a new environment: everything the lock and
     // breaking rules would flag touches tables the same plan created moments earlier.
-    p.migration("1_accounts.sql", "create table accounts (id bigint primary key, email text, nick text);")
-        .migration("2_accounts_email.sql", "create index accounts_email_idx on accounts (email);")
-        .migration("3_drop_email_idx.sql", "drop index accounts_email_idx;")
-        .migration("4_rename_nick.sql", "alter table accounts rename column nick to handle;")
-        .migration("5_drop_handle.sql", "alter table accounts drop column handle;")
-        .migration("6_tmp.sql", "create table tmp (id int);")
-        .migration("7_drop_tmp.sql", "drop table tmp;")
-        .migration("8_rename.sql", "alter table accounts rename to users;");
+    p.migration(
+        "1_accounts.sql",
+        "create table accounts (id bigint primary key, email text, nick text);",
+    )
+    .migration(
+        "2_accounts_email.sql",
+        "create index accounts_email_idx on accounts (email);",
+    )
+    .migration("3_drop_email_idx.sql", "drop index accounts_email_idx;")
+    .migration(
+        "4_rename_nick.sql",
+        "alter table accounts rename column nick to handle;",
+    )
+    .migration(
+        "5_drop_handle.sql",
+        "alter table accounts drop column handle;",
+    )
+    .migration("6_tmp.sql", "create table tmp (id int);")
+    .migration("7_drop_tmp.sql", "drop table tmp;")
+    .migration("8_rename.sql", "alter table accounts rename to users;");
     let run = p.ballast(&["--yes", "deploy"]);
     run.expect_code(0);
     assert!(!run.stdout().contains("error ["), "{}", run.stdout());
@@ -499,7 +511,13 @@ fn a_plain_concurrent_index_build_runs_again_over_the_invalid_index_a_failed_bui
     p.sql("create table t (x int); insert into t values (1), (1)");
     // A failed build (duplicates) leaves an INVALID index of that very name.
     let failed = std::process::Command::new("psql")
-        .args(["-X", "-d", &p.url, "-c", "create unique index concurrently t_x_key on t (x)"])
+        .args([
+            "-X",
+            "-d",
+            &p.url,
+            "-c",
+            "create unique index concurrently t_x_key on t (x)",
+        ])
         .output()
         .unwrap();
     assert!(!failed.status.success());
@@ -515,12 +533,15 @@ fn a_plain_concurrent_index_build_runs_again_over_the_invalid_index_a_failed_bui
     let run = p.ballast(&["--yes", "deploy"]);
     run.expect_code(0);
     assert!(
-        run.stdout().contains("dropped the INVALID index public.t_x_key"),
+        run.stdout()
+            .contains("dropped the INVALID index public.t_x_key"),
         "{}",
         run.stdout()
     );
     assert_eq!(
-        p.sql("select count(*) from pg_index where indexrelid = 't_x_key'::regclass and indisvalid"),
+        p.sql(
+            "select count(*) from pg_index where indexrelid = 't_x_key'::regclass and indisvalid"
+        ),
         "1"
     );
 }

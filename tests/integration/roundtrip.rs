@@ -88,7 +88,9 @@ fn with_only_the_newest_pending_the_downgrade_goes_back_to_what_was_applied() {
     let again = p.ballast(&["--yes", "run", "roundtrip"]);
     again.expect_code(3);
     assert!(
-        again.all().contains("nothing pending, so nothing to round-trip"),
+        again
+            .all()
+            .contains("nothing pending, so nothing to round-trip"),
         "{}",
         again.all()
     );
@@ -102,7 +104,8 @@ fn a_newest_migration_without_a_down_is_refused_before_anything_is_applied() {
     let run = p.ballast(&["--yes", "run", "roundtrip"]);
     run.expect_code(3);
     assert!(
-        run.all().contains("its downgrade cannot undo it: 3_note: it has no down file"),
+        run.all()
+            .contains("its downgrade cannot undo it: 3_note: it has no down file"),
         "{}",
         run.all()
     );
@@ -122,7 +125,11 @@ fn an_alembic_revision_whose_downgrade_raises_is_refused_before_anything_is_appl
     );
     let run = p.ballast(&["--yes", "run", "roundtrip"]);
     run.expect_code(3);
-    assert!(run.all().contains("its downgrade() raises"), "{}", run.all());
+    assert!(
+        run.all().contains("its downgrade() raises"),
+        "{}",
+        run.all()
+    );
     assert_eq!(
         p.sql("select count(*) from pg_tables where schemaname = 'marketplace'"),
         "0"

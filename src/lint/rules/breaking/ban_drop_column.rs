@@ -110,6 +110,9 @@ mod tests {
             search_path: vec!["public".into()],
             ..Default::default()
         };
-        assert_eq!(ids(&lint_with(&R, input(sql), Some(&there), None)), ["ban-drop-column"]);
+        assert_eq!(
+            ids(&lint_with(&R, input(sql), Some(&there), None)),
+            ["ban-drop-column"]
+        );
     }
 }

@@ -130,7 +130,12 @@ mod tests {
                 .into_iter()
                 .collect(),
             indexes: holds_data
-                .map(|_| ("shop.orders_customer_idx".to_string(), "shop.orders".to_string()))
+                .map(|_| {
+                    (
+                        "shop.orders_customer_idx".to_string(),
+                        "shop.orders".to_string(),
+                    )
+                })
                 .into_iter()
                 .collect(),
             search_path: vec!["shop".into(), "public".into()],

@@ -270,7 +270,9 @@ mod tests {
         // leftover before a rerun: a warning, not a refusal.
         assert_eq!(found[0].level, crate::lint::Level::Warning);
         assert!(
-            found[0].message.contains("ballast drops the INVALID orders_customer_idx"),
+            found[0]
+                .message
+                .contains("ballast drops the INVALID orders_customer_idx"),
             "{}",
             found[0].message
         );
