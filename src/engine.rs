@@ -144,20 +144,9 @@ impl Snapshot {
         match self {
             Snapshot::Sql(s) => {
                 let m = s.source.iter().find(|m| m.version.to_string() == version)?;
-                match &m.down_sql {
-                    None => Some(format!("{}: it has no down file", m.label())),
-                    Some(down) if crate::migrations::split::split_statements(down).is_empty() => {
-                        Some(format!("{}: its down file is empty", m.label()))
-                    }
-                    Some(_) => None,
-                }
+                m.down_problem().map(|p| format!("{}: {p}", m.label()))
             }
-            Snapshot::Alembic(a) => {
-                let revision = a.graph.get(version)?;
-                revision
-                    .downgrade_problem()
-                    .map(|p| format!("{}: {p} ({})", revision.label(), revision.path))
-            }
+            Snapshot::Alembic(a) => a.graph.get(version)?.undo_problem(),
         }
     }
 

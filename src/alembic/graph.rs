@@ -48,6 +48,12 @@ impl Revision {
         }
     }
 
+    /// [`Self::downgrade_problem`], naming the revision and its file.
+    pub fn undo_problem(&self) -> Option<String> {
+        self.downgrade_problem()
+            .map(|p| format!("{}: {p} ({})", self.label(), self.path))
+    }
+
     /// Whether stepping down through this revision is known to fail or to do nothing
     /// it should (a merge point's empty downgrade is normal).
     pub fn downgrade_problem(&self) -> Option<&'static str> {

@@ -11,6 +11,16 @@ use super::process::Runner;
 use super::snapshot::AlembicSnapshot;
 use crate::plan::Plan;
 
+/// The first line of a revision offline mode could not render (its reason follows).
+const UNRENDERED: &str = "-- offline mode cannot render this revision: ";
+/// What precedes the `op.execute()` SQL read from such a revision's file.
+const READ_FROM_FILE: &str = "\n-- its op.execute() SQL, read from the file:\n";
+
+/// Whether `sql` is what [`render`] put in place of a revision it could not render.
+pub fn is_unrendered(sql: &str) -> bool {
+    sql.starts_with(UNRENDERED)
+}
+
 /// Fills in `plan`'s SQL. Never fails: what cannot be rendered says why in its place.
 pub async fn render(runner: &Runner, snap: &AlembicSnapshot, plan: &mut Plan) {
     // Nothing pending, nothing to render: no Alembic process at all.
@@ -65,15 +75,12 @@ pub async fn render(runner: &Runner, snap: &AlembicSnapshot, plan: &mut Plan) {
             .unwrap_or_default();
         let read = match literal.is_empty() {
             true => String::new(),
-            false => format!(
-                "\n-- its op.execute() SQL, read from the file:\n{};",
-                literal.join(";\n\n")
-            ),
+            false => format!("{READ_FROM_FILE}{};", literal.join(";\n\n")),
         };
         sql.insert(
             failed.clone(),
             format!(
-                "-- offline mode cannot render this revision: {}\n-- (it probably reads data; it runs online as usual){read}",
+                "{UNRENDERED}{}\n-- (it probably reads data; it runs online as usual){read}",
                 run.reason()
             ),
         );
@@ -93,9 +100,9 @@ pub fn unrendered(plan: &Plan) -> Vec<String> {
         .filter_map(|m| {
             let first = m.sql.lines().next()?;
             let why = first
-                .strip_prefix("-- offline mode cannot render this revision: ")
+                .strip_prefix(UNRENDERED)
                 .or_else(|| first.strip_prefix("-- SQL not available: "))?;
-            let partly = m.sql.contains("-- its op.execute() SQL, read from the file:");
+            let partly = m.sql.contains(READ_FROM_FILE);
             Some(match partly {
                 true => format!(
                     "{} ({}) was linted only from the SQL its file hands op.execute(): offline mode cannot render it ({why}); review the rest of its file by hand",

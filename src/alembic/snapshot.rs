@@ -96,10 +96,7 @@ impl AlembicSnapshot {
         self.graph
             .undone_by_downgrade(self.current(), to)
             .iter()
-            .filter_map(|r| {
-                r.downgrade_problem()
-                    .map(|p| format!("{}: {p} ({})", r.label(), r.path))
-            })
+            .filter_map(|r| r.undo_problem())
             .collect()
     }
 

@@ -36,6 +36,17 @@ impl Migration {
     pub fn label(&self) -> String {
         format!("{}_{}", self.version, self.name)
     }
+
+    /// Why it has no down that could undo it: no down file, or an empty one.
+    pub fn down_problem(&self) -> Option<&'static str> {
+        match &self.down_sql {
+            None => Some("it has no down file"),
+            Some(down) if super::split::split_statements(down).is_empty() => {
+                Some("its down file is empty")
+            }
+            Some(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

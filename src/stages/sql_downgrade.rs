@@ -250,10 +250,8 @@ fn step(snap: &SqlSnapshot, row: &AppliedRow) -> Result<Step, String> {
     let down_file = down_file(m);
     let down_sql = m.down_sql.clone().unwrap_or_default();
     let transactional = down_runs_in_transaction(m, &down_sql);
-    if m.down_sql.is_none() {
-        wrong.push("it has no down file".to_string());
-    } else if split_statements(&down_sql).is_empty() {
-        wrong.push("its down file is empty".to_string());
+    if let Some(problem) = m.down_problem() {
+        wrong.push(problem.to_string());
     } else if let Some(statement) = transaction_control(&down_sql).filter(|_| transactional) {
         wrong.push(format!(
             "`{}` on line {} of its down file would end the downgrade's transaction early \

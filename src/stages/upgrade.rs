@@ -96,7 +96,15 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
     let mut index = 0;
     let started = Instant::now();
     // A migration that adds an enum value commits its batch: a later one may use it.
-    let cut = |m: &Migration| crate::migrations::commit_point::commit_after(&m.up_sql).is_some();
+    // Where the plan (the one the preview showed) says, read once there.
+    let cuts: Vec<String> = ctx
+        .plan
+        .iter()
+        .flat_map(|plan| &plan.migrations)
+        .filter(|m| m.commits_after.is_some())
+        .map(|m| m.version.clone())
+        .collect();
+    let cut = |m: &Migration| cuts.contains(&m.version.to_string());
     for batch in crate::migrations::batches_cut(&pending, |m| m.transactional, cut) {
         if crate::interrupt::requested() {
             return Err(interrupted());
