@@ -6,7 +6,6 @@
 //! storage; stages emit [`events`] that [`report`]ers render; the [`journal`] keeps
 //! every run. [`exit_code`] is the contract with schedulers.
 
-pub mod alembic;
 pub mod backup;
 pub mod children;
 pub mod cli;
@@ -30,6 +29,5 @@ pub mod report;
 pub mod resume;
 pub mod scratch;
 pub mod stages;
-pub mod state;
 pub mod storage;
 pub mod subprocess;

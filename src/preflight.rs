@@ -56,7 +56,7 @@ pub struct Scope<'a> {
     /// `schema.table` the plan's statements touch (for the blocking-session check).
     pub tables: &'a [String],
     /// Where Alembic's version table is (its privileges are checked too).
-    pub alembic_version: Option<&'a crate::alembic::reach::VersionTable>,
+    pub alembic_version: Option<&'a crate::engine::alembic::reach::VersionTable>,
 }
 
 /// Runs every check that applies. A failure of the checks themselves (a query that
@@ -100,12 +100,12 @@ pub fn failed(checks: &[Check]) -> bool {
 async fn privileges(
     settings: &Settings,
     conn: &mut PgConnection,
-    alembic_version: Option<&crate::alembic::reach::VersionTable>,
+    alembic_version: Option<&crate::engine::alembic::reach::VersionTable>,
 ) -> Check {
     let schema = &settings.database.schema;
     let mut missing = crate::stages::state_check::missing_privileges(conn, schema).await;
     if let (Ok(None), Some(version)) = (&missing, alembic_version) {
-        missing = crate::alembic::snapshot::missing_privileges(conn, version).await;
+        missing = crate::engine::alembic::snapshot::missing_privileges(conn, version).await;
     }
     match missing {
         Ok(None) => Check::ok(

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::alembic::snapshot::files_only;
 use crate::cli::{CheckFormat, GlobalArgs};
 use crate::config::Settings;
+use crate::engine::alembic::snapshot::files_only;
 use crate::engine::{self, EngineError, Snapshot};
 use crate::lint::{self, Finding, Level, LintInput};
 use crate::migrations::SourceError;
@@ -128,7 +128,7 @@ async fn without_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Chec
 
 /// A warning for each revision offline mode could not render: never skipped in silence.
 fn not_linted(plan: &crate::plan::Plan) -> Vec<Check> {
-    crate::alembic::offline::unrendered(plan)
+    crate::engine::alembic::offline::unrendered(plan)
         .into_iter()
         .map(|detail| Check {
             name: "not linted",

@@ -52,7 +52,7 @@ pub async fn plan(g: &GlobalArgs, full: bool) -> i32 {
                 facts.as_ref(),
                 Some(&snap.lint_schema(&settings)),
             );
-            let not_linted = crate::alembic::offline::unrendered(&plan);
+            let not_linted = crate::engine::alembic::offline::unrendered(&plan);
             events.emit(Event::Plan { plan });
             for finding in findings {
                 events.emit(Event::Finding { finding });

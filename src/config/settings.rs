@@ -162,7 +162,7 @@ pub struct AlembicSettings {
     /// Where alembic runs: the ini's folder unless set.
     pub working_dir: PathBuf,
     /// Where the version table is, when set: otherwise found (env.py says, through the
-    /// probe; or the catalog), see [`crate::alembic::reach::version_table`].
+    /// probe; or the catalog), see [`crate::engine::alembic::reach::version_table`].
     pub version_schema: Option<String>,
     pub version_table: Option<String>,
     /// `[migrations.env]`: extra variables for the alembic process.

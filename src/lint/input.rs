@@ -66,11 +66,11 @@ impl LintInput {
     /// see only what the revision itself does.
     pub fn from_alembic(
         planned: &crate::plan::PlannedMigration,
-        revision: Option<&crate::alembic::Revision>,
-        version_table: &crate::alembic::reach::VersionTable,
+        revision: Option<&crate::engine::alembic::Revision>,
+        version_table: &crate::engine::alembic::reach::VersionTable,
         source: String,
     ) -> LintInput {
-        use crate::alembic::graph::Downgrade as Alembic;
+        use crate::engine::alembic::graph::Downgrade as Alembic;
         let downgrade = match revision.map(|r| (r.downgrade, r.is_merge)) {
             Some((_, true)) => Downgrade::NotNeeded,
             Some((Alembic::Ok, _)) | None => Downgrade::Present,
@@ -95,7 +95,7 @@ impl LintInput {
 /// version table's, keeping line count (blank lines) so lines still match the render.
 fn without_alembic_bookkeeping(
     sql: &str,
-    version_table: &crate::alembic::reach::VersionTable,
+    version_table: &crate::engine::alembic::reach::VersionTable,
 ) -> String {
     let mut out = Vec::new();
     let mut chunk: Vec<&str> = Vec::new();
@@ -128,7 +128,10 @@ fn without_alembic_bookkeeping(
 /// Whether a statement names the version table, in whatever schema env.py's offline
 /// configuration puts it (`status` and `plan` never run env.py online, so the schema
 /// found may not be the one rendered): the bare name, or any `schema.` before it.
-fn names_table(statement: &str, version_table: &crate::alembic::reach::VersionTable) -> bool {
+fn names_table(
+    statement: &str,
+    version_table: &crate::engine::alembic::reach::VersionTable,
+) -> bool {
     let in_a_schema = format!(".{}", version_table.table);
     statement
         .split(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | ';' | ','))
@@ -154,8 +157,8 @@ mod tests {
         assert_eq!(clean.lines().position(|l| l.contains("sellers")), Some(6));
     }
 
-    fn version_table(schema: &str) -> crate::alembic::reach::VersionTable {
-        crate::alembic::reach::VersionTable {
+    fn version_table(schema: &str) -> crate::engine::alembic::reach::VersionTable {
+        crate::engine::alembic::reach::VersionTable {
             guessed: false,
             schema: schema.into(),
             table: "alembic_version".into(),

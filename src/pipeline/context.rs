@@ -83,11 +83,11 @@ pub struct RunContext {
     /// Where Alembic's own connection goes, proven once per run by the first stage
     /// about to run an Alembic child (env.py and its environment do not change within
     /// a run); every later snapshot reuses it.
-    alembic_reach: Option<crate::alembic::reach::Reach>,
+    alembic_reach: Option<crate::engine::alembic::reach::Reach>,
     /// Where that proof found the version table.
-    alembic_version: Option<crate::alembic::reach::VersionTable>,
+    alembic_version: Option<crate::engine::alembic::reach::VersionTable>,
     /// The revision graph, read once per run.
-    alembic_graph: Option<crate::alembic::Graph>,
+    alembic_graph: Option<crate::engine::alembic::Graph>,
 }
 
 /// Something a failed step left behind that is not a whole migration.
@@ -351,7 +351,7 @@ impl RunContext {
     }
 
     /// A fresh snapshot for a stage about to run an Alembic child: the first one of the
-    /// run proves where Alembic's connection goes ([`crate::alembic::reach`]).
+    /// run proves where Alembic's connection goes ([`crate::engine::alembic::reach`]).
     pub async fn proven_snapshot(&mut self) -> Result<Snapshot, crate::engine::EngineError> {
         self.snapshot_proving(true).await
     }
@@ -360,8 +360,8 @@ impl RunContext {
         &mut self,
         prove: bool,
     ) -> Result<Snapshot, crate::engine::EngineError> {
-        use crate::alembic::reach::Reach;
-        use crate::alembic::snapshot::Probe;
+        use crate::engine::alembic::reach::Reach;
+        use crate::engine::alembic::snapshot::Probe;
         let settings = self.settings.clone();
         let reach = self.alembic_reach.clone();
         let graph = self.alembic_graph.clone();
@@ -389,7 +389,7 @@ impl RunContext {
     /// Where Alembic's version table is: where env.py keeps it once this run proved
     /// Alembic's connection, else as the run's first snapshot found it (the settings'
     /// when none was taken); `None` for the sql engine.
-    pub fn alembic_version_table(&self) -> Option<crate::alembic::reach::VersionTable> {
+    pub fn alembic_version_table(&self) -> Option<crate::engine::alembic::reach::VersionTable> {
         if let Some(version) = &self.alembic_version {
             return Some(version.clone());
         }
@@ -397,7 +397,7 @@ impl RunContext {
             return Some(start.version.clone());
         }
         let alembic = self.settings.migrations.alembic.as_ref()?;
-        Some(crate::alembic::reach::VersionTable {
+        Some(crate::engine::alembic::reach::VersionTable {
             guessed: alembic.version_schema.is_none(),
             // Not database.schema: that is ballast's own tables' schema.
             schema: self.settings.lint_schema().to_string(),

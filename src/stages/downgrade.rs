@@ -76,7 +76,7 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
                     None => ctx.start.as_ref().and_then(Snapshot::current_label),
                 };
                 let to = to.as_deref().filter(|t| *t != "base");
-                crate::alembic::run::downgrade(ctx, &snap, to).await
+                crate::engine::alembic::run::downgrade(ctx, &snap, to).await
             }
             Snapshot::Sql(snap) => {
                 let target =

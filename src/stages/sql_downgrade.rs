@@ -20,7 +20,7 @@ use super::{migrations_count, StageError, StageOutcome};
 use crate::config::Settings;
 use crate::db::ledger::{self, AppliedRow};
 use crate::db::{DbError, SqlFailure};
-use crate::engine::SqlSnapshot;
+use crate::engine::sql::SqlSnapshot;
 use crate::events::{Events, Severity};
 use crate::migrations::source::marked_no_transaction;
 use crate::migrations::split::{line_of_position, split_statements, transaction_control};
@@ -599,8 +599,8 @@ fn down_failed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::sql::state::compare;
     use crate::migrations::checksum::checksum;
-    use crate::state::compare;
 
     /// A migration `v_m{v}` with an up `create table t{v}` and, when given, a down.
     fn m(v: &str, down: Option<&str>) -> Migration {

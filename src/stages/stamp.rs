@@ -52,9 +52,9 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
         }
     }
     let server = ctx.server().await?;
-    let witness = crate::alembic::reach::Witness::open(&ctx.settings.database).await?;
-    let runner =
-        crate::alembic::process::Runner::new(&ctx.settings, Some(server.major)).guarded(&witness);
+    let witness = crate::engine::alembic::reach::Witness::open(&ctx.settings.database).await?;
+    let runner = crate::engine::alembic::process::Runner::new(&ctx.settings, Some(server.major))
+        .guarded(&witness);
     // --purge: the table says exactly `to` afterwards, even when what it says now is a
     // revision no file has (plain `stamp` would stop at "Can't locate revision").
     let stamped = runner.alembic(&["stamp", "--purge", to]).await;
@@ -63,7 +63,7 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
     if let Some(why) = stamped.refused() {
         return Err(StageError::Refused(format!(
             "{why}; {}; nothing was stamped",
-            crate::alembic::reach::HINT_SHORT
+            crate::engine::alembic::reach::HINT_SHORT
         )));
     }
     if !stamped.success {

@@ -5,7 +5,8 @@ use sqlx::postgres::PgConnection;
 
 use super::{migrations_count, StageError, StageOutcome};
 use crate::db::{ledger, quote_ident, DbError};
-use crate::engine::{Snapshot, SqlSnapshot};
+use crate::engine::sql::SqlSnapshot;
+use crate::engine::Snapshot;
 use crate::events::{Event, Events, Severity};
 use crate::pipeline::RunContext;
 

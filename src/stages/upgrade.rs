@@ -88,7 +88,9 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
     crate::journal::mark_running(ctx).await;
     let snap = match snap {
         Snapshot::Sql(sql) => sql,
-        Snapshot::Alembic(alembic) => return crate::alembic::run::upgrade(ctx, &alembic).await,
+        Snapshot::Alembic(alembic) => {
+            return crate::engine::alembic::run::upgrade(ctx, &alembic).await
+        }
     };
     let pending: Vec<Migration> = snap.pending().into_iter().cloned().collect();
 

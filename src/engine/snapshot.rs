@@ -1,16 +1,16 @@
-//! Engines: small questions about one target's migrations. The `sql` engine answers
-//! from the migration folder and ballast's ledger; the `alembic` engine from the
-//! project's revision graph and its version table. Stages ask through [`Snapshot`];
-//! the pipeline runner decides the order.
+//! [`Snapshot`]: everything known about a target's migrations at one moment, the
+//! one place that dispatches on the engine, and [`snapshot`], where the configured
+//! engine is opened.
 
 use sqlx::postgres::PgConnection;
 
-use crate::alembic::{AlembicError, AlembicSnapshot};
+use super::alembic::{AlembicError, AlembicSnapshot};
+use super::sql::state::compare;
+use super::sql::SqlSnapshot;
 use crate::config::{EngineKind, Settings};
 use crate::db::{ledger, DbError};
 use crate::migrations::{Migration, SourceError};
 use crate::plan::Plan;
-use crate::state::{compare, State};
 
 /// Everything known about a target's migrations at one moment, per engine.
 #[derive(Debug, Clone)]
@@ -161,7 +161,7 @@ impl Snapshot {
     }
 
     /// Where Alembic keeps its version table; `None` for the sql engine.
-    pub fn alembic_version_table(&self) -> Option<crate::alembic::reach::VersionTable> {
+    pub fn alembic_version_table(&self) -> Option<crate::engine::alembic::reach::VersionTable> {
         match self {
             Snapshot::Sql(_) => None,
             Snapshot::Alembic(a) => Some(a.version.clone()),
@@ -184,7 +184,7 @@ impl Snapshot {
         }
     }
 
-    /// The plan; for Alembic without SQL yet (see [`crate::alembic::offline`]).
+    /// The plan; for Alembic without SQL yet (see [`crate::engine::alembic::offline`]).
     pub fn plan(&self) -> Plan {
         match self {
             Snapshot::Sql(s) => s.plan(),
@@ -198,8 +198,8 @@ impl Snapshot {
         let mut plan = self.plan();
         if let Snapshot::Alembic(a) = self {
             // Offline mode: any connection env.py would open is refused (see guard.py).
-            let runner = crate::alembic::process::Runner::new(settings, None).offline();
-            crate::alembic::offline::render(&runner, a, &mut plan).await;
+            let runner = crate::engine::alembic::process::Runner::new(settings, None).offline();
+            crate::engine::alembic::offline::render(&runner, a, &mut plan).await;
         }
         plan
     }
@@ -264,64 +264,6 @@ impl Snapshot {
     }
 }
 
-/// The `sql` engine's view: files, ledger rows, and their comparison.
-#[derive(Debug, Clone)]
-pub struct SqlSnapshot {
-    pub source: Vec<Migration>,
-    pub applied: Vec<ledger::AppliedRow>,
-    pub state: State,
-    /// What the migrations folder holds besides migrations (`status -v` lists it).
-    pub ignored: Vec<crate::migrations::Ignored>,
-}
-
-impl SqlSnapshot {
-    /// The label of the migration `steps` back from the newest applied one (`base`
-    /// when that is all of them); `to` is how the user wrote it, for the error.
-    fn steps_back(&self, steps: usize, to: &str) -> Result<String, String> {
-        let mut applied: Vec<(crate::migrations::Version, &ledger::AppliedRow)> = self
-            .applied
-            .iter()
-            .filter_map(|r| crate::migrations::Version::parse(&r.version).map(|v| (v, r)))
-            .collect();
-        applied.sort_by(|a, b| b.0.cmp(&a.0));
-        match applied.get(steps) {
-            Some((_, row)) => Ok(format!("{}_{}", row.version, row.name)),
-            None if steps == applied.len() => Ok("base".into()),
-            None => Err(format!(
-                "`{to}` goes back past base: {} migration{} applied",
-                applied.len(),
-                if applied.len() == 1 { " is" } else { "s are" }
-            )),
-        }
-    }
-
-    pub fn pending(&self) -> Vec<&Migration> {
-        self.state
-            .pending
-            .iter()
-            .map(|&i| &self.source[i])
-            .collect()
-    }
-
-    pub fn plan(&self) -> Plan {
-        Plan::new(&self.pending())
-    }
-
-    /// Label of the newest applied migration (`3_add_orders`), or `None` before the first.
-    pub fn current_label(&self) -> Option<String> {
-        let current = self.state.current.as_ref()?;
-        self.source
-            .iter()
-            .find(|m| &m.version == current)
-            .map(Migration::label)
-    }
-
-    /// Label of the newest migration file: where a full deploy ends.
-    pub fn head_label(&self) -> Option<String> {
-        self.source.last().map(Migration::label)
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(transparent)]
@@ -342,7 +284,7 @@ pub fn source(
 pub async fn snapshot(
     settings: &Settings,
     conn: &mut PgConnection,
-    probe: crate::alembic::snapshot::Probe<'_>,
+    probe: crate::engine::alembic::snapshot::Probe<'_>,
 ) -> Result<Snapshot, EngineError> {
     Ok(match settings.migrations.engine {
         EngineKind::Sql => {
@@ -356,9 +298,9 @@ pub async fn snapshot(
                 ignored,
             })
         }
-        EngineKind::Alembic => {
-            Snapshot::Alembic(crate::alembic::snapshot::snapshot(settings, conn, probe).await?)
-        }
+        EngineKind::Alembic => Snapshot::Alembic(
+            crate::engine::alembic::snapshot::snapshot(settings, conn, probe).await?,
+        ),
     })
 }
 
@@ -371,8 +313,9 @@ pub async fn current_revision(
 ) -> Result<Option<String>, DbError> {
     Ok(match &settings.migrations.alembic {
         Some(alembic) => {
-            let version = crate::alembic::reach::version_table_unprobed(conn, alembic).await?;
-            crate::alembic::snapshot::current_revisions(conn, &version)
+            let version =
+                crate::engine::alembic::reach::version_table_unprobed(conn, alembic).await?;
+            crate::engine::alembic::snapshot::current_revisions(conn, &version)
                 .await?
                 .filter(|rows| !rows.is_empty())
                 .map(|rows| rows.join("+"))
