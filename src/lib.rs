@@ -31,3 +31,4 @@ pub mod scratch;
 pub mod stages;
 pub mod storage;
 pub mod subprocess;
+pub mod text;

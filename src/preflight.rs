@@ -103,7 +103,7 @@ async fn privileges(
     alembic_version: Option<&crate::engine::alembic::reach::VersionTable>,
 ) -> Check {
     let schema = &settings.database.schema;
-    let mut missing = crate::stages::state_check::missing_privileges(conn, schema).await;
+    let mut missing = crate::db::privileges::missing_privileges(conn, schema).await;
     if let (Ok(None), Some(version)) = (&missing, alembic_version) {
         missing = crate::engine::alembic::snapshot::missing_privileges(conn, version).await;
     }
@@ -146,17 +146,17 @@ fn free_disk(dir: &std::path::Path, database_bytes: i64) -> Check {
             "disk",
             format!(
                 "{} free for backups, the database is {}",
-                crate::report::human::human_bytes(free),
-                crate::report::human::human_bytes(database_bytes.max(0) as u64)
+                crate::text::human_bytes(free),
+                crate::text::human_bytes(database_bytes.max(0) as u64)
             ),
         ),
         Some(free) => Check::failed(
             "disk",
             format!(
                 "only {} free in {} for a backup of a {} database: free space or set backup.dir",
-                crate::report::human::human_bytes(free),
+                crate::text::human_bytes(free),
                 existing.display(),
-                crate::report::human::human_bytes(database_bytes.max(0) as u64)
+                crate::text::human_bytes(database_bytes.max(0) as u64)
             ),
         ),
         None => Check::warn(

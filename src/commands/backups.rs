@@ -6,7 +6,7 @@ use crate::backup::{pg_restore_for, verify_and_record};
 use crate::cli::GlobalArgs;
 use crate::config::Settings;
 use crate::exit_code;
-use crate::report::human::{human_bytes, human_duration};
+use crate::text::{human_bytes, human_duration};
 use crate::report::stdout_line;
 use crate::storage::Storage;
 

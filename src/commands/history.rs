@@ -9,7 +9,8 @@ use crate::cli::GlobalArgs;
 use crate::db::{self, journal_table, ledger};
 use crate::events::{Event, Reporter, RunSummary, StageRecord};
 use crate::exit_code;
-use crate::report::human::{human_duration, stage_table};
+use crate::report::human::stage_table;
+use crate::text::human_duration;
 use crate::report::{stdout_line, HumanReporter};
 
 pub async fn run(g: &GlobalArgs, limit: usize, run_id: Option<&str>) -> i32 {

@@ -14,7 +14,7 @@ use crate::db;
 use crate::events::{Outcome, RunSummary, StageRecord};
 use crate::exit_code;
 use crate::journal::Journal;
-use crate::report::human::human_bytes;
+use crate::text::human_bytes;
 use crate::report::stdout_line;
 use crate::storage::{Listed, Storage};
 

@@ -328,7 +328,7 @@ fn report(g: &GlobalArgs, rows: &[Row]) {
             r.target,
             r.outcome,
             revision,
-            crate::report::human::human_duration(r.duration_ms),
+            crate::text::human_duration(r.duration_ms),
         ));
     }
     let failed: Vec<&Row> = rows.iter().filter(|r| r.outcome != "succeeded").collect();

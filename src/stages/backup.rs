@@ -45,7 +45,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     let summary = format!(
         "{} ({})",
         artifact.location,
-        crate::report::human::human_bytes(artifact.compressed_bytes)
+        crate::text::human_bytes(artifact.compressed_bytes)
     );
     ctx.backup = Some(artifact);
     Ok(StageOutcome::Done(summary))

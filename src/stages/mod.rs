@@ -17,7 +17,8 @@ pub mod state_check;
 mod upgrade;
 mod verify;
 
-pub use outcome::{migrations_count, StageError, StageOutcome};
+pub use outcome::{StageError, StageOutcome};
+pub use crate::text::migrations_count;
 
 use crate::pipeline::{RunContext, StageKind, StageSpec};
 

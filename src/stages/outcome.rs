@@ -76,8 +76,3 @@ impl StageError {
         )
     }
 }
-
-/// "1 migration" / "3 migrations".
-pub fn migrations_count(n: usize) -> String {
-    format!("{n} migration{}", if n == 1 { "" } else { "s" })
-}

@@ -79,7 +79,7 @@ pub async fn run(
         "{} undone ({}) in {}; now at {}",
         migrations_count(progress.undone.len()),
         progress.undone.join(", "),
-        crate::report::human::human_duration(started.elapsed().as_millis() as u64),
+        crate::text::human_duration(started.elapsed().as_millis() as u64),
         undo.ends_at
     )))
 }

@@ -1,10 +1,8 @@
 //! `state-check`: compares the migration files with the ledger and says, in words a
 //! person can act on, anything that must be resolved before a deploy.
 
-use sqlx::postgres::PgConnection;
 
 use super::{migrations_count, StageError, StageOutcome};
-use crate::db::{ledger, quote_ident, DbError};
 use crate::engine::sql::SqlSnapshot;
 use crate::engine::Snapshot;
 use crate::events::{Event, Events, Severity};
@@ -167,54 +165,6 @@ fn diagnose_sql(events: &Events, snap: &SqlSnapshot) -> usize {
     state.drift.len() + state.unknown.len() + state.out_of_order.len()
 }
 
-/// `Some((problem, the GRANT that fixes it))` when the current role cannot create
-/// ballast's tables or write the ledger.
-pub async fn missing_privileges(
-    conn: &mut PgConnection,
-    schema: &str,
-) -> Result<Option<(String, String)>, DbError> {
-    let (user, schema_exists, can_use_and_create, can_create_schema): (String, bool, bool, bool) = sqlx::query_as(
-        "select current_user::text,
-                exists(select 1 from pg_namespace where nspname = $1),
-                coalesce((select has_schema_privilege(oid, 'USAGE') and has_schema_privilege(oid, 'CREATE')
-                          from pg_namespace where nspname = $1), false),
-                has_database_privilege(current_database(), 'CREATE')",
-    )
-    .bind(schema)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| DbError::query("checking privileges", &e))?;
-    if !schema_exists && !can_create_schema {
-        return Ok(Some((
-            format!("role {user} cannot create schema {schema} (it does not exist yet)"),
-            format!("GRANT CREATE ON DATABASE <database> TO {user}; or create the schema first: CREATE SCHEMA {schema} AUTHORIZATION {user};"),
-        )));
-    }
-    if schema_exists && !can_use_and_create {
-        return Ok(Some((
-            format!("role {user} lacks USAGE and CREATE on schema {schema}"),
-            format!(
-                "GRANT USAGE, CREATE ON SCHEMA {} TO {user};",
-                quote_ident(schema)
-            ),
-        )));
-    }
-    if ledger::table_exists(conn, schema, ledger::TABLE).await? {
-        let name = format!("{}.{}", quote_ident(schema), ledger::TABLE);
-        let ok: bool = sqlx::query_scalar("select has_table_privilege($1, 'SELECT, INSERT')")
-            .bind(&name)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| DbError::query("checking privileges on the ledger", &e))?;
-        if !ok {
-            return Ok(Some((
-                format!("role {user} cannot read and write {name}"),
-                format!("GRANT SELECT, INSERT ON {name} TO {user};"),
-            )));
-        }
-    }
-    Ok(None)
-}
 
 /// The first 12 characters of a checksum (a hand-edited ledger row may be shorter).
 fn short(checksum: &str) -> &str {

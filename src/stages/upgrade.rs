@@ -121,7 +121,7 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
     Ok(StageOutcome::Done(format!(
         "{} applied in {}",
         migrations_count(total),
-        crate::report::human::human_duration(started.elapsed().as_millis() as u64)
+        crate::text::human_duration(started.elapsed().as_millis() as u64)
     )))
 }
 

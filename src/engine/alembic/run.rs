@@ -80,7 +80,7 @@ pub async fn upgrade(
     Ok(StageOutcome::Done(format!(
         "{} applied in {}",
         migrations_count(total),
-        crate::report::human::human_duration(started.elapsed().as_millis() as u64)
+        crate::text::human_duration(started.elapsed().as_millis() as u64)
     )))
 }
 

@@ -234,7 +234,7 @@ impl AlembicSnapshot {
                     "{} does not exist, but the schema already has {} table(s) ({}): the database was built without Alembic, or its version table is elsewhere",
                     self.version,
                     self.other_tables.len(),
-                    crate::report::human::short_list(&self.other_tables)
+                    crate::text::short_list(&self.other_tables)
                 ),
                 Some("if migrations.version_schema and version_table are right, find the revision the schema matches and run `ballast stamp <revision>` (it asks first and is journaled; nothing stamps by itself); an upgrade now would try to create tables that exist".into()),
             );
@@ -491,7 +491,7 @@ pub async fn missing_privileges(
     let (schema, table) = (&version.schema, &version.table);
     if !ledger::table_exists(&mut *conn, schema, table).await? {
         // The schema's own privileges: the same question as for ballast's tables.
-        return crate::stages::state_check::missing_privileges(conn, schema).await;
+        return crate::db::privileges::missing_privileges(conn, schema).await;
     }
     let name = format!("{}.{}", quote_ident(schema), quote_ident(table));
     let (user, ok): (String, bool) = sqlx::query_as(
