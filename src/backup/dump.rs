@@ -14,8 +14,8 @@ use sha2::{Digest, Sha256};
 
 use super::hashing::HashingWriter;
 
+use super::error::BackupError;
 use super::manifest::{Manifest, FORMAT};
-use super::BackupError;
 use crate::storage::{Sink, Storage};
 
 /// Everything needed to take one backup.

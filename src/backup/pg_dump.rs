@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::BackupError;
+use super::error::BackupError;
 
 #[derive(Debug, Clone)]
 pub struct PgDumpVersion {

@@ -75,7 +75,7 @@ pub async fn verify(
 ) -> Result<Verified, VerifyError> {
     // An old pg_restore cannot read a newer pg_dump's archive: say that, not "corrupt".
     let tool = pg_restore.clone();
-    let client = tokio::task::spawn_blocking(move || super::client_version(&tool))
+    let client = tokio::task::spawn_blocking(move || super::pg_dump::client_version(&tool))
         .await
         .map_err(|e| VerifyError::PgRestoreMissing {
             program: pg_restore.display().to_string(),

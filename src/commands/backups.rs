@@ -6,9 +6,9 @@ use crate::backup::{pg_restore_for, verify_and_record};
 use crate::cli::GlobalArgs;
 use crate::config::Settings;
 use crate::exit_code;
-use crate::text::{human_bytes, human_duration};
 use crate::report::stdout_line;
 use crate::storage::Storage;
+use crate::text::{human_bytes, human_duration};
 
 async fn open(g: &GlobalArgs) -> Result<(Settings, Storage), i32> {
     let settings = super::load_settings(g)?;

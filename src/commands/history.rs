@@ -10,8 +10,8 @@ use crate::db::{self, journal_table, ledger};
 use crate::events::{Event, Reporter, RunSummary, StageRecord};
 use crate::exit_code;
 use crate::report::human::stage_table;
-use crate::text::human_duration;
 use crate::report::{stdout_line, HumanReporter};
+use crate::text::human_duration;
 
 pub async fn run(g: &GlobalArgs, limit: usize, run_id: Option<&str>) -> i32 {
     let settings = match super::load_settings(g) {

@@ -14,9 +14,9 @@ use crate::db;
 use crate::events::{Outcome, RunSummary, StageRecord};
 use crate::exit_code;
 use crate::journal::Journal;
-use crate::text::human_bytes;
 use crate::report::stdout_line;
 use crate::storage::{Listed, Storage};
+use crate::text::human_bytes;
 
 pub async fn run(g: &GlobalArgs, id: Option<&str>, into: Option<&str>, end_sessions: bool) -> i32 {
     let mut settings = match super::load_settings(g) {

@@ -121,6 +121,15 @@ impl DbError {
         matches!(self, DbError::Connect { failure, .. } if failure.refuses_connections())
     }
 
+    /// Why a run that meets this error must stop, changing nothing, when it is a
+    /// refusal rather than a failure: the database is closed to new connections by an
+    /// in-place restore; this run changed nothing and has nothing to work on.
+    pub fn refusal(&self) -> Option<String> {
+        self.is_closed_database().then(|| {
+            format!("{self}; another run is probably restoring this database in place right now: wait for it to finish, then run again")
+        })
+    }
+
     pub fn query(context: impl Into<String>, err: &sqlx::Error) -> DbError {
         DbError::Query {
             context: context.into(),

@@ -3,8 +3,8 @@
 use sqlx::postgres::PgConnection;
 
 use super::ledger;
-use super::DbError;
 use super::quote_ident;
+use super::DbError;
 
 /// `Some((problem, the GRANT that fixes it))` when the current role cannot create
 /// ballast's tables or write the ledger.

@@ -53,6 +53,18 @@ impl TableWrites {
     }
 }
 
+/// Rows written since `at_backup` per table, leaving out `ours` (`schema.table` of
+/// the tables that hold migration state, not data).
+pub async fn written_since(
+    conn: &mut PgConnection,
+    at_backup: &TableWrites,
+    ours: &[String],
+) -> Result<Vec<(String, i64)>, DbError> {
+    let mut written = TableWrites::read(conn).await?.since(at_backup);
+    written.retain(|(table, _)| !ours.contains(table));
+    Ok(written)
+}
+
 /// "1,204 rows written in 3 tables since the backup (public.orders 1,200, public.a 3,
 /// and 1 more)", or "no rows written since the backup".
 pub fn describe(written: &[(String, i64)]) -> String {

@@ -7,7 +7,10 @@
 //! `tests/integration/layers.rs` holds it to that).
 
 pub mod alembic;
+pub mod change;
 mod snapshot;
 pub mod sql;
 
-pub use snapshot::{current_revision, snapshot, source, EngineError, Snapshot};
+pub use snapshot::{
+    current_revision, snapshot, source, ApplyStep, EngineError, Snapshot, UndoPlan,
+};

@@ -4,9 +4,11 @@
 
 use sqlx::postgres::PgConnection;
 
+use super::alembic;
 use super::alembic::{AlembicError, AlembicSnapshot};
+use super::change::{ChangeError, Report, RunFacts};
 use super::sql::state::compare;
-use super::sql::SqlSnapshot;
+use super::sql::{self, undo::Target, SqlSnapshot};
 use crate::config::{EngineKind, Settings};
 use crate::db::{ledger, DbError};
 use crate::migrations::{Migration, SourceError};
@@ -224,7 +226,7 @@ impl Snapshot {
                 .map(|planned| {
                     let revision = a.graph.get(&planned.version);
                     let source = std::fs::read_to_string(&planned.file).unwrap_or_default();
-                    LintInput::from_alembic(planned, revision, &a.version, source)
+                    alembic::lint_input::lint_input(planned, revision, &a.version, source)
                 })
                 .collect(),
         }
@@ -325,4 +327,198 @@ pub async fn current_revision(
             ledger::newest(&applied).map(|row| format!("{}_{}", row.version, row.name))
         }
     })
+}
+
+/// One step of an upgrade: what the stage runs, and tries again after a lock timeout,
+/// as a whole.
+#[derive(Debug, Clone)]
+pub struct ApplyStep {
+    /// The step's first pending migration, and how many it runs.
+    first: usize,
+    count: usize,
+    /// The label of a migration that runs outside a transaction (it can stop half-way:
+    /// the journal names it while it runs).
+    alone: Option<String>,
+}
+
+impl ApplyStep {
+    pub fn runs_alone(&self) -> Option<&str> {
+        self.alone.as_deref()
+    }
+}
+
+/// What a downgrade will undo, checked before anything runs.
+#[derive(Debug)]
+pub enum UndoPlan {
+    Sql(crate::engine::sql::undo::Undo),
+    Alembic {
+        /// Where it goes (`None`: base).
+        to: Option<String>,
+        /// Revision and message, newest first.
+        undone: Vec<(String, String)>,
+    },
+}
+
+impl UndoPlan {
+    pub fn is_empty(&self) -> bool {
+        match self {
+            UndoPlan::Sql(undo) => undo.steps.is_empty(),
+            UndoPlan::Alembic { undone, .. } => undone.is_empty(),
+        }
+    }
+
+    /// Why there is nothing to undo.
+    pub fn already(&self) -> String {
+        match self {
+            UndoPlan::Sql(undo) => undo.already.clone(),
+            UndoPlan::Alembic { to, .. } => {
+                format!("already at {}", to.as_deref().unwrap_or("base"))
+            }
+        }
+    }
+}
+
+impl Snapshot {
+    /// The upgrade's steps in order: the sql engine's transactional migrations in one
+    /// batch (cut after each version in `cut_after`, e.g. an enum value a later one
+    /// uses) and each `no-transaction` migration alone; Alembic's one `alembic
+    /// upgrade`.
+    pub fn apply_steps(&self, cut_after: &[String]) -> Vec<ApplyStep> {
+        match self {
+            Snapshot::Sql(s) => {
+                let pending: Vec<&Migration> = s.pending();
+                let cut = |m: &&Migration| cut_after.contains(&m.version.to_string());
+                let mut first = 0;
+                crate::migrations::batches_cut(&pending, |m| m.transactional, cut)
+                    .into_iter()
+                    .map(|batch| {
+                        let step = ApplyStep {
+                            first,
+                            count: batch.len(),
+                            alone: (!batch[0].transactional).then(|| batch[0].label()),
+                        };
+                        first += batch.len();
+                        step
+                    })
+                    .collect()
+            }
+            Snapshot::Alembic(a) => vec![ApplyStep {
+                first: 0,
+                count: a.pending().len(),
+                alone: None,
+            }],
+        }
+    }
+
+    /// Runs one step of [`Snapshot::apply_steps`] (the sql engine on `conn`, Alembic
+    /// as its own child). The report says what committed, also inside the error.
+    pub async fn apply(
+        &self,
+        step: &ApplyStep,
+        conn: &mut PgConnection,
+        run: &RunFacts,
+    ) -> Result<Report, ChangeError> {
+        match self {
+            Snapshot::Sql(s) => {
+                let pending: Vec<Migration> = s.pending().into_iter().cloned().collect();
+                let total = pending.len();
+                let batch = &pending[step.first..step.first + step.count];
+                match step.alone {
+                    Some(_) => sql::apply::alone(conn, &batch[0], step.first, total, run).await,
+                    None => sql::apply::batch(conn, batch, step.first, total, run).await,
+                }
+            }
+            Snapshot::Alembic(a) => alembic::run::upgrade(a, run).await,
+        }
+    }
+
+    /// What a downgrade to `to` undoes (`to` resolved by [`Snapshot::resolve_target`];
+    /// `None`: back to `start`, the run's starting state), or why it must not run.
+    pub fn undo_plan(
+        &self,
+        to: Option<&str>,
+        start: Option<&Snapshot>,
+    ) -> Result<UndoPlan, String> {
+        match self {
+            Snapshot::Sql(s) => {
+                let target =
+                    match (to, start) {
+                        (Some(to), _) => Target::To(to.to_string()),
+                        (None, Some(Snapshot::Sql(start))) => Target::Start(start.clone()),
+                        (None, _) => return Err(
+                            "no `to` version and no starting state of the sql engine to go back to"
+                                .into(),
+                        ),
+                    };
+                sql::undo::plan(s, &target).map(UndoPlan::Sql)
+            }
+            Snapshot::Alembic(a) => {
+                let to = match to {
+                    Some(to) => Some(to.to_string()),
+                    None => start.and_then(Snapshot::current_label),
+                };
+                let to = to.filter(|t| t != "base");
+                let undone = alembic::run::downgrade_plan(a, to.as_deref())?;
+                Ok(UndoPlan::Alembic { to, undone })
+            }
+        }
+    }
+
+    /// The refusal a downgrade to `to` (as the user wrote it) would meet, known from
+    /// this state alone: a pipeline whose first change is a downgrade refuses in its
+    /// state check, before its backup.
+    pub fn undo_refusal(&self, to: &str) -> Option<String> {
+        let named = match self.resolve_target(to) {
+            Ok(named) => named,
+            Err(e) => return Some(format!("cannot downgrade: {e}; nothing was changed")),
+        };
+        match self {
+            Snapshot::Alembic(a) => {
+                let to = Some(named.as_str()).filter(|t| *t != "base");
+                let problems = a.downgrade_problems(to);
+                (!problems.is_empty()).then(|| {
+                    format!(
+                        "cannot downgrade to {}: {}; nothing was changed",
+                        to.unwrap_or("base"),
+                        problems.join("; ")
+                    )
+                })
+            }
+            Snapshot::Sql(s) => sql::undo::refusal(s, &Target::To(named)),
+        }
+    }
+
+    /// Runs a checked downgrade; a one-line summary of what it undid.
+    pub async fn undo(
+        &self,
+        plan: &UndoPlan,
+        conn: &mut PgConnection,
+        run: &RunFacts,
+    ) -> Result<String, ChangeError> {
+        let started = std::time::Instant::now();
+        match (self, plan) {
+            (Snapshot::Sql(_), UndoPlan::Sql(undo)) => {
+                let undone = sql::undo::run(conn, undo, run).await?;
+                Ok(format!(
+                    "{} undone ({}) in {}; now at {}",
+                    crate::text::migrations_count(undone.len()),
+                    undone.join(", "),
+                    crate::text::human_duration(started.elapsed().as_millis() as u64),
+                    undo.ends_at
+                ))
+            }
+            (Snapshot::Alembic(a), UndoPlan::Alembic { to, undone }) => {
+                let reverted = alembic::run::downgrade(a, to.as_deref(), undone, run).await?;
+                Ok(format!(
+                    "downgraded to {}: {} reverted ({})",
+                    to.as_deref().unwrap_or("base"),
+                    reverted.revisions.len(),
+                    reverted.revisions.join(", ")
+                ))
+            }
+            _ => Err(ChangeError::refused(
+                "the downgrade was planned for another engine",
+            )),
+        }
+    }
 }

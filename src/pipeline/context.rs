@@ -9,6 +9,7 @@ use crate::db::lock::DeployLock;
 use crate::db::schema_shape::{self, SchemaShape};
 use crate::db::table_writes::TableWrites;
 use crate::db::{self, DbError, ServerInfo};
+use crate::engine::change::{Before, Report, RunFacts, Stop};
 use crate::engine::Snapshot;
 use crate::events::Events;
 use crate::journal::Journal;
@@ -90,16 +91,7 @@ pub struct RunContext {
     alembic_graph: Option<crate::engine::alembic::Graph>,
 }
 
-/// Something a failed step left behind that is not a whole migration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PartialChange {
-    /// An INVALID index left by a failed `CREATE INDEX CONCURRENTLY`: dropping it is
-    /// the whole undo.
-    InvalidIndex { name: String, migration: String },
-    /// Anything else (a half-run `-- no-transaction` migration, one that ran but was
-    /// not recorded): no downgrade knows where it stopped; only a restore undoes it.
-    Other(String),
-}
+pub use crate::engine::change::PartialChange;
 
 impl RunContext {
     pub fn new(
@@ -250,6 +242,63 @@ impl RunContext {
         ));
         self.partial
             .push(PartialChange::InvalidIndex { name, migration });
+    }
+
+    /// What an engine is told about this run before it changes the database.
+    pub async fn run_facts(&mut self) -> Result<RunFacts, DbError> {
+        let server_major = self.server().await?.major;
+        let before = self.schema_before.clone().map(|shape| Before {
+            shape,
+            scope: self.shape_scope.clone(),
+            bookkeeping: self.bookkeeping_tables(),
+            writes_at_backup: self.writes_at_backup.clone(),
+        });
+        Ok(RunFacts {
+            run_id: self.run_id,
+            settings: self.settings.clone(),
+            events: self.events.clone(),
+            server_major,
+            before,
+        })
+    }
+
+    /// An engine's change ended (applied, or stopped): records what its report says
+    /// committed, what rolled back, what it left half-done.
+    pub async fn record_change(&mut self, report: Report) {
+        if !report.committed.is_empty() {
+            self.record_committed(report.committed);
+        }
+        for partial in report.partial {
+            match partial {
+                PartialChange::Other(what) => self.record_partial_change(what),
+                PartialChange::InvalidIndex { name, migration } => {
+                    self.record_invalid_index(name, migration)
+                }
+            }
+        }
+        if !report.rolled_back.is_empty() {
+            self.record_rolled_back(report.rolled_back);
+        }
+        if !report.commit_unknown.is_empty() {
+            self.commit_unknown.extend(report.commit_unknown);
+            // That session may still be finishing the COMMIT.
+            self.commit_unknown_pid = self.session_pid;
+        }
+        self.outcome_unknown |= report.outcome_unknown;
+        if report.connection_lost {
+            self.reset_conn().await;
+        }
+    }
+
+    /// The stage error for an engine's change that stopped: a refusal only while the
+    /// run has changed nothing.
+    pub fn stage_error(&self, kind: Stop, message: String) -> crate::stages::StageError {
+        use crate::stages::StageError;
+        let unchanged = self.committed.is_empty() && !self.outcome_unknown;
+        match kind {
+            Stop::Refused if unchanged => StageError::Refused(message),
+            _ => StageError::Failed(message),
+        }
     }
 
     /// `schema.table` of the tables that hold migration state rather than schema:

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use super::context::{PartialChange, RunContext};
 use super::definition::{InvalidIndexPolicy, Pipeline, RestorePolicy, StageKind, StageSpec};
-use crate::db::table_writes::{self, TableWrites};
+use crate::db::table_writes;
 use crate::events::{Event, Severity, StageRecord};
 use crate::migrations::data_effects::{data_effects, has_statements, DataEffect};
 
@@ -324,19 +324,14 @@ pub async fn rows_written_since_backup(ctx: &mut RunContext) -> Result<Vec<(Stri
     let Some(before) = ctx.writes_at_backup.clone() else {
         return Err("not measured".into());
     };
-    let now = match ctx.conn().await {
-        Ok(conn) => TableWrites::read(conn).await,
-        Err(e) => Err(e),
-    };
     let ours = ctx.bookkeeping_tables();
-    match now {
-        Ok(now) => {
-            let mut written = now.since(&before);
-            written.retain(|(table, _)| !ours.contains(table));
-            Ok(written)
-        }
-        Err(e) => Err(format!("cannot count them: {e}")),
-    }
+    let conn = ctx
+        .conn()
+        .await
+        .map_err(|e| format!("cannot count them: {e}"))?;
+    crate::db::table_writes::written_since(conn, &before, &ours)
+        .await
+        .map_err(|e| format!("cannot count them: {e}"))
 }
 
 /// Runs one rung as a stage of the run: events, a journal record, the outcome.

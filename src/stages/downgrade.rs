@@ -3,7 +3,6 @@
 //! downgrade rung, and the round-trip test's middle step). Refuses up front when a
 //! revision on the way is known not to downgrade.
 
-use super::sql_downgrade::{self, Target};
 use super::{deploy_lock, StageError, StageOutcome};
 use crate::engine::Snapshot;
 use crate::pipeline::RunContext;
@@ -12,24 +11,7 @@ use crate::pipeline::RunContext;
 /// pipeline whose first change is this downgrade refuses in its state check, before
 /// its backup.
 pub(crate) fn refusal_up_front(snap: &Snapshot, to: &str) -> Option<String> {
-    let named = match snap.resolve_target(to) {
-        Ok(named) => named,
-        Err(e) => return Some(format!("cannot downgrade: {e}; nothing was changed")),
-    };
-    match snap {
-        Snapshot::Alembic(a) => {
-            let to = Some(named.as_str()).filter(|t| *t != "base");
-            let problems = a.downgrade_problems(to);
-            (!problems.is_empty()).then(|| {
-                format!(
-                    "cannot downgrade to {}: {}; nothing was changed",
-                    to.unwrap_or("base"),
-                    problems.join("; ")
-                )
-            })
-        }
-        Snapshot::Sql(s) => sql_downgrade::refusal(s, &Target::To(named)),
-    }
+    snap.undo_refusal(to)
 }
 
 pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome, StageError> {
@@ -68,27 +50,23 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
             }
             None => None,
         };
-        let to = to.as_deref();
-        match snap {
-            Snapshot::Alembic(snap) => {
-                let to = match to {
-                    Some(to) => Some(to.to_string()),
-                    None => ctx.start.as_ref().and_then(Snapshot::current_label),
-                };
-                let to = to.as_deref().filter(|t| *t != "base");
-                crate::engine::alembic::run::downgrade(ctx, &snap, to).await
-            }
-            Snapshot::Sql(snap) => {
-                let target =
-                    match (to, &ctx.start) {
-                        (Some(to), _) => Target::To(to.to_string()),
-                        (None, Some(Snapshot::Sql(start))) => Target::Start(start.clone()),
-                        (None, _) => return Err(StageError::Refused(
-                            "no `to` version and no starting state of the sql engine to go back to"
-                                .into(),
-                        )),
-                    };
-                sql_downgrade::run(ctx, &snap, target).await
+        let plan = snap
+            .undo_plan(to.as_deref(), ctx.start.as_ref())
+            .map_err(StageError::Refused)?;
+        if plan.is_empty() {
+            return Ok(StageOutcome::Skipped(plan.already()));
+        }
+        ctx.begin_changing().await?;
+        crate::journal::mark_running(ctx).await;
+        let run = ctx.run_facts().await?;
+        match snap.undo(&plan, ctx.conn().await?, &run).await {
+            Ok(summary) => Ok(StageOutcome::Done(summary)),
+            Err(mut e) => {
+                // Undone versions are not committed work: the report keeps what else
+                // the stop left (half-run downs, an unknown COMMIT).
+                e.report.committed.clear();
+                ctx.record_change(e.report).await;
+                Err(ctx.stage_error(e.kind, e.message))
             }
         }
     }

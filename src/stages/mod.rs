@@ -11,14 +11,13 @@ mod preview;
 mod restore;
 mod roundtrip;
 mod shell;
-mod sql_downgrade;
 mod stamp;
 pub mod state_check;
 mod upgrade;
 mod verify;
 
-pub use outcome::{StageError, StageOutcome};
 pub use crate::text::migrations_count;
+pub use outcome::{StageError, StageOutcome};
 
 use crate::pipeline::{RunContext, StageKind, StageSpec};
 
@@ -38,22 +37,6 @@ pub async fn run(spec: &StageSpec, ctx: &mut RunContext) -> Result<StageOutcome,
         StageKind::Stamp => stamp::run(ctx, spec.to.as_deref()).await,
         StageKind::Roundtrip => roundtrip::run(ctx).await,
     }
-}
-
-/// What to do about a statement that failed by a timeout, or why it was cancelled:
-/// a sentence to append to the error (`None` for other errors). Our own cancel after
-/// Ctrl-C shares SQLSTATE 57014 with `statement_timeout`.
-pub(crate) fn failure_advice(
-    failure: &crate::db::SqlFailure,
-    settings: &crate::config::Settings,
-) -> Option<String> {
-    if failure.is_statement_timeout() && crate::interrupt::requested() {
-        return Some("It was cancelled by a signal (Ctrl-C or SIGTERM)".into());
-    }
-    failure.timeout_advice(
-        settings.database.lock_timeout,
-        settings.database.statement_timeout,
-    )
 }
 
 /// A changing stage's first question: may the engine change this database at all?

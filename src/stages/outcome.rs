@@ -46,14 +46,9 @@ failed_from!(crate::backup::BackupError, crate::storage::StorageError);
 
 impl From<crate::db::DbError> for StageError {
     fn from(e: crate::db::DbError) -> Self {
-        // Closed to new connections: an in-place restore is about to rename it. This
-        // run changed nothing, and there is nothing it can work on: a refusal.
-        if e.is_closed_database() {
-            StageError::Refused(format!(
-                "{e}; another run is probably restoring this database in place right now: wait for it to finish, then run again"
-            ))
-        } else {
-            StageError::Failed(e.to_string())
+        match e.refusal() {
+            Some(refusal) => StageError::Refused(refusal),
+            None => StageError::Failed(e.to_string()),
         }
     }
 }

@@ -1,7 +1,6 @@
 //! `state-check`: compares the migration files with the ledger and says, in words a
 //! person can act on, anything that must be resolved before a deploy.
 
-
 use super::{migrations_count, StageError, StageOutcome};
 use crate::engine::sql::SqlSnapshot;
 use crate::engine::Snapshot;
@@ -164,7 +163,6 @@ fn diagnose_sql(events: &Events, snap: &SqlSnapshot) -> usize {
     }
     state.drift.len() + state.unknown.len() + state.out_of_order.len()
 }
-
 
 /// The first 12 characters of a checksum (a hand-edited ledger row may be shorter).
 fn short(checksum: &str) -> &str {

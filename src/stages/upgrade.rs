@@ -1,22 +1,14 @@
-//! `upgrade`: applies the plan under the deploy lock.
-//!
-//! Consecutive transactional migrations run in ONE transaction together with their
-//! ledger rows, so a failure anywhere leaves none of them applied. A `no-transaction`
-//! migration splits the batch: it runs alone, statement by statement, and is recorded
-//! when it completes. The context records exactly what committed, so the runner never
-//! claims "rolled back" for something that was not.
+//! `upgrade`: applies the plan under the deploy lock, one engine step at a time
+//! (`Snapshot::apply_steps`), each tried again after a lock timeout that rolled it
+//! back whole. The context records exactly what each step's report says committed,
+//! so the runner never claims "rolled back" for something that was not.
 
 use std::time::Instant;
 
-use sqlx::postgres::PgConnection;
-use sqlx::{Connection, Executor};
-
 use super::{migrations_count, StageError, StageOutcome};
-use crate::db::{ledger, DbError, SqlFailure};
-use crate::engine::Snapshot;
-use crate::events::Event;
-use crate::migrations::split::{line_of_position, split_statements};
-use crate::migrations::Migration;
+use crate::db::ledger;
+use crate::engine::change::{ChangeError, Stop};
+use crate::engine::{ApplyStep, Snapshot};
 use crate::pipeline::RunContext;
 
 pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
@@ -86,17 +78,6 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
     ctx.take_schema_before(&snap).await?;
     ctx.upgrade_started = true;
     crate::journal::mark_running(ctx).await;
-    let snap = match snap {
-        Snapshot::Sql(sql) => sql,
-        Snapshot::Alembic(alembic) => {
-            return crate::engine::alembic::run::upgrade(ctx, &alembic).await
-        }
-    };
-    let pending: Vec<Migration> = snap.pending().into_iter().cloned().collect();
-
-    let total = pending.len();
-    let mut index = 0;
-    let started = Instant::now();
     // A migration that adds an enum value commits its batch: a later one may use it.
     // Where the plan (the one the preview showed) says, read once there.
     let cuts: Vec<String> = ctx
@@ -106,17 +87,15 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
         .filter(|m| m.commits_after.is_some())
         .map(|m| m.version.clone())
         .collect();
-    let cut = |m: &Migration| cuts.contains(&m.version.to_string());
-    for batch in crate::migrations::batches_cut(&pending, |m| m.transactional, cut) {
+    let total = snap.pending_count();
+    let started = Instant::now();
+    for step in snap.apply_steps(&cuts) {
         if crate::interrupt::requested() {
-            return Err(interrupted());
+            return Err(StageError::Failed(
+                "interrupted by a signal (Ctrl-C or SIGTERM) before the next statement".into(),
+            ));
         }
-        if batch[0].transactional {
-            apply_with_retries(ctx, batch, index, total).await?;
-        } else {
-            apply_alone(ctx, &batch[0], index, total).await?;
-        }
-        index += batch.len();
+        apply_with_retries(ctx, &snap, &step).await?;
     }
     Ok(StageOutcome::Done(format!(
         "{} applied in {}",
@@ -125,336 +104,69 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
     )))
 }
 
-/// A batch's transaction failed: why, and whether it was a lock timeout (the whole
-/// batch rolled back; trying again later may well succeed).
-struct BatchFailure {
-    error: StageError,
-    lock_timeout: bool,
-}
-
-impl From<DbError> for BatchFailure {
-    fn from(e: DbError) -> BatchFailure {
-        BatchFailure {
-            error: e.into(),
-            lock_timeout: false,
-        }
-    }
-}
-
-/// [`apply_transaction`], tried again after a lock timeout (`database.lock_retries`
-/// times, the wait doubling from `database.lock_retry_wait`): the batch rolled back
-/// whole, so nothing is applied twice, and the blocker may be gone by then.
+/// One step of the upgrade, tried again after a lock timeout (`database.lock_retries`
+/// times, the wait doubling from `database.lock_retry_wait`): the engine says so only
+/// when the step rolled back whole, so nothing is applied twice, and the blocker may
+/// be gone by then. The one retry policy, for every engine.
 async fn apply_with_retries(
     ctx: &mut RunContext,
-    batch: &[Migration],
-    first_index: usize,
-    total: usize,
+    snap: &Snapshot,
+    step: &ApplyStep,
 ) -> Result<(), StageError> {
     let retries = ctx.settings.database.lock_retries;
     let mut wait = ctx.settings.database.lock_retry_wait;
     let mut attempt = 0;
     loop {
-        match apply_transaction(ctx, batch, first_index, total).await {
-            Ok(()) => return Ok(()),
-            Err(failure) if failure.lock_timeout && attempt < retries => {
-                attempt += 1;
-                ctx.events.diagnose(
-                    crate::events::Severity::Warning,
-                    format!(
-                        "a migration of the batch waited lock_timeout for a lock another session holds (SQLSTATE 55P03); the batch rolled back, nothing of it applied. Retry {attempt} of {retries} in {}",
-                        humantime::format_duration(wait)
-                    ),
-                    None,
-                );
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(std::time::Duration::from_secs(300));
-            }
-            Err(failure) if attempt > 0 => {
-                return Err(StageError::Failed(format!(
-                    "{} (tried {} times, database.lock_retries = {retries})",
-                    failure.error,
-                    attempt + 1
-                )))
-            }
-            Err(failure) => return Err(failure.error),
+        // A migration run alone can stop half-way: a killed run's journal names it.
+        if let Some(label) = step.runs_alone() {
+            crate::journal::mark_in_progress(ctx, Some(label.to_string())).await;
         }
-    }
-}
-
-async fn apply_transaction(
-    ctx: &mut RunContext,
-    batch: &[Migration],
-    first_index: usize,
-    total: usize,
-) -> Result<(), BatchFailure> {
-    let versions: Vec<String> = batch.iter().map(|m| m.version.to_string()).collect();
-    let run = RunFacts::of(ctx);
-    let conn = ctx.conn().await?;
-    let mut tx = conn
-        .begin()
-        .await
-        .map_err(|e| DbError::query("beginning the deploy transaction", &e))?;
-    let applied = run_batch(&mut tx, batch, first_index, total, &run).await;
-    let outcome = match applied {
-        Ok(()) => tx.commit().await,
-        Err(error) => {
-            if tx.rollback().await.is_err() {
-                // The connection is gone: PostgreSQL rolls back a transaction whose
-                // session ends before COMMIT, so nothing of the batch is applied.
-                ctx.reset_conn().await;
-            }
-            ctx.record_rolled_back(versions);
-            return Err(error);
-        }
-    };
-    match outcome {
-        Ok(()) => {
-            ctx.record_committed(versions);
-            Ok(())
-        }
-        // The server answered COMMIT with an error (a deferred constraint, say): it
-        // rolled back, and nothing of the batch is applied.
-        Err(e @ sqlx::Error::Database(_)) => {
-            ctx.record_rolled_back(versions);
-            let failure = SqlFailure::from_sqlx(&e);
-            Err(BatchFailure {
-                error: StageError::Failed(format!("COMMIT failed and rolled back: {failure}")),
-                lock_timeout: false,
-            })
-        }
-        // COMMIT sent, answer lost: it may or may not have committed.
-        Err(e) => {
-            ctx.outcome_unknown = true;
-            ctx.commit_unknown.extend(versions.iter().cloned());
-            ctx.commit_unknown_pid = ctx.session_pid;
-            ctx.reset_conn().await;
-            Err(BatchFailure {
-                error: StageError::Failed(format!(
-                    "the connection failed during COMMIT of {}: {}; whether they were applied is unknown until checked",
-                    versions.join(", "),
-                    SqlFailure::from_sqlx(&e)
-                )),
-                lock_timeout: false,
-            })
-        }
-    }
-}
-
-/// Runs each migration of a batch and its ledger row inside the open transaction.
-async fn run_batch(
-    tx: &mut PgConnection,
-    batch: &[Migration],
-    first_index: usize,
-    total: usize,
-    run: &RunFacts,
-) -> Result<(), BatchFailure> {
-    for (offset, m) in batch.iter().enumerate() {
-        if crate::interrupt::requested() {
-            return Err(BatchFailure {
-                error: interrupted(),
-                lock_timeout: false,
-            });
-        }
-        let index = first_index + offset;
-        run.events.emit(started_event(m, index, total));
-        let t = Instant::now();
-        if let Err(e) = tx.execute(sqlx::raw_sql(&m.up_sql)).await {
-            let failure = SqlFailure::from_sqlx(&e);
-            return Err(BatchFailure {
-                error: migration_failed(m, &failure, &run.settings, None),
-                lock_timeout: failure.is_lock_timeout(),
-            });
-        }
-        record_applied(tx, m, index, total, t, run).await?;
-    }
-    crate::faults::pause("upgrade-transaction");
-    Ok(())
-}
-
-/// What every step of the upgrade needs to know about the run.
-struct RunFacts {
-    run_id: uuid::Uuid,
-    settings: crate::config::Settings,
-    events: crate::events::Events,
-}
-
-impl RunFacts {
-    fn of(ctx: &RunContext) -> RunFacts {
-        RunFacts {
-            run_id: ctx.run_id,
-            settings: ctx.settings.clone(),
-            events: ctx.events.clone(),
-        }
-    }
-}
-
-/// Writes the ledger row for `m` (on `conn`: inside the batch's transaction, or on
-/// its own) and reports it applied.
-async fn record_applied(
-    conn: &mut PgConnection,
-    m: &Migration,
-    index: usize,
-    total: usize,
-    started: Instant,
-    run: &RunFacts,
-) -> Result<(), DbError> {
-    let duration_ms = started.elapsed().as_millis() as u64;
-    let row = ledger::NewRow {
-        version: m.version.as_str(),
-        name: &m.name,
-        checksum: &m.checksum,
-        run_id: run.run_id,
-        duration_ms: duration_ms as i64,
-        transactional: m.transactional,
-    };
-    ledger::record(conn, &run.settings.database.schema, row).await?;
-    run.events.emit(Event::MigrationApplied {
-        index,
-        total,
-        version: m.version.to_string(),
-        name: m.name.clone(),
-        duration_ms,
-    });
-    Ok(())
-}
-
-/// A `no-transaction` migration: each statement commits on its own.
-async fn apply_alone(
-    ctx: &mut RunContext,
-    m: &Migration,
-    index: usize,
-    total: usize,
-) -> Result<(), StageError> {
-    let run = RunFacts::of(ctx);
-    run.events.emit(started_event(m, index, total));
-    let t = Instant::now();
-    let statements = split_statements(&m.up_sql);
-    crate::journal::mark_in_progress(ctx, Some(m.label())).await;
-    let conn = ctx.conn().await?;
-    let invalid_before = crate::db::invalid_indexes(conn).await?;
-    for (n, statement) in statements.iter().enumerate() {
-        if crate::interrupt::requested() {
-            if n > 0 {
-                ctx.record_partial_change(format!(
-                    "{} (statements 1-{n} of {} only)",
-                    m.version,
-                    statements.len()
-                ));
-            }
-            return Err(interrupted());
-        }
-        // A failed concurrent build of this very index left it INVALID: drop it, so
-        // the rerun builds it instead of failing on the name.
-        if let Some((index, table)) = crate::db::index_leftover::concurrent_build(&statement.sql) {
-            if let Some(dropped) =
-                crate::db::index_leftover::drop_leftover(conn, &index, &table).await?
-            {
-                run.events.diagnose(
-                    crate::events::Severity::Info,
-                    format!("dropped the INVALID index {dropped} a failed build of this statement left, to build it again"),
-                    None,
-                );
-            }
-        }
-        let Err(e) = conn.execute(sqlx::raw_sql(&statement.sql)).await else {
-            if n == 0 && statements.len() > 1 {
-                crate::faults::pause("no-transaction");
-            }
-            continue;
-        };
-        let failure = SqlFailure::from_sqlx(&e);
-        // A failed CREATE INDEX CONCURRENTLY leaves an INVALID index behind: a change
-        // like any other, and one that makes the retry fail too.
-        let left_over = crate::db::invalid_indexes(conn).await;
-        if n > 0 {
-            ctx.record_partial_change(format!(
-                "{} (statements 1-{n} of {} only)",
-                m.version,
-                statements.len()
-            ));
-        }
-        match left_over {
-            Ok(now) => {
-                for name in now.into_iter().filter(|i| !invalid_before.contains(i)) {
-                    ctx.record_invalid_index(name, m.version.to_string());
+        let run = ctx.run_facts().await?;
+        let result = snap.apply(step, ctx.conn().await?, &run).await;
+        let error = match result {
+            Ok(report) => {
+                ctx.record_change(report).await;
+                if step.runs_alone().is_some() {
+                    crate::journal::mark_in_progress(ctx, None).await;
                 }
+                return Ok(());
             }
-            Err(_) => ctx.record_partial_change(format!(
-                "{}: could not check for INVALID indexes it may have left (the connection failed)",
-                m.version
-            )),
+            Err(error) => error,
+        };
+        let ChangeError {
+            kind,
+            message,
+            report,
+        } = error;
+        ctx.record_change(report).await;
+        if kind == Stop::LockTimeout && attempt < retries && !crate::interrupt::requested() {
+            attempt += 1;
+            ctx.events.diagnose(
+                crate::events::Severity::Warning,
+                format!(
+                    "the upgrade waited lock_timeout for a lock another session holds (SQLSTATE 55P03) and rolled back whole: nothing committed. Retry {attempt} of {retries} in {}",
+                    humantime::format_duration(wait)
+                ),
+                None,
+            );
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(std::time::Duration::from_secs(300));
+            continue;
         }
-        let place = format!(
-            "statement {} of {}, line {}",
-            n + 1,
-            statements.len(),
-            statement.line
-        );
-        return Err(migration_failed(m, &failure, &run.settings, Some(place)));
+        let message = match attempt {
+            0 => message,
+            _ => format!(
+                "{message} (tried {} times, database.lock_retries = {retries})",
+                attempt + 1
+            ),
+        };
+        return Err(ctx.stage_error(kind, message));
     }
-    if let Err(e) = record_applied(conn, m, index, total, t, &run).await {
-        // It ran; only the bookkeeping failed. Never let the run call this unchanged.
-        ctx.record_partial_change(format!(
-            "{} (ran completely, not recorded in the ledger)",
-            m.version
-        ));
-        return Err(StageError::Failed(format!(
-            "{} ran completely but recording it in the ledger failed: {e}; \
-             insert its row into {}.{} by hand before the next deploy",
-            m.label(),
-            run.settings.database.schema,
-            ledger::TABLE
-        )));
-    }
-    ctx.record_committed(vec![m.version.to_string()]);
-    crate::journal::mark_in_progress(ctx, None).await;
-    Ok(())
-}
-
-fn interrupted() -> StageError {
-    StageError::Failed(
-        "interrupted by a signal (Ctrl-C or SIGTERM) before the next statement".into(),
-    )
-}
-
-fn started_event(m: &Migration, index: usize, total: usize) -> Event {
-    Event::MigrationStarted {
-        index,
-        total,
-        version: m.version.to_string(),
-        name: m.name.clone(),
-        transactional: m.transactional,
-    }
-}
-
-/// "migration 3_add_orders failed (migrations/3_add_orders.sql line 4): ..." plus
-/// what to do about lock and statement timeouts.
-fn migration_failed(
-    m: &Migration,
-    failure: &SqlFailure,
-    settings: &crate::config::Settings,
-    location: Option<String>,
-) -> StageError {
-    let location = location.or_else(|| {
-        failure
-            .position
-            .map(|pos| format!("line {}", line_of_position(&m.up_sql, pos)))
-    });
-    let place = match location {
-        Some(location) => format!("{}, {location}", m.up_path.display()),
-        None => m.up_path.display().to_string(),
-    };
-    let mut message = format!("migration {} failed ({place}): {failure}", m.label());
-    if let Some(advice) = super::failure_advice(failure, settings) {
-        message.push_str(&format!(". {advice}"));
-    }
-    StageError::Failed(message)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::migrations::{checksum::checksum, Version};
+    use crate::migrations::{checksum::checksum, Migration, Version};
 
     fn m(v: &str, transactional: bool) -> Migration {
         Migration {

@@ -5,11 +5,11 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::sink::{PendingUpload, Sink};
-use super::{
+use super::objects::{
     id_of, parse_manifest, skip_bad, Listed, StorageError, MANIFEST_SUFFIX, OBJECT_SUFFIX,
     VERIFIED_SUFFIX,
 };
+use super::sink::{PendingUpload, Sink};
 
 #[derive(Clone)]
 pub struct LocalStore {

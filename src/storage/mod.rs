@@ -4,54 +4,24 @@
 //! once `verify-backup` has read it back, `ID.verified.json`.
 
 mod local;
+mod objects;
 mod s3;
 mod sink;
 
 pub use local::LocalStore;
+pub use objects::{Listed, StorageError, MANIFEST_SUFFIX, OBJECT_SUFFIX, VERIFIED_SUFFIX};
 pub use s3::S3Store;
 pub use sink::{PendingUpload, Sink};
 
 use std::io::Read;
 
-use crate::backup::Manifest;
 use crate::config::BackupSettings;
-
-pub const OBJECT_SUFFIX: &str = ".dump.gz";
-pub const MANIFEST_SUFFIX: &str = ".manifest.json";
-pub const VERIFIED_SUFFIX: &str = ".verified.json";
 
 /// Cheap to clone: clones share the S3 client and its connection pool.
 #[derive(Clone)]
 pub enum Storage {
     Local(LocalStore),
     S3(S3Store),
-}
-
-/// A backup as listed: its manifest, and when it was last verified, if ever.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Listed {
-    pub manifest: Manifest,
-    pub verified_at: Option<String>,
-    /// Where the object is: a path or an `s3://` URL.
-    pub location: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    #[error("{what} in {place}: {message}")]
-    Io {
-        what: String,
-        place: String,
-        message: String,
-    },
-    #[error("no backup `{id}` in {place}; `ballast backups` lists them")]
-    NotFound { id: String, place: String },
-    #[error("the manifest of `{id}` in {place} is unreadable: {message}")]
-    BadManifest {
-        id: String,
-        place: String,
-        message: String,
-    },
 }
 
 impl Storage {
@@ -192,34 +162,4 @@ impl Storage {
             Storage::S3(s) => s.clean_stale_uploads().await,
         }
     }
-}
-
-/// Reads a manifest's bytes, naming the backup on error.
-pub(crate) fn parse_manifest(
-    id: &str,
-    place: &str,
-    bytes: &[u8],
-) -> Result<Manifest, StorageError> {
-    serde_json::from_slice(bytes).map_err(|e| StorageError::BadManifest {
-        id: id.to_string(),
-        place: place.to_string(),
-        message: e.to_string(),
-    })
-}
-
-/// A manifest that cannot be read is reported and left out of the listing.
-pub(crate) fn skip_bad(parsed: Result<Manifest, StorageError>) -> Option<Manifest> {
-    match parsed {
-        Ok(manifest) => Some(manifest),
-        Err(e) => {
-            tracing::warn!("{e}; it is not listed");
-            None
-        }
-    }
-}
-
-/// The backup id of a key or file name ending in `suffix`.
-pub(crate) fn id_of<'a>(name: &'a str, suffix: &str) -> Option<&'a str> {
-    name.strip_suffix(suffix)
-        .filter(|id| !id.is_empty() && !id.starts_with('.'))
 }

@@ -18,11 +18,11 @@ use aws_sdk_s3::Client;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::sink::{PartWriter, PendingUpload, Sink};
-use super::{
+use super::objects::{
     id_of, parse_manifest, skip_bad, Listed, StorageError, MANIFEST_SUFFIX, OBJECT_SUFFIX,
     VERIFIED_SUFFIX,
 };
+use super::sink::{PartWriter, PendingUpload, Sink};
 use crate::config::S3Settings;
 
 /// Bytes of parts uploading at once. The uploader takes the next part only when a

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use tokio::sync::mpsc;
 
+use super::objects::StorageError;
 use super::s3::MultipartUpload;
-use super::StorageError;
 
 pub enum Sink {
     Local(BufWriter<File>),

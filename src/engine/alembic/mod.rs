@@ -5,6 +5,7 @@
 //! database it backed up before any Alembic child changes anything.
 
 pub mod graph;
+pub mod lint_input;
 pub mod offline;
 pub mod process;
 pub mod reach;

@@ -1,87 +1,46 @@
 //! Upgrading and downgrading an Alembic target, under ballast's deploy lock (the
-//! caller holds it). Alembic runs online as the project has it; afterwards the version
-//! table says exactly what committed, whatever the project's transaction mode, so a
-//! failure after some revisions committed is reported as that, never as "rolled back".
+//! stage holds it). Alembic runs online as the project has it; afterwards the version
+//! table says what Alembic recorded, and the schema and the table statistics what
+//! committed besides, whatever the project's transaction mode: a failure after some
+//! revisions committed is reported as that, never as "rolled back".
 
 use std::collections::HashSet;
 use std::time::Instant;
+
+use sqlx::postgres::PgConnection;
 
 use super::offline::upgraded_to;
 use super::process::{Finished, Runner};
 use super::reach::Witness;
 use super::snapshot::{current_revisions, AlembicSnapshot};
+use crate::db::DbError;
+use crate::engine::change::{ChangeError, Report, RunFacts, Stop};
 use crate::events::Event;
-use crate::pipeline::RunContext;
-use crate::stages::{migrations_count, StageError, StageOutcome};
 
-/// Runs `alembic upgrade TARGET` and accounts for every pending revision.
-pub async fn upgrade(
-    ctx: &mut RunContext,
-    snap: &AlembicSnapshot,
-) -> Result<StageOutcome, StageError> {
+/// Runs `alembic upgrade TARGET` once and accounts for every pending revision. A
+/// lock timeout with nothing committed anywhere is [`Stop::LockTimeout`].
+pub async fn upgrade(snap: &AlembicSnapshot, run: &RunFacts) -> Result<Report, ChangeError> {
     let target = snap
         .target()
-        .ok_or_else(|| StageError::Refused("the project has no single head".into()))?
+        .ok_or_else(|| ChangeError::refused("the project has no single head"))?
         .to_string();
     let pending: Vec<(String, String)> = snap
         .pending()
         .iter()
         .map(|r| (r.revision.clone(), r.message.clone()))
         .collect();
-    let total = pending.len();
     let transactional = !snap.per_migration();
-    let server = ctx.server().await?;
-    let started = Instant::now();
-    let retries = ctx.settings.database.lock_retries;
-    let mut wait = ctx.settings.database.lock_retry_wait;
-    let mut attempt = 0;
     // Alembic's every connection is held to the witness while it runs (guard.py).
-    let witness = Witness::open(&ctx.settings.database).await?;
-    let finished = loop {
-        let runner = Runner::new(&ctx.settings, Some(server.major)).guarded(&witness);
-        let finished =
-            match upgrade_once(runner, &ctx.events, &target, &pending, transactional).await {
-                Ok(finished) => finished,
-                Err(e) => {
-                    witness.close().await;
-                    return Err(e);
-                }
-            };
-        // A lock timeout before anything committed: the transaction rolled back whole,
-        // so trying again later applies nothing twice (as the sql engine does).
-        let retry = !finished.success
-            && finished.reason().contains("lock timeout")
-            && attempt < retries
-            && !crate::interrupt::requested()
-            && revisions_after(ctx, snap)
-                .await
-                .is_ok_and(|now| snap.graph.ancestry(&now) == snap.graph.ancestry(snap.current()))
-            // Nothing committed outside the version table either (autocommit blocks).
-            && crate::pipeline::recovery::back_at_start(ctx).await.is_ok();
-        if !retry {
-            break finished;
-        }
-        attempt += 1;
-        ctx.events.diagnose(
-            crate::events::Severity::Warning,
-            format!(
-                "alembic waited lock_timeout for a lock another session holds (SQLSTATE 55P03); nothing committed. Retry {attempt} of {retries} in {}",
-                humantime::format_duration(wait)
-            ),
-            None,
-        );
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(std::time::Duration::from_secs(300));
-    };
+    let witness = Witness::open(&run.settings.database).await?;
+    let runner = Runner::new(&run.settings, Some(run.server_major)).guarded(&witness);
+    let finished = upgrade_once(runner, &run.events, &target, &pending, transactional).await;
     witness.close().await;
-    let accounted = account(ctx, snap, &pending, &finished, "upgrade").await;
-    refused_if_nothing_changed(ctx, &finished)?;
-    accounted?;
-    Ok(StageOutcome::Done(format!(
-        "{} applied in {}",
-        migrations_count(total),
-        crate::text::human_duration(started.elapsed().as_millis() as u64)
-    )))
+    let finished = finished?;
+    let mut account = account(snap, &pending, &finished, "upgrade", run).await;
+    if let Err(e) = &mut account {
+        refused_if_nothing_changed(&finished, e);
+    }
+    account
 }
 
 /// One `alembic upgrade`, with a progress event per revision from alembic's log.
@@ -91,7 +50,7 @@ async fn upgrade_once(
     target: &str,
     pending: &[(String, String)],
     transactional: bool,
-) -> Result<Finished, StageError> {
+) -> Result<Finished, ChangeError> {
     let total = pending.len();
     let order = pending.to_vec();
     let progress = events.clone();
@@ -130,7 +89,7 @@ async fn upgrade_once(
         (finished, previous)
     })
     .await
-    .map_err(|e| StageError::Failed(e.to_string()))?;
+    .map_err(|e| ChangeError::failed(e.to_string(), Report::default()))?;
     let finished = finished.map_err(failed)?;
     if let (true, Some((done, since))) = (finished.success, last) {
         progress.emit(Event::MigrationApplied {
@@ -144,23 +103,61 @@ async fn upgrade_once(
     Ok(finished)
 }
 
-/// Reads the version table after alembic ended and records what committed and what
-/// did not; an error when alembic failed.
+/// Reads the version table after alembic ended: what committed and what did not; an
+/// error when alembic failed.
 async fn account(
-    ctx: &mut RunContext,
     before: &AlembicSnapshot,
     pending: &[(String, String)],
     finished: &Finished,
     verb: &str,
-) -> Result<(), StageError> {
-    let now = match revisions_after(ctx, before).await {
-        Ok(rows) => rows,
+    run: &RunFacts,
+) -> Result<Report, ChangeError> {
+    let mut report = Report::default();
+    // A fresh connection: a failure may have left any other one unusable.
+    let mut conn = match crate::db::connect(&run.settings.database, "deploy").await {
+        Ok(conn) => conn,
+        Err(e) => return Err(unreadable(verb, finished, e)),
+    };
+    let result = account_on(&mut conn, before, pending, finished, verb, run, &mut report).await;
+    crate::db::close(conn).await;
+    match result {
+        Ok(()) => Ok(report),
+        Err(mut e) => {
+            e.report = report;
+            Err(e)
+        }
+    }
+}
+
+/// What committed is unknown: the version table could not be read afterwards.
+fn unreadable(verb: &str, finished: &Finished, e: DbError) -> ChangeError {
+    ChangeError::failed(
+        format!(
+            "alembic {verb} ended ({}), and reading the version table afterwards failed: {e}; what committed is unknown until checked",
+            finished.status
+        ),
+        Report {
+            outcome_unknown: true,
+            ..Report::default()
+        },
+    )
+}
+
+async fn account_on(
+    conn: &mut PgConnection,
+    before: &AlembicSnapshot,
+    pending: &[(String, String)],
+    finished: &Finished,
+    verb: &str,
+    run: &RunFacts,
+    report: &mut Report,
+) -> Result<(), ChangeError> {
+    let now = match current_revisions(conn, &before.version).await {
+        Ok(rows) => rows.unwrap_or_default(),
         Err(e) => {
-            ctx.outcome_unknown = true;
-            return Err(StageError::Failed(format!(
-                "alembic {verb} ended ({}), and reading the version table afterwards failed: {e}; what committed is unknown until checked",
-                finished.status
-            )));
+            let e = unreadable(verb, finished, e);
+            *report = e.report.clone();
+            return Err(e);
         }
     };
     let reached = before.graph.ancestry(&now);
@@ -168,15 +165,16 @@ async fn account(
         .iter()
         .map(|(r, _)| r.clone())
         .partition(|r| reached.contains(r));
-    if !committed.is_empty() {
-        ctx.record_committed(committed.clone());
-    }
+    report.committed = committed.clone();
     if finished.success {
         if !not.is_empty() {
-            return Err(StageError::Failed(format!(
-                "alembic {verb} exited 0 but the version table does not include {}; check `ballast status`",
-                not.join(", ")
-            )));
+            return Err(ChangeError::failed(
+                format!(
+                    "alembic {verb} exited 0 but the version table does not include {}; check `ballast status`",
+                    not.join(", ")
+                ),
+                Report::default(),
+            ));
         }
         return Ok(());
     }
@@ -184,7 +182,7 @@ async fn account(
     // that commits by itself (`op.get_bind().commit()`, an autocommit block) keeps its
     // changes when a later revision's failure rolls the version table back.
     let unrecorded = match committed.is_empty() {
-        true => changed_since_upgrade_began(ctx).await,
+        true => changed_since_upgrade_began(conn, run).await,
         false => None,
     };
     // The revision that failed may have committed part of its work by itself, which
@@ -201,27 +199,25 @@ async fn account(
         })
         .cloned();
     let self_committing = match self_committing {
-        Some(failed) if unrecorded.is_none() => {
-            match crate::pipeline::recovery::rows_written_since_backup(ctx).await {
-                Ok(written) if written.is_empty() => None,
-                _ => Some(failed),
-            }
-        }
+        Some(failed) if unrecorded.is_none() => match rows_written_since_backup(conn, run).await {
+            Some(written) if written.is_empty() => None,
+            _ => Some(failed),
+        },
         other => other,
     };
     let self_committing = self_committing.as_ref();
     if let Some(changes) = &unrecorded {
-        ctx.record_partial_change(format!(
+        report.partial(format!(
             "schema changes {} does not record: {changes}",
             before.version
         ));
     } else if let Some(failed) = self_committing {
-        ctx.record_partial_change(format!(
+        report.partial(format!(
             "{failed} failed, and it commits by itself (an autocommit block or commit()): what it committed before failing is unknown"
         ));
-        ctx.record_rolled_back(not[1..].to_vec());
+        report.rolled_back = not[1..].to_vec();
     } else if !not.is_empty() {
-        ctx.record_rolled_back(not.clone());
+        report.rolled_back = not.clone();
     }
     let stopped = if let Some(changes) = &unrecorded {
         format!(
@@ -237,7 +233,7 @@ async fn account(
     } else {
         format!(
             "{} committed before the failure ({}); {} did not",
-            migrations_count(committed.len()),
+            crate::text::migrations_count(committed.len()),
             committed.join(", "),
             if not.is_empty() {
                 "the rest".to_string()
@@ -247,52 +243,81 @@ async fn account(
         )
     };
     let reason = finished.reason();
-    let hint = if reason.contains("lock timeout") {
+    let lock_timeout = reason.contains("lock timeout");
+    let hint = if lock_timeout {
         format!(
             ". It waited lock_timeout ({}) for a lock another session holds, instead of queueing behind it and blocking the site; find the blocker in pg_stat_activity and retry when it is gone",
-            humantime::format_duration(ctx.settings.database.lock_timeout)
+            humantime::format_duration(run.settings.database.lock_timeout)
         )
     } else {
         String::new()
     };
-    Err(StageError::Failed(format!(
-        "alembic {verb} failed: {reason}; {stopped}{hint}"
-    )))
+    // Nothing committed anywhere: the whole upgrade rolled back, so trying it again
+    // later applies nothing twice (as the sql engine's batches).
+    let nothing_committed =
+        committed.is_empty() && unrecorded.is_none() && self_committing.is_none();
+    Err(ChangeError {
+        kind: match lock_timeout && nothing_committed {
+            true => Stop::LockTimeout,
+            false => Stop::Failed,
+        },
+        message: format!("alembic {verb} failed: {reason}; {stopped}{hint}"),
+        report: Report::default(),
+    })
 }
 
 /// The guard refused one of the child's connections before anything ran on it: a
 /// refusal (exit 3) when the account shows nothing changed, otherwise the account's
 /// failure stands (a multi-database env.py may have migrated one database first).
-fn refused_if_nothing_changed(ctx: &RunContext, finished: &Finished) -> Result<(), StageError> {
-    match finished.refused() {
-        Some(why) if ctx.committed.is_empty() && !ctx.outcome_unknown => Err(StageError::Refused(
-            format!("{why}; {}; nothing was changed", super::reach::HINT_SHORT),
-        )),
-        _ => Ok(()),
+fn refused_if_nothing_changed(finished: &Finished, e: &mut ChangeError) {
+    if let Some(why) = finished.refused() {
+        if !e.report.changed_anything() {
+            *e = ChangeError::refused(format!(
+                "{why}; {}; nothing was changed",
+                super::reach::HINT_SHORT
+            ));
+        }
     }
 }
 
 /// What differs from the schema as it was right before the upgrade (a summary), or
 /// `None` when nothing does. Unknown counts as changed: never "nothing committed"
 /// without seeing it.
-async fn changed_since_upgrade_began(ctx: &mut RunContext) -> Option<String> {
-    let before = ctx.schema_before.clone()?;
-    match ctx.schema_shape().await {
+async fn changed_since_upgrade_began(conn: &mut PgConnection, run: &RunFacts) -> Option<String> {
+    let before = run.before.as_ref()?;
+    match before.shape_now(conn).await {
         Ok(now) => {
-            let differences = now.differences(&before);
+            let differences = now.differences(&before.shape);
             (!differences.is_empty()).then(|| crate::db::schema_shape::summary(&differences))
         }
         Err(e) => Some(format!("the schema could not be read to tell: {e}")),
     }
 }
 
-/// Downgrades to `to` (`None`: to base), refusing up front when a revision on the way
-/// is known not to downgrade. The caller holds the deploy lock.
-pub async fn downgrade(
-    ctx: &mut RunContext,
+/// Rows written since the backup outside the bookkeeping tables; `None` when that
+/// cannot be told (no backup, or the statistics could not be read).
+async fn rows_written_since_backup(
+    conn: &mut PgConnection,
+    run: &RunFacts,
+) -> Option<Vec<(String, i64)>> {
+    let before = run.before.as_ref()?;
+    let at_backup = before.writes_at_backup.as_ref()?;
+    crate::db::table_writes::written_since(conn, at_backup, &before.bookkeeping)
+        .await
+        .ok()
+}
+
+/// What a downgrade reverted.
+pub struct Reverted {
+    pub revisions: Vec<String>,
+}
+
+/// The revisions a downgrade to `to` (`None`: to base) reverts, newest first, or the
+/// refusal when one on the way is known not to downgrade.
+pub fn downgrade_plan(
     snap: &AlembicSnapshot,
     to: Option<&str>,
-) -> Result<StageOutcome, StageError> {
+) -> Result<Vec<(String, String)>, String> {
     let undone: Vec<(String, String)> = snap
         .graph
         .undone_by_downgrade(snap.current(), to)
@@ -300,26 +325,32 @@ pub async fn downgrade(
         .map(|r| (r.revision.clone(), r.message.clone()))
         .collect();
     if undone.is_empty() {
-        return Ok(StageOutcome::Skipped(format!(
-            "already at {}",
-            to.unwrap_or("base")
-        )));
+        return Ok(undone);
     }
     let problems = snap.downgrade_problems(to);
     if !problems.is_empty() {
-        return Err(StageError::Refused(format!(
+        return Err(format!(
             "cannot downgrade to {}: {}; nothing was changed (restore a backup instead)",
             to.unwrap_or("base"),
             problems.join("; ")
-        )));
+        ));
     }
-    let server = ctx.server().await?;
-    let witness = Witness::open(&ctx.settings.database).await?;
-    let runner = Runner::new(&ctx.settings, Some(server.major)).guarded(&witness);
+    Ok(undone)
+}
+
+/// Downgrades to `to` (`None`: to base), reverting `undone` (see [`downgrade_plan`]).
+pub async fn downgrade(
+    snap: &AlembicSnapshot,
+    to: Option<&str>,
+    undone: &[(String, String)],
+    run: &RunFacts,
+) -> Result<Reverted, ChangeError> {
+    let witness = Witness::open(&run.settings.database).await?;
+    let runner = Runner::new(&run.settings, Some(run.server_major)).guarded(&witness);
     let target = to.unwrap_or("base").to_string();
-    let events = ctx.events.clone();
+    let events = run.events.clone();
     let total = undone.len();
-    let order = undone.clone();
+    let order = undone.to_vec();
     let finished = tokio::task::spawn_blocking(move || {
         runner.alembic_streaming(&["downgrade", &target], |line| {
             let Some((_, rest)) = line.split_once("Running downgrade ") else {
@@ -336,50 +367,45 @@ pub async fn downgrade(
         })
     })
     .await
-    .map_err(|e| StageError::Failed(e.to_string()))?
+    .map_err(|e| ChangeError::failed(e.to_string(), Report::default()))?
     .map_err(failed);
     witness.close().await;
     let finished = finished?;
-    let now = revisions_after(ctx, snap).await?;
+    let now = revisions_after(snap, run).await?;
     let still: HashSet<String> = snap.graph.ancestry(&now);
     let reverted: Vec<String> = undone
         .iter()
         .map(|(r, _)| r.clone())
         .filter(|r| !still.contains(r))
         .collect();
-    if !finished.success && reverted.is_empty() {
-        refused_if_nothing_changed(ctx, &finished)?;
+    if finished.success {
+        return Ok(Reverted {
+            revisions: reverted,
+        });
     }
-    if !finished.success {
-        return Err(StageError::Failed(format!(
+    let mut error = ChangeError::failed(
+        format!(
             "alembic downgrade failed: {}; {} reverted before it stopped ({}); the database is at {}",
             finished.reason(),
             reverted.len(),
             if reverted.is_empty() { "none".to_string() } else { reverted.join(", ") },
             if now.is_empty() { "base".to_string() } else { now.join("+") }
-        )));
-    }
-    Ok(StageOutcome::Done(format!(
-        "downgraded to {}: {} reverted ({})",
-        to.unwrap_or("base"),
-        reverted.len(),
-        reverted.join(", ")
-    )))
+        ),
+        Report::committed(reverted),
+    );
+    refused_if_nothing_changed(&finished, &mut error);
+    Err(error)
 }
 
 /// The version table's rows after alembic ran, read on a fresh connection (a failure
-/// may have left ours unusable).
-async fn revisions_after(
-    ctx: &mut RunContext,
-    snap: &AlembicSnapshot,
-) -> Result<Vec<String>, crate::db::DbError> {
-    ctx.reset_conn().await;
-    let conn = ctx.conn().await?;
-    Ok(current_revisions(conn, &snap.version)
-        .await?
-        .unwrap_or_default())
+/// may have left any other one unusable).
+async fn revisions_after(snap: &AlembicSnapshot, run: &RunFacts) -> Result<Vec<String>, DbError> {
+    let mut conn = crate::db::connect(&run.settings.database, "deploy").await?;
+    let rows = current_revisions(&mut conn, &snap.version).await;
+    crate::db::close(conn).await;
+    Ok(rows?.unwrap_or_default())
 }
 
-fn failed(e: super::AlembicError) -> StageError {
-    StageError::Failed(e.to_string())
+fn failed(e: super::AlembicError) -> ChangeError {
+    ChangeError::failed(e.to_string(), Report::default())
 }

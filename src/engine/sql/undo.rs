@@ -1,5 +1,5 @@
-//! The `sql` engine's downgrade: runs the down files of applied migrations, newest
-//! first, and deletes their ledger rows. The `downgrade` stage holds the deploy lock.
+//! The `sql` engine's undo: runs the down files of applied migrations, newest first,
+//! and deletes their ledger rows. The `downgrade` stage holds the deploy lock.
 //!
 //! Everything that would make a down unsafe is found before anything runs, for every
 //! migration on the way: no down file, no migration file at all, a file edited since it
@@ -11,21 +11,20 @@
 //! which migrations were undone before it and which are still applied.
 
 use std::collections::HashSet;
-use std::time::Instant;
 
 use sqlx::postgres::PgConnection;
-use sqlx::{Connection, Executor};
+use sqlx::Executor;
 
-use super::{migrations_count, StageError, StageOutcome};
-use crate::config::Settings;
+use super::alone::{failure_advice, run_alone, INTERRUPTED};
+use super::transaction::{in_one_transaction, Body, Ended};
+use super::SqlSnapshot;
 use crate::db::ledger::{self, AppliedRow};
-use crate::db::{DbError, SqlFailure};
-use crate::engine::sql::SqlSnapshot;
+use crate::db::SqlFailure;
+use crate::engine::change::{ChangeError, Report, RunFacts};
 use crate::events::{Events, Severity};
 use crate::migrations::source::marked_no_transaction;
-use crate::migrations::split::{line_of_position, split_statements, transaction_control};
+use crate::migrations::split::{line_of_position, transaction_control};
 use crate::migrations::{Migration, Version};
-use crate::pipeline::RunContext;
 
 /// Where the downgrade goes.
 #[derive(Debug, Clone)]
@@ -40,55 +39,42 @@ pub enum Target {
 
 /// The refusal a downgrade to `target` would meet, read from the files and the ledger
 /// alone (a pipeline asks before its backup).
-pub(super) fn refusal(snap: &SqlSnapshot, target: &Target) -> Option<String> {
+pub fn refusal(snap: &SqlSnapshot, target: &Target) -> Option<String> {
     plan(snap, target).err()
 }
 
-/// Undoes what `target` says, or refuses before changing anything.
+/// Undoes `undo`'s steps, newest first; the labels undone, or what stopped it with
+/// what was undone before.
 pub async fn run(
-    ctx: &mut RunContext,
-    snap: &SqlSnapshot,
-    target: Target,
-) -> Result<StageOutcome, StageError> {
-    let undo = plan(snap, &target).map_err(StageError::Refused)?;
-    if undo.steps.is_empty() {
-        return Ok(StageOutcome::Skipped(undo.already));
-    }
-    let started = Instant::now();
-    ctx.begin_changing().await?;
-    crate::journal::mark_running(ctx).await;
+    conn: &mut PgConnection,
+    undo: &Undo,
+    run: &RunFacts,
+) -> Result<Vec<String>, ChangeError> {
     let mut progress = Progress {
         started: 0,
         total: undo.steps.len(),
         undone: Vec::new(),
-        unknown: Vec::new(),
+        report: Report::default(),
     };
     for batch in crate::migrations::batches(&undo.steps, |s| s.transactional) {
         let done = if crate::interrupt::requested() {
             Err(INTERRUPTED.to_string())
         } else if batch[0].transactional {
-            undo_together(ctx, batch, &mut progress).await
+            undo_together(conn, batch, &mut progress, run).await
         } else {
-            undo_alone(ctx, &batch[0], &mut progress).await
+            undo_alone(conn, &batch[0], &mut progress, run).await
         };
         if let Err(stop) = done {
-            return Err(StageError::Failed(progress.account(&stop, &undo.steps)));
+            let message = progress.account(&stop, &undo.steps);
+            return Err(ChangeError::failed(message, progress.report));
         }
     }
-    Ok(StageOutcome::Done(format!(
-        "{} undone ({}) in {}; now at {}",
-        migrations_count(progress.undone.len()),
-        progress.undone.join(", "),
-        crate::text::human_duration(started.elapsed().as_millis() as u64),
-        undo.ends_at
-    )))
+    Ok(progress.undone)
 }
-
-const INTERRUPTED: &str = "interrupted by a signal (Ctrl-C or SIGTERM) before the next statement";
 
 /// One migration to undo, checked and ready to run.
 #[derive(Debug, Clone)]
-struct Step {
+pub struct Step {
     /// The ledger row's version as stored: the row this step deletes.
     version: String,
     label: String,
@@ -100,17 +86,17 @@ struct Step {
 
 /// A checked downgrade.
 #[derive(Debug)]
-struct Undo {
+pub struct Undo {
     /// Newest first.
-    steps: Vec<Step>,
+    pub steps: Vec<Step>,
     /// Where the database is once every step ran.
-    ends_at: String,
+    pub ends_at: String,
     /// The skip reason when there is nothing to undo.
-    already: String,
+    pub already: String,
 }
 
 /// What to undo and in which order, or the refusal (every offending migration named).
-fn plan(snap: &SqlSnapshot, target: &Target) -> Result<Undo, String> {
+pub fn plan(snap: &SqlSnapshot, target: &Target) -> Result<Undo, String> {
     let rows = rows_to_undo(snap, target)?;
     let mut steps = Vec::new();
     let mut problems = Vec::new();
@@ -328,8 +314,8 @@ struct Progress {
     total: usize,
     /// Labels whose undo committed, in order.
     undone: Vec<String>,
-    /// Labels whose COMMIT got no answer: undone or not, unknown until checked.
-    unknown: Vec<String>,
+    /// What changed that is not a whole undo, and labels whose COMMIT got no answer.
+    report: Report,
 }
 
 impl Progress {
@@ -359,10 +345,11 @@ impl Progress {
         } else {
             format!("undone before it (committed): {}", self.undone.join(", "))
         };
+        let unknown = &self.report.commit_unknown;
         let still: Vec<&str> = steps
             .iter()
             .map(|s| s.label.as_str())
-            .filter(|l| !self.undone.iter().chain(&self.unknown).any(|u| u == l))
+            .filter(|l| !self.undone.iter().chain(unknown).any(|u| u == l))
             .collect();
         let still = if still.is_empty() {
             String::new()
@@ -375,12 +362,11 @@ impl Progress {
 
 /// Consecutive transactional downs and their ledger rows, in one transaction.
 async fn undo_together(
-    ctx: &mut RunContext,
+    conn: &mut PgConnection,
     batch: &[Step],
     progress: &mut Progress,
+    run: &RunFacts,
 ) -> Result<(), String> {
-    let settings = ctx.settings.clone();
-    let events = ctx.events.clone();
     let labels: Vec<&str> = batch.iter().map(|s| s.label.as_str()).collect();
     let nothing_undone = if batch.len() == 1 {
         format!(
@@ -393,177 +379,145 @@ async fn undo_together(
             labels.join(", ")
         )
     };
-    let conn = ctx.conn().await.map_err(|e| e.to_string())?;
-    let mut tx = conn
-        .begin()
-        .await
-        .map_err(|e| DbError::query("beginning the downgrade transaction", &e).to_string())?;
-    if let Err(cause) = run_batch(&mut tx, batch, progress, &settings, &events).await {
-        if tx.rollback().await.is_err() {
-            // The connection is gone: PostgreSQL rolls back a transaction whose session
-            // ends before COMMIT, so nothing of the batch is undone.
-            ctx.reset_conn().await;
-        }
-        return Err(format!("{cause}; {nothing_undone}"));
-    }
-    match tx.commit().await {
-        Ok(()) => {
-            progress.committed(&events, batch);
+    let mut body = Downs {
+        batch,
+        progress: &mut *progress,
+        run,
+    };
+    match in_one_transaction(conn, "beginning the downgrade transaction", &mut body).await {
+        Ended::Committed => {
+            progress.committed(&run.events, batch);
             Ok(())
         }
-        // The server answered COMMIT with an error: it rolled back.
-        Err(e @ sqlx::Error::Database(_)) => Err(format!(
-            "COMMIT failed: {}; {nothing_undone}",
-            SqlFailure::from_sqlx(&e)
-        )),
-        // COMMIT sent, answer lost: it may or may not have committed.
-        Err(e) => {
-            ctx.outcome_unknown = true;
-            ctx.reset_conn().await;
-            progress
-                .unknown
+        Ended::NotBegun(e) => Err(e.to_string()),
+        Ended::BodyFailed {
+            error,
+            connection_lost,
+        } => {
+            progress.report.connection_lost |= connection_lost;
+            Err(format!("{error}; {nothing_undone}"))
+        }
+        Ended::CommitFailed(failure) => Err(format!("COMMIT failed: {failure}; {nothing_undone}")),
+        Ended::CommitUnknown(failure) => {
+            let report = &mut progress.report;
+            report.outcome_unknown = true;
+            report.connection_lost = true;
+            report
+                .commit_unknown
                 .extend(labels.iter().map(|l| l.to_string()));
             Err(format!(
-                "the connection failed during COMMIT of the downgrade of {}: {}; whether they were undone is unknown until checked (`ballast status`)",
-                labels.join(", "),
-                SqlFailure::from_sqlx(&e)
+                "the connection failed during COMMIT of the downgrade of {}: {failure}; whether they were undone is unknown until checked (`ballast status`)",
+                labels.join(", ")
             ))
         }
     }
 }
 
-/// Runs each down of a batch and deletes its ledger row, inside the open transaction.
-async fn run_batch(
-    tx: &mut PgConnection,
-    batch: &[Step],
-    progress: &mut Progress,
-    settings: &Settings,
-    events: &Events,
-) -> Result<(), String> {
-    let schema = settings.database.schema.as_str();
-    for step in batch {
-        if crate::interrupt::requested() {
-            return Err(INTERRUPTED.to_string());
-        }
-        progress.start(events, step);
-        if let Err(e) = tx.execute(sqlx::raw_sql(&step.down_sql)).await {
-            return Err(down_failed(
-                step,
-                &SqlFailure::from_sqlx(&e),
-                settings,
-                None,
-            ));
-        }
-        match ledger::remove(tx, schema, &step.version).await {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(format!(
-                    "the ledger row of {} disappeared during the downgrade (something else changed {schema}.{})",
-                    step.label,
-                    ledger::TABLE
-                ))
+/// The downs of a batch and the deletion of their ledger rows, inside the open
+/// transaction.
+struct Downs<'a> {
+    batch: &'a [Step],
+    progress: &'a mut Progress,
+    run: &'a RunFacts,
+}
+
+impl Body for Downs<'_> {
+    type Error = String;
+
+    async fn run(&mut self, tx: &mut PgConnection) -> Result<(), String> {
+        let schema = self.run.settings.database.schema.as_str();
+        for step in self.batch {
+            if crate::interrupt::requested() {
+                return Err(INTERRUPTED.to_string());
             }
-            Err(e) => return Err(e.to_string()),
+            self.progress.start(&self.run.events, step);
+            if let Err(e) = tx.execute(sqlx::raw_sql(&step.down_sql)).await {
+                let failure = SqlFailure::from_sqlx(&e);
+                return Err(down_failed(step, &failure, self.run, None));
+            }
+            match ledger::remove(tx, schema, &step.version).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(format!(
+                        "the ledger row of {} disappeared during the downgrade (something else changed {schema}.{})",
+                        step.label,
+                        ledger::TABLE
+                    ))
+                }
+                Err(e) => return Err(e.to_string()),
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// A `no-transaction` down: each statement commits on its own, then the row goes.
 async fn undo_alone(
-    ctx: &mut RunContext,
+    conn: &mut PgConnection,
     step: &Step,
     progress: &mut Progress,
+    run: &RunFacts,
 ) -> Result<(), String> {
-    let settings = ctx.settings.clone();
-    let events = ctx.events.clone();
-    let schema = settings.database.schema.as_str();
-    progress.start(&events, step);
-    let statements = split_statements(&step.down_sql);
-    let conn = ctx.conn().await.map_err(|e| e.to_string())?;
-    let invalid_before = crate::db::invalid_indexes(conn)
+    let schema = run.settings.database.schema.as_str();
+    progress.start(&run.events, step);
+    let label = &step.label;
+    let halted = run_alone(conn, &step.down_sql, &run.events, None)
         .await
         .map_err(|e| e.to_string())?;
-    for (n, statement) in statements.iter().enumerate() {
-        if crate::interrupt::requested() {
-            if n == 0 {
-                return Err(format!("{INTERRUPTED}; {} is still applied", step.label));
-            }
-            ctx.record_partial_change(format!(
-                "the down of {} (statements 1-{n} of {} only)",
-                step.label,
-                statements.len()
-            ));
-            return Err(format!(
-                "{INTERRUPTED}: statements 1-{n} of {}'s down ran and stay, yet its ledger row stays too, so it is half undone",
-                step.label
+    if let Err(halted) = halted {
+        let (n, of) = (halted.ran, halted.of);
+        if n > 0 {
+            progress.report.partial(format!(
+                "the down of {label} (statements 1-{n} of {of} only)"
             ));
         }
-        let Err(e) = conn.execute(sqlx::raw_sql(&statement.sql)).await else {
-            continue;
+        let Some((failure, place)) = halted.failure else {
+            return Err(match n {
+                0 => format!("{INTERRUPTED}; {label} is still applied"),
+                _ => format!("{INTERRUPTED}: statements 1-{n} of {label}'s down ran and stay, yet its ledger row stays too, so it is half undone"),
+            });
         };
-        let failure = SqlFailure::from_sqlx(&e);
-        // A failed DROP INDEX CONCURRENTLY can leave the index INVALID: a change, and
-        // one the run must report.
-        let left_over = crate::db::invalid_indexes(conn).await;
         let mut fate = vec![if n == 0 {
-            format!("it runs outside a transaction and its first statement failed, so {} is still applied", step.label)
+            format!("it runs outside a transaction and its first statement failed, so {label} is still applied")
         } else {
             format!(
-                "it runs outside a transaction: statements 1-{n} of {} ran and stay, yet its ledger row stays too, so {} is half undone",
-                statements.len(),
-                step.label
+                "it runs outside a transaction: statements 1-{n} of {of} ran and stay, yet its ledger row stays too, so {label} is half undone"
             )
         }];
-        if n > 0 {
-            ctx.record_partial_change(format!(
-                "the down of {} (statements 1-{n} of {} only)",
-                step.label,
-                statements.len()
-            ));
-        }
-        match left_over {
-            Ok(now) => {
-                for name in now.into_iter().filter(|i| !invalid_before.contains(i)) {
+        // A failed DROP INDEX CONCURRENTLY can leave the index INVALID: a change, and
+        // one the run must report.
+        match halted.invalid_left {
+            Ok(left) => {
+                for name in left {
                     fate.push(format!("it left the INVALID index {name}"));
-                    ctx.record_partial_change(format!(
-                        "INVALID index {name} left by the down of {} (drop it with DROP INDEX CONCURRENTLY {name})",
-                        step.label
+                    progress.report.partial(format!(
+                        "INVALID index {name} left by the down of {label} (drop it with DROP INDEX CONCURRENTLY {name})"
                     ));
                 }
             }
-            Err(_) => ctx.record_partial_change(format!(
-                "the down of {}: could not check for INVALID indexes it may have left (the connection failed)",
-                step.label
+            Err(_) => progress.report.partial(format!(
+                "the down of {label}: could not check for INVALID indexes it may have left (the connection failed)"
             )),
         }
-        let place = format!(
-            "statement {} of {}, line {}",
-            n + 1,
-            statements.len(),
-            statement.line
-        );
         return Err(format!(
             "{}; {}",
-            down_failed(step, &failure, &settings, Some(place)),
+            down_failed(step, &failure, run, Some(place)),
             fate.join("; ")
         ));
     }
     // Already gone is fine: nothing else may hold the row once its down ran.
     if let Err(e) = ledger::remove(conn, schema, &step.version).await {
-        ctx.record_partial_change(format!(
-            "the down of {} (ran completely, its ledger row not deleted)",
-            step.label
+        progress.report.partial(format!(
+            "the down of {label} (ran completely, its ledger row not deleted)"
         ));
         return Err(format!(
-            "the down of {} ran completely but deleting its ledger row failed: {e}; \
+            "the down of {label} ran completely but deleting its ledger row failed: {e}; \
              delete it by hand before the next deploy (delete from {schema}.{} where version = '{}')",
-            step.label,
             ledger::TABLE,
             step.version
         ));
     }
-    progress.committed(&events, std::slice::from_ref(step));
+    progress.committed(&run.events, std::slice::from_ref(step));
     Ok(())
 }
 
@@ -572,7 +526,7 @@ async fn undo_alone(
 fn down_failed(
     step: &Step,
     failure: &SqlFailure,
-    settings: &Settings,
+    run: &RunFacts,
     location: Option<String>,
 ) -> String {
     let location = location.or_else(|| {
@@ -590,7 +544,7 @@ fn down_failed(
         format!(" ({})", place.join(", "))
     };
     let mut message = format!("the down of {} failed{place}: {failure}", step.label);
-    if let Some(advice) = super::failure_advice(failure, settings) {
+    if let Some(advice) = failure_advice(failure, &run.settings) {
         message.push_str(&format!(". {advice}"));
     }
     message
@@ -819,14 +773,14 @@ mod tests {
             started: 2,
             total: 3,
             undone: vec!["10_m10".into()],
-            unknown: Vec::new(),
+            report: Report::default(),
         };
         assert_eq!(
             progress.account("the down of 2_m2 failed", &undo.steps),
             "the down of 2_m2 failed; undone before it (committed): 10_m10; still applied: 2_m2, 1_m1"
         );
         progress.undone.clear();
-        progress.unknown = vec!["10_m10".into(), "2_m2".into()];
+        progress.report.commit_unknown = vec!["10_m10".into(), "2_m2".into()];
         assert_eq!(
             progress.account("COMMIT lost", &undo.steps),
             "COMMIT lost; nothing was undone before it; still applied: 1_m1"

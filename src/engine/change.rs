@@ -1,0 +1,145 @@
+//! What an engine's change did to the database, as the database shows it: the
+//! [`Report`] that apply and undo return, on success and inside their [`ChangeError`]
+//! (refinery's error with its report is the model), so no stage has to guess what
+//! committed before a failure. And [`RunFacts`], what an engine is told about the run
+//! it changes the database for.
+
+use uuid::Uuid;
+
+use crate::config::Settings;
+use crate::db::schema_shape::{SchemaShape, Scope};
+use crate::db::table_writes::TableWrites;
+use crate::events::Events;
+
+/// Something a failed step left behind that is not a whole migration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartialChange {
+    /// An INVALID index left by a failed `CREATE INDEX CONCURRENTLY`: dropping it is
+    /// the whole undo.
+    InvalidIndex { name: String, migration: String },
+    /// Anything else (a half-run `-- no-transaction` migration, one that ran but was
+    /// not recorded): no downgrade knows where it stopped; only a restore undoes it.
+    Other(String),
+}
+
+/// What one apply or undo changed, in the order it happened.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Versions whose change committed (applied by an apply, undone by an undo).
+    pub committed: Vec<String>,
+    /// Versions whose transaction rolled back: nothing of them changed.
+    pub rolled_back: Vec<String>,
+    /// What changed that is not a whole migration.
+    pub partial: Vec<PartialChange>,
+    /// The versions whose COMMIT got no answer: committed or not, unknown until the
+    /// ledger is read again once the session that sent it ended.
+    pub commit_unknown: Vec<String>,
+    /// What committed could not be read at all.
+    pub outcome_unknown: bool,
+    /// The connection the change ran on may be unusable: open a new one.
+    pub connection_lost: bool,
+}
+
+impl Report {
+    pub fn committed(versions: Vec<String>) -> Report {
+        Report {
+            committed: versions,
+            ..Report::default()
+        }
+    }
+
+    pub fn partial(&mut self, what: String) {
+        self.partial.push(PartialChange::Other(what));
+    }
+
+    /// Whether anything may have changed.
+    pub fn changed_anything(&self) -> bool {
+        !self.committed.is_empty()
+            || !self.partial.is_empty()
+            || !self.commit_unknown.is_empty()
+            || self.outcome_unknown
+    }
+}
+
+/// Why a change stopped, and what it had done by then.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ChangeError {
+    pub kind: Stop,
+    pub message: String,
+    pub report: Report,
+}
+
+/// How a change stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// It failed; the report says what committed before.
+    Failed,
+    /// It refused before changing anything (exit 3).
+    Refused,
+    /// A lock wait ran into `lock_timeout`, and the step rolled back whole: trying it
+    /// again later applies nothing twice, and the blocker may be gone by then.
+    LockTimeout,
+}
+
+impl ChangeError {
+    pub fn failed(message: impl Into<String>, report: Report) -> ChangeError {
+        ChangeError {
+            kind: Stop::Failed,
+            message: message.into(),
+            report,
+        }
+    }
+
+    pub fn refused(message: impl Into<String>) -> ChangeError {
+        ChangeError {
+            kind: Stop::Refused,
+            message: message.into(),
+            report: Report::default(),
+        }
+    }
+}
+
+impl From<crate::db::DbError> for ChangeError {
+    fn from(e: crate::db::DbError) -> ChangeError {
+        match e.refusal() {
+            Some(refusal) => ChangeError::refused(refusal),
+            None => ChangeError::failed(e.to_string(), Report::default()),
+        }
+    }
+}
+
+/// What an engine is told about the run it changes the database for.
+#[derive(Clone)]
+pub struct RunFacts {
+    pub run_id: Uuid,
+    pub settings: Settings,
+    pub events: Events,
+    /// The server's major version (Alembic's offline rendering wants it).
+    pub server_major: u32,
+    /// How the database looked right before the change: an engine whose bookkeeping
+    /// can miss what committed (Alembic's autocommit blocks) compares against it.
+    pub before: Option<Before>,
+}
+
+/// The database right before a change, for an account that must not trust the
+/// version table alone.
+#[derive(Clone)]
+pub struct Before {
+    pub shape: SchemaShape,
+    pub scope: Option<Scope>,
+    /// `schema.table` of the tables that hold migration state, not schema.
+    pub bookkeeping: Vec<String>,
+    /// Rows written per table when the backup started (none without a backup).
+    pub writes_at_backup: Option<TableWrites>,
+}
+
+impl Before {
+    /// The schema's shape now, read the way [`Before::shape`] was.
+    pub async fn shape_now(
+        &self,
+        conn: &mut sqlx::postgres::PgConnection,
+    ) -> Result<SchemaShape, crate::db::DbError> {
+        SchemaShape::read(conn, &self.bookkeeping, self.scope.as_ref()).await
+    }
+}

@@ -1,0 +1,99 @@
+//! A `-- no-transaction` file (an up or a down) run alone: statement by statement,
+//! each committing on its own, so a failure in the middle leaves the statements before
+//! it applied. What such a stop left is told precisely: how many statements ran, and
+//! which INVALID indexes appeared (a failed `CREATE INDEX CONCURRENTLY` leaves one).
+
+use sqlx::postgres::PgConnection;
+use sqlx::Executor;
+
+use crate::db::index_leftover;
+use crate::db::{DbError, SqlFailure};
+use crate::events::{Events, Severity};
+use crate::migrations::split::split_statements;
+
+/// Where a file run alone stopped.
+pub(super) struct Halted {
+    /// Statements that ran (and stay): 1 to `ran` of `of`.
+    pub ran: usize,
+    pub of: usize,
+    /// `None`: a signal asked to stop before statement `ran + 1`.
+    pub failure: Option<(SqlFailure, String)>,
+    /// INVALID indexes that appeared, or the error that kept us from looking.
+    pub invalid_left: Result<Vec<String>, DbError>,
+}
+
+/// Runs `sql` statement by statement. `fault`: a test pause after the first of several.
+pub(super) async fn run_alone(
+    conn: &mut PgConnection,
+    sql: &str,
+    events: &Events,
+    fault: Option<&str>,
+) -> Result<Result<(), Halted>, DbError> {
+    let statements = split_statements(sql);
+    let invalid_before = crate::db::invalid_indexes(conn).await?;
+    for (n, statement) in statements.iter().enumerate() {
+        if crate::interrupt::requested() {
+            return Ok(Err(Halted {
+                ran: n,
+                of: statements.len(),
+                failure: None,
+                invalid_left: Ok(Vec::new()),
+            }));
+        }
+        // A failed concurrent build of this very index left it INVALID: drop it, so
+        // the rerun builds it instead of failing on the name.
+        if let Some((index, table)) = index_leftover::concurrent_build(&statement.sql) {
+            if let Some(dropped) = index_leftover::drop_leftover(conn, &index, &table).await? {
+                events.diagnose(
+                    Severity::Info,
+                    format!("dropped the INVALID index {dropped} a failed build of this statement left, to build it again"),
+                    None,
+                );
+            }
+        }
+        let Err(e) = conn.execute(sqlx::raw_sql(&statement.sql)).await else {
+            if let (0, Some(fault), true) = (n, fault, statements.len() > 1) {
+                crate::faults::pause(fault);
+            }
+            continue;
+        };
+        let failure = SqlFailure::from_sqlx(&e);
+        let invalid_left = crate::db::invalid_indexes(conn).await.map(|now| {
+            now.into_iter()
+                .filter(|i| !invalid_before.contains(i))
+                .collect()
+        });
+        let place = format!(
+            "statement {} of {}, line {}",
+            n + 1,
+            statements.len(),
+            statement.line
+        );
+        return Ok(Err(Halted {
+            ran: n,
+            of: statements.len(),
+            failure: Some((failure, place)),
+            invalid_left,
+        }));
+    }
+    Ok(Ok(()))
+}
+
+pub(super) const INTERRUPTED: &str =
+    "interrupted by a signal (Ctrl-C or SIGTERM) before the next statement";
+
+/// What to do about a statement that failed by a timeout, or why it was cancelled:
+/// a sentence to append to the error (`None` for other errors). Our own cancel after
+/// Ctrl-C shares SQLSTATE 57014 with `statement_timeout`.
+pub(super) fn failure_advice(
+    failure: &SqlFailure,
+    settings: &crate::config::Settings,
+) -> Option<String> {
+    if failure.is_statement_timeout() && crate::interrupt::requested() {
+        return Some("It was cancelled by a signal (Ctrl-C or SIGTERM)".into());
+    }
+    failure.timeout_advice(
+        settings.database.lock_timeout,
+        settings.database.statement_timeout,
+    )
+}

@@ -1,0 +1,231 @@
+//! The `sql` engine's apply: one step of the upgrade at a time, as the stage orders
+//! them. Consecutive transactional migrations run in ONE transaction together with
+//! their ledger rows, so a failure anywhere leaves none of them applied. A
+//! `no-transaction` migration runs alone, statement by statement, and is recorded when
+//! it completes. Each step's [`Report`] says exactly what committed.
+
+use std::time::Instant;
+
+use sqlx::postgres::PgConnection;
+use sqlx::Executor;
+
+use super::alone::{failure_advice, run_alone, INTERRUPTED};
+use super::transaction::{in_one_transaction, Body, Ended};
+use crate::db::{ledger, DbError, SqlFailure};
+use crate::engine::change::{ChangeError, PartialChange, Report, RunFacts, Stop};
+use crate::events::Event;
+use crate::migrations::split::line_of_position;
+use crate::migrations::Migration;
+
+/// Applies consecutive transactional migrations (`batch`, the first of them
+/// `first_index` of `total`) in one transaction with their ledger rows.
+pub async fn batch(
+    conn: &mut PgConnection,
+    batch: &[Migration],
+    first_index: usize,
+    total: usize,
+    run: &RunFacts,
+) -> Result<Report, ChangeError> {
+    let versions: Vec<String> = batch.iter().map(|m| m.version.to_string()).collect();
+    let rolled_back = || Report {
+        rolled_back: versions.clone(),
+        ..Report::default()
+    };
+    let mut body = Batch {
+        batch,
+        first_index,
+        total,
+        run,
+    };
+    match in_one_transaction(conn, "beginning the deploy transaction", &mut body).await {
+        Ended::Committed => Ok(Report::committed(versions)),
+        Ended::NotBegun(e) => Err(e.into()),
+        Ended::BodyFailed {
+            error,
+            connection_lost,
+        } => Err(ChangeError {
+            report: Report {
+                connection_lost,
+                ..rolled_back()
+            },
+            ..error
+        }),
+        Ended::CommitFailed(failure) => Err(ChangeError::failed(
+            format!("COMMIT failed and rolled back: {failure}"),
+            rolled_back(),
+        )),
+        Ended::CommitUnknown(failure) => Err(ChangeError::failed(
+            format!(
+                "the connection failed during COMMIT of {}: {failure}; whether they were applied is unknown until checked",
+                versions.join(", ")
+            ),
+            Report {
+                commit_unknown: versions.clone(),
+                outcome_unknown: true,
+                connection_lost: true,
+                ..Report::default()
+            },
+        )),
+    }
+}
+
+/// The migrations of a batch and their ledger rows, inside the open transaction.
+struct Batch<'a> {
+    batch: &'a [Migration],
+    first_index: usize,
+    total: usize,
+    run: &'a RunFacts,
+}
+
+impl Body for Batch<'_> {
+    type Error = ChangeError;
+
+    async fn run(&mut self, tx: &mut PgConnection) -> Result<(), ChangeError> {
+        for (offset, m) in self.batch.iter().enumerate() {
+            if crate::interrupt::requested() {
+                return Err(ChangeError::failed(INTERRUPTED, Report::default()));
+            }
+            let index = self.first_index + offset;
+            self.run.events.emit(started(m, index, self.total));
+            let t = Instant::now();
+            if let Err(e) = tx.execute(sqlx::raw_sql(&m.up_sql)).await {
+                let failure = SqlFailure::from_sqlx(&e);
+                return Err(ChangeError {
+                    kind: match failure.is_lock_timeout() {
+                        true => Stop::LockTimeout,
+                        false => Stop::Failed,
+                    },
+                    message: migration_failed(m, &failure, self.run, None),
+                    report: Report::default(),
+                });
+            }
+            record(tx, m, index, self.total, t, self.run).await?;
+        }
+        crate::faults::pause("upgrade-transaction");
+        Ok(())
+    }
+}
+
+/// Applies a `no-transaction` migration: each statement commits on its own.
+pub async fn alone(
+    conn: &mut PgConnection,
+    m: &Migration,
+    index: usize,
+    total: usize,
+    run: &RunFacts,
+) -> Result<Report, ChangeError> {
+    run.events.emit(started(m, index, total));
+    let t = Instant::now();
+    let version = m.version.to_string();
+    let Err(halted) = run_alone(conn, &m.up_sql, &run.events, Some("no-transaction")).await? else {
+        if let Err(e) = record(conn, m, index, total, t, run).await {
+            // It ran; only the bookkeeping failed. Never let the run call this unchanged.
+            let mut report = Report::default();
+            report.partial(format!(
+                "{version} (ran completely, not recorded in the ledger)"
+            ));
+            return Err(ChangeError::failed(
+                format!(
+                    "{} ran completely but recording it in the ledger failed: {e}; \
+                     insert its row into {}.{} by hand before the next deploy",
+                    m.label(),
+                    run.settings.database.schema,
+                    ledger::TABLE
+                ),
+                report,
+            ));
+        }
+        return Ok(Report::committed(vec![version]));
+    };
+    let mut report = Report::default();
+    if halted.ran > 0 {
+        report.partial(format!(
+            "{version} (statements 1-{} of {} only)",
+            halted.ran, halted.of
+        ));
+    }
+    let Some((failure, place)) = halted.failure else {
+        return Err(ChangeError::failed(INTERRUPTED, report));
+    };
+    // A failed CREATE INDEX CONCURRENTLY leaves an INVALID index behind: a change
+    // like any other, and one that makes the retry fail too.
+    match halted.invalid_left {
+        Ok(left) => report
+            .partial
+            .extend(left.into_iter().map(|name| PartialChange::InvalidIndex {
+                name,
+                migration: version.clone(),
+            })),
+        Err(_) => report.partial(format!(
+            "{version}: could not check for INVALID indexes it may have left (the connection failed)"
+        )),
+    }
+    Err(ChangeError::failed(
+        migration_failed(m, &failure, run, Some(place)),
+        report,
+    ))
+}
+
+/// Writes the ledger row for `m` (on `conn`: inside the batch's transaction, or on
+/// its own) and reports it applied.
+async fn record(
+    conn: &mut PgConnection,
+    m: &Migration,
+    index: usize,
+    total: usize,
+    started: Instant,
+    run: &RunFacts,
+) -> Result<(), DbError> {
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let row = ledger::NewRow {
+        version: m.version.as_str(),
+        name: &m.name,
+        checksum: &m.checksum,
+        run_id: run.run_id,
+        duration_ms: duration_ms as i64,
+        transactional: m.transactional,
+    };
+    ledger::record(conn, &run.settings.database.schema, row).await?;
+    run.events.emit(Event::MigrationApplied {
+        index,
+        total,
+        version: m.version.to_string(),
+        name: m.name.clone(),
+        duration_ms,
+    });
+    Ok(())
+}
+
+fn started(m: &Migration, index: usize, total: usize) -> Event {
+    Event::MigrationStarted {
+        index,
+        total,
+        version: m.version.to_string(),
+        name: m.name.clone(),
+        transactional: m.transactional,
+    }
+}
+
+/// "migration 3_add_orders failed (migrations/3_add_orders.sql line 4): ..." plus
+/// what to do about lock and statement timeouts.
+fn migration_failed(
+    m: &Migration,
+    failure: &SqlFailure,
+    run: &RunFacts,
+    location: Option<String>,
+) -> String {
+    let location = location.or_else(|| {
+        failure
+            .position
+            .map(|pos| format!("line {}", line_of_position(&m.up_sql, pos)))
+    });
+    let place = match location {
+        Some(location) => format!("{}, {location}", m.up_path.display()),
+        None => m.up_path.display().to_string(),
+    };
+    let mut message = format!("migration {} failed ({place}): {failure}", m.label());
+    if let Some(advice) = failure_advice(failure, &run.settings) {
+        message.push_str(&format!(". {advice}"));
+    }
+    message
+}
