@@ -55,8 +55,8 @@ pub struct Scope<'a> {
     pub backup: bool,
     /// `schema.table` the plan's statements touch (for the blocking-session check).
     pub tables: &'a [String],
-    /// Where Alembic's version table is (its privileges are checked too).
-    pub alembic_version: Option<&'a crate::engine::alembic::reach::VersionTable>,
+    /// The migration state: its engine's tables are checked for privileges too.
+    pub state: &'a crate::engine::Snapshot,
 }
 
 /// Runs every check that applies. A failure of the checks themselves (a query that
@@ -75,7 +75,7 @@ pub async fn run(
             server.database, server.host, server.user, server.server_version
         ),
     )];
-    checks.push(privileges(settings, conn, scope.alembic_version).await);
+    checks.push(privileges(settings, conn, scope.state).await);
     if scope.backup {
         checks.push(pg_dump(settings, server).await);
         if let Some(storage) = storage {
@@ -100,14 +100,10 @@ pub fn failed(checks: &[Check]) -> bool {
 async fn privileges(
     settings: &Settings,
     conn: &mut PgConnection,
-    alembic_version: Option<&crate::engine::alembic::reach::VersionTable>,
+    state: &crate::engine::Snapshot,
 ) -> Check {
     let schema = &settings.database.schema;
-    let mut missing = crate::db::privileges::missing_privileges(conn, schema).await;
-    if let (Ok(None), Some(version)) = (&missing, alembic_version) {
-        missing = crate::engine::alembic::snapshot::missing_privileges(conn, version).await;
-    }
-    match missing {
+    match state.missing_privileges(conn, schema).await {
         Ok(None) => Check::ok(
             "privileges",
             format!("can create and write ballast's tables in {schema}"),

@@ -40,9 +40,10 @@ pub async fn check(ctx: &mut RunContext) -> Result<(), StageError> {
     }
     let invalid = crate::db::invalid_indexes(conn).await?;
     let lingering = lingering_sessions(conn, &app_name).await?;
-    let alembic = ctx.settings.migrations.alembic.is_some();
     let snap = ctx.snapshot().await?;
-    let now = if alembic { snap.current_label() } else { None };
+    // Alembic keeps no per-run record: compare its version table with the start.
+    let by_run = snap.records_runs();
+    let now = if by_run { None } else { snap.current_label() };
     // Only an index of this project's migrations can be the interrupted run's: one they
     // name, or one on a table they name (CREATE INDEX CONCURRENTLY ON t (c) lets the
     // server name it). Any other INVALID index (a DBA's build cut short) is not
@@ -95,8 +96,7 @@ pub async fn check(ctx: &mut RunContext) -> Result<(), StageError> {
             ),
             None => String::new(),
         };
-        let committed = if alembic {
-            // Alembic keeps no per-run record: compare its version table with the start.
+        let committed = if !by_run {
             format!(
                 "it started at revision {}, and the version table is now at {}",
                 run.entry["start_version"].as_str().unwrap_or("none"),

@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 
 use crate::cli::{CheckFormat, GlobalArgs};
 use crate::config::Settings;
-use crate::engine::alembic::snapshot::files_only;
-use crate::engine::{self, EngineError, Snapshot};
-use crate::lint::{self, Finding, Level, LintInput};
+use crate::engine::{self, EngineError};
+use crate::lint::{self, Finding, Level};
 use crate::migrations::SourceError;
 use crate::preflight::{self, Check, Scope, Status};
 use crate::report::{print_event, stdout_line};
@@ -56,8 +55,8 @@ async fn with_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Check>)
         let server = db::server_info(&mut conn)
             .await
             .map_err(|e| e.to_string())?;
-        let probe = Default::default();
-        let snap = match engine::snapshot(settings, &mut conn, probe).await {
+        let mut engine = engine::Engine::open(settings);
+        let snap = match engine.snapshot(settings, &mut conn, false).await {
             Ok(snap) => snap,
             // A migration the deploy would refuse to load: lint them all from the files,
             // so that finding comes with every other one, and fail the preflight.
@@ -83,7 +82,6 @@ async fn with_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Check>)
         let backup = crate::pipeline::Pipeline::find("deploy", &settings.config_dir)
             .map(|p| p.takes_backup())
             .unwrap_or(true);
-        let version = snap.alembic_version_table();
         let checks = preflight::run(
             settings,
             &mut conn,
@@ -92,7 +90,7 @@ async fn with_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Check>)
             Scope {
                 backup,
                 tables: &tables,
-                alembic_version: version.as_ref(),
+                state: &snap,
             },
         )
         .await;
@@ -106,29 +104,18 @@ async fn with_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Check>)
 /// Every migration, linted from the files alone (no database: every existing table is
 /// assumed to hold data).
 async fn without_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Check>), String> {
-    let (inputs, not_linted): (Vec<LintInput>, Vec<Check>) = match &settings.migrations.alembic {
-        None => (
-            crate::migrations::read_dir(&settings.migrations.dir, &settings.migrations.ignore)
-                .map_err(|e| e.to_string())?
-                .iter()
-                .map(LintInput::from_sql)
-                .collect(),
-            Vec::new(),
-        ),
-        Some(_) => {
-            let snap = files_only(settings).await.map_err(|e| e.to_string())?;
-            let snap = Snapshot::Alembic(snap);
-            let plan = snap.plan_with_sql(settings).await;
-            (snap.lint_inputs(&plan), not_linted(&plan))
-        }
-    };
+    let snap = engine::Engine::files_only(settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    let plan = snap.plan_with_sql(settings).await;
+    let (inputs, not_linted) = (snap.lint_inputs(&plan), not_linted(&plan));
     let findings = lint::run(&inputs, &settings.lint, None, Some(settings.lint_schema()));
     Ok((findings, not_linted))
 }
 
 /// A warning for each revision offline mode could not render: never skipped in silence.
 fn not_linted(plan: &crate::plan::Plan) -> Vec<Check> {
-    crate::engine::alembic::offline::unrendered(plan)
+    crate::plan::unrendered(plan)
         .into_iter()
         .map(|detail| Check {
             name: "not linted",

@@ -17,7 +17,8 @@ async fn read(g: &GlobalArgs, events: &Events, lint_facts: bool) -> Result<Read,
     let mut conn = db::connect(&settings.database, "status")
         .await
         .map_err(|e| super::fail(g, &e.to_string(), exit_code::USAGE))?;
-    let snap = engine::snapshot(&settings, &mut conn, Default::default())
+    let snap = engine::Engine::open(&settings)
+        .snapshot(&settings, &mut conn, false)
         .await
         .map_err(|e| super::fail(g, &e.to_string(), exit_code::USAGE));
     let facts = match lint_facts {
@@ -52,7 +53,7 @@ pub async fn plan(g: &GlobalArgs, full: bool) -> i32 {
                 facts.as_ref(),
                 Some(&snap.lint_schema(&settings)),
             );
-            let not_linted = crate::engine::alembic::offline::unrendered(&plan);
+            let not_linted = crate::plan::unrendered(&plan);
             events.emit(Event::Plan { plan });
             for finding in findings {
                 events.emit(Event::Finding { finding });

@@ -273,7 +273,7 @@ async fn restore(
             ),
         ),
         None => {
-            let now_at = crate::engine::current_revision(settings, &mut conn)
+            let now_at = crate::engine::Engine::current_revision(settings, &mut conn)
                 .await
                 .map_err(|e| failed(&e))?;
             account.start_version = now_at.clone();

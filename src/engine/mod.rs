@@ -8,9 +8,9 @@
 
 pub mod alembic;
 pub mod change;
+mod opened;
 mod snapshot;
 pub mod sql;
 
-pub use snapshot::{
-    current_revision, snapshot, source, ApplyStep, EngineError, Snapshot, UndoPlan,
-};
+pub use opened::Engine;
+pub use snapshot::{source, ApplyStep, EngineError, Snapshot, UndoPlan};

@@ -7,10 +7,9 @@ use sqlx::postgres::PgConnection;
 use super::alembic;
 use super::alembic::{AlembicError, AlembicSnapshot};
 use super::change::{ChangeError, Report, RunFacts};
-use super::sql::state::compare;
 use super::sql::{self, undo::Target, SqlSnapshot};
-use crate::config::{EngineKind, Settings};
-use crate::db::{ledger, DbError};
+use crate::config::Settings;
+use crate::db::DbError;
 use crate::migrations::{Migration, SourceError};
 use crate::plan::Plan;
 
@@ -162,6 +161,75 @@ impl Snapshot {
         }
     }
 
+    /// `Some((problem, the GRANT that fixes it))` when the role cannot create and
+    /// write ballast's tables in `schema`, or the engine's own (Alembic's version
+    /// table).
+    pub async fn missing_privileges(
+        &self,
+        conn: &mut PgConnection,
+        schema: &str,
+    ) -> Result<Option<(String, String)>, DbError> {
+        let ours = crate::db::privileges::missing_privileges(&mut *conn, schema).await?;
+        match self {
+            Snapshot::Alembic(a) if ours.is_none() => {
+                alembic::snapshot::missing_privileges(conn, &a.version).await
+            }
+            _ => Ok(ours),
+        }
+    }
+
+    /// Emits a diagnosis for each blocker; returns how many there were.
+    pub fn diagnose(&self, events: &crate::events::Events) -> usize {
+        match self {
+            Snapshot::Sql(s) => s.diagnose(events),
+            Snapshot::Alembic(a) => a.diagnose(events),
+        }
+    }
+
+    /// Details shown with `-v` besides the state (the sql engine: files it left alone).
+    pub fn notes(&self) -> Vec<String> {
+        match self {
+            Snapshot::Sql(s) => s.notes(),
+            Snapshot::Alembic(_) => Vec::new(),
+        }
+    }
+
+    /// How the verify stage says the state was proven, `aim` being "at the head" or
+    /// "at the target".
+    pub fn proof_words(&self, aim: &str) -> String {
+        match self {
+            Snapshot::Sql(_) => "checksums match".to_string(),
+            Snapshot::Alembic(_) => format!("the version table is {aim}"),
+        }
+    }
+
+    /// Whether what a run can execute drops or truncates with CASCADE (or cannot be
+    /// read): the sql engine's ups and downs, Alembic's rendered `plan` (none yet:
+    /// unknown, so yes).
+    pub fn may_cascade(&self, plan: Option<&Plan>) -> bool {
+        use crate::migrations::data_effects::{cascades, has_statements};
+        match self {
+            Snapshot::Sql(s) => s
+                .source
+                .iter()
+                .any(|m| cascades(&m.up_sql) || m.down_sql.as_deref().is_some_and(cascades)),
+            Snapshot::Alembic(_) => match plan {
+                // A revision offline mode could not render is not known not to.
+                Some(plan) => plan
+                    .migrations
+                    .iter()
+                    .any(|m| cascades(&m.sql) || !has_statements(&m.sql)),
+                None => true,
+            },
+        }
+    }
+
+    /// Whether the engine's record of what is applied says which run applied it
+    /// (ballast's ledger does; Alembic's version table holds only the revision).
+    pub fn records_runs(&self) -> bool {
+        matches!(self, Snapshot::Sql(_))
+    }
+
     /// Where Alembic keeps its version table; `None` for the sql engine.
     pub fn alembic_version_table(&self) -> Option<crate::engine::alembic::reach::VersionTable> {
         match self {
@@ -280,53 +348,6 @@ pub fn source(
     settings: &Settings,
 ) -> Result<(Vec<Migration>, Vec<crate::migrations::Ignored>), SourceError> {
     crate::migrations::load_folder(&settings.migrations.dir, &settings.migrations.ignore)
-}
-
-/// Reads the target's migrations as its engine sees them. Writes nothing.
-pub async fn snapshot(
-    settings: &Settings,
-    conn: &mut PgConnection,
-    probe: crate::engine::alembic::snapshot::Probe<'_>,
-) -> Result<Snapshot, EngineError> {
-    Ok(match settings.migrations.engine {
-        EngineKind::Sql => {
-            let (source, ignored) = source(settings)?;
-            let applied = ledger::applied(conn, &settings.database.schema).await?;
-            let state = compare(&source, &applied);
-            Snapshot::Sql(SqlSnapshot {
-                source,
-                applied,
-                state,
-                ignored,
-            })
-        }
-        EngineKind::Alembic => Snapshot::Alembic(
-            crate::engine::alembic::snapshot::snapshot(settings, conn, probe).await?,
-        ),
-    })
-}
-
-/// The target's revision read from the database alone (a scheduled backup or a
-/// restore needs no migration files): the newest ledger row, or the Alembic version
-/// table's rows joined with `+`.
-pub async fn current_revision(
-    settings: &Settings,
-    conn: &mut PgConnection,
-) -> Result<Option<String>, DbError> {
-    Ok(match &settings.migrations.alembic {
-        Some(alembic) => {
-            let version =
-                crate::engine::alembic::reach::version_table_unprobed(conn, alembic).await?;
-            crate::engine::alembic::snapshot::current_revisions(conn, &version)
-                .await?
-                .filter(|rows| !rows.is_empty())
-                .map(|rows| rows.join("+"))
-        }
-        None => {
-            let applied = ledger::applied(conn, &settings.database.schema).await?;
-            ledger::newest(&applied).map(|row| format!("{}_{}", row.version, row.name))
-        }
-    })
 }
 
 /// One step of an upgrade: what the stage runs, and tries again after a lock timeout,

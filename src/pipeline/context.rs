@@ -10,7 +10,7 @@ use crate::db::schema_shape::{self, SchemaShape};
 use crate::db::table_writes::TableWrites;
 use crate::db::{self, DbError, ServerInfo};
 use crate::engine::change::{Before, Report, RunFacts, Stop};
-use crate::engine::Snapshot;
+use crate::engine::{Engine, Snapshot};
 use crate::events::Events;
 use crate::journal::Journal;
 use crate::plan::Plan;
@@ -81,14 +81,9 @@ pub struct RunContext {
     /// The main session is changing the database: a new one is readied the same way
     /// (see [`RunContext::begin_changing`]).
     changing: bool,
-    /// Where Alembic's own connection goes, proven once per run by the first stage
-    /// about to run an Alembic child (env.py and its environment do not change within
-    /// a run); every later snapshot reuses it.
-    alembic_reach: Option<crate::engine::alembic::reach::Reach>,
-    /// Where that proof found the version table.
-    alembic_version: Option<crate::engine::alembic::reach::VersionTable>,
-    /// The revision graph, read once per run.
-    alembic_graph: Option<crate::engine::alembic::Graph>,
+    /// The configured engine, opened with the run: it keeps what does not change
+    /// within a run (Alembic's graph, and where its connection was proven to go).
+    engine: Engine,
 }
 
 pub use crate::engine::change::PartialChange;
@@ -108,6 +103,7 @@ impl RunContext {
             &settings.database.display_url(),
             &settings.database.schema,
         );
+        let engine = Engine::open(&settings);
         RunContext {
             settings,
             options,
@@ -137,9 +133,7 @@ impl RunContext {
             deploy_lock: None,
             changing: false,
             upgrade_goal: None,
-            alembic_reach: None,
-            alembic_version: None,
-            alembic_graph: None,
+            engine,
         }
     }
 
@@ -309,9 +303,7 @@ impl RunContext {
             format!("{schema}.{}", crate::db::ledger::TABLE),
             format!("{schema}.{}", crate::db::journal_table::TABLE),
         ];
-        if let Some(version) = self.alembic_version_table() {
-            tables.push(version.to_string());
-        }
+        tables.extend(self.engine.own_tables(&self.settings, self.start.as_ref()));
         tables
     }
 
@@ -328,9 +320,7 @@ impl RunContext {
     /// path's, and whatever `snap`'s migration files name.
     pub async fn scope_of(&mut self, snap: &Snapshot) -> Result<schema_shape::Scope, DbError> {
         let mut always = vec![self.settings.database.schema.clone()];
-        if let Some(version) = self.alembic_version_table() {
-            always.push(version.schema);
-        }
+        always.extend(self.engine.own_schemas(&self.settings, self.start.as_ref()));
         let search_path: Vec<String> =
             sqlx::query_scalar("select unnest(current_schemas(false))::text")
                 .fetch_all(self.conn().await?)
@@ -340,28 +330,8 @@ impl RunContext {
         Ok(schema_shape::Scope {
             always,
             texts: snap.source_texts(),
-            everything: self.may_cascade(snap),
+            everything: snap.may_cascade(self.plan.as_ref()),
         })
-    }
-
-    /// Whether what this run can execute drops or truncates with CASCADE (or cannot
-    /// be read): the SQL engine's ups and downs, Alembic's rendered plan.
-    fn may_cascade(&self, snap: &Snapshot) -> bool {
-        use crate::migrations::data_effects::{cascades, has_statements};
-        match snap {
-            Snapshot::Sql(s) => s
-                .source
-                .iter()
-                .any(|m| cascades(&m.up_sql) || m.down_sql.as_deref().is_some_and(cascades)),
-            Snapshot::Alembic(_) => match &self.plan {
-                // A revision offline mode could not render is not known not to.
-                Some(plan) => plan
-                    .migrations
-                    .iter()
-                    .any(|m| cascades(&m.sql) || !has_statements(&m.sql)),
-                None => true,
-            },
-        }
     }
 
     /// The schema's shape now, without the bookkeeping tables.
@@ -409,51 +379,17 @@ impl RunContext {
         &mut self,
         prove: bool,
     ) -> Result<Snapshot, crate::engine::EngineError> {
-        use crate::engine::alembic::reach::Reach;
-        use crate::engine::alembic::snapshot::Probe;
         let settings = self.settings.clone();
-        let reach = self.alembic_reach.clone();
-        let graph = self.alembic_graph.clone();
-        let probe = Probe {
-            prove,
-            reach: reach.as_ref(),
-            graph: graph.as_ref(),
+        let mut engine = std::mem::replace(&mut self.engine, Engine::open(&settings));
+        let snap = match self.conn().await {
+            Ok(conn) => engine.snapshot(&settings, conn, prove).await,
+            Err(e) => Err(e.into()),
         };
-        let snap = crate::engine::snapshot(&settings, self.conn().await?, probe).await?;
-        if let Snapshot::Alembic(a) = &snap {
-            if matches!(a.reach, Reach::Probed(_)) {
-                self.alembic_reach = Some(a.reach.clone());
-                self.alembic_version = Some(a.version.clone());
-            }
-            if self.alembic_graph.is_none() {
-                self.alembic_graph = Some(a.graph.clone());
-            }
-        }
+        self.engine = engine;
+        let snap = snap?;
         if self.start.is_none() {
             self.start = Some(snap.clone());
         }
         Ok(snap)
-    }
-
-    /// Where Alembic's version table is: where env.py keeps it once this run proved
-    /// Alembic's connection, else as the run's first snapshot found it (the settings'
-    /// when none was taken); `None` for the sql engine.
-    pub fn alembic_version_table(&self) -> Option<crate::engine::alembic::reach::VersionTable> {
-        if let Some(version) = &self.alembic_version {
-            return Some(version.clone());
-        }
-        if let Some(Snapshot::Alembic(start)) = &self.start {
-            return Some(start.version.clone());
-        }
-        let alembic = self.settings.migrations.alembic.as_ref()?;
-        Some(crate::engine::alembic::reach::VersionTable {
-            guessed: alembic.version_schema.is_none(),
-            // Not database.schema: that is ballast's own tables' schema.
-            schema: self.settings.lint_schema().to_string(),
-            table: alembic
-                .version_table
-                .clone()
-                .unwrap_or_else(|| "alembic_version".into()),
-        })
     }
 }

@@ -167,8 +167,8 @@ fn data_caveats(ctx: &RunContext) -> DataCaveats {
         // Alembic's SQL comes from offline mode, which not every revision renders
         // (and which only the preview asks for): no SQL is no proof, and the SQL read
         // from such a revision's op.execute() literals is only part of what it does.
-        let unrendered = m.mode.is_some()
-            && (!has_statements(&m.sql) || crate::engine::alembic::offline::is_unrendered(&m.sql));
+        let unrendered =
+            m.mode.is_some() && (!has_statements(&m.sql) || crate::plan::is_unrendered(&m.sql));
         let mut effects = data_effects(&m.sql);
         if unrendered {
             effects.push(DataEffect::Opaque(

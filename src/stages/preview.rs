@@ -34,7 +34,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
             finding: finding.clone(),
         });
     }
-    for revision in crate::engine::alembic::offline::unrendered(&plan) {
+    for revision in crate::plan::unrendered(&plan) {
         ctx.events.diagnose(Severity::Warning, revision, None);
     }
     let summary = if plan.is_empty() {

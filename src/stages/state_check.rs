@@ -2,7 +2,6 @@
 //! person can act on, anything that must be resolved before a deploy.
 
 use super::{migrations_count, StageError, StageOutcome};
-use crate::engine::sql::SqlSnapshot;
 use crate::engine::Snapshot;
 use crate::events::{Event, Events, Severity};
 use crate::pipeline::RunContext;
@@ -58,11 +57,10 @@ async fn run_preflight(ctx: &mut RunContext, snap: &Snapshot) -> Result<usize, S
         &snap.lint_inputs(&snap.plan()),
         &snap.lint_schema(&settings),
     );
-    let version = snap.alembic_version_table();
     let scope = crate::preflight::Scope {
         backup: ctx.takes_backup,
         tables: &tables,
-        alembic_version: version.as_ref(),
+        state: &snap,
     };
     let checks = crate::preflight::run(
         &settings,
@@ -99,72 +97,12 @@ pub fn report_state(events: &Events, snap: &Snapshot) {
         pending: snap.pending_count(),
         pending_migrations: snap.pending_labels(),
     });
-    if let Snapshot::Sql(sql) = snap {
-        for entry in &sql.ignored {
-            events.diagnose(
-                Severity::Detail,
-                format!(
-                    "left alone in the migrations folder: {} ({})",
-                    entry.name, entry.why
-                ),
-                None,
-            );
-        }
+    for note in snap.notes() {
+        events.diagnose(Severity::Detail, note, None);
     }
 }
 
 /// Emits a diagnosis for each blocker; returns how many there were.
 pub fn diagnose(events: &Events, snap: &Snapshot) -> usize {
-    match snap {
-        Snapshot::Sql(sql) => diagnose_sql(events, sql),
-        Snapshot::Alembic(alembic) => alembic.diagnose(events),
-    }
-}
-
-fn diagnose_sql(events: &Events, snap: &SqlSnapshot) -> usize {
-    let state = &snap.state;
-    for d in &state.drift {
-        events.diagnose(
-            Severity::Error,
-            format!(
-                "drift: migration {}_{} was edited after it was applied on {} ({})",
-                d.version, d.name, d.applied_at, d.file
-            ),
-            Some(format!(
-                "restore the file as it was applied (checksum {}…, now {}…) and put the change in a new migration",
-                short(&d.applied_checksum),
-                short(&d.file_checksum)
-            )),
-        );
-    }
-    for row in &state.unknown {
-        events.diagnose(
-            Severity::Error,
-            format!(
-                "unknown version: {}_{} is applied in the database (on {}) but has no file in the migration folder",
-                row.version,
-                row.name,
-                row.applied_at.to_rfc3339()
-            ),
-            Some("deploy from the branch that has this migration, or restore its file; if it was deleted on purpose, remove its row from the ledger by hand".into()),
-        );
-    }
-    for &i in &state.out_of_order {
-        let m = &snap.source[i];
-        events.diagnose(
-            Severity::Error,
-            format!(
-                "out of order: {} is pending but older than the newest applied migration {}",
-                m.label(),
-                snap.current_label().unwrap_or_default()
-            ),
-            Some("give it a version newer than every applied migration (rename the file) so every database applies migrations in one order".into()),
-        );
-    }
-    state.drift.len() + state.unknown.len() + state.out_of_order.len()
-}
-
-/// The first 12 characters of a checksum (a hand-edited ledger row may be shorter).
-fn short(checksum: &str) -> &str {
-    checksum.get(..12).unwrap_or(checksum)
+    snap.diagnose(events)
 }

@@ -66,9 +66,6 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         Some(_) => "at the target",
         None => "at the head",
     };
-    let matched = match snap {
-        crate::engine::Snapshot::Sql(_) => "checksums match".to_string(),
-        crate::engine::Snapshot::Alembic(_) => format!("the version table is {aim}"),
-    };
+    let matched = snap.proof_words(aim);
     Ok(StageOutcome::Done(format!("at {at}; {matched}; {checks}")))
 }

@@ -9,17 +9,7 @@ use std::collections::HashMap;
 
 use super::process::Runner;
 use super::snapshot::AlembicSnapshot;
-use crate::plan::Plan;
-
-/// The first line of a revision offline mode could not render (its reason follows).
-const UNRENDERED: &str = "-- offline mode cannot render this revision: ";
-/// What precedes the `op.execute()` SQL read from such a revision's file.
-const READ_FROM_FILE: &str = "\n-- its op.execute() SQL, read from the file:\n";
-
-/// Whether `sql` is what [`render`] put in place of a revision it could not render.
-pub fn is_unrendered(sql: &str) -> bool {
-    sql.starts_with(UNRENDERED)
-}
+use crate::plan::{Plan, READ_FROM_FILE, UNRENDERED};
 
 /// Fills in `plan`'s SQL. Never fails: what cannot be rendered says why in its place.
 pub async fn render(runner: &Runner, snap: &AlembicSnapshot, plan: &mut Plan) {
@@ -90,31 +80,6 @@ pub async fn render(runner: &Runner, snap: &AlembicSnapshot, plan: &mut Plan) {
         start = Some(failed);
     }
     fill(plan, &sql, "offline mode did not reach this revision");
-}
-
-/// The revisions of `plan` whose SQL could not be rendered, so the lint read nothing of
-/// them: `rev (message): why`, for `check`, `plan` and the preview to name.
-pub fn unrendered(plan: &Plan) -> Vec<String> {
-    plan.migrations
-        .iter()
-        .filter_map(|m| {
-            let first = m.sql.lines().next()?;
-            let why = first
-                .strip_prefix(UNRENDERED)
-                .or_else(|| first.strip_prefix("-- SQL not available: "))?;
-            let partly = m.sql.contains(READ_FROM_FILE);
-            Some(match partly {
-                true => format!(
-                    "{} ({}) was linted only from the SQL its file hands op.execute(): offline mode cannot render it ({why}); review the rest of its file by hand",
-                    m.version, m.name
-                ),
-                false => format!(
-                    "{} ({}) was not linted: offline mode cannot render it ({why}); it runs online as usual, so review its file by hand",
-                    m.version, m.name
-                ),
-            })
-        })
-        .collect()
 }
 
 fn fill(plan: &mut Plan, sql: &HashMap<String, String>, missing: &str) {

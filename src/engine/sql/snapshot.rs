@@ -6,6 +6,7 @@ use crate::migrations::Migration;
 use crate::plan::Plan;
 
 use super::state::State;
+use crate::events::{Events, Severity};
 
 /// The `sql` engine's view: files, ledger rows, and their comparison.
 #[derive(Debug, Clone)]
@@ -63,4 +64,69 @@ impl SqlSnapshot {
     pub fn head_label(&self) -> Option<String> {
         self.source.last().map(Migration::label)
     }
+
+    /// Emits a diagnosis for each blocker (drift, unknown versions, out of order);
+    /// returns how many there were.
+    pub fn diagnose(&self, events: &Events) -> usize {
+        let snap = self;
+        let state = &snap.state;
+        for d in &state.drift {
+            events.diagnose(
+            Severity::Error,
+            format!(
+                "drift: migration {}_{} was edited after it was applied on {} ({})",
+                d.version, d.name, d.applied_at, d.file
+            ),
+            Some(format!(
+                "restore the file as it was applied (checksum {}…, now {}…) and put the change in a new migration",
+                short(&d.applied_checksum),
+                short(&d.file_checksum)
+            )),
+        );
+        }
+        for row in &state.unknown {
+            events.diagnose(
+            Severity::Error,
+            format!(
+                "unknown version: {}_{} is applied in the database (on {}) but has no file in the migration folder",
+                row.version,
+                row.name,
+                row.applied_at.to_rfc3339()
+            ),
+            Some("deploy from the branch that has this migration, or restore its file; if it was deleted on purpose, remove its row from the ledger by hand".into()),
+        );
+        }
+        for &i in &state.out_of_order {
+            let m = &snap.source[i];
+            events.diagnose(
+            Severity::Error,
+            format!(
+                "out of order: {} is pending but older than the newest applied migration {}",
+                m.label(),
+                snap.current_label().unwrap_or_default()
+            ),
+            Some("give it a version newer than every applied migration (rename the file) so every database applies migrations in one order".into()),
+        );
+        }
+        state.drift.len() + state.unknown.len() + state.out_of_order.len()
+    }
+
+    /// What `status -v` shows besides the state: what the folder holds besides
+    /// migrations.
+    pub fn notes(&self) -> Vec<String> {
+        self.ignored
+            .iter()
+            .map(|entry| {
+                format!(
+                    "left alone in the migrations folder: {} ({})",
+                    entry.name, entry.why
+                )
+            })
+            .collect()
+    }
+}
+
+/// The first 12 characters of a checksum (a hand-edited ledger row may be shorter).
+fn short(checksum: &str) -> &str {
+    checksum.get(..12).unwrap_or(checksum)
 }

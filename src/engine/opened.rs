@@ -1,0 +1,166 @@
+//! [`Engine`]: the configured engine, opened once per run. The one `match` on the
+//! settings' engine kind is here; everything after it asks the engine or its
+//! [`Snapshot`]. It keeps what does not change within a run: for Alembic, the
+//! revision graph and where its connection was proven to go.
+
+use sqlx::postgres::PgConnection;
+
+use super::alembic::reach::{Reach, VersionTable};
+use super::alembic::snapshot::Probe;
+use super::alembic::Graph;
+use super::sql::state::compare;
+use super::sql::SqlSnapshot;
+use super::{EngineError, Snapshot};
+use crate::config::{EngineKind, Settings};
+use crate::db::{ledger, DbError};
+
+pub enum Engine {
+    Sql,
+    Alembic(AlembicMemory),
+}
+
+/// What one run learnt of its Alembic project, reused by every later snapshot.
+#[derive(Default)]
+pub struct AlembicMemory {
+    /// Where Alembic's own connection goes, proven once per run by the first stage
+    /// about to run an Alembic child (env.py and its environment do not change within
+    /// a run).
+    reach: Option<Reach>,
+    /// Where that proof found the version table.
+    version: Option<VersionTable>,
+    /// The revision graph, read once per run.
+    graph: Option<Graph>,
+}
+
+impl Engine {
+    pub fn open(settings: &Settings) -> Engine {
+        match settings.migrations.engine {
+            EngineKind::Sql => Engine::Sql,
+            EngineKind::Alembic => Engine::Alembic(AlembicMemory::default()),
+        }
+    }
+
+    /// Reads the target's migrations as the engine sees them. Writes nothing. `prove`:
+    /// a stage is about to run an Alembic child, so the first such snapshot of the run
+    /// proves where Alembic's connection goes ([`super::alembic::reach`]).
+    pub async fn snapshot(
+        &mut self,
+        settings: &Settings,
+        conn: &mut PgConnection,
+        prove: bool,
+    ) -> Result<Snapshot, EngineError> {
+        match self {
+            Engine::Sql => {
+                let (source, ignored) = super::source(settings)?;
+                let applied = ledger::applied(conn, &settings.database.schema).await?;
+                let state = compare(&source, &applied);
+                Ok(Snapshot::Sql(SqlSnapshot {
+                    source,
+                    applied,
+                    state,
+                    ignored,
+                }))
+            }
+            Engine::Alembic(memory) => {
+                let probe = Probe {
+                    prove,
+                    reach: memory.reach.as_ref(),
+                    graph: memory.graph.as_ref(),
+                };
+                let snap = super::alembic::snapshot::snapshot(settings, conn, probe).await?;
+                if matches!(snap.reach, Reach::Probed(_)) {
+                    memory.reach = Some(snap.reach.clone());
+                    memory.version = Some(snap.version.clone());
+                }
+                if memory.graph.is_none() {
+                    memory.graph = Some(snap.graph.clone());
+                }
+                Ok(Snapshot::Alembic(snap))
+            }
+        }
+    }
+
+    /// The project's migrations alone, as if none were applied (`check` without a
+    /// database). Unlike a deploy's snapshot, a migration the deploy would refuse to
+    /// load is read too, so the lint names it with everything else.
+    pub async fn files_only(settings: &Settings) -> Result<Snapshot, EngineError> {
+        Ok(match settings.migrations.engine {
+            EngineKind::Sql => {
+                let migrations = &settings.migrations;
+                let (source, ignored) =
+                    crate::migrations::read_folder(&migrations.dir, &migrations.ignore)?;
+                let state = compare(&source, &[]);
+                Snapshot::Sql(SqlSnapshot {
+                    source,
+                    applied: Vec::new(),
+                    state,
+                    ignored,
+                })
+            }
+            EngineKind::Alembic => {
+                Snapshot::Alembic(super::alembic::snapshot::files_only(settings).await?)
+            }
+        })
+    }
+
+    /// The tables the engine keeps its own state in besides ballast's ledger
+    /// (`schema.table`): Alembic's version table, where env.py keeps it once this run
+    /// proved Alembic's connection, else as `start` (the run's first snapshot) found
+    /// it, else the settings'.
+    pub fn own_tables(&self, settings: &Settings, start: Option<&Snapshot>) -> Vec<String> {
+        self.version_table(settings, start)
+            .map(|version| vec![version.to_string()])
+            .unwrap_or_default()
+    }
+
+    /// The schemas the engine's own tables are in (see [`Engine::own_tables`]).
+    pub fn own_schemas(&self, settings: &Settings, start: Option<&Snapshot>) -> Vec<String> {
+        self.version_table(settings, start)
+            .map(|version| vec![version.schema])
+            .unwrap_or_default()
+    }
+
+    fn version_table(&self, settings: &Settings, start: Option<&Snapshot>) -> Option<VersionTable> {
+        let Engine::Alembic(memory) = self else {
+            return None;
+        };
+        if let Some(version) = &memory.version {
+            return Some(version.clone());
+        }
+        if let Some(version) = start.and_then(Snapshot::alembic_version_table) {
+            return Some(version);
+        }
+        let alembic = settings.migrations.alembic.as_ref()?;
+        Some(VersionTable {
+            guessed: alembic.version_schema.is_none(),
+            // Not database.schema: that is ballast's own tables' schema.
+            schema: settings.lint_schema().to_string(),
+            table: alembic
+                .version_table
+                .clone()
+                .unwrap_or_else(|| "alembic_version".into()),
+        })
+    }
+
+    /// The target's revision read from the database alone (a scheduled backup or a
+    /// restore needs no migration files): the newest ledger row, or the Alembic
+    /// version table's rows joined with `+`.
+    pub async fn current_revision(
+        settings: &Settings,
+        conn: &mut PgConnection,
+    ) -> Result<Option<String>, DbError> {
+        Ok(match &settings.migrations.alembic {
+            Some(alembic) => {
+                let version = super::alembic::reach::version_table_unprobed(conn, alembic).await?;
+                super::alembic::snapshot::current_revisions(conn, &version)
+                    .await?
+                    .filter(|rows| !rows.is_empty())
+                    .map(|rows| rows.join("+"))
+            }
+            None => {
+                let applied = ledger::applied(conn, &settings.database.schema).await?;
+                ledger::newest(&applied).map(|row| format!("{}_{}", row.version, row.name))
+            }
+        })
+    }
+}
