@@ -15,7 +15,7 @@ use sqlx::postgres::PgConnection;
 use crate::db::{journal_table, ledger, lock, DbError};
 use crate::events::Severity;
 use crate::pipeline::RunContext;
-use crate::stages::StageError;
+use crate::pipeline::StageError;
 
 /// A run the journal says is running, whose deploy lock nobody holds.
 struct Abandoned {

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use super::hashing::HashingWriter;
 
 use super::error::BackupError;
-use super::manifest::{Manifest, FORMAT};
+use crate::storage::manifest::{Manifest, FORMAT};
 use crate::storage::{Sink, Storage};
 
 /// Everything needed to take one backup.

@@ -7,7 +7,7 @@
 mod dump;
 mod error;
 mod hashing;
-mod manifest;
+
 mod pg_dump;
 pub mod replace;
 pub mod restore;
@@ -17,8 +17,8 @@ pub mod sessions;
 pub mod target;
 mod verify;
 
+pub use crate::storage::manifest::Manifest;
 pub use dump::{part_size_for, take, Artifact, DumpRequest};
 pub use error::BackupError;
-pub use manifest::Manifest;
 pub use pg_dump::{client_version, PgDumpVersion};
 pub use verify::{pg_restore_for, verify, verify_and_record, Verified, VerifyError};

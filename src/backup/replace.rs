@@ -6,16 +6,17 @@
 //! `<name>_before_restore_<stamp>` (kept until someone drops it) and the restored copy
 //! takes its name. The result is exactly the backup: nothing created since is left.
 
+use super::pg_restore_for;
 use super::restore::restore_into;
 use super::restore_db;
 use super::sessions;
 use super::target::back_up;
-use super::{pg_restore_for, Manifest};
 use crate::config::Settings;
 use crate::db::lock::DeployLock;
 use crate::db::{self, journal_table, quote_ident, DbError, ServerInfo};
 use crate::events::{Event, Events, Severity};
 use crate::redact::split_secrets;
+use crate::storage::manifest::Manifest;
 use crate::storage::Storage;
 
 /// The database restore connects to for creating and renaming databases.

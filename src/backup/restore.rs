@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use flate2::read::MultiGzDecoder;
 
 use super::hashing::HashingReader;
-use super::Manifest;
 use crate::redact::SplitUrl;
+use crate::storage::manifest::Manifest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {

@@ -3,11 +3,12 @@
 
 use sqlx::postgres::PgConnection;
 
-use super::{client_version, take, Artifact, BackupError, DumpRequest, Manifest};
+use super::{client_version, take, Artifact, BackupError, DumpRequest};
 use crate::config::Settings;
 use crate::db::{DbError, ServerInfo};
 use crate::events::{Event, Events, Severity};
 use crate::redact::split_secrets;
+use crate::storage::manifest::Manifest;
 use crate::storage::Storage;
 
 #[derive(Debug, thiserror::Error)]

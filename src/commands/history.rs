@@ -29,7 +29,7 @@ pub async fn run(g: &GlobalArgs, limit: usize, run_id: Option<&str>) -> i32 {
                 settings
                     .backup
                     .dir
-                    .join(crate::journal::FILE_NAME)
+                    .join(crate::pipeline::journal::FILE_NAME)
                     .display()
             ));
         }
@@ -49,8 +49,11 @@ pub async fn run(g: &GlobalArgs, limit: usize, run_id: Option<&str>) -> i32 {
             db::close(conn).await;
         }
     }
-    let file = settings.backup.dir.join(crate::journal::FILE_NAME);
-    let from_file = match crate::journal::read_file(&settings.backup.dir, usize::MAX) {
+    let file = settings
+        .backup
+        .dir
+        .join(crate::pipeline::journal::FILE_NAME);
+    let from_file = match crate::pipeline::journal::read_file(&settings.backup.dir, usize::MAX) {
         // A backup folder shared by several databases holds all their runs.
         Ok(rows) => rows
             .into_iter()

@@ -3,7 +3,7 @@
 use crate::cli::GlobalArgs;
 use crate::config::Settings;
 use crate::exit_code;
-use crate::pipeline::{self, Pipeline, RunContext, RunOptions, StageKind, StageSpec};
+use crate::pipeline::{Pipeline, RunContext, RunOptions, StageKind, StageSpec};
 
 pub async fn run(g: &GlobalArgs, name: &str) -> i32 {
     if let (Some(file), None) = (&g.targets, &g.target) {
@@ -51,7 +51,7 @@ async fn run_pipeline(g: &GlobalArgs, settings: Settings, pipeline: Pipeline) ->
         allow_risky: g.allow_risky,
     };
     let mut ctx = RunContext::new(settings, options, events, &pipeline.name);
-    let summary = pipeline::run(&pipeline, &mut ctx).await;
+    let summary = crate::runner::run(&pipeline, &mut ctx).await;
     ctx.reset_conn().await;
     if let Some(path) = &g.summary_file {
         if let Err(e) = std::fs::write(path, serde_json::to_vec(&summary).unwrap_or_default()) {

@@ -13,7 +13,7 @@ use crate::config::Settings;
 use crate::db;
 use crate::events::{Outcome, RunSummary, StageRecord};
 use crate::exit_code;
-use crate::journal::Journal;
+use crate::pipeline::journal::Journal;
 use crate::report::stdout_line;
 use crate::storage::{Listed, Storage};
 use crate::text::human_bytes;

@@ -12,7 +12,7 @@ use crate::db::{self, DbError, ServerInfo};
 use crate::engine::change::{Before, Report, RunFacts, Stop};
 use crate::engine::{Engine, Snapshot};
 use crate::events::Events;
-use crate::journal::Journal;
+use crate::pipeline::journal::Journal;
 use crate::plan::Plan;
 use crate::storage::{Storage, StorageError};
 
@@ -286,8 +286,8 @@ impl RunContext {
 
     /// The stage error for an engine's change that stopped: a refusal only while the
     /// run has changed nothing.
-    pub fn stage_error(&self, kind: Stop, message: String) -> crate::stages::StageError {
-        use crate::stages::StageError;
+    pub fn stage_error(&self, kind: Stop, message: String) -> crate::pipeline::StageError {
+        use crate::pipeline::StageError;
         let unchanged = self.committed.is_empty() && !self.outcome_unknown;
         match kind {
             Stop::Refused if unchanged => StageError::Refused(message),
@@ -342,22 +342,22 @@ impl RunContext {
     }
 
     /// A fresh snapshot aimed at the upgrade's goal (the head without one).
-    pub async fn goal_snapshot(&mut self) -> Result<Snapshot, crate::stages::StageError> {
+    pub async fn goal_snapshot(&mut self) -> Result<Snapshot, crate::pipeline::StageError> {
         let snap = self.snapshot().await?;
         self.aimed(snap)
     }
 
     /// [`RunContext::goal_snapshot`], proving Alembic's connection first.
-    pub async fn proven_goal_snapshot(&mut self) -> Result<Snapshot, crate::stages::StageError> {
+    pub async fn proven_goal_snapshot(&mut self) -> Result<Snapshot, crate::pipeline::StageError> {
         let snap = self.proven_snapshot().await?;
         self.aimed(snap)
     }
 
-    fn aimed(&self, snap: Snapshot) -> Result<Snapshot, crate::stages::StageError> {
+    fn aimed(&self, snap: Snapshot) -> Result<Snapshot, crate::pipeline::StageError> {
         match &self.upgrade_goal {
             Some(goal) => snap
                 .aimed_at(goal)
-                .map_err(crate::stages::StageError::Refused),
+                .map_err(crate::pipeline::StageError::Refused),
             None => Ok(snap),
         }
     }
@@ -391,5 +391,40 @@ impl RunContext {
             self.start = Some(snap.clone());
         }
         Ok(snap)
+    }
+
+    /// The run's facts as environment variables, for hooks and `shell` stages.
+    pub fn hook_env(&self, summary: Option<&crate::events::RunSummary>) -> Vec<(String, String)> {
+        let ctx = self;
+        let mut env = vec![
+            ("BALLAST_RUN_ID".to_string(), ctx.run_id.to_string()),
+            (
+                "BALLAST_DATABASE".to_string(),
+                ctx.settings.database.display_url(),
+            ),
+            (
+                "BALLAST_BACKUP".to_string(),
+                ctx.backup
+                    .as_ref()
+                    .map(|a| a.location.clone())
+                    .unwrap_or_default(),
+            ),
+        ];
+        if let Some(s) = summary {
+            env.push(("BALLAST_PIPELINE".into(), s.pipeline.clone()));
+            env.push((
+                "BALLAST_FAILED_STAGE".into(),
+                s.failed_stage.clone().unwrap_or_default(),
+            ));
+            env.push((
+                "BALLAST_OUTCOME".into(),
+                serde_json::to_value(s.outcome)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+            ));
+            env.push(("BALLAST_EXIT_CODE".into(), s.exit_code.to_string()));
+        }
+        env
     }
 }

@@ -6,12 +6,12 @@
 
 pub mod context;
 pub mod definition;
-mod hooks;
-pub mod recovery;
-pub mod runner;
+pub mod journal;
+pub mod outcome;
+pub mod proof;
 
 pub use context::{RunContext, RunOptions};
 pub use definition::{
     InvalidIndexPolicy, Pipeline, PipelineError, RestorePolicy, StageKind, StageSpec,
 };
-pub use runner::run;
+pub use outcome::{StageError, StageOutcome};

@@ -57,7 +57,7 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
             return Ok(StageOutcome::Skipped(plan.already()));
         }
         ctx.begin_changing().await?;
-        crate::journal::mark_running(ctx).await;
+        crate::pipeline::journal::mark_running(ctx).await;
         let run = ctx.run_facts().await?;
         match snap.undo(&plan, ctx.conn().await?, &run).await {
             Ok(summary) => Ok(StageOutcome::Done(summary)),

@@ -6,7 +6,7 @@ mod catalogue;
 mod confirm;
 mod deploy_lock;
 mod downgrade;
-mod outcome;
+
 mod preview;
 mod restore;
 mod roundtrip;
@@ -16,8 +16,8 @@ pub mod state_check;
 mod upgrade;
 mod verify;
 
+pub use crate::pipeline::{StageError, StageOutcome};
 pub use crate::text::migrations_count;
-pub use outcome::{StageError, StageOutcome};
 
 use crate::pipeline::{RunContext, StageKind, StageSpec};
 

@@ -12,7 +12,7 @@ const SHOWN_LINES: usize = 20;
 
 pub async fn run(ctx: &mut RunContext, spec: &StageSpec) -> Result<StageOutcome, StageError> {
     let command = spec.command.as_deref().unwrap_or_default();
-    let env = crate::pipeline::runner::hook_env(ctx, None);
+    let env = ctx.hook_env(None);
     let limits = Limits {
         timeout: spec.shell_timeout(),
         stop_on_interrupt: true,

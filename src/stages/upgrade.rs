@@ -77,7 +77,7 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
     // Where the recovery ladder must bring the schema back to, if it comes to that.
     ctx.take_schema_before(&snap).await?;
     ctx.upgrade_started = true;
-    crate::journal::mark_running(ctx).await;
+    crate::pipeline::journal::mark_running(ctx).await;
     // A migration that adds an enum value commits its batch: a later one may use it.
     // Where the plan (the one the preview showed) says, read once there.
     let cuts: Vec<String> = ctx
@@ -119,7 +119,7 @@ async fn apply_with_retries(
     loop {
         // A migration run alone can stop half-way: a killed run's journal names it.
         if let Some(label) = step.runs_alone() {
-            crate::journal::mark_in_progress(ctx, Some(label.to_string())).await;
+            crate::pipeline::journal::mark_in_progress(ctx, Some(label.to_string())).await;
         }
         let run = ctx.run_facts().await?;
         let result = snap.apply(step, ctx.conn().await?, &run).await;
@@ -127,7 +127,7 @@ async fn apply_with_retries(
             Ok(report) => {
                 ctx.record_change(report).await;
                 if step.runs_alone().is_some() {
-                    crate::journal::mark_in_progress(ctx, None).await;
+                    crate::pipeline::journal::mark_in_progress(ctx, None).await;
                 }
                 return Ok(());
             }

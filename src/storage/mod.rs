@@ -4,6 +4,7 @@
 //! once `verify-backup` has read it back, `ID.verified.json`.
 
 mod local;
+pub mod manifest;
 mod objects;
 mod s3;
 mod sink;

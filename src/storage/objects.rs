@@ -1,7 +1,7 @@
 //! The objects a store holds, whatever the store: their names (a backup's id and a
 //! suffix per kind), a backup as listed, and the errors of reading them.
 
-use crate::backup::Manifest;
+use super::manifest::Manifest;
 
 pub const OBJECT_SUFFIX: &str = ".dump.gz";
 pub const MANIFEST_SUFFIX: &str = ".manifest.json";

@@ -4,10 +4,8 @@
 //! fields of the `run_finished` event, docs/json-events.md). A hook's failure is reported, never changes
 //! the run's outcome.
 
-use super::context::RunContext;
-use super::definition::Pipeline;
-use super::runner::hook_env;
 use crate::events::{Event, Outcome, RunSummary};
+use crate::pipeline::{Pipeline, RunContext};
 use crate::subprocess::run_shell;
 
 /// Runs the hooks the outcome calls for: the failure hooks first, then the notify hooks.
@@ -20,7 +18,7 @@ pub async fn run_hooks(pipeline: &Pipeline, ctx: &RunContext, summary: &RunSumma
     if commands.is_empty() {
         return;
     }
-    let env = hook_env(ctx, Some(summary));
+    let env = ctx.hook_env(Some(summary));
     let stdin = serde_json::to_vec(summary).unwrap_or_default();
     for command in commands {
         let ran = run_shell(

@@ -7,13 +7,12 @@
 
 use std::time::Instant;
 
-use super::context::RunContext;
-use super::definition::Pipeline;
 use super::hooks::run_hooks;
 use super::recovery;
 use crate::engine::Snapshot;
 use crate::events::{Event, Outcome, RunSummary, StageRecord};
 use crate::exit_code;
+use crate::pipeline::{Pipeline, RunContext};
 use crate::stages::{self, StageError, StageOutcome};
 
 struct Failure {
@@ -35,8 +34,8 @@ pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
             .map(|s| s.to.clone())
     };
     ctx.upgrade_goal = match (
-        to_of(super::StageKind::Upgrade),
-        to_of(super::StageKind::Downgrade),
+        to_of(crate::pipeline::StageKind::Upgrade),
+        to_of(crate::pipeline::StageKind::Downgrade),
     ) {
         (Some(to), _) => to,
         // A relative `-1` is resolved against the state the downgrade stage finds,
@@ -136,7 +135,7 @@ pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
         };
         ctx.journal.stage(&record);
         if ctx.upgrade_started {
-            crate::journal::sync_table(ctx).await;
+            crate::pipeline::journal::sync_table(ctx).await;
         }
         records.push(record);
         if let Err(error) = result {
@@ -146,7 +145,7 @@ pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
     }
     let mut summary = conclude(pipeline, ctx, failure, records).await;
     summary.duration_ms = started.elapsed().as_millis() as u64;
-    crate::journal::finish(ctx, &summary).await;
+    crate::pipeline::journal::finish(ctx, &summary).await;
     ctx.release_deploy_lock().await;
     run_hooks(pipeline, ctx, &summary).await;
     ctx.events.emit(Event::RunFinished(summary.clone()));
@@ -228,7 +227,8 @@ async fn conclude(
                 (Some(start), Some(now)) => same_ledger(start, now),
                 _ => false, // cannot prove it: do not claim it
             }
-            && (ctx.schema_before.is_none() || recovery::back_at_start(ctx).await.is_ok()));
+            && (ctx.schema_before.is_none()
+                || crate::pipeline::proof::back_at_start(ctx).await.is_ok()));
     if unchanged {
         summary.outcome = Outcome::FailedUnchanged;
         summary.exit_code = exit_code::FAILED_RESTORED;
@@ -249,10 +249,9 @@ async fn conclude(
     crate::interrupt::set_activity(
         "climbing the recovery ladder (downgrade, then restore, as the pipeline allows)",
     );
-    let downgrade_failed = pipeline
-        .stages
-        .iter()
-        .any(|s| s.display_name() == failure.stage && s.kind == super::StageKind::Downgrade);
+    let downgrade_failed = pipeline.stages.iter().any(|s| {
+        s.display_name() == failure.stage && s.kind == crate::pipeline::StageKind::Downgrade
+    });
     let climb = recovery::climb(pipeline, ctx, &mut summary.stages, downgrade_failed).await;
     summary.next_steps.extend(climb.notes);
     // Where the ladder left it, not where the failure did (a dropped INVALID index is
@@ -421,38 +420,4 @@ async fn fresh_snapshot(ctx: &mut RunContext) -> Option<Snapshot> {
 
 fn same_ledger(a: &Snapshot, b: &Snapshot) -> bool {
     a.fingerprint() == b.fingerprint()
-}
-
-/// The run's facts as environment variables, for hooks and `shell` stages.
-pub fn hook_env(ctx: &RunContext, summary: Option<&RunSummary>) -> Vec<(String, String)> {
-    let mut env = vec![
-        ("BALLAST_RUN_ID".to_string(), ctx.run_id.to_string()),
-        (
-            "BALLAST_DATABASE".to_string(),
-            ctx.settings.database.display_url(),
-        ),
-        (
-            "BALLAST_BACKUP".to_string(),
-            ctx.backup
-                .as_ref()
-                .map(|a| a.location.clone())
-                .unwrap_or_default(),
-        ),
-    ];
-    if let Some(s) = summary {
-        env.push(("BALLAST_PIPELINE".into(), s.pipeline.clone()));
-        env.push((
-            "BALLAST_FAILED_STAGE".into(),
-            s.failed_stage.clone().unwrap_or_default(),
-        ));
-        env.push((
-            "BALLAST_OUTCOME".into(),
-            serde_json::to_value(s.outcome)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
-        ));
-        env.push(("BALLAST_EXIT_CODE".into(), s.exit_code.to_string()));
-    }
-    env
 }
