@@ -240,7 +240,7 @@ mod tests {
         }
     }
 
-    fn manifest(compressed_bytes: u64) -> super::crate::storage::manifest::Manifest {
+    fn manifest(compressed_bytes: u64) -> crate::storage::manifest::Manifest {
         serde_json::from_value(serde_json::json!({
             "manifest_version": 1, "id": "shop-1", "object": "", "format": "",
             "database": "shop", "host": "h", "server_version": "15.4", "pg_dump_version": "15.4",
