@@ -6,15 +6,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+pub use crate::config::Retention;
 use crate::storage::Listed;
-
-#[derive(Debug, Clone, Copy)]
-pub struct Retention {
-    /// Keep this many newest verified backups.
-    pub keep_last: u32,
-    /// Keep verified backups younger than this many days.
-    pub keep_days: u32,
-}
 
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Decision {

@@ -177,7 +177,7 @@ pub struct BackupSettings {
     /// gzip level, 1 (fast) to 9 (small).
     pub compression_level: u32,
     /// Retention for `prune`.
-    pub retention: crate::backup::retention::Retention,
+    pub retention: Retention,
     /// An in-place restore ends the sessions still connected to the target at its
     /// rename (pg_terminate_backend) instead of refusing to replace a database in use.
     pub restore_ends_sessions: bool,
@@ -329,7 +329,7 @@ pub(super) fn resolve(
         None => None,
         Some(s3) => Some(resolve_s3(s3, &bad)?),
     };
-    let retention = crate::backup::retention::Retention {
+    let retention = Retention {
         keep_last: raw.backup.keep_last.unwrap_or(7),
         keep_days: raw.backup.keep_days.unwrap_or(14),
     };
@@ -500,4 +500,14 @@ mod tests {
         assert!(!socket.same_database("postgres:///shop?host=/tmp"));
         assert!(db.same_database("<no database url>"), "unparsable: kept");
     }
+}
+
+/// How many verified backups `prune` keeps: the newest `keep_last`, and any younger
+/// than `keep_days` days.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Keep this many newest verified backups.
+    pub keep_last: u32,
+    /// Keep verified backups younger than this many days.
+    pub keep_days: u32,
 }

@@ -11,6 +11,7 @@ pub mod change;
 mod opened;
 mod snapshot;
 pub mod sql;
+pub mod target;
 
 pub use opened::Engine;
 pub use snapshot::{source, ApplyStep, EngineError, Snapshot, UndoPlan};

@@ -8,6 +8,7 @@ use super::alembic;
 use super::alembic::{AlembicError, AlembicSnapshot};
 use super::change::{ChangeError, Report, RunFacts};
 use super::sql::{self, undo::Target, SqlSnapshot};
+use super::target::TargetError;
 use crate::config::Settings;
 use crate::db::DbError;
 use crate::migrations::{Migration, SourceError};
@@ -24,7 +25,7 @@ impl Snapshot {
     /// The same state with the upgrade's goal set to `to` (a migration's version or
     /// label, or a revision) instead of the head: what is pending, the plan and
     /// verify's "at the target" stop there. `Err` when no migration is `to`.
-    pub fn aimed_at(&self, to: &str) -> Result<Snapshot, String> {
+    pub fn aimed_at(&self, to: &str) -> Result<Snapshot, TargetError> {
         let to = self.resolve_target(to)?;
         let to = to.as_str();
         match self {
@@ -38,7 +39,11 @@ impl Snapshot {
                     .source
                     .iter()
                     .position(|m| m.version.to_string() == to || m.label() == to)
-                    .ok_or_else(|| format!("no migration `{to}` in the migrations folder"))?;
+                    .ok_or_else(|| TargetError::Unknown {
+                        to: to.into(),
+                        what: "migration",
+                        place: "the migrations folder".into(),
+                    })?;
                 aimed.state.pending.retain(|&i| i <= at);
                 Ok(Snapshot::Sql(aimed))
             }
@@ -54,7 +59,7 @@ impl Snapshot {
     /// counts back from what is applied; for Alembic the start of a revision id is
     /// enough and an unknown one is refused. The sql engine's versions and labels are
     /// checked where they are used.
-    pub fn resolve_target(&self, to: &str) -> Result<String, String> {
+    pub fn resolve_target(&self, to: &str) -> Result<String, TargetError> {
         match self {
             Snapshot::Sql(s) => match crate::migrations::steps_back(to) {
                 Some(steps) => s.steps_back(steps, to),

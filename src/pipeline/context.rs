@@ -357,7 +357,7 @@ impl RunContext {
         match &self.upgrade_goal {
             Some(goal) => snap
                 .aimed_at(goal)
-                .map_err(crate::pipeline::StageError::Refused),
+                .map_err(|e| crate::pipeline::StageError::Refused(e.to_string())),
             None => Ok(snap),
         }
     }

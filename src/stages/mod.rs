@@ -6,7 +6,6 @@ mod catalogue;
 mod confirm;
 mod deploy_lock;
 mod downgrade;
-
 mod preview;
 mod restore;
 mod roundtrip;

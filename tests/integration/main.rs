@@ -12,6 +12,7 @@ mod downgrade_sql;
 mod faults;
 mod harness;
 mod histories;
+mod layers;
 mod locking;
 mod lost_commit;
 mod output;

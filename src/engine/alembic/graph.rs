@@ -5,6 +5,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
 
+use crate::engine::target::TargetError;
+
 /// How a revision's `downgrade()` looks without running it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -134,39 +136,41 @@ impl Graph {
     /// or the start of one (as Alembic takes it), `base`, or `-N`: N steps back from
     /// the one current revision, refused across a merge (which parent?). `Err` says why
     /// it names none: a typo must never undo everything.
-    pub fn resolve(&self, current: &[String], to: &str) -> Result<Option<String>, String> {
+    pub fn resolve(&self, current: &[String], to: &str) -> Result<Option<String>, TargetError> {
         if to == "base" {
             return Ok(None);
         }
         if let Some(steps) = crate::migrations::steps_back(to) {
             let mut at = match current {
                 [one] => one.clone(),
-                [] => return Err(format!("`{to}` steps back from the current revision, and none is applied")),
+                [] => return Err(TargetError::NothingApplied { to: to.into() }),
                 many => {
-                    return Err(format!(
-                        "`{to}` steps back from one current revision, and the database is at {}: name the revision to go back to",
-                        many.join(" + ")
-                    ))
+                    return Err(TargetError::SeveralCurrent {
+                        to: to.into(),
+                        heads: many.join(" + "),
+                    })
                 }
             };
             for step in 1..=steps {
-                let rev = self.get(&at).ok_or_else(|| {
-                    format!("`{to}`: revision {at} is not in {}", self.script_location)
+                let rev = self.get(&at).ok_or_else(|| TargetError::MissingRevision {
+                    to: to.into(),
+                    revision: at.clone(),
+                    place: self.script_location.clone(),
                 })?;
                 match rev.down_revisions.as_slice() {
                     [] if step == steps => return Ok(None),
                     [] => {
-                        return Err(format!(
-                            "`{to}` goes back past base: {step} revision{} applied",
-                            if step == 1 { " is" } else { "s are" }
-                        ))
+                        return Err(TargetError::PastBase {
+                            to: to.into(),
+                            applied: TargetError::applied(step, "revision"),
+                        })
                     }
                     [parent] => at = parent.clone(),
                     _ => {
-                        return Err(format!(
-                            "`{to}` would step back through the merge {}: name the revision to go back to",
-                            rev.label()
-                        ))
+                        return Err(TargetError::ThroughMerge {
+                            to: to.into(),
+                            merge: rev.label(),
+                        })
                     }
                 }
             }
@@ -184,17 +188,20 @@ impl Graph {
         match starting.as_slice() {
             // As Alembic: a start of at least 4 characters, so a stray letter names
             // nothing.
-            [_, ..] if to.chars().count() < 4 => Err(format!(
-                "no revision `{to}` in {} (the start of a revision id needs at least 4 characters)",
-                self.script_location
-            )),
+            [_, ..] if to.chars().count() < 4 => Err(TargetError::TooShort {
+                to: to.into(),
+                place: self.script_location.clone(),
+            }),
             [one] => Ok(Some(one.to_string())),
-            [] => Err(format!("no revision `{to}` in {}", self.script_location)),
-            many => Err(format!(
-                "`{to}` is the start of {} revisions ({}): give more of it",
-                many.len(),
-                many.join(", ")
-            )),
+            [] => Err(TargetError::Unknown {
+                to: to.into(),
+                what: "revision",
+                place: self.script_location.clone(),
+            }),
+            many => Err(TargetError::Ambiguous {
+                to: to.into(),
+                candidates: many.iter().map(|r| r.to_string()).collect(),
+            }),
         }
     }
 
@@ -295,28 +302,34 @@ mod tests {
         assert!(g
             .resolve(&at("b2bb"), "-3")
             .unwrap_err()
+            .to_string()
             .contains("past base"));
         assert!(g
             .resolve(&at("e6ee"), "-2")
             .unwrap_err()
+            .to_string()
             .contains("through the merge d5dd"));
         assert!(g
             .resolve(&[], "-1")
             .unwrap_err()
+            .to_string()
             .contains("none is applied"));
         assert!(g
             .resolve(&[at("c3cc"), at("c4cc")].concat(), "-1")
             .unwrap_err()
+            .to_string()
             .contains("c3cc + c4cc"));
         assert_eq!(g.resolve(&at("e6ee"), "base"), Ok(None));
         assert_eq!(g.resolve(&at("e6ee"), "d5dd"), Ok(Some("d5dd".into())));
         assert!(g
             .resolve(&at("e6ee"), "d5")
             .unwrap_err()
+            .to_string()
             .contains("at least 4 characters"));
         assert!(g
             .resolve(&at("e6ee"), "c")
             .unwrap_err()
+            .to_string()
             .contains("at least 4 characters"));
         let long = graph(vec![rev("ab12cd34", &[]), rev("ab12ef56", &["ab12cd34"])]);
         let head = at("ab12ef56");
@@ -328,10 +341,12 @@ mod tests {
         assert!(long
             .resolve(&head, "ab12")
             .unwrap_err()
+            .to_string()
             .contains("start of 2 revisions"));
         assert!(g
             .resolve(&at("e6ee"), "zz")
             .unwrap_err()
+            .to_string()
             .contains("no revision `zz`"));
         assert!(g.resolve(&at("e6ee"), "").is_err());
     }

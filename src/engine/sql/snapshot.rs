@@ -21,7 +21,11 @@ pub struct SqlSnapshot {
 impl SqlSnapshot {
     /// The label of the migration `steps` back from the newest applied one (`base`
     /// when that is all of them); `to` is how the user wrote it, for the error.
-    pub(in crate::engine) fn steps_back(&self, steps: usize, to: &str) -> Result<String, String> {
+    pub(in crate::engine) fn steps_back(
+        &self,
+        steps: usize,
+        to: &str,
+    ) -> Result<String, crate::engine::target::TargetError> {
         let mut applied: Vec<(crate::migrations::Version, &ledger::AppliedRow)> = self
             .applied
             .iter()
@@ -31,11 +35,10 @@ impl SqlSnapshot {
         match applied.get(steps) {
             Some((_, row)) => Ok(format!("{}_{}", row.version, row.name)),
             None if steps == applied.len() => Ok("base".into()),
-            None => Err(format!(
-                "`{to}` goes back past base: {} migration{} applied",
-                applied.len(),
-                if applied.len() == 1 { " is" } else { "s are" }
-            )),
+            None => Err(crate::engine::target::TargetError::PastBase {
+                to: to.into(),
+                applied: crate::engine::target::TargetError::applied(applied.len(), "migration"),
+            }),
         }
     }
 
