@@ -130,16 +130,7 @@ impl Engine {
         if let Some(version) = start.and_then(Snapshot::alembic_version_table) {
             return Some(version);
         }
-        let alembic = settings.migrations.alembic.as_ref()?;
-        Some(VersionTable {
-            guessed: alembic.version_schema.is_none(),
-            // Not database.schema: that is ballast's own tables' schema.
-            schema: settings.lint_schema().to_string(),
-            table: alembic
-                .version_table
-                .clone()
-                .unwrap_or_else(|| "alembic_version".into()),
-        })
+        VersionTable::configured(settings)
     }
 
     /// The target's revision read from the database alone (a scheduled backup or a

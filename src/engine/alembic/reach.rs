@@ -136,6 +136,22 @@ pub struct VersionTable {
     pub guessed: bool,
 }
 
+impl VersionTable {
+    /// Where the settings say it is (`None` for the sql engine): `version_schema`, or a
+    /// guess at Alembic's default, never `database.schema` (ballast's own tables').
+    pub fn configured(settings: &crate::config::Settings) -> Option<VersionTable> {
+        let alembic = settings.migrations.alembic.as_ref()?;
+        Some(VersionTable {
+            guessed: alembic.version_schema.is_none(),
+            schema: settings.lint_schema().to_string(),
+            table: alembic
+                .version_table
+                .clone()
+                .unwrap_or_else(|| "alembic_version".into()),
+        })
+    }
+}
+
 impl PartialEq for VersionTable {
     fn eq(&self, other: &Self) -> bool {
         self.schema == other.schema && self.table == other.table

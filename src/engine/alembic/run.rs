@@ -69,13 +69,7 @@ async fn upgrade_once(
                 return;
             };
             if let Some((done, since)) = previous.take() {
-                events.emit(Event::MigrationApplied {
-                    index: done,
-                    total,
-                    version: order[done].0.clone(),
-                    name: order[done].1.clone(),
-                    duration_ms: since.elapsed().as_millis() as u64,
-                });
+                events.emit(applied(&order, done, since));
             }
             events.emit(Event::MigrationStarted {
                 index,
@@ -92,15 +86,20 @@ async fn upgrade_once(
     .map_err(|e| ChangeError::failed(e.to_string(), Report::default()))?;
     let finished = finished.map_err(failed)?;
     if let (true, Some((done, since))) = (finished.success, last) {
-        progress.emit(Event::MigrationApplied {
-            index: done,
-            total,
-            version: pending[done].0.clone(),
-            name: pending[done].1.clone(),
-            duration_ms: since.elapsed().as_millis() as u64,
-        });
+        progress.emit(applied(pending, done, since));
     }
     Ok(finished)
+}
+
+/// The revision `done` of `pending` (revision, message) ran, since `since`.
+fn applied(pending: &[(String, String)], done: usize, since: Instant) -> Event {
+    Event::MigrationApplied {
+        index: done,
+        total: pending.len(),
+        version: pending[done].0.clone(),
+        name: pending[done].1.clone(),
+        duration_ms: since.elapsed().as_millis() as u64,
+    }
 }
 
 /// Reads the version table after alembic ended: what committed and what did not; an

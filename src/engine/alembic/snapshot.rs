@@ -384,22 +384,11 @@ async fn nearest_known_in_journal(
 
 /// The project alone, as if no revision were applied (`check` without a database).
 pub async fn files_only(settings: &Settings) -> Result<AlembicSnapshot, AlembicError> {
-    let alembic = settings
-        .migrations
-        .alembic
-        .as_ref()
-        .expect("the alembic engine has alembic settings");
     Ok(AlembicSnapshot {
         graph: read_graph(&Runner::new(settings, None), None).await?.0,
         current: None,
-        version: VersionTable {
-            guessed: alembic.version_schema.is_none(),
-            schema: settings.lint_schema().to_string(),
-            table: alembic
-                .version_table
-                .clone()
-                .unwrap_or_else(|| "alembic_version".into()),
-        },
+        version: VersionTable::configured(settings)
+            .expect("the alembic engine has alembic settings"),
         reach: Reach::NotProbed,
         refusal: None,
         other_tables: Vec::new(),

@@ -9,7 +9,7 @@ use sqlx::Executor;
 use crate::db::index_leftover;
 use crate::db::{DbError, SqlFailure};
 use crate::events::{Events, Severity};
-use crate::migrations::split::split_statements;
+use crate::migrations::split::{line_of_position, split_statements};
 
 /// Where a file run alone stopped.
 pub(super) struct Halted {
@@ -82,13 +82,38 @@ pub(super) async fn run_alone(
 pub(super) const INTERRUPTED: &str =
     "interrupted by a signal (Ctrl-C or SIGTERM) before the next statement";
 
+/// "`subject` failed (`file`, line 4): `failure`" plus what to do about lock and
+/// statement timeouts. `location`: where in `sql` it failed, when known better than
+/// the server's error position.
+pub(super) fn statement_failed(
+    subject: &str,
+    file: Option<&str>,
+    sql: &str,
+    failure: &SqlFailure,
+    run: &crate::engine::change::RunFacts,
+    location: Option<String>,
+) -> String {
+    let location = location.or_else(|| {
+        failure
+            .position
+            .map(|pos| format!("line {}", line_of_position(sql, pos)))
+    });
+    let place: Vec<&str> = [file, location.as_deref()].into_iter().flatten().collect();
+    let place = match place.is_empty() {
+        true => String::new(),
+        false => format!(" ({})", place.join(", ")),
+    };
+    let mut message = format!("{subject} failed{place}: {failure}");
+    if let Some(advice) = failure_advice(failure, &run.settings) {
+        message.push_str(&format!(". {advice}"));
+    }
+    message
+}
+
 /// What to do about a statement that failed by a timeout, or why it was cancelled:
 /// a sentence to append to the error (`None` for other errors). Our own cancel after
 /// Ctrl-C shares SQLSTATE 57014 with `statement_timeout`.
-pub(super) fn failure_advice(
-    failure: &SqlFailure,
-    settings: &crate::config::Settings,
-) -> Option<String> {
+fn failure_advice(failure: &SqlFailure, settings: &crate::config::Settings) -> Option<String> {
     if failure.is_statement_timeout() && crate::interrupt::requested() {
         return Some("It was cancelled by a signal (Ctrl-C or SIGTERM)".into());
     }

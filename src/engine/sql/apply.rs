@@ -9,12 +9,11 @@ use std::time::Instant;
 use sqlx::postgres::PgConnection;
 use sqlx::Executor;
 
-use super::alone::{failure_advice, run_alone, INTERRUPTED};
+use super::alone::{run_alone, statement_failed, INTERRUPTED};
 use super::transaction::{in_one_transaction, Body, Ended};
 use crate::db::{ledger, DbError, SqlFailure};
 use crate::engine::change::{ChangeError, PartialChange, Report, RunFacts, Stop};
 use crate::events::Event;
-use crate::migrations::split::line_of_position;
 use crate::migrations::Migration;
 
 /// Applies consecutive transactional migrations (`batch`, the first of them
@@ -206,7 +205,7 @@ fn started(m: &Migration, index: usize, total: usize) -> Event {
     }
 }
 
-/// "migration 3_add_orders failed (migrations/3_add_orders.sql line 4): ..." plus
+/// "migration 3_add_orders failed (migrations/3_add_orders.sql, line 4): ..." plus
 /// what to do about lock and statement timeouts.
 fn migration_failed(
     m: &Migration,
@@ -214,18 +213,7 @@ fn migration_failed(
     run: &RunFacts,
     location: Option<String>,
 ) -> String {
-    let location = location.or_else(|| {
-        failure
-            .position
-            .map(|pos| format!("line {}", line_of_position(&m.up_sql, pos)))
-    });
-    let place = match location {
-        Some(location) => format!("{}, {location}", m.up_path.display()),
-        None => m.up_path.display().to_string(),
-    };
-    let mut message = format!("migration {} failed ({place}): {failure}", m.label());
-    if let Some(advice) = failure_advice(failure, &run.settings) {
-        message.push_str(&format!(". {advice}"));
-    }
-    message
+    let file = m.up_path.display().to_string();
+    let subject = format!("migration {}", m.label());
+    statement_failed(&subject, Some(&file), &m.up_sql, failure, run, location)
 }

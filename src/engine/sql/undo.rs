@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use sqlx::postgres::PgConnection;
 use sqlx::Executor;
 
-use super::alone::{failure_advice, run_alone, INTERRUPTED};
+use super::alone::{run_alone, statement_failed, INTERRUPTED};
 use super::transaction::{in_one_transaction, Body, Ended};
 use super::SqlSnapshot;
 use crate::db::ledger::{self, AppliedRow};
@@ -23,7 +23,7 @@ use crate::db::SqlFailure;
 use crate::engine::change::{ChangeError, Report, RunFacts};
 use crate::events::{Events, Severity};
 use crate::migrations::source::marked_no_transaction;
-use crate::migrations::split::{line_of_position, transaction_control};
+use crate::migrations::split::transaction_control;
 use crate::migrations::{Migration, Version};
 
 /// Where the downgrade goes.
@@ -529,25 +529,9 @@ fn down_failed(
     run: &RunFacts,
     location: Option<String>,
 ) -> String {
-    let location = location.or_else(|| {
-        failure
-            .position
-            .map(|pos| format!("line {}", line_of_position(&step.down_sql, pos)))
-    });
-    let place: Vec<&str> = [step.down_file.as_deref(), location.as_deref()]
-        .into_iter()
-        .flatten()
-        .collect();
-    let place = if place.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", place.join(", "))
-    };
-    let mut message = format!("the down of {} failed{place}: {failure}", step.label);
-    if let Some(advice) = failure_advice(failure, &run.settings) {
-        message.push_str(&format!(". {advice}"));
-    }
-    message
+    let subject = format!("the down of {}", step.label);
+    let file = step.down_file.as_deref();
+    statement_failed(&subject, file, &step.down_sql, failure, run, location)
 }
 
 #[cfg(test)]
