@@ -26,10 +26,10 @@ struct Abandoned {
 /// Looks for abandoned runs and deals with them; `Err` refuses the run (an INVALID
 /// index left that nobody agreed to drop).
 pub async fn check(ctx: &mut RunContext) -> Result<(), StageError> {
-    let schema = ctx.settings.database.schema.clone();
-    let own = ctx.run_id.to_string();
-    let app_name = ctx.settings.database.application_name.clone();
-    let events = ctx.events.clone();
+    let schema = ctx.settings().database.schema.clone();
+    let own = ctx.run_id().to_string();
+    let app_name = ctx.settings().database.application_name.clone();
+    let events = ctx.events().clone();
     let conn = ctx.conn().await?;
     if !ledger::table_exists(&mut *conn, &schema, journal_table::TABLE).await? {
         return Ok(());
@@ -195,7 +195,7 @@ async fn committed_by(
 
 async fn drop_or_refuse(ctx: &mut RunContext, invalid: &[String]) -> Result<(), StageError> {
     let list = invalid.join(", ");
-    let agreed = ctx.options.assume_yes
+    let agreed = ctx.options().assume_yes
         || (crate::report::interactive()
             && crate::report::prompt::confirm(format!(
                 "INVALID index{} {list} (a CREATE INDEX CONCURRENTLY cut short) would make the retry fail or stay unusable. Drop {} now (DROP INDEX CONCURRENTLY)?",
@@ -214,7 +214,7 @@ async fn drop_or_refuse(ctx: &mut RunContext, invalid: &[String]) -> Result<(), 
             commands.join(" ")
         )));
     }
-    let events = ctx.events.clone();
+    let events = ctx.events().clone();
     let conn = ctx.conn().await?;
     for index in invalid {
         sqlx::raw_sql(&format!("drop index concurrently if exists {index}"))

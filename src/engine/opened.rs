@@ -16,7 +16,7 @@ use crate::db::{ledger, DbError};
 
 pub enum Engine {
     Sql,
-    Alembic(AlembicMemory),
+    Alembic(Box<AlembicMemory>),
 }
 
 /// What one run learnt of its Alembic project, reused by every later snapshot.
@@ -36,7 +36,7 @@ impl Engine {
     pub fn open(settings: &Settings) -> Engine {
         match settings.migrations.engine {
             EngineKind::Sql => Engine::Sql,
-            EngineKind::Alembic => Engine::Alembic(AlembicMemory::default()),
+            EngineKind::Alembic => Engine::Alembic(Box::default()),
         }
     }
 

@@ -15,6 +15,8 @@ use crate::migrations::{Migration, SourceError};
 use crate::plan::Plan;
 
 /// Everything known about a target's migrations at one moment, per engine.
+// A few per run, never in bulk: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Snapshot {
     Sql(SqlSnapshot),

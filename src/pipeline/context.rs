@@ -26,58 +26,58 @@ pub struct RunOptions {
 }
 
 pub struct RunContext {
-    pub settings: Settings,
-    pub options: RunOptions,
-    pub run_id: Uuid,
-    pub events: Events,
-    pub journal: Journal,
+    settings: Settings,
+    options: RunOptions,
+    run_id: Uuid,
+    events: Events,
+    pub(in crate::pipeline) journal: Journal,
     conn: Option<PgConnection>,
     storage: Option<Storage>,
-    pub server: Option<ServerInfo>,
+    server: Option<ServerInfo>,
     /// The state as the run found it (first snapshot taken).
-    pub start: Option<Snapshot>,
+    start: Option<Snapshot>,
     /// The plan the preview showed; the upgrade re-checks it under the lock.
-    pub plan: Option<Plan>,
-    pub backup: Option<Artifact>,
+    plan: Option<Plan>,
+    backup: Option<Artifact>,
     /// The pipeline has a backup stage (the preflight checks pg_dump and storage).
-    pub takes_backup: bool,
+    takes_backup: bool,
     /// The pipeline's first changing stage and its `to`: the confirmation asks about it,
     /// and a backup before it takes the deploy lock, so the restore point is the state
     /// the change starts from.
-    pub first_change: Option<(crate::pipeline::StageKind, Option<String>)>,
+    first_change: Option<(crate::pipeline::StageKind, Option<String>)>,
     /// The lint's findings on the previewed plan.
-    pub findings: Vec<crate::lint::Finding>,
+    findings: Vec<crate::lint::Finding>,
     /// Versions committed by this run, in order.
-    pub committed: Vec<String>,
+    committed: Vec<String>,
     /// Versions whose transaction rolled back.
-    pub rolled_back: Vec<String>,
+    rolled_back: Vec<String>,
     /// Set when the upgrade started changing the database.
-    pub upgrade_started: bool,
+    upgrade_started: bool,
     /// Set when a commit's outcome is unknown (the connection died during COMMIT).
-    pub outcome_unknown: bool,
+    outcome_unknown: bool,
     /// The versions of an upgrade batch whose COMMIT got no answer: the runner looks
     /// them up in the ledger before it decides anything.
-    pub commit_unknown: Vec<String>,
+    commit_unknown: Vec<String>,
     /// The backend pid of the session that sent that COMMIT: it may still be
     /// finishing it, and the ledger tells only once it has ended.
-    pub commit_unknown_pid: Option<i32>,
+    commit_unknown_pid: Option<i32>,
     /// The backend pid of the changing session (see [`RunContext::begin_changing`]).
-    pub session_pid: Option<i32>,
+    session_pid: Option<i32>,
     /// Changes left that are not whole migrations (also listed in `committed`).
-    pub partial: Vec<PartialChange>,
+    partial: Vec<PartialChange>,
     /// The schema's shape right before the upgrade changed anything: a recovery rung
     /// claims "back where the run started" only when the shape matches it again.
-    pub schema_before: Option<SchemaShape>,
+    schema_before: Option<SchemaShape>,
     /// The schemas that shape covers (`None`: all of them).
-    pub shape_scope: Option<schema_shape::Scope>,
+    shape_scope: Option<schema_shape::Scope>,
     /// Rows written per table when the backup started, to tell what a restore loses.
-    pub writes_at_backup: Option<TableWrites>,
+    writes_at_backup: Option<TableWrites>,
     /// Where the upgrade goes when not to the head: the pipeline's upgrade stage's `to`
     /// (preview, upgrade and verify all aim there).
-    pub upgrade_goal: Option<String>,
+    upgrade_goal: Option<String>,
     /// The deploy lock, from the first stage that changes the database to the run's
     /// end (`stages::deploy_lock::hold` takes it, the runner releases it).
-    pub deploy_lock: Option<DeployLock>,
+    deploy_lock: Option<DeployLock>,
     /// The main session is changing the database: a new one is readied the same way
     /// (see [`RunContext::begin_changing`]).
     changing: bool,
@@ -135,6 +135,200 @@ impl RunContext {
             upgrade_goal: None,
             engine,
         }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn options(&self) -> &RunOptions {
+        &self.options
+    }
+
+    pub fn run_id(&self) -> Uuid {
+        self.run_id
+    }
+
+    /// Where the run's events go (cheap to clone: clones share the reporter).
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// The state as the run found it (its first snapshot), once read.
+    pub fn start(&self) -> Option<&Snapshot> {
+        self.start.as_ref()
+    }
+
+    /// The plan the preview showed (or the upgrade found, without a preview).
+    pub fn plan(&self) -> Option<&Plan> {
+        self.plan.as_ref()
+    }
+
+    /// The lint's findings on the previewed plan.
+    pub fn findings(&self) -> &[crate::lint::Finding] {
+        &self.findings
+    }
+
+    /// This run's backup, once taken.
+    pub fn backup(&self) -> Option<&Artifact> {
+        self.backup.as_ref()
+    }
+
+    /// The pipeline has a backup stage (the preflight checks pg_dump and storage).
+    pub fn takes_backup(&self) -> bool {
+        self.takes_backup
+    }
+
+    /// The pipeline's first changing stage and its `to`.
+    pub fn first_change(&self) -> Option<&(crate::pipeline::StageKind, Option<String>)> {
+        self.first_change.as_ref()
+    }
+
+    /// Versions committed by this run, in order (and what else changed, in words).
+    pub fn committed(&self) -> &[String] {
+        &self.committed
+    }
+
+    /// Versions whose transaction rolled back.
+    pub fn rolled_back(&self) -> &[String] {
+        &self.rolled_back
+    }
+
+    /// Changes left that are not whole migrations.
+    pub fn partial(&self) -> &[PartialChange] {
+        &self.partial
+    }
+
+    /// Whether a changing stage began changing the database (from then on the
+    /// runner proves "unchanged" from the database rather than assume it).
+    pub fn changes_started(&self) -> bool {
+        self.upgrade_started
+    }
+
+    /// Whether a COMMIT's outcome is unknown (the connection died during it).
+    pub fn outcome_unknown(&self) -> bool {
+        self.outcome_unknown
+    }
+
+    /// The schema's shape right before the upgrade changed anything.
+    pub fn schema_before(&self) -> Option<&SchemaShape> {
+        self.schema_before.as_ref()
+    }
+
+    /// Rows written per table when the backup started.
+    pub fn writes_at_backup(&self) -> Option<&TableWrites> {
+        self.writes_at_backup.as_ref()
+    }
+
+    /// Where the upgrade goes when not to the head.
+    pub fn upgrade_goal(&self) -> Option<&str> {
+        self.upgrade_goal.as_deref()
+    }
+
+    /// Server facts, when the run has connected.
+    pub fn server_known(&self) -> Option<&ServerInfo> {
+        self.server.as_ref()
+    }
+
+    /// The run is about to run `pipeline`: what its stages need to know of it (it
+    /// takes a backup; its first change; where preview, upgrade and verify aim: an
+    /// upgrade's `to`, or the `to` of a pipeline that only downgrades).
+    pub fn set_course(&mut self, pipeline: &crate::pipeline::Pipeline) {
+        use crate::pipeline::StageKind;
+        self.takes_backup = pipeline.takes_backup();
+        self.first_change = pipeline.first_change().map(|s| (s.kind, s.to.clone()));
+        let to_of = |kind| {
+            pipeline
+                .stages
+                .iter()
+                .find(|s| s.kind == kind)
+                .map(|s| s.to.clone())
+        };
+        self.upgrade_goal = match (to_of(StageKind::Upgrade), to_of(StageKind::Downgrade)) {
+            (Some(to), _) => to,
+            // A relative `-1` is resolved against the state the downgrade stage finds,
+            // which then puts the migration it named here.
+            (None, Some(to)) => to,
+            (None, None) => None,
+        };
+    }
+
+    /// The upgrade (and verify) aim at `goal` from now on (`None`: the head); what
+    /// they aimed at before.
+    pub fn aim_upgrade(&mut self, goal: Option<String>) -> Option<String> {
+        std::mem::replace(&mut self.upgrade_goal, goal)
+    }
+
+    /// The preview showed `plan`, and the lint found `findings` in it.
+    pub fn previewed(&mut self, plan: Plan, findings: Vec<crate::lint::Finding>) {
+        self.plan = Some(plan);
+        self.findings = findings;
+    }
+
+    /// The upgrade found `plan` with no preview before it.
+    pub fn planned_without_preview(&mut self, plan: Plan) {
+        if self.plan.is_none() {
+            self.plan = Some(plan);
+        }
+    }
+
+    /// The plan no longer holds (the round trip's second upgrade plans anew).
+    pub fn forget_plan(&mut self) {
+        self.plan = None;
+    }
+
+    /// The backup is about to start: rows written per table until now (`None`: not
+    /// measured), to tell later what a restore would lose.
+    pub fn measured_writes(&mut self, writes: Option<TableWrites>) {
+        self.writes_at_backup = writes;
+    }
+
+    /// This run's backup is written and verified.
+    pub fn backed_up(&mut self, artifact: Artifact) {
+        self.backup = Some(artifact);
+    }
+
+    /// A changing stage began changing the database.
+    pub fn mark_changes_started(&mut self) {
+        self.upgrade_started = true;
+    }
+
+    /// The schema shape is read over `scope` from now on.
+    pub fn scope_shape_to(&mut self, scope: schema_shape::Scope) {
+        self.shape_scope = Some(scope);
+    }
+
+    /// The INVALID index `name` was dropped: no longer a change left behind.
+    pub fn invalid_index_dropped(&mut self, name: &str) {
+        self.partial
+            .retain(|p| !matches!(p, PartialChange::InvalidIndex { name: n, .. } if n == name));
+        self.committed
+            .retain(|c| !c.starts_with(&format!("INVALID index {name} ")));
+    }
+
+    /// The versions whose COMMIT got no answer and the pid of the session that sent
+    /// it, handed to the runner to settle (they are forgotten here).
+    pub fn take_unknown_commit(&mut self) -> (Vec<String>, Option<i32>) {
+        (
+            std::mem::take(&mut self.commit_unknown),
+            self.commit_unknown_pid.take(),
+        )
+    }
+
+    /// The runner read the ledger again: what committed is known.
+    pub fn outcome_settled(&mut self) {
+        self.outcome_unknown = false;
+    }
+
+    /// The deploy lock's place: the stage that takes it puts it here, the runner
+    /// releases it at the end, an in-place restore lets it go just for the rename.
+    pub fn deploy_lock_slot(&mut self) -> &mut Option<DeployLock> {
+        &mut self.deploy_lock
+    }
+
+    /// A stage (or a recovery rung) ended: journaled as it is reported.
+    pub fn journal_stage(&mut self, record: &crate::events::StageRecord) {
+        self.journal.stage(record);
     }
 
     /// The run's main connection, opened on first use.

@@ -77,7 +77,7 @@ impl Journal {
 /// applied: a run killed from here on leaves a `running` entry for the next run to find.
 pub async fn mark_running(ctx: &mut RunContext) {
     ctx.journal.set("status", json!("running"));
-    let start = ctx.start.as_ref().and_then(|s| s.current_label());
+    let start = ctx.start().and_then(|s| s.current_label());
     ctx.journal.set("start_version", json!(start));
     ctx.journal.append_line();
     sync_table(ctx).await;
@@ -96,7 +96,7 @@ pub async fn mark_in_progress(ctx: &mut RunContext, label: Option<String>) {
 /// database, after each stage: a run killed later is found with its last stage).
 pub async fn sync_table(ctx: &mut RunContext) {
     let entry = ctx.journal.entry.clone();
-    let schema = ctx.settings.database.schema.clone();
+    let schema = ctx.settings().database.schema.clone();
     if let Ok(conn) = ctx.conn().await {
         if let Err(e) = journal_table::upsert(conn, &schema, &entry).await {
             tracing::warn!("{e}");
@@ -140,11 +140,11 @@ impl Journal {
 pub async fn finish(ctx: &mut RunContext, summary: &RunSummary) {
     ctx.journal.close(summary);
     // Never reached the database: no table to write to, and no point waiting on it again.
-    if ctx.start.is_none() {
+    if ctx.start().is_none() {
         return;
     }
     let journal = ctx.journal.clone();
-    let schema = ctx.settings.database.schema.clone();
+    let schema = ctx.settings().database.schema.clone();
     let Ok(conn) = ctx.conn().await else { return };
     journal.write_table(conn, &schema).await;
 }

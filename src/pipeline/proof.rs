@@ -12,7 +12,7 @@ pub async fn back_at_start(ctx: &mut RunContext) -> Result<(), String> {
         .snapshot()
         .await
         .map_err(|e| format!("cannot read the migration state: {e}"))?;
-    let Some(start) = &ctx.start else {
+    let Some(start) = ctx.start() else {
         return Err("the run never read its starting state".into());
     };
     if now.fingerprint() != start.fingerprint() {
@@ -22,7 +22,7 @@ pub async fn back_at_start(ctx: &mut RunContext) -> Result<(), String> {
             start.current_label().unwrap_or_else(|| "none".into())
         ));
     }
-    let Some(before) = ctx.schema_before.clone() else {
+    let Some(before) = ctx.schema_before().cloned() else {
         return Ok(());
     };
     let shape = ctx
@@ -42,7 +42,7 @@ pub async fn back_at_start(ctx: &mut RunContext) -> Result<(), String> {
 /// Rows written per table since the backup, ballast's bookkeeping left out; `Err` says
 /// why they cannot be told.
 pub async fn rows_written_since_backup(ctx: &mut RunContext) -> Result<Vec<(String, i64)>, String> {
-    let Some(before) = ctx.writes_at_backup.clone() else {
+    let Some(before) = ctx.writes_at_backup().cloned() else {
         return Err("not measured".into());
     };
     let ours = ctx.bookkeeping_tables();

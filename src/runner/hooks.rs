@@ -23,7 +23,7 @@ pub async fn run_hooks(pipeline: &Pipeline, ctx: &RunContext, summary: &RunSumma
     for command in commands {
         let ran = run_shell(
             command,
-            &ctx.settings.config_dir,
+            &ctx.settings().config_dir,
             &env,
             Some(stdin.clone()),
             crate::subprocess::Limits::HOOK,
@@ -33,7 +33,7 @@ pub async fn run_hooks(pipeline: &Pipeline, ctx: &RunContext, summary: &RunSumma
             Ok(out) => (out.success, out.output),
             Err(e) => (false, format!("could not start: {e}")),
         };
-        ctx.events.emit(Event::HookFinished {
+        ctx.events().emit(Event::HookFinished {
             command: command.clone(),
             success,
             output,

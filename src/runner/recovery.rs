@@ -45,7 +45,7 @@ pub async fn climb(
     let policy = &pipeline.on_failure;
 
     let dropped = drop_invalid_indexes(policy.invalid_indexes, ctx, records, &mut notes).await;
-    if dropped && ctx.committed.is_empty() && ctx.partial.is_empty() {
+    if dropped && ctx.committed().is_empty() && ctx.partial().is_empty() {
         // The index was the only change: prove it.
         match back_at_start(ctx).await {
             Ok(()) => {
@@ -59,7 +59,7 @@ pub async fn climb(
     }
 
     let leftovers: Vec<String> = ctx
-        .partial
+        .partial()
         .iter()
         .map(|p| match p {
             PartialChange::InvalidIndex { name, .. } => format!("INVALID index {name}"),
@@ -149,7 +149,7 @@ struct DataCaveats {
 
 fn data_caveats(ctx: &RunContext) -> DataCaveats {
     let mut caveats = DataCaveats::default();
-    let Some(plan) = &ctx.plan else {
+    let Some(plan) = ctx.plan() else {
         return caveats;
     };
     // Writing the migration state is the point of a migration, not a caveat.
@@ -165,7 +165,7 @@ fn data_caveats(ctx: &RunContext) -> DataCaveats {
     for m in plan
         .migrations
         .iter()
-        .filter(|m| ctx.committed.contains(&m.version))
+        .filter(|m| ctx.committed().contains(&m.version))
     {
         // Alembic's SQL comes from offline mode, which not every revision renders
         // (and which only the preview asks for): no SQL is no proof, and the SQL read
@@ -203,7 +203,7 @@ async fn drop_invalid_indexes(
     notes: &mut Vec<String>,
 ) -> bool {
     let invalid: Vec<(String, String)> = ctx
-        .partial
+        .partial()
         .iter()
         .filter_map(|p| match p {
             PartialChange::InvalidIndex { name, migration } => {
@@ -232,7 +232,7 @@ async fn drop_invalid_indexes(
             }
         }
         let stage = "drop invalid index (recovery)".to_string();
-        ctx.events.emit(Event::StageStarted {
+        ctx.events().emit(Event::StageStarted {
             stage: stage.clone(),
         });
         let t = Instant::now();
@@ -248,11 +248,7 @@ async fn drop_invalid_indexes(
         };
         let outcome = match result {
             Ok(()) => {
-                ctx.partial.retain(
-                    |p| !matches!(p, PartialChange::InvalidIndex { name: n, .. } if *n == name),
-                );
-                ctx.committed
-                    .retain(|c| !c.starts_with(&format!("INVALID index {name} ")));
+                ctx.invalid_index_dropped(&name);
                 dropped_any = true;
                 Ok(format!(
                     "dropped the INVALID index {name} left by {migration}"
@@ -277,7 +273,7 @@ async fn restore_rung(
     ctx: &mut RunContext,
     records: &mut Vec<StageRecord>,
 ) -> Result<String, String> {
-    let Some(backup) = ctx.backup.clone() else {
+    let Some(backup) = ctx.backup().cloned() else {
         return Err("no automatic restore: this run took no backup".into());
     };
     if policy == RestorePolicy::Never {
@@ -286,7 +282,7 @@ async fn restore_rung(
         );
     }
     let lost = writes_since_backup(ctx).await;
-    ctx.events.diagnose(
+    ctx.events().diagnose(
         Severity::Warning,
         format!("restoring {} would lose {lost}", backup.id),
         Some("the counts include the run's own migrations, and may lag a second behind".into()),
@@ -328,7 +324,7 @@ async fn run_rung(
     records: &mut Vec<StageRecord>,
 ) -> Result<String, String> {
     let stage = spec.display_name();
-    ctx.events.emit(Event::StageStarted {
+    ctx.events().emit(Event::StageStarted {
         stage: stage.clone(),
     });
     crate::interrupt::set_activity(format!("running the recovery rung {stage}"));
@@ -351,7 +347,7 @@ fn finish_rung(
     let duration_ms = started.elapsed().as_millis() as u64;
     let (status, detail) = match outcome {
         Ok(summary) => {
-            ctx.events.emit(Event::StageFinished {
+            ctx.events().emit(Event::StageFinished {
                 stage: stage.clone(),
                 duration_ms,
                 summary: summary.clone(),
@@ -359,7 +355,7 @@ fn finish_rung(
             ("ok", summary)
         }
         Err(error) => {
-            ctx.events.emit(Event::StageFailed {
+            ctx.events().emit(Event::StageFailed {
                 stage: stage.clone(),
                 duration_ms,
                 error: error.clone(),
@@ -373,6 +369,6 @@ fn finish_rung(
         duration_ms,
         detail,
     };
-    ctx.journal.stage(&record);
+    ctx.journal_stage(&record);
     records.push(record);
 }

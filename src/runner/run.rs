@@ -22,36 +22,16 @@ struct Failure {
 
 pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
     let started = Instant::now();
-    ctx.takes_backup = pipeline.takes_backup();
-    ctx.first_change = pipeline.first_change().map(|s| (s.kind, s.to.clone()));
-    // Where preview, upgrade and verify aim: an upgrade's `to`, or the `to` of a
-    // pipeline that only downgrades (verify then checks it got there).
-    let to_of = |kind| {
-        pipeline
-            .stages
-            .iter()
-            .find(|s| s.kind == kind)
-            .map(|s| s.to.clone())
-    };
-    ctx.upgrade_goal = match (
-        to_of(crate::pipeline::StageKind::Upgrade),
-        to_of(crate::pipeline::StageKind::Downgrade),
-    ) {
-        (Some(to), _) => to,
-        // A relative `-1` is resolved against the state the downgrade stage finds,
-        // which then puts the migration it named here.
-        (None, Some(to)) => to,
-        (None, None) => None,
-    };
-    ctx.events.emit(Event::RunStarted {
-        run_id: ctx.run_id.to_string(),
+    ctx.set_course(pipeline);
+    ctx.events().emit(Event::RunStarted {
+        run_id: ctx.run_id().to_string(),
         pipeline: pipeline.name.clone(),
-        target: ctx.settings.database.display_url(),
-        schema: ctx.settings.database.schema.clone(),
+        target: ctx.settings().database.display_url(),
+        schema: ctx.settings().database.schema.clone(),
     });
     let mut records = Vec::new();
     let mut failure = None;
-    let stages = if pipeline.confirms_before_changing() || ctx.options.assume_yes {
+    let stages = if pipeline.confirms_before_changing() || ctx.options().assume_yes {
         pipeline.stages.as_slice()
     } else {
         // Never a silent yes: a pipeline that changes the database without asking
@@ -60,7 +40,7 @@ pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
             "pipeline {} changes the database and has no confirm stage before its upgrade; pass --yes to run it",
             pipeline.name
         ));
-        ctx.events.emit(Event::StageFailed {
+        ctx.events().emit(Event::StageFailed {
             stage: "start".into(),
             duration_ms: 0,
             error: error.to_string(),
@@ -76,7 +56,7 @@ pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
         // A signal between stages: do not start the next one.
         if crate::interrupt::requested() {
             let error = interrupted(ctx);
-            ctx.events.emit(Event::StageFailed {
+            ctx.events().emit(Event::StageFailed {
                 stage: stage.clone(),
                 duration_ms: 0,
                 error: error.to_string(),
@@ -84,7 +64,7 @@ pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
             failure = Some(Failure { stage, error });
             break;
         }
-        ctx.events.emit(Event::StageStarted {
+        ctx.events().emit(Event::StageStarted {
             stage: stage.clone(),
         });
         crate::interrupt::set_activity(format!("running the {stage} stage"));
@@ -99,7 +79,7 @@ pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
         let duration_ms = t.elapsed().as_millis() as u64;
         let (status, detail) = match &result {
             Ok(StageOutcome::Done(summary)) => {
-                ctx.events.emit(Event::StageFinished {
+                ctx.events().emit(Event::StageFinished {
                     stage: stage.clone(),
                     duration_ms,
                     summary: summary.clone(),
@@ -107,14 +87,14 @@ pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
                 ("ok", summary.clone())
             }
             Ok(StageOutcome::Skipped(reason)) => {
-                ctx.events.emit(Event::StageSkipped {
+                ctx.events().emit(Event::StageSkipped {
                     stage: stage.clone(),
                     reason: reason.clone(),
                 });
                 ("skipped", reason.clone())
             }
             Err(error) => {
-                ctx.events.emit(Event::StageFailed {
+                ctx.events().emit(Event::StageFailed {
                     stage: stage.clone(),
                     duration_ms,
                     error: error.to_string(),
@@ -133,8 +113,8 @@ pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
             duration_ms,
             detail,
         };
-        ctx.journal.stage(&record);
-        if ctx.upgrade_started {
+        ctx.journal_stage(&record);
+        if ctx.changes_started() {
             crate::pipeline::journal::sync_table(ctx).await;
         }
         records.push(record);
@@ -148,7 +128,7 @@ pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
     crate::pipeline::journal::finish(ctx, &summary).await;
     ctx.release_deploy_lock().await;
     run_hooks(pipeline, ctx, &summary).await;
-    ctx.events.emit(Event::RunFinished(summary.clone()));
+    ctx.events().emit(Event::RunFinished(summary.clone()));
     summary
 }
 
@@ -158,16 +138,17 @@ async fn conclude(
     failure: Option<Failure>,
     stages: Vec<StageRecord>,
 ) -> RunSummary {
-    let start_version = ctx.start.as_ref().and_then(Snapshot::current_label);
+    let start_version = ctx.start().and_then(Snapshot::current_label);
     // A COMMIT without an answer may still be finishing: read the ledger only once the
     // session that sent it has ended.
-    let ended = match ctx.commit_unknown_pid.take() {
+    let (unknown, pid) = ctx.take_unknown_commit();
+    let ended = match pid {
         Some(pid) => session_ended(ctx, pid).await,
         None => true,
     };
     let now = fresh_snapshot(ctx).await;
     let settled = if ended {
-        settle_unknown_commit(ctx, now.as_ref())
+        settle_unknown_commit(ctx, now.as_ref(), unknown)
     } else {
         vec!["whether the interrupted COMMIT took effect is not known yet: the session that sent it has not ended, or the server cannot be reached".into()]
     };
@@ -176,7 +157,7 @@ async fn conclude(
         None => start_version.clone(),
     };
     let mut summary = RunSummary {
-        run_id: ctx.run_id.to_string(),
+        run_id: ctx.run_id().to_string(),
         pipeline: pipeline.name.clone(),
         outcome: Outcome::Succeeded,
         exit_code: exit_code::SUCCESS,
@@ -184,11 +165,11 @@ async fn conclude(
         error: None,
         start_version,
         end_version,
-        applied: ctx.committed.clone(),
-        rolled_back: ctx.rolled_back.clone(),
+        applied: ctx.committed().to_vec(),
+        rolled_back: ctx.rolled_back().to_vec(),
         undone: Vec::new(),
-        state_read: ctx.start.is_some(),
-        backup: ctx.backup.as_ref().map(|a| a.location.clone()),
+        state_read: ctx.start().is_some(),
+        backup: ctx.backup().map(|a| a.location.clone()),
         stages,
         duration_ms: 0,
         next_steps: Vec::new(),
@@ -202,7 +183,7 @@ async fn conclude(
 
     // A refusal means "nothing changed" only while nothing has: a custom pipeline may
     // refuse (a second lock, a prompt) after an upgrade committed.
-    if failure.error.is_refusal() && !ctx.upgrade_started {
+    if failure.error.is_refusal() && !ctx.changes_started() {
         summary.outcome = Outcome::Refused;
         summary.exit_code = match failure.error {
             StageError::Config(_) => exit_code::USAGE,
@@ -221,13 +202,13 @@ async fn conclude(
     // Unchanged only when proven: the same migration state and, once the upgrade
     // started, the same schema shape (an Alembic revision can commit DDL in an
     // autocommit block without moving the version table).
-    let unchanged = !ctx.upgrade_started
-        || (ctx.committed.is_empty()
-            && match (&ctx.start, &now) {
+    let unchanged = !ctx.changes_started()
+        || (ctx.committed().is_empty()
+            && match (ctx.start(), &now) {
                 (Some(start), Some(now)) => same_ledger(start, now),
                 _ => false, // cannot prove it: do not claim it
             }
-            && (ctx.schema_before.is_none()
+            && (ctx.schema_before().is_none()
                 || crate::pipeline::proof::back_at_start(ctx).await.is_ok()));
     if unchanged {
         summary.outcome = Outcome::FailedUnchanged;
@@ -256,17 +237,17 @@ async fn conclude(
     summary.next_steps.extend(climb.notes);
     // Where the ladder left it, not where the failure did (a dropped INVALID index is
     // no longer a change left behind).
-    summary.applied = ctx.committed.clone();
+    summary.applied = ctx.committed().to_vec();
     let now = fresh_snapshot(ctx).await;
     if let Some(snap) = &now {
         summary.end_version = snap.current_label();
         let planned: Vec<&str> = ctx
-            .plan
-            .iter()
+            .plan()
+            .into_iter()
             .flat_map(|p| p.migrations.iter().map(|m| m.version.as_str()))
             .collect();
         summary.undone = ctx
-            .committed
+            .committed()
             .iter()
             .filter(|v| planned.contains(&v.as_str()) && !snap.is_applied(v))
             .cloned()
@@ -293,12 +274,12 @@ async fn conclude(
             .next_steps
             .push("see where the database is with `ballast status`".into());
     }
-    if ctx.outcome_unknown {
+    if ctx.outcome_unknown() {
         summary
             .next_steps
             .push("a COMMIT was interrupted: `ballast status` tells whether it took effect".into());
     }
-    if let (Some(backup), Some(server)) = (&ctx.backup, &ctx.server) {
+    if let (Some(backup), Some(server)) = (ctx.backup(), ctx.server_known()) {
         let fetch = if backup.location.starts_with("s3://") {
             format!("aws s3 cp {} - | gunzip -c", backup.location)
         } else {
@@ -311,7 +292,7 @@ async fn conclude(
     }
     // Those the ladder has not undone already.
     let still: Vec<String> = ctx
-        .committed
+        .committed()
         .iter()
         .rev()
         .filter(|v| !summary.undone.contains(v))
@@ -329,7 +310,7 @@ async fn conclude(
 /// Waits (up to database.lock_wait) for backend `pid` to end, then asks the server to
 /// end it and waits as long again. True once it is gone.
 async fn session_ended(ctx: &mut RunContext, pid: i32) -> bool {
-    let wait = ctx.settings.database.lock_wait;
+    let wait = ctx.settings().database.lock_wait;
     for terminate in [false, true] {
         let gone = match ctx.conn().await {
             Ok(conn) => crate::db::wait_backend_gone(conn, pid, wait).await.ok(),
@@ -352,17 +333,20 @@ async fn session_ended(ctx: &mut RunContext, pid: i32) -> bool {
     false
 }
 
-/// A COMMIT that got no answer: the ledger read afterwards tells whether it took
+/// A COMMIT that got no answer (of `versions`): the ledger read afterwards tells whether it took
 /// effect, and the run goes on from that fact (a committed batch is undone like any
 /// other, its data effects weighed). Says what was found; nothing without a reading.
-fn settle_unknown_commit(ctx: &mut RunContext, now: Option<&Snapshot>) -> Vec<String> {
+fn settle_unknown_commit(
+    ctx: &mut RunContext,
+    now: Option<&Snapshot>,
+    versions: Vec<String>,
+) -> Vec<String> {
     let Some(now) = now else {
         return Vec::new();
     };
-    if ctx.commit_unknown.is_empty() {
+    if versions.is_empty() {
         return Vec::new();
     }
-    let versions = std::mem::take(&mut ctx.commit_unknown);
     let (applied, not): (Vec<String>, Vec<String>) =
         versions.into_iter().partition(|v| now.is_applied(v));
     let mut found = Vec::new();
@@ -380,7 +364,7 @@ fn settle_unknown_commit(ctx: &mut RunContext, now: Option<&Snapshot>) -> Vec<St
         ));
         ctx.record_rolled_back(not);
     }
-    ctx.outcome_unknown = false;
+    ctx.outcome_settled();
     found
 }
 
@@ -389,7 +373,7 @@ fn settle_unknown_commit(ctx: &mut RunContext, now: Option<&Snapshot>) -> Vec<St
 /// signal handler, which may exit first, says too; a failure once something has.
 fn interrupted(ctx: &RunContext) -> StageError {
     let message = "interrupted by a signal (Ctrl-C or SIGTERM)".to_string();
-    if ctx.upgrade_started || !ctx.committed.is_empty() || ctx.outcome_unknown {
+    if ctx.changes_started() || !ctx.committed().is_empty() || ctx.outcome_unknown() {
         StageError::Failed(message)
     } else {
         StageError::Refused(format!("{message} before anything changed"))
@@ -407,7 +391,7 @@ fn rerun_command(pipeline: &Pipeline) -> String {
 /// Re-reads the ledger after the stages; retries once on a new connection, since a
 /// failure may have left the old one broken.
 async fn fresh_snapshot(ctx: &mut RunContext) -> Option<Snapshot> {
-    ctx.start.as_ref()?;
+    ctx.start()?;
     for _ in 0..2 {
         let result = ctx.snapshot().await.ok();
         if result.is_some() {

@@ -7,7 +7,7 @@ use crate::db::table_writes::TableWrites;
 use crate::pipeline::RunContext;
 
 pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
-    if ctx.plan.as_ref().is_some_and(|p| p.is_empty()) {
+    if ctx.plan().is_some_and(|p| p.is_empty()) {
         return Ok(StageOutcome::Skipped(
             "nothing to apply, so nothing to protect".into(),
         ));
@@ -15,16 +15,17 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     // Before a change, the lock first: a second deploy waits (or refuses) here rather
     // than after a full dump, and no other deploy can run between this backup and the
     // change it protects.
-    if ctx.first_change.is_some() {
+    if ctx.first_change().is_some() {
         super::deploy_lock::hold(ctx).await?;
     }
     let server = ctx.server().await?;
-    let settings = ctx.settings.clone();
-    let (run_id, events) = (ctx.run_id, ctx.events.clone());
+    let settings = ctx.settings().clone();
+    let (run_id, events) = (ctx.run_id(), ctx.events().clone());
     let storage = ctx.storage().await?;
     // What a restore of this backup would throw away is measured from here: pg_dump's
     // snapshot is taken right after. Statistics are a signal, never a reason to stop.
-    ctx.writes_at_backup = TableWrites::read(ctx.conn().await?).await.ok();
+    let writes = TableWrites::read(ctx.conn().await?).await.ok();
+    ctx.measured_writes(writes);
     let artifact = match back_up(
         &settings,
         ctx.conn().await?,
@@ -47,6 +48,6 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         artifact.location,
         crate::text::human_bytes(artifact.compressed_bytes)
     );
-    ctx.backup = Some(artifact);
+    ctx.backed_up(artifact);
     Ok(StageOutcome::Done(summary))
 }

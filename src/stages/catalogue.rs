@@ -12,11 +12,11 @@ use crate::pipeline::RunContext;
 /// stop to verify), so retention can count them and delete them by its rules. One of
 /// those found corrupt is reported as an error; it fails nothing of this run.
 pub async fn verify_backup(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
-    let Some(artifact) = ctx.backup.clone() else {
+    let Some(artifact) = ctx.backup().cloned() else {
         return Ok(StageOutcome::Skipped("this run took no backup".into()));
     };
     let storage = ctx.storage().await?;
-    let pg_restore = pg_restore_for(&ctx.settings.backup.pg_dump);
+    let pg_restore = pg_restore_for(&ctx.settings().backup.pg_dump);
     let listed = storage.find(Some(&artifact.id)).await?;
     let verified = verify_and_record(&storage, &listed, pg_restore.clone())
         .await
@@ -35,7 +35,7 @@ pub async fn verify_backup(ctx: &mut RunContext) -> Result<StageOutcome, StageEr
     for older in &backlog {
         match verify_and_record(&storage, older, pg_restore.clone()).await {
             Ok(_) => sound += 1,
-            Err(e) => ctx.events.diagnose(
+            Err(e) => ctx.events().diagnose(
                 Severity::Error,
                 format!("an older backup failed its read-back: {e}"),
                 Some(format!(
@@ -59,10 +59,10 @@ pub async fn verify_backup(ctx: &mut RunContext) -> Result<StageOutcome, StageEr
 /// Retention; deletes only with --yes (the scheduled job's explicit say-so).
 pub async fn prune(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     let storage = ctx.storage().await?;
-    let delete = ctx.options.assume_yes;
-    let decision = apply_retention(&storage, ctx.settings.backup.retention, delete).await?;
+    let delete = ctx.options().assume_yes;
+    let decision = apply_retention(&storage, ctx.settings().backup.retention, delete).await?;
     for id in &decision.unverified {
-        ctx.events.diagnose(
+        ctx.events().diagnose(
             Severity::Warning,
             format!("backup {id} is not verified: prune neither counts nor deletes it"),
             None,

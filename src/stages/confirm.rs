@@ -4,19 +4,19 @@ use super::{migrations_count, StageError, StageOutcome};
 use crate::pipeline::{RunContext, StageKind};
 
 pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
-    let pending = ctx.plan.as_ref().map(|p| p.migrations.len());
+    let pending = ctx.plan().map(|p| p.migrations.len());
     if pending == Some(0) {
         return Ok(StageOutcome::Skipped("nothing to apply".into()));
     }
     let risky = ctx
-        .findings
+        .findings()
         .iter()
         .filter(|f| f.level == crate::lint::Level::Error)
         .count();
-    if risky > 0 && !ctx.options.allow_risky {
+    if risky > 0 && !ctx.options().allow_risky {
         return confirm_risky(ctx, risky).await;
     }
-    if ctx.options.assume_yes {
+    if ctx.options().assume_yes {
         return Ok(StageOutcome::Done("confirmed by --yes".into()));
     }
     if !crate::report::interactive() {
@@ -26,13 +26,11 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     }
     let server = ctx.server().await?;
     let current = ctx
-        .start
-        .as_ref()
+        .start()
         .and_then(|s| s.current_label())
         .unwrap_or_else(|| "none".into());
     let target = ctx
-        .plan
-        .as_ref()
+        .plan()
         .and_then(|p| p.target())
         .map(|m| format!("{}_{}", m.version, m.name))
         .unwrap_or_else(|| "head".into());
@@ -41,10 +39,10 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         server.database, server.host, server.server_version
     );
     // Ask about the change the pipeline makes, not always about a deploy.
-    let prompt = match &ctx.first_change {
+    let prompt = match ctx.first_change() {
         Some((StageKind::Downgrade, to)) => {
             // `-1` named as the migration it is now.
-            let to = match (to, &ctx.start) {
+            let to = match (to, ctx.start()) {
                 (Some(to), Some(start)) => match start.resolve_target(to) {
                     Ok(named) if named != *to => format!("{named} ({to})"),
                     _ => to.clone(),
@@ -84,7 +82,7 @@ async fn confirm_risky(ctx: &RunContext, risky: usize) -> Result<StageOutcome, S
         "the lint found {risky} error-level risk{} in the plan (see the preview)",
         if risky == 1 { "" } else { "s" }
     );
-    if ctx.options.assume_yes || !crate::report::interactive() {
+    if ctx.options().assume_yes || !crate::report::interactive() {
         return Err(StageError::NotConfirmed(format!(
             "{what}: fix them, allow reviewed ones with `-- ballast:allow <rule>` above the statement, or pass --allow-risky"
         )));

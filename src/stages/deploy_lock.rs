@@ -11,25 +11,26 @@ use crate::pipeline::RunContext;
 /// Makes sure the run holds the deploy lock: keeps the one it has while its session
 /// lives, takes it (again) otherwise.
 pub async fn hold(ctx: &mut RunContext) -> Result<(), StageError> {
-    if let Some(mut held) = ctx.deploy_lock.take() {
+    if let Some(mut held) = ctx.deploy_lock_slot().take() {
         if held.still_held().await {
-            ctx.deploy_lock = Some(held);
+            *ctx.deploy_lock_slot() = Some(held);
             return Ok(());
         }
         held.release().await;
-        ctx.events.diagnose(
+        ctx.events().diagnose(
             Severity::Warning,
             "the deploy lock's session was lost (a server restart or a network cut released it); taking it again",
             None,
         );
     }
-    ctx.deploy_lock = Some(acquire(ctx).await?);
+    let lock = acquire(ctx).await?;
+    *ctx.deploy_lock_slot() = Some(lock);
     Ok(())
 }
 
 async fn acquire(ctx: &RunContext) -> Result<DeployLock, StageError> {
-    let events = ctx.events.clone();
-    DeployLock::acquire(&ctx.settings.database, |holder| {
+    let events = ctx.events().clone();
+    DeployLock::acquire(&ctx.settings().database, |holder| {
         events.emit(Event::LockWaiting {
             pid: holder.pid,
             application_name: holder.application_name.clone(),

@@ -15,7 +15,7 @@ pub(crate) fn refusal_up_front(snap: &Snapshot, to: &str) -> Option<String> {
 }
 
 pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome, StageError> {
-    if to.is_none() && ctx.start.is_none() {
+    if to.is_none() && ctx.start().is_none() {
         return Err(StageError::Refused(
             "no `to` revision and no starting state to go back to (put a state-check first)".into(),
         ));
@@ -30,7 +30,7 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
             Some(asked) => {
                 // `-1` counts from what is applied now: it must be what the run read
                 // (and the person confirmed), or it names another migration.
-                let read = ctx.start.as_ref().and_then(Snapshot::current_label);
+                let read = ctx.start().and_then(Snapshot::current_label);
                 let now = snap.current_label();
                 if crate::migrations::steps_back(asked).is_some() && read != now {
                     return Err(StageError::Refused(format!(
@@ -43,15 +43,15 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
                     StageError::Refused(format!("cannot downgrade: {e}; nothing was changed"))
                 })?;
                 // A verify after this stage checks the database got there.
-                if ctx.upgrade_goal.as_deref() == Some(asked) {
-                    ctx.upgrade_goal = Some(named.clone());
+                if ctx.upgrade_goal() == Some(asked) {
+                    ctx.aim_upgrade(Some(named.clone()));
                 }
                 Some(named)
             }
             None => None,
         };
         let plan = snap
-            .undo_plan(to.as_deref(), ctx.start.as_ref())
+            .undo_plan(to.as_deref(), ctx.start())
             .map_err(StageError::Refused)?;
         if plan.is_empty() {
             return Ok(StageOutcome::Skipped(plan.already()));
@@ -81,10 +81,10 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
         Ok(StageOutcome::Done(_)) | Err(StageError::Failed(_))
     );
     if may_have_changed {
-        ctx.upgrade_started = true;
+        ctx.mark_changes_started();
     }
     crate::interrupt::set_changing(
-        may_have_changed || !ctx.committed.is_empty() || ctx.outcome_unknown,
+        may_have_changed || !ctx.committed().is_empty() || ctx.outcome_unknown(),
     );
     result
 }

@@ -9,12 +9,12 @@ use crate::pipeline::RunContext;
 
 pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     let snap = ctx.goal_snapshot().await?;
-    let plan = snap.plan_with_sql(&ctx.settings).await;
-    ctx.events.emit(Event::Plan { plan: plan.clone() });
+    let plan = snap.plan_with_sql(ctx.settings()).await;
+    ctx.events().emit(Event::Plan { plan: plan.clone() });
     let facts = match lint::facts::gather(ctx.conn().await?).await {
         Ok(facts) => Some(facts),
         Err(e) => {
-            ctx.events.diagnose(
+            ctx.events().diagnose(
                 Severity::Warning,
                 format!("the lint assumes every table holds data: {e}"),
                 None,
@@ -22,7 +22,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
             None
         }
     };
-    let settings = &ctx.settings;
+    let settings = ctx.settings();
     let findings = lint::run(
         &snap.lint_inputs(&plan),
         &settings.lint,
@@ -30,12 +30,12 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         Some(&snap.lint_schema(settings)),
     );
     for finding in &findings {
-        ctx.events.emit(Event::Finding {
+        ctx.events().emit(Event::Finding {
             finding: finding.clone(),
         });
     }
     for revision in crate::plan::unrendered(&plan) {
-        ctx.events.diagnose(Severity::Warning, revision, None);
+        ctx.events().diagnose(Severity::Warning, revision, None);
     }
     let summary = if plan.is_empty() {
         "nothing pending".to_string()
@@ -47,8 +47,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
             lint_summary(&findings)
         )
     };
-    ctx.findings = findings;
-    ctx.plan = Some(plan);
+    ctx.previewed(plan, findings);
     Ok(StageOutcome::Done(summary))
 }
 

@@ -8,12 +8,12 @@ use crate::backup::{pg_restore_for, verify};
 use crate::pipeline::RunContext;
 
 pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
-    let Some(artifact) = ctx.backup.clone() else {
+    let Some(artifact) = ctx.backup().cloned() else {
         return Err(StageError::Refused(
             "this run took no backup to restore (add a backup stage before it)".into(),
         ));
     };
-    let settings = ctx.settings.clone();
+    let settings = ctx.settings().clone();
     let storage = ctx.storage().await?;
     let listed = storage.find(Some(&artifact.id)).await?;
     verify(&storage, &listed, pg_restore_for(&settings.backup.pg_dump))
@@ -23,13 +23,14 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     // deploy lock is handed over (let go just before the rename; kept when the restore
     // stops before it).
     ctx.reset_conn().await;
+    let events = ctx.events().clone();
     let replaced = replace(
         &settings,
         &storage,
         &listed.manifest,
         Destination::InPlace,
-        &ctx.events,
-        &mut ctx.deploy_lock,
+        &events,
+        ctx.deploy_lock_slot(),
     )
     .await;
     // The run keeps the lock to its end: on the restored database too.
@@ -41,7 +42,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         other => StageError::Failed(other.to_string()),
     })?;
     if let Err(e) = retaken {
-        ctx.events.diagnose(
+        ctx.events().diagnose(
             crate::events::Severity::Warning,
             format!("restored, but the deploy lock could not be taken again: {e}"),
             None,

@@ -24,7 +24,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         ));
     }
     let plan = snap.plan();
-    if let Some(previewed) = &ctx.plan {
+    if let Some(previewed) = ctx.plan() {
         if previewed.hash != plan.hash {
             return Err(StageError::Refused(format!(
                 "the plan changed since the preview (previewed {}, now {}): run it again",
@@ -59,8 +59,9 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     };
 
     // The schemas compared are the run's own, the same at every step.
-    ctx.shape_scope = Some(ctx.scope_of(&snap).await?);
-    let events = ctx.events.clone();
+    let scope = ctx.scope_of(&snap).await?;
+    ctx.scope_shape_to(scope);
+    let events = ctx.events().clone();
     let step = |n: u8, what: &str| {
         events.diagnose(
             crate::events::Severity::Info,
@@ -85,7 +86,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     upgrade_to(ctx, Some(&newest)).await?;
     let after = ctx.schema_shape().await?;
     step(3, &format!("downgrade {newest_label}"));
-    ctx.plan = None;
+    ctx.forget_plan();
     let back_to = before_newest.clone().unwrap_or_else(|| "base".into());
     downgrade::run(ctx, Some(&back_to)).await?;
     let differences = ctx.schema_shape().await?.differences(&before);
@@ -111,10 +112,10 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
 
 /// One upgrade step, aimed at `to`, as the `upgrade` stage runs it.
 async fn upgrade_to(ctx: &mut RunContext, to: Option<&str>) -> Result<(), StageError> {
-    let goal = std::mem::replace(&mut ctx.upgrade_goal, to.map(str::to_string));
-    ctx.plan = None;
+    let goal = ctx.aim_upgrade(to.map(str::to_string));
+    ctx.forget_plan();
     let result = upgrade::run(ctx).await;
-    ctx.upgrade_goal = goal;
+    ctx.aim_upgrade(goal);
     match result? {
         StageOutcome::Done(_) => Ok(()),
         StageOutcome::Skipped(why) => Err(StageError::Failed(format!(

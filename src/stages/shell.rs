@@ -17,19 +17,19 @@ pub async fn run(ctx: &mut RunContext, spec: &StageSpec) -> Result<StageOutcome,
         timeout: spec.shell_timeout(),
         stop_on_interrupt: true,
     };
-    let result = run_shell(command, &ctx.settings.config_dir, &env, None, limits).await;
+    let result = run_shell(command, &ctx.settings().config_dir, &env, None, limits).await;
     let out =
         result.map_err(|e| StageError::Failed(format!("`{command}` could not start: {e}")))?;
     let lines: Vec<&str> = out.output.lines().collect();
     if lines.len() > SHOWN_LINES {
-        ctx.events.diagnose(
+        ctx.events().diagnose(
             Severity::Info,
             format!("| … {} earlier lines", lines.len() - SHOWN_LINES),
             None,
         );
     }
     for line in &lines[lines.len().saturating_sub(SHOWN_LINES)..] {
-        ctx.events
+        ctx.events()
             .diagnose(Severity::Info, format!("| {line}"), None);
     }
     if out.success {

@@ -52,8 +52,8 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
         }
     }
     let server = ctx.server().await?;
-    let witness = crate::engine::alembic::reach::Witness::open(&ctx.settings.database).await?;
-    let runner = crate::engine::alembic::process::Runner::new(&ctx.settings, Some(server.major))
+    let witness = crate::engine::alembic::reach::Witness::open(&ctx.settings().database).await?;
+    let runner = crate::engine::alembic::process::Runner::new(ctx.settings(), Some(server.major))
         .guarded(&witness);
     // --purge: the table says exactly `to` afterwards, even when what it says now is a
     // revision no file has (plain `stamp` would stop at "Can't locate revision").
@@ -74,7 +74,7 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
     }
     ctx.record_partial_change(format!("stamped {to}"));
     // A change like any other: a later stage's failure never calls the run unchanged.
-    ctx.upgrade_started = true;
+    ctx.mark_changes_started();
     Ok(StageOutcome::Done(format!(
         "{} was {now}, is now {to}",
         snap.version
@@ -82,7 +82,7 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
 }
 
 async fn ask(ctx: &RunContext, question: String) -> Result<(), StageError> {
-    if ctx.options.assume_yes {
+    if ctx.options().assume_yes {
         return Ok(());
     }
     if !crate::report::interactive() {

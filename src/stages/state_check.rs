@@ -10,11 +10,11 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     // A run killed mid-way is reported (and its debris dealt with) before anything.
     crate::resume::check(ctx).await?;
     let snap = ctx.snapshot().await?;
-    report_state(&ctx.events, &snap);
-    let blockers = diagnose(&ctx.events, &snap);
+    report_state(ctx.events(), &snap);
+    let blockers = diagnose(ctx.events(), &snap);
     // A rollback refused for a reason the state already shows is refused now, before
     // the pipeline's backup.
-    if let Some((crate::pipeline::StageKind::Downgrade, Some(to))) = &ctx.first_change {
+    if let Some((crate::pipeline::StageKind::Downgrade, Some(to))) = ctx.first_change() {
         if let Some(refusal) = super::downgrade::refusal_up_front(&snap, to) {
             return Err(StageError::Refused(refusal));
         }
@@ -46,9 +46,9 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
 /// The preflight before anything runs: reports what is not right; returns how many
 /// checks failed.
 async fn run_preflight(ctx: &mut RunContext, snap: &Snapshot) -> Result<usize, StageError> {
-    let settings = ctx.settings.clone();
+    let settings = ctx.settings().clone();
     let server = ctx.server().await?;
-    let storage = if ctx.takes_backup {
+    let storage = if ctx.takes_backup() {
         Some(ctx.storage().await?)
     } else {
         None
@@ -58,9 +58,9 @@ async fn run_preflight(ctx: &mut RunContext, snap: &Snapshot) -> Result<usize, S
         &snap.lint_schema(&settings),
     );
     let scope = crate::preflight::Scope {
-        backup: ctx.takes_backup,
+        backup: ctx.takes_backup(),
         tables: &tables,
-        state: &snap,
+        state: snap,
     };
     let checks = crate::preflight::run(
         &settings,
@@ -80,7 +80,7 @@ async fn run_preflight(ctx: &mut RunContext, snap: &Snapshot) -> Result<usize, S
                 Severity::Error
             }
         };
-        ctx.events.diagnose(
+        ctx.events().diagnose(
             severity,
             format!("preflight {}: {}", check.name, check.detail),
             None,

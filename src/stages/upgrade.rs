@@ -19,12 +19,12 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     let result = apply_under_lock(ctx).await;
     ctx.end_changing();
     // Once something committed, an interruption is never "before anything changed".
-    crate::interrupt::set_changing(!ctx.committed.is_empty() || ctx.outcome_unknown);
+    crate::interrupt::set_changing(!ctx.committed().is_empty() || ctx.outcome_unknown());
     result
 }
 
 async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
-    let settings = ctx.settings.clone();
+    let settings = ctx.settings().clone();
     let schema = settings.database.schema.as_str();
     // Nothing to apply runs no Alembic child, so needs no proof of where it connects.
     let snap = ctx.goal_snapshot().await?;
@@ -36,14 +36,14 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
     if snap.is_blocked() {
         // Changed since the state check, or seen only now that env.py said where its
         // version table is: nothing was applied.
-        let problems = crate::stages::state_check::diagnose(&ctx.events, &snap);
+        let problems = crate::stages::state_check::diagnose(ctx.events(), &snap);
         return Err(StageError::Refused(format!(
             "{problems} problem{} found under the deploy lock (see above; the state changed since the state check, or the version table is where env.py keeps it); nothing was changed, run `ballast status`",
             if problems == 1 { "" } else { "s" }
         )));
     }
     let plan = snap.plan();
-    if let Some(previewed) = &ctx.plan {
+    if let Some(previewed) = ctx.plan() {
         if previewed.hash != plan.hash {
             let all_applied_elsewhere = plan.is_empty()
                 && previewed
@@ -68,21 +68,19 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
     }
     // The same plan as the preview's (the hashes match), which for Alembic also has
     // the SQL offline mode rendered: keep that one.
-    if ctx.plan.is_none() {
-        ctx.plan = Some(plan);
-    }
+    ctx.planned_without_preview(plan);
 
     ctx.begin_changing().await?;
     ledger::ensure_tables(ctx.conn().await?, schema).await?;
     // Where the recovery ladder must bring the schema back to, if it comes to that.
     ctx.take_schema_before(&snap).await?;
-    ctx.upgrade_started = true;
+    ctx.mark_changes_started();
     crate::pipeline::journal::mark_running(ctx).await;
     // A migration that adds an enum value commits its batch: a later one may use it.
     // Where the plan (the one the preview showed) says, read once there.
     let cuts: Vec<String> = ctx
-        .plan
-        .iter()
+        .plan()
+        .into_iter()
         .flat_map(|plan| &plan.migrations)
         .filter(|m| m.commits_after.is_some())
         .map(|m| m.version.clone())
@@ -113,8 +111,8 @@ async fn apply_with_retries(
     snap: &Snapshot,
     step: &ApplyStep,
 ) -> Result<(), StageError> {
-    let retries = ctx.settings.database.lock_retries;
-    let mut wait = ctx.settings.database.lock_retry_wait;
+    let retries = ctx.settings().database.lock_retries;
+    let mut wait = ctx.settings().database.lock_retry_wait;
     let mut attempt = 0;
     loop {
         // A migration run alone can stop half-way: a killed run's journal names it.
@@ -141,7 +139,7 @@ async fn apply_with_retries(
         ctx.record_change(report).await;
         if kind == Stop::LockTimeout && attempt < retries && !crate::interrupt::requested() {
             attempt += 1;
-            ctx.events.diagnose(
+            ctx.events().diagnose(
                 crate::events::Severity::Warning,
                 format!(
                     "the upgrade waited lock_timeout for a lock another session holds (SQLSTATE 55P03) and rolled back whole: nothing committed. Retry {attempt} of {retries} in {}",

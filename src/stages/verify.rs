@@ -17,12 +17,12 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
             labels.join(", ")
         ));
     }
-    crate::stages::state_check::diagnose(&ctx.events, &snap);
+    crate::stages::state_check::diagnose(ctx.events(), &snap);
     if snap.is_blocked() {
         problems.push("applied migrations do not match their files (see above)".into());
     }
-    let checks = ctx.settings.verify_checks.clone();
-    let events = ctx.events.clone();
+    let checks = ctx.settings().verify_checks.clone();
+    let events = ctx.events().clone();
     let conn = ctx.conn().await?;
     for check in &checks {
         let result = sqlx::query_scalar::<_, Option<bool>>(&check.sql)
@@ -62,7 +62,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         n => format!("{n} user checks passed"),
     };
     // Where the run aimed: the head, or a `to` (a rollback's -1, an upgrade's goal).
-    let aim = match &ctx.upgrade_goal {
+    let aim = match ctx.upgrade_goal() {
         Some(_) => "at the target",
         None => "at the head",
     };
