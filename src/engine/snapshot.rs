@@ -8,7 +8,7 @@ use super::alembic;
 use super::alembic::{AlembicError, AlembicSnapshot};
 use super::change::{ChangeError, Report, RunFacts};
 use super::sql::{self, undo::Target, SqlSnapshot};
-use super::target::TargetError;
+use super::target::{TargetError, UndoRefused};
 use crate::config::Settings;
 use crate::db::DbError;
 use crate::migrations::{Migration, SourceError};
@@ -466,18 +466,14 @@ impl Snapshot {
         &self,
         to: Option<&str>,
         start: Option<&Snapshot>,
-    ) -> Result<UndoPlan, String> {
+    ) -> Result<UndoPlan, UndoRefused> {
         match self {
             Snapshot::Sql(s) => {
-                let target =
-                    match (to, start) {
-                        (Some(to), _) => Target::To(to.to_string()),
-                        (None, Some(Snapshot::Sql(start))) => Target::Start(start.clone()),
-                        (None, _) => return Err(
-                            "no `to` version and no starting state of the sql engine to go back to"
-                                .into(),
-                        ),
-                    };
+                let target = match (to, start) {
+                    (Some(to), _) => Target::To(to.to_string()),
+                    (None, Some(Snapshot::Sql(start))) => Target::Start(start.clone()),
+                    (None, _) => return Err(UndoRefused::NoStart),
+                };
                 sql::undo::plan(s, &target).map(UndoPlan::Sql)
             }
             Snapshot::Alembic(a) => {
@@ -512,7 +508,7 @@ impl Snapshot {
                     )
                 })
             }
-            Snapshot::Sql(s) => sql::undo::refusal(s, &Target::To(named)),
+            Snapshot::Sql(s) => sql::undo::refusal(s, &Target::To(named)).map(|e| e.to_string()),
         }
     }
 

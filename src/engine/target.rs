@@ -45,3 +45,33 @@ impl TargetError {
         }
     }
 }
+
+/// Why a downgrade must not run: found before anything changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UndoRefused {
+    #[error("`to = \"{to}\"` is not a migration version: give the number its file name starts with (like 0001 or 20240101120000), its label (1_create_users), or \"base\"; nothing was changed")]
+    NotAVersion { to: String },
+    #[error("`to = \"{to}\"`: version {version} is {label}; nothing was changed")]
+    OtherName {
+        to: String,
+        version: String,
+        label: String,
+    },
+    #[error("cannot downgrade to {to}: no migration file and no applied migration has version {version} (applied: {applied}); nothing was changed")]
+    NoSuchVersion {
+        to: String,
+        version: String,
+        applied: String,
+    },
+    /// Migrations on the way have no safe down (each problem names its migration).
+    #[error("cannot {goal}: {}; nothing was changed, {instead}", .problems.join("; "))]
+    Unsafe {
+        /// "downgrade to 3", "go back to where the run started".
+        goal: String,
+        problems: Vec<String>,
+        /// What to do instead.
+        instead: &'static str,
+    },
+    #[error("no `to` version and no starting state of the sql engine to go back to")]
+    NoStart,
+}

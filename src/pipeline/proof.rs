@@ -3,24 +3,39 @@
 //! changed"), and how many rows were written since the backup (what a restore loses).
 
 use super::context::RunContext;
+use crate::db::DbError;
+use crate::engine::EngineError;
+
+/// Why the database is not proven back where the run found it.
+#[derive(Debug, thiserror::Error)]
+pub enum NotBack {
+    #[error("cannot read the migration state: {0}")]
+    StateUnreadable(#[from] EngineError),
+    #[error("the run never read its starting state")]
+    NoStart,
+    #[error("the migrations applied differ from the start (now at {now}, started at {start})")]
+    MigrationsDiffer { now: String, start: String },
+    #[error("cannot read the schema: {0}")]
+    SchemaUnreadable(DbError),
+    #[error("the schema differs from before the upgrade: {0}")]
+    SchemaDiffers(String),
+}
 
 /// Proves the database is where the run found it: the same migration state as the
 /// start, and the same schema shape as right before the upgrade. `Err` says what
 /// differs (the first few schema differences).
-pub async fn back_at_start(ctx: &mut RunContext) -> Result<(), String> {
-    let now = ctx
-        .snapshot()
-        .await
-        .map_err(|e| format!("cannot read the migration state: {e}"))?;
+pub async fn back_at_start(ctx: &mut RunContext) -> Result<(), NotBack> {
+    let now = ctx.snapshot().await?;
     let Some(start) = ctx.start() else {
-        return Err("the run never read its starting state".into());
+        return Err(NotBack::NoStart);
     };
     if now.fingerprint() != start.fingerprint() {
-        return Err(format!(
-            "the migrations applied differ from the start (now at {}, started at {})",
-            now.current_label().unwrap_or_else(|| "none".into()),
-            start.current_label().unwrap_or_else(|| "none".into())
-        ));
+        let label =
+            |s: &crate::engine::Snapshot| s.current_label().unwrap_or_else(|| "none".into());
+        return Err(NotBack::MigrationsDiffer {
+            now: label(&now),
+            start: label(start),
+        });
     }
     let Some(before) = ctx.schema_before().cloned() else {
         return Ok(());
@@ -28,29 +43,33 @@ pub async fn back_at_start(ctx: &mut RunContext) -> Result<(), String> {
     let shape = ctx
         .schema_shape()
         .await
-        .map_err(|e| format!("cannot read the schema: {e}"))?;
+        .map_err(NotBack::SchemaUnreadable)?;
     let differences = shape.differences(&before);
     if differences.is_empty() {
         return Ok(());
     }
-    Err(format!(
-        "the schema differs from before the upgrade: {}",
-        crate::db::schema_shape::summary(&differences)
-    ))
+    Err(NotBack::SchemaDiffers(crate::db::schema_shape::summary(
+        &differences,
+    )))
 }
 
-/// Rows written per table since the backup, ballast's bookkeeping left out; `Err` says
-/// why they cannot be told.
-pub async fn rows_written_since_backup(ctx: &mut RunContext) -> Result<Vec<(String, i64)>, String> {
+/// Why the rows written since the backup cannot be told.
+#[derive(Debug, thiserror::Error)]
+pub enum WritesUnknown {
+    #[error("not measured")]
+    NotMeasured,
+    #[error("cannot count them: {0}")]
+    Unreadable(#[from] DbError),
+}
+
+/// Rows written per table since the backup, ballast's bookkeeping left out.
+pub async fn rows_written_since_backup(
+    ctx: &mut RunContext,
+) -> Result<Vec<(String, i64)>, WritesUnknown> {
     let Some(before) = ctx.writes_at_backup().cloned() else {
-        return Err("not measured".into());
+        return Err(WritesUnknown::NotMeasured);
     };
     let ours = ctx.bookkeeping_tables();
-    let conn = ctx
-        .conn()
-        .await
-        .map_err(|e| format!("cannot count them: {e}"))?;
-    crate::db::table_writes::written_since(conn, &before, &ours)
-        .await
-        .map_err(|e| format!("cannot count them: {e}"))
+    let conn = ctx.conn().await?;
+    Ok(crate::db::table_writes::written_since(conn, &before, &ours).await?)
 }

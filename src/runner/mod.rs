@@ -3,6 +3,7 @@
 //! caller of `stages::run`.
 
 mod hooks;
+mod record;
 pub mod recovery;
 mod run;
 

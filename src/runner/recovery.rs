@@ -18,7 +18,9 @@
 
 use std::time::Instant;
 
+use super::record::record_stage;
 use crate::db::table_writes;
+use crate::db::DbError;
 use crate::events::{Event, Severity, StageRecord};
 use crate::migrations::data_effects::{data_effects, has_statements, DataEffect};
 use crate::pipeline::context::PartialChange;
@@ -26,6 +28,7 @@ use crate::pipeline::proof::{back_at_start, rows_written_since_backup};
 use crate::pipeline::{
     InvalidIndexPolicy, Pipeline, RestorePolicy, RunContext, StageKind, StageSpec,
 };
+use crate::pipeline::{StageError, StageOutcome};
 
 /// Where the climb ended.
 pub struct Climb {
@@ -126,7 +129,7 @@ pub async fn climb(
             }
         },
         Err(why) => {
-            notes.push(why);
+            notes.push(why.to_string());
             Climb {
                 recovered: None,
                 notes,
@@ -243,43 +246,54 @@ async fn drop_invalid_indexes(
                 .execute(conn)
                 .await
                 .map(|_| ())
-                .map_err(|e| crate::db::SqlFailure::from_sqlx(&e).to_string()),
-            Err(e) => Err(e.to_string()),
+                .map_err(|e| DbError::query(format!("dropping the INVALID index {name}"), &e)),
+            Err(e) => Err(e),
         };
         let outcome = match result {
             Ok(()) => {
                 ctx.invalid_index_dropped(&name);
                 dropped_any = true;
-                Ok(format!(
+                Ok(StageOutcome::Done(format!(
                     "dropped the INVALID index {name} left by {migration}"
-                ))
+                )))
             }
             Err(e) => {
-                notes.push(format!(
-                    "dropping the INVALID index {name} failed: {e}; drop it with DROP INDEX CONCURRENTLY {name}"
-                ));
-                Err(e)
+                notes.push(format!("{e}; drop it with DROP INDEX CONCURRENTLY {name}"));
+                Err(StageError::Failed(e.to_string()))
             }
         };
-        finish_rung(ctx, records, stage, t, outcome);
+        record_stage(ctx, records, &stage, t, &outcome);
     }
     dropped_any
 }
 
+/// Why the restore rung did not bring the database back.
+#[derive(Debug, thiserror::Error)]
+enum NoRestore {
+    #[error("no automatic restore: this run took no backup")]
+    NoBackup,
+    #[error("no automatic restore: the pipeline's [on_failure] restore is \"never\"")]
+    Never,
+    #[error("no automatic restore: restore = \"ask\" and there is no terminal to ask ({lost})")]
+    NoTerminal { lost: String },
+    #[error("no automatic restore: the restore was declined")]
+    Declined,
+    #[error("restoring this run's backup failed: {0}")]
+    Failed(StageError),
+}
+
 /// The restore rung: the policy, then the writes the restore would lose, then the
-/// restore itself. `Err` says why it was not tried or how it failed.
+/// restore itself.
 async fn restore_rung(
     policy: RestorePolicy,
     ctx: &mut RunContext,
     records: &mut Vec<StageRecord>,
-) -> Result<String, String> {
+) -> Result<String, NoRestore> {
     let Some(backup) = ctx.backup().cloned() else {
-        return Err("no automatic restore: this run took no backup".into());
+        return Err(NoRestore::NoBackup);
     };
     if policy == RestorePolicy::Never {
-        return Err(
-            "no automatic restore: the pipeline's [on_failure] restore is \"never\"".into(),
-        );
+        return Err(NoRestore::Never);
     }
     let lost = writes_since_backup(ctx).await;
     ctx.events().diagnose(
@@ -289,22 +303,20 @@ async fn restore_rung(
     );
     if policy == RestorePolicy::Ask {
         if !crate::report::interactive() {
-            return Err(format!(
-                "no automatic restore: restore = \"ask\" and there is no terminal to ask ({lost})"
-            ));
+            return Err(NoRestore::NoTerminal { lost });
         }
         let prompt = format!(
             "The deploy failed after changing the database. Restore this run's backup {} now? {lost}; they will be lost",
             backup.id
         );
         if crate::report::prompt::confirm(prompt).await != Ok(true) {
-            return Err("no automatic restore: the restore was declined".into());
+            return Err(NoRestore::Declined);
         }
     }
     let spec = StageSpec::built(StageKind::Restore, Some("restore (recovery)"), None);
     run_rung(&spec, ctx, records)
         .await
-        .map_err(|e| format!("restoring this run's backup failed: {e}"))
+        .map_err(NoRestore::Failed)
 }
 
 /// "N rows written in K tables since the backup (...)", or why it cannot be told.
@@ -317,58 +329,19 @@ async fn writes_since_backup(ctx: &mut RunContext) -> String {
     }
 }
 
-/// Runs one rung as a stage of the run: events, a journal record, the outcome.
+/// Runs one rung as a stage of the run: recorded as any stage is; its summary.
 async fn run_rung(
     spec: &StageSpec,
     ctx: &mut RunContext,
     records: &mut Vec<StageRecord>,
-) -> Result<String, String> {
+) -> Result<String, StageError> {
     let stage = spec.display_name();
     ctx.events().emit(Event::StageStarted {
         stage: stage.clone(),
     });
     crate::interrupt::set_activity(format!("running the recovery rung {stage}"));
     let t = Instant::now();
-    let outcome = match crate::stages::run(spec, ctx).await {
-        Ok(crate::stages::StageOutcome::Done(s) | crate::stages::StageOutcome::Skipped(s)) => Ok(s),
-        Err(e) => Err(e.to_string()),
-    };
-    finish_rung(ctx, records, stage, t, outcome.clone());
-    outcome
-}
-
-fn finish_rung(
-    ctx: &mut RunContext,
-    records: &mut Vec<StageRecord>,
-    stage: String,
-    started: Instant,
-    outcome: Result<String, String>,
-) {
-    let duration_ms = started.elapsed().as_millis() as u64;
-    let (status, detail) = match outcome {
-        Ok(summary) => {
-            ctx.events().emit(Event::StageFinished {
-                stage: stage.clone(),
-                duration_ms,
-                summary: summary.clone(),
-            });
-            ("ok", summary)
-        }
-        Err(error) => {
-            ctx.events().emit(Event::StageFailed {
-                stage: stage.clone(),
-                duration_ms,
-                error: error.clone(),
-            });
-            ("failed", error)
-        }
-    };
-    let record = StageRecord {
-        stage,
-        status: status.into(),
-        duration_ms,
-        detail,
-    };
-    ctx.journal_stage(&record);
-    records.push(record);
+    let result = crate::stages::run(spec, ctx).await;
+    record_stage(ctx, records, &stage, t, &result);
+    result.map(|(StageOutcome::Done(s) | StageOutcome::Skipped(s))| s)
 }

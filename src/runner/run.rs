@@ -13,7 +13,7 @@ use crate::engine::Snapshot;
 use crate::events::{Event, Outcome, RunSummary, StageRecord};
 use crate::exit_code;
 use crate::pipeline::{Pipeline, RunContext};
-use crate::stages::{self, StageError, StageOutcome};
+use crate::stages::{self, StageError};
 
 struct Failure {
     stage: String,
@@ -76,48 +76,10 @@ pub async fn run(pipeline: &Pipeline, ctx: &mut RunContext) -> RunSummary {
             Ok(_) if crate::interrupt::requested() => Err(interrupted(ctx)),
             other => other,
         };
-        let duration_ms = t.elapsed().as_millis() as u64;
-        let (status, detail) = match &result {
-            Ok(StageOutcome::Done(summary)) => {
-                ctx.events().emit(Event::StageFinished {
-                    stage: stage.clone(),
-                    duration_ms,
-                    summary: summary.clone(),
-                });
-                ("ok", summary.clone())
-            }
-            Ok(StageOutcome::Skipped(reason)) => {
-                ctx.events().emit(Event::StageSkipped {
-                    stage: stage.clone(),
-                    reason: reason.clone(),
-                });
-                ("skipped", reason.clone())
-            }
-            Err(error) => {
-                ctx.events().emit(Event::StageFailed {
-                    stage: stage.clone(),
-                    duration_ms,
-                    error: error.to_string(),
-                });
-                let status = if error.is_refusal() {
-                    "refused"
-                } else {
-                    "failed"
-                };
-                (status, error.to_string())
-            }
-        };
-        let record = StageRecord {
-            stage: stage.clone(),
-            status: status.into(),
-            duration_ms,
-            detail,
-        };
-        ctx.journal_stage(&record);
+        super::record::record_stage(ctx, &mut records, &stage, t, &result);
         if ctx.changes_started() {
             crate::pipeline::journal::sync_table(ctx).await;
         }
-        records.push(record);
         if let Err(error) = result {
             failure = Some(Failure { stage, error });
             break;

@@ -52,7 +52,7 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
         };
         let plan = snap
             .undo_plan(to.as_deref(), ctx.start())
-            .map_err(StageError::Refused)?;
+            .map_err(|e| StageError::Refused(e.to_string()))?;
         if plan.is_empty() {
             return Ok(StageOutcome::Skipped(plan.already()));
         }

@@ -15,6 +15,7 @@ use super::reach::Witness;
 use super::snapshot::{current_revisions, AlembicSnapshot};
 use crate::db::DbError;
 use crate::engine::change::{ChangeError, Report, RunFacts, Stop};
+use crate::engine::target::UndoRefused;
 use crate::events::Event;
 
 /// Runs `alembic upgrade TARGET` once and accounts for every pending revision. A
@@ -316,7 +317,7 @@ pub struct Reverted {
 pub fn downgrade_plan(
     snap: &AlembicSnapshot,
     to: Option<&str>,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, UndoRefused> {
     let undone: Vec<(String, String)> = snap
         .graph
         .undone_by_downgrade(snap.current(), to)
@@ -328,11 +329,11 @@ pub fn downgrade_plan(
     }
     let problems = snap.downgrade_problems(to);
     if !problems.is_empty() {
-        return Err(format!(
-            "cannot downgrade to {}: {}; nothing was changed (restore a backup instead)",
-            to.unwrap_or("base"),
-            problems.join("; ")
-        ));
+        return Err(UndoRefused::Unsafe {
+            goal: format!("downgrade to {}", to.unwrap_or("base")),
+            problems,
+            instead: "restore a backup instead",
+        });
     }
     Ok(undone)
 }

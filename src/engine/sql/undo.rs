@@ -21,6 +21,7 @@ use super::SqlSnapshot;
 use crate::db::ledger::{self, AppliedRow};
 use crate::db::SqlFailure;
 use crate::engine::change::{ChangeError, Report, RunFacts};
+use crate::engine::target::UndoRefused;
 use crate::events::{Events, Severity};
 use crate::migrations::source::marked_no_transaction;
 use crate::migrations::split::transaction_control;
@@ -39,7 +40,7 @@ pub enum Target {
 
 /// The refusal a downgrade to `target` would meet, read from the files and the ledger
 /// alone (a pipeline asks before its backup).
-pub fn refusal(snap: &SqlSnapshot, target: &Target) -> Option<String> {
+pub fn refusal(snap: &SqlSnapshot, target: &Target) -> Option<UndoRefused> {
     plan(snap, target).err()
 }
 
@@ -58,15 +59,18 @@ pub async fn run(
     };
     for batch in crate::migrations::batches(&undo.steps, |s| s.transactional) {
         let done = if crate::interrupt::requested() {
-            Err(INTERRUPTED.to_string())
+            Err(stop(INTERRUPTED))
         } else if batch[0].transactional {
             undo_together(conn, batch, &mut progress, run).await
         } else {
             undo_alone(conn, &batch[0], &mut progress, run).await
         };
-        if let Err(stop) = done {
-            let message = progress.account(&stop, &undo.steps);
-            return Err(ChangeError::failed(message, progress.report));
+        if let Err(stopped) = done {
+            return Err(ChangeError {
+                message: progress.account(&stopped.message, &undo.steps),
+                report: progress.report,
+                ..stopped
+            });
         }
     }
     Ok(progress.undone)
@@ -96,7 +100,7 @@ pub struct Undo {
 }
 
 /// What to undo and in which order, or the refusal (every offending migration named).
-pub fn plan(snap: &SqlSnapshot, target: &Target) -> Result<Undo, String> {
+pub fn plan(snap: &SqlSnapshot, target: &Target) -> Result<Undo, UndoRefused> {
     let rows = rows_to_undo(snap, target)?;
     let mut steps = Vec::new();
     let mut problems = Vec::new();
@@ -111,10 +115,11 @@ pub fn plan(snap: &SqlSnapshot, target: &Target) -> Result<Undo, String> {
             Target::To(to) => format!("downgrade to {to}"),
             Target::Start(_) => "go back to where the run started".to_string(),
         };
-        return Err(format!(
-            "cannot {goal}: {}; nothing was changed, restore the run's backup instead",
-            problems.join("; ")
-        ));
+        return Err(UndoRefused::Unsafe {
+            goal,
+            problems,
+            instead: "restore the run's backup instead",
+        });
     }
     let undone: HashSet<&str> = rows.iter().map(|r| r.version.as_str()).collect();
     let left: Vec<AppliedRow> = snap
@@ -146,7 +151,10 @@ pub fn plan(snap: &SqlSnapshot, target: &Target) -> Result<Undo, String> {
 }
 
 /// The applied rows the target undoes, newest first.
-fn rows_to_undo<'a>(snap: &'a SqlSnapshot, target: &Target) -> Result<Vec<&'a AppliedRow>, String> {
+fn rows_to_undo<'a>(
+    snap: &'a SqlSnapshot,
+    target: &Target,
+) -> Result<Vec<&'a AppliedRow>, UndoRefused> {
     let mut rows: Vec<&AppliedRow> = match target {
         Target::Start(start) => {
             let before: HashSet<&str> = start.applied.iter().map(|r| r.version.as_str()).collect();
@@ -178,7 +186,7 @@ fn rows_to_undo<'a>(snap: &'a SqlSnapshot, target: &Target) -> Result<Vec<&'a Ap
 
 /// The version `to` names (`None` for `base`), refusing one that is neither applied
 /// nor a migration file: a typo must never undo everything.
-fn target_version(snap: &SqlSnapshot, to: &str) -> Result<Option<Version>, String> {
+fn target_version(snap: &SqlSnapshot, to: &str) -> Result<Option<Version>, UndoRefused> {
     if to.eq_ignore_ascii_case("base") {
         return Ok(None);
     }
@@ -187,31 +195,28 @@ fn target_version(snap: &SqlSnapshot, to: &str) -> Result<Option<Version>, Strin
         None => (to, None),
     };
     let Some(version) = Version::parse(prefix) else {
-        return Err(format!(
-            "`to = \"{to}\"` is not a migration version: give the number its file name starts with \
-             (like 0001 or 20240101120000), its label (1_create_users), or \"base\"; nothing was changed"
-        ));
+        return Err(UndoRefused::NotAVersion { to: to.into() });
     };
     let file = snap.source.iter().find(|m| m.version == version);
     if let (Some(file), Some(name)) = (file, name) {
         if file.name != name {
-            return Err(format!(
-                "`to = \"{to}\"`: version {version} is {}; nothing was changed",
-                file.label()
-            ));
+            return Err(UndoRefused::OtherName {
+                to: to.into(),
+                version: version.to_string(),
+                label: file.label(),
+            });
         }
     }
     if file.is_none() && !is_at(&snap.applied, &version) {
         let applied: Vec<String> = sorted_labels(&snap.applied);
-        return Err(format!(
-            "cannot downgrade to {to}: no migration file and no applied migration has version {version} \
-             (applied: {}); nothing was changed",
-            if applied.is_empty() {
-                "none".to_string()
-            } else {
-                applied.join(", ")
-            }
-        ));
+        return Err(UndoRefused::NoSuchVersion {
+            to: to.into(),
+            version: version.to_string(),
+            applied: match applied.is_empty() {
+                true => "none".to_string(),
+                false => applied.join(", "),
+            },
+        });
     }
     Ok(Some(version))
 }
@@ -366,7 +371,7 @@ async fn undo_together(
     batch: &[Step],
     progress: &mut Progress,
     run: &RunFacts,
-) -> Result<(), String> {
+) -> Result<(), ChangeError> {
     let labels: Vec<&str> = batch.iter().map(|s| s.label.as_str()).collect();
     let nothing_undone = if batch.len() == 1 {
         format!(
@@ -389,15 +394,20 @@ async fn undo_together(
             progress.committed(&run.events, batch);
             Ok(())
         }
-        Ended::NotBegun(e) => Err(e.to_string()),
+        Ended::NotBegun(e) => Err(e.into()),
         Ended::BodyFailed {
             error,
             connection_lost,
         } => {
             progress.report.connection_lost |= connection_lost;
-            Err(format!("{error}; {nothing_undone}"))
+            Err(ChangeError {
+                message: format!("{error}; {nothing_undone}"),
+                ..error
+            })
         }
-        Ended::CommitFailed(failure) => Err(format!("COMMIT failed: {failure}; {nothing_undone}")),
+        Ended::CommitFailed(failure) => {
+            Err(stop(format!("COMMIT failed: {failure}; {nothing_undone}")))
+        }
         Ended::CommitUnknown(failure) => {
             let report = &mut progress.report;
             report.outcome_unknown = true;
@@ -405,10 +415,10 @@ async fn undo_together(
             report
                 .commit_unknown
                 .extend(labels.iter().map(|l| l.to_string()));
-            Err(format!(
+            Err(stop(format!(
                 "the connection failed during COMMIT of the downgrade of {}: {failure}; whether they were undone is unknown until checked (`ballast status`)",
                 labels.join(", ")
-            ))
+            )))
         }
     }
 }
@@ -422,29 +432,29 @@ struct Downs<'a> {
 }
 
 impl Body for Downs<'_> {
-    type Error = String;
+    type Error = ChangeError;
 
-    async fn run(&mut self, tx: &mut PgConnection) -> Result<(), String> {
+    async fn run(&mut self, tx: &mut PgConnection) -> Result<(), ChangeError> {
         let schema = self.run.settings.database.schema.as_str();
         for step in self.batch {
             if crate::interrupt::requested() {
-                return Err(INTERRUPTED.to_string());
+                return Err(stop(INTERRUPTED));
             }
             self.progress.start(&self.run.events, step);
             if let Err(e) = tx.execute(sqlx::raw_sql(&step.down_sql)).await {
                 let failure = SqlFailure::from_sqlx(&e);
-                return Err(down_failed(step, &failure, self.run, None));
+                return Err(stop(down_failed(step, &failure, self.run, None)));
             }
             match ledger::remove(tx, schema, &step.version).await {
                 Ok(true) => {}
                 Ok(false) => {
-                    return Err(format!(
+                    return Err(stop(format!(
                         "the ledger row of {} disappeared during the downgrade (something else changed {schema}.{})",
                         step.label,
                         ledger::TABLE
-                    ))
+                    )))
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(())
@@ -457,13 +467,11 @@ async fn undo_alone(
     step: &Step,
     progress: &mut Progress,
     run: &RunFacts,
-) -> Result<(), String> {
+) -> Result<(), ChangeError> {
     let schema = run.settings.database.schema.as_str();
     progress.start(&run.events, step);
     let label = &step.label;
-    let halted = run_alone(conn, &step.down_sql, &run.events, None)
-        .await
-        .map_err(|e| e.to_string())?;
+    let halted = run_alone(conn, &step.down_sql, &run.events, None).await?;
     if let Err(halted) = halted {
         let (n, of) = (halted.ran, halted.of);
         if n > 0 {
@@ -472,10 +480,10 @@ async fn undo_alone(
             ));
         }
         let Some((failure, place)) = halted.failure else {
-            return Err(match n {
+            return Err(stop(match n {
                 0 => format!("{INTERRUPTED}; {label} is still applied"),
                 _ => format!("{INTERRUPTED}: statements 1-{n} of {label}'s down ran and stay, yet its ledger row stays too, so it is half undone"),
-            });
+            }));
         };
         let mut fate = vec![if n == 0 {
             format!("it runs outside a transaction and its first statement failed, so {label} is still applied")
@@ -499,26 +507,31 @@ async fn undo_alone(
                 "the down of {label}: could not check for INVALID indexes it may have left (the connection failed)"
             )),
         }
-        return Err(format!(
+        return Err(stop(format!(
             "{}; {}",
             down_failed(step, &failure, run, Some(place)),
             fate.join("; ")
-        ));
+        )));
     }
     // Already gone is fine: nothing else may hold the row once its down ran.
     if let Err(e) = ledger::remove(conn, schema, &step.version).await {
         progress.report.partial(format!(
             "the down of {label} (ran completely, its ledger row not deleted)"
         ));
-        return Err(format!(
+        return Err(stop(format!(
             "the down of {label} ran completely but deleting its ledger row failed: {e}; \
              delete it by hand before the next deploy (delete from {schema}.{} where version = '{}')",
             ledger::TABLE,
             step.version
-        ));
+        )));
     }
     progress.committed(&run.events, std::slice::from_ref(step));
     Ok(())
+}
+
+/// A stop with `message`; what it left is in the progress's report.
+fn stop(message: impl Into<String>) -> ChangeError {
+    ChangeError::failed(message, Report::default())
 }
 
 /// "the down of 3_add_orders failed (migrations/3_add_orders.down.sql, line 4): ..."
@@ -645,16 +658,16 @@ mod tests {
     #[test]
     fn an_unknown_or_malformed_to_is_refused() {
         let snap = three_applied();
-        let err = plan(&snap, &to("7")).unwrap_err();
+        let err = plan(&snap, &to("7")).unwrap_err().to_string();
         assert!(
             err.contains("no migration file and no applied migration has version 7")
                 && err.contains("applied: 1_m1, 2_m2, 10_m10")
                 && err.contains("nothing was changed"),
             "{err}"
         );
-        let err = plan(&snap, &to("v1")).unwrap_err();
+        let err = plan(&snap, &to("v1")).unwrap_err().to_string();
         assert!(err.contains("is not a migration version"), "{err}");
-        let err = plan(&snap, &to("2_other")).unwrap_err();
+        let err = plan(&snap, &to("2_other")).unwrap_err().to_string();
         assert!(err.contains("version 2 is 2_m2"), "{err}");
     }
 
@@ -692,7 +705,7 @@ mod tests {
             ..rows[0].clone()
         });
         source.truncate(6);
-        let err = plan(&snap(source, rows), &to("1")).unwrap_err();
+        let err = plan(&snap(source, rows), &to("1")).unwrap_err().to_string();
         for expected in [
             "cannot downgrade to 1: ",
             "7_lost is applied but its migration file is gone",
