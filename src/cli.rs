@@ -222,7 +222,7 @@ pub enum CheckFormat {
     Github,
 }
 
-fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
+fn parse_duration_arg(text: &str) -> Result<std::time::Duration, crate::config::DurationError> {
     crate::config::parse_duration(text)
 }
 

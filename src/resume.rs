@@ -203,7 +203,7 @@ async fn drop_or_refuse(ctx: &mut RunContext, invalid: &[String]) -> Result<(), 
                 if invalid.len() == 1 { "it" } else { "them" }
             ))
             .await
-                == Ok(true));
+                .is_ok_and(|yes| yes));
     if !agreed {
         let commands: Vec<String> = invalid
             .iter()

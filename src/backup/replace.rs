@@ -132,7 +132,7 @@ pub async fn replace(
     let checked = match &destination {
         Destination::InPlace => sessions::check_clients(&mut conn, &target, lock_pid, settings)
             .await
-            .map_err(ReplaceError::InUse),
+            .map_err(|e| ReplaceError::InUse(e.to_string())),
         Destination::New(_) => Ok(Vec::new()),
     };
     let result = match checked {

@@ -123,6 +123,21 @@ pub async fn grant_hint(conn: &mut sqlx::PgConnection) -> String {
     )
 }
 
+/// Why an in-place restore cannot replace the target: it is in use.
+#[derive(Debug, thiserror::Error)]
+pub enum InUse {
+    #[error("{target} is in use by {sessions}, and ballast's role may not end their sessions: nothing was done. Stop those clients, or let the role end them: {grant}")]
+    MayNotEnd {
+        target: String,
+        sessions: String,
+        grant: String,
+    },
+    #[error("{target} is in use by {sessions}: nothing was done. Replacing it needs it free of sessions: stop those clients, or let the restore end them just before the rename (`ballast restore --end-sessions`; for the restore rung of a pipeline, backup.restore_ends_sessions = true)")]
+    Busy { target: String, sessions: String },
+    #[error(transparent)]
+    Unlisted(#[from] DbError),
+}
+
 /// In place, before any work: the client sessions on the target. Returns those to end
 /// at the rename (with `backup.restore_ends_sessions`), or why the restore cannot go on:
 /// without it, clients that stay past a few seconds' grace (ballast's own, a deploy
@@ -133,14 +148,12 @@ pub async fn check_clients(
     target: &str,
     lock_pid: i32,
     settings: &Settings,
-) -> Result<Vec<Session>, String> {
+) -> Result<Vec<Session>, InUse> {
     let ends = settings.backup.restore_ends_sessions;
     let started = Instant::now();
-    let listed = |e: DbError| e.to_string();
     loop {
         let (ours, others): (Vec<Session>, Vec<Session>) = on(conn, target, lock_pid)
-            .await
-            .map_err(listed)?
+            .await?
             .into_iter()
             .filter(|s| !s.waits_for_the_lock())
             .partition(|s| s.is_ballasts(settings));
@@ -150,12 +163,11 @@ pub async fn check_clients(
         if ends && !others.is_empty() {
             let cannot: Vec<&Session> = others.iter().filter(|s| !s.can_end).collect();
             if !cannot.is_empty() {
-                return Err(format!(
-                    "{target} is in use by {}, and ballast's role may not end their sessions: nothing was done. \
-                     Stop those clients, or let the role end them: {}",
-                    list(cannot),
-                    grant_hint(conn).await
-                ));
+                return Err(InUse::MayNotEnd {
+                    target: target.to_string(),
+                    sessions: list(cannot),
+                    grant: grant_hint(conn).await,
+                });
             }
             if ours.is_empty() || started.elapsed() > GRACE {
                 return Ok(others);
@@ -169,12 +181,10 @@ pub async fn check_clients(
         };
         if past {
             let all: Vec<&Session> = ours.iter().chain(&others).collect();
-            return Err(format!(
-                "{target} is in use by {}: nothing was done. Replacing it needs it free of sessions: stop those clients, \
-                 or let the restore end them just before the rename (`ballast restore --end-sessions`; for the restore \
-                 rung of a pipeline, backup.restore_ends_sessions = true)",
-                list(all)
-            ));
+            return Err(InUse::Busy {
+                target: target.to_string(),
+                sessions: list(all),
+            });
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

@@ -450,7 +450,7 @@ async fn confirm(g: &GlobalArgs, target: &str) -> Result<(), Failure> {
     let typed =
         crate::report::prompt::typed(format!("Type the database name ({target}) to go ahead"))
             .await
-            .map_err(|e| (exit_code::REFUSED, e))?;
+            .map_err(|e| (exit_code::REFUSED, e.to_string()))?;
     if typed == target {
         Ok(())
     } else {

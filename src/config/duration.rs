@@ -2,14 +2,23 @@
 
 use std::time::Duration;
 
+/// A value that is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{text}` is not a duration ({reason}); write e.g. \"5s\", \"15m\", \"1h\"")]
+pub struct DurationError {
+    text: String,
+    reason: String,
+}
+
 /// Parses a duration such as `"5s"` or `"15m"`. `"0"` means "no limit" to PostgreSQL.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     if text == "0" {
         return Ok(Duration::ZERO);
     }
-    humantime::parse_duration(text).map_err(|e| {
-        format!("`{text}` is not a duration ({e}); write e.g. \"5s\", \"15m\", \"1h\"")
+    humantime::parse_duration(text).map_err(|e| DurationError {
+        text: text.to_string(),
+        reason: e.to_string(),
     })
 }
 
@@ -31,7 +40,7 @@ mod tests {
 
     #[test]
     fn rejects_bare_numbers_with_a_hint() {
-        let err = parse_duration("5").unwrap_err();
+        let err = parse_duration("5").unwrap_err().to_string();
         assert!(err.contains("\"5s\""), "{err}");
     }
 

@@ -254,7 +254,9 @@ fn target_layer(
     })?;
     Ok(Layer {
         origin: format!("{} [[target]] {name}", path.display()),
-        value: target.config_layer(environment).map_err(bad)?,
+        value: target
+            .config_layer(environment)
+            .map_err(|e| bad(e.to_string()))?,
     })
 }
 

@@ -10,7 +10,7 @@ mod raw;
 mod settings;
 pub mod targets;
 
-pub use duration::{parse_duration, to_pg_millis};
+pub use duration::{parse_duration, to_pg_millis, DurationError};
 pub use load::{load, ConfigError, LoadOptions, DEFAULTS};
 pub use raw::RawConfig;
 pub use settings::{

@@ -221,7 +221,7 @@ pub(super) fn resolve(
     };
     let duration = |key: &str, value: Option<String>| -> Result<Duration, ConfigError> {
         let value = value.unwrap_or_default();
-        parse_duration(&value).map_err(|m| bad(key, m))
+        parse_duration(&value).map_err(|e| bad(key, e.to_string()))
     };
     let db = raw.database;
     let schema = db.schema.unwrap_or_default();
@@ -405,7 +405,7 @@ fn resolve_s3(
     }
     let stale = raw.stale_upload_after.unwrap_or_else(|| "24h".into());
     let stale_upload_after = super::duration::parse_duration(&stale)
-        .map_err(|m| bad("backup.s3.stale_upload_after", m))?;
+        .map_err(|e| bad("backup.s3.stale_upload_after", e.to_string()))?;
     Ok(S3Settings {
         bucket,
         prefix,

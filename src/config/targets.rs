@@ -117,21 +117,30 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// A target's `url_env` names a variable the environment does not have.
+#[derive(Debug, thiserror::Error)]
+#[error("target {target}: its url_env names {var}, which is not set in the environment")]
+pub struct UnsetUrlEnv {
+    target: String,
+    var: String,
+}
+
 impl Target {
     /// The overlay as config: `url_env` replaced by `database.url` read from the
     /// environment (`environment` is injected for tests).
-    pub fn config_layer(&self, environment: &[(String, String)]) -> Result<toml::Value, String> {
+    pub fn config_layer(
+        &self,
+        environment: &[(String, String)],
+    ) -> Result<toml::Value, UnsetUrlEnv> {
         let mut layer = self.layer.as_table().cloned().unwrap_or_default();
         if let Some(toml::Value::String(var)) = layer.remove("url_env") {
             let url = environment
                 .iter()
                 .find(|(k, _)| *k == var)
                 .map(|(_, v)| v.clone())
-                .ok_or_else(|| {
-                    format!(
-                        "target {}: its url_env names {var}, which is not set in the environment",
-                        self.name
-                    )
+                .ok_or_else(|| UnsetUrlEnv {
+                    target: self.name.clone(),
+                    var: var.clone(),
                 })?;
             let database = layer
                 .entry("database")
@@ -171,6 +180,7 @@ mod tests {
         assert!(targets[0]
             .config_layer(&[])
             .unwrap_err()
+            .to_string()
             .contains("ACME_URL, which is not set"));
     }
 

@@ -2,9 +2,20 @@
 //! a blocking thread, off the async runtime's. Callers check [`super::interactive`]
 //! first: what "no terminal" means (refuse, or not try) is theirs to decide.
 
+/// The terminal could not be asked or read.
+#[derive(Debug, thiserror::Error)]
+pub enum PromptError {
+    #[error("the terminal could not be read: {0}")]
+    Terminal(#[from] dialoguer::Error),
+    #[error("the terminal could not be written: {0}")]
+    Write(#[from] std::io::Error),
+    #[error("the question was cut short: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// A yes/no question that defaults to no; Esc counts as no. `Err` when the terminal
 /// could not be read.
-pub async fn confirm(question: String) -> Result<bool, String> {
+pub async fn confirm(question: String) -> Result<bool, PromptError> {
     let answer = tokio::task::spawn_blocking(move || {
         let term = console::Term::stderr();
         let (_, width) = term.size();
@@ -12,14 +23,14 @@ pub async fn confirm(question: String) -> Result<bool, String> {
         if let Some(line) = before {
             term.write_line(&line)?;
         }
-        dialoguer::Confirm::new()
-            .with_prompt(prompt)
-            .default(false)
-            .interact_opt()
+        Ok::<_, PromptError>(
+            dialoguer::Confirm::new()
+                .with_prompt(prompt)
+                .default(false)
+                .interact_opt()?,
+        )
     })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
+    .await??;
     Ok(answer == Some(true))
 }
 
@@ -36,16 +47,14 @@ fn fit(question: String, width: usize) -> (Option<String>, String) {
 }
 
 /// A line the person types (trimmed), for confirmations that must be typed out.
-pub async fn typed(prompt: String) -> Result<String, String> {
+pub async fn typed(prompt: String) -> Result<String, PromptError> {
     let text = tokio::task::spawn_blocking(move || {
         dialoguer::Input::<String>::new()
             .with_prompt(prompt)
             .allow_empty(true)
             .interact_text()
     })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
+    .await??;
     Ok(text.trim().to_string())
 }
 

@@ -223,7 +223,7 @@ async fn drop_invalid_indexes(
                     "{migration} left the INVALID index {name}. Drop it now (DROP INDEX CONCURRENTLY)?"
                 ))
                 .await
-                    == Ok(true)
+                    .is_ok_and(|yes| yes)
             } else {
                 false
             };
@@ -309,7 +309,10 @@ async fn restore_rung(
             "The deploy failed after changing the database. Restore this run's backup {} now? {lost}; they will be lost",
             backup.id
         );
-        if crate::report::prompt::confirm(prompt).await != Ok(true) {
+        if !crate::report::prompt::confirm(prompt)
+            .await
+            .is_ok_and(|yes| yes)
+        {
             return Err(NoRestore::Declined);
         }
     }

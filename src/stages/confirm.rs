@@ -99,6 +99,6 @@ async fn confirm_risky(ctx: &RunContext, risky: usize) -> Result<StageOutcome, S
 }
 
 /// The terminal could not be read: that is no yes.
-pub(super) fn prompt_failed(e: String) -> StageError {
+pub(super) fn prompt_failed(e: crate::report::prompt::PromptError) -> StageError {
     StageError::NotConfirmed(format!("confirmation prompt failed: {e}"))
 }

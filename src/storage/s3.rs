@@ -382,32 +382,37 @@ struct PartTarget {
     upload_id: String,
 }
 
+/// Why a part did not upload.
+#[derive(Debug, thiserror::Error)]
+enum PartError {
+    #[error("part {number} was refused: {message}")]
+    Refused { number: i32, message: String },
+    #[error("part {number} failed {PART_ATTEMPTS} times: {message}")]
+    GaveUp { number: i32, message: String },
+    #[error("a part's upload task stopped: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// Uploads parts as the dump produces them, a bounded number at a time.
 async fn upload_parts(
     target: PartTarget,
     mut rx: mpsc::Receiver<Vec<u8>>,
     in_flight: usize,
-) -> Result<Vec<CompletedPart>, String> {
+) -> Result<Vec<CompletedPart>, PartError> {
     let mut running = tokio::task::JoinSet::new();
     let mut done = Vec::new();
     let mut number = 0;
     loop {
         // A free slot first, then the next part: never hold a part waiting for a slot.
         while running.len() >= in_flight {
-            done.push(
-                running
-                    .join_next()
-                    .await
-                    .expect("non-empty")
-                    .map_err(|e| e.to_string())??,
-            );
+            done.push(running.join_next().await.expect("non-empty")??);
         }
         let Some(part) = rx.recv().await else { break };
         number += 1;
         running.spawn(upload_part(target.clone(), number, part));
     }
     while let Some(finished) = running.join_next().await {
-        done.push(finished.map_err(|e| e.to_string())??);
+        done.push(finished??);
     }
     done.sort_by_key(|p| p.part_number());
     Ok(done)
@@ -417,7 +422,7 @@ async fn upload_part(
     target: PartTarget,
     number: i32,
     part: Vec<u8>,
-) -> Result<CompletedPart, String> {
+) -> Result<CompletedPart, PartError> {
     let body = bytes::Bytes::from(part);
     let mut attempt = 0;
     loop {
@@ -448,16 +453,16 @@ async fn upload_part(
                 tokio::time::sleep(Duration::from_millis(250 * 2u64.pow(attempt - 1))).await;
             }
             Err(e) if attempt < PART_ATTEMPTS => {
-                return Err(format!(
-                    "part {number} was refused: {}",
-                    DisplayErrorContext(e)
-                ))
+                return Err(PartError::Refused {
+                    number,
+                    message: DisplayErrorContext(e).to_string(),
+                })
             }
             Err(e) => {
-                return Err(format!(
-                    "part {number} failed {PART_ATTEMPTS} times: {}",
-                    DisplayErrorContext(e)
-                ))
+                return Err(PartError::GaveUp {
+                    number,
+                    message: DisplayErrorContext(e).to_string(),
+                })
             }
         }
     }
@@ -481,7 +486,7 @@ fn retryable_status(status: u16) -> bool {
 /// An upload under way: completes (then puts the manifest) or aborts.
 pub struct MultipartUpload {
     target: PartTarget,
-    uploader: JoinHandle<Result<Vec<CompletedPart>, String>>,
+    uploader: JoinHandle<Result<Vec<CompletedPart>, PartError>>,
     manifest_key: String,
     place: String,
 }
@@ -496,9 +501,9 @@ impl MultipartUpload {
         };
         let parts = match (&mut { self.uploader }).await {
             Ok(Ok(parts)) => parts,
-            Ok(Err(message)) => {
+            Ok(Err(e)) => {
                 abort(t).await;
-                return Err(io("uploading", message));
+                return Err(io("uploading", e.to_string()));
             }
             Err(join) => {
                 abort(t).await;
@@ -556,7 +561,7 @@ impl MultipartUpload {
     pub(super) async fn abort(self) -> Option<String> {
         let mut uploader = self.uploader;
         let cause = match tokio::time::timeout(Duration::from_secs(120), &mut uploader).await {
-            Ok(Ok(Err(message))) => Some(message),
+            Ok(Ok(Err(e))) => Some(e.to_string()),
             Ok(_) => None,
             Err(_) => {
                 uploader.abort();

@@ -7,6 +7,21 @@ use serde::Deserialize;
 
 use crate::engine::target::TargetError;
 
+/// Why the probe's report of the graph could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("unreadable probe output ({error}): {output}")]
+    Unreadable {
+        error: serde_json::Error,
+        output: String,
+    },
+    /// What the probe itself said went wrong (Alembic's own error).
+    #[error("{0}")]
+    Said(String),
+    #[error("{0}")]
+    Shape(serde_json::Error),
+}
+
 /// How a revision's `downgrade()` looks without running it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -86,13 +101,16 @@ pub struct Graph {
 }
 
 impl Graph {
-    pub fn parse(json: &str) -> Result<Graph, String> {
-        let value: serde_json::Value = serde_json::from_str(json.trim())
-            .map_err(|e| format!("unreadable probe output ({e}): {}", json.trim()))?;
+    pub fn parse(json: &str) -> Result<Graph, ProbeError> {
+        let value: serde_json::Value =
+            serde_json::from_str(json.trim()).map_err(|e| ProbeError::Unreadable {
+                error: e,
+                output: json.trim().to_string(),
+            })?;
         if let Some(error) = value.get("error").and_then(|e| e.as_str()) {
-            return Err(error.to_string());
+            return Err(ProbeError::Said(error.to_string()));
         }
-        let mut graph: Graph = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        let mut graph: Graph = serde_json::from_value(value).map_err(ProbeError::Shape)?;
         graph.revisions = topological(graph.revisions);
         Ok(graph)
     }
@@ -408,7 +426,8 @@ mod tests {
     #[test]
     fn probe_errors_are_reported_as_such() {
         let err = Graph::parse(r#"{"error": "CommandError: No 'script_location' key found"}"#)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("script_location"), "{err}");
     }
 }

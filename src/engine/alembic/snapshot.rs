@@ -416,7 +416,7 @@ pub async fn read_graph(
         };
         return Err(project(format!("{reason}{hint}")));
     }
-    let mut graph = Graph::parse(&probed.stdout).map_err(project)?;
+    let mut graph = Graph::parse(&probed.stdout).map_err(|e| project(e.to_string()))?;
     let reach = Reach::parse(&probed.stdout);
     // What env.py passed to configure() when it ran beats a guess from its text.
     if graph.transaction_per_migration.is_none() {
