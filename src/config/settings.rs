@@ -219,11 +219,45 @@ pub(super) fn resolve(
         origin: origin_of(key),
         message,
     };
+    let within = |p: Option<String>| resolve_path(&config_dir, &p.unwrap_or_default());
+    let database = resolve_database(raw.database, &bad)?;
+    let migrations = resolve_migrations(raw.migrations, &within, &bad)?;
+    let backup = resolve_backup(raw.backup, &within, &bad)?;
+    let verify_checks = raw
+        .verify
+        .checks
+        .into_iter()
+        .map(|c| SqlCheck {
+            name: c.name,
+            sql: c.sql,
+        })
+        .collect();
+    let lint = resolve_lint(raw.lint, &bad)?;
+    Ok(Settings {
+        config_dir,
+        config_file,
+        sources,
+        database,
+        migrations,
+        backup,
+        verify_checks,
+        lint,
+    })
+}
+
+/// How a key's bad value is reported (with where the value came from).
+type Bad<'a> = &'a dyn Fn(&str, String) -> ConfigError;
+/// A path from the config, relative to the config's folder.
+type Within<'a> = &'a dyn Fn(Option<String>) -> PathBuf;
+
+fn resolve_database(
+    db: super::raw::RawDatabase,
+    bad: Bad,
+) -> Result<DatabaseSettings, ConfigError> {
     let duration = |key: &str, value: Option<String>| -> Result<Duration, ConfigError> {
         let value = value.unwrap_or_default();
         parse_duration(&value).map_err(|e| bad(key, e.to_string()))
     };
-    let db = raw.database;
     let schema = db.schema.unwrap_or_default();
     if !is_plain_identifier(&schema) {
         return Err(bad(
@@ -239,7 +273,7 @@ pub(super) fn resolve(
             ));
         }
     }
-    let database = DatabaseSettings {
+    Ok(DatabaseSettings {
         url: db.url.filter(|u| !u.is_empty()),
         schema,
         lock_timeout: duration("database.lock_timeout", db.lock_timeout)?,
@@ -249,9 +283,15 @@ pub(super) fn resolve(
         lock_retries: db.lock_retries.unwrap_or(0),
         lock_retry_wait: duration("database.lock_retry_wait", db.lock_retry_wait)?,
         application_name: db.application_name.unwrap_or_default(),
-    };
+    })
+}
 
-    let engine = match raw.migrations.engine.as_deref().unwrap_or("sql") {
+fn resolve_migrations(
+    m: super::raw::RawMigrations,
+    within: Within,
+    bad: Bad,
+) -> Result<MigrationSettings, ConfigError> {
+    let engine = match m.engine.as_deref().unwrap_or("sql") {
         "sql" => EngineKind::Sql,
         "alembic" => EngineKind::Alembic,
         other => {
@@ -261,8 +301,6 @@ pub(super) fn resolve(
             ))
         }
     };
-    let within = |p: Option<String>| resolve_path(&config_dir, &p.unwrap_or_default());
-    let m = raw.migrations;
     let alembic = match engine {
         EngineKind::Sql => None,
         EngineKind::Alembic => {
@@ -306,60 +344,62 @@ pub(super) fn resolve(
             })
         }
     };
-    let migrations = MigrationSettings {
+    Ok(MigrationSettings {
         engine,
         dir: within(m.dir),
         ignore: m.ignore.unwrap_or_default(),
         alembic,
-    };
-    let pg_dump = raw.backup.pg_dump.unwrap_or_else(|| "pg_dump".into());
+    })
+}
+
+fn resolve_backup(
+    raw: super::raw::RawBackup,
+    within: Within,
+    bad: Bad,
+) -> Result<BackupSettings, ConfigError> {
+    let pg_dump = raw.pg_dump.unwrap_or_else(|| "pg_dump".into());
     let pg_dump = if pg_dump.contains('/') {
         within(Some(pg_dump))
     } else {
         PathBuf::from(pg_dump)
     };
-    let compression_level = raw.backup.compression_level.unwrap_or(2);
+    let compression_level = raw.compression_level.unwrap_or(2);
     if !(1..=9).contains(&compression_level) {
         return Err(bad(
             "backup.compression_level",
             format!("{compression_level} is not a gzip level (1-9)"),
         ));
     }
-    let s3 = match raw.backup.s3 {
+    let s3 = match raw.s3 {
         None => None,
-        Some(s3) => Some(resolve_s3(s3, &bad)?),
+        Some(s3) => Some(resolve_s3(s3, bad)?),
     };
     let retention = Retention {
-        keep_last: raw.backup.keep_last.unwrap_or(7),
-        keep_days: raw.backup.keep_days.unwrap_or(14),
+        keep_last: raw.keep_last.unwrap_or(7),
+        keep_days: raw.keep_days.unwrap_or(14),
     };
-    let backup = BackupSettings {
-        dir: within(raw.backup.dir),
+    Ok(BackupSettings {
+        dir: within(raw.dir),
         pg_dump,
         compression_level,
         retention,
-        restore_ends_sessions: raw.backup.restore_ends_sessions.unwrap_or(false),
+        restore_ends_sessions: raw.restore_ends_sessions.unwrap_or(false),
         s3,
-    };
+    })
+}
 
-    let verify_checks = raw
-        .verify
-        .checks
-        .into_iter()
-        .map(|c| SqlCheck {
-            name: c.name,
-            sql: c.sql,
-        })
-        .collect();
-
+fn resolve_lint(
+    raw: super::raw::RawLint,
+    bad: Bad,
+) -> Result<crate::lint::LintSettings, ConfigError> {
     let mut lint_levels = Vec::new();
-    for id in raw.lint.disable.unwrap_or_default() {
-        known_rule(&id, "lint.disable", &bad)?;
+    for id in raw.disable.unwrap_or_default() {
+        known_rule(&id, "lint.disable", bad)?;
         lint_levels.push((id, crate::lint::Level::Off));
     }
-    for (id, level) in raw.lint.levels.unwrap_or_default() {
+    for (id, level) in raw.levels.unwrap_or_default() {
         let key = format!("lint.levels.{id}");
-        known_rule(&id, &key, &bad)?;
+        known_rule(&id, &key, bad)?;
         let Some(level) = crate::lint::Level::parse(&level) else {
             return Err(bad(
                 &key,
@@ -369,17 +409,8 @@ pub(super) fn resolve(
         lint_levels.push((id, level));
     }
 
-    Ok(Settings {
-        config_dir,
-        config_file,
-        sources,
-        database,
-        migrations,
-        backup,
-        verify_checks,
-        lint: crate::lint::LintSettings {
-            levels: lint_levels,
-        },
+    Ok(crate::lint::LintSettings {
+        levels: lint_levels,
     })
 }
 

@@ -337,6 +337,160 @@ impl HumanReporter {
     }
 }
 
+impl HumanReporter {
+    /// A diagnosis line: details only with -v; errors always; the rest unless -q.
+    fn diagnosis(&self, severity: Severity, message: &str, hint: Option<&str>) {
+        if severity == Severity::Detail && self.verbosity < Verbosity::Verbose {
+            return;
+        }
+        let tag = match severity {
+            Severity::Detail | Severity::Info => "  ".to_string(),
+            Severity::Warning => format!("  {} ", style("warning:").yellow()),
+            Severity::Error => format!("  {} ", style("error:").red().bold()),
+        };
+        if severity == Severity::Error || self.verbosity >= Verbosity::Normal {
+            self.line(&format!("{tag}{message}"));
+            if let Some(hint) = hint {
+                self.line(&format!("    → {hint}"));
+            }
+        }
+    }
+
+    /// Backup and restore progress: a bar on a terminal, lines in a log.
+    fn transfer(&self, bars: &mut Bars, event: &Event) {
+        match event {
+            Event::BackupStarted {
+                path,
+                database_bytes,
+            } => {
+                self.normal(&format!(
+                    "  writing {path} (database is {})",
+                    human_bytes(*database_bytes as u64)
+                ));
+                bars.transfer = Some(self.bar(
+                    None,
+                    "  {spinner} dump {bytes} read · {binary_bytes_per_sec} · {elapsed}",
+                ));
+                self.log_start(bars, "dump", None);
+            }
+            Event::BackupProgress { raw_bytes } => {
+                if let Some(bar) = &bars.transfer {
+                    bar.set_position(*raw_bytes);
+                }
+                self.log_tick(bars, *raw_bytes);
+            }
+            Event::BackupFinished {
+                id,
+                raw_bytes,
+                compressed_bytes,
+                sha256,
+                ..
+            } => {
+                if let Some(bar) = bars.transfer.take() {
+                    bar.finish_and_clear();
+                }
+                bars.logged = None;
+                self.normal(&format!(
+                    "  backup {id}: {} dumped, {} compressed, sha256 {}",
+                    human_bytes(*raw_bytes),
+                    human_bytes(*compressed_bytes),
+                    &sha256[..16]
+                ));
+            }
+            Event::RestoreStarted {
+                id,
+                database,
+                raw_bytes,
+            } => {
+                self.normal(&format!("  restoring {id} into {database}"));
+                bars.transfer = Some(self.bar(
+                    Some(*raw_bytes),
+                    "  {bar:30} {bytes}/{total_bytes} restored · {binary_bytes_per_sec} · {eta} left",
+                ));
+                self.log_start(bars, "restore", Some(*raw_bytes));
+            }
+            Event::RestoreProgress { raw_bytes } => {
+                if let Some(bar) = &bars.transfer {
+                    bar.set_position(*raw_bytes);
+                }
+                self.log_tick(bars, *raw_bytes);
+            }
+            Event::RestoreFinished {
+                database,
+                tables,
+                rows,
+            } => {
+                if let Some(bar) = bars.transfer.take() {
+                    bar.finish_and_clear();
+                }
+                bars.logged = None;
+                let noun = if *tables == 1 { "table" } else { "tables" };
+                self.normal(&format!(
+                    "  restored {database}: {rows} rows in {tables} {noun}"
+                ));
+            }
+            _ => {}
+        }
+    }
+
+    /// Migration progress: a bar on a terminal, lines in a log, each one with -v.
+    fn migration(&self, bars: &mut Bars, event: &Event) {
+        match event {
+            Event::MigrationStarted {
+                index,
+                total,
+                version,
+                name,
+                ..
+            } => {
+                let bar = bars.migrations.get_or_insert_with(|| {
+                    self.bar(
+                        Some(*total as u64),
+                        "  {bar:30} {pos}/{len} migrations · {msg}",
+                    )
+                });
+                bar.set_position(*index as u64);
+                bar.set_message(format!("{version}_{name}"));
+                if let Some(every) = self.log_every {
+                    let logged = bars
+                        .logged
+                        .get_or_insert_with(|| Logged::new("migrations", None));
+                    if *index == 0 || logged.last.elapsed() >= every {
+                        logged.last = Instant::now();
+                        super::stderr_line(&format!(
+                            "  … migration {}/{total}: {version}_{name}, {}",
+                            index + 1,
+                            human_duration(logged.started.elapsed().as_millis() as u64)
+                        ));
+                    }
+                }
+            }
+            Event::MigrationApplied {
+                index,
+                total,
+                version,
+                name,
+                duration_ms,
+            } => {
+                if let Some(bar) = &bars.migrations {
+                    bar.set_position(*index as u64 + 1);
+                    if index + 1 == *total {
+                        bar.finish_and_clear();
+                        bars.migrations = None;
+                    }
+                }
+                if self.verbosity >= Verbosity::Verbose {
+                    self.line(&format!(
+                        "  applied {version}_{name} ({})",
+                        human_duration(*duration_ms)
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 impl Reporter for HumanReporter {
     fn report(&self, event: &Event) {
         let mut bars = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -388,22 +542,7 @@ impl Reporter for HumanReporter {
                 severity,
                 message,
                 hint,
-            } => {
-                if *severity == Severity::Detail && self.verbosity < Verbosity::Verbose {
-                    return;
-                }
-                let tag = match severity {
-                    Severity::Detail | Severity::Info => "  ".to_string(),
-                    Severity::Warning => format!("  {} ", style("warning:").yellow()),
-                    Severity::Error => format!("  {} ", style("error:").red().bold()),
-                };
-                if *severity == Severity::Error || self.verbosity >= Verbosity::Normal {
-                    self.line(&format!("{tag}{message}"));
-                    if let Some(hint) = hint {
-                        self.line(&format!("    → {hint}"));
-                    }
-                }
-            }
+            } => self.diagnosis(*severity, message, hint.as_deref()),
             Event::State {
                 current,
                 target,
@@ -424,131 +563,20 @@ impl Reporter for HumanReporter {
             }
             Event::Plan { plan } => self.plan(plan),
             Event::Finding { finding } => self.finding(finding),
-            Event::BackupStarted {
-                path,
-                database_bytes,
-            } => {
-                self.normal(&format!(
-                    "  writing {path} (database is {})",
-                    human_bytes(*database_bytes as u64)
-                ));
-                bars.transfer = Some(self.bar(
-                    None,
-                    "  {spinner} dump {bytes} read · {binary_bytes_per_sec} · {elapsed}",
-                ));
-                self.log_start(&mut bars, "dump", None);
-            }
-            Event::BackupProgress { raw_bytes } => {
-                if let Some(bar) = &bars.transfer {
-                    bar.set_position(*raw_bytes);
-                }
-                self.log_tick(&mut bars, *raw_bytes);
-            }
-            Event::BackupFinished {
-                id,
-                raw_bytes,
-                compressed_bytes,
-                sha256,
-                ..
-            } => {
-                if let Some(bar) = bars.transfer.take() {
-                    bar.finish_and_clear();
-                }
-                bars.logged = None;
-                self.normal(&format!(
-                    "  backup {id}: {} dumped, {} compressed, sha256 {}",
-                    human_bytes(*raw_bytes),
-                    human_bytes(*compressed_bytes),
-                    &sha256[..16]
-                ));
-            }
-            Event::RestoreStarted {
-                id,
-                database,
-                raw_bytes,
-            } => {
-                self.normal(&format!("  restoring {id} into {database}"));
-                bars.transfer = Some(self.bar(
-                    Some(*raw_bytes),
-                    "  {bar:30} {bytes}/{total_bytes} restored · {binary_bytes_per_sec} · {eta} left",
-                ));
-                self.log_start(&mut bars, "restore", Some(*raw_bytes));
-            }
-            Event::RestoreProgress { raw_bytes } => {
-                if let Some(bar) = &bars.transfer {
-                    bar.set_position(*raw_bytes);
-                }
-                self.log_tick(&mut bars, *raw_bytes);
-            }
-            Event::RestoreFinished {
-                database,
-                tables,
-                rows,
-            } => {
-                if let Some(bar) = bars.transfer.take() {
-                    bar.finish_and_clear();
-                }
-                bars.logged = None;
-                let noun = if *tables == 1 { "table" } else { "tables" };
-                self.normal(&format!(
-                    "  restored {database}: {rows} rows in {tables} {noun}"
-                ));
-            }
+            Event::BackupStarted { .. }
+            | Event::BackupProgress { .. }
+            | Event::BackupFinished { .. }
+            | Event::RestoreStarted { .. }
+            | Event::RestoreProgress { .. }
+            | Event::RestoreFinished { .. } => self.transfer(&mut bars, event),
             Event::LockWaiting {
                 pid,
                 application_name,
             } => self.normal(&format!(
                 "  waiting for the deploy lock held by pid {pid} ({application_name})"
             )),
-            Event::MigrationStarted {
-                index,
-                total,
-                version,
-                name,
-                ..
-            } => {
-                let bar = bars.migrations.get_or_insert_with(|| {
-                    self.bar(
-                        Some(*total as u64),
-                        "  {bar:30} {pos}/{len} migrations · {msg}",
-                    )
-                });
-                bar.set_position(*index as u64);
-                bar.set_message(format!("{version}_{name}"));
-                if let Some(every) = self.log_every {
-                    let logged = bars
-                        .logged
-                        .get_or_insert_with(|| Logged::new("migrations", None));
-                    if *index == 0 || logged.last.elapsed() >= every {
-                        logged.last = Instant::now();
-                        super::stderr_line(&format!(
-                            "  … migration {}/{total}: {version}_{name}, {}",
-                            index + 1,
-                            human_duration(logged.started.elapsed().as_millis() as u64)
-                        ));
-                    }
-                }
-            }
-            Event::MigrationApplied {
-                index,
-                total,
-                version,
-                name,
-                duration_ms,
-            } => {
-                if let Some(bar) = &bars.migrations {
-                    bar.set_position(*index as u64 + 1);
-                    if index + 1 == *total {
-                        bar.finish_and_clear();
-                        bars.migrations = None;
-                    }
-                }
-                if self.verbosity >= Verbosity::Verbose {
-                    self.line(&format!(
-                        "  applied {version}_{name} ({})",
-                        human_duration(*duration_ms)
-                    ));
-                }
+            Event::MigrationStarted { .. } | Event::MigrationApplied { .. } => {
+                self.migration(&mut bars, event)
             }
             Event::Committed { versions } => self.normal(&format!(
                 "  committed {} migration(s): {}",

@@ -146,33 +146,11 @@ async fn conclude(
     // A refusal means "nothing changed" only while nothing has: a custom pipeline may
     // refuse (a second lock, a prompt) after an upgrade committed.
     if failure.error.is_refusal() && !ctx.changes_started() {
-        summary.outcome = Outcome::Refused;
-        summary.exit_code = match failure.error {
-            StageError::Config(_) => exit_code::USAGE,
-            _ => exit_code::REFUSED,
-        };
-        if let StageError::NotConfirmed(why) = &failure.error {
-            summary.next_steps.push(if why.contains("lint") {
-                "fix the findings the preview lists, or allow reviewed ones (`-- ballast:allow <rule>`, --allow-risky)".into()
-            } else {
-                "run again at a terminal to confirm, or with --yes in scripts".into()
-            });
-        }
+        refused(&mut summary, &failure.error);
         return summary;
     }
 
-    // Unchanged only when proven: the same migration state and, once the upgrade
-    // started, the same schema shape (an Alembic revision can commit DDL in an
-    // autocommit block without moving the version table).
-    let unchanged = !ctx.changes_started()
-        || (ctx.committed().is_empty()
-            && match (ctx.start(), &now) {
-                (Some(start), Some(now)) => same_ledger(start, now),
-                _ => false, // cannot prove it: do not claim it
-            }
-            && (ctx.schema_before().is_none()
-                || crate::pipeline::proof::back_at_start(ctx).await.is_ok()));
-    if unchanged {
+    if proven_unchanged(ctx, now.as_ref()).await {
         summary.outcome = Outcome::FailedUnchanged;
         summary.exit_code = exit_code::FAILED_RESTORED;
         summary.next_steps.push(format!(
@@ -227,9 +205,49 @@ async fn conclude(
         ));
         return summary;
     }
+    not_recovered(ctx, &mut summary, now.is_some());
+    summary
+}
+
+/// Unchanged only when proven: the same migration state (`now`, read after the
+/// failure) and, once the upgrade started, the same schema shape (an Alembic revision
+/// can commit DDL in an autocommit block without moving the version table).
+async fn proven_unchanged(ctx: &mut RunContext, now: Option<&Snapshot>) -> bool {
+    if !ctx.changes_started() {
+        return true;
+    }
+    let same_state = match (ctx.start(), now) {
+        (Some(start), Some(now)) => same_ledger(start, now),
+        _ => false, // cannot prove it: do not claim it
+    };
+    ctx.committed().is_empty()
+        && same_state
+        && (ctx.schema_before().is_none()
+            || crate::pipeline::proof::back_at_start(ctx).await.is_ok())
+}
+
+/// The run stopped on purpose before changing anything (exit 3; 2 for bad files).
+fn refused(summary: &mut RunSummary, error: &StageError) {
+    summary.outcome = Outcome::Refused;
+    summary.exit_code = match error {
+        StageError::Config(_) => exit_code::USAGE,
+        _ => exit_code::REFUSED,
+    };
+    if let StageError::NotConfirmed(why) = error {
+        summary.next_steps.push(if why.contains("lint") {
+            "fix the findings the preview lists, or allow reviewed ones (`-- ballast:allow <rule>`, --allow-risky)".into()
+        } else {
+            "run again at a terminal to confirm, or with --yes in scripts".into()
+        });
+    }
+}
+
+/// The ladder did not bring the database back (exit 4): what to do by hand, from
+/// what the run knows (`read`: the database could be read after the failure).
+fn not_recovered(ctx: &RunContext, summary: &mut RunSummary, read: bool) {
     summary.outcome = Outcome::FailedNotRecovered;
     summary.exit_code = exit_code::NOT_RECOVERED;
-    if now.is_none() {
+    if !read {
         summary.next_steps.push("the database could not be read after the failure: check it is up, then run `ballast status`".into());
     } else {
         summary
@@ -266,7 +284,6 @@ async fn conclude(
             still.join(", ")
         ));
     }
-    summary
 }
 
 /// Waits (up to database.lock_wait) for backend `pid` to end, then asks the server to

@@ -61,9 +61,9 @@ fn an_env_py_that_connects_to_another_database_is_refused_before_anything_change
         "{out}"
     );
     assert!(
-        out.contains(&format!(
+        out.contains(
             "not to the database ballast backs up and checks (postgres://postgres@127.0.0.1:"
-        )) && out.contains(&format!("/{}): alembic would change", p.db)),
+        ) && out.contains(&format!("/{}): alembic would change", p.db)),
         "the refusal names ballast's database too: {out}"
     );
     assert!(out.contains("DATABASE_URL"), "says what to change: {out}");
