@@ -272,48 +272,7 @@ async fn restore(
                 server.host
             ),
         ),
-        None => {
-            let now_at = crate::engine::Engine::current_revision(settings, &mut conn)
-                .await
-                .map_err(|e| failed(&e))?;
-            account.start_version = now_at.clone();
-            say(
-                g,
-                &format!(
-                "will REPLACE database {} on {} (now at revision {}) with the backup's contents",
-                server.database,
-                server.host,
-                now_at.as_deref().unwrap_or("none")
-            ),
-            );
-            let lost = match (m.write_counter, write_counter(&mut conn).await) {
-                (Some(then), Ok(now)) if now >= then => format!(
-                    "{} row changes since the backup (pg_stat_user_tables)",
-                    now - then
-                ),
-                _ => "unknown (statistics were reset, or the backup predates this count)".into(),
-            };
-            say(g, &format!("writes that will be lost: {lost}"));
-            let clients: Vec<sessions::Session> = sessions::on(&mut conn, &server.database, 0)
-                .await
-                .map_err(|e| failed(&e))?
-                .into_iter()
-                .filter(|s| !s.waits_for_the_lock())
-                .collect();
-            if !clients.is_empty() {
-                let then = match settings.backup.restore_ends_sessions {
-                    false => "the restore refuses while they are: stop them first, or pass --end-sessions",
-                    true if clients.iter().all(|s| s.can_end) => {
-                        "their sessions are ended just before the rename"
-                    }
-                    true => "ballast's role may not end them all: the restore refuses",
-                };
-                say(
-                    g,
-                    &format!("connected now: {}; {then}", sessions::list(&clients)),
-                );
-            }
-        }
+        None => announce_in_place(g, settings, &mut conn, &server, m, account).await?,
     }
 
     // 4. A person types the name, or a script says --yes.
@@ -347,16 +306,75 @@ async fn restore(
         detail.push_str(&format!("; safety backup {location}"));
     }
     account.record("ok", detail);
+    report_restored(g, &replaced);
+    Ok(())
+}
+
+/// The restored database and its rows per table (or the JSON event).
+fn report_restored(g: &GlobalArgs, replaced: &crate::backup::replace::Replaced) {
     if g.json {
         crate::report::print_event("restored", serde_json::json!({ "restore": replaced }));
-    } else {
-        stdout_line(&format!(
-            "✓ restored into {}; rows per table:",
-            replaced.database
-        ));
-        for (table, n) in &replaced.row_counts {
-            stdout_line(&format!("  {table:<40} {n:>12}"));
-        }
+        return;
+    }
+    stdout_line(&format!(
+        "✓ restored into {}; rows per table:",
+        replaced.database
+    ));
+    for (table, n) in &replaced.row_counts {
+        stdout_line(&format!("  {table:<40} {n:>12}"));
+    }
+}
+
+/// What an in-place restore will replace and lose, said before the question: the
+/// revision now, the writes since the backup, the clients connected.
+async fn announce_in_place(
+    g: &GlobalArgs,
+    settings: &Settings,
+    conn: &mut sqlx::PgConnection,
+    server: &db::ServerInfo,
+    m: &crate::storage::manifest::Manifest,
+    account: &mut Account,
+) -> Result<(), Failure> {
+    let failed = |e: &dyn std::fmt::Display| (exit_code::FAILED_RESTORED, e.to_string());
+    let now_at = crate::engine::Engine::current_revision(settings, &mut *conn)
+        .await
+        .map_err(|e| failed(&e))?;
+    account.start_version = now_at.clone();
+    say(
+        g,
+        &format!(
+            "will REPLACE database {} on {} (now at revision {}) with the backup's contents",
+            server.database,
+            server.host,
+            now_at.as_deref().unwrap_or("none")
+        ),
+    );
+    let lost = match (m.write_counter, write_counter(&mut *conn).await) {
+        (Some(then), Ok(now)) if now >= then => format!(
+            "{} row changes since the backup (pg_stat_user_tables)",
+            now - then
+        ),
+        _ => "unknown (statistics were reset, or the backup predates this count)".into(),
+    };
+    say(g, &format!("writes that will be lost: {lost}"));
+    let clients: Vec<sessions::Session> = sessions::on(&mut *conn, &server.database, 0)
+        .await
+        .map_err(|e| failed(&e))?
+        .into_iter()
+        .filter(|s| !s.waits_for_the_lock())
+        .collect();
+    if !clients.is_empty() {
+        let then = match settings.backup.restore_ends_sessions {
+            false => "the restore refuses while they are: stop them first, or pass --end-sessions",
+            true if clients.iter().all(|s| s.can_end) => {
+                "their sessions are ended just before the rename"
+            }
+            true => "ballast's role may not end them all: the restore refuses",
+        };
+        say(
+            g,
+            &format!("connected now: {}; {then}", sessions::list(&clients)),
+        );
     }
     Ok(())
 }
