@@ -456,7 +456,16 @@ impl Snapshot {
                     None => sql::apply::batch(conn, batch, step.first, total, run).await,
                 }
             }
-            Snapshot::Alembic(a) => alembic::run::upgrade(a, run).await,
+            Snapshot::Alembic(a) => {
+                // Alembic ran as a child for as long as it took: the run's own idle
+                // session may not have survived it (idle timeouts), so it is replaced.
+                let mut result = alembic::run::upgrade(a, run).await;
+                match &mut result {
+                    Ok(report) => report.connection_lost = true,
+                    Err(e) => e.report.connection_lost = true,
+                }
+                result
+            }
         }
     }
 
@@ -512,33 +521,46 @@ impl Snapshot {
         }
     }
 
-    /// Runs a checked downgrade; a one-line summary of what it undid.
+    /// Runs a checked downgrade: a one-line summary of what it undid, and a report of
+    /// what else the run must know (the undone migrations are in the summary only).
     pub async fn undo(
         &self,
         plan: &UndoPlan,
         conn: &mut PgConnection,
         run: &RunFacts,
-    ) -> Result<String, ChangeError> {
+    ) -> Result<(String, Report), ChangeError> {
         let started = std::time::Instant::now();
         match (self, plan) {
             (Snapshot::Sql(_), UndoPlan::Sql(undo)) => {
                 let undone = sql::undo::run(conn, undo, run).await?;
-                Ok(format!(
+                let summary = format!(
                     "{} undone ({}) in {}; now at {}",
                     crate::text::migrations_count(undone.len()),
                     undone.join(", "),
                     crate::text::human_duration(started.elapsed().as_millis() as u64),
                     undo.ends_at
-                ))
+                );
+                Ok((summary, Report::default()))
             }
             (Snapshot::Alembic(a), UndoPlan::Alembic { to, undone }) => {
-                let reverted = alembic::run::downgrade(a, to.as_deref(), undone, run).await?;
-                Ok(format!(
+                let reverted = alembic::run::downgrade(a, to.as_deref(), undone, run)
+                    .await
+                    .map_err(|mut e| {
+                        e.report.connection_lost = true;
+                        e
+                    })?;
+                let summary = format!(
                     "downgraded to {}: {} reverted ({})",
                     to.as_deref().unwrap_or("base"),
                     reverted.revisions.len(),
                     reverted.revisions.join(", ")
-                ))
+                );
+                // As after an upgrade: the run's idle session is replaced.
+                let report = Report {
+                    connection_lost: true,
+                    ..Report::default()
+                };
+                Ok((summary, report))
             }
             _ => Err(ChangeError::refused(
                 "the downgrade was planned for another engine",

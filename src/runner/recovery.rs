@@ -246,7 +246,7 @@ async fn drop_invalid_indexes(
                 .execute(conn)
                 .await
                 .map(|_| ())
-                .map_err(|e| DbError::query(format!("dropping the INVALID index {name}"), &e)),
+                .map_err(|e| DbError::query("dropping it", &e)),
             Err(e) => Err(e),
         };
         let outcome = match result {
@@ -258,7 +258,9 @@ async fn drop_invalid_indexes(
                 )))
             }
             Err(e) => {
-                notes.push(format!("{e}; drop it with DROP INDEX CONCURRENTLY {name}"));
+                notes.push(format!(
+                    "dropping the INVALID index {name} failed ({e}); drop it with DROP INDEX CONCURRENTLY {name}"
+                ));
                 Err(StageError::Failed(e.to_string()))
             }
         };

@@ -60,7 +60,10 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
         crate::pipeline::journal::mark_running(ctx).await;
         let run = ctx.run_facts().await?;
         match snap.undo(&plan, ctx.conn().await?, &run).await {
-            Ok(summary) => Ok(StageOutcome::Done(summary)),
+            Ok((summary, report)) => {
+                ctx.record_change(report).await;
+                Ok(StageOutcome::Done(summary))
+            }
             Err(mut e) => {
                 // Undone versions are not committed work: the report keeps what else
                 // the stop left (half-run downs, an unknown COMMIT).

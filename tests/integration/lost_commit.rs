@@ -270,3 +270,32 @@ fn a_lost_commit_that_destroyed_data_is_not_called_recovered_by_a_downgrade() {
         "failed-not-recovered"
     );
 }
+
+#[test]
+fn a_downgrade_whose_commit_answer_is_lost_is_never_called_rolled_back() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id bigint primary key);")
+        .migration("1_a.down.sql", "drop table a;");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(p.ledger_versions(), ["1"]);
+    let proxy = LossyProxy::start(upstream_port(&p));
+    through(&p, &proxy);
+    let child = paused_at(&p, &["--yes", "run", "rollback"], "downgrade-transaction");
+    proxy.arm();
+    std::fs::remove_file(p.path().join("paused-at-downgrade-transaction")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(proxy.fired(), "the proxy saw no COMMIT to lose: {stdout}");
+    assert!(
+        stdout.contains("whether they were undone is unknown until checked"),
+        "{stdout}"
+    );
+    // The server did commit the downgrade. An undo whose COMMIT went unanswered is
+    // never settled as an apply's would be ("did not take effect" because the ledger
+    // no longer has the version), and the person is told to look.
+    assert!(p.ledger_versions().is_empty());
+    assert!(!stdout.contains("did not take effect"), "{stdout}");
+    assert!(!stdout.contains("nothing changed"), "{stdout}");
+    assert!(stdout.contains("a COMMIT was interrupted"), "{stdout}");
+    assert_ne!(out.status.code(), Some(0), "{stdout}");
+}

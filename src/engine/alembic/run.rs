@@ -254,8 +254,14 @@ async fn account_on(
     };
     // Nothing committed anywhere: the whole upgrade rolled back, so trying it again
     // later applies nothing twice (as the sql engine's batches).
-    let nothing_committed =
-        committed.is_empty() && unrecorded.is_none() && self_committing.is_none();
+    // The version table must be as the upgrade found it too (another run, or a
+    // hand, may have moved it meanwhile).
+    let version_table_untouched =
+        before.graph.ancestry(&now) == before.graph.ancestry(before.current());
+    let nothing_committed = committed.is_empty()
+        && unrecorded.is_none()
+        && self_committing.is_none()
+        && version_table_untouched;
     Err(ChangeError {
         kind: match lock_timeout && nothing_committed {
             true => Stop::LockTimeout,
@@ -272,10 +278,15 @@ async fn account_on(
 fn refused_if_nothing_changed(finished: &Finished, e: &mut ChangeError) {
     if let Some(why) = finished.refused() {
         if !e.report.changed_anything() {
-            *e = ChangeError::refused(format!(
-                "{why}; {}; nothing was changed",
-                super::reach::HINT_SHORT
-            ));
+            // What rolled back is still recorded as such.
+            let report = std::mem::take(&mut e.report);
+            *e = ChangeError {
+                report,
+                ..ChangeError::refused(format!(
+                    "{why}; {}; nothing was changed",
+                    super::reach::HINT_SHORT
+                ))
+            };
         }
     }
 }

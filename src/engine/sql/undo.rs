@@ -55,6 +55,7 @@ pub async fn run(
         started: 0,
         total: undo.steps.len(),
         undone: Vec::new(),
+        unknown: Vec::new(),
         report: Report::default(),
     };
     for batch in crate::migrations::batches(&undo.steps, |s| s.transactional) {
@@ -319,7 +320,9 @@ struct Progress {
     total: usize,
     /// Labels whose undo committed, in order.
     undone: Vec<String>,
-    /// What changed that is not a whole undo, and labels whose COMMIT got no answer.
+    /// Labels whose COMMIT got no answer: undone or not, unknown until checked.
+    unknown: Vec<String>,
+    /// What changed that is not a whole undo, and whether what committed is unknown.
     report: Report,
 }
 
@@ -350,7 +353,7 @@ impl Progress {
         } else {
             format!("undone before it (committed): {}", self.undone.join(", "))
         };
-        let unknown = &self.report.commit_unknown;
+        let unknown = &self.unknown;
         let still: Vec<&str> = steps
             .iter()
             .map(|s| s.label.as_str())
@@ -409,11 +412,12 @@ async fn undo_together(
             Err(stop(format!("COMMIT failed: {failure}; {nothing_undone}")))
         }
         Ended::CommitUnknown(failure) => {
-            let report = &mut progress.report;
-            report.outcome_unknown = true;
-            report.connection_lost = true;
-            report
-                .commit_unknown
+            // Not the report's `commit_unknown`: that is an apply's, settled by finding
+            // the versions in the ledger; here the runner reads the state afresh.
+            progress.report.outcome_unknown = true;
+            progress.report.connection_lost = true;
+            progress
+                .unknown
                 .extend(labels.iter().map(|l| l.to_string()));
             Err(stop(format!(
                 "the connection failed during COMMIT of the downgrade of {}: {failure}; whether they were undone is unknown until checked (`ballast status`)",
@@ -457,6 +461,7 @@ impl Body for Downs<'_> {
                 Err(e) => return Err(e.into()),
             }
         }
+        crate::faults::pause("downgrade-transaction");
         Ok(())
     }
 }
@@ -770,6 +775,7 @@ mod tests {
             started: 2,
             total: 3,
             undone: vec!["10_m10".into()],
+            unknown: Vec::new(),
             report: Report::default(),
         };
         assert_eq!(
@@ -777,7 +783,7 @@ mod tests {
             "the down of 2_m2 failed; undone before it (committed): 10_m10; still applied: 2_m2, 1_m1"
         );
         progress.undone.clear();
-        progress.report.commit_unknown = vec!["10_m10".into(), "2_m2".into()];
+        progress.unknown = vec!["10_m10".into(), "2_m2".into()];
         assert_eq!(
             progress.account("COMMIT lost", &undo.steps),
             "COMMIT lost; nothing was undone before it; still applied: 1_m1"
