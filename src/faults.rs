@@ -8,7 +8,8 @@
 //!
 //! Points: `stage:NAME` (before each stage of the pipeline), `backup` (the dump has
 //! started writing to storage), `upgrade-transaction`
-//! (a batch's migrations ran, before COMMIT), `no-transaction` (after the first
+//! (a batch's migrations ran, before COMMIT), `downgrade-transaction` (a batch of
+//! downs ran, before COMMIT), `no-transaction` (after the first
 //! statement of a `-- no-transaction` migration), `verify` (before the checks),
 //! `restore` (pg_restore is filling the fresh database).
 
