@@ -52,7 +52,9 @@ pub async fn back_up(
     }
     // The revision as it is now, read from the ledger alone: a scheduled backup needs
     // no migration folder, and a deploy may have moved the database since the check.
-    let revision = crate::engine::Engine::current_revision(settings, &mut *conn).await?;
+    let revision = crate::engine::Engine::open(settings)
+        .current_revision(settings, &mut *conn)
+        .await?;
     let writes = write_counter(&mut *conn).await?;
     let url = settings
         .database

@@ -104,7 +104,8 @@ async fn with_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Check>)
 /// Every migration, linted from the files alone (no database: every existing table is
 /// assumed to hold data).
 async fn without_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Check>), String> {
-    let snap = engine::Engine::files_only(settings)
+    let snap = engine::Engine::open(settings)
+        .files_only(settings)
         .await
         .map_err(|e| e.to_string())?;
     let plan = snap.plan_with_sql(settings).await;

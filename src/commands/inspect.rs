@@ -7,7 +7,7 @@ use crate::db;
 use crate::engine::{self, Snapshot};
 use crate::events::{Event, Events};
 use crate::exit_code;
-use crate::stages::state_check::{diagnose, report_state};
+use crate::stages::state_check::report_state;
 
 type Read = (Settings, Snapshot, Option<crate::lint::DbFacts>);
 
@@ -28,7 +28,7 @@ async fn read(g: &GlobalArgs, events: &Events, lint_facts: bool) -> Result<Read,
     db::close(conn).await;
     let snap = snap?;
     report_state(events, &snap);
-    diagnose(events, &snap);
+    snap.diagnose(events);
     Ok((settings, snap, facts))
 }
 

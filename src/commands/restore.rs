@@ -336,7 +336,8 @@ async fn announce_in_place(
     account: &mut Account,
 ) -> Result<(), Failure> {
     let failed = |e: &dyn std::fmt::Display| (exit_code::FAILED_RESTORED, e.to_string());
-    let now_at = crate::engine::Engine::current_revision(settings, &mut *conn)
+    let now_at = crate::engine::Engine::open(settings)
+        .current_revision(settings, &mut *conn)
         .await
         .map_err(|e| failed(&e))?;
     account.start_version = now_at.clone();

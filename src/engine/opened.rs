@@ -83,9 +83,9 @@ impl Engine {
     /// The project's migrations alone, as if none were applied (`check` without a
     /// database). Unlike a deploy's snapshot, a migration the deploy would refuse to
     /// load is read too, so the lint names it with everything else.
-    pub async fn files_only(settings: &Settings) -> Result<Snapshot, EngineError> {
-        Ok(match settings.migrations.engine {
-            EngineKind::Sql => {
+    pub async fn files_only(&self, settings: &Settings) -> Result<Snapshot, EngineError> {
+        Ok(match self {
+            Engine::Sql => {
                 let migrations = &settings.migrations;
                 let (source, ignored) =
                     crate::migrations::read_folder(&migrations.dir, &migrations.ignore)?;
@@ -97,7 +97,7 @@ impl Engine {
                     ignored,
                 })
             }
-            EngineKind::Alembic => {
+            Engine::Alembic(_) => {
                 Snapshot::Alembic(super::alembic::snapshot::files_only(settings).await?)
             }
         })
@@ -137,18 +137,19 @@ impl Engine {
     /// restore needs no migration files): the newest ledger row, or the Alembic
     /// version table's rows joined with `+`.
     pub async fn current_revision(
+        &self,
         settings: &Settings,
         conn: &mut PgConnection,
     ) -> Result<Option<String>, DbError> {
-        Ok(match &settings.migrations.alembic {
-            Some(alembic) => {
+        Ok(match (self, &settings.migrations.alembic) {
+            (Engine::Alembic(_), Some(alembic)) => {
                 let version = super::alembic::reach::version_table_unprobed(conn, alembic).await?;
                 super::alembic::snapshot::current_revisions(conn, &version)
                     .await?
                     .filter(|rows| !rows.is_empty())
                     .map(|rows| rows.join("+"))
             }
-            None => {
+            _ => {
                 let applied = ledger::applied(conn, &settings.database.schema).await?;
                 ledger::newest(&applied).map(|row| format!("{}_{}", row.version, row.name))
             }

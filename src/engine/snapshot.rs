@@ -448,11 +448,11 @@ impl Snapshot {
     ) -> Result<Report, ChangeError> {
         match self {
             Snapshot::Sql(s) => {
-                let pending: Vec<Migration> = s.pending().into_iter().cloned().collect();
+                let pending = s.pending();
                 let total = pending.len();
                 let batch = &pending[step.first..step.first + step.count];
                 match step.alone {
-                    Some(_) => sql::apply::alone(conn, &batch[0], step.first, total, run).await,
+                    Some(_) => sql::apply::alone(conn, batch[0], step.first, total, run).await,
                     None => sql::apply::batch(conn, batch, step.first, total, run).await,
                 }
             }

@@ -573,14 +573,9 @@ impl RunContext {
         &mut self,
         prove: bool,
     ) -> Result<Snapshot, crate::engine::EngineError> {
-        let settings = self.settings.clone();
-        let mut engine = std::mem::replace(&mut self.engine, Engine::open(&settings));
-        let snap = match self.conn().await {
-            Ok(conn) => engine.snapshot(&settings, conn, prove).await,
-            Err(e) => Err(e.into()),
-        };
-        self.engine = engine;
-        let snap = snap?;
+        self.conn().await?;
+        let conn = self.conn.as_mut().expect("opened above");
+        let snap = self.engine.snapshot(&self.settings, conn, prove).await?;
         if self.start.is_none() {
             self.start = Some(snap.clone());
         }

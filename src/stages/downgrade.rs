@@ -7,13 +7,6 @@ use super::{deploy_lock, StageError, StageOutcome};
 use crate::engine::Snapshot;
 use crate::pipeline::RunContext;
 
-/// The refusal a downgrade stage with `to` would meet, known from the state alone: a
-/// pipeline whose first change is this downgrade refuses in its state check, before
-/// its backup.
-pub(crate) fn refusal_up_front(snap: &Snapshot, to: &str) -> Option<String> {
-    snap.undo_refusal(to)
-}
-
 pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome, StageError> {
     if to.is_none() && ctx.start().is_none() {
         return Err(StageError::Refused(

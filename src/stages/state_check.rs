@@ -11,11 +11,11 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     crate::resume::check(ctx).await?;
     let snap = ctx.snapshot().await?;
     report_state(ctx.events(), &snap);
-    let blockers = diagnose(ctx.events(), &snap);
+    let blockers = snap.diagnose(ctx.events());
     // A rollback refused for a reason the state already shows is refused now, before
     // the pipeline's backup.
     if let Some((crate::pipeline::StageKind::Downgrade, Some(to))) = ctx.first_change() {
-        if let Some(refusal) = super::downgrade::refusal_up_front(&snap, to) {
+        if let Some(refusal) = snap.undo_refusal(to) {
             return Err(StageError::Refused(refusal));
         }
     }
@@ -100,9 +100,4 @@ pub fn report_state(events: &Events, snap: &Snapshot) {
     for note in snap.notes() {
         events.diagnose(Severity::Detail, note, None);
     }
-}
-
-/// Emits a diagnosis for each blocker; returns how many there were.
-pub fn diagnose(events: &Events, snap: &Snapshot) -> usize {
-    snap.diagnose(events)
 }

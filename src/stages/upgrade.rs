@@ -36,7 +36,7 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
     if snap.is_blocked() {
         // Changed since the state check, or seen only now that env.py said where its
         // version table is: nothing was applied.
-        let problems = crate::stages::state_check::diagnose(ctx.events(), &snap);
+        let problems = snap.diagnose(ctx.events());
         return Err(StageError::Refused(format!(
             "{problems} problem{} found under the deploy lock (see above; the state changed since the state check, or the version table is where env.py keeps it); nothing was changed, run `ballast status`",
             if problems == 1 { "" } else { "s" }

@@ -17,7 +17,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
             labels.join(", ")
         ));
     }
-    crate::stages::state_check::diagnose(ctx.events(), &snap);
+    snap.diagnose(ctx.events());
     if snap.is_blocked() {
         problems.push("applied migrations do not match their files (see above)".into());
     }

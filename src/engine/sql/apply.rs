@@ -20,7 +20,7 @@ use crate::migrations::Migration;
 /// `first_index` of `total`) in one transaction with their ledger rows.
 pub async fn batch(
     conn: &mut PgConnection,
-    batch: &[Migration],
+    batch: &[&Migration],
     first_index: usize,
     total: usize,
     run: &RunFacts,
@@ -70,7 +70,7 @@ pub async fn batch(
 
 /// The migrations of a batch and their ledger rows, inside the open transaction.
 struct Batch<'a> {
-    batch: &'a [Migration],
+    batch: &'a [&'a Migration],
     first_index: usize,
     total: usize,
     run: &'a RunFacts,
