@@ -19,6 +19,16 @@ pub enum Severity {
     Error,
 }
 
+/// A restored database: its name, the one kept aside (in place), the safety backup
+/// taken before, rows per table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Restored {
+    pub database: String,
+    pub kept_aside: Option<String>,
+    pub safety_backup: Option<String>,
+    pub row_counts: Vec<(String, i64)>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
@@ -94,6 +104,10 @@ pub enum Event {
         database: String,
         tables: usize,
         rows: i64,
+    },
+    /// `ballast restore` put a chosen backup back: what is where now.
+    Restored {
+        restore: Restored,
     },
     LockWaiting {
         pid: i32,

@@ -14,7 +14,7 @@ use super::target::back_up;
 use crate::config::Settings;
 use crate::db::lock::DeployLock;
 use crate::db::{self, journal_table, quote_ident, DbError, ServerInfo};
-use crate::events::{Event, Events, Severity};
+use crate::events::{Event, Events, Restored, Severity};
 use crate::redact::split_secrets;
 use crate::storage::manifest::Manifest;
 use crate::storage::Storage;
@@ -30,14 +30,6 @@ pub enum Destination<'a> {
     New(&'a str),
     /// Replace the configured target.
     InPlace,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Replaced {
-    pub database: String,
-    pub kept_aside: Option<String>,
-    pub safety_backup: Option<String>,
-    pub row_counts: Vec<(String, i64)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +88,7 @@ pub async fn replace(
     destination: Destination<'_>,
     events: &Events,
     lock: &mut Option<DeployLock>,
-) -> Result<Replaced, ReplaceError> {
+) -> Result<Restored, ReplaceError> {
     let info = |line: String| events.diagnose(Severity::Info, line, None);
     let mut conn = db::connect(&settings.database, "restore").await?;
     let server = db::server_info(&mut conn).await?;
@@ -196,7 +188,7 @@ pub async fn replace(
         tables: row_counts.len(),
         rows: row_counts.iter().map(|(_, n)| n).sum(),
     });
-    Ok(Replaced {
+    Ok(Restored {
         database,
         kept_aside,
         safety_backup,

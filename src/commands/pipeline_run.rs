@@ -1,9 +1,11 @@
-//! `deploy`, `run NAME` and `backup`: all three are "run a pipeline".
+//! `deploy`, `run NAME`, `backup` and `stamp`: each is "run a pipeline" (and so is
+//! `restore`, through [`run_pipeline`]).
 
 use crate::cli::GlobalArgs;
 use crate::config::Settings;
+use crate::events::RunSummary;
 use crate::exit_code;
-use crate::pipeline::{Pipeline, RunContext, RunOptions, StageKind, StageSpec};
+use crate::pipeline::{Pipeline, RestoreChoice, RunContext, RunOptions, StageKind, StageSpec};
 
 pub async fn run(g: &GlobalArgs, name: &str) -> i32 {
     if let (Some(file), None) = (&g.targets, &g.target) {
@@ -24,7 +26,7 @@ pub async fn run_with(g: &GlobalArgs, settings: Settings, name: &str) -> i32 {
         Ok(p) => p,
         Err(e) => return super::fail(g, &e.to_string(), exit_code::USAGE),
     };
-    run_pipeline(g, settings, pipeline).await
+    run_pipeline(g, settings, pipeline, None).await.exit_code
 }
 
 /// `stamp REV`: a one-stage pipeline, so it is journaled like any run.
@@ -41,16 +43,26 @@ pub async fn stamp(g: &GlobalArgs, revision: &str) -> i32 {
         format!("stamp {revision}"),
         StageSpec::built(StageKind::Stamp, None, Some(revision.to_string())),
     );
-    run_pipeline(g, settings, pipeline).await
+    run_pipeline(g, settings, pipeline, None).await.exit_code
 }
 
-async fn run_pipeline(g: &GlobalArgs, settings: Settings, pipeline: Pipeline) -> i32 {
+/// Runs `pipeline` (for `ballast restore`, on the backup the person chose) and writes
+/// `--summary-file`.
+pub(super) async fn run_pipeline(
+    g: &GlobalArgs,
+    settings: Settings,
+    pipeline: Pipeline,
+    restore: Option<RestoreChoice>,
+) -> RunSummary {
     let events = super::events(g, false);
     let options = RunOptions {
         assume_yes: g.yes,
         allow_risky: g.allow_risky,
     };
     let mut ctx = RunContext::new(settings, options, events, &pipeline.name);
+    if let Some(choice) = restore {
+        ctx.choose_backup(choice);
+    }
     let summary = crate::runner::run(&pipeline, &mut ctx).await;
     ctx.reset_conn().await;
     if let Some(path) = &g.summary_file {
@@ -61,5 +73,5 @@ async fn run_pipeline(g: &GlobalArgs, settings: Settings, pipeline: Pipeline) ->
             ));
         }
     }
-    summary.exit_code
+    summary
 }

@@ -14,7 +14,7 @@ use crate::engine::{Engine, Snapshot};
 use crate::events::Events;
 use crate::pipeline::journal::Journal;
 use crate::plan::Plan;
-use crate::storage::{Storage, StorageError};
+use crate::storage::{Listed, Storage, StorageError};
 
 /// How the person started the run.
 #[derive(Debug, Clone, Default)]
@@ -81,12 +81,30 @@ pub struct RunContext {
     /// The main session is changing the database: a new one is readied the same way
     /// (see [`RunContext::begin_changing`]).
     changing: bool,
+    /// `ballast restore`: the backup a person chose to put back, and where.
+    restore_choice: Option<RestoreChoice>,
+    /// The revision the target was at, read by a run without a state check (a restore
+    /// in place reads it before it replaces the target).
+    revision_found: Option<Option<String>>,
+    /// A restore replaced the target: the revision the restored database is at.
+    replaced_with: Option<Option<String>>,
+    /// What is left for a person to do, whatever the outcome (drop the database a
+    /// restore kept aside).
+    next_steps: Vec<String>,
     /// The configured engine, opened with the run: it keeps what does not change
     /// within a run (Alembic's graph, and where its connection was proven to go).
     engine: Engine,
 }
 
 pub use crate::engine::change::PartialChange;
+
+/// The backup `ballast restore` puts back, as the person chose it, and where.
+#[derive(Debug, Clone)]
+pub struct RestoreChoice {
+    pub backup: Listed,
+    /// `--into`: a new database; `None`: in place of the configured target.
+    pub into: Option<String>,
+}
 
 impl RunContext {
     pub fn new(
@@ -133,6 +151,10 @@ impl RunContext {
             deploy_lock: None,
             changing: false,
             upgrade_goal: None,
+            restore_choice: None,
+            revision_found: None,
+            replaced_with: None,
+            next_steps: Vec::new(),
             engine,
         }
     }
@@ -225,9 +247,51 @@ impl RunContext {
         self.upgrade_goal.as_deref()
     }
 
+    /// The backup `ballast restore` puts back, and where.
+    pub fn restore_choice(&self) -> Option<&RestoreChoice> {
+        self.restore_choice.as_ref()
+    }
+
+    /// The revision the target was at, when a stage other than the state check read
+    /// it (`Some(None)`: no revision).
+    pub fn revision_found(&self) -> Option<&Option<String>> {
+        self.revision_found.as_ref()
+    }
+
+    /// The revision of the database a restore put in the target's place.
+    pub fn replaced_with(&self) -> Option<&Option<String>> {
+        self.replaced_with.as_ref()
+    }
+
+    /// What is left for a person to do, whatever the outcome.
+    pub fn next_steps(&self) -> &[String] {
+        &self.next_steps
+    }
+
     /// Server facts, when the run has connected.
     pub fn server_known(&self) -> Option<&ServerInfo> {
         self.server.as_ref()
+    }
+
+    /// The person chose the backup to put back (`ballast restore`), and where.
+    pub fn choose_backup(&mut self, choice: RestoreChoice) {
+        self.restore_choice = Some(choice);
+    }
+
+    /// The target was at `revision` before the run changed it (read without a state
+    /// check).
+    pub fn found_at(&mut self, revision: Option<String>) {
+        self.revision_found = Some(revision);
+    }
+
+    /// A restore replaced the target with a database at `revision`.
+    pub fn target_replaced(&mut self, revision: Option<String>) {
+        self.replaced_with = Some(revision);
+    }
+
+    /// Something a person must do after the run, whatever its outcome.
+    pub fn leave_next_step(&mut self, step: String) {
+        self.next_steps.push(step);
     }
 
     /// The run is about to run `pipeline`: what its stages need to know of it (it
@@ -554,6 +618,14 @@ impl RunContext {
                 .map_err(|e| crate::pipeline::StageError::Refused(e.to_string())),
             None => Ok(snap),
         }
+    }
+
+    /// The target's revision read from the database alone (a restore needs no
+    /// migration files).
+    pub async fn current_revision(&mut self) -> Result<Option<String>, DbError> {
+        self.conn().await?;
+        let conn = self.conn.as_mut().expect("connected above");
+        self.engine.current_revision(&self.settings, conn).await
     }
 
     /// A fresh snapshot; the first one taken is kept as the run's starting state. It

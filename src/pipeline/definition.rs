@@ -211,6 +211,21 @@ impl Pipeline {
         }
     }
 
+    /// `ballast restore ID`: the chosen backup read back in full, the name typed (or
+    /// `--yes`), the restore. Nothing to climb back from: the target is replaced only
+    /// by the restore's last, atomic step.
+    pub fn restore(rerun: String) -> Pipeline {
+        let stage = |kind| StageSpec::built(kind, None, None);
+        Pipeline {
+            stages: vec![
+                stage(StageKind::VerifyBackup),
+                stage(StageKind::Confirm),
+                stage(StageKind::Restore),
+            ],
+            ..Pipeline::single("restore", rerun, stage(StageKind::Restore))
+        }
+    }
+
     /// Whether it has a backup stage (the preflight then checks pg_dump and storage).
     pub fn takes_backup(&self) -> bool {
         self.stages.iter().any(|s| s.kind == StageKind::Backup)

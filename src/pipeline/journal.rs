@@ -139,8 +139,9 @@ impl Journal {
 /// Records the final outcome: JSON lines always, the table when it exists.
 pub async fn finish(ctx: &mut RunContext, summary: &RunSummary) {
     ctx.journal.close(summary);
-    // Never reached the database: no table to write to, and no point waiting on it again.
-    if ctx.start().is_none() {
+    // Never reached the database: no table to write to, and no point waiting on it
+    // again. A restore that replaced the target journals in the restored database.
+    if ctx.start().is_none() && ctx.replaced_with().is_none() {
         return;
     }
     let journal = ctx.journal.clone();

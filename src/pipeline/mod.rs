@@ -10,7 +10,7 @@ pub mod journal;
 pub mod outcome;
 pub mod proof;
 
-pub use context::{RunContext, RunOptions};
+pub use context::{RestoreChoice, RunContext, RunOptions};
 pub use definition::{
     InvalidIndexPolicy, Pipeline, PipelineError, RestorePolicy, StageKind, StageSpec,
 };

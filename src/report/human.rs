@@ -245,10 +245,12 @@ impl HumanReporter {
                 let (stamps, applied): (Vec<&String>, Vec<&String>) =
                     s.applied.iter().partition(|a| a.starts_with("stamped "));
                 let mut done = match applied.len() {
-                    // A stamp, a backup, a rollback: nothing was meant to be applied.
+                    // A stamp, a backup, a rollback, a restore: nothing was meant to
+                    // be applied.
                     0 if !stamps.is_empty()
                         || !s.state_read
-                        || s.start_version != s.end_version =>
+                        || s.start_version != s.end_version
+                        || s.stages.iter().any(|st| st.stage == "restore") =>
                     {
                         String::new()
                     }
@@ -433,6 +435,17 @@ impl HumanReporter {
         }
     }
 
+    /// The database `ballast restore` put back, and its rows per table.
+    fn restored(&self, restored: &crate::events::Restored) {
+        self.line(&format!(
+            "✓ restored into {}; rows per table:",
+            restored.database
+        ));
+        for (table, n) in &restored.row_counts {
+            self.line(&format!("  {table:<40} {n:>12}"));
+        }
+    }
+
     /// Migration progress: a bar on a terminal, lines in a log, each one with -v.
     fn migration(&self, bars: &mut Bars, event: &Event) {
         match event {
@@ -569,6 +582,7 @@ impl Reporter for HumanReporter {
             | Event::RestoreStarted { .. }
             | Event::RestoreProgress { .. }
             | Event::RestoreFinished { .. } => self.transfer(&mut bars, event),
+            Event::Restored { restore } => self.restored(restore),
             Event::LockWaiting {
                 pid,
                 application_name,

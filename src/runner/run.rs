@@ -100,7 +100,12 @@ async fn conclude(
     failure: Option<Failure>,
     stages: Vec<StageRecord>,
 ) -> RunSummary {
-    let start_version = ctx.start().and_then(Snapshot::current_label);
+    // Without a state check, what a stage read (a restore in place reads the target's
+    // revision before it replaces it).
+    let start_version = match ctx.start() {
+        Some(start) => start.current_label(),
+        None => ctx.revision_found().cloned().flatten(),
+    };
     // A COMMIT without an answer may still be finishing: read the ledger only once the
     // session that sent it has ended.
     let (unknown, pid) = ctx.take_unknown_commit();
@@ -114,9 +119,10 @@ async fn conclude(
     } else {
         vec!["whether the interrupted COMMIT took effect is not known yet: the session that sent it has not ended, or the server cannot be reached".into()]
     };
-    let end_version = match &now {
-        Some(snap) => snap.current_label(),
-        None => start_version.clone(),
+    let end_version = match (&now, ctx.replaced_with()) {
+        (Some(snap), _) => snap.current_label(),
+        (None, Some(restored)) => restored.clone(),
+        (None, None) => start_version.clone(),
     };
     let mut summary = RunSummary {
         run_id: ctx.run_id().to_string(),
@@ -130,11 +136,15 @@ async fn conclude(
         applied: ctx.committed().to_vec(),
         rolled_back: ctx.rolled_back().to_vec(),
         undone: Vec::new(),
-        state_read: ctx.start().is_some(),
-        backup: ctx.backup().map(|a| a.location.clone()),
+        state_read: ctx.start().is_some() || ctx.replaced_with().is_some(),
+        backup: match (ctx.backup(), ctx.restore_choice()) {
+            (Some(artifact), _) => Some(artifact.location.clone()),
+            (None, Some(choice)) => Some(choice.backup.manifest.id.clone()),
+            (None, None) => None,
+        },
         stages,
         duration_ms: 0,
-        next_steps: Vec::new(),
+        next_steps: ctx.next_steps().to_vec(),
     };
     let Some(failure) = failure else {
         return summary;

@@ -4,6 +4,10 @@ use super::{migrations_count, StageError, StageOutcome};
 use crate::pipeline::{RunContext, StageKind};
 
 pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
+    if let Some(choice) = ctx.restore_choice().cloned() {
+        let name = super::chosen_backup::announce(ctx, &choice).await?;
+        return confirm_by_name(ctx, &name).await;
+    }
     let pending = ctx.plan().map(|p| p.migrations.len());
     if pending == Some(0) {
         return Ok(StageOutcome::Skipped("nothing to apply".into()));
@@ -95,6 +99,30 @@ async fn confirm_risky(ctx: &RunContext, risky: usize) -> Result<StageOutcome, S
         Ok(StageOutcome::Done(format!("confirmed despite {what}")))
     } else {
         Err(StageError::NotConfirmed("not confirmed".into()))
+    }
+}
+
+/// `ballast restore`: a person types the name of the database the restore creates or
+/// replaces, or a script says `--yes`.
+async fn confirm_by_name(ctx: &RunContext, name: &str) -> Result<StageOutcome, StageError> {
+    if ctx.options().assume_yes {
+        return Ok(StageOutcome::Done("confirmed by --yes".into()));
+    }
+    if !crate::report::interactive() {
+        return Err(StageError::NotConfirmed(
+            "no terminal to confirm the restore; pass --yes to run it unattended".into(),
+        ));
+    }
+    let typed =
+        crate::report::prompt::typed(format!("Type the database name ({name}) to go ahead"))
+            .await
+            .map_err(prompt_failed)?;
+    if typed == name {
+        Ok(StageOutcome::Done(format!("{name} typed")))
+    } else {
+        Err(StageError::NotConfirmed(format!(
+            "`{typed}` is not `{name}`: nothing restored"
+        )))
     }
 }
 

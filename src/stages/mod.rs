@@ -3,6 +3,7 @@
 
 mod backup;
 mod catalogue;
+mod chosen_backup;
 mod confirm;
 mod deploy_lock;
 mod downgrade;
@@ -29,7 +30,10 @@ pub async fn run(spec: &StageSpec, ctx: &mut RunContext) -> Result<StageOutcome,
         StageKind::Upgrade => upgrade::run(ctx).await,
         StageKind::Verify => verify::run(ctx).await,
         StageKind::Shell => shell::run(ctx, spec).await,
-        StageKind::VerifyBackup => catalogue::verify_backup(ctx).await,
+        StageKind::VerifyBackup => match ctx.restore_choice().cloned() {
+            Some(choice) => chosen_backup::verify_chosen(ctx, &choice).await,
+            None => catalogue::verify_backup(ctx).await,
+        },
         StageKind::Prune => catalogue::prune(ctx).await,
         StageKind::Restore => restore::run(ctx).await,
         StageKind::Downgrade => downgrade::run(ctx, spec.to.as_deref()).await,

@@ -697,3 +697,69 @@ fn latest_is_the_newest_backup_of_the_target_database_not_of_the_folder() {
         run.all()
     );
 }
+
+#[test]
+fn a_restore_is_a_pipeline_run_with_the_runs_events_and_account() {
+    let p = Project::new();
+    seed(&p);
+    let id = backup_id(&p);
+    let drill = format!("{}_events", p.db);
+    let run = p.ballast(&["--json", "--yes", "restore", &id, "--into", &drill]);
+    run.expect_code(0);
+    let events: Vec<serde_json::Value> = run
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    let started: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "stage_started")
+        .filter_map(|e| e["stage"].as_str())
+        .collect();
+    assert_eq!(
+        started,
+        ["verify-backup", "confirm", "restore"],
+        "{kinds:?}"
+    );
+    let restored = events
+        .iter()
+        .find(|e| e["event"] == "restored")
+        .unwrap_or_else(|| panic!("{kinds:?}"));
+    assert_eq!(restored["restore"]["database"], drill.as_str());
+    assert!(
+        restored["restore"]["row_counts"]
+            .to_string()
+            .contains("public.orders"),
+        "{restored}"
+    );
+    let finished = events.last().unwrap();
+    assert_eq!(finished["event"], "run_finished", "{kinds:?}");
+    assert_eq!(finished["pipeline"], "restore");
+    assert_eq!(finished["backup"], id.as_str());
+
+    // A refusal is the runner's too: the stage it stopped at, the command to run
+    // again, and the reason on stderr as every command's error.
+    let again = p.ballast(&["--json", "--yes", "restore", &id, "--into", &drill]);
+    again.expect_code(2);
+    let finished: serde_json::Value =
+        serde_json::from_str(again.stdout().lines().last().unwrap()).unwrap();
+    assert_eq!(finished["failed_stage"], "confirm", "{finished}");
+    assert_eq!(finished["outcome"], "refused", "{finished}");
+    let human = p.ballast(&["--yes", "restore", &id, "--into", &drill]);
+    human.expect_code(2);
+    assert!(
+        human
+            .stderr()
+            .contains("already exists; --into needs a new name"),
+        "{}",
+        human.stderr()
+    );
+    assert!(
+        human
+            .stdout()
+            .contains("✗ restore refused: nothing changed"),
+        "{}",
+        human.stdout()
+    );
+}
