@@ -224,71 +224,7 @@ impl HumanReporter {
             }
             self.line("");
         }
-        let versions = match (&s.start_version, &s.end_version) {
-            _ if !s.state_read => "the migration state was not read".to_string(),
-            (None, None) => "without any migration applied".to_string(),
-            (a, b) if a == b => format!("at version {}", a.as_deref().unwrap_or("none")),
-            (a, b) => format!(
-                "version {} → {}",
-                a.as_deref().unwrap_or("none"),
-                b.as_deref().unwrap_or("none")
-            ),
-        };
-        // "the database is at version 2", or, when it was never read, not a word on it.
-        let the_database_is = match s.state_read {
-            true => format!("the database is {versions}"),
-            false => versions.clone(),
-        };
-        let headline = match s.outcome {
-            Outcome::Succeeded => {
-                // A stamp is recorded as a change, not as a migration applied.
-                let (stamps, applied): (Vec<&String>, Vec<&String>) =
-                    s.applied.iter().partition(|a| a.starts_with("stamped "));
-                let mut done = match applied.len() {
-                    // A stamp, a backup, a rollback, a restore: nothing was meant to
-                    // be applied.
-                    0 if !stamps.is_empty()
-                        || !s.state_read
-                        || s.start_version != s.end_version
-                        || s.stages.iter().any(|st| st.stage == "restore") =>
-                    {
-                        String::new()
-                    }
-                    n => format!("; {n} applied"),
-                };
-                for stamp in stamps {
-                    done.push_str(&format!("; {stamp}"));
-                }
-                format!("✓ {} succeeded: {versions}{done}", s.pipeline)
-            }
-            // Changes were made, then undone by the recovery ladder.
-            Outcome::FailedUnchanged
-                if !s.applied.is_empty()
-                    || s.stages
-                        .iter()
-                        .any(|st| st.stage.ends_with("(recovery)") && st.status == "ok") =>
-            {
-                format!(
-                    "✗ {} failed at {}: its changes were undone, the database is back where the run found it, {versions}",
-                    s.pipeline,
-                    s.failed_stage.as_deref().unwrap_or("?")
-                )
-            }
-            Outcome::FailedUnchanged => format!(
-                "✗ {} failed at {}: nothing changed; {the_database_is}",
-                s.pipeline,
-                s.failed_stage.as_deref().unwrap_or("?")
-            ),
-            Outcome::Refused => format!(
-                "✗ {} refused: nothing changed; {the_database_is}",
-                s.pipeline
-            ),
-            Outcome::FailedNotRecovered => format!(
-                "✗ {} failed at {} and is NOT recovered: {versions}. A human must look.",
-                s.pipeline,
-                s.failed_stage.as_deref().unwrap_or("?")
-            ),
-        };
+        let headline = headline(s);
         let headline = match s.outcome {
             Outcome::Succeeded => style(headline).green().bold(),
             Outcome::FailedNotRecovered => style(headline).red().bold().reverse(),
@@ -435,6 +371,65 @@ impl HumanReporter {
         }
     }
 
+    /// The run's frame: its header, a line per stage, the closing report.
+    fn run_progress(&self, bars: &mut Bars, event: &Event) {
+        match event {
+            Event::RunStarted {
+                run_id,
+                pipeline,
+                target,
+                schema,
+            } => {
+                self.normal(&format!(
+                    "ballast {pipeline} · {target} (schema {schema}) · run {run_id}"
+                ));
+            }
+            Event::StageStarted { stage } => self.normal(&format!("▸ {stage}")),
+            Event::StageSkipped { stage, reason } => {
+                self.normal(&format!("- {stage} skipped: {reason}"))
+            }
+            Event::StageFinished {
+                stage,
+                duration_ms,
+                summary,
+            } => {
+                self.normal(&format!(
+                    "{} {stage} ({}) {summary}",
+                    style("✓").green(),
+                    human_duration(*duration_ms)
+                ));
+            }
+            Event::StageFailed {
+                stage,
+                duration_ms,
+                error,
+            } => {
+                for bar in [bars.transfer.take(), bars.migrations.take()]
+                    .into_iter()
+                    .flatten()
+                {
+                    bar.abandon();
+                }
+                bars.logged = None;
+                self.line(&format!(
+                    "{} {stage} failed ({}): {error}",
+                    style("✗").red().bold(),
+                    human_duration(*duration_ms)
+                ));
+            }
+            Event::RunFinished(summary) => {
+                for bar in [bars.transfer.take(), bars.migrations.take()]
+                    .into_iter()
+                    .flatten()
+                {
+                    bar.finish_and_clear();
+                }
+                self.summary(summary)
+            }
+            _ => {}
+        }
+    }
+
     /// The database `ballast restore` put back, and its rows per table.
     fn restored(&self, restored: &crate::events::Restored) {
         self.line(&format!(
@@ -508,49 +503,12 @@ impl Reporter for HumanReporter {
     fn report(&self, event: &Event) {
         let mut bars = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match event {
-            Event::RunStarted {
-                run_id,
-                pipeline,
-                target,
-                schema,
-            } => {
-                self.normal(&format!(
-                    "ballast {pipeline} · {target} (schema {schema}) · run {run_id}"
-                ));
-            }
-            Event::StageStarted { stage } => self.normal(&format!("▸ {stage}")),
-            Event::StageSkipped { stage, reason } => {
-                self.normal(&format!("- {stage} skipped: {reason}"))
-            }
-            Event::StageFinished {
-                stage,
-                duration_ms,
-                summary,
-            } => {
-                self.normal(&format!(
-                    "{} {stage} ({}) {summary}",
-                    style("✓").green(),
-                    human_duration(*duration_ms)
-                ));
-            }
-            Event::StageFailed {
-                stage,
-                duration_ms,
-                error,
-            } => {
-                for bar in [bars.transfer.take(), bars.migrations.take()]
-                    .into_iter()
-                    .flatten()
-                {
-                    bar.abandon();
-                }
-                bars.logged = None;
-                self.line(&format!(
-                    "{} {stage} failed ({}): {error}",
-                    style("✗").red().bold(),
-                    human_duration(*duration_ms)
-                ));
-            }
+            Event::RunStarted { .. }
+            | Event::StageStarted { .. }
+            | Event::StageSkipped { .. }
+            | Event::StageFinished { .. }
+            | Event::StageFailed { .. }
+            | Event::RunFinished(_) => self.run_progress(&mut bars, event),
             Event::Diagnosis {
                 severity,
                 message,
@@ -614,16 +572,76 @@ impl Reporter for HumanReporter {
                     self.normal(&format!("    {l}"));
                 }
             }
-            Event::RunFinished(summary) => {
-                for bar in [bars.transfer.take(), bars.migrations.take()]
-                    .into_iter()
-                    .flatten()
-                {
-                    bar.finish_and_clear();
-                }
-                self.summary(summary)
-            }
         }
+    }
+}
+
+/// The closing report's first line: how the run ended and where the database is.
+fn headline(s: &RunSummary) -> String {
+    let versions = match (&s.start_version, &s.end_version) {
+        _ if !s.state_read => "the migration state was not read".to_string(),
+        (None, None) => "without any migration applied".to_string(),
+        (a, b) if a == b => format!("at version {}", a.as_deref().unwrap_or("none")),
+        (a, b) => format!(
+            "version {} → {}",
+            a.as_deref().unwrap_or("none"),
+            b.as_deref().unwrap_or("none")
+        ),
+    };
+    // "the database is at version 2", or, when it was never read, not a word on it.
+    let the_database_is = match s.state_read {
+        true => format!("the database is {versions}"),
+        false => versions.clone(),
+    };
+    match s.outcome {
+        Outcome::Succeeded => {
+            // A stamp is recorded as a change, not as a migration applied.
+            let (stamps, applied): (Vec<&String>, Vec<&String>) =
+                s.applied.iter().partition(|a| a.starts_with("stamped "));
+            let mut done = match applied.len() {
+                // A stamp, a backup, a rollback, a restore: nothing was meant to
+                // be applied.
+                0 if !stamps.is_empty()
+                    || !s.state_read
+                    || s.start_version != s.end_version
+                    || s.stages.iter().any(|st| st.stage == "restore") =>
+                {
+                    String::new()
+                }
+                n => format!("; {n} applied"),
+            };
+            for stamp in stamps {
+                done.push_str(&format!("; {stamp}"));
+            }
+            format!("✓ {} succeeded: {versions}{done}", s.pipeline)
+        }
+        // Changes were made, then undone by the recovery ladder.
+        Outcome::FailedUnchanged
+            if !s.applied.is_empty()
+                || s.stages
+                    .iter()
+                    .any(|st| st.stage.ends_with("(recovery)") && st.status == "ok") =>
+        {
+            format!(
+                    "✗ {} failed at {}: its changes were undone, the database is back where the run found it, {versions}",
+                    s.pipeline,
+                    s.failed_stage.as_deref().unwrap_or("?")
+                )
+        }
+        Outcome::FailedUnchanged => format!(
+            "✗ {} failed at {}: nothing changed; {the_database_is}",
+            s.pipeline,
+            s.failed_stage.as_deref().unwrap_or("?")
+        ),
+        Outcome::Refused => format!(
+            "✗ {} refused: nothing changed; {the_database_is}",
+            s.pipeline
+        ),
+        Outcome::FailedNotRecovered => format!(
+            "✗ {} failed at {} and is NOT recovered: {versions}. A human must look.",
+            s.pipeline,
+            s.failed_stage.as_deref().unwrap_or("?")
+        ),
     }
 }
 

@@ -171,6 +171,18 @@ async fn conclude(
     }
 
     // Changes were left behind: the recovery ladder.
+    climb_the_ladder(pipeline, ctx, &failure, &mut summary).await;
+    summary
+}
+
+/// Climbs the recovery ladder after a failure that left changes, and says where it
+/// left the database: back where the run started (exit 1), or not (exit 4).
+async fn climb_the_ladder(
+    pipeline: &Pipeline,
+    ctx: &mut RunContext,
+    failure: &Failure,
+    summary: &mut RunSummary,
+) {
     crate::interrupt::set_climbing();
     if crate::interrupt::signalled() {
         // A cancel sent for the signal may still be on its way: let it land on a
@@ -213,10 +225,9 @@ async fn conclude(
             "fix the cause above, then run `ballast {}` again",
             rerun_command(pipeline)
         ));
-        return summary;
+        return;
     }
-    not_recovered(ctx, &mut summary, now.is_some());
-    summary
+    not_recovered(ctx, summary, now.is_some());
 }
 
 /// Unchanged only when proven: the same migration state (`now`, read after the
