@@ -8,10 +8,10 @@
 
 pub mod alembic;
 pub mod change;
+pub mod goal;
 mod opened;
 mod snapshot;
 pub mod sql;
-pub mod target;
 
 pub use opened::Engine;
 pub use snapshot::{source, ApplyStep, EngineError, Snapshot, UndoPlan};

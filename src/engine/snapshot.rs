@@ -7,8 +7,8 @@ use sqlx::postgres::PgConnection;
 use super::alembic;
 use super::alembic::{AlembicError, AlembicSnapshot};
 use super::change::{ChangeError, Report, RunFacts};
-use super::sql::{self, undo::Target, SqlSnapshot};
-use super::target::{TargetError, UndoRefused};
+use super::goal::{GoalError, UndoRefused};
+use super::sql::{self, undo::UndoGoal, SqlSnapshot};
 use crate::config::Settings;
 use crate::db::DbError;
 use crate::migrations::{Migration, SourceError};
@@ -27,8 +27,8 @@ impl Snapshot {
     /// The same state with the upgrade's goal set to `to` (a migration's version or
     /// label, or a revision) instead of the head: what is pending, the plan and
     /// verify's "at the target" stop there. `Err` when no migration is `to`.
-    pub fn aimed_at(&self, to: &str) -> Result<Snapshot, TargetError> {
-        let to = self.resolve_target(to)?;
+    pub fn aimed_at(&self, to: &str) -> Result<Snapshot, GoalError> {
+        let to = self.resolve_goal(to)?;
         let to = to.as_str();
         match self {
             Snapshot::Sql(s) => {
@@ -41,7 +41,7 @@ impl Snapshot {
                     .source
                     .iter()
                     .position(|m| m.version.to_string() == to || m.label() == to)
-                    .ok_or_else(|| TargetError::Unknown {
+                    .ok_or_else(|| GoalError::Unknown {
                         to: to.into(),
                         what: "migration",
                         place: "the migrations folder".into(),
@@ -61,7 +61,7 @@ impl Snapshot {
     /// counts back from what is applied; for Alembic the start of a revision id is
     /// enough and an unknown one is refused. The sql engine's versions and labels are
     /// checked where they are used.
-    pub fn resolve_target(&self, to: &str) -> Result<String, TargetError> {
+    pub fn resolve_goal(&self, to: &str) -> Result<String, GoalError> {
         match self {
             Snapshot::Sql(s) => match crate::migrations::steps_back(to) {
                 Some(steps) => s.steps_back(steps, to),
@@ -469,7 +469,7 @@ impl Snapshot {
         }
     }
 
-    /// What a downgrade to `to` undoes (`to` resolved by [`Snapshot::resolve_target`];
+    /// What a downgrade to `to` undoes (`to` resolved by [`Snapshot::resolve_goal`];
     /// `None`: back to `start`, the run's starting state), or why it must not run.
     pub fn undo_plan(
         &self,
@@ -479,8 +479,8 @@ impl Snapshot {
         match self {
             Snapshot::Sql(s) => {
                 let target = match (to, start) {
-                    (Some(to), _) => Target::To(to.to_string()),
-                    (None, Some(Snapshot::Sql(start))) => Target::Start(start.clone()),
+                    (Some(to), _) => UndoGoal::To(to.to_string()),
+                    (None, Some(Snapshot::Sql(start))) => UndoGoal::Start(start.clone()),
                     (None, _) => return Err(UndoRefused::NoStart),
                 };
                 sql::undo::plan(s, &target).map(UndoPlan::Sql)
@@ -501,7 +501,7 @@ impl Snapshot {
     /// this state alone: a pipeline whose first change is a downgrade refuses in its
     /// state check, before its backup.
     pub fn undo_refusal(&self, to: &str) -> Option<String> {
-        let named = match self.resolve_target(to) {
+        let named = match self.resolve_goal(to) {
             Ok(named) => named,
             Err(e) => return Some(format!("cannot downgrade: {e}; nothing was changed")),
         };
@@ -517,7 +517,7 @@ impl Snapshot {
                     )
                 })
             }
-            Snapshot::Sql(s) => sql::undo::refusal(s, &Target::To(named)).map(|e| e.to_string()),
+            Snapshot::Sql(s) => sql::undo::refusal(s, &UndoGoal::To(named)).map(|e| e.to_string()),
         }
     }
 

@@ -47,7 +47,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         Some((StageKind::Downgrade, to)) => {
             // `-1` named as the migration it is now.
             let to = match (to, ctx.start()) {
-                (Some(to), Some(start)) => match start.resolve_target(to) {
+                (Some(to), Some(start)) => match start.resolve_goal(to) {
                     Ok(named) if named != *to => format!("{named} ({to})"),
                     _ => to.clone(),
                 },

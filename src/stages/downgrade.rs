@@ -32,7 +32,7 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
                         now.as_deref().unwrap_or("none")
                     )));
                 }
-                let named = snap.resolve_target(asked).map_err(|e| {
+                let named = snap.resolve_goal(asked).map_err(|e| {
                     StageError::Refused(format!("cannot downgrade: {e}; nothing was changed"))
                 })?;
                 // A verify after this stage checks the database got there.

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
 
-use crate::engine::target::TargetError;
+use crate::engine::goal::GoalError;
 
 /// Why the probe's report of the graph could not be taken.
 #[derive(Debug, thiserror::Error)]
@@ -154,23 +154,23 @@ impl Graph {
     /// or the start of one (as Alembic takes it), `base`, or `-N`: N steps back from
     /// the one current revision, refused across a merge (which parent?). `Err` says why
     /// it names none: a typo must never undo everything.
-    pub fn resolve(&self, current: &[String], to: &str) -> Result<Option<String>, TargetError> {
+    pub fn resolve(&self, current: &[String], to: &str) -> Result<Option<String>, GoalError> {
         if to == "base" {
             return Ok(None);
         }
         if let Some(steps) = crate::migrations::steps_back(to) {
             let mut at = match current {
                 [one] => one.clone(),
-                [] => return Err(TargetError::NothingApplied { to: to.into() }),
+                [] => return Err(GoalError::NothingApplied { to: to.into() }),
                 many => {
-                    return Err(TargetError::SeveralCurrent {
+                    return Err(GoalError::SeveralCurrent {
                         to: to.into(),
                         heads: many.join(" + "),
                     })
                 }
             };
             for step in 1..=steps {
-                let rev = self.get(&at).ok_or_else(|| TargetError::MissingRevision {
+                let rev = self.get(&at).ok_or_else(|| GoalError::MissingRevision {
                     to: to.into(),
                     revision: at.clone(),
                     place: self.script_location.clone(),
@@ -178,14 +178,14 @@ impl Graph {
                 match rev.down_revisions.as_slice() {
                     [] if step == steps => return Ok(None),
                     [] => {
-                        return Err(TargetError::PastBase {
+                        return Err(GoalError::PastBase {
                             to: to.into(),
-                            applied: TargetError::applied(step, "revision"),
+                            applied: GoalError::applied(step, "revision"),
                         })
                     }
                     [parent] => at = parent.clone(),
                     _ => {
-                        return Err(TargetError::ThroughMerge {
+                        return Err(GoalError::ThroughMerge {
                             to: to.into(),
                             merge: rev.label(),
                         })
@@ -206,17 +206,17 @@ impl Graph {
         match starting.as_slice() {
             // As Alembic: a start of at least 4 characters, so a stray letter names
             // nothing.
-            [_, ..] if to.chars().count() < 4 => Err(TargetError::TooShort {
+            [_, ..] if to.chars().count() < 4 => Err(GoalError::TooShort {
                 to: to.into(),
                 place: self.script_location.clone(),
             }),
             [one] => Ok(Some(one.to_string())),
-            [] => Err(TargetError::Unknown {
+            [] => Err(GoalError::Unknown {
                 to: to.into(),
                 what: "revision",
                 place: self.script_location.clone(),
             }),
-            many => Err(TargetError::Ambiguous {
+            many => Err(GoalError::Ambiguous {
                 to: to.into(),
                 candidates: many.iter().map(|r| r.to_string()).collect(),
             }),

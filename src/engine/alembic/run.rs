@@ -15,7 +15,7 @@ use super::reach::Witness;
 use super::snapshot::{current_revisions, AlembicSnapshot};
 use crate::db::DbError;
 use crate::engine::change::{ChangeError, Report, RunFacts, Stop};
-use crate::engine::target::UndoRefused;
+use crate::engine::goal::UndoRefused;
 use crate::events::Event;
 
 /// Runs `alembic upgrade TARGET` once and accounts for every pending revision. A

@@ -25,7 +25,7 @@ impl SqlSnapshot {
         &self,
         steps: usize,
         to: &str,
-    ) -> Result<String, crate::engine::target::TargetError> {
+    ) -> Result<String, crate::engine::goal::GoalError> {
         let mut applied: Vec<(crate::migrations::Version, &ledger::AppliedRow)> = self
             .applied
             .iter()
@@ -35,9 +35,9 @@ impl SqlSnapshot {
         match applied.get(steps) {
             Some((_, row)) => Ok(format!("{}_{}", row.version, row.name)),
             None if steps == applied.len() => Ok("base".into()),
-            None => Err(crate::engine::target::TargetError::PastBase {
+            None => Err(crate::engine::goal::GoalError::PastBase {
                 to: to.into(),
-                applied: crate::engine::target::TargetError::applied(applied.len(), "migration"),
+                applied: crate::engine::goal::GoalError::applied(applied.len(), "migration"),
             }),
         }
     }

@@ -21,7 +21,7 @@ use super::SqlSnapshot;
 use crate::db::ledger::{self, AppliedRow};
 use crate::db::SqlFailure;
 use crate::engine::change::{ChangeError, Report, RunFacts};
-use crate::engine::target::UndoRefused;
+use crate::engine::goal::UndoRefused;
 use crate::events::{Events, Severity};
 use crate::migrations::source::marked_no_transaction;
 use crate::migrations::split::transaction_control;
@@ -29,7 +29,7 @@ use crate::migrations::{Migration, Version};
 
 /// Where the downgrade goes.
 #[derive(Debug, Clone)]
-pub enum Target {
+pub enum UndoGoal {
     /// The stage's `to`: undo every applied migration newer than this version (or
     /// `VERSION_NAME` label); `base` undoes them all.
     To(String),
@@ -40,7 +40,7 @@ pub enum Target {
 
 /// The refusal a downgrade to `target` would meet, read from the files and the ledger
 /// alone (a pipeline asks before its backup).
-pub fn refusal(snap: &SqlSnapshot, target: &Target) -> Option<UndoRefused> {
+pub fn refusal(snap: &SqlSnapshot, target: &UndoGoal) -> Option<UndoRefused> {
     plan(snap, target).err()
 }
 
@@ -101,7 +101,7 @@ pub struct Undo {
 }
 
 /// What to undo and in which order, or the refusal (every offending migration named).
-pub fn plan(snap: &SqlSnapshot, target: &Target) -> Result<Undo, UndoRefused> {
+pub fn plan(snap: &SqlSnapshot, target: &UndoGoal) -> Result<Undo, UndoRefused> {
     let rows = rows_to_undo(snap, target)?;
     let mut steps = Vec::new();
     let mut problems = Vec::new();
@@ -113,8 +113,8 @@ pub fn plan(snap: &SqlSnapshot, target: &Target) -> Result<Undo, UndoRefused> {
     }
     if !problems.is_empty() {
         let goal = match target {
-            Target::To(to) => format!("downgrade to {to}"),
-            Target::Start(_) => "go back to where the run started".to_string(),
+            UndoGoal::To(to) => format!("downgrade to {to}"),
+            UndoGoal::Start(_) => "go back to where the run started".to_string(),
         };
         return Err(UndoRefused::Unsafe {
             goal,
@@ -131,16 +131,16 @@ pub fn plan(snap: &SqlSnapshot, target: &Target) -> Result<Undo, UndoRefused> {
         .collect();
     let ends_at = label_of_newest(&left);
     let already = match target {
-        Target::To(to)
+        UndoGoal::To(to)
             if *to == ends_at || Version::parse(to).is_some_and(|v| is_at(&left, &v)) =>
         {
             format!("already at {ends_at}")
         }
-        Target::To(to) => format!("already at {ends_at}: nothing applied is newer than {to}"),
-        Target::Start(start) if same_versions(&start.applied, &snap.applied) => {
+        UndoGoal::To(to) => format!("already at {ends_at}: nothing applied is newer than {to}"),
+        UndoGoal::Start(start) if same_versions(&start.applied, &snap.applied) => {
             format!("already at {ends_at}, where the run started")
         }
-        Target::Start(_) => {
+        UndoGoal::Start(_) => {
             format!("already at {ends_at}: nothing applied since the run started is left")
         }
     };
@@ -154,17 +154,17 @@ pub fn plan(snap: &SqlSnapshot, target: &Target) -> Result<Undo, UndoRefused> {
 /// The applied rows the target undoes, newest first.
 fn rows_to_undo<'a>(
     snap: &'a SqlSnapshot,
-    target: &Target,
+    target: &UndoGoal,
 ) -> Result<Vec<&'a AppliedRow>, UndoRefused> {
     let mut rows: Vec<&AppliedRow> = match target {
-        Target::Start(start) => {
+        UndoGoal::Start(start) => {
             let before: HashSet<&str> = start.applied.iter().map(|r| r.version.as_str()).collect();
             snap.applied
                 .iter()
                 .filter(|r| !before.contains(r.version.as_str()))
                 .collect()
         }
-        Target::To(to) => {
+        UndoGoal::To(to) => {
             let to = target_version(snap, to)?;
             snap.applied
                 .iter()
@@ -608,8 +608,8 @@ mod tests {
         undo.steps.iter().map(|s| s.label.as_str()).collect()
     }
 
-    fn to(v: &str) -> Target {
-        Target::To(v.into())
+    fn to(v: &str) -> UndoGoal {
+        UndoGoal::To(v.into())
     }
 
     #[test]
@@ -636,7 +636,7 @@ mod tests {
     fn without_to_undoes_exactly_what_the_run_applied() {
         let now = three_applied();
         let start = snap(now.source.clone(), vec![applied(&now.source[0])]);
-        let undo = plan(&now, &Target::Start(start)).unwrap();
+        let undo = plan(&now, &UndoGoal::Start(start)).unwrap();
         assert_eq!(labels(&undo), ["10_m10", "2_m2"]);
         assert_eq!(undo.ends_at, "1_m1");
     }
@@ -647,7 +647,7 @@ mod tests {
         let undo = plan(&now, &to("10")).unwrap();
         assert!(undo.steps.is_empty());
         assert_eq!(undo.already, "already at 10_m10");
-        let undo = plan(&now, &Target::Start(now.clone())).unwrap();
+        let undo = plan(&now, &UndoGoal::Start(now.clone())).unwrap();
         assert_eq!(undo.already, "already at 10_m10, where the run started");
 
         // A known version that is not applied yet: nothing newer is applied.

@@ -1,8 +1,8 @@
-//! Why a target (`head`, `-1`, a revision or the start of one, a version) names no
+//! Why a goal (`head`, `-1`, a revision or the start of one, a version) names no
 //! migration: a typo must never undo everything, so each of these refuses.
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TargetError {
+pub enum GoalError {
     #[error("`{to}` steps back from the current revision, and none is applied")]
     NothingApplied { to: String },
     #[error("`{to}` steps back from one current revision, and the database is at {heads}: name the revision to go back to")]
@@ -36,8 +36,8 @@ pub enum TargetError {
     Ambiguous { to: String, candidates: Vec<String> },
 }
 
-impl TargetError {
-    /// "1 migration is" / "3 revisions are", for [`TargetError::PastBase`].
+impl GoalError {
+    /// "1 migration is" / "3 revisions are", for [`GoalError::PastBase`].
     pub fn applied(n: usize, noun: &str) -> String {
         match n {
             1 => format!("1 {noun} is"),
