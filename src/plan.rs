@@ -135,6 +135,7 @@ mod tests {
             down_sql: None,
             checksum: checksum(sql),
             transactional,
+            down_transactional: true,
         }
     }
 

@@ -52,6 +52,10 @@ pub struct RawMigrations {
     pub version_table: Option<String>,
     /// Entries of the migrations folder that are no migrations (`*`, `?` wildcards).
     pub ignore: Option<Vec<String>>,
+    /// `auto` or a tool's name: how the folder's files are named and split.
+    pub layout: Option<String>,
+    /// `auto`, `ballast` or a tool's name: where applied migrations are recorded.
+    pub ledger: Option<String>,
     /// Extra environment for the alembic process (`[migrations.env]`).
     pub env: Option<std::collections::BTreeMap<String, String>>,
 }

@@ -1,5 +1,6 @@
 //! Resolved, validated settings: what the rest of ballast reads.
 
+use crate::migrations::Tool;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -148,8 +149,25 @@ pub struct MigrationSettings {
     pub dir: PathBuf,
     /// `[migrations] ignore`: entries of that folder that are no migrations.
     pub ignore: Vec<String>,
+    /// `[migrations] layout`: the tool whose files the folder holds (`None`: `auto`,
+    /// decided from the files).
+    pub layout: Option<Tool>,
+    /// `[migrations] ledger`: where applied migrations are recorded.
+    pub ledger: LedgerChoice,
     /// The `alembic` engine's project (set when engine = "alembic").
     pub alembic: Option<AlembicSettings>,
+}
+
+/// `[migrations] ledger`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerChoice {
+    /// The tool's ledger found in the database; on a database with none, the
+    /// layout's tool's when only that tool writes such files, else ballast's.
+    Auto,
+    /// `ballast_migrations`.
+    Ballast,
+    /// The tool's own table, written as the tool writes it.
+    Tool(Tool),
 }
 
 /// `[migrations]` for an Alembic project.
@@ -344,10 +362,44 @@ fn resolve_migrations(
             })
         }
     };
+    let tools = || {
+        Tool::ALL
+            .iter()
+            .map(|t| t.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let layout = match m.layout.as_deref().unwrap_or("auto") {
+        "auto" => None,
+        name => Some(Tool::from_name(name).ok_or_else(|| {
+            bad(
+                "migrations.layout",
+                format!(
+                    "unknown layout `{name}`; the layouts are: auto, {}",
+                    tools()
+                ),
+            )
+        })?),
+    };
+    let ledger = match m.ledger.as_deref().unwrap_or("auto") {
+        "auto" => LedgerChoice::Auto,
+        "ballast" => LedgerChoice::Ballast,
+        name => LedgerChoice::Tool(Tool::from_name(name).ok_or_else(|| {
+            bad(
+                "migrations.ledger",
+                format!(
+                    "unknown ledger `{name}`; the ledgers are: auto, ballast, {}",
+                    tools()
+                ),
+            )
+        })?),
+    };
     Ok(MigrationSettings {
         engine,
         dir: within(m.dir),
         ignore: m.ignore.unwrap_or_default(),
+        layout,
+        ledger,
         alembic,
     })
 }

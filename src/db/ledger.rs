@@ -14,10 +14,15 @@ pub const TABLE: &str = "ballast_migrations";
 pub struct AppliedRow {
     pub version: String,
     pub name: String,
+    /// As the ledger keeps it (empty: it keeps none).
     pub checksum: String,
-    pub applied_at: DateTime<Utc>,
+    /// `None`: the ledger keeps no time (dbmate's).
+    pub applied_at: Option<DateTime<Utc>>,
+    /// Empty in a tool's ledger (ballast's own record beside it has it).
     pub run_id: String,
     pub duration_ms: i64,
+    /// A row the tool left for a migration that failed (sqlx's `success = false`).
+    pub failed: bool,
 }
 
 /// The newest applied migration, by version order.
@@ -66,9 +71,10 @@ pub async fn applied(conn: &mut PgConnection, schema: &str) -> Result<Vec<Applie
             version: r.get(0),
             name: r.get(1),
             checksum: r.get(2),
-            applied_at: r.get(3),
+            applied_at: Some(r.get(3)),
             run_id: r.get(4),
             duration_ms: r.get(5),
+            failed: false,
         })
         .collect())
 }
@@ -108,10 +114,26 @@ pub struct NewRow<'a> {
     pub transactional: bool,
 }
 
-pub async fn record(conn: &mut PgConnection, schema: &str, row: NewRow<'_>) -> Result<(), DbError> {
+/// Inserts the row. `beside`: the table is ballast's record beside a tool's ledger, where
+/// a migration the tool rolled back and ballast applies again already has a row: it is
+/// replaced by this run's.
+pub async fn record(
+    conn: &mut PgConnection,
+    schema: &str,
+    row: NewRow<'_>,
+    beside: bool,
+) -> Result<(), DbError> {
+    let replace = match beside {
+        true => {
+            " on conflict (version) do update set name = excluded.name, \
+                 checksum = excluded.checksum, applied_at = now(), run_id = excluded.run_id, \
+                 duration_ms = excluded.duration_ms, transactional = excluded.transactional"
+        }
+        false => "",
+    };
     let sql = format!(
         "insert into {}.{TABLE} (version, name, checksum, run_id, duration_ms, transactional) \
-         values ($1, $2, $3, $4, $5, $6)",
+         values ($1, $2, $3, $4, $5, $6){replace}",
         quote_ident(schema)
     );
     sqlx::query(&sql)

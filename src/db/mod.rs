@@ -13,6 +13,7 @@ pub mod lock;
 pub mod privileges;
 pub mod schema_shape;
 pub mod table_writes;
+pub mod tool_ledger;
 
 pub use connect::{close, connect, server_info, session_base, ServerInfo};
 pub use error::{DbError, SqlFailure};

@@ -8,11 +8,12 @@ use sqlx::postgres::PgConnection;
 use super::alembic::reach::{Reach, VersionTable};
 use super::alembic::snapshot::Probe;
 use super::alembic::Graph;
+use super::sql::ledger::{Ledger, Settled};
 use super::sql::state::compare;
 use super::sql::SqlSnapshot;
 use super::{EngineError, Snapshot};
-use crate::config::{EngineKind, Settings};
-use crate::db::{ledger, DbError};
+use crate::config::{EngineKind, LedgerChoice, Settings};
+use crate::db::{ledger, tool_ledger, DbError};
 
 pub enum Engine {
     Sql,
@@ -51,14 +52,21 @@ impl Engine {
     ) -> Result<Snapshot, EngineError> {
         match self {
             Engine::Sql => {
-                let (source, ignored) = super::source(settings)?;
-                let applied = ledger::applied(conn, &settings.database.schema).await?;
-                let state = compare(&source, &applied);
+                let folder = super::source(settings)?;
+                let schema = &settings.database.schema;
+                let settled = Ledger::settle(settings, folder.layout, &mut *conn).await?;
+                let applied = settled.ledger.applied(conn, schema).await?;
+                let state = compare(&folder.migrations, &applied, |m| {
+                    settled.ledger.checksum_of(m)
+                });
                 Ok(Snapshot::Sql(SqlSnapshot {
-                    source,
+                    source: folder.migrations,
                     applied,
                     state,
-                    ignored,
+                    ignored: folder.ignored,
+                    layout: folder.layout,
+                    ledger: settled,
+                    schema: schema.clone(),
                 }))
             }
             Engine::Alembic(memory) => {
@@ -86,15 +94,23 @@ impl Engine {
     pub async fn files_only(&self, settings: &Settings) -> Result<Snapshot, EngineError> {
         Ok(match self {
             Engine::Sql => {
-                let migrations = &settings.migrations;
-                let (source, ignored) =
-                    crate::migrations::read_folder(&migrations.dir, &migrations.ignore)?;
-                let state = compare(&source, &[]);
+                let m = &settings.migrations;
+                let folder = crate::migrations::read_folder(&m.dir, &m.ignore, m.layout)?;
+                let state = compare(&folder.migrations, &[], |_| None);
                 Snapshot::Sql(SqlSnapshot {
-                    source,
+                    source: folder.migrations,
                     applied: Vec::new(),
                     state,
-                    ignored,
+                    ignored: folder.ignored,
+                    layout: folder.layout,
+                    ledger: Settled {
+                        ledger: match m.ledger {
+                            LedgerChoice::Tool(tool) => Ledger::Tool(tool),
+                            LedgerChoice::Auto | LedgerChoice::Ballast => Ledger::Ballast,
+                        },
+                        why: "the database was not read",
+                    },
+                    schema: settings.database.schema.clone(),
                 })
             }
             Engine::Alembic(_) => {
@@ -108,9 +124,16 @@ impl Engine {
     /// proved Alembic's connection, else as `start` (the run's first snapshot) found
     /// it, else the settings'.
     pub fn own_tables(&self, settings: &Settings, start: Option<&Snapshot>) -> Vec<String> {
-        self.version_table(settings, start)
-            .map(|version| vec![version.to_string()])
-            .unwrap_or_default()
+        match self {
+            Engine::Sql => start
+                .and_then(Snapshot::tool_ledger_table)
+                .into_iter()
+                .collect(),
+            Engine::Alembic(_) => self
+                .version_table(settings, start)
+                .map(|version| vec![version.to_string()])
+                .unwrap_or_default(),
+        }
     }
 
     /// The schemas the engine's own tables are in (see [`Engine::own_tables`]).
@@ -150,8 +173,19 @@ impl Engine {
                     .map(|rows| rows.join("+"))
             }
             _ => {
-                let applied = ledger::applied(conn, &settings.database.schema).await?;
-                ledger::newest(&applied).map(|row| format!("{}_{}", row.version, row.name))
+                // No files needed: the tool's ledger found, else ballast's.
+                let schema = &settings.database.schema;
+                let found = tool_ledger::find(&mut *conn, schema).await?;
+                let applied = match (settings.migrations.ledger, found.tools.as_slice()) {
+                    (LedgerChoice::Tool(tool), _) | (LedgerChoice::Auto, &[tool]) => {
+                        Ledger::Tool(tool).applied(conn, schema).await?
+                    }
+                    _ => ledger::applied(conn, schema).await?,
+                };
+                ledger::newest(&applied).map(|row| match row.name.is_empty() {
+                    true => row.version.clone(),
+                    false => format!("{}_{}", row.version, row.name),
+                })
             }
         })
     }

@@ -194,6 +194,16 @@ impl Snapshot {
     }
 
     /// Details shown with `-v` besides the state (the sql engine: files it left alone).
+    /// How the engine read the target (the sql engine: the folder's layout and the
+    /// ledger, and how each was decided), and whether that is worth saying without
+    /// `-v` (a tool's layout or ledger is involved).
+    pub fn reading(&self) -> Option<(String, bool)> {
+        match self {
+            Snapshot::Sql(s) => Some(s.reading()),
+            Snapshot::Alembic(_) => None,
+        }
+    }
+
     pub fn notes(&self) -> Vec<String> {
         match self {
             Snapshot::Sql(s) => s.notes(),
@@ -327,6 +337,19 @@ impl Snapshot {
     }
 
     /// What is applied, comparable across snapshots: equal means nothing changed.
+    /// The tool's ledger the sql engine keeps (`schema.table`), when it keeps one.
+    pub fn tool_ledger_table(&self) -> Option<String> {
+        match self {
+            Snapshot::Sql(s) => match s.ledger.ledger {
+                sql::ledger::Ledger::Tool(_) => {
+                    Some(format!("{}.{}", s.schema, s.ledger.ledger.table()))
+                }
+                sql::ledger::Ledger::Ballast => None,
+            },
+            Snapshot::Alembic(_) => None,
+        }
+    }
+
     pub fn fingerprint(&self) -> Vec<String> {
         let mut rows: Vec<String> = match self {
             Snapshot::Sql(s) => s
@@ -349,12 +372,22 @@ pub enum EngineError {
     Db(#[from] DbError),
     #[error(transparent)]
     Alembic(#[from] AlembicError),
+    #[error(transparent)]
+    Ledger(#[from] sql::ledger::LedgerError),
 }
 
-pub fn source(
-    settings: &Settings,
-) -> Result<(Vec<Migration>, Vec<crate::migrations::Ignored>), SourceError> {
-    crate::migrations::load_folder(&settings.migrations.dir, &settings.migrations.ignore)
+impl From<sql::ledger::ResolveError> for EngineError {
+    fn from(e: sql::ledger::ResolveError) -> Self {
+        match e {
+            sql::ledger::ResolveError::Ledger(e) => EngineError::Ledger(e),
+            sql::ledger::ResolveError::Db(e) => EngineError::Db(e),
+        }
+    }
+}
+
+pub fn source(settings: &Settings) -> Result<crate::migrations::Folder, SourceError> {
+    let m = &settings.migrations;
+    crate::migrations::load_folder(&m.dir, &m.ignore, m.layout)
 }
 
 /// One step of an upgrade: what the stage runs, and tries again after a lock timeout,
@@ -451,9 +484,12 @@ impl Snapshot {
                 let pending = s.pending();
                 let total = pending.len();
                 let batch = &pending[step.first..step.first + step.count];
+                let ledger = s.ledger.ledger;
                 match step.alone {
-                    Some(_) => sql::apply::alone(conn, batch[0], step.first, total, run).await,
-                    None => sql::apply::batch(conn, batch, step.first, total, run).await,
+                    Some(_) => {
+                        sql::apply::alone(conn, batch[0], step.first, total, ledger, run).await
+                    }
+                    None => sql::apply::batch(conn, batch, step.first, total, ledger, run).await,
                 }
             }
             Snapshot::Alembic(a) => {
@@ -480,7 +516,7 @@ impl Snapshot {
             Snapshot::Sql(s) => {
                 let target = match (to, start) {
                     (Some(to), _) => UndoGoal::To(to.to_string()),
-                    (None, Some(Snapshot::Sql(start))) => UndoGoal::Start(start.clone()),
+                    (None, Some(Snapshot::Sql(start))) => UndoGoal::Start(Box::new(start.clone())),
                     (None, _) => return Err(UndoRefused::NoStart),
                 };
                 sql::undo::plan(s, &target).map(UndoPlan::Sql)

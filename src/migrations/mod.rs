@@ -1,6 +1,7 @@
 //! The `sql` engine's migration files: discovery, version order, checksums, statements.
 //!
-//! A folder is read in the layouts sqlx and diesel write (see [`source`]); versions
+//! A folder is read in the layouts sqlx, diesel and dbmate write ([`layout`],
+//! [`source`]); versions
 //! are ordered as those tools order them ([`version`]); each migration's checksum is
 //! taken over its normalized text ([`checksum`]), so line endings and trailing
 //! whitespace never count as drift.
@@ -8,11 +9,13 @@
 pub mod checksum;
 pub mod commit_point;
 pub mod data_effects;
+pub mod layout;
 pub mod source;
 pub mod split;
 pub mod version;
 
-pub use source::{load_dir, load_folder, read_dir, read_folder, Ignored, Migration, SourceError};
+pub use layout::{Layout, Tool};
+pub use source::{load_folder, read_folder, Folder, Ignored, Migration, SourceError};
 pub use version::{steps_back, Version};
 
 /// Splits `items` into runs of transactional ones and lone non-transactional ones,

@@ -1,11 +1,15 @@
-//! Reading a migration folder.
+//! Reading a migration folder, in the layout [`super::layout`] decides.
 //!
-//! Layouts accepted, side by side in one folder:
+//! sqlx and diesel layouts (also side by side in one folder, as ballast has always
+//! read them; see [`Layout::Mixed`]):
 //! - sqlx: `<version>_<name>.up.sql` with an optional `<version>_<name>.down.sql`,
 //!   or a single `<version>_<name>.sql` (no down);
 //! - diesel: a folder `<version>_<name>/` holding `up.sql`, optional `down.sql` and an
 //!   optional `metadata.toml` whose `run_in_transaction = false` marks a migration that
 //!   must run outside a transaction.
+//!
+//! dbmate: `<version>_<name>.sql` holding a `-- migrate:up` section and an optional
+//! `-- migrate:down` one, each with its own `transaction:false` option.
 //!
 //! A first line `-- no-transaction` marks the same thing in any layout. Other files
 //! (README, .keep) are ignored; a `.sql` file whose name has no version is an error,
@@ -15,6 +19,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::checksum::checksum;
+use super::layout::{self, Layout, LayoutError, SectionError, Seen, Tool};
 use super::version::Version;
 
 #[derive(Debug, Clone)]
@@ -27,8 +32,13 @@ pub struct Migration {
     pub up_sql: String,
     pub down_sql: Option<String>,
     pub checksum: String,
-    /// False for `-- no-transaction` / `run_in_transaction = false`.
+    /// False for `-- no-transaction` / `run_in_transaction = false` /
+    /// dbmate's `-- migrate:up transaction:false`.
     pub transactional: bool,
+    /// False when the whole migration runs outside a transaction (diesel's
+    /// `metadata.toml`) or dbmate's down section says `transaction:false`; a down
+    /// file's own `-- no-transaction` first line says it too.
+    pub down_transactional: bool,
 }
 
 impl Migration {
@@ -80,6 +90,19 @@ pub enum SourceError {
     },
     #[error("{path}: invalid metadata.toml: {message}")]
     Metadata { path: PathBuf, message: String },
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error("{path}: {error}")]
+    Sections { path: PathBuf, error: SectionError },
+}
+
+/// A migration folder as read: its migrations in version order, what else it holds,
+/// and the layout they were read in.
+#[derive(Debug)]
+pub struct Folder {
+    pub migrations: Vec<Migration>,
+    pub ignored: Vec<Ignored>,
+    pub layout: Layout,
 }
 
 /// An entry of the migrations folder that is no migration, and why it is left alone.
@@ -89,20 +112,15 @@ pub struct Ignored {
     pub why: &'static str,
 }
 
-/// All migrations in `dir`, in version order, refusing a transactional one that holds
-/// `BEGIN`/`COMMIT`: it would end the deploy's transaction early. Entries matching an
-/// `ignore` pattern are left alone (see [`read_folder`]).
-pub fn load_dir(dir: &Path, ignore: &[String]) -> Result<Vec<Migration>, SourceError> {
-    load_folder(dir, ignore).map(|(migrations, _)| migrations)
-}
-
-/// [`load_dir`], with what the folder holds besides migrations ([`read_folder`]).
+/// [`read_folder`], refusing a transactional migration that holds `BEGIN`/`COMMIT`:
+/// it would end the deploy's transaction early.
 pub fn load_folder(
     dir: &Path,
     ignore: &[String],
-) -> Result<(Vec<Migration>, Vec<Ignored>), SourceError> {
-    let (migrations, ignored) = read_folder(dir, ignore)?;
-    for m in migrations.iter().filter(|m| m.transactional) {
+    layout: Option<Tool>,
+) -> Result<Folder, SourceError> {
+    let folder = read_folder(dir, ignore, layout)?;
+    for m in folder.migrations.iter().filter(|m| m.transactional) {
         if let Some(statement) = super::split::transaction_control(&m.up_sql) {
             return Err(SourceError::TransactionControl {
                 path: m.up_path.clone(),
@@ -111,13 +129,7 @@ pub fn load_folder(
             });
         }
     }
-    Ok((migrations, ignored))
-}
-
-/// All migrations in `dir`, in version order, whatever SQL they hold: for the lint,
-/// which reports a `BEGIN` in a transactional migration as one finding among others.
-pub fn read_dir(dir: &Path, ignore: &[String]) -> Result<Vec<Migration>, SourceError> {
-    read_folder(dir, ignore).map(|(migrations, _)| migrations)
+    Ok(folder)
 }
 
 /// The migrations in `dir`, and what else is there, left alone as the layout's own
@@ -127,11 +139,14 @@ pub fn read_dir(dir: &Path, ignore: &[String]) -> Result<Vec<Migration>, SourceE
 /// without a version; and whatever matches a `[migrations] ignore` pattern (`*` and
 /// `?` wildcards, matched against the name within the folder). A `.sql` file named
 /// like `data_seed.sql` in a sqlx folder stays an error, as sqlx has it: it may be a
-/// migration with a mistyped version.
+/// migration with a mistyped version. `layout`: the configured one (`None`: decided
+/// from the files). Whatever SQL the migrations hold (the lint reports a `BEGIN` in a
+/// transactional one as one finding among others; [`load_folder`] refuses it).
 pub fn read_folder(
     dir: &Path,
     ignore: &[String],
-) -> Result<(Vec<Migration>, Vec<Ignored>), SourceError> {
+    layout: Option<Tool>,
+) -> Result<Folder, SourceError> {
     if !dir.is_dir() {
         return Err(SourceError::MissingDir {
             path: dir.to_path_buf(),
@@ -157,8 +172,7 @@ pub fn read_folder(
         .iter()
         .any(|p| p.is_dir() && split_name(&name_of(p)).is_some());
 
-    let mut ups: BTreeMap<Version, Migration> = BTreeMap::new();
-    let mut downs: Vec<(Version, String, PathBuf)> = Vec::new();
+    let mut candidates = Vec::new();
     let mut ignored = Vec::new();
     for path in entries {
         let file_name = name_of(&path);
@@ -189,18 +203,42 @@ pub fn read_folder(
             });
             continue;
         }
-        let found = if path.is_dir() {
+        let text = match path.is_dir() {
+            true => None,
+            false => Some(std::fs::read_to_string(&path).map_err(io(&path))?),
+        };
+        candidates.push((path, text));
+    }
+    let mut seen = Seen::default();
+    for (path, text) in &candidates {
+        match text {
+            None => seen.folders.push(path.clone()),
+            Some(text) if layout::has_dbmate_up(text) => seen.sectioned.push(path.clone()),
+            Some(_) => seen.plain.push(path.clone()),
+        }
+    }
+    let decided = layout::decide(dir, &seen, layout)?;
+
+    let mut ups: BTreeMap<Version, Migration> = BTreeMap::new();
+    let mut downs: Vec<(Version, String, PathBuf)> = Vec::new();
+    for (path, text) in candidates {
+        let file_name = name_of(&path);
+        let file_name = file_name.as_str();
+        let found = if decided == Layout::Of(Tool::Dbmate) {
+            let text = text.unwrap_or_default();
+            let stem = file_name.strip_suffix(".sql").unwrap_or(file_name);
+            let (version, name) = split_name(stem).ok_or_else(|| bad_name(&path))?;
+            Some(dbmate_migration(version, name, path.clone(), &text)?)
+        } else if path.is_dir() {
             Some(read_diesel_folder(&path, file_name)?)
         } else if let Some(stem) = file_name.strip_suffix(".down.sql") {
-            let (version, name) = split_name(stem).ok_or_else(|| bad_name(&path))?;
-            let sql = std::fs::read_to_string(&path).map_err(io(&path))?;
-            downs.push((version, sql, path.clone()));
-            let _ = name;
+            let (version, _) = split_name(stem).ok_or_else(|| bad_name(&path))?;
+            downs.push((version, text.unwrap_or_default(), path.clone()));
             None
         } else if let Some(stem) = file_name.strip_suffix(".sql") {
             let stem = stem.strip_suffix(".up").unwrap_or(stem);
             let (version, name) = split_name(stem).ok_or_else(|| bad_name(&path))?;
-            let sql = std::fs::read_to_string(&path).map_err(io(&path))?;
+            let sql = text.unwrap_or_default();
             Some(migration(version, name, path.clone(), sql, None, true))
         } else {
             None
@@ -222,7 +260,28 @@ pub fn read_folder(
             None => return Err(SourceError::DownWithoutUp { path }),
         }
     }
-    Ok((ups.into_values().collect(), ignored))
+    Ok(Folder {
+        migrations: ups.into_values().collect(),
+        ignored,
+        layout: decided,
+    })
+}
+
+/// A dbmate file: its up section runs, its down section undoes it.
+fn dbmate_migration(
+    version: Version,
+    name: String,
+    path: PathBuf,
+    text: &str,
+) -> Result<Migration, SourceError> {
+    let sections = layout::dbmate_sections(text).map_err(|error| SourceError::Sections {
+        path: path.clone(),
+        error,
+    })?;
+    let mut m = migration(version, name, path, sections.up, sections.down, true);
+    m.transactional = m.transactional && sections.up_transactional;
+    m.down_transactional = sections.down_transactional;
+    Ok(m)
 }
 
 /// `*` (any run of characters) and `?` (one character) against `name`, whole.
@@ -299,6 +358,7 @@ fn migration(
         up_sql,
         down_sql,
         transactional: transactional && !marked,
+        down_transactional: transactional,
     }
 }
 
@@ -353,7 +413,7 @@ mod tests {
         );
         write(d, "README.md", "not a migration");
 
-        let all = load_dir(d, &[]).unwrap();
+        let all = load_folder(d, &[], None).map(|f| f.migrations).unwrap();
         let labels: Vec<String> = all.iter().map(Migration::label).collect();
         assert_eq!(
             labels,
@@ -372,7 +432,12 @@ mod tests {
             "1_idx.sql",
             "-- no-transaction\ncreate index concurrently i on t (x);",
         );
-        assert!(!load_dir(tmp.path(), &[]).unwrap()[0].transactional);
+        assert!(
+            !load_folder(tmp.path(), &[], None)
+                .map(|f| f.migrations)
+                .unwrap()[0]
+                .transactional
+        );
     }
 
     #[test]
@@ -383,7 +448,10 @@ mod tests {
             "1_a.sql",
             "begin;\ncreate table a (id int);\ncommit;\n",
         );
-        let err = load_dir(tmp.path(), &[]).unwrap_err().to_string();
+        let err = load_folder(tmp.path(), &[], None)
+            .map(|f| f.migrations)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 1") && err.contains("`begin;`"), "{err}");
 
         let tmp = tempfile::tempdir().unwrap();
@@ -397,7 +465,9 @@ mod tests {
             "2_g.sql",
             "-- no-transaction\nbegin;\nselect 1;\ncommit;",
         );
-        load_dir(tmp.path(), &[]).expect("BEGIN ATOMIC bodies and no-transaction files are fine");
+        load_folder(tmp.path(), &[], None)
+            .map(|f| f.migrations)
+            .expect("BEGIN ATOMIC bodies and no-transaction files are fine");
     }
 
     #[test]
@@ -405,7 +475,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         write(tmp.path(), "001_a.sql", "select 1;");
         write(tmp.path(), "1_b.sql", "select 1;");
-        let err = load_dir(tmp.path(), &[]).unwrap_err().to_string();
+        let err = load_folder(tmp.path(), &[], None)
+            .map(|f| f.migrations)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("version 1 is used twice"), "{err}");
     }
 
@@ -413,7 +486,10 @@ mod tests {
     fn sql_file_without_version_is_an_error() {
         let tmp = tempfile::tempdir().unwrap();
         write(tmp.path(), "create_users.sql", "select 1;");
-        let err = load_dir(tmp.path(), &[]).unwrap_err().to_string();
+        let err = load_folder(tmp.path(), &[], None)
+            .map(|f| f.migrations)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("create_users.sql"), "{err}");
     }
 
@@ -424,7 +500,11 @@ mod tests {
         write(tmp.path(), "README.md", "# migrations");
         write(tmp.path(), "seed.sql", "insert into a values (1);");
         write(tmp.path(), "seeds/users.sql", "insert into a values (2);");
-        let (migrations, ignored) = read_folder(tmp.path(), &[]).unwrap();
+        let Folder {
+            migrations,
+            ignored,
+            ..
+        } = read_folder(tmp.path(), &[], None).unwrap();
         assert_eq!(migrations.len(), 1);
         let names: Vec<&str> = ignored.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(names, ["README.md", "seed.sql", "seeds"]);
@@ -436,16 +516,25 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         write(tmp.path(), "2019-01-01-000000_a/up.sql", "select 1;");
         write(tmp.path(), "data_seed.sql", "insert into a values (1);");
-        let (migrations, ignored) = read_folder(tmp.path(), &[]).unwrap();
+        let Folder {
+            migrations,
+            ignored,
+            ..
+        } = read_folder(tmp.path(), &[], None).unwrap();
         assert_eq!(migrations.len(), 1);
         assert!(ignored[0].why.contains("diesel"), "{:?}", ignored);
         // In a sqlx folder it may be a mistyped migration: an error, unless ignored.
         let sqlx = tempfile::tempdir().unwrap();
         write(sqlx.path(), "1_a.sql", "select 1;");
         write(sqlx.path(), "data_seed.sql", "insert into a values (1);");
-        let err = load_dir(sqlx.path(), &[]).unwrap_err().to_string();
+        let err = load_folder(sqlx.path(), &[], None)
+            .map(|f| f.migrations)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("[migrations] ignore"), "{err}");
-        let (_, ignored) = load_folder(sqlx.path(), &["*seed*.sql".into()]).unwrap();
+        let ignored = load_folder(sqlx.path(), &["*seed*.sql".into()], None)
+            .unwrap()
+            .ignored;
         assert_eq!(ignored[0].why, "it matches [migrations] ignore");
     }
 
@@ -460,7 +549,8 @@ mod tests {
 
     #[test]
     fn missing_folder_names_the_key() {
-        let err = load_dir(Path::new("/nonexistent/ballast"), &[])
+        let err = load_folder(Path::new("/nonexistent/ballast"), &[], None)
+            .map(|f| f.migrations)
             .unwrap_err()
             .to_string();
         assert!(err.contains("migrations.dir"), "{err}");

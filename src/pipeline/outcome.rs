@@ -58,6 +58,10 @@ impl From<crate::engine::EngineError> for StageError {
         match e {
             crate::engine::EngineError::Db(db) => db.into(),
             crate::engine::EngineError::Source(source) => source.into(),
+            crate::engine::EngineError::Ledger(e) if e.is_config() => {
+                StageError::Config(e.to_string())
+            }
+            crate::engine::EngineError::Ledger(e) => StageError::Refused(e.to_string()),
             other => StageError::Failed(other.to_string()),
         }
     }

@@ -97,6 +97,13 @@ pub fn report_state(events: &Events, snap: &Snapshot) {
         pending: snap.pending_count(),
         pending_migrations: snap.pending_labels(),
     });
+    if let Some((reading, worth_saying)) = snap.reading() {
+        let severity = match worth_saying {
+            true => Severity::Info,
+            false => Severity::Detail,
+        };
+        events.diagnose(severity, reading, None);
+    }
     for note in snap.notes() {
         events.diagnose(Severity::Detail, note, None);
     }

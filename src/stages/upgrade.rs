@@ -175,6 +175,7 @@ mod tests {
             down_sql: None,
             checksum: checksum("select 1"),
             transactional,
+            down_transactional: true,
         }
     }
 

@@ -10,8 +10,9 @@ use sqlx::postgres::PgConnection;
 use sqlx::Executor;
 
 use super::alone::{run_alone, statement_failed, INTERRUPTED};
+use super::ledger::Ledger;
 use super::transaction::{in_one_transaction, Body, Ended};
-use crate::db::{ledger, DbError, SqlFailure};
+use crate::db::{ledger::NewRow, DbError, SqlFailure};
 use crate::engine::change::{ChangeError, PartialChange, Report, RunFacts, Stop};
 use crate::events::Event;
 use crate::migrations::Migration;
@@ -23,6 +24,7 @@ pub async fn batch(
     batch: &[&Migration],
     first_index: usize,
     total: usize,
+    ledger: Ledger,
     run: &RunFacts,
 ) -> Result<Report, ChangeError> {
     let versions: Vec<String> = batch.iter().map(|m| m.version.to_string()).collect();
@@ -34,6 +36,7 @@ pub async fn batch(
         batch,
         first_index,
         total,
+        ledger,
         run,
     };
     match in_one_transaction(conn, "beginning the deploy transaction", &mut body).await {
@@ -73,6 +76,7 @@ struct Batch<'a> {
     batch: &'a [&'a Migration],
     first_index: usize,
     total: usize,
+    ledger: Ledger,
     run: &'a RunFacts,
 }
 
@@ -80,6 +84,8 @@ impl Body for Batch<'_> {
     type Error = ChangeError;
 
     async fn run(&mut self, tx: &mut PgConnection) -> Result<(), ChangeError> {
+        let schema = &self.run.settings.database.schema;
+        self.ledger.ensure(&mut *tx, schema).await?;
         for (offset, m) in self.batch.iter().enumerate() {
             if crate::interrupt::requested() {
                 return Err(ChangeError::failed(INTERRUPTED, Report::default()));
@@ -98,7 +104,7 @@ impl Body for Batch<'_> {
                     report: Report::default(),
                 });
             }
-            record(tx, m, index, self.total, t, self.run).await?;
+            record(tx, m, index, self.total, t, self.ledger, self.run).await?;
         }
         crate::faults::pause("upgrade-transaction");
         Ok(())
@@ -111,13 +117,17 @@ pub async fn alone(
     m: &Migration,
     index: usize,
     total: usize,
+    ledger: Ledger,
     run: &RunFacts,
 ) -> Result<Report, ChangeError> {
+    ledger
+        .ensure(&mut *conn, &run.settings.database.schema)
+        .await?;
     run.events.emit(started(m, index, total));
     let t = Instant::now();
     let version = m.version.to_string();
     let Err(halted) = run_alone(conn, &m.up_sql, &run.events, Some("no-transaction")).await? else {
-        if let Err(e) = record(conn, m, index, total, t, run).await {
+        if let Err(e) = record(conn, m, index, total, t, ledger, run).await {
             // It ran; only the bookkeeping failed. Never let the run call this unchanged.
             let mut report = Report::default();
             report.partial(format!(
@@ -129,7 +139,7 @@ pub async fn alone(
                      insert its row into {}.{} by hand before the next deploy",
                     m.label(),
                     run.settings.database.schema,
-                    ledger::TABLE
+                    ledger.table()
                 ),
                 report,
             ));
@@ -167,16 +177,18 @@ pub async fn alone(
 
 /// Writes the ledger row for `m` (on `conn`: inside the batch's transaction, or on
 /// its own) and reports it applied.
+#[allow(clippy::too_many_arguments)]
 async fn record(
     conn: &mut PgConnection,
     m: &Migration,
     index: usize,
     total: usize,
     started: Instant,
+    ledger: Ledger,
     run: &RunFacts,
 ) -> Result<(), DbError> {
     let duration_ms = started.elapsed().as_millis() as u64;
-    let row = ledger::NewRow {
+    let row = NewRow {
         version: m.version.as_str(),
         name: &m.name,
         checksum: &m.checksum,
@@ -184,7 +196,9 @@ async fn record(
         duration_ms: duration_ms as i64,
         transactional: m.transactional,
     };
-    ledger::record(conn, &run.settings.database.schema, row).await?;
+    ledger
+        .record(conn, &run.settings.database.schema, m, row)
+        .await?;
     run.events.emit(Event::MigrationApplied {
         index,
         total,

@@ -16,6 +16,12 @@ pub struct SqlSnapshot {
     pub state: State,
     /// What the migrations folder holds besides migrations (`status -v` lists it).
     pub ignored: Vec<crate::migrations::Ignored>,
+    /// How the folder was read.
+    pub layout: crate::migrations::Layout,
+    /// Where applied migrations are recorded, and how that was settled.
+    pub ledger: super::ledger::Settled,
+    /// The schema the ledger is in (`database.schema`).
+    pub schema: String,
 }
 
 impl SqlSnapshot {
@@ -87,14 +93,35 @@ impl SqlSnapshot {
             )),
         );
         }
+        for row in &state.failed {
+            events.diagnose(
+                Severity::Error,
+                format!(
+                    "{} says migration {} failed (success = false): sqlx calls this database dirty and will not migrate it",
+                    snap.ledger.ledger.describe(&snap.schema),
+                    row.version
+                ),
+                Some(format!(
+                    "check what the migration left in the database and undo it by hand, then delete its row: delete from {}.{} where version = {}",
+                    snap.schema,
+                    snap.ledger.ledger.table(),
+                    row.version
+                )),
+            );
+        }
         for row in &state.unknown {
+            let when = match row.applied_at {
+                Some(at) => format!(" (on {})", at.to_rfc3339()),
+                None => String::new(),
+            };
+            let label = match row.name.is_empty() {
+                true => row.version.clone(),
+                false => format!("{}_{}", row.version, row.name),
+            };
             events.diagnose(
             Severity::Error,
             format!(
-                "unknown version: {}_{} is applied in the database (on {}) but has no file in the migration folder",
-                row.version,
-                row.name,
-                row.applied_at.to_rfc3339()
+                "unknown version: {label} is applied in the database{when} but has no file in the migration folder"
             ),
             Some("deploy from the branch that has this migration, or restore its file; if it was deleted on purpose, remove its row from the ledger by hand".into()),
         );
@@ -111,7 +138,7 @@ impl SqlSnapshot {
             Some("give it a version newer than every applied migration (rename the file) so every database applies migrations in one order".into()),
         );
         }
-        state.drift.len() + state.unknown.len() + state.out_of_order.len()
+        state.drift.len() + state.unknown.len() + state.out_of_order.len() + state.failed.len()
     }
 
     /// What `status -v` shows besides the state: what the folder holds besides
@@ -126,6 +153,26 @@ impl SqlSnapshot {
                 )
             })
             .collect()
+    }
+
+    /// What `status` says of how it read the target: the folder's layout and the
+    /// ledger, with how each was decided; and whether a tool is involved (then it is
+    /// said without `-v`).
+    pub fn reading(&self) -> (String, bool) {
+        let tool = self.ledger.ledger != super::ledger::Ledger::Ballast
+            || self
+                .layout
+                .tool()
+                .is_some_and(|t| t != crate::migrations::Tool::Sqlx);
+        (
+            format!(
+                "files: {} layout; applied migrations: {} ({})",
+                self.layout,
+                self.ledger.ledger.describe(&self.schema),
+                self.ledger.why
+            ),
+            tool,
+        )
     }
 }
 

@@ -26,6 +26,8 @@ pub struct State {
     pub unknown: Vec<AppliedRow>,
     /// Pending migrations older than the newest applied one (a branch merged late).
     pub out_of_order: Vec<usize>,
+    /// Rows the tool left for a migration that failed half-way (sqlx's dirty rows).
+    pub failed: Vec<AppliedRow>,
     /// The newest applied version that has a file.
     pub current: Option<Version>,
     pub applied_count: usize,
@@ -34,13 +36,23 @@ pub struct State {
 impl State {
     /// A deploy may proceed only from a clean state.
     pub fn is_blocked(&self) -> bool {
-        !self.drift.is_empty() || !self.unknown.is_empty() || !self.out_of_order.is_empty()
+        !self.drift.is_empty()
+            || !self.unknown.is_empty()
+            || !self.out_of_order.is_empty()
+            || !self.failed.is_empty()
     }
 }
 
-pub fn compare(source: &[Migration], applied: &[AppliedRow]) -> State {
+/// Compares the files with the ledger's rows; `checksum_of` gives a file's checksum
+/// as the ledger keeps it (`None`: it keeps none, and drift cannot be seen in it).
+pub fn compare(
+    source: &[Migration],
+    applied: &[AppliedRow],
+    checksum_of: impl Fn(&Migration) -> Option<String>,
+) -> State {
     let mut state = State {
         applied_count: applied.len(),
+        failed: applied.iter().filter(|r| r.failed).cloned().collect(),
         ..State::default()
     };
     let applied_by_version: std::collections::HashMap<Version, &AppliedRow> = applied
@@ -59,14 +71,18 @@ pub fn compare(source: &[Migration], applied: &[AppliedRow]) -> State {
         match applied_by_version.get(&migration.version) {
             Some(row) => {
                 state.current = Some(migration.version.clone());
-                if row.checksum != migration.checksum {
+                let file_checksum = checksum_of(migration);
+                if let Some(file_checksum) = file_checksum.filter(|sum| *sum != row.checksum) {
                     state.drift.push(Drift {
                         version: migration.version.to_string(),
                         name: migration.name.clone(),
                         file: migration.up_path.display().to_string(),
                         applied_checksum: row.checksum.clone(),
-                        file_checksum: migration.checksum.clone(),
-                        applied_at: row.applied_at.to_rfc3339(),
+                        file_checksum,
+                        applied_at: row
+                            .applied_at
+                            .map(|at| at.to_rfc3339())
+                            .unwrap_or_else(|| "an unrecorded date".into()),
                     });
                 }
             }
@@ -98,7 +114,13 @@ mod tests {
             down_sql: None,
             checksum: checksum(sql),
             transactional: true,
+            down_transactional: true,
         }
+    }
+
+    /// ballast's own checksum, as its ledger keeps it.
+    fn own(m: &Migration) -> Option<String> {
+        Some(m.checksum.clone())
     }
 
     fn row(v: &str, sql: &str) -> AppliedRow {
@@ -106,9 +128,10 @@ mod tests {
             version: v.into(),
             name: format!("m{v}"),
             checksum: checksum(sql),
-            applied_at: chrono::Utc::now(),
+            applied_at: Some(chrono::Utc::now()),
             run_id: "r".into(),
             duration_ms: 1,
+            failed: false,
         }
     }
 
@@ -119,7 +142,7 @@ mod tests {
             migration("2", "b"),
             migration("3", "c"),
         ];
-        let state = compare(&source, &[row("1", "a")]);
+        let state = compare(&source, &[row("1", "a")], own);
         assert_eq!(state.pending, vec![1, 2]);
         assert_eq!(state.current.as_ref().unwrap().as_str(), "1");
         assert!(!state.is_blocked());
@@ -128,14 +151,14 @@ mod tests {
     #[test]
     fn edited_applied_migration_is_drift() {
         let source = [migration("1", "a edited")];
-        let state = compare(&source, &[row("1", "a")]);
+        let state = compare(&source, &[row("1", "a")], own);
         assert_eq!(state.drift.len(), 1);
         assert!(state.is_blocked());
     }
 
     #[test]
     fn applied_without_file_is_unknown() {
-        let state = compare(&[migration("1", "a")], &[row("1", "a"), row("7", "x")]);
+        let state = compare(&[migration("1", "a")], &[row("1", "a"), row("7", "x")], own);
         assert_eq!(state.unknown[0].version, "7");
         assert!(state.is_blocked());
     }
@@ -147,7 +170,19 @@ mod tests {
             migration("2", "b"),
             migration("3", "c"),
         ];
-        let state = compare(&source, &[row("1", "a"), row("3", "c")]);
+        let state = compare(&source, &[row("1", "a"), row("3", "c")], own);
         assert_eq!(state.out_of_order, vec![1]);
+    }
+
+    #[test]
+    fn a_ledger_that_keeps_no_checksum_sees_no_drift_and_a_failed_row_blocks() {
+        let source = [migration("1", "a edited")];
+        let state = compare(&source, &[row("1", "a")], |_| None);
+        assert!(state.drift.is_empty());
+        let mut dirty = row("1", "a");
+        dirty.failed = true;
+        let state = compare(&source, &[dirty], |_| None);
+        assert_eq!(state.failed.len(), 1);
+        assert!(state.is_blocked());
     }
 }

@@ -16,10 +16,11 @@ use sqlx::postgres::PgConnection;
 use sqlx::Executor;
 
 use super::alone::{run_alone, statement_failed, INTERRUPTED};
+use super::ledger::Ledger;
 use super::transaction::{in_one_transaction, Body, Ended};
 use super::SqlSnapshot;
 use crate::db::ledger::{self, AppliedRow};
-use crate::db::SqlFailure;
+use crate::db::{DbError, SqlFailure};
 use crate::engine::change::{ChangeError, Report, RunFacts};
 use crate::engine::goal::UndoRefused;
 use crate::events::{Events, Severity};
@@ -35,7 +36,7 @@ pub enum UndoGoal {
     To(String),
     /// No `to` (the recovery ladder): undo what is applied now and was not in the
     /// run's starting state, i.e. exactly what this run applied.
-    Start(SqlSnapshot),
+    Start(Box<SqlSnapshot>),
 }
 
 /// The refusal a downgrade to `target` would meet, read from the files and the ledger
@@ -82,11 +83,24 @@ pub async fn run(
 pub struct Step {
     /// The ledger row's version as stored: the row this step deletes.
     version: String,
+    /// The migration's version as ballast's own record stores it.
+    own_version: String,
+    /// The ledger the row is in.
+    ledger: Ledger,
     label: String,
     down_sql: String,
     /// Where the down file is, for messages (when it has the expected name).
     down_file: Option<String>,
     transactional: bool,
+}
+
+impl Step {
+    /// Deletes the step's ledger row (and ballast's record of it).
+    async fn remove_row(&self, conn: &mut PgConnection, schema: &str) -> Result<bool, DbError> {
+        self.ledger
+            .remove(conn, schema, &self.own_version, &self.version)
+            .await
+    }
 }
 
 /// A checked downgrade.
@@ -233,7 +247,11 @@ fn step(snap: &SqlSnapshot, row: &AppliedRow) -> Result<Step, String> {
         ));
     };
     let mut wrong = Vec::new();
-    if m.checksum != row.checksum {
+    let ledger = snap.ledger.ledger;
+    if ledger
+        .checksum_of(m)
+        .is_some_and(|checksum| checksum != row.checksum)
+    {
         wrong.push(format!(
             "{} changed since it was applied, so its down may not undo what ran",
             m.up_path.display()
@@ -256,6 +274,8 @@ fn step(snap: &SqlSnapshot, row: &AppliedRow) -> Result<Step, String> {
     }
     Ok(Step {
         version: row.version.clone(),
+        own_version: m.version.to_string(),
+        ledger,
         label: m.label(),
         down_sql,
         down_file,
@@ -267,8 +287,7 @@ fn step(snap: &SqlSnapshot, row: &AppliedRow) -> Result<Step, String> {
 /// or when diesel's `metadata.toml` says `run_in_transaction = false`: that is about the
 /// whole migration, and it is the case when the up runs alone without the marker.
 fn down_runs_in_transaction(m: &Migration, down_sql: &str) -> bool {
-    let by_metadata = !m.transactional && !marked_no_transaction(&m.up_sql);
-    !by_metadata && !marked_no_transaction(down_sql)
+    m.down_transactional && !marked_no_transaction(down_sql)
 }
 
 /// The down file beside the up (`N_x.down.sql`, or diesel's `down.sql`). The source
@@ -449,13 +468,13 @@ impl Body for Downs<'_> {
                 let failure = SqlFailure::from_sqlx(&e);
                 return Err(stop(down_failed(step, &failure, self.run, None)));
             }
-            match ledger::remove(tx, schema, &step.version).await {
+            match step.remove_row(tx, schema).await {
                 Ok(true) => {}
                 Ok(false) => {
                     return Err(stop(format!(
                         "the ledger row of {} disappeared during the downgrade (something else changed {schema}.{})",
                         step.label,
-                        ledger::TABLE
+                        step.ledger.table()
                     )))
                 }
                 Err(e) => return Err(e.into()),
@@ -519,14 +538,14 @@ async fn undo_alone(
         )));
     }
     // Already gone is fine: nothing else may hold the row once its down ran.
-    if let Err(e) = ledger::remove(conn, schema, &step.version).await {
+    if let Err(e) = step.remove_row(conn, schema).await {
         progress.report.partial(format!(
             "the down of {label} (ran completely, its ledger row not deleted)"
         ));
         return Err(stop(format!(
             "the down of {label} ran completely but deleting its ledger row failed: {e}; \
              delete it by hand before the next deploy (delete from {schema}.{} where version = '{}')",
-            ledger::TABLE,
+            step.ledger.table(),
             step.version
         )));
     }
@@ -569,6 +588,7 @@ mod tests {
             up_sql: up,
             down_sql: down.map(str::to_string),
             transactional: true,
+            down_transactional: true,
         }
     }
 
@@ -577,19 +597,26 @@ mod tests {
             version: m.version.to_string(),
             name: m.name.clone(),
             checksum: m.checksum.clone(),
-            applied_at: chrono::Utc::now(),
+            applied_at: Some(chrono::Utc::now()),
             run_id: "r".into(),
             duration_ms: 1,
+            failed: false,
         }
     }
 
     fn snap(source: Vec<Migration>, applied: Vec<AppliedRow>) -> SqlSnapshot {
-        let state = compare(&source, &applied);
+        let state = compare(&source, &applied, |m| Some(m.checksum.clone()));
         SqlSnapshot {
             source,
             applied,
             state,
             ignored: Vec::new(),
+            layout: crate::migrations::Layout::Of(crate::migrations::Tool::Sqlx),
+            ledger: crate::engine::sql::ledger::Settled {
+                ledger: Ledger::Ballast,
+                why: "test",
+            },
+            schema: "public".into(),
         }
     }
 
@@ -636,7 +663,7 @@ mod tests {
     fn without_to_undoes_exactly_what_the_run_applied() {
         let now = three_applied();
         let start = snap(now.source.clone(), vec![applied(&now.source[0])]);
-        let undo = plan(&now, &UndoGoal::Start(start)).unwrap();
+        let undo = plan(&now, &UndoGoal::Start(Box::new(start))).unwrap();
         assert_eq!(labels(&undo), ["10_m10", "2_m2"]);
         assert_eq!(undo.ends_at, "1_m1");
     }
@@ -647,7 +674,7 @@ mod tests {
         let undo = plan(&now, &to("10")).unwrap();
         assert!(undo.steps.is_empty());
         assert_eq!(undo.already, "already at 10_m10");
-        let undo = plan(&now, &UndoGoal::Start(now.clone())).unwrap();
+        let undo = plan(&now, &UndoGoal::Start(Box::new(now.clone()))).unwrap();
         assert_eq!(undo.already, "already at 10_m10, where the run started");
 
         // A known version that is not applied yet: nothing newer is applied.
@@ -751,6 +778,7 @@ mod tests {
         ));
         let mut by_metadata = m("2", Some("drop index concurrently i;"));
         by_metadata.transactional = false;
+        by_metadata.down_transactional = false;
         assert!(!down_runs_in_transaction(
             &by_metadata,
             "drop index concurrently i;"

@@ -1,0 +1,296 @@
+//! The ledgers other migration tools keep, read and written exactly as each tool does,
+//! so that the tool and ballast agree at every moment: sqlx's `_sqlx_migrations`,
+//! diesel's `__diesel_schema_migrations`, dbmate's `schema_migrations`. (golang-migrate
+//! keeps a table of the same name as dbmate's, told apart by its `dirty` column.)
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha384};
+use sqlx::postgres::PgConnection;
+use sqlx::Row;
+
+use super::error::DbError;
+use super::ledger::{table_exists, AppliedRow};
+use super::quote_ident;
+use crate::migrations::{Migration, Tool};
+
+/// The table `tool` keeps its ledger in.
+pub fn table(tool: Tool) -> &'static str {
+    match tool {
+        Tool::Sqlx => "_sqlx_migrations",
+        Tool::Diesel => "__diesel_schema_migrations",
+        Tool::Dbmate => "schema_migrations",
+    }
+}
+
+/// What the database holds of the tools' ledgers, in `schema`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Found {
+    pub tools: Vec<Tool>,
+    /// A `schema_migrations` table with a `dirty` column: golang-migrate's.
+    pub golang_migrate: bool,
+}
+
+pub async fn find(conn: &mut PgConnection, schema: &str) -> Result<Found, DbError> {
+    let mut found = Found::default();
+    for tool in Tool::ALL {
+        if !table_exists(&mut *conn, schema, table(tool)).await? {
+            continue;
+        }
+        if tool == Tool::Dbmate && has_column(conn, schema, table(tool), "dirty").await? {
+            found.golang_migrate = true;
+        } else {
+            found.tools.push(tool);
+        }
+    }
+    Ok(found)
+}
+
+async fn has_column(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+    column: &str,
+) -> Result<bool, DbError> {
+    sqlx::query_scalar(
+        "select exists (select 1 from pg_attribute a join pg_class c on c.oid = a.attrelid \
+         join pg_namespace n on n.oid = c.relnamespace \
+         where n.nspname = $1 and c.relname = $2 and a.attname = $3 and not a.attisdropped)",
+    )
+    .bind(schema)
+    .bind(table)
+    .bind(column)
+    .fetch_one(conn)
+    .await
+    .map_err(|e| DbError::query(format!("reading the columns of {schema}.{table}"), &e))
+}
+
+/// The checksum `tool` keeps of a migration, as it computes it (`None`: it keeps none):
+/// sqlx's is the SHA-384 of the up file's bytes, in hex here.
+pub fn checksum(tool: Tool, m: &Migration) -> Option<String> {
+    match tool {
+        Tool::Sqlx => Some(hex::encode(Sha384::digest(m.up_sql.as_bytes()))),
+        Tool::Diesel | Tool::Dbmate => None,
+    }
+}
+
+/// The version as `tool` writes it: the file's own prefix (dbmate keeps leading zeros;
+/// diesel drops the dashes of `2019-01-01-000000`; sqlx reads an integer).
+pub fn written_version(tool: Tool, m: &Migration) -> String {
+    let entry = match tool {
+        // diesel's up.sql sits in the migration's folder.
+        Tool::Diesel => m.up_path.parent().and_then(|p| p.file_name()),
+        Tool::Sqlx | Tool::Dbmate => m.up_path.file_name(),
+    };
+    let name = entry.map(|n| n.to_string_lossy()).unwrap_or_default();
+    let prefix = name.split('_').next().unwrap_or_default();
+    match tool {
+        Tool::Diesel => prefix.replace('-', ""),
+        Tool::Sqlx => m.version.to_string(),
+        Tool::Dbmate => prefix.to_string(),
+    }
+}
+
+/// sqlx's description: the file's name after the version, `_` read as spaces.
+fn sqlx_description(m: &Migration) -> String {
+    m.name.replace('_', " ")
+}
+
+/// Creates `tool`'s table as the tool does, when missing.
+pub async fn ensure(conn: &mut PgConnection, schema: &str, tool: Tool) -> Result<(), DbError> {
+    let t = format!("{}.{}", quote_ident(schema), table(tool));
+    let sql = match tool {
+        Tool::Sqlx => format!(
+            "create table if not exists {t} (
+                 version bigint primary key,
+                 description text not null,
+                 installed_on timestamptz not null default now(),
+                 success boolean not null,
+                 checksum bytea not null,
+                 execution_time bigint not null
+             )"
+        ),
+        Tool::Diesel => format!(
+            "create table if not exists {t} (
+                 version varchar(50) primary key not null,
+                 run_on timestamp not null default current_timestamp
+             )"
+        ),
+        Tool::Dbmate => format!("create table if not exists {t} (version varchar primary key)"),
+    };
+    // `if not exists` says NOTICE when it exists: not worth a line in the log.
+    sqlx::raw_sql(&format!("set local client_min_messages = warning; {sql}"))
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            DbError::query(
+                format!("creating {}'s ledger {schema}.{}", tool, table(tool)),
+                &e,
+            )
+        })
+}
+
+/// The rows of `tool`'s ledger. sqlx's failed rows (`success = false`) are returned
+/// too, with `failed` set: sqlx calls such a database dirty.
+pub async fn applied(
+    conn: &mut PgConnection,
+    schema: &str,
+    tool: Tool,
+) -> Result<Vec<AppliedRow>, DbError> {
+    let t = format!("{}.{}", quote_ident(schema), table(tool));
+    let sql = match tool {
+        Tool::Sqlx => format!(
+            "select version::text, description, encode(checksum, 'hex'), installed_on, \
+             execution_time / 1000000, not success from {t}"
+        ),
+        Tool::Diesel => format!(
+            "select version::text, ''::text, ''::text, run_on at time zone 'UTC', 0::bigint, false from {t}"
+        ),
+        Tool::Dbmate => format!(
+            "select version::text, ''::text, ''::text, null::timestamptz, 0::bigint, false from {t}"
+        ),
+    };
+    let rows = sqlx::query(&sql).fetch_all(conn).await.map_err(|e| {
+        DbError::query(
+            format!("reading {}'s ledger {schema}.{}", tool, table(tool)),
+            &e,
+        )
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|r| AppliedRow {
+            version: r.get(0),
+            name: r.get::<String, _>(1).replace(' ', "_"),
+            checksum: r.get(2),
+            applied_at: r.get::<Option<DateTime<Utc>>, _>(3),
+            run_id: String::new(),
+            duration_ms: r.get(4),
+            failed: r.get(5),
+        })
+        .collect())
+}
+
+/// Records `m` as applied, as `tool` does (inside the migration's transaction when it
+/// has one).
+pub async fn record(
+    conn: &mut PgConnection,
+    schema: &str,
+    tool: Tool,
+    m: &Migration,
+    duration_ms: i64,
+) -> Result<(), DbError> {
+    let t = format!("{}.{}", quote_ident(schema), table(tool));
+    let version = written_version(tool, m);
+    let result = match tool {
+        Tool::Sqlx => {
+            let number: i64 = version.parse().map_err(|_| {
+                let why =
+                    format!("sqlx keeps versions as 64-bit integers, and {version} is not one");
+                DbError::query(
+                    format!("recording {}", m.label()),
+                    &sqlx::Error::Protocol(why),
+                )
+            })?;
+            let checksum = Sha384::digest(m.up_sql.as_bytes()).to_vec();
+            sqlx::query(&format!(
+                "insert into {t} (version, description, success, checksum, execution_time) \
+                 values ($1, $2, true, $3, $4)"
+            ))
+            .bind(number)
+            .bind(sqlx_description(m))
+            .bind(checksum)
+            .bind(duration_ms.saturating_mul(1_000_000))
+            .execute(conn)
+            .await
+        }
+        Tool::Diesel | Tool::Dbmate => {
+            sqlx::query(&format!("insert into {t} (version) values ($1)"))
+                .bind(&version)
+                .execute(conn)
+                .await
+        }
+    };
+    result.map(|_| ()).map_err(|e| {
+        DbError::query(
+            format!(
+                "recording {} in {}'s ledger {schema}.{}",
+                m.label(),
+                tool,
+                table(tool)
+            ),
+            &e,
+        )
+    })
+}
+
+/// Deletes the row of `version` (as the ledger stores it), as `tool`'s own rollback
+/// does. False when there was none.
+pub async fn remove(
+    conn: &mut PgConnection,
+    schema: &str,
+    tool: Tool,
+    version: &str,
+) -> Result<bool, DbError> {
+    let t = format!("{}.{}", quote_ident(schema), table(tool));
+    sqlx::query(&format!("delete from {t} where version::text = $1"))
+        .bind(version)
+        .execute(conn)
+        .await
+        .map(|done| done.rows_affected() > 0)
+        .map_err(|e| {
+            DbError::query(
+                format!(
+                    "deleting version {version} from {}'s ledger {schema}.{}",
+                    tool,
+                    table(tool)
+                ),
+                &e,
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(file: &str, sql: &str) -> Migration {
+        let stem = file.split('/').next().unwrap().trim_end_matches(".sql");
+        let (v, name) = stem.split_once('_').unwrap();
+        Migration {
+            version: crate::migrations::Version::parse(v).unwrap(),
+            name: name.into(),
+            up_path: file.into(),
+            up_sql: sql.into(),
+            down_sql: None,
+            checksum: String::new(),
+            transactional: true,
+            down_transactional: true,
+        }
+    }
+
+    #[test]
+    fn versions_are_written_as_each_tool_writes_them() {
+        let dbmate = m("0001_init.sql", "");
+        assert_eq!(written_version(Tool::Dbmate, &dbmate), "0001");
+        assert_eq!(written_version(Tool::Sqlx, &m("0001_init.sql", "")), "1");
+        let diesel = m("2019-01-01-000000_init/up.sql", "");
+        assert_eq!(written_version(Tool::Diesel, &diesel), "20190101000000");
+    }
+
+    #[test]
+    fn sqlx_checksums_the_files_bytes_with_sha384() {
+        // SHA-384 of "select 1;\n", as sqlx stores it (hex here).
+        let sum = checksum(Tool::Sqlx, &m("1_a.sql", "select 1;\n")).unwrap();
+        assert_eq!(sum.len(), 96);
+        assert_ne!(
+            sum,
+            checksum(Tool::Sqlx, &m("1_a.sql", "select 1;\r\n")).unwrap(),
+            "bytes, not normalized text: sqlx sees a changed line ending as a change"
+        );
+        assert_eq!(checksum(Tool::Dbmate, &m("1_a.sql", "select 1;")), None);
+        assert_eq!(
+            sqlx_description(&m("1_create_users.sql", "")),
+            "create users"
+        );
+    }
+}

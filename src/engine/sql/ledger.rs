@@ -1,0 +1,252 @@
+//! Which ledger the sql engine keeps for a target: ballast's own `ballast_migrations`,
+//! or the team's tool's table written exactly as the tool writes it
+//! ([`crate::db::tool_ledger`]). With a tool's ledger, ballast's own table stays beside
+//! it as ballast's record (which run applied what, for resume and the journal); the
+//! tool's ledger is the truth of what is applied.
+
+use sqlx::postgres::PgConnection;
+
+use crate::config::{LedgerChoice, Settings};
+use crate::db::ledger::{self, AppliedRow, NewRow};
+use crate::db::{tool_ledger, DbError};
+use crate::migrations::{Layout, Migration, Tool};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ledger {
+    Ballast,
+    Tool(Tool),
+}
+
+/// Why the ledger could not be settled: the run stops before reading anything more.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("schema {schema} holds two migration tools' ledgers, {first} and {second}: ballast cannot tell which one is true. Drop the stale one, or set [migrations] ledger to the one in use")]
+    Two {
+        schema: String,
+        first: String,
+        second: String,
+    },
+    #[error("{schema}.schema_migrations is golang-migrate's ledger (it has a `dirty` column), which ballast does not read yet: nothing was changed. Keep deploying this database with golang-migrate for now")]
+    GolangMigrate { schema: String },
+    #[error("the ledger is {ledger}, but the migration folder is laid out {layout}: {tool} would not read these files as they are. Set [migrations] layout = \"{tool}\" (and fix the files it names), or [migrations] ledger to the tool that wrote the folder")]
+    Layout {
+        ledger: String,
+        layout: Layout,
+        tool: Tool,
+    },
+    #[error("[migrations] ledger = \"{tool}\", but {table} is missing or empty while ballast's own ledger records {count} applied migration(s): ballast would run them all again. Copy those rows into {tool}'s ledger first (or set ledger = \"ballast\")")]
+    Empty {
+        tool: Tool,
+        table: String,
+        count: usize,
+    },
+}
+
+impl LedgerError {
+    /// The folder and the settings disagree (exit 2); the rest is about the database
+    /// (a refusal, exit 3).
+    pub fn is_config(&self) -> bool {
+        matches!(self, LedgerError::Layout { .. })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// The ledger settled for a target, and how it was settled (for `status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    pub ledger: Ledger,
+    pub why: &'static str,
+}
+
+impl Ledger {
+    /// Settles the ledger for the folder's `layout`, from the settings and what the
+    /// database holds (read only). `auto`: the tool's ledger found in the database;
+    /// none found, ballast's when it is there; on a database with neither, the
+    /// layout's tool's when only that tool writes such a folder (diesel's folders,
+    /// dbmate's sections), else ballast's: `<version>_<name>.sql` files are what every
+    /// hand-kept folder looks like, and sqlx's ledger is then `ledger = "sqlx"` away.
+    pub async fn settle(
+        settings: &Settings,
+        layout: Layout,
+        conn: &mut PgConnection,
+    ) -> Result<Settled, ResolveError> {
+        let schema = &settings.database.schema;
+        let found = tool_ledger::find(&mut *conn, schema).await?;
+        let settled = match settings.migrations.ledger {
+            LedgerChoice::Ballast => Settled {
+                ledger: Ledger::Ballast,
+                why: "set in [migrations] ledger",
+            },
+            LedgerChoice::Tool(tool) => {
+                if !found.tools.contains(&tool)
+                    || tool_ledger::applied(conn, schema, tool).await?.is_empty()
+                {
+                    let own = ledger::applied(&mut *conn, schema).await?;
+                    if !own.is_empty() {
+                        return Err(LedgerError::Empty {
+                            tool,
+                            table: format!("{schema}.{}", tool_ledger::table(tool)),
+                            count: own.len(),
+                        }
+                        .into());
+                    }
+                }
+                Settled {
+                    ledger: Ledger::Tool(tool),
+                    why: "set in [migrations] ledger",
+                }
+            }
+            LedgerChoice::Auto => auto(schema, layout, &found, conn).await?,
+        };
+        if let Ledger::Tool(tool) = settled.ledger {
+            if layout != Layout::Of(tool) {
+                return Err(LedgerError::Layout {
+                    ledger: settled.ledger.describe(schema),
+                    layout,
+                    tool,
+                }
+                .into());
+            }
+        }
+        Ok(settled)
+    }
+
+    /// `sqlx's ledger public._sqlx_migrations`, `ballast's ledger public.ballast_migrations`.
+    pub fn describe(&self, schema: &str) -> String {
+        match self {
+            Ledger::Ballast => format!("ballast's ledger {schema}.{}", ledger::TABLE),
+            Ledger::Tool(tool) => {
+                format!("{tool}'s ledger {schema}.{}", tool_ledger::table(*tool))
+            }
+        }
+    }
+
+    /// The table that says what is applied.
+    pub fn table(&self) -> &'static str {
+        match self {
+            Ledger::Ballast => ledger::TABLE,
+            Ledger::Tool(tool) => tool_ledger::table(*tool),
+        }
+    }
+
+    /// What is applied, as the ledger says.
+    pub async fn applied(
+        &self,
+        conn: &mut PgConnection,
+        schema: &str,
+    ) -> Result<Vec<AppliedRow>, DbError> {
+        match self {
+            Ledger::Ballast => ledger::applied(conn, schema).await,
+            Ledger::Tool(tool) => {
+                if !ledger::table_exists(&mut *conn, schema, tool_ledger::table(*tool)).await? {
+                    return Ok(Vec::new());
+                }
+                tool_ledger::applied(conn, schema, *tool).await
+            }
+        }
+    }
+
+    /// The checksum this ledger keeps of `m` (`None`: it keeps none, so no drift can
+    /// be seen in it).
+    pub fn checksum_of(&self, m: &Migration) -> Option<String> {
+        match self {
+            Ledger::Ballast => Some(m.checksum.clone()),
+            Ledger::Tool(tool) => tool_ledger::checksum(*tool, m),
+        }
+    }
+
+    /// Creates the tool's table as the tool does, when missing (ballast's own tables
+    /// are created by the upgrade stage).
+    pub async fn ensure(&self, conn: &mut PgConnection, schema: &str) -> Result<(), DbError> {
+        match self {
+            Ledger::Ballast => Ok(()),
+            Ledger::Tool(tool) => tool_ledger::ensure(conn, schema, *tool).await,
+        }
+    }
+
+    /// Records `m` as applied: in the tool's ledger as the tool does, and in ballast's
+    /// own record (the run that applied it).
+    pub async fn record(
+        &self,
+        conn: &mut PgConnection,
+        schema: &str,
+        m: &Migration,
+        row: NewRow<'_>,
+    ) -> Result<(), DbError> {
+        if let Ledger::Tool(tool) = self {
+            tool_ledger::record(&mut *conn, schema, *tool, m, row.duration_ms).await?;
+        }
+        ledger::record(conn, schema, row, *self != Ledger::Ballast).await
+    }
+
+    /// Deletes a migration's row, as a downgrade does: `stored`, the version as this
+    /// ledger stores it; `own`, as ballast's record does. False when the ledger had
+    /// none.
+    pub async fn remove(
+        &self,
+        conn: &mut PgConnection,
+        schema: &str,
+        own: &str,
+        stored: &str,
+    ) -> Result<bool, DbError> {
+        let removed = ledger::remove(&mut *conn, schema, own).await?;
+        match self {
+            Ledger::Ballast => Ok(removed),
+            Ledger::Tool(tool) => tool_ledger::remove(conn, schema, *tool, stored).await,
+        }
+    }
+}
+
+async fn auto(
+    schema: &str,
+    layout: Layout,
+    found: &tool_ledger::Found,
+    conn: &mut PgConnection,
+) -> Result<Settled, ResolveError> {
+    if found.golang_migrate {
+        return Err(LedgerError::GolangMigrate {
+            schema: schema.to_string(),
+        }
+        .into());
+    }
+    match found.tools.as_slice() {
+        [tool] => {
+            return Ok(Settled {
+                ledger: Ledger::Tool(*tool),
+                why: "found in the database",
+            })
+        }
+        [first, second, ..] => {
+            return Err(LedgerError::Two {
+                schema: schema.to_string(),
+                first: Ledger::Tool(*first).describe(schema),
+                second: Ledger::Tool(*second).describe(schema),
+            }
+            .into())
+        }
+        [] => {}
+    }
+    if ledger::table_exists(conn, schema, ledger::TABLE).await? {
+        return Ok(Settled {
+            ledger: Ledger::Ballast,
+            why: "found in the database",
+        });
+    }
+    Ok(match layout {
+        Layout::Of(tool @ (Tool::Diesel | Tool::Dbmate)) => Settled {
+            ledger: Ledger::Tool(tool),
+            why: "no ledger in the database yet: the one the folder's tool keeps",
+        },
+        Layout::Of(Tool::Sqlx) | Layout::Mixed => Settled {
+            ledger: Ledger::Ballast,
+            why: "no ledger in the database yet (set [migrations] ledger = \"sqlx\" for sqlx's)",
+        },
+    })
+}
