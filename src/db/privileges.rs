@@ -1,4 +1,5 @@
-//! Whether the current role may create ballast's tables and write its ledger.
+//! Whether the current role may create ballast's tables and write its ledger (or the
+//! tool's ledger the sql engine keeps).
 
 use sqlx::postgres::PgConnection;
 
@@ -38,19 +39,35 @@ pub async fn missing_privileges(
             ),
         )));
     }
-    if ledger::table_exists(conn, schema, ledger::TABLE).await? {
-        let name = format!("{}.{}", quote_ident(schema), ledger::TABLE);
-        let ok: bool = sqlx::query_scalar("select has_table_privilege($1, 'SELECT, INSERT')")
+    missing_on_table(conn, schema, ledger::TABLE, "SELECT, INSERT").await
+}
+
+/// `Some((problem, the GRANT that fixes it))` when `schema.table` exists and the
+/// current role lacks one of `privileges` on it (`SELECT, INSERT` to keep a ledger).
+pub async fn missing_on_table(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+    privileges: &str,
+) -> Result<Option<(String, String)>, DbError> {
+    if !ledger::table_exists(&mut *conn, schema, table).await? {
+        return Ok(None);
+    }
+    let name = format!("{}.{}", quote_ident(schema), table);
+    let (user, ok): (String, bool) =
+        sqlx::query_as("select current_user::text, has_table_privilege($1, $2)")
             .bind(&name)
+            .bind(privileges)
             .fetch_one(&mut *conn)
             .await
-            .map_err(|e| DbError::query("checking privileges on the ledger", &e))?;
-        if !ok {
-            return Ok(Some((
-                format!("role {user} cannot read and write {name}"),
-                format!("GRANT SELECT, INSERT ON {name} TO {user};"),
-            )));
-        }
-    }
-    Ok(None)
+            .map_err(|e| DbError::query(format!("checking privileges on {name}"), &e))?;
+    Ok((!ok).then(|| {
+        (
+            match privileges {
+                "SELECT" => format!("role {user} cannot read {name}"),
+                _ => format!("role {user} cannot read and write {name}"),
+            },
+            format!("GRANT {privileges} ON {name} TO {user};"),
+        )
+    }))
 }

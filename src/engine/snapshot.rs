@@ -178,10 +178,16 @@ impl Snapshot {
     ) -> Result<Option<(String, String)>, DbError> {
         let ours = crate::db::privileges::missing_privileges(&mut *conn, schema).await?;
         match self {
-            Snapshot::Alembic(a) if ours.is_none() => {
-                alembic::snapshot::missing_privileges(conn, &a.version).await
-            }
-            _ => Ok(ours),
+            _ if ours.is_some() => Ok(ours),
+            Snapshot::Alembic(a) => alembic::snapshot::missing_privileges(conn, &a.version).await,
+            Snapshot::Sql(s) => match s.ledger.ledger {
+                sql::ledger::Ledger::Tool(_) => {
+                    let table = s.ledger.ledger.table();
+                    crate::db::privileges::missing_on_table(conn, schema, table, "SELECT, INSERT")
+                        .await
+                }
+                sql::ledger::Ledger::Ballast => Ok(None),
+            },
         }
     }
 
@@ -193,7 +199,6 @@ impl Snapshot {
         }
     }
 
-    /// Details shown with `-v` besides the state (the sql engine: files it left alone).
     /// How the engine read the target (the sql engine: the folder's layout and the
     /// ledger, and how each was decided), and whether that is worth saying without
     /// `-v` (a tool's layout or ledger is involved).
@@ -204,6 +209,7 @@ impl Snapshot {
         }
     }
 
+    /// Details shown with `-v` besides the state (the sql engine: files it left alone).
     pub fn notes(&self) -> Vec<String> {
         match self {
             Snapshot::Sql(s) => s.notes(),

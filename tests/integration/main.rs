@@ -1,5 +1,6 @@
 //! Integration tests: the real binary against a real PostgreSQL.
 
+mod adoption;
 mod alembic;
 mod alembic_projects;
 mod backup;

@@ -34,6 +34,8 @@ pub enum LedgerError {
         layout: Layout,
         tool: Tool,
     },
+    #[error("{problem}, so ballast cannot tell what is applied: nothing was changed. {grant}")]
+    CannotRead { problem: String, grant: String },
     #[error("[migrations] ledger = \"{tool}\", but {table} is missing or empty while ballast's own ledger records {count} applied migration(s): ballast would run them all again. Copy those rows into {tool}'s ledger first (or set ledger = \"ballast\")")]
     Empty {
         tool: Tool,
@@ -85,9 +87,11 @@ impl Ledger {
                 why: "set in [migrations] ledger",
             },
             LedgerChoice::Tool(tool) => {
-                if !found.tools.contains(&tool)
-                    || tool_ledger::applied(conn, schema, tool).await?.is_empty()
-                {
+                let rows = match found.tools.contains(&tool) {
+                    true => count_rows(conn, schema, tool).await?,
+                    false => 0,
+                };
+                if rows == 0 {
                     let own = ledger::applied(&mut *conn, schema).await?;
                     if !own.is_empty() {
                         return Err(LedgerError::Empty {
@@ -106,6 +110,12 @@ impl Ledger {
             LedgerChoice::Auto => auto(schema, layout, &found, conn).await?,
         };
         if let Ledger::Tool(tool) = settled.ledger {
+            let table = tool_ledger::table(tool);
+            if let Some((problem, grant)) =
+                crate::db::privileges::missing_on_table(&mut *conn, schema, table, "SELECT").await?
+            {
+                return Err(LedgerError::CannotRead { problem, grant }.into());
+            }
             if layout != Layout::Of(tool) {
                 return Err(LedgerError::Layout {
                     ledger: settled.ledger.describe(schema),
@@ -249,4 +259,24 @@ async fn auto(
             why: "no ledger in the database yet (set [migrations] ledger = \"sqlx\" for sqlx's)",
         },
     })
+}
+
+/// How many rows `tool`'s ledger holds (its table exists); 1 when the role may not
+/// read it (the caller then refuses with the GRANT).
+async fn count_rows(conn: &mut PgConnection, schema: &str, tool: Tool) -> Result<i64, DbError> {
+    let table = tool_ledger::table(tool);
+    if crate::db::privileges::missing_on_table(&mut *conn, schema, table, "SELECT")
+        .await?
+        .is_some()
+    {
+        return Ok(1);
+    }
+    let sql = format!(
+        "select count(*) from {}.{table}",
+        crate::db::quote_ident(schema)
+    );
+    sqlx::query_scalar(&sql)
+        .fetch_one(conn)
+        .await
+        .map_err(|e| DbError::query(format!("counting the rows of {schema}.{table}"), &e))
 }

@@ -39,12 +39,24 @@ impl SqlSnapshot {
             .collect();
         applied.sort_by(|a, b| b.0.cmp(&a.0));
         match applied.get(steps) {
-            Some((_, row)) => Ok(format!("{}_{}", row.version, row.name)),
+            Some((_, row)) => Ok(self.row_label(row)),
             None if steps == applied.len() => Ok("base".into()),
             None => Err(crate::engine::goal::GoalError::PastBase {
                 to: to.into(),
                 applied: crate::engine::goal::GoalError::applied(applied.len(), "migration"),
             }),
+        }
+    }
+
+    /// A ledger row as a person reads it: its file's label (`3_add_orders`), else
+    /// what the row keeps (a dbmate row keeps its version alone).
+    pub fn row_label(&self, row: &ledger::AppliedRow) -> String {
+        let file = crate::migrations::Version::parse(&row.version)
+            .and_then(|v| self.source.iter().find(|m| m.version == v));
+        match (file, row.name.is_empty()) {
+            (Some(m), _) => m.label(),
+            (None, true) => row.version.clone(),
+            (None, false) => format!("{}_{}", row.version, row.name),
         }
     }
 
@@ -114,10 +126,7 @@ impl SqlSnapshot {
                 Some(at) => format!(" (on {})", at.to_rfc3339()),
                 None => String::new(),
             };
-            let label = match row.name.is_empty() {
-                true => row.version.clone(),
-                false => format!("{}_{}", row.version, row.name),
-            };
+            let label = self.row_label(row);
             events.diagnose(
             Severity::Error,
             format!(

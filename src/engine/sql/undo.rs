@@ -143,7 +143,7 @@ pub fn plan(snap: &SqlSnapshot, target: &UndoGoal) -> Result<Undo, UndoRefused> 
         .filter(|r| !undone.contains(r.version.as_str()))
         .cloned()
         .collect();
-    let ends_at = label_of_newest(&left);
+    let ends_at = label_of_newest(snap, &left);
     let already = match target {
         UndoGoal::To(to)
             if *to == ends_at || Version::parse(to).is_some_and(|v| is_at(&left, &v)) =>
@@ -242,8 +242,8 @@ fn step(snap: &SqlSnapshot, row: &AppliedRow) -> Result<Step, String> {
         Version::parse(&row.version).and_then(|v| snap.source.iter().find(|m| m.version == v));
     let Some(m) = file else {
         return Err(format!(
-            "{}_{} is applied but its migration file is gone, so there is no down to run",
-            row.version, row.name
+            "{} is applied but its migration file is gone, so there is no down to run",
+            snap.row_label(row)
         ));
     };
     let mut wrong = Vec::new();
@@ -318,9 +318,9 @@ fn same_versions(a: &[AppliedRow], b: &[AppliedRow]) -> bool {
 }
 
 /// `3_add_orders` for the newest row, `base (nothing applied)` for none.
-fn label_of_newest(rows: &[AppliedRow]) -> String {
+fn label_of_newest(snap: &SqlSnapshot, rows: &[AppliedRow]) -> String {
     match ledger::newest(rows) {
-        Some(row) => format!("{}_{}", row.version, row.name),
+        Some(row) => snap.row_label(row),
         None => "base (nothing applied)".to_string(),
     }
 }

@@ -1,0 +1,299 @@
+//! Adopting databases other tools migrated: their layouts and their ledgers, read and
+//! written as each tool does, with the real dbmate running next to ballast.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha384};
+
+use crate::harness::Project;
+
+/// The dbmate binary scripts/ensure-dbmate installs.
+fn dbmate_bin() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/dbmate/node_modules/@dbmate/linux-x64/bin/dbmate");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run scripts/ensure-dbmate (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs the real dbmate on the project's folder and database; panics unless it exits 0.
+fn dbmate(p: &Project, args: &[&str]) -> String {
+    let out: Output = Command::new(dbmate_bin())
+        .args(["--no-dump-schema", "--migrations-dir", "migrations"])
+        .args(args)
+        .current_dir(p.path())
+        .env("DATABASE_URL", format!("{}?sslmode=disable", p.url))
+        .output()
+        .expect("run dbmate");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "dbmate {args:?}: {text}");
+    text
+}
+
+const DBMATE_ONE: &str = "-- migrate:up\ncreate table shop (id bigint primary key, name text);\n\n-- migrate:down\ndrop table shop;\n";
+const DBMATE_TWO: &str = "-- migrate:up transaction:false\ncreate index concurrently shop_name on shop (name);\n\n-- migrate:down\ndrop index shop_name;\n";
+
+#[test]
+fn a_database_dbmate_migrated_is_deployed_by_ballast_and_dbmate_agrees_both_ways() {
+    let p = Project::new();
+    p.migration("20240101000000_shop.sql", DBMATE_ONE);
+    dbmate(&p, &["up"]);
+    p.migration("20240102000000_shop_name.sql", DBMATE_TWO);
+
+    let status = p.ballast(&["status"]);
+    status.expect_code(1);
+    let out = status.stdout();
+    assert!(out.contains("1 applied, 1 pending"), "{out}");
+    assert!(
+        out.contains("files: dbmate layout")
+            && out.contains("dbmate's ledger public.schema_migrations (found in the database)"),
+        "{out}"
+    );
+
+    let deploy = p.ballast(&["--yes", "deploy"]);
+    deploy.expect_code(0);
+    // The down section never ran; the up ran outside a transaction, as dbmate would.
+    assert!(p.table_exists("public.shop"));
+    assert_eq!(
+        p.sql("select indexrelid::regclass::text from pg_index where indexrelid = 'shop_name'::regclass"),
+        "shop_name"
+    );
+    assert_eq!(
+        p.sql("select string_agg(version, ',' order by version) from schema_migrations"),
+        "20240101000000,20240102000000"
+    );
+    let said = dbmate(&p, &["status"]);
+    assert!(
+        said.contains("Applied: 2") && said.contains("Pending: 0"),
+        "{said}"
+    );
+
+    // dbmate rolls back what ballast applied; ballast sees it and applies it again.
+    dbmate(&p, &["rollback"]);
+    assert_eq!(p.sql("select to_regclass('shop_name') is null"), "t");
+    let status = p.ballast(&["status"]);
+    assert!(
+        status.stdout().contains("1 applied, 1 pending"),
+        "{}",
+        status.all()
+    );
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+
+    // ballast rolls back; dbmate sees it pending.
+    p.ballast(&["--yes", "run", "rollback"]).expect_code(0);
+    let said = dbmate(&p, &["status"]);
+    assert!(
+        said.contains("Applied: 1") && said.contains("Pending: 1"),
+        "{said}"
+    );
+    assert_eq!(p.sql("select to_regclass('shop_name') is null"), "t");
+}
+
+#[test]
+fn on_an_empty_database_a_dbmate_folder_gets_dbmates_ledger_and_only_its_up_sections_run() {
+    let p = Project::new();
+    p.migration("20240101000000_shop.sql", DBMATE_ONE);
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    // The file as one migration would have dropped the table right after creating it.
+    assert!(p.table_exists("public.shop"));
+    assert_eq!(
+        p.sql("select version from schema_migrations"),
+        "20240101000000"
+    );
+    let said = dbmate(&p, &["status"]);
+    assert!(
+        said.contains("Applied: 1") && said.contains("Pending: 0"),
+        "{said}"
+    );
+    // ballast's own record of which run applied it stays beside the tool's ledger.
+    assert_eq!(p.sql("select count(*) from ballast_migrations"), "1");
+}
+
+/// `_sqlx_migrations` as sqlx-cli creates it, with `files` applied by "sqlx": each
+/// file's SQL run and its row written with sqlx's checksum (SHA-384 of the bytes).
+fn migrated_by_sqlx(p: &Project, files: &[(&str, &str)]) {
+    p.sql(
+        "create table _sqlx_migrations (version bigint primary key, description text not null, \
+         installed_on timestamptz not null default now(), success boolean not null, \
+         checksum bytea not null, execution_time bigint not null)",
+    );
+    for (file, sql) in files {
+        p.migration(file, sql);
+        p.sql(sql);
+        let (version, rest) = file.split_once('_').unwrap();
+        let description = rest.trim_end_matches(".sql").replace('_', " ");
+        let checksum = hex::encode(Sha384::digest(sql.as_bytes()));
+        p.sql(&format!(
+            "insert into _sqlx_migrations (version, description, success, checksum, execution_time) \
+             values ({version}, '{description}', true, '\\x{checksum}', 1000)"
+        ));
+    }
+}
+
+#[test]
+fn a_database_sqlx_migrated_is_deployed_from_its_ledger_and_written_as_sqlx_writes_it() {
+    let p = Project::new();
+    migrated_by_sqlx(&p, &[("1_create_a.sql", "create table a (id int);\n")]);
+    let b = "create table b (id int);\n";
+    p.migration("2_create_b.sql", b);
+
+    let status = p.ballast(&["status"]);
+    let out = status.stdout();
+    assert!(out.contains("1 applied, 1 pending"), "{out}");
+    assert!(
+        out.contains("sqlx's ledger public._sqlx_migrations (found in the database)"),
+        "{out}"
+    );
+
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert!(p.table_exists("public.b"));
+    assert_eq!(
+        p.sql("select description || ' ' || success || ' ' || encode(checksum, 'hex') || ' ' || (execution_time >= 0) from _sqlx_migrations where version = 2"),
+        format!("create b true {} true", hex::encode(Sha384::digest(b.as_bytes())))
+    );
+    p.ballast(&["status"]).expect_code(0);
+
+    // sqlx's checksum is over the file's bytes: an edit is drift, in sqlx's terms.
+    p.migration("1_create_a.sql", "create table a (id bigint);\n");
+    let status = p.ballast(&["status"]);
+    status.expect_code(1);
+    assert!(
+        status.stdout().contains("drift: migration 1_create_a"),
+        "{}",
+        status.stdout()
+    );
+    p.migration("1_create_a.sql", "create table a (id int);\n");
+
+    // A row sqlx left for a migration that failed: sqlx calls the database dirty.
+    p.sql("insert into _sqlx_migrations values (3, 'c', now(), false, '\\x00', -1)");
+    p.migration("3_c.sql", "create table c (id int);\n");
+    p.migration("4_d.sql", "create table d (id int);\n");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(3);
+    assert!(
+        run.stdout()
+            .contains("says migration 3 failed (success = false)"),
+        "{}",
+        run.stdout()
+    );
+    assert!(!p.table_exists("public.d"));
+}
+
+#[test]
+fn a_sqlx_rollback_by_ballast_deletes_sqlxs_row() {
+    let p = Project::new();
+    p.write_config("[migrations]\nledger = \"sqlx\"\n");
+    p.migration("1_a.up.sql", "create table a (id int);\n")
+        .migration("1_a.down.sql", "drop table a;\n");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(p.sql("select count(*) from _sqlx_migrations"), "1");
+    p.ballast(&["--yes", "run", "rollback"]).expect_code(0);
+    assert_eq!(p.sql("select count(*) from _sqlx_migrations"), "0");
+    assert!(!p.table_exists("public.a"));
+}
+
+#[test]
+fn ledgers_ballast_cannot_trust_stop_the_run_before_anything_changes() {
+    // Two tools' ledgers: which one is true?
+    let p = Project::new();
+    migrated_by_sqlx(&p, &[("1_a.sql", "create table a (id int);\n")]);
+    p.sql("create table schema_migrations (version varchar primary key)");
+    p.migration("2_b.sql", "create table b (id int);\n");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(3);
+    assert!(
+        run.stdout().contains("_sqlx_migrations")
+            && run.stdout().contains("public.schema_migrations"),
+        "{}",
+        run.stdout()
+    );
+    assert!(!p.table_exists("public.b"));
+
+    // golang-migrate's table, which ballast does not read yet.
+    let p = Project::new();
+    p.sql("create table schema_migrations (version bigint primary key, dirty boolean not null); insert into schema_migrations values (1, false)");
+    p.migration("1_a.up.sql", "create table a (id int);\n");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(3);
+    assert!(run.stdout().contains("golang-migrate"), "{}", run.stdout());
+    assert!(!p.table_exists("public.a"));
+
+    // A ledger the role may not read: the GRANT that fixes it.
+    let p = Project::new();
+    migrated_by_sqlx(&p, &[("1_a.sql", "create table a (id int);\n")]);
+    let role = format!("r_{}", p.db);
+    p.sql(&format!(
+        "create role {role} login; grant usage, create on schema public to {role}; revoke all on _sqlx_migrations from {role}"
+    ));
+    let url = p.url.replace("postgres@", &format!("{role}@"));
+    let run = p.ballast_with(&["status"], &[("BALLAST_DATABASE__URL", url.as_str())]);
+    assert!(
+        run.all().contains(&format!(
+            "GRANT SELECT ON \"public\"._sqlx_migrations TO {role}"
+        )),
+        "{}",
+        run.all()
+    );
+
+    // ledger = "sqlx" set on a database ballast's own ledger already tracks.
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);\n");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    p.write_config("[migrations]\nledger = \"sqlx\"\n");
+    p.migration("2_b.sql", "create table b (id int);\n");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(3);
+    assert!(
+        run.stdout().contains("would run them all again"),
+        "{}",
+        run.stdout()
+    );
+    assert!(!p.table_exists("public.b"));
+}
+
+#[test]
+fn folders_no_tool_would_read_are_refused_with_the_files_named() {
+    // dbmate files beside a plain one: dbmate would refuse the plain one.
+    let p = Project::new();
+    p.migration("20240101000000_shop.sql", DBMATE_ONE)
+        .migration("20240102000000_plain.sql", "create table plain (id int);\n");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(2);
+    assert!(
+        run.all().contains("20240102000000_plain.sql") && run.all().contains("-- migrate:up"),
+        "{}",
+        run.all()
+    );
+    assert!(!p.table_exists("public.shop"));
+
+    // A dbmate file whose statements come before its up section.
+    let p = Project::new();
+    p.migration(
+        "20240101000000_shop.sql",
+        "create table early (id int);\n-- migrate:up\ncreate table shop (id int);\n",
+    );
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(2);
+    assert!(
+        run.all().contains("line 1") && run.all().contains("before `-- migrate:up`"),
+        "{}",
+        run.all()
+    );
+
+    // The ledger found is dbmate's, the files are not.
+    let p = Project::new();
+    p.sql("create table schema_migrations (version varchar primary key)");
+    p.migration("1_a.sql", "create table a (id int);\n");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(2);
+    assert!(run.all().contains("layout = \"dbmate\""), "{}", run.all());
+    assert!(!p.table_exists("public.a"));
+}
