@@ -297,3 +297,34 @@ fn folders_no_tool_would_read_are_refused_with_the_files_named() {
     assert!(run.all().contains("layout = \"dbmate\""), "{}", run.all());
     assert!(!p.table_exists("public.a"));
 }
+
+#[test]
+fn a_diesel_folder_keeps_diesels_ledger_as_diesel_writes_it() {
+    // "Migrated by diesel": its table and row, as diesel's migration harness has them.
+    let p = Project::new();
+    p.sql(
+        "create table __diesel_schema_migrations (version varchar(50) primary key not null, \
+         run_on timestamp not null default current_timestamp); \
+         create table a (id int); insert into __diesel_schema_migrations (version) values ('20190101000000')",
+    );
+    p.migration("2019-01-01-000000_create_a/up.sql", "create table a (id int);\n")
+        .migration("2019-01-01-000000_create_a/down.sql", "drop table a;\n")
+        .migration("2019-01-02-000000_create_b/up.sql", "create table b (id int);\n")
+        .migration("2019-01-02-000000_create_b/down.sql", "drop table b;\n");
+    let status = p.ballast(&["status"]);
+    assert!(
+        status.stdout().contains("1 applied, 1 pending")
+            && status.stdout().contains("diesel's ledger public.__diesel_schema_migrations"),
+        "{}",
+        status.all()
+    );
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(
+        p.sql("select string_agg(version, ',' order by version) from __diesel_schema_migrations where run_on is not null"),
+        "20190101000000,20190102000000",
+        "diesel's version: the folder's prefix without its dashes"
+    );
+    p.ballast(&["--yes", "run", "rollback"]).expect_code(0);
+    assert_eq!(p.sql("select count(*) from __diesel_schema_migrations"), "1");
+    assert!(!p.table_exists("public.b"));
+}
