@@ -54,7 +54,7 @@ impl Engine {
             Engine::Sql => {
                 let folder = super::source(settings)?;
                 let schema = &settings.database.schema;
-                let settled = Ledger::settle(settings, folder.layout, &mut *conn).await?;
+                let settled = Ledger::settle(settings, &folder, &mut *conn).await?;
                 let applied = settled.ledger.applied(conn, schema).await?;
                 let state = compare(&folder.migrations, &applied, |m| {
                     settled.ledger.checksum_of(m)

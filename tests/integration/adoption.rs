@@ -288,6 +288,18 @@ fn folders_no_tool_would_read_are_refused_with_the_files_named() {
         run.all()
     );
 
+    // A version sqlx could not keep: refused before anything runs.
+    let p = Project::new();
+    p.write_config("[migrations]\nledger = \"sqlx\"\n");
+    p.migration(
+        "99999999999999999999_big.sql",
+        "-- no-transaction\ncreate table big (id int);\n",
+    );
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(2);
+    assert!(run.all().contains("64-bit integers"), "{}", run.all());
+    assert!(!p.table_exists("public.big"));
+
     // The ledger found is dbmate's, the files are not.
     let p = Project::new();
     p.sql("create table schema_migrations (version varchar primary key)");
@@ -307,14 +319,22 @@ fn a_diesel_folder_keeps_diesels_ledger_as_diesel_writes_it() {
          run_on timestamp not null default current_timestamp); \
          create table a (id int); insert into __diesel_schema_migrations (version) values ('20190101000000')",
     );
-    p.migration("2019-01-01-000000_create_a/up.sql", "create table a (id int);\n")
-        .migration("2019-01-01-000000_create_a/down.sql", "drop table a;\n")
-        .migration("2019-01-02-000000_create_b/up.sql", "create table b (id int);\n")
-        .migration("2019-01-02-000000_create_b/down.sql", "drop table b;\n");
+    p.migration(
+        "2019-01-01-000000_create_a/up.sql",
+        "create table a (id int);\n",
+    )
+    .migration("2019-01-01-000000_create_a/down.sql", "drop table a;\n")
+    .migration(
+        "2019-01-02-000000_create_b/up.sql",
+        "create table b (id int);\n",
+    )
+    .migration("2019-01-02-000000_create_b/down.sql", "drop table b;\n");
     let status = p.ballast(&["status"]);
     assert!(
         status.stdout().contains("1 applied, 1 pending")
-            && status.stdout().contains("diesel's ledger public.__diesel_schema_migrations"),
+            && status
+                .stdout()
+                .contains("diesel's ledger public.__diesel_schema_migrations"),
         "{}",
         status.all()
     );
@@ -325,6 +345,9 @@ fn a_diesel_folder_keeps_diesels_ledger_as_diesel_writes_it() {
         "diesel's version: the folder's prefix without its dashes"
     );
     p.ballast(&["--yes", "run", "rollback"]).expect_code(0);
-    assert_eq!(p.sql("select count(*) from __diesel_schema_migrations"), "1");
+    assert_eq!(
+        p.sql("select count(*) from __diesel_schema_migrations"),
+        "1"
+    );
     assert!(!p.table_exists("public.b"));
 }

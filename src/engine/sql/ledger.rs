@@ -9,7 +9,7 @@ use sqlx::postgres::PgConnection;
 use crate::config::{LedgerChoice, Settings};
 use crate::db::ledger::{self, AppliedRow, NewRow};
 use crate::db::{tool_ledger, DbError};
-use crate::migrations::{Layout, Migration, Tool};
+use crate::migrations::{Folder, Layout, Migration, Tool};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ledger {
@@ -34,6 +34,8 @@ pub enum LedgerError {
         layout: Layout,
         tool: Tool,
     },
+    #[error("{label}: sqlx keeps versions as 64-bit integers, and {version} is not one; rename the file with a version sqlx can keep")]
+    SqlxVersion { label: String, version: String },
     #[error("{problem}, so ballast cannot tell what is applied: nothing was changed. {grant}")]
     CannotRead { problem: String, grant: String },
     #[error("[migrations] ledger = \"{tool}\", but {table} is missing or empty while ballast's own ledger records {count} applied migration(s): ballast would run them all again. Copy those rows into {tool}'s ledger first (or set ledger = \"ballast\")")]
@@ -48,7 +50,10 @@ impl LedgerError {
     /// The folder and the settings disagree (exit 2); the rest is about the database
     /// (a refusal, exit 3).
     pub fn is_config(&self) -> bool {
-        matches!(self, LedgerError::Layout { .. })
+        matches!(
+            self,
+            LedgerError::Layout { .. } | LedgerError::SqlxVersion { .. }
+        )
     }
 }
 
@@ -76,9 +81,10 @@ impl Ledger {
     /// hand-kept folder looks like, and sqlx's ledger is then `ledger = "sqlx"` away.
     pub async fn settle(
         settings: &Settings,
-        layout: Layout,
+        folder: &Folder,
         conn: &mut PgConnection,
     ) -> Result<Settled, ResolveError> {
+        let layout = folder.layout;
         let schema = &settings.database.schema;
         let found = tool_ledger::find(&mut *conn, schema).await?;
         let settled = match settings.migrations.ledger {
@@ -115,6 +121,19 @@ impl Ledger {
                 crate::db::privileges::missing_on_table(&mut *conn, schema, table, "SELECT").await?
             {
                 return Err(LedgerError::CannotRead { problem, grant }.into());
+            }
+            if tool == Tool::Sqlx {
+                let too_big = folder
+                    .migrations
+                    .iter()
+                    .find(|m| m.version.as_str().parse::<i64>().is_err());
+                if let Some(m) = too_big {
+                    return Err(LedgerError::SqlxVersion {
+                        label: m.label(),
+                        version: m.version.to_string(),
+                    }
+                    .into());
+                }
             }
             if layout != Layout::Of(tool) {
                 return Err(LedgerError::Layout {
