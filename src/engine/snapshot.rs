@@ -323,13 +323,17 @@ impl Snapshot {
         }
     }
 
-    /// Whether the migration `version` (with this checksum) is applied.
+    /// Whether the migration `version` (with this checksum, as ballast takes it) is
+    /// applied: its row is in the ledger, and its file, unchanged since, is the one
+    /// applied (where the ledger keeps a checksum).
     pub fn has_applied(&self, version: &str, checksum: &str) -> bool {
         match self {
-            Snapshot::Sql(s) => s
-                .applied
-                .iter()
-                .any(|a| a.version == version && a.checksum == checksum),
+            Snapshot::Sql(s) => {
+                let file = s.source.iter().find(|m| m.version.as_str() == version);
+                s.applied_row(version).is_some()
+                    && file.is_some_and(|m| m.checksum == checksum)
+                    && !s.state.drift.iter().any(|d| d.version == version)
+            }
             Snapshot::Alembic(a) => a.graph.ancestry(a.current()).contains(version),
         }
     }
@@ -337,7 +341,7 @@ impl Snapshot {
     /// Whether `version` is applied (whatever its checksum).
     pub fn is_applied(&self, version: &str) -> bool {
         match self {
-            Snapshot::Sql(s) => s.applied.iter().any(|a| a.version == version),
+            Snapshot::Sql(s) => s.applied_row(version).is_some(),
             Snapshot::Alembic(a) => a.graph.ancestry(a.current()).contains(version),
         }
     }

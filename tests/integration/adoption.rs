@@ -351,3 +351,30 @@ fn a_diesel_folder_keeps_diesels_ledger_as_diesel_writes_it() {
     );
     assert!(!p.table_exists("public.b"));
 }
+
+#[test]
+fn the_recovery_ladder_undoes_a_dbmate_deploy_in_dbmates_ledger() {
+    let p = Project::new();
+    p.migration("20240101000000_shop.sql", DBMATE_ONE);
+    dbmate(&p, &["up"]);
+    p.migration("20240102000000_shop_name.sql", DBMATE_TWO).migration(
+        "20240103000000_orders.sql",
+        "-- migrate:up\ncreate table orders (id bigint primary key);\n-- migrate:down\ndrop table orders;\n",
+    );
+    p.write_config("[[verify.checks]]\nname = \"orders has a row\"\nsql = \"select count(*) > 0 from orders\"\n");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(1);
+    let out = run.stdout();
+    assert!(out.contains("downgrade (recovery)"), "{out}");
+    assert!(out.contains("back where the run started"), "{out}");
+    assert_eq!(
+        p.sql("select string_agg(version, ',') from schema_migrations"),
+        "20240101000000"
+    );
+    assert!(!p.table_exists("public.orders"));
+    let said = dbmate(&p, &["status"]);
+    assert!(
+        said.contains("Applied: 1") && said.contains("Pending: 2"),
+        "{said}"
+    );
+}

@@ -804,3 +804,41 @@ fn ctrl_c_while_an_in_place_restore_waits_to_rename_leaves_the_target_open() {
     );
     assert_eq!(p.sql("select count(*) from kept"), "1", "and untouched");
 }
+
+#[test]
+fn a_killed_run_in_a_dbmate_folder_is_found_and_finished_from_dbmates_ledger() {
+    let p = Project::new();
+    p.migration(
+        "20240101000000_t.sql",
+        "-- migrate:up\ncreate table t (a int, b int);\n-- migrate:down\ndrop table t;\n",
+    )
+    .migration(
+        "20240102000000_idx.sql",
+        "-- migrate:up transaction:false\n\
+         -- ballast:allow multiple-statements-without-transaction\n\
+         create index concurrently if not exists t_a_idx on t (a);\n\
+         create index concurrently if not exists t_b_idx on t (b);\n\
+         -- migrate:down\ndrop index if exists t_a_idx;\ndrop index if exists t_b_idx;\n",
+    );
+    let child = paused_at(&p, &["--yes", "deploy"], "no-transaction");
+    signal(child, "KILL");
+    sessions_gone(&p);
+    assert_eq!(
+        p.sql("select string_agg(version, ',') from schema_migrations"),
+        "20240101000000"
+    );
+    assert!(p.table_exists("public.t_a_idx"));
+    let next = p.ballast(&["--yes", "deploy"]);
+    next.expect_code(0);
+    let out = next.stdout();
+    assert!(
+        out.contains("it committed 20240101000000 (still applied)"),
+        "{out}"
+    );
+    assert!(out.contains("it was inside 20240102000000_idx"), "{out}");
+    assert_eq!(
+        p.sql("select string_agg(version, ',' order by version) from schema_migrations"),
+        "20240101000000,20240102000000"
+    );
+    assert!(p.table_exists("public.t_b_idx"));
+}

@@ -60,6 +60,15 @@ impl SqlSnapshot {
         }
     }
 
+    /// The ledger row of `version` (ballast's canonical form: the ledger may keep it
+    /// as its tool writes it, `0001` or `20190101000000`).
+    pub fn applied_row(&self, version: &str) -> Option<&ledger::AppliedRow> {
+        let wanted = crate::migrations::Version::parse(version)?;
+        self.applied
+            .iter()
+            .find(|row| crate::migrations::Version::parse(&row.version).as_ref() == Some(&wanted))
+    }
+
     pub fn pending(&self) -> Vec<&Migration> {
         self.state
             .pending

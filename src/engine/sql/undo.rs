@@ -223,7 +223,7 @@ fn target_version(snap: &SqlSnapshot, to: &str) -> Result<Option<Version>, UndoR
         }
     }
     if file.is_none() && !is_at(&snap.applied, &version) {
-        let applied: Vec<String> = sorted_labels(&snap.applied);
+        let applied: Vec<String> = sorted_labels(snap);
         return Err(UndoRefused::NoSuchVersion {
             to: to.into(),
             version: version.to_string(),
@@ -325,12 +325,10 @@ fn label_of_newest(snap: &SqlSnapshot, rows: &[AppliedRow]) -> String {
     }
 }
 
-fn sorted_labels(rows: &[AppliedRow]) -> Vec<String> {
-    let mut rows: Vec<&AppliedRow> = rows.iter().collect();
+fn sorted_labels(snap: &SqlSnapshot) -> Vec<String> {
+    let mut rows: Vec<&AppliedRow> = snap.applied.iter().collect();
     rows.sort_by_key(|r| Version::parse(&r.version));
-    rows.iter()
-        .map(|r| format!("{}_{}", r.version, r.name))
-        .collect()
+    rows.iter().map(|r| snap.row_label(r)).collect()
 }
 
 /// What has happened so far, for the progress lines and an honest failure.
