@@ -199,6 +199,18 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Write a commented deploy.toml for the project in this folder: the Alembic project
+    /// or migration folder it finds (and its layout), and with a URL the ledger the
+    /// database keeps. Never overwrites a file; reads the database only.
+    #[command(
+        after_help = "Examples:\n  ballast init\n  DATABASE_URL=postgres://app@db/shop ballast init\n  ballast init --url postgres://app@db/shop\n\nA URL with a password is never written into the file: keep it in DATABASE_URL."
+    )]
+    Init {
+        /// The database to look at (default: DATABASE_URL): its ledger (sqlx's, diesel's,
+        /// dbmate's, ballast's) and Alembic's version table.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
     /// Start a throwaway local PostgreSQL and run a full deploy of the bundled example
     /// migrations against it.
     #[command(

@@ -5,6 +5,7 @@ mod check;
 mod common;
 mod demo;
 mod history;
+mod init;
 mod inspect;
 mod pipeline_run;
 mod restore;
@@ -52,6 +53,7 @@ pub async fn run(cli: Cli) -> i32 {
             end_sessions,
         } => restore::run(g, id.as_deref(), into.as_deref(), *end_sessions).await,
         Command::Demo { dir, keep } => demo::run(g, dir, *keep).await,
+        Command::Init { url } => init::run(g, url.as_deref()).await,
         Command::Stamp { revision } => pipeline_run::stamp(g, revision).await,
         Command::Check { format, all, rules } => check::run(g, *format, *all, *rules).await,
         Command::Completions { shell } => completions(*shell),

@@ -378,3 +378,53 @@ fn the_recovery_ladder_undoes_a_dbmate_deploy_in_dbmates_ledger() {
         "{said}"
     );
 }
+
+#[test]
+fn init_writes_down_the_folder_layout_and_ledger_it_finds_and_never_overwrites() {
+    let p = Project::new();
+    std::fs::remove_file(p.path().join("deploy.toml")).unwrap();
+    let folder = p.path().join("db/migrations");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("20240101000000_shop.sql"), DBMATE_ONE).unwrap();
+    p.sql("create table schema_migrations (version varchar primary key); insert into schema_migrations values ('20240101000000'); create table shop (id bigint primary key, name text)");
+    std::fs::write(folder.join("20240102000000_shop_name.sql"), DBMATE_TWO).unwrap();
+
+    let init = p.ballast(&["init", "--url", &p.url]);
+    init.expect_code(0);
+    let out = init.stdout();
+    assert!(
+        out.contains("found 2 migration(s) in db/migrations/, dbmate layout"),
+        "{out}"
+    );
+    assert!(
+        out.contains("found dbmate's ledger in the database (1 row(s))"),
+        "{out}"
+    );
+    let written = std::fs::read_to_string(p.path().join("deploy.toml")).unwrap();
+    for line in [
+        "dir = \"db/migrations\"",
+        "layout = \"dbmate\"",
+        "ledger = \"dbmate\"",
+    ] {
+        assert!(written.contains(line), "{line} missing from:\n{written}");
+    }
+    // The file it wrote works as it is.
+    let status = p.ballast(&["status"]);
+    assert!(
+        status.stdout().contains("1 applied, 1 pending"),
+        "{}",
+        status.all()
+    );
+
+    let again = p.ballast(&["init", "--url", &p.url]);
+    again.expect_code(2);
+    assert!(
+        again.stderr().contains("never overwrites"),
+        "{}",
+        again.stderr()
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("deploy.toml")).unwrap(),
+        written
+    );
+}
