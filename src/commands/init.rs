@@ -136,11 +136,9 @@ async fn read_database(url: &str, found: &mut Found) -> Result<(), String> {
     let result = async {
         let tools = tool_ledger::find(&mut conn, &schema).await?;
         let mut ledger_found = None;
-        if let Some(&tool) = tools.tools.first() {
+        if let Some(&tool) = tools.first() {
             let rows = tool_ledger::applied(&mut conn, &schema, tool).await?.len() as i64;
             ledger_found = Some((tool.name().to_string(), rows));
-        } else if tools.golang_migrate {
-            ledger_found = Some(("golang-migrate".to_string(), 0));
         } else if ledger::table_exists(&mut conn, &schema, ledger::TABLE).await? {
             let rows = ledger::applied(&mut conn, &schema).await?.len() as i64;
             ledger_found = Some(("ballast".to_string(), rows));
@@ -228,14 +226,16 @@ pub fn render(found: &Found) -> String {
             None => ("migrations", None),
         };
         out.push_str(&format!("engine = \"sql\"\ndir = \"{dir}\"\n"));
-        out.push_str("# How the files are named and split: auto, sqlx, diesel or dbmate.\n");
+        out.push_str(
+            "# How the files are named and split: auto, sqlx, diesel, dbmate or golang-migrate.\n",
+        );
         match layout.and_then(Layout::tool) {
             Some(tool) => out.push_str(&format!("layout = \"{tool}\"\n")),
             None => out.push_str("layout = \"auto\"\n"),
         }
         out.push_str(
             "# Where applied migrations are recorded: auto, ballast, or the tool's own table\n\
-             # (sqlx, diesel, dbmate), written exactly as the tool writes it.\n",
+             # (sqlx, diesel, dbmate, golang-migrate), written exactly as the tool writes it.\n",
         );
         out.push_str(&format!("ledger = \"{}\"\n", ledger_key(found)));
     }
@@ -249,7 +249,7 @@ pub fn render(found: &Found) -> String {
 /// else `auto`.
 fn ledger_key(found: &Found) -> String {
     match (&found.ledger, found.tool_hint) {
-        (Some((name, _)), _) if name != "golang-migrate" => name.clone(),
+        (Some((name, _)), _) => name.clone(),
         (_, Some((tool, _))) => tool.name().to_string(),
         _ => "auto".to_string(),
     }

@@ -1,7 +1,9 @@
 //! The ledgers other migration tools keep, read and written exactly as each tool does,
 //! so that the tool and ballast agree at every moment: sqlx's `_sqlx_migrations`,
-//! diesel's `__diesel_schema_migrations`, dbmate's `schema_migrations`. (golang-migrate
-//! keeps a table of the same name as dbmate's, told apart by its `dirty` column.)
+//! diesel's `__diesel_schema_migrations`, dbmate's `schema_migrations` (a row per
+//! migration) and golang-migrate's table of the same name, told apart by its `dirty`
+//! column, which holds one row: the current version, and whether a migration to it
+//! stopped half-way.
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha384};
@@ -18,28 +20,20 @@ pub fn table(tool: Tool) -> &'static str {
     match tool {
         Tool::Sqlx => "_sqlx_migrations",
         Tool::Diesel => "__diesel_schema_migrations",
-        Tool::Dbmate => "schema_migrations",
+        Tool::Dbmate | Tool::GolangMigrate => "schema_migrations",
     }
 }
 
-/// What the database holds of the tools' ledgers, in `schema`.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Found {
-    pub tools: Vec<Tool>,
-    /// A `schema_migrations` table with a `dirty` column: golang-migrate's.
-    pub golang_migrate: bool,
-}
-
-pub async fn find(conn: &mut PgConnection, schema: &str) -> Result<Found, DbError> {
-    let mut found = Found::default();
-    for tool in Tool::ALL {
+/// The tools whose ledgers the database holds in `schema`.
+pub async fn find(conn: &mut PgConnection, schema: &str) -> Result<Vec<Tool>, DbError> {
+    let mut found = Vec::new();
+    for tool in [Tool::Sqlx, Tool::Diesel, Tool::Dbmate] {
         if !table_exists(&mut *conn, schema, table(tool)).await? {
             continue;
         }
-        if tool == Tool::Dbmate && has_column(conn, schema, table(tool), "dirty").await? {
-            found.golang_migrate = true;
-        } else {
-            found.tools.push(tool);
+        match tool == Tool::Dbmate && has_column(conn, schema, table(tool), "dirty").await? {
+            true => found.push(Tool::GolangMigrate),
+            false => found.push(tool),
         }
     }
     Ok(found)
@@ -69,7 +63,7 @@ async fn has_column(
 pub fn checksum(tool: Tool, m: &Migration) -> Option<String> {
     match tool {
         Tool::Sqlx => Some(hex::encode(Sha384::digest(m.up_sql.as_bytes()))),
-        Tool::Diesel | Tool::Dbmate => None,
+        Tool::Diesel | Tool::Dbmate | Tool::GolangMigrate => None,
     }
 }
 
@@ -79,13 +73,13 @@ pub fn written_version(tool: Tool, m: &Migration) -> String {
     let entry = match tool {
         // diesel's up.sql sits in the migration's folder.
         Tool::Diesel => m.up_path.parent().and_then(|p| p.file_name()),
-        Tool::Sqlx | Tool::Dbmate => m.up_path.file_name(),
+        Tool::Sqlx | Tool::Dbmate | Tool::GolangMigrate => m.up_path.file_name(),
     };
     let name = entry.map(|n| n.to_string_lossy()).unwrap_or_default();
     let prefix = name.split('_').next().unwrap_or_default();
     match tool {
         Tool::Diesel => prefix.replace('-', ""),
-        Tool::Sqlx => m.version.to_string(),
+        Tool::Sqlx | Tool::GolangMigrate => m.version.to_string(),
         Tool::Dbmate => prefix.to_string(),
     }
 }
@@ -116,6 +110,9 @@ pub async fn ensure(conn: &mut PgConnection, schema: &str, tool: Tool) -> Result
              )"
         ),
         Tool::Dbmate => format!("create table if not exists {t} (version varchar primary key)"),
+        Tool::GolangMigrate => format!(
+            "create table if not exists {t} (version bigint not null primary key, dirty boolean not null)"
+        ),
     };
     // `if not exists` says NOTICE when it exists: not worth a line in the log.
     sqlx::raw_sql(&format!("set local client_min_messages = warning; {sql}"))
@@ -148,6 +145,11 @@ pub async fn applied(
         ),
         Tool::Dbmate => format!(
             "select version::text, ''::text, ''::text, null::timestamptz, 0::bigint, false from {t}"
+        ),
+        // Its one row: the current version, `dirty` when a migration to it stopped
+        // half-way (the engine reads every file up to it as applied).
+        Tool::GolangMigrate => format!(
+            "select version::text, ''::text, ''::text, null::timestamptz, 0::bigint, dirty from {t}"
         ),
     };
     let rows = sqlx::query(&sql).fetch_all(conn).await.map_err(|e| {
@@ -209,6 +211,7 @@ pub async fn record(
                 .execute(conn)
                 .await
         }
+        Tool::GolangMigrate => return set_version(conn, schema, Some(&version), false).await,
     };
     result.map(|_| ()).map_err(|e| {
         DbError::query(
@@ -221,6 +224,34 @@ pub async fn record(
             &e,
         )
     })
+}
+
+/// golang-migrate's `SetVersion`: its one row becomes `version` (none: no row, nothing
+/// applied), `dirty` or not.
+pub async fn set_version(
+    conn: &mut PgConnection,
+    schema: &str,
+    version: Option<&str>,
+    dirty: bool,
+) -> Result<(), DbError> {
+    let t = format!("{}.{}", quote_ident(schema), table(Tool::GolangMigrate));
+    let context = || format!("setting golang-migrate's version in {schema}.schema_migrations");
+    sqlx::query(&format!("truncate {t}"))
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| DbError::query(context(), &e))?;
+    let Some(version) = version else {
+        return Ok(());
+    };
+    sqlx::query(&format!(
+        "insert into {t} (version, dirty) values ($1::bigint, $2)"
+    ))
+    .bind(version)
+    .bind(dirty)
+    .execute(conn)
+    .await
+    .map(|_| ())
+    .map_err(|e| DbError::query(context(), &e))
 }
 
 /// Deletes the row of `version` (as the ledger stores it), as `tool`'s own rollback

@@ -14,4 +14,4 @@ mod snapshot;
 pub mod sql;
 
 pub use opened::Engine;
-pub use snapshot::{source, ApplyStep, EngineError, Snapshot, UndoPlan};
+pub use snapshot::{ApplyStep, EngineError, Snapshot, UndoPlan};

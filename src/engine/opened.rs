@@ -14,6 +14,7 @@ use super::sql::SqlSnapshot;
 use super::{EngineError, Snapshot};
 use crate::config::{EngineKind, LedgerChoice, Settings};
 use crate::db::{ledger, tool_ledger, DbError};
+use crate::migrations::{Layout, Tool};
 
 pub enum Engine {
     Sql,
@@ -52,10 +53,21 @@ impl Engine {
     ) -> Result<Snapshot, EngineError> {
         match self {
             Engine::Sql => {
-                let folder = super::source(settings)?;
+                let m = &settings.migrations;
+                let mut folder = crate::migrations::read_folder(&m.dir, &m.ignore, m.layout)?;
                 let schema = &settings.database.schema;
                 let settled = Ledger::settle(settings, &folder, &mut *conn).await?;
-                let applied = settled.ledger.applied(conn, schema).await?;
+                if settled.ledger == Ledger::Tool(Tool::GolangMigrate) {
+                    // golang-migrate runs each file as written: one that cannot run in
+                    // a transaction (or opens its own) runs alone here too.
+                    folder.layout = Layout::Of(Tool::GolangMigrate);
+                    crate::migrations::run_as_written(&mut folder.migrations);
+                }
+                crate::migrations::refuse_transaction_control(&folder.migrations)?;
+                let applied = settled
+                    .ledger
+                    .applied(conn, schema, &folder.migrations)
+                    .await?;
                 let state = compare(&folder.migrations, &applied, |m| {
                     settled.ledger.checksum_of(m)
                 });
@@ -176,9 +188,9 @@ impl Engine {
                 // No files needed: the tool's ledger found, else ballast's.
                 let schema = &settings.database.schema;
                 let found = tool_ledger::find(&mut *conn, schema).await?;
-                let applied = match (settings.migrations.ledger, found.tools.as_slice()) {
+                let applied = match (settings.migrations.ledger, found.as_slice()) {
                     (LedgerChoice::Tool(tool), _) | (LedgerChoice::Auto, &[tool]) => {
-                        Ledger::Tool(tool).applied(conn, schema).await?
+                        Ledger::Tool(tool).applied(conn, schema, &[]).await?
                     }
                     _ => ledger::applied(conn, schema).await?,
                 };

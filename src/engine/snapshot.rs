@@ -395,11 +395,6 @@ impl From<sql::ledger::ResolveError> for EngineError {
     }
 }
 
-pub fn source(settings: &Settings) -> Result<crate::migrations::Folder, SourceError> {
-    let m = &settings.migrations;
-    crate::migrations::load_folder(&m.dir, &m.ignore, m.layout)
-}
-
 /// One step of an upgrade: what the stage runs, and tries again after a lock timeout,
 /// as a whole.
 #[derive(Debug, Clone)]

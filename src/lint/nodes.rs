@@ -230,3 +230,39 @@ pub fn written(rv: &RangeVar) -> String {
         format!("{}.{}", rv.schemaname, rv.relname)
     }
 }
+
+/// What PostgreSQL refuses inside a transaction block, when `node` is such a statement:
+/// `CREATE INDEX CONCURRENTLY` and its kin, then `VACUUM`, databases, tablespaces and
+/// `ALTER SYSTEM`. For the lint's transaction rules, and for the migrations a tool runs
+/// as written (golang-migrate's), which then run outside ballast's transaction.
+pub fn never_in_a_transaction(node: &NodeEnum) -> Option<&'static str> {
+    Some(match node {
+        NodeEnum::IndexStmt(index) if index.concurrent => "CREATE INDEX CONCURRENTLY",
+        NodeEnum::DropStmt(drop) if drop.concurrent => "DROP INDEX CONCURRENTLY",
+        NodeEnum::ReindexStmt(reindex) if option_on(&reindex.params, "concurrently") => {
+            "REINDEX ... CONCURRENTLY"
+        }
+        NodeEnum::AlterTableStmt(alter) if alter.cmds.iter().any(detaches_concurrently) => {
+            "DETACH PARTITION ... CONCURRENTLY"
+        }
+        NodeEnum::VacuumStmt(v) if v.is_vacuumcmd => "VACUUM",
+        NodeEnum::CreatedbStmt(_) => "CREATE DATABASE",
+        NodeEnum::DropdbStmt(_) => "DROP DATABASE",
+        NodeEnum::CreateTableSpaceStmt(_) => "CREATE TABLESPACE",
+        NodeEnum::DropTableSpaceStmt(_) => "DROP TABLESPACE",
+        NodeEnum::AlterSystemStmt(_) => "ALTER SYSTEM",
+        _ => return None,
+    })
+}
+
+/// `DETACH PARTITION ... CONCURRENTLY` (not `FINALIZE`, which may run in a transaction).
+fn detaches_concurrently(cmd: &Node) -> bool {
+    let Some(NodeEnum::AlterTableCmd(cmd)) = &cmd.node else {
+        return false;
+    };
+    cmd.subtype() == pg_query::protobuf::AlterTableType::AtDetachPartition
+        && matches!(
+            cmd.def.as_ref().and_then(|d| d.node.as_ref()),
+            Some(NodeEnum::PartitionCmd(p)) if p.concurrent
+        )
+}

@@ -10,16 +10,19 @@ pub enum Tool {
     Sqlx,
     Diesel,
     Dbmate,
+    /// Its files are named as sqlx's reversible ones: the ledger found settles it.
+    GolangMigrate,
 }
 
 impl Tool {
-    pub const ALL: [Tool; 3] = [Tool::Sqlx, Tool::Diesel, Tool::Dbmate];
+    pub const ALL: [Tool; 4] = [Tool::Sqlx, Tool::Diesel, Tool::Dbmate, Tool::GolangMigrate];
 
     pub fn name(self) -> &'static str {
         match self {
             Tool::Sqlx => "sqlx",
             Tool::Diesel => "diesel",
             Tool::Dbmate => "dbmate",
+            Tool::GolangMigrate => "golang-migrate",
         }
     }
 
@@ -121,6 +124,16 @@ pub fn decide(dir: &Path, seen: &Seen, configured: Option<Tool>) -> Result<Layou
                     .plain
                     .first()
                     .map(|p| (p, "a file without a `-- migrate:up` line"))),
+            Tool::GolangMigrate => seen
+                .folders
+                .first()
+                .map(|p| (p, "a migration folder (diesel's)"))
+                .or(seen.sectioned.first().map(|p| (p, "`-- migrate:up` sections (dbmate's)")))
+                .or(seen
+                    .plain
+                    .iter()
+                    .find(|p| !is_up_or_down(p))
+                    .map(|p| (p, "a file not named <version>_<title>.up.sql or .down.sql (golang-migrate skips it)"))),
         };
         return match stray {
             Some((path, what)) => Err(LayoutError::NotOfLayout {
@@ -152,6 +165,12 @@ pub fn decide(dir: &Path, seen: &Seen, configured: Option<Tool>) -> Result<Layou
         (false, true) => Layout::Of(Tool::Diesel),
         (true, _) => Layout::Of(Tool::Sqlx),
     })
+}
+
+/// `<version>_<title>.up.sql` or `.down.sql`: the only files golang-migrate reads.
+pub fn is_up_or_down(path: &Path) -> bool {
+    let name = path.to_string_lossy();
+    name.ends_with(".up.sql") || name.ends_with(".down.sql")
 }
 
 /// A dbmate migration file, split: the up section (with the lines before it blanked,

@@ -15,7 +15,10 @@ pub mod split;
 pub mod version;
 
 pub use layout::{Layout, Tool};
-pub use source::{load_folder, read_folder, Folder, Ignored, Migration, SourceError};
+pub use source::{
+    load_folder, read_folder, refuse_transaction_control, run_as_written, Folder, Ignored,
+    Migration, SourceError,
+};
 pub use version::{steps_back, Version};
 
 /// Splits `items` into runs of transactional ones and lone non-transactional ones,

@@ -112,15 +112,22 @@ pub struct Ignored {
     pub why: &'static str,
 }
 
-/// [`read_folder`], refusing a transactional migration that holds `BEGIN`/`COMMIT`:
-/// it would end the deploy's transaction early.
+/// [`read_folder`], refusing a transactional migration that holds `BEGIN`/`COMMIT`
+/// ([`refuse_transaction_control`]).
 pub fn load_folder(
     dir: &Path,
     ignore: &[String],
     layout: Option<Tool>,
 ) -> Result<Folder, SourceError> {
     let folder = read_folder(dir, ignore, layout)?;
-    for m in folder.migrations.iter().filter(|m| m.transactional) {
+    refuse_transaction_control(&folder.migrations)?;
+    Ok(folder)
+}
+
+/// Refuses a transactional migration that holds `BEGIN`/`COMMIT`: it would end the
+/// deploy's transaction early.
+pub fn refuse_transaction_control(migrations: &[Migration]) -> Result<(), SourceError> {
+    for m in migrations.iter().filter(|m| m.transactional) {
         if let Some(statement) = super::split::transaction_control(&m.up_sql) {
             return Err(SourceError::TransactionControl {
                 path: m.up_path.clone(),
@@ -129,7 +136,36 @@ pub fn load_folder(
             });
         }
     }
-    Ok(folder)
+    Ok(())
+}
+
+/// Migrations a tool runs as written, each file one query (golang-migrate): those
+/// that cannot run inside a transaction run alone (their downs too); the others keep
+/// ballast's one transaction, which is as atomic as the tool's one query. A file that
+/// opens and ends its own transaction is refused by [`refuse_transaction_control`]:
+/// without its `BEGIN`/`COMMIT` it is just as atomic for the tool.
+pub fn run_as_written(migrations: &mut [Migration]) {
+    for m in migrations {
+        m.transactional = m.transactional && !outside_a_transaction(&m.up_sql);
+        m.down_transactional = m
+            .down_sql
+            .as_deref()
+            .is_none_or(|down| !outside_a_transaction(down));
+    }
+}
+
+/// A statement PostgreSQL refuses in a transaction block. SQL the parser cannot read
+/// is left in the transaction (the lint reports it).
+fn outside_a_transaction(sql: &str) -> bool {
+    let Ok(parsed) = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT) else {
+        return false;
+    };
+    parsed.protobuf.stmts.iter().any(|raw| {
+        raw.stmt
+            .as_ref()
+            .and_then(|s| s.node.as_ref())
+            .is_some_and(|node| crate::lint::nodes::never_in_a_transaction(node).is_some())
+    })
 }
 
 /// The migrations in `dir`, and what else is there, left alone as the layout's own

@@ -217,15 +217,6 @@ fn ledgers_ballast_cannot_trust_stop_the_run_before_anything_changes() {
     );
     assert!(!p.table_exists("public.b"));
 
-    // golang-migrate's table, which ballast does not read yet.
-    let p = Project::new();
-    p.sql("create table schema_migrations (version bigint primary key, dirty boolean not null); insert into schema_migrations values (1, false)");
-    p.migration("1_a.up.sql", "create table a (id int);\n");
-    let run = p.ballast(&["--yes", "deploy"]);
-    run.expect_code(3);
-    assert!(run.stdout().contains("golang-migrate"), "{}", run.stdout());
-    assert!(!p.table_exists("public.a"));
-
     // A ledger the role may not read: the GRANT that fixes it.
     let p = Project::new();
     migrated_by_sqlx(&p, &[("1_a.sql", "create table a (id int);\n")]);
@@ -426,5 +417,97 @@ fn init_writes_down_the_folder_layout_and_ledger_it_finds_and_never_overwrites()
     assert_eq!(
         std::fs::read_to_string(p.path().join("deploy.toml")).unwrap(),
         written
+    );
+}
+
+/// golang-migrate's table as its postgres driver creates it, at `version`.
+fn migrated_by_golang_migrate(p: &Project, version: i64, dirty: bool) {
+    p.sql(&format!(
+        "create table schema_migrations (version bigint not null primary key, dirty boolean not null); \
+         insert into schema_migrations values ({version}, {dirty})"
+    ));
+}
+
+#[test]
+fn a_database_golang_migrate_migrated_is_deployed_file_by_file_as_written() {
+    let p = Project::new();
+    p.migration("1_a.up.sql", "create table a (id int);\n")
+        .migration("1_a.down.sql", "drop table a;\n")
+        // As golang-migrate users write them: several statements, and a statement
+        // that cannot run in a transaction, neither marked for ballast.
+        .migration(
+            "2_b.up.sql",
+            "create table b (id int);\ninsert into b values (1);\n",
+        )
+        .migration("2_b.down.sql", "drop table b;\n")
+        .migration(
+            "3_b_id.up.sql",
+            "create index concurrently b_id on b (id);\n",
+        )
+        .migration("3_b_id.down.sql", "drop index concurrently b_id;\n");
+    p.sql("create table a (id int)");
+    migrated_by_golang_migrate(&p, 1, false);
+
+    let status = p.ballast(&["status"]);
+    let out = status.stdout();
+    assert!(out.contains("1 applied, 2 pending"), "{out}");
+    assert!(
+        out.contains("files: golang-migrate layout")
+            && out.contains(
+                "golang-migrate's ledger public.schema_migrations (found in the database)"
+            ),
+        "{out}"
+    );
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(p.sql("select count(*) from b"), "1");
+    assert_eq!(p.sql("select to_regclass('b_id') is not null"), "t");
+    // One row, the current version, clean: what golang-migrate's `version` prints.
+    assert_eq!(
+        p.sql("select string_agg(version || ' ' || dirty, ',') from schema_migrations"),
+        "3 false"
+    );
+
+    p.ballast(&["--yes", "run", "rollback"]).expect_code(0);
+    assert_eq!(
+        p.sql("select string_agg(version || ' ' || dirty, ',') from schema_migrations"),
+        "2 false"
+    );
+    assert_eq!(p.sql("select to_regclass('b_id') is null"), "t");
+
+    // A file that opens its own transaction: refused, with what works for both tools.
+    p.migration("4_c.up.sql", "BEGIN;\ncreate table c (id int);\nCOMMIT;\n");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(2);
+    assert!(
+        run.all().contains("4_c.up.sql, line 1: `BEGIN"),
+        "{}",
+        run.all()
+    );
+    assert!(!p.table_exists("public.c"));
+}
+
+#[test]
+fn a_dirty_golang_migrate_version_is_explained_and_nothing_runs() {
+    let p = Project::new();
+    p.migration("1_a.up.sql", "create table a (id int);\n")
+        .migration("2_b.up.sql", "create table b (id int);\n")
+        .migration("3_c.up.sql", "create table c (id int);\n");
+    p.sql("create table a (id int)");
+    migrated_by_golang_migrate(&p, 2, true);
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(3);
+    let out = run.stdout();
+    assert!(
+        out.contains("says version 2 is dirty: its migration stopped half-way"),
+        "{out}"
+    );
+    assert!(
+        out.contains("force 2` if it is now complete") && out.contains("force 1` if you undid it"),
+        "{out}"
+    );
+    assert!(!p.table_exists("public.c"));
+    assert_eq!(
+        p.sql("select version || ' ' || dirty from schema_migrations"),
+        "2 true"
     );
 }

@@ -126,6 +126,8 @@ pub async fn alone(
     run.events.emit(started(m, index, total));
     let t = Instant::now();
     let version = m.version.to_string();
+    let schema = &run.settings.database.schema;
+    let prior = ledger.starting_alone(&mut *conn, schema, m).await?;
     let Err(halted) = run_alone(conn, &m.up_sql, &run.events, Some("no-transaction")).await? else {
         if let Err(e) = record(conn, m, index, total, t, ledger, run).await {
             // It ran; only the bookkeeping failed. Never let the run call this unchanged.
@@ -151,6 +153,12 @@ pub async fn alone(
         report.partial(format!(
             "{version} (statements 1-{} of {} only)",
             halted.ran, halted.of
+        ));
+    } else if let Err(e) = ledger.not_started(&mut *conn, schema, prior).await {
+        // The ledger still marks the migration as started (golang-migrate's dirty).
+        report.partial(format!(
+            "{version}: nothing of it ran, but its dirty mark in {schema}.{} could not be cleared ({e})",
+            ledger.table()
         ));
     }
     let Some((failure, place)) = halted.failure else {

@@ -26,8 +26,6 @@ pub enum LedgerError {
         first: String,
         second: String,
     },
-    #[error("{schema}.schema_migrations is golang-migrate's ledger (it has a `dirty` column), which ballast does not read yet: nothing was changed. Keep deploying this database with golang-migrate for now")]
-    GolangMigrate { schema: String },
     #[error("the ledger is {ledger}, but the migration folder is laid out {layout}: {tool} would not read these files as they are. Set [migrations] layout = \"{tool}\" (and fix the files it names), or [migrations] ledger to the tool that wrote the folder")]
     Layout {
         ledger: String,
@@ -93,7 +91,7 @@ impl Ledger {
                 why: "set in [migrations] ledger",
             },
             LedgerChoice::Tool(tool) => {
-                let rows = match found.tools.contains(&tool) {
+                let rows = match found.contains(&tool) {
                     true => count_rows(conn, schema, tool).await?,
                     false => 0,
                 };
@@ -135,7 +133,7 @@ impl Ledger {
                     .into());
                 }
             }
-            if layout != Layout::Of(tool) {
+            if !fits(tool, folder) {
                 return Err(LedgerError::Layout {
                     ledger: settled.ledger.describe(schema),
                     layout,
@@ -165,11 +163,13 @@ impl Ledger {
         }
     }
 
-    /// What is applied, as the ledger says.
+    /// What is applied, as the ledger says: a row per migration (golang-migrate's one
+    /// row, its current version, stands for every file up to it).
     pub async fn applied(
         &self,
         conn: &mut PgConnection,
         schema: &str,
+        source: &[Migration],
     ) -> Result<Vec<AppliedRow>, DbError> {
         match self {
             Ledger::Ballast => ledger::applied(conn, schema).await,
@@ -177,9 +177,49 @@ impl Ledger {
                 if !ledger::table_exists(&mut *conn, schema, tool_ledger::table(*tool)).await? {
                     return Ok(Vec::new());
                 }
-                tool_ledger::applied(conn, schema, *tool).await
+                let rows = tool_ledger::applied(conn, schema, *tool).await?;
+                Ok(match tool {
+                    Tool::GolangMigrate => up_to_current(rows, source),
+                    _ => rows,
+                })
             }
         }
+    }
+
+    /// A migration that runs outside a transaction is about to start: golang-migrate
+    /// marks its version dirty first (committed), so a run stopped half-way says so to
+    /// the tool as well. Returns the row it replaced, for [`Ledger::not_started`].
+    pub async fn starting_alone(
+        &self,
+        conn: &mut PgConnection,
+        schema: &str,
+        m: &Migration,
+    ) -> Result<Option<AppliedRow>, DbError> {
+        let Ledger::Tool(Tool::GolangMigrate) = self else {
+            return Ok(None);
+        };
+        let prior = tool_ledger::applied(&mut *conn, schema, Tool::GolangMigrate)
+            .await?
+            .pop();
+        let version = m.version.to_string();
+        tool_ledger::set_version(conn, schema, Some(&version), true).await?;
+        Ok(prior)
+    }
+
+    /// The migration [`Ledger::starting_alone`] marked ran no statement: the mark goes,
+    /// `prior` is back.
+    pub async fn not_started(
+        &self,
+        conn: &mut PgConnection,
+        schema: &str,
+        prior: Option<AppliedRow>,
+    ) -> Result<(), DbError> {
+        let Ledger::Tool(Tool::GolangMigrate) = self else {
+            return Ok(());
+        };
+        let version = prior.as_ref().map(|row| row.version.as_str());
+        let dirty = prior.as_ref().is_some_and(|row| row.failed);
+        tool_ledger::set_version(conn, schema, version, dirty).await
     }
 
     /// The checksum this ledger keeps of `m` (`None`: it keeps none, so no drift can
@@ -216,18 +256,28 @@ impl Ledger {
     }
 
     /// Deletes a migration's row, as a downgrade does: `stored`, the version as this
-    /// ledger stores it; `own`, as ballast's record does. False when the ledger had
-    /// none.
+    /// ledger stores it; `own`, as ballast's record does; `previous`, the applied
+    /// version before it (golang-migrate's row becomes that one). False when the
+    /// ledger had none.
     pub async fn remove(
         &self,
         conn: &mut PgConnection,
         schema: &str,
         own: &str,
         stored: &str,
+        previous: Option<&str>,
     ) -> Result<bool, DbError> {
         let removed = ledger::remove(&mut *conn, schema, own).await?;
         match self {
             Ledger::Ballast => Ok(removed),
+            Ledger::Tool(Tool::GolangMigrate) => {
+                let rows = tool_ledger::applied(&mut *conn, schema, Tool::GolangMigrate).await?;
+                if !rows.iter().any(|row| row.version == stored) {
+                    return Ok(false);
+                }
+                tool_ledger::set_version(conn, schema, previous, false).await?;
+                Ok(true)
+            }
             Ledger::Tool(tool) => tool_ledger::remove(conn, schema, *tool, stored).await,
         }
     }
@@ -236,16 +286,10 @@ impl Ledger {
 async fn auto(
     schema: &str,
     layout: Layout,
-    found: &tool_ledger::Found,
+    found: &[Tool],
     conn: &mut PgConnection,
 ) -> Result<Settled, ResolveError> {
-    if found.golang_migrate {
-        return Err(LedgerError::GolangMigrate {
-            schema: schema.to_string(),
-        }
-        .into());
-    }
-    match found.tools.as_slice() {
+    match found {
         [tool] => {
             return Ok(Settled {
                 ledger: Ledger::Tool(*tool),
@@ -273,7 +317,7 @@ async fn auto(
             ledger: Ledger::Tool(tool),
             why: "no ledger in the database yet: the one the folder's tool keeps",
         },
-        Layout::Of(Tool::Sqlx) | Layout::Mixed => Settled {
+        Layout::Of(Tool::Sqlx | Tool::GolangMigrate) | Layout::Mixed => Settled {
             ledger: Ledger::Ballast,
             why: "no ledger in the database yet (set [migrations] ledger = \"sqlx\" for sqlx's)",
         },
@@ -298,4 +342,45 @@ async fn count_rows(conn: &mut PgConnection, schema: &str, tool: Tool) -> Result
         .fetch_one(conn)
         .await
         .map_err(|e| DbError::query(format!("counting the rows of {schema}.{table}"), &e))
+}
+
+/// Whether `tool` reads `folder` as it is: its own layout; golang-migrate, sqlx's
+/// reversible naming too (the two share it), as long as every file has `.up.sql`.
+fn fits(tool: Tool, folder: &Folder) -> bool {
+    match (tool, folder.layout) {
+        (Tool::GolangMigrate, Layout::Of(Tool::Sqlx)) => folder
+            .migrations
+            .iter()
+            .all(|m| crate::migrations::layout::is_up_or_down(&m.up_path)),
+        (tool, layout) => layout == Layout::Of(tool),
+    }
+}
+
+/// golang-migrate's one row as a row per file up to it: those below it applied; it
+/// too unless dirty (then it stays as a failed row: the migration stopped half-way);
+/// a version without a file stays as its row (an unknown version).
+fn up_to_current(rows: Vec<AppliedRow>, source: &[Migration]) -> Vec<AppliedRow> {
+    let Some(current) = rows.into_iter().next() else {
+        return Vec::new();
+    };
+    let Some(at) = crate::migrations::Version::parse(&current.version) else {
+        return vec![current];
+    };
+    let mut applied: Vec<AppliedRow> = source
+        .iter()
+        .filter(|m| m.version < at || (m.version == at && !current.failed))
+        .map(|m| AppliedRow {
+            version: m.version.to_string(),
+            name: m.name.clone(),
+            ..current.clone()
+        })
+        .map(|row| AppliedRow {
+            failed: false,
+            ..row
+        })
+        .collect();
+    if current.failed || !source.iter().any(|m| m.version == at) {
+        applied.push(current);
+    }
+    applied
 }

@@ -115,20 +115,8 @@ impl SqlSnapshot {
         );
         }
         for row in &state.failed {
-            events.diagnose(
-                Severity::Error,
-                format!(
-                    "{} says migration {} failed (success = false): sqlx calls this database dirty and will not migrate it",
-                    snap.ledger.ledger.describe(&snap.schema),
-                    row.version
-                ),
-                Some(format!(
-                    "check what the migration left in the database and undo it by hand, then delete its row: delete from {}.{} where version = {}",
-                    snap.schema,
-                    snap.ledger.ledger.table(),
-                    row.version
-                )),
-            );
+            let (message, hint) = self.failed_row(row);
+            events.diagnose(Severity::Error, message, Some(hint));
         }
         for row in &state.unknown {
             let when = match row.applied_at {
@@ -171,6 +159,57 @@ impl SqlSnapshot {
                 )
             })
             .collect()
+    }
+
+    /// A row the tool left for a migration that stopped half-way, in words: what it
+    /// means, what to check, and the command that clears it.
+    fn failed_row(&self, row: &ledger::AppliedRow) -> (String, String) {
+        let table = format!("{}.{}", self.schema, self.ledger.ledger.table());
+        let file = crate::migrations::Version::parse(&row.version)
+            .and_then(|v| self.source.iter().find(|m| m.version == v));
+        let what = file
+            .map(|m| m.up_path.display().to_string())
+            .unwrap_or_else(|| format!("the migration of version {}", row.version));
+        if self.ledger.ledger != super::ledger::Ledger::Tool(crate::migrations::Tool::GolangMigrate)
+        {
+            return (
+                format!(
+                    "{} says migration {} failed (success = false): sqlx calls this database dirty and will not migrate it",
+                    self.ledger.ledger.describe(&self.schema),
+                    row.version
+                ),
+                format!(
+                    "check what {what} left in the database and undo it by hand, then delete its row: delete from {table} where version = {}",
+                    row.version
+                ),
+            );
+        }
+        let previous = self
+            .applied
+            .iter()
+            .filter(|r| !r.failed)
+            .filter_map(|r| crate::migrations::Version::parse(&r.version))
+            .max()
+            .map(|v| v.to_string());
+        let dir = file
+            .and_then(|m| m.up_path.parent())
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "migrations".into());
+        let back = match &previous {
+            Some(previous) => format!("force {previous}"),
+            // golang-migrate's "no version".
+            None => "force -1".into(),
+        };
+        (
+            format!(
+                "golang-migrate's ledger {table} says version {} is dirty: its migration stopped half-way (golang-migrate marks a version dirty before running its file, and clean once the file ran), so part of {what} may be in the database and part not",
+                row.version
+            ),
+            format!(
+                "look at what {what} did and finish or undo it by hand; then clear the mark: `migrate -path {dir} -database \"$DATABASE_URL\" force {}` if it is now complete, or `migrate ... {back}` if you undid it (the next deploy then applies it)",
+                row.version
+            ),
+        )
     }
 
     /// What `status` says of how it read the target: the folder's layout and the

@@ -87,6 +87,8 @@ pub struct Step {
     own_version: String,
     /// The ledger the row is in.
     ledger: Ledger,
+    /// The applied version just before it (golang-migrate's row goes back to it).
+    previous: Option<String>,
     label: String,
     down_sql: String,
     /// Where the down file is, for messages (when it has the expected name).
@@ -98,7 +100,13 @@ impl Step {
     /// Deletes the step's ledger row (and ballast's record of it).
     async fn remove_row(&self, conn: &mut PgConnection, schema: &str) -> Result<bool, DbError> {
         self.ledger
-            .remove(conn, schema, &self.own_version, &self.version)
+            .remove(
+                conn,
+                schema,
+                &self.own_version,
+                &self.version,
+                self.previous.as_deref(),
+            )
             .await
     }
 }
@@ -272,10 +280,18 @@ fn step(snap: &SqlSnapshot, row: &AppliedRow) -> Result<Step, String> {
     if !wrong.is_empty() {
         return Err(format!("{}: {}", m.label(), wrong.join(", and ")));
     }
+    let previous = snap
+        .applied
+        .iter()
+        .filter_map(|r| Version::parse(&r.version).map(|v| (v, r)))
+        .filter(|(v, _)| *v < m.version)
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, r)| r.version.clone());
     Ok(Step {
         version: row.version.clone(),
         own_version: m.version.to_string(),
         ledger,
+        previous,
         label: m.label(),
         down_sql,
         down_file,

@@ -7,11 +7,8 @@
 //! statement to a migration of its own whose first line is `-- no-transaction` (in
 //! Alembic, run it inside `op.get_context().autocommit_block()`).
 
-use pg_query::protobuf::{AlterTableType, Node};
-use pg_query::NodeEnum;
-
 use super::refused_in_block;
-use crate::lint::nodes::option_on;
+use crate::lint::nodes::never_in_a_transaction;
 use crate::lint::{Category, Context, Hit, Level, Rule, RuleMeta, Statement};
 
 pub struct ConcurrentlyInTransaction;
@@ -30,15 +27,8 @@ impl Rule for ConcurrentlyInTransaction {
     }
 
     fn check(&self, statement: &Statement<'_>, ctx: &Context<'_>) -> Vec<Hit> {
-        let what = match statement.node {
-            NodeEnum::IndexStmt(index) if index.concurrent => "CREATE INDEX CONCURRENTLY",
-            NodeEnum::DropStmt(drop) if drop.concurrent => "DROP INDEX CONCURRENTLY",
-            NodeEnum::ReindexStmt(reindex) if option_on(&reindex.params, "concurrently") => {
-                "REINDEX ... CONCURRENTLY"
-            }
-            NodeEnum::AlterTableStmt(alter) if alter.cmds.iter().any(detaches_concurrently) => {
-                "DETACH PARTITION ... CONCURRENTLY"
-            }
+        let what = match never_in_a_transaction(statement.node) {
+            Some(what) if what.contains("CONCURRENTLY") => what,
             _ => return Vec::new(),
         };
         refused_in_block(
@@ -48,18 +38,6 @@ impl Rule for ConcurrentlyInTransaction {
             "move it to a migration of its own whose first line is -- no-transaction (Alembic: op.get_context().autocommit_block())",
         )
     }
-}
-
-/// `DETACH PARTITION ... CONCURRENTLY` (not `FINALIZE`, which may run in a transaction).
-fn detaches_concurrently(cmd: &Node) -> bool {
-    let Some(NodeEnum::AlterTableCmd(cmd)) = &cmd.node else {
-        return false;
-    };
-    cmd.subtype() == AlterTableType::AtDetachPartition
-        && matches!(
-            cmd.def.as_ref().and_then(|d| d.node.as_ref()),
-            Some(NodeEnum::PartitionCmd(p)) if p.concurrent
-        )
 }
 
 #[cfg(test)]

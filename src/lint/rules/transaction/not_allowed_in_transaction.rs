@@ -10,9 +10,8 @@
 //! block just the same: remove the `BEGIN` and `COMMIT`. (`CONCURRENTLY` statements have
 //! their own rule.)
 
-use pg_query::NodeEnum;
-
 use super::refused_in_block;
+use crate::lint::nodes::never_in_a_transaction;
 use crate::lint::{Category, Context, Hit, Level, Rule, RuleMeta, Statement};
 
 pub struct NotAllowedInTransaction;
@@ -31,13 +30,8 @@ impl Rule for NotAllowedInTransaction {
     }
 
     fn check(&self, statement: &Statement<'_>, ctx: &Context<'_>) -> Vec<Hit> {
-        let what = match statement.node {
-            NodeEnum::VacuumStmt(v) if v.is_vacuumcmd => "VACUUM",
-            NodeEnum::CreatedbStmt(_) => "CREATE DATABASE",
-            NodeEnum::DropdbStmt(_) => "DROP DATABASE",
-            NodeEnum::CreateTableSpaceStmt(_) => "CREATE TABLESPACE",
-            NodeEnum::DropTableSpaceStmt(_) => "DROP TABLESPACE",
-            NodeEnum::AlterSystemStmt(_) => "ALTER SYSTEM",
+        let what = match never_in_a_transaction(statement.node) {
+            Some(what) if !what.contains("CONCURRENTLY") => what,
             _ => return Vec::new(),
         };
         let fix = if what == "VACUUM" {
