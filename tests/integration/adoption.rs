@@ -511,3 +511,21 @@ fn a_dirty_golang_migrate_version_is_explained_and_nothing_runs() {
         "2 true"
     );
 }
+
+#[test]
+fn a_new_database_of_a_golang_migrate_project_gets_golang_migrates_table() {
+    let p = Project::new();
+    p.write_config("[migrations]\nlayout = \"golang-migrate\"\n");
+    p.migration("1_a.up.sql", "create table a (id int);\n")
+        .migration("1_a.down.sql", "drop table a;\n")
+        .migration("2_b.up.sql", "create table b (id int);\n");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(
+        p.sql("select version || ' ' || dirty from schema_migrations"),
+        "2 false"
+    );
+    assert_eq!(
+        p.sql("select data_type from information_schema.columns where table_name = 'schema_migrations' and column_name = 'version'"),
+        "bigint"
+    );
+}

@@ -313,11 +313,12 @@ async fn auto(
         });
     }
     Ok(match layout {
-        Layout::Of(tool @ (Tool::Diesel | Tool::Dbmate)) => Settled {
+        // golang-migrate's layout is never decided from files alone: it was set.
+        Layout::Of(tool @ (Tool::Diesel | Tool::Dbmate | Tool::GolangMigrate)) => Settled {
             ledger: Ledger::Tool(tool),
             why: "no ledger in the database yet: the one the folder's tool keeps",
         },
-        Layout::Of(Tool::Sqlx | Tool::GolangMigrate) | Layout::Mixed => Settled {
+        Layout::Of(Tool::Sqlx) | Layout::Mixed => Settled {
             ledger: Ledger::Ballast,
             why: "no ledger in the database yet (set [migrations] ledger = \"sqlx\" for sqlx's)",
         },
