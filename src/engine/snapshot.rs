@@ -181,10 +181,14 @@ impl Snapshot {
             _ if ours.is_some() => Ok(ours),
             Snapshot::Alembic(a) => alembic::snapshot::missing_privileges(conn, &a.version).await,
             Snapshot::Sql(s) => match s.ledger.ledger {
-                sql::ledger::Ledger::Tool(_) => {
+                sql::ledger::Ledger::Tool(tool) => {
                     let table = s.ledger.ledger.table();
-                    crate::db::privileges::missing_on_table(conn, schema, table, "SELECT, INSERT")
-                        .await
+                    // golang-migrate's SetVersion empties its table first.
+                    let needed = match tool {
+                        crate::migrations::Tool::GolangMigrate => "SELECT, INSERT, TRUNCATE",
+                        _ => "SELECT, INSERT",
+                    };
+                    crate::db::privileges::missing_on_table(conn, schema, table, needed).await
                 }
                 sql::ledger::Ledger::Ballast => Ok(None),
             },

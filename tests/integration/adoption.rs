@@ -172,6 +172,19 @@ fn a_database_sqlx_migrated_is_deployed_from_its_ledger_and_written_as_sqlx_writ
     );
     p.migration("1_create_a.sql", "create table a (id int);\n");
 
+    // A row whose file is gone: named as sqlx describes it.
+    p.sql("insert into _sqlx_migrations values (9, 'gone away', now(), true, '\\x00', 1)");
+    let status = p.ballast(&["status"]);
+    status.expect_code(1);
+    assert!(
+        status
+            .stdout()
+            .contains("unknown version: 9_gone_away is applied in the database"),
+        "{}",
+        status.stdout()
+    );
+    p.sql("delete from _sqlx_migrations where version = 9");
+
     // A row sqlx left for a migration that failed: sqlx calls the database dirty.
     p.sql("insert into _sqlx_migrations values (3, 'c', now(), false, '\\x00', -1)");
     p.migration("3_c.sql", "create table c (id int);\n");
@@ -510,6 +523,26 @@ fn a_dirty_golang_migrate_version_is_explained_and_nothing_runs() {
         p.sql("select version || ' ' || dirty from schema_migrations"),
         "2 true"
     );
+}
+
+#[test]
+fn a_golang_migrate_file_that_fails_at_once_leaves_the_version_clean() {
+    let p = Project::new();
+    p.migration("1_a.up.sql", "create table a (id int);\n")
+        .migration(
+            "2_idx.up.sql",
+            "create index concurrently idx on missing (id);\n",
+        );
+    p.sql("create table a (id int)");
+    migrated_by_golang_migrate(&p, 1, false);
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(1);
+    // It was marked dirty before it ran; nothing of it ran, so the mark is gone.
+    assert_eq!(
+        p.sql("select version || ' ' || dirty from schema_migrations"),
+        "1 false"
+    );
+    p.ballast(&["status"]).expect_code(1);
 }
 
 #[test]
