@@ -157,8 +157,19 @@ pub async fn record(
 /// Deletes `version`'s row: a downgrade undid the migration. False when there was no
 /// such row (the caller decides whether that is an error).
 pub async fn remove(conn: &mut PgConnection, schema: &str, version: &str) -> Result<bool, DbError> {
+    delete_version(conn, schema, TABLE, version).await
+}
+
+/// Deletes the row of `version` from the ledger `schema.table` (ballast's, or a tool's
+/// with a row per migration). False when there was none.
+pub(super) async fn delete_version(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+    version: &str,
+) -> Result<bool, DbError> {
     let sql = format!(
-        "delete from {}.{TABLE} where version = $1",
+        "delete from {}.{table} where version::text = $1",
         quote_ident(schema)
     );
     sqlx::query(&sql)
@@ -168,7 +179,7 @@ pub async fn remove(conn: &mut PgConnection, schema: &str, version: &str) -> Res
         .map(|done| done.rows_affected() > 0)
         .map_err(|e| {
             DbError::query(
-                format!("deleting migration {version} from {schema}.{TABLE}"),
+                format!("deleting migration {version} from {schema}.{table}"),
                 &e,
             )
         })

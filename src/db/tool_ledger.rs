@@ -262,22 +262,7 @@ pub async fn remove(
     tool: Tool,
     version: &str,
 ) -> Result<bool, DbError> {
-    let t = format!("{}.{}", quote_ident(schema), table(tool));
-    sqlx::query(&format!("delete from {t} where version::text = $1"))
-        .bind(version)
-        .execute(conn)
-        .await
-        .map(|done| done.rows_affected() > 0)
-        .map_err(|e| {
-            DbError::query(
-                format!(
-                    "deleting version {version} from {}'s ledger {schema}.{}",
-                    tool,
-                    table(tool)
-                ),
-                &e,
-            )
-        })
+    super::ledger::delete_version(conn, schema, table(tool), version).await
 }
 
 #[cfg(test)]
