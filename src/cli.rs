@@ -180,6 +180,16 @@ pub enum Command {
         /// A revision id, `head` or `base`.
         revision: String,
     },
+    /// SQL migrations: adopt a database with tables but no ledger. Records the migrations
+    /// up to VERSION as applied, in the ledger the target keeps, WITHOUT running them
+    /// (`none`: records that none is). Asks first; journaled like any run.
+    #[command(
+        after_help = "Examples:\n  ballast baseline 20240105090000     the migrations up to this one built the schema\n  ballast baseline none               the tables there are not the migrations' work\n  ballast --yes baseline 3_add_orders\n\n`ballast status` names the tables it found and the migrations. Check the schema first:\nnothing is run. Refused once a ledger records anything."
+    )]
+    Baseline {
+        /// A migration's version or label (`20240105090000`, `3_add_orders`), or `none`.
+        version: String,
+    },
     /// The run journal: recent runs, their outcome and stages.
     #[command(
         after_help = "Examples:\n  ballast history\n  ballast history --limit 5 --json\n  ballast history --run 3f2a91c0     one run's closing report again: stages, what\n                                    committed, the backup, what to do next\n\nRuns of this database only (the configured target and schema), from its ballast_journal\ntable and the journal file in backup.dir; when the database is down, from the file."

@@ -54,7 +54,12 @@ pub async fn run(cli: Cli) -> i32 {
         } => restore::run(g, id.as_deref(), into.as_deref(), *end_sessions).await,
         Command::Demo { dir, keep } => demo::run(g, dir, *keep).await,
         Command::Init { url } => init::run(g, url.as_deref()).await,
-        Command::Stamp { revision } => pipeline_run::stamp(g, revision).await,
+        Command::Stamp { revision } => {
+            pipeline_run::single(g, crate::pipeline::StageKind::Stamp, revision).await
+        }
+        Command::Baseline { version } => {
+            pipeline_run::single(g, crate::pipeline::StageKind::Baseline, version).await
+        }
         Command::Check { format, all, rules } => check::run(g, *format, *all, *rules).await,
         Command::Completions { shell } => completions(*shell),
     }

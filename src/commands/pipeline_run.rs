@@ -29,8 +29,9 @@ pub async fn run_with(g: &GlobalArgs, settings: Settings, name: &str) -> i32 {
     run_pipeline(g, settings, pipeline, None).await.exit_code
 }
 
-/// `stamp REV`: a one-stage pipeline, so it is journaled like any run.
-pub async fn stamp(g: &GlobalArgs, revision: &str) -> i32 {
+/// `stamp REV` and `baseline VERSION`: a one-stage pipeline, so each is journaled like
+/// any run.
+pub async fn single(g: &GlobalArgs, kind: StageKind, to: &str) -> i32 {
     let settings = match super::load_settings(g) {
         Ok(settings) => settings,
         Err(code) => return code,
@@ -38,10 +39,11 @@ pub async fn stamp(g: &GlobalArgs, revision: &str) -> i32 {
     if let Err(e) = settings.database.url() {
         return super::fail(g, &e.to_string(), exit_code::USAGE);
     }
+    let name = kind.name();
     let pipeline = Pipeline::single(
-        "stamp",
-        format!("stamp {revision}"),
-        StageSpec::built(StageKind::Stamp, None, Some(revision.to_string())),
+        name,
+        format!("{name} {to}"),
+        StageSpec::built(kind, None, Some(to.to_string())),
     );
     run_pipeline(g, settings, pipeline, None).await.exit_code
 }

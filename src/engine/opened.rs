@@ -68,9 +68,14 @@ impl Engine {
                     .ledger
                     .applied(conn, schema, &folder.migrations)
                     .await?;
-                let state = compare(&folder.migrations, &applied, |m| {
+                let mut state = compare(&folder.migrations, &applied, |m| {
                     settled.ledger.checksum_of(m)
                 });
+                if applied.is_empty() && !state.pending.is_empty() {
+                    state.untracked =
+                        super::sql::ledger::untracked_tables(&mut *conn, schema, settled.ledger)
+                            .await?;
+                }
                 Ok(Snapshot::Sql(SqlSnapshot {
                     source: folder.migrations,
                     applied,

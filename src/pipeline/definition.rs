@@ -29,6 +29,9 @@ pub enum StageKind {
     Downgrade,
     /// Alembic's `stamp`: asks on its own, so it needs no confirm stage before it.
     Stamp,
+    /// The sql engine's `baseline`: records migrations as applied without running them;
+    /// asks on its own too.
+    Baseline,
     /// The CI round trip: the newest migration up, down and up again, the schema
     /// compared at each step.
     Roundtrip,
@@ -49,6 +52,7 @@ impl StageKind {
             StageKind::Restore => "restore",
             StageKind::Downgrade => "downgrade",
             StageKind::Stamp => "stamp",
+            StageKind::Baseline => "baseline",
             StageKind::Roundtrip => "roundtrip",
         }
     }

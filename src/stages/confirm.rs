@@ -126,6 +126,34 @@ async fn confirm_by_name(ctx: &RunContext, name: &str) -> Result<StageOutcome, S
     }
 }
 
+/// A command that asks its own question before it changes anything (`stamp`,
+/// `baseline`): `--yes`, or a person's yes at a terminal. `what` names the change in
+/// the refusal ("nothing stamped").
+pub(super) async fn ask(ctx: &RunContext, question: String, what: &str) -> Result<(), StageError> {
+    if ctx.options().assume_yes {
+        return Ok(());
+    }
+    if !crate::report::interactive() {
+        return Err(StageError::NotConfirmed(format!(
+            "no terminal to ask whether to {what} (or --non-interactive); pass --yes to run it unattended"
+        )));
+    }
+    let yes = crate::report::prompt::confirm(question)
+        .await
+        .map_err(prompt_failed)?;
+    if yes {
+        Ok(())
+    } else {
+        Err(StageError::NotConfirmed(format!(
+            "not confirmed: nothing {}",
+            match what {
+                "stamp" => "stamped",
+                _ => "recorded",
+            }
+        )))
+    }
+}
+
 /// The terminal could not be read: that is no yes.
 pub(super) fn prompt_failed(e: crate::report::prompt::PromptError) -> StageError {
     StageError::NotConfirmed(format!("confirmation prompt failed: {e}"))

@@ -2,6 +2,7 @@
 //! events; it never prints, and it never decides what runs next.
 
 mod backup;
+mod baseline;
 mod catalogue;
 mod chosen_backup;
 mod confirm;
@@ -38,6 +39,7 @@ pub async fn run(spec: &StageSpec, ctx: &mut RunContext) -> Result<StageOutcome,
         StageKind::Restore => restore::run(ctx).await,
         StageKind::Downgrade => downgrade::run(ctx, spec.to.as_deref()).await,
         StageKind::Stamp => stamp::run(ctx, spec.to.as_deref()).await,
+        StageKind::Baseline => baseline::run(ctx, spec.to.as_deref()).await,
         StageKind::Roundtrip => roundtrip::run(ctx).await,
     }
 }

@@ -3,7 +3,7 @@
 //! into the version table without running any migration. It asks first (even with a
 //! confirm stage before it: the question is a different one), and the run is journaled.
 
-use super::{deploy_lock, StageError, StageOutcome};
+use super::{confirm::ask, deploy_lock, StageError, StageOutcome};
 use crate::engine::Snapshot;
 use crate::pipeline::RunContext;
 
@@ -37,7 +37,7 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
         "{} says {now}. Write {to} there WITHOUT running any migration? Only when the schema already matches {to}.",
         snap.version
     );
-    ask(ctx, question).await?;
+    ask(ctx, question, "stamp").await?;
     deploy_lock::hold(ctx).await?;
     let proven = ctx.proven_snapshot().await?;
     super::refuse_if_engine_refuses(&proven)?;
@@ -79,25 +79,4 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
         "{} was {now}, is now {to}",
         snap.version
     )))
-}
-
-async fn ask(ctx: &RunContext, question: String) -> Result<(), StageError> {
-    if ctx.options().assume_yes {
-        return Ok(());
-    }
-    if !crate::report::interactive() {
-        return Err(StageError::NotConfirmed(
-            "no terminal to ask whether to stamp (or --non-interactive); pass --yes to run it unattended".into(),
-        ));
-    }
-    let yes = crate::report::prompt::confirm(question)
-        .await
-        .map_err(super::confirm::prompt_failed)?;
-    if yes {
-        Ok(())
-    } else {
-        Err(StageError::NotConfirmed(
-            "not confirmed: nothing stamped".into(),
-        ))
-    }
 }

@@ -562,3 +562,87 @@ fn a_new_database_of_a_golang_migrate_project_gets_golang_migrates_table() {
         "bigint"
     );
 }
+
+#[test]
+fn a_schema_with_tables_and_no_ledger_is_never_migrated_blindly_and_baseline_adopts_it() {
+    let p = Project::new();
+    // Built by migration 1, by some other means; nothing recorded it.
+    p.sql("create table a (id int); insert into a values (1)");
+    p.migration("1_a.sql", "create table a (id int);\n")
+        .migration("2_b.sql", "create table b (id int);\n");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(3);
+    let out = run.stdout();
+    assert!(
+        out.contains("schema public has 1 table(s) (a) but no ledger"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ballast baseline VERSION") && out.contains("ballast baseline none"),
+        "{out}"
+    );
+    assert!(!p.table_exists("public.b"));
+    p.ballast(&["status"]).expect_code(1);
+
+    // Asks first; no terminal and no --yes: nothing recorded.
+    let asked = p.ballast(&["baseline", "1"]);
+    asked.expect_code(3);
+    assert!(asked.stdout().contains("pass --yes"), "{}", asked.stdout());
+    assert!(!p.table_exists("public.ballast_migrations"));
+    // A version that is no file.
+    let wrong = p.ballast(&["--yes", "baseline", "7"]);
+    wrong.expect_code(2);
+    assert!(
+        wrong.stdout().contains("no migration 7 among the files"),
+        "{}",
+        wrong.stdout()
+    );
+
+    let baseline = p.ballast(&["--yes", "baseline", "1"]);
+    baseline.expect_code(0);
+    assert!(
+        baseline
+            .stdout()
+            .contains("records the 1 migration(s) up to 1_a as applied; none was run"),
+        "{}",
+        baseline.stdout()
+    );
+    assert_eq!(p.ledger_versions(), ["1"]);
+    assert_eq!(p.sql("select count(*) from a"), "1", "nothing ran");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert!(p.table_exists("public.b"));
+    assert_eq!(p.ledger_versions(), ["1", "2"]);
+    // Journaled like any run; and only once.
+    assert!(p.ballast(&["history"]).stdout().contains(" baseline "));
+    let again = p.ballast(&["--yes", "baseline", "none"]);
+    again.expect_code(3);
+    assert!(
+        again
+            .stdout()
+            .contains("already records 2 applied migration(s)"),
+        "{}",
+        again.stdout()
+    );
+}
+
+#[test]
+fn baseline_writes_the_ledger_the_folders_tool_keeps() {
+    let p = Project::new();
+    p.migration("20240101000000_shop.sql", DBMATE_ONE)
+        .migration("20240102000000_shop_name.sql", DBMATE_TWO);
+    p.sql("create table shop (id bigint primary key, name text)");
+    p.ballast(&["--yes", "deploy"]).expect_code(3);
+    p.ballast(&["--yes", "baseline", "20240101000000"])
+        .expect_code(0);
+    let said = dbmate(&p, &["status"]);
+    assert!(
+        said.contains("Applied: 1") && said.contains("Pending: 1"),
+        "{said}"
+    );
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    let said = dbmate(&p, &["status"]);
+    assert!(
+        said.contains("Applied: 2") && said.contains("Pending: 0"),
+        "{said}"
+    );
+}

@@ -10,7 +10,7 @@ use crate::harness::{cluster, psql, Project};
 fn backup_restores_with_gunzip_and_pg_restore() {
     let p = Project::new();
     // Several MiB: the dump is compressed as several gzip members, in parallel.
-    p.sql("create table kept (id int primary key, note text); insert into kept select g, md5(g::text) || md5((g * 7)::text) from generate_series(1, 100000) g");
+    p.existing("create table kept (id int primary key, note text); insert into kept select g, md5(g::text) || md5((g * 7)::text) from generate_series(1, 100000) g");
     p.migration("1_new.sql", "create table added (id int);");
     p.ballast(&["--yes", "deploy"]).expect_code(0);
 

@@ -420,7 +420,7 @@ fn error_at_commit_rolls_back_the_whole_batch() {
 #[test]
 fn failed_create_index_concurrently_reports_the_invalid_index_it_left() {
     let p = Project::new();
-    p.sql("create table t (email text); insert into t values ('a'), ('a')");
+    p.existing("create table t (email text); insert into t values ('a'), ('a')");
     p.migration(
         "1_unique.sql",
         "-- no-transaction\ncreate unique index concurrently if not exists t_email_key on t (email);",
@@ -508,7 +508,7 @@ fn a_deploy_from_an_empty_database_is_not_refused_for_what_its_own_migrations_cr
 #[test]
 fn a_plain_concurrent_index_build_runs_again_over_the_invalid_index_a_failed_build_left() {
     let p = Project::new();
-    p.sql("create table t (x int); insert into t values (1), (1)");
+    p.existing("create table t (x int); insert into t values (1), (1)");
     // A failed build (duplicates) leaves an INVALID index of that very name.
     let failed = std::process::Command::new("psql")
         .args([

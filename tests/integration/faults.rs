@@ -84,7 +84,7 @@ fn journal_statuses(p: &Project) -> String {
 #[test]
 fn sigkill_during_the_backup_changes_nothing_and_lists_no_backup() {
     let p = Project::new();
-    p.sql("create table kept (id int); insert into kept select generate_series(1, 1000)");
+    p.existing("create table kept (id int); insert into kept select generate_series(1, 1000)");
     two_migrations(&p);
     let child = paused_at(&p, &["--yes", "deploy"], "backup");
     signal(child, "KILL");
@@ -340,7 +340,7 @@ fn sigint_at_the_start_of_each_stage_ends_where_the_run_started() {
 #[test]
 fn a_disk_that_fills_during_the_backup_fails_it_before_the_upgrade() {
     let p = Project::new();
-    p.sql("create table kept (payload text); insert into kept select md5(g::text) || md5((g * 7)::text) from generate_series(1, 20000) g");
+    p.existing("create table kept (payload text); insert into kept select md5(g::text) || md5((g * 7)::text) from generate_series(1, 20000) g");
     two_migrations(&p);
     let disk = p.path().join("disk");
     std::fs::create_dir(&disk).unwrap();
@@ -384,7 +384,7 @@ fn a_disk_that_fills_during_the_backup_fails_it_before_the_upgrade() {
 #[test]
 fn the_s3_server_stopped_during_the_upload_fails_the_backup_before_the_upgrade() {
     let p = Project::new();
-    p.sql("create table kept (id int); insert into kept select generate_series(1, 1000)");
+    p.existing("create table kept (id int); insert into kept select generate_series(1, 1000)");
     two_migrations(&p);
     let mut s3 = crate::harness::OwnS3::start();
     let bucket = p.with_s3_on(&s3.server, "");
@@ -415,7 +415,7 @@ fn the_s3_server_stopped_during_the_upload_fails_the_backup_before_the_upgrade()
 #[test]
 fn a_signal_during_the_recovery_ladder_says_what_is_going_on_and_lets_it_finish() {
     let p = Project::new();
-    p.sql("create table kept (id int); insert into kept values (1)");
+    p.existing("create table kept (id int); insert into kept values (1)");
     two_migrations(&p);
     p.write_config(FAILING_VERIFY);
     p.on_failure(false, "auto");

@@ -74,6 +74,14 @@ impl Project {
         std::fs::write(self.path().join("deploy.toml"), text).unwrap();
     }
 
+    /// A schema the database had before ballast: `sql` runs, then `ballast baseline
+    /// none` records that none of the migrations built it (a deploy refuses a schema
+    /// with tables and no ledger).
+    pub fn existing(&self, sql: &str) {
+        self.sql(sql);
+        self.ballast(&["--yes", "baseline", "none"]).expect_code(0);
+    }
+
     pub fn migration(&self, relative: &str, sql: &str) -> &Project {
         let path = self.path().join("migrations").join(relative);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -211,7 +219,7 @@ impl Project {
     /// whose down file creates it again, the same but empty: a downgrade that brings
     /// the structure back and not the data.
     pub fn notes_dropped_by_a_migration(&self) {
-        self.sql("create table notes (id int primary key, body text); insert into notes values (1, 'remember me')");
+        self.existing("create table notes (id int primary key, body text); insert into notes values (1, 'remember me')");
         self.migration("1_drop_notes.sql", "drop table notes;")
             .migration(
                 "1_drop_notes.down.sql",

@@ -42,7 +42,7 @@ fn two_concurrent_deploys_apply_each_migration_once() {
 #[test]
 fn migration_blocked_by_a_lock_fails_by_lock_timeout() {
     let p = Project::new();
-    p.sql("create table busy (id int)");
+    p.existing("create table busy (id int)");
     p.migration("1_alter.sql", "alter table busy add column x int;");
     let _blocker = Blocker::hold(&p.url, "lock table busy in access share mode");
     // The deploy's preflight names the blocker and refuses before anything runs.
@@ -152,7 +152,7 @@ fn sigterm_during_the_upgrade_cancels_the_statement_and_the_run_ends_unchanged()
 #[test]
 fn a_lock_timeout_is_retried_and_succeeds_once_the_blocker_is_gone() {
     let p = Project::new();
-    p.sql("create table busy (id int)");
+    p.existing("create table busy (id int)");
     p.migration("1_alter.sql", "alter table busy add column x int;");
     let upgrade_only = p.path().join("upgrade-only.toml");
     std::fs::write(&upgrade_only, "[[stages]]\nkind = \"upgrade\"\n").unwrap();

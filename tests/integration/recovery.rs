@@ -25,7 +25,7 @@ fn committed_then_verify_fails(p: &Project) {
 #[test]
 fn a_verify_failure_after_commit_is_undone_by_the_downgrade_rung_exactly() {
     let p = Project::new();
-    p.sql("create table kept (id int); insert into kept values (1)");
+    p.existing("create table kept (id int); insert into kept values (1)");
     let before = p.schema_dump("public");
     committed_then_verify_fails(&p);
     let run = p.ballast(&["--yes", "deploy"]);
@@ -56,7 +56,7 @@ fn a_verify_failure_after_commit_is_undone_by_the_downgrade_rung_exactly() {
 #[test]
 fn a_downgrade_that_fails_hands_over_to_the_restore_rung() {
     let p = Project::new();
-    p.sql("create table kept (id int); insert into kept values (1), (2)");
+    p.existing("create table kept (id int); insert into kept values (1), (2)");
     let before = p.schema_dump("public");
     committed_then_verify_fails(&p);
     // The newest down file raises: nothing of the downgrade's batch is undone.
@@ -176,7 +176,7 @@ fn without_a_restore_a_structural_downgrade_over_dropped_data_is_not_recovered()
 #[test]
 fn rows_an_undone_migration_changed_are_named_in_the_recovery() {
     let p = Project::new();
-    p.sql(
+    p.existing(
         "create table kept (id int primary key, status text); insert into kept values (1, 'new')",
     );
     p.migration(
@@ -232,7 +232,7 @@ fn a_cascade_into_another_schema_is_seen_by_the_proof() {
 #[test]
 fn code_whose_effect_on_rows_cannot_be_read_is_no_proven_recovery() {
     let p = Project::new();
-    p.sql("create table kept (id serial primary key, status text); insert into kept (status) select 'status-' || g from generate_series(1, 5) g");
+    p.existing("create table kept (id serial primary key, status text); insert into kept (status) select 'status-' || g from generate_series(1, 5) g");
     p.migration(
         "1_x.sql",
         "alter table kept alter column status type varchar(3) using left(status, 3);\n\

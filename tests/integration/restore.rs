@@ -293,7 +293,7 @@ fn failing_after_commit(p: &Project, policy: &str) {
 #[test]
 fn restore_rung_puts_the_runs_backup_back_when_changes_were_left() {
     let p = Project::new();
-    p.sql("create table kept (id int); insert into kept values (1), (2)");
+    p.existing("create table kept (id int); insert into kept values (1), (2)");
     failing_after_commit(&p, "auto");
     let run = p.ballast(&["--yes", "deploy"]);
     run.expect_code(1);
@@ -329,7 +329,7 @@ fn the_restore_rung_with_a_client_connected_refuses_at_once_or_ends_its_session(
     );
 
     let p = Project::new();
-    p.sql("create table kept (id int); insert into kept values (1), (2)");
+    p.existing("create table kept (id int); insert into kept values (1), (2)");
     failing_after_commit(&p, "auto");
     let _app = Blocker::idle(&p.url, "shop web");
     let run = p.ballast_with(
@@ -639,6 +639,7 @@ fn in_place_restore_waits_for_a_deploy_holding_the_lock() {
 fn in_place_restore_keeps_the_run_history() {
     let p = Project::new();
     seed(&p);
+    p.ballast(&["--yes", "baseline", "none"]).expect_code(0);
     let id = backup_id(&p);
     p.migration("1_extra.sql", "create table extra (id int);");
     p.ballast(&["--yes", "deploy"]).expect_code(0);

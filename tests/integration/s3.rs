@@ -5,7 +5,7 @@ use crate::harness::{s3, Project};
 #[test]
 fn deploy_backs_up_to_s3_with_manifest_last() {
     let p = Project::new();
-    p.sql("create table kept (id int, note text); insert into kept select g, md5(g::text) from generate_series(1, 20000) g");
+    p.existing("create table kept (id int, note text); insert into kept select g, md5(g::text) from generate_series(1, 20000) g");
     p.migration("1_a.sql", "create table a (id int);");
     let bucket = p.with_s3("");
     let run = p.ballast(&["--yes", "deploy"]);
@@ -36,7 +36,7 @@ fn deploy_backs_up_to_s3_with_manifest_last() {
 #[test]
 fn killed_pg_dump_aborts_the_upload_and_lists_nothing() {
     let p = Project::new();
-    p.sql("create table kept (id int, note text); insert into kept select g, md5(g::text) from generate_series(1, 20000) g");
+    p.existing("create table kept (id int, note text); insert into kept select g, md5(g::text) from generate_series(1, 20000) g");
     p.migration("1_a.sql", "create table a (id int);");
     // [backup] after [backup.s3]: TOML allows the parent table to come second.
     let bucket = p.with_s3(&p.fake_pg_dump("pg_dump \"$@\" | head -c 100000\nkill -KILL $$"));

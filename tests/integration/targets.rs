@@ -19,6 +19,12 @@ fn three_targets() -> (Project, Vec<String>) {
         urls.push(cluster().url(&db));
     }
     psql(&urls[1], "create table orders (id int)");
+    // Its own table, not the migrations' work: recorded so, the deploy then fails on it.
+    p.ballast_with(
+        &["--yes", "baseline", "none"],
+        &[("BALLAST_DATABASE__URL", urls[1].as_str())],
+    )
+    .expect_code(0);
     let file = format!(
         "[[target]]\nname = \"a\"\ndatabase.url = \"{}\"\n\n[[target]]\nname = \"b\"\nurl_env = \"B_URL\"\n\n[[target]]\nname = \"c\"\ndatabase.url = \"{}\"\n",
         urls[0], urls[2]

@@ -385,3 +385,28 @@ fn up_to_current(rows: Vec<AppliedRow>, source: &[Migration]) -> Vec<AppliedRow>
     }
     applied
 }
+
+/// The tables in `schema` when the database keeps no ledger at all (neither `ledger`'s
+/// table nor ballast's exists): tables something other than these migrations, as far
+/// as anything records, put there. Empty once a ledger exists.
+pub async fn untracked_tables(
+    conn: &mut PgConnection,
+    schema: &str,
+    ledger: Ledger,
+) -> Result<Vec<String>, DbError> {
+    for table in [ledger.table(), ledger::TABLE] {
+        if ledger::table_exists(&mut *conn, schema, table).await? {
+            return Ok(Vec::new());
+        }
+    }
+    sqlx::query_scalar(
+        "select c.relname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+         where n.nspname = $1 and c.relkind in ('r', 'p') and c.relname <> $2 \
+         and not c.relispartition order by 1",
+    )
+    .bind(schema)
+    .bind(crate::db::journal_table::TABLE)
+    .fetch_all(conn)
+    .await
+    .map_err(|e| DbError::query(format!("listing the tables of schema {schema}"), &e))
+}

@@ -114,6 +114,25 @@ impl SqlSnapshot {
             )),
         );
         }
+        if !state.untracked.is_empty() {
+            let n = state.untracked.len();
+            let shown: Vec<&str> = state.untracked.iter().take(5).map(String::as_str).collect();
+            let more = if n > 5 {
+                format!(" and {} more", n - 5)
+            } else {
+                String::new()
+            };
+            events.diagnose(
+                Severity::Error,
+                format!(
+                    "schema {} has {n} table(s) ({}{more}) but no ledger: nothing records which of the {} pending migration(s) built them, and running one again on what it built would fail, or do its work twice",
+                    self.schema,
+                    shown.join(", "),
+                    state.pending.len()
+                ),
+                Some("if the migrations up to VERSION built them (another tool, or by hand), record that: `ballast baseline VERSION`; if none of them did, `ballast baseline none`; then deploy".into()),
+            );
+        }
         for row in &state.failed {
             let (message, hint) = self.failed_row(row);
             events.diagnose(Severity::Error, message, Some(hint));
@@ -144,7 +163,11 @@ impl SqlSnapshot {
             Some("give it a version newer than every applied migration (rename the file) so every database applies migrations in one order".into()),
         );
         }
-        state.drift.len() + state.unknown.len() + state.out_of_order.len() + state.failed.len()
+        state.drift.len()
+            + state.unknown.len()
+            + state.out_of_order.len()
+            + state.failed.len()
+            + usize::from(!state.untracked.is_empty())
     }
 
     /// What `status -v` shows besides the state: what the folder holds besides

@@ -28,6 +28,9 @@ pub struct State {
     pub out_of_order: Vec<usize>,
     /// Rows the tool left for a migration that failed half-way (sqlx's dirty rows).
     pub failed: Vec<AppliedRow>,
+    /// Tables in the schema of a database with no ledger at all, while migrations are
+    /// pending: whether those migrations built them, nothing says.
+    pub untracked: Vec<String>,
     /// The newest applied version that has a file.
     pub current: Option<Version>,
     pub applied_count: usize,
@@ -40,6 +43,7 @@ impl State {
             || !self.unknown.is_empty()
             || !self.out_of_order.is_empty()
             || !self.failed.is_empty()
+            || !self.untracked.is_empty()
     }
 }
 
