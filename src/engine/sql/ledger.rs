@@ -388,7 +388,8 @@ fn up_to_current(rows: Vec<AppliedRow>, source: &[Migration]) -> Vec<AppliedRow>
 
 /// The tables in `schema` when the database keeps no ledger at all (neither `ledger`'s
 /// table nor ballast's exists): tables something other than these migrations, as far
-/// as anything records, put there. Empty once a ledger exists.
+/// as anything records, put there (an extension's own, PostGIS's `spatial_ref_sys`,
+/// do not count). Empty once a ledger exists.
 pub async fn untracked_tables(
     conn: &mut PgConnection,
     schema: &str,
@@ -402,7 +403,10 @@ pub async fn untracked_tables(
     sqlx::query_scalar(
         "select c.relname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace \
          where n.nspname = $1 and c.relkind in ('r', 'p') and c.relname <> $2 \
-         and not c.relispartition order by 1",
+         and not c.relispartition \
+         and not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass \
+                         and d.objid = c.oid and d.deptype = 'e') \
+         order by 1",
     )
     .bind(schema)
     .bind(crate::db::journal_table::TABLE)
