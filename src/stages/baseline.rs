@@ -29,13 +29,13 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
     let ledger = snap.ledger.ledger.describe(&snap.schema);
     let question = match marked.last() {
         Some(last) => format!(
-            "Schema {} has {tables} and no ledger. Record the {} migration(s) up to {} as applied in {ledger}, WITHOUT running them? Only when they built what is there.",
+            "Found {tables} and no ledger in schema {}. Record the {} migration(s) up to {} as applied in {ledger}, WITHOUT running them? Only when they built what is there.",
             snap.schema,
             marked.len(),
             last.label()
         ),
         None => format!(
-            "Schema {} has {tables} and no ledger. Record that none of the {} migration(s) is applied (create {ledger} empty)? The next deploy runs them all.",
+            "Found {tables} and no ledger in schema {}. Record that none of the {} migration(s) is applied (create {ledger} empty)? The next deploy runs them all.",
             snap.schema,
             snap.source.len()
         ),

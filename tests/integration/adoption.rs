@@ -574,7 +574,7 @@ fn a_schema_with_tables_and_no_ledger_is_never_migrated_blindly_and_baseline_ado
     run.expect_code(3);
     let out = run.stdout();
     assert!(
-        out.contains("schema public has 1 table(s) (a) but no ledger"),
+        out.contains("1 table(s) (a) but no ledger in schema public"),
         "{out}"
     );
     assert!(
@@ -644,5 +644,21 @@ fn baseline_writes_the_ledger_the_folders_tool_keeps() {
     assert!(
         said.contains("Applied: 2") && said.contains("Pending: 0"),
         "{said}"
+    );
+}
+
+#[test]
+fn tables_in_the_search_path_count_when_ballasts_own_schema_is_elsewhere() {
+    let p = Project::new();
+    p.write_config("schema = \"ballast\"\n");
+    p.sql("create table a (id int)");
+    p.migration("1_a.sql", "create table a (id int);\n");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(3);
+    assert!(
+        run.stdout()
+            .contains("1 table(s) (public.a) but no ledger in schema ballast"),
+        "{}",
+        run.stdout()
     );
 }

@@ -386,10 +386,12 @@ fn up_to_current(rows: Vec<AppliedRow>, source: &[Migration]) -> Vec<AppliedRow>
     applied
 }
 
-/// The tables in `schema` when the database keeps no ledger at all (neither `ledger`'s
-/// table nor ballast's exists): tables something other than these migrations, as far
-/// as anything records, put there (an extension's own, PostGIS's `spatial_ref_sys`,
-/// do not count). Empty once a ledger exists.
+/// The tables of a database that keeps no ledger at all (neither `ledger`'s table nor
+/// ballast's exists in `schema`), in `schema` and in the search path's schemas (where
+/// unqualified migrations create theirs): tables something other than these
+/// migrations, as far as anything records, put there. An extension's own tables
+/// (PostGIS's `spatial_ref_sys`) do not count. Those of `schema` by name, the others
+/// qualified. Empty once a ledger exists.
 pub async fn untracked_tables(
     conn: &mut PgConnection,
     schema: &str,
@@ -401,16 +403,19 @@ pub async fn untracked_tables(
         }
     }
     sqlx::query_scalar(
-        "select c.relname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace \
-         where n.nspname = $1 and c.relkind in ('r', 'p') and c.relname <> $2 \
-         and not c.relispartition \
+        "select case when n.nspname = $1 then c.relname::text \
+                     else n.nspname || '.' || c.relname end \
+         from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+         where (n.nspname = $1 or n.nspname = any (current_schemas(false))) \
+         and c.relkind in ('r', 'p') and not c.relispartition \
+         and not (n.nspname = $1 and c.relname = $2) \
          and not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass \
                          and d.objid = c.oid and d.deptype = 'e') \
-         order by 1",
+         order by n.nspname <> $1, 1",
     )
     .bind(schema)
     .bind(crate::db::journal_table::TABLE)
     .fetch_all(conn)
     .await
-    .map_err(|e| DbError::query(format!("listing the tables of schema {schema}"), &e))
+    .map_err(|e| DbError::query(format!("listing the tables beside schema {schema}"), &e))
 }

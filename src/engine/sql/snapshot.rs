@@ -125,9 +125,9 @@ impl SqlSnapshot {
             events.diagnose(
                 Severity::Error,
                 format!(
-                    "schema {} has {n} table(s) ({}{more}) but no ledger: nothing records which of the {} pending migration(s) built them, and running one again on what it built would fail, or do its work twice",
-                    self.schema,
+                    "{n} table(s) ({}{more}) but no ledger in schema {}: nothing records which of the {} pending migration(s) built them, and running one again on what it built would fail, or do its work twice",
                     shown.join(", "),
+                    self.schema,
                     state.pending.len()
                 ),
                 Some("if the migrations up to VERSION built them (another tool, or by hand), record that: `ballast baseline VERSION`; if none of them did, `ballast baseline none`; then deploy".into()),
