@@ -30,8 +30,11 @@ pub struct Found {
     pub url: Option<String>,
     /// The URL was given with a password: it goes in the environment, not the file.
     pub url_has_secret: bool,
-    /// The ledger found in the database: a tool's (with its rows) or ballast's.
-    pub ledger: Option<(String, i64)>,
+    /// The ledgers found in the database, with their rows: a tool's, or ballast's
+    /// (more than one: the person must say which is in use).
+    pub ledgers: Vec<(String, i64)>,
+    /// `database.schema` as the environment sets it, when a database was read.
+    pub schema: Option<String>,
     /// Where Alembic's version table is, when the database has one.
     pub version_schema: Option<String>,
 }
@@ -107,12 +110,21 @@ pub fn look(project: &Path) -> Found {
     let cargo = std::fs::read_to_string(project.join("Cargo.toml")).unwrap_or_default();
     found.tool_hint = if project.join("diesel.toml").is_file() {
         Some((Tool::Diesel, "diesel.toml"))
-    } else if cargo.contains("sqlx") {
-        Some((Tool::Sqlx, "Cargo.toml names sqlx"))
+    } else if depends_on_sqlx(&cargo) {
+        Some((Tool::Sqlx, "Cargo.toml depends on sqlx"))
     } else {
         None
     };
     found
+}
+
+/// Whether a Cargo.toml names the `sqlx` crate as a dependency (`sqlx = ...`,
+/// `[dependencies.sqlx]`), not merely mentions it.
+fn depends_on_sqlx(cargo: &str) -> bool {
+    cargo.lines().map(str::trim).any(|line| {
+        let key = line.split(['=', ']']).next().unwrap_or_default().trim();
+        key == "sqlx" || key.ends_with("dependencies.sqlx")
+    })
 }
 
 /// What the database holds: its ledger (a tool's, or ballast's), or Alembic's version
@@ -134,14 +146,16 @@ async fn read_database(url: &str, found: &mut Found) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let schema = settings.database.schema.clone();
     let result = async {
-        let tools = tool_ledger::find(&mut conn, &schema).await?;
-        let mut ledger_found = None;
-        if let Some(&tool) = tools.first() {
-            let rows = tool_ledger::applied(&mut conn, &schema, tool).await?.len() as i64;
-            ledger_found = Some((tool.name().to_string(), rows));
-        } else if ledger::table_exists(&mut conn, &schema, ledger::TABLE).await? {
-            let rows = ledger::applied(&mut conn, &schema).await?.len() as i64;
-            ledger_found = Some(("ballast".to_string(), rows));
+        let mut ledgers = Vec::new();
+        for f in tool_ledger::find(&mut conn, &schema).await? {
+            let rows = tool_ledger::applied(&mut conn, &f.schema, f.tool)
+                .await?
+                .len() as i64;
+            ledgers.push((f.tool.name().to_string(), rows));
+        }
+        let own = ledger::applied(&mut conn, &schema).await?.len() as i64;
+        if ledgers.is_empty() && ledger::table_exists(&mut conn, &schema, ledger::TABLE).await? {
+            ledgers.push(("ballast".to_string(), own));
         }
         let version_schema: Option<String> = sqlx::query_scalar(
             "select n.nspname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace \
@@ -150,13 +164,14 @@ async fn read_database(url: &str, found: &mut Found) -> Result<(), String> {
         .fetch_optional(&mut conn)
         .await
         .map_err(|e| db::DbError::query("looking for alembic_version", &e))?;
-        Ok::<_, db::DbError>((ledger_found, version_schema))
+        Ok::<_, db::DbError>((ledgers, version_schema))
     }
     .await;
     db::close(conn).await;
-    let (ledger_found, version_schema) = result.map_err(|e| e.to_string())?;
-    found.ledger = ledger_found;
+    let (ledgers, version_schema) = result.map_err(|e| e.to_string())?;
+    found.ledgers = ledgers;
     found.version_schema = version_schema;
+    found.schema = Some(schema);
     Ok(())
 }
 
@@ -176,12 +191,18 @@ pub fn said(found: &Found) -> Vec<String> {
     if let Some((tool, why)) = found.tool_hint {
         lines.push(format!("the project uses {tool} ({why})"));
     }
-    match &found.ledger {
-        Some((name, rows)) => lines.push(format!(
+    for (name, rows) in &found.ledgers {
+        lines.push(format!(
             "found {name}'s ledger in the database ({rows} row(s))"
-        )),
-        None if found.url.is_some() => lines.push("found no ledger in the database".into()),
-        None => {}
+        ));
+    }
+    if found.ledgers.len() > 1 {
+        lines.push(
+            "the database holds more than one ledger: set [migrations] ledger to the one in use (ballast refuses to guess)".into(),
+        );
+    }
+    if found.ledgers.is_empty() && found.url.is_some() {
+        lines.push("found no ledger in the database".into());
     }
     if let Some(schema) = &found.version_schema {
         lines.push(format!("found Alembic's version table in schema {schema}"));
@@ -206,9 +227,10 @@ pub fn render(found: &Found) -> String {
              # url = \"postgres://app@db.internal:5432/shop\"\n",
         ),
     }
-    out.push_str(
-        "# Where ballast keeps its own tables (ballast_migrations, ballast_journal).\nschema = \"public\"\n\n[migrations]\n",
-    );
+    out.push_str(&format!(
+        "# Where ballast keeps its own tables (ballast_migrations, ballast_journal).\nschema = \"{}\"\n\n[migrations]\n",
+        found.schema.as_deref().unwrap_or("public")
+    ));
     if let Some(ini) = &found.alembic_ini {
         out.push_str(&format!("engine = \"alembic\"\nalembic_ini = \"{ini}\"\n"));
         let python = found.python.as_deref().unwrap_or("python3");
@@ -237,6 +259,13 @@ pub fn render(found: &Found) -> String {
             "# Where applied migrations are recorded: auto, ballast, or the tool's own table\n\
              # (sqlx, diesel, dbmate, golang-migrate), written exactly as the tool writes it.\n",
         );
+        if found.ledgers.len() > 1 {
+            let names: Vec<&str> = found.ledgers.iter().map(|(n, _)| n.as_str()).collect();
+            out.push_str(&format!(
+                "# The database holds {}: set the one in use (auto refuses to guess).\n",
+                names.join(" and ")
+            ));
+        }
         out.push_str(&format!("ledger = \"{}\"\n", ledger_key(found)));
     }
     out.push_str(
@@ -245,12 +274,15 @@ pub fn render(found: &Found) -> String {
     out
 }
 
-/// The ledger to write down: the one found in the database, else the project's tool's,
-/// else `auto`.
+/// The ledger to write down: the one found in the database, else the project's
+/// tool's when the folder is laid out as that tool writes it, else `auto`.
 fn ledger_key(found: &Found) -> String {
-    match (&found.ledger, found.tool_hint) {
-        (Some((name, _)), _) => name.clone(),
-        (_, Some((tool, _))) => tool.name().to_string(),
+    let layout = found.folder.as_ref().map(|(_, layout, _)| *layout);
+    match (found.ledgers.as_slice(), found.tool_hint) {
+        ([(name, _)], _) => name.clone(),
+        ([], Some((tool, _))) if layout.is_none_or(|l| l == Layout::Of(tool)) => {
+            tool.name().to_string()
+        }
         _ => "auto".to_string(),
     }
 }
@@ -264,7 +296,8 @@ mod tests {
         let found = Found {
             folder: Some(("db/migrations".into(), Layout::Of(Tool::Dbmate), 3)),
             url: Some("postgres://app@db/shop".into()),
-            ledger: Some(("dbmate".into(), 3)),
+            ledgers: vec![("dbmate".into(), 3)],
+            schema: Some("app".into()),
             ..Found::default()
         };
         let text = render(&found);
@@ -272,11 +305,31 @@ mod tests {
         assert!(text.contains("layout = \"dbmate\""), "{text}");
         assert!(text.contains("ledger = \"dbmate\""), "{text}");
         assert!(
+            text.contains("schema = \"app\""),
+            "the schema init read: {text}"
+        );
+        assert!(
             text.contains("\nurl = \"postgres://app@db/shop\""),
             "{text}"
         );
         let parsed: toml::Value = toml::from_str(&text).unwrap();
         assert_eq!(parsed["migrations"]["engine"].as_str(), Some("sql"));
+    }
+
+    #[test]
+    fn two_ledgers_are_named_and_left_for_the_person_to_choose() {
+        let found = Found {
+            folder: Some(("migrations".into(), Layout::Of(Tool::Sqlx), 2)),
+            url: Some("postgres://app@db/shop".into()),
+            ledgers: vec![("sqlx".into(), 2), ("diesel".into(), 1)],
+            ..Found::default()
+        };
+        let text = render(&found);
+        assert!(text.contains("ledger = \"auto\""), "{text}");
+        assert!(text.contains("sqlx and diesel"), "{text}");
+        assert!(said(&found)
+            .iter()
+            .any(|l| l.contains("more than one ledger")));
     }
 
     #[test]
@@ -295,10 +348,25 @@ mod tests {
     fn a_sqlx_project_gets_sqlxs_ledger_for_its_new_databases() {
         let found = Found {
             folder: Some(("migrations".into(), Layout::Of(Tool::Sqlx), 2)),
-            tool_hint: Some((Tool::Sqlx, "Cargo.toml names sqlx")),
+            tool_hint: Some((Tool::Sqlx, "Cargo.toml depends on sqlx")),
             ..Found::default()
         };
         assert!(render(&found).contains("ledger = \"sqlx\""));
+        let diesel_folder = Found {
+            folder: Some(("migrations".into(), Layout::Of(Tool::Diesel), 2)),
+            ..found
+        };
+        assert!(
+            render(&diesel_folder).contains("ledger = \"auto\""),
+            "sqlx in Cargo.toml says nothing of a diesel folder's ledger"
+        );
+        assert!(depends_on_sqlx(
+            "[dependencies]\nsqlx = { version = \"0.8\" }\n"
+        ));
+        assert!(depends_on_sqlx("[dependencies.sqlx]\nversion = \"0.8\"\n"));
+        assert!(!depends_on_sqlx(
+            "[dependencies]\nsea-orm = { features = [\"sqlx-postgres\"] }\n"
+        ));
         let alembic = Found {
             alembic_ini: Some("alembic.ini".into()),
             version_schema: Some("marketplace".into()),

@@ -20,7 +20,13 @@ async fn read(g: &GlobalArgs, events: &Events, lint_facts: bool) -> Result<Read,
     let snap = engine::Engine::open(&settings)
         .snapshot(&settings, &mut conn, false)
         .await
-        .map_err(|e| super::fail(g, &e.to_string(), exit_code::USAGE));
+        .map_err(|e| {
+            let code = match e.is_refusal() {
+                true => exit_code::REFUSED,
+                false => exit_code::USAGE,
+            };
+            super::fail(g, &e.to_string(), code)
+        });
     let facts = match lint_facts {
         true => crate::lint::facts::gather(&mut conn).await.ok(),
         false => None,

@@ -13,6 +13,18 @@ pub async fn missing_privileges(
     conn: &mut PgConnection,
     schema: &str,
 ) -> Result<Option<(String, String)>, DbError> {
+    if let Some(missing) = missing_on_schema(&mut *conn, schema).await? {
+        return Ok(Some(missing));
+    }
+    missing_on_table(conn, schema, ledger::TABLE, "SELECT, INSERT").await
+}
+
+/// `Some((problem, the GRANT that fixes it))` when the current role cannot create
+/// tables in `schema` (or `schema` itself, when it does not exist yet).
+pub async fn missing_on_schema(
+    conn: &mut PgConnection,
+    schema: &str,
+) -> Result<Option<(String, String)>, DbError> {
     let (user, schema_exists, can_use_and_create, can_create_schema): (String, bool, bool, bool) = sqlx::query_as(
         "select current_user::text,
                 exists(select 1 from pg_namespace where nspname = $1),
@@ -39,11 +51,12 @@ pub async fn missing_privileges(
             ),
         )));
     }
-    missing_on_table(conn, schema, ledger::TABLE, "SELECT, INSERT").await
+    Ok(None)
 }
 
 /// `Some((problem, the GRANT that fixes it))` when `schema.table` exists and the
-/// current role lacks one of `privileges` on it (`SELECT, INSERT` to keep a ledger).
+/// current role lacks any of `privileges` (comma-separated, as a GRANT lists them)
+/// on it; the GRANT names only those it lacks.
 pub async fn missing_on_table(
     conn: &mut PgConnection,
     schema: &str,
@@ -53,21 +66,31 @@ pub async fn missing_on_table(
     if !ledger::table_exists(&mut *conn, schema, table).await? {
         return Ok(None);
     }
-    let name = format!("{}.{}", quote_ident(schema), table);
-    let (user, ok): (String, bool) =
-        sqlx::query_as("select current_user::text, has_table_privilege($1, $2)")
-            .bind(&name)
-            .bind(privileges)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| DbError::query(format!("checking privileges on {name}"), &e))?;
-    Ok((!ok).then(|| {
-        (
-            match privileges {
-                "SELECT" => format!("role {user} cannot read {name}"),
-                _ => format!("role {user} cannot read and write {name}"),
-            },
-            format!("GRANT {privileges} ON {name} TO {user};"),
-        )
-    }))
+    let name = format!("{}.{}", quote_ident(schema), quote_ident(table));
+    let wanted: Vec<&str> = privileges.split(',').map(str::trim).collect();
+    // has_table_privilege with a list is true when ANY of them is held: each alone.
+    let (user, lacking): (String, Vec<String>) = sqlx::query_as(
+        "select current_user::text, \
+                coalesce(array_agg(p order by n) filter (where not has_table_privilege($1, p)), '{}') \
+         from unnest($2::text[]) with ordinality as w(p, n)",
+    )
+    .bind(&name)
+    .bind(&wanted)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| DbError::query(format!("checking privileges on {name}"), &e))?;
+    if lacking.is_empty() {
+        return Ok(None);
+    }
+    let can_read = !lacking.iter().any(|p| p == "SELECT");
+    Ok(Some((
+        match can_read {
+            false => format!("role {user} cannot read {name}"),
+            true => format!(
+                "role {user} cannot change {name} (it lacks {})",
+                lacking.join(", ")
+            ),
+        },
+        format!("GRANT {} ON {name} TO {user};", lacking.join(", ")),
+    )))
 }

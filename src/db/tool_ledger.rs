@@ -24,19 +24,51 @@ pub fn table(tool: Tool) -> &'static str {
     }
 }
 
-/// The tools whose ledgers the database holds in `schema`.
-pub async fn find(conn: &mut PgConnection, schema: &str) -> Result<Vec<Tool>, DbError> {
+/// A tool's ledger found in the database: which tool, and the schema its table is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub tool: Tool,
+    pub schema: String,
+}
+
+/// The tools' ledgers the database holds in `schema` (ballast's `database.schema`)
+/// and in the session's `current_schema()`, where the tools themselves keep theirs
+/// (they name their table without a schema); `schema`'s first.
+pub async fn find(conn: &mut PgConnection, schema: &str) -> Result<Vec<Found>, DbError> {
+    let mut schemas = vec![schema.to_string()];
+    let current = home(&mut *conn, schema).await?;
+    if current != schema {
+        schemas.push(current);
+    }
     let mut found = Vec::new();
-    for tool in [Tool::Sqlx, Tool::Diesel, Tool::Dbmate] {
-        if !table_exists(&mut *conn, schema, table(tool)).await? {
-            continue;
-        }
-        match tool == Tool::Dbmate && has_column(conn, schema, table(tool), "dirty").await? {
-            true => found.push(Tool::GolangMigrate),
-            false => found.push(tool),
+    for schema in schemas {
+        for tool in [Tool::Sqlx, Tool::Diesel, Tool::Dbmate] {
+            if !table_exists(&mut *conn, &schema, table(tool)).await? {
+                continue;
+            }
+            let tool = match tool == Tool::Dbmate
+                && has_column(conn, &schema, table(tool), "dirty").await?
+            {
+                true => Tool::GolangMigrate,
+                false => tool,
+            };
+            found.push(Found {
+                tool,
+                schema: schema.clone(),
+            });
         }
     }
     Ok(found)
+}
+
+/// Where a tool connecting as this session creates its ledger: `current_schema()`,
+/// the first schema of the search path that exists (`schema` when none does).
+pub async fn home(conn: &mut PgConnection, schema: &str) -> Result<String, DbError> {
+    let current: Option<String> = sqlx::query_scalar("select current_schema()::text")
+        .fetch_one(conn)
+        .await
+        .map_err(|e| DbError::query("reading the session's current schema", &e))?;
+    Ok(current.unwrap_or_else(|| schema.to_string()))
 }
 
 async fn has_column(
@@ -227,7 +259,9 @@ pub async fn record(
 }
 
 /// golang-migrate's `SetVersion`: its one row becomes `version` (none: no row, nothing
-/// applied), `dirty` or not.
+/// applied), `dirty` or not. Emptying the table and writing the row are one statement
+/// list, so one implicit transaction when no transaction is open (as golang-migrate
+/// does it in one of its own): never a moment with no row.
 pub async fn set_version(
     conn: &mut PgConnection,
     schema: &str,
@@ -236,22 +270,23 @@ pub async fn set_version(
 ) -> Result<(), DbError> {
     let t = format!("{}.{}", quote_ident(schema), table(Tool::GolangMigrate));
     let context = || format!("setting golang-migrate's version in {schema}.schema_migrations");
-    sqlx::query(&format!("truncate {t}"))
-        .execute(&mut *conn)
+    let mut sql = format!("truncate {t};");
+    if let Some(version) = version {
+        let number: i64 = version.parse().map_err(|_| {
+            let why = format!(
+                "golang-migrate keeps versions as 64-bit integers, and {version} is not one"
+            );
+            DbError::query(context(), &sqlx::Error::Protocol(why))
+        })?;
+        sql.push_str(&format!(
+            " insert into {t} (version, dirty) values ({number}, {dirty});"
+        ));
+    }
+    sqlx::raw_sql(&sql)
+        .execute(conn)
         .await
-        .map_err(|e| DbError::query(context(), &e))?;
-    let Some(version) = version else {
-        return Ok(());
-    };
-    sqlx::query(&format!(
-        "insert into {t} (version, dirty) values ($1::bigint, $2)"
-    ))
-    .bind(version)
-    .bind(dirty)
-    .execute(conn)
-    .await
-    .map(|_| ())
-    .map_err(|e| DbError::query(context(), &e))
+        .map(|_| ())
+        .map_err(|e| DbError::query(context(), &e))
 }
 
 /// Deletes the row of `version` (as the ledger stores it), as `tool`'s own rollback

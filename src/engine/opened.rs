@@ -57,7 +57,7 @@ impl Engine {
                 let mut folder = crate::migrations::read_folder(&m.dir, &m.ignore, m.layout)?;
                 let schema = &settings.database.schema;
                 let settled = Ledger::settle(settings, &folder, &mut *conn).await?;
-                if settled.ledger == Ledger::Tool(Tool::GolangMigrate) {
+                if settled.ledger.tool() == Some(Tool::GolangMigrate) {
                     // golang-migrate runs each file as written: one that cannot run in
                     // a transaction (or opens its own) runs alone here too.
                     folder.layout = Layout::Of(Tool::GolangMigrate);
@@ -73,7 +73,7 @@ impl Engine {
                 });
                 if applied.is_empty() && !state.pending.is_empty() {
                     state.untracked =
-                        super::sql::ledger::untracked_tables(&mut *conn, schema, settled.ledger)
+                        super::sql::ledger::untracked_tables(&mut *conn, schema, &settled.ledger)
                             .await?;
                 }
                 Ok(Snapshot::Sql(SqlSnapshot {
@@ -122,7 +122,10 @@ impl Engine {
                     layout: folder.layout,
                     ledger: Settled {
                         ledger: match m.ledger {
-                            LedgerChoice::Tool(tool) => Ledger::Tool(tool),
+                            LedgerChoice::Tool(tool) => Ledger::Tool {
+                                tool,
+                                schema: settings.database.schema.clone(),
+                            },
                             LedgerChoice::Auto | LedgerChoice::Ballast => Ledger::Ballast,
                         },
                         why: "the database was not read",
@@ -193,11 +196,24 @@ impl Engine {
                 // No files needed: the tool's ledger found, else ballast's.
                 let schema = &settings.database.schema;
                 let found = tool_ledger::find(&mut *conn, schema).await?;
-                let applied = match (settings.migrations.ledger, found.as_slice()) {
-                    (LedgerChoice::Tool(tool), _) | (LedgerChoice::Auto, &[tool]) => {
-                        Ledger::Tool(tool).applied(conn, schema, &[]).await?
-                    }
-                    _ => ledger::applied(conn, schema).await?,
+                let tool = match (settings.migrations.ledger, found.as_slice()) {
+                    (LedgerChoice::Tool(tool), _) => Some(tool),
+                    (LedgerChoice::Auto, [one]) => Some(one.tool),
+                    _ => None,
+                };
+                let applied = match tool {
+                    // Not found: nothing applied in it yet.
+                    Some(tool) => match found.iter().find(|f| f.tool == tool) {
+                        Some(f) => {
+                            let ledger = Ledger::Tool {
+                                tool,
+                                schema: f.schema.clone(),
+                            };
+                            ledger.applied(conn, schema, &[]).await?
+                        }
+                        None => Vec::new(),
+                    },
+                    None => ledger::applied(conn, schema).await?,
                 };
                 ledger::newest(&applied).map(|row| match row.name.is_empty() {
                     true => row.version.clone(),

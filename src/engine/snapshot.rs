@@ -180,13 +180,21 @@ impl Snapshot {
         match self {
             _ if ours.is_some() => Ok(ours),
             Snapshot::Alembic(a) => alembic::snapshot::missing_privileges(conn, &a.version).await,
-            Snapshot::Sql(s) => match s.ledger.ledger {
-                sql::ledger::Ledger::Tool(tool) => {
-                    let table = s.ledger.ledger.table();
-                    // golang-migrate's SetVersion empties its table first.
+            Snapshot::Sql(s) => match &s.ledger.ledger {
+                sql::ledger::Ledger::Tool { tool, schema } => {
+                    if let Some(missing) =
+                        crate::db::privileges::missing_on_schema(&mut *conn, schema).await?
+                    {
+                        return Ok(Some(missing));
+                    }
+                    let table = crate::db::tool_ledger::table(*tool);
+                    // A downgrade deletes rows; golang-migrate's SetVersion empties
+                    // its table first.
                     let needed = match tool {
-                        crate::migrations::Tool::GolangMigrate => "SELECT, INSERT, TRUNCATE",
-                        _ => "SELECT, INSERT",
+                        crate::migrations::Tool::GolangMigrate => {
+                            "SELECT, INSERT, DELETE, TRUNCATE"
+                        }
+                        _ => "SELECT, INSERT, DELETE",
                     };
                     crate::db::privileges::missing_on_table(conn, schema, table, needed).await
                 }
@@ -350,20 +358,19 @@ impl Snapshot {
         }
     }
 
-    /// What is applied, comparable across snapshots: equal means nothing changed.
     /// The tool's ledger the sql engine keeps (`schema.table`), when it keeps one.
     pub fn tool_ledger_table(&self) -> Option<String> {
         match self {
-            Snapshot::Sql(s) => match s.ledger.ledger {
-                sql::ledger::Ledger::Tool(_) => {
-                    Some(format!("{}.{}", s.schema, s.ledger.ledger.table()))
-                }
-                sql::ledger::Ledger::Ballast => None,
-            },
+            Snapshot::Sql(s) => s
+                .ledger
+                .ledger
+                .tool()
+                .map(|_| s.ledger.ledger.qualified(&s.schema)),
             Snapshot::Alembic(_) => None,
         }
     }
 
+    /// What is applied, comparable across snapshots: equal means nothing changed.
     pub fn fingerprint(&self) -> Vec<String> {
         let mut rows: Vec<String> = match self {
             Snapshot::Sql(s) => s
@@ -388,6 +395,18 @@ pub enum EngineError {
     Alembic(#[from] AlembicError),
     #[error(transparent)]
     Ledger(#[from] sql::ledger::LedgerError),
+}
+
+impl EngineError {
+    /// A refusal about the database (the ledger it holds), not about the settings or
+    /// the files: exit 3 wherever it stops a command, as in a deploy.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            EngineError::Ledger(e) => !e.is_config(),
+            EngineError::Db(e) => e.refusal().is_some(),
+            EngineError::Source(_) | EngineError::Alembic(_) => false,
+        }
+    }
 }
 
 impl From<sql::ledger::ResolveError> for EngineError {
@@ -493,7 +512,7 @@ impl Snapshot {
                 let pending = s.pending();
                 let total = pending.len();
                 let batch = &pending[step.first..step.first + step.count];
-                let ledger = s.ledger.ledger;
+                let ledger = &s.ledger.ledger;
                 match step.alone {
                     Some(_) => {
                         sql::apply::alone(conn, batch[0], step.first, total, ledger, run).await

@@ -180,7 +180,8 @@ pub fn is_up_or_down(path: &Path) -> bool {
 pub struct Sections {
     pub up: String,
     pub up_transactional: bool,
-    pub down: Option<String>,
+    /// Empty when the migration cannot be undone (dbmate still wants the line).
+    pub down: String,
     pub down_transactional: bool,
 }
 
@@ -188,6 +189,8 @@ pub struct Sections {
 pub enum SectionError {
     #[error("no `-- migrate:up` line: dbmate needs one to start the migration's up section")]
     NoUp,
+    #[error("no `-- migrate:down` line: dbmate (2.x) refuses a migration without a down section (\"dbmate requires each migration to define a down block\"); add one, empty if the migration cannot be undone")]
+    NoDown,
     #[error("line {line}: `{text}` comes before `-- migrate:up`; dbmate runs nothing outside the up and down sections, so move it into one")]
     BeforeUp { line: usize, text: String },
     #[error("line {line}: a second `-- migrate:{which}`")]
@@ -232,13 +235,13 @@ pub fn dbmate_sections(text: &str) -> Result<Sections, SectionError> {
         *slot = Some((i, transactional));
     }
     let (up_at, up_transactional) = up.ok_or(SectionError::NoUp)?;
-    let up_end = down.map(|(at, _)| at).unwrap_or(lines.len());
+    let (down_at, down_transactional) = down.ok_or(SectionError::NoDown)?;
     let blank = "\n".repeat(up_at + 1);
     Ok(Sections {
-        up: blank + &lines[up_at + 1..up_end].concat(),
+        up: blank + &lines[up_at + 1..down_at].concat(),
         up_transactional,
-        down: down.map(|(at, _)| lines[at + 1..].concat()),
-        down_transactional: down.is_none_or(|(_, t)| t),
+        down: lines[down_at + 1..].concat(),
+        down_transactional,
     })
 }
 
@@ -292,16 +295,21 @@ mod tests {
         let s = dbmate_sections(text).unwrap();
         assert_eq!(s.up, "\n\ncreate index concurrently i on t (id);\n\n");
         assert!(!s.up_transactional);
-        assert_eq!(s.down.as_deref(), Some("drop index i;\n"));
+        assert_eq!(s.down, "drop index i;\n");
         assert!(s.down_transactional);
         // Line numbers of the up section still point into the file.
         assert_eq!(s.up.lines().position(|l| l.contains("create")), Some(2));
     }
 
     #[test]
-    fn a_dbmate_file_without_a_down_section_has_no_down() {
-        let s = dbmate_sections("-- migrate:up\ncreate table t (id int);\n").unwrap();
-        assert_eq!(s.down, None);
+    fn a_dbmate_file_needs_a_down_section_as_dbmate_does_but_it_may_be_empty() {
+        assert_eq!(
+            dbmate_sections("-- migrate:up\ncreate table t (id int);\n"),
+            Err(SectionError::NoDown)
+        );
+        let s =
+            dbmate_sections("-- migrate:up\ncreate table t (id int);\n-- migrate:down\n").unwrap();
+        assert_eq!(s.down, "");
         assert!(s.up_transactional);
     }
 
@@ -324,7 +332,7 @@ mod tests {
             Err(SectionError::Twice { line: 3, .. })
         ));
         assert!(matches!(
-            dbmate_sections("-- migrate:up transaction:maybe\nselect 1;\n"),
+            dbmate_sections("-- migrate:up transaction:maybe\nselect 1;\n-- migrate:down\n"),
             Err(SectionError::Option { line: 1, .. })
         ));
     }

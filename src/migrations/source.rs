@@ -8,8 +8,9 @@
 //!   optional `metadata.toml` whose `run_in_transaction = false` marks a migration that
 //!   must run outside a transaction.
 //!
-//! dbmate: `<version>_<name>.sql` holding a `-- migrate:up` section and an optional
-//! `-- migrate:down` one, each with its own `transaction:false` option.
+//! dbmate: `<version>_<name>.sql` holding a `-- migrate:up` section and a
+//! `-- migrate:down` one (dbmate wants it, empty or not), each with its own
+//! `transaction:false` option.
 //!
 //! A first line `-- no-transaction` marks the same thing in any layout. Other files
 //! (README, .keep) are ignored; a `.sql` file whose name has no version is an error,
@@ -314,7 +315,7 @@ fn dbmate_migration(
         path: path.clone(),
         error,
     })?;
-    let mut m = migration(version, name, path, sections.up, sections.down, true);
+    let mut m = migration(version, name, path, sections.up, Some(sections.down), true);
     m.transactional = m.transactional && sections.up_transactional;
     m.down_transactional = sections.down_transactional;
     Ok(m)

@@ -109,7 +109,7 @@ async fn record(
 ) -> Result<(), StageError> {
     let schema = ctx.settings().database.schema.clone();
     let run_id = ctx.run_id();
-    let led = snap.ledger.ledger;
+    let led = &snap.ledger.ledger;
     let conn = ctx.conn().await?;
     ledger::ensure_tables(&mut *conn, &schema).await?;
     let begin =
@@ -119,7 +119,7 @@ async fn record(
         .await
         .map_err(begin)?;
     let written = async {
-        led.ensure(&mut *conn, &schema).await?;
+        led.ensure(&mut *conn).await?;
         for m in marked {
             let row = NewRow {
                 version: m.version.as_str(),

@@ -220,6 +220,8 @@ fn ledgers_ballast_cannot_trust_stop_the_run_before_anything_changes() {
     migrated_by_sqlx(&p, &[("1_a.sql", "create table a (id int);\n")]);
     p.sql("create table schema_migrations (version varchar primary key)");
     p.migration("2_b.sql", "create table b (id int);\n");
+    // status refuses as deploy does (exit 3: the database, not the settings).
+    p.ballast(&["status"]).expect_code(3);
     let run = p.ballast(&["--yes", "deploy"]);
     run.expect_code(3);
     assert!(
@@ -241,7 +243,7 @@ fn ledgers_ballast_cannot_trust_stop_the_run_before_anything_changes() {
     let run = p.ballast_with(&["status"], &[("BALLAST_DATABASE__URL", url.as_str())]);
     assert!(
         run.all().contains(&format!(
-            "GRANT SELECT ON \"public\"._sqlx_migrations TO {role}"
+            "GRANT SELECT ON \"public\".\"_sqlx_migrations\" TO {role}"
         )),
         "{}",
         run.all()
@@ -660,5 +662,236 @@ fn tables_in_the_search_path_count_when_ballasts_own_schema_is_elsewhere() {
             .contains("1 table(s) (public.a) but no ledger in schema ballast"),
         "{}",
         run.stdout()
+    );
+}
+
+#[test]
+fn a_tools_ledger_is_kept_where_the_tool_keeps_it_when_ballasts_schema_is_elsewhere() {
+    // sqlx-cli wrote public._sqlx_migrations (the search path's first schema); ballast
+    // keeps its own tables in schema ballast.
+    let p = Project::new();
+    migrated_by_sqlx(&p, &[("1_a.sql", "create table a (id int);\n")]);
+    p.write_config("schema = \"ballast\"\n");
+    p.migration("2_b.sql", "create table b (id int);\n");
+    let status = p.ballast(&["status"]);
+    assert!(
+        status.stdout().contains("1 applied, 1 pending")
+            && status
+                .stdout()
+                .contains("sqlx's ledger public._sqlx_migrations (found in the database)"),
+        "{}",
+        status.all()
+    );
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(
+        p.sql(
+            "select string_agg(version::text, ',' order by version) from public._sqlx_migrations"
+        ),
+        "1,2"
+    );
+    assert_eq!(
+        p.sql("select to_regclass('ballast._sqlx_migrations') is null"),
+        "t"
+    );
+    assert_eq!(
+        p.sql("select count(*) from ballast.ballast_migrations"),
+        "1"
+    );
+
+    // A new database of a diesel project: diesel's table where diesel would make it.
+    let p = Project::new();
+    p.write_config("schema = \"ballast\"\n");
+    p.migration("2024-01-01-000000_a/up.sql", "create table a (id int);\n")
+        .migration("2024-01-01-000000_a/down.sql", "drop table a;\n");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(
+        p.sql("select version from public.__diesel_schema_migrations"),
+        "20240101000000"
+    );
+    p.ballast(&["--yes", "run", "rollback"]).expect_code(0);
+    assert_eq!(
+        p.sql("select count(*) from public.__diesel_schema_migrations"),
+        "0"
+    );
+}
+
+#[test]
+fn an_empty_tool_table_beside_ballasts_ledger_is_refused_not_read_as_nothing_applied() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);\n");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    // Another framework's empty table of the same name (Rails keeps one like dbmate's).
+    p.sql("create table schema_migrations (version varchar primary key)");
+    p.migration("2_b.sql", "create table b (id int);\n");
+    for args in [&["status"][..], &["--yes", "deploy"][..]] {
+        let run = p.ballast(args);
+        run.expect_code(3);
+        assert!(
+            run.all().contains("public.schema_migrations")
+                && run.all().contains("is empty while ballast's own ledger")
+                && run.all().contains("ledger = \"ballast\""),
+            "{}",
+            run.all()
+        );
+    }
+    assert!(!p.table_exists("public.b"));
+    p.write_config("[migrations]\nledger = \"ballast\"\n");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert!(p.table_exists("public.b"));
+}
+
+#[test]
+fn a_first_deploy_that_rolled_back_keeps_the_folders_tool_ledger_for_the_next() {
+    let p = Project::new();
+    p.migration("2024-01-01-000000_a/up.sql", "create table a (id int);\n")
+        .migration("2024-01-01-000000_a/down.sql", "drop table a;\n")
+        .migration(
+            "2024-01-02-000000_b/up.sql",
+            "create table b (id int);\ninsert into nope values (1);\n",
+        )
+        .migration("2024-01-02-000000_b/down.sql", "drop table b;\n");
+    p.ballast(&["--yes", "deploy"]).expect_code(1);
+    // ballast's own tables stay (made before the batch), the batch rolled back.
+    assert!(p.table_exists("public.ballast_migrations"));
+    assert!(!p.table_exists("public.a"));
+    p.migration("2024-01-02-000000_b/up.sql", "create table b (id int);\n");
+    let status = p.ballast(&["status"]);
+    assert!(
+        status
+            .stdout()
+            .contains("diesel's ledger public.__diesel_schema_migrations"),
+        "{}",
+        status.all()
+    );
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(
+        p.sql("select count(*) from __diesel_schema_migrations"),
+        "2"
+    );
+}
+
+#[test]
+fn a_role_that_can_read_but_not_write_the_tools_ledger_is_refused_with_the_grant_it_lacks() {
+    let p = Project::new();
+    migrated_by_sqlx(&p, &[("1_a.sql", "create table a (id int);\n")]);
+    p.migration("2_b.sql", "create table b (id int);\n");
+    p.ballast(&["status"]).expect_code(1);
+    let role = format!("w_{}", p.db);
+    p.sql(&format!(
+        "create role {role} login; grant usage, create on schema public to {role}; \
+         grant select on all tables in schema public to {role}"
+    ));
+    let url = p.url.replace("postgres@", &format!("{role}@"));
+    let run = p.ballast_with(
+        &["--yes", "deploy"],
+        &[("BALLAST_DATABASE__URL", url.as_str())],
+    );
+    run.expect_code(3);
+    assert!(
+        run.all().contains(&format!(
+            "GRANT INSERT, DELETE ON \"public\".\"_sqlx_migrations\" TO {role}"
+        )),
+        "{}",
+        run.all()
+    );
+    assert!(!p.table_exists("public.b"));
+}
+
+#[test]
+fn dbmates_and_golang_migrates_tables_are_never_written_as_the_other() {
+    let p = Project::new();
+    p.write_config("[migrations]\nledger = \"dbmate\"\n");
+    p.migration(
+        "20240101000000_a.sql",
+        "-- migrate:up\ncreate table a (id int);\n-- migrate:down\ndrop table a;\n",
+    );
+    migrated_by_golang_migrate(&p, 20240101000000, false);
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(2);
+    assert!(
+        run.all().contains("is golang-migrate's ledger")
+            && run.all().contains("ledger = \"golang-migrate\""),
+        "{}",
+        run.all()
+    );
+    assert_eq!(
+        p.sql("select version || ' ' || dirty from schema_migrations"),
+        "20240101000000 false"
+    );
+
+    // A dbmate file without a down section: dbmate 2.x refuses it, so does ballast.
+    let p = Project::new();
+    p.migration(
+        "20240101000000_a.sql",
+        "-- migrate:up\ncreate table a (id int);\n",
+    );
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(2);
+    assert!(
+        run.all().contains("no `-- migrate:down` line"),
+        "{}",
+        run.all()
+    );
+    assert!(!p.table_exists("public.a"));
+}
+
+#[test]
+fn a_golang_migrate_down_outside_a_transaction_marks_the_version_it_goes_back_to_dirty() {
+    let p = Project::new();
+    p.migration("1_a.up.sql", "create table a (id int);\n")
+        .migration("1_a.down.sql", "drop table a;\n")
+        .migration(
+            "2_idx.up.sql",
+            "create index concurrently a_id on a (id);\ncreate index concurrently a_id2 on a (id);\n",
+        )
+        // The second statement fails: golang-migrate leaves version 1 dirty.
+        .migration(
+            "2_idx.down.sql",
+            "drop index concurrently a_id;\ndrop index concurrently missing_idx;\n",
+        );
+    p.write_config("[migrations]\nlayout = \"golang-migrate\"\n");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(
+        p.sql("select version || ' ' || dirty from schema_migrations"),
+        "2 false"
+    );
+    let run = p.ballast(&["--yes", "run", "rollback"]);
+    assert_ne!(run.code(), 0, "{}", run.all());
+    assert_eq!(
+        p.sql("select version || ' ' || dirty from schema_migrations"),
+        "1 true",
+        "{}",
+        run.all()
+    );
+    let status = p.ballast(&["status"]);
+    assert!(
+        status.all().contains("version 1 is dirty") && status.all().contains("force 1"),
+        "{}",
+        status.all()
+    );
+
+    // A down whose first statement fails changed nothing: the version stays clean.
+    let p = Project::new();
+    p.migration("1_a.up.sql", "create table a (id int);\n")
+        .migration("1_a.down.sql", "drop table a;\n")
+        .migration(
+            "2_idx.up.sql",
+            "create index concurrently a_id on a (id);\n",
+        )
+        .migration("2_idx.down.sql", "drop index concurrently missing_idx;\n");
+    p.write_config("[migrations]\nlayout = \"golang-migrate\"\n");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    let run = p.ballast(&["--yes", "run", "rollback"]);
+    assert_ne!(run.code(), 0, "{}", run.all());
+    assert_eq!(
+        p.sql("select version || ' ' || dirty from schema_migrations"),
+        "2 false"
+    );
+    // And a down that runs through leaves version 1, clean.
+    p.migration("2_idx.down.sql", "drop index concurrently a_id;\n");
+    p.ballast(&["--yes", "run", "rollback"]).expect_code(0);
+    assert_eq!(
+        p.sql("select version || ' ' || dirty from schema_migrations"),
+        "1 false"
     );
 }

@@ -479,26 +479,21 @@ pub async fn missing_privileges(
 ) -> Result<Option<(String, String)>, DbError> {
     let (schema, table) = (&version.schema, &version.table);
     if !ledger::table_exists(&mut *conn, schema, table).await? {
-        // The schema's own privileges: the same question as for ballast's tables.
-        return crate::db::privileges::missing_privileges(conn, schema).await;
+        // The schema's own privileges: may the role create the table there.
+        return crate::db::privileges::missing_on_schema(conn, schema).await;
     }
-    let name = format!("{}.{}", quote_ident(schema), quote_ident(table));
-    let (user, ok): (String, bool) = sqlx::query_as(
-        "select current_user::text, has_table_privilege($1, 'SELECT, INSERT, UPDATE, DELETE') \
-                and has_schema_privilege($2, 'USAGE')",
-    )
-    .bind(&name)
-    .bind(schema)
-    .fetch_one(conn)
-    .await
-    .map_err(|e| DbError::query("checking privileges on the version table", &e))?;
-    Ok((!ok).then(|| {
-        (
-            format!("role {user} cannot read and write {name}"),
-            format!(
-                "GRANT USAGE ON SCHEMA {} TO {user}; GRANT SELECT, INSERT, UPDATE, DELETE ON {name} TO {user};",
-                quote_ident(schema)
-            ),
-        )
-    }))
+    let (user, usage): (String, bool) =
+        sqlx::query_as("select current_user::text, has_schema_privilege($1, 'USAGE')")
+            .bind(schema)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| DbError::query("checking privileges on the version table", &e))?;
+    if !usage {
+        return Ok(Some((
+            format!("role {user} cannot reach schema {schema} (it lacks USAGE)"),
+            format!("GRANT USAGE ON SCHEMA {} TO {user};", quote_ident(schema)),
+        )));
+    }
+    crate::db::privileges::missing_on_table(conn, schema, table, "SELECT, INSERT, UPDATE, DELETE")
+        .await
 }

@@ -24,7 +24,7 @@ pub async fn batch(
     batch: &[&Migration],
     first_index: usize,
     total: usize,
-    ledger: Ledger,
+    ledger: &Ledger,
     run: &RunFacts,
 ) -> Result<Report, ChangeError> {
     let versions: Vec<String> = batch.iter().map(|m| m.version.to_string()).collect();
@@ -76,7 +76,7 @@ struct Batch<'a> {
     batch: &'a [&'a Migration],
     first_index: usize,
     total: usize,
-    ledger: Ledger,
+    ledger: &'a Ledger,
     run: &'a RunFacts,
 }
 
@@ -84,8 +84,7 @@ impl Body for Batch<'_> {
     type Error = ChangeError;
 
     async fn run(&mut self, tx: &mut PgConnection) -> Result<(), ChangeError> {
-        let schema = &self.run.settings.database.schema;
-        self.ledger.ensure(&mut *tx, schema).await?;
+        self.ledger.ensure(&mut *tx).await?;
         for (offset, m) in self.batch.iter().enumerate() {
             if crate::interrupt::requested() {
                 return Err(ChangeError::failed(INTERRUPTED, Report::default()));
@@ -117,17 +116,15 @@ pub async fn alone(
     m: &Migration,
     index: usize,
     total: usize,
-    ledger: Ledger,
+    ledger: &Ledger,
     run: &RunFacts,
 ) -> Result<Report, ChangeError> {
-    ledger
-        .ensure(&mut *conn, &run.settings.database.schema)
-        .await?;
+    ledger.ensure(&mut *conn).await?;
     run.events.emit(started(m, index, total));
     let t = Instant::now();
     let version = m.version.to_string();
     let schema = &run.settings.database.schema;
-    let prior = ledger.starting_alone(&mut *conn, schema, m).await?;
+    let prior = ledger.starting_alone(&mut *conn, &version).await?;
     let Err(halted) = run_alone(conn, &m.up_sql, &run.events, Some("no-transaction")).await? else {
         if let Err(e) = record(conn, m, index, total, t, ledger, run).await {
             // It ran; only the bookkeeping failed. Never let the run call this unchanged.
@@ -137,11 +134,9 @@ pub async fn alone(
             ));
             return Err(ChangeError::failed(
                 format!(
-                    "{} ran completely but recording it in the ledger failed: {e}; \
-                     insert its row into {}.{} by hand before the next deploy",
+                        "{} ran completely but recording it in the ledger failed: {e}; {} before the next deploy",
                     m.label(),
-                    run.settings.database.schema,
-                    ledger.table()
+                    ledger.by_hand(schema, &run.settings.migrations.dir, &version, true, None)
                 ),
                 report,
             ));
@@ -154,11 +149,11 @@ pub async fn alone(
             "{version} (statements 1-{} of {} only)",
             halted.ran, halted.of
         ));
-    } else if let Err(e) = ledger.not_started(&mut *conn, schema, prior).await {
+    } else if let Err(e) = ledger.not_started(&mut *conn, prior).await {
         // The ledger still marks the migration as started (golang-migrate's dirty).
         report.partial(format!(
-            "{version}: nothing of it ran, but its dirty mark in {schema}.{} could not be cleared ({e})",
-            ledger.table()
+            "{version}: nothing of it ran, but its dirty mark in {} could not be cleared ({e})",
+            ledger.qualified(schema)
         ));
     }
     let Some((failure, place)) = halted.failure else {
@@ -192,7 +187,7 @@ async fn record(
     index: usize,
     total: usize,
     started: Instant,
-    ledger: Ledger,
+    ledger: &Ledger,
     run: &RunFacts,
 ) -> Result<(), DbError> {
     let duration_ms = started.elapsed().as_millis() as u64;

@@ -11,20 +11,28 @@ use crate::db::ledger::{self, AppliedRow, NewRow};
 use crate::db::{tool_ledger, DbError};
 use crate::migrations::{Folder, Layout, Migration, Tool};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ledger {
     Ballast,
-    Tool(Tool),
+    /// The tool's table, in `schema`: where it was found, else where the tool itself
+    /// would create it with this connection (`current_schema()`, the first schema of
+    /// the search path), which is not always ballast's `database.schema`.
+    Tool {
+        tool: Tool,
+        schema: String,
+    },
 }
 
 /// Why the ledger could not be settled: the run stops before reading anything more.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    #[error("schema {schema} holds two migration tools' ledgers, {first} and {second}: ballast cannot tell which one is true. Drop the stale one, or set [migrations] ledger to the one in use")]
-    Two {
-        schema: String,
-        first: String,
-        second: String,
+    #[error("the database holds two migration ledgers, {first} and {second}: ballast cannot tell which one is true. Drop the stale one, or set [migrations] ledger to the one in use")]
+    Two { first: String, second: String },
+    #[error("[migrations] ledger = \"{tool}\", but {table} is {other}'s ledger (a table of the same name, kept the way {other} keeps it): writing it as {tool} would break it for {other}. Set ledger = \"{other}\" if {other} migrated this database")]
+    Other {
+        tool: Tool,
+        table: String,
+        other: Tool,
     },
     #[error("the ledger is {ledger}, but the migration folder is laid out {layout}: {tool} would not read these files as they are. Set [migrations] layout = \"{tool}\" (and fix the files it names), or [migrations] ledger to the tool that wrote the folder")]
     Layout {
@@ -36,11 +44,14 @@ pub enum LedgerError {
     SqlxVersion { label: String, version: String },
     #[error("{problem}, so ballast cannot tell what is applied: nothing was changed. {grant}")]
     CannotRead { problem: String, grant: String },
-    #[error("[migrations] ledger = \"{tool}\", but {table} is missing or empty while ballast's own ledger records {count} applied migration(s): ballast would run them all again. Copy those rows into {tool}'s ledger first (or set ledger = \"ballast\")")]
+    #[error("the ledger is {ledger} ({why}), but that table is {state} while ballast's own ledger {own} records {count} applied migration(s): reading it, ballast would run them all again. Nothing was changed. If {tool} keeps this database's history, copy those rows into its ledger first; if ballast's ledger is the true one, set [migrations] ledger = \"ballast\"")]
     Empty {
-        tool: Tool,
-        table: String,
+        ledger: String,
+        why: &'static str,
+        state: &'static str,
+        own: String,
         count: usize,
+        tool: Tool,
     },
 }
 
@@ -50,7 +61,9 @@ impl LedgerError {
     pub fn is_config(&self) -> bool {
         matches!(
             self,
-            LedgerError::Layout { .. } | LedgerError::SqlxVersion { .. }
+            LedgerError::Layout { .. }
+                | LedgerError::SqlxVersion { .. }
+                | LedgerError::Other { .. }
         )
     }
 }
@@ -73,8 +86,8 @@ pub struct Settled {
 impl Ledger {
     /// Settles the ledger for the folder's `layout`, from the settings and what the
     /// database holds (read only). `auto`: the tool's ledger found in the database;
-    /// none found, ballast's when it is there; on a database with neither, the
-    /// layout's tool's when only that tool writes such a folder (diesel's folders,
+    /// none found, ballast's when it records anything; on a database with neither,
+    /// the layout's tool's when only that tool writes such a folder (diesel's folders,
     /// dbmate's sections), else ballast's: `<version>_<name>.sql` files are what every
     /// hand-kept folder looks like, and sqlx's ledger is then `ledger = "sqlx"` away.
     pub async fn settle(
@@ -91,36 +104,23 @@ impl Ledger {
                 why: "set in [migrations] ledger",
             },
             LedgerChoice::Tool(tool) => {
-                let rows = match found.contains(&tool) {
-                    true => count_rows(conn, schema, tool).await?,
-                    false => 0,
-                };
-                if rows == 0 {
-                    let own = ledger::applied(&mut *conn, schema).await?;
-                    if !own.is_empty() {
-                        return Err(LedgerError::Empty {
-                            tool,
-                            table: format!("{schema}.{}", tool_ledger::table(tool)),
-                            count: own.len(),
-                        }
-                        .into());
-                    }
-                }
-                Settled {
-                    ledger: Ledger::Tool(tool),
+                let settled = Settled {
+                    ledger: chosen(tool, schema, &found, conn).await?,
                     why: "set in [migrations] ledger",
-                }
+                };
+                refuse_empty(&settled, schema, conn).await?;
+                settled
             }
             LedgerChoice::Auto => auto(schema, layout, &found, conn).await?,
         };
-        if let Ledger::Tool(tool) = settled.ledger {
-            let table = tool_ledger::table(tool);
+        if let Ledger::Tool { tool, schema: at } = &settled.ledger {
+            let table = tool_ledger::table(*tool);
             if let Some((problem, grant)) =
-                crate::db::privileges::missing_on_table(&mut *conn, schema, table, "SELECT").await?
+                crate::db::privileges::missing_on_table(&mut *conn, at, table, "SELECT").await?
             {
                 return Err(LedgerError::CannotRead { problem, grant }.into());
             }
-            if tool == Tool::Sqlx {
+            if *tool == Tool::Sqlx {
                 let too_big = folder
                     .migrations
                     .iter()
@@ -133,11 +133,11 @@ impl Ledger {
                     .into());
                 }
             }
-            if !fits(tool, folder) {
+            if !fits(*tool, folder) {
                 return Err(LedgerError::Layout {
                     ledger: settled.ledger.describe(schema),
                     layout,
-                    tool,
+                    tool: *tool,
                 }
                 .into());
             }
@@ -145,21 +145,28 @@ impl Ledger {
         Ok(settled)
     }
 
-    /// `sqlx's ledger public._sqlx_migrations`, `ballast's ledger public.ballast_migrations`.
-    pub fn describe(&self, schema: &str) -> String {
+    /// The tool whose ledger this is (`None`: ballast's own).
+    pub fn tool(&self) -> Option<Tool> {
         match self {
-            Ledger::Ballast => format!("ballast's ledger {schema}.{}", ledger::TABLE),
-            Ledger::Tool(tool) => {
-                format!("{tool}'s ledger {schema}.{}", tool_ledger::table(*tool))
-            }
+            Ledger::Ballast => None,
+            Ledger::Tool { tool, .. } => Some(*tool),
         }
     }
 
-    /// The table that says what is applied.
-    pub fn table(&self) -> &'static str {
+    /// `sqlx's ledger public._sqlx_migrations`, `ballast's ledger public.ballast_migrations`
+    /// (`own`: ballast's schema).
+    pub fn describe(&self, own: &str) -> String {
         match self {
-            Ledger::Ballast => ledger::TABLE,
-            Ledger::Tool(tool) => tool_ledger::table(*tool),
+            Ledger::Ballast => format!("ballast's ledger {}", self.qualified(own)),
+            Ledger::Tool { tool, .. } => format!("{tool}'s ledger {}", self.qualified(own)),
+        }
+    }
+
+    /// The table that says what is applied, with its schema (`own`: ballast's).
+    pub fn qualified(&self, own: &str) -> String {
+        match self {
+            Ledger::Ballast => format!("{own}.{}", ledger::TABLE),
+            Ledger::Tool { tool, schema } => format!("{schema}.{}", tool_ledger::table(*tool)),
         }
     }
 
@@ -168,12 +175,12 @@ impl Ledger {
     pub async fn applied(
         &self,
         conn: &mut PgConnection,
-        schema: &str,
+        own: &str,
         source: &[Migration],
     ) -> Result<Vec<AppliedRow>, DbError> {
         match self {
-            Ledger::Ballast => ledger::applied(conn, schema).await,
-            Ledger::Tool(tool) => {
+            Ledger::Ballast => ledger::applied(conn, own).await,
+            Ledger::Tool { tool, schema } => {
                 if !ledger::table_exists(&mut *conn, schema, tool_ledger::table(*tool)).await? {
                     return Ok(Vec::new());
                 }
@@ -186,23 +193,26 @@ impl Ledger {
         }
     }
 
-    /// A migration that runs outside a transaction is about to start: golang-migrate
-    /// marks its version dirty first (committed), so a run stopped half-way says so to
-    /// the tool as well. Returns the row it replaced, for [`Ledger::not_started`].
+    /// A migration that runs outside a transaction is about to start (`down`: its
+    /// down): golang-migrate marks the version it goes to dirty first (committed),
+    /// so a run stopped half-way says so to the tool as well. Returns the row it
+    /// replaced, for [`Ledger::not_started`].
     pub async fn starting_alone(
         &self,
         conn: &mut PgConnection,
-        schema: &str,
-        m: &Migration,
+        version: &str,
     ) -> Result<Option<AppliedRow>, DbError> {
-        let Ledger::Tool(Tool::GolangMigrate) = self else {
+        let Ledger::Tool {
+            tool: Tool::GolangMigrate,
+            schema,
+        } = self
+        else {
             return Ok(None);
         };
         let prior = tool_ledger::applied(&mut *conn, schema, Tool::GolangMigrate)
             .await?
             .pop();
-        let version = m.version.to_string();
-        tool_ledger::set_version(conn, schema, Some(&version), true).await?;
+        tool_ledger::set_version(conn, schema, Some(version), true).await?;
         Ok(prior)
     }
 
@@ -211,10 +221,13 @@ impl Ledger {
     pub async fn not_started(
         &self,
         conn: &mut PgConnection,
-        schema: &str,
         prior: Option<AppliedRow>,
     ) -> Result<(), DbError> {
-        let Ledger::Tool(Tool::GolangMigrate) = self else {
+        let Ledger::Tool {
+            tool: Tool::GolangMigrate,
+            schema,
+        } = self
+        else {
             return Ok(());
         };
         let version = prior.as_ref().map(|row| row.version.as_str());
@@ -222,91 +235,219 @@ impl Ledger {
         tool_ledger::set_version(conn, schema, version, dirty).await
     }
 
+    /// What to do by hand when a migration (`version`, as this ledger stores it) ran
+    /// but its bookkeeping failed: `up`, it ran up (its row belongs in the ledger);
+    /// else its down ran and `previous` is the version the ledger should say.
+    pub fn by_hand(
+        &self,
+        own: &str,
+        dir: &std::path::Path,
+        version: &str,
+        up: bool,
+        previous: Option<&str>,
+    ) -> String {
+        let table = self.qualified(own);
+        match (self.tool(), up) {
+            (Some(Tool::GolangMigrate), _) => format!(
+                "set golang-migrate's version with `migrate -path {} -database \"$DATABASE_URL\" force {}`",
+                dir.display(),
+                match up {
+                    true => version,
+                    false => previous.unwrap_or(NO_VERSION),
+                }
+            ),
+            (_, true) => format!("insert its row into {table} by hand"),
+            (_, false) => {
+                format!("delete its row by hand (delete from {table} where version = '{version}')")
+            }
+        }
+    }
+
     /// The checksum this ledger keeps of `m` (`None`: it keeps none, so no drift can
     /// be seen in it).
     pub fn checksum_of(&self, m: &Migration) -> Option<String> {
         match self {
             Ledger::Ballast => Some(m.checksum.clone()),
-            Ledger::Tool(tool) => tool_ledger::checksum(*tool, m),
+            Ledger::Tool { tool, .. } => tool_ledger::checksum(*tool, m),
         }
     }
 
     /// Creates the tool's table as the tool does, when missing (ballast's own tables
     /// are created by the upgrade stage).
-    pub async fn ensure(&self, conn: &mut PgConnection, schema: &str) -> Result<(), DbError> {
+    pub async fn ensure(&self, conn: &mut PgConnection) -> Result<(), DbError> {
         match self {
             Ledger::Ballast => Ok(()),
-            Ledger::Tool(tool) => tool_ledger::ensure(conn, schema, *tool).await,
+            Ledger::Tool { tool, schema } => tool_ledger::ensure(conn, schema, *tool).await,
         }
     }
 
     /// Records `m` as applied: in the tool's ledger as the tool does, and in ballast's
-    /// own record (the run that applied it).
+    /// own record in `own` (the run that applied it).
     pub async fn record(
         &self,
         conn: &mut PgConnection,
-        schema: &str,
+        own: &str,
         m: &Migration,
         row: NewRow<'_>,
     ) -> Result<(), DbError> {
-        if let Ledger::Tool(tool) = self {
+        if let Ledger::Tool { tool, schema } = self {
             tool_ledger::record(&mut *conn, schema, *tool, m, row.duration_ms).await?;
         }
-        ledger::record(conn, schema, row, *self != Ledger::Ballast).await
+        ledger::record(conn, own, row, *self != Ledger::Ballast).await
     }
 
     /// Deletes a migration's row, as a downgrade does: `stored`, the version as this
-    /// ledger stores it; `own`, as ballast's record does; `previous`, the applied
-    /// version before it (golang-migrate's row becomes that one). False when the
-    /// ledger had none.
+    /// ledger stores it; `own_version`, as ballast's record (in `own`) does;
+    /// `previous`, the applied version before it (golang-migrate's row becomes that
+    /// one). False when the ledger had none.
     pub async fn remove(
         &self,
         conn: &mut PgConnection,
-        schema: &str,
         own: &str,
+        own_version: &str,
         stored: &str,
         previous: Option<&str>,
     ) -> Result<bool, DbError> {
-        let removed = ledger::remove(&mut *conn, schema, own).await?;
+        let removed = ledger::remove(&mut *conn, own, own_version).await?;
         match self {
             Ledger::Ballast => Ok(removed),
-            Ledger::Tool(Tool::GolangMigrate) => {
+            Ledger::Tool {
+                tool: Tool::GolangMigrate,
+                schema,
+            } => {
+                // Its row is the version undone, or the dirty mark a down outside a
+                // transaction set on the version it goes back to.
+                let mark = previous.unwrap_or(NO_VERSION);
                 let rows = tool_ledger::applied(&mut *conn, schema, Tool::GolangMigrate).await?;
-                if !rows.iter().any(|row| row.version == stored) {
+                if !rows
+                    .iter()
+                    .any(|row| row.version == stored || (row.failed && row.version == mark))
+                {
                     return Ok(false);
                 }
                 tool_ledger::set_version(conn, schema, previous, false).await?;
                 Ok(true)
             }
-            Ledger::Tool(tool) => tool_ledger::remove(conn, schema, *tool, stored).await,
+            Ledger::Tool { tool, schema } => tool_ledger::remove(conn, schema, *tool, stored).await,
         }
     }
 }
 
+/// The ledger `[migrations] ledger = "<tool>"` names: the tool's table where it was
+/// found, else where the tool would create it. A table of that name kept by the other
+/// tool that uses it (dbmate's and golang-migrate's `schema_migrations`) is a refusal:
+/// writing it as the named tool would break it for the one that made it.
+async fn chosen(
+    tool: Tool,
+    schema: &str,
+    found: &[tool_ledger::Found],
+    conn: &mut PgConnection,
+) -> Result<Ledger, ResolveError> {
+    let table = tool_ledger::table(tool);
+    let same_table: Vec<_> = found
+        .iter()
+        .filter(|f| tool_ledger::table(f.tool) == table)
+        .collect();
+    if let Some(other) = same_table.iter().find(|f| f.tool != tool) {
+        return Err(LedgerError::Other {
+            tool,
+            table: format!("{}.{table}", other.schema),
+            other: other.tool,
+        }
+        .into());
+    }
+    match same_table.as_slice() {
+        [] => Ok(Ledger::Tool {
+            tool,
+            schema: tool_ledger::home(conn, schema).await?,
+        }),
+        [one] => Ok(Ledger::Tool {
+            tool,
+            schema: one.schema.clone(),
+        }),
+        [first, second, ..] => Err(two(schema, first, second)),
+    }
+}
+
+fn two(schema: &str, first: &tool_ledger::Found, second: &tool_ledger::Found) -> ResolveError {
+    let describe = |f: &tool_ledger::Found| {
+        Ledger::Tool {
+            tool: f.tool,
+            schema: f.schema.clone(),
+        }
+        .describe(schema)
+    };
+    LedgerError::Two {
+        first: describe(first),
+        second: describe(second),
+    }
+    .into()
+}
+
+/// A tool's ledger that records nothing while ballast's own records applied
+/// migrations: reading it would run them all again. Refused, whether it was named
+/// in the settings or found (an empty table of the same name, kept by something
+/// else: Rails and Ecto keep a `schema_migrations` too).
+async fn refuse_empty(
+    settled: &Settled,
+    own: &str,
+    conn: &mut PgConnection,
+) -> Result<(), ResolveError> {
+    let Ledger::Tool { tool, schema } = &settled.ledger else {
+        return Ok(());
+    };
+    let rows = match ledger::table_exists(&mut *conn, schema, tool_ledger::table(*tool)).await? {
+        true => Some(count_rows(conn, schema, *tool).await?),
+        false => None,
+    };
+    if rows.is_some_and(|n| n > 0) {
+        return Ok(());
+    }
+    let recorded = ledger::applied(&mut *conn, own).await?;
+    if recorded.is_empty() {
+        return Ok(());
+    }
+    Err(LedgerError::Empty {
+        ledger: settled.ledger.describe(own),
+        why: settled.why,
+        state: match rows {
+            Some(_) => "empty",
+            None => "missing",
+        },
+        own: Ledger::Ballast.qualified(own),
+        count: recorded.len(),
+        tool: *tool,
+    }
+    .into())
+}
+
+/// golang-migrate's "no version", as `force` takes it and its dirty mark stores it.
+const NO_VERSION: &str = "-1";
+
 async fn auto(
     schema: &str,
     layout: Layout,
-    found: &[Tool],
+    found: &[tool_ledger::Found],
     conn: &mut PgConnection,
 ) -> Result<Settled, ResolveError> {
     match found {
-        [tool] => {
-            return Ok(Settled {
-                ledger: Ledger::Tool(*tool),
+        [one] => {
+            let settled = Settled {
+                ledger: Ledger::Tool {
+                    tool: one.tool,
+                    schema: one.schema.clone(),
+                },
                 why: "found in the database",
-            })
+            };
+            refuse_empty(&settled, schema, conn).await?;
+            return Ok(settled);
         }
-        [first, second, ..] => {
-            return Err(LedgerError::Two {
-                schema: schema.to_string(),
-                first: Ledger::Tool(*first).describe(schema),
-                second: Ledger::Tool(*second).describe(schema),
-            }
-            .into())
-        }
+        [first, second, ..] => return Err(two(schema, first, second)),
         [] => {}
     }
-    if ledger::table_exists(conn, schema, ledger::TABLE).await? {
+    // ballast's table with no row is no ledger yet: a first deploy whose batch rolled
+    // back leaves it (it is created before the batch), but not the tool's table.
+    if !ledger::applied(&mut *conn, schema).await?.is_empty() {
         return Ok(Settled {
             ledger: Ledger::Ballast,
             why: "found in the database",
@@ -315,7 +456,10 @@ async fn auto(
     Ok(match layout {
         // golang-migrate's layout is never decided from files alone: it was set.
         Layout::Of(tool @ (Tool::Diesel | Tool::Dbmate | Tool::GolangMigrate)) => Settled {
-            ledger: Ledger::Tool(tool),
+            ledger: Ledger::Tool {
+                tool,
+                schema: tool_ledger::home(conn, schema).await?,
+            },
             why: "no ledger in the database yet: the one the folder's tool keeps",
         },
         Layout::Of(Tool::Sqlx) | Layout::Mixed => Settled {
@@ -325,8 +469,8 @@ async fn auto(
     })
 }
 
-/// How many rows `tool`'s ledger holds (its table exists); 1 when the role may not
-/// read it (the caller then refuses with the GRANT).
+/// How many rows `tool`'s ledger in `schema` holds (its table exists); 1 when the
+/// role may not read it (the caller then refuses with the GRANT).
 async fn count_rows(conn: &mut PgConnection, schema: &str, tool: Tool) -> Result<i64, DbError> {
     let table = tool_ledger::table(tool);
     if crate::db::privileges::missing_on_table(&mut *conn, schema, table, "SELECT")
@@ -395,9 +539,13 @@ fn up_to_current(rows: Vec<AppliedRow>, source: &[Migration]) -> Vec<AppliedRow>
 pub async fn untracked_tables(
     conn: &mut PgConnection,
     schema: &str,
-    ledger: Ledger,
+    ledger: &Ledger,
 ) -> Result<Vec<String>, DbError> {
-    for table in [ledger.table(), ledger::TABLE] {
+    let tool_table = match ledger {
+        Ledger::Ballast => None,
+        Ledger::Tool { tool, schema } => Some((schema.as_str(), tool_ledger::table(*tool))),
+    };
+    for (schema, table) in tool_table.into_iter().chain([(schema, ledger::TABLE)]) {
         if ledger::table_exists(&mut *conn, schema, table).await? {
             return Ok(Vec::new());
         }

@@ -187,14 +187,13 @@ impl SqlSnapshot {
     /// A row the tool left for a migration that stopped half-way, in words: what it
     /// means, what to check, and the command that clears it.
     fn failed_row(&self, row: &ledger::AppliedRow) -> (String, String) {
-        let table = format!("{}.{}", self.schema, self.ledger.ledger.table());
+        let table = self.ledger.ledger.qualified(&self.schema);
         let file = crate::migrations::Version::parse(&row.version)
             .and_then(|v| self.source.iter().find(|m| m.version == v));
         let what = file
             .map(|m| m.up_path.display().to_string())
             .unwrap_or_else(|| format!("the migration of version {}", row.version));
-        if self.ledger.ledger != super::ledger::Ledger::Tool(crate::migrations::Tool::GolangMigrate)
-        {
+        if self.ledger.ledger.tool() != Some(crate::migrations::Tool::GolangMigrate) {
             return (
                 format!(
                     "{} says migration {} failed (success = false): sqlx calls this database dirty and will not migrate it",
@@ -225,7 +224,7 @@ impl SqlSnapshot {
         };
         (
             format!(
-                "golang-migrate's ledger {table} says version {} is dirty: its migration stopped half-way (golang-migrate marks a version dirty before running its file, and clean once the file ran), so part of {what} may be in the database and part not",
+                "golang-migrate's ledger {table} says version {} is dirty: its migration stopped half-way (golang-migrate marks a version dirty before running its file, and clean once the file ran; a down marks the version it goes back to), so part of {what}, or of the down of the version after it, may be in the database and part not",
                 row.version
             ),
             format!(

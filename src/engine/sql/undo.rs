@@ -255,7 +255,7 @@ fn step(snap: &SqlSnapshot, row: &AppliedRow) -> Result<Step, String> {
         ));
     };
     let mut wrong = Vec::new();
-    let ledger = snap.ledger.ledger;
+    let ledger = snap.ledger.ledger.clone();
     if ledger
         .checksum_of(m)
         .is_some_and(|checksum| checksum != row.checksum)
@@ -486,9 +486,9 @@ impl Body for Downs<'_> {
                 Ok(true) => {}
                 Ok(false) => {
                     return Err(stop(format!(
-                        "the ledger row of {} disappeared during the downgrade (something else changed {schema}.{})",
+                        "the ledger row of {} disappeared during the downgrade (something else changed {})",
                         step.label,
-                        step.ledger.table()
+                        step.ledger.qualified(schema)
                     )))
                 }
                 Err(e) => return Err(e.into()),
@@ -509,12 +509,20 @@ async fn undo_alone(
     let schema = run.settings.database.schema.as_str();
     progress.start(&run.events, step);
     let label = &step.label;
+    // golang-migrate marks the version a down goes back to dirty while it runs.
+    let back_to = step.previous.as_deref().unwrap_or("-1");
+    let prior = step.ledger.starting_alone(&mut *conn, back_to).await?;
     let halted = run_alone(conn, &step.down_sql, &run.events, None).await?;
     if let Err(halted) = halted {
         let (n, of) = (halted.ran, halted.of);
         if n > 0 {
             progress.report.partial(format!(
                 "the down of {label} (statements 1-{n} of {of} only)"
+            ));
+        } else if let Err(e) = step.ledger.not_started(&mut *conn, prior).await {
+            progress.report.partial(format!(
+                "the down of {label}: nothing of it ran, but the dirty mark in {} could not be cleared ({e})",
+                step.ledger.qualified(schema)
             ));
         }
         let Some((failure, place)) = halted.failure else {
@@ -557,10 +565,14 @@ async fn undo_alone(
             "the down of {label} (ran completely, its ledger row not deleted)"
         ));
         return Err(stop(format!(
-            "the down of {label} ran completely but deleting its ledger row failed: {e}; \
-             delete it by hand before the next deploy (delete from {schema}.{} where version = '{}')",
-            step.ledger.table(),
-            step.version
+            "the down of {label} ran completely but deleting its ledger row failed: {e}; {} before the next deploy",
+            step.ledger.by_hand(
+                schema,
+                &run.settings.migrations.dir,
+                &step.version,
+                false,
+                step.previous.as_deref()
+            )
         )));
     }
     progress.committed(&run.events, std::slice::from_ref(step));
