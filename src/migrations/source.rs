@@ -219,7 +219,7 @@ pub fn read_folder(
         }
         let versioned = file_name
             .split_once('_')
-            .is_some_and(|(prefix, _)| Version::parse(prefix).is_some());
+            .is_some_and(|(prefix, _)| Version::from_prefix(prefix).is_some());
         let why = if ignore.iter().any(|pattern| wildcard(pattern, file_name)) {
             Some("it matches [migrations] ignore")
         } else if path.is_dir() && !versioned {
@@ -410,7 +410,7 @@ pub fn marked_no_transaction(sql: &str) -> bool {
 /// `0001_create_users` → (1, "create_users"); diesel's `2019-01-01-000000_x` too.
 fn split_name(stem: &str) -> Option<(Version, String)> {
     let (prefix, name) = stem.split_once('_')?;
-    Some((Version::parse(prefix)?, name.to_string()))
+    Some((Version::from_prefix(prefix)?, name.to_string()))
 }
 
 fn bad_name(path: &Path) -> SourceError {
