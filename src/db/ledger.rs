@@ -123,7 +123,11 @@ pub async fn record(
     row: NewRow<'_>,
     beside: bool,
 ) -> Result<(), DbError> {
-    let replace = match beside {
+    // Beside a tool's ledger, the tool's says what is applied; a repeatable migration
+    // (Flyway's) is applied again and again: its row is replaced.
+    let replace_row =
+        beside || crate::migrations::Version::parse(row.version).is_some_and(|v| v.is_repeatable());
+    let replace = match replace_row {
         true => {
             " on conflict (version) do update set name = excluded.name, \
                  checksum = excluded.checksum, applied_at = now(), run_id = excluded.run_id, \

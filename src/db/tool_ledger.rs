@@ -3,7 +3,9 @@
 //! diesel's `__diesel_schema_migrations`, dbmate's `schema_migrations` (a row per
 //! migration) and golang-migrate's table of the same name, told apart by its `dirty`
 //! column, which holds one row: the current version, and whether a migration to it
-//! stopped half-way.
+//! stopped half-way; and Flyway's `flyway_schema_history`, a row per run of a
+//! migration, numbered by `installed_rank` (a repeatable migration gets a new row each
+//! time it runs again), with Flyway's CRC32 checksum.
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha384};
@@ -13,7 +15,7 @@ use sqlx::Row;
 use super::error::DbError;
 use super::ledger::{table_exists, AppliedRow};
 use super::quote_ident;
-use crate::migrations::{Migration, Tool};
+use crate::migrations::{flyway, Migration, Tool};
 
 /// The table `tool` keeps its ledger in.
 pub fn table(tool: Tool) -> &'static str {
@@ -21,6 +23,7 @@ pub fn table(tool: Tool) -> &'static str {
         Tool::Sqlx => "_sqlx_migrations",
         Tool::Diesel => "__diesel_schema_migrations",
         Tool::Dbmate | Tool::GolangMigrate => "schema_migrations",
+        Tool::Flyway => "flyway_schema_history",
     }
 }
 
@@ -42,7 +45,7 @@ pub async fn find(conn: &mut PgConnection, schema: &str) -> Result<Vec<Found>, D
     }
     let mut found = Vec::new();
     for schema in schemas {
-        for tool in [Tool::Sqlx, Tool::Diesel, Tool::Dbmate] {
+        for tool in [Tool::Sqlx, Tool::Diesel, Tool::Dbmate, Tool::Flyway] {
             if !table_exists(&mut *conn, &schema, table(tool)).await? {
                 continue;
             }
@@ -91,21 +94,24 @@ async fn has_column(
 }
 
 /// The checksum `tool` keeps of a migration, as it computes it (`None`: it keeps none):
-/// sqlx's is the SHA-384 of the up file's bytes, in hex here.
+/// sqlx's is the SHA-384 of the up file's bytes, in hex here; Flyway's its CRC32 of
+/// the file's lines, the integer written out.
 pub fn checksum(tool: Tool, m: &Migration) -> Option<String> {
     match tool {
         Tool::Sqlx => Some(hex::encode(Sha384::digest(m.up_sql.as_bytes()))),
+        Tool::Flyway => Some(flyway::checksum(&m.up_sql).to_string()),
         Tool::Diesel | Tool::Dbmate | Tool::GolangMigrate => None,
     }
 }
 
 /// The version as `tool` writes it: the file's own prefix (dbmate keeps leading zeros;
-/// diesel drops the dashes of `2019-01-01-000000`; sqlx reads an integer).
+/// diesel drops the dashes of `2019-01-01-000000`; sqlx reads an integer; Flyway
+/// writes `1_1` as `1.1`, and a repeatable migration has none: empty here).
 pub fn written_version(tool: Tool, m: &Migration) -> String {
     let entry = match tool {
         // diesel's up.sql sits in the migration's folder.
         Tool::Diesel => m.up_path.parent().and_then(|p| p.file_name()),
-        Tool::Sqlx | Tool::Dbmate | Tool::GolangMigrate => m.up_path.file_name(),
+        Tool::Sqlx | Tool::Dbmate | Tool::GolangMigrate | Tool::Flyway => m.up_path.file_name(),
     };
     let name = entry.map(|n| n.to_string_lossy()).unwrap_or_default();
     let prefix = name.split('_').next().unwrap_or_default();
@@ -113,6 +119,9 @@ pub fn written_version(tool: Tool, m: &Migration) -> String {
         Tool::Diesel => prefix.replace('-', ""),
         Tool::Sqlx | Tool::GolangMigrate => m.version.to_string(),
         Tool::Dbmate => prefix.to_string(),
+        Tool::Flyway => flyway::name(&name)
+            .map(|n| n.written_version())
+            .unwrap_or_default(),
     }
 }
 
@@ -144,6 +153,23 @@ pub async fn ensure(conn: &mut PgConnection, schema: &str, tool: Tool) -> Result
         Tool::Dbmate => format!("create table if not exists {t} (version varchar primary key)"),
         Tool::GolangMigrate => format!(
             "create table if not exists {t} (version bigint not null primary key, dirty boolean not null)"
+        ),
+        // As Flyway's PostgreSQL support creates it, with its primary key and index.
+        Tool::Flyway => format!(
+            "create table if not exists {t} (
+                 installed_rank integer not null,
+                 version varchar(50),
+                 description varchar(200) not null,
+                 type varchar(20) not null,
+                 script varchar(1000) not null,
+                 checksum integer,
+                 installed_by varchar(100) not null,
+                 installed_on timestamp not null default now(),
+                 execution_time integer not null,
+                 success boolean not null,
+                 constraint flyway_schema_history_pk primary key (installed_rank)
+             );
+             create index if not exists flyway_schema_history_s_idx on {t} (success)"
         ),
     };
     // `if not exists` says NOTICE when it exists: not worth a line in the log.
@@ -183,6 +209,7 @@ pub async fn applied(
         Tool::GolangMigrate => format!(
             "select version::text, ''::text, ''::text, null::timestamptz, 0::bigint, dirty from {t}"
         ),
+        Tool::Flyway => return Ok(flyway_history(conn, schema).await?.rows),
     };
     let rows = sqlx::query(&sql).fetch_all(conn).await.map_err(|e| {
         DbError::query(
@@ -244,6 +271,29 @@ pub async fn record(
                 .await
         }
         Tool::GolangMigrate => return set_version(conn, schema, Some(&version), false).await,
+        Tool::Flyway => {
+            let file = m
+                .up_path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let description = flyway::name(&file)
+                .map(|n| n.written_description())
+                .unwrap_or_default();
+            sqlx::query(&format!(
+                "insert into {t} (installed_rank, version, description, type, script, checksum, \
+                 installed_by, execution_time, success) \
+                 select coalesce(max(installed_rank), 0) + 1, nullif($1, ''), $2, 'SQL', $3, $4, \
+                 current_user, $5, true from {t}"
+            ))
+            .bind(&version)
+            .bind(description)
+            .bind(file)
+            .bind(flyway::checksum(&m.up_sql))
+            .bind(duration_ms.clamp(0, i32::MAX as i64) as i32)
+            .execute(conn)
+            .await
+        }
     };
     result.map(|_| ()).map_err(|e| {
         DbError::query(
@@ -256,6 +306,77 @@ pub async fn record(
             &e,
         )
     })
+}
+
+/// What Flyway's history says is applied, read as Flyway reads it: rows in
+/// `installed_rank` order, the last one of a version (or of a repeatable migration's
+/// script) standing; an undo row (`UNDO_SQL`) takes its version back out; the schema
+/// row Flyway writes when it creates a schema is no migration. A `BASELINE` row's
+/// version is returned apart: Flyway counts every migration up to it as applied.
+#[derive(Debug, Default)]
+pub struct FlywayHistory {
+    pub rows: Vec<AppliedRow>,
+    pub baseline: Option<String>,
+}
+
+pub async fn flyway_history(
+    conn: &mut PgConnection,
+    schema: &str,
+) -> Result<FlywayHistory, DbError> {
+    let t = format!("{}.{}", quote_ident(schema), table(Tool::Flyway));
+    let rows = sqlx::query(&format!(
+        "select version, description, type, script, checksum::text, \
+         installed_on at time zone 'UTC', execution_time::bigint, success \
+         from {t} order by installed_rank"
+    ))
+    .fetch_all(conn)
+    .await
+    .map_err(|e| {
+        DbError::query(
+            format!("reading Flyway's history {schema}.flyway_schema_history"),
+            &e,
+        )
+    })?;
+    let mut history = FlywayHistory::default();
+    let mut standing: Vec<AppliedRow> = Vec::new();
+    for r in rows {
+        let version: Option<String> = r.get(0);
+        let kind: String = r.get(2);
+        let script: String = r.get(3);
+        let file = script.rsplit('/').next().unwrap_or_default();
+        let key = match &version {
+            Some(v) => v.clone(),
+            // A repeatable migration: its script names it.
+            None => match flyway::name(file) {
+                Some(name) => format!("R__{}", name.description),
+                None => continue,
+            },
+        };
+        match kind.as_str() {
+            "SCHEMA" => continue,
+            "BASELINE" => {
+                history.baseline = version;
+                continue;
+            }
+            k if k.starts_with("UNDO") => {
+                standing.retain(|row| row.version != key);
+                continue;
+            }
+            _ => {}
+        }
+        standing.retain(|row| row.version != key);
+        standing.push(AppliedRow {
+            version: key,
+            name: r.get::<String, _>(1).replace(' ', "_"),
+            checksum: r.get::<Option<String>, _>(4).unwrap_or_default(),
+            applied_at: r.get::<Option<DateTime<Utc>>, _>(5),
+            run_id: String::new(),
+            duration_ms: r.get(6),
+            failed: !r.get::<bool, _>(7),
+        });
+    }
+    history.rows = standing;
+    Ok(history)
 }
 
 /// golang-migrate's `SetVersion`: its one row becomes `version` (none: no row, nothing

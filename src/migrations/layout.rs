@@ -12,10 +12,17 @@ pub enum Tool {
     Dbmate,
     /// Its files are named as sqlx's reversible ones: the ledger found settles it.
     GolangMigrate,
+    Flyway,
 }
 
 impl Tool {
-    pub const ALL: [Tool; 4] = [Tool::Sqlx, Tool::Diesel, Tool::Dbmate, Tool::GolangMigrate];
+    pub const ALL: [Tool; 5] = [
+        Tool::Sqlx,
+        Tool::Diesel,
+        Tool::Dbmate,
+        Tool::GolangMigrate,
+        Tool::Flyway,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -23,6 +30,7 @@ impl Tool {
             Tool::Diesel => "diesel",
             Tool::Dbmate => "dbmate",
             Tool::GolangMigrate => "golang-migrate",
+            Tool::Flyway => "flyway",
         }
     }
 
@@ -74,14 +82,18 @@ pub struct Seen {
     pub sectioned: Vec<PathBuf>,
     /// Other `<version>_<name>[.up|.down].sql` files (sqlx).
     pub plain: Vec<PathBuf>,
+    /// `V<version>__<description>.sql`, `U...`, `R__...` (Flyway).
+    pub flyway: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
-    #[error("{dir} mixes dbmate files (with `-- migrate:up`, like {sectioned}) and {other} ({example}): dbmate would read the second as a migration without an up section. Use one layout per folder (move the others, or list them in [migrations] ignore)")]
-    MixedDbmate {
+    #[error("{dir} mixes {tool} files ({how}, like {first}) and {other} ({example}): {tool} would not read the second as its own. Use one layout per folder (move the others, or list them in [migrations] ignore)")]
+    Mixed {
         dir: PathBuf,
-        sectioned: String,
+        tool: Tool,
+        how: &'static str,
+        first: String,
         other: &'static str,
         example: String,
     },
@@ -134,7 +146,23 @@ pub fn decide(dir: &Path, seen: &Seen, configured: Option<Tool>) -> Result<Layou
                     .iter()
                     .find(|p| !is_up_or_down(p))
                     .map(|p| (p, "a file not named <version>_<title>.up.sql or .down.sql (golang-migrate skips it)"))),
+            Tool::Flyway => seen
+                .folders
+                .first()
+                .map(|p| (p, "a migration folder (diesel's)"))
+                .or(seen.sectioned.first().or(seen.plain.first()).map(|p| {
+                    (p, "a file not named V<version>__<description>.sql, U... or R__... (Flyway's names)")
+                })),
         };
+        if tool != Tool::Flyway {
+            if let Some(path) = seen.flyway.first() {
+                return Err(LayoutError::NotOfLayout {
+                    path: path.clone(),
+                    layout: tool,
+                    what: "Flyway's file names (V<version>__<description>.sql)",
+                });
+            }
+        }
         return match stray {
             Some((path, what)) => Err(LayoutError::NotOfLayout {
                 path: path.clone(),
@@ -144,21 +172,41 @@ pub fn decide(dir: &Path, seen: &Seen, configured: Option<Tool>) -> Result<Layou
             None => Ok(Layout::Of(tool)),
         };
     }
-    if let Some(first) = seen.sectioned.first() {
-        let other = seen
-            .plain
+    let others = |plain: &'static str| {
+        seen.plain
             .first()
-            .map(|p| ("files without it", p))
-            .or(seen.folders.first().map(|p| ("diesel folders", p)));
+            .map(|p| (plain, p))
+            .or(seen.folders.first().map(|p| ("diesel folders", p)))
+    };
+    let alone = [
+        (
+            Tool::Flyway,
+            "named V<version>__<description>.sql",
+            &seen.flyway,
+            others("other files").or(seen.sectioned.first().map(|p| ("dbmate files", p))),
+        ),
+        (
+            Tool::Dbmate,
+            "with `-- migrate:up`",
+            &seen.sectioned,
+            others("files without it"),
+        ),
+    ];
+    for (tool, how, files, other) in alone {
+        let Some(first) = files.first() else {
+            continue;
+        };
         if let Some((other, example)) = other {
-            return Err(LayoutError::MixedDbmate {
+            return Err(LayoutError::Mixed {
                 dir: dir.to_path_buf(),
-                sectioned: name(first),
+                tool,
+                how,
+                first: name(first),
                 other,
                 example: name(example),
             });
         }
-        return Ok(Layout::Of(Tool::Dbmate));
+        return Ok(Layout::Of(tool));
     }
     Ok(match (seen.folders.is_empty(), seen.plain.is_empty()) {
         (false, false) => Layout::Mixed,
@@ -343,6 +391,7 @@ mod tests {
             folders: paths(folders),
             sectioned: paths(sectioned),
             plain: paths(plain),
+            flyway: Vec::new(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The `sql` engine's migration files: discovery, version order, checksums, statements.
 //!
-//! A folder is read in the layouts sqlx, diesel and dbmate write ([`layout`],
-//! [`source`]); versions
+//! A folder is read in the layouts sqlx, diesel, dbmate, golang-migrate and Flyway
+//! write ([`layout`], [`source`], [`flyway`]); versions
 //! are ordered as those tools order them ([`version`]); each migration's checksum is
 //! taken over its normalized text ([`checksum`]), so line endings and trailing
 //! whitespace never count as drift.
@@ -9,6 +9,7 @@
 pub mod checksum;
 pub mod commit_point;
 pub mod data_effects;
+pub mod flyway;
 pub mod layout;
 pub mod source;
 pub mod split;

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::checksum::checksum;
+use super::flyway;
 use super::layout::{self, Layout, LayoutError, SectionError, Seen, Tool};
 use super::version::Version;
 
@@ -45,7 +46,11 @@ pub struct Migration {
 impl Migration {
     /// `20240101120000_create_users`, as a person reads it.
     pub fn label(&self) -> String {
-        format!("{}_{}", self.version, self.name)
+        match self.version.is_repeatable() {
+            // `R__views`: the version already holds the name.
+            true => self.version.to_string(),
+            false => format!("{}_{}", self.version, self.name),
+        }
     }
 
     /// Why it has no down that could undo it: no down file, or an empty one.
@@ -93,6 +98,10 @@ pub enum SourceError {
     Metadata { path: PathBuf, message: String },
     #[error(transparent)]
     Layout(#[from] LayoutError),
+    #[error(transparent)]
+    Flyway(#[from] flyway::FlywayError),
+    #[error("{path} mixes statements PostgreSQL runs only outside a transaction (CREATE INDEX CONCURRENTLY, ...) with others: Flyway refuses such a migration (unless its `mixed` setting is on), and so does ballast. Put the others in a file of their own, or give it a script configuration {path}.conf with executeInTransaction=false")]
+    FlywayMixed { path: PathBuf },
     #[error("{path}: {error}")]
     Sections { path: PathBuf, error: SectionError },
 }
@@ -158,15 +167,49 @@ pub fn run_as_written(migrations: &mut [Migration]) {
 /// A statement PostgreSQL refuses in a transaction block. SQL the parser cannot read
 /// is left in the transaction (the lint reports it).
 fn outside_a_transaction(sql: &str) -> bool {
+    statements_outside(sql).0 > 0
+}
+
+/// How many of the statements of `sql` PostgreSQL refuses in a transaction block, and
+/// how many there are (none read when the parser cannot read it).
+fn statements_outside(sql: &str) -> (usize, usize) {
     let Ok(parsed) = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT) else {
-        return false;
+        return (0, 0);
     };
-    parsed.protobuf.stmts.iter().any(|raw| {
-        raw.stmt
-            .as_ref()
-            .and_then(|s| s.node.as_ref())
-            .is_some_and(|node| crate::lint::nodes::never_in_a_transaction(node).is_some())
-    })
+    let stmts = &parsed.protobuf.stmts;
+    let outside = stmts
+        .iter()
+        .filter(|raw| {
+            raw.stmt
+                .as_ref()
+                .and_then(|s| s.node.as_ref())
+                .is_some_and(|node| crate::lint::nodes::never_in_a_transaction(node).is_some())
+        })
+        .count();
+    (outside, stmts.len())
+}
+
+/// Whether a Flyway migration runs in a transaction, as Flyway decides: its script
+/// configuration says so, else PostgreSQL's own rule: outside one when every
+/// statement must be; a file mixing both is refused, as Flyway refuses it.
+fn flyway_transactional(path: &Path, sql: &str) -> Result<bool, SourceError> {
+    let conf = PathBuf::from(format!("{}.conf", path.display()));
+    if conf.is_file() {
+        let text = std::fs::read_to_string(&conf).map_err(|source| SourceError::Io {
+            path: conf.clone(),
+            source,
+        })?;
+        if let Some(set) = flyway::execute_in_transaction(&conf, &text)? {
+            return Ok(set);
+        }
+    }
+    match statements_outside(sql) {
+        (0, _) => Ok(true),
+        (outside, total) if outside == total => Ok(false),
+        _ => Err(SourceError::FlywayMixed {
+            path: path.to_path_buf(),
+        }),
+    }
 }
 
 /// The migrations in `dir`, and what else is there, left alone as the layout's own
@@ -220,8 +263,13 @@ pub fn read_folder(
         let versioned = file_name
             .split_once('_')
             .is_some_and(|(prefix, _)| Version::from_prefix(prefix).is_some());
+        let flyway_named = !path.is_dir() && flyway::name(file_name).is_some();
         let why = if ignore.iter().any(|pattern| wildcard(pattern, file_name)) {
             Some("it matches [migrations] ignore")
+        } else if flyway_named {
+            None
+        } else if file_name.ends_with(".sql.conf") {
+            Some("a script configuration (Flyway's), read with its migration")
         } else if path.is_dir() && !versioned {
             Some("a folder without a version is not a migration")
         } else if !path.is_dir() && !file_name.ends_with(".sql") {
@@ -250,6 +298,7 @@ pub fn read_folder(
     for (path, text) in &candidates {
         match text {
             None => seen.folders.push(path.clone()),
+            Some(_) if flyway::name(&name_of(path)).is_some() => seen.flyway.push(path.clone()),
             Some(text) if layout::has_dbmate_up(text) => seen.sectioned.push(path.clone()),
             Some(_) => seen.plain.push(path.clone()),
         }
@@ -257,11 +306,22 @@ pub fn read_folder(
     let decided = layout::decide(dir, &seen, layout)?;
 
     let mut ups: BTreeMap<Version, Migration> = BTreeMap::new();
-    let mut downs: Vec<(Version, String, PathBuf)> = Vec::new();
+    // A down's text and file, and whether it runs in a transaction when its layout
+    // says so on its own (Flyway's undo files).
+    let mut downs: Vec<(Version, String, PathBuf, Option<bool>)> = Vec::new();
     for (path, text) in candidates {
         let file_name = name_of(&path);
         let file_name = file_name.as_str();
-        let found = if decided == Layout::Of(Tool::Dbmate) {
+        let found = if decided == Layout::Of(Tool::Flyway) {
+            let text = text.unwrap_or_default();
+            match flyway_migration(&path, file_name, text)? {
+                Flyway::Up(m) => Some(m),
+                Flyway::Undo(version, sql, transactional) => {
+                    downs.push((version, sql, path.clone(), Some(transactional)));
+                    None
+                }
+            }
+        } else if decided == Layout::Of(Tool::Dbmate) {
             let text = text.unwrap_or_default();
             let stem = file_name.strip_suffix(".sql").unwrap_or(file_name);
             let (version, name) = split_name(stem).ok_or_else(|| bad_name(&path))?;
@@ -270,7 +330,7 @@ pub fn read_folder(
             Some(read_diesel_folder(&path, file_name)?)
         } else if let Some(stem) = file_name.strip_suffix(".down.sql") {
             let (version, _) = split_name(stem).ok_or_else(|| bad_name(&path))?;
-            downs.push((version, text.unwrap_or_default(), path.clone()));
+            downs.push((version, text.unwrap_or_default(), path.clone(), None));
             None
         } else if let Some(stem) = file_name.strip_suffix(".sql") {
             let stem = stem.strip_suffix(".up").unwrap_or(stem);
@@ -291,9 +351,12 @@ pub fn read_folder(
             ups.insert(m.version.clone(), m);
         }
     }
-    for (version, sql, path) in downs {
+    for (version, sql, path, transactional) in downs {
         match ups.get_mut(&version) {
-            Some(m) => m.down_sql = Some(sql),
+            Some(m) => {
+                m.down_sql = Some(sql);
+                m.down_transactional = transactional.unwrap_or(m.down_transactional);
+            }
             None => return Err(SourceError::DownWithoutUp { path }),
         }
     }
@@ -302,6 +365,34 @@ pub fn read_folder(
         ignored,
         layout: decided,
     })
+}
+
+/// A Flyway file, read: a migration (versioned or repeatable), or an undo file (the
+/// down of its version).
+enum Flyway {
+    Up(Migration),
+    /// Its version, its text, whether it runs in a transaction.
+    Undo(Version, String, bool),
+}
+
+fn flyway_migration(path: &Path, file_name: &str, text: String) -> Result<Flyway, SourceError> {
+    let name = flyway::name(file_name).ok_or_else(|| bad_name(path))?;
+    let version = name.version(path)?;
+    flyway::refuse_placeholders(path, &text)?;
+    let transactional = flyway_transactional(path, &text)?;
+    if name.kind == flyway::Kind::Undo {
+        return Ok(Flyway::Undo(version, text, transactional));
+    }
+    let mut m = migration(
+        version,
+        name.description,
+        path.to_path_buf(),
+        text,
+        None,
+        transactional,
+    );
+    m.transactional = transactional && m.transactional;
+    Ok(Flyway::Up(m))
 }
 
 /// A dbmate file: its up section runs, its down section undoes it.

@@ -190,7 +190,10 @@ mod tests {
         let f = |s: &str| Version::flyway(s).unwrap();
         let mut versions = vec![f("2"), f("1.10"), f("1_2"), f("1.1"), f("1")];
         versions.sort();
-        assert_eq!(versions, vec![f("1"), f("1.1"), f("1.2"), f("1.10"), f("2")]);
+        assert_eq!(
+            versions,
+            vec![f("1"), f("1.1"), f("1.2"), f("1.10"), f("2")]
+        );
         assert_eq!(f("1.0"), f("1"), "Flyway reads 1.0 as 1");
         assert_eq!(f("1.01").as_str(), "1.1");
         assert_eq!(v("1.2"), f("1_2"), "read back as written");

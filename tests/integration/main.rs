@@ -11,6 +11,7 @@ mod deploy;
 mod deploy_manifests;
 mod downgrade_sql;
 mod faults;
+mod flyway;
 mod harness;
 mod histories;
 mod layers;

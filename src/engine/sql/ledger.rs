@@ -184,6 +184,10 @@ impl Ledger {
                 if !ledger::table_exists(&mut *conn, schema, tool_ledger::table(*tool)).await? {
                     return Ok(Vec::new());
                 }
+                if *tool == Tool::Flyway {
+                    let history = tool_ledger::flyway_history(conn, schema).await?;
+                    return Ok(below_baseline(history, source));
+                }
                 let rows = tool_ledger::applied(conn, schema, *tool).await?;
                 Ok(match tool {
                     Tool::GolangMigrate => up_to_current(rows, source),
@@ -455,13 +459,15 @@ async fn auto(
     }
     Ok(match layout {
         // golang-migrate's layout is never decided from files alone: it was set.
-        Layout::Of(tool @ (Tool::Diesel | Tool::Dbmate | Tool::GolangMigrate)) => Settled {
-            ledger: Ledger::Tool {
-                tool,
-                schema: tool_ledger::home(conn, schema).await?,
-            },
-            why: "no ledger in the database yet: the one the folder's tool keeps",
-        },
+        Layout::Of(tool @ (Tool::Diesel | Tool::Dbmate | Tool::GolangMigrate | Tool::Flyway)) => {
+            Settled {
+                ledger: Ledger::Tool {
+                    tool,
+                    schema: tool_ledger::home(conn, schema).await?,
+                },
+                why: "no ledger in the database yet: the one the folder's tool keeps",
+            }
+        }
         Layout::Of(Tool::Sqlx) | Layout::Mixed => Settled {
             ledger: Ledger::Ballast,
             why: "no ledger in the database yet (set [migrations] ledger = \"sqlx\" for sqlx's)",
@@ -528,6 +534,40 @@ fn up_to_current(rows: Vec<AppliedRow>, source: &[Migration]) -> Vec<AppliedRow>
         applied.push(current);
     }
     applied
+}
+
+/// Flyway's history with its baseline read as Flyway reads it: every versioned file up
+/// to the `BASELINE` row's version counts as applied (Flyway shows them "below
+/// baseline" and never runs them), with the file's own checksum (Flyway checks none).
+fn below_baseline(history: tool_ledger::FlywayHistory, source: &[Migration]) -> Vec<AppliedRow> {
+    let mut rows = history.rows;
+    let Some(baseline) = history
+        .baseline
+        .as_deref()
+        .and_then(crate::migrations::Version::parse)
+    else {
+        return rows;
+    };
+    for m in source
+        .iter()
+        .filter(|m| !m.version.is_repeatable() && m.version <= baseline)
+    {
+        let recorded = rows.iter().any(|row| {
+            crate::migrations::Version::parse(&row.version).as_ref() == Some(&m.version)
+        });
+        if !recorded {
+            rows.push(AppliedRow {
+                version: m.version.to_string(),
+                name: m.name.clone(),
+                checksum: tool_ledger::checksum(Tool::Flyway, m).unwrap_or_default(),
+                applied_at: None,
+                run_id: String::new(),
+                duration_ms: 0,
+                failed: false,
+            });
+        }
+    }
+    rows
 }
 
 /// The tables of a database that keeps no ledger at all (neither `ledger`'s table nor

@@ -193,6 +193,19 @@ impl SqlSnapshot {
         let what = file
             .map(|m| m.up_path.display().to_string())
             .unwrap_or_else(|| format!("the migration of version {}", row.version));
+        if self.ledger.ledger.tool() == Some(crate::migrations::Tool::Flyway) {
+            return (
+                format!(
+                    "{} says migration {} failed (success = false): Flyway will not migrate this database until the row is repaired",
+                    self.ledger.ledger.describe(&self.schema),
+                    row.version
+                ),
+                format!(
+                    "check what {what} left in the database and undo it by hand, then remove the failed row: `flyway repair` (or delete from {table} where version = '{}' and not success)",
+                    row.version
+                ),
+            );
+        }
         if self.ledger.ledger.tool() != Some(crate::migrations::Tool::GolangMigrate) {
             return (
                 format!(

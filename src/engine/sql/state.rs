@@ -1,4 +1,5 @@
-//! Comparing the migration files with the ledger: pending, drift, unknown, out of order.
+//! Comparing the migration files with the ledger: pending, drift, unknown, out of order;
+//! and Flyway's repeatable migrations, pending again whenever their file changed.
 //!
 //! Pure logic over what the engine read; the `state-check` stage turns the result into
 //! diagnoses and `status` into a summary.
@@ -31,7 +32,7 @@ pub struct State {
     /// Tables in the schema of a database with no ledger at all, while migrations are
     /// pending: whether those migrations built them, nothing says.
     pub untracked: Vec<String>,
-    /// The newest applied version that has a file.
+    /// The newest applied version that has a file (repeatable migrations have none).
     pub current: Option<Version>,
     pub applied_count: usize,
 }
@@ -70,9 +71,25 @@ pub fn compare(
             state.unknown.push(row.clone());
         }
     }
-    let newest_applied = applied_by_version.keys().max().cloned();
+    let newest_applied = applied_by_version
+        .keys()
+        .filter(|v| !v.is_repeatable())
+        .max()
+        .cloned();
     for (index, migration) in source.iter().enumerate() {
-        match applied_by_version.get(&migration.version) {
+        let row = applied_by_version.get(&migration.version);
+        if migration.version.is_repeatable() {
+            // Flyway's repeatable migration runs again whenever its file changed: a
+            // changed checksum makes it pending, not drift.
+            let changed = row.is_none_or(|row| {
+                !row.failed && checksum_of(migration).is_some_and(|sum| sum != row.checksum)
+            });
+            if changed {
+                state.pending.push(index);
+            }
+            continue;
+        }
+        match row {
             Some(row) => {
                 state.current = Some(migration.version.clone());
                 let file_checksum = checksum_of(migration);
@@ -120,6 +137,24 @@ mod tests {
             transactional: true,
             down_transactional: true,
         }
+    }
+
+    #[test]
+    fn a_changed_repeatable_migration_is_pending_again_not_drift() {
+        let view = |sql: &str| Migration {
+            version: Version::repeatable("views").unwrap(),
+            name: "views".into(),
+            up_path: "R__views.sql".into(),
+            ..migration("1", sql)
+        };
+        let source = vec![migration("1", "a"), migration("2", "b"), view("v2")];
+        let applied = vec![row("1", "a"), row("R__views", "v1")];
+        let state = compare(&source, &applied, own);
+        assert_eq!(state.pending, vec![1, 2], "2, then the changed view");
+        assert!(state.drift.is_empty() && state.out_of_order.is_empty());
+        assert_eq!(state.current, Some(Version::parse("1").unwrap()));
+        let same = vec![row("1", "a"), row("2", "b"), row("R__views", "v2")];
+        assert!(compare(&source, &same, own).pending.is_empty());
     }
 
     /// ballast's own checksum, as its ledger keeps it.
