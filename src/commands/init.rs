@@ -11,8 +11,16 @@ use crate::exit_code;
 use crate::migrations::{Layout, Tool};
 use crate::report::stdout_line;
 
-/// The folders a migration tool puts its migrations in by default, in the order looked.
-const FOLDERS: [&str; 3] = ["migrations", "db/migrations", "database/migrations"];
+/// The folders a migration tool puts its migrations in by default, in the order looked
+/// (Flyway's: `db/migration` in a Java project's resources, `sql` for its CLI).
+const FOLDERS: [&str; 6] = [
+    "migrations",
+    "db/migrations",
+    "database/migrations",
+    "src/main/resources/db/migration",
+    "db/migration",
+    "sql",
+];
 
 /// What `init` found in the project folder and the database.
 #[derive(Debug, Default, PartialEq)]
@@ -108,8 +116,18 @@ pub fn look(project: &Path) -> Found {
         }
     }
     let cargo = std::fs::read_to_string(project.join("Cargo.toml")).unwrap_or_default();
+    let flyway_conf = [
+        "flyway.toml",
+        "flyway.conf",
+        "conf/flyway.toml",
+        "conf/flyway.conf",
+    ]
+    .into_iter()
+    .find(|f| project.join(f).is_file());
     found.tool_hint = if project.join("diesel.toml").is_file() {
         Some((Tool::Diesel, "diesel.toml"))
+    } else if let Some(conf) = flyway_conf {
+        Some((Tool::Flyway, conf))
     } else if depends_on_sqlx(&cargo) {
         Some((Tool::Sqlx, "Cargo.toml depends on sqlx"))
     } else {
@@ -249,7 +267,7 @@ pub fn render(found: &Found) -> String {
         };
         out.push_str(&format!("engine = \"sql\"\ndir = \"{dir}\"\n"));
         out.push_str(
-            "# How the files are named and split: auto, sqlx, diesel, dbmate or golang-migrate.\n",
+            "# How the files are named and split: auto, sqlx, diesel, dbmate, golang-migrate or flyway.\n",
         );
         match layout.and_then(Layout::tool) {
             Some(tool) => out.push_str(&format!("layout = \"{tool}\"\n")),
@@ -257,7 +275,7 @@ pub fn render(found: &Found) -> String {
         }
         out.push_str(
             "# Where applied migrations are recorded: auto, ballast, or the tool's own table\n\
-             # (sqlx, diesel, dbmate, golang-migrate), written exactly as the tool writes it.\n",
+             # (sqlx, diesel, dbmate, golang-migrate, flyway), written exactly as the tool writes it.\n",
         );
         if found.ledgers.len() > 1 {
             let names: Vec<&str> = found.ledgers.iter().map(|(n, _)| n.as_str()).collect();

@@ -151,11 +151,22 @@ pub fn refuse_transaction_control(migrations: &[Migration]) -> Result<(), Source
 
 /// Migrations a tool runs as written, each file one query (golang-migrate): those
 /// that cannot run inside a transaction run alone (their downs too); the others keep
-/// ballast's one transaction, which is as atomic as the tool's one query. A file that
-/// opens and ends its own transaction is refused by [`refuse_transaction_control`]:
-/// without its `BEGIN`/`COMMIT` it is just as atomic for the tool.
+/// ballast's one transaction, which is as atomic as the tool's one query. A file
+/// wrapped in its own `BEGIN;` ... `COMMIT;` (as golang-migrate's docs advise) runs in
+/// ballast's transaction without them: the same atomic unit. One that controls its
+/// transaction any other way is refused by [`refuse_transaction_control`].
 pub fn run_as_written(migrations: &mut [Migration]) {
     for m in migrations {
+        if let Some(unwrapped) = super::split::unwrap_transaction(&m.up_sql) {
+            m.up_sql = unwrapped;
+        }
+        if let Some(unwrapped) = m
+            .down_sql
+            .as_deref()
+            .and_then(super::split::unwrap_transaction)
+        {
+            m.down_sql = Some(unwrapped);
+        }
         m.transactional = m.transactional && !outside_a_transaction(&m.up_sql);
         m.down_transactional = m
             .down_sql

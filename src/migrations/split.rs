@@ -13,8 +13,19 @@ pub struct Statement {
 }
 
 pub fn split_statements(sql: &str) -> Vec<Statement> {
+    spans(sql)
+        .into_iter()
+        .map(|span| Statement {
+            line: 1 + sql[..span.start].matches('\n').count(),
+            sql: sql[span].to_string(),
+        })
+        .collect()
+}
+
+/// Where each statement of `sql` is (its code, surrounding whitespace left out).
+fn spans(sql: &str) -> Vec<std::ops::Range<usize>> {
     let bytes = sql.as_bytes();
-    let mut statements = Vec::new();
+    let mut spans = Vec::new();
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
@@ -27,46 +38,129 @@ pub fn split_statements(sql: &str) -> Vec<Statement> {
             b'/' if bytes.get(i + 1) == Some(&b'*') => i = skip_block_comment(bytes, i),
             b'$' => i = skip_dollar_quoted(sql, i),
             b';' => {
-                push(&mut statements, sql, start, i + 1);
+                push(&mut spans, sql, start, i + 1);
                 i += 1;
                 start = i;
             }
             _ => i += 1,
         }
     }
-    push(&mut statements, sql, start, bytes.len());
-    statements
+    push(&mut spans, sql, start, bytes.len());
+    spans
 }
 
-fn push(statements: &mut Vec<Statement>, sql: &str, start: usize, end: usize) {
+fn push(spans: &mut Vec<std::ops::Range<usize>>, sql: &str, start: usize, end: usize) {
     let text = &sql[start..end];
     if !has_code(text) {
         return;
     }
     let leading = text.len() - text.trim_start().len();
-    let line = 1 + sql[..start + leading].matches('\n').count();
-    statements.push(Statement {
-        line,
-        sql: text.trim().to_string(),
-    });
+    let trailing = text.len() - text.trim_end().len();
+    spans.push(start + leading..end - trailing);
 }
 
-/// The first statement that ends or starts a transaction (`BEGIN`, `COMMIT`, …), if any.
-/// `BEGIN ATOMIC` (a function body) is not transaction control.
-pub fn transaction_control(sql: &str) -> Option<Statement> {
-    split_statements(sql).into_iter().find(|statement| {
-        let code = strip_leading_comments(&statement.sql).to_ascii_lowercase();
-        let mut words = code
-            .split(|c: char| c.is_whitespace() || c == ';')
-            .filter(|w| !w.is_empty());
-        match (words.next(), words.next()) {
-            (Some("begin"), None | Some("transaction" | "work" | "isolation" | "read")) => true,
-            (Some("start"), Some("transaction")) => true,
-            (Some("rollback"), Some("to")) => false, // ROLLBACK TO SAVEPOINT stays inside
-            (Some("commit" | "rollback" | "abort"), _) => true,
-            _ => false,
+/// What a statement does to the transaction, read from its first words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Control {
+    /// `BEGIN`, `BEGIN TRANSACTION`/`WORK`, `START TRANSACTION`: a plain one.
+    Begin,
+    /// `BEGIN ISOLATION LEVEL ...`, `BEGIN READ ONLY`: one with its own settings.
+    BeginWith,
+    /// `COMMIT`, `END` (and their `TRANSACTION`/`WORK` forms).
+    Commit,
+    /// `ROLLBACK`, `ABORT`, `COMMIT AND CHAIN`, `PREPARE TRANSACTION`...
+    Other,
+}
+
+fn control(statement: &str) -> Option<Control> {
+    let code = strip_leading_comments(statement).to_ascii_lowercase();
+    let words: Vec<&str> = code
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .filter(|w| !w.is_empty())
+        .collect();
+    match words.as_slice() {
+        ["begin"] | ["begin", "transaction" | "work"] | ["start", "transaction"] => {
+            Some(Control::Begin)
         }
-    })
+        ["begin", "isolation" | "read" | "not" | "deferrable" | "transaction" | "work", ..]
+        | ["start", "transaction", ..] => Some(Control::BeginWith),
+        ["commit" | "end"] | ["commit" | "end", "transaction" | "work"] => Some(Control::Commit),
+        ["rollback", "to", ..] => None, // ROLLBACK TO SAVEPOINT stays inside
+        ["commit" | "rollback" | "abort" | "end", ..] => Some(Control::Other),
+        ["prepare", "transaction", ..] => Some(Control::Other),
+        _ => None,
+    }
+}
+
+/// Each statement's span and what it does to the transaction. The `END` closing a
+/// `BEGIN ATOMIC` function body (whose statements the lexer splits, since they are no
+/// dollar-quoted text) is part of the function, not a commit.
+fn controls(sql: &str) -> Vec<(std::ops::Range<usize>, Option<Control>)> {
+    let mut in_atomic_body = false;
+    spans(sql)
+        .into_iter()
+        .map(|span| {
+            let text = &sql[span.clone()];
+            let mut found = control(text);
+            if in_atomic_body
+                && found.is_some()
+                && text
+                    .trim_end_matches(';')
+                    .trim()
+                    .eq_ignore_ascii_case("end")
+            {
+                found = None;
+                in_atomic_body = false;
+            }
+            if strip_leading_comments(text)
+                .to_ascii_lowercase()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .windows(2)
+                .any(|w| w == ["begin", "atomic"])
+            {
+                in_atomic_body = true;
+            }
+            (span, found)
+        })
+        .collect()
+}
+
+/// A file wrapped in its own transaction and nothing else (`BEGIN;` first, `COMMIT;`
+/// last, no other transaction control), as golang-migrate users write them: the text
+/// with the two blanked out (spaces, so lines keep their numbers), to run inside
+/// ballast's transaction, which is the same atomic unit. `None` otherwise.
+pub fn unwrap_transaction(sql: &str) -> Option<String> {
+    let spans = controls(sql);
+    let ((first, begin), (last, commit)) = (spans.first()?, spans.last()?);
+    if spans.len() < 2
+        || *begin != Some(Control::Begin)
+        || *commit != Some(Control::Commit)
+        || spans[1..spans.len() - 1].iter().any(|(_, c)| c.is_some())
+    {
+        return None;
+    }
+    let mut text = sql.to_string();
+    for span in [last, first] {
+        let blank: String = sql[span.clone()]
+            .chars()
+            .map(|c| if c == '\n' { '\n' } else { ' ' })
+            .collect();
+        text.replace_range(span.clone(), &blank);
+    }
+    Some(text)
+}
+
+/// The first statement that ends or starts a transaction (`BEGIN`, `COMMIT`, `END`, …),
+/// if any. `BEGIN ATOMIC` (a function body) is not transaction control.
+pub fn transaction_control(sql: &str) -> Option<Statement> {
+    controls(sql)
+        .into_iter()
+        .find(|(_, c)| c.is_some())
+        .map(|(span, _)| Statement {
+            line: 1 + sql[..span.start].matches('\n').count(),
+            sql: sql[span].to_string(),
+        })
 }
 
 /// The 1-based line of a 1-based character position in `sql` (where the server says
@@ -233,6 +327,53 @@ mod tests {
     #[test]
     fn escaped_quotes_do_not_end_strings() {
         assert_eq!(texts("select 'it''s; fine'; select 2;").len(), 2);
+    }
+
+    #[test]
+    fn transaction_control_is_found_and_a_function_bodys_end_is_not() {
+        let found = |sql: &str| transaction_control(sql).map(|s| (s.line, s.sql));
+        assert_eq!(
+            found("create table a (id int);\nend;\n"),
+            Some((2, "end;".into()))
+        );
+        assert_eq!(
+            found("select 1;\nCOMMIT WORK;"),
+            Some((2, "COMMIT WORK;".into()))
+        );
+        assert_eq!(found("savepoint s;\nrollback to s;\n"), None);
+        assert_eq!(
+            found(
+                "create function f() returns int language sql\nbegin atomic\n  select 1;\nend;\n"
+            ),
+            None
+        );
+        assert_eq!(found("do $$ begin perform 1; end $$;\n"), None);
+    }
+
+    #[test]
+    fn a_file_wrapped_in_its_own_transaction_is_unwrapped_with_its_lines_kept() {
+        let sql = "BEGIN;\ncreate table a (id int);\ninsert into a values (1);\nCOMMIT;\n";
+        let unwrapped = unwrap_transaction(sql).unwrap();
+        assert_eq!(unwrapped.lines().count(), sql.lines().count());
+        assert_eq!(transaction_control(&unwrapped), None);
+        assert_eq!(
+            split_statements(&unwrapped)[0],
+            Statement {
+                line: 2,
+                sql: "create table a (id int);".into()
+            }
+        );
+        assert!(unwrap_transaction("begin;\nselect 1;\ncommit;\nselect 2;\n").is_none());
+        assert!(
+            unwrap_transaction("begin;\nselect 1;\ncommit;\nbegin;\nselect 2;\ncommit;\n")
+                .is_none()
+        );
+        assert!(
+            unwrap_transaction("begin isolation level serializable;\nselect 1;\ncommit;\n")
+                .is_none(),
+            "its own isolation level is no plain wrapper"
+        );
+        assert!(unwrap_transaction("start transaction;\nselect 1;\nend;\n").is_some());
     }
 
     #[test]

@@ -489,16 +489,45 @@ fn a_database_golang_migrate_migrated_is_deployed_file_by_file_as_written() {
     );
     assert_eq!(p.sql("select to_regclass('b_id') is null"), "t");
 
-    // A file that opens its own transaction: refused, with what works for both tools.
-    p.migration("4_c.up.sql", "BEGIN;\ncreate table c (id int);\nCOMMIT;\n");
+    // A file wrapped in its own transaction, as golang-migrate's docs advise: it runs
+    // in ballast's transaction, the same atomic unit; a failure in it leaves nothing.
+    p.migration(
+        "4_c.up.sql",
+        "BEGIN;\ncreate table c (id int);\ninsert into c values (1);\nCOMMIT;\n",
+    )
+    .migration(
+        "5_d.up.sql",
+        "BEGIN;\ncreate table d (id int);\ninsert into missing values (1);\nCOMMIT;\n",
+    );
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(1);
+    assert!(
+        run.all().contains("5_d.up.sql, line 3"),
+        "the line in the file: {}",
+        run.all()
+    );
+    assert!(!p.table_exists("public.c") && !p.table_exists("public.d"));
+    p.migration("5_d.up.sql", "BEGIN;\ncreate table d (id int);\nCOMMIT;\n");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(p.sql("select count(*) from c"), "1");
+    assert_eq!(
+        p.sql("select version || ' ' || dirty from schema_migrations"),
+        "5 false"
+    );
+
+    // One that commits half-way: refused, with the statement named.
+    p.migration(
+        "6_e.up.sql",
+        "BEGIN;\ncreate table e (id int);\nCOMMIT;\ncreate table f (id int);\n",
+    );
     let run = p.ballast(&["--yes", "deploy"]);
     run.expect_code(2);
     assert!(
-        run.all().contains("4_c.up.sql, line 1: `BEGIN"),
+        run.all().contains("6_e.up.sql, line 1: `BEGIN"),
         "{}",
         run.all()
     );
-    assert!(!p.table_exists("public.c"));
+    assert!(!p.table_exists("public.e"));
 }
 
 #[test]

@@ -49,7 +49,7 @@ impl Rule for MissingDowngrade {
         }
         vec![Hit::new(
             message,
-            "write the down migration (.down.sql / down.sql / Alembic downgrade()); if it truly cannot be undone, say so in a comment with ballast:allow missing-downgrade (# in a Python revision)",
+            "write the down migration (.down.sql / down.sql / -- migrate:down / Flyway's U<version>__ file / Alembic downgrade()); if it truly cannot be undone, say so in a comment with ballast:allow missing-downgrade (# in a Python revision)",
         )]
     }
 }
