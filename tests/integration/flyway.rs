@@ -227,3 +227,32 @@ fn a_failed_flyway_row_is_explained_with_the_repair_that_clears_it() {
         run.stdout()
     );
 }
+
+#[test]
+fn the_recovery_ladder_undoes_a_flyway_deploy_with_its_undo_files() {
+    let p = Project::new();
+    p.migration("V1__create_shop.sql", V1);
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    p.migration("V1_1__add_price.sql", V1_1)
+        .migration("U1_1__add_price.sql", U1_1)
+        .migration(
+            "V2__idx.sql",
+            "create index concurrently shop_name on shop (name);\n",
+        )
+        .migration("U2__idx.sql", "drop index concurrently shop_name;\n");
+    p.write_config(
+        "[[verify.checks]]\nname = \"shop has a row\"\nsql = \"select count(*) > 0 from shop\"\n",
+    );
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(1);
+    let out = run.stdout();
+    assert!(
+        out.contains("downgrade (recovery)") && out.contains("back where the run started"),
+        "{out}"
+    );
+    assert_eq!(
+        p.sql("select string_agg(version, ',' order by installed_rank) from flyway_schema_history"),
+        "1"
+    );
+    assert_eq!(p.sql("select to_regclass('shop_name') is null"), "t");
+}
