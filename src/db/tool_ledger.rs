@@ -311,7 +311,8 @@ pub async fn record(
 /// What Flyway's history says is applied, read as Flyway reads it: rows in
 /// `installed_rank` order, the last one of a version (or of a repeatable migration's
 /// script) standing; an undo row (`UNDO_SQL`) takes its version back out; the schema
-/// row Flyway writes when it creates a schema is no migration. A `BASELINE` row's
+/// row Flyway writes when it creates a schema is no migration, and a `DELETE` row
+/// (`repair` on a migration whose file is gone) takes its version out. A `BASELINE` row's
 /// version is returned apart: Flyway counts every migration up to it as applied.
 #[derive(Debug, Default)]
 pub struct FlywayHistory {
@@ -325,7 +326,7 @@ pub async fn flyway_history(
 ) -> Result<FlywayHistory, DbError> {
     let t = format!("{}.{}", quote_ident(schema), table(Tool::Flyway));
     let rows = sqlx::query(&format!(
-        "select version, description, type, script, checksum::text, \
+        "select version, description, type, checksum::text, \
          installed_on at time zone 'UTC', execution_time::bigint, success \
          from {t} order by installed_rank"
     ))
@@ -341,14 +342,13 @@ pub async fn flyway_history(
     let mut standing: Vec<AppliedRow> = Vec::new();
     for r in rows {
         let version: Option<String> = r.get(0);
+        let description: String = r.get(1);
         let kind: String = r.get(2);
-        let script: String = r.get(3);
-        let file = script.rsplit('/').next().unwrap_or_default();
         let key = match &version {
             Some(v) => v.clone(),
-            // A repeatable migration: its script names it.
-            None => match flyway::name(file) {
-                Some(name) => format!("R__{}", name.description),
+            // A repeatable migration: Flyway knows it by its description.
+            None => match crate::migrations::Version::repeatable(&description) {
+                Some(v) => v.to_string(),
                 None => continue,
             },
         };
@@ -358,7 +358,8 @@ pub async fn flyway_history(
                 history.baseline = version;
                 continue;
             }
-            k if k.starts_with("UNDO") => {
+            // An undo (Flyway Teams), or `repair` marking a missing migration deleted.
+            k if k.starts_with("UNDO") || k == "DELETE" => {
                 standing.retain(|row| row.version != key);
                 continue;
             }
@@ -367,12 +368,12 @@ pub async fn flyway_history(
         standing.retain(|row| row.version != key);
         standing.push(AppliedRow {
             version: key,
-            name: r.get::<String, _>(1).replace(' ', "_"),
-            checksum: r.get::<Option<String>, _>(4).unwrap_or_default(),
-            applied_at: r.get::<Option<DateTime<Utc>>, _>(5),
+            name: description.replace(' ', "_"),
+            checksum: r.get::<Option<String>, _>(3).unwrap_or_default(),
+            applied_at: r.get::<Option<DateTime<Utc>>, _>(4),
             run_id: String::new(),
-            duration_ms: r.get(6),
-            failed: !r.get::<bool, _>(7),
+            duration_ms: r.get(5),
+            failed: !r.get::<bool, _>(6),
         });
     }
     history.rows = standing;

@@ -47,9 +47,12 @@ impl Version {
         Version::parts(&text.replace('_', "."), '.')
     }
 
-    /// A Flyway repeatable migration's version, from its description.
+    /// A Flyway repeatable migration's version, from its description as its file
+    /// names it (`views_and_grants`) or as Flyway's history writes it (`views and
+    /// grants`): Flyway matches the two by description.
     pub fn repeatable(description: &str) -> Option<Version> {
-        (!description.is_empty()).then(|| Version(format!("{REPEATABLE}{description}")))
+        (!description.is_empty())
+            .then(|| Version(format!("{REPEATABLE}{}", description.replace(' ', "_"))))
     }
 
     fn parts(text: &str, separator: char) -> Option<Version> {

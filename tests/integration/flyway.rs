@@ -256,3 +256,38 @@ fn the_recovery_ladder_undoes_a_flyway_deploy_with_its_undo_files() {
     );
     assert_eq!(p.sql("select to_regclass('shop_name') is null"), "t");
 }
+
+#[test]
+fn a_changed_or_missing_flyway_file_is_seen_in_flyways_own_checksums() {
+    let p = Project::new();
+    p.migration("V1__create_shop.sql", V1).migration(
+        "V2__add_stock.sql",
+        "alter table shop add column stock int;\n",
+    );
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    // Line endings are no change to Flyway, nor to ballast reading its ledger.
+    p.migration("V1__create_shop.sql", &V1.replace('\n', "\r\n"));
+    p.ballast(&["status"]).expect_code(0);
+    // A changed statement is.
+    p.migration(
+        "V1__create_shop.sql",
+        &V1.replace("name text", "name varchar"),
+    );
+    p.migration("V3__more.sql", "create table more (id int);\n");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(3);
+    assert!(
+        run.stdout().contains("V1__create_shop.sql")
+            && run.stdout().contains(&crc(V1).to_string()[..6]),
+        "the checksum Flyway recorded: {}",
+        run.stdout()
+    );
+    assert!(!p.table_exists("public.more"));
+    // A row whose file is gone.
+    p.migration("V1__create_shop.sql", V1);
+    std::fs::remove_file(p.path().join("migrations/V2__add_stock.sql")).unwrap();
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(3);
+    assert!(run.stdout().contains("2_add_stock"), "{}", run.stdout());
+    assert!(!p.table_exists("public.more"));
+}
