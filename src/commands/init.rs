@@ -351,6 +351,29 @@ mod tests {
     }
 
     #[test]
+    fn a_flyway_project_is_found_in_flyways_own_folders() {
+        let project = tempfile::tempdir().unwrap();
+        let sql = project.path().join("sql");
+        std::fs::create_dir_all(&sql).unwrap();
+        std::fs::write(sql.join("V1__init.sql"), "create table a (id int);\n").unwrap();
+        std::fs::write(sql.join("R__views.sql"), "select 1;\n").unwrap();
+        std::fs::write(project.path().join("flyway.toml"), "").unwrap();
+        let found = look(project.path());
+        assert_eq!(
+            found.folder,
+            Some(("sql".to_string(), Layout::Of(Tool::Flyway), 2))
+        );
+        assert_eq!(found.tool_hint, Some((Tool::Flyway, "flyway.toml")));
+        let text = render(&found);
+        assert!(
+            text.contains("dir = \"sql\"")
+                && text.contains("layout = \"flyway\"")
+                && text.contains("ledger = \"flyway\""),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_url_with_a_password_stays_out_of_the_file() {
         let found = Found {
             url: Some("postgres://app:***@db/shop".into()),
