@@ -262,6 +262,11 @@ pub fn read_folder(
     let diesel = entries
         .iter()
         .any(|p| p.is_dir() && split_name(&name_of(p)).is_some());
+    // A SQL callback's name (`afterMigrate.sql`) means something only beside Flyway's
+    // migrations.
+    let flyway = entries.iter().any(|p| {
+        !p.is_dir() && flyway::name(&name_of(p)).is_some_and(|n| n.kind != flyway::Kind::Callback)
+    });
 
     let mut candidates = Vec::new();
     let mut ignored = Vec::new();
@@ -274,7 +279,8 @@ pub fn read_folder(
         let versioned = file_name
             .split_once('_')
             .is_some_and(|(prefix, _)| Version::from_prefix(prefix).is_some());
-        let flyway_named = !path.is_dir() && flyway::name(file_name).is_some();
+        let flyway_named = !path.is_dir()
+            && flyway::name(file_name).is_some_and(|n| flyway || n.kind != flyway::Kind::Callback);
         let why = if ignore.iter().any(|pattern| wildcard(pattern, file_name)) {
             Some("it matches [migrations] ignore")
         } else if flyway_named {
@@ -309,7 +315,9 @@ pub fn read_folder(
     for (path, text) in &candidates {
         match text {
             None => seen.folders.push(path.clone()),
-            Some(_) if flyway::name(&name_of(path)).is_some() => seen.flyway.push(path.clone()),
+            Some(_) if flyway && flyway::name(&name_of(path)).is_some() => {
+                seen.flyway.push(path.clone())
+            }
             Some(text) if layout::has_dbmate_up(text) => seen.sectioned.push(path.clone()),
             Some(_) => seen.plain.push(path.clone()),
         }
@@ -529,6 +537,62 @@ mod tests {
         let path = dir.join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn a_flyway_folder_reads_versions_undos_repeatables_and_script_configurations() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "V1__init.sql", "create table a (id int);\n");
+        write(dir.path(), "V1_10__later.sql", "select 1;\n");
+        write(
+            dir.path(),
+            "V1_2__idx.sql",
+            "create index concurrently i on a (id);\n",
+        );
+        write(dir.path(), "U1_2__idx.sql", "drop index concurrently i;\n");
+        write(dir.path(), "V2__plain.sql", "select 2;\n");
+        write(
+            dir.path(),
+            "V2__plain.sql.conf",
+            "executeInTransaction=false\n",
+        );
+        write(dir.path(), "R__views.sql", "select 3;\n");
+        write(dir.path(), "README.md", "notes\n");
+        let folder = read_folder(dir.path(), &[], None).unwrap();
+        assert_eq!(folder.layout, Layout::Of(Tool::Flyway));
+        let labels: Vec<String> = folder.migrations.iter().map(|m| m.label()).collect();
+        assert_eq!(
+            labels,
+            ["1_init", "1.2_idx", "1.10_later", "2_plain", "R__views"]
+        );
+        let idx = &folder.migrations[1];
+        assert!(
+            !idx.transactional && !idx.down_transactional,
+            "concurrent only: alone"
+        );
+        assert_eq!(
+            idx.down_sql.as_deref(),
+            Some("drop index concurrently i;\n")
+        );
+        assert!(
+            !folder.migrations[3].transactional,
+            "its script configuration says so"
+        );
+        assert!(folder.migrations[0].transactional);
+        assert!(folder
+            .ignored
+            .iter()
+            .any(|i| i.name == "V2__plain.sql.conf"));
+    }
+
+    #[test]
+    fn a_callbacks_name_means_nothing_outside_a_flyway_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "1_init.sql", "select 1;\n");
+        write(dir.path(), "afterMigrate.sql", "select 2;\n");
+        let folder = read_folder(dir.path(), &[], None).unwrap();
+        assert_eq!(folder.layout, Layout::Of(Tool::Sqlx));
+        assert!(folder.ignored.iter().any(|i| i.name == "afterMigrate.sql"));
     }
 
     #[test]
