@@ -45,6 +45,9 @@ pub struct Catalog {
     pub primary_keys: HashMap<String, Vec<String>>,
     /// Partitioned tables (`PARTITION BY`).
     pub partitioned: HashSet<String>,
+    /// Tables an earlier migration of this run dropped: a table of that name later in
+    /// the run is a new one, with none of the old one's rows.
+    pub dropped: HashSet<String>,
 }
 
 /// `serial` is `int4` with a sequence; a foreign key to it is to an `int4`.
@@ -175,6 +178,7 @@ impl Catalog {
                     };
                     if let Some(rv) = qualified(&names.items) {
                         self.forget(&key(&rv));
+                        self.dropped.insert(key(&rv));
                     }
                 }
             }

@@ -243,7 +243,7 @@ impl<'a> Context<'a> {
     /// lock, can only hurt an object that existed: a deploy from an empty database
     /// (a new environment, CI, a new tenant) breaks nobody.
     pub fn existed_before_run(&self, rv: &RangeVar, statement: usize) -> bool {
-        if self.created_before(rv, statement) {
+        if self.created_before(rv, statement) || self.replaced_in_run(rv) {
             return false;
         }
         match self.db {
@@ -270,6 +270,13 @@ impl<'a> Context<'a> {
         Some(db.tables.get(table).copied().unwrap_or(true))
     }
 
+    /// Dropped by an earlier migration of this run: the table of that name now is a
+    /// new one (the database's facts describe the old one and its rows).
+    fn replaced_in_run(&self, rv: &RangeVar) -> bool {
+        let dropped = &self.catalog.dropped;
+        dropped.contains(&self.key(rv)) || dropped.contains(&self.catalog_key(rv))
+    }
+
     /// Created by an earlier statement of this migration.
     pub fn created_before(&self, rv: &RangeVar, statement: usize) -> bool {
         let key = self.key(rv);
@@ -283,7 +290,7 @@ impl<'a> Context<'a> {
     /// (an earlier pending migration creates it) or holds no data. Without a
     /// database, an existing table is assumed to hold data.
     pub fn holds_data(&self, rv: &RangeVar, statement: usize) -> bool {
-        if self.created_before(rv, statement) {
+        if self.created_before(rv, statement) || self.replaced_in_run(rv) {
             return false;
         }
         match self.db {

@@ -283,4 +283,38 @@ mod tests {
         let sql = "-- ballast:allow require-concurrent-index-creation\ncreate index concurrently i on measurements (taken_at);";
         assert!(lint_after(&R, &[PARTITIONED], sql).is_empty());
     }
+
+    #[test]
+    fn a_table_an_earlier_migration_dropped_and_made_again_holds_none_of_the_old_rows() {
+        let db = DbFacts {
+            tables: [("public.downloads".to_string(), true)].into(),
+            search_path: vec!["public".into()],
+            ..Default::default()
+        };
+        let index = "create index downloads_day on downloads (day);";
+        let run = |earlier: &[&str]| {
+            let mut inputs: Vec<LintInput> = earlier
+                .iter()
+                .enumerate()
+                .map(|(i, sql)| LintInput {
+                    label: format!("{i}_earlier"),
+                    ..input(sql)
+                })
+                .collect();
+            inputs.push(input(index));
+            crate::lint::run_rules(&inputs, &[&R], &Default::default(), Some(&db), None)
+                .into_iter()
+                .filter(|f| f.migration == "1_test")
+                .count()
+        };
+        assert_eq!(run(&[]), 1, "the old table, with its rows");
+        assert_eq!(
+            run(&[
+                "drop table downloads;",
+                "create table downloads (id bigint, day date);"
+            ]),
+            0,
+            "dropped and made again earlier in the run: new and empty"
+        );
+    }
 }
