@@ -56,6 +56,8 @@ pub struct RawMigrations {
     pub layout: Option<String>,
     /// `auto`, `ballast` or a tool's name: where applied migrations are recorded.
     pub ledger: Option<String>,
+    /// `auto`, `refuse` or `apply`: a pending migration older than the newest applied.
+    pub out_of_order: Option<String>,
     /// Extra environment for the alembic process (`[migrations.env]`).
     pub env: Option<std::collections::BTreeMap<String, String>>,
 }

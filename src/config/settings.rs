@@ -154,6 +154,9 @@ pub struct MigrationSettings {
     pub layout: Option<Tool>,
     /// `[migrations] ledger`: where applied migrations are recorded.
     pub ledger: LedgerChoice,
+    /// `[migrations] out_of_order`: whether a pending migration older than the newest
+    /// applied one is applied (`None`: `auto`, as the ledger's tool does).
+    pub out_of_order: Option<bool>,
     /// The `alembic` engine's project (set when engine = "alembic").
     pub alembic: Option<AlembicSettings>,
 }
@@ -394,12 +397,24 @@ fn resolve_migrations(
             )
         })?),
     };
+    let out_of_order = match m.out_of_order.as_deref().unwrap_or("auto") {
+        "auto" => None,
+        "refuse" => Some(false),
+        "apply" => Some(true),
+        other => {
+            return Err(bad(
+                "migrations.out_of_order",
+                format!("unknown value `{other}`; it is auto, refuse or apply"),
+            ))
+        }
+    };
     Ok(MigrationSettings {
         engine,
         dir: within(m.dir),
         ignore: m.ignore.unwrap_or_default(),
         layout,
         ledger,
+        out_of_order,
         alembic,
     })
 }

@@ -71,6 +71,16 @@ impl Engine {
                 let mut state = compare(&folder.migrations, &applied, |m| {
                     settled.ledger.checksum_of(m)
                 });
+                state.out_of_order_applied =
+                    match (settings.migrations.out_of_order, settled.ledger.tool()) {
+                        (Some(true), _) => {
+                            Some("[migrations] out_of_order = \"apply\"".to_string())
+                        }
+                        (None, Some(tool)) if tool.applies_out_of_order() => {
+                            Some(format!("{tool} applies such a migration too"))
+                        }
+                        _ => None,
+                    };
                 if applied.is_empty() && !state.pending.is_empty() {
                     state.untracked =
                         super::sql::ledger::untracked_tables(&mut *conn, schema, &settled.ledger)

@@ -34,6 +34,16 @@ impl Tool {
         }
     }
 
+    /// Whether the tool applies a pending migration older than the newest applied one
+    /// (sqlx, diesel and dbmate run every pending file; golang-migrate's one version
+    /// cannot say, and Flyway refuses unless its `outOfOrder` is on).
+    pub fn applies_out_of_order(self) -> bool {
+        match self {
+            Tool::Sqlx | Tool::Diesel | Tool::Dbmate => true,
+            Tool::GolangMigrate | Tool::Flyway => false,
+        }
+    }
+
     pub fn from_name(name: &str) -> Option<Tool> {
         Tool::ALL.into_iter().find(|t| t.name() == name)
     }

@@ -379,8 +379,27 @@ pub fn read_folder(
             None => return Err(SourceError::DownWithoutUp { path }),
         }
     }
+    let mut migrations: Vec<Migration> = ups.into_values().collect();
+    if decided == Layout::Of(Tool::Diesel) {
+        // diesel runs its migrations in the order of their versions as text (the
+        // folder name's prefix, dashes removed), not as numbers: a 18-digit
+        // `2024-01-01-000000-0000` comes before `20240102000000`.
+        migrations.sort_by_cached_key(|m| {
+            m.up_path
+                .parent()
+                .and_then(|p| p.file_name())
+                .map(|n| {
+                    n.to_string_lossy()
+                        .split('_')
+                        .next()
+                        .unwrap_or_default()
+                        .replace('-', "")
+                })
+                .unwrap_or_default()
+        });
+    }
     Ok(Folder {
-        migrations: ups.into_values().collect(),
+        migrations,
         ignored,
         layout: decided,
     })
@@ -583,6 +602,23 @@ mod tests {
             .ignored
             .iter()
             .any(|i| i.name == "V2__plain.sql.conf"));
+    }
+
+    #[test]
+    fn a_diesel_folder_is_in_diesels_order_its_versions_as_text() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "2026-07-30-140000-0000_late",
+            "20260120162913_early",
+            "2026-01-01-000000-0000_first",
+        ] {
+            write(dir.path(), &format!("{name}/up.sql"), "select 1;\n");
+        }
+        let folder = read_folder(dir.path(), &[], None).unwrap();
+        let names: Vec<&str> = folder.migrations.iter().map(|m| m.name.as_str()).collect();
+        // As text: 202601010000000000 < 20260120162913 < 202607301400000000; as numbers
+        // the 14-digit one would come first.
+        assert_eq!(names, ["first", "early", "late"]);
     }
 
     #[test]

@@ -924,3 +924,84 @@ fn a_golang_migrate_down_outside_a_transaction_marks_the_version_it_goes_back_to
         "1 false"
     );
 }
+
+#[test]
+fn a_diesel_folder_runs_in_diesels_text_order_and_a_later_file_is_not_out_of_order() {
+    let p = Project::new();
+    // Text order (diesel's): 202601010000000000 < 20260120162913 < 20260301000000;
+    // as numbers, the 18-digit version would be the newest.
+    p.migration(
+        "2026-01-01-000000-0000_a/up.sql",
+        "create table a (id int);\n",
+    )
+    .migration("2026-01-01-000000-0000_a/down.sql", "drop table a;\n")
+    .migration(
+        "20260120162913_b/up.sql",
+        "alter table a add column b int;\n",
+    )
+    .migration(
+        "20260120162913_b/down.sql",
+        "alter table a drop column b;\n",
+    );
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    p.migration(
+        "20260301000000_c/up.sql",
+        "alter table a add column c int;\n",
+    )
+    .migration(
+        "20260301000000_c/down.sql",
+        "alter table a drop column c;\n",
+    );
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(0);
+    assert!(!run.all().contains("out of order"), "{}", run.all());
+    // Back one step undoes the newest in diesel's order: c, then b.
+    p.downgrade_pipeline("back", Some("-1"), false);
+    p.ballast(&["--yes", "run", "back"]).expect_code(0);
+    assert_eq!(
+        p.sql("select string_agg(version, ',' order by version) from __diesel_schema_migrations"),
+        "202601010000000000,20260120162913"
+    );
+}
+
+#[test]
+fn a_late_merged_migration_is_applied_where_the_tool_would_apply_it_and_refused_where_not() {
+    // sqlx runs every pending file, older ones too: so does ballast with its ledger.
+    let p = Project::new();
+    migrated_by_sqlx(
+        &p,
+        &[
+            ("1_a.sql", "create table a (id int);\n"),
+            ("3_c.sql", "create table c (id int);\n"),
+        ],
+    );
+    p.migration("2_b.sql", "create table b (id int);\n");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(0);
+    assert!(
+        run.all().contains(
+            "out of order: 2_b is pending but older than the newest applied migration 3_c"
+        ) && run.all().contains("sqlx applies such a migration too"),
+        "{}",
+        run.all()
+    );
+    assert!(p.table_exists("public.b"));
+
+    // ballast's own ledger keeps one order: refused, with what works.
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);\n")
+        .migration("3_c.sql", "create table c (id int);\n");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    p.migration("2_b.sql", "create table b (id int);\n");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(3);
+    assert!(
+        run.all().contains("out_of_order = \"apply\""),
+        "{}",
+        run.all()
+    );
+    assert!(!p.table_exists("public.b"));
+    p.write_config("[migrations]\nout_of_order = \"apply\"\n");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert!(p.table_exists("public.b"));
+}

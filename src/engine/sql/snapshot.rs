@@ -3,6 +3,7 @@
 
 use crate::db::ledger;
 use crate::migrations::Migration;
+use crate::migrations::Tool;
 use crate::plan::Plan;
 
 use super::state::State;
@@ -24,7 +25,26 @@ pub struct SqlSnapshot {
     pub schema: String,
 }
 
+/// Where a ledger row stands in the order the folder's tool runs its migrations:
+/// see [`SqlSnapshot::order_key`].
+pub type OrderKey = (usize, bool, Option<crate::migrations::Version>);
+
 impl SqlSnapshot {
+    /// Where the migration of `version` (as a ledger row or a person writes it) stands
+    /// in the order the folder's tool runs them: its file's place in the folder (in
+    /// diesel's text order, that is not always the versions' numeric order); a version
+    /// without a file after every file, by version, one that is no version last.
+    pub fn order_key(&self, version: &str) -> OrderKey {
+        let v = crate::migrations::Version::parse(version);
+        match v
+            .as_ref()
+            .and_then(|v| self.source.iter().position(|m| &m.version == v))
+        {
+            Some(i) => (i, false, None),
+            None => (self.source.len(), v.is_none(), v),
+        }
+    }
+
     /// The label of the migration `steps` back from the newest applied one (`base`
     /// when that is all of them); `to` is how the user wrote it, for the error.
     pub(in crate::engine) fn steps_back(
@@ -32,10 +52,11 @@ impl SqlSnapshot {
         steps: usize,
         to: &str,
     ) -> Result<String, crate::engine::goal::GoalError> {
-        let mut applied: Vec<(crate::migrations::Version, &ledger::AppliedRow)> = self
+        let mut applied: Vec<(OrderKey, &ledger::AppliedRow)> = self
             .applied
             .iter()
-            .filter_map(|r| crate::migrations::Version::parse(&r.version).map(|v| (v, r)))
+            .filter(|r| crate::migrations::Version::parse(&r.version).is_some())
+            .map(|r| (self.order_key(&r.version), r))
             .collect();
         applied.sort_by(|a, b| b.0.cmp(&a.0));
         match applied.get(steps) {
@@ -153,21 +174,45 @@ impl SqlSnapshot {
         }
         for &i in &state.out_of_order {
             let m = &snap.source[i];
-            events.diagnose(
-            Severity::Error,
-            format!(
-                "out of order: {} is pending but older than the newest applied migration {}",
+            let what = format!(
+                "{} is pending but older than the newest applied migration {}",
                 m.label(),
                 snap.current_label().unwrap_or_default()
-            ),
-            Some("give it a version newer than every applied migration (rename the file) so every database applies migrations in one order".into()),
-        );
+            );
+            match &state.out_of_order_applied {
+                Some(why) => events.diagnose(
+                    Severity::Warning,
+                    format!("out of order: {what}; it is applied where it stands ({why})"),
+                    Some(
+                        "check that it does not depend on what the newer migrations changed".into(),
+                    ),
+                ),
+                None => events.diagnose(
+                    Severity::Error,
+                    format!("out of order: {what}"),
+                    Some(self.out_of_order_fix()),
+                ),
+            }
         }
+        let out_of_order = match state.out_of_order_applied {
+            Some(_) => 0,
+            None => state.out_of_order.len(),
+        };
         state.drift.len()
             + state.unknown.len()
-            + state.out_of_order.len()
+            + out_of_order
             + state.failed.len()
             + usize::from(!state.untracked.is_empty())
+    }
+
+    /// What works for a migration merged out of order, as this target keeps its ledger.
+    fn out_of_order_fix(&self) -> String {
+        let rename = "give it a version newer than every applied migration (rename the file) so every database applies migrations in one order";
+        match self.ledger.ledger.tool() {
+            Some(Tool::Flyway) => format!("{rename}; Flyway refuses it too (unless its outOfOrder setting is on, then set [migrations] out_of_order = \"apply\" as well)"),
+            Some(Tool::GolangMigrate) => format!("{rename}: golang-migrate's one version cannot record it where it stands"),
+            _ => format!("{rename}; or, when it must keep its name (it is published), set [migrations] out_of_order = \"apply\" to apply it where it stands, as sqlx, diesel and dbmate do"),
+        }
     }
 
     /// What `status -v` shows besides the state: what the folder holds besides
@@ -193,7 +238,7 @@ impl SqlSnapshot {
         let what = file
             .map(|m| m.up_path.display().to_string())
             .unwrap_or_else(|| format!("the migration of version {}", row.version));
-        if self.ledger.ledger.tool() == Some(crate::migrations::Tool::Flyway) {
+        if self.ledger.ledger.tool() == Some(Tool::Flyway) {
             return (
                 format!(
                     "{} says migration {} failed (success = false): Flyway will not migrate this database until the row is repaired",
@@ -206,7 +251,7 @@ impl SqlSnapshot {
                 ),
             );
         }
-        if self.ledger.ledger.tool() != Some(crate::migrations::Tool::GolangMigrate) {
+        if self.ledger.ledger.tool() != Some(Tool::GolangMigrate) {
             return (
                 format!(
                     "{} says migration {} failed (success = false): sqlx calls this database dirty and will not migrate it",
@@ -252,10 +297,7 @@ impl SqlSnapshot {
     /// said without `-v`).
     pub fn reading(&self) -> (String, bool) {
         let tool = self.ledger.ledger != super::ledger::Ledger::Ballast
-            || self
-                .layout
-                .tool()
-                .is_some_and(|t| t != crate::migrations::Tool::Sqlx);
+            || self.layout.tool().is_some_and(|t| t != Tool::Sqlx);
         (
             format!(
                 "files: {} layout; applied migrations: {} ({})",

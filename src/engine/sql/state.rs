@@ -27,6 +27,9 @@ pub struct State {
     pub unknown: Vec<AppliedRow>,
     /// Pending migrations older than the newest applied one (a branch merged late).
     pub out_of_order: Vec<usize>,
+    /// Why those are applied where they stand rather than refused (the ledger's tool
+    /// applies them too, or the settings say so); `None`: they block the deploy.
+    pub out_of_order_applied: Option<String>,
     /// Rows the tool left for a migration that failed half-way (sqlx's dirty rows).
     pub failed: Vec<AppliedRow>,
     /// Tables in the schema of a database with no ledger at all, while migrations are
@@ -42,7 +45,7 @@ impl State {
     pub fn is_blocked(&self) -> bool {
         !self.drift.is_empty()
             || !self.unknown.is_empty()
-            || !self.out_of_order.is_empty()
+            || (!self.out_of_order.is_empty() && self.out_of_order_applied.is_none())
             || !self.failed.is_empty()
             || !self.untracked.is_empty()
     }
@@ -71,11 +74,11 @@ pub fn compare(
             state.unknown.push(row.clone());
         }
     }
-    let newest_applied = applied_by_version
-        .keys()
-        .filter(|v| !v.is_repeatable())
-        .max()
-        .cloned();
+    // The files are in the order their tool runs them (diesel's is not numeric): a
+    // pending file is out of order when an applied one comes after it.
+    let newest_applied = source
+        .iter()
+        .rposition(|m| !m.version.is_repeatable() && applied_by_version.contains_key(&m.version));
     for (index, migration) in source.iter().enumerate() {
         let row = applied_by_version.get(&migration.version);
         if migration.version.is_repeatable() {
@@ -109,10 +112,7 @@ pub fn compare(
             }
             None => {
                 state.pending.push(index);
-                if newest_applied
-                    .as_ref()
-                    .is_some_and(|newest| &migration.version < newest)
-                {
+                if newest_applied.is_some_and(|newest| index < newest) {
                     state.out_of_order.push(index);
                 }
             }

@@ -19,7 +19,7 @@ use super::alone::{run_alone, statement_failed, INTERRUPTED};
 use super::ledger::Ledger;
 use super::transaction::{in_one_transaction, Body, Ended};
 use super::SqlSnapshot;
-use crate::db::ledger::{self, AppliedRow};
+use crate::db::ledger::AppliedRow;
 use crate::db::{DbError, SqlFailure};
 use crate::engine::change::{ChangeError, Report, RunFacts};
 use crate::engine::goal::UndoRefused;
@@ -187,23 +187,20 @@ fn rows_to_undo<'a>(
                 .collect()
         }
         UndoGoal::To(to) => {
-            let to = target_version(snap, to)?;
+            // In the order the folder's tool runs them (diesel's is text order). A
+            // row that is no version counts as newer and the checks below refuse it
+            // (no file has it).
+            let to = target_version(snap, to)?.map(|v| snap.order_key(v.as_str()));
             snap.applied
                 .iter()
-                .filter(|r| match (&to, Version::parse(&r.version)) {
-                    (None, _) => true,
-                    (Some(to), Some(v)) => v > *to,
-                    // Not a version ballast wrote: it cannot be placed in order, so it
-                    // counts as newer and the checks below refuse it (no file has it).
-                    (Some(_), None) => true,
+                .filter(|r| {
+                    to.as_ref()
+                        .is_none_or(|to| snap.order_key(&r.version) > *to)
                 })
                 .collect()
         }
     };
-    rows.sort_by_key(|r| {
-        let v = Version::parse(&r.version);
-        std::cmp::Reverse((v.is_none(), v))
-    });
+    rows.sort_by_key(|r| std::cmp::Reverse(snap.order_key(&r.version)));
     Ok(rows)
 }
 
@@ -335,7 +332,7 @@ fn same_versions(a: &[AppliedRow], b: &[AppliedRow]) -> bool {
 
 /// `3_add_orders` for the newest row, `base (nothing applied)` for none.
 fn label_of_newest(snap: &SqlSnapshot, rows: &[AppliedRow]) -> String {
-    match ledger::newest(rows) {
+    match rows.iter().max_by_key(|r| snap.order_key(&r.version)) {
         Some(row) => snap.row_label(row),
         None => "base (nothing applied)".to_string(),
     }
@@ -343,7 +340,7 @@ fn label_of_newest(snap: &SqlSnapshot, rows: &[AppliedRow]) -> String {
 
 fn sorted_labels(snap: &SqlSnapshot) -> Vec<String> {
     let mut rows: Vec<&AppliedRow> = snap.applied.iter().collect();
-    rows.sort_by_key(|r| Version::parse(&r.version));
+    rows.sort_by_key(|r| snap.order_key(&r.version));
     rows.iter().map(|r| snap.row_label(r)).collect()
 }
 
