@@ -27,21 +27,24 @@ pub struct SqlSnapshot {
 
 /// Where a ledger row stands in the order the folder's tool runs its migrations:
 /// see [`SqlSnapshot::order_key`].
-pub type OrderKey = (usize, bool, Option<crate::migrations::Version>);
+pub type OrderKey = (usize, u8, Option<crate::migrations::Version>);
 
 impl SqlSnapshot {
     /// Where the migration of `version` (as a ledger row or a person writes it) stands
     /// in the order the folder's tool runs them: its file's place in the folder (in
     /// diesel's text order, that is not always the versions' numeric order); a version
-    /// without a file after every file, by version, one that is no version last.
+    /// without a file just before the first file with a greater version; what is no
+    /// version after everything.
     pub fn order_key(&self, version: &str) -> OrderKey {
-        let v = crate::migrations::Version::parse(version);
-        match v
-            .as_ref()
-            .and_then(|v| self.source.iter().position(|m| &m.version == v))
-        {
-            Some(i) => (i, false, None),
-            None => (self.source.len(), v.is_none(), v),
+        let Some(v) = crate::migrations::Version::parse(version) else {
+            return (usize::MAX, 2, None);
+        };
+        match self.source.iter().position(|m| m.version == v) {
+            Some(i) => (i, 1, None),
+            None => {
+                let before = self.source.iter().filter(|m| m.version < v).count();
+                (before, 0, Some(v))
+            }
         }
     }
 
