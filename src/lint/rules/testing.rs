@@ -32,6 +32,16 @@ pub fn lint_with(
 /// `rule` only: what the earlier ones declare is known (indexes, checks, key types);
 /// only the last one's findings are returned.
 pub fn lint_after(rule: &'static dyn Rule, earlier: &[&str], sql: &str) -> Vec<Finding> {
+    lint_after_with(rule, earlier, sql, None)
+}
+
+/// [`lint_after`], with what the database says.
+pub fn lint_after_with(
+    rule: &'static dyn Rule,
+    earlier: &[&str],
+    sql: &str,
+    db: Option<&DbFacts>,
+) -> Vec<Finding> {
     let mut inputs: Vec<LintInput> = earlier
         .iter()
         .enumerate()
@@ -41,7 +51,7 @@ pub fn lint_after(rule: &'static dyn Rule, earlier: &[&str], sql: &str) -> Vec<F
         })
         .collect();
     inputs.push(input(sql));
-    run_rules(&inputs, &[rule], &Default::default(), None, None)
+    run_rules(&inputs, &[rule], &Default::default(), db, None)
         .into_iter()
         .filter(|f| f.migration == "1_test")
         .collect()

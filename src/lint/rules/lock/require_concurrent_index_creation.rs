@@ -151,7 +151,7 @@ fn default_name(index: &IndexStmt, table: &str) -> String {
 mod tests {
     use super::RequireConcurrentIndexCreation as R;
     use crate::lint::input::LintInput;
-    use crate::lint::rules::testing::{ids, input, lint, lint_after, lint_with};
+    use crate::lint::rules::testing::{ids, input, lint, lint_after, lint_after_with, lint_with};
     use crate::lint::DbFacts;
 
     #[test]
@@ -292,21 +292,7 @@ mod tests {
             ..Default::default()
         };
         let index = "create index downloads_day on downloads (day);";
-        let run = |earlier: &[&str]| {
-            let mut inputs: Vec<LintInput> = earlier
-                .iter()
-                .enumerate()
-                .map(|(i, sql)| LintInput {
-                    label: format!("{i}_earlier"),
-                    ..input(sql)
-                })
-                .collect();
-            inputs.push(input(index));
-            crate::lint::run_rules(&inputs, &[&R], &Default::default(), Some(&db), None)
-                .into_iter()
-                .filter(|f| f.migration == "1_test")
-                .count()
-        };
+        let run = |earlier: &[&str]| lint_after_with(&R, earlier, index, Some(&db)).len();
         assert_eq!(run(&[]), 1, "the old table, with its rows");
         assert_eq!(
             run(&[
