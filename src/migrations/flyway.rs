@@ -74,7 +74,7 @@ pub fn name(file_name: &str) -> Option<Name> {
 /// Why a Flyway file cannot be deployed as Flyway would deploy it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FlywayError {
-    #[error("{path}: `{version}` is no version Flyway reads (digits, separated by `.` or `_`, like V1__init.sql or V2_1__add_index.sql); rename the file")]
+    #[error("{path}: `{version}` is no version Flyway reads (digits, separated by `.` or `_`, like V1__init.sql or V2_1__add_index.sql). Flyway skips such a file without a word (unless validateMigrationNaming is on), so it never ran: rename it, or list it in [migrations] ignore")]
     BadVersion { path: PathBuf, version: String },
     #[error("{path}: a repeatable migration has no version: name it R__<description>.sql")]
     VersionedRepeatable { path: PathBuf },
@@ -88,6 +88,8 @@ pub enum FlywayError {
     },
     #[error("{path}: `{line}`: ballast reads only executeInTransaction from a Flyway script configuration")]
     Config { path: PathBuf, line: String },
+    #[error("{path} holds Flyway migrations ({example}): Flyway reads the folders below its location too, ballast reads the top of the migration folder only, so it would not see them. Move them up into the migration folder")]
+    Subfolder { path: PathBuf, example: String },
 }
 
 impl Name {
@@ -121,9 +123,14 @@ impl Name {
         self.version.replace('_', ".")
     }
 
-    /// The description as Flyway writes it: `_` read as spaces.
+    /// The description as Flyway writes it: `_` read as spaces; past its column's 200
+    /// characters, the first 197 and `...`.
     pub fn written_description(&self) -> String {
-        self.description.replace('_', " ")
+        let description = self.description.replace('_', " ");
+        match description.chars().count() > 200 {
+            true => description.chars().take(197).chain("...".chars()).collect(),
+            false => description,
+        }
     }
 }
 
@@ -220,6 +227,11 @@ mod tests {
         let written = name("V1_1__add_an_index.sql").unwrap();
         assert_eq!(written.written_version(), "1.1");
         assert_eq!(written.written_description(), "add an index");
+        let long = name(&format!("V2__{}.sql", "x".repeat(250))).unwrap();
+        assert_eq!(
+            long.written_description(),
+            format!("{}...", "x".repeat(197))
+        );
     }
 
     #[test]

@@ -323,6 +323,9 @@ pub fn read_folder(
         }
     }
     let decided = layout::decide(dir, &seen, layout)?;
+    if decided == Layout::Of(Tool::Flyway) {
+        refuse_flyway_below(dir, ignore)?;
+    }
 
     let mut ups: BTreeMap<Version, Migration> = BTreeMap::new();
     // A down's text and file, and whether it runs in a transaction when its layout
@@ -403,6 +406,54 @@ pub fn read_folder(
         ignored,
         layout: decided,
     })
+}
+
+/// Refuses Flyway migrations in a folder below `dir`: Flyway reads them (its
+/// locations are read recursively), ballast would not see them.
+fn refuse_flyway_below(dir: &Path, ignore: &[String]) -> Result<(), SourceError> {
+    fn below(dir: &Path) -> Option<PathBuf> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        entries.into_iter().find_map(|path| match path.is_dir() {
+            true => below(&path),
+            false => path
+                .file_name()
+                .and_then(|n| flyway::name(&n.to_string_lossy()))
+                .filter(|n| n.kind != flyway::Kind::Callback)
+                .map(|_| path.clone()),
+        })
+    }
+    let subfolders = std::fs::read_dir(dir)
+        .map_err(|source| SourceError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            p.is_dir()
+                && !name.starts_with('.')
+                && !ignore.iter().any(|pattern| wildcard(pattern, &name))
+        });
+    for sub in subfolders {
+        if let Some(file) = below(&sub) {
+            return Err(flyway::FlywayError::Subfolder {
+                path: sub,
+                example: file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            }
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// A Flyway file, read: a migration (versioned or repeatable), or an undo file (the
@@ -619,6 +670,27 @@ mod tests {
         // As text: 202601010000000000 < 20260120162913 < 202607301400000000; as numbers
         // the 14-digit one would come first.
         assert_eq!(names, ["first", "early", "late"]);
+    }
+
+    #[test]
+    fn flyway_migrations_in_a_subfolder_are_refused_not_missed() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "V1__init.sql", "select 1;\n");
+        write(dir.path(), "release2/V2__more.sql", "select 2;\n");
+        let err = read_folder(dir.path(), &[], None).unwrap_err().to_string();
+        assert!(
+            err.contains("release2") && err.contains("V2__more.sql"),
+            "{err}"
+        );
+        let ignored = ["release2".to_string()];
+        assert!(
+            read_folder(dir.path(), &ignored, None).is_ok(),
+            "listed in ignore"
+        );
+        // A subfolder without Flyway's files (notes, a callback) is left alone.
+        std::fs::remove_dir_all(dir.path().join("release2")).unwrap();
+        write(dir.path(), "docs/README.md", "notes\n");
+        assert!(read_folder(dir.path(), &[], None).is_ok());
     }
 
     #[test]
