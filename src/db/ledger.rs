@@ -25,10 +25,11 @@ pub struct AppliedRow {
     pub failed: bool,
 }
 
-/// The newest applied migration, by version order.
+/// The newest applied migration, by version order (a repeatable one has no version).
 pub fn newest(rows: &[AppliedRow]) -> Option<&AppliedRow> {
     rows.iter()
         .filter_map(|r| crate::migrations::Version::parse(&r.version).map(|v| (v, r)))
+        .filter(|(v, _)| !v.is_repeatable())
         .max_by(|a, b| a.0.cmp(&b.0))
         .map(|(_, r)| r)
 }

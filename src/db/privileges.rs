@@ -16,7 +16,15 @@ pub async fn missing_privileges(
     if let Some(missing) = missing_on_schema(&mut *conn, schema).await? {
         return Ok(Some(missing));
     }
-    missing_on_table(conn, schema, ledger::TABLE, "SELECT, INSERT").await
+    // Rows are replaced (a migration applied again beside a tool's ledger, a
+    // repeatable one) and deleted (a downgrade).
+    missing_on_table(
+        conn,
+        schema,
+        ledger::TABLE,
+        "SELECT, INSERT, UPDATE, DELETE",
+    )
+    .await
 }
 
 /// `Some((problem, the GRANT that fixes it))` when the current role cannot create

@@ -33,16 +33,28 @@ pub struct Name {
     pub description: String,
 }
 
-/// The events Flyway runs SQL callbacks on (a file named for one is a callback).
-const CALLBACKS: [&str; 8] = [
+/// The events of a `flyway migrate` (validate runs first, by default) that Flyway runs
+/// SQL callbacks on: a file named for one is a callback. Callbacks of other commands
+/// (clean, info, repair, ...) never run on a migrate, and are left alone.
+const CALLBACKS: [&str; 18] = [
+    "beforeConnect",
+    "afterConnect",
+    "beforeValidate",
+    "afterValidate",
+    "afterValidateError",
+    "createSchema",
     "beforeMigrate",
+    "beforeRepeatables",
     "beforeEachMigrate",
     "beforeEachMigrateStatement",
     "afterEachMigrateStatement",
+    "afterEachMigrateStatementError",
     "afterEachMigrate",
+    "afterEachMigrateError",
     "afterMigrate",
-    "afterVersioned",
     "afterMigrateApplied",
+    "afterVersioned",
+    "afterMigrateError",
 ];
 
 /// Reads `file_name` as Flyway names its files; `None` when it is no Flyway name
@@ -50,7 +62,7 @@ const CALLBACKS: [&str; 8] = [
 pub fn name(file_name: &str) -> Option<Name> {
     let stem = file_name.strip_suffix(".sql")?;
     let event = stem.split("__").next().unwrap_or_default();
-    if CALLBACKS.contains(&event) || event.starts_with("afterMigrateError") {
+    if CALLBACKS.contains(&event) {
         return Some(Name {
             kind: Kind::Callback,
             version: String::new(),
@@ -63,7 +75,14 @@ pub fn name(file_name: &str) -> Option<Name> {
         'R' => Kind::Repeatable,
         _ => return None,
     };
-    let (version, description) = stem[1..].split_once("__")?;
+    let (version, description) = match stem[1..].split_once("__") {
+        Some(split) => split,
+        // `V3.sql`: Flyway reads version 3, with no description.
+        None if kind != Kind::Repeatable && Version::flyway(&stem[1..]).is_some() => {
+            (&stem[1..], "")
+        }
+        None => return None,
+    };
     Some(Name {
         kind,
         version: version.to_string(),
@@ -222,6 +241,18 @@ mod tests {
             Kind::Callback
         );
         assert_eq!(name("V1_init.sql"), None, "no `__`: Flyway ignores it");
+        let bare = name("V3.sql").unwrap();
+        assert_eq!(
+            (bare.version.as_str(), bare.description.as_str()),
+            ("3", "")
+        );
+        assert_eq!(name("VERSION.sql"), None);
+        assert_eq!(name("beforeValidate.sql").unwrap().kind, Kind::Callback);
+        assert_eq!(
+            name("afterEachMigrateError__log.sql").unwrap().kind,
+            Kind::Callback
+        );
+        assert_eq!(name("beforeClean.sql"), None, "never runs on a migrate");
         assert_eq!(name("1_init.sql"), None);
         assert_eq!(name("V1__init.txt"), None);
         let written = name("V1_1__add_an_index.sql").unwrap();

@@ -38,6 +38,10 @@ impl Version {
     /// A file name's version prefix as sqlx, diesel, dbmate and golang-migrate read it:
     /// digits, and dashes that do not count (`2019-01-01-000000`).
     pub fn from_prefix(prefix: &str) -> Option<Version> {
+        if prefix.starts_with('-') {
+            // `-1`: golang-migrate's "no version", or a relative step; never a version.
+            return None;
+        }
         let digits: String = prefix.chars().filter(|c| *c != '-').collect();
         digits_only(&digits).then(|| Version(trim_zeros(&digits).into()))
     }
@@ -101,7 +105,8 @@ impl Ord for Version {
             self.0.strip_prefix(REPEATABLE),
             other.0.strip_prefix(REPEATABLE),
         ) {
-            (Some(a), Some(b)) => a.cmp(b),
+            // Flyway orders them by description, `_` read as a space.
+            (Some(a), Some(b)) => a.replace('_', " ").cmp(&b.replace('_', " ")),
             (Some(_), None) => Ordering::Greater,
             (None, Some(_)) => Ordering::Less,
             (None, None) => {
@@ -217,6 +222,8 @@ mod tests {
         );
         assert!(r("views").is_repeatable() && !v("1").is_repeatable());
         assert_eq!(v("R__views"), r("views"));
+        // As Flyway compares descriptions, `_` read as a space: "v 1" < "v1".
+        assert!(r("v_1") < r("v1"));
     }
 
     #[test]
@@ -224,5 +231,9 @@ mod tests {
         assert!(Version::parse("v1").is_none());
         assert!(Version::parse("").is_none());
         assert!(Version::parse("--").is_none());
+        assert!(
+            Version::parse("-1").is_none(),
+            "golang-migrate's no version"
+        );
     }
 }

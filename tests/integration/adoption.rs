@@ -542,7 +542,7 @@ fn a_dirty_golang_migrate_version_is_explained_and_nothing_runs() {
     run.expect_code(3);
     let out = run.stdout();
     assert!(
-        out.contains("says version 2 is dirty: its migration stopped half-way"),
+        out.contains("says version 2 is dirty: a migration stopped half-way"),
         "{out}"
     );
     assert!(
@@ -922,6 +922,36 @@ fn a_golang_migrate_down_outside_a_transaction_marks_the_version_it_goes_back_to
     assert_eq!(
         p.sql("select version || ' ' || dirty from schema_migrations"),
         "1 false"
+    );
+
+    // A down to no version at all that stops half-way: golang-migrate's (-1, dirty),
+    // said as such (not as migration 1), with both ways out.
+    let p = Project::new();
+    p.write_config("[migrations]\nlayout = \"golang-migrate\"\n");
+    p.migration("1_idx.up.sql", "create table a (id int);\n")
+        .migration(
+            "1_idx.down.sql",
+            "-- no-transaction\ndrop table a;\ndrop index concurrently missing_idx;\n",
+        );
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    let run = p.ballast(&["--yes", "run", "rollback"]);
+    assert_ne!(run.code(), 0, "{}", run.all());
+    assert_eq!(
+        p.sql("select version || ' ' || dirty from schema_migrations"),
+        "-1 true"
+    );
+    let status = p.ballast(&["status"]);
+    assert!(
+        status
+            .all()
+            .contains("says no version is applied, and dirty")
+            && status
+                .all()
+                .contains("force -1` once you have finished the down")
+            && status.all().contains("or `force 1` once you have put back")
+            && !status.all().contains("unknown version"),
+        "{}",
+        status.all()
     );
 }
 

@@ -291,3 +291,49 @@ fn a_changed_or_missing_flyway_file_is_seen_in_flyways_own_checksums() {
     assert!(run.stdout().contains("2_add_stock"), "{}", run.stdout());
     assert!(!p.table_exists("public.more"));
 }
+
+#[test]
+fn a_repeatable_migration_stays_through_a_downgrade_and_the_baseline_is_a_floor() {
+    let p = Project::new();
+    p.migration("V1__create_shop.sql", V1)
+        .migration("V1_1__add_price.sql", V1_1)
+        .migration("U1_1__add_price.sql", U1_1)
+        .migration("R__shop_names.sql", VIEW)
+        // Flyway reads `V2.sql` as version 2 with no description.
+        .migration("V2.sql", "alter table shop add column stock int;\n")
+        .migration("U2.sql", "alter table shop drop column stock;\n");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(
+        p.sql("select string_agg(coalesce(version, '-') || ':' || description, ',' order by installed_rank) from flyway_schema_history"),
+        "1:create shop,1.1:add price,2:,-:shop names"
+    );
+    p.downgrade_pipeline("back", Some("1"), false);
+    p.ballast(&["--yes", "run", "back"]).expect_code(0);
+    assert_eq!(
+        p.sql("select string_agg(coalesce(version, script), ',' order by installed_rank) from flyway_schema_history"),
+        "1,R__shop_names.sql"
+    );
+
+    // Below Flyway's baseline nothing can be undone: Flyway never ran it.
+    let p = Project::new();
+    p.sql("create table shop (id bigint primary key, name text)");
+    p.sql(
+        "create table flyway_schema_history (installed_rank int not null primary key, version varchar(50), \
+         description varchar(200) not null, type varchar(20) not null, script varchar(1000) not null, \
+         checksum int, installed_by varchar(100) not null, installed_on timestamp not null default now(), \
+         execution_time int not null, success boolean not null); \
+         insert into flyway_schema_history values \
+         (1, '1', '<< Flyway Baseline >>', 'BASELINE', '<< Flyway Baseline >>', null, 'postgres', now(), 0, true)",
+    );
+    p.migration("V1__create_shop.sql", V1)
+        .migration("U1__create_shop.sql", "drop table shop;\n");
+    p.downgrade_pipeline("back", Some("base"), false);
+    let run = p.ballast(&["--yes", "run", "back"]);
+    assert_ne!(run.code(), 0, "{}", run.all());
+    assert!(run.all().contains("below Flyway's baseline"), "{}", run.all());
+    assert!(p.table_exists("public.shop"));
+    assert_eq!(
+        p.sql("select count(*) from flyway_schema_history where type = 'BASELINE'"),
+        "1"
+    );
+}

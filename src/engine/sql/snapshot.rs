@@ -58,7 +58,9 @@ impl SqlSnapshot {
         let mut applied: Vec<(OrderKey, &ledger::AppliedRow)> = self
             .applied
             .iter()
-            .filter(|r| crate::migrations::Version::parse(&r.version).is_some())
+            .filter(|r| {
+                crate::migrations::Version::parse(&r.version).is_some_and(|v| !v.is_repeatable())
+            })
             .map(|r| (self.order_key(&r.version), r))
             .collect();
         applied.sort_by(|a, b| b.0.cmp(&a.0));
@@ -278,18 +280,45 @@ impl SqlSnapshot {
             .and_then(|m| m.up_path.parent())
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "migrations".into());
-        let back = match &previous {
-            Some(previous) => format!("force {previous}"),
-            // golang-migrate's "no version".
-            None => "force -1".into(),
+        let back = previous.as_deref().unwrap_or("-1");
+        let migrate = format!("migrate -path {dir} -database \"$DATABASE_URL\"");
+        // A down marks the version it goes back to: the one after the dirty version.
+        let at = crate::migrations::Version::parse(&row.version);
+        let after = self
+            .source
+            .iter()
+            .filter(|m| !m.version.is_repeatable())
+            .find(|m| at.as_ref().is_none_or(|at| &m.version > at));
+        let down = match after {
+            Some(next) => format!(
+                "; if it was the down of {} that stopped (it marks the version it goes back to), `{migrate} force {}` once you have put back what it undid, or `force {}` once you have finished the down",
+                next.label(),
+                next.version,
+                row.version
+            ),
+            None => String::new(),
         };
+        if at.is_none() {
+            // `-1`: a down to no version at all stopped half-way.
+            return (
+                format!(
+                    "golang-migrate's ledger {table} says no version is applied, and dirty: a down to nothing stopped half-way, so part of it may be undone and part not"
+                ),
+                format!(
+                    "look at what the down did; then clear the mark: `{migrate} force -1` once you have finished the down by hand{}",
+                    after
+                        .map(|first| format!(", or `force {}` once you have put back what it undid", first.version))
+                        .unwrap_or_default()
+                ),
+            );
+        }
         (
             format!(
-                "golang-migrate's ledger {table} says version {} is dirty: its migration stopped half-way (golang-migrate marks a version dirty before running its file, and clean once the file ran; a down marks the version it goes back to), so part of {what}, or of the down of the version after it, may be in the database and part not",
+                "golang-migrate's ledger {table} says version {} is dirty: a migration stopped half-way (golang-migrate marks a version dirty before it runs a file, and clean once the file ran), so part of {what}, or of the down of the version after it, may be in the database and part not",
                 row.version
             ),
             format!(
-                "look at what {what} did and finish or undo it by hand; then clear the mark: `migrate -path {dir} -database \"$DATABASE_URL\" force {}` if it is now complete, or `migrate ... {back}` if you undid it (the next deploy then applies it)",
+                "look at what {what} did and finish or undo it by hand; then clear the mark: `{migrate} force {}` if it is now complete, or `force {back}` if you undid it (the next deploy then applies it){down}",
                 row.version
             ),
         )

@@ -70,7 +70,9 @@ pub fn compare(
     for row in applied {
         let known =
             Version::parse(&row.version).is_some_and(|v| source.iter().any(|m| m.version == v));
-        if !known {
+        // A failed row without a file (golang-migrate's dirty "no version") is said
+        // once, as failed.
+        if !known && !row.failed {
             state.unknown.push(row.clone());
         }
     }

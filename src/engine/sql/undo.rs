@@ -190,9 +190,12 @@ fn rows_to_undo<'a>(
             // In the order the folder's tool runs them (diesel's is text order). A
             // row that is no version counts as newer and the checks below refuse it
             // (no file has it).
+            // Flyway's repeatable migrations stay: they have no version to go back
+            // past, and Flyway's own undo leaves them as they are.
             let to = target_version(snap, to)?.map(|v| snap.order_key(v.as_str()));
             snap.applied
                 .iter()
+                .filter(|r| !Version::parse(&r.version).is_some_and(|v| v.is_repeatable()))
                 .filter(|r| {
                     to.as_ref()
                         .is_none_or(|to| snap.order_key(&r.version) > *to)
@@ -253,6 +256,14 @@ fn step(snap: &SqlSnapshot, row: &AppliedRow) -> Result<Step, String> {
     };
     let mut wrong = Vec::new();
     let ledger = snap.ledger.ledger.clone();
+    if ledger.tool() == Some(crate::migrations::Tool::Flyway) && row.applied_at.is_none() {
+        // Counted as applied by Flyway's BASELINE row: Flyway never ran it, and keeps
+        // no row of it to take back.
+        return Err(format!(
+            "{} is at or below Flyway's baseline: Flyway never ran it and keeps no row of it, so a downgrade cannot go below the baseline",
+            m.label()
+        ));
+    }
     if ledger
         .checksum_of(m)
         .is_some_and(|checksum| checksum != row.checksum)
