@@ -95,7 +95,17 @@ pub async fn ensure_tables(conn: &mut PgConnection, schema: &str) -> Result<(), 
              duration_ms bigint not null,
              transactional boolean not null
          );
+         -- The tool's ledger a row was written beside (null: ballast's ledger). Added
+         -- only when missing: ALTER needs the table's owner, a deploy role may not be.
+         do $ballast$ begin
+             if not exists (select 1 from pg_attribute
+                            where attrelid = '{relation}'::regclass
+                            and attname = 'beside' and not attisdropped) then
+                 alter table {s}.{TABLE} add column beside text;
+             end if;
+         end $ballast$;
          {journal}",
+        relation = format!("{s}.{TABLE}").replace('\'', "''"),
         journal = super::journal_table::create_sql(schema),
     );
     sqlx::raw_sql(&sql)
@@ -115,30 +125,30 @@ pub struct NewRow<'a> {
     pub transactional: bool,
 }
 
-/// Inserts the row. `beside`: the table is ballast's record beside a tool's ledger, where
-/// a migration the tool rolled back and ballast applies again already has a row: it is
-/// replaced by this run's.
+/// Inserts the row. `beside`: the tool's ledger (`schema.table`) this table is ballast's
+/// record beside, where a migration the tool rolled back and ballast applies again
+/// already has a row: it is replaced by this run's.
 pub async fn record(
     conn: &mut PgConnection,
     schema: &str,
     row: NewRow<'_>,
-    beside: bool,
+    beside: Option<&str>,
 ) -> Result<(), DbError> {
     // Beside a tool's ledger, the tool's says what is applied; a repeatable migration
     // (Flyway's) is applied again and again: its row is replaced.
-    let replace_row =
-        beside || crate::migrations::Version::parse(row.version).is_some_and(|v| v.is_repeatable());
+    let replace_row = beside.is_some()
+        || crate::migrations::Version::parse(row.version).is_some_and(|v| v.is_repeatable());
     let replace = match replace_row {
         true => {
             " on conflict (version) do update set name = excluded.name, \
                  checksum = excluded.checksum, applied_at = now(), run_id = excluded.run_id, \
-                 duration_ms = excluded.duration_ms, transactional = excluded.transactional"
+                 duration_ms = excluded.duration_ms, transactional = excluded.transactional, beside = excluded.beside"
         }
         false => "",
     };
     let sql = format!(
-        "insert into {}.{TABLE} (version, name, checksum, run_id, duration_ms, transactional) \
-         values ($1, $2, $3, $4, $5, $6){replace}",
+        "insert into {}.{TABLE} (version, name, checksum, run_id, duration_ms, transactional, beside) \
+         values ($1, $2, $3, $4, $5, $6, $7){replace}",
         quote_ident(schema)
     );
     sqlx::query(&sql)
@@ -148,6 +158,7 @@ pub async fn record(
         .bind(row.run_id)
         .bind(row.duration_ms)
         .bind(row.transactional)
+        .bind(beside)
         .execute(conn)
         .await
         .map(|_| ())
@@ -157,6 +168,24 @@ pub async fn record(
                 &e,
             )
         })
+}
+
+/// How many rows ballast's ledger in `schema` holds as the ledger itself, not written
+/// beside a tool's (a database whose table predates that mark counts every row).
+/// Zero when it does not exist.
+pub async fn own_rows(conn: &mut PgConnection, schema: &str) -> Result<i64, DbError> {
+    if !table_exists(&mut *conn, schema, TABLE).await? {
+        return Ok(0);
+    }
+    // Through jsonb: the column may not be there yet on a database only read so far.
+    let sql = format!(
+        "select count(*) from {}.{TABLE} r where to_jsonb(r) ->> 'beside' is null",
+        quote_ident(schema)
+    );
+    sqlx::query_scalar(&sql)
+        .fetch_one(conn)
+        .await
+        .map_err(|e| DbError::query(format!("counting the rows of {schema}.{TABLE}"), &e))
 }
 
 /// Deletes `version`'s row: a downgrade undid the migration. False when there was no

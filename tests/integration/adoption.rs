@@ -1035,3 +1035,41 @@ fn a_late_merged_migration_is_applied_where_the_tool_would_apply_it_and_refused_
     p.ballast(&["--yes", "deploy"]).expect_code(0);
     assert!(p.table_exists("public.b"));
 }
+
+#[test]
+fn what_ballast_wrote_beside_a_tools_ledger_never_outvotes_the_tool() {
+    // dbmate rolls back everything ballast applied: its empty table is the truth.
+    let p = Project::new();
+    p.migration("20240101000000_shop.sql", DBMATE_ONE);
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    dbmate(&p, &["rollback"]);
+    let status = p.ballast(&["status"]);
+    status.expect_code(1);
+    assert!(
+        status.stdout().contains("0 applied, 1 pending"),
+        "{}",
+        status.all()
+    );
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert!(p.table_exists("public.shop"));
+
+    // The tool's schema wiped (ballast's own tables elsewhere): everything is pending
+    // again, never "all applied" from ballast's record.
+    let p = Project::new();
+    p.write_config("schema = \"ballast\"\n");
+    p.migration("2024-01-01-000000_a/up.sql", "create table a (id int);\n")
+        .migration("2024-01-01-000000_a/down.sql", "drop table a;\n");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    p.sql("drop schema public cascade; create schema public");
+    let status = p.ballast(&["status"]);
+    assert!(
+        status.stdout().contains("0 applied, 1 pending")
+            && status
+                .stdout()
+                .contains("diesel's ledger public.__diesel_schema_migrations"),
+        "{}",
+        status.all()
+    );
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert!(p.table_exists("public.a"));
+}

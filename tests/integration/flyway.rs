@@ -330,7 +330,11 @@ fn a_repeatable_migration_stays_through_a_downgrade_and_the_baseline_is_a_floor(
     p.downgrade_pipeline("back", Some("base"), false);
     let run = p.ballast(&["--yes", "run", "back"]);
     assert_ne!(run.code(), 0, "{}", run.all());
-    assert!(run.all().contains("below Flyway's baseline"), "{}", run.all());
+    assert!(
+        run.all().contains("below Flyway's baseline"),
+        "{}",
+        run.all()
+    );
     assert!(p.table_exists("public.shop"));
     assert_eq!(
         p.sql("select count(*) from flyway_schema_history where type = 'BASELINE'"),

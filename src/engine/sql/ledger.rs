@@ -297,7 +297,11 @@ impl Ledger {
         if let Ledger::Tool { tool, schema } = self {
             tool_ledger::record(&mut *conn, schema, *tool, m, row.duration_ms).await?;
         }
-        ledger::record(conn, own, row, *self != Ledger::Ballast).await
+        let beside = match self {
+            Ledger::Ballast => None,
+            Ledger::Tool { .. } => Some(self.qualified(own)),
+        };
+        ledger::record(conn, own, row, beside.as_deref()).await
     }
 
     /// Deletes a migration's row, as a downgrade does: `stored`, the version as this
@@ -407,8 +411,10 @@ async fn refuse_empty(
     if rows.is_some_and(|n| n > 0) {
         return Ok(());
     }
-    let recorded = ledger::applied(&mut *conn, own).await?;
-    if recorded.is_empty() {
+    // Rows ballast wrote beside a tool's ledger are its record, not a ledger: when
+    // the tool rolled everything back, its empty table is the truth.
+    let recorded = ledger::own_rows(&mut *conn, own).await?;
+    if recorded == 0 {
         return Ok(());
     }
     Err(LedgerError::Empty {
@@ -419,7 +425,7 @@ async fn refuse_empty(
             None => "missing",
         },
         own: Ledger::Ballast.qualified(own),
-        count: recorded.len(),
+        count: recorded as usize,
         tool: *tool,
     }
     .into())
@@ -449,9 +455,11 @@ async fn auto(
         [first, second, ..] => return Err(two(schema, first, second)),
         [] => {}
     }
-    // ballast's table with no row is no ledger yet: a first deploy whose batch rolled
-    // back leaves it (it is created before the batch), but not the tool's table.
-    if !ledger::applied(&mut *conn, schema).await?.is_empty() {
+    // ballast's table with no row of its own is no ledger: a first deploy whose batch
+    // rolled back leaves it (it is created before the batch), but not the tool's
+    // table; and rows written beside a tool's ledger that is gone (its schema wiped)
+    // say nothing of what this database holds.
+    if ledger::own_rows(&mut *conn, schema).await? > 0 {
         return Ok(Settled {
             ledger: Ledger::Ballast,
             why: "found in the database",
