@@ -191,19 +191,21 @@ pub async fn own_rows(conn: &mut PgConnection, schema: &str) -> Result<i64, DbEr
 /// Deletes `version`'s row: a downgrade undid the migration. False when there was no
 /// such row (the caller decides whether that is an error).
 pub async fn remove(conn: &mut PgConnection, schema: &str, version: &str) -> Result<bool, DbError> {
-    delete_version(conn, schema, TABLE, version).await
+    delete_version(conn, schema, TABLE, version, "").await
 }
 
 /// Deletes the row of `version` from the ledger `schema.table` (ballast's, or a tool's
-/// with a row per migration). False when there was none.
+/// with a row per migration); `and`: a further condition (` and ...`), or empty. False
+/// when there was none.
 pub(super) async fn delete_version(
     conn: &mut PgConnection,
     schema: &str,
     table: &str,
     version: &str,
+    and: &str,
 ) -> Result<bool, DbError> {
     let sql = format!(
-        "delete from {}.{table} where version::text = $1",
+        "delete from {}.{table} where version::text = $1{and}",
         quote_ident(schema)
     );
     sqlx::query(&sql)

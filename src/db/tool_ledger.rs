@@ -419,26 +419,12 @@ pub async fn remove(
     tool: Tool,
     version: &str,
 ) -> Result<bool, DbError> {
-    if tool == Tool::Flyway {
-        // Never its BASELINE row: that one stands for every version up to it.
-        let sql = format!(
-            "delete from {}.{} where version = $1 and type <> 'BASELINE'",
-            quote_ident(schema),
-            table(tool)
-        );
-        return sqlx::query(&sql)
-            .bind(version)
-            .execute(conn)
-            .await
-            .map(|done| done.rows_affected() > 0)
-            .map_err(|e| {
-                DbError::query(
-                    format!("deleting migration {version} from {schema}.flyway_schema_history"),
-                    &e,
-                )
-            });
-    }
-    super::ledger::delete_version(conn, schema, table(tool), version).await
+    // Never Flyway's BASELINE row: that one stands for every version up to it.
+    let and = match tool {
+        Tool::Flyway => " and type <> 'BASELINE'",
+        _ => "",
+    };
+    super::ledger::delete_version(conn, schema, table(tool), version, and).await
 }
 
 #[cfg(test)]

@@ -18,6 +18,20 @@ const V1_1: &str = "alter table shop add column price numeric;\n";
 const U1_1: &str = "alter table shop drop column price;\n";
 const VIEW: &str = "create or replace view shop_names as select name from shop;\n";
 
+/// A database Flyway baselined at version 1 (`flyway baseline`): its table `shop`, and a
+/// history with only the BASELINE row.
+fn baselined_at_1(p: &Project) {
+    p.sql("create table shop (id bigint primary key, name text)");
+    p.sql(
+        "create table flyway_schema_history (installed_rank int not null primary key, version varchar(50), \
+         description varchar(200) not null, type varchar(20) not null, script varchar(1000) not null, \
+         checksum int, installed_by varchar(100) not null, installed_on timestamp not null default now(), \
+         execution_time int not null, success boolean not null); \
+         insert into flyway_schema_history values \
+         (1, '1', '<< Flyway Baseline >>', 'BASELINE', '<< Flyway Baseline >>', null, 'postgres', now(), 0, true)",
+    );
+}
+
 fn history(p: &Project) -> String {
     p.sql(
         "select string_agg(concat_ws('|', installed_rank, coalesce(version, '-'), description, type, script, checksum, installed_by = current_user, success), E'\\n' order by installed_rank) from flyway_schema_history",
@@ -121,15 +135,7 @@ fn an_undo_file_rolls_a_flyway_migration_back_and_its_row_goes() {
 #[test]
 fn a_database_flyway_baselined_counts_what_is_below_the_baseline_as_applied() {
     let p = Project::new();
-    p.sql("create table shop (id bigint primary key, name text)");
-    p.sql(
-        "create table flyway_schema_history (installed_rank int not null primary key, version varchar(50), \
-         description varchar(200) not null, type varchar(20) not null, script varchar(1000) not null, \
-         checksum int, installed_by varchar(100) not null, installed_on timestamp not null default now(), \
-         execution_time int not null, success boolean not null); \
-         insert into flyway_schema_history values \
-         (1, '1', '<< Flyway Baseline >>', 'BASELINE', '<< Flyway Baseline >>', null, 'postgres', now(), 0, true)",
-    );
+    baselined_at_1(&p);
     p.migration("V1__create_shop.sql", V1)
         .migration("V1_1__add_price.sql", V1_1);
     let status = p.ballast(&["status"]);
@@ -316,15 +322,7 @@ fn a_repeatable_migration_stays_through_a_downgrade_and_the_baseline_is_a_floor(
 
     // Below Flyway's baseline nothing can be undone: Flyway never ran it.
     let p = Project::new();
-    p.sql("create table shop (id bigint primary key, name text)");
-    p.sql(
-        "create table flyway_schema_history (installed_rank int not null primary key, version varchar(50), \
-         description varchar(200) not null, type varchar(20) not null, script varchar(1000) not null, \
-         checksum int, installed_by varchar(100) not null, installed_on timestamp not null default now(), \
-         execution_time int not null, success boolean not null); \
-         insert into flyway_schema_history values \
-         (1, '1', '<< Flyway Baseline >>', 'BASELINE', '<< Flyway Baseline >>', null, 'postgres', now(), 0, true)",
-    );
+    baselined_at_1(&p);
     p.migration("V1__create_shop.sql", V1)
         .migration("U1__create_shop.sql", "drop table shop;\n");
     p.downgrade_pipeline("back", Some("base"), false);
