@@ -100,6 +100,45 @@ impl DeployLock {
         }
     }
 
+    /// Also takes the advisory locks in `keys` (a migration tool's, one 64-bit key
+    /// each) on the lock's session, waiting up to `database.lock_wait` in all; `on_wait`
+    /// is told once who is in the way. Released with the deploy lock.
+    pub async fn also(
+        &mut self,
+        keys: &[i64],
+        db: &DatabaseSettings,
+        mut on_wait: impl FnMut(&LockHolder),
+    ) -> Result<(), LockError> {
+        let started = Instant::now();
+        let mut told = false;
+        for &key in keys {
+            loop {
+                let got: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
+                    .bind(key)
+                    .fetch_one(&mut self.conn)
+                    .await
+                    .map_err(|e| DbError::query("taking the migration tool's lock", &e))?;
+                if got {
+                    break;
+                }
+                let holder = tool_holder(&mut self.conn, key).await?;
+                if let (false, Some(h)) = (told, &holder) {
+                    on_wait(h);
+                    told = true;
+                }
+                let waited = started.elapsed();
+                if waited >= db.lock_wait {
+                    return Err(match holder {
+                        Some(holder) => LockError::Busy { holder, waited },
+                        None => LockError::BusyUnknown { waited },
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(200).min(db.lock_wait - waited)).await;
+            }
+        }
+        Ok(())
+    }
+
     /// The backend pid of the session holding the lock.
     pub fn pid(&self) -> i32 {
         self.pid
@@ -143,6 +182,28 @@ pub async fn holder(conn: &mut PgConnection, key: i32) -> Result<Option<LockHold
     .fetch_optional(conn)
     .await
     .map_err(|e| DbError::query("looking up who holds the deploy lock", &e))?;
+    Ok(row.map(|r| LockHolder {
+        pid: r.get(0),
+        application_name: r.get(1),
+        client: r.get(2),
+        since: r.get(3),
+    }))
+}
+
+/// Who holds the 64-bit advisory lock `key` in this database.
+async fn tool_holder(conn: &mut PgConnection, key: i64) -> Result<Option<LockHolder>, DbError> {
+    let row = sqlx::query(
+        "select a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local socket'), \
+                coalesce(a.backend_start::text, '?') \
+         from pg_locks l join pg_stat_activity a on a.pid = l.pid \
+         where l.locktype = 'advisory' and l.granted and l.objsubid = 1 \
+           and ((l.classid::bigint << 32) | l.objid::bigint) = $1 \
+           and l.database = (select oid from pg_database where datname = current_database())",
+    )
+    .bind(key)
+    .fetch_optional(conn)
+    .await
+    .map_err(|e| DbError::query("looking up who holds the migration tool's lock", &e))?;
     Ok(row.map(|r| LockHolder {
         pid: r.get(0),
         application_name: r.get(1),

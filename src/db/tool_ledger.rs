@@ -93,6 +93,36 @@ async fn has_column(
     .map_err(|e| DbError::query(format!("reading the columns of {schema}.{table}"), &e))
 }
 
+/// The advisory locks `tool` takes while it migrates the database `database` (its
+/// ledger in `schema`), as `pg_advisory_lock(bigint)` keys, from each tool's code:
+/// sqlx's `0x3d32ad9e * crc32(database)`; golang-migrate's salted CRC32 of
+/// `schema\0table\0database` (v4.15 on) and of the database alone (before);
+/// Flyway's `77431708279161 + hashCode("schema"."flyway_schema_history")`. dbmate and
+/// diesel take none.
+pub fn lock_keys(tool: Tool, database: &str, schema: &str) -> Vec<i64> {
+    let crc = |text: &str| crc32fast::hash(text.as_bytes());
+    match tool {
+        Tool::Sqlx => vec![0x3d32_ad9e_i64 * crc(database) as i64],
+        Tool::GolangMigrate => {
+            const SALT: u32 = 1_486_364_155;
+            let joined = format!("{schema}\0{}\0{database}", table(tool));
+            vec![
+                crc(&joined).wrapping_mul(SALT) as i64,
+                crc(database).wrapping_mul(SALT) as i64,
+            ]
+        }
+        Tool::Flyway => {
+            // Java's String.hashCode over UTF-16 code units.
+            let qualified = format!("\"{schema}\".\"{}\"", table(tool));
+            let hash = qualified
+                .encode_utf16()
+                .fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(unit as i32));
+            vec![77_431_708_279_161 + hash as i64]
+        }
+        Tool::Diesel | Tool::Dbmate => Vec::new(),
+    }
+}
+
 /// The checksum `tool` keeps of a migration, as it computes it (`None`: it keeps none):
 /// sqlx's is the SHA-384 of the up file's bytes, in hex here; Flyway's its CRC32 of
 /// the file's lines, the integer written out.
@@ -444,6 +474,19 @@ mod tests {
             transactional: true,
             down_transactional: true,
         }
+    }
+
+    #[test]
+    fn the_tools_lock_keys_are_computed_as_each_tool_computes_them() {
+        // Flyway's for public, from its code (Java's hashCode of the quoted name).
+        assert_eq!(
+            lock_keys(Tool::Flyway, "shop", "public"),
+            [77_433_833_903_597]
+        );
+        let sqlx = lock_keys(Tool::Sqlx, "shop", "public");
+        assert_eq!(sqlx, [0x3d32_ad9e_i64 * crc32fast::hash(b"shop") as i64]);
+        assert_eq!(lock_keys(Tool::GolangMigrate, "shop", "public").len(), 2);
+        assert!(lock_keys(Tool::Dbmate, "shop", "public").is_empty());
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
     };
     ask(ctx, question, "baseline").await?;
     deploy_lock::hold(ctx).await?;
+    deploy_lock::hold_tools(ctx).await?;
     // Under the lock: the state the question was about, still.
     let now = sql_snapshot(ctx.snapshot().await?)?;
     if !now.applied.is_empty() || now.ledger != snap.ledger {

@@ -28,6 +28,53 @@ pub async fn hold(ctx: &mut RunContext) -> Result<(), StageError> {
     Ok(())
 }
 
+/// Also takes the lock the ledger's tool takes while it migrates (sqlx, golang-migrate,
+/// Flyway), so the tool and ballast never change the database at the same moment:
+/// before a change, once the run holds the deploy lock and knows the ledger. A tool
+/// that keeps migrating past `database.lock_wait` is a refusal, as another deploy is.
+pub async fn hold_tools(ctx: &mut RunContext) -> Result<(), StageError> {
+    let Some(crate::engine::Snapshot::Sql(snap)) = ctx.start() else {
+        return Ok(());
+    };
+    let crate::engine::sql::ledger::Ledger::Tool { tool, schema } = &snap.ledger.ledger else {
+        return Ok(());
+    };
+    let (tool, schema) = (*tool, schema.clone());
+    let database: String = sqlx::query_scalar("select current_database()::text")
+        .fetch_one(ctx.conn().await?)
+        .await
+        .map_err(|e| crate::db::DbError::query("reading the database's name", &e))?;
+    let keys = crate::db::tool_ledger::lock_keys(tool, &database, &schema);
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let settings = ctx.settings().database.clone();
+    let events = ctx.events().clone();
+    let Some(lock) = ctx.deploy_lock_slot().as_mut() else {
+        return Ok(());
+    };
+    lock.also(&keys, &settings, |holder| {
+        events.emit(Event::LockWaiting {
+            pid: holder.pid,
+            application_name: holder.application_name.clone(),
+        })
+    })
+    .await
+    .map_err(|e| {
+        let held = match e {
+            LockError::Db(db) => return StageError::from(db),
+            LockError::Busy { holder, waited } => format!(
+                "held by pid {}, application \"{}\", client {}, since {}; waited {waited:?}",
+                holder.pid, holder.application_name, holder.client, holder.since
+            ),
+            LockError::BusyUnknown { waited } => format!("held; waited {waited:?}"),
+        };
+        StageError::Refused(format!(
+            "the lock {tool} takes while it migrates this database is {held}: it is probably {tool} migrating it now; nothing was changed: wait for it to finish, or raise database.lock_wait"
+        ))
+    })
+}
+
 async fn acquire(ctx: &RunContext) -> Result<DeployLock, StageError> {
     let events = ctx.events().clone();
     DeployLock::acquire(&ctx.settings().database, |holder| {

@@ -14,6 +14,7 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
         ));
     }
     deploy_lock::hold(ctx).await?;
+    deploy_lock::hold_tools(ctx).await?;
     crate::interrupt::set_changing(true);
     let result = async {
         let snap = ctx.proven_snapshot().await?;

@@ -15,6 +15,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     // Even with nothing to apply: "up to date" is answered under the lock, so it is
     // never said while another run is half-way through (or undoing) its deploy.
     super::deploy_lock::hold(ctx).await?;
+    super::deploy_lock::hold_tools(ctx).await?;
     crate::interrupt::set_changing(true);
     let result = apply_under_lock(ctx).await;
     ctx.end_changing();

@@ -1073,3 +1073,30 @@ fn what_ballast_wrote_beside_a_tools_ledger_never_outvotes_the_tool() {
     p.ballast(&["--yes", "deploy"]).expect_code(0);
     assert!(p.table_exists("public.a"));
 }
+
+#[test]
+fn a_deploy_waits_for_the_tools_own_lock_and_never_migrates_beside_it() {
+    let p = Project::new();
+    migrated_by_sqlx(&p, &[("1_a.sql", "create table a (id int);\n")]);
+    p.migration("2_b.sql", "create table b (id int);\n");
+    // `sqlx migrate run` holds this while it migrates (sqlx-postgres's lock id).
+    let key = 0x3d32_ad9e_i64 * crc32fast::hash(p.db.as_bytes()) as i64;
+    let sqlx_running =
+        crate::harness::Blocker::hold(&p.url, &format!("select pg_advisory_lock({key})"));
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(3);
+    assert!(
+        run.all().contains("application \"blocker\"")
+            && run
+                .all()
+                .contains("the lock sqlx takes while it migrates this database is held by pid"),
+        "{}",
+        run.all()
+    );
+    assert!(!p.table_exists("public.b"));
+    // "sqlx" finishes: its session ends (pg_sleep would not notice its client gone).
+    drop(sqlx_running);
+    p.sql("select count(pg_terminate_backend(pid)) from pg_stat_activity where application_name = 'blocker'");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert!(p.table_exists("public.b"));
+}
