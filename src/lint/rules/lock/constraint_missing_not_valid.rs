@@ -1,9 +1,9 @@
 //! `constraint-missing-not-valid`
 //!
-//! `ALTER TABLE ... ADD CONSTRAINT` of a `CHECK` or a `FOREIGN KEY` checks every existing
-//! row before it commits, and holds its lock for the whole scan: ACCESS EXCLUSIVE for a
-//! CHECK (no reads or writes at all), SHARE ROW EXCLUSIVE on both tables for a foreign key
-//! (no writes to either). Add it with `NOT VALID` instead, which only records the
+//! `ALTER TABLE ... ADD CONSTRAINT` of a `CHECK` checks every existing row before it
+//! commits, and holds its ACCESS EXCLUSIVE lock for the whole scan (no reads or writes at
+//! all); a `FOREIGN KEY` does the same under SHARE ROW EXCLUSIVE locks on both tables,
+//! which `adding-foreign-key-constraint` reports (once: not here too). Add it with `NOT VALID` instead, which only records the
 //! constraint and checks new rows from then on, and run `ALTER TABLE ... VALIDATE
 //! CONSTRAINT` in a later migration: validation scans under a SHARE UPDATE EXCLUSIVE lock,
 //! which lets reads and writes through. Validating in the same transaction as the
@@ -33,8 +33,8 @@ static META: RuleMeta = RuleMeta {
     id: "constraint-missing-not-valid",
     category: Category::Lock,
     default_level: Level::Error,
-    summary: "ADD CONSTRAINT CHECK / FOREIGN KEY without NOT VALID (or validated in the same transaction), or ADD COLUMN ... CHECK, scans the whole table under a strong lock",
-    explanation: "ALTER TABLE ... ADD CONSTRAINT of a CHECK or a FOREIGN KEY checks every existing row before it commits, and holds its lock for the whole scan: ACCESS EXCLUSIVE for a CHECK (no reads or writes at all), SHARE ROW EXCLUSIVE on both tables for a foreign key (no writes to either). Add it with NOT VALID instead, which only records the constraint and checks new rows from then on, and run ALTER TABLE ... VALIDATE CONSTRAINT in a later migration: validation scans under a SHARE UPDATE EXCLUSIVE lock, which lets reads and writes through. Validating in the same transaction as the NOT VALID add gains nothing, since the add's lock is held until commit, through the validation scan: that VALIDATE CONSTRAINT is reported too (not in a -- no-transaction migration, where the add commits by itself). ADD COLUMN ... CHECK (...) checks every row the same way, and a column's CHECK cannot be NOT VALID (even on a column added without a default: PostgreSQL still scans): add the column without it, then the check as a table constraint NOT VALID.",
+    summary: "ADD CONSTRAINT CHECK without NOT VALID (or a CHECK or FOREIGN KEY validated in the same transaction), or ADD COLUMN ... CHECK, scans the whole table under a strong lock",
+    explanation: "ALTER TABLE ... ADD CONSTRAINT of a CHECK checks every existing row before it commits, and holds its ACCESS EXCLUSIVE lock for the whole scan: no reads or writes at all (a FOREIGN KEY does the same under SHARE ROW EXCLUSIVE locks on both tables: adding-foreign-key-constraint reports that one). Add it with NOT VALID instead, which only records the constraint and checks new rows from then on, and run ALTER TABLE ... VALIDATE CONSTRAINT in a later migration: validation scans under a SHARE UPDATE EXCLUSIVE lock, which lets reads and writes through. Validating in the same transaction as the NOT VALID add gains nothing, since the add's lock is held until commit, through the validation scan: that VALIDATE CONSTRAINT is reported too (not in a -- no-transaction migration, where the add commits by itself). ADD COLUMN ... CHECK (...) checks every row the same way, and a column's CHECK cannot be NOT VALID (even on a column added without a default: PostgreSQL still scans): add the column without it, then the check as a table constraint NOT VALID.",
 };
 
 impl Rule for ConstraintMissingNotValid {
@@ -49,7 +49,7 @@ impl Rule for ConstraintMissingNotValid {
         let mut hits = Vec::new();
         for cmd in cmds {
             if let Some(c) = added_constraint(cmd) {
-                hits.extend(scanning_add(ctx, &key, c));
+                hits.extend(scanning_add(&key, c));
             } else if let Some(column) = added_column(cmd) {
                 hits.extend(column_check(ctx, table, &key, cmd, column));
             } else if is(cmd, AlterTableType::AtValidateConstraint) && ctx.input.transactional {
@@ -66,7 +66,7 @@ impl Rule for ConstraintMissingNotValid {
 }
 
 /// `ADD CONSTRAINT` of a CHECK or FOREIGN KEY that checks the existing rows.
-fn scanning_add(ctx: &Context<'_>, key: &str, c: &Constraint) -> Option<Hit> {
+fn scanning_add(key: &str, c: &Constraint) -> Option<Hit> {
     // NOT VALID, and NOT ENFORCED (which implies it), skip the scan.
     if c.skip_validation || !c.is_enforced {
         return None;
@@ -75,10 +75,8 @@ fn scanning_add(ctx: &Context<'_>, key: &str, c: &Constraint) -> Option<Hit> {
         ConstrType::ConstrCheck => format!(
             "while holding an ACCESS EXCLUSIVE lock on {key}: no reads or writes until the scan ends"
         ),
-        ConstrType::ConstrForeign => format!(
-            "against {} while holding SHARE ROW EXCLUSIVE locks on both tables: no writes to either until the scan ends",
-            referenced(ctx, c)
-        ),
+        // A foreign key's scan is `adding-foreign-key-constraint`'s finding: one finding
+        // per problem, not two for the same statement.
         _ => return None,
     };
     let name = match c.conname.as_str() {
@@ -265,25 +263,20 @@ mod tests {
     use crate::lint::DbFacts;
 
     #[test]
-    fn a_validated_check_or_foreign_key_is_found() {
-        let found = lint(
-            &R,
-            "alter table orders add constraint orders_total_positive check (total > 0);\n\
-             alter table orders add constraint orders_customer_fk foreign key (customer_id) references customers (id);",
-        );
-        assert_eq!(
-            ids(&found),
-            [
-                "constraint-missing-not-valid",
-                "constraint-missing-not-valid"
-            ]
-        );
-        assert_eq!(found[1].line, 2);
+    fn a_validated_check_is_found_and_a_foreign_key_is_left_to_its_own_rule() {
+        let sql = "alter table orders add constraint orders_total_positive check (total > 0);\n\
+             alter table orders add constraint orders_customer_fk foreign key (customer_id) references customers (id);";
+        let found = lint(&R, sql);
+        assert_eq!(ids(&found), ["constraint-missing-not-valid"]);
         assert!(found[0].message.contains("ACCESS EXCLUSIVE"));
-        assert!(found[1].message.contains("public.customers"));
-        assert!(found[1]
-            .fix
-            .contains("VALIDATE CONSTRAINT orders_customer_fk"));
+        // The foreign key is reported once, by adding-foreign-key-constraint.
+        let all = crate::lint::run(&[input(sql)], &Default::default(), None, None);
+        let scans: Vec<&str> = all
+            .iter()
+            .filter(|f| f.line == 2 && f.message.contains("every row"))
+            .map(|f| f.rule)
+            .collect();
+        assert_eq!(scans, ["adding-foreign-key-constraint"]);
     }
 
     #[test]
