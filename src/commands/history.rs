@@ -199,7 +199,7 @@ fn show_one(g: &GlobalArgs, runs: &[Value], id: &str, source: &str) -> i32 {
     let stages: Vec<StageRecord> =
         serde_json::from_value(run["stages"].clone()).unwrap_or_default();
     stdout_line("");
-    for line in stage_table(&stages) {
+    for line in stage_table(&stages, None) {
         stdout_line(&line);
     }
     stdout_line("");

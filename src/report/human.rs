@@ -219,7 +219,8 @@ impl HumanReporter {
     fn summary(&self, s: &RunSummary) {
         if self.verbosity >= Verbosity::Normal {
             self.line("");
-            for line in stage_table(&s.stages) {
+            // The failure's reason follows in full: its row says it short.
+            for line in stage_table(&s.stages, s.error.as_deref()) {
                 self.line(&line);
             }
             self.line("");
@@ -645,8 +646,11 @@ fn headline(s: &RunSummary) -> String {
     }
 }
 
-/// The stages of a run as a table: a run's closing report, `history --run`.
-pub fn stage_table(stages: &[StageRecord]) -> Vec<String> {
+/// The stages of a run as a table: a run's closing report, `history --run`. A detail
+/// that is `said_below` (the run's reason, printed in full under the table) is cut to
+/// its first words, so a long reason (a refusal naming many migrations) is not read
+/// twice.
+pub fn stage_table(stages: &[StageRecord], said_below: Option<&str>) -> Vec<String> {
     // As wide as the longest stage name (`downgrade (recovery)`), 14 at least.
     let width = stages
         .iter()
@@ -659,13 +663,59 @@ pub fn stage_table(stages: &[StageRecord]) -> Vec<String> {
         "stage", "status", "time"
     )];
     for st in stages {
+        let detail = match said_below {
+            Some(reason) if reason == st.detail && st.detail.chars().count() > LONG_DETAIL => {
+                let short: String = st.detail.chars().take(SHORT_DETAIL).collect();
+                format!("{}… (the reason, below)", short.trim_end())
+            }
+            _ => st.detail.clone(),
+        };
         lines.push(format!(
             "{:<width$} {:<10} {:>9}  {}",
             st.stage,
             st.status,
             human_duration(st.duration_ms),
-            st.detail
+            detail
         ));
     }
     lines
+}
+
+/// A detail longer than this (a refusal naming many migrations, say) is cut in the
+/// closing table to its first `SHORT_DETAIL` characters, when the reason follows in full.
+const LONG_DETAIL: usize = 240;
+const SHORT_DETAIL: usize = 160;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_reason_is_said_in_full_once_and_cut_in_the_table() {
+        let long = format!(
+            "cannot downgrade: {}",
+            (1..=13)
+                .map(|i| format!("{i}_migration_number_{i} has no down file"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let stages = [StageRecord {
+            stage: "downgrade".into(),
+            status: "refused".into(),
+            duration_ms: 3,
+            detail: long.clone(),
+        }];
+        let table = stage_table(&stages, Some(&long));
+        assert!(table[1].ends_with("… (the reason, below)"), "{}", table[1]);
+        assert!(!table[1].contains("13_migration_number_13"));
+        // Without the reason below (`history --run`), the table says it all.
+        assert!(stage_table(&stages, None)[1].contains("13_migration_number_13"));
+        // A short one stays whole.
+        let short = "relation \"a\" already exists";
+        let stages = [StageRecord {
+            detail: short.into(),
+            ..stages[0].clone()
+        }];
+        assert!(stage_table(&stages, Some(short))[1].ends_with(short));
+    }
 }
