@@ -412,10 +412,13 @@ impl HumanReporter {
                     bar.abandon();
                 }
                 bars.logged = None;
+                // A long error (a refusal naming many migrations) is said in full
+                // once, in the closing report (its reason, or its table's row).
                 self.line(&format!(
-                    "{} {stage} failed ({}): {error}",
+                    "{} {stage} failed ({}): {}",
                     style("✗").red().bold(),
-                    human_duration(*duration_ms)
+                    human_duration(*duration_ms),
+                    cut(error, "in full in the closing report")
                 ));
             }
             Event::RunFinished(summary) => {
@@ -664,10 +667,7 @@ pub fn stage_table(stages: &[StageRecord], said_below: Option<&str>) -> Vec<Stri
     )];
     for st in stages {
         let detail = match said_below {
-            Some(reason) if reason == st.detail && st.detail.chars().count() > LONG_DETAIL => {
-                let short: String = st.detail.chars().take(SHORT_DETAIL).collect();
-                format!("{}… (the reason, below)", short.trim_end())
-            }
+            Some(reason) if reason == st.detail => cut(&st.detail, "the reason, below"),
             _ => st.detail.clone(),
         };
         lines.push(format!(
@@ -681,10 +681,19 @@ pub fn stage_table(stages: &[StageRecord], said_below: Option<&str>) -> Vec<Stri
     lines
 }
 
-/// A detail longer than this (a refusal naming many migrations, say) is cut in the
-/// closing table to its first `SHORT_DETAIL` characters, when the reason follows in full.
+/// A text longer than this (a refusal naming many migrations, say) is cut where it is
+/// said in full elsewhere, to its first `SHORT_DETAIL` characters.
 const LONG_DETAIL: usize = 240;
 const SHORT_DETAIL: usize = 160;
+
+/// `text`, or its first words and where it is said in full (`whole`).
+fn cut(text: &str, whole: &str) -> String {
+    if text.chars().count() <= LONG_DETAIL {
+        return text.to_string();
+    }
+    let short: String = text.chars().take(SHORT_DETAIL).collect();
+    format!("{}… ({whole})", short.trim_end())
+}
 
 #[cfg(test)]
 mod tests {
