@@ -1,6 +1,7 @@
 //! Which pg_dump we have, and whether it can dump this server.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use super::error::BackupError;
 
@@ -11,8 +12,29 @@ pub struct PgDumpVersion {
     pub major: u32,
 }
 
-/// A PostgreSQL client tool's version (pg_dump, pg_restore): runs `TOOL --version` and reads `pg_dump (PostgreSQL) 15.18 (Debian …)`.
+/// What `--version` said, per program, for this process: a deploy asks twice (the
+/// preflight, then the backup), and Debian's `pg_dump` is a Perl wrapper that takes a
+/// tenth of a second to answer.
+static KNOWN: Mutex<Vec<(PathBuf, PgDumpVersion)>> = Mutex::new(Vec::new());
+
+/// A PostgreSQL client tool's version (pg_dump, pg_restore): runs `TOOL --version` and
+/// reads `pg_dump (PostgreSQL) 15.18 (Debian …)`, once per program and process.
 pub fn client_version(program: &Path) -> Result<PgDumpVersion, BackupError> {
+    let known = |k: &Vec<(PathBuf, PgDumpVersion)>| {
+        k.iter().find(|(p, _)| p == program).map(|(_, v)| v.clone())
+    };
+    if let Some(version) = known(&KNOWN.lock().unwrap_or_else(|e| e.into_inner())) {
+        return Ok(version);
+    }
+    let version = ask_version(program)?;
+    KNOWN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((program.to_path_buf(), version.clone()));
+    Ok(version)
+}
+
+fn ask_version(program: &Path) -> Result<PgDumpVersion, BackupError> {
     let output = duct::cmd(program.as_os_str(), ["--version"])
         .stdout_capture()
         .stderr_capture()

@@ -38,7 +38,11 @@ impl Engine {
     pub fn open(settings: &Settings) -> Engine {
         match settings.migrations.engine {
             EngineKind::Sql => Engine::Sql,
-            EngineKind::Alembic => Engine::Alembic(Box::default()),
+            EngineKind::Alembic => {
+                // Every use of an Alembic engine asks the project (its graph at least).
+                super::alembic::process::Runner::new(settings, None).warm();
+                Engine::Alembic(Box::default())
+            }
         }
     }
 

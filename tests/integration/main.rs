@@ -3,6 +3,7 @@
 mod adoption;
 mod alembic;
 mod alembic_projects;
+mod alembic_python;
 mod backup;
 mod catalogue;
 mod check;

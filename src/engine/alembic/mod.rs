@@ -12,6 +12,7 @@ pub mod process;
 pub mod reach;
 pub mod run;
 pub mod snapshot;
+mod zygote;
 
 pub use error::AlembicError;
 pub use graph::{Graph, Revision};

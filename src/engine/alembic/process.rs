@@ -6,8 +6,7 @@
 //! `lock_timeout` and `statement_timeout`: libpq applies it to every session, so the
 //! project's env.py needs no hook.
 
-use std::io::{BufRead, BufReader};
-
+use super::zygote::{self, Request, Stream};
 use super::AlembicError;
 use crate::config::{to_pg_millis, Settings};
 use crate::redact::{scrub, split_secrets};
@@ -99,9 +98,9 @@ fn is_exception_line(line: &str) -> bool {
 /// How to start alembic for one target.
 #[derive(Clone)]
 pub struct Runner {
-    python: std::path::PathBuf,
+    /// The Python that runs the project's Alembic (see [`zygote`]).
+    zygote: zygote::Key,
     ini: std::path::PathBuf,
-    dir: std::path::PathBuf,
     env: Vec<(String, String)>,
     secrets: Vec<String>,
 }
@@ -149,9 +148,12 @@ impl Runner {
             env.push((key.clone(), value.clone()));
         }
         Runner {
-            python: alembic.python.clone(),
+            zygote: zygote::Key {
+                python: alembic.python.clone(),
+                dir: alembic.working_dir.clone(),
+                env: alembic.env.clone(),
+            },
             ini: alembic.ini.clone(),
-            dir: alembic.working_dir.clone(),
             env,
             secrets,
         }
@@ -181,30 +183,16 @@ impl Runner {
         runner
     }
 
-    fn expression(&self, args: Vec<String>) -> duct::Expression {
-        let mut expression = duct::cmd(&self.python, args)
-            .dir(&self.dir)
-            .stdin_null()
-            .before_spawn(crate::children::duct_hook)
-            .unchecked();
-        for (key, value) in &self.env {
-            expression = expression.env(key, value);
-        }
-        expression
-    }
-
     fn missing(&self, source: std::io::Error) -> AlembicError {
         AlembicError::Python {
-            python: self.python.display().to_string(),
+            python: self.zygote.python.display().to_string(),
             source,
         }
     }
 
-    /// Runs `python -m alembic ARGS` to the end, capturing both streams.
+    /// Runs alembic with ARGS to the end, capturing both streams.
     pub async fn alembic(&self, args: &[&str]) -> Result<Finished, AlembicError> {
-        let mut full = vec!["-c".to_string(), format!("{GUARD}\n{LAUNCHER}")];
-        full.extend(args.iter().map(|a| a.to_string()));
-        self.capture(full).await
+        self.capture(format!("{GUARD}\n{LAUNCHER}"), args).await
     }
 
     /// The probe script's JSON: the revision graph and, with a witness, where env.py's
@@ -218,83 +206,95 @@ impl Runner {
             // The graph is read from files: any connection is a mistake.
             None => self.offline(),
         };
-        runner
-            .capture(vec!["-c".to_string(), format!("{GUARD}\n{PROBE}")])
-            .await
+        runner.capture(format!("{GUARD}\n{PROBE}"), &[]).await
     }
 
-    async fn capture(&self, args: Vec<String>) -> Result<Finished, AlembicError> {
-        let expression = self.expression(args).stdout_capture().stderr_capture();
-        let output = tokio::task::spawn_blocking(move || expression.run())
-            .await
-            .map_err(|e| self.missing(std::io::Error::other(e)))?
-            .map_err(|e| self.missing(e))?;
+    async fn capture(&self, code: String, args: &[&str]) -> Result<Finished, AlembicError> {
+        let runner = self.clone();
+        let argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let (ended, stdout, stderr) = tokio::task::spawn_blocking(move || {
+            let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+            let request = Request {
+                code: &code,
+                argv: &argv,
+                env: &runner.env,
+                merge: false,
+            };
+            let ended = zygote::run(
+                &runner.zygote,
+                &request,
+                |_| {},
+                |stream, line| {
+                    let to = match stream {
+                        Stream::Out => &mut stdout,
+                        Stream::Err => &mut stderr,
+                    };
+                    to.extend_from_slice(line);
+                    to.push(b'\n');
+                },
+            );
+            (ended, stdout, stderr)
+        })
+        .await
+        .map_err(|e| self.missing(std::io::Error::other(e)))?;
+        let ended = ended.map_err(|e| self.missing(e))?;
         Ok(Finished {
-            success: output.status.success(),
-            status: output.status.to_string(),
-            stdout: scrub(&String::from_utf8_lossy(&output.stdout), &self.secrets),
-            stderr: scrub(&String::from_utf8_lossy(&output.stderr), &self.secrets),
+            success: ended.success,
+            status: ended.status,
+            stdout: scrub(&String::from_utf8_lossy(&stdout), &self.secrets),
+            stderr: scrub(&String::from_utf8_lossy(&stderr), &self.secrets),
         })
     }
 
-    /// Runs `python -m alembic ARGS`, calling `on_line` with each line of its log as it
-    /// comes (stderr merged into stdout, in order). Blocking: call from a blocking task.
+    /// Runs alembic with ARGS, calling `on_line` with each line of its log as it comes
+    /// (stderr merged into stdout, in order). Blocking: call from a blocking task.
     pub fn alembic_streaming(
         &self,
         args: &[&str],
         mut on_line: impl FnMut(&str),
     ) -> Result<Finished, AlembicError> {
-        let mut full = vec!["-c".to_string(), format!("{GUARD}\n{LAUNCHER}")];
-        full.extend(args.iter().map(|a| a.to_string()));
-        let reader = self
-            .expression(full)
-            .stderr_to_stdout()
-            .reader()
-            .map_err(|e| self.missing(e))?;
-        // A Ctrl-C while Alembic runs reaches it as SIGINT: its driver cancels the
-        // statement and the transaction rolls back.
-        crate::interrupt::set_canceller(Some(crate::interrupt::Canceller::Children(reader.pids())));
-        let mut lines = Vec::new();
-        let mut buffered = BufReader::new(&reader);
-        // Bytes, not a String: a log line that is not UTF-8 (a migration printing
-        // Latin-1 data) must not end the reading, which would drop the reader and so
-        // kill Alembic mid-migration.
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match buffered.read_until(b'\n', &mut line) {
-                Ok(0) => break,
-                Ok(_) => {
-                    let text = String::from_utf8_lossy(&line);
-                    let clean = scrub(text.trim_end(), &self.secrets);
-                    on_line(&clean);
-                    lines.push(clean);
-                }
-                // A non-zero exit surfaces here (the status says more); a read error
-                // must not leave Alembic running unwatched: stop it.
-                Err(_) => {
-                    if let Ok(None) = reader.try_wait() {
-                        let _ = reader.kill();
-                    }
-                    break;
-                }
-            }
-        }
-        crate::interrupt::set_canceller(None);
-        let status = match reader.try_wait() {
-            Ok(Some(output)) => output.status,
-            _ => {
-                return Err(self.missing(std::io::Error::other(
-                    "alembic's exit status could not be read",
-                )))
-            }
+        let code = format!("{GUARD}\n{LAUNCHER}");
+        let argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let request = Request {
+            code: &code,
+            argv: &argv,
+            env: &self.env,
+            merge: true,
         };
+        let mut lines = Vec::new();
+        let ended = zygote::run(
+            &self.zygote,
+            &request,
+            // A Ctrl-C while Alembic runs reaches it as SIGINT: its driver cancels the
+            // statement and the transaction rolls back.
+            |pid| {
+                crate::interrupt::set_canceller(Some(crate::interrupt::Canceller::Children(vec![
+                    pid,
+                ])))
+            },
+            // Bytes, not a String: a log line that is not UTF-8 (a migration printing
+            // Latin-1 data) is shown as best it can be, and never stops the reading.
+            |_, line| {
+                let text = String::from_utf8_lossy(line);
+                let clean = scrub(text.trim_end(), &self.secrets);
+                on_line(&clean);
+                lines.push(clean);
+            },
+        );
+        crate::interrupt::set_canceller(None);
+        let ended = ended.map_err(|e| self.missing(e))?;
         Ok(Finished {
-            success: status.success(),
-            status: status.to_string(),
+            success: ended.success,
+            status: ended.status,
             stdout: lines.join("\n"),
             stderr: String::new(),
         })
+    }
+
+    /// Starts this project's Python now, so that its imports overlap with the run's
+    /// work before its first Alembic command (see [`zygote::warm`]).
+    pub fn warm(&self) {
+        zygote::warm(&self.zygote);
     }
 }
 
