@@ -141,7 +141,8 @@ def _serve():
         os.write(go_write, b"g")
         os.close(go_write)
         _, status = os.waitpid(pid, 0)
-        ended = f"\x1eballast {nonce} ended {os.waitstatus_to_exitcode(status)}\n".encode()
+        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        ended = f"\x1eballast {nonce} ended {code}\n".encode()
         os.write(1, ended)
         os.write(2, ended)
 
