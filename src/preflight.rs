@@ -6,7 +6,7 @@
 
 use sqlx::postgres::PgConnection;
 
-use crate::config::Settings;
+use crate::config::{BlockerPolicy, Settings};
 use crate::db::{lock, DbError, ServerInfo};
 use crate::storage::Storage;
 
@@ -89,7 +89,7 @@ pub async fn run(
         }
     }
     checks.push(deploy_lock(settings, conn).await);
-    checks.extend(blockers(conn, scope.tables, settings.database.long_transaction).await);
+    checks.extend(blockers(conn, scope.tables, &settings.database).await);
     checks
 }
 
@@ -187,47 +187,154 @@ async fn deploy_lock(settings: &Settings, conn: &mut PgConnection) -> Check {
     }
 }
 
+/// How long the preflight looks again before it counts a lock holder: an
+/// application's transactions of a few milliseconds come and go many times over.
+const RECHECK: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// A session holding a lock on a table the plan changes, as seen at one look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Holding {
+    pid: i32,
+    table: String,
+    /// When its transaction began: the same pid in another transaction is another
+    /// holder.
+    xact_start: String,
+    application: String,
+    state: String,
+    age: String,
+    query_start: String,
+    query: String,
+}
+
 /// Sessions that would make the plan's statements wait: a lock held on a table the
-/// plan touches (the migration would hit lock_timeout), and transactions open for a
-/// long time (they hold locks and old snapshots).
+/// plan touches by the same transaction at two looks [`RECHECK`] apart (short
+/// in-flight queries never count), and transactions open for a long time (they hold
+/// locks and old snapshots).
 async fn blockers(
     conn: &mut PgConnection,
     tables: &[String],
-    long_transaction: std::time::Duration,
+    database: &crate::config::DatabaseSettings,
 ) -> Vec<Check> {
     let mut checks = Vec::new();
-    // pid, table, transaction age, query start, query.
-    type Holder = (i32, String, String, String, String);
-    let holding: Result<Vec<Holder>, DbError> = sqlx::query_as(
-        "select distinct a.pid, lower(n.nspname) || '.' || lower(c.relname), \
+    let first = match holding(conn, tables).await {
+        Ok(first) => first,
+        Err(e) => return vec![Check::failed("blocking sessions", e.to_string())],
+    };
+    let second = match first.is_empty() {
+        true => Ok(Vec::new()),
+        false => {
+            tokio::time::sleep(RECHECK).await;
+            holding(conn, tables).await
+        }
+    };
+    match second {
+        Ok(second) => checks.extend(judge(&first, &second, database)),
+        Err(e) => checks.push(Check::failed("blocking sessions", e.to_string())),
+    }
+    checks.extend(long_transactions(conn, database.long_transaction).await);
+    checks
+}
+
+async fn holding(conn: &mut PgConnection, tables: &[String]) -> Result<Vec<Holding>, DbError> {
+    type Row = (i32, String, String, String, String, String, String, String);
+    let rows: Vec<Row> = sqlx::query_as(
+        "select distinct a.pid, lower(n.nspname) || '.' || lower(c.relname), a.xact_start::text, \
+                coalesce(nullif(a.application_name, ''), 'no application_name'), coalesce(a.state, '?'), \
                 coalesce(to_char(now() - a.xact_start, 'HH24:MI:SS'), '?'), coalesce(a.query_start::text, '?'), \
-                left(coalesce(a.query, ''), 120) \
+                left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 120) \
          from pg_locks l join pg_class c on c.oid = l.relation join pg_namespace n on n.oid = c.relnamespace \
          join pg_stat_activity a on a.pid = l.pid \
          where l.granted and a.pid <> pg_backend_pid() and a.xact_start is not null \
-           and lower(n.nspname) || '.' || lower(c.relname) = any($1) order by 1",
+           and lower(n.nspname) || '.' || lower(c.relname) = any($1) order by 1, 2",
     )
     .bind(tables)
     .fetch_all(&mut *conn)
     .await
-    .map_err(|e| DbError::query("looking for sessions holding the plan's tables", &e));
-    match holding {
-        Ok(rows) if rows.is_empty() => checks.push(Check::ok(
-            "blocking sessions",
-            "no open transaction holds a lock on the plan's tables",
-        )),
-        Ok(rows) => {
-            for (pid, table, age, query_start, query) in rows {
-                checks.push(Check::failed(
+    .map_err(|e| DbError::query("looking for sessions holding the plan's tables", &e))?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(pid, table, xact_start, application, state, age, query_start, query)| Holding {
+                pid,
+                table,
+                xact_start,
+                application,
+                state,
+                age,
+                query_start,
+                query,
+            },
+        )
+        .collect())
+}
+
+/// What the two looks say. A holder seen at both, in the same transaction: left idle
+/// in its transaction, it is refused (nothing says it will ever end); running a
+/// query (a report), it is waited for within `lock_budget` under the lock-queue guard,
+/// or refused, as `database.blocker_policy` says.
+fn judge(
+    first: &[Holding],
+    second: &[Holding],
+    database: &crate::config::DatabaseSettings,
+) -> Vec<Check> {
+    let lasting: Vec<&Holding> = second
+        .iter()
+        .filter(|h| {
+            first
+                .iter()
+                .any(|f| f.pid == h.pid && f.table == h.table && f.xact_start == h.xact_start)
+        })
+        .collect();
+    if lasting.is_empty() {
+        let detail = match first.len() {
+            0 => "no open transaction holds a lock on the plan's tables".to_string(),
+            _ => "only short transactions hold locks on the plan's tables (each gone at a second look)".to_string(),
+        };
+        return vec![Check::ok("blocking sessions", detail)];
+    }
+    lasting
+        .into_iter()
+        .map(|h| {
+            let who = format!(
+                "pid {} ({}) holds a lock on {} in a transaction open for {}",
+                h.pid, h.application, h.table, h.age
+            );
+            let idle = h.state.starts_with("idle in transaction");
+            match (idle, database.blocker_policy) {
+                (true, _) => Check::failed(
                     "blocking sessions",
                     format!(
-                        "pid {pid} holds a lock on {table} in a transaction open for {age} (query started {query_start}: {query}); the migration would wait lock_timeout and fail: wait for it, or end it with pg_terminate_backend({pid})"
+                        "{who}, {} (last query started {}: {}): it does nothing, so waiting will not end it; the migration would queue behind it. Find why the application leaves it open, or end it with pg_terminate_backend({})",
+                        h.state, h.query_start, h.query, h.pid
                     ),
-                ));
+                ),
+                (false, BlockerPolicy::Wait) => Check::warn(
+                    "blocking sessions",
+                    format!(
+                        "{who}, running a query since {} ({}): the upgrade waits for it, for at most database.lock_budget ({}), the lock-queue guard keeping the application from queueing behind the wait",
+                        h.query_start,
+                        h.query,
+                        humantime::format_duration(database.lock_budget)
+                    ),
+                ),
+                (false, BlockerPolicy::Refuse) => Check::failed(
+                    "blocking sessions",
+                    format!(
+                        "{who}, running a query since {} ({}); database.blocker_policy = \"refuse\": wait for it, or end it with pg_terminate_backend({})",
+                        h.query_start, h.query, h.pid
+                    ),
+                ),
             }
-        }
-        Err(e) => checks.push(Check::failed("blocking sessions", e.to_string())),
-    }
+        })
+        .collect()
+}
+
+/// Transactions open longer than `database.long_transaction`: a warning, naming each.
+async fn long_transactions(
+    conn: &mut PgConnection,
+    long_transaction: std::time::Duration,
+) -> Vec<Check> {
+    let mut checks = Vec::new();
     // pid, application, transaction age, query start, state.
     type Open = (i32, String, String, String, String);
     let long: Result<Vec<Open>, DbError> = sqlx::query_as(
@@ -257,6 +364,74 @@ async fn blockers(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn held(pid: i32, xact_start: &str, state: &str) -> Holding {
+        Holding {
+            pid,
+            table: "public.hot".into(),
+            xact_start: xact_start.into(),
+            application: "app".into(),
+            state: state.into(),
+            age: "00:00:09".into(),
+            query_start: "12:00:00".into(),
+            query: "select count(*) from hot".into(),
+        }
+    }
+
+    fn database(policy: BlockerPolicy) -> crate::config::DatabaseSettings {
+        let mut settings = crate::config::load(&crate::config::LoadOptions::default())
+            .expect("the defaults load")
+            .database;
+        settings.blocker_policy = policy;
+        settings
+    }
+
+    #[test]
+    fn a_holder_gone_or_in_another_transaction_at_the_second_look_is_no_blocker() {
+        let db = database(BlockerPolicy::Refuse);
+        // Steady load: a different transaction of the same session each time.
+        let first = [
+            held(1, "12:00:00.001", "active"),
+            held(2, "12:00:00.002", "idle in transaction"),
+        ];
+        let second = [held(1, "12:00:00.301", "active")];
+        let checks = judge(&first, &second, &db);
+        assert_eq!(checks.len(), 1);
+        assert_eq!(checks[0].status, Status::Ok, "{}", checks[0].detail);
+        assert!(
+            checks[0].detail.contains("second look"),
+            "{}",
+            checks[0].detail
+        );
+        assert_eq!(judge(&[], &[], &db)[0].status, Status::Ok);
+    }
+
+    #[test]
+    fn a_lasting_idle_transaction_is_refused_and_a_lasting_query_waited_for_by_policy() {
+        let idle = [held(7, "11:59:00", "idle in transaction")];
+        let checks = judge(&idle, &idle, &database(BlockerPolicy::Wait));
+        assert_eq!(checks[0].status, Status::Failed);
+        assert!(
+            checks[0].detail.contains("pg_terminate_backend(7)"),
+            "{}",
+            checks[0].detail
+        );
+        let report = [held(8, "11:59:00", "active")];
+        let waited = judge(&report, &report, &database(BlockerPolicy::Wait));
+        assert_eq!(waited[0].status, Status::Warning);
+        assert!(
+            waited[0].detail.contains("lock_budget"),
+            "{}",
+            waited[0].detail
+        );
+        let refused = judge(&report, &report, &database(BlockerPolicy::Refuse));
+        assert_eq!(refused[0].status, Status::Failed);
+        assert!(
+            refused[0].detail.contains("blocker_policy"),
+            "{}",
+            refused[0].detail
+        );
+    }
 
     #[test]
     fn free_disk_fails_when_the_backup_cannot_fit() {

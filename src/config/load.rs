@@ -18,8 +18,11 @@ schema = "public"
 lock_timeout = "5s"
 statement_timeout = "15m"
 lock_wait = "30s"
-lock_retries = 3
-lock_retry_wait = "2s"
+lock_retries = 10
+lock_retry_wait = "500ms"
+lock_queue_limit = "100ms"
+lock_budget = "3m"
+blocker_policy = "wait"
 long_transaction = "10m"
 application_name = "ballast"
 

@@ -14,6 +14,6 @@ pub use duration::{parse_duration, to_pg_millis, DurationError};
 pub use load::{load, ConfigError, LoadOptions, DEFAULTS};
 pub use raw::RawConfig;
 pub use settings::{
-    AlembicSettings, BackupSettings, DatabaseSettings, EngineKind, LedgerChoice, MigrationSettings,
-    Retention, S3Settings, Settings, SqlCheck,
+    AlembicSettings, BackupSettings, BlockerPolicy, DatabaseSettings, EngineKind, LedgerChoice,
+    MigrationSettings, Retention, S3Settings, Settings, SqlCheck,
 };

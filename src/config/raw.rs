@@ -37,6 +37,9 @@ pub struct RawDatabase {
     pub long_transaction: Option<String>,
     pub lock_retries: Option<u32>,
     pub lock_retry_wait: Option<String>,
+    pub lock_queue_limit: Option<String>,
+    pub lock_budget: Option<String>,
+    pub blocker_policy: Option<String>,
     pub application_name: Option<String>,
 }
 

@@ -36,11 +36,30 @@ pub struct DatabaseSettings {
     /// How many times a transactional batch that hit lock_timeout (55P03), and so
     /// rolled back whole, is tried again before the run fails.
     pub lock_retries: u32,
-    /// The wait before the first retry; it doubles for each next one.
+    /// The wait before the first retry; it doubles for each next one (jittered).
     pub lock_retry_wait: Duration,
+    /// How long application sessions may queue behind a statement of ballast's that
+    /// waits for a lock before the lock-queue guard cancels it (and the step is tried
+    /// again). Zero turns the guard off.
+    pub lock_queue_limit: Duration,
+    /// How long one step may go on trying for its locks, retries and waits included.
+    pub lock_budget: Duration,
+    /// What the preflight does about a session that holds a lock on a table the plan
+    /// changes, with a query running for longer than a short re-check.
+    pub blocker_policy: BlockerPolicy,
     /// The preflight warns of transactions open longer than this.
     pub long_transaction: Duration,
     pub application_name: String,
+}
+
+/// `database.blocker_policy`: a long query holding a lock the plan needs is waited for
+/// within `lock_budget` (the lock-queue guard keeps the application from queueing
+/// behind the wait), or refused up front. An idle transaction holding one is always
+/// refused: nothing says it will ever end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockerPolicy {
+    Wait,
+    Refuse,
 }
 
 // Hand-written so a `{:?}` can never print the password.
@@ -303,6 +322,18 @@ fn resolve_database(
         long_transaction: duration("database.long_transaction", db.long_transaction)?,
         lock_retries: db.lock_retries.unwrap_or(0),
         lock_retry_wait: duration("database.lock_retry_wait", db.lock_retry_wait)?,
+        lock_queue_limit: duration("database.lock_queue_limit", db.lock_queue_limit)?,
+        lock_budget: duration("database.lock_budget", db.lock_budget)?,
+        blocker_policy: match db.blocker_policy.as_deref().unwrap_or("wait") {
+            "wait" => BlockerPolicy::Wait,
+            "refuse" => BlockerPolicy::Refuse,
+            other => {
+                return Err(bad(
+                    "database.blocker_policy",
+                    format!("`{other}` is not one of: wait, refuse"),
+                ))
+            }
+        },
         application_name: db.application_name.unwrap_or_default(),
     })
 }
@@ -578,6 +609,9 @@ mod tests {
             long_transaction: Duration::ZERO,
             lock_retries: 0,
             lock_retry_wait: Duration::ZERO,
+            lock_queue_limit: Duration::ZERO,
+            lock_budget: Duration::ZERO,
+            blocker_policy: super::BlockerPolicy::Wait,
             application_name: "ballast".into(),
         }
     }

@@ -10,6 +10,7 @@ pub mod index_leftover;
 pub mod journal_table;
 pub mod ledger;
 pub mod lock;
+pub mod lock_queue;
 pub mod privileges;
 pub mod schema_shape;
 pub mod table_writes;

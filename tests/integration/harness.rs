@@ -513,6 +513,30 @@ impl Blocker {
 }
 
 impl Blocker {
+    /// A transaction that ran `sql` (taking its locks) and then does nothing, as an
+    /// application that forgot to commit: `idle in transaction`, until dropped.
+    pub fn idle_in_transaction(url: &str, sql: &str) -> Blocker {
+        let mut child = Command::new("psql")
+            .args(["-X", "-q", "-d", url])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.as_mut().unwrap();
+        writeln!(stdin, "set application_name = 'blocker'; begin; {sql};").unwrap();
+        stdin.flush().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let idle = "select count(*) from pg_stat_activity where application_name = 'blocker' and state = 'idle in transaction' and datname = current_database()";
+        while psql(url, idle) != "1" {
+            assert!(
+                Instant::now() < deadline,
+                "the blocker never went idle in its transaction"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Blocker(child)
+    }
+
     /// A client connected and idle, in no transaction (an application's pooled
     /// connection), named `application_name`, until dropped.
     pub fn idle(url: &str, application_name: &str) -> Blocker {

@@ -44,12 +44,14 @@ fn migration_blocked_by_a_lock_fails_by_lock_timeout() {
     let p = Project::new();
     p.existing("create table busy (id int)");
     p.migration("1_alter.sql", "alter table busy add column x int;");
-    let _blocker = Blocker::hold(&p.url, "lock table busy in access share mode");
-    // The deploy's preflight names the blocker and refuses before anything runs.
+    let _blocker = Blocker::idle_in_transaction(&p.url, "lock table busy in access share mode");
+    // The deploy's preflight names the blocker, idle in its transaction (waiting
+    // would not end it), and refuses before anything runs.
     let refused = p.ballast(&["--yes", "deploy"]);
     refused.expect_code(3);
     assert!(
-        refused.stdout().contains("holds a lock on public.busy"),
+        refused.stdout().contains("holds a lock on public.busy")
+            && refused.stdout().contains("idle in transaction"),
         "{}",
         refused.stdout()
     );
@@ -63,10 +65,13 @@ fn migration_blocked_by_a_lock_fails_by_lock_timeout() {
     let out = run.stdout();
     assert!(out.contains("55P03"), "{out}");
     assert!(out.contains("lock_timeout (2s)"), "{out}");
-    // The harness config allows one retry, half a second later.
-    assert!(out.contains("Retry 1 of 1 in 500ms"), "{out}");
+    // The harness config allows one retry, half a second later (give or take a
+    // quarter), and names who is in the way.
+    assert!(out.contains("Retry 1 of at most 1 in"), "{out}");
+    assert!(out.contains("(tried 2 times over"), "{out}");
+    assert!(out.contains("database.lock_retries = 1)"), "{out}");
     assert!(
-        out.contains("(tried 2 times, database.lock_retries = 1)"),
+        out.contains("in the way: pid") && out.contains("(blocker, idle in transaction"),
         "{out}"
     );
     assert_eq!(
@@ -177,7 +182,11 @@ fn a_lock_timeout_is_retried_and_succeeds_once_the_blocker_is_gone() {
     release.join().unwrap();
     run.expect_code(0);
     let out = run.stdout();
-    assert!(out.contains("Retry 1 of 1 in 2s"), "{out}");
+    assert!(out.contains("Retry 1 of at most 1 in"), "{out}");
+    assert!(
+        out.contains("waited") && out.contains("for locks (1 retry), held by pid"),
+        "{out}"
+    );
     assert_eq!(p.ledger_versions(), ["1"]);
     assert_eq!(
         p.sql("select count(*) from information_schema.columns where table_name = 'busy'"),

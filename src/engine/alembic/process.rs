@@ -95,6 +95,15 @@ fn is_exception_line(line: &str) -> bool {
         })
 }
 
+/// The application name of Alembic's sessions (libpq's `PGAPPNAME`): how the
+/// lock-queue guard ([`crate::db::lock_queue`]) tells them from the application's.
+pub fn application_name(db: &crate::config::DatabaseSettings) -> String {
+    format!(
+        "{} (alembic)",
+        crate::db::session_base(&db.application_name)
+    )
+}
+
 /// How to start alembic for one target.
 #[derive(Clone)]
 pub struct Runner {
@@ -137,13 +146,7 @@ impl Runner {
             options.push_str(" -c client_connection_check_interval=1000");
         }
         env.push(("PGOPTIONS".to_string(), options.trim().to_string()));
-        env.push((
-            "PGAPPNAME".to_string(),
-            format!(
-                "{} (alembic)",
-                crate::db::session_base(&db.application_name)
-            ),
-        ));
+        env.push(("PGAPPNAME".to_string(), application_name(db)));
         for (key, value) in &alembic.env {
             env.push((key.clone(), value.clone()));
         }
