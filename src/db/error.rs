@@ -55,9 +55,11 @@ impl SqlFailure {
         self.sqlstate.as_deref() == Some("55000")
     }
 
-    /// SQLSTATE 57014: `statement_timeout` expired (or the statement was cancelled).
+    /// SQLSTATE 57014 for `statement_timeout` (the server says "due to statement
+    /// timeout"; a cancel from another session, Ctrl-C or the lock-queue guard, says
+    /// "due to user request" under the same code).
     pub fn is_statement_timeout(&self) -> bool {
-        self.sqlstate.as_deref() == Some("57014")
+        self.sqlstate.as_deref() == Some("57014") && !self.message.contains("user request")
     }
 
     /// What to do about an expired `lock_timeout` or `statement_timeout` (the values

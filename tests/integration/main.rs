@@ -16,6 +16,7 @@ mod flyway;
 mod harness;
 mod histories;
 mod layers;
+mod live_traffic;
 mod locking;
 mod lost_commit;
 mod output;

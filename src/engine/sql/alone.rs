@@ -114,7 +114,8 @@ pub(super) fn statement_failed(
 /// a sentence to append to the error (`None` for other errors). Our own cancel after
 /// Ctrl-C shares SQLSTATE 57014 with `statement_timeout`.
 fn failure_advice(failure: &SqlFailure, settings: &crate::config::Settings) -> Option<String> {
-    if failure.is_statement_timeout() && crate::interrupt::requested() {
+    let cancelled = failure.sqlstate.as_deref() == Some("57014");
+    if cancelled && crate::interrupt::requested() {
         return Some("It was cancelled by a signal (Ctrl-C or SIGTERM)".into());
     }
     failure.timeout_advice(
