@@ -179,8 +179,15 @@ async fn deploy_lock(settings: &Settings, conn: &mut PgConnection) -> Check {
         Ok(Some(h)) => Check::warn(
             "deploy lock",
             format!(
-                "held by pid {} ({}, {}) since {}: another deploy is running; the upgrade will wait database.lock_wait for it",
-                h.pid, h.application_name, h.client, h.since
+                "held by pid {} ({}, {}) since {}: {}; the run will wait database.lock_wait for it",
+                h.pid,
+                h.application_name,
+                h.client,
+                h.since,
+                match h.backing_up {
+                    true => "a backup-only run is dumping the database",
+                    false => "another deploy is running",
+                }
             ),
         ),
         Err(e) => Check::failed("deploy lock", e.to_string()),

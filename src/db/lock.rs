@@ -18,6 +18,9 @@ pub const LOCK_CLASS: i32 = 0x0ba1_1a57;
 pub struct DeployLock {
     conn: PgConnection,
     key: i32,
+    /// Held in shared mode: a backup-only run's, which other backups share and a
+    /// deploy waits for (see [`DeployLock::acquire_shared`]).
+    shared: bool,
     /// The lock session's backend pid.
     pid: i32,
 }
@@ -29,11 +32,13 @@ pub struct LockHolder {
     pub application_name: String,
     pub client: String,
     pub since: String,
+    /// It holds the lock in shared mode: a backup-only run, dumping.
+    pub backing_up: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("another deploy holds the lock on this database: pid {pid}, application \"{app}\", client {client}, since {since}; waited {waited:?}", pid = .holder.pid, app = .holder.application_name, client = .holder.client, since = .holder.since)]
+    #[error("{what} holds the lock on this database: pid {pid}, application \"{app}\", client {client}, since {since}; waited {waited:?}", what = if .holder.backing_up { "a backup-only run (pg_dump holds ACCESS SHARE on every table while it dumps, so a change would queue behind it)" } else { "another deploy" }, pid = .holder.pid, app = .holder.application_name, client = .holder.client, since = .holder.since)]
     Busy {
         holder: LockHolder,
         waited: Duration,
@@ -61,14 +66,38 @@ impl DeployLock {
     /// who is in the way.
     pub async fn acquire(
         db: &DatabaseSettings,
+        on_wait: impl FnMut(&LockHolder),
+    ) -> Result<DeployLock, LockError> {
+        Self::take(db, false, on_wait).await
+    }
+
+    /// Takes the lock in shared mode, for a backup-only run (the nightly job): backups
+    /// share it, a deploy holds it alone. So a deploy never starts its changes while
+    /// pg_dump holds `ACCESS SHARE` on every table (they would queue behind the dump,
+    /// and the application behind them), and a backup never starts in the middle of a
+    /// deploy. Each side waits `database.lock_wait` for the other, then gives up.
+    pub async fn acquire_shared(
+        db: &DatabaseSettings,
+        on_wait: impl FnMut(&LockHolder),
+    ) -> Result<DeployLock, LockError> {
+        Self::take(db, true, on_wait).await
+    }
+
+    async fn take(
+        db: &DatabaseSettings,
+        shared: bool,
         mut on_wait: impl FnMut(&LockHolder),
     ) -> Result<DeployLock, LockError> {
         let mut conn = super::connect(db, "deploy lock").await?;
         let key = key_for(&db.schema);
         let started = Instant::now();
         let mut told = false;
+        let take = match shared {
+            true => "select pg_try_advisory_lock_shared($1, $2)",
+            false => "select pg_try_advisory_lock($1, $2)",
+        };
         loop {
-            let got: bool = sqlx::query_scalar("select pg_try_advisory_lock($1, $2)")
+            let got: bool = sqlx::query_scalar(take)
                 .bind(LOCK_CLASS)
                 .bind(key)
                 .fetch_one(&mut conn)
@@ -79,7 +108,12 @@ impl DeployLock {
                     .fetch_one(&mut conn)
                     .await
                     .map_err(|e| DbError::query("taking the deploy lock", &e))?;
-                return Ok(DeployLock { conn, key, pid });
+                return Ok(DeployLock {
+                    conn,
+                    key,
+                    shared,
+                    pid,
+                });
             }
             let holder = holder(&mut conn, key).await?;
             if !told {
@@ -160,7 +194,11 @@ impl DeployLock {
     }
 
     pub async fn release(mut self) {
-        let _ = sqlx::query("select pg_advisory_unlock($1, $2)")
+        let unlock = match self.shared {
+            true => "select pg_advisory_unlock_shared($1, $2)",
+            false => "select pg_advisory_unlock($1, $2)",
+        };
+        let _ = sqlx::query(unlock)
             .bind(LOCK_CLASS)
             .bind(self.key)
             .execute(&mut self.conn)
@@ -172,10 +210,12 @@ impl DeployLock {
 pub async fn holder(conn: &mut PgConnection, key: i32) -> Result<Option<LockHolder>, DbError> {
     let row = sqlx::query(
         "select a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local socket'), \
-                coalesce(a.backend_start::text, '?') \
+                coalesce(a.backend_start::text, '?'), l.mode = 'ShareLock' \
          from pg_locks l join pg_stat_activity a on a.pid = l.pid \
          where l.locktype = 'advisory' and l.granted and l.classid::int = $1 and l.objid::int = $2 \
-           and l.objsubid = 2 and l.database = (select oid from pg_database where datname = current_database())",
+           and l.objsubid = 2 and a.pid <> pg_backend_pid() \
+           and l.database = (select oid from pg_database where datname = current_database()) \
+         order by l.mode = 'ShareLock', a.backend_start limit 1",
     )
     .bind(LOCK_CLASS)
     .bind(key)
@@ -187,6 +227,7 @@ pub async fn holder(conn: &mut PgConnection, key: i32) -> Result<Option<LockHold
         application_name: r.get(1),
         client: r.get(2),
         since: r.get(3),
+        backing_up: r.get(4),
     }))
 }
 
@@ -209,6 +250,7 @@ async fn tool_holder(conn: &mut PgConnection, key: i64) -> Result<Option<LockHol
         application_name: r.get(1),
         client: r.get(2),
         since: r.get(3),
+        backing_up: false,
     }))
 }
 

@@ -15,8 +15,11 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     // Before a change, the lock first: a second deploy waits (or refuses) here rather
     // than after a full dump, and no other deploy can run between this backup and the
     // change it protects.
-    if ctx.first_change().is_some() {
-        super::deploy_lock::hold(ctx).await?;
+    // A backup-only run (the nightly job) shares the lock with other backups: a deploy
+    // never changes tables pg_dump holds, nor a dump starts half-way through a deploy.
+    match ctx.first_change() {
+        Some(_) => super::deploy_lock::hold(ctx).await?,
+        None => super::deploy_lock::hold_shared(ctx).await?,
     }
     let server = ctx.server().await?;
     let settings = ctx.settings().clone();
@@ -43,6 +46,13 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         }
         Err(e) => return Err(StageError::Failed(e.to_string())),
     };
+    // The dump is done: a deploy waiting for a backup-only run need not wait for its
+    // verify and prune too.
+    if ctx.first_change().is_none() {
+        if let Some(shared) = ctx.deploy_lock_slot().take() {
+            shared.release().await;
+        }
+    }
     let summary = format!(
         "{} ({})",
         artifact.location,

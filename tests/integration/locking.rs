@@ -193,3 +193,40 @@ fn a_lock_timeout_is_retried_and_succeeds_once_the_blocker_is_gone() {
         "2"
     );
 }
+
+#[test]
+fn a_deploy_never_changes_tables_a_backup_only_run_is_dumping() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);");
+    let backup = crate::faults::paused_at(&p, &["backup"], "backup");
+    // pg_dump holds ACCESS SHARE on every table now: the deploy waits lock_wait for the
+    // backup, then refuses, saying so, before changing anything.
+    let deploy = p.ballast(&["--yes", "--set", "database.lock_wait=1s", "deploy"]);
+    deploy.expect_code(3);
+    let out = deploy.stdout();
+    assert!(out.contains("a backup-only run"), "{out}");
+    assert!(out.contains("deploy when the backup has finished"), "{out}");
+    assert!(!p.table_exists("public.a"));
+    crate::faults::signal(backup, "KILL");
+    crate::faults::sessions_gone(&p);
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert!(p.table_exists("public.a"));
+}
+
+#[test]
+fn a_backup_only_run_never_starts_in_the_middle_of_a_deploy_and_backups_share() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);");
+    let deploy = crate::faults::paused_at(&p, &["--yes", "deploy"], "upgrade-transaction");
+    let backup = p.ballast(&["--set", "database.lock_wait=1s", "backup"]);
+    backup.expect_code(3);
+    let out = backup.stdout();
+    assert!(out.contains("another deploy holds the lock"), "{out}");
+    assert!(out.contains("back up after it"), "{out}");
+    crate::faults::signal(deploy, "KILL");
+    crate::faults::sessions_gone(&p);
+    // Two backups at once share the lock: the second is not refused.
+    let first = crate::faults::paused_at(&p, &["backup"], "backup");
+    p.bare_backup();
+    crate::faults::signal(first, "KILL");
+}
