@@ -81,13 +81,16 @@ pub struct Watch {
 
 impl Watch {
     /// Starts watching `ours`, cancelling a waiting statement once application
-    /// sessions have queued behind it for `limit`. `say` hears, once, who is in the
-    /// way when ballast has waited a while. `None` when the guard is off (a zero
-    /// limit) or its session cannot connect: `lock_timeout` still bounds each wait.
+    /// sessions have queued behind it for `limit`, when `cancel` (the step rolls back
+    /// whole: a cancel of a step that commits as it goes would fail it half-done, so
+    /// that one is only watched). `say` hears, once, who is in the way when ballast
+    /// has waited a while. `None` when the guard is off (a zero limit) or its session
+    /// cannot connect: `lock_timeout` still bounds each wait.
     pub async fn start(
         db: &DatabaseSettings,
         ours: Ours,
         limit: Duration,
+        cancel: bool,
         say: impl Fn(&[Blocker]) + Send + 'static,
     ) -> Option<Watch> {
         if limit.is_zero() {
@@ -101,7 +104,7 @@ impl Watch {
             }
         };
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(watch_loop(conn, ours, limit, stopped, say));
+        let task = tokio::spawn(watch_loop(conn, ours, limit, cancel, stopped, say));
         Some(Watch { stop, task })
     }
 
@@ -115,6 +118,7 @@ async fn watch_loop(
     mut conn: PgConnection,
     ours: Ours,
     limit: Duration,
+    cancel: bool,
     mut stopped: watch::Receiver<bool>,
     say: impl Fn(&[Blocker]),
 ) -> Seen {
@@ -143,7 +147,7 @@ async fn watch_loop(
             continue;
         };
         let since = *waiting_since.get_or_insert(now);
-        if queued == 0 {
+        if queued == 0 || !cancel {
             queued_since = None;
             if !told && now - since >= SAY_AFTER {
                 told = true;

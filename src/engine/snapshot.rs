@@ -499,6 +499,23 @@ impl Snapshot {
         }
     }
 
+    /// Whether stopping `step` mid-way (a cancel) rolls back all it did, so it can be
+    /// tried again as it was: a transactional batch, or an Alembic upgrade in one
+    /// transaction with no revision that commits by itself. The lock-queue guard
+    /// cancels only such a step; another would fail half-done.
+    pub fn step_rolls_back_whole(&self, step: &ApplyStep) -> bool {
+        match self {
+            Snapshot::Sql(_) => step.runs_alone().is_none(),
+            Snapshot::Alembic(a) => {
+                !a.per_migration()
+                    && a.pending().iter().all(|r| {
+                        let text = std::fs::read_to_string(&r.path).unwrap_or_default();
+                        !text.contains("autocommit_block") && !text.contains(".commit(")
+                    })
+            }
+        }
+    }
+
     /// Runs one step of [`Snapshot::apply_steps`] (the sql engine on `conn`, Alembic
     /// as its own child). The report says what committed, also inside the error.
     pub async fn apply(

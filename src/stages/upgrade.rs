@@ -176,7 +176,7 @@ async fn apply_with_retries(
             crate::pipeline::journal::mark_in_progress(ctx, Some(label.to_string())).await;
         }
         let run = ctx.run_facts().await?;
-        let guard = start_guard(ctx, &db).await?;
+        let guard = start_guard(ctx, &db, snap.step_rolls_back_whole(step)).await?;
         let result = snap.apply(step, ctx.conn().await?, &run).await;
         let seen = match guard {
             Some(guard) => guard.finish().await,
@@ -267,10 +267,12 @@ async fn apply_with_retries(
     }
 }
 
-/// The guard over one attempt, watching the step's own session and Alembic's.
+/// The guard over one attempt, watching the step's own session and Alembic's;
+/// cancelling a queued wait only when `cancel` (the step rolls back whole).
 async fn start_guard(
     ctx: &mut RunContext,
     db: &crate::config::DatabaseSettings,
+    cancel: bool,
 ) -> Result<Option<Watch>, StageError> {
     if db.lock_queue_limit.is_zero() {
         return Ok(None);
@@ -284,7 +286,7 @@ async fn start_guard(
         pid,
         application_name: Some(crate::engine::alembic::process::application_name(db)),
     };
-    Ok(Watch::start(db, ours, db.lock_queue_limit, move |blockers| {
+    Ok(Watch::start(db, ours, db.lock_queue_limit, cancel, move |blockers| {
         let list: Vec<String> = blockers.iter().map(|b| b.to_string()).collect();
         events.diagnose(
             crate::events::Severity::Info,

@@ -187,10 +187,11 @@ fn alembic_gets_the_lock_timeout_instead_of_queueing_behind_a_lock() {
         "it gave up on the lock (lock_timeout 2s) instead of waiting for the reader"
     );
     assert!(run.stdout().contains("lock timeout"), "{}", run.stdout());
-    // Retried once (the harness's database.lock_retries), after nothing committed.
+    // Retried once (the harness's database.lock_retries), after nothing committed,
+    // naming the reader in the way.
     assert!(
-        run.stdout()
-            .contains("nothing committed. Retry 1 of 1 in 500ms"),
+        run.stdout().contains("nothing committed; in the way: pid")
+            && run.stdout().contains("Retry 1 of at most 1 in"),
         "{}",
         run.stdout()
     );

@@ -100,6 +100,33 @@ impl Traffic {
     }
 }
 
+/// Ends the `blocker` session once a session named like `ours` has been seen waiting
+/// for a lock, and `then` after that: the deploy met the report whatever the machine's
+/// speed before it.
+fn end_blocker_after_a_wait(
+    p: &Project,
+    ours: &str,
+    then: Duration,
+    report: Blocker,
+) -> std::thread::JoinHandle<()> {
+    let url = p.url.clone();
+    let waiting = format!(
+        "select count(*) from pg_stat_activity where application_name like '{ours}' and wait_event_type = 'Lock' and datname = current_database()"
+    );
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while crate::harness::psql(&url, &waiting) == "0" && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(then);
+        crate::harness::psql(
+            &url,
+            "select pg_cancel_backend(pid) from pg_stat_activity where application_name = 'blocker' and datname = current_database()",
+        );
+        drop(report);
+    })
+}
+
 const READ_WRITE: &str = "\\set id random(1, 1000)\nbegin;\nselect v from hot where id = :id;\nupdate hot set v = v + 1 where id = :id;\nend;\n";
 const READ_ONLY: &str = "\\set id random(1, 1000)\nselect v from hot where id = :id;\n";
 
@@ -130,18 +157,10 @@ fn a_long_report_is_waited_for_without_the_application_queueing_behind_the_deplo
     hot_table(&p);
     p.migration("1_col.sql", "alter table hot add column flag boolean;")
         .migration("1_col.down.sql", "alter table hot drop column flag;");
-    let traffic = Traffic::start(&p, "ro", 4, 12, READ_ONLY);
-    // A report holds ACCESS SHARE on hot for 5 s.
+    let traffic = Traffic::start(&p, "ro", 4, 20, READ_ONLY);
+    // A report holds ACCESS SHARE on hot until the deploy has waited for it 3 s.
     let report = Blocker::hold(&p.url, "select count(*) from hot");
-    let url = p.url.clone();
-    let ends = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(5));
-        crate::harness::psql(
-            &url,
-            "select pg_cancel_backend(pid) from pg_stat_activity where application_name = 'blocker' and datname = current_database()",
-        );
-        drop(report);
-    });
+    let ends = end_blocker_after_a_wait(&p, "ballast%", Duration::from_secs(3), report);
     // The harness allows one retry; the defaults' ten fit the report.
     let run = p.ballast(&["--yes", "--set", "database.lock_retries=10", "deploy"]);
     ends.join().unwrap();
@@ -217,19 +236,11 @@ fn an_alembic_revision_is_guarded_the_same_way() {
         &p,
         "alembic",
         4,
-        12,
+        20,
         "\\set id random(1, 1000)\nselect name from marketplace.sellers where id = :id;\n",
     );
     let report = Blocker::hold(&p.url, "select count(*) from marketplace.sellers");
-    let url = p.url.clone();
-    let ends = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(4));
-        crate::harness::psql(
-            &url,
-            "select pg_cancel_backend(pid) from pg_stat_activity where application_name = 'blocker' and datname = current_database()",
-        );
-        drop(report);
-    });
+    let ends = end_blocker_after_a_wait(&p, "ballast (alembic)", Duration::from_secs(2), report);
     let run = p.ballast(&["--yes", "--set", "database.lock_retries=10", "deploy"]);
     ends.join().unwrap();
     run.expect_code(0);
@@ -241,4 +252,32 @@ fn an_alembic_revision_is_guarded_the_same_way() {
         worst < Duration::from_millis(1500),
         "a read waited {worst:?} behind the deploy: {slow:#?}"
     );
+}
+
+#[test]
+fn a_step_that_commits_as_it_goes_is_watched_but_never_cancelled_half_done() {
+    // A no-transaction migration commits each statement: cancelling its second one
+    // would fail the deploy with the first committed. The guard leaves it to
+    // lock_timeout (2 s here), which outlasts this report.
+    let p = Project::new();
+    hot_table(&p);
+    p.migration(
+        "1_two.sql",
+        "-- no-transaction\ncreate table side (id int);\nalter table hot add column flag boolean;\n",
+    )
+    .migration(
+        "1_two.down.sql",
+        "alter table hot drop column flag;\ndrop table side;\n",
+    );
+    let traffic = Traffic::start(&p, "ro", 2, 6, READ_ONLY);
+    let upgrade_only = p.path().join("upgrade-only.toml");
+    std::fs::write(&upgrade_only, "[[stages]]\nkind = \"upgrade\"\n").unwrap();
+    let report = Blocker::hold(&p.url, "select count(*) from hot");
+    let ends = end_blocker_after_a_wait(&p, "ballast%", Duration::from_millis(700), report);
+    let run = p.ballast(&["--yes", "run", upgrade_only.to_str().unwrap()]);
+    ends.join().unwrap();
+    run.expect_code(0);
+    assert!(!run.stdout().contains("cancelled it"), "{}", run.stdout());
+    assert_eq!(p.ledger_versions(), ["1"]);
+    traffic.worst();
 }
