@@ -516,6 +516,26 @@ impl Snapshot {
         }
     }
 
+    /// As [`Snapshot::step_rolls_back_whole`], for an undo: stopped mid-way, it leaves
+    /// nothing half-done, so it can be planned again from where it stopped.
+    pub fn undo_rolls_back_whole(&self, plan: &UndoPlan) -> bool {
+        match (self, plan) {
+            (_, UndoPlan::Sql(undo)) => undo.all_transactional(),
+            (Snapshot::Alembic(a), UndoPlan::Alembic { undone, .. }) => {
+                !a.per_migration()
+                    && undone.iter().all(|(revision, _)| {
+                        let text = a
+                            .graph
+                            .get(revision)
+                            .and_then(|r| std::fs::read_to_string(&r.path).ok())
+                            .unwrap_or_default();
+                        !text.contains("autocommit_block") && !text.contains(".commit(")
+                    })
+            }
+            (Snapshot::Sql(_), UndoPlan::Alembic { .. }) => false,
+        }
+    }
+
     /// Runs one step of [`Snapshot::apply_steps`] (the sql engine on `conn`, Alembic
     /// as its own child). The report says what committed, also inside the error.
     pub async fn apply(

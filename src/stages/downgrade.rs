@@ -3,6 +3,7 @@
 //! downgrade rung, and the round-trip test's middle step). Refuses up front when a
 //! revision on the way is known not to downgrade.
 
+use super::lock_retry::{LockRetries, Next};
 use super::{deploy_lock, StageError, StageOutcome};
 use crate::engine::Snapshot;
 use crate::pipeline::RunContext;
@@ -44,7 +45,7 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
             }
             None => None,
         };
-        let plan = snap
+        let mut plan = snap
             .undo_plan(to.as_deref(), ctx.start())
             .map_err(|e| StageError::Refused(e.to_string()))?;
         if plan.is_empty() {
@@ -52,18 +53,43 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
         }
         ctx.begin_changing().await?;
         crate::pipeline::journal::mark_running(ctx).await;
-        let run = ctx.run_facts().await?;
-        match snap.undo(&plan, ctx.conn().await?, &run).await {
-            Ok((summary, report)) => {
-                ctx.record_change(report).await;
-                Ok(StageOutcome::Done(summary))
-            }
-            Err(mut e) => {
-                // Undone versions are not committed work: the report keeps what else
-                // the stop left (half-run downs, an unknown COMMIT).
-                e.report.committed.clear();
-                ctx.record_change(e.report).await;
-                Err(ctx.stage_error(e.kind, e.message))
+        let mut snap = snap;
+        let mut retries = LockRetries::new(ctx, "downgrade");
+        loop {
+            let run = ctx.run_facts().await?;
+            let guard = retries
+                .guard(ctx, snap.undo_rolls_back_whole(&plan))
+                .await?;
+            let result = snap.undo(&plan, ctx.conn().await?, &run).await;
+            let seen = retries.seen(guard).await;
+            let mut e = match result {
+                Ok((summary, report)) => {
+                    ctx.record_change(report).await;
+                    return Ok(StageOutcome::Done(format!("{summary}{}", retries.said())));
+                }
+                Err(e) => e,
+            };
+            // Undone versions are not committed work: the report keeps what else
+            // the stop left (half-run downs, an unknown COMMIT).
+            e.report.committed.clear();
+            let changed = e.report.changed_anything();
+            ctx.record_change(e.report).await;
+            match retries.after(ctx, &seen, e.kind, e.message, changed).await {
+                Next::Stop(kind, message) => return Err(ctx.stage_error(kind, message)),
+                // What was undone before the stop stays undone: plan the rest again.
+                Next::Again => {
+                    snap = ctx.proven_snapshot().await?;
+                    plan = snap
+                        .undo_plan(to.as_deref(), ctx.start())
+                        .map_err(|e| StageError::Refused(e.to_string()))?;
+                    if plan.is_empty() {
+                        return Ok(StageOutcome::Done(format!(
+                            "{}{}",
+                            plan.already(),
+                            retries.said()
+                        )));
+                    }
+                }
             }
         }
     }

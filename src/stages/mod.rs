@@ -8,6 +8,7 @@ mod chosen_backup;
 mod confirm;
 mod deploy_lock;
 mod downgrade;
+mod lock_retry;
 mod preview;
 mod restore;
 mod roundtrip;

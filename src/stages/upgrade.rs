@@ -3,12 +3,12 @@
 //! back whole. The context records exactly what each step's report says committed,
 //! so the runner never claims "rolled back" for something that was not.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use super::lock_retry::{LockRetries, Next};
 use super::{migrations_count, StageError, StageOutcome};
 use crate::db::ledger;
-use crate::db::lock_queue::{Blocker, Ours, Seen, Watch};
-use crate::engine::change::{ChangeError, Stop};
+use crate::engine::change::ChangeError;
 use crate::engine::{ApplyStep, Snapshot};
 use crate::pipeline::RunContext;
 
@@ -89,100 +89,41 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
         .collect();
     let total = snap.pending_count();
     let started = Instant::now();
-    let mut waits = LockWaits::default();
+    let mut retries = LockRetries::new(ctx, "upgrade");
     for step in snap.apply_steps(&cuts) {
         if crate::interrupt::requested() {
             return Err(StageError::Failed(
                 "interrupted by a signal (Ctrl-C or SIGTERM) before the next statement".into(),
             ));
         }
-        apply_with_retries(ctx, &snap, &step, &mut waits).await?;
+        apply_with_retries(ctx, &snap, &step, &mut retries).await?;
     }
     Ok(StageOutcome::Done(format!(
         "{} applied in {}{}",
         migrations_count(total),
         crate::text::human_duration(started.elapsed().as_millis() as u64),
-        waits.said()
+        retries.said()
     )))
 }
 
-/// What the upgrade's steps waited for locks, for the closing line.
-#[derive(Default)]
-struct LockWaits {
-    waited: Duration,
-    retries: u32,
-    blockers: Vec<Blocker>,
-}
-
-impl LockWaits {
-    fn add(&mut self, seen: &Seen) {
-        self.waited += seen.waited;
-        for b in &seen.blockers {
-            if !self.blockers.iter().any(|known| known.pid == b.pid) {
-                self.blockers.push(b.clone());
-            }
-        }
-    }
-
-    /// `; waited 8.1 s for locks (3 retries), held by pid 42 (psql, active, …)`, or
-    /// nothing when the run never waited long enough to mention.
-    fn said(&self) -> String {
-        if self.waited < Duration::from_millis(100) && self.retries == 0 {
-            return String::new();
-        }
-        let retries = match self.retries {
-            0 => String::new(),
-            1 => " (1 retry)".to_string(),
-            n => format!(" ({n} retries)"),
-        };
-        let by = match self.blockers.first() {
-            Some(b) => format!(", held by {}", short(b)),
-            None => String::new(),
-        };
-        format!(
-            "; waited {} for locks{retries}{by}",
-            crate::text::human_duration(self.waited.as_millis() as u64)
-        )
-    }
-}
-
-/// `pid 42 (psql, active)`: who, without the query, for one line.
-fn short(b: &Blocker) -> String {
-    format!("pid {} ({}, {})", b.pid, b.application, b.state)
-}
-
-/// One step of the upgrade, under the lock-queue guard ([`crate::db::lock_queue`]),
-/// and tried again when it stopped on a lock with nothing committed: the guard
-/// cancelled its wait because the application queued behind it, or the wait ran into
-/// `lock_timeout`. The engine says the step rolled back whole, so nothing is applied
-/// twice, and the blocker may be gone by then. The waits between attempts grow from
-/// `database.lock_retry_wait` (doubling, jittered, at most 30 s), for at most
-/// `database.lock_retries` retries within `database.lock_budget`. The one retry
-/// policy, for every engine.
+/// One step of the upgrade, under the lock-queue guard and tried again after a lock
+/// stop with nothing committed ([`LockRetries`]): the engine says the step rolled back
+/// whole, so nothing is applied twice, and the blocker may be gone by then.
 async fn apply_with_retries(
     ctx: &mut RunContext,
     snap: &Snapshot,
     step: &ApplyStep,
-    waits: &mut LockWaits,
+    retries: &mut LockRetries,
 ) -> Result<(), StageError> {
-    let db = ctx.settings().database.clone();
-    let retries = db.lock_retries;
-    let began = Instant::now();
-    let mut wait = db.lock_retry_wait;
-    let mut attempt = 0;
     loop {
         // A migration run alone can stop half-way: a killed run's journal names it.
         if let Some(label) = step.runs_alone() {
             crate::pipeline::journal::mark_in_progress(ctx, Some(label.to_string())).await;
         }
         let run = ctx.run_facts().await?;
-        let guard = start_guard(ctx, &db, snap.step_rolls_back_whole(step)).await?;
+        let guard = retries.guard(ctx, snap.step_rolls_back_whole(step)).await?;
         let result = snap.apply(step, ctx.conn().await?, &run).await;
-        let seen = match guard {
-            Some(guard) => guard.finish().await,
-            None => Seen::default(),
-        };
-        waits.add(&seen);
+        let seen = retries.seen(guard).await;
         let error = match result {
             Ok(report) => {
                 ctx.record_change(report).await;
@@ -194,117 +135,17 @@ async fn apply_with_retries(
             Err(error) => error,
         };
         let ChangeError {
-            mut kind,
-            mut message,
+            kind,
+            message,
             report,
         } = error;
-        // The guard's cancel is a lock timeout that came early.
-        if seen.cancelled && kind == Stop::Failed && !report.changed_anything() {
-            kind = Stop::LockTimeout;
-            message = format!(
-                "{message} (cancelled by the lock-queue guard: application sessions queued behind its lock wait for database.lock_queue_limit, {})",
-                humantime::format_duration(db.lock_queue_limit)
-            );
-        }
+        let changed = report.changed_anything();
         ctx.record_change(report).await;
-        let blockers = match seen.blockers.as_slice() {
-            [] => String::new(),
-            all => format!(
-                "; in the way: {}",
-                all.iter()
-                    .map(|b| b.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-        };
-        let jittered = jitter(wait);
-        let within_budget = began.elapsed() + jittered <= db.lock_budget;
-        if kind == Stop::LockTimeout
-            && attempt < retries
-            && within_budget
-            && !crate::interrupt::requested()
-        {
-            attempt += 1;
-            waits.retries += 1;
-            let why = match seen.cancelled {
-                true => format!(
-                    "waited for a lock while application sessions queued behind it, so the lock-queue guard cancelled it after {}",
-                    humantime::format_duration(db.lock_queue_limit)
-                ),
-                false => "waited lock_timeout for a lock another session holds (SQLSTATE 55P03)"
-                    .to_string(),
-            };
-            ctx.events().diagnose(
-                crate::events::Severity::Warning,
-                format!(
-                    "the upgrade {why} and rolled back whole: nothing committed{blockers}. Retry {attempt} of at most {retries} in {} ({} of database.lock_budget left)",
-                    crate::text::human_duration(jittered.as_millis() as u64),
-                    crate::text::human_duration(
-                        db.lock_budget.saturating_sub(began.elapsed()).as_millis() as u64
-                    )
-                ),
-                None,
-            );
-            tokio::time::sleep(jittered).await;
-            wait = (wait * 2).min(Duration::from_secs(30));
-            continue;
+        match retries.after(ctx, &seen, kind, message, changed).await {
+            Next::Again => continue,
+            Next::Stop(kind, message) => return Err(ctx.stage_error(kind, message)),
         }
-        if kind == Stop::LockTimeout {
-            let limit = match attempt < retries {
-                true => format!(
-                    "database.lock_budget = {}",
-                    humantime::format_duration(db.lock_budget)
-                ),
-                false => format!("database.lock_retries = {retries}"),
-            };
-            message = format!(
-                "{message} (tried {} times over {}, {limit}){blockers}; nothing committed: deploy again when the lock is free, or end the session in the way with pg_terminate_backend(pid)",
-                attempt + 1,
-                crate::text::human_duration(began.elapsed().as_millis() as u64)
-            );
-        }
-        return Err(ctx.stage_error(kind, message));
     }
-}
-
-/// The guard over one attempt, watching the step's own session and Alembic's;
-/// cancelling a queued wait only when `cancel` (the step rolls back whole).
-async fn start_guard(
-    ctx: &mut RunContext,
-    db: &crate::config::DatabaseSettings,
-    cancel: bool,
-) -> Result<Option<Watch>, StageError> {
-    if db.lock_queue_limit.is_zero() {
-        return Ok(None);
-    }
-    let pid: Option<i32> = sqlx::query_scalar("select pg_backend_pid()")
-        .fetch_one(ctx.conn().await?)
-        .await
-        .ok();
-    let events = ctx.events().clone();
-    let ours = Ours {
-        pid,
-        application_name: Some(crate::engine::alembic::process::application_name(db)),
-    };
-    Ok(Watch::start(db, ours, db.lock_queue_limit, cancel, move |blockers| {
-        let list: Vec<String> = blockers.iter().map(|b| b.to_string()).collect();
-        events.diagnose(
-            crate::events::Severity::Info,
-            format!(
-                "waiting for a lock (nobody queues behind the wait, so it goes on up to lock_timeout); held by {}",
-                list.join("; ")
-            ),
-            None,
-        );
-    })
-    .await)
-}
-
-/// `wait`, give or take a quarter, so runs that met the same blocker do not come back
-/// at the same moment.
-fn jitter(wait: Duration) -> Duration {
-    let random = uuid::Uuid::new_v4().as_u128() as f64 / u128::MAX as f64;
-    wait.mul_f64(0.75 + 0.5 * random)
 }
 
 #[cfg(test)]

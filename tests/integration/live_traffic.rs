@@ -281,3 +281,39 @@ fn a_step_that_commits_as_it_goes_is_watched_but_never_cancelled_half_done() {
     assert_eq!(p.ledger_versions(), ["1"]);
     traffic.worst();
 }
+
+#[test]
+fn a_downgrade_is_guarded_the_same_way() {
+    let p = Project::new();
+    hot_table(&p);
+    p.migration("1_col.sql", "alter table hot add column flag boolean;")
+        .migration("1_col.down.sql", "alter table hot drop column flag;");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    let traffic = Traffic::start(&p, "ro", 4, 20, READ_ONLY);
+    let report = Blocker::hold(&p.url, "select count(*) from hot");
+    let ends = end_blocker_after_a_wait(&p, "ballast%", Duration::from_secs(2), report);
+    let run = p.ballast(&[
+        "--yes",
+        "--set",
+        "database.lock_retries=10",
+        "run",
+        "rollback",
+    ]);
+    ends.join().unwrap();
+    run.expect_code(0);
+    let out = run.stdout();
+    assert!(
+        out.contains("the downgrade waited for a lock while application sessions queued behind it"),
+        "{out}"
+    );
+    assert!(p.ledger_versions().is_empty());
+    assert_eq!(
+        p.sql("select count(*) from information_schema.columns where table_name = 'hot' and column_name = 'flag'"),
+        "0"
+    );
+    let (worst, slow) = traffic.worst();
+    assert!(
+        worst < Duration::from_millis(1500),
+        "a read waited {worst:?} behind the downgrade: {slow:#?}"
+    );
+}

@@ -122,6 +122,14 @@ pub struct Undo {
     pub already: String,
 }
 
+impl Undo {
+    /// Every step runs in a transaction: one stopped mid-way leaves nothing half-done
+    /// (the steps before it are undone, the rest still applied).
+    pub fn all_transactional(&self) -> bool {
+        self.steps.iter().all(|s| s.transactional)
+    }
+}
+
 /// What to undo and in which order, or the refusal (every offending migration named).
 pub fn plan(snap: &SqlSnapshot, target: &UndoGoal) -> Result<Undo, UndoRefused> {
     let rows = rows_to_undo(snap, target)?;
