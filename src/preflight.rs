@@ -208,6 +208,9 @@ struct Holding {
     xact_start: String,
     application: String,
     state: String,
+    /// Milliseconds since its state last changed: an application caught between two
+    /// statements of a short transaction is `idle in transaction` for a moment only.
+    state_for_ms: i64,
     age: String,
     query_start: String,
     query: String,
@@ -243,10 +246,21 @@ async fn blockers(
 }
 
 async fn holding(conn: &mut PgConnection, tables: &[String]) -> Result<Vec<Holding>, DbError> {
-    type Row = (i32, String, String, String, String, String, String, String);
+    type Row = (
+        i32,
+        String,
+        String,
+        String,
+        String,
+        i64,
+        String,
+        String,
+        String,
+    );
     let rows: Vec<Row> = sqlx::query_as(
         "select distinct a.pid, lower(n.nspname) || '.' || lower(c.relname), a.xact_start::text, \
                 coalesce(nullif(a.application_name, ''), 'no application_name'), coalesce(a.state, '?'), \
+                coalesce((extract(epoch from now() - a.state_change) * 1000)::bigint, 0), \
                 coalesce(to_char(now() - a.xact_start, 'HH24:MI:SS'), '?'), coalesce(a.query_start::text, '?'), \
                 left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 120) \
          from pg_locks l join pg_class c on c.oid = l.relation join pg_namespace n on n.oid = c.relnamespace \
@@ -261,12 +275,23 @@ async fn holding(conn: &mut PgConnection, tables: &[String]) -> Result<Vec<Holdi
     Ok(rows
         .into_iter()
         .map(
-            |(pid, table, xact_start, application, state, age, query_start, query)| Holding {
+            |(
                 pid,
                 table,
                 xact_start,
                 application,
                 state,
+                state_for_ms,
+                age,
+                query_start,
+                query,
+            )| Holding {
+                pid,
+                table,
+                xact_start,
+                application,
+                state,
+                state_for_ms,
                 age,
                 query_start,
                 query,
@@ -276,7 +301,7 @@ async fn holding(conn: &mut PgConnection, tables: &[String]) -> Result<Vec<Holdi
 }
 
 /// What the two looks say. A holder seen at both, in the same transaction: left idle
-/// in its transaction, it is refused (nothing says it will ever end); running a
+/// in its transaction (for as long as the looks are apart), it is refused (nothing says it will ever end); running a
 /// query (a report), it is waited for within `lock_budget` under the lock-queue guard,
 /// or refused, as `database.blocker_policy` says.
 fn judge(
@@ -306,7 +331,8 @@ fn judge(
                 "pid {} ({}) holds a lock on {} in a transaction open for {}",
                 h.pid, h.application, h.table, h.age
             );
-            let idle = h.state.starts_with("idle in transaction");
+            let idle = h.state.starts_with("idle in transaction")
+                && h.state_for_ms >= RECHECK.as_millis() as i64;
             match (idle, database.blocker_policy) {
                 (true, _) => Check::failed(
                     "blocking sessions",
@@ -318,7 +344,8 @@ fn judge(
                 (false, BlockerPolicy::Wait) => Check::warn(
                     "blocking sessions",
                     format!(
-                        "{who}, running a query since {} ({}): the upgrade waits for it, for at most database.lock_budget ({}), the lock-queue guard keeping the application from queueing behind the wait",
+                        "{who} ({}, query started {}: {}): the upgrade waits for it, for at most database.lock_budget ({}), the lock-queue guard keeping the application from queueing behind the wait",
+                        h.state,
                         h.query_start,
                         h.query,
                         humantime::format_duration(database.lock_budget)
@@ -379,6 +406,7 @@ mod tests {
             xact_start: xact_start.into(),
             application: "app".into(),
             state: state.into(),
+            state_for_ms: 9000,
             age: "00:00:09".into(),
             query_start: "12:00:00".into(),
             query: "select count(*) from hot".into(),
