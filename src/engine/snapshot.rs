@@ -507,11 +507,7 @@ impl Snapshot {
         match self {
             Snapshot::Sql(_) => step.runs_alone().is_none(),
             Snapshot::Alembic(a) => {
-                !a.per_migration()
-                    && a.pending().iter().all(|r| {
-                        let text = std::fs::read_to_string(&r.path).unwrap_or_default();
-                        !text.contains("autocommit_block") && !text.contains(".commit(")
-                    })
+                a.rolls_back_whole(a.pending().iter().map(|r| r.revision.as_str()))
             }
         }
     }
@@ -522,15 +518,7 @@ impl Snapshot {
         match (self, plan) {
             (_, UndoPlan::Sql(undo)) => undo.all_transactional(),
             (Snapshot::Alembic(a), UndoPlan::Alembic { undone, .. }) => {
-                !a.per_migration()
-                    && undone.iter().all(|(revision, _)| {
-                        let text = a
-                            .graph
-                            .get(revision)
-                            .and_then(|r| std::fs::read_to_string(&r.path).ok())
-                            .unwrap_or_default();
-                        !text.contains("autocommit_block") && !text.contains(".commit(")
-                    })
+                a.rolls_back_whole(undone.iter().map(|(revision, _)| revision.as_str()))
             }
             (Snapshot::Sql(_), UndoPlan::Alembic { .. }) => false,
         }

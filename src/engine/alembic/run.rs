@@ -12,7 +12,7 @@ use sqlx::postgres::PgConnection;
 use super::offline::upgraded_to;
 use super::process::{Finished, Runner};
 use super::reach::Witness;
-use super::snapshot::{current_revisions, AlembicSnapshot};
+use super::snapshot::{commits_by_itself, current_revisions, AlembicSnapshot};
 use crate::db::DbError;
 use crate::engine::change::{ChangeError, Report, RunFacts, Stop};
 use crate::engine::goal::UndoRefused;
@@ -191,11 +191,10 @@ async fn account_on(
     let self_committing = not
         .first()
         .filter(|failed| {
-            before.graph.get(failed).is_some_and(|r| {
-                std::fs::read_to_string(&r.path).is_ok_and(|text| {
-                    text.contains("autocommit_block") || text.contains(".commit(")
-                })
-            })
+            before
+                .graph
+                .get(failed)
+                .is_some_and(|r| commits_by_itself(&r.path))
         })
         .cloned();
     let self_committing = match self_committing {

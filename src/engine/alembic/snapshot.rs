@@ -100,6 +100,19 @@ impl AlembicSnapshot {
             .collect()
     }
 
+    /// Whether Alembic running `revisions` (upgrading or downgrading) and stopped
+    /// mid-way leaves nothing committed: one transaction for the whole run, and no
+    /// revision that commits by itself.
+    pub fn rolls_back_whole<'r>(&self, mut revisions: impl Iterator<Item = &'r str>) -> bool {
+        !self.per_migration()
+            && revisions.all(|revision| {
+                !self
+                    .graph
+                    .get(revision)
+                    .is_some_and(|r| commits_by_itself(&r.path))
+            })
+    }
+
     /// One transaction for the whole upgrade (Alembic's default), or one per revision.
     pub fn per_migration(&self) -> bool {
         // Unknown counts as per revision: partial progress is then expected, and is
@@ -343,6 +356,13 @@ pub async fn snapshot(
         nearest_known,
         goal: None,
     })
+}
+
+/// Whether the revision file at `path` commits part of its work by itself
+/// (`op.get_bind().commit()`, an autocommit block), whatever transaction Alembic keeps.
+pub fn commits_by_itself(path: &str) -> bool {
+    std::fs::read_to_string(path)
+        .is_ok_and(|text| text.contains("autocommit_block") || text.contains(".commit("))
 }
 
 /// The newest run that applied `revision`, read back from it: the revision it applied
