@@ -116,18 +116,13 @@ impl LockRetries {
         changed: bool,
     ) -> Next {
         let db = &self.db;
-        // The guard's cancel is a lock timeout that came early; an engine that does
-        // not tell a lock timeout apart says so in its SQLSTATE.
-        if kind == Stop::Failed && !changed {
-            if seen.cancelled {
-                kind = Stop::LockTimeout;
-                message = format!(
-                    "{message} (cancelled by the lock-queue guard: application sessions queued behind its lock wait for database.lock_queue_limit, {})",
-                    humantime::format_duration(db.lock_queue_limit)
-                );
-            } else if message.contains("(SQLSTATE 55P03)") {
-                kind = Stop::LockTimeout;
-            }
+        // The guard's cancel is a lock timeout that came early.
+        if kind == Stop::Failed && !changed && seen.cancelled {
+            kind = Stop::LockTimeout;
+            message = format!(
+                "{message} (cancelled by the lock-queue guard: application sessions queued behind its lock wait for database.lock_queue_limit, {})",
+                humantime::format_duration(db.lock_queue_limit)
+            );
         }
         let blockers = match seen.blockers.as_slice() {
             [] => String::new(),

@@ -21,7 +21,7 @@ use super::transaction::{in_one_transaction, Body, Ended};
 use super::SqlSnapshot;
 use crate::db::ledger::AppliedRow;
 use crate::db::{DbError, SqlFailure};
-use crate::engine::change::{ChangeError, Report, RunFacts};
+use crate::engine::change::{ChangeError, Report, RunFacts, Stop};
 use crate::engine::goal::UndoRefused;
 use crate::events::{Events, Severity};
 use crate::migrations::source::marked_no_transaction;
@@ -496,7 +496,14 @@ impl Body for Downs<'_> {
             self.progress.start(&self.run.events, step);
             if let Err(e) = tx.execute(sqlx::raw_sql(&step.down_sql)).await {
                 let failure = SqlFailure::from_sqlx(&e);
-                return Err(stop(down_failed(step, &failure, self.run, None)));
+                // The batch rolls back whole: a lock timeout may be tried again.
+                return Err(ChangeError {
+                    kind: match failure.is_lock_timeout() {
+                        true => Stop::LockTimeout,
+                        false => Stop::Failed,
+                    },
+                    ..stop(down_failed(step, &failure, self.run, None))
+                });
             }
             match step.remove_row(tx, schema).await {
                 Ok(true) => {}
@@ -554,6 +561,10 @@ async fn undo_alone(
                 "it runs outside a transaction: statements 1-{n} of {of} ran and stay, yet its ledger row stays too, so {label} is half undone"
             )
         }];
+        // Its first statement stopped on a lock and left nothing: it may be tried again.
+        let lock_stopped_clean = failure.is_lock_timeout()
+            && n == 0
+            && matches!(&halted.invalid_left, Ok(left) if left.is_empty());
         // A failed DROP INDEX CONCURRENTLY can leave the index INVALID: a change, and
         // one the run must report.
         match halted.invalid_left {
@@ -569,11 +580,17 @@ async fn undo_alone(
                 "the down of {label}: could not check for INVALID indexes it may have left (the connection failed)"
             )),
         }
-        return Err(stop(format!(
-            "{}; {}",
-            down_failed(step, &failure, run, Some(place)),
-            fate.join("; ")
-        )));
+        return Err(ChangeError {
+            kind: match lock_stopped_clean {
+                true => Stop::LockTimeout,
+                false => Stop::Failed,
+            },
+            ..stop(format!(
+                "{}; {}",
+                down_failed(step, &failure, run, Some(place)),
+                fate.join("; ")
+            ))
+        });
     }
     // Already gone is fine: nothing else may hold the row once its down ran.
     if let Err(e) = step.remove_row(conn, schema).await {
