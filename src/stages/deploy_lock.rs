@@ -23,7 +23,7 @@ pub async fn hold(ctx: &mut RunContext) -> Result<(), StageError> {
             None,
         );
     }
-    let lock = acquire(ctx).await?;
+    let lock = acquire(ctx, false).await?;
     *ctx.deploy_lock_slot() = Some(lock);
     Ok(())
 }
@@ -78,44 +78,40 @@ pub async fn hold_tools(ctx: &mut RunContext) -> Result<(), StageError> {
 /// Takes the deploy lock in shared mode for a run that only backs up (see
 /// [`DeployLock::acquire_shared`]); a deploy holding it is waited for, then refused.
 pub async fn hold_shared(ctx: &mut RunContext) -> Result<(), StageError> {
-    if ctx.deploy_lock_slot().is_some() {
-        return Ok(());
+    if ctx.deploy_lock_slot().is_none() {
+        let lock = acquire(ctx, true).await?;
+        *ctx.deploy_lock_slot() = Some(lock);
     }
-    let events = ctx.events().clone();
-    let lock = DeployLock::acquire_shared(&ctx.settings().database, |holder| {
-        events.emit(Event::LockWaiting {
-            pid: holder.pid,
-            application_name: holder.application_name.clone(),
-        })
-    })
-    .await
-    .map_err(|e| match e {
-        LockError::Db(db) => StageError::from(db),
-        busy => StageError::Refused(format!(
-            "{busy}; a deploy is changing this database, and a backup started now would dump it half-way (and pg_dump's locks would queue its next statements): back up after it, or raise database.lock_wait"
-        )),
-    })?;
-    *ctx.deploy_lock_slot() = Some(lock);
     Ok(())
 }
 
-async fn acquire(ctx: &RunContext) -> Result<DeployLock, StageError> {
+/// Takes the lock, alone or `shared`, saying who is in the way while it waits; a
+/// busy lock is a refusal that says what holds it and what to do.
+async fn acquire(ctx: &RunContext, shared: bool) -> Result<DeployLock, StageError> {
     let events = ctx.events().clone();
-    DeployLock::acquire(&ctx.settings().database, |holder| {
+    let on_wait = move |holder: &crate::db::lock::LockHolder| {
         events.emit(Event::LockWaiting {
             pid: holder.pid,
             application_name: holder.application_name.clone(),
         })
-    })
-    .await
-    .map_err(|e| match e {
+    };
+    let db = &ctx.settings().database;
+    let taken = match shared {
+        true => DeployLock::acquire_shared(db, on_wait).await,
+        false => DeployLock::acquire(db, on_wait).await,
+    };
+    taken.map_err(|e| match e {
         // A closed database (an in-place restore renaming it) is a refusal.
         LockError::Db(db) => StageError::from(db),
-        LockError::Busy { ref holder, .. } if holder.backing_up => StageError::Refused(format!(
-            "{e}; nothing was changed: deploy when the backup has finished, or raise database.lock_wait"
-        )),
-        busy => StageError::Refused(format!(
-            "{busy}; it is probably another deploy: wait for it, or raise database.lock_wait"
-        )),
+        busy => {
+            let what = match &busy {
+                _ if shared => "a deploy is changing this database, and a backup started now would dump it half-way (and pg_dump's locks would queue its next statements): back up after it",
+                LockError::Busy { holder, .. } if holder.backing_up => {
+                    "nothing was changed: deploy when the backup has finished"
+                }
+                _ => "it is probably another deploy: wait for it",
+            };
+            StageError::Refused(format!("{busy}; {what}, or raise database.lock_wait"))
+        }
     })
 }
