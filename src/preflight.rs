@@ -5,6 +5,7 @@
 //! what to do.
 
 use sqlx::postgres::PgConnection;
+use sqlx::Row;
 
 use crate::config::{BlockerPolicy, Settings};
 use crate::db::{lock, DbError, ServerInfo};
@@ -246,18 +247,7 @@ async fn blockers(
 }
 
 async fn holding(conn: &mut PgConnection, tables: &[String]) -> Result<Vec<Holding>, DbError> {
-    type Row = (
-        i32,
-        String,
-        String,
-        String,
-        String,
-        i64,
-        String,
-        String,
-        String,
-    );
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows = sqlx::query(
         "select distinct a.pid, lower(n.nspname) || '.' || lower(c.relname), a.xact_start::text, \
                 coalesce(nullif(a.application_name, ''), 'no application_name'), coalesce(a.state, '?'), \
                 coalesce((extract(epoch from now() - a.state_change) * 1000)::bigint, 0), \
@@ -273,30 +263,18 @@ async fn holding(conn: &mut PgConnection, tables: &[String]) -> Result<Vec<Holdi
     .await
     .map_err(|e| DbError::query("looking for sessions holding the plan's tables", &e))?;
     Ok(rows
-        .into_iter()
-        .map(
-            |(
-                pid,
-                table,
-                xact_start,
-                application,
-                state,
-                state_for_ms,
-                age,
-                query_start,
-                query,
-            )| Holding {
-                pid,
-                table,
-                xact_start,
-                application,
-                state,
-                state_for_ms,
-                age,
-                query_start,
-                query,
-            },
-        )
+        .iter()
+        .map(|r| Holding {
+            pid: r.get(0),
+            table: r.get(1),
+            xact_start: r.get(2),
+            application: r.get(3),
+            state: r.get(4),
+            state_for_ms: r.get(5),
+            age: r.get(6),
+            query_start: r.get(7),
+            query: r.get(8),
+        })
         .collect())
 }
 

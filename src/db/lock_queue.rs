@@ -14,6 +14,7 @@
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgConnection;
+use sqlx::Row;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -203,8 +204,7 @@ async fn waiting(conn: &mut PgConnection, ours: &Ours) -> Result<Vec<(i32, i64)>
 
 /// The sessions `pid` waits for.
 pub async fn blockers_of(conn: &mut PgConnection, pid: i32) -> Result<Vec<Blocker>, DbError> {
-    type Row = (i32, String, String, String, String, String);
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows = sqlx::query(
         "select a.pid, coalesce(nullif(a.application_name, ''), 'no application_name') as application, \
                 coalesce(a.state, '?') as state, \
                 coalesce(to_char(a.query_start, 'YYYY-MM-DD HH24:MI:SS'), '?') as query_start, \
@@ -217,16 +217,14 @@ pub async fn blockers_of(conn: &mut PgConnection, pid: i32) -> Result<Vec<Blocke
     .await
     .map_err(|e| DbError::query("reading who holds the lock", &e))?;
     Ok(rows
-        .into_iter()
-        .map(
-            |(pid, application, state, query_start, transaction_age, query)| Blocker {
-                pid,
-                application,
-                state,
-                query_start,
-                transaction_age,
-                query,
-            },
-        )
+        .iter()
+        .map(|r| Blocker {
+            pid: r.get(0),
+            application: r.get(1),
+            state: r.get(2),
+            query_start: r.get(3),
+            transaction_age: r.get(4),
+            query: r.get(5),
+        })
         .collect())
 }
