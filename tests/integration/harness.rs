@@ -484,62 +484,42 @@ impl Project {
 pub struct Blocker(std::process::Child);
 
 impl Blocker {
+    /// A transaction that took the locks of `sql` and sleeps in `pg_sleep`, holding
+    /// them, until dropped (or cancelled).
     pub fn hold(url: &str, sql: &str) -> Blocker {
-        let mut child = Command::new("psql")
-            .args(["-X", "-q", "-d", url])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.as_mut().unwrap();
-        writeln!(
-            stdin,
-            "set application_name = 'blocker'; begin; {sql}; select pg_sleep(60);"
+        Blocker::start(
+            url,
+            &format!("set application_name = 'blocker'; begin; {sql}; select pg_sleep(60);"),
+            "application_name = 'blocker' and wait_event = 'PgSleep'",
+            "the blocker session never took its locks",
         )
-        .unwrap();
-        stdin.flush().unwrap();
-        // Wait until the blocker sits in pg_sleep, its locks taken.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let sleeping = "select count(*) from pg_stat_activity where application_name = 'blocker' and wait_event = 'PgSleep' and datname = current_database()";
-        while psql(url, sleeping) != "1" {
-            assert!(
-                Instant::now() < deadline,
-                "the blocker session never took its locks"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Blocker(child)
     }
-}
 
-impl Blocker {
     /// A transaction that ran `sql` (taking its locks) and then does nothing, as an
     /// application that forgot to commit: `idle in transaction`, until dropped.
     pub fn idle_in_transaction(url: &str, sql: &str) -> Blocker {
-        let mut child = Command::new("psql")
-            .args(["-X", "-q", "-d", url])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.as_mut().unwrap();
-        writeln!(stdin, "set application_name = 'blocker'; begin; {sql};").unwrap();
-        stdin.flush().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let idle = "select count(*) from pg_stat_activity where application_name = 'blocker' and state = 'idle in transaction' and datname = current_database()";
-        while psql(url, idle) != "1" {
-            assert!(
-                Instant::now() < deadline,
-                "the blocker never went idle in its transaction"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Blocker(child)
+        Blocker::start(
+            url,
+            &format!("set application_name = 'blocker'; begin; {sql};"),
+            "application_name = 'blocker' and state = 'idle in transaction'",
+            "the blocker never went idle in its transaction",
+        )
     }
 
     /// A client connected and idle, in no transaction (an application's pooled
     /// connection), named `application_name`, until dropped.
     pub fn idle(url: &str, application_name: &str) -> Blocker {
+        Blocker::start(
+            url,
+            &format!("set application_name = '{application_name}';"),
+            &format!("application_name = '{application_name}' and state = 'idle'"),
+            "the idle client never connected",
+        )
+    }
+
+    /// A psql session fed `script`, once one session of this database matches
+    /// `ready` (a `pg_stat_activity` condition).
+    fn start(url: &str, script: &str, ready: &str, never: &str) -> Blocker {
         let mut child = Command::new("psql")
             .args(["-X", "-q", "-d", url])
             .stdin(Stdio::piped())
@@ -548,12 +528,14 @@ impl Blocker {
             .spawn()
             .unwrap();
         let stdin = child.stdin.as_mut().unwrap();
-        writeln!(stdin, "set application_name = '{application_name}';").unwrap();
+        writeln!(stdin, "{script}").unwrap();
         stdin.flush().unwrap();
         let deadline = Instant::now() + Duration::from_secs(15);
-        let connected = format!("select count(*) from pg_stat_activity where application_name = '{application_name}' and state = 'idle' and datname = current_database()");
-        while psql(url, &connected) != "1" {
-            assert!(Instant::now() < deadline, "the idle client never connected");
+        let count = format!(
+            "select count(*) from pg_stat_activity where {ready} and datname = current_database()"
+        );
+        while psql(url, &count) != "1" {
+            assert!(Instant::now() < deadline, "{never}");
             std::thread::sleep(Duration::from_millis(50));
         }
         Blocker(child)
