@@ -230,3 +230,42 @@ fn a_backup_only_run_never_starts_in_the_middle_of_a_deploy_and_backups_share() 
     p.bare_backup();
     crate::faults::signal(first, "KILL");
 }
+
+#[test]
+fn a_downgrade_stopped_by_lock_timeout_is_retried_once_the_blocker_is_gone() {
+    let p = Project::new();
+    p.existing("create table busy (id int)");
+    p.migration("1_alter.sql", "alter table busy add column x int;")
+        .migration("1_alter.down.sql", "alter table busy drop column x;");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    let downgrade_only = p.path().join("downgrade-only.toml");
+    std::fs::write(
+        &downgrade_only,
+        "[[stages]]\nkind = \"downgrade\"\nto = \"base\"\n",
+    )
+    .unwrap();
+    let _blocker = Blocker::hold(&p.url, "lock table busy in access share mode");
+    // The first attempt gives up after lock_timeout (2 s; nothing queues behind it,
+    // so the guard lets it wait); the blocker ends before the retry.
+    let url = p.url.clone();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(2300));
+        crate::harness::psql(
+            &url,
+            "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'blocker' and datname = current_database()",
+        );
+    });
+    let run = p.ballast(&[
+        "--yes",
+        "--set",
+        "database.lock_retry_wait=1s",
+        "run",
+        downgrade_only.to_str().unwrap(),
+    ]);
+    release.join().unwrap();
+    run.expect_code(0);
+    let out = run.stdout();
+    assert!(out.contains("the downgrade waited lock_timeout"), "{out}");
+    assert!(out.contains("Retry 1 of at most 1 in"), "{out}");
+    assert!(p.ledger_versions().is_empty());
+}
