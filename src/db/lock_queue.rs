@@ -5,11 +5,13 @@
 //! for all of it. So while a step of ballast's changes the database, a second session
 //! watches ballast's sessions (its own, and Alembic's by their application name): when
 //! one waits for a lock and application sessions have queued behind it for
-//! `database.lock_queue_limit`, the waiting statement is cancelled. The step rolls back
-//! whole and is tried again later ([`crate::stages::upgrade`]). A wait nobody queues
-//! behind (a `CREATE INDEX CONCURRENTLY` waiting out old transactions) goes on, up to
-//! `lock_timeout`. What the watch saw (how long ballast waited, and on whom) is kept
-//! for the progress line and the closing report.
+//! `database.lock_queue_limit`, the waiting statement is cancelled. It rolls back whole
+//! and the step goes on later from where it stopped ([`crate::stages::lock_retry`]).
+//! A wait nobody queues behind goes on, up to `lock_timeout`, and so does the wait of
+//! a statement that commits in parts (a `CREATE INDEX CONCURRENTLY` waiting out old
+//! transactions: [`crate::migrations::in_parts`]), which a cancel would leave
+//! half-done. What the watch saw (how long ballast waited, and on whom) is kept for
+//! the progress line and the closing report.
 
 use std::time::{Duration, Instant};
 
@@ -82,9 +84,9 @@ pub struct Watch {
 
 impl Watch {
     /// Starts watching `ours`, cancelling a waiting statement once application
-    /// sessions have queued behind it for `limit`, when `cancel` (the step rolls back
-    /// whole: a cancel of a step that commits as it goes would fail it half-done, so
-    /// that one is only watched). `say` hears, once, who is in the way when ballast
+    /// sessions have queued behind it for `limit`, when `cancel` (the step stops
+    /// cleanly: a cancel of one that commits by itself would fail it half-done, so that
+    /// one is only watched) and the statement does not commit in parts. `say` hears, once, who is in the way when ballast
     /// has waited a while. `None` when the guard is off (a zero limit) or its session
     /// cannot connect: `lock_timeout` still bounds each wait.
     pub async fn start(
@@ -140,7 +142,7 @@ async fn watch_loop(
             }
         };
         let now = Instant::now();
-        let Some(&(pid, queued)) = waiting.iter().max_by_key(|(_, queued)| *queued) else {
+        let Some((pid, queued, statement)) = waiting.into_iter().max_by_key(|w| w.1) else {
             if let Some(since) = waiting_since.take() {
                 seen.waited += now - since;
             }
@@ -148,7 +150,10 @@ async fn watch_loop(
             continue;
         };
         let since = *waiting_since.get_or_insert(now);
-        if queued == 0 || !cancel {
+        // A statement that commits in parts, stopped half-way, may leave its work
+        // half-done: watched, never cancelled.
+        let cancellable = cancel && !crate::migrations::in_parts::commits_in_parts(&statement);
+        if queued == 0 || !cancellable {
             queued_since = None;
             if !told && now - since >= SAY_AFTER {
                 told = true;
@@ -183,16 +188,18 @@ async fn watch_loop(
 
 /// Each of ballast's sessions that waits for a lock now, with how many client
 /// sessions wait behind it (`pg_blocking_pids` names the sessions ahead in the queue
-/// too). Only waiting sessions are asked, so an idle watch costs one cheap scan.
-async fn waiting(conn: &mut PgConnection, ours: &Ours) -> Result<Vec<(i32, i64)>, DbError> {
+/// too) and the statement that waits. Only waiting sessions are asked, so an idle
+/// watch costs one cheap scan.
+async fn waiting(conn: &mut PgConnection, ours: &Ours) -> Result<Vec<(i32, i64, String)>, DbError> {
     sqlx::query_as(
         "with mine as ( \
-           select pid from pg_stat_activity \
+           select pid, query from pg_stat_activity \
            where wait_event_type = 'Lock' and datname = current_database() \
              and (pid = $1 or application_name = $2)) \
          select m.pid, (select count(*) from pg_stat_activity q \
                         where q.wait_event_type = 'Lock' and q.backend_type = 'client backend' \
-                          and q.pid <> m.pid and m.pid = any(pg_blocking_pids(q.pid))) \
+                          and q.pid <> m.pid and m.pid = any(pg_blocking_pids(q.pid))), \
+                coalesce(m.query, '') \
          from mine m",
     )
     .bind(ours.pid.unwrap_or(0))

@@ -38,6 +38,10 @@ pub struct Report {
     pub outcome_unknown: bool,
     /// The connection the change ran on may be unusable: open a new one.
     pub connection_lost: bool,
+    /// A `-- no-transaction` migration stopped at this statement (counted from 0),
+    /// which rolled back whole (it runs in one transaction of its own); the ones before
+    /// it committed. Running the file on from it finishes the migration.
+    pub stopped_at_statement: Option<usize>,
 }
 
 impl Report {
@@ -50,6 +54,31 @@ impl Report {
 
     pub fn partial(&mut self, what: String) {
         self.partial.push(PartialChange::Other(what));
+    }
+
+    /// Whether the change can go on from the database as it is now without doing
+    /// anything twice: what committed are whole migrations and the rest rolled back,
+    /// or a `-- no-transaction` migration stopped between two of its statements.
+    /// Nothing half-done or unknown besides.
+    pub fn goes_on(&self) -> bool {
+        let between_statements = self.stopped_at_statement.is_some()
+            && self
+                .partial
+                .iter()
+                .all(|p| matches!(p, PartialChange::Other(_)));
+        self.commit_unknown.is_empty()
+            && !self.outcome_unknown
+            && (self.partial.is_empty() || between_statements)
+    }
+
+    /// What stands of a change that [`Report::goes_on`]: the same report without the
+    /// half-run migration, which the next attempt finishes (its report then says how
+    /// that ended).
+    pub fn going_on(mut self) -> Report {
+        if self.stopped_at_statement.take().is_some() {
+            self.partial.clear();
+        }
+        self
     }
 
     /// Whether anything may have changed.
@@ -141,5 +170,58 @@ impl Before {
         conn: &mut sqlx::postgres::PgConnection,
     ) -> Result<SchemaShape, crate::db::DbError> {
         SchemaShape::read(conn, &self.bookkeeping, self.scope.as_ref()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PartialChange, Report};
+
+    #[test]
+    fn a_stop_goes_on_only_when_nothing_is_half_done() {
+        let rolled_back = Report {
+            rolled_back: vec!["1".into()],
+            ..Report::default()
+        };
+        assert!(rolled_back.goes_on());
+        // Whole revisions committed (one transaction each), the rest rolled back.
+        let whole = Report {
+            committed: vec!["a1".into()],
+            rolled_back: vec!["a2".into()],
+            ..Report::default()
+        };
+        assert!(whole.goes_on());
+        // Between two statements of a migration run alone.
+        let mut between = Report {
+            stopped_at_statement: Some(1),
+            ..Report::default()
+        };
+        between.partial("3 (statements 1-1 of 2 only)".into());
+        assert!(between.goes_on());
+        let going_on = between.going_on();
+        assert!(going_on.partial.is_empty() && going_on.stopped_at_statement.is_none());
+
+        let mut half_run = Report::default();
+        half_run.partial("3 (statements 1-1 of 2 only)".into());
+        assert!(!half_run.goes_on());
+        let invalid_index = Report {
+            stopped_at_statement: Some(0),
+            partial: vec![PartialChange::InvalidIndex {
+                name: "hot_v".into(),
+                migration: "3".into(),
+            }],
+            ..Report::default()
+        };
+        assert!(!invalid_index.goes_on());
+        let unknown = Report {
+            commit_unknown: vec!["1".into()],
+            ..Report::default()
+        };
+        assert!(!unknown.goes_on());
+        let unreadable = Report {
+            outcome_unknown: true,
+            ..Report::default()
+        };
+        assert!(!unreadable.goes_on());
     }
 }

@@ -419,7 +419,7 @@ impl From<sql::ledger::ResolveError> for EngineError {
 }
 
 /// One step of an upgrade: what the stage runs, and tries again after a lock timeout,
-/// as a whole.
+/// as a whole or (a migration run alone) from the statement that stopped.
 #[derive(Debug, Clone)]
 pub struct ApplyStep {
     /// The step's first pending migration, and how many it runs.
@@ -428,11 +428,22 @@ pub struct ApplyStep {
     /// The label of a migration that runs outside a transaction (it can stop half-way:
     /// the journal names it while it runs).
     alone: Option<String>,
+    /// For a migration run alone: the statement to start at (counted from 0).
+    from_statement: usize,
 }
 
 impl ApplyStep {
     pub fn runs_alone(&self) -> Option<&str> {
         self.alone.as_deref()
+    }
+
+    /// The same step, started at `statement` of its migration run alone: what an
+    /// attempt stopped at ([`crate::engine::change::Report::stopped_at_statement`]).
+    pub fn resumed_at(&self, statement: usize) -> ApplyStep {
+        ApplyStep {
+            from_statement: statement,
+            ..self.clone()
+        }
     }
 }
 
@@ -485,6 +496,7 @@ impl Snapshot {
                             first,
                             count: batch.len(),
                             alone: (!batch[0].transactional).then(|| batch[0].label()),
+                            from_statement: 0,
                         };
                         first += batch.len();
                         step
@@ -495,30 +507,34 @@ impl Snapshot {
                 first: 0,
                 count: a.pending().len(),
                 alone: None,
+                from_statement: 0,
             }],
         }
     }
 
-    /// Whether stopping `step` mid-way (a cancel) rolls back all it did, so it can be
-    /// tried again as it was: a transactional batch, or an Alembic upgrade in one
-    /// transaction with no revision that commits by itself. The lock-queue guard
-    /// cancels only such a step; another would fail half-done.
-    pub fn step_rolls_back_whole(&self, step: &ApplyStep) -> bool {
+    /// Whether stopping a step of the upgrade mid-way (the lock-queue guard's cancel) leaves it where
+    /// it can go on from ([`crate::engine::change::Report::goes_on`]): a transactional
+    /// batch rolls back whole; a migration run alone stops between two statements
+    /// (the guard never cancels one that commits in parts,
+    /// [`crate::migrations::in_parts`]); Alembic rolls back whole or commits whole
+    /// revisions, unless a revision commits by itself. The guard cancels only such a
+    /// step; another would fail half-done, so it is only watched.
+    pub fn apply_stops_cleanly(&self) -> bool {
         match self {
-            Snapshot::Sql(_) => step.runs_alone().is_none(),
+            Snapshot::Sql(_) => true,
             Snapshot::Alembic(a) => {
-                a.rolls_back_whole(a.pending().iter().map(|r| r.revision.as_str()))
+                a.stops_cleanly(a.pending().iter().map(|r| r.revision.as_str()))
             }
         }
     }
 
-    /// As [`Snapshot::step_rolls_back_whole`], for an undo: stopped mid-way, it leaves
+    /// As [`Snapshot::apply_stops_cleanly`], for an undo: stopped mid-way, it leaves
     /// nothing half-done, so it can be planned again from where it stopped.
-    pub fn undo_rolls_back_whole(&self, plan: &UndoPlan) -> bool {
+    pub fn undo_stops_cleanly(&self, plan: &UndoPlan) -> bool {
         match (self, plan) {
             (_, UndoPlan::Sql(undo)) => undo.all_transactional(),
             (Snapshot::Alembic(a), UndoPlan::Alembic { undone, .. }) => {
-                a.rolls_back_whole(undone.iter().map(|(revision, _)| revision.as_str()))
+                a.stops_cleanly(undone.iter().map(|(revision, _)| revision.as_str()))
             }
             (Snapshot::Sql(_), UndoPlan::Alembic { .. }) => false,
         }
@@ -540,7 +556,9 @@ impl Snapshot {
                 let ledger = &s.ledger.ledger;
                 match step.alone {
                     Some(_) => {
-                        sql::apply::alone(conn, batch[0], step.first, total, ledger, run).await
+                        let from = step.from_statement;
+                        sql::apply::alone(conn, batch[0], from, step.first, total, ledger, run)
+                            .await
                     }
                     None => sql::apply::batch(conn, batch, step.first, total, ledger, run).await,
                 }

@@ -10,6 +10,7 @@ pub mod checksum;
 pub mod commit_point;
 pub mod data_effects;
 pub mod flyway;
+pub mod in_parts;
 pub mod layout;
 pub mod source;
 pub mod split;

@@ -57,9 +57,7 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
         let mut retries = LockRetries::new(ctx, "downgrade");
         loop {
             let run = ctx.run_facts().await?;
-            let guard = retries
-                .guard(ctx, snap.undo_rolls_back_whole(&plan))
-                .await?;
+            let guard = retries.guard(ctx, snap.undo_stops_cleanly(&plan)).await?;
             let result = snap.undo(&plan, ctx.conn().await?, &run).await;
             let seen = retries.seen(guard).await;
             let mut e = match result {
@@ -69,12 +67,12 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
                 }
                 Err(e) => e,
             };
+            let next = retries.after(ctx, &seen, e.kind, e.message, &e.report).await;
             // Undone versions are not committed work: the report keeps what else
             // the stop left (half-run downs, an unknown COMMIT).
             e.report.committed.clear();
-            let changed = e.report.changed_anything();
             ctx.record_change(e.report).await;
-            match retries.after(ctx, &seen, e.kind, e.message, changed).await {
+            match next {
                 Next::Stop(kind, message) => return Err(ctx.stage_error(kind, message)),
                 // What was undone before the stop stays undone: plan the rest again.
                 Next::Again => {

@@ -2,9 +2,10 @@
 //! the database (`upgrade`, `downgrade`, and so the recovery ladder's downgrade rung)
 //! and every engine. Each attempt runs under the lock-queue guard
 //! ([`crate::db::lock_queue`]); one stopped by the guard's cancel or by `lock_timeout`
-//! with nothing left half-done is tried again after `database.lock_retry_wait`,
-//! doubling (at most 30 s) and jittered by a quarter, at most `database.lock_retries`
-//! times within `database.lock_budget`. Each retry names who is in the way; the
+//! with nothing left half-done goes on from where it stopped (the same step again, the
+//! rest of the plan, the rest of a migration run alone) after
+//! `database.lock_retry_wait`, doubling (at most 30 s) and jittered by a quarter, at
+//! most `database.lock_retries` times within `database.lock_budget`. Each retry names who is in the way; the
 //! stage's closing line says how long it waited for locks and on whom.
 
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::StageError;
 use crate::config::DatabaseSettings;
 use crate::db::lock_queue::{Blocker, Ours, Seen, Watch};
-use crate::engine::change::Stop;
+use crate::engine::change::{Report, Stop};
 use crate::pipeline::RunContext;
 
 /// The longest wait between two attempts.
@@ -53,8 +54,8 @@ impl LockRetries {
     }
 
     /// The guard over one attempt, watching the run's own session and Alembic's;
-    /// cancelling a queued wait only when `cancel` (the attempt rolls back whole when
-    /// stopped: one that commits as it goes would fail half-done, so it is watched).
+    /// cancelling a queued wait only when `cancel` (the attempt stops cleanly: one
+    /// that commits by itself would fail half-done, so it is only watched).
     pub async fn guard(
         &self,
         ctx: &mut RunContext,
@@ -104,20 +105,20 @@ impl LockRetries {
         seen
     }
 
-    /// After a failed attempt (`changed`: it left something half-done or unknown):
-    /// waits and says [`Next::Again`] when it stopped on a lock and may be tried again,
-    /// otherwise [`Next::Stop`] with the message to fail with.
+    /// After a failed attempt that left `report`: waits and says [`Next::Again`] when
+    /// it stopped on a lock where it can go on from ([`Report::goes_on`]), otherwise
+    /// [`Next::Stop`] with the message to fail with.
     pub async fn after(
         &mut self,
         ctx: &RunContext,
         seen: &Seen,
         mut kind: Stop,
         mut message: String,
-        changed: bool,
+        report: &Report,
     ) -> Next {
         let db = &self.db;
         // The guard's cancel is a lock timeout that came early.
-        if kind == Stop::Failed && !changed && seen.cancelled {
+        if kind == Stop::Failed && report.goes_on() && seen.cancelled {
             kind = Stop::LockTimeout;
             message = format!(
                 "{message} (cancelled by the lock-queue guard: application sessions queued behind its lock wait for database.lock_queue_limit, {})",
@@ -154,8 +155,9 @@ impl LockRetries {
             ctx.events().diagnose(
                 crate::events::Severity::Warning,
                 format!(
-                    "the {} {why} and rolled back whole: nothing committed{blockers}. Retry {} of at most {retries} in {} ({} of database.lock_budget left)",
+                    "the {} {why}; {}{blockers}. Retry {} of at most {retries} in {} ({} of database.lock_budget left)",
                     self.verb,
+                    self.what_stays(report),
                     self.attempt,
                     crate::text::human_duration(jittered.as_millis() as u64),
                     crate::text::human_duration(
@@ -177,12 +179,38 @@ impl LockRetries {
                 false => format!("database.lock_retries = {retries}"),
             };
             message = format!(
-                "{message} (tried {} times over {}, {limit}){blockers}; nothing committed: try again when the lock is free, or end the session in the way with pg_terminate_backend(pid)",
+                "{message} (tried {} times over {}, {limit}){blockers}; {}: try again when the lock is free, or end the session in the way with pg_terminate_backend(pid)",
                 self.attempt + 1,
-                crate::text::human_duration(self.began.elapsed().as_millis() as u64)
+                crate::text::human_duration(self.began.elapsed().as_millis() as u64),
+                self.what_stays(report)
             );
         }
         Next::Stop(kind, message)
+    }
+
+    /// What an attempt stopped on a lock left: nothing, whole migrations, or the
+    /// statements of a migration run alone before the one that stopped.
+    fn what_stays(&self, report: &Report) -> String {
+        let done = match self.verb {
+            "downgrade" => "reverted",
+            _ => "applied",
+        };
+        match (report.committed.as_slice(), report.stopped_at_statement) {
+            ([], None | Some(0)) => "it rolled back whole: nothing committed".to_string(),
+            ([], Some(ran)) => format!(
+                "the statement stopped rolled back whole; the {} before it of the migration run alone committed and stay, and it goes on from statement {}",
+                match ran {
+                    1 => "statement".to_string(),
+                    n => format!("{n} statements"),
+                },
+                ran + 1
+            ),
+            (versions, _) => format!(
+                "{} {done} before it stay{} {done}, the rest rolled back",
+                versions.join(", "),
+                if versions.len() == 1 { "s" } else { "" }
+            ),
+        }
     }
 
     /// `; waited 8.1 s for locks (3 retries), held by pid 42 (psql, active)`, or

@@ -1,6 +1,6 @@
 //! `upgrade`: applies the plan under the deploy lock, one engine step at a time
-//! (`Snapshot::apply_steps`), each tried again after a lock timeout that rolled it
-//! back whole. The context records exactly what each step's report says committed,
+//! (`Snapshot::apply_steps`), each gone on with after a lock stop that left nothing
+//! half-done. The context records exactly what each step's report says committed,
 //! so the runner never claims "rolled back" for something that was not.
 
 use std::time::Instant;
@@ -8,6 +8,7 @@ use std::time::Instant;
 use super::lock_retry::{LockRetries, Next};
 use super::{migrations_count, StageError, StageOutcome};
 use crate::db::ledger;
+use crate::db::schema_shape::SchemaShape;
 use crate::engine::change::ChangeError;
 use crate::engine::{ApplyStep, Snapshot};
 use crate::pipeline::RunContext;
@@ -106,23 +107,35 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
     )))
 }
 
-/// One step of the upgrade, under the lock-queue guard and tried again after a lock
-/// stop with nothing committed ([`LockRetries`]): the engine says the step rolled back
-/// whole, so nothing is applied twice, and the blocker may be gone by then.
+/// One step of the upgrade, under the lock-queue guard and gone on with after a lock
+/// stop that left nothing half-done ([`LockRetries`]): the same step again when it
+/// rolled back whole, the rest of a migration run alone from the statement that
+/// stopped, or the rest of the plan read again from the database when whole
+/// migrations committed (Alembic with a transaction per revision). Nothing is applied
+/// twice, and the blocker may be gone by then.
 async fn apply_with_retries(
     ctx: &mut RunContext,
     snap: &Snapshot,
     step: &ApplyStep,
     retries: &mut LockRetries,
 ) -> Result<(), StageError> {
+    let mut step = step.clone();
+    let mut replanned: Option<Snapshot> = None;
+    // After a replan, the schema the next attempt starts from (what committed before
+    // is not that attempt's change).
+    let mut shape_now: Option<SchemaShape> = None;
     loop {
+        let snap = replanned.as_ref().unwrap_or(snap);
         // A migration run alone can stop half-way: a killed run's journal names it.
         if let Some(label) = step.runs_alone() {
             crate::pipeline::journal::mark_in_progress(ctx, Some(label.to_string())).await;
         }
-        let run = ctx.run_facts().await?;
-        let guard = retries.guard(ctx, snap.step_rolls_back_whole(step)).await?;
-        let result = snap.apply(step, ctx.conn().await?, &run).await;
+        let mut run = ctx.run_facts().await?;
+        if let (Some(shape), Some(before)) = (&shape_now, run.before.as_mut()) {
+            before.shape = shape.clone();
+        }
+        let guard = retries.guard(ctx, snap.apply_stops_cleanly()).await?;
+        let result = snap.apply(&step, ctx.conn().await?, &run).await;
         let seen = retries.seen(guard).await;
         let error = match result {
             Ok(report) => {
@@ -139,12 +152,61 @@ async fn apply_with_retries(
             message,
             report,
         } = error;
-        let changed = report.changed_anything();
-        ctx.record_change(report).await;
-        match retries.after(ctx, &seen, kind, message, changed).await {
-            Next::Again => continue,
-            Next::Stop(kind, message) => return Err(ctx.stage_error(kind, message)),
+        match retries.after(ctx, &seen, kind, message, &report).await {
+            Next::Stop(kind, message) => {
+                ctx.record_change(report).await;
+                return Err(ctx.stage_error(kind, message));
+            }
+            Next::Again => {
+                let resume = report.stopped_at_statement;
+                let committed = report.committed.clone();
+                ctx.record_change(report.going_on()).await;
+                if let Some(statement) = resume {
+                    step = step.resumed_at(statement);
+                } else if !committed.is_empty() {
+                    let fresh = ctx.proven_goal_snapshot().await?;
+                    if fresh.plan().migrations.is_empty() {
+                        return Ok(());
+                    }
+                    step = rest_of(snap, &fresh, &committed)?;
+                    replanned = Some(fresh);
+                    shape_now = Some(ctx.schema_shape().await?);
+                }
+            }
         }
+    }
+}
+
+/// The step that applies what is left of `before`'s plan once `committed` did, read
+/// again from the database (`now`): exactly the rest, or the stage fails (something
+/// else moved the database meanwhile).
+fn rest_of(
+    before: &Snapshot,
+    now: &Snapshot,
+    committed: &[String],
+) -> Result<ApplyStep, StageError> {
+    let left: Vec<String> = before
+        .plan()
+        .migrations
+        .into_iter()
+        .map(|m| m.version)
+        .filter(|v| !committed.contains(v))
+        .collect();
+    let pending: Vec<String> = now
+        .plan()
+        .migrations
+        .into_iter()
+        .map(|m| m.version)
+        .collect();
+    let steps = now.apply_steps(&[]);
+    match (left == pending, steps.as_slice()) {
+        (true, [only]) => Ok(only.clone()),
+        _ => Err(StageError::Failed(format!(
+            "{} committed before a lock stop, and then the database no longer had the rest of the plan pending ({} left, {} pending): something else changed it meanwhile; run `ballast status`",
+            committed.join(", "),
+            left.join(", "),
+            pending.join(", ")
+        ))),
     }
 }
 

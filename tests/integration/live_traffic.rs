@@ -232,31 +232,148 @@ fn an_alembic_revision_is_guarded_the_same_way() {
     traffic.finish();
 }
 
+/// A pipeline with the upgrade alone (no backup in the way of the timing).
+fn upgrade_only(p: &Project) -> String {
+    let file = p.path().join("upgrade-only.toml");
+    std::fs::write(&file, "[[stages]]\nkind = \"upgrade\"\n").unwrap();
+    file.to_str().unwrap().to_string()
+}
+
 #[test]
-fn a_step_that_commits_as_it_goes_is_watched_but_never_cancelled_half_done() {
-    // A no-transaction migration commits each statement: cancelling its second one
-    // would fail the deploy with the first committed. The guard leaves it to
-    // lock_timeout (2 s here), which outlasts this report.
+fn a_migration_run_alone_goes_on_from_the_statement_the_guard_cancelled() {
+    // Each statement of a no-transaction migration commits on its own. The guard
+    // cancels the second one (queued behind the report, the application behind it);
+    // it rolled back whole, so the retry starts there: the first never runs twice.
     let p = Project::new();
     hot_table(&p);
+    p.existing("create table runs (n int)");
     p.migration(
         "1_two.sql",
-        "-- no-transaction\ncreate table side (id int);\nalter table hot add column flag boolean;\n",
+        "-- no-transaction\ninsert into runs values (1);\nalter table hot add column flag boolean;\n",
     )
     .migration(
         "1_two.down.sql",
-        "alter table hot drop column flag;\ndrop table side;\n",
+        "alter table hot drop column flag;\ndelete from runs;\n",
     );
-    let traffic = Traffic::start(&p, "ro", 2, 6, READ_ONLY);
-    let upgrade_only = p.path().join("upgrade-only.toml");
-    std::fs::write(&upgrade_only, "[[stages]]\nkind = \"upgrade\"\n").unwrap();
+    let traffic = Traffic::start(&p, "ro", 4, 20, READ_ONLY);
     let report = Blocker::hold(&p.url, "select count(*) from hot");
-    let ends = end_blocker_after_a_wait(&p, "ballast%", Duration::from_millis(700), report);
-    let run = p.ballast(&["--yes", "run", upgrade_only.to_str().unwrap()]);
+    let ends = end_blocker_after_a_wait(&p, "ballast%", Duration::from_secs(2), report);
+    let run = p.ballast(&[
+        "--yes",
+        "--set",
+        "database.lock_retries=10",
+        "run",
+        &upgrade_only(&p),
+    ]);
+    ends.join().unwrap();
+    run.expect_code(0);
+    let out = run.stdout();
+    assert!(out.contains("lock-queue guard cancelled it"), "{out}");
+    assert!(out.contains("goes on from statement 2"), "{out}");
+    assert_eq!(p.sql("select count(*) from runs"), "1");
+    assert_eq!(p.ledger_versions(), ["1"]);
+    assert_eq!(
+        p.sql("select count(*) from information_schema.columns where table_name = 'hot' and column_name = 'flag'"),
+        "1"
+    );
+    traffic.finish();
+}
+
+#[test]
+fn a_concurrent_index_build_is_watched_but_never_cancelled_half_done() {
+    // CREATE INDEX CONCURRENTLY commits in parts: cancelled while it waits out old
+    // transactions, it leaves an INVALID index. Sessions that want SHARE on `hot`
+    // queue behind its wait, yet the guard leaves it to lock_timeout (2 s here),
+    // which outlasts this blocker.
+    let p = Project::new();
+    hot_table(&p);
+    p.migration(
+        "1_index.sql",
+        "-- no-transaction\ncreate index concurrently hot_v on hot (v);\n",
+    )
+    .migration(
+        "1_index.down.sql",
+        "-- no-transaction\ndrop index concurrently hot_v;\n",
+    );
+    let traffic = Traffic::start(
+        &p,
+        "share",
+        2,
+        8,
+        "\\set id random(1, 1000)\nbegin;\nlock table hot in share mode;\nselect v from hot where id = :id;\nend;\n",
+    );
+    let blocker = Blocker::hold(&p.url, "lock table hot in share mode");
+    let ends = end_blocker_after_a_wait(&p, "ballast%", Duration::from_millis(700), blocker);
+    let run = p.ballast(&["--yes", "run", &upgrade_only(&p)]);
     ends.join().unwrap();
     run.expect_code(0);
     assert!(!run.stdout().contains("cancelled it"), "{}", run.stdout());
     assert_eq!(p.ledger_versions(), ["1"]);
+    assert_eq!(
+        p.sql("select indisvalid from pg_index where indexrelid = 'hot_v'::regclass"),
+        "t"
+    );
+    traffic.finish();
+}
+
+#[test]
+fn alembic_with_a_transaction_per_revision_and_its_own_application_name_goes_on() {
+    // env.py names its connections itself and commits each revision on its own.
+    // The guard still finds Alembic's session (ballast renames it), and after the
+    // cancel the first revision stays applied: the retry applies the rest.
+    let p = Project::new();
+    let versions = p.alembic();
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    crate::harness::alembic_per_migration(&p);
+    let env = p.path().join("app/alembic/env.py");
+    let text = std::fs::read_to_string(&env).unwrap();
+    let named = text.replace(
+        "create_engine(database_url(), poolclass=pool.NullPool)",
+        "create_engine(database_url(), poolclass=pool.NullPool, connect_args={\"application_name\": \"marketplace-migrations\"})",
+    );
+    assert_ne!(
+        named, text,
+        "the fixture's env.py creates its engine differently"
+    );
+    std::fs::write(&env, named).unwrap();
+    p.sql("insert into marketplace.sellers (name) select 's' || g from generate_series(1, 1000) g");
+    crate::harness::alembic_revision(
+        &versions,
+        "a7000000000a",
+        crate::harness::ALEMBIC_HEAD,
+        &["op.create_table(\"audit\", sa.Column(\"id\", sa.Integer()), schema=\"marketplace\")"],
+        "op.drop_table(\"audit\", schema=\"marketplace\")",
+    );
+    crate::harness::alembic_revision(
+        &versions,
+        "a7000000000b",
+        "a7000000000a",
+        &["op.add_column(\"sellers\", sa.Column(\"rating\", sa.Integer()), schema=\"marketplace\")"],
+        "op.drop_column(\"sellers\", \"rating\", schema=\"marketplace\")",
+    );
+    let traffic = Traffic::start(
+        &p,
+        "alembic",
+        4,
+        20,
+        "\\set id random(1, 1000)\nselect name from marketplace.sellers where id = :id;\n",
+    );
+    let report = Blocker::hold(&p.url, "select count(*) from marketplace.sellers");
+    let ends = end_blocker_after_a_wait(&p, "ballast (alembic)", Duration::from_secs(2), report);
+    let run = p.ballast(&["--yes", "--set", "database.lock_retries=10", "deploy"]);
+    ends.join().unwrap();
+    run.expect_code(0);
+    let out = run.stdout();
+    assert!(out.contains("lock-queue guard cancelled it"), "{out}");
+    assert!(
+        out.contains("a7000000000a applied before it stays applied"),
+        "{out}"
+    );
+    assert_eq!(crate::harness::alembic_version(&p), "a7000000000b");
+    assert_eq!(
+        p.sql("select count(*) from information_schema.columns where table_name = 'sellers' and column_name = 'rating'"),
+        "1"
+    );
     traffic.finish();
 }
 

@@ -5,7 +5,8 @@
 # does not is refused before env.py or Alembic runs anything on it, and the refusal is
 # sticky: a later connection that does see the witness proves nothing then (an env.py
 # that falls back to DATABASE_URL when its own URL fails). With BALLAST_NO_CONNECT set
-# (offline rendering, the graph probe), any connection is refused.
+# (offline rendering, the graph probe), any connection is refused. A connection that
+# passes is named as ballast named the child (PGAPPNAME), whatever env.py set.
 import hashlib
 import os
 import sys
@@ -51,12 +52,23 @@ def _ballast_guard():
         try:
             cursor.execute(check)
             row = cursor.fetchone()
+            # The session is named as ballast named the child (PGAPPNAME), also when
+            # env.py names its connections itself: ballast's lock-queue guard finds
+            # Alembic's session by that name.
+            wanted = os.environ.get("PGAPPNAME")
+            if wanted and bool(row[6]) and row[4] != wanted:
+                quoted = wanted.replace("'", "''")
+                cursor.execute(f"set application_name = '{quoted}'")
         finally:
             cursor.close()
         try:
-            dbapi_connection.rollback()  # leave no transaction open behind the check
+            # Leave no transaction open behind the check; commit keeps the name.
+            dbapi_connection.commit()
         except Exception:
-            pass
+            try:
+                dbapi_connection.rollback()
+            except Exception:
+                pass
         if BALLAST_FACTS.get("reaches_witness") is False:
             # Refused already: what the refused connection saw stays the account, and
             # this one is refused too.

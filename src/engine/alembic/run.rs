@@ -19,7 +19,7 @@ use crate::engine::goal::UndoRefused;
 use crate::events::Event;
 
 /// Runs `alembic upgrade TARGET` once and accounts for every pending revision. A
-/// lock timeout with nothing committed anywhere is [`Stop::LockTimeout`].
+/// lock timeout that left only whole revisions committed is [`Stop::LockTimeout`].
 pub async fn upgrade(snap: &AlembicSnapshot, run: &RunFacts) -> Result<Report, ChangeError> {
     let target = snap
         .target()
@@ -251,18 +251,18 @@ async fn account_on(
     } else {
         String::new()
     };
-    // Nothing committed anywhere: the whole upgrade rolled back, so trying it again
-    // later applies nothing twice (as the sql engine's batches).
-    // The version table must be as the upgrade found it too (another run, or a
-    // hand, may have moved it meanwhile).
-    let version_table_untouched =
-        before.graph.ancestry(&now) == before.graph.ancestry(before.current());
-    let nothing_committed = committed.is_empty()
-        && unrecorded.is_none()
+    // Stopped cleanly: what committed are whole revisions, which the version table
+    // records (one transaction per revision), and the rest rolled back; with one
+    // transaction for the run, nothing committed. Going on from the version table
+    // then applies nothing twice (as the sql engine's batches). The version table must
+    // have moved by exactly those (another run, or a hand, may have moved it meanwhile).
+    let mut expected = before.graph.ancestry(before.current());
+    expected.extend(committed.iter().cloned());
+    let stopped_cleanly = unrecorded.is_none()
         && self_committing.is_none()
-        && version_table_untouched;
+        && before.graph.ancestry(&now) == expected;
     Err(ChangeError {
-        kind: match lock_timeout && nothing_committed {
+        kind: match lock_timeout && stopped_cleanly {
             true => Stop::LockTimeout,
             false => Stop::Failed,
         },
@@ -393,16 +393,25 @@ pub async fn downgrade(
             revisions: reverted,
         });
     }
-    let mut error = ChangeError::failed(
-        format!(
-            "alembic downgrade failed: {}; {} reverted before it stopped ({}); the database is at {}",
-            finished.reason(),
-            reverted.len(),
-            if reverted.is_empty() { "none".to_string() } else { reverted.join(", ") },
-            if now.is_empty() { "base".to_string() } else { now.join("+") }
-        ),
-        Report::committed(reverted),
-    );
+    // Each revision's downgrade is whole (none commits by itself): the downgrade
+    // can be planned again from where it stopped.
+    let stopped_cleanly = snap.stops_cleanly(undone.iter().map(|(r, _)| r.as_str()));
+    let mut error = ChangeError {
+        kind: match finished.reason().contains("lock timeout") && stopped_cleanly {
+            true => Stop::LockTimeout,
+            false => Stop::Failed,
+        },
+        ..ChangeError::failed(
+            format!(
+                "alembic downgrade failed: {}; {} reverted before it stopped ({}); the database is at {}",
+                finished.reason(),
+                reverted.len(),
+                if reverted.is_empty() { "none".to_string() } else { reverted.join(", ") },
+                if now.is_empty() { "base".to_string() } else { now.join("+") }
+            ),
+            Report::committed(reverted),
+        )
+    };
     refused_if_nothing_changed(&finished, &mut error);
     Err(error)
 }

@@ -101,16 +101,16 @@ impl AlembicSnapshot {
     }
 
     /// Whether Alembic running `revisions` (upgrading or downgrading) and stopped
-    /// mid-way leaves nothing committed: one transaction for the whole run, and no
-    /// revision that commits by itself.
-    pub fn rolls_back_whole<'r>(&self, mut revisions: impl Iterator<Item = &'r str>) -> bool {
-        !self.per_migration()
-            && revisions.all(|revision| {
-                !self
-                    .graph
-                    .get(revision)
-                    .is_some_and(|r| commits_by_itself(&r.path))
-            })
+    /// mid-way leaves only whole revisions done, which its version table records: no
+    /// revision commits by itself. (With one transaction for the whole run, nothing
+    /// stays; with one per revision, the revisions before the stopped one.)
+    pub fn stops_cleanly<'r>(&self, mut revisions: impl Iterator<Item = &'r str>) -> bool {
+        revisions.all(|revision| {
+            !self
+                .graph
+                .get(revision)
+                .is_some_and(|r| commits_by_itself(&r.path))
+        })
     }
 
     /// One transaction for the whole upgrade (Alembic's default), or one per revision.

@@ -2,6 +2,8 @@
 //! each committing on its own, so a failure in the middle leaves the statements before
 //! it applied. What such a stop left is told precisely: how many statements ran, and
 //! which INVALID indexes appeared (a failed `CREATE INDEX CONCURRENTLY` leaves one).
+//! A run can start at a later statement: the one a stop on a lock rolled back, so
+//! that a retry finishes the file without running its first statements twice.
 
 use sqlx::postgres::PgConnection;
 use sqlx::Executor;
@@ -18,25 +20,31 @@ pub(super) struct Halted {
     pub of: usize,
     /// `None`: a signal asked to stop before statement `ran + 1`.
     pub failure: Option<(SqlFailure, String)>,
+    /// The statement that failed is one transaction of its own (not one that
+    /// commits in parts, `crate::migrations::in_parts`): nothing of it stayed.
+    pub failed_whole: bool,
     /// INVALID indexes that appeared, or the error that kept us from looking.
     pub invalid_left: Result<Vec<String>, DbError>,
 }
 
-/// Runs `sql` statement by statement. `fault`: a test pause after the first of several.
+/// Runs `sql` statement by statement, from statement `from` (counted from 0; the
+/// ones before it ran earlier). `fault`: a test pause after the first of several.
 pub(super) async fn run_alone(
     conn: &mut PgConnection,
     sql: &str,
+    from: usize,
     events: &Events,
     fault: Option<&str>,
 ) -> Result<Result<(), Halted>, DbError> {
     let statements = split_statements(sql);
     let invalid_before = crate::db::invalid_indexes(conn).await?;
-    for (n, statement) in statements.iter().enumerate() {
+    for (n, statement) in statements.iter().enumerate().skip(from) {
         if crate::interrupt::requested() {
             return Ok(Err(Halted {
                 ran: n,
                 of: statements.len(),
                 failure: None,
+                failed_whole: true,
                 invalid_left: Ok(Vec::new()),
             }));
         }
@@ -73,6 +81,7 @@ pub(super) async fn run_alone(
             ran: n,
             of: statements.len(),
             failure: Some((failure, place)),
+            failed_whole: !crate::migrations::in_parts::commits_in_parts(&statement.sql),
             invalid_left,
         }));
     }

@@ -110,22 +110,33 @@ impl Body for Batch<'_> {
     }
 }
 
-/// Applies a `no-transaction` migration: each statement commits on its own.
+/// Applies a `no-transaction` migration: each statement commits on its own. `from`:
+/// the statement to start at (counted from 0), past the ones an earlier attempt ran
+/// before it stopped on a lock.
+#[allow(clippy::too_many_arguments)]
 pub async fn alone(
     conn: &mut PgConnection,
     m: &Migration,
+    from: usize,
     index: usize,
     total: usize,
     ledger: &Ledger,
     run: &RunFacts,
 ) -> Result<Report, ChangeError> {
     ledger.ensure(&mut *conn).await?;
-    run.events.emit(started(m, index, total));
+    if from == 0 {
+        run.events.emit(started(m, index, total));
+    }
     let t = Instant::now();
     let version = m.version.to_string();
     let schema = &run.settings.database.schema;
-    let prior = ledger.starting_alone(&mut *conn, &version).await?;
-    let Err(halted) = run_alone(conn, &m.up_sql, &run.events, Some("no-transaction")).await? else {
+    let prior = match from {
+        0 => ledger.starting_alone(&mut *conn, &version).await?,
+        // The first attempt marked it started, and its statements before `from` ran.
+        _ => None,
+    };
+    let fault = Some("no-transaction").filter(|_| from == 0);
+    let Err(halted) = run_alone(conn, &m.up_sql, from, &run.events, fault).await? else {
         if let Err(e) = record(conn, m, index, total, t, ledger, run).await {
             // It ran; only the bookkeeping failed. Never let the run call this unchanged.
             let mut report = Report::default();
@@ -159,6 +170,15 @@ pub async fn alone(
     let Some((failure, place)) = halted.failure else {
         return Err(ChangeError::failed(INTERRUPTED, report));
     };
+    // Stopped between two statements: going on from the one that stopped finishes it.
+    let nothing_left = matches!(&halted.invalid_left, Ok(left) if left.is_empty());
+    if halted.failed_whole && nothing_left {
+        report.stopped_at_statement = Some(halted.ran);
+    }
+    let kind = match failure.is_lock_timeout() && report.stopped_at_statement.is_some() {
+        true => Stop::LockTimeout,
+        false => Stop::Failed,
+    };
     // A failed CREATE INDEX CONCURRENTLY leaves an INVALID index behind: a change
     // like any other, and one that makes the retry fail too.
     match halted.invalid_left {
@@ -172,10 +192,11 @@ pub async fn alone(
             "{version}: could not check for INVALID indexes it may have left (the connection failed)"
         )),
     }
-    Err(ChangeError::failed(
-        migration_failed(m, &failure, run, Some(place)),
+    Err(ChangeError {
+        kind,
+        message: migration_failed(m, &failure, run, Some(place)),
         report,
-    ))
+    })
 }
 
 /// Writes the ledger row for `m` (on `conn`: inside the batch's transaction, or on

@@ -535,7 +535,7 @@ async fn undo_alone(
     // golang-migrate marks the version a down goes back to dirty while it runs.
     let back_to = step.previous.as_deref().unwrap_or("-1");
     let prior = step.ledger.starting_alone(&mut *conn, back_to).await?;
-    let halted = run_alone(conn, &step.down_sql, &run.events, None).await?;
+    let halted = run_alone(conn, &step.down_sql, 0, &run.events, None).await?;
     if let Err(halted) = halted {
         let (n, of) = (halted.ran, halted.of);
         if n > 0 {
