@@ -9,6 +9,7 @@ use sqlx::Row;
 
 use crate::config::{BlockerPolicy, Settings};
 use crate::db::{lock, DbError, ServerInfo};
+use crate::lint::locks::{LockMode, TableLocks};
 use crate::storage::Storage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -54,8 +55,9 @@ impl Check {
 pub struct Scope<'a> {
     /// The run takes a backup (pg_dump, storage and disk are checked).
     pub backup: bool,
-    /// `schema.table` the plan's statements touch (for the blocking-session check).
-    pub tables: &'a [String],
+    /// The tables the plan's statements touch and the lock modes they wait for there
+    /// (for the blocking-session check).
+    pub tables: &'a [TableLocks],
     /// The migration state: its engine's tables are checked for privileges too.
     pub state: &'a crate::engine::Snapshot,
 }
@@ -204,6 +206,8 @@ const RECHECK: std::time::Duration = std::time::Duration::from_millis(300);
 struct Holding {
     pid: i32,
     table: String,
+    /// The lock it holds there, as `pg_locks` names it.
+    mode: String,
     /// When its transaction began: the same pid in another transaction is another
     /// holder.
     xact_start: String,
@@ -218,16 +222,18 @@ struct Holding {
 }
 
 /// Sessions that would make the plan's statements wait: a lock held on a table the
-/// plan touches by the same transaction at two looks [`RECHECK`] apart (short
-/// in-flight queries never count), and transactions open for a long time (they hold
-/// locks and old snapshots).
+/// plan touches, in a mode one of its statements waits for, by the same transaction
+/// at two looks [`RECHECK`] apart (short in-flight queries never count), and
+/// transactions open for a long time (they hold locks and old snapshots).
 async fn blockers(
     conn: &mut PgConnection,
-    tables: &[String],
+    tables: &[TableLocks],
     database: &crate::config::DatabaseSettings,
 ) -> Vec<Check> {
     let mut checks = Vec::new();
-    let first = match holding(conn, tables).await {
+    let names: Vec<String> = tables.iter().map(|t| t.table.clone()).collect();
+    let tables_named = names.as_slice();
+    let first = match holding(conn, tables_named).await {
         Ok(first) => first,
         Err(e) => return vec![Check::failed("blocking sessions", e.to_string())],
     };
@@ -235,11 +241,11 @@ async fn blockers(
         true => Ok(Vec::new()),
         false => {
             tokio::time::sleep(RECHECK).await;
-            holding(conn, tables).await
+            holding(conn, tables_named).await
         }
     };
     match second {
-        Ok(second) => checks.extend(judge(&first, &second, database)),
+        Ok(second) => checks.extend(judge(&first, &second, tables, database)),
         Err(e) => checks.push(Check::failed("blocking sessions", e.to_string())),
     }
     checks.extend(long_transactions(conn, database.long_transaction).await);
@@ -248,7 +254,7 @@ async fn blockers(
 
 async fn holding(conn: &mut PgConnection, tables: &[String]) -> Result<Vec<Holding>, DbError> {
     let rows = sqlx::query(
-        "select distinct a.pid, lower(n.nspname) || '.' || lower(c.relname), a.xact_start::text, \
+        "select distinct a.pid, lower(n.nspname) || '.' || lower(c.relname), l.mode, a.xact_start::text, \
                 coalesce(nullif(a.application_name, ''), 'no application_name'), coalesce(a.state, '?'), \
                 coalesce((extract(epoch from now() - a.state_change) * 1000)::bigint, 0), \
                 coalesce(to_char(now() - a.xact_start, 'HH24:MI:SS'), '?'), coalesce(a.query_start::text, '?'), \
@@ -267,38 +273,73 @@ async fn holding(conn: &mut PgConnection, tables: &[String]) -> Result<Vec<Holdi
         .map(|r| Holding {
             pid: r.get(0),
             table: r.get(1),
-            xact_start: r.get(2),
-            application: r.get(3),
-            state: r.get(4),
-            state_for_ms: r.get(5),
-            age: r.get(6),
-            query_start: r.get(7),
-            query: r.get(8),
+            mode: r.get(2),
+            xact_start: r.get(3),
+            application: r.get(4),
+            state: r.get(5),
+            state_for_ms: r.get(6),
+            age: r.get(7),
+            query_start: r.get(8),
+            query: r.get(9),
         })
         .collect())
 }
 
-/// What the two looks say. A holder seen at both, in the same transaction: left idle
-/// in its transaction (for as long as the looks are apart), it is refused (nothing says it will ever end); running a
-/// query (a report), it is waited for within `lock_budget` under the lock-queue guard,
-/// or refused, as `database.blocker_policy` says.
+/// What the two looks say. A holder seen at both, in the same transaction, holding
+/// a mode one of the plan's statements waits for on that table: left idle in its
+/// transaction (for as long as the looks are apart), it is refused (nothing says it
+/// will ever end); running a query (a report), it is waited for within `lock_budget`
+/// under the lock-queue guard, or refused, as `database.blocker_policy` says. A holder
+/// whose mode nothing in the plan waits for is no blocker.
 fn judge(
     first: &[Holding],
     second: &[Holding],
+    tables: &[TableLocks],
     database: &crate::config::DatabaseSettings,
 ) -> Vec<Check> {
-    let lasting: Vec<&Holding> = second
-        .iter()
-        .filter(|h| {
-            first
-                .iter()
-                .any(|f| f.pid == h.pid && f.table == h.table && f.xact_start == h.xact_start)
-        })
-        .collect();
+    let in_the_way = |h: &Holding| {
+        let waits = tables.iter().find(|t| t.table == h.table);
+        match (waits, LockMode::from_pg_name(&h.mode)) {
+            (Some(t), Some(held)) => t.waits_for(held),
+            // Unknown: counted, to be safe.
+            _ => true,
+        }
+    };
+    let mut lasting: Vec<&Holding> = Vec::new();
+    let mut harmless: Vec<&Holding> = Vec::new();
+    for h in second {
+        let seen_first = first
+            .iter()
+            .any(|f| f.pid == h.pid && f.table == h.table && f.xact_start == h.xact_start);
+        if !seen_first || lasting.iter().any(|l| l.pid == h.pid && l.table == h.table) {
+            continue;
+        }
+        match in_the_way(h) {
+            true => {
+                harmless.retain(|o| !(o.pid == h.pid && o.table == h.table));
+                lasting.push(h);
+            }
+            false
+                if !harmless
+                    .iter()
+                    .any(|o| o.pid == h.pid && o.table == h.table) =>
+            {
+                harmless.push(h)
+            }
+            false => {}
+        }
+    }
     if lasting.is_empty() {
-        let detail = match first.len() {
-            0 => "no open transaction holds a lock on the plan's tables".to_string(),
-            _ => "only short transactions hold locks on the plan's tables (each gone at a second look)".to_string(),
+        let detail = match (first.len(), harmless.as_slice()) {
+            (0, _) => "no open transaction holds a lock on the plan's tables".to_string(),
+            (_, []) => "only short transactions hold locks on the plan's tables (each gone at a second look)".to_string(),
+            (_, held) => format!(
+                "no lock held on the plan's tables is one its statements wait for ({})",
+                held.iter()
+                    .map(|h| format!("pid {} ({}) holds {} on {}", h.pid, h.application, h.mode, h.table))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
         };
         return vec![Check::ok("blocking sessions", detail)];
     }
@@ -306,8 +347,8 @@ fn judge(
         .into_iter()
         .map(|h| {
             let who = format!(
-                "pid {} ({}) holds a lock on {} in a transaction open for {}",
-                h.pid, h.application, h.table, h.age
+                "pid {} ({}) holds {} on {}, which the plan waits for, in a transaction open for {}",
+                h.pid, h.application, h.mode, h.table, h.age
             );
             let idle = h.state.starts_with("idle in transaction")
                 && h.state_for_ms >= RECHECK.as_millis() as i64;
@@ -381,6 +422,7 @@ mod tests {
         Holding {
             pid,
             table: "public.hot".into(),
+            mode: "AccessShareLock".into(),
             xact_start: xact_start.into(),
             application: "app".into(),
             state: state.into(),
@@ -389,6 +431,14 @@ mod tests {
             query_start: "12:00:00".into(),
             query: "select count(*) from hot".into(),
         }
+    }
+
+    /// A plan that rewrites `hot`: it waits for every holder.
+    fn rewrite() -> Vec<TableLocks> {
+        vec![TableLocks {
+            table: "public.hot".into(),
+            modes: vec![LockMode::AccessExclusive],
+        }]
     }
 
     fn database(policy: BlockerPolicy) -> crate::config::DatabaseSettings {
@@ -408,7 +458,7 @@ mod tests {
             held(2, "12:00:00.002", "idle in transaction"),
         ];
         let second = [held(1, "12:00:00.301", "active")];
-        let checks = judge(&first, &second, &db);
+        let checks = judge(&first, &second, &rewrite(), &db);
         assert_eq!(checks.len(), 1);
         assert_eq!(checks[0].status, Status::Ok, "{}", checks[0].detail);
         assert!(
@@ -416,13 +466,13 @@ mod tests {
             "{}",
             checks[0].detail
         );
-        assert_eq!(judge(&[], &[], &db)[0].status, Status::Ok);
+        assert_eq!(judge(&[], &[], &rewrite(), &db)[0].status, Status::Ok);
     }
 
     #[test]
     fn a_lasting_idle_transaction_is_refused_and_a_lasting_query_waited_for_by_policy() {
         let idle = [held(7, "11:59:00", "idle in transaction")];
-        let checks = judge(&idle, &idle, &database(BlockerPolicy::Wait));
+        let checks = judge(&idle, &idle, &rewrite(), &database(BlockerPolicy::Wait));
         assert_eq!(checks[0].status, Status::Failed);
         assert!(
             checks[0].detail.contains("pg_terminate_backend(7)"),
@@ -430,19 +480,56 @@ mod tests {
             checks[0].detail
         );
         let report = [held(8, "11:59:00", "active")];
-        let waited = judge(&report, &report, &database(BlockerPolicy::Wait));
+        let waited = judge(&report, &report, &rewrite(), &database(BlockerPolicy::Wait));
         assert_eq!(waited[0].status, Status::Warning);
         assert!(
             waited[0].detail.contains("lock_budget"),
             "{}",
             waited[0].detail
         );
-        let refused = judge(&report, &report, &database(BlockerPolicy::Refuse));
+        let refused = judge(
+            &report,
+            &report,
+            &rewrite(),
+            &database(BlockerPolicy::Refuse),
+        );
         assert_eq!(refused[0].status, Status::Failed);
         assert!(
             refused[0].detail.contains("blocker_policy"),
             "{}",
             refused[0].detail
+        );
+    }
+
+    #[test]
+    fn a_holder_whose_lock_the_plan_does_not_wait_for_is_no_blocker() {
+        // A report idle in its transaction holds ACCESS SHARE; a concurrent index build
+        // waits for writers only.
+        let build = vec![TableLocks {
+            table: "public.hot".into(),
+            modes: vec![LockMode::Share],
+        }];
+        let reader = [held(7, "11:59:00", "idle in transaction")];
+        let checks = judge(&reader, &reader, &build, &database(BlockerPolicy::Refuse));
+        assert_eq!(checks.len(), 1);
+        assert_eq!(checks[0].status, Status::Ok, "{}", checks[0].detail);
+        assert!(
+            checks[0]
+                .detail
+                .contains("pid 7 (app) holds AccessShareLock on public.hot"),
+            "{}",
+            checks[0].detail
+        );
+        // A writer idle in its transaction is in the build's way.
+        let mut writer = held(7, "11:59:00", "idle in transaction");
+        writer.mode = "RowExclusiveLock".into();
+        let writer = [writer];
+        let checks = judge(&writer, &writer, &build, &database(BlockerPolicy::Refuse));
+        assert_eq!(checks[0].status, Status::Failed, "{}", checks[0].detail);
+        assert!(
+            checks[0].detail.contains("RowExclusiveLock"),
+            "{}",
+            checks[0].detail
         );
     }
 

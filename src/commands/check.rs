@@ -78,7 +78,7 @@ async fn with_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Check>)
             Some(&snap.lint_schema(settings)),
         );
         let storage = Storage::open(&settings.backup).await.ok();
-        let tables = lint::tables_touched(&inputs, &snap.lint_schema(settings));
+        let tables = lint::locks::table_locks(&inputs, &snap.lint_schema(settings));
         let backup = crate::pipeline::Pipeline::find("deploy", &settings.config_dir)
             .map(|p| p.takes_backup())
             .unwrap_or(true);

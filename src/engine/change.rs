@@ -38,10 +38,19 @@ pub struct Report {
     pub outcome_unknown: bool,
     /// The connection the change ran on may be unusable: open a new one.
     pub connection_lost: bool,
-    /// A `-- no-transaction` migration stopped at this statement (counted from 0),
-    /// which rolled back whole (it runs in one transaction of its own); the ones before
+    /// A `-- no-transaction` migration (its up, or its down) stopped at a statement
+    /// that rolled back whole (it runs in one transaction of its own); the ones before
     /// it committed. Running the file on from it finishes the migration.
-    pub stopped_at_statement: Option<usize>,
+    pub stopped_at_statement: Option<StoppedAt>,
+}
+
+/// Where a migration run alone stopped: see [`Report::stopped_at_statement`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoppedAt {
+    /// The migration's version, as its ledger row stores it.
+    pub version: String,
+    /// The statement that stopped, counted from 0.
+    pub statement: usize,
 }
 
 impl Report {
@@ -175,7 +184,14 @@ impl Before {
 
 #[cfg(test)]
 mod tests {
-    use super::{PartialChange, Report};
+    use super::{PartialChange, Report, StoppedAt};
+
+    fn at(statement: usize) -> Option<StoppedAt> {
+        Some(StoppedAt {
+            version: "3".into(),
+            statement,
+        })
+    }
 
     #[test]
     fn a_stop_goes_on_only_when_nothing_is_half_done() {
@@ -193,7 +209,7 @@ mod tests {
         assert!(whole.goes_on());
         // Between two statements of a migration run alone.
         let mut between = Report {
-            stopped_at_statement: Some(1),
+            stopped_at_statement: at(1),
             ..Report::default()
         };
         between.partial("3 (statements 1-1 of 2 only)".into());
@@ -205,7 +221,7 @@ mod tests {
         half_run.partial("3 (statements 1-1 of 2 only)".into());
         assert!(!half_run.goes_on());
         let invalid_index = Report {
-            stopped_at_statement: Some(0),
+            stopped_at_statement: at(0),
             partial: vec![PartialChange::InvalidIndex {
                 name: "hot_v".into(),
                 migration: "3".into(),

@@ -6,7 +6,7 @@ use sqlx::postgres::PgConnection;
 
 use super::alembic;
 use super::alembic::{AlembicError, AlembicSnapshot};
-use super::change::{ChangeError, Report, RunFacts};
+use super::change::{ChangeError, Report, RunFacts, StoppedAt};
 use super::goal::{GoalError, UndoRefused};
 use super::sql::{self, undo::UndoGoal, SqlSnapshot};
 use crate::config::Settings;
@@ -437,11 +437,11 @@ impl ApplyStep {
         self.alone.as_deref()
     }
 
-    /// The same step, started at `statement` of its migration run alone: what an
-    /// attempt stopped at ([`crate::engine::change::Report::stopped_at_statement`]).
-    pub fn resumed_at(&self, statement: usize) -> ApplyStep {
+    /// The same step, started at the statement of its migration run alone where an
+    /// attempt stopped ([`crate::engine::change::Report::stopped_at_statement`]).
+    pub fn resumed_at(&self, at: &StoppedAt) -> ApplyStep {
         ApplyStep {
-            from_statement: statement,
+            from_statement: at.statement,
             ..self.clone()
         }
     }
@@ -464,6 +464,16 @@ impl UndoPlan {
         match self {
             UndoPlan::Sql(undo) => undo.steps.is_empty(),
             UndoPlan::Alembic { undone, .. } => undone.is_empty(),
+        }
+    }
+
+    /// Starts the plan's first step at the statement where an earlier attempt's down
+    /// run alone stopped ([`crate::engine::change::Report::stopped_at_statement`]);
+    /// false when that down is not the plan's first step (the database moved).
+    pub fn resume_at(&mut self, at: &StoppedAt) -> bool {
+        match self {
+            UndoPlan::Sql(undo) => undo.resume_at(at),
+            UndoPlan::Alembic { .. } => false,
         }
     }
 
@@ -532,7 +542,8 @@ impl Snapshot {
     /// nothing half-done, so it can be planned again from where it stopped.
     pub fn undo_stops_cleanly(&self, plan: &UndoPlan) -> bool {
         match (self, plan) {
-            (_, UndoPlan::Sql(undo)) => undo.all_transactional(),
+            // A down run alone stops between two statements, as an up does.
+            (_, UndoPlan::Sql(_)) => true,
             (Snapshot::Alembic(a), UndoPlan::Alembic { undone, .. }) => {
                 a.stops_cleanly(undone.iter().map(|(revision, _)| revision.as_str()))
             }

@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod context;
 pub mod facts;
 pub mod input;
+pub mod locks;
 pub mod nodes;
 pub mod rules;
 pub mod suppress;
@@ -252,27 +253,4 @@ fn lint_one(
 /// Whether any finding stops a deploy.
 pub fn has_errors(findings: &[Finding]) -> bool {
     findings.iter().any(|f| f.level == Level::Error)
-}
-
-/// `schema.table` of every table the migrations' statements name (lowercased, the
-/// schema defaulting to `schema`): the preflight looks for sessions holding them.
-pub fn tables_touched(inputs: &[LintInput], schema: &str) -> Vec<String> {
-    let mut tables: Vec<String> = Vec::new();
-    for input in inputs {
-        let Ok(parsed) = pg_query::parse(&input.sql, pg_query::ParserOptions::DEFAULT) else {
-            continue;
-        };
-        for (name, _) in &parsed.tables {
-            let name = name.to_lowercase();
-            let key = if name.contains('.') {
-                name
-            } else {
-                format!("{}.{name}", schema.to_lowercase())
-            };
-            if !tables.contains(&key) {
-                tables.push(key);
-            }
-        }
-    }
-    tables
 }

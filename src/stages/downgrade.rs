@@ -71,7 +71,12 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
             // Undone versions are not committed work: the report keeps what else
             // the stop left (half-run downs, an unknown COMMIT).
             e.report.committed.clear();
-            ctx.record_change(e.report).await;
+            let stopped_at = e.report.stopped_at_statement.clone();
+            match next {
+                // A down run alone half-way is finished by the next attempt.
+                Next::Again => ctx.record_change(e.report.going_on()).await,
+                Next::Stop(..) => ctx.record_change(e.report).await,
+            }
             match next {
                 Next::Stop(kind, message) => return Err(ctx.stage_error(kind, message)),
                 // What was undone before the stop stays undone: plan the rest again.
@@ -80,6 +85,15 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
                     plan = snap
                         .undo_plan(to.as_deref(), ctx.start())
                         .map_err(|e| StageError::Refused(e.to_string()))?;
+                    if let Some(at) = &stopped_at {
+                        if !plan.resume_at(at) {
+                            return Err(StageError::Failed(format!(
+                                "the down of {} stopped at statement {} on a lock, and then it was no longer the next to undo: something else changed the database meanwhile; run `ballast status`",
+                                at.version,
+                                at.statement + 1
+                            )));
+                        }
+                    }
                     if plan.is_empty() {
                         return Ok(StageOutcome::Done(format!(
                             "{}{}",

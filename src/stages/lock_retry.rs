@@ -195,10 +195,11 @@ impl LockRetries {
             "downgrade" => "reverted",
             _ => "applied",
         };
-        match (report.committed.as_slice(), report.stopped_at_statement) {
+        let ran = report.stopped_at_statement.as_ref().map(|at| at.statement);
+        match (report.committed.as_slice(), ran) {
             ([], None | Some(0)) => "it rolled back whole: nothing committed".to_string(),
             ([], Some(ran)) => format!(
-                "the statement stopped rolled back whole; the {} before it of the migration run alone committed and stay, and it goes on from statement {}",
+                "the statement stopped rolled back whole; the {} before it (the migration runs alone) committed and stay, and it goes on from statement {}",
                 match ran {
                     1 => "statement".to_string(),
                     n => format!("{n} statements"),

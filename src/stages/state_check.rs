@@ -53,7 +53,7 @@ async fn run_preflight(ctx: &mut RunContext, snap: &Snapshot) -> Result<usize, S
     } else {
         None
     };
-    let tables = crate::lint::tables_touched(
+    let tables = crate::lint::locks::table_locks(
         &snap.lint_inputs(&snap.plan()),
         &snap.lint_schema(&settings),
     );

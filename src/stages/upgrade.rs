@@ -158,11 +158,11 @@ async fn apply_with_retries(
                 return Err(ctx.stage_error(kind, message));
             }
             Next::Again => {
-                let resume = report.stopped_at_statement;
+                let resume = report.stopped_at_statement.clone();
                 let committed = report.committed.clone();
                 ctx.record_change(report.going_on()).await;
-                if let Some(statement) = resume {
-                    step = step.resumed_at(statement);
+                if let Some(at) = &resume {
+                    step = step.resumed_at(at);
                 } else if !committed.is_empty() {
                     let fresh = ctx.proven_goal_snapshot().await?;
                     if fresh.plan().migrations.is_empty() {

@@ -408,3 +408,37 @@ fn a_downgrade_is_guarded_the_same_way() {
     );
     traffic.finish();
 }
+
+#[test]
+fn a_down_run_alone_goes_on_from_the_statement_the_guard_cancelled() {
+    let p = Project::new();
+    hot_table(&p);
+    p.existing("create table runs (n int)");
+    p.migration("1_col.sql", "alter table hot add column flag boolean;")
+        .migration(
+            "1_col.down.sql",
+            "-- no-transaction\ninsert into runs values (1);\nalter table hot drop column flag;\n",
+        );
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    let traffic = Traffic::start(&p, "ro", 4, 20, READ_ONLY);
+    let report = Blocker::hold(&p.url, "select count(*) from hot");
+    let ends = end_blocker_after_a_wait(&p, "ballast%", Duration::from_secs(2), report);
+    let run = p.ballast(&[
+        "--yes",
+        "--set",
+        "database.lock_retries=10",
+        "run",
+        "rollback",
+    ]);
+    ends.join().unwrap();
+    run.expect_code(0);
+    let out = run.stdout();
+    assert!(out.contains("goes on from statement 2"), "{out}");
+    assert_eq!(p.sql("select count(*) from runs"), "1");
+    assert!(p.ledger_versions().is_empty());
+    assert_eq!(
+        p.sql("select count(*) from information_schema.columns where table_name = 'hot' and column_name = 'flag'"),
+        "0"
+    );
+    traffic.finish();
+}

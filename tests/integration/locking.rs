@@ -50,7 +50,9 @@ fn migration_blocked_by_a_lock_fails_by_lock_timeout() {
     let refused = p.ballast(&["--yes", "deploy"]);
     refused.expect_code(3);
     assert!(
-        refused.stdout().contains("holds a lock on public.busy")
+        refused
+            .stdout()
+            .contains("holds AccessShareLock on public.busy")
             && refused.stdout().contains("idle in transaction"),
         "{}",
         refused.stdout()
@@ -268,4 +270,48 @@ fn a_downgrade_stopped_by_lock_timeout_is_retried_once_the_blocker_is_gone() {
     assert!(out.contains("the downgrade waited lock_timeout"), "{out}");
     assert!(out.contains("Retry 1 of at most 1 in"), "{out}");
     assert!(p.ledger_versions().is_empty());
+}
+
+#[test]
+fn a_reader_idle_in_its_transaction_is_no_blocker_of_a_concurrent_index_build() {
+    // CREATE INDEX CONCURRENTLY waits for the table's writers, never for its readers:
+    // a reader left idle in its transaction is named, and the build goes ahead.
+    let p = Project::new();
+    p.existing("create table busy (id int, v int)");
+    p.migration(
+        "1_index.sql",
+        "-- no-transaction\ncreate index concurrently busy_v on busy (v);\n",
+    );
+    let reader = Blocker::idle_in_transaction(&p.url, "select count(*) from busy");
+    let check = p.ballast(&["check"]);
+    assert!(
+        check
+            .stdout()
+            .contains("holds AccessShareLock on public.busy"),
+        "{}",
+        check.stdout()
+    );
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    assert_eq!(
+        p.sql("select indisvalid from pg_index where indexrelid = 'busy_v'::regclass"),
+        "t"
+    );
+    drop(reader);
+    // A writer left idle in its transaction would keep the build waiting: refused.
+    p.migration(
+        "2_index.sql",
+        "-- no-transaction\ncreate index concurrently busy_id on busy (id);\n",
+    );
+    let _writer = Blocker::idle_in_transaction(&p.url, "update busy set v = 1");
+    let refused = p.ballast(&["--yes", "deploy"]);
+    refused.expect_code(3);
+    assert!(
+        refused
+            .stdout()
+            .contains("holds RowExclusiveLock on public.busy")
+            && refused.stdout().contains("idle in transaction"),
+        "{}",
+        refused.stdout()
+    );
+    assert_eq!(p.ledger_versions(), ["1"]);
 }

@@ -13,7 +13,7 @@ use super::alone::{run_alone, statement_failed, INTERRUPTED};
 use super::ledger::Ledger;
 use super::transaction::{in_one_transaction, Body, Ended};
 use crate::db::{ledger::NewRow, DbError, SqlFailure};
-use crate::engine::change::{ChangeError, PartialChange, Report, RunFacts, Stop};
+use crate::engine::change::{ChangeError, PartialChange, Report, RunFacts, Stop, StoppedAt};
 use crate::events::Event;
 use crate::migrations::Migration;
 
@@ -173,7 +173,10 @@ pub async fn alone(
     // Stopped between two statements: going on from the one that stopped finishes it.
     let nothing_left = matches!(&halted.invalid_left, Ok(left) if left.is_empty());
     if halted.failed_whole && nothing_left {
-        report.stopped_at_statement = Some(halted.ran);
+        report.stopped_at_statement = Some(StoppedAt {
+            version: version.clone(),
+            statement: halted.ran,
+        });
     }
     let kind = match failure.is_lock_timeout() && report.stopped_at_statement.is_some() {
         true => Stop::LockTimeout,

@@ -21,7 +21,7 @@ use super::transaction::{in_one_transaction, Body, Ended};
 use super::SqlSnapshot;
 use crate::db::ledger::AppliedRow;
 use crate::db::{DbError, SqlFailure};
-use crate::engine::change::{ChangeError, Report, RunFacts, Stop};
+use crate::engine::change::{ChangeError, Report, RunFacts, Stop, StoppedAt};
 use crate::engine::goal::UndoRefused;
 use crate::events::{Events, Severity};
 use crate::migrations::source::marked_no_transaction;
@@ -94,6 +94,8 @@ pub struct Step {
     /// Where the down file is, for messages (when it has the expected name).
     down_file: Option<String>,
     transactional: bool,
+    /// For a down run alone: the statement to start at (counted from 0).
+    from_statement: usize,
 }
 
 impl Step {
@@ -123,10 +125,16 @@ pub struct Undo {
 }
 
 impl Undo {
-    /// Every step runs in a transaction: one stopped mid-way leaves nothing half-done
-    /// (the steps before it are undone, the rest still applied).
-    pub fn all_transactional(&self) -> bool {
-        self.steps.iter().all(|s| s.transactional)
+    /// Starts the first step, a down run alone, at the statement where an earlier
+    /// attempt stopped; false when the first step is not that down.
+    pub fn resume_at(&mut self, at: &StoppedAt) -> bool {
+        match self.steps.first_mut() {
+            Some(step) if !step.transactional && step.version == at.version => {
+                step.from_statement = at.statement;
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -312,6 +320,7 @@ fn step(snap: &SqlSnapshot, row: &AppliedRow) -> Result<Step, String> {
         down_sql,
         down_file,
         transactional,
+        from_statement: 0,
     })
 }
 
@@ -532,10 +541,15 @@ async fn undo_alone(
     let schema = run.settings.database.schema.as_str();
     progress.start(&run.events, step);
     let label = &step.label;
-    // golang-migrate marks the version a down goes back to dirty while it runs.
+    let from = step.from_statement;
+    // golang-migrate marks the version a down goes back to dirty while it runs (an
+    // earlier attempt that ran statements before `from` marked it already).
     let back_to = step.previous.as_deref().unwrap_or("-1");
-    let prior = step.ledger.starting_alone(&mut *conn, back_to).await?;
-    let halted = run_alone(conn, &step.down_sql, 0, &run.events, None).await?;
+    let prior = match from {
+        0 => step.ledger.starting_alone(&mut *conn, back_to).await?,
+        _ => None,
+    };
+    let halted = run_alone(conn, &step.down_sql, from, &run.events, None).await?;
     if let Err(halted) = halted {
         let (n, of) = (halted.ran, halted.of);
         if n > 0 {
@@ -561,10 +575,17 @@ async fn undo_alone(
                 "it runs outside a transaction: statements 1-{n} of {of} ran and stay, yet its ledger row stays too, so {label} is half undone"
             )
         }];
-        // Its first statement stopped on a lock and left nothing: it may be tried again.
-        let lock_stopped_clean = failure.is_lock_timeout()
-            && n == 0
-            && matches!(&halted.invalid_left, Ok(left) if left.is_empty());
+        // Stopped between two statements (the one that stopped left nothing): going
+        // on from that one finishes the down.
+        let between =
+            halted.failed_whole && matches!(&halted.invalid_left, Ok(left) if left.is_empty());
+        if between {
+            progress.report.stopped_at_statement = Some(StoppedAt {
+                version: step.version.clone(),
+                statement: n,
+            });
+        }
+        let lock_stopped_clean = failure.is_lock_timeout() && between;
         // A failed DROP INDEX CONCURRENTLY can leave the index INVALID: a change, and
         // one the run must report.
         match halted.invalid_left {
