@@ -3,7 +3,9 @@
 //! be run again. Not these: `CREATE INDEX CONCURRENTLY`, `DROP INDEX CONCURRENTLY`,
 //! `REINDEX ... CONCURRENTLY`, `ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY`
 //! and `VACUUM` commit several transactions of their own, and one stopped half-way
-//! can leave its work half-done (an INVALID index, a partition half-detached). The
+//! can leave its work half-done (an INVALID index, a partition half-detached). So may
+//! a procedure (`CALL`: run outside a transaction block, its body may `COMMIT`, as a
+//! batched backfill does) and a `DO` block that commits. The
 //! lock-queue guard never cancels such a statement, and a stop in one is not gone on
 //! from as if nothing of it ran.
 //!
@@ -19,7 +21,13 @@ pub fn commits_in_parts(statement: &str) -> bool {
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .filter(|w| !w.is_empty())
     };
-    words().any(|w| w == "concurrently") || first_word(&lower) == Some("vacuum")
+    let commits = || words().any(|w| w == "commit" || w == "rollback");
+    words().any(|w| w == "concurrently")
+        || match first_word(&lower) {
+            Some("vacuum" | "call") => true,
+            Some("do") => commits(),
+            _ => false,
+        }
 }
 
 /// The first word of the statement, past comments and blanks.
@@ -53,6 +61,8 @@ mod tests {
             "alter table m detach partition m_2020 concurrently",
             "-- maintenance\nVACUUM (analyze) hot",
             "/* x */ vacuum",
+            "call backfill_in_batches(1000)",
+            "do $$ begin for i in 1..10 loop update t set v = i; commit; end loop; end $$",
         ] {
             assert!(commits_in_parts(statement), "{statement}");
         }
@@ -67,6 +77,7 @@ mod tests {
             "update jobs set vacuumed = true",
             "create table concurrently_seen (id int)",
             "analyze hot",
+            "do $$ begin if not exists (select 1 from pg_type where typname = 'mood') then create type mood as enum ('ok'); end if; end $$",
         ] {
             assert!(!commits_in_parts(statement), "{statement}");
         }
