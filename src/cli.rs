@@ -145,6 +145,11 @@ pub enum Command {
     VerifyBackup {
         /// Backup id (see `ballast backups`); the newest when omitted.
         id: Option<String>,
+        /// The age identity file that opens a sealed backup (backup.age_identity_file).
+        /// Without one, a sealed backup's stored bytes are checked (size, SHA-256), not
+        /// its contents.
+        #[arg(long, value_name = "FILE")]
+        identity: Option<std::path::PathBuf>,
     },
     /// Delete old backups by retention (backup.keep_last, backup.keep_days). A dry run
     /// unless --yes. Only verified backups count, and the newest verified is never deleted.
@@ -169,6 +174,9 @@ pub enum Command {
         /// (backup.restore_ends_sessions for every restore).
         #[arg(long, conflicts_with = "into")]
         end_sessions: bool,
+        /// The age identity file that opens a sealed backup (backup.age_identity_file).
+        #[arg(long, value_name = "FILE")]
+        identity: Option<std::path::PathBuf>,
     },
     /// Alembic only: write REV into the version table WITHOUT running migrations, for the
     /// documented emergencies (a revision whose file is gone, a schema built by hand).

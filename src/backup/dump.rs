@@ -1,4 +1,5 @@
-//! Streaming `pg_dump` → gzip → storage, hashing and counting as it goes.
+//! Streaming `pg_dump` → gzip → (age, when sealed) → storage, hashing and counting as
+//! it goes.
 //!
 //! pg_dump runs as its own process; this side reads its output, compresses it and
 //! writes it into the storage's sink on a blocking thread, while (for S3) the upload
@@ -15,7 +16,8 @@ use sha2::{Digest, Sha256};
 use super::hashing::HashingWriter;
 
 use super::error::BackupError;
-use crate::storage::manifest::{Manifest, FORMAT};
+use super::seal::SealingWriter;
+use crate::storage::manifest::{Manifest, Sealed, FORMAT, SEALED_FORMAT};
 use crate::storage::{Sink, Storage};
 
 /// Everything needed to take one backup.
@@ -30,6 +32,8 @@ pub struct DumpRequest {
     pub database_bytes: i64,
     /// Facts for the manifest.
     pub manifest: Manifest,
+    /// Seal the backup to these (`backup.age_recipients`).
+    pub recipients: Option<super::seal::Recipients>,
 }
 
 /// A finished backup: object and manifest both in place.
@@ -62,8 +66,9 @@ pub async fn take(
     storage: &Storage,
     progress: impl Fn(u64) + Send + 'static,
 ) -> Result<Artifact, BackupError> {
+    let sealed = request.recipients.is_some();
     let (sink, pending) = storage
-        .begin(&request.id, part_size_for(request.database_bytes))
+        .begin(&request.id, sealed, part_size_for(request.database_bytes))
         .await?;
     let dumped = tokio::task::spawn_blocking(move || {
         let mut sink = sink;
@@ -88,8 +93,16 @@ pub async fn take(
     };
     let (raw_bytes, compressed_bytes, sha256) = sums;
     let mut manifest = request.manifest;
-    manifest.object = format!("{}{}", request.id, crate::storage::OBJECT_SUFFIX);
-    manifest.format = FORMAT.into();
+    manifest.object = crate::storage::object_name(&request.id, sealed);
+    manifest.format = match sealed {
+        true => SEALED_FORMAT,
+        false => FORMAT,
+    }
+    .into();
+    manifest.sealed = request.recipients.as_ref().map(|r| Sealed {
+        scheme: "age".into(),
+        recipients: r.keys(),
+    });
     manifest.raw_bytes = raw_bytes;
     manifest.compressed_bytes = compressed_bytes;
     manifest.sha256 = sha256.clone();
@@ -97,7 +110,7 @@ pub async fn take(
     let bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
     pending.complete(&bytes).await?;
     Ok(Artifact {
-        location: storage.location(&request.id),
+        location: storage.location(&manifest.object),
         id: request.id,
         raw_bytes,
         compressed_bytes,
@@ -112,7 +125,9 @@ const BLOCK: usize = 1 << 20;
 /// the blocks in parallel, each into a complete gzip member (a multi-member gzip file
 /// is ordinary gzip: `gunzip` and ballast's own readers take it whole); one writer
 /// thread puts the members back in order, hashes them and writes them to the sink.
-/// Compression is the bottleneck of a backup; this spreads it over the cores.
+/// Compression is the bottleneck of a backup; this spreads it over the cores. Sealed,
+/// the members are encrypted on the writer thread as one age stream (a few percent of
+/// gzip's work), so what is hashed and stored is the ciphertext.
 /// Returns (raw bytes, stored bytes, SHA-256 of what was stored).
 fn stream_dump(
     request: &DumpRequest,
@@ -147,12 +162,14 @@ fn stream_dump(
             });
         }
         drop(done_tx);
+        let recipients = request.recipients.as_ref();
         let writer = scope.spawn(move || -> std::io::Result<(u64, String)> {
-            let mut out = HashingWriter {
+            let hashing = HashingWriter {
                 inner: sink,
                 hasher: Sha256::new(),
                 bytes: 0,
             };
+            let mut out = SealingWriter::new(hashing, recipients).map_err(std::io::Error::other)?;
             let mut pending = std::collections::BTreeMap::new();
             let mut next = 0u64;
             // Returning early drops the receiver, which stops the workers and the reader.
@@ -166,6 +183,7 @@ fn stream_dump(
             if !pending.is_empty() {
                 return Err(std::io::Error::other("a compressed block went missing"));
             }
+            let mut out = out.finish()?;
             out.flush()?;
             Ok((out.bytes, hex::encode(out.hasher.finalize())))
         });

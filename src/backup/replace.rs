@@ -266,14 +266,27 @@ async fn restore_and_swap(
         .and_then(|u| split_secrets(u).ok());
     let pg_restore = pg_restore_for(&settings.backup.pg_dump);
     let progress = events.clone();
-    let restored = match (fresh_url, storage.reader(&manifest.id).await) {
+    let identities = match manifest.sealed {
+        Some(_) => super::seal::Identities::configured(&settings.backup)
+            .map_err(|e| ReplaceError::Restore(format!("{e}; {target} was not touched")))?,
+        None => None,
+    };
+    let restored = match (fresh_url, storage.reader(&manifest.object).await) {
         (Some(fresh_url), Ok(reader)) => {
             let manifest = manifest.clone();
             tokio::task::spawn_blocking(move || {
-                restore_into(reader, &pg_restore, &fresh_url, &manifest, |raw_bytes| {
-                    progress.emit(Event::RestoreProgress { raw_bytes });
-                    crate::faults::pause("restore");
-                })
+                let identities = identities.as_ref();
+                restore_into(
+                    reader,
+                    identities,
+                    &pg_restore,
+                    &fresh_url,
+                    &manifest,
+                    |raw_bytes| {
+                        progress.emit(Event::RestoreProgress { raw_bytes });
+                        crate::faults::pause("restore");
+                    },
+                )
             })
             .await
             .map_err(|e| e.to_string())

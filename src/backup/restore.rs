@@ -1,13 +1,13 @@
-//! Streaming a backup into a database: storage → gunzip → `pg_restore`, in one
-//! transaction, with progress. The caller chooses the (empty, new) database.
+//! Streaming a backup into a database: storage → (age, when sealed) → gunzip →
+//! `pg_restore`, in one transaction, with progress. The caller chooses the (empty,
+//! new) database.
 
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use flate2::read::MultiGzDecoder;
-
 use super::hashing::HashingReader;
+use super::seal::{Identities, SealError};
 use crate::redact::SplitUrl;
 use crate::storage::manifest::Manifest;
 
@@ -26,17 +26,25 @@ pub enum RestoreError {
     Changed { bytes: u64, sha256: String },
     #[error("pg_restore failed ({status}); its transaction rolled back, the database is empty: {stderr}")]
     Failed { status: String, stderr: String },
+    #[error(transparent)]
+    Seal(#[from] SealError),
 }
 
 /// Restores the dump read from `reader` into the database at `target` with
 /// `pg_restore --single-transaction --exit-on-error --no-owner`. Blocking.
 pub fn restore_into(
     reader: Box<dyn Read + Send>,
+    identities: Option<&Identities>,
     pg_restore: &Path,
     target: &SplitUrl,
     manifest: &Manifest,
     progress: impl Fn(u64),
 ) -> Result<(), RestoreError> {
+    // The object was verified, but this is a second download: hash it again, and let
+    // the caller throw the restored copy away if it is not the object it verified.
+    // A sealed one is opened first: the wrong identity stops it before pg_restore runs.
+    let mut hashed = HashingReader::new(reader);
+    let mut gunzip = super::seal::archive(&mut hashed, manifest, identities)?;
     let dbname = format!("--dbname={}", target.public);
     let mut command = Command::new(pg_restore.as_os_str());
     crate::children::prepare(&mut command);
@@ -65,10 +73,6 @@ pub fn restore_into(
         text
     });
     let mut stdin = child.stdin.take().expect("piped");
-    // The object was verified, but this is a second download: hash it again, and let
-    // the caller throw the restored copy away if it is not the object it verified.
-    let mut hashed = HashingReader::new(reader);
-    let mut gunzip = MultiGzDecoder::new(&mut hashed);
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
     let mut last = std::time::Instant::now();
@@ -96,7 +100,8 @@ pub fn restore_into(
         err_thread.join().unwrap_or_default().trim(),
         &target.secrets,
     );
-    if let Some(message) = gunzip.get_mut().source_error.take() {
+    drop(gunzip);
+    if let Some(message) = hashed.source_error.take() {
         return Err(RestoreError::Download(message));
     }
     copied?;
@@ -107,7 +112,6 @@ pub fn restore_into(
             stderr,
         });
     }
-    drop(gunzip);
     let (bytes, sha256) = hashed.finish().map_err(RestoreError::Read)?;
     if bytes != manifest.compressed_bytes || sha256 != manifest.sha256 {
         return Err(RestoreError::Changed { bytes, sha256 });

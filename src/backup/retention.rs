@@ -99,6 +99,7 @@ mod tests {
                 tool: String::new(),
                 server_major: None,
                 write_counter: None,
+                sealed: None,
             },
             verified_at: verified.then(|| now.to_rfc3339()),
             location: String::new(),

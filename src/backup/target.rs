@@ -91,6 +91,7 @@ pub async fn back_up(
         run_id: run_id.to_string(),
         tool: format!("ballast {}", env!("CARGO_PKG_VERSION")),
         write_counter: Some(writes),
+        sealed: None,
     };
     let request = DumpRequest {
         pg_dump: settings.backup.pg_dump.clone(),
@@ -100,6 +101,7 @@ pub async fn back_up(
         compression_level: settings.backup.compression_level,
         database_bytes: server.size_bytes,
         manifest,
+        recipients: settings.backup.age_recipients.clone(),
     };
     // Housekeeping must not stop a backup (a role may lack ListBucketMultipartUploads).
     match storage.clean_stale_uploads().await {
@@ -118,8 +120,22 @@ pub async fn back_up(
             None,
         ),
     }
+    // A backup is a full copy of production: say so when others can read the folder
+    // (ballast creates it 0700 and its files 0600, but leaves a folder it found alone).
+    if let Some(loose) = storage.local().and_then(|l| l.loose_permissions()) {
+        let dir = storage
+            .local()
+            .map(|l| l.dir().display().to_string())
+            .unwrap_or_default();
+        events.diagnose(
+            Severity::Warning,
+            format!("the backup folder {dir} is not private: {loose}, and every backup holds every row of the database"),
+            Some(format!("chmod 700 {dir}")),
+        );
+    }
+    let object = crate::storage::object_name(&id, settings.backup.age_recipients.is_some());
     events.emit(Event::BackupStarted {
-        path: storage.location(&id),
+        path: storage.location(&object),
         database_bytes: server.size_bytes,
     });
     let progress = events.clone();

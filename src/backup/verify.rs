@@ -1,14 +1,17 @@
 //! Reading a backup back: size and SHA-256 against its manifest, then the archive's
-//! table of contents through `pg_restore --list`. Needs no database.
+//! table of contents through `pg_restore --list`. Needs no database. A backup sealed
+//! with age is opened with the configured identity; without one, only what is stored
+//! is checked (size and SHA-256), and the result says its contents were not.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use flate2::read::MultiGzDecoder;
 use sha2::Digest;
 
 use super::hashing::HashingReader;
+use super::seal::{Identities, SealError};
+use crate::config::BackupSettings;
 use crate::storage::{Listed, Storage, StorageError};
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -20,6 +23,9 @@ pub struct Verified {
     /// Entries in the archive's table of contents.
     pub toc_entries: usize,
     pub verified_at: String,
+    /// The archive itself was read (decrypted, decompressed, listed); false for a
+    /// sealed backup checked without its identity: only size and SHA-256 were.
+    pub contents_checked: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +43,8 @@ pub enum VerifyError {
         program: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Seal(SealError),
 }
 
 /// `pg_restore` beside the configured `pg_dump` (or on PATH when pg_dump is).
@@ -53,9 +61,9 @@ pub fn pg_restore_for(pg_dump: &Path) -> PathBuf {
 pub async fn verify_and_record(
     storage: &Storage,
     listed: &Listed,
-    pg_restore: PathBuf,
+    settings: &BackupSettings,
 ) -> Result<Verified, VerifyError> {
-    let verified = match verify(storage, listed, pg_restore).await {
+    let verified = match verify(storage, listed, settings).await {
         Ok(v) => v,
         Err(e @ VerifyError::Corrupt { .. }) => {
             storage.unmark_verified(&listed.manifest.id).await?;
@@ -68,11 +76,28 @@ pub async fn verify_and_record(
     Ok(verified)
 }
 
+/// Reads backup `listed` back with the tools and identity `settings` name (pg_restore
+/// beside pg_dump, `age_identity_file`).
 pub async fn verify(
     storage: &Storage,
     listed: &Listed,
-    pg_restore: PathBuf,
+    settings: &BackupSettings,
 ) -> Result<Verified, VerifyError> {
+    let pg_restore = pg_restore_for(&settings.pg_dump);
+    let manifest = listed.manifest.clone();
+    let identities = match manifest.sealed {
+        Some(_) => Identities::configured(settings).map_err(VerifyError::Seal)?,
+        None => None,
+    };
+    if manifest.sealed.is_some() && identities.is_none() {
+        let reader = storage.reader(&manifest.object).await?;
+        return tokio::task::spawn_blocking(move || stored_only(reader, &manifest))
+            .await
+            .map_err(|e| VerifyError::Corrupt {
+                id: listed.manifest.id.clone(),
+                problem: e.to_string(),
+            })?;
+    }
     // An old pg_restore cannot read a newer pg_dump's archive: say that, not "corrupt".
     let tool = pg_restore.clone();
     let client = tokio::task::spawn_blocking(move || super::pg_dump::client_version(&tool))
@@ -97,9 +122,8 @@ pub async fn verify(
             dump_major,
         });
     }
-    let reader = storage.reader(&listed.manifest.id).await?;
-    let manifest = listed.manifest.clone();
-    tokio::task::spawn_blocking(move || check(reader, &manifest, &pg_restore))
+    let reader = storage.reader(&manifest.object).await?;
+    tokio::task::spawn_blocking(move || check(reader, &manifest, &pg_restore, identities.as_ref()))
         .await
         .map_err(|e| VerifyError::Corrupt {
             id: listed.manifest.id.clone(),
@@ -107,10 +131,62 @@ pub async fn verify(
         })?
 }
 
+/// A sealed backup checked without its identity: what is stored, its size and SHA-256.
+fn stored_only(
+    reader: Box<dyn Read + Send>,
+    manifest: &crate::storage::manifest::Manifest,
+) -> Result<Verified, VerifyError> {
+    let mut hashed = HashingReader::new(reader);
+    let _ = std::io::copy(&mut hashed, &mut std::io::sink());
+    let sha256 = stored_as_listed(&mut hashed, manifest)?;
+    Ok(Verified {
+        id: manifest.id.clone(),
+        compressed_bytes: hashed.bytes,
+        raw_bytes: manifest.raw_bytes,
+        sha256,
+        toc_entries: 0,
+        verified_at: chrono::Utc::now().to_rfc3339(),
+        contents_checked: false,
+    })
+}
+
+/// The stored bytes read through `hashed` are the object the manifest describes (size
+/// and SHA-256), and were read whole; their SHA-256.
+fn stored_as_listed(
+    hashed: &mut HashingReader<Box<dyn Read + Send>>,
+    manifest: &crate::storage::manifest::Manifest,
+) -> Result<String, VerifyError> {
+    let corrupt = |problem: String| VerifyError::Corrupt {
+        id: manifest.id.clone(),
+        problem,
+    };
+    if let Some(message) = hashed.source_error.take() {
+        return Err(VerifyError::Unreadable {
+            id: manifest.id.clone(),
+            message,
+        });
+    }
+    let sha256 = hex::encode(hashed.hasher.clone().finalize());
+    if hashed.bytes != manifest.compressed_bytes {
+        return Err(corrupt(format!(
+            "its size is {} bytes, the manifest says {} (truncated or replaced)",
+            hashed.bytes, manifest.compressed_bytes
+        )));
+    }
+    if sha256 != manifest.sha256 {
+        return Err(corrupt(format!(
+            "its SHA-256 is {sha256}, the manifest says {}",
+            manifest.sha256
+        )));
+    }
+    Ok(sha256)
+}
+
 fn check(
     reader: Box<dyn Read + Send>,
     manifest: &crate::storage::manifest::Manifest,
     pg_restore: &Path,
+    identities: Option<&Identities>,
 ) -> Result<Verified, VerifyError> {
     let corrupt = |problem: String| VerifyError::Corrupt {
         id: manifest.id.clone(),
@@ -145,23 +221,27 @@ fn check(
     let mut hashed = HashingReader::new(reader);
     let mut stdin = child.stdin.take().expect("piped");
     let mut raw: u64 = 0;
-    let decompressed = {
-        let mut gunzip = MultiGzDecoder::new(&mut hashed);
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut listing_done = false;
-        loop {
-            match gunzip.read(&mut buf) {
-                Ok(0) => break Ok(()),
-                Ok(n) => {
-                    raw += n as u64;
-                    // pg_restore --list stops reading once it has the table of contents
-                    // (or on a bad archive: its verdict below says so). Decompressing
-                    // goes on to the end either way: every byte must decode.
-                    if !listing_done && stdin.write_all(&buf[..n]).is_err() {
-                        listing_done = true;
+    let decompressed = match super::seal::archive(&mut hashed, manifest, identities) {
+        // A damaged header, or the wrong identity: judged below, once the stored
+        // bytes are hashed (damage is corruption; the wrong key is not).
+        Err(e) => Err(e),
+        Ok(mut gunzip) => {
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut listing_done = false;
+            loop {
+                match gunzip.read(&mut buf) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => {
+                        raw += n as u64;
+                        // pg_restore --list stops reading once it has the table of contents
+                        // (or on a bad archive: its verdict below says so). Decompressing
+                        // goes on to the end either way: every byte must decode.
+                        if !listing_done && stdin.write_all(&buf[..n]).is_err() {
+                            listing_done = true;
+                        }
                     }
+                    Err(e) => break Err(SealError::Damaged(e.to_string())),
                 }
-                Err(e) => break Err(e),
             }
         }
     };
@@ -174,27 +254,17 @@ fn check(
     let listing = out_thread.join().unwrap_or_default();
     let errors = err_thread.join().unwrap_or_default();
 
-    if let Some(message) = hashed.source_error.take() {
-        return Err(VerifyError::Unreadable {
-            id: manifest.id.clone(),
-            message,
-        });
-    }
-    let sha256 = hex::encode(hashed.hasher.finalize());
-    if hashed.bytes != manifest.compressed_bytes {
-        return Err(corrupt(format!(
-            "its size is {} bytes, the manifest says {} (truncated or replaced)",
-            hashed.bytes, manifest.compressed_bytes
-        )));
-    }
-    if sha256 != manifest.sha256 {
-        return Err(corrupt(format!(
-            "its SHA-256 is {sha256}, the manifest says {}",
-            manifest.sha256
-        )));
-    }
-    if let Err(e) = decompressed {
-        return Err(corrupt(format!("gzip: {e}")));
+    let sha256 = stored_as_listed(&mut hashed, manifest)?;
+    match decompressed {
+        Ok(()) => {}
+        Err(e @ (SealError::WrongIdentity { .. } | SealError::NeedsIdentity { .. })) => {
+            return Err(VerifyError::Seal(e))
+        }
+        Err(SealError::Damaged(e)) if manifest.sealed.is_some() => {
+            return Err(corrupt(format!("decrypting or decompressing: {e}")))
+        }
+        Err(SealError::Damaged(e)) => return Err(corrupt(format!("gzip: {e}"))),
+        Err(e) => return Err(VerifyError::Seal(e)),
     }
     if raw != manifest.raw_bytes {
         return Err(corrupt(format!(
@@ -219,6 +289,7 @@ fn check(
         sha256,
         toc_entries,
         verified_at: chrono::Utc::now().to_rfc3339(),
+        contents_checked: true,
     })
 }
 
@@ -258,7 +329,7 @@ mod tests {
         let whole = gz.finish().unwrap();
         let half = whole[..whole.len() / 2].to_vec();
         let reader = Box::new(Dropped(std::io::Cursor::new(half)));
-        let result = check(reader, &manifest(whole.len() as u64), "true".as_ref());
+        let result = check(reader, &manifest(whole.len() as u64), "true".as_ref(), None);
         assert!(
             matches!(&result, Err(VerifyError::Unreadable { message, .. }) if message.contains("reset")),
             "{result:?}"
@@ -272,7 +343,7 @@ mod tests {
         let whole = gz.finish().unwrap();
         let half = whole[..whole.len() / 2].to_vec();
         let reader = Box::new(std::io::Cursor::new(half));
-        let result = check(reader, &manifest(whole.len() as u64), "true".as_ref());
+        let result = check(reader, &manifest(whole.len() as u64), "true".as_ref(), None);
         assert!(
             matches!(&result, Err(VerifyError::Corrupt { problem, .. }) if problem.contains("truncated")),
             "{result:?}"

@@ -2,7 +2,9 @@
 //! None of them needs a database.
 
 use crate::backup::retention::prune;
-use crate::backup::{pg_restore_for, verify_and_record};
+use std::path::Path;
+
+use crate::backup::verify_and_record;
 use crate::cli::GlobalArgs;
 use crate::config::Settings;
 use crate::exit_code;
@@ -39,13 +41,13 @@ pub async fn list(g: &GlobalArgs) -> i32 {
         return exit_code::SUCCESS;
     }
     stdout_line(&format!(
-        "{:<44} {:<20} {:<14} {:>10}  {:<9} revision",
-        "id", "taken", "database", "size", "verified"
+        "{:<44} {:<20} {:<14} {:>10}  {:<9} {:<22} revision",
+        "id", "taken", "database", "size", "verified", "sealed for"
     ));
     for backup in &listed {
         let m = &backup.manifest;
         stdout_line(&format!(
-            "{:<44} {:<20} {:<14} {:>10}  {:<9} {}",
+            "{:<44} {:<20} {:<14} {:>10}  {:<9} {:<22} {}",
             m.id,
             m.started_at
                 .chars()
@@ -59,6 +61,7 @@ pub async fn list(g: &GlobalArgs) -> i32 {
             } else {
                 "no"
             },
+            sealed_for(m),
             m.revision.as_deref().unwrap_or("none"),
         ));
     }
@@ -66,19 +69,37 @@ pub async fn list(g: &GlobalArgs) -> i32 {
     exit_code::SUCCESS
 }
 
+/// Who can read a backup, short: `-` (not sealed), `age1qyqs…7k2m`, `age1qyqs…7k2m +1`.
+fn sealed_for(m: &crate::storage::manifest::Manifest) -> String {
+    let Some(sealed) = &m.sealed else {
+        return "-".to_string();
+    };
+    let short = |key: &str| match key.len() > 14 {
+        true => format!("{}…{}", &key[..8], &key[key.len() - 4..]),
+        false => key.to_string(),
+    };
+    match sealed.recipients.as_slice() {
+        [] => "age".to_string(),
+        [one] => short(one),
+        [first, rest @ ..] => format!("{} +{}", short(first), rest.len()),
+    }
+}
+
 /// `ballast verify-backup [ID]`: read it back and check it; marks it verified.
-pub async fn verify_one(g: &GlobalArgs, id: Option<&str>) -> i32 {
-    let (settings, storage) = match open(g).await {
+pub async fn verify_one(g: &GlobalArgs, id: Option<&str>, identity: Option<&Path>) -> i32 {
+    let (mut settings, storage) = match open(g).await {
         Ok(x) => x,
         Err(code) => return code,
     };
+    if let Some(identity) = identity {
+        settings.backup.age_identity_file = Some(identity.to_path_buf());
+    }
     let listed = match storage.find(id).await {
         Ok(l) => l,
         Err(e) => return super::fail(g, &e.to_string(), exit_code::USAGE),
     };
     let started = std::time::Instant::now();
-    let pg_restore = pg_restore_for(&settings.backup.pg_dump);
-    match verify_and_record(&storage, &listed, pg_restore).await {
+    match verify_and_record(&storage, &listed, &settings.backup).await {
         Ok(verified) => {
             let record = serde_json::to_value(&verified).unwrap_or_default();
             if g.json {
@@ -86,6 +107,14 @@ pub async fn verify_one(g: &GlobalArgs, id: Option<&str>) -> i32 {
                     "backup_verified",
                     serde_json::json!({ "backup": record }),
                 );
+            } else if !verified.contents_checked {
+                stdout_line(&format!(
+                    "✓ backup {}: what is stored is sound: {}, SHA-256 matches the manifest ({}). Its contents were not checked: it is sealed with age for {}, and no identity was given (--identity FILE or backup.age_identity_file)",
+                    verified.id,
+                    human_bytes(verified.compressed_bytes),
+                    human_duration(started.elapsed().as_millis() as u64),
+                    listed.manifest.sealed.as_ref().map(|s| s.recipients.join(", ")).unwrap_or_default()
+                ));
             } else {
                 stdout_line(&format!(
                     "✓ backup {} is sound: {} ({} raw), SHA-256 matches the manifest, {} archive entries ({})",
@@ -98,7 +127,18 @@ pub async fn verify_one(g: &GlobalArgs, id: Option<&str>) -> i32 {
             }
             exit_code::SUCCESS
         }
-        Err(e) => super::fail(g, &e.to_string(), exit_code::FAILED_RESTORED),
+        Err(e) => {
+            use crate::backup::seal::SealError;
+            use crate::backup::VerifyError;
+            let code = match &e {
+                VerifyError::Seal(
+                    SealError::IdentityFile { .. } | SealError::NoIdentity { .. },
+                ) => exit_code::USAGE,
+                VerifyError::Seal(_) => exit_code::REFUSED,
+                _ => exit_code::FAILED_RESTORED,
+            };
+            super::fail(g, &e.to_string(), code)
+        }
     }
 }
 

@@ -45,13 +45,25 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Plan { full } => inspect::plan(g, *full).await,
         Command::History { limit, run } => history::run(g, *limit, run.as_deref()).await,
         Command::Backups => backups::list(g).await,
-        Command::VerifyBackup { id } => backups::verify_one(g, id.as_deref()).await,
+        Command::VerifyBackup { id, identity } => {
+            backups::verify_one(g, id.as_deref(), identity.as_deref()).await
+        }
         Command::Prune => backups::prune_old(g).await,
         Command::Restore {
             id,
             into,
             end_sessions,
-        } => restore::run(g, id.as_deref(), into.as_deref(), *end_sessions).await,
+            identity,
+        } => {
+            restore::run(
+                g,
+                id.as_deref(),
+                into.as_deref(),
+                *end_sessions,
+                identity.as_deref(),
+            )
+            .await
+        }
         Command::Demo { dir, keep } => demo::run(g, dir, *keep).await,
         Command::Init { url } => init::run(g, url.as_deref()).await,
         Command::Stamp { revision } => {

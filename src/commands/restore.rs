@@ -9,18 +9,30 @@ use crate::pipeline::{Pipeline, RestoreChoice};
 use crate::storage::{Listed, Storage};
 use crate::text::human_bytes;
 
-pub async fn run(g: &GlobalArgs, id: Option<&str>, into: Option<&str>, end_sessions: bool) -> i32 {
+pub async fn run(
+    g: &GlobalArgs,
+    id: Option<&str>,
+    into: Option<&str>,
+    end_sessions: bool,
+    identity: Option<&std::path::Path>,
+) -> i32 {
     let mut settings = match super::load_settings(g) {
         Ok(s) => s,
         Err(code) => return code,
     };
     settings.backup.restore_ends_sessions |= end_sessions;
+    if let Some(identity) = identity {
+        settings.backup.age_identity_file = Some(identity.to_path_buf());
+    }
     // A usage error (no such backup) is no restore, as a pipeline that never started
     // is not journaled either.
     let backup = match choose(&settings, id).await {
         Ok(listed) => listed,
         Err((code, message)) => return super::fail(g, &message, code),
     };
+    if let Err((code, message)) = can_open(&settings, &backup).await {
+        return super::fail(g, &message, code);
+    }
     let mut rerun = format!("restore {}", backup.manifest.id);
     if let Some(name) = into {
         rerun.push_str(&format!(" --into {name}"));
@@ -129,4 +141,44 @@ async fn pick(storage: &Storage, id: Option<&str>, database: &str) -> Result<Lis
         Some(n) => Ok(listed[n].clone()),
         None => Err((exit_code::REFUSED, "no backup chosen".into())),
     }
+}
+
+/// A sealed backup is refused up front, before anything runs, unless the identity
+/// given opens it (its header names the recipients it was sealed for).
+async fn can_open(settings: &crate::config::Settings, backup: &Listed) -> Result<(), Failure> {
+    use crate::backup::seal::{Identities, SealError};
+    if backup.manifest.sealed.is_none() {
+        return Ok(());
+    }
+    let identities = match Identities::configured(&settings.backup) {
+        Ok(Some(identities)) => identities,
+        Ok(None) => {
+            let refusal = SealError::needs_identity(&backup.manifest);
+            return Err((exit_code::REFUSED, refusal.to_string()));
+        }
+        Err(e) => return Err((exit_code::USAGE, e.to_string())),
+    };
+    let storage = Storage::open(&settings.backup)
+        .await
+        .map_err(|e| (exit_code::USAGE, e.to_string()))?;
+    let reader = storage
+        .reader(&backup.manifest.object)
+        .await
+        .map_err(|e| (exit_code::USAGE, e.to_string()))?;
+    let manifest = backup.manifest.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        let recipients = manifest.sealed.map(|s| s.recipients).unwrap_or_default();
+        identities.open(reader, &recipients).map(drop)
+    })
+    .await
+    .map_err(|e| (exit_code::USAGE, e.to_string()))?;
+    opened.map_err(|e| {
+        (
+            exit_code::REFUSED,
+            format!(
+                "refusing to restore {}: {e}; nothing was changed",
+                backup.manifest.id
+            ),
+        )
+    })
 }

@@ -74,6 +74,8 @@ pub struct RawBackup {
     pub keep_last: Option<u32>,
     pub keep_days: Option<u32>,
     pub restore_ends_sessions: Option<bool>,
+    pub age_recipients: Option<Vec<String>>,
+    pub age_identity_file: Option<String>,
     pub s3: Option<RawS3>,
 }
 

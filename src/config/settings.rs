@@ -221,6 +221,11 @@ pub struct BackupSettings {
     /// An in-place restore ends the sessions still connected to the target at its
     /// rename (pg_terminate_backend) instead of refusing to replace a database in use.
     pub restore_ends_sessions: bool,
+    /// Seal every backup with age to these recipients (`backup.age_recipients`).
+    pub age_recipients: Option<crate::backup::seal::Recipients>,
+    /// The age identity file that reads sealed backups (`backup.age_identity_file`,
+    /// or `--identity`).
+    pub age_identity_file: Option<PathBuf>,
     pub s3: Option<S3Settings>,
 }
 
@@ -476,12 +481,17 @@ fn resolve_backup(
         keep_last: raw.keep_last.unwrap_or(7),
         keep_days: raw.keep_days.unwrap_or(14),
     };
+    let age_recipients =
+        crate::backup::seal::Recipients::parse(&raw.age_recipients.unwrap_or_default())
+            .map_err(|e| bad("backup.age_recipients", e.to_string()))?;
     Ok(BackupSettings {
         dir: within(raw.dir),
         pg_dump,
         compression_level,
         retention,
         restore_ends_sessions: raw.restore_ends_sessions.unwrap_or(false),
+        age_recipients,
+        age_identity_file: raw.age_identity_file.map(|f| within(Some(f))),
         s3,
     })
 }

@@ -57,13 +57,11 @@ impl Journal {
     /// Appends the entry as it stands; the newest line for a run id is its state.
     fn append_line(&self) {
         let write = || -> std::io::Result<()> {
+            // Beside the backups: as private as they are.
             if let Some(dir) = self.path.parent() {
-                std::fs::create_dir_all(dir)?;
+                crate::storage::private_dir(dir)?;
             }
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
+            let mut file = crate::storage::private_append(&self.path)?;
             // One write per line: concurrent runs append whole lines, never interleaved.
             file.write_all(format!("{}\n", self.entry).as_bytes())
         };

@@ -3,7 +3,7 @@
 
 use super::{StageError, StageOutcome};
 use crate::backup::retention::prune as apply_retention;
-use crate::backup::{pg_restore_for, verify_and_record};
+use crate::backup::verify_and_record;
 use crate::events::Severity;
 use crate::pipeline::RunContext;
 
@@ -16,9 +16,9 @@ pub async fn verify_backup(ctx: &mut RunContext) -> Result<StageOutcome, StageEr
         return Ok(StageOutcome::Skipped("this run took no backup".into()));
     };
     let storage = ctx.storage().await?;
-    let pg_restore = pg_restore_for(&ctx.settings().backup.pg_dump);
+    let backup = ctx.settings().backup.clone();
     let listed = storage.find(Some(&artifact.id)).await?;
-    let verified = verify_and_record(&storage, &listed, pg_restore.clone())
+    let verified = verify_and_record(&storage, &listed, &backup)
         .await
         .map_err(|e| StageError::Failed(e.to_string()))?;
     let backlog: Vec<_> = storage
@@ -33,7 +33,7 @@ pub async fn verify_backup(ctx: &mut RunContext) -> Result<StageOutcome, StageEr
         .collect();
     let mut sound = 0;
     for older in &backlog {
-        match verify_and_record(&storage, older, pg_restore.clone()).await {
+        match verify_and_record(&storage, older, &backup).await {
             Ok(_) => sound += 1,
             Err(e) => ctx.events().diagnose(
                 Severity::Error,
@@ -50,9 +50,13 @@ pub async fn verify_backup(ctx: &mut RunContext) -> Result<StageOutcome, StageEr
         (n, s) if n == s => format!("; {n} older unverified backup(s) of it verified too"),
         (n, s) => format!("; {s} of {n} older unverified backup(s) of it verified, see above"),
     };
+    let contents = match verified.contents_checked {
+        true => format!("{} archive entries", verified.toc_entries),
+        false => "contents not checked (sealed with age; no identity here, as it should be: backup.age_identity_file)".to_string(),
+    };
     Ok(StageOutcome::Done(format!(
-        "{} read back: SHA-256 matches, {} archive entries{older}",
-        verified.id, verified.toc_entries
+        "{} read back: SHA-256 matches, {contents}{older}",
+        verified.id
     )))
 }
 

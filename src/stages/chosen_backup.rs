@@ -4,9 +4,10 @@
 
 use super::{StageError, StageOutcome};
 use crate::backup::replace::{check_destination, Destination};
+use crate::backup::seal::SealError;
 use crate::backup::sessions;
 use crate::backup::target::write_counter;
-use crate::backup::{pg_restore_for, restore_db, verify};
+use crate::backup::{restore_db, verify};
 use crate::db::{self, ServerInfo};
 use crate::events::Severity;
 use crate::pipeline::{RestoreChoice, RunContext};
@@ -25,10 +26,15 @@ pub async fn verify_chosen(
         format!("verifying {} ({}) …", m.id, human_bytes(m.compressed_bytes)),
     );
     let storage = ctx.storage().await?;
-    let pg_restore = pg_restore_for(&ctx.settings().backup.pg_dump);
-    let verified = verify(&storage, &choice.backup, pg_restore)
+    let verified = verify(&storage, &choice.backup, &ctx.settings().backup)
         .await
         .map_err(|e| StageError::Refused(format!("refusing to restore: {e}")))?;
+    if !verified.contents_checked {
+        return Err(StageError::Refused(format!(
+            "refusing to restore: {}",
+            SealError::needs_identity(m)
+        )));
+    }
     let server = ctx.server().await?;
     if let Some(major) = m.server_major {
         if server.major < major {

@@ -5,7 +5,8 @@
 
 use super::{StageError, StageOutcome};
 use crate::backup::replace::{replace, Destination, ReplaceError};
-use crate::backup::{pg_restore_for, verify};
+use crate::backup::seal::SealError;
+use crate::backup::verify;
 use crate::events::{Event, Restored, Severity};
 use crate::pipeline::{RestoreChoice, RunContext};
 use crate::storage::manifest::Manifest;
@@ -25,13 +26,15 @@ async fn restore_this_runs_backup(ctx: &mut RunContext) -> Result<StageOutcome, 
     };
     let storage = ctx.storage().await?;
     let listed = storage.find(Some(&artifact.id)).await?;
-    verify(
-        &storage,
-        &listed,
-        pg_restore_for(&ctx.settings().backup.pg_dump),
-    )
-    .await
-    .map_err(|e| StageError::Refused(format!("refusing to restore: {e}")))?;
+    let verified = verify(&storage, &listed, &ctx.settings().backup)
+        .await
+        .map_err(|e| StageError::Refused(format!("refusing to restore: {e}")))?;
+    if !verified.contents_checked {
+        return Err(StageError::Refused(format!(
+            "refusing to restore: {}",
+            SealError::needs_identity(&listed.manifest)
+        )));
+    }
     let restored = put_back(ctx, &listed.manifest, Destination::InPlace).await?;
     Ok(StageOutcome::Done(format!(
         "restored {} from {}; the previous state is kept as {}",

@@ -31,6 +31,19 @@ pub struct Manifest {
     /// taken; a restore compares it with the live value to say what it would lose.
     #[serde(default)]
     pub write_counter: Option<i64>,
+    /// How the object is sealed (encrypted); `None`: plain gzip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<Sealed>,
+}
+
+/// A backup sealed with age: who can read it. Public keys only, never a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed {
+    /// `age` (age-encryption.org/v1).
+    pub scheme: String,
+    /// The recipients' public keys (`age1...`): any one's identity reads it.
+    pub recipients: Vec<String>,
 }
 
 pub const FORMAT: &str = "pg_dump custom format (uncompressed), gzip";
+pub const SEALED_FORMAT: &str = "pg_dump custom format (uncompressed), gzip, age";

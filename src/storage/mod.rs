@@ -1,7 +1,8 @@
 //! Where backup artifacts live: a local folder (the embedded default) or an
 //! S3-protocol bucket. Both keep, for a backup `ID`, the objects `ID.dump.gz` (the
-//! compressed dump), `ID.manifest.json` (written last: no manifest, no backup) and,
-//! once `verify-backup` has read it back, `ID.verified.json`.
+//! compressed dump; `ID.dump.gz.age` when sealed with age), `ID.manifest.json`
+//! (written last: no manifest, no backup; it names the dump object) and, once
+//! `verify-backup` has read it back, `ID.verified.json`.
 
 mod local;
 pub mod manifest;
@@ -9,8 +10,8 @@ mod objects;
 mod s3;
 mod sink;
 
-pub use local::LocalStore;
-pub use objects::{Listed, StorageError, MANIFEST_SUFFIX, OBJECT_SUFFIX, VERIFIED_SUFFIX};
+pub use local::{private_append, private_dir, LocalStore};
+pub use objects::{object_name, Listed, StorageError, MANIFEST_SUFFIX, VERIFIED_SUFFIX};
 pub use s3::S3Store;
 pub use sink::{PendingUpload, Sink};
 
@@ -41,23 +42,26 @@ impl Storage {
         }
     }
 
-    /// Where the object of backup `id` is (a path or an `s3://` URL).
-    pub fn location(&self, id: &str) -> String {
+    /// Where the dump object named `object` ([`object_name`]) is (a path or an
+    /// `s3://` URL).
+    pub fn location(&self, object: &str) -> String {
         match self {
-            Storage::Local(l) => l.location(id),
-            Storage::S3(s) => s.location(id),
+            Storage::Local(l) => l.location(object),
+            Storage::S3(s) => s.location(object),
         }
     }
 
-    /// Starts writing backup `id`; the dump goes into the returned sink.
+    /// Starts writing backup `id` (sealed with age or not); the dump goes into the
+    /// returned sink.
     pub async fn begin(
         &self,
         id: &str,
+        sealed: bool,
         part_size: usize,
     ) -> Result<(Sink, PendingUpload), StorageError> {
         match self {
-            Storage::Local(l) => l.begin(id),
-            Storage::S3(s) => s.begin(id, part_size).await,
+            Storage::Local(l) => l.begin(id, sealed),
+            Storage::S3(s) => s.begin(id, sealed, part_size).await,
         }
     }
 
@@ -84,11 +88,12 @@ impl Storage {
         })
     }
 
-    /// The stored object, as a blocking reader (call from a blocking thread).
-    pub async fn reader(&self, id: &str) -> Result<Box<dyn Read + Send>, StorageError> {
+    /// The stored dump object (as its manifest names it), as a blocking reader (call
+    /// from a blocking thread).
+    pub async fn reader(&self, object: &str) -> Result<Box<dyn Read + Send>, StorageError> {
         match self {
-            Storage::Local(l) => l.reader(id),
-            Storage::S3(s) => s.reader(id).await,
+            Storage::Local(l) => l.reader(object),
+            Storage::S3(s) => s.reader(object).await,
         }
     }
 
@@ -115,7 +120,7 @@ impl Storage {
 
     /// Removes a backup: manifest first, so a half-deleted backup is never listed.
     pub async fn delete(&self, id: &str) -> Result<(), StorageError> {
-        let names = [MANIFEST_SUFFIX, VERIFIED_SUFFIX, OBJECT_SUFFIX].map(|s| format!("{id}{s}"));
+        let names = objects::names_of(id);
         match self {
             Storage::Local(l) => names.iter().try_for_each(|n| l.remove(n)),
             Storage::S3(s) => {
@@ -132,11 +137,7 @@ impl Storage {
         let name = format!(".ballast-probe-{}", uuid::Uuid::new_v4().simple());
         match self {
             Storage::Local(l) => {
-                std::fs::create_dir_all(l.dir()).map_err(|e| StorageError::Io {
-                    what: "creating the backup folder".into(),
-                    place: l.describe(),
-                    message: e.to_string(),
-                })?;
+                l.create_dir()?;
                 l.put_small(&name, b"probe")?;
                 l.remove(&name)
             }
@@ -144,6 +145,14 @@ impl Storage {
                 s.put_small(&name, b"probe".to_vec()).await?;
                 s.remove(&name).await
             }
+        }
+    }
+
+    /// The local store, when storage is local.
+    pub fn local(&self) -> Option<&LocalStore> {
+        match self {
+            Storage::Local(l) => Some(l),
+            Storage::S3(_) => None,
         }
     }
 

@@ -4,8 +4,35 @@
 use super::manifest::Manifest;
 
 pub const OBJECT_SUFFIX: &str = ".dump.gz";
+/// A backup sealed with age: `age -d` gives the `.dump.gz`.
+pub const SEALED_OBJECT_SUFFIX: &str = ".dump.gz.age";
 pub const MANIFEST_SUFFIX: &str = ".manifest.json";
 pub const VERIFIED_SUFFIX: &str = ".verified.json";
+
+/// The dump object's name for backup `id`.
+pub fn object_name(id: &str, sealed: bool) -> String {
+    match sealed {
+        true => format!("{id}{SEALED_OBJECT_SUFFIX}"),
+        false => format!("{id}{OBJECT_SUFFIX}"),
+    }
+}
+
+/// Whether `object` (as a manifest names it) is one of the names backup `id`'s object
+/// can have: a manifest never points at another file.
+pub fn is_object_of(object: &str, id: &str) -> bool {
+    object == object_name(id, false) || object == object_name(id, true)
+}
+
+/// Every name an object, manifest or record of backup `id` can have.
+pub fn names_of(id: &str) -> [String; 4] {
+    [
+        MANIFEST_SUFFIX,
+        VERIFIED_SUFFIX,
+        OBJECT_SUFFIX,
+        SEALED_OBJECT_SUFFIX,
+    ]
+    .map(|s| format!("{id}{s}"))
+}
 
 /// A backup as listed: its manifest, and when it was last verified, if ever.
 #[derive(Debug, Clone, serde::Serialize)]

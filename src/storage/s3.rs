@@ -19,8 +19,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::objects::{
-    id_of, parse_manifest, skip_bad, Listed, StorageError, MANIFEST_SUFFIX, OBJECT_SUFFIX,
-    VERIFIED_SUFFIX,
+    id_of, is_object_of, object_name, parse_manifest, skip_bad, Listed, StorageError,
+    MANIFEST_SUFFIX, OBJECT_SUFFIX, SEALED_OBJECT_SUFFIX, VERIFIED_SUFFIX,
 };
 use super::sink::{PartWriter, PendingUpload, Sink};
 use crate::config::S3Settings;
@@ -92,12 +92,8 @@ impl S3Store {
         format!("s3://{}/{}", self.settings.bucket, self.settings.prefix)
     }
 
-    pub fn location(&self, id: &str) -> String {
-        format!(
-            "s3://{}/{}",
-            self.settings.bucket,
-            self.key(&format!("{id}{OBJECT_SUFFIX}"))
-        )
+    pub fn location(&self, object: &str) -> String {
+        format!("s3://{}/{}", self.settings.bucket, self.key(object))
     }
 
     fn key(&self, name: &str) -> String {
@@ -107,9 +103,10 @@ impl S3Store {
     pub(super) async fn begin(
         &self,
         id: &str,
+        sealed: bool,
         part_size: usize,
     ) -> Result<(Sink, PendingUpload), StorageError> {
-        let key = self.key(&format!("{id}{OBJECT_SUFFIX}"));
+        let key = self.key(&object_name(id, sealed));
         let mut request = self
             .client
             .create_multipart_upload()
@@ -167,14 +164,14 @@ impl S3Store {
             let Some(id) = id_of(name, MANIFEST_SUFFIX) else {
                 continue;
             };
-            if !names.contains(format!("{id}{OBJECT_SUFFIX}").as_str()) {
-                continue; // a manifest whose object is gone is not a backup
-            }
             let bytes = self.get_small(&format!("{id}{MANIFEST_SUFFIX}")).await?;
             // One unreadable manifest must not hide every other backup.
             let Some(manifest) = skip_bad(parse_manifest(id, &self.describe(), &bytes)) else {
                 continue;
             };
+            if !is_object_of(&manifest.object, id) || !names.contains(manifest.object.as_str()) {
+                continue; // a manifest whose object is gone is not a backup
+            }
             let verified_at = if names.contains(format!("{id}{VERIFIED_SUFFIX}").as_str()) {
                 let record = self.get_small(&format!("{id}{VERIFIED_SUFFIX}")).await?;
                 serde_json::from_slice::<serde_json::Value>(&record)
@@ -184,7 +181,7 @@ impl S3Store {
                 None
             };
             listed.push(Listed {
-                location: self.location(id),
+                location: self.location(&manifest.object),
                 manifest,
                 verified_at,
             });
@@ -263,8 +260,8 @@ impl S3Store {
     }
 
     /// Streams the object to a blocking reader through a small channel.
-    pub(super) async fn reader(&self, id: &str) -> Result<Box<dyn Read + Send>, StorageError> {
-        let mut body = self.get(&format!("{id}{OBJECT_SUFFIX}")).await?;
+    pub(super) async fn reader(&self, object: &str) -> Result<Box<dyn Read + Send>, StorageError> {
+        let mut body = self.get(object).await?;
         let (tx, rx) = mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
         tokio::spawn(async move {
             loop {
@@ -323,7 +320,7 @@ impl S3Store {
             let (Some(key), Some(upload_id)) = (upload.key(), upload.upload_id()) else {
                 continue;
             };
-            if !key.ends_with(OBJECT_SUFFIX) {
+            if !key.ends_with(OBJECT_SUFFIX) && !key.ends_with(SEALED_OBJECT_SUFFIX) {
                 continue; // not a backup of ours: another application's upload
             }
             let age = upload

@@ -96,6 +96,8 @@ pub enum PendingUpload {
     Local {
         dir: PathBuf,
         id: String,
+        /// The dump object's name.
+        object: String,
         partial: PathBuf,
     },
     S3(MultipartUpload),
@@ -105,9 +107,12 @@ impl PendingUpload {
     /// Makes the backup real: the object in place, then the manifest, last.
     pub async fn complete(self, manifest: &[u8]) -> Result<(), StorageError> {
         match self {
-            PendingUpload::Local { dir, id, partial } => {
-                super::local::complete(&dir, &id, &partial, manifest)
-            }
+            PendingUpload::Local {
+                dir,
+                id,
+                object,
+                partial,
+            } => super::local::complete(&dir, &id, &object, &partial, manifest),
             PendingUpload::S3(upload) => upload.complete(manifest.to_vec()).await,
         }
     }

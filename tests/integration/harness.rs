@@ -455,6 +455,26 @@ impl S3Server {
         keys
     }
 
+    /// The bytes of object `key` in `bucket`.
+    pub fn object(&self, bucket: &str, key: &str) -> Vec<u8> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let head = format!(
+            "GET /{bucket}/{key} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            self.port
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let end = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("an HTTP response");
+        let head = String::from_utf8_lossy(&response[..end]).to_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "GET {key}: {head}");
+        response[end + 4..].to_vec()
+    }
+
     /// Unfinished multipart uploads in `bucket`.
     pub fn unfinished_uploads(&self, bucket: &str) -> usize {
         let (_, body) = self.http("GET", &format!("/{bucket}?uploads"), b"");

@@ -26,5 +26,6 @@ mod restore;
 mod resume_alembic;
 mod roundtrip;
 mod s3;
+mod sealed;
 mod targets;
 mod unattended;

@@ -1,0 +1,294 @@
+//! Backups sealed with age (src/backup/seal.rs) and kept private: what is stored holds
+//! no plaintext, opens with any one recipient's identity and with a second age
+//! implementation (pyrage), and is refused, with the recipients named, without one.
+//! Local files are 0600 in a 0700 folder whatever the umask.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use age::secrecy::ExposeSecret;
+
+use crate::harness::{cluster, psql, Project};
+
+/// A row no backup may carry in the clear.
+const MARKER: &str = "customer-secret-4242";
+
+/// An age identity file in the project, and its recipient (public key).
+fn key(p: &Project, name: &str) -> (PathBuf, String) {
+    let identity = age::x25519::Identity::generate();
+    let path = p.path().join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "# public key: {}\n{}\n",
+            identity.to_public(),
+            identity.to_string().expose_secret()
+        ),
+    )
+    .unwrap();
+    (path, identity.to_public().to_string())
+}
+
+fn seed(p: &Project) {
+    p.sql(&format!(
+        "create table customers (id int primary key, note text); \
+         insert into customers select g, '{MARKER}-' || g from generate_series(1, 20000) g"
+    ));
+}
+
+fn sealed_config(recipients: &[&str]) -> String {
+    let list: Vec<String> = recipients.iter().map(|r| format!("\"{r}\"")).collect();
+    format!("[backup]\nage_recipients = [{}]\n", list.join(", "))
+}
+
+/// The newest backup's manifest, from `ballast --json backups`.
+fn newest(p: &Project) -> serde_json::Value {
+    let run = p.ballast(&["--json", "backups"]);
+    let first = run.stdout().lines().next().unwrap().to_string();
+    serde_json::from_str::<serde_json::Value>(&first).unwrap()["manifest"].clone()
+}
+
+/// What a second age implementation makes of `sealed`: pyrage decrypts with
+/// `identity`, gunzip decompresses; the pg_dump archive's first bytes.
+fn pyrage_opens(sealed: &[u8], identity: &Path, dir: &Path) -> Vec<u8> {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
+    let input = dir.join("sealed.bin");
+    std::fs::write(&input, sealed).unwrap();
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import gzip, sys, pyrage\n\
+             key = [l for l in open(sys.argv[1]).read().splitlines() if l.startswith('AGE-SECRET-KEY-')][0]\n\
+             plain = pyrage.decrypt(open(sys.argv[2], 'rb').read(), [pyrage.x25519.Identity.from_str(key)])\n\
+             sys.stdout.buffer.write(gzip.decompress(plain)[:16])",
+        ])
+        .arg(identity)
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pyrage failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn a_sealed_backup_round_trips_on_local_storage_with_any_one_recipient() {
+    let p = Project::new();
+    seed(&p);
+    let (ops, ops_key) = key(&p, "ops.txt");
+    let (dr, dr_key) = key(&p, "dr.txt");
+    let (stranger, _) = key(&p, "stranger.txt");
+    p.write_config(&sealed_config(&[&ops_key, &dr_key]));
+    p.ballast(&["backup"]).expect_code(0);
+    let manifest = newest(&p);
+    let id = manifest["id"].as_str().unwrap().to_string();
+    assert_eq!(manifest["object"], format!("{id}.dump.gz.age"));
+    assert_eq!(manifest["sealed"]["scheme"], "age");
+    assert_eq!(
+        manifest["sealed"]["recipients"],
+        serde_json::json!([ops_key, dr_key])
+    );
+    let listing = p.ballast(&["backups"]).stdout();
+    let short = format!("{}…{} +1", &ops_key[..8], &ops_key[ops_key.len() - 4..]);
+    assert!(listing.contains(&short), "{listing}");
+
+    let object = p.path().join("backups").join(format!("{id}.dump.gz.age"));
+    let stored = std::fs::read(&object).unwrap();
+    assert!(stored.starts_with(b"age-encryption.org/v1\n"));
+    assert!(
+        !contains(&stored, MARKER.as_bytes()),
+        "plaintext rows stored"
+    );
+    assert!(!contains(&stored, b"PGDMP"), "a plaintext archive stored");
+    assert!(!contains(&stored, b"AGE-SECRET-KEY"), "a secret key stored");
+    assert_eq!(&pyrage_opens(&stored, &dr, p.path())[..5], b"PGDMP");
+
+    // Without an identity: what is stored is checked, and said to be only that.
+    let unopened = p.ballast(&["verify-backup", &id]);
+    unopened.expect_code(0);
+    assert!(
+        unopened.stdout().contains("contents were not checked"),
+        "{}",
+        unopened.stdout()
+    );
+    let opened = p.ballast(&["verify-backup", &id, "--identity", ops.to_str().unwrap()]);
+    opened.expect_code(0);
+    assert!(opened.stdout().contains("is sound"), "{}", opened.stdout());
+
+    // A restore without the identity, or with a stranger's: refused, nothing made.
+    let drill = format!("{}_drill", p.db);
+    let refused = p.ballast(&["--yes", "restore", &id, "--into", &drill]);
+    refused.expect_code(3);
+    assert!(
+        refused.stderr().contains(&ops_key) && refused.stderr().contains("--identity"),
+        "{}",
+        refused.stderr()
+    );
+    let wrong = p.ballast(&[
+        "--yes",
+        "restore",
+        &id,
+        "--into",
+        &drill,
+        "--identity",
+        stranger.to_str().unwrap(),
+    ]);
+    wrong.expect_code(3);
+    assert!(
+        wrong.stderr().contains("none of the identities"),
+        "{}",
+        wrong.stderr()
+    );
+    let exists = format!("select count(*) from pg_database where datname = '{drill}'");
+    assert_eq!(psql(&cluster().url("postgres"), &exists), "0");
+    // Each recipient alone restores it, identical.
+    for (n, identity) in [&ops, &dr].into_iter().enumerate() {
+        let into = format!("{drill}{n}");
+        p.ballast(&[
+            "--yes",
+            "restore",
+            &id,
+            "--into",
+            &into,
+            "--identity",
+            identity.to_str().unwrap(),
+        ])
+        .expect_code(0);
+        assert_eq!(
+            psql(
+                &cluster().url(&into),
+                &format!("select count(*) from customers where note like '{MARKER}-%'")
+            ),
+            "20000"
+        );
+    }
+
+    // One byte flipped in storage: corrupt, and no restore.
+    let mut damaged = stored.clone();
+    let n = damaged.len();
+    damaged[n / 2] ^= 0x20;
+    std::fs::write(&object, &damaged).unwrap();
+    let corrupt = p.ballast(&["verify-backup", &id, "--identity", ops.to_str().unwrap()]);
+    corrupt.expect_code(1);
+    assert!(corrupt.stderr().contains("corrupt"), "{}", corrupt.stderr());
+    let no_restore = p.ballast(&[
+        "--yes",
+        "restore",
+        &id,
+        "--into",
+        &format!("{drill}_x"),
+        "--identity",
+        ops.to_str().unwrap(),
+    ]);
+    no_restore.expect_code(3);
+    assert!(
+        no_restore.stdout().contains("corrupt") || no_restore.stderr().contains("corrupt"),
+        "{}",
+        no_restore.stdout()
+    );
+}
+
+#[test]
+fn a_sealed_backup_round_trips_on_s3() {
+    let p = Project::new();
+    seed(&p);
+    let (ops, ops_key) = key(&p, "ops.txt");
+    let bucket = p.with_s3("");
+    // with_s3 writes [backup.s3]; the recipients go in [backup], above it.
+    let config = std::fs::read_to_string(p.path().join("deploy.toml")).unwrap();
+    let config = config.replacen(
+        "[backup.s3]",
+        &format!("{}\n[backup.s3]", sealed_config(&[&ops_key])),
+        1,
+    );
+    std::fs::write(p.path().join("deploy.toml"), config).unwrap();
+    p.ballast(&["backup"]).expect_code(0);
+    let manifest = newest(&p);
+    let id = manifest["id"].as_str().unwrap().to_string();
+    let key_name = format!("shop/{id}.dump.gz.age");
+    assert!(
+        crate::harness::s3().keys(&bucket).contains(&key_name),
+        "{:?}",
+        crate::harness::s3().keys(&bucket)
+    );
+    let stored = crate::harness::s3().object(&bucket, &key_name);
+    assert_eq!(
+        stored.len() as u64,
+        manifest["compressed_bytes"].as_u64().unwrap()
+    );
+    assert!(
+        !contains(&stored, MARKER.as_bytes()),
+        "plaintext rows stored"
+    );
+    assert_eq!(&pyrage_opens(&stored, &ops, p.path())[..5], b"PGDMP");
+    p.ballast(&["verify-backup", &id, "--identity", ops.to_str().unwrap()])
+        .expect_code(0);
+    let drill = format!("{}_drill", p.db);
+    p.ballast(&["--yes", "restore", &id, "--into", &drill])
+        .expect_code(3);
+    p.ballast_with(
+        &["--yes", "restore", &id, "--into", &drill],
+        &[("BALLAST_BACKUP__AGE_IDENTITY_FILE", ops.to_str().unwrap())],
+    )
+    .expect_code(0);
+    assert_eq!(
+        psql(&cluster().url(&drill), "select count(*) from customers"),
+        "20000"
+    );
+}
+
+#[test]
+fn local_backups_are_private_whatever_the_umask() {
+    for umask in ["000", "022"] {
+        let p = Project::new();
+        p.sql("create table t (id int)");
+        let run = Command::new("sh")
+            .arg("-c")
+            .arg(format!("umask {umask}; exec \"$0\" backup"))
+            .arg(env!("CARGO_BIN_EXE_ballast"))
+            .current_dir(p.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stdout)
+        );
+        let dir = p.path().join("backups");
+        assert_eq!(mode(&dir), 0o700, "umask {umask}: the folder");
+        let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(files.len() >= 3, "{files:?}");
+        for file in &files {
+            assert_eq!(mode(file), 0o600, "umask {umask}: {}", file.display());
+        }
+    }
+    // A folder others can read is used, with a warning that says so.
+    let p = Project::new();
+    p.sql("create table t (id int)");
+    let dir = p.path().join("backups");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = p.ballast(&["backup"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout().contains("is not private") && run.stdout().contains("0755"),
+        "{}",
+        run.stdout()
+    );
+}
