@@ -3,8 +3,9 @@
 //! `cargo bench --bench backup [-- SIZE_MB]` (default 1024). One throwaway cluster,
 //! one generated database of text, numbers, JSON and timestamps (not blank filler),
 //! then, in the same run: `pg_dump -Fc -Z0 > /dev/null` (the floor), `pg_dump -Fc -Z0
-//! | gzip -6 > file` (the script ballast replaces), `ballast` to local storage and to
-//! an S3 server (moto, when scripts/ensure-moto installed it). Reports wall time, output
+//! | gzip -6 > file` (the script ballast replaces), `ballast` to local storage (plain,
+//! and sealed with age right after it) and to an S3 server (moto, when
+//! scripts/ensure-moto installed it). Reports wall time, output
 //! size and ballast's peak RSS (GNU time). Compare ratios, not seconds: the machine is
 //! shared.
 
@@ -81,6 +82,21 @@ SQL"
     let (local, local_rss) = ballast(d, &[]);
     let local_size = dir_size(&d.join("local"));
     std::fs::remove_dir_all(d.join("local")).unwrap();
+    // Sealed with age, right after the plain one: what encryption adds.
+    let recipient = age::x25519::Identity::generate().to_public();
+    std::fs::write(
+        d.join("deploy.toml"),
+        format!("[database]\nurl = \"{url}\"\n[backup]\ndir = \"local\"\nage_recipients = [\"{recipient}\"]\n"),
+    )
+    .unwrap();
+    let (sealed, sealed_rss) = ballast(d, &[]);
+    let sealed_size = dir_size(&d.join("local"));
+    std::fs::remove_dir_all(d.join("local")).unwrap();
+    std::fs::write(
+        d.join("deploy.toml"),
+        format!("[database]\nurl = \"{url}\"\n[backup]\ndir = \"local\"\n"),
+    )
+    .unwrap();
     let (fast, fast_rss) = ballast(d, &["--set", "backup.compression_level=1"]);
     let fast_size = dir_size(&d.join("local"));
 
@@ -110,6 +126,13 @@ SQL"
         gzip,
         vs_gzip(local_size, gzip_size),
         mib(local_rss),
+    );
+    row(
+        "ballast backup, local, sealed with age",
+        sealed,
+        gzip,
+        vs_gzip(sealed_size, gzip_size),
+        mib(sealed_rss),
     );
     row(
         "ballast backup, local, compression_level 1",
@@ -155,6 +178,10 @@ SQL"
         let _ = server.kill();
         let _ = server.wait();
     }
+    println!(
+        "\nsealed with age: {:.2}x the plain local backup's time",
+        sealed / local
+    );
     println!(
         "\ndatabase {} ; dump floor {:.0} MB/s of database",
         mib(db_bytes),

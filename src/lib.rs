@@ -28,6 +28,7 @@ pub mod report;
 pub mod resume;
 pub mod runner;
 pub mod scratch;
+pub mod seal;
 pub mod stages;
 pub mod storage;
 pub mod subprocess;

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::hashing::HashingWriter;
 
 use super::error::BackupError;
-use super::seal::SealingWriter;
+use crate::seal::SealingWriter;
 use crate::storage::manifest::{Manifest, Sealed, FORMAT, SEALED_FORMAT};
 use crate::storage::{Sink, Storage};
 
@@ -33,7 +33,7 @@ pub struct DumpRequest {
     /// Facts for the manifest.
     pub manifest: Manifest,
     /// Seal the backup to these (`backup.age_recipients`).
-    pub recipients: Option<super::seal::Recipients>,
+    pub recipients: Option<crate::seal::Recipients>,
 }
 
 /// A finished backup: object and manifest both in place.
@@ -99,6 +99,7 @@ pub async fn take(
         false => FORMAT,
     }
     .into();
+    manifest.locked_until = pending.locked_until();
     manifest.sealed = request.recipients.as_ref().map(|r| Sealed {
         scheme: "age".into(),
         recipients: r.keys(),

@@ -13,7 +13,6 @@ pub mod replace;
 pub mod restore;
 pub mod restore_db;
 pub mod retention;
-pub mod seal;
 pub mod sessions;
 pub mod target;
 mod verify;

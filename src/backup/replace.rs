@@ -267,8 +267,10 @@ async fn restore_and_swap(
     let pg_restore = pg_restore_for(&settings.backup.pg_dump);
     let progress = events.clone();
     let identities = match manifest.sealed {
-        Some(_) => super::seal::Identities::configured(&settings.backup)
-            .map_err(|e| ReplaceError::Restore(format!("{e}; {target} was not touched")))?,
+        Some(_) => {
+            crate::seal::Identities::configured(settings.backup.age_identity_file.as_deref())
+                .map_err(|e| ReplaceError::Restore(format!("{e}; {target} was not touched")))?
+        }
         None => None,
     };
     let restored = match (fresh_url, storage.reader(&manifest.object).await) {

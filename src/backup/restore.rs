@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use super::hashing::HashingReader;
-use super::seal::{Identities, SealError};
 use crate::redact::SplitUrl;
+use crate::seal::{Identities, SealError};
 use crate::storage::manifest::Manifest;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +44,7 @@ pub fn restore_into(
     // the caller throw the restored copy away if it is not the object it verified.
     // A sealed one is opened first: the wrong identity stops it before pg_restore runs.
     let mut hashed = HashingReader::new(reader);
-    let mut gunzip = super::seal::archive(&mut hashed, manifest, identities)?;
+    let mut gunzip = crate::seal::archive(&mut hashed, manifest, identities)?;
     let dbname = format!("--dbname={}", target.public);
     let mut command = Command::new(pg_restore.as_os_str());
     crate::children::prepare(&mut command);

@@ -3,6 +3,8 @@
 //! Only verified backups count and only verified backups are deleted: an unverified
 //! backup proves nothing, so it can neither satisfy `keep_last` nor be trusted to be
 //! the last good one. The newest verified backup is never deleted, whatever the rules.
+//! Nor is one whose objects S3 Object Lock still protects (its manifest says until
+//! when): the store would refuse, and the listing says why it stays.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -47,9 +49,17 @@ pub fn decide(listed: &[Listed], rules: Retention, now: DateTime<Utc>) -> Decisi
         } else {
             None
         };
-        match reason {
-            Some(why) => decision.keep.push((id, why)),
-            None => decision.delete.push(id),
+        let locked = backup
+            .manifest
+            .locked_until
+            .as_deref()
+            .filter(|until| DateTime::parse_from_rfc3339(until).is_ok_and(|t| t > now));
+        match (reason, locked) {
+            (Some(why), _) => decision.keep.push((id, why)),
+            (None, Some(until)) => decision
+                .keep
+                .push((id, format!("locked by S3 Object Lock until {until}"))),
+            (None, None) => decision.delete.push(id),
         }
     }
     decision
@@ -100,6 +110,7 @@ mod tests {
                 server_major: None,
                 write_counter: None,
                 sealed: None,
+                locked_until: None,
             },
             verified_at: verified.then(|| now.to_rfc3339()),
             location: String::new(),

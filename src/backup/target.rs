@@ -92,6 +92,7 @@ pub async fn back_up(
         tool: format!("ballast {}", env!("CARGO_PKG_VERSION")),
         write_counter: Some(writes),
         sealed: None,
+        locked_until: None,
     };
     let request = DumpRequest {
         pg_dump: settings.backup.pg_dump.clone(),

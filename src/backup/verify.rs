@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use sha2::Digest;
 
 use super::hashing::HashingReader;
-use super::seal::{Identities, SealError};
 use crate::config::BackupSettings;
+use crate::seal::{Identities, SealError};
 use crate::storage::{Listed, Storage, StorageError};
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -86,7 +86,8 @@ pub async fn verify(
     let pg_restore = pg_restore_for(&settings.pg_dump);
     let manifest = listed.manifest.clone();
     let identities = match manifest.sealed {
-        Some(_) => Identities::configured(settings).map_err(VerifyError::Seal)?,
+        Some(_) => Identities::configured(settings.age_identity_file.as_deref())
+            .map_err(VerifyError::Seal)?,
         None => None,
     };
     if manifest.sealed.is_some() && identities.is_none() {
@@ -221,7 +222,7 @@ fn check(
     let mut hashed = HashingReader::new(reader);
     let mut stdin = child.stdin.take().expect("piped");
     let mut raw: u64 = 0;
-    let decompressed = match super::seal::archive(&mut hashed, manifest, identities) {
+    let decompressed = match crate::seal::archive(&mut hashed, manifest, identities) {
         // A damaged header, or the wrong identity: judged below, once the stored
         // bytes are hashed (damage is corruption; the wrong key is not).
         Err(e) => Err(e),

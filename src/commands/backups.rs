@@ -128,8 +128,8 @@ pub async fn verify_one(g: &GlobalArgs, id: Option<&str>, identity: Option<&Path
             exit_code::SUCCESS
         }
         Err(e) => {
-            use crate::backup::seal::SealError;
             use crate::backup::VerifyError;
+            use crate::seal::SealError;
             let code = match &e {
                 VerifyError::Seal(
                     SealError::IdentityFile { .. } | SealError::NoIdentity { .. },

@@ -146,11 +146,11 @@ async fn pick(storage: &Storage, id: Option<&str>, database: &str) -> Result<Lis
 /// A sealed backup is refused up front, before anything runs, unless the identity
 /// given opens it (its header names the recipients it was sealed for).
 async fn can_open(settings: &crate::config::Settings, backup: &Listed) -> Result<(), Failure> {
-    use crate::backup::seal::{Identities, SealError};
+    use crate::seal::{Identities, SealError};
     if backup.manifest.sealed.is_none() {
         return Ok(());
     }
-    let identities = match Identities::configured(&settings.backup) {
+    let identities = match Identities::configured(settings.backup.age_identity_file.as_deref()) {
         Ok(Some(identities)) => identities,
         Ok(None) => {
             let refusal = SealError::needs_identity(&backup.manifest);

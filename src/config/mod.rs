@@ -15,5 +15,5 @@ pub use load::{load, ConfigError, LoadOptions, DEFAULTS};
 pub use raw::RawConfig;
 pub use settings::{
     AlembicSettings, BackupSettings, BlockerPolicy, DatabaseSettings, EngineKind, LedgerChoice,
-    MigrationSettings, Retention, S3Settings, Settings, SqlCheck,
+    MigrationSettings, ObjectLock, Retention, S3Settings, Settings, SqlCheck,
 };

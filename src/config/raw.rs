@@ -91,6 +91,8 @@ pub struct RawS3 {
     pub server_side_encryption: Option<String>,
     pub kms_key_id: Option<String>,
     pub stale_upload_after: Option<String>,
+    pub object_lock_days: Option<u32>,
+    pub object_lock_mode: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -222,7 +222,7 @@ pub struct BackupSettings {
     /// rename (pg_terminate_backend) instead of refusing to replace a database in use.
     pub restore_ends_sessions: bool,
     /// Seal every backup with age to these recipients (`backup.age_recipients`).
-    pub age_recipients: Option<crate::backup::seal::Recipients>,
+    pub age_recipients: Option<crate::seal::Recipients>,
     /// The age identity file that reads sealed backups (`backup.age_identity_file`,
     /// or `--identity`).
     pub age_identity_file: Option<PathBuf>,
@@ -243,6 +243,17 @@ pub struct S3Settings {
     pub kms_key_id: Option<String>,
     /// Unfinished multipart uploads older than this under the prefix are aborted.
     pub stale_upload_after: Duration,
+    /// S3 Object Lock retention set on every backup's objects.
+    pub object_lock: Option<ObjectLock>,
+}
+
+/// `backup.s3.object_lock_days` and `object_lock_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectLock {
+    pub days: u32,
+    /// Compliance: nobody, not even the account's root, deletes it early. Governance:
+    /// a role with `s3:BypassGovernanceRetention` can.
+    pub compliance: bool,
 }
 
 /// A user check run by the `verify` stage: the query must return one row, one `true`.
@@ -481,9 +492,8 @@ fn resolve_backup(
         keep_last: raw.keep_last.unwrap_or(7),
         keep_days: raw.keep_days.unwrap_or(14),
     };
-    let age_recipients =
-        crate::backup::seal::Recipients::parse(&raw.age_recipients.unwrap_or_default())
-            .map_err(|e| bad("backup.age_recipients", e.to_string()))?;
+    let age_recipients = crate::seal::Recipients::parse(&raw.age_recipients.unwrap_or_default())
+        .map_err(|e| bad("backup.age_recipients", e.to_string()))?;
     Ok(BackupSettings {
         dir: within(raw.dir),
         pg_dump,
@@ -545,6 +555,34 @@ fn resolve_s3(
     let stale = raw.stale_upload_after.unwrap_or_else(|| "24h".into());
     let stale_upload_after = super::duration::parse_duration(&stale)
         .map_err(|e| bad("backup.s3.stale_upload_after", e.to_string()))?;
+    let object_lock = match (raw.object_lock_days, raw.object_lock_mode.as_deref()) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(bad(
+                "backup.s3.object_lock_mode",
+                "needs object_lock_days (how long each backup stays locked)".into(),
+            ))
+        }
+        (Some(0), _) => {
+            return Err(bad(
+                "backup.s3.object_lock_days",
+                "must be at least 1 (remove it to lock nothing)".into(),
+            ))
+        }
+        (Some(days), mode) => Some(ObjectLock {
+            days,
+            compliance: match mode.unwrap_or("governance") {
+                "governance" => false,
+                "compliance" => true,
+                other => {
+                    return Err(bad(
+                        "backup.s3.object_lock_mode",
+                        format!("`{other}` is not \"governance\" or \"compliance\""),
+                    ))
+                }
+            },
+        }),
+    };
     Ok(S3Settings {
         bucket,
         prefix,
@@ -555,6 +593,7 @@ fn resolve_s3(
         server_side_encryption: raw.server_side_encryption,
         kms_key_id: raw.kms_key_id,
         stale_upload_after,
+        object_lock,
     })
 }
 

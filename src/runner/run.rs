@@ -281,10 +281,22 @@ fn not_recovered(ctx: &RunContext, summary: &mut RunSummary, read: bool) {
             .push("a COMMIT was interrupted: `ballast status` tells whether it took effect".into());
     }
     if let (Some(backup), Some(server)) = (ctx.backup(), ctx.server_known()) {
-        let fetch = if backup.location.starts_with("s3://") {
-            format!("aws s3 cp {} - | gunzip -c", backup.location)
-        } else {
-            format!("gunzip -c {}", backup.location)
+        // A sealed backup (`.age`) is decrypted first, with one recipient's identity.
+        let identity = ctx
+            .settings()
+            .backup
+            .age_identity_file
+            .as_ref()
+            .map_or("IDENTITY_FILE".to_string(), |f| f.display().to_string());
+        let sealed = backup.location.ends_with(".age");
+        let fetch = match (backup.location.starts_with("s3://"), sealed) {
+            (true, false) => format!("aws s3 cp {} - | gunzip -c", backup.location),
+            (true, true) => format!(
+                "aws s3 cp {} - | age -d -i {identity} | gunzip -c",
+                backup.location
+            ),
+            (false, false) => format!("gunzip -c {}", backup.location),
+            (false, true) => format!("age -d -i {identity} {} | gunzip -c", backup.location),
         };
         summary.next_steps.push(format!(
             "to return to the state before this run, restore its backup: {fetch} | pg_restore --clean --if-exists --no-owner -d {}",

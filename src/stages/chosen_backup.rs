@@ -4,13 +4,13 @@
 
 use super::{StageError, StageOutcome};
 use crate::backup::replace::{check_destination, Destination};
-use crate::backup::seal::SealError;
 use crate::backup::sessions;
 use crate::backup::target::write_counter;
 use crate::backup::{restore_db, verify};
 use crate::db::{self, ServerInfo};
 use crate::events::Severity;
 use crate::pipeline::{RestoreChoice, RunContext};
+use crate::seal::SealError;
 use crate::storage::manifest::Manifest;
 use crate::text::human_bytes;
 

@@ -5,10 +5,10 @@
 
 use super::{StageError, StageOutcome};
 use crate::backup::replace::{replace, Destination, ReplaceError};
-use crate::backup::seal::SealError;
 use crate::backup::verify;
 use crate::events::{Event, Restored, Severity};
 use crate::pipeline::{RestoreChoice, RunContext};
+use crate::seal::SealError;
 use crate::storage::manifest::Manifest;
 
 pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {

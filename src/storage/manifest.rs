@@ -34,6 +34,10 @@ pub struct Manifest {
     /// How the object is sealed (encrypted); `None`: plain gzip.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed: Option<Sealed>,
+    /// Until when S3 Object Lock keeps the dump and this manifest from being deleted
+    /// (RFC 3339); `None` when not locked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<String>,
 }
 
 /// A backup sealed with age: who can read it. Public keys only, never a secret.

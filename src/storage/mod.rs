@@ -142,6 +142,9 @@ impl Storage {
                 l.remove(&name)
             }
             Storage::S3(s) => {
+                if s.locks_objects() {
+                    s.check_object_lock().await?;
+                }
                 s.put_small(&name, b"probe".to_vec()).await?;
                 s.remove(&name).await
             }

@@ -107,11 +107,24 @@ impl S3Store {
         part_size: usize,
     ) -> Result<(Sink, PendingUpload), StorageError> {
         let key = self.key(&object_name(id, sealed));
+        // Refused before pg_dump starts: a lock the bucket cannot keep is no lock.
+        let retention = match self.settings.object_lock {
+            Some(lock) => {
+                self.check_object_lock().await?;
+                Some(Retention::from_now(lock))
+            }
+            None => None,
+        };
         let mut request = self
             .client
             .create_multipart_upload()
             .bucket(&self.settings.bucket)
             .key(&key);
+        if let Some(retention) = &retention {
+            request = request
+                .object_lock_mode(retention.mode())
+                .object_lock_retain_until_date(retention.until());
+        }
         if let Some(class) = &self.settings.storage_class {
             request = request.storage_class(class.as_str().into());
         }
@@ -145,6 +158,7 @@ impl S3Store {
             uploader,
             manifest_key: self.key(&format!("{id}{MANIFEST_SUFFIX}")),
             place: self.describe(),
+            retention,
         };
         Ok((
             Sink::S3(PartWriter::new(part_size, tx)),
@@ -231,6 +245,46 @@ impl S3Store {
             .await
             .map_err(|e| failed(format!("reading {key}"), self.describe(), e))?;
         Ok(bytes.into_bytes().to_vec())
+    }
+
+    /// Backups are to be kept by S3 Object Lock (`backup.s3.object_lock_days`).
+    pub(super) fn locks_objects(&self) -> bool {
+        self.settings.object_lock.is_some()
+    }
+
+    /// The bucket keeps Object Lock retention (it was created with Object Lock on), or
+    /// the error that says it does not.
+    pub(super) async fn check_object_lock(&self) -> Result<(), StorageError> {
+        let bucket = &self.settings.bucket;
+        let refused = |message: String| {
+            StorageError::Io {
+            what: "checking Object Lock".into(),
+            place: self.describe(),
+            message: format!(
+                "{message}; backup.s3.object_lock_days needs a bucket with Object Lock enabled (set when the bucket is made, or later with versioning on): enable it on {bucket}, or remove object_lock_days"
+            ),
+        }
+        };
+        let config = self
+            .client
+            .get_object_lock_configuration()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|e| {
+                refused(format!(
+                    "the bucket has no Object Lock configuration ({})",
+                    DisplayErrorContext(e)
+                ))
+            })?;
+        let enabled = config
+            .object_lock_configuration()
+            .and_then(|c| c.object_lock_enabled())
+            .is_some_and(|e| *e == aws_sdk_s3::types::ObjectLockEnabled::Enabled);
+        match enabled {
+            true => Ok(()),
+            false => Err(refused("Object Lock is not enabled on the bucket".into())),
+        }
     }
 
     pub(super) async fn put_small(&self, name: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
@@ -486,9 +540,50 @@ pub struct MultipartUpload {
     uploader: JoinHandle<Result<Vec<CompletedPart>, PartError>>,
     manifest_key: String,
     place: String,
+    /// Object Lock retention for the dump and its manifest.
+    retention: Option<Retention>,
+}
+
+/// S3 Object Lock retention for one backup's objects.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Retention {
+    lock: crate::config::ObjectLock,
+    until: chrono::DateTime<chrono::Utc>,
+}
+
+impl Retention {
+    fn from_now(lock: crate::config::ObjectLock) -> Retention {
+        Retention {
+            lock,
+            until: chrono::Utc::now() + chrono::Duration::days(lock.days as i64),
+        }
+    }
+
+    fn mode(&self) -> aws_sdk_s3::types::ObjectLockMode {
+        match self.lock.compliance {
+            true => aws_sdk_s3::types::ObjectLockMode::Compliance,
+            false => aws_sdk_s3::types::ObjectLockMode::Governance,
+        }
+    }
+
+    fn until(&self) -> aws_sdk_s3::primitives::DateTime {
+        aws_sdk_s3::primitives::DateTime::from_secs(self.until.timestamp())
+    }
+
+    /// As the manifest records it.
+    pub(super) fn until_rfc3339(&self) -> String {
+        chrono::DateTime::<chrono::Utc>::from_timestamp(self.until.timestamp(), 0)
+            .unwrap_or(self.until)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    }
 }
 
 impl MultipartUpload {
+    /// Until when Object Lock keeps this backup, when it does.
+    pub(super) fn locked_until(&self) -> Option<String> {
+        self.retention.as_ref().map(Retention::until_rfc3339)
+    }
+
     pub(super) async fn complete(self, manifest: Vec<u8>) -> Result<(), StorageError> {
         let t = &self.target;
         let io = |what: &str, message: String| StorageError::Io {
@@ -527,15 +622,20 @@ impl MultipartUpload {
                 DisplayErrorContext(e).to_string(),
             ));
         }
-        let put = t
+        let mut put = t
             .client
             .put_object()
             .bucket(&t.bucket)
             .key(&self.manifest_key)
-            .content_type("application/json")
-            .body(ByteStream::from(manifest))
-            .send()
-            .await;
+            .content_type("application/json");
+        if let Some(retention) = &self.retention {
+            // A PUT with Object Lock retention must carry a checksum of its body.
+            put = put
+                .object_lock_mode(retention.mode())
+                .object_lock_retain_until_date(retention.until())
+                .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32);
+        }
+        let put = put.body(ByteStream::from(manifest)).send().await;
         if let Err(e) = put {
             // No manifest, no backup: do not leave an object nobody will ever list or prune.
             let _ = t

@@ -117,6 +117,14 @@ impl PendingUpload {
         }
     }
 
+    /// Until when S3 Object Lock will keep the backup, when it will (for its manifest).
+    pub fn locked_until(&self) -> Option<String> {
+        match self {
+            PendingUpload::Local { .. } => None,
+            PendingUpload::S3(upload) => upload.locked_until(),
+        }
+    }
+
     /// Removes every trace of the unfinished backup; returns the upload's own error
     /// when the upload is what failed.
     pub async fn abort(self) -> Option<String> {

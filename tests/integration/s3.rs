@@ -83,7 +83,7 @@ fn killed_pg_dump_with_parts_in_flight_leaves_no_upload() {
 
 /// pg_dump died, and the bucket holds neither an object nor an unfinished upload.
 #[track_caller]
-fn assert_killed_and_aborted(run: &crate::harness::Run, bucket: &str) {
+pub fn assert_killed_and_aborted(run: &crate::harness::Run, bucket: &str) {
     assert!(
         run.stdout().contains("killed by signal 9"),
         "{}",

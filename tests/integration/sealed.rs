@@ -292,3 +292,42 @@ fn local_backups_are_private_whatever_the_umask() {
         run.stdout()
     );
 }
+
+#[test]
+fn a_sealed_upload_that_dies_part_way_leaves_nothing_that_looks_like_a_backup() {
+    let p = Project::new();
+    // Several 8 MiB parts are uploaded or uploading when pg_dump dies.
+    p.sql("create table big (id int, note text); insert into big select g, md5(g::text) || md5((g * 3)::text) || md5((g * 7)::text) from generate_series(1, 400000) g");
+    let (_, recipient) = key(&p, "ops.txt");
+    // [backup] after [backup.s3]: TOML allows the parent table to come second.
+    let fake = p.fake_pg_dump("pg_dump \"$@\" | head -c 40000000\nkill -KILL $$");
+    let bucket = p.with_s3(&format!("{fake}\nage_recipients = [\"{recipient}\"]\n"));
+    let run = p.ballast(&["backup"]);
+    run.expect_code(1);
+    crate::s3::assert_killed_and_aborted(&run, &bucket);
+}
+
+#[test]
+fn ctrl_c_during_a_sealed_restore_leaves_the_target_untouched() {
+    let p = Project::new();
+    seed(&p);
+    let (ops, recipient) = key(&p, "ops.txt");
+    p.write_config(&sealed_config(&[&recipient]));
+    p.ballast(&["backup"]).expect_code(0);
+    let id = newest(&p)["id"].as_str().unwrap().to_string();
+    p.sql("delete from customers where id > 10");
+    let child = crate::faults::paused_at(
+        &p,
+        &["--yes", "restore", &id, "--identity", ops.to_str().unwrap()],
+        "restore",
+    );
+    let out = crate::faults::signal(child, "INT");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("was not touched"), "{stderr}");
+    assert_eq!(p.sql("select count(*) from customers"), "10");
+    // The next restore, with the identity, finishes.
+    p.ballast(&["--yes", "restore", &id, "--identity", ops.to_str().unwrap()])
+        .expect_code(0);
+    assert_eq!(p.sql("select count(*) from customers"), "20000");
+}

@@ -1,4 +1,4 @@
-//! Sealing a backup with age (age-encryption.org/v1, the `age` crate): the dump's gzip
+//! Sealing backups with age (age-encryption.org/v1, the `age` crate): the dump's gzip
 //! stream is encrypted to the configured recipients as it is written, so no plaintext
 //! reaches the disk or the bucket, and only a holder of one of their identities reads
 //! it back. The file stays standard: `age -d -i key.txt ID.dump.gz.age | gunzip` gives
@@ -151,14 +151,8 @@ impl Identities {
     /// The identity file the settings name (`backup.age_identity_file`, which
     /// `--identity` and `BALLAST_BACKUP__AGE_IDENTITY_FILE` set), read; `None` when
     /// none is named.
-    pub fn configured(
-        settings: &crate::config::BackupSettings,
-    ) -> Result<Option<Identities>, SealError> {
-        settings
-            .age_identity_file
-            .as_deref()
-            .map(Identities::load)
-            .transpose()
+    pub fn configured(path: Option<&Path>) -> Result<Option<Identities>, SealError> {
+        path.map(Identities::load).transpose()
     }
 
     /// Reads an identity file as `age-keygen` writes it (comments allowed).
