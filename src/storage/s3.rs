@@ -622,6 +622,42 @@ impl MultipartUpload {
                 DisplayErrorContext(e).to_string(),
             ));
         }
+        if let Some(retention) = &self.retention {
+            // Set at the upload's start too; said again on the object itself, for the
+            // stores that do not carry it over from the upload (moto, some others).
+            let kept = t
+                .client
+                .put_object_retention()
+                .bucket(&t.bucket)
+                .key(&t.key)
+                .retention(
+                    aws_sdk_s3::types::ObjectLockRetention::builder()
+                        .mode(match retention.lock.compliance {
+                            true => aws_sdk_s3::types::ObjectLockRetentionMode::Compliance,
+                            false => aws_sdk_s3::types::ObjectLockRetentionMode::Governance,
+                        })
+                        .retain_until_date(retention.until())
+                        .build(),
+                )
+                .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32)
+                .send()
+                .await;
+            if let Err(e) = kept {
+                // No manifest yet, so nobody would ever list this object: remove it
+                // (a delete marker, where the upload's own retention already holds it).
+                let _ = t
+                    .client
+                    .delete_object()
+                    .bucket(&t.bucket)
+                    .key(&t.key)
+                    .send()
+                    .await;
+                return Err(io(
+                    "setting Object Lock retention on",
+                    format!("{}; the backup was not completed", DisplayErrorContext(e)),
+                ));
+            }
+        }
         let mut put = t
             .client
             .put_object()

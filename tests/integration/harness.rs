@@ -443,6 +443,23 @@ impl S3Server {
         assert_eq!(status, 200, "create bucket {bucket}: {body}");
     }
 
+    /// A bucket made with S3 Object Lock enabled (and so versioning).
+    pub fn create_locked_bucket(&self, bucket: &str) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let head = format!(
+            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nx-amz-bucket-object-lock-enabled: true\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "create locked bucket {bucket}: {response}"
+        );
+    }
+
     /// Keys in `bucket`, sorted.
     pub fn keys(&self, bucket: &str) -> Vec<String> {
         let (_, body) = self.http("GET", &format!("/{bucket}?list-type=2"), b"");

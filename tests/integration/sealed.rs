@@ -331,3 +331,82 @@ fn ctrl_c_during_a_sealed_restore_leaves_the_target_untouched() {
         .expect_code(0);
     assert_eq!(p.sql("select count(*) from customers"), "20000");
 }
+
+#[test]
+fn object_lock_keeps_backups_from_early_deletion_and_prune_says_until_when() {
+    let p = Project::new();
+    p.sql("create table t (id int)");
+    let s3 = crate::harness::s3();
+    // A bucket without Object Lock: refused before anything is dumped.
+    let plain = p.with_s3("object_lock_days = 3\n");
+    let refused = p.ballast(&["backup"]);
+    assert_ne!(refused.code(), 0);
+    assert!(
+        refused.stdout().contains("Object Lock") && refused.stdout().contains("object_lock_days"),
+        "{}",
+        refused.stdout()
+    );
+    assert!(s3.keys(&plain).is_empty(), "{:?}", s3.keys(&plain));
+
+    let bucket = format!("locked-{}", p.db.replace('_', "-"));
+    s3.create_locked_bucket(&bucket);
+    let config = std::fs::read_to_string(p.path().join("deploy.toml")).unwrap();
+    std::fs::write(
+        p.path().join("deploy.toml"),
+        config.replace(
+            &format!("bucket = \"{plain}\""),
+            &format!("bucket = \"{bucket}\""),
+        ) + "object_lock_mode = \"governance\"\n[backup]\nkeep_last = 1\nkeep_days = 0\n",
+    )
+    .unwrap();
+    p.ballast(&["backup"]).expect_code(0);
+    p.ballast(&["backup"]).expect_code(0);
+    let manifest = newest(&p);
+    let until = manifest["locked_until"].as_str().unwrap().to_string();
+    let id = manifest["id"].as_str().unwrap();
+    for key in [
+        format!("shop/{id}.dump.gz"),
+        format!("shop/{id}.manifest.json"),
+    ] {
+        let lock = object_lock_of(&s3.endpoint, &bucket, &key);
+        assert!(lock.starts_with("GOVERNANCE "), "{key}: {lock}");
+        assert!(lock.contains(&until[..10]), "{key}: {lock} (until {until})");
+    }
+    // Retention would delete the older backup; the lock keeps it, and prune says so.
+    let prune = p.ballast(&["--yes", "prune"]);
+    prune.expect_code(0);
+    assert!(
+        prune.stdout().contains("locked by S3 Object Lock until"),
+        "{}",
+        prune.stdout()
+    );
+    assert_eq!(
+        p.ballast(&["--json", "backups"]).stdout().lines().count(),
+        2
+    );
+}
+
+/// `MODE RETAIN_UNTIL` of an object, read back with the S3 API (boto3's HeadObject:
+/// moto's GetObjectRetention answers 500).
+fn object_lock_of(endpoint: &str, bucket: &str, key: &str) -> String {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import sys, boto3\n\
+             s3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id='t', aws_secret_access_key='t', region_name='us-east-1')\n\
+             h = s3.head_object(Bucket=sys.argv[2], Key=sys.argv[3])\n\
+             print(h.get('ObjectLockMode'), h.get('ObjectLockRetainUntilDate').isoformat())",
+            endpoint,
+            bucket,
+            key,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "head_object {key}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
