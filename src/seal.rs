@@ -125,12 +125,22 @@ pub fn archive<'a>(
     manifest: &Manifest,
     identities: Option<&'a Identities>,
 ) -> Result<MultiGzDecoder<Box<dyn Read + Send + 'a>>, SealError> {
-    let gzip: Box<dyn Read + Send + 'a> = match (&manifest.sealed, identities) {
+    Ok(MultiGzDecoder::new(gzip_stream(
+        stored, manifest, identities,
+    )?))
+}
+
+/// The gzip stream inside a stored object: the object itself, or what age opens.
+pub fn gzip_stream<'a>(
+    stored: impl Read + Send + 'a,
+    manifest: &Manifest,
+    identities: Option<&'a Identities>,
+) -> Result<Box<dyn Read + Send + 'a>, SealError> {
+    Ok(match (&manifest.sealed, identities) {
         (None, _) => Box::new(stored),
         (Some(sealed), Some(identities)) => Box::new(identities.open(stored, &sealed.recipients)?),
         (Some(_), None) => return Err(SealError::needs_identity(manifest)),
-    };
-    Ok(MultiGzDecoder::new(gzip))
+    })
 }
 
 impl SealError {

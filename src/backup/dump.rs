@@ -9,7 +9,6 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use flate2::write::GzEncoder;
 use flate2::Compression;
 use sha2::{Digest, Sha256};
 
@@ -123,8 +122,9 @@ pub async fn take(
 const BLOCK: usize = 1 << 20;
 
 /// pg_dump's output is read here and cut into blocks; a few worker threads compress
-/// the blocks in parallel, each into a complete gzip member (a multi-member gzip file
-/// is ordinary gzip: `gunzip` and ballast's own readers take it whole); one writer
+/// the blocks in parallel, each into a complete gzip member that says its own size
+/// ([`super::members`]: a multi-member gzip file is ordinary gzip, `gunzip` takes it
+/// whole, and verify inflates the members in parallel); one writer
 /// thread puts the members back in order, hashes them and writes them to the sink.
 /// Compression is the bottleneck of a backup; this spreads it over the cores. Sealed,
 /// the members are encrypted on the writer thread as one age stream (a few percent of
@@ -151,8 +151,7 @@ fn stream_dump(
             scope.spawn(move || loop {
                 let next = work_rx.lock().map(|rx| rx.recv());
                 let Ok(Ok((seq, block))) = next else { break };
-                let mut member = GzEncoder::new(Vec::with_capacity(block.len() / 2), level);
-                let compressed = member.write_all(&block).and_then(|()| member.finish());
+                let compressed = super::members::framed(&block, level);
                 // A closed channel means the writer stopped: stop too.
                 if compressed
                     .map(|bytes| done_tx.send((seq, bytes)))

@@ -7,6 +7,7 @@
 mod dump;
 mod error;
 mod hashing;
+mod members;
 
 mod pg_dump;
 pub mod replace;

@@ -222,29 +222,19 @@ fn check(
     let mut hashed = HashingReader::new(reader);
     let mut stdin = child.stdin.take().expect("piped");
     let mut raw: u64 = 0;
-    let decompressed = match crate::seal::archive(&mut hashed, manifest, identities) {
+    // pg_restore --list stops reading once it has the table of contents (or on a bad
+    // archive: its verdict below says so). Inflating goes on to the end either way,
+    // on several threads: every byte must decode.
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4);
+    let decompressed = match crate::seal::gzip_stream(&mut hashed, manifest, identities) {
         // A damaged header, or the wrong identity: judged below, once the stored
         // bytes are hashed (damage is corruption; the wrong key is not).
         Err(e) => Err(e),
-        Ok(mut gunzip) => {
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut listing_done = false;
-            loop {
-                match gunzip.read(&mut buf) {
-                    Ok(0) => break Ok(()),
-                    Ok(n) => {
-                        raw += n as u64;
-                        // pg_restore --list stops reading once it has the table of contents
-                        // (or on a bad archive: its verdict below says so). Decompressing
-                        // goes on to the end either way: every byte must decode.
-                        if !listing_done && stdin.write_all(&buf[..n]).is_err() {
-                            listing_done = true;
-                        }
-                    }
-                    Err(e) => break Err(SealError::Damaged(e.to_string())),
-                }
-            }
-        }
+        Ok(gzip) => super::members::inflate(gzip, workers, |bytes| stdin.write_all(bytes).is_ok())
+            .map(|n| raw = n)
+            .map_err(|e| SealError::Damaged(e.to_string())),
     };
     drop(stdin);
     // Hash whatever is left, so size and checksum speak for the whole object.
