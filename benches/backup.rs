@@ -83,20 +83,31 @@ SQL"
     let local_size = dir_size(&d.join("local"));
     std::fs::remove_dir_all(d.join("local")).unwrap();
     // Sealed with age, right after the plain one: what encryption adds.
-    let recipient = age::x25519::Identity::generate().to_public();
-    std::fs::write(
-        d.join("deploy.toml"),
-        format!("[database]\nurl = \"{url}\"\n[backup]\ndir = \"local\"\nage_recipients = [\"{recipient}\"]\n"),
-    )
-    .unwrap();
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public();
+    let key_file = d.join("key.txt");
+    {
+        use age::secrecy::ExposeSecret;
+        std::fs::write(&key_file, identity.to_string().expose_secret()).unwrap();
+    }
+    let plain_config = format!("[database]\nurl = \"{url}\"\n[backup]\ndir = \"local\"\n");
+    let sealed_config = format!(
+        "{plain_config}age_recipients = [\"{recipient}\"]\nage_identity_file = \"{}\"\n",
+        key_file.display()
+    );
+    std::fs::write(d.join("deploy.toml"), &sealed_config).unwrap();
     let (sealed, sealed_rss) = ballast(d, &[]);
     let sealed_size = dir_size(&d.join("local"));
     std::fs::remove_dir_all(d.join("local")).unwrap();
-    std::fs::write(
-        d.join("deploy.toml"),
-        format!("[database]\nurl = \"{url}\"\n[backup]\ndir = \"local\"\n"),
-    )
-    .unwrap();
+    // The whole `ballast backup` command (dump, then verify every byte, then prune),
+    // plain and sealed (verified with the identity: decrypted and inflated).
+    std::fs::write(d.join("deploy.toml"), &plain_config).unwrap();
+    let (command, command_rss) = ballast_command(d, &["--yes", "-q", "backup"]);
+    std::fs::remove_dir_all(d.join("local")).unwrap();
+    std::fs::write(d.join("deploy.toml"), &sealed_config).unwrap();
+    let (sealed_command, sealed_command_rss) = ballast_command(d, &["--yes", "-q", "backup"]);
+    std::fs::remove_dir_all(d.join("local")).unwrap();
+    std::fs::write(d.join("deploy.toml"), &plain_config).unwrap();
     let (fast, fast_rss) = ballast(d, &["--set", "backup.compression_level=1"]);
     let fast_size = dir_size(&d.join("local"));
 
@@ -133,6 +144,20 @@ SQL"
         gzip,
         vs_gzip(sealed_size, gzip_size),
         mib(sealed_rss),
+    );
+    row(
+        "`ballast backup` (dump, verify, prune)",
+        command,
+        gzip,
+        dash(),
+        mib(command_rss),
+    );
+    row(
+        "`ballast backup`, sealed with age",
+        sealed_command,
+        gzip,
+        dash(),
+        mib(sealed_command_rss),
     );
     row(
         "ballast backup, local, compression_level 1",
@@ -179,8 +204,9 @@ SQL"
         let _ = server.wait();
     }
     println!(
-        "\nsealed with age: {:.2}x the plain local backup's time",
-        sealed / local
+        "\nsealed with age: {:.2}x the plain local backup's time; the whole command sealed {:.2}x the plain command's",
+        sealed / local,
+        sealed_command / command
     );
     println!(
         "\ndatabase {} ; dump floor {:.0} MB/s of database",
@@ -191,14 +217,23 @@ SQL"
 
 /// Runs the one-stage backup pipeline under GNU time; returns (seconds, peak RSS bytes).
 fn ballast(dir: &Path, extra: &[&str]) -> (f64, u64) {
+    let args: Vec<&str> = extra
+        .iter()
+        .copied()
+        .chain(["--yes", "-q", "run", "only-backup.toml"])
+        .collect();
+    ballast_command(dir, &args)
+}
+
+/// Runs `ballast ARGS` under GNU time; returns (seconds, peak RSS bytes).
+fn ballast_command(dir: &Path, args: &[&str]) -> (f64, u64) {
     let rss_file = dir.join("rss");
     let t = Instant::now();
     let status = Command::new("/usr/bin/time")
         .args(["-f", "%M", "-o"])
         .arg(&rss_file)
         .arg(env!("CARGO_BIN_EXE_ballast"))
-        .args(extra)
-        .args(["--yes", "-q", "run", "only-backup.toml"])
+        .args(args)
         .current_dir(dir)
         .env_remove("DATABASE_URL")
         .env("AWS_ACCESS_KEY_ID", "bench")
