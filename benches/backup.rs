@@ -103,6 +103,16 @@ SQL"
     // plain and sealed (verified with the identity: decrypted and inflated).
     std::fs::write(d.join("deploy.toml"), &plain_config).unwrap();
     let (command, command_rss) = ballast_command(d, &["--yes", "-q", "backup"]);
+    // Reading that backup back: `verify-backup` (hash, inflate on several threads,
+    // pg_restore --list) against a bare single-threaded `gunzip` of the same object.
+    let object = std::fs::read_dir(d.join("local"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".dump.gz"))
+        .unwrap();
+    let gunzip = timed(&format!("gunzip -c '{}' > /dev/null", object.display()));
+    let (verify, _) = ballast_command(d, &["-q", "verify-backup"]);
     std::fs::remove_dir_all(d.join("local")).unwrap();
     std::fs::write(d.join("deploy.toml"), &sealed_config).unwrap();
     let (sealed_command, sealed_command_rss) = ballast_command(d, &["--yes", "-q", "backup"]);
@@ -209,6 +219,12 @@ SQL"
         sealed_command / command
     );
     println!(
+        "verify-backup {:.1} s (process start, SHA-256, inflate, pg_restore --list) vs gunzip -c > /dev/null {:.1} s: {:.2}x",
+        verify,
+        gunzip,
+        gunzip / verify
+    );
+    println!(
         "\ndatabase {} ; dump floor {:.0} MB/s of database",
         mib(db_bytes),
         db_bytes as f64 / 1e6 / floor
@@ -283,7 +299,10 @@ fn dir_size(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".dump.gz"))
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.ends_with(".dump.gz") || name.ends_with(".dump.gz.age")
+        })
         .map(|e| e.metadata().unwrap().len())
         .sum()
 }
