@@ -2,8 +2,10 @@
 //! stream is encrypted to the configured recipients as it is written, so no plaintext
 //! reaches the disk or the bucket, and only a holder of one of their identities reads
 //! it back. The file stays standard: `age -d -i key.txt ID.dump.gz.age | gunzip` gives
-//! the pg_dump archive, with or without ballast. Recipients are public keys
-//! (`age1...`) and are written into the manifest; identities (secret keys) never are.
+//! the pg_dump archive, with or without ballast. Recipients are public keys (`age1...`,
+//! or an SSH key's `ssh-ed25519 ...` / `ssh-rsa ...` line) and are written into the
+//! manifest; identities (secret keys: an `age-keygen` file, or an unencrypted OpenSSH
+//! private key) never are.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -16,7 +18,7 @@ use crate::storage::manifest::Manifest;
 /// What went wrong sealing or opening a backup.
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
-    #[error("backup.age_recipients: `{0}` is not an age recipient (a public key starting with age1, as `age-keygen -y key.txt` prints it)")]
+    #[error("backup.age_recipients: `{0}` is not an age recipient (a public key starting with age1, as `age-keygen -y key.txt` prints it, or an SSH public key line starting with ssh-ed25519 or ssh-rsa)")]
     BadRecipient(String),
     #[error("reading the age identity file {path}: {message}")]
     IdentityFile { path: String, message: String },
@@ -32,41 +34,52 @@ pub enum SealError {
     Encrypt(String),
 }
 
-/// The recipients a backup is sealed for, checked.
-#[derive(Clone)]
-pub struct Recipients(Vec<x25519::Recipient>);
+/// The recipients a backup is sealed for, checked: their public keys as configured.
+#[derive(Clone, Debug)]
+pub struct Recipients(Vec<String>);
 
-impl std::fmt::Debug for Recipients {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.keys()).finish()
+/// One recipient's key, parsed: age's own (`age1...`) or an SSH public key line.
+fn recipient(key: &str) -> Result<Box<dyn age::Recipient + Send>, SealError> {
+    let key = key.trim();
+    let bad = || SealError::BadRecipient(key.to_string());
+    if key.starts_with("ssh-") {
+        return key
+            .parse::<age::ssh::Recipient>()
+            .map(|r| Box::new(r) as Box<dyn age::Recipient + Send>)
+            .map_err(|_| bad());
     }
+    key.parse::<x25519::Recipient>()
+        .map(|r| Box::new(r) as Box<dyn age::Recipient + Send>)
+        .map_err(|_| bad())
 }
 
 impl Recipients {
-    /// Parses `age1...` public keys (`backup.age_recipients`); `None` when there are none.
+    /// Parses the public keys of `backup.age_recipients`; `None` when there are none.
     pub fn parse(keys: &[String]) -> Result<Option<Recipients>, SealError> {
-        let parsed = keys
-            .iter()
-            .map(|key| {
-                key.trim()
-                    .parse::<x25519::Recipient>()
-                    .map_err(|_| SealError::BadRecipient(key.clone()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((!parsed.is_empty()).then_some(Recipients(parsed)))
+        for key in keys {
+            recipient(key)?;
+        }
+        let keys: Vec<String> = keys.iter().map(|k| k.trim().to_string()).collect();
+        Ok((!keys.is_empty()).then_some(Recipients(keys)))
     }
 
     /// The public keys, as the manifest records them.
     pub fn keys(&self) -> Vec<String> {
-        self.0.iter().map(|r| r.to_string()).collect()
+        self.0.clone()
     }
 
     /// Wraps `output`: what is written to the result reaches `output` encrypted;
     /// `finish()` writes the last chunk and gives `output` back.
     pub fn seal<W: Write>(&self, output: W) -> Result<age::stream::StreamWriter<W>, SealError> {
-        let encryptor =
-            age::Encryptor::with_recipients(self.0.iter().map(|r| r as &dyn age::Recipient))
-                .map_err(|e| SealError::Encrypt(e.to_string()))?;
+        let parsed = self
+            .0
+            .iter()
+            .map(|key| recipient(key))
+            .collect::<Result<Vec<_>, _>>()?;
+        let encryptor = age::Encryptor::with_recipients(
+            parsed.iter().map(|r| r.as_ref() as &dyn age::Recipient),
+        )
+        .map_err(|e| SealError::Encrypt(e.to_string()))?;
         encryptor
             .wrap_output(output)
             .map_err(|e| SealError::Encrypt(e.to_string()))
@@ -165,15 +178,36 @@ impl Identities {
         path.map(Identities::load).transpose()
     }
 
-    /// Reads an identity file as `age-keygen` writes it (comments allowed).
+    /// Reads an identity file as `age-keygen` writes it (comments allowed), or an
+    /// unencrypted OpenSSH private key (`ssh-keygen -t ed25519 -N ""`).
     pub fn load(path: &Path) -> Result<Identities, SealError> {
         let shown = path.display().to_string();
         let failed = |message: String| SealError::IdentityFile {
             path: shown.clone(),
             message,
         };
-        let file = age::IdentityFile::from_file(path.display().to_string())
-            .map_err(|e| failed(e.to_string()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
+        if text
+            .trim_start()
+            .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----")
+        {
+            let key = age::ssh::Identity::from_buffer(text.as_bytes(), Some(shown.clone()))
+                .map_err(|e| failed(e.to_string()))?;
+            return match key {
+                age::ssh::Identity::Unencrypted(_) => Ok(Identities {
+                    path: shown,
+                    identities: vec![Box::new(key)],
+                }),
+                age::ssh::Identity::Encrypted(_) => Err(failed(
+                    "the SSH key is protected by a passphrase, which ballast cannot ask for when it runs unattended: use an age identity (age-keygen), or a copy of the key without a passphrase kept as safe as the backups".into(),
+                )),
+                age::ssh::Identity::Unsupported(_) => Err(failed(
+                    "this kind of SSH key cannot open age files (use ed25519 or rsa)".into(),
+                )),
+            };
+        }
+        let file =
+            age::IdentityFile::from_buffer(text.as_bytes()).map_err(|e| failed(e.to_string()))?;
         let identities = file.into_identities().map_err(|e| failed(e.to_string()))?;
         if identities.is_empty() {
             return Err(SealError::NoIdentity { path: shown });
