@@ -55,6 +55,8 @@ impl Check {
 pub struct Scope<'a> {
     /// The run takes a backup (pg_dump, storage and disk are checked).
     pub backup: bool,
+    /// Its recovery ladder may restore that backup (a sealed one needs the identity).
+    pub restores_on_failure: bool,
     /// The tables the plan's statements touch and the lock modes they wait for there
     /// (for the blocking-session check).
     pub tables: &'a [TableLocks],
@@ -89,6 +91,9 @@ pub async fn run(
             if let Some(dir) = storage.local_dir() {
                 checks.push(free_disk(dir, server.size_bytes));
             }
+        }
+        if let Some(check) = sealed_restore(&settings.backup, scope.restores_on_failure) {
+            checks.push(check);
         }
     }
     checks.push(deploy_lock(settings, conn).await);
@@ -135,6 +140,28 @@ async fn pg_dump(settings: &Settings, server: &ServerInfo) -> Check {
         Ok(Err(e)) => Check::failed("pg_dump", e.to_string()),
         Err(e) => Check::failed("pg_dump", e.to_string()),
     }
+}
+
+/// A sealed backup the recovery ladder may have to restore: the identity that opens
+/// it must be at hand, or the restore rung will refuse when it is needed.
+fn sealed_restore(backup: &crate::config::BackupSettings, restores: bool) -> Option<Check> {
+    backup.age_recipients.as_ref()?;
+    if !restores {
+        return None;
+    }
+    Some(match &backup.age_identity_file {
+        None => Check::warn(
+            "sealed backup",
+            "this run's backup is sealed with age and no identity is configured (backup.age_identity_file): if the deploy fails, the restore rung cannot read it, and the run ends with the command to restore by hand with the identity",
+        ),
+        Some(path) => match crate::seal::Identities::load(path) {
+            Ok(_) => Check::ok(
+                "sealed backup",
+                format!("sealed with age; the restore rung reads it with {}", path.display()),
+            ),
+            Err(e) => Check::failed("sealed backup", format!("{e}; the restore rung could not read this run's backup")),
+        },
+    })
 }
 
 fn free_disk(dir: &std::path::Path, database_bytes: i64) -> Check {

@@ -79,9 +79,9 @@ async fn with_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Check>)
         );
         let storage = Storage::open(&settings.backup).await.ok();
         let tables = lint::locks::table_locks(&inputs, &snap.lint_schema(settings));
-        let backup = crate::pipeline::Pipeline::find("deploy", &settings.config_dir)
-            .map(|p| p.takes_backup())
-            .unwrap_or(true);
+        let deploy = crate::pipeline::Pipeline::find("deploy", &settings.config_dir).ok();
+        let backup = deploy.as_ref().is_none_or(|p| p.takes_backup());
+        let restores_on_failure = deploy.as_ref().is_some_and(|p| p.restores_on_failure());
         let checks = preflight::run(
             settings,
             &mut conn,
@@ -89,6 +89,7 @@ async fn with_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Check>)
             storage.as_ref(),
             Scope {
                 backup,
+                restores_on_failure,
                 tables: &tables,
                 state: &snap,
             },

@@ -41,6 +41,8 @@ pub struct RunContext {
     backup: Option<Artifact>,
     /// The pipeline has a backup stage (the preflight checks pg_dump and storage).
     takes_backup: bool,
+    /// The pipeline's recovery ladder may restore this run's backup.
+    restores_on_failure: bool,
     /// The pipeline's first changing stage and its `to`: the confirmation asks about it,
     /// and a backup before it takes the deploy lock, so the restore point is the state
     /// the change starts from.
@@ -136,6 +138,7 @@ impl RunContext {
             backup: None,
             findings: Vec::new(),
             takes_backup: false,
+            restores_on_failure: false,
             first_change: None,
             committed: Vec::new(),
             rolled_back: Vec::new(),
@@ -199,6 +202,11 @@ impl RunContext {
     /// The pipeline has a backup stage (the preflight checks pg_dump and storage).
     pub fn takes_backup(&self) -> bool {
         self.takes_backup
+    }
+
+    /// Whether the pipeline's recovery ladder may restore this run's backup.
+    pub fn restores_on_failure(&self) -> bool {
+        self.restores_on_failure
     }
 
     /// The pipeline's first changing stage and its `to`.
@@ -300,6 +308,7 @@ impl RunContext {
     pub fn set_course(&mut self, pipeline: &crate::pipeline::Pipeline) {
         use crate::pipeline::StageKind;
         self.takes_backup = pipeline.takes_backup();
+        self.restores_on_failure = pipeline.restores_on_failure();
         self.first_change = pipeline.first_change().map(|s| (s.kind, s.to.clone()));
         let to_of = |kind| {
             pipeline

@@ -231,6 +231,12 @@ impl Pipeline {
     }
 
     /// Whether it has a backup stage (the preflight then checks pg_dump and storage).
+    /// Whether its recovery ladder may restore the run's backup (`[on_failure]
+    /// restore` is `ask` or `auto`).
+    pub fn restores_on_failure(&self) -> bool {
+        self.takes_backup() && self.on_failure.restore != RestorePolicy::Never
+    }
+
     pub fn takes_backup(&self) -> bool {
         self.stages.iter().any(|s| s.kind == StageKind::Backup)
     }

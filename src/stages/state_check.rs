@@ -59,6 +59,7 @@ async fn run_preflight(ctx: &mut RunContext, snap: &Snapshot) -> Result<usize, S
     );
     let scope = crate::preflight::Scope {
         backup: ctx.takes_backup(),
+        restores_on_failure: ctx.restores_on_failure(),
         tables: &tables,
         state: snap,
     };

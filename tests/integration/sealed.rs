@@ -490,3 +490,39 @@ fn an_ssh_ed25519_key_seals_and_opens_a_backup() {
         refused.stderr()
     );
 }
+
+#[test]
+fn the_preflight_says_when_the_restore_rung_could_not_read_a_sealed_backup() {
+    let p = Project::new();
+    p.sql("create table t (id int)");
+    p.ballast(&["--yes", "baseline", "none"]).expect_code(0);
+    p.migration("1_a.sql", "create table a (id int);");
+    p.on_failure(false, "auto");
+    let (ops, recipient) = key(&p, "ops.txt");
+    p.write_config(&sealed_config(&[&recipient]));
+    let check = p.ballast(&["check"]);
+    assert!(
+        check.stdout().contains("no identity is configured"),
+        "{}",
+        check.stdout()
+    );
+    // An identity file that cannot be read: the rung could not restore; refused.
+    p.write_config(&format!(
+        "{}age_identity_file = \"missing-key.txt\"\n",
+        sealed_config(&[&recipient])
+    ));
+    let refused = p.ballast(&["--yes", "deploy"]);
+    refused.expect_code(3);
+    assert!(
+        refused.stdout().contains("missing-key.txt"),
+        "{}",
+        refused.stdout()
+    );
+    assert!(p.ledger_versions().is_empty());
+    p.write_config(&format!(
+        "{}age_identity_file = \"{}\"\n",
+        sealed_config(&[&recipient]),
+        ops.display()
+    ));
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+}
