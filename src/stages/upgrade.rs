@@ -165,10 +165,10 @@ async fn apply_with_retries(
                     step = step.resumed_at(at);
                 } else if !committed.is_empty() {
                     let fresh = ctx.proven_goal_snapshot().await?;
-                    if fresh.plan().migrations.is_empty() {
-                        return Ok(());
-                    }
-                    step = rest_of(snap, &fresh, &committed)?;
+                    let Some(rest) = rest_of(snap, &fresh, &committed)? else {
+                        return Ok(()); // the stop came after the last of them committed
+                    };
+                    step = rest;
                     replanned = Some(fresh);
                     shape_now = Some(ctx.schema_shape().await?);
                 }
@@ -178,13 +178,13 @@ async fn apply_with_retries(
 }
 
 /// The step that applies what is left of `before`'s plan once `committed` did, read
-/// again from the database (`now`): exactly the rest, or the stage fails (something
-/// else moved the database meanwhile).
+/// again from the database (`now`): exactly the rest (`None`: nothing is left), or the
+/// stage fails (something else moved the database meanwhile).
 fn rest_of(
     before: &Snapshot,
     now: &Snapshot,
     committed: &[String],
-) -> Result<ApplyStep, StageError> {
+) -> Result<Option<ApplyStep>, StageError> {
     let left: Vec<String> = before
         .plan()
         .migrations
@@ -200,7 +200,8 @@ fn rest_of(
         .collect();
     let steps = now.apply_steps(&[]);
     match (left == pending, steps.as_slice()) {
-        (true, [only]) => Ok(only.clone()),
+        (true, _) if pending.is_empty() => Ok(None),
+        (true, [only]) => Ok(Some(only.clone())),
         _ => Err(StageError::Failed(format!(
             "{} committed before a lock stop, and then the database no longer had the rest of the plan pending ({} left, {} pending): something else changed it meanwhile; run `ballast status`",
             committed.join(", "),
