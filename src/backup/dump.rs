@@ -135,33 +135,12 @@ fn stream_dump(
     sink: &mut Sink,
     progress: impl Fn(u64),
 ) -> Result<(u64, u64, String), BackupError> {
-    use std::sync::mpsc::sync_channel;
-    use std::sync::{Arc, Mutex};
-
-    let workers = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 4);
     let level = Compression::new(request.compression_level);
-    let (work_tx, work_rx) = sync_channel::<(u64, Vec<u8>)>(workers);
-    let (done_tx, done_rx) = sync_channel::<(u64, Vec<u8>)>(workers);
-    let work_rx = Arc::new(Mutex::new(work_rx));
     std::thread::scope(|scope| {
-        for _ in 0..workers {
-            let (work_rx, done_tx) = (Arc::clone(&work_rx), done_tx.clone());
-            scope.spawn(move || loop {
-                let next = work_rx.lock().map(|rx| rx.recv());
-                let Ok(Ok((seq, block))) = next else { break };
-                let compressed = super::members::framed(&block, level);
-                // A closed channel means the writer stopped: stop too.
-                if compressed
-                    .map(|bytes| done_tx.send((seq, bytes)))
-                    .map_or(true, |sent| sent.is_err())
-                {
-                    break;
-                }
+        let (blocks, members) =
+            super::in_order::spawn(scope, super::in_order::workers(), move |block: Vec<u8>| {
+                super::members::framed(&block, level)
             });
-        }
-        drop(done_tx);
         let recipients = request.recipients.as_ref();
         let writer = scope.spawn(move || -> std::io::Result<(u64, String)> {
             let hashing = HashingWriter {
@@ -170,24 +149,19 @@ fn stream_dump(
                 bytes: 0,
             };
             let mut out = SealingWriter::new(hashing, recipients).map_err(std::io::Error::other)?;
-            let mut pending = std::collections::BTreeMap::new();
-            let mut next = 0u64;
-            // Returning early drops the receiver, which stops the workers and the reader.
-            for (seq, member) in done_rx {
-                pending.insert(seq, member);
-                while let Some(member) = pending.remove(&next) {
-                    out.write_all(&member)?;
-                    next += 1;
-                }
+            let mut members = members;
+            // Returning early drops the members, which stops the workers and the reader.
+            for member in &mut members {
+                out.write_all(&member?)?;
             }
-            if !pending.is_empty() {
+            if !members.all_back() {
                 return Err(std::io::Error::other("a compressed block went missing"));
             }
             let mut out = out.finish()?;
             out.flush()?;
             Ok((out.bytes, hex::encode(out.hasher.finalize())))
         });
-        let raw = read_dump(request, work_tx, progress);
+        let raw = read_dump(request, blocks, progress);
         let written = writer
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the writer thread panicked")));
@@ -204,7 +178,7 @@ fn stream_dump(
 /// once pg_dump exited 0 (and only then).
 fn read_dump(
     request: &DumpRequest,
-    blocks: std::sync::mpsc::SyncSender<(u64, Vec<u8>)>,
+    mut blocks: super::in_order::Feed<Vec<u8>>,
     progress: impl Fn(u64),
 ) -> Result<u64, BackupError> {
     let lock_wait = format!(
@@ -236,15 +210,12 @@ fn read_dump(
             source,
         })?;
     let mut raw: u64 = 0;
-    let mut seq = 0u64;
     let mut block = Vec::with_capacity(BLOCK);
     let mut last_tick = Instant::now();
-    let send = |block: Vec<u8>, seq: &mut u64| -> Result<(), BackupError> {
-        blocks.send((*seq, block)).map_err(|_| {
-            BackupError::Stream(std::io::Error::other("the backup's writer stopped"))
-        })?;
-        *seq += 1;
-        Ok(())
+    let mut send = |block: Vec<u8>| -> Result<(), BackupError> {
+        blocks
+            .send(block)
+            .map_err(|()| BackupError::Stream(std::io::Error::other("the backup's writer stopped")))
     };
     loop {
         // The block always has room here (a full one was sent), so 0 means the end.
@@ -270,7 +241,7 @@ fn read_dump(
         raw += n as u64;
         if block.len() == BLOCK {
             let full = std::mem::replace(&mut block, Vec::with_capacity(BLOCK));
-            if let Err(e) = send(full, &mut seq) {
+            if let Err(e) = send(full) {
                 let _ = reader.kill();
                 return Err(e);
             }
@@ -306,7 +277,7 @@ fn read_dump(
         });
     }
     if !block.is_empty() {
-        send(block, &mut seq)?;
+        send(block)?;
     }
     progress(raw);
     Ok(raw)

@@ -87,76 +87,53 @@ fn parallel(
     workers: usize,
     mut each: impl FnMut(&[u8]) -> bool,
 ) -> std::io::Result<u64> {
-    use std::sync::mpsc::sync_channel;
-    use std::sync::{Arc, Mutex};
-
-    let (work_tx, work_rx) = sync_channel::<(u64, Vec<u8>)>(workers);
-    let (done_tx, done_rx) = sync_channel::<(u64, std::io::Result<Vec<u8>>)>(workers);
-    let work_rx = Arc::new(Mutex::new(work_rx));
     std::thread::scope(|scope| {
-        for _ in 0..workers {
-            let (work_rx, done_tx) = (Arc::clone(&work_rx), done_tx.clone());
-            scope.spawn(move || loop {
-                let next = work_rx.lock().map(|rx| rx.recv());
-                let Ok(Ok((seq, member))) = next else { break };
-                if done_tx.send((seq, inflate_member(&member))).is_err() {
-                    break;
-                }
-            });
-        }
-        drop(done_tx);
+        let (mut members, mut inflated) =
+            super::in_order::spawn(scope, workers, |member: Vec<u8>| inflate_member(&member));
         // Cuts the stream into members; ends with the stream, or the first damage.
         let splitter = scope.spawn(move || -> std::io::Result<()> {
             let mut header = first;
-            let mut seq = 0u64;
-            loop {
-                if header.is_empty() {
-                    return Ok(());
-                }
+            let mut n = 0u64;
+            while !header.is_empty() {
+                n += 1;
                 let Some(size) = member_size(&header) else {
                     return Err(damaged(format!(
-                        "the header of gzip member {} is not one ballast wrote",
-                        seq + 1
+                        "the header of gzip member {n} is not one ballast wrote"
                     )));
                 };
                 let mut member = header;
                 member.resize(size, 0);
                 let got = read_full(&mut stream, &mut member[HEADER..])?;
                 if got < size - HEADER {
-                    return Err(damaged(format!("gzip member {} is cut short", seq + 1)));
+                    return Err(damaged(format!("gzip member {n} is cut short")));
                 }
-                if work_tx.send((seq, member)).is_err() {
+                if members.send(member).is_err() {
                     return Ok(()); // the consumer stopped at an error of its own
                 }
-                seq += 1;
-                let mut next = vec![0u8; HEADER];
-                let got = read_full(&mut stream, &mut next)?;
-                next.truncate(got);
-                header = next;
+                header = vec![0u8; HEADER];
+                let got = read_full(&mut stream, &mut header)?;
+                header.truncate(got);
             }
+            Ok(())
         });
-        let mut pending = std::collections::BTreeMap::new();
-        let mut next = 0u64;
         let mut raw = 0u64;
         let mut wanted = true;
         let mut failed: Option<std::io::Error> = None;
-        for (seq, inflated) in done_rx {
-            match inflated {
+        for (n, bytes) in (&mut inflated).enumerate() {
+            match bytes {
                 Ok(bytes) => {
-                    pending.insert(seq, bytes);
+                    raw += bytes.len() as u64;
+                    wanted = wanted && each(&bytes);
                 }
                 Err(e) => {
-                    failed = Some(damaged(format!("gzip member {}: {e}", seq + 1)));
+                    failed = Some(damaged(format!("gzip member {}: {e}", n + 1)));
                     break;
                 }
             }
-            while let Some(bytes) = pending.remove(&next) {
-                raw += bytes.len() as u64;
-                wanted = wanted && each(&bytes);
-                next += 1;
-            }
         }
-        // Dropping the receiver (on an error) stops the workers, then the splitter.
+        let all_back = inflated.all_back();
+        // Dropped (on an error) it stops the workers, then the splitter.
+        drop(inflated);
         let split = splitter
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the gzip splitter panicked")));
@@ -164,9 +141,7 @@ fn parallel(
             // A read that failed is the cause: the storage, not the backup.
             (_, Err(e)) => Err(e),
             (Some(e), Ok(())) => Err(e),
-            (None, Ok(())) if !pending.is_empty() => {
-                Err(damaged("a gzip member went missing".into()))
-            }
+            (None, Ok(())) if !all_back => Err(damaged("a gzip member went missing".into())),
             (None, Ok(())) => Ok(raw),
         }
     })

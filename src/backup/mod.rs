@@ -7,6 +7,7 @@
 mod dump;
 mod error;
 mod hashing;
+mod in_order;
 mod members;
 
 mod pg_dump;

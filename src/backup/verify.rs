@@ -225,9 +225,7 @@ fn check(
     // pg_restore --list stops reading once it has the table of contents (or on a bad
     // archive: its verdict below says so). Inflating goes on to the end either way,
     // on several threads: every byte must decode.
-    let workers = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 4);
+    let workers = super::in_order::workers();
     let decompressed = match crate::seal::gzip_stream(&mut hashed, manifest, identities) {
         // A damaged header, or the wrong identity: judged below, once the stored
         // bytes are hashed (damage is corruption; the wrong key is not).
