@@ -49,6 +49,13 @@ impl Parsed {
     pub fn nodes(&self) -> impl Iterator<Item = &NodeEnum> {
         self.statements.iter().map(|(node, ..)| node)
     }
+
+    /// Each statement and where its code is in the SQL (comments before it left out).
+    pub fn spans(&self) -> impl Iterator<Item = (&NodeEnum, std::ops::Range<usize>)> {
+        self.statements
+            .iter()
+            .map(|(node, _, start, end)| (node, *start..*end))
+    }
 }
 
 /// `schema.table`, the schema defaulting to `schema` (else `public`). Names are as the

@@ -125,21 +125,13 @@ pub fn table_locks(inputs: &[LintInput], schema: &str) -> Vec<TableLocks> {
         }),
     };
     for input in inputs {
-        let Ok(parsed) = pg_query::parse(&input.sql, pg_query::ParserOptions::DEFAULT) else {
+        let Ok(parsed) = super::context::parse(&input.sql) else {
             continue;
         };
-        for raw in &parsed.protobuf.stmts {
-            let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
-                continue;
-            };
-            let start = (raw.stmt_location.max(0) as usize).min(input.sql.len());
-            let end = match raw.stmt_len {
-                0 => input.sql.len(),
-                len => (start + len as usize).min(input.sql.len()),
-            };
+        for (node, span) in parsed.spans() {
             // A relation the statement creates: nobody holds a lock on it yet.
             let created = created(node).map(|r| key(&r, &schema));
-            let named: Vec<String> = named_tables(&input.sql[start..end])
+            let named: Vec<String> = named_tables(&input.sql[span])
                 .iter()
                 .map(|name| key_of_name(name, &schema))
                 .filter(|table| Some(table) != created.as_ref())
@@ -397,16 +389,19 @@ mod tests {
     use super::*;
     use crate::lint::input::Downgrade;
 
-    fn locks(sql: &str) -> Vec<(String, Vec<&'static str>)> {
-        let input = LintInput {
+    fn input(sql: &str) -> LintInput {
+        LintInput {
             label: "1_x".into(),
             file: "1_x.sql".into(),
             sql: sql.into(),
             transactional: true,
             downgrade: Downgrade::Missing,
             whole_allows: String::new(),
-        };
-        table_locks(&[input], "public")
+        }
+    }
+
+    fn locks(sql: &str) -> Vec<(String, Vec<&'static str>)> {
+        table_locks(&[input(sql)], "public")
             .into_iter()
             .map(|t| (t.table, t.modes.iter().map(|m| m.pg_name()).collect()))
             .collect()
@@ -538,14 +533,7 @@ mod tests {
     #[test]
     fn a_reader_is_in_the_way_of_a_rewrite_but_not_of_a_concurrent_build() {
         let build = &table_locks(
-            &[LintInput {
-                label: "1".into(),
-                file: "1.sql".into(),
-                sql: "create index concurrently hot_v on hot (v)".into(),
-                transactional: false,
-                downgrade: crate::lint::input::Downgrade::Missing,
-                whole_allows: String::new(),
-            }],
+            &[input("create index concurrently hot_v on hot (v)")],
             "public",
         )[0];
         assert!(!build.waits_for(AccessShare));

@@ -547,33 +547,42 @@ pub struct MultipartUpload {
 /// S3 Object Lock retention for one backup's objects.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Retention {
-    lock: crate::config::ObjectLock,
-    until: chrono::DateTime<chrono::Utc>,
+    compliance: bool,
+    /// Whole seconds, as S3 keeps it.
+    until: i64,
 }
 
 impl Retention {
     fn from_now(lock: crate::config::ObjectLock) -> Retention {
         Retention {
-            lock,
-            until: chrono::Utc::now() + chrono::Duration::days(lock.days as i64),
+            compliance: lock.compliance,
+            until: (chrono::Utc::now() + chrono::Duration::days(lock.days as i64)).timestamp(),
         }
     }
 
     fn mode(&self) -> aws_sdk_s3::types::ObjectLockMode {
-        match self.lock.compliance {
+        match self.compliance {
             true => aws_sdk_s3::types::ObjectLockMode::Compliance,
             false => aws_sdk_s3::types::ObjectLockMode::Governance,
         }
     }
 
+    /// The same, as PutObjectRetention names it.
+    fn retention_mode(&self) -> aws_sdk_s3::types::ObjectLockRetentionMode {
+        match self.compliance {
+            true => aws_sdk_s3::types::ObjectLockRetentionMode::Compliance,
+            false => aws_sdk_s3::types::ObjectLockRetentionMode::Governance,
+        }
+    }
+
     fn until(&self) -> aws_sdk_s3::primitives::DateTime {
-        aws_sdk_s3::primitives::DateTime::from_secs(self.until.timestamp())
+        aws_sdk_s3::primitives::DateTime::from_secs(self.until)
     }
 
     /// As the manifest records it.
     pub(super) fn until_rfc3339(&self) -> String {
-        chrono::DateTime::<chrono::Utc>::from_timestamp(self.until.timestamp(), 0)
-            .unwrap_or(self.until)
+        chrono::DateTime::<chrono::Utc>::from_timestamp(self.until, 0)
+            .unwrap_or_default()
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     }
 }
@@ -632,10 +641,7 @@ impl MultipartUpload {
                 .key(&t.key)
                 .retention(
                     aws_sdk_s3::types::ObjectLockRetention::builder()
-                        .mode(match retention.lock.compliance {
-                            true => aws_sdk_s3::types::ObjectLockRetentionMode::Compliance,
-                            false => aws_sdk_s3::types::ObjectLockRetentionMode::Governance,
-                        })
+                        .mode(retention.retention_mode())
                         .retain_until_date(retention.until())
                         .build(),
                 )
@@ -645,13 +651,7 @@ impl MultipartUpload {
             if let Err(e) = kept {
                 // No manifest yet, so nobody would ever list this object: remove it
                 // (a delete marker, where the upload's own retention already holds it).
-                let _ = t
-                    .client
-                    .delete_object()
-                    .bucket(&t.bucket)
-                    .key(&t.key)
-                    .send()
-                    .await;
+                remove_object(t).await;
                 return Err(io(
                     "setting Object Lock retention on",
                     format!("{}; the backup was not completed", DisplayErrorContext(e)),
@@ -674,13 +674,7 @@ impl MultipartUpload {
         let put = put.body(ByteStream::from(manifest)).send().await;
         if let Err(e) = put {
             // No manifest, no backup: do not leave an object nobody will ever list or prune.
-            let _ = t
-                .client
-                .delete_object()
-                .bucket(&t.bucket)
-                .key(&t.key)
-                .send()
-                .await;
+            remove_object(t).await;
             return Err(io(
                 "writing the manifest beside",
                 format!("{}; the object was removed", DisplayErrorContext(e)),
@@ -704,6 +698,17 @@ impl MultipartUpload {
         abort(&self.target).await;
         cause
     }
+}
+
+/// Deletes the finished object of an upload whose backup could not be completed.
+async fn remove_object(t: &PartTarget) {
+    let _ = t
+        .client
+        .delete_object()
+        .bucket(&t.bucket)
+        .key(&t.key)
+        .send()
+        .await;
 }
 
 async fn abort(t: &PartTarget) {
