@@ -239,6 +239,13 @@ impl Project {
             .collect()
     }
 
+    /// The newest backup's manifest, from `ballast --json backups`.
+    pub fn newest_backup(&self) -> serde_json::Value {
+        let run = self.ballast(&["--json", "backups"]);
+        let first = run.stdout().lines().next().expect("a backup").to_string();
+        serde_json::from_str::<serde_json::Value>(&first).unwrap()["manifest"].clone()
+    }
+
     pub fn backup_files(&self) -> Vec<PathBuf> {
         let dir = self.path().join("backups");
         let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
@@ -414,10 +421,17 @@ pub fn s3() -> &'static S3Server {
 impl S3Server {
     /// One plain HTTP request (moto does not check signatures); returns status and body.
     pub fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+        let (status, body) = self.request(method, path, "", body);
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// One plain HTTP request with `headers` (each line ending in \r\n): status and
+    /// body bytes.
+    fn request(&self, method: &str, path: &str, headers: &str, body: &[u8]) -> (u16, Vec<u8>) {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
             self.port,
             body.len()
         );
@@ -425,17 +439,16 @@ impl S3Server {
         stream.write_all(body).unwrap();
         let mut response = Vec::new();
         stream.read_to_end(&mut response).unwrap();
-        let text = String::from_utf8_lossy(&response).into_owned();
-        let status = text
+        let end = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(response.len());
+        let status = String::from_utf8_lossy(&response[..end])
             .split_whitespace()
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        (status, body)
+        (status, response.get(end + 4..).unwrap_or_default().to_vec())
     }
 
     pub fn create_bucket(&self, bucket: &str) {
@@ -445,18 +458,17 @@ impl S3Server {
 
     /// A bucket made with S3 Object Lock enabled (and so versioning).
     pub fn create_locked_bucket(&self, bucket: &str) {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        let head = format!(
-            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nx-amz-bucket-object-lock-enabled: true\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.port
+        let (status, body) = self.request(
+            "PUT",
+            &format!("/{bucket}"),
+            "x-amz-bucket-object-lock-enabled: true\r\n",
+            b"",
         );
-        stream.write_all(head.as_bytes()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        assert!(
-            response.starts_with("HTTP/1.1 200"),
-            "create locked bucket {bucket}: {response}"
+        assert_eq!(
+            status,
+            200,
+            "create locked bucket {bucket}: {}",
+            String::from_utf8_lossy(&body)
         );
     }
 
@@ -474,22 +486,9 @@ impl S3Server {
 
     /// The bytes of object `key` in `bucket`.
     pub fn object(&self, bucket: &str, key: &str) -> Vec<u8> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        let head = format!(
-            "GET /{bucket}/{key} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
-            self.port
-        );
-        stream.write_all(head.as_bytes()).unwrap();
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).unwrap();
-        let end = response
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("an HTTP response");
-        let head = String::from_utf8_lossy(&response[..end]).to_lowercase();
-        assert!(head.starts_with("http/1.1 200"), "GET {key}: {head}");
-        response[end + 4..].to_vec()
+        let (status, body) = self.request("GET", &format!("/{bucket}/{key}"), "", b"");
+        assert_eq!(status, 200, "GET {key}: {}", String::from_utf8_lossy(&body));
+        body
     }
 
     /// Unfinished multipart uploads in `bucket`.

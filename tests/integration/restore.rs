@@ -31,12 +31,7 @@ fn counts(p: &Project) -> String {
 
 fn backup_id(p: &Project) -> String {
     p.ballast(&["backup"]).expect_code(0);
-    let run = p.ballast(&["--json", "backups"]);
-    let first = run.stdout().lines().next().unwrap().to_string();
-    serde_json::from_str::<serde_json::Value>(&first).unwrap()["manifest"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    p.newest_backup()["id"].as_str().unwrap().to_string()
 }
 
 #[test]

@@ -42,40 +42,39 @@ fn sealed_config(recipients: &[&str]) -> String {
     format!("[backup]\nage_recipients = [{}]\n", list.join(", "))
 }
 
-/// The newest backup's manifest, from `ballast --json backups`.
-fn newest(p: &Project) -> serde_json::Value {
-    let run = p.ballast(&["--json", "backups"]);
-    let first = run.stdout().lines().next().unwrap().to_string();
-    serde_json::from_str::<serde_json::Value>(&first).unwrap()["manifest"].clone()
+/// What `script` prints, run by the test venv's Python (scripts/ensure-moto and
+/// ensure-pyrage) with `args`; a failure shows its stderr.
+fn venv_python(script: &str, args: &[&std::ffi::OsStr]) -> Vec<u8> {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
 
 /// What a second age implementation makes of `sealed`: pyrage decrypts with
 /// `identity` (an age identity file, or an OpenSSH private key), gunzip decompresses;
 /// the pg_dump archive's first bytes.
 fn pyrage_opens(sealed: &[u8], identity: &Path, dir: &Path) -> Vec<u8> {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
     let input = dir.join("sealed.bin");
     std::fs::write(&input, sealed).unwrap();
-    let out = Command::new(python)
-        .args([
-            "-c",
-            "import gzip, sys, pyrage\n\
-             text = open(sys.argv[1]).read()\n\
-             ssh = text.startswith('-----BEGIN OPENSSH')\n\
-             key = pyrage.ssh.Identity.from_buffer(text.encode()) if ssh else pyrage.x25519.Identity.from_str([l for l in text.splitlines() if l.startswith('AGE-SECRET-KEY-')][0])\n\
-             plain = pyrage.decrypt(open(sys.argv[2], 'rb').read(), [key])\n\
-             sys.stdout.buffer.write(gzip.decompress(plain)[:16])",
-        ])
-        .arg(identity)
-        .arg(&input)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pyrage failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    venv_python(
+        "import gzip, sys, pyrage\n\
+         text = open(sys.argv[1]).read()\n\
+         ssh = text.startswith('-----BEGIN OPENSSH')\n\
+         key = pyrage.ssh.Identity.from_buffer(text.encode()) if ssh else pyrage.x25519.Identity.from_str([l for l in text.splitlines() if l.startswith('AGE-SECRET-KEY-')][0])\n\
+         plain = pyrage.decrypt(open(sys.argv[2], 'rb').read(), [key])\n\
+         sys.stdout.buffer.write(gzip.decompress(plain)[:16])",
+        &[identity.as_os_str(), input.as_os_str()],
+    )
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -95,7 +94,7 @@ fn a_sealed_backup_round_trips_on_local_storage_with_any_one_recipient() {
     let (stranger, _) = key(&p, "stranger.txt");
     p.write_config(&sealed_config(&[&ops_key, &dr_key]));
     p.ballast(&["backup"]).expect_code(0);
-    let manifest = newest(&p);
+    let manifest = p.newest_backup();
     let id = manifest["id"].as_str().unwrap().to_string();
     assert_eq!(manifest["object"], format!("{id}.dump.gz.age"));
     assert_eq!(manifest["sealed"]["scheme"], "age");
@@ -218,7 +217,7 @@ fn a_sealed_backup_round_trips_on_s3() {
     );
     std::fs::write(p.path().join("deploy.toml"), config).unwrap();
     p.ballast(&["backup"]).expect_code(0);
-    let manifest = newest(&p);
+    let manifest = p.newest_backup();
     let id = manifest["id"].as_str().unwrap().to_string();
     let key_name = format!("shop/{id}.dump.gz.age");
     assert!(
@@ -317,7 +316,7 @@ fn ctrl_c_during_a_sealed_restore_leaves_the_target_untouched() {
     let (ops, recipient) = key(&p, "ops.txt");
     p.write_config(&sealed_config(&[&recipient]));
     p.ballast(&["backup"]).expect_code(0);
-    let id = newest(&p)["id"].as_str().unwrap().to_string();
+    let id = p.newest_backup()["id"].as_str().unwrap().to_string();
     p.sql("delete from customers where id > 10");
     let child = crate::faults::paused_at(
         &p,
@@ -364,7 +363,7 @@ fn object_lock_keeps_backups_from_early_deletion_and_prune_says_until_when() {
     .unwrap();
     p.ballast(&["backup"]).expect_code(0);
     p.ballast(&["backup"]).expect_code(0);
-    let manifest = newest(&p);
+    let manifest = p.newest_backup();
     let until = manifest["locked_until"].as_str().unwrap().to_string();
     let id = manifest["id"].as_str().unwrap();
     for key in [
@@ -392,55 +391,30 @@ fn object_lock_keeps_backups_from_early_deletion_and_prune_says_until_when() {
 /// `MODE RETAIN_UNTIL` of an object, read back with the S3 API (boto3's HeadObject:
 /// moto's GetObjectRetention answers 500).
 fn object_lock_of(endpoint: &str, bucket: &str, key: &str) -> String {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
-    let out = Command::new(python)
-        .args([
-            "-c",
-            "import sys, boto3\n\
-             s3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id='t', aws_secret_access_key='t', region_name='us-east-1')\n\
-             h = s3.head_object(Bucket=sys.argv[2], Key=sys.argv[3])\n\
-             print(h.get('ObjectLockMode'), h.get('ObjectLockRetainUntilDate').isoformat())",
-            endpoint,
-            bucket,
-            key,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "head_object {key}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = venv_python(
+        "import sys, boto3\n\
+         s3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id='t', aws_secret_access_key='t', region_name='us-east-1')\n\
+         h = s3.head_object(Bucket=sys.argv[2], Key=sys.argv[3])\n\
+         print(h.get('ObjectLockMode'), h.get('ObjectLockRetainUntilDate').isoformat())",
+        &[endpoint.as_ref(), bucket.as_ref(), key.as_ref()],
     );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    String::from_utf8_lossy(&out).trim().to_string()
 }
 
 /// An ed25519 SSH key pair made by the test venv's `cryptography` (moto needs it):
 /// the private key file (OpenSSH format, no passphrase) and the public line.
 fn ssh_key(p: &Project, name: &str) -> (PathBuf, String) {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
     let path = p.path().join(name);
-    let out = Command::new(python)
-        .args([
-            "-c",
-            "import sys\n\
-             from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey\n\
-             from cryptography.hazmat.primitives import serialization as s\n\
-             key = Ed25519PrivateKey.generate()\n\
-             open(sys.argv[1], 'wb').write(key.private_bytes(s.Encoding.PEM, s.PrivateFormat.OpenSSH, s.NoEncryption()))\n\
-             print(key.public_key().public_bytes(s.Encoding.OpenSSH, s.PublicFormat.OpenSSH).decode() + ' ops@test')",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let public = venv_python(
+        "import sys\n\
+         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey\n\
+         from cryptography.hazmat.primitives import serialization as s\n\
+         key = Ed25519PrivateKey.generate()\n\
+         open(sys.argv[1], 'wb').write(key.private_bytes(s.Encoding.PEM, s.PrivateFormat.OpenSSH, s.NoEncryption()))\n\
+         print(key.public_key().public_bytes(s.Encoding.OpenSSH, s.PublicFormat.OpenSSH).decode() + ' ops@test')",
+        &[path.as_os_str()],
     );
-    (
-        path,
-        String::from_utf8_lossy(&out.stdout).trim().to_string(),
-    )
+    (path, String::from_utf8_lossy(&public).trim().to_string())
 }
 
 #[test]
@@ -451,7 +425,7 @@ fn an_ssh_ed25519_key_seals_and_opens_a_backup() {
     assert!(public.starts_with("ssh-ed25519 "), "{public}");
     p.write_config(&sealed_config(&[&public]));
     p.ballast(&["backup"]).expect_code(0);
-    let manifest = newest(&p);
+    let manifest = p.newest_backup();
     assert_eq!(
         manifest["sealed"]["recipients"],
         serde_json::json!([public])
