@@ -89,20 +89,22 @@ impl Traffic {
     }
 }
 
-/// Ends the `blocker` session once a session named like `ours` has been seen waiting
-/// for a lock, and `then` after that: the deploy met the report whatever the machine's
-/// speed before it.
-fn end_blocker_after_a_wait(
+/// Runs `ballast ARGS` while a report session holds the locks of `holding`. The report
+/// ends once a session named like `ours` has been seen waiting for a lock, and `then`
+/// after that: the run met the report whatever the machine's speed before it.
+fn run_past_a_report(
     p: &Project,
+    holding: &str,
     ours: &str,
     then: Duration,
-    report: Blocker,
-) -> std::thread::JoinHandle<()> {
+    args: &[&str],
+) -> crate::harness::Run {
+    let report = Blocker::hold(&p.url, holding);
     let url = p.url.clone();
     let waiting = format!(
         "select count(*) from pg_stat_activity where application_name like '{ours}' and wait_event_type = 'Lock' and datname = current_database()"
     );
-    std::thread::spawn(move || {
+    let ends = std::thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(90);
         while crate::harness::psql(&url, &waiting) == "0" && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
@@ -113,10 +115,15 @@ fn end_blocker_after_a_wait(
             "select pg_cancel_backend(pid) from pg_stat_activity where application_name = 'blocker' and datname = current_database()",
         );
         drop(report);
-    })
+    });
+    let run = p.ballast(args);
+    ends.join().unwrap();
+    run
 }
 
 const READ_WRITE: &str = "\\set id random(1, 1000)\nbegin;\nselect v from hot where id = :id;\nupdate hot set v = v + 1 where id = :id;\nend;\n";
+const SELLERS_READ: &str =
+    "\\set id random(1, 1000)\nselect name from marketplace.sellers where id = :id;\n";
 const READ_ONLY: &str = "\\set id random(1, 1000)\nselect v from hot where id = :id;\n";
 
 #[test]
@@ -148,11 +155,14 @@ fn a_long_report_is_waited_for_without_the_application_queueing_behind_the_deplo
         .migration("1_col.down.sql", "alter table hot drop column flag;");
     let traffic = Traffic::start(&p, "ro", 4, 20, READ_ONLY);
     // A report holds ACCESS SHARE on hot until the deploy has waited for it 3 s.
-    let report = Blocker::hold(&p.url, "select count(*) from hot");
-    let ends = end_blocker_after_a_wait(&p, "ballast%", Duration::from_secs(3), report);
     // The harness allows one retry; the defaults' ten fit the report.
-    let run = p.ballast(&["--yes", "--set", "database.lock_retries=10", "deploy"]);
-    ends.join().unwrap();
+    let run = run_past_a_report(
+        &p,
+        "select count(*) from hot",
+        "ballast%",
+        Duration::from_secs(3),
+        &["--yes", "--set", "database.lock_retries=10", "deploy"],
+    );
     run.expect_code(0);
     let out = run.stdout();
     // The preflight waits for the report rather than refusing; the guard cancels the
@@ -214,17 +224,14 @@ fn an_alembic_revision_is_guarded_the_same_way() {
         &["op.add_column(\"sellers\", sa.Column(\"rating\", sa.Integer()), schema=\"marketplace\")"],
         "op.drop_column(\"sellers\", \"rating\", schema=\"marketplace\")",
     );
-    let traffic = Traffic::start(
+    let traffic = Traffic::start(&p, "alembic", 4, 20, SELLERS_READ);
+    let run = run_past_a_report(
         &p,
-        "alembic",
-        4,
-        20,
-        "\\set id random(1, 1000)\nselect name from marketplace.sellers where id = :id;\n",
+        "select count(*) from marketplace.sellers",
+        "ballast (alembic)",
+        Duration::from_secs(2),
+        &["--yes", "--set", "database.lock_retries=10", "deploy"],
     );
-    let report = Blocker::hold(&p.url, "select count(*) from marketplace.sellers");
-    let ends = end_blocker_after_a_wait(&p, "ballast (alembic)", Duration::from_secs(2), report);
-    let run = p.ballast(&["--yes", "--set", "database.lock_retries=10", "deploy"]);
-    ends.join().unwrap();
     run.expect_code(0);
     let out = run.stdout();
     assert!(out.contains("lock-queue guard cancelled it"), "{out}");
@@ -256,16 +263,19 @@ fn a_migration_run_alone_goes_on_from_the_statement_the_guard_cancelled() {
         "alter table hot drop column flag;\ndelete from runs;\n",
     );
     let traffic = Traffic::start(&p, "ro", 4, 20, READ_ONLY);
-    let report = Blocker::hold(&p.url, "select count(*) from hot");
-    let ends = end_blocker_after_a_wait(&p, "ballast%", Duration::from_secs(2), report);
-    let run = p.ballast(&[
-        "--yes",
-        "--set",
-        "database.lock_retries=10",
-        "run",
-        &upgrade_only(&p),
-    ]);
-    ends.join().unwrap();
+    let run = run_past_a_report(
+        &p,
+        "select count(*) from hot",
+        "ballast%",
+        Duration::from_secs(2),
+        &[
+            "--yes",
+            "--set",
+            "database.lock_retries=10",
+            "run",
+            &upgrade_only(&p),
+        ],
+    );
     run.expect_code(0);
     let out = run.stdout();
     assert!(out.contains("lock-queue guard cancelled it"), "{out}");
@@ -302,10 +312,13 @@ fn a_concurrent_index_build_is_watched_but_never_cancelled_half_done() {
         8,
         "\\set id random(1, 1000)\nbegin;\nlock table hot in share mode;\nselect v from hot where id = :id;\nend;\n",
     );
-    let blocker = Blocker::hold(&p.url, "lock table hot in share mode");
-    let ends = end_blocker_after_a_wait(&p, "ballast%", Duration::from_millis(700), blocker);
-    let run = p.ballast(&["--yes", "run", &upgrade_only(&p)]);
-    ends.join().unwrap();
+    let run = run_past_a_report(
+        &p,
+        "lock table hot in share mode",
+        "ballast%",
+        Duration::from_millis(700),
+        &["--yes", "run", &upgrade_only(&p)],
+    );
     run.expect_code(0);
     assert!(!run.stdout().contains("cancelled it"), "{}", run.stdout());
     assert_eq!(p.ledger_versions(), ["1"]);
@@ -351,17 +364,14 @@ fn alembic_with_a_transaction_per_revision_and_its_own_application_name_goes_on(
         &["op.add_column(\"sellers\", sa.Column(\"rating\", sa.Integer()), schema=\"marketplace\")"],
         "op.drop_column(\"sellers\", \"rating\", schema=\"marketplace\")",
     );
-    let traffic = Traffic::start(
+    let traffic = Traffic::start(&p, "alembic", 4, 20, SELLERS_READ);
+    let run = run_past_a_report(
         &p,
-        "alembic",
-        4,
-        20,
-        "\\set id random(1, 1000)\nselect name from marketplace.sellers where id = :id;\n",
+        "select count(*) from marketplace.sellers",
+        "ballast (alembic)",
+        Duration::from_secs(2),
+        &["--yes", "--set", "database.lock_retries=10", "deploy"],
     );
-    let report = Blocker::hold(&p.url, "select count(*) from marketplace.sellers");
-    let ends = end_blocker_after_a_wait(&p, "ballast (alembic)", Duration::from_secs(2), report);
-    let run = p.ballast(&["--yes", "--set", "database.lock_retries=10", "deploy"]);
-    ends.join().unwrap();
     run.expect_code(0);
     let out = run.stdout();
     assert!(out.contains("lock-queue guard cancelled it"), "{out}");
@@ -385,16 +395,19 @@ fn a_downgrade_is_guarded_the_same_way() {
         .migration("1_col.down.sql", "alter table hot drop column flag;");
     p.ballast(&["--yes", "deploy"]).expect_code(0);
     let traffic = Traffic::start(&p, "ro", 4, 20, READ_ONLY);
-    let report = Blocker::hold(&p.url, "select count(*) from hot");
-    let ends = end_blocker_after_a_wait(&p, "ballast%", Duration::from_secs(2), report);
-    let run = p.ballast(&[
-        "--yes",
-        "--set",
-        "database.lock_retries=10",
-        "run",
-        "rollback",
-    ]);
-    ends.join().unwrap();
+    let run = run_past_a_report(
+        &p,
+        "select count(*) from hot",
+        "ballast%",
+        Duration::from_secs(2),
+        &[
+            "--yes",
+            "--set",
+            "database.lock_retries=10",
+            "run",
+            "rollback",
+        ],
+    );
     run.expect_code(0);
     let out = run.stdout();
     assert!(
@@ -421,16 +434,19 @@ fn a_down_run_alone_goes_on_from_the_statement_the_guard_cancelled() {
         );
     p.ballast(&["--yes", "deploy"]).expect_code(0);
     let traffic = Traffic::start(&p, "ro", 4, 20, READ_ONLY);
-    let report = Blocker::hold(&p.url, "select count(*) from hot");
-    let ends = end_blocker_after_a_wait(&p, "ballast%", Duration::from_secs(2), report);
-    let run = p.ballast(&[
-        "--yes",
-        "--set",
-        "database.lock_retries=10",
-        "run",
-        "rollback",
-    ]);
-    ends.join().unwrap();
+    let run = run_past_a_report(
+        &p,
+        "select count(*) from hot",
+        "ballast%",
+        Duration::from_secs(2),
+        &[
+            "--yes",
+            "--set",
+            "database.lock_retries=10",
+            "run",
+            "rollback",
+        ],
+    );
     run.expect_code(0);
     let out = run.stdout();
     assert!(out.contains("goes on from statement 2"), "{out}");

@@ -166,14 +166,7 @@ fn a_lock_timeout_is_retried_and_succeeds_once_the_blocker_is_gone() {
     let _blocker = Blocker::hold(&p.url, "lock table busy in access share mode");
     // The first attempt gives up after lock_timeout (2 s); the blocker's session ends
     // before the retry, 2 s after that.
-    let url = p.url.clone();
-    let release = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(2800));
-        crate::harness::psql(
-            &url,
-            "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'blocker' and datname = current_database()",
-        );
-    });
+    let release = end_blocker_after(&p, Duration::from_millis(2800));
     let run = p.ballast(&[
         "--yes",
         "--set",
@@ -249,14 +242,7 @@ fn a_downgrade_stopped_by_lock_timeout_is_retried_once_the_blocker_is_gone() {
     let _blocker = Blocker::hold(&p.url, "lock table busy in access share mode");
     // The first attempt gives up after lock_timeout (2 s; nothing queues behind it,
     // so the guard lets it wait); the blocker ends before the retry.
-    let url = p.url.clone();
-    let release = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(2300));
-        crate::harness::psql(
-            &url,
-            "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'blocker' and datname = current_database()",
-        );
-    });
+    let release = end_blocker_after(&p, Duration::from_millis(2300));
     let run = p.ballast(&[
         "--yes",
         "--set",
@@ -314,4 +300,16 @@ fn a_reader_idle_in_its_transaction_is_no_blocker_of_a_concurrent_index_build() 
         refused.stdout()
     );
     assert_eq!(p.ledger_versions(), ["1"]);
+}
+
+/// Ends the `blocker` session's backend `after` from now, from another thread.
+fn end_blocker_after(p: &Project, after: Duration) -> std::thread::JoinHandle<()> {
+    let url = p.url.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        crate::harness::psql(
+            &url,
+            "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'blocker' and datname = current_database()",
+        );
+    })
 }
