@@ -26,11 +26,11 @@ pub async fn run(
     }
     // A usage error (no such backup) is no restore, as a pipeline that never started
     // is not journaled either.
-    let backup = match choose(&settings, id).await {
-        Ok(listed) => listed,
+    let (storage, backup) = match choose(&settings, id).await {
+        Ok(chosen) => chosen,
         Err((code, message)) => return super::fail(g, &message, code),
     };
-    if let Err((code, message)) = can_open(&settings, &backup).await {
+    if let Err((code, message)) = can_open(&settings, &storage, &backup).await {
         return super::fail(g, &message, code);
     }
     let mut rerun = format!("restore {}", backup.manifest.id);
@@ -57,14 +57,19 @@ type Failure = (i32, String);
 /// The id that names the newest backup, for scripted drills.
 const LATEST: &str = "latest";
 
-/// The backup the person named (or picks from a list at a terminal).
-async fn choose(settings: &crate::config::Settings, id: Option<&str>) -> Result<Listed, Failure> {
+/// The backup the person named (or picks from a list at a terminal), and the storage
+/// it is in.
+async fn choose(
+    settings: &crate::config::Settings,
+    id: Option<&str>,
+) -> Result<(Storage, Listed), Failure> {
     let usage = |e: &dyn std::fmt::Display| (exit_code::USAGE, e.to_string());
     settings.database.url().map_err(|e| usage(&e))?;
     let storage = Storage::open(&settings.backup)
         .await
         .map_err(|e| usage(&e))?;
-    pick(&storage, id, &settings.database.database_name()).await
+    let listed = pick(&storage, id, &settings.database.database_name()).await?;
+    Ok((storage, listed))
 }
 
 /// The backup to restore: `id`, or with `latest` the newest backup OF THE TARGET
@@ -145,7 +150,11 @@ async fn pick(storage: &Storage, id: Option<&str>, database: &str) -> Result<Lis
 
 /// A sealed backup is refused up front, before anything runs, unless the identity
 /// given opens it (its header names the recipients it was sealed for).
-async fn can_open(settings: &crate::config::Settings, backup: &Listed) -> Result<(), Failure> {
+async fn can_open(
+    settings: &crate::config::Settings,
+    storage: &Storage,
+    backup: &Listed,
+) -> Result<(), Failure> {
     use crate::seal::{Identities, SealError};
     if backup.manifest.sealed.is_none() {
         return Ok(());
@@ -158,9 +167,6 @@ async fn can_open(settings: &crate::config::Settings, backup: &Listed) -> Result
         }
         Err(e) => return Err((exit_code::USAGE, e.to_string())),
     };
-    let storage = Storage::open(&settings.backup)
-        .await
-        .map_err(|e| (exit_code::USAGE, e.to_string()))?;
     let reader = storage
         .reader(&backup.manifest.object)
         .await

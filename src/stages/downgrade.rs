@@ -3,7 +3,7 @@
 //! downgrade rung, and the round-trip test's middle step). Refuses up front when a
 //! revision on the way is known not to downgrade.
 
-use super::lock_retry::{LockRetries, Next};
+use super::lock_retry::{Change, LockRetries, Next};
 use super::{deploy_lock, StageError, StageOutcome};
 use crate::engine::Snapshot;
 use crate::pipeline::RunContext;
@@ -54,7 +54,7 @@ pub async fn run(ctx: &mut RunContext, to: Option<&str>) -> Result<StageOutcome,
         ctx.begin_changing().await?;
         crate::pipeline::journal::mark_running(ctx).await;
         let mut snap = snap;
-        let mut retries = LockRetries::new(ctx, "downgrade");
+        let mut retries = LockRetries::new(ctx, Change::Downgrade);
         loop {
             let run = ctx.run_facts().await?;
             let guard = retries.guard(ctx, snap.undo_stops_cleanly(&plan)).await?;

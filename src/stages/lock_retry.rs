@@ -27,11 +27,35 @@ pub enum Next {
     Stop(Stop, String),
 }
 
+/// Which change the retries are for.
+#[derive(Debug, Clone, Copy)]
+pub enum Change {
+    Upgrade,
+    Downgrade,
+}
+
+impl Change {
+    fn noun(self) -> &'static str {
+        match self {
+            Change::Upgrade => "upgrade",
+            Change::Downgrade => "downgrade",
+        }
+    }
+
+    /// What a migration it finished is.
+    fn done(self) -> &'static str {
+        match self {
+            Change::Upgrade => "applied",
+            Change::Downgrade => "reverted",
+        }
+    }
+}
+
 /// The attempts of one change, and what they waited for.
 pub struct LockRetries {
     db: DatabaseSettings,
-    /// `upgrade`, `downgrade`: what the messages call the change.
-    verb: &'static str,
+    /// What the messages call the change.
+    change: Change,
     began: Instant,
     wait: Duration,
     attempt: u32,
@@ -40,12 +64,12 @@ pub struct LockRetries {
 }
 
 impl LockRetries {
-    pub fn new(ctx: &RunContext, verb: &'static str) -> LockRetries {
+    pub fn new(ctx: &RunContext, change: Change) -> LockRetries {
         let db = ctx.settings().database.clone();
         LockRetries {
             wait: db.lock_retry_wait,
             db,
-            verb,
+            change,
             began: Instant::now(),
             attempt: 0,
             waited: Duration::ZERO,
@@ -156,7 +180,7 @@ impl LockRetries {
                 crate::events::Severity::Warning,
                 format!(
                     "the {} {why}; {}{blockers}. Retry {} of at most {retries} in {} ({} of database.lock_budget left)",
-                    self.verb,
+                    self.change.noun(),
                     self.what_stays(report),
                     self.attempt,
                     crate::text::human_duration(jittered.as_millis() as u64),
@@ -191,10 +215,7 @@ impl LockRetries {
     /// What an attempt stopped on a lock left: nothing, whole migrations, or the
     /// statements of a migration run alone before the one that stopped.
     fn what_stays(&self, report: &Report) -> String {
-        let done = match self.verb {
-            "downgrade" => "reverted",
-            _ => "applied",
-        };
+        let done = self.change.done();
         let ran = report.stopped_at_statement.as_ref().map(|at| at.statement);
         match (report.committed.as_slice(), ran) {
             ([], None | Some(0)) => "it rolled back whole: nothing committed".to_string(),

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use super::lock_retry::{LockRetries, Next};
+use super::lock_retry::{Change, LockRetries, Next};
 use super::{migrations_count, StageError, StageOutcome};
 use crate::db::ledger;
 use crate::db::schema_shape::SchemaShape;
@@ -90,7 +90,7 @@ async fn apply_under_lock(ctx: &mut RunContext) -> Result<StageOutcome, StageErr
         .collect();
     let total = snap.pending_count();
     let started = Instant::now();
-    let mut retries = LockRetries::new(ctx, "upgrade");
+    let mut retries = LockRetries::new(ctx, Change::Upgrade);
     for step in snap.apply_steps(&cuts) {
         if crate::interrupt::requested() {
             return Err(StageError::Failed(
