@@ -387,18 +387,7 @@ fn alter_table_cmd(cmd: &AlterTableCmd) -> (LockMode, Vec<(RangeVar, LockMode)>)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lint::input::Downgrade;
-
-    fn input(sql: &str) -> LintInput {
-        LintInput {
-            label: "1_x".into(),
-            file: "1_x.sql".into(),
-            sql: sql.into(),
-            transactional: true,
-            downgrade: Downgrade::Missing,
-            whole_allows: String::new(),
-        }
-    }
+    use crate::lint::rules::testing::input;
 
     fn locks(sql: &str) -> Vec<(String, Vec<&'static str>)> {
         table_locks(&[input(sql)], "public")
