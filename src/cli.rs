@@ -86,9 +86,12 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Run the deploy pipeline: state-check, preview, confirm, backup, upgrade, verify.
     #[command(
-        after_help = "Examples:\n  ballast deploy\n  ballast deploy --env production\n  DATABASE_URL=postgres://app@db/shop ballast --yes deploy\n\nWithout a terminal, the deploy refuses (exit 3) unless --yes is given."
+        after_help = "Examples:\n  ballast deploy\n  ballast deploy --env production\n  DATABASE_URL=postgres://app@db/shop ballast --yes deploy\n  ballast --yes deploy --phase pre     before the rollout: hold back `-- ballast:phase post`\n  ballast --yes deploy --phase post    after it: what is still pending, contract step included\n\nWithout a terminal, the deploy refuses (exit 3) unless --yes is given. docs/releases.md has\nthe whole zero-downtime sequence."
     )]
-    Deploy,
+    Deploy {
+        #[command(flatten)]
+        phase: PhaseArg,
+    },
     /// Run any pipeline: a built-in name, pipelines/NAME.toml beside the config, or a path.
     #[command(
         after_help = "Examples:\n  ballast run deploy\n  ballast run backup\n  ballast run rollback          undo the newest migration (alembic downgrade -1), after a backup\n  ballast --yes run roundtrip   CI: the newest migration up, down and up, the schema compared\n  ballast run ./pipelines/release-with-smoke-test.toml\n\nBuilt in: deploy, backup, roundtrip, rollback."
@@ -96,18 +99,45 @@ pub enum Command {
     Run {
         /// Pipeline name or path to a pipeline file.
         name: String,
+        #[command(flatten)]
+        phase: PhaseArg,
     },
     /// Current version against the migration files: pending count and drift. Writes nothing.
     #[command(
-        after_help = "Examples:\n  ballast status\n  ballast status --json\n\nExit 0 when up to date, 1 when migrations are pending or the state needs attention."
+        after_help = "Examples:\n  ballast status\n  ballast status --json\n  ballast status --phase pre     is the expand step done? (post-phase migrations held back)\n\nExit 0 when up to date (with --phase pre: nothing of the expand step pending), 1 when\nmigrations are pending or the state needs attention."
     )]
-    Status,
+    Status {
+        #[command(flatten)]
+        phase: PhaseArg,
+    },
     /// The pending migrations with their SQL and the plan hash. Writes nothing.
-    #[command(after_help = "Examples:\n  ballast plan\n  ballast plan --full > plan.txt")]
+    #[command(
+        after_help = "Examples:\n  ballast plan\n  ballast plan --full > plan.txt\n  ballast plan --phase pre       what runs before the rollout, and what is held back"
+    )]
     Plan {
         /// Show every line of SQL instead of the first few per migration.
         #[arg(long)]
         full: bool,
+        #[command(flatten)]
+        phase: PhaseArg,
+    },
+    /// The rollout gate: wait until nothing of a release phase is pending for these
+    /// migration files, e.g. in the application pod's init container. Reads only
+    /// (works with a read-only role) and never queues behind a lock.
+    #[command(
+        after_help = "Examples:\n  ballast wait                         until the expand step (--phase pre) is applied\n  ballast wait --timeout 15m --interval 5s\n  ballast wait --phase post            until every migration is applied\n\nExit 0 as soon as nothing of the phase is pending; 1 when --timeout passes first (what is\nstill pending is named); 3 when the database has migrations these files do not know (the\napplication image is older than the database); 2 when the config or URL is wrong."
+    )]
+    Wait {
+        /// What must be applied: `pre` (the expand step; post-phase migrations may stay
+        /// pending) or `post` (everything).
+        #[arg(long, value_enum, default_value_t = crate::migrations::Phase::Pre)]
+        phase: crate::migrations::Phase,
+        /// Give up after this long (exit 1).
+        #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration_arg)]
+        timeout: std::time::Duration,
+        /// How often to look.
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration_arg)]
+        interval: std::time::Duration,
     },
     /// Lint the migrations and (with a database) run the preflight: for CI and pre-commit.
     /// Pending migrations with a database, every migration without one (or with --all).
@@ -242,6 +272,16 @@ pub enum Command {
         #[arg(long)]
         keep: bool,
     },
+}
+
+/// `--phase`: which release phase's migrations a command runs or shows.
+#[derive(Debug, Args, Clone, Copy, Default)]
+pub struct PhaseArg {
+    /// The release phase: `pre` runs (or shows) the pending migrations of the expand
+    /// step and holds back those marked `-- ballast:phase post` (`# ballast:phase post`
+    /// in an Alembic revision); `post` takes everything pending. Without it: everything.
+    #[arg(long, value_enum, value_name = "PHASE")]
+    pub phase: Option<crate::migrations::Phase>,
 }
 
 /// `check --format`.

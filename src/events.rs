@@ -19,6 +19,16 @@ pub enum Severity {
     Error,
 }
 
+/// Where `ballast wait` stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitOutcome {
+    Waiting,
+    Ready,
+    TimedOut,
+    Ahead,
+}
+
 /// A restored database: its name, the one kept aside (in place), the safety backup
 /// taken before, rows per table.
 #[derive(Debug, Clone, Serialize)]
@@ -68,9 +78,33 @@ pub enum Event {
         pending: usize,
         /// Labels of the pending migrations, in the order they would run.
         pending_migrations: Vec<String>,
+        /// Those of them marked `ballast:phase post` (the contract step).
+        pending_post: Vec<String>,
+        /// Pending migrations `--phase pre` leaves for after the rollout (not counted
+        /// in `pending`).
+        held_back: Vec<String>,
+    },
+    /// `ballast wait`: what it waits for (`pending`, the phase's migrations still to
+    /// apply), emitted when it starts, whenever that changes, and when it ends.
+    Wait {
+        /// `pre` or `post`.
+        phase: crate::migrations::Phase,
+        /// `waiting`, `ready` (exit 0), `timed_out` (exit 1) or `ahead` (the
+        /// database has migrations the files do not know: exit 3).
+        outcome: WaitOutcome,
+        pending: Vec<String>,
+        /// With `ahead`: what the database has that the files do not.
+        unknown: Vec<String>,
+        /// Why the last look could not read the state (the ledger locked by another
+        /// session), when that is so.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        unread: Option<String>,
+        elapsed_ms: u64,
     },
     Plan {
         plan: Plan,
+        /// Pending migrations `--phase pre` leaves for after the rollout.
+        held_back: Vec<String>,
     },
     /// A lint finding on a migration of the plan (or of `check`).
     Finding {

@@ -57,6 +57,8 @@ pub struct PlannedMigration {
     /// ones run in a new one): see [`crate::migrations::commit_point`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commits_after: Option<String>,
+    /// The release phase it belongs to (`post`: the contract step).
+    pub phase: crate::migrations::Phase,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -82,6 +84,7 @@ impl Plan {
                         .transactional
                         .then(|| crate::migrations::commit_point::commit_after(&m.up_sql))
                         .flatten(),
+                    phase: m.phase,
                 })
                 .collect(),
         )
@@ -136,6 +139,7 @@ mod tests {
             checksum: checksum(sql),
             transactional,
             down_transactional: true,
+            phase: crate::migrations::Phase::Pre,
         }
     }
 

@@ -92,7 +92,7 @@ pub async fn run(g: &GlobalArgs, dir: &Path, keep: bool) -> i32 {
         Ok(s) => s,
         Err(e) => return super::fail(g, &e.to_string(), exit_code::USAGE),
     };
-    let code = super::pipeline_run::run_with(g, settings, "deploy").await;
+    let code = super::pipeline_run::run_with(g, settings, "deploy", None).await;
     if !g.json {
         stdout_line("");
         stdout_line(&format!(

@@ -7,12 +7,19 @@ use crate::db;
 use crate::engine::{self, Snapshot};
 use crate::events::{Event, Events};
 use crate::exit_code;
+use crate::migrations::Phase;
 use crate::stages::state_check::report_state;
 
 type Read = (Settings, Snapshot, Option<crate::lint::DbFacts>);
 
 /// Reads the target; with `lint_facts`, also what the lint needs to know of its tables.
-async fn read(g: &GlobalArgs, events: &Events, lint_facts: bool) -> Result<Read, i32> {
+/// `phase`: cut to what a deploy of that phase runs (refused, exit 3, when it could not).
+async fn read(
+    g: &GlobalArgs,
+    events: &Events,
+    lint_facts: bool,
+    phase: Option<Phase>,
+) -> Result<Read, i32> {
     let settings = super::load_settings(g)?;
     let mut conn = db::connect(&settings.database, "status")
         .await
@@ -32,25 +39,31 @@ async fn read(g: &GlobalArgs, events: &Events, lint_facts: bool) -> Result<Read,
         false => None,
     };
     db::close(conn).await;
-    let snap = snap?;
-    report_state(events, &snap);
-    snap.diagnose(events);
+    let whole = snap?;
+    let phased = match phase {
+        Some(phase) => whole.in_phase(phase),
+        None => Ok(whole.clone()),
+    };
+    report_state(events, phased.as_ref().unwrap_or(&whole));
+    whole.diagnose(events);
+    let snap = phased.map_err(|e| super::fail(g, &e.to_string(), exit_code::REFUSED))?;
     Ok((settings, snap, facts))
 }
 
-/// Exit 0 when up to date and clean, 1 otherwise.
-pub async fn status(g: &GlobalArgs) -> i32 {
+/// Exit 0 when up to date (of `phase`: `pre` ignores the held-back contract step) and
+/// clean, 1 otherwise.
+pub async fn status(g: &GlobalArgs, phase: Option<Phase>) -> i32 {
     let events = super::events(g, false);
-    match read(g, &events, false).await {
+    match read(g, &events, false, phase).await {
         Ok((_, snap, _)) if snap.pending_count() == 0 && !snap.is_blocked() => exit_code::SUCCESS,
         Ok(_) => exit_code::FAILED_RESTORED,
         Err(code) => code,
     }
 }
 
-pub async fn plan(g: &GlobalArgs, full: bool) -> i32 {
+pub async fn plan(g: &GlobalArgs, full: bool, phase: Option<Phase>) -> i32 {
     let events = super::events(g, full);
-    match read(g, &events, true).await {
+    match read(g, &events, true, phase).await {
         Ok((settings, snap, facts)) => {
             let plan = snap.plan_with_sql(&settings).await;
             let findings = crate::lint::run(
@@ -60,7 +73,10 @@ pub async fn plan(g: &GlobalArgs, full: bool) -> i32 {
                 Some(&snap.lint_schema(&settings)),
             );
             let not_linted = crate::plan::unrendered(&plan);
-            events.emit(Event::Plan { plan });
+            events.emit(Event::Plan {
+                plan,
+                held_back: snap.held_back_labels(),
+            });
             for finding in findings {
                 events.emit(Event::Finding { finding });
             }

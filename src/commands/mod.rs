@@ -10,6 +10,7 @@ mod inspect;
 mod pipeline_run;
 mod restore;
 mod targets;
+mod wait;
 
 use crate::cli::{Cli, Command};
 
@@ -20,7 +21,7 @@ pub async fn run(cli: Cli) -> i32 {
     let g = &cli.global;
     let fans_out = matches!(
         cli.command,
-        Command::Deploy | Command::Run { .. } | Command::Backup
+        Command::Deploy { .. } | Command::Run { .. } | Command::Backup
     );
     if g.targets.is_some() && g.target.is_none() && !fans_out {
         return fail(
@@ -38,11 +39,16 @@ pub async fn run(cli: Cli) -> i32 {
         console::set_colors_enabled_stderr(false);
     }
     match &cli.command {
-        Command::Deploy => pipeline_run::run(g, "deploy").await,
-        Command::Run { name } => pipeline_run::run(g, name).await,
-        Command::Backup => pipeline_run::run(g, "backup").await,
-        Command::Status => inspect::status(g).await,
-        Command::Plan { full } => inspect::plan(g, *full).await,
+        Command::Deploy { phase } => pipeline_run::run(g, "deploy", phase.phase).await,
+        Command::Run { name, phase } => pipeline_run::run(g, name, phase.phase).await,
+        Command::Backup => pipeline_run::run(g, "backup", None).await,
+        Command::Status { phase } => inspect::status(g, phase.phase).await,
+        Command::Plan { full, phase } => inspect::plan(g, *full, phase.phase).await,
+        Command::Wait {
+            phase,
+            timeout,
+            interval,
+        } => wait::run(g, *phase, *timeout, *interval).await,
         Command::History { limit, run } => history::run(g, *limit, run.as_deref()).await,
         Command::Backups => backups::list(g).await,
         Command::VerifyBackup { id, identity } => {

@@ -5,20 +5,27 @@ use crate::cli::GlobalArgs;
 use crate::config::Settings;
 use crate::events::RunSummary;
 use crate::exit_code;
+use crate::migrations::Phase;
 use crate::pipeline::{Pipeline, RestoreChoice, RunContext, RunOptions, StageKind, StageSpec};
 
-pub async fn run(g: &GlobalArgs, name: &str) -> i32 {
+/// Runs pipeline `name`; `phase`: the release phase its upgrade runs (`--phase`).
+pub async fn run(g: &GlobalArgs, name: &str, phase: Option<Phase>) -> i32 {
     if let (Some(file), None) = (&g.targets, &g.target) {
         return super::targets::run_all(g, file).await;
     }
     match super::load_settings(g) {
-        Ok(settings) => run_with(g, settings, name).await,
+        Ok(settings) => run_with(g, settings, name, phase).await,
         Err(code) => code,
     }
 }
 
 /// Runs pipeline `name` on already-loaded settings (also `demo`'s way in).
-pub async fn run_with(g: &GlobalArgs, settings: Settings, name: &str) -> i32 {
+pub async fn run_with(
+    g: &GlobalArgs,
+    settings: Settings,
+    name: &str,
+    phase: Option<Phase>,
+) -> i32 {
     if let Err(e) = settings.database.url() {
         return super::fail(g, &e.to_string(), exit_code::USAGE);
     }
@@ -26,7 +33,9 @@ pub async fn run_with(g: &GlobalArgs, settings: Settings, name: &str) -> i32 {
         Ok(p) => p,
         Err(e) => return super::fail(g, &e.to_string(), exit_code::USAGE),
     };
-    run_pipeline(g, settings, pipeline, None).await.exit_code
+    run_pipeline(g, settings, pipeline, None, phase)
+        .await
+        .exit_code
 }
 
 /// `stamp REV` and `baseline VERSION`: a one-stage pipeline, so each is journaled like
@@ -45,7 +54,9 @@ pub async fn single(g: &GlobalArgs, kind: StageKind, to: &str) -> i32 {
         format!("{name} {to}"),
         StageSpec::built(kind, None, Some(to.to_string())),
     );
-    run_pipeline(g, settings, pipeline, None).await.exit_code
+    run_pipeline(g, settings, pipeline, None, None)
+        .await
+        .exit_code
 }
 
 /// Runs `pipeline` (for `ballast restore`, on the backup the person chose) and writes
@@ -55,11 +66,13 @@ pub(super) async fn run_pipeline(
     settings: Settings,
     pipeline: Pipeline,
     restore: Option<RestoreChoice>,
+    phase: Option<Phase>,
 ) -> RunSummary {
     let events = super::events(g, false);
     let options = RunOptions {
         assume_yes: g.yes,
         allow_risky: g.allow_risky,
+        phase,
     };
     let mut ctx = RunContext::new(settings, options, events, &pipeline.name);
     if let Some(choice) = restore {

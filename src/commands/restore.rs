@@ -42,7 +42,7 @@ pub async fn run(
         into: into.map(str::to_string),
     };
     let summary =
-        super::pipeline_run::run_pipeline(g, settings, Pipeline::restore(rerun), Some(choice))
+        super::pipeline_run::run_pipeline(g, settings, Pipeline::restore(rerun), Some(choice), None)
             .await;
     // Said on stderr too, as every command's error: a restore runs by hand, under
     // pressure, its output often piped away.

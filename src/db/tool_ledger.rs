@@ -473,6 +473,7 @@ mod tests {
             checksum: String::new(),
             transactional: true,
             down_transactional: true,
+            phase: crate::migrations::Phase::Pre,
         }
     }
 

@@ -10,6 +10,7 @@ pub mod alembic;
 pub mod change;
 pub mod goal;
 mod opened;
+pub mod phase;
 mod snapshot;
 pub mod sql;
 

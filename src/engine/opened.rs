@@ -85,6 +85,14 @@ impl Engine {
                         }
                         _ => None,
                     };
+                state.post_out_of_order =
+                    match (settings.migrations.out_of_order, settled.ledger.tool()) {
+                        (Some(false), _) => None,
+                        // ballast's own ledger records each migration: the contract
+                        // step is held back behind newer ones by design.
+                        (None, None) => Some("ballast's ledger records each migration".into()),
+                        _ => state.out_of_order_applied.clone(),
+                    };
                 if applied.is_empty() && !state.pending.is_empty() {
                     state.untracked =
                         super::sql::ledger::untracked_tables(&mut *conn, schema, &settled.ledger)

@@ -289,6 +289,15 @@ impl Snapshot {
         }
     }
 
+    /// What the database has applied that no file here knows (a newer release's
+    /// migrations, seen from an older release's files), as labels.
+    pub fn unknown_applied(&self) -> Vec<String> {
+        match self {
+            Snapshot::Sql(s) => s.state.unknown.iter().map(|row| s.row_label(row)).collect(),
+            Snapshot::Alembic(a) => a.unknown().into_iter().cloned().collect(),
+        }
+    }
+
     /// The plan; for Alembic without SQL yet (see [`crate::engine::alembic::offline`]).
     pub fn plan(&self) -> Plan {
         match self {

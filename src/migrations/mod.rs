@@ -12,11 +12,13 @@ pub mod data_effects;
 pub mod flyway;
 pub mod in_parts;
 pub mod layout;
+pub mod phase;
 pub mod source;
 pub mod split;
 pub mod version;
 
 pub use layout::{Layout, Tool};
+pub use phase::Phase;
 pub use source::{
     load_folder, read_folder, refuse_transaction_control, run_as_written, Folder, Ignored,
     Migration, SourceError,

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use super::checksum::checksum;
 use super::flyway;
 use super::layout::{self, Layout, LayoutError, SectionError, Seen, Tool};
+use super::phase::{self, Phase, PhaseError};
 use super::version::Version;
 
 #[derive(Debug, Clone)]
@@ -41,6 +42,9 @@ pub struct Migration {
     /// `metadata.toml`) or dbmate's down section says `transaction:false`; a down
     /// file's own `-- no-transaction` first line says it too.
     pub down_transactional: bool,
+    /// When in a release it runs: `-- ballast:phase post` anywhere in its file (a
+    /// line of its own) makes it part of the contract step ([`super::phase`]).
+    pub phase: Phase,
 }
 
 impl Migration {
@@ -104,6 +108,8 @@ pub enum SourceError {
     FlywayMixed { path: PathBuf },
     #[error("{path}: {error}")]
     Sections { path: PathBuf, error: SectionError },
+    #[error("{path}, {error}")]
+    Phase { path: PathBuf, error: PhaseError },
 }
 
 /// A migration folder as read: its migrations in version order, what else it holds,
@@ -334,6 +340,9 @@ pub fn read_folder(
     for (path, text) in candidates {
         let file_name = name_of(&path);
         let file_name = file_name.as_str();
+        // The marker may stand anywhere in the file (above dbmate's `-- migrate:up`
+        // too); a diesel folder's is in its up.sql.
+        let whole = text.clone();
         let found = if decided == Layout::Of(Tool::Flyway) {
             let text = text.unwrap_or_default();
             match flyway_migration(&path, file_name, text)? {
@@ -362,7 +371,12 @@ pub fn read_folder(
         } else {
             None
         };
-        if let Some(m) = found {
+        if let Some(mut m) = found {
+            let marked = whole.as_deref().unwrap_or(&m.up_sql);
+            m.phase = phase::declared(marked, "--").map_err(|error| SourceError::Phase {
+                path: m.up_path.clone(),
+                error,
+            })?;
             if let Some(first) = ups.get(&m.version) {
                 return Err(SourceError::Duplicate {
                     version: m.version.clone(),
@@ -576,6 +590,7 @@ fn migration(
         down_sql,
         transactional: transactional && !marked,
         down_transactional: transactional,
+        phase: Phase::Pre,
     }
 }
 

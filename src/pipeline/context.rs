@@ -23,6 +23,8 @@ pub struct RunOptions {
     pub assume_yes: bool,
     /// `--allow-risky`: deploy despite error-level lint findings.
     pub allow_risky: bool,
+    /// `--phase`: the release phase whose migrations the upgrade runs (`None`: all).
+    pub phase: Option<crate::migrations::Phase>,
 }
 
 pub struct RunContext {
@@ -620,10 +622,22 @@ impl RunContext {
         self.aimed(snap)
     }
 
+    /// `snap` aimed at the upgrade's goal, and cut to the run's phase.
     fn aimed(&self, snap: Snapshot) -> Result<Snapshot, crate::pipeline::StageError> {
-        match &self.upgrade_goal {
+        let snap = match &self.upgrade_goal {
             Some(goal) => snap
                 .aimed_at(goal)
+                .map_err(|e| crate::pipeline::StageError::Refused(e.to_string()))?,
+            None => snap,
+        };
+        self.phased(snap)
+    }
+
+    /// `snap` cut to the run's release phase (`--phase`; without one, as it is).
+    pub fn phased(&self, snap: Snapshot) -> Result<Snapshot, crate::pipeline::StageError> {
+        match self.options.phase {
+            Some(phase) => snap
+                .in_phase(phase)
                 .map_err(|e| crate::pipeline::StageError::Refused(e.to_string())),
             None => Ok(snap),
         }

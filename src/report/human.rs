@@ -155,6 +155,56 @@ impl HumanReporter {
         }
     }
 
+    /// Where `ballast wait` stands.
+    fn wait(
+        &self,
+        phase: crate::migrations::Phase,
+        outcome: crate::events::WaitOutcome,
+        pending: &[String],
+        unknown: &[String],
+        unread: Option<&str>,
+        elapsed_ms: u64,
+    ) {
+        use crate::events::WaitOutcome;
+        let what = match phase {
+            crate::migrations::Phase::Pre => "of the expand step (phase pre)",
+            crate::migrations::Phase::Post => "at all",
+        };
+        let after = humantime::format_duration(std::time::Duration::from_secs(elapsed_ms / 1000));
+        match outcome {
+            WaitOutcome::Waiting => match unread {
+                Some(why) => self.normal(&format!("  waiting: {why}")),
+                None => self.normal(&format!(
+                    "  waiting for {} to be applied: {}",
+                    crate::text::migrations_count(pending.len()),
+                    short_list(pending)
+                )),
+            },
+            WaitOutcome::Ready => self.line(&format!(
+                "ready: nothing {what} is pending (after {after})"
+            )),
+            WaitOutcome::TimedOut => self.line(&format!(
+                "timed out after {after}: still pending {what}: {}",
+                short_list(pending)
+            )),
+            WaitOutcome::Ahead => self.line(&format!(
+                "the database has {} these migration files do not know: {}. The application's image is older than the database: do not start it on this schema blind (deploy the release that has them, or roll the database back)",
+                crate::text::migrations_count(unknown.len()),
+                short_list(unknown)
+            )),
+        }
+    }
+
+    /// What `--phase pre` leaves for after the rollout.
+    fn held_back(&self, held_back: &[String]) {
+        if !held_back.is_empty() {
+            self.normal(&format!(
+                "  held back for after the rollout (phase post): {}; `ballast deploy --phase post` applies them",
+                short_list(held_back)
+            ));
+        }
+    }
+
     fn plan(&self, plan: &crate::plan::Plan) {
         if plan.is_empty() {
             self.normal("  nothing to apply: the database is up to date");
@@ -191,11 +241,15 @@ impl HumanReporter {
                 Some(_) => format!("{} {}", m.version, m.name),
                 None => format!("{}_{}", m.version, m.name),
             };
+            let phase = match m.phase {
+                crate::migrations::Phase::Post => "phase post; ",
+                crate::migrations::Phase::Pre => "",
+            };
             match &m.commits_after {
                 Some(why) => self.normal(&format!(
-                    "  - {label}  ({mode}, which commits right after it: {why}; the migrations after it run in a new one)"
+                    "  - {label}  ({phase}{mode}, which commits right after it: {why}; the migrations after it run in a new one)"
                 )),
-                None => self.normal(&format!("  - {label}  ({mode})")),
+                None => self.normal(&format!("  - {label}  ({phase}{mode})")),
             }
             self.normal(&format!("    {}", m.file));
             let lines: Vec<&str> = m.sql.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -524,6 +578,8 @@ impl Reporter for HumanReporter {
                 applied,
                 pending,
                 pending_migrations,
+                pending_post,
+                held_back,
             } => {
                 let current = current.as_deref().unwrap_or("none");
                 if *pending == 0 {
@@ -535,8 +591,30 @@ impl Reporter for HumanReporter {
                     ));
                     self.normal(&format!("  pending: {}", short_list(pending_migrations)));
                 }
+                if !pending_post.is_empty() {
+                    self.normal(&format!(
+                        "  phase post (the contract step, after the rollout): {}",
+                        short_list(pending_post)
+                    ));
+                }
+                self.held_back(held_back);
             }
-            Event::Plan { plan } => self.plan(plan),
+            Event::Plan { plan, held_back } => {
+                if plan.is_empty() && !held_back.is_empty() {
+                    self.normal("  nothing to apply before the rollout");
+                } else {
+                    self.plan(plan);
+                }
+                self.held_back(held_back);
+            }
+            Event::Wait {
+                phase,
+                outcome,
+                pending,
+                unknown,
+                unread,
+                elapsed_ms,
+            } => self.wait(*phase, *outcome, pending, unknown, unread.as_deref(), *elapsed_ms),
             Event::Finding { finding } => self.finding(finding),
             Event::BackupStarted { .. }
             | Event::BackupProgress { .. }

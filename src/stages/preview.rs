@@ -10,7 +10,10 @@ use crate::pipeline::RunContext;
 pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     let snap = ctx.goal_snapshot().await?;
     let plan = snap.plan_with_sql(ctx.settings()).await;
-    ctx.events().emit(Event::Plan { plan: plan.clone() });
+    ctx.events().emit(Event::Plan {
+        plan: plan.clone(),
+        held_back: snap.held_back_labels(),
+    });
     let facts = match lint::facts::gather(ctx.conn().await?).await {
         Ok(facts) => Some(facts),
         Err(e) => {

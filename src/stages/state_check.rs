@@ -9,9 +9,13 @@ use crate::pipeline::RunContext;
 pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     // A run killed mid-way is reported (and its debris dealt with) before anything.
     crate::resume::check(ctx).await?;
-    let snap = ctx.snapshot().await?;
-    report_state(ctx.events(), &snap);
-    let blockers = snap.diagnose(ctx.events());
+    let whole = ctx.snapshot().await?;
+    // What this run's phase runs (`--phase pre` holds the contract step back), refused
+    // (after the state is shown) when the contract step cannot be held back.
+    let phased = ctx.phased(whole.clone());
+    report_state(ctx.events(), phased.as_ref().unwrap_or(&whole));
+    let blockers = whole.diagnose(ctx.events());
+    let snap = phased?;
     // A rollback refused for a reason the state already shows is refused now, before
     // the pipeline's backup.
     if let Some((crate::pipeline::StageKind::Downgrade, Some(to))) = ctx.first_change() {
@@ -97,6 +101,8 @@ pub fn report_state(events: &Events, snap: &Snapshot) {
         applied: snap.applied_count(),
         pending: snap.pending_count(),
         pending_migrations: snap.pending_labels(),
+        pending_post: snap.pending_post_labels(),
+        held_back: snap.held_back_labels(),
     });
     if let Some((reading, worth_saying)) = snap.reading() {
         let severity = match worth_saying {

@@ -225,6 +225,7 @@ mod tests {
             checksum: checksum("select 1"),
             transactional,
             down_transactional: true,
+            phase: crate::migrations::Phase::Pre,
         }
     }
 

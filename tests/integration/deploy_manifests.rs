@@ -393,7 +393,7 @@ fn kubernetes_manifests_have_the_expected_kinds() {
                     many.file
                 )
             });
-        assert!(matches!(cli.command, Subcommand::Deploy), "{}", many.file);
+        assert!(matches!(cli.command, Subcommand::Deploy { .. }), "{}", many.file);
         assert_eq!(
             cli.global.shard,
             Some((index, completions)),

@@ -20,6 +20,11 @@ pub enum ProbeError {
     Said(String),
     #[error("{0}")]
     Shape(serde_json::Error),
+    #[error("{path}, {error}")]
+    Phase {
+        path: String,
+        error: crate::migrations::phase::PhaseError,
+    },
 }
 
 /// How a revision's `downgrade()` looks without running it.
@@ -53,6 +58,10 @@ pub struct Revision {
     /// The SQL `upgrade()` passes `op.execute` as a literal, in the file's order.
     #[serde(default)]
     pub literal_sql: Vec<String>,
+    /// `# ballast:phase post` in its file: part of the contract step (read by
+    /// [`Graph::parse`], not the probe).
+    #[serde(skip)]
+    pub phase: crate::migrations::Phase,
 }
 
 impl Revision {
@@ -111,6 +120,16 @@ impl Graph {
             return Err(ProbeError::Said(error.to_string()));
         }
         let mut graph: Graph = serde_json::from_value(value).map_err(ProbeError::Shape)?;
+        for revision in &mut graph.revisions {
+            // The probe read the file a moment ago; one it cannot read now has no marker.
+            let text = std::fs::read_to_string(&revision.path).unwrap_or_default();
+            revision.phase = crate::migrations::phase::declared(&text, "#").map_err(|error| {
+                ProbeError::Phase {
+                    path: revision.path.clone(),
+                    error,
+                }
+            })?;
+        }
         graph.revisions = topological(graph.revisions);
         Ok(graph)
     }
@@ -270,10 +289,10 @@ fn topological(revisions: Vec<Revision>) -> Vec<Revision> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn rev(id: &str, downs: &[&str]) -> Revision {
+    pub(crate) fn rev(id: &str, downs: &[&str]) -> Revision {
         Revision {
             revision: id.into(),
             down_revisions: downs.iter().map(|d| d.to_string()).collect(),
@@ -284,6 +303,7 @@ mod tests {
             downgrade: Downgrade::Ok,
             allows_missing_downgrade: false,
             literal_sql: Vec::new(),
+            phase: crate::migrations::Phase::Pre,
         }
     }
 

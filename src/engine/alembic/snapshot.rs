@@ -33,6 +33,9 @@ pub struct AlembicSnapshot {
     pub nearest_known: Vec<(String, String)>,
     /// An upgrade's goal short of the head (`upgrade` with `to`); `None`: the head.
     pub goal: Option<String>,
+    /// Pending revisions a `--phase pre` deploy leaves for after the rollout
+    /// ([`crate::engine::Snapshot::in_phase`]); never ancestors of what it runs.
+    pub held_back: Vec<String>,
 }
 
 impl AlembicSnapshot {
@@ -61,10 +64,12 @@ impl AlembicSnapshot {
     }
 
     pub fn pending(&self) -> Vec<&Revision> {
-        match self.target() {
+        let mut pending = match self.target() {
             Some(target) if self.unknown().is_empty() => self.graph.pending(self.current(), target),
             _ => Vec::new(),
-        }
+        };
+        pending.retain(|r| !self.held_back.contains(&r.revision));
+        pending
     }
 
     /// No version table but tables beside where it should be: a schema built some
@@ -170,6 +175,7 @@ impl AlembicSnapshot {
                     // one revision and used by the next fails there as in plain
                     // alembic; transaction_per_migration is the project's cure).
                     commits_after: None,
+                    phase: rev.phase,
                 }
             })
             .collect();
@@ -355,6 +361,7 @@ pub async fn snapshot(
         other_tables,
         nearest_known,
         goal: None,
+        held_back: Vec::new(),
     })
 }
 
@@ -414,6 +421,7 @@ pub async fn files_only(settings: &Settings) -> Result<AlembicSnapshot, AlembicE
         other_tables: Vec::new(),
         nearest_known: Vec::new(),
         goal: None,
+        held_back: Vec::new(),
     })
 }
 

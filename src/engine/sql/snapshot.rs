@@ -184,7 +184,14 @@ impl SqlSnapshot {
                 m.label(),
                 snap.current_label().unwrap_or_default()
             );
-            match &state.out_of_order_applied {
+            let held = state.post.contains(&i) && state.out_of_order_applied.is_none();
+            match state.out_of_order_reason(i) {
+                // Held back by an earlier `--phase pre` deploy, as phases mean it.
+                Some(why) if held => events.diagnose(
+                    Severity::Info,
+                    format!("{} (phase post) waits for the contract step, behind newer migrations; it is applied where it stands ({why})", m.label()),
+                    None,
+                ),
                 Some(why) => events.diagnose(
                     Severity::Warning,
                     format!("out of order: {what}; it is applied where it stands ({why})"),
@@ -199,13 +206,9 @@ impl SqlSnapshot {
                 ),
             }
         }
-        let out_of_order = match state.out_of_order_applied {
-            Some(_) => 0,
-            None => state.out_of_order.len(),
-        };
         state.drift.len()
             + state.unknown.len()
-            + out_of_order
+            + state.out_of_order_blocking()
             + state.failed.len()
             + usize::from(!state.untracked.is_empty())
     }

@@ -30,6 +30,14 @@ pub struct State {
     /// Why those are applied where they stand rather than refused (the ledger's tool
     /// applies them too, or the settings say so); `None`: they block the deploy.
     pub out_of_order_applied: Option<String>,
+    /// Why a post-phase migration may stay pending while newer ones are applied, and
+    /// be applied later where it stands (the ledger records it, and its tool would
+    /// apply it too); `None`: it cannot be held back behind a newer one.
+    pub post_out_of_order: Option<String>,
+    /// Pending migrations a `--phase pre` deploy leaves for after the rollout.
+    pub held_back: Vec<usize>,
+    /// Index into the source list of every post-phase migration.
+    pub post: Vec<usize>,
     /// Rows the tool left for a migration that failed half-way (sqlx's dirty rows).
     pub failed: Vec<AppliedRow>,
     /// Tables in the schema of a database with no ledger at all, while migrations are
@@ -45,9 +53,28 @@ impl State {
     pub fn is_blocked(&self) -> bool {
         !self.drift.is_empty()
             || !self.unknown.is_empty()
-            || (!self.out_of_order.is_empty() && self.out_of_order_applied.is_none())
+            || self.out_of_order_blocking() > 0
             || !self.failed.is_empty()
             || !self.untracked.is_empty()
+    }
+
+    /// Why the out-of-order migration at `index` is applied where it stands (see
+    /// [`State::out_of_order_applied`], [`State::post_out_of_order`]); `None`: it
+    /// blocks the deploy.
+    pub fn out_of_order_reason(&self, index: usize) -> Option<&str> {
+        self.out_of_order_applied.as_deref().or(self
+            .post
+            .contains(&index)
+            .then_some(self.post_out_of_order.as_deref())
+            .flatten())
+    }
+
+    /// How many out-of-order migrations block the deploy.
+    pub fn out_of_order_blocking(&self) -> usize {
+        self.out_of_order
+            .iter()
+            .filter(|&&i| self.out_of_order_reason(i).is_none())
+            .count()
     }
 }
 
@@ -82,6 +109,9 @@ pub fn compare(
         .iter()
         .rposition(|m| !m.version.is_repeatable() && applied_by_version.contains_key(&m.version));
     for (index, migration) in source.iter().enumerate() {
+        if migration.phase == crate::migrations::Phase::Post {
+            state.post.push(index);
+        }
         let row = applied_by_version.get(&migration.version);
         if migration.version.is_repeatable() {
             // Flyway's repeatable migration runs again whenever its file changed: a
@@ -138,6 +168,7 @@ mod tests {
             checksum: checksum(sql),
             transactional: true,
             down_transactional: true,
+            phase: crate::migrations::Phase::Pre,
         }
     }
 

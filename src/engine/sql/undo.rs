@@ -669,6 +669,7 @@ mod tests {
             down_sql: down.map(str::to_string),
             transactional: true,
             down_transactional: true,
+            phase: crate::migrations::Phase::Pre,
         }
     }
 
