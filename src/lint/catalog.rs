@@ -48,6 +48,20 @@ pub struct Catalog {
     /// Tables an earlier migration of this run dropped: a table of that name later in
     /// the run is a new one, with none of the old one's rows.
     pub dropped: HashSet<String>,
+    /// What earlier post-phase migrations of this run create: a pre-phase migration
+    /// after them that needs it breaks when `--phase pre` holds them back.
+    pub from_post: Vec<FromPost>,
+}
+
+/// A table or column a post-phase migration creates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FromPost {
+    /// `schema.table`.
+    pub table: String,
+    /// `None`: the table itself.
+    pub column: Option<String>,
+    /// The migration's label.
+    pub migration: String,
 }
 
 /// `serial` is `int4` with a sequence; a foreign key to it is to an `int4`.
@@ -123,6 +137,40 @@ impl Catalog {
     ) {
         for node in nodes {
             self.learn_statement(schema, node);
+        }
+    }
+
+    /// Notes what a post-phase migration's statements create (see
+    /// [`Catalog::from_post`]).
+    pub fn learn_post<'n>(
+        &mut self,
+        schema: Option<&str>,
+        nodes: impl IntoIterator<Item = &'n NodeEnum>,
+        migration: &str,
+    ) {
+        for node in nodes {
+            let created = match node {
+                NodeEnum::CreateStmt(c) => c.relation.as_ref(),
+                NodeEnum::ViewStmt(v) => v.view.as_ref(),
+                NodeEnum::CreateTableAsStmt(c) => c.into.as_ref().and_then(|i| i.rel.as_ref()),
+                _ => None,
+            };
+            if let Some(rv) = created {
+                self.from_post.push(FromPost {
+                    table: table_key(schema, rv),
+                    column: None,
+                    migration: migration.to_string(),
+                });
+            }
+            for column in columns(node) {
+                if column.change == Change::AddColumn {
+                    self.from_post.push(FromPost {
+                        table: table_key(schema, column.table),
+                        column: Some(column.name.to_string()),
+                        migration: migration.to_string(),
+                    });
+                }
+            }
         }
     }
 

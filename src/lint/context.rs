@@ -360,6 +360,7 @@ mod tests {
             transactional: true,
             downgrade: Downgrade::Present,
             whole_allows: String::new(),
+            phase: crate::migrations::Phase::Pre,
         }
     }
 

@@ -29,6 +29,10 @@ pub struct LintInput {
     /// Source whose `ballast:allow` comments cover the whole migration (an Alembic
     /// revision's Python file, whose comments never reach the rendered SQL).
     pub whole_allows: String,
+    /// The release phase it belongs to: a breaking change is the expected contract
+    /// step in a `post` migration, and a `pre` one must not need what a `post` one
+    /// creates.
+    pub phase: crate::migrations::Phase,
 }
 
 impl LintInput {
@@ -58,7 +62,17 @@ impl LintInput {
             transactional: m.transactional,
             downgrade,
             whole_allows: String::new(),
+            phase: m.phase,
         }
+    }
+
+    /// How a person marks this migration's file as the contract step: `# ...` in an
+    /// Alembic revision (Python), `-- ...` in SQL.
+    pub fn phase_marker(&self) -> String {
+        crate::migrations::phase::marker(match self.file.ends_with(".py") {
+            true => "#",
+            false => "--",
+        })
     }
 }
 

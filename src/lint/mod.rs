@@ -223,6 +223,7 @@ fn lint_one(
             return;
         }
         let offset = hit.at.or(statement.map(|s| s.start_of_code)).unwrap_or(0);
+        let (level, fix) = in_its_phase(meta.id, level, hit.fix, input);
         findings.push(Finding {
             rule: meta.id,
             level,
@@ -231,7 +232,7 @@ fn lint_one(
             file: input.file.clone(),
             line: input.line_of(offset),
             message: hit.message,
-            fix: hit.fix,
+            fix,
         });
     };
     for rule in rules {
@@ -247,10 +248,78 @@ fn lint_one(
     findings.sort_by_key(|f| f.line);
     drop(ctx);
     catalog.learn(schema, parsed.nodes());
+    if input.phase == crate::migrations::Phase::Post {
+        catalog.learn_post(schema, parsed.nodes(), &input.label);
+    }
     findings
+}
+
+/// A finding's level and fix, knowing the migration's release phase: a contract
+/// change ([`rules::breaking::CONTRACT`]) in a post-phase migration is the step the
+/// release plans after the rollout (a warning, to read, not an error); in a pre-phase
+/// one, the fix also says how to make it that.
+fn in_its_phase(rule: &str, level: Level, fix: String, input: &LintInput) -> (Level, String) {
+    use crate::migrations::Phase;
+    if !rules::breaking::CONTRACT.contains(&rule) {
+        return (level, fix);
+    }
+    match input.phase {
+        Phase::Post => (
+            level.min(Level::Warning),
+            "the contract step, as this migration is marked (phase post): deploy it after the rollout, once no instance of the old code runs (`ballast deploy --phase pre`, roll out, then `ballast deploy --phase post`)".into(),
+        ),
+        Phase::Pre => (
+            level,
+            format!(
+                "{fix}; or, when the code that stops using it rolls out in this release, mark the migration `{}` and deploy it after the rollout (`ballast deploy --phase post`)",
+                input.phase_marker()
+            ),
+        ),
+    }
 }
 
 /// Whether any finding stops a deploy.
 pub fn has_errors(findings: &[Finding]) -> bool {
     findings.iter().any(|f| f.level == Level::Error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrations::Phase;
+
+    fn lint_as(sql: &str, phase: Phase, file: &str) -> Vec<Finding> {
+        let input = LintInput {
+            phase,
+            file: file.into(),
+            ..rules::testing::input(sql)
+        };
+        // The table exists and holds data: the drop is a real contract change.
+        let db = DbFacts {
+            tables: [("public.orders".to_string(), true)].into(),
+            ..Default::default()
+        };
+        run(&[input], &LintSettings::default(), Some(&db), None)
+            .into_iter()
+            .filter(|f| f.category == Category::Breaking)
+            .collect()
+    }
+
+    #[test]
+    fn a_contract_change_is_a_warning_in_a_post_migration_and_an_error_with_the_way_out_in_a_pre_one() {
+        let sql = "alter table orders drop column note;";
+        let pre = lint_as(sql, Phase::Pre, "1_test.sql");
+        assert_eq!(pre.len(), 1, "{pre:?}");
+        assert_eq!((pre[0].rule, pre[0].level), ("ban-drop-column", Level::Error));
+        assert!(pre[0].fix.contains("mark the migration `-- ballast:phase post`"), "{}", pre[0].fix);
+        let post = lint_as(sql, Phase::Post, "1_test.sql");
+        assert_eq!((post[0].rule, post[0].level), ("ban-drop-column", Level::Warning));
+        assert!(post[0].fix.contains("the contract step"), "{}", post[0].fix);
+        // An Alembic revision is marked with a Python comment.
+        let alembic = lint_as(sql, Phase::Pre, "versions/a1_drop.py");
+        assert!(alembic[0].fix.contains("`# ballast:phase post`"), "{}", alembic[0].fix);
+        // Not a contract change: a truncate that cascades stays an error in post too.
+        let cascade = lint_as("truncate orders cascade;", Phase::Post, "1_test.sql");
+        assert!(cascade.iter().all(|f| f.level == Level::Error), "{cascade:?}");
+    }
 }

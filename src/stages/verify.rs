@@ -67,5 +67,12 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         None => "at the head",
     };
     let matched = snap.proof_words(aim);
+    let held = snap.held_back_labels();
+    if !held.is_empty() {
+        ctx.leave_next_step(format!(
+            "after the rollout (once no instance of the old code runs), `ballast deploy --phase post` applies the contract step held back: {}",
+            held.join(", ")
+        ));
+    }
     Ok(StageOutcome::Done(format!("at {at}; {matched}; {checks}")))
 }

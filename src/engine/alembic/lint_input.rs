@@ -31,6 +31,7 @@ pub fn lint_input(
         transactional: !source.contains("autocommit_block"),
         downgrade,
         whole_allows: source,
+        phase: planned.phase,
     }
 }
 

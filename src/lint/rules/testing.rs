@@ -16,6 +16,7 @@ pub fn input(sql: &str) -> LintInput {
         transactional: true,
         downgrade: Downgrade::Present,
         whole_allows: String::new(),
+        phase: crate::migrations::Phase::Pre,
     }
 }
 

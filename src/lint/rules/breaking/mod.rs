@@ -7,6 +7,7 @@ mod ban_drop_column;
 mod ban_drop_database;
 mod ban_drop_table;
 mod ban_truncate_cascade;
+mod pre_needs_post;
 mod renaming_column;
 mod renaming_table;
 
@@ -21,5 +22,16 @@ pub fn all() -> Vec<&'static dyn Rule> {
         &renaming_table::RenamingTable,
         &adding_required_field::AddingRequiredField,
         &ban_truncate_cascade::BanTruncateCascade,
+        &pre_needs_post::PreNeedsPost,
     ]
 }
+
+/// The rules whose findings are a release's contract step: removing or renaming what
+/// the old code uses. In a migration marked `ballast:phase post` they are what the
+/// release means to do after the rollout.
+pub const CONTRACT: &[&str] = &[
+    "ban-drop-column",
+    "ban-drop-table",
+    "renaming-column",
+    "renaming-table",
+];
