@@ -20,12 +20,7 @@ pub async fn run(g: &GlobalArgs, name: &str, phase: Option<Phase>) -> i32 {
 }
 
 /// Runs pipeline `name` on already-loaded settings (also `demo`'s way in).
-pub async fn run_with(
-    g: &GlobalArgs,
-    settings: Settings,
-    name: &str,
-    phase: Option<Phase>,
-) -> i32 {
+pub async fn run_with(g: &GlobalArgs, settings: Settings, name: &str, phase: Option<Phase>) -> i32 {
     if let Err(e) = settings.database.url() {
         return super::fail(g, &e.to_string(), exit_code::USAGE);
     }

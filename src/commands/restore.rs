@@ -41,9 +41,14 @@ pub async fn run(
         backup,
         into: into.map(str::to_string),
     };
-    let summary =
-        super::pipeline_run::run_pipeline(g, settings, Pipeline::restore(rerun), Some(choice), None)
-            .await;
+    let summary = super::pipeline_run::run_pipeline(
+        g,
+        settings,
+        Pipeline::restore(rerun),
+        Some(choice),
+        None,
+    )
+    .await;
     // Said on stderr too, as every command's error: a restore runs by hand, under
     // pressure, its output often piped away.
     match &summary.error {

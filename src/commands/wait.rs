@@ -38,6 +38,7 @@ pub async fn run(g: &GlobalArgs, phase: Phase, timeout: Duration, interval: Dura
         started: Instant::now(),
         last: None,
         said: None,
+        unread: None,
     };
     let mut conn = match gate.connect().await {
         Ok(conn) => conn,
@@ -104,6 +105,8 @@ struct Gate<'a> {
     last: Option<(Vec<String>, Vec<String>, Snapshot)>,
     /// The pending list last said, so a change is said once.
     said: Option<(Vec<String>, Option<String>)>,
+    /// Why the last look could not read the state; `None` once one could.
+    unread: Option<String>,
 }
 
 impl Gate<'_> {
@@ -152,6 +155,7 @@ impl Gate<'_> {
             (true, false) => Look::Pending,
         };
         self.last = Some((pending.clone(), unknown, snap));
+        self.unread = None;
         if matches!(look, Look::Pending) {
             self.say(WaitOutcome::Waiting, None);
         }
@@ -173,8 +177,9 @@ impl Gate<'_> {
         )];
         tables.extend(engine.own_tables(self.settings, self.last.as_ref().map(|l| &l.2)));
         let holder: Option<(i32, String, String)> = sqlx::query_as(
-            "select l.pid, coalesce(a.application_name, ''), l.relation::regclass::text \
+            "select l.pid, coalesce(a.application_name, ''), n.nspname || '.' || c.relname \
                from pg_locks l left join pg_stat_activity a on a.pid = l.pid \
+               join pg_class c on c.oid = l.relation join pg_namespace n on n.oid = c.relnamespace \
               where l.locktype = 'relation' and l.mode = 'AccessExclusiveLock' \
                 and l.pid <> pg_backend_pid() \
                 and l.relation = any (select to_regclass(t) from unnest($1::text[]) t) \
@@ -183,7 +188,9 @@ impl Gate<'_> {
         .bind(&tables)
         .fetch_optional(conn)
         .await
-        .map_err(|e| Unread::Connection(crate::db::DbError::query("reading pg_locks", &e).to_string()))?;
+        .map_err(|e| {
+            Unread::Connection(crate::db::DbError::query("reading pg_locks", &e).to_string())
+        })?;
         Ok(holder.map(|(pid, app, table)| {
             format!(
                 "{table} is locked by pid {pid}{}: not read this round, so nothing queues behind this wait",
@@ -196,6 +203,7 @@ impl Gate<'_> {
     }
 
     fn unread(&mut self, why: String) {
+        self.unread = Some(why.clone());
         let pending = self.last.as_ref().map(|l| l.0.clone()).unwrap_or_default();
         if self.said.as_ref() != Some(&(pending, Some(why.clone()))) {
             self.say(WaitOutcome::Waiting, Some(why));
@@ -224,8 +232,14 @@ impl Gate<'_> {
         });
     }
 
+    /// Says how the wait ended (timed out: with why the last look could not read the
+    /// state, when it could not); returns `code`.
     fn end(&mut self, outcome: WaitOutcome, code: i32) -> i32 {
-        self.say(outcome, None);
+        let unread = match outcome {
+            WaitOutcome::TimedOut => self.unread.clone(),
+            _ => None,
+        };
+        self.say(outcome, unread);
         code
     }
 }

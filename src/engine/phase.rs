@@ -188,8 +188,9 @@ fn pre_goal(
     let tops: Vec<&String> = run
         .iter()
         .filter(|id| {
-            !run.iter()
-                .any(|other| other != *id && graph.ancestry(std::slice::from_ref(other)).contains(*id))
+            !run.iter().any(|other| {
+                other != *id && graph.ancestry(std::slice::from_ref(other)).contains(*id)
+            })
         })
         .filter(|id| pending.contains(id))
         .collect();
@@ -235,20 +236,38 @@ mod tests {
     fn an_alembic_pre_upgrade_stops_before_the_post_revisions_at_the_chains_end() {
         use Phase::*;
         let g = graph(&[("a", &[], Pre), ("b", &["a"], Pre), ("c", &["b"], Post)]);
-        let goal = pre_goal(&g, &strings(&["a", "b", "c"]), &strings(&["a", "b"]), &strings(&["c"]));
+        let goal = pre_goal(
+            &g,
+            &strings(&["a", "b", "c"]),
+            &strings(&["a", "b"]),
+            &strings(&["c"]),
+        );
         assert_eq!(goal, Ok(Some("b".into())));
         // Nothing held back, or nothing to run: the goal stays.
-        assert_eq!(pre_goal(&g, &strings(&["a", "b"]), &strings(&["a", "b"]), &[]), Ok(None));
-        assert_eq!(pre_goal(&g, &strings(&["c"]), &[], &strings(&["c"])), Ok(None));
+        assert_eq!(
+            pre_goal(&g, &strings(&["a", "b"]), &strings(&["a", "b"]), &[]),
+            Ok(None)
+        );
+        assert_eq!(
+            pre_goal(&g, &strings(&["c"]), &[], &strings(&["c"])),
+            Ok(None)
+        );
     }
 
     #[test]
     fn a_pre_revision_after_a_post_one_in_the_chain_is_refused_naming_both() {
         use Phase::*;
         let g = graph(&[("a", &[], Pre), ("b", &["a"], Post), ("c", &["b"], Pre)]);
-        let err = pre_goal(&g, &strings(&["a", "b", "c"]), &strings(&["a", "c"]), &strings(&["b"]))
-            .unwrap_err();
-        assert!(matches!(&err, HoldBackError::BehindPost { pre_id, post_id, .. } if pre_id == "c" && post_id == "b"));
+        let err = pre_goal(
+            &g,
+            &strings(&["a", "b", "c"]),
+            &strings(&["a", "c"]),
+            &strings(&["b"]),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, HoldBackError::BehindPost { pre_id, post_id, .. } if pre_id == "c" && post_id == "b")
+        );
         assert!(err.to_string().contains("down_revision"), "{err}");
     }
 
@@ -257,11 +276,29 @@ mod tests {
         use Phase::*;
         // a → b (pre), and a → p (post): the pre line's top is b.
         let g = graph(&[("a", &[], Pre), ("b", &["a"], Pre), ("p", &["a"], Post)]);
-        let goal = pre_goal(&g, &strings(&["b", "p"]), &strings(&["b"]), &strings(&["p"]));
+        let goal = pre_goal(
+            &g,
+            &strings(&["b", "p"]),
+            &strings(&["b"]),
+            &strings(&["p"]),
+        );
         assert_eq!(goal, Ok(Some("b".into())));
         // Two pre branches: Alembic upgrades to one revision.
-        let g = graph(&[("a", &[], Pre), ("b", &["a"], Pre), ("d", &["a"], Pre), ("p", &["b"], Post)]);
-        let err = pre_goal(&g, &strings(&["b", "d", "p"]), &strings(&["b", "d"]), &strings(&["p"]));
-        assert!(matches!(err, Err(HoldBackError::SeveralTops { .. })), "{err:?}");
+        let g = graph(&[
+            ("a", &[], Pre),
+            ("b", &["a"], Pre),
+            ("d", &["a"], Pre),
+            ("p", &["b"], Post),
+        ]);
+        let err = pre_goal(
+            &g,
+            &strings(&["b", "d", "p"]),
+            &strings(&["b", "d"]),
+            &strings(&["p"]),
+        );
+        assert!(
+            matches!(err, Err(HoldBackError::SeveralTops { .. })),
+            "{err:?}"
+        );
     }
 }

@@ -306,20 +306,40 @@ mod tests {
     }
 
     #[test]
-    fn a_contract_change_is_a_warning_in_a_post_migration_and_an_error_with_the_way_out_in_a_pre_one() {
+    fn a_contract_change_is_a_warning_in_a_post_migration_and_an_error_with_the_way_out_in_a_pre_one(
+    ) {
         let sql = "alter table orders drop column note;";
         let pre = lint_as(sql, Phase::Pre, "1_test.sql");
         assert_eq!(pre.len(), 1, "{pre:?}");
-        assert_eq!((pre[0].rule, pre[0].level), ("ban-drop-column", Level::Error));
-        assert!(pre[0].fix.contains("mark the migration `-- ballast:phase post`"), "{}", pre[0].fix);
+        assert_eq!(
+            (pre[0].rule, pre[0].level),
+            ("ban-drop-column", Level::Error)
+        );
+        assert!(
+            pre[0]
+                .fix
+                .contains("mark the migration `-- ballast:phase post`"),
+            "{}",
+            pre[0].fix
+        );
         let post = lint_as(sql, Phase::Post, "1_test.sql");
-        assert_eq!((post[0].rule, post[0].level), ("ban-drop-column", Level::Warning));
+        assert_eq!(
+            (post[0].rule, post[0].level),
+            ("ban-drop-column", Level::Warning)
+        );
         assert!(post[0].fix.contains("the contract step"), "{}", post[0].fix);
         // An Alembic revision is marked with a Python comment.
         let alembic = lint_as(sql, Phase::Pre, "versions/a1_drop.py");
-        assert!(alembic[0].fix.contains("`# ballast:phase post`"), "{}", alembic[0].fix);
+        assert!(
+            alembic[0].fix.contains("`# ballast:phase post`"),
+            "{}",
+            alembic[0].fix
+        );
         // Not a contract change: a truncate that cascades stays an error in post too.
         let cascade = lint_as("truncate orders cascade;", Phase::Post, "1_test.sql");
-        assert!(cascade.iter().all(|f| f.level == Level::Error), "{cascade:?}");
+        assert!(
+            cascade.iter().all(|f| f.level == Level::Error),
+            "{cascade:?}"
+        );
     }
 }

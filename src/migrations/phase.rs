@@ -12,7 +12,15 @@ use std::fmt;
 
 /// When in a release a migration runs.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
@@ -92,9 +100,15 @@ mod tests {
 
     #[test]
     fn a_marker_line_anywhere_sets_the_phase_and_none_means_pre() {
-        assert_eq!(declared("alter table t drop column c;", "--"), Ok(Phase::Pre));
         assert_eq!(
-            declared("-- drop the old column\n-- ballast:phase post\nalter table t drop column c;", "--"),
+            declared("alter table t drop column c;", "--"),
+            Ok(Phase::Pre)
+        );
+        assert_eq!(
+            declared(
+                "-- drop the old column\n-- ballast:phase post\nalter table t drop column c;",
+                "--"
+            ),
             Ok(Phase::Post)
         );
         assert_eq!(declared("--ballast:phase   POST\n", "--"), Ok(Phase::Post));

@@ -183,10 +183,16 @@ impl HumanReporter {
             WaitOutcome::Ready => self.line(&format!(
                 "ready: nothing {what} is pending (after {after})"
             )),
-            WaitOutcome::TimedOut => self.line(&format!(
-                "timed out after {after}: still pending {what}: {}",
-                short_list(pending)
-            )),
+            WaitOutcome::TimedOut => {
+                let pending = match pending.is_empty() {
+                    true => String::new(),
+                    false => format!(": still pending {what}: {}", short_list(pending)),
+                };
+                let unread = unread
+                    .map(|why| format!("; the last look could not read the state ({why})"))
+                    .unwrap_or_default();
+                self.line(&format!("timed out after {after}{pending}{unread}"))
+            }
             WaitOutcome::Ahead => self.line(&format!(
                 "the database has {} these migration files do not know: {}. The application's image is older than the database: do not start it on this schema blind (deploy the release that has them, or roll the database back)",
                 crate::text::migrations_count(unknown.len()),
@@ -614,7 +620,14 @@ impl Reporter for HumanReporter {
                 unknown,
                 unread,
                 elapsed_ms,
-            } => self.wait(*phase, *outcome, pending, unknown, unread.as_deref(), *elapsed_ms),
+            } => self.wait(
+                *phase,
+                *outcome,
+                pending,
+                unknown,
+                unread.as_deref(),
+                *elapsed_ms,
+            ),
             Event::Finding { finding } => self.finding(finding),
             Event::BackupStarted { .. }
             | Event::BackupProgress { .. }

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha384};
 use crate::harness::Project;
 
 /// The dbmate binary scripts/ensure-dbmate installs.
-fn dbmate_bin() -> PathBuf {
+pub(crate) fn dbmate_bin() -> PathBuf {
     let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("target/dbmate/node_modules/@dbmate/linux-x64/bin/dbmate");
     assert!(
@@ -21,7 +21,7 @@ fn dbmate_bin() -> PathBuf {
 }
 
 /// Runs the real dbmate on the project's folder and database; panics unless it exits 0.
-fn dbmate(p: &Project, args: &[&str]) -> String {
+pub(crate) fn dbmate(p: &Project, args: &[&str]) -> String {
     let out: Output = Command::new(dbmate_bin())
         .args(["--no-dump-schema", "--migrations-dir", "migrations"])
         .args(args)
@@ -436,7 +436,7 @@ fn init_writes_down_the_folder_layout_and_ledger_it_finds_and_never_overwrites()
 }
 
 /// golang-migrate's table as its postgres driver creates it, at `version`.
-fn migrated_by_golang_migrate(p: &Project, version: i64, dirty: bool) {
+pub(crate) fn migrated_by_golang_migrate(p: &Project, version: i64, dirty: bool) {
     p.sql(&format!(
         "create table schema_migrations (version bigint not null primary key, dirty boolean not null); \
          insert into schema_migrations values ({version}, {dirty})"

@@ -20,6 +20,7 @@ mod live_traffic;
 mod locking;
 mod lost_commit;
 mod output;
+mod phases;
 mod read_only;
 mod recovery;
 mod restore;

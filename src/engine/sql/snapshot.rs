@@ -184,7 +184,7 @@ impl SqlSnapshot {
                 m.label(),
                 snap.current_label().unwrap_or_default()
             );
-            let held = state.post.contains(&i) && state.out_of_order_applied.is_none();
+            let held = state.post.contains(&i);
             match state.out_of_order_reason(i) {
                 // Held back by an earlier `--phase pre` deploy, as phases mean it.
                 Some(why) if held => events.diagnose(

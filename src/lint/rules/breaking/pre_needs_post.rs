@@ -115,13 +115,24 @@ mod tests {
     fn a_pre_migration_using_a_column_a_post_one_adds_is_found() {
         let found = lint(&[
             ("alter table users add column email_v2 text;", Phase::Post),
-            ("create index users_email_v2 on users (email_v2);", Phase::Pre),
+            (
+                "create index users_email_v2 on users (email_v2);",
+                Phase::Pre,
+            ),
         ]);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].migration, "2_m");
-        assert!(found[0].message.contains("column email_v2 of public.users"), "{}", found[0].message);
+        assert!(
+            found[0].message.contains("column email_v2 of public.users"),
+            "{}",
+            found[0].message
+        );
         assert!(found[0].message.contains("1_m"), "{}", found[0].message);
-        assert!(found[0].fix.contains("-- ballast:phase post"), "{}", found[0].fix);
+        assert!(
+            found[0].fix.contains("-- ballast:phase post"),
+            "{}",
+            found[0].fix
+        );
     }
 
     #[test]
@@ -131,7 +142,11 @@ mod tests {
             ("insert into public.audit values (1);", Phase::Pre),
         ]);
         assert_eq!(found.len(), 1, "{found:?}");
-        assert!(found[0].message.contains("table public.audit"), "{}", found[0].message);
+        assert!(
+            found[0].message.contains("table public.audit"),
+            "{}",
+            found[0].message
+        );
     }
 
     #[test]
@@ -149,7 +164,10 @@ mod tests {
         .is_empty());
         assert!(lint(&[
             ("alter table users add column email_v2 text;", Phase::Pre),
-            ("create index users_email_v2 on users (email_v2);", Phase::Pre),
+            (
+                "create index users_email_v2 on users (email_v2);",
+                Phase::Pre
+            ),
         ])
         .is_empty());
         // A post migration after a post one may use it.
