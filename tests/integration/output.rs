@@ -176,6 +176,7 @@ fn json_lines_match_the_documented_schema() {
     collect(&["--json", "status"], 1);
     collect(&["--json", "plan"], 0);
     collect(&["--yes", "--json", "deploy"], 0);
+    collect(&["--json", "wait"], 0);
     // A failure after the commit: the ladder's rung, its stage records, next steps.
     p.migration("2_b.sql", "create table b (id int);")
         .migration("2_b.down.sql", "drop table b;");
@@ -234,6 +235,7 @@ fn json_lines_match_the_documented_schema() {
         "run",
         "check_finished",
         "error",
+        "wait",
     ] {
         assert!(
             seen.contains(expected),
