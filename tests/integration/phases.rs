@@ -407,6 +407,11 @@ fn alembic_holds_back_post_revisions_at_the_chains_end_and_refuses_a_pre_one_beh
     assert!(
         p.table_exists("marketplace.expand_done") && !p.table_exists("marketplace.contract_done")
     );
+    // The gate reads Alembic's version table the same way.
+    p.ballast(&["wait", "--timeout", "5s"]).expect_code(0);
+    let waiting = p.ballast(&["wait", "--phase", "post", "--timeout", "1s"]);
+    waiting.expect_code(1);
+    assert!(waiting.all().contains("c0ffee000002"), "{}", waiting.all());
     p.ballast(&["--yes", "deploy", "--phase", "post"])
         .expect_code(0);
     assert_eq!(alembic_version(&p), "c0ffee000002");
