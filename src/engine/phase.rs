@@ -95,6 +95,19 @@ impl Snapshot {
         }
     }
 
+    /// Where a deploy of this state ends, as a label: the head, or with the contract
+    /// step held back, the last migration that runs (what is applied, when none does).
+    pub fn aim_label(&self) -> Option<String> {
+        let held = match self {
+            Snapshot::Sql(s) => !s.state.held_back.is_empty(),
+            Snapshot::Alembic(a) => !a.held_back.is_empty(),
+        };
+        if !held {
+            return self.head_label();
+        }
+        self.pending_labels().pop().or_else(|| self.current_label())
+    }
+
     /// The pending migrations a `--phase pre` deploy leaves for later (see
     /// [`Snapshot::in_phase`]), as labels.
     pub fn held_back_labels(&self) -> Vec<String> {

@@ -97,7 +97,7 @@ async fn run_preflight(ctx: &mut RunContext, snap: &Snapshot) -> Result<usize, S
 pub fn report_state(events: &Events, snap: &Snapshot) {
     events.emit(Event::State {
         current: snap.current_label(),
-        target: snap.head_label(),
+        target: snap.aim_label(),
         applied: snap.applied_count(),
         pending: snap.pending_count(),
         pending_migrations: snap.pending_labels(),

@@ -1,7 +1,9 @@
-//! The deployment examples in deploy/ (Kubernetes manifests, the GitHub workflow, the
+//! The deployment examples in deploy/ (Kubernetes manifests, the GitHub workflows, the
 //! pre-commit hook, the Slack hook) say what they promise: they parse, have the kinds
-//! and safety settings their README describes, carry config that ballast itself
-//! accepts, and the notification hook posts without leaking its webhook.
+//! and safety settings their README describes, carry config and command lines that
+//! ballast itself accepts, run a zero-downtime release's steps in their order (expand,
+//! roll out behind `ballast wait`, contract), and the notification hook posts without
+//! leaking its webhook.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -11,8 +13,9 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ballast::cli::{Cli, Command as Subcommand};
+use ballast::cli::{Cli, Command as Subcommand, PhaseArg};
 use ballast::config::{load, targets, LoadOptions};
+use ballast::migrations::Phase;
 use clap::Parser;
 use serde::Deserialize;
 use serde_norway::Value;
@@ -54,6 +57,7 @@ impl Manifest {
         match self.kind() {
             "Job" => Some(&self.doc["spec"]["template"]["spec"]),
             "CronJob" => Some(&self.doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]),
+            "Deployment" => Some(&self.doc["spec"]["template"]["spec"]),
             _ => None,
         }
     }
@@ -75,6 +79,20 @@ impl Manifest {
             .filter_map(|key| pod[*key].as_sequence())
             .flatten()
             .collect()
+    }
+
+    /// The containers that run ballast: every container of a Job or CronJob; a
+    /// Deployment's init containers (its containers are the application).
+    fn ballast_containers(&self) -> Vec<&Value> {
+        match self.kind() {
+            "Deployment" => self
+                .pod_spec()
+                .and_then(|pod| pod["initContainers"].as_sequence())
+                .into_iter()
+                .flatten()
+                .collect(),
+            _ => self.containers(),
+        }
     }
 
     fn data(&self, key: &str) -> &str {
@@ -115,6 +133,13 @@ fn find<'a>(
         .unwrap_or_else(|| panic!("no {what} in deploy/kubernetes/"))
 }
 
+/// The object of `kind` in `file`.
+fn in_file<'a>(manifests: &'a [Manifest], file: &str, kind: &str) -> &'a Manifest {
+    find(manifests, &format!("{kind} in {file}"), |m| {
+        m.file == file && m.kind() == kind
+    })
+}
+
 fn is_indexed_job(m: &Manifest) -> bool {
     m.kind() == "Job" && m.doc["spec"]["completionMode"].as_str() == Some("Indexed")
 }
@@ -129,6 +154,77 @@ fn command_line(container: &Value) -> Vec<String> {
             v.as_str()
                 .expect("command and args are strings")
                 .to_string()
+        })
+        .collect()
+}
+
+/// What ballast makes of a container's args, as Kubernetes hands them over (an
+/// Indexed Job's `$(JOB_COMPLETION_INDEX)` filled in as pod 0's).
+fn ballast_cli(m: &Manifest, container: &Value) -> Cli {
+    let args = command_line(container)
+        .into_iter()
+        .map(|a| a.replace("$(JOB_COMPLETION_INDEX)", "0"));
+    Cli::try_parse_from(std::iter::once("ballast".to_string()).chain(args)).unwrap_or_else(|e| {
+        panic!(
+            "{} {}, container {:?}: ballast rejects its args: {e}",
+            m.file,
+            m.name(),
+            container["name"]
+        )
+    })
+}
+
+/// The `--phase` of a `ballast deploy` command line; panics on another command.
+fn deploy_phase(cli: &Cli, at: &str) -> Option<Phase> {
+    match cli.command {
+        Subcommand::Deploy {
+            phase: PhaseArg { phase },
+        } => phase,
+        ref other => panic!("{at}: expected `ballast deploy`, got {other:?}"),
+    }
+}
+
+/// The ballast command lines of a shell script (a workflow step's `run:`), as words:
+/// continuation lines joined, comments skipped, each command of a pipeline or list
+/// on its own, leading `VAR=value` assignments and redirections dropped. Enough for
+/// the examples, which quote no ballast argument.
+fn ballast_commands(script: &str) -> Vec<Vec<String>> {
+    let joined = script.replace("\\\n", " ");
+    let mut commands = Vec::new();
+    for line in joined.lines().map(str::trim) {
+        if line.starts_with('#') {
+            continue;
+        }
+        for command in line.split(['|', ';', '&']) {
+            let words: Vec<&str> = command.split_whitespace().collect();
+            let Some(start) = words
+                .iter()
+                .position(|w| w.starts_with('-') || !w.contains('='))
+            else {
+                continue;
+            };
+            if words[start] != "ballast" {
+                continue;
+            }
+            commands.push(
+                words[start..]
+                    .iter()
+                    .take_while(|w| !w.starts_with('>') && !w.starts_with("2>"))
+                    .map(|w| w.to_string())
+                    .collect(),
+            );
+        }
+    }
+    commands
+}
+
+/// Every ballast command line of a script, parsed as ballast parses it.
+fn parsed_ballast_commands(script: &str, at: &str) -> Vec<Cli> {
+    ballast_commands(script)
+        .iter()
+        .map(|words| {
+            Cli::try_parse_from(words)
+                .unwrap_or_else(|e| panic!("{at}: ballast rejects `{}`: {e}", words.join(" ")))
         })
         .collect()
 }
@@ -204,9 +300,14 @@ fn env_from_secret_keys(container: &Value, secrets: &[&Manifest]) -> Vec<String>
 }
 
 /// The text a file in a pod's container comes from: the ConfigMap key that a
-/// `configMap` or projected volume puts at `path`.
-fn mounted_config<'a>(manifests: &'a [Manifest], job: &Manifest, path: &str) -> &'a str {
-    let container = job.containers()[0];
+/// `configMap` or projected volume puts at `path` (its `items`, or without them the
+/// key of that name).
+fn mounted_config<'a>(
+    manifests: &'a [Manifest],
+    job: &Manifest,
+    container: &Value,
+    path: &str,
+) -> &'a str {
     let pod = job.pod_spec().unwrap();
     let (volume, relative) = container["volumeMounts"]
         .as_sequence()
@@ -229,20 +330,27 @@ fn mounted_config<'a>(manifests: &'a [Manifest], job: &Manifest, path: &str) -> 
         Some(sources) => sources.iter().map(|s| &s["configMap"]).collect(),
         None => vec![&volume["configMap"]],
     };
+    let config_map_named = |name: &str| {
+        find(manifests, "mounted ConfigMap", |m| {
+            m.kind() == "ConfigMap" && m.name() == name
+        })
+    };
     let (config_map, key) = sources
         .iter()
         .find_map(|cm| {
-            let item = cm["items"]
-                .as_sequence()?
+            let name = cm["name"].as_str()?;
+            let Some(items) = cm["items"].as_sequence() else {
+                // The whole ConfigMap: a file per key.
+                return (!config_map_named(name).doc["data"][relative].is_null())
+                    .then_some((name, relative));
+            };
+            let item = items
                 .iter()
                 .find(|i| i["path"].as_str() == Some(relative))?;
-            Some((cm["name"].as_str()?, item["key"].as_str()?))
+            Some((name, item["key"].as_str()?))
         })
         .unwrap_or_else(|| panic!("{}: no ConfigMap item at {path}", job.file));
-    find(manifests, "mounted ConfigMap", |m| {
-        m.kind() == "ConfigMap" && m.name() == config_map
-    })
-    .data(key)
+    config_map_named(config_map).data(key)
 }
 
 /// The value after `flag` in a command line.
@@ -251,14 +359,48 @@ fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
     args.get(at + 1).map(String::as_str)
 }
 
+/// The settings every deploy Job shares (job-deploy.yaml's header says why).
+fn assert_is_a_deploy_job(deploy: &Manifest) {
+    // A failed deploy is looked at by a human, never retried.
+    assert_eq!(
+        deploy.doc["spec"]["backoffLimit"].as_u64(),
+        Some(0),
+        "{}",
+        deploy.file
+    );
+    assert!(
+        deploy.doc["spec"]["ttlSecondsAfterFinished"]
+            .as_u64()
+            .is_some(),
+        "{}",
+        deploy.file
+    );
+    // A deadline would stop an upgrade half-way.
+    assert!(
+        deploy.doc["spec"]["activeDeadlineSeconds"].is_null(),
+        "{}",
+        deploy.file
+    );
+}
+
 #[test]
 fn every_deploy_yaml_file_parses() {
     let manifests = kubernetes_manifests();
-    assert!(
-        manifests.len() >= 5,
-        "expected the five example manifests, found {}",
-        manifests.len()
-    );
+    for file in [
+        "configmap.yaml",
+        "secret.example.yaml",
+        "cronjob-backup.yaml",
+        "job-deploy.yaml",
+        "job-deploy-many.yaml",
+        "job-deploy-pre.yaml",
+        "app-deployment.yaml",
+        "job-deploy-post.yaml",
+    ] {
+        assert!(
+            manifests.iter().any(|m| m.file == file),
+            "deploy/kubernetes/{file}: missing, or no object in it"
+        );
+    }
     for m in &manifests {
         assert!(
             m.doc["apiVersion"].as_str().is_some() && !m.kind().is_empty() && !m.name().is_empty(),
@@ -268,6 +410,7 @@ fn every_deploy_yaml_file_parses() {
     }
     for file in [
         "deploy/github-actions.yml",
+        "deploy/github-actions-release.yml",
         "deploy/pre-commit-config.example.yaml",
         ".pre-commit-hooks.yaml",
     ] {
@@ -316,9 +459,9 @@ fn kubernetes_manifests_have_the_expected_kinds() {
         "the CronJob runs no `ballast backup`"
     );
 
-    let deploy = find(&manifests, "deploy Job", |m| {
-        m.kind() == "Job" && !is_indexed_job(m)
-    });
+    // The single-step deploy: every pending migration, whatever its phase.
+    let deploy = in_file(&manifests, "job-deploy.yaml", "Job");
+    assert!(!is_indexed_job(deploy), "{}", deploy.file);
     let args = command_line(deploy.containers()[0]);
     for word in ["deploy", "--yes", "--json"] {
         assert!(
@@ -327,26 +470,9 @@ fn kubernetes_manifests_have_the_expected_kinds() {
             deploy.file
         );
     }
-    // A failed deploy is looked at by a human, never retried.
-    assert_eq!(
-        deploy.doc["spec"]["backoffLimit"].as_u64(),
-        Some(0),
-        "{}",
-        deploy.file
-    );
-    assert!(
-        deploy.doc["spec"]["ttlSecondsAfterFinished"]
-            .as_u64()
-            .is_some(),
-        "{}",
-        deploy.file
-    );
-    // A deadline would stop an upgrade half-way.
-    assert!(
-        deploy.doc["spec"]["activeDeadlineSeconds"].is_null(),
-        "{}",
-        deploy.file
-    );
+    let cli = ballast_cli(deploy, deploy.containers()[0]);
+    assert_eq!(deploy_phase(&cli, &deploy.file), None, "{}", deploy.file);
+    assert_is_a_deploy_job(deploy);
 
     let many = find(&manifests, "Indexed Job", is_indexed_job);
     let spec = &many.doc["spec"];
@@ -393,7 +519,11 @@ fn kubernetes_manifests_have_the_expected_kinds() {
                     many.file
                 )
             });
-        assert!(matches!(cli.command, Subcommand::Deploy { .. }), "{}", many.file);
+        assert!(
+            matches!(cli.command, Subcommand::Deploy { .. }),
+            "{}",
+            many.file
+        );
         assert_eq!(
             cli.global.shard,
             Some((index, completions)),
@@ -424,7 +554,28 @@ fn every_container_is_locked_down_and_sized() {
     let mut seen = 0;
     for m in manifests.iter().filter(|m| m.pod_spec().is_some()) {
         let pod = m.pod_spec().unwrap();
-        assert_eq!(pod["restartPolicy"].as_str(), Some("Never"), "{}", m.file);
+        if m.kind() == "Deployment" {
+            // A Deployment's pods are restarted: Never is not even accepted there.
+            assert!(
+                matches!(pod["restartPolicy"].as_str(), None | Some("Always")),
+                "{}: a Deployment's restartPolicy is Always",
+                m.file
+            );
+        } else {
+            assert_eq!(pod["restartPolicy"].as_str(), Some("Never"), "{}", m.file);
+        }
+        // No shell: the image's entrypoint is ballast, the container's only process,
+        // which gets the pod's SIGTERM itself; and its args are ballast's.
+        for c in m.ballast_containers() {
+            assert!(
+                c["command"].is_null(),
+                "{} {}: a command {:?} replaces ballast as the container's process",
+                m.file,
+                m.name(),
+                c["command"]
+            );
+            ballast_cli(m, c);
+        }
         for c in m.containers() {
             seen += 1;
             let at = format!("{} {}, container {:?}", m.file, m.name(), c["name"]);
@@ -469,8 +620,8 @@ fn every_container_is_locked_down_and_sized() {
         }
     }
     assert!(
-        seen >= 3,
-        "expected the backup, deploy and indexed deploy containers"
+        seen >= 7,
+        "expected the backup, deploy, indexed deploy, pre, post, gate and application containers, saw {seen}"
     );
 }
 
@@ -521,18 +672,39 @@ fn configmaps_are_config_ballast_accepts() {
             .unwrap_or_else(|e| panic!("ballast rejects the config (--env {env_name:?}): {e}"))
     };
 
-    // The single-target deploy, with its container's environment (BALLAST_* included).
-    let deploy = find(&manifests, "deploy Job", |m| {
-        m.kind() == "Job" && !is_indexed_job(m)
-    });
-    let s = settings(None, container_env(deploy.containers()[0], &secrets));
-    assert!(
-        s.database.url().is_ok(),
-        "the deploy Job gives no database URL"
-    );
-    assert!(s.backup.s3.is_some(), "configmap.yaml: no S3 storage");
-    // The pod's name reaches pg_stat_activity: a waiting deploy names the pod in its way.
-    assert_eq!(s.database.application_name, "ballast/$(POD_NAME)");
+    // The single-target ballast containers (the deploy Jobs of each release phase and
+    // the application's gate), each with its container's environment (BALLAST_*
+    // included) and the deploy.toml its --config names.
+    let mut singles: Vec<(&Manifest, &Value)> = [
+        "job-deploy.yaml",
+        "job-deploy-pre.yaml",
+        "job-deploy-post.yaml",
+    ]
+    .iter()
+    .map(|file| {
+        let job = in_file(&manifests, file, "Job");
+        (job, job.containers()[0])
+    })
+    .collect();
+    let app = in_file(&manifests, "app-deployment.yaml", "Deployment");
+    singles.extend(app.ballast_containers().into_iter().map(|c| (app, c)));
+    for (m, container) in singles {
+        let at = format!("{}, container {:?}", m.file, container["name"]);
+        let args = command_line(container);
+        let config_at =
+            flag_value(&args, "--config").unwrap_or_else(|| panic!("{at}: no --config"));
+        assert_eq!(
+            mounted_config(&manifests, m, container, config_at),
+            config.data("deploy.toml"),
+            "{at}: --config is not configmap.yaml's deploy.toml"
+        );
+        let s = settings(None, container_env(container, &secrets));
+        assert!(s.database.url().is_ok(), "{at}: no database URL");
+        assert!(s.backup.s3.is_some(), "configmap.yaml: no S3 storage");
+        // The pod's name reaches pg_stat_activity: a waiting deploy names the pod in
+        // its way, and a DBA sees which pod's gate is reading.
+        assert_eq!(s.database.application_name, "ballast/$(POD_NAME)", "{at}");
+    }
 
     // The tenants: the Indexed Job's targets file, read as ballast reads it.
     let many = find(&manifests, "Indexed Job", is_indexed_job);
@@ -540,13 +712,17 @@ fn configmaps_are_config_ballast_accepts() {
     let args = command_line(container);
     let targets_at = flag_value(&args, "--targets").expect("the Indexed Job has no --targets");
     let targets_file = dir.path().join("targets.toml");
-    std::fs::write(&targets_file, mounted_config(&manifests, many, targets_at)).unwrap();
+    std::fs::write(
+        &targets_file,
+        mounted_config(&manifests, many, container, targets_at),
+    )
+    .unwrap();
     let tenants = targets::read(&targets_file)
         .unwrap_or_else(|e| panic!("{}: ballast rejects targets.toml: {e}", many.file));
     // Its deploy.toml is configmap.yaml's, checked above.
     let config_at = flag_value(&args, "--config").expect("the Indexed Job has no --config");
     assert_eq!(
-        mounted_config(&manifests, many, config_at),
+        mounted_config(&manifests, many, container, config_at),
         config.data("deploy.toml"),
         "{}: --config is not configmap.yaml's deploy.toml",
         many.file
@@ -617,6 +793,171 @@ fn configmaps_are_config_ballast_accepts() {
 }
 
 #[test]
+fn release_manifests_expand_then_gate_the_rollout_then_contract() {
+    let manifests = kubernetes_manifests();
+    let pre = in_file(&manifests, "job-deploy-pre.yaml", "Job");
+    let post = in_file(&manifests, "job-deploy-post.yaml", "Job");
+    let app = in_file(&manifests, "app-deployment.yaml", "Deployment");
+
+    // Steps 1 and 3: `deploy --phase pre` and `deploy --phase post`, unattended, with
+    // the deploy Job's settings.
+    for (job, phase) in [(pre, Phase::Pre), (post, Phase::Post)] {
+        assert!(!is_indexed_job(job), "{}", job.file);
+        let containers = job.containers();
+        assert_eq!(containers.len(), 1, "{}: one container", job.file);
+        let cli = ballast_cli(job, containers[0]);
+        assert_eq!(
+            deploy_phase(&cli, &job.file),
+            Some(phase),
+            "{}: `deploy --phase {phase}`",
+            job.file
+        );
+        assert!(
+            cli.global.yes && cli.global.json,
+            "{}: --yes --json",
+            job.file
+        );
+        assert!(
+            !cli.global.allow_risky,
+            "{}: --allow-risky only after a human read the plan",
+            job.file
+        );
+        assert_is_a_deploy_job(job);
+    }
+    assert_ne!(
+        pre.name(),
+        post.name(),
+        "the two steps' Jobs need names of their own"
+    );
+
+    // Step 2: the application, gated by `ballast wait --phase pre` in an init container.
+    let gates = app.ballast_containers();
+    let gate = gates
+        .iter()
+        .find(|c| matches!(ballast_cli(app, c).command, Subcommand::Wait { .. }))
+        .unwrap_or_else(|| panic!("{}: no init container runs `ballast wait`", app.file));
+    let args = command_line(gate);
+    let timeout = match ballast_cli(app, gate).command {
+        Subcommand::Wait { phase, timeout, .. } => {
+            assert_eq!(
+                phase,
+                Phase::Pre,
+                "{}: the gate waits for the expand step",
+                app.file
+            );
+            timeout
+        }
+        _ => unreachable!(),
+    };
+    assert!(
+        flag_value(&args, "--timeout").is_some() && timeout > Duration::ZERO,
+        "{}: the gate's args {args:?} set no --timeout",
+        app.file
+    );
+    // The gate reads the release's migration files: the image the Jobs deploy from.
+    for job in [pre, post] {
+        assert_eq!(
+            gate["image"].as_str(),
+            job.containers()[0]["image"].as_str(),
+            "{}: the gate's image is not {}'s: it would wait for another release's migrations",
+            app.file,
+            job.file
+        );
+    }
+    // It only reads: no backup storage keys in the application's pods.
+    let names: Vec<&str> = gate["env"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"DATABASE_URL") && !names.iter().any(|n| n.starts_with("AWS_")),
+        "{}: the gate needs DATABASE_URL and nothing of the backup storage: {names:?}",
+        app.file
+    );
+    // ... and reads as a read-only role, not with the deploy role's password.
+    let url_key = gate["env"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"].as_str() == Some("DATABASE_URL"))
+        .and_then(|v| v["valueFrom"]["secretKeyRef"]["key"].as_str());
+    assert_eq!(
+        url_key,
+        Some("database-url-readonly"),
+        "{}: the gate uses the deploy role's URL",
+        app.file
+    );
+    // The application itself is the Deployment's container, started after the gate.
+    let pod = app.pod_spec().unwrap();
+    assert!(
+        pod["containers"]
+            .as_sequence()
+            .is_some_and(|c| !c.is_empty()),
+        "{}: no application container",
+        app.file
+    );
+    // The old pods serve while the new ones wait, and the rollout is reported stuck
+    // only after the gate has given up once.
+    assert_eq!(
+        app.doc["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"].as_u64(),
+        Some(0),
+        "{}: maxUnavailable 0",
+        app.file
+    );
+    let deadline = app.doc["spec"]["progressDeadlineSeconds"]
+        .as_u64()
+        .unwrap_or(600);
+    assert!(
+        deadline > timeout.as_secs(),
+        "{}: progressDeadlineSeconds {deadline} ends before the gate's --timeout {timeout:?}",
+        app.file
+    );
+    // The pods carry the release's version, which step 3 waits on.
+    let version = pre.doc["metadata"]["labels"]["app.kubernetes.io/version"].as_str();
+    assert!(version.is_some(), "{}: no version label", pre.file);
+    assert_eq!(
+        app.doc["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"].as_str(),
+        version,
+        "{}: the pods' version label is not the release's",
+        app.file
+    );
+    assert_eq!(
+        post.doc["metadata"]["labels"]["app.kubernetes.io/version"].as_str(),
+        version,
+        "{}",
+        post.file
+    );
+
+    // The README's sequence names these objects, in this order.
+    let readme = std::fs::read_to_string(repo().join("deploy/kubernetes/README.md")).unwrap();
+    let at = |what: &str| {
+        readme
+            .find(what)
+            .unwrap_or_else(|| panic!("deploy/kubernetes/README.md does not say `{what}`"))
+    };
+    let steps = [
+        at("kubectl apply -f job-deploy-pre.yaml"),
+        at(&format!(
+            "kubectl wait --for=condition=complete --timeout=1h job/{}",
+            pre.name()
+        )),
+        at("kubectl apply -f app-deployment.yaml"),
+        at(&format!("kubectl rollout status deployment/{}", app.name())),
+        at("kubectl apply -f job-deploy-post.yaml"),
+        at(&format!(
+            "kubectl wait --for=condition=complete --timeout=1h job/{}",
+            post.name()
+        )),
+    ];
+    assert!(
+        steps.windows(2).all(|w| w[0] < w[1]),
+        "deploy/kubernetes/README.md: the release's commands are out of order"
+    );
+}
+
+#[test]
 fn github_workflow_checks_pull_requests_and_deploys_main() {
     let workflow = &documents(&repo().join("deploy/github-actions.yml"))[0];
     let jobs = &workflow["jobs"];
@@ -665,6 +1006,82 @@ fn github_workflow_checks_pull_requests_and_deploys_main() {
     assert!(
         jobs["deploy"]["env"]["DATABASE_URL"].is_null(),
         "a job-wide DATABASE_URL would point the roundtrip at production"
+    );
+    // Only commands and flags that exist.
+    for job in ["check", "deploy"] {
+        let found = parsed_ballast_commands(&runs(job), &format!("github-actions.yml {job}"));
+        assert!(!found.is_empty(), "{job}: no ballast command");
+    }
+}
+
+#[test]
+fn github_release_workflow_expands_then_rolls_out_then_contracts() {
+    let file = "deploy/github-actions-release.yml";
+    let workflow = &documents(&repo().join(file))[0];
+    let job = &workflow["jobs"]["release"];
+    assert_eq!(job["environment"].as_str(), Some("production"), "{file}");
+    // A cancelled deploy is an interrupted one.
+    assert_eq!(
+        job["concurrency"]["cancel-in-progress"].as_bool(),
+        Some(false),
+        "{file}"
+    );
+    let steps: Vec<&str> = job["steps"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("{file}: no release job"))
+        .iter()
+        .filter_map(|step| step["run"].as_str())
+        .collect();
+
+    // Each step's ballast command lines, parsed as ballast parses them.
+    let mut pre = Vec::new();
+    let mut post = Vec::new();
+    for (index, run) in steps.iter().enumerate() {
+        for cli in parsed_ballast_commands(run, &format!("{file} step {index}")) {
+            let Subcommand::Deploy { .. } = cli.command else {
+                continue;
+            };
+            assert!(
+                cli.global.yes && cli.global.json,
+                "{file}: an unattended deploy needs --yes (and --json for its events): {run}"
+            );
+            match deploy_phase(&cli, file) {
+                Some(Phase::Pre) => pre.push(index),
+                Some(Phase::Post) => post.push(index),
+                None => panic!("{file}: a deploy without --phase in a phased release: {run}"),
+            }
+        }
+    }
+    let rollout: Vec<usize> = steps
+        .iter()
+        .enumerate()
+        .filter(|(_, run)| run.contains("kubectl rollout status"))
+        .map(|(index, _)| index)
+        .collect();
+    assert!(
+        pre.len() == 1 && rollout.len() == 1 && post.len() == 1,
+        "{file}: one `deploy --phase pre` step ({pre:?}), one rollout ({rollout:?}), one `deploy --phase post` ({post:?})"
+    );
+    assert!(
+        pre[0] < rollout[0] && rollout[0] < post[0],
+        "{file}: the order must be deploy --phase pre, the rollout, deploy --phase post"
+    );
+
+    // The rollout changes the gate's image with the application's: the gate must read
+    // the new release's migrations.
+    let manifests = kubernetes_manifests();
+    let app = in_file(&manifests, "app-deployment.yaml", "Deployment");
+    let rollout = steps[rollout[0]];
+    for container in app.containers() {
+        let name = container["name"].as_str().unwrap();
+        assert!(
+            rollout.contains(&format!("{name}=")),
+            "{file}: the rollout does not set container {name}'s image"
+        );
+    }
+    assert!(
+        rollout.contains(&format!("deployment/{}", app.name())),
+        "{file}: the rollout is not app-deployment.yaml's Deployment"
     );
 }
 

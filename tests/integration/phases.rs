@@ -28,6 +28,8 @@ struct Release {
     held: &'static str,
     /// `[migrations]` lines the layout's tool needs for it.
     config: &'static str,
+    /// Where `--phase pre` ends.
+    aim: &'static str,
 }
 
 fn releases() -> Vec<Release> {
@@ -45,6 +47,7 @@ fn releases() -> Vec<Release> {
             ],
             held: "2_drop_legacy",
             config: "",
+            aim: "3_nickname",
         },
         Release {
             layout: "diesel",
@@ -64,6 +67,7 @@ fn releases() -> Vec<Release> {
             ],
             held: "20240101000002_drop_legacy",
             config: "",
+            aim: "20240101000003_nickname",
         },
         Release {
             layout: "dbmate",
@@ -84,6 +88,7 @@ fn releases() -> Vec<Release> {
             ],
             held: "20240101000002_drop_legacy",
             config: "",
+            aim: "20240101000003_nickname",
         },
         Release {
             layout: "flyway",
@@ -98,6 +103,7 @@ fn releases() -> Vec<Release> {
             held: "2_drop_legacy",
             // Flyway applies a migration older than the newest only with outOfOrder.
             config: "[migrations]\nout_of_order = \"apply\"",
+            aim: "3_nickname",
         },
     ]
 }
@@ -127,6 +133,10 @@ fn pre_holds_the_contract_step_back_and_post_applies_it_in_every_layout() {
         status.expect_code(1);
         let out = status.stdout();
         assert!(out.contains("2 pending"), "{at}: {out}");
+        assert!(
+            out.contains(&format!("→ target {}", release.aim)),
+            "{at}: the target is where --phase pre ends: {out}"
+        );
         assert!(
             out.contains("held back for after the rollout (phase post)")
                 && out.contains(release.held),
