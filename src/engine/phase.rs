@@ -232,8 +232,16 @@ mod tests {
             revisions: revs
                 .iter()
                 .map(|(id, downs, phase)| Revision {
+                    revision: id.to_string(),
+                    down_revisions: downs.iter().map(|d| d.to_string()).collect(),
+                    branch_labels: Vec::new(),
+                    message: String::new(),
+                    path: String::new(),
+                    is_merge: downs.len() > 1,
+                    downgrade: crate::engine::alembic::graph::Downgrade::Ok,
+                    allows_missing_downgrade: false,
+                    literal_sql: Vec::new(),
                     phase: *phase,
-                    ..crate::engine::alembic::graph::tests::rev(id, downs)
                 })
                 .collect(),
             env_py: String::new(),

@@ -289,10 +289,10 @@ fn topological(revisions: Vec<Revision>) -> Vec<Revision> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
-    pub(crate) fn rev(id: &str, downs: &[&str]) -> Revision {
+    fn rev(id: &str, downs: &[&str]) -> Revision {
         Revision {
             revision: id.into(),
             down_revisions: downs.iter().map(|d| d.to_string()).collect(),
