@@ -170,7 +170,7 @@ pub enum Command {
     /// Read a backup back and check it: size and SHA-256 against its manifest, then the
     /// archive's table of contents (pg_restore --list). Needs no database.
     #[command(
-        after_help = "Examples:\n  ballast verify-backup                 the newest backup\n  ballast verify-backup shop-20260101T020000Z-1a2b3c4d\n\nA sound backup is marked verified; only verified backups count for prune."
+        after_help = "Examples:\n  ballast verify-backup                 the newest backup\n  ballast verify-backup shop-20260101T020000Z-1a2b3c4d\n  ballast verify-backup --restore       the nightly restore drill: restore, count, drop\n\nA sound backup is marked verified; only verified backups count for prune."
     )]
     VerifyBackup {
         /// Backup id (see `ballast backups`); the newest when omitted.
@@ -180,6 +180,12 @@ pub enum Command {
         /// its contents.
         #[arg(long, value_name = "FILE")]
         identity: Option<std::path::PathBuf>,
+        /// The restore drill: also restore it into a scratch database beside the target
+        /// (`<db>__ballast_drill_<stamp>`, on the configured server; the role needs
+        /// CREATEDB), count every table's rows, and drop the copy. How long it took (the
+        /// recovery time you would face) and the counts are recorded beside the manifest.
+        #[arg(long)]
+        restore: bool,
     },
     /// Delete old backups by retention (backup.keep_last, backup.keep_days). A dry run
     /// unless --yes. Only verified backups count, and the newest verified is never deleted.

@@ -25,11 +25,18 @@ pub const MAINTENANCE_DB: &str = "postgres";
 /// `<target>__ballast_restore_<stamp>`: an in-place restore's copy before the rename.
 const FRESH_INFIX: &str = "__ballast_restore_";
 
+/// `<target>__ballast_drill_<stamp>`: a restore drill's scratch copy.
+pub const DRILL_INFIX: &str = "__ballast_drill_";
+
 pub enum Destination<'a> {
     /// A new database of this name (it must not exist).
     New(&'a str),
     /// Replace the configured target.
     InPlace,
+    /// A scratch copy beside the target (`<target>__ballast_drill_<stamp>`), restored,
+    /// counted and dropped: the restore drill. It stays marked safe to drop until it
+    /// is gone, so a copy a killed drill left is dropped by the next one.
+    Drill,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +121,7 @@ pub async fn replace(
             taken_here = true;
         }
         Destination::InPlace => {}
-        Destination::New(_) => {
+        Destination::New(_) | Destination::Drill => {
             if let Some(held) = lock.take() {
                 held.release().await;
             }
@@ -125,7 +132,7 @@ pub async fn replace(
         Destination::InPlace => sessions::check_clients(&mut conn, &target, lock_pid, settings)
             .await
             .map_err(|e| ReplaceError::InUse(e.to_string())),
-        Destination::New(_) => Ok(Vec::new()),
+        Destination::New(_) | Destination::Drill => Ok(Vec::new()),
     };
     let result = match checked {
         Ok(to_end) => {
@@ -172,7 +179,11 @@ pub async fn replace(
         carry_journal_over(settings, aside, &target, events).await;
     }
     // The restore has happened: a failure to count is a warning, never a failed restore.
-    let row_counts = match row_counts(settings, &database).await {
+    let counted = row_counts(settings, &database).await;
+    if let Destination::Drill = destination {
+        drop_drill_copy(settings, &database, events).await;
+    }
+    let row_counts = match counted {
         Ok(counts) => counts,
         Err(e) => {
             events.diagnose(
@@ -221,6 +232,7 @@ async fn restore_and_swap(
     let (exact, prefix) = match destination {
         Destination::New(name) => (Some(*name), String::new()),
         Destination::InPlace => (None, format!("{target}{FRESH_INFIX}")),
+        Destination::Drill => (None, format!("{target}{DRILL_INFIX}")),
     };
     for name in restore_db::drop_leftovers(&mut admin, exact, &prefix).await? {
         info(format!(
@@ -248,10 +260,15 @@ async fn restore_and_swap(
     let fresh = match destination {
         Destination::New(name) => name.to_string(),
         Destination::InPlace => format!("{target}{FRESH_INFIX}{stamp}"),
+        Destination::Drill => format!("{target}{DRILL_INFIX}{stamp}"),
     };
     restore_db::create(&mut admin, &fresh, template, &manifest.id).await?;
+    let next = match destination {
+        Destination::Drill => "the next restore drill",
+        _ => "the next restore",
+    };
     crate::interrupt::set_note(Some(format!(
-        "interrupted during the restore: {target} was not touched. The incomplete copy {fresh} is dropped by the next restore."
+        "interrupted during the restore: {target} was not touched. The incomplete copy {fresh} is dropped by {next}."
     )));
     events.emit(Event::RestoreStarted {
         id: manifest.id.clone(),
@@ -303,9 +320,12 @@ async fn restore_and_swap(
             "{e}; {target} was not touched"
         )));
     }
-    restore_db::mark_complete(&mut admin, &fresh).await?;
+    if !matches!(destination, Destination::Drill) {
+        restore_db::mark_complete(&mut admin, &fresh).await?;
+    }
     let result = match destination {
         Destination::New(name) => (name.to_string(), None, safety_backup),
+        Destination::Drill => (fresh.clone(), None, None),
         Destination::InPlace => {
             let aside = format!("{target}_before_restore_{stamp}");
             swap(&mut admin, target, &fresh, &aside, settings, lock).await?;
@@ -456,6 +476,29 @@ async fn swap(
             "renaming the databases failed and rolled back ({e}); {target} was not touched, the restored copy is {fresh}"
         ))
     })
+}
+
+/// Drops a drill's scratch copy; one that cannot be dropped now is said, and stays
+/// marked for the next drill to drop.
+async fn drop_drill_copy(settings: &Settings, copy: &str, events: &Events) {
+    let dropped = async {
+        let mut admin = db::connect(
+            &settings.database.for_database(MAINTENANCE_DB),
+            "restore admin",
+        )
+        .await?;
+        let dropped = restore_db::drop(&mut admin, copy).await;
+        db::close(admin).await;
+        dropped
+    }
+    .await;
+    if let Err(e) = dropped {
+        events.diagnose(
+            Severity::Warning,
+            format!("the drill's copy {copy} could not be dropped ({e}); the next drill drops it, or drop it by hand"),
+            None,
+        );
+    }
 }
 
 /// Exact row counts per user table of `database`.

@@ -51,9 +51,11 @@ pub async fn run(cli: Cli) -> i32 {
         } => wait::run(g, *phase, *timeout, *interval).await,
         Command::History { limit, run } => history::run(g, *limit, run.as_deref()).await,
         Command::Backups => backups::list(g).await,
-        Command::VerifyBackup { id, identity } => {
-            backups::verify_one(g, id.as_deref(), identity.as_deref()).await
-        }
+        Command::VerifyBackup {
+            id,
+            identity,
+            restore,
+        } => backups::verify_one(g, id.as_deref(), identity.as_deref(), *restore).await,
         Command::Prune => backups::prune_old(g).await,
         Command::Restore {
             id,

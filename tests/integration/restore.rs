@@ -583,12 +583,8 @@ fn an_incomplete_into_database_is_restored_again_but_a_real_one_never_is() {
     seed(&p);
     let id = backup_id(&p);
     let drill = format!("{}_leftover", p.db);
+    leftover_copy(&drill, &id);
     let admin = cluster().url("postgres");
-    psql(&admin, &format!("create database {drill}"));
-    psql(
-        &admin,
-        &format!("comment on database {drill} is 'ballast: incomplete restore of {id}, started earlier; safe to drop'"),
-    );
     let run = p.ballast(&["--yes", "restore", &id, "--into", &drill]);
     run.expect_code(0);
     assert_eq!(
@@ -758,4 +754,129 @@ fn a_restore_is_a_pipeline_run_with_the_runs_events_and_account() {
         "{}",
         human.stdout()
     );
+}
+
+/// The databases whose name says they are a restore drill's copy of `p`'s database.
+fn drill_copies(p: &Project) -> Vec<String> {
+    databases_like(&format!("{}\\_\\_ballast\\_drill\\_%", p.db))
+}
+
+/// An incomplete restore's copy named `name`, marked safe to drop as ballast marks them
+/// (`whose`: the backup it was a copy of).
+fn leftover_copy(name: &str, whose: &str) {
+    let admin = cluster().url("postgres");
+    psql(&admin, &format!("create database {name}"));
+    psql(
+        &admin,
+        &format!("comment on database {name} is 'ballast: incomplete restore of {whose}, started earlier; safe to drop'"),
+    );
+}
+
+/// Waits until no session is connected to a drill's copy (a killed drill's
+/// pg_restore ends once its input is gone).
+fn drill_sessions_gone(p: &Project) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while psql(
+        &cluster().url("postgres"),
+        &format!(
+            "select count(*) from pg_stat_activity where datname like '{}\\_\\_ballast\\_drill\\_%'",
+            p.db
+        ),
+    ) != "0"
+    {
+        assert!(std::time::Instant::now() < deadline, "sessions linger in the drill's copy");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_restore_drill_restores_counts_records_the_time_and_drops_its_copy() {
+    let p = Project::new();
+    seed(&p);
+    let id = backup_id(&p);
+    // A copy a killed drill left: marked safe to drop, as the drill marks its own.
+    let left = format!("{}__ballast_drill_20000101000000", p.db);
+    leftover_copy(&left, &id);
+
+    let run = p.ballast(&["verify-backup", "--restore"]);
+    run.expect_code(0);
+    let out = run.all();
+    assert!(
+        out.contains(&format!("dropped {left}"))
+            && out.contains("restore drill: backup")
+            && out.contains("2 tables, 2300 rows; the copy is dropped"),
+        "{out}"
+    );
+    assert!(drill_copies(&p).is_empty(), "no copy is left");
+    assert_eq!(counts(&p), "300/2000/3001500.00", "the target is untouched");
+    // Recorded beside the manifest: the time it took and the counts.
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(p.path().join(format!("backups/{id}.verified.json"))).unwrap(),
+    )
+    .unwrap();
+    let drill = &record["restore_drill"];
+    assert_eq!(drill["rows"], 2300, "{record}");
+    assert_eq!(drill["row_counts"]["public.orders"], 2000, "{record}");
+    assert!(
+        drill["duration_ms"].as_u64().is_some_and(|ms| ms > 0),
+        "{record}"
+    );
+    assert_eq!(record["contents_checked"], true);
+
+    // JSON, for the nightly job.
+    let run = p.ballast(&["--json", "verify-backup", &id, "--restore"]);
+    run.expect_code(0);
+    let last: serde_json::Value =
+        serde_json::from_str(run.stdout().lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "restore_drill", "{}", run.stdout());
+    assert_eq!(last["drill"]["tables"], 2);
+}
+
+#[test]
+fn a_drill_killed_or_interrupted_mid_restore_leaves_a_copy_the_next_drill_drops() {
+    let p = Project::new();
+    seed(&p);
+    backup_id(&p);
+    let child = crate::faults::paused_at(&p, &["verify-backup", "--restore"], "restore");
+    let killed = crate::faults::signal(child, "KILL");
+    assert_eq!(killed.status.code(), None, "killed");
+    assert!(
+        !drill_copies(&p).is_empty(),
+        "the killed drill's copy is there"
+    );
+    drill_sessions_gone(&p);
+
+    // The killed run's pause marker would pass for the next run's.
+    std::fs::remove_file(p.path().join("paused-at-restore")).unwrap();
+    let child = crate::faults::paused_at(&p, &["verify-backup", "--restore"], "restore");
+    let interrupted = crate::faults::signal(child, "INT");
+    let said = String::from_utf8_lossy(&interrupted.stderr).to_string();
+    assert_eq!(interrupted.status.code(), Some(3), "{said}");
+    assert!(said.contains("dropped by the next restore drill"), "{said}");
+
+    drill_sessions_gone(&p);
+    let run = p.ballast(&["verify-backup", "--restore"]);
+    run.expect_code(0);
+    assert!(drill_copies(&p).is_empty(), "{}", run.all());
+    assert_eq!(counts(&p), "300/2000/3001500.00");
+}
+
+#[test]
+fn a_drill_by_a_role_that_may_not_create_databases_is_refused_with_the_grant() {
+    let p = Project::new();
+    seed(&p);
+    backup_id(&p);
+    let reader = format!("{}_nocreate", p.db);
+    p.sql(&format!("create role {reader} login"));
+    let url = p.url.replacen("postgres@", &format!("{reader}@"), 1);
+    let config = std::fs::read_to_string(p.path().join("deploy.toml")).unwrap();
+    std::fs::write(p.path().join("deploy.toml"), config.replace(&p.url, &url)).unwrap();
+    let run = p.ballast(&["verify-backup", "--restore"]);
+    run.expect_code(3);
+    assert!(
+        run.stderr().contains("CREATEDB") && run.stderr().contains("nothing was made"),
+        "{}",
+        run.all()
+    );
+    assert!(drill_copies(&p).is_empty());
 }
