@@ -63,10 +63,17 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
             "Round-trip the newest migration on {place} (upgrade, downgrade, upgrade)? Use a throwaway database"
         ),
         _ => format!(
-            "Deploy to {place}: {current} → {target}, {}?",
+            "Deploy to {place}: {current} → {target}, {}{}?",
             pending
                 .map(migrations_count)
                 .unwrap_or_else(|| "all pending migrations".into()),
+            match ctx.options().phase {
+                Some(crate::migrations::Phase::Pre) => {
+                    " (the expand step: migrations marked phase post are held back)"
+                }
+                Some(crate::migrations::Phase::Post) => " (the contract step included)",
+                None => "",
+            },
         ),
     };
     if crate::report::prompt::confirm(prompt)

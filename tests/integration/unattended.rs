@@ -131,3 +131,19 @@ fn the_question_names_the_change_the_pipeline_makes() {
     assert!(out.contains("from 1_a to base (-1)?"), "{out}");
     assert!(p.table_exists("public.a"));
 }
+
+#[test]
+fn the_question_of_a_pre_phase_deploy_says_the_contract_step_is_held_back() {
+    let p = Project::new();
+    p.migration("1_a.sql", "create table a (id int);")
+        .migration("2_b.sql", "-- ballast:phase post\ncreate table b (id int);");
+    let (code, out) = at_a_terminal(&p, &["deploy", "--phase", "pre"], Duration::from_secs(10));
+    assert_eq!(code, None, "it waited for an answer:\n{out}");
+    assert!(
+        out.contains(
+            "→ 1_a, 1 migration (the expand step: migrations marked phase post are held back)?"
+        ),
+        "{out}"
+    );
+    assert!(!p.table_exists("public.a"));
+}
