@@ -28,6 +28,18 @@ const FRESH_INFIX: &str = "__ballast_restore_";
 /// `<target>__ballast_drill_<stamp>`: a restore drill's scratch copy.
 pub const DRILL_INFIX: &str = "__ballast_drill_";
 
+/// `<target><infix>`, the target's name cut (at a character) so that a 14-digit stamp
+/// after it still fits PostgreSQL's 63 bytes: a name PostgreSQL truncated would lose
+/// its stamp, and the next run would not find it by its prefix.
+fn scratch_prefix(target: &str, infix: &str) -> String {
+    let room = 63 - infix.len() - 14;
+    let mut end = target.len().min(room);
+    while !target.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{infix}", &target[..end])
+}
+
 pub enum Destination<'a> {
     /// A new database of this name (it must not exist).
     New(&'a str),
@@ -182,6 +194,12 @@ pub async fn replace(
     let counted = row_counts(settings, &database).await;
     if let Destination::Drill = destination {
         drop_drill_copy(settings, &database, events).await;
+        // A drill that counted nothing proved nothing.
+        if let Err(e) = &counted {
+            return Err(ReplaceError::Restore(format!(
+                "restored, but counting its rows failed ({e}); the copy is dropped"
+            )));
+        }
     }
     let row_counts = match counted {
         Ok(counts) => counts,
@@ -232,7 +250,7 @@ async fn restore_and_swap(
     let (exact, prefix) = match destination {
         Destination::New(name) => (Some(*name), String::new()),
         Destination::InPlace => (None, format!("{target}{FRESH_INFIX}")),
-        Destination::Drill => (None, format!("{target}{DRILL_INFIX}")),
+        Destination::Drill => (None, scratch_prefix(target, DRILL_INFIX)),
     };
     for name in restore_db::drop_leftovers(&mut admin, exact, &prefix).await? {
         info(format!(
@@ -260,7 +278,7 @@ async fn restore_and_swap(
     let fresh = match destination {
         Destination::New(name) => name.to_string(),
         Destination::InPlace => format!("{target}{FRESH_INFIX}{stamp}"),
-        Destination::Drill => format!("{target}{DRILL_INFIX}{stamp}"),
+        Destination::Drill => format!("{}{stamp}", scratch_prefix(target, DRILL_INFIX)),
     };
     restore_db::create(&mut admin, &fresh, template, &manifest.id).await?;
     let next = match destination {
@@ -525,4 +543,19 @@ async fn row_counts(settings: &Settings, database: &str) -> Result<Vec<(String, 
     }
     db::close(conn).await;
     Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_scratch_name_keeps_its_stamp_within_postgresqls_63_bytes() {
+        let long = "é".repeat(40);
+        let prefix = super::scratch_prefix(&long, super::DRILL_INFIX);
+        assert!(prefix.len() + 14 <= 63, "{}", prefix.len());
+        assert!(prefix.ends_with(super::DRILL_INFIX) && prefix.starts_with("éé"));
+        assert_eq!(
+            super::scratch_prefix("shop", super::DRILL_INFIX),
+            "shop__ballast_drill_"
+        );
+    }
 }

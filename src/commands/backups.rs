@@ -163,10 +163,47 @@ async fn restore_drill(
     listed: &crate::storage::Listed,
     verified: &crate::backup::Verified,
 ) -> i32 {
-    use crate::backup::replace::{replace, Destination, ReplaceError};
     if let Err(e) = settings.database.url() {
         return super::fail(g, &e.to_string(), exit_code::USAGE);
     }
+    if !verified.contents_checked {
+        return super::fail(
+            g,
+            "the restore drill restores a sealed backup: give its identity (--identity FILE or backup.age_identity_file); nothing was made",
+            exit_code::USAGE,
+        );
+    }
+    // One drill of a database at a time: another's copy is never taken for a leftover.
+    let mut guard = match crate::db::connect(&settings.database, "restore drill").await {
+        Ok(conn) => conn,
+        Err(e) => return super::fail(g, &e.to_string(), exit_code::USAGE),
+    };
+    let alone: Result<bool, _> =
+        sqlx::query_scalar("select pg_try_advisory_lock(hashtext('ballast restore drill'))")
+            .fetch_one(&mut guard)
+            .await;
+    if !matches!(alone, Ok(true)) {
+        crate::db::close(guard).await;
+        return super::fail(
+            g,
+            "another restore drill of this database is running; nothing was made",
+            exit_code::REFUSED,
+        );
+    }
+    let code = drill_alone(g, settings, storage, listed, verified).await;
+    crate::db::close(guard).await;
+    code
+}
+
+/// [`restore_drill`], once it is the only drill of the database.
+async fn drill_alone(
+    g: &GlobalArgs,
+    settings: &Settings,
+    storage: &Storage,
+    listed: &crate::storage::Listed,
+    verified: &crate::backup::Verified,
+) -> i32 {
+    use crate::backup::replace::{replace, Destination, ReplaceError};
     let events = super::events(g, false);
     let started = std::time::Instant::now();
     let restored = replace(

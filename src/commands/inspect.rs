@@ -66,9 +66,14 @@ pub async fn plan(g: &GlobalArgs, full: bool, phase: Option<Phase>) -> i32 {
     match read(g, &events, true, phase).await {
         Ok((settings, snap, facts)) => {
             let plan = snap.plan_with_sql(&settings).await;
+            // What a deploy of this phase would lint.
+            let reading = crate::lint::LintSettings {
+                reading: crate::lint::Reading::Deploy(phase),
+                ..settings.lint.clone()
+            };
             let findings = crate::lint::run(
                 &snap.lint_inputs(&plan),
-                &settings.lint,
+                &reading,
                 facts.as_ref(),
                 Some(&snap.lint_schema(&settings)),
             );

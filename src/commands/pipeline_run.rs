@@ -28,6 +28,21 @@ pub async fn run_with(g: &GlobalArgs, settings: Settings, name: &str, phase: Opt
         Ok(p) => p,
         Err(e) => return super::fail(g, &e.to_string(), exit_code::USAGE),
     };
+    // A phase cuts what an upgrade stage applies; anywhere else it would be ignored,
+    // or (a round trip) disagree with what it checks.
+    let kinds: Vec<StageKind> = pipeline.stages.iter().map(|s| s.kind).collect();
+    if phase.is_some()
+        && (!kinds.contains(&StageKind::Upgrade) || kinds.contains(&StageKind::Roundtrip))
+    {
+        return super::fail(
+            g,
+            &format!(
+                "--phase chooses what an upgrade applies; pipeline {} has no upgrade stage (or is a round trip): run it without --phase",
+                pipeline.name
+            ),
+            exit_code::USAGE,
+        );
+    }
     run_pipeline(g, settings, pipeline, None, phase)
         .await
         .exit_code

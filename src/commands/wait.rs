@@ -24,12 +24,19 @@ use crate::migrations::Phase;
 /// look: short, so nothing queues behind it.
 const READ_LOCK_TIMEOUT: &str = "200ms";
 
+/// The shortest `--interval`: every waiting pod polls the database.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
 pub async fn run(g: &GlobalArgs, phase: Phase, timeout: Duration, interval: Duration) -> i32 {
     let events = super::events(g, false);
     let settings = match super::load_settings(g) {
         Ok(settings) => settings,
         Err(code) => return code,
     };
+    if let Err(e) = settings.database.url() {
+        return super::fail(g, &e.to_string(), exit_code::USAGE);
+    }
+    let interval = interval.max(MIN_INTERVAL);
     let mut engine = Engine::open(&settings);
     let mut gate = Gate {
         settings: &settings,
@@ -40,37 +47,38 @@ pub async fn run(g: &GlobalArgs, phase: Phase, timeout: Duration, interval: Dura
         said: None,
         unread: None,
     };
-    let mut conn = match gate.connect().await {
-        Ok(conn) => conn,
-        Err(e) => return super::fail(g, &e.to_string(), exit_code::USAGE),
-    };
+    // No connection yet, or a lost one: a database restarting as the pods start is
+    // waited for like a deploy is.
+    let mut conn: Option<PgConnection> = None;
     loop {
-        let look = gate.look(&mut engine, &mut conn).await;
+        let last = gate.started.elapsed() + interval > timeout;
+        if last {
+            // One last look at the deadline, so a deploy that finished just now counts.
+            tokio::time::sleep(timeout.saturating_sub(gate.started.elapsed())).await;
+        }
+        // Every look ends by the deadline (a hung probe or a half-open socket too).
+        let left = timeout.saturating_sub(gate.started.elapsed()) + Duration::from_secs(1);
+        let look =
+            match tokio::time::timeout(left, gate.look_connecting(&mut engine, &mut conn)).await {
+                Ok(look) => look,
+                Err(_) => Err(Unread::Connection(
+                    "the database did not answer in time".into(),
+                )),
+            };
         match look {
             Ok(Look::Ready) => return gate.end(WaitOutcome::Ready, exit_code::SUCCESS),
             Ok(Look::Ahead) => return gate.end(WaitOutcome::Ahead, exit_code::REFUSED),
             Ok(Look::Pending) => {}
-            Err(Unread::Files(e)) => {
-                crate::db::close(conn).await;
-                return super::fail(g, &e, exit_code::USAGE);
-            }
+            Err(Unread::Files(e)) => return super::fail(g, &e, exit_code::USAGE),
             Err(Unread::Locked(why)) => gate.unread(why),
             Err(Unread::Connection(why)) => {
                 gate.unread(why);
                 // The server restarted or the connection dropped: a new one next round.
-                if let Ok(fresh) = gate.connect().await {
-                    conn = fresh;
-                }
+                conn = None;
             }
         }
-        if gate.started.elapsed() + interval > timeout {
-            // One last look at the deadline, so a deploy that finished just now counts.
-            tokio::time::sleep(timeout.saturating_sub(gate.started.elapsed())).await;
-            return match gate.look(&mut engine, &mut conn).await {
-                Ok(Look::Ready) => gate.end(WaitOutcome::Ready, exit_code::SUCCESS),
-                Ok(Look::Ahead) => gate.end(WaitOutcome::Ahead, exit_code::REFUSED),
-                _ => gate.end(WaitOutcome::TimedOut, exit_code::FAILED_RESTORED),
-            };
+        if last {
+            return gate.end(WaitOutcome::TimedOut, exit_code::FAILED_RESTORED);
         }
         tokio::time::sleep(interval).await;
     }
@@ -125,6 +133,23 @@ impl Gate<'_> {
         Ok(conn)
     }
 
+    /// [`Gate::look`], connecting first when there is no connection.
+    async fn look_connecting(
+        &mut self,
+        engine: &mut Engine,
+        conn: &mut Option<PgConnection>,
+    ) -> Result<Look, Unread> {
+        if conn.is_none() {
+            *conn = Some(
+                self.connect()
+                    .await
+                    .map_err(|e| Unread::Connection(e.to_string()))?,
+            );
+        }
+        let conn = conn.as_mut().expect("connected above");
+        self.look(engine, conn).await
+    }
+
     async fn look(&mut self, engine: &mut Engine, conn: &mut PgConnection) -> Result<Look, Unread> {
         if let Some(holder) = self.ledger_holder(engine, conn).await? {
             return Err(Unread::Locked(holder));
@@ -134,11 +159,15 @@ impl Gate<'_> {
             .await
             .map_err(|e| {
                 let text = e.to_string();
+                use crate::engine::alembic::AlembicError;
+                use crate::engine::EngineError;
                 match &e {
                     _ if text.contains("SQLSTATE 55P03") => Unread::Locked(
                         "another session took a lock on the ledger; not queueing behind it".into(),
                     ),
-                    crate::engine::EngineError::Db(_) => Unread::Connection(text),
+                    EngineError::Db(_) | EngineError::Alembic(AlembicError::Db(_)) => {
+                        Unread::Connection(text)
+                    }
                     _ => Unread::Files(text),
                 }
             })?;
@@ -149,7 +178,10 @@ impl Gate<'_> {
             Phase::Pre => all.into_iter().filter(|l| !post.contains(l)).collect(),
         };
         let unknown = snap.unknown_applied();
-        let look = match (unknown.is_empty(), pending.is_empty()) {
+        // Nothing pending counts only in a state a deploy would accept (an Alembic
+        // project with several heads shows nothing pending, and is not ready).
+        let blocked = snap.is_blocked();
+        let look = match (unknown.is_empty(), pending.is_empty() && !blocked) {
             (false, _) => Look::Ahead,
             (true, true) => Look::Ready,
             (true, false) => Look::Pending,
@@ -157,7 +189,11 @@ impl Gate<'_> {
         self.last = Some((pending.clone(), unknown, snap));
         self.unread = None;
         if matches!(look, Look::Pending) {
-            self.say(WaitOutcome::Waiting, None);
+            let why = blocked.then(|| {
+                "the state needs attention before it counts as applied (`ballast status` says what)".to_string()
+            });
+            self.unread.clone_from(&why);
+            self.say(WaitOutcome::Waiting, why);
         }
         Ok(look)
     }

@@ -529,6 +529,7 @@ fn resolve_lint(
 
     Ok(crate::lint::LintSettings {
         levels: lint_levels,
+        ..Default::default()
     })
 }
 

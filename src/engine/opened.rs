@@ -88,6 +88,9 @@ impl Engine {
                 state.post_out_of_order =
                     match (settings.migrations.out_of_order, settled.ledger.tool()) {
                         (Some(false), _) => None,
+                        // Its one version cannot keep an older migration pending, set
+                        // to apply out of order or not.
+                        (_, Some(Tool::GolangMigrate)) => None,
                         // ballast's own ledger records each migration: the contract
                         // step is held back behind newer ones by design.
                         (None, None) => Some("ballast's ledger records each migration".into()),

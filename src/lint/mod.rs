@@ -130,6 +130,20 @@ pub struct Finding {
 #[derive(Debug, Clone, Default)]
 pub struct LintSettings {
     pub levels: Vec<(String, Level)>,
+    /// What the migrations are read for: the phase rules depend on it.
+    pub reading: Reading,
+}
+
+/// What a lint run reads the migrations for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Reading {
+    /// The files, for review (`check`): a contract step marked post is what the
+    /// release means to do after the rollout.
+    #[default]
+    Files,
+    /// The plan of a deploy of this phase (`None`: a deploy without `--phase`, which
+    /// runs everything now, the contract step included).
+    Deploy(Option<crate::migrations::Phase>),
 }
 
 impl LintSettings {
@@ -223,7 +237,10 @@ fn lint_one(
             return;
         }
         let offset = hit.at.or(statement.map(|s| s.start_of_code)).unwrap_or(0);
-        let (level, fix) = in_its_phase(meta.id, level, hit.fix, input);
+        let Some((level, fix)) = in_its_phase(meta.id, level, hit.fix, input, settings.reading)
+        else {
+            return;
+        };
         findings.push(Finding {
             rule: meta.id,
             level,
@@ -254,28 +271,47 @@ fn lint_one(
     findings
 }
 
-/// A finding's level and fix, knowing the migration's release phase: a contract
-/// change ([`rules::breaking::CONTRACT`]) in a post-phase migration is the step the
-/// release plans after the rollout (a warning, to read, not an error); in a pre-phase
-/// one, the fix also says how to make it that.
-fn in_its_phase(rule: &str, level: Level, fix: String, input: &LintInput) -> (Level, String) {
+/// A finding's level and fix, knowing the migration's release phase and what the
+/// run reads the migrations for (`None`: the finding does not apply).
+/// - A contract change ([`rules::breaking::CONTRACT`]) in a post-phase migration is
+///   the step the release plans after the rollout: a warning when reviewing the files
+///   or deploying `--phase post`; a deploy without `--phase` runs it now, before the
+///   old code is gone, so there it keeps its level, and the fix says so.
+/// - In a pre-phase migration the fix also says how to make it the contract step.
+/// - `pre-needs-post` matters where `--phase pre` may hold the post migration back:
+///   reviewing the files, or such a deploy; a deploy of everything runs them in order.
+fn in_its_phase(
+    rule: &str,
+    level: Level,
+    fix: String,
+    input: &LintInput,
+    reading: Reading,
+) -> Option<(Level, String)> {
     use crate::migrations::Phase;
-    if !rules::breaking::CONTRACT.contains(&rule) {
-        return (level, fix);
+    if rule == "pre-needs-post" {
+        return matches!(reading, Reading::Files | Reading::Deploy(Some(Phase::Pre)))
+            .then_some((level, fix));
     }
-    match input.phase {
-        Phase::Post => (
+    if !rules::breaking::CONTRACT.contains(&rule) {
+        return Some((level, fix));
+    }
+    Some(match (input.phase, reading) {
+        (Phase::Post, Reading::Files | Reading::Deploy(Some(Phase::Post))) => (
             level.min(Level::Warning),
             "the contract step, as this migration is marked (phase post): deploy it after the rollout, once no instance of the old code runs (`ballast deploy --phase pre`, roll out, then `ballast deploy --phase post`)".into(),
         ),
-        Phase::Pre => (
+        (Phase::Post, Reading::Deploy(_)) => (
+            level,
+            "this migration is marked phase post, the contract step: a deploy without --phase runs it now, while the old code may still run; deploy with `--phase pre` before the rollout and `--phase post` after it".into(),
+        ),
+        (Phase::Pre, _) => (
             level,
             format!(
                 "{fix}; or, when the code that stops using it rolls out in this release, mark the migration `{}` and deploy it after the rollout (`ballast deploy --phase post`)",
                 input.phase_marker()
             ),
         ),
-    }
+    })
 }
 
 /// Whether any finding stops a deploy.
@@ -335,6 +371,36 @@ mod tests {
             "{}",
             alembic[0].fix
         );
+        // A deploy without --phase runs it now: it keeps its level; --phase post does not.
+        let deploy = |phase| LintSettings {
+            reading: Reading::Deploy(phase),
+            ..Default::default()
+        };
+        let post_input = LintInput {
+            phase: Phase::Post,
+            ..rules::testing::input(sql)
+        };
+        let db = DbFacts {
+            tables: [("public.orders".to_string(), true)].into(),
+            ..Default::default()
+        };
+        let now = run(
+            std::slice::from_ref(&post_input),
+            &deploy(None),
+            Some(&db),
+            None,
+        );
+        let now: Vec<&Finding> = now.iter().filter(|f| f.rule == "ban-drop-column").collect();
+        assert_eq!(now[0].level, Level::Error);
+        assert!(
+            now[0].fix.contains("a deploy without --phase runs it now"),
+            "{}",
+            now[0].fix
+        );
+        let after = run(&[post_input], &deploy(Some(Phase::Post)), Some(&db), None);
+        assert!(after
+            .iter()
+            .any(|f| f.rule == "ban-drop-column" && f.level == Level::Warning));
         // Not a contract change: a truncate that cascades stays an error in post too.
         let cascade = lint_as("truncate orders cascade;", Phase::Post, "1_test.sql");
         assert!(

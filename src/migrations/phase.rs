@@ -71,7 +71,15 @@ pub fn declared(text: &str, comment: &'static str) -> Result<Phase, PhaseError> 
         let Some(rest) = line.trim().strip_prefix(comment) else {
             continue;
         };
-        let Some(value) = rest.trim().strip_prefix("ballast:phase") else {
+        // `ballast:phase post`, and the near misses a person writes (`ballast: phase
+        // post`, `ballast phase: post`): read alike, never taken for no mark.
+        let Some(value) = rest
+            .trim()
+            .strip_prefix("ballast")
+            .map(|r| r.trim_start().trim_start_matches(':').trim_start())
+            .and_then(|r| r.strip_prefix("phase"))
+            .map(|r| r.trim_start().trim_start_matches(':'))
+        else {
             continue;
         };
         phase = match value.trim().to_ascii_lowercase().as_str() {
@@ -112,6 +120,12 @@ mod tests {
             Ok(Phase::Post)
         );
         assert_eq!(declared("--ballast:phase   POST\n", "--"), Ok(Phase::Post));
+        assert_eq!(declared("-- ballast: phase post\n", "--"), Ok(Phase::Post));
+        assert_eq!(declared("-- ballast phase: post\n", "--"), Ok(Phase::Post));
+        assert_eq!(
+            declared("-- ballast:allow ban-drop-column\n", "--"),
+            Ok(Phase::Pre)
+        );
         assert_eq!(declared("# ballast:phase post\n", "#"), Ok(Phase::Post));
         assert_eq!(
             declared("# ballast:phase post\n", "--"),

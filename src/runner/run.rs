@@ -165,7 +165,7 @@ async fn conclude(
         summary.exit_code = exit_code::FAILED_RESTORED;
         summary.next_steps.push(format!(
             "fix the cause above, then run `ballast {}` again",
-            rerun_command(pipeline)
+            rerun_command(pipeline, ctx.options().phase)
         ));
         return summary;
     }
@@ -223,7 +223,7 @@ async fn climb_the_ladder(
             .push(format!("back where the run started: {how}"));
         summary.next_steps.push(format!(
             "fix the cause above, then run `ballast {}` again",
-            rerun_command(pipeline)
+            rerun_command(pipeline, ctx.options().phase)
         ));
         return;
     }
@@ -392,11 +392,17 @@ fn interrupted(ctx: &RunContext) -> StageError {
     }
 }
 
-fn rerun_command(pipeline: &Pipeline) -> String {
-    match &pipeline.rerun {
+/// The command that runs this pipeline again, with the run's `--phase` (a rerun
+/// without it would run the contract step before the rollout).
+fn rerun_command(pipeline: &Pipeline, phase: Option<crate::migrations::Phase>) -> String {
+    let command = match &pipeline.rerun {
         Some(command) => command.clone(),
         None if pipeline.name == "deploy" => "deploy".to_string(),
         None => format!("run {}", pipeline.name),
+    };
+    match phase {
+        Some(phase) => format!("{command} --phase {phase}"),
+        None => command,
     }
 }
 

@@ -64,6 +64,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     // Where the run aimed: the head, or a `to` (a rollback's -1, an upgrade's goal).
     let aim = match ctx.upgrade_goal() {
         Some(_) => "at the target",
+        None if !snap.held_back_labels().is_empty() => "at the target",
         None => "at the head",
     };
     let matched = snap.proof_words(aim);

@@ -212,6 +212,29 @@ fn the_contract_step_unmarked_is_refused_by_the_lint_with_the_way_out() {
         refused.all()
     );
     assert_eq!(columns(&p, "users"), "id,name,legacy");
+    // Marked post, a deploy without --phase would still run it now: refused, saying so.
+    p.migration(
+        "1_drop_legacy.sql",
+        "-- ballast:phase post\nalter table users drop column legacy;\n",
+    );
+    // --phase means nothing to a pipeline without an upgrade: refused, not ignored.
+    let backup = p.ballast(&["--yes", "run", "backup", "--phase", "pre"]);
+    backup.expect_code(2);
+    assert!(
+        backup.stderr().contains("no upgrade stage"),
+        "{}",
+        backup.all()
+    );
+    let refused = p.ballast(&["--yes", "deploy"]);
+    refused.expect_code(3);
+    assert!(
+        refused
+            .stdout()
+            .contains("a deploy without --phase runs it now"),
+        "{}",
+        refused.all()
+    );
+    assert_eq!(columns(&p, "users"), "id,name,legacy");
 
     // A pre migration that needs what a post one creates: the expand step would break.
     let p = Project::new();
@@ -317,6 +340,15 @@ fn golang_migrates_one_version_cannot_hold_a_migration_back_so_pre_refuses_up_fr
         p.sql("select version || ' ' || dirty from schema_migrations"),
         "1 false"
     );
+    // Set to apply out of order or not, its one version cannot keep 2 pending.
+    p.write_config("[migrations]\nout_of_order = \"apply\"");
+    p.ballast(&["--yes", "deploy", "--phase", "pre"])
+        .expect_code(3);
+    assert_eq!(
+        p.sql("select version || ' ' || dirty from schema_migrations"),
+        "1 false"
+    );
+    p.write_config("");
     assert_eq!(columns(&p, "users"), "id,legacy");
     // plan says the same, read-only.
     p.ballast(&["plan", "--phase", "pre"]).expect_code(3);
@@ -426,6 +458,16 @@ fn alembic_holds_back_post_revisions_at_the_chains_end_and_refuses_a_pre_one_beh
         .expect_code(0);
     assert_eq!(alembic_version(&p), "c0ffee000002");
     assert!(p.table_exists("marketplace.contract_done"));
+    // Two heads: nothing is pending towards one target, and the gate is not released.
+    alembic_revision(&versions, "c0ffee000003", "c0ffee000002", &[expand], "pass");
+    alembic_revision(&versions, "c0ffee000004", "c0ffee000002", &[expand], "pass");
+    let two_heads = p.ballast(&["wait", "--timeout", "1s"]);
+    two_heads.expect_code(1);
+    assert!(
+        two_heads.all().contains("needs attention"),
+        "{}",
+        two_heads.all()
+    );
 }
 
 /// A project with `1_users` applied and an expand migration and a contract step
@@ -509,7 +551,8 @@ fn wait_times_out_with_what_is_pending_and_is_released_within_seconds_of_a_deplo
 #[test]
 fn wait_refuses_a_database_ahead_of_its_files_and_works_with_a_read_only_role() {
     let p = pending_release();
-    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    p.ballast(&["--yes", "deploy", "--phase", "post"])
+        .expect_code(0);
     // A read-only role, as an application pod's may be.
     let role = format!("{}_reader", p.db);
     p.sql(&format!(

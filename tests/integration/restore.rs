@@ -823,6 +823,30 @@ fn the_restore_drill_restores_counts_records_the_time_and_drops_its_copy() {
     );
     assert_eq!(record["contents_checked"], true);
 
+    // One drill of a database at a time.
+    let other = crate::harness::Blocker::hold(
+        &p.url,
+        "select pg_advisory_lock(hashtext('ballast restore drill'))",
+    );
+    let refused = p.ballast(&["verify-backup", "--restore"]);
+    refused.expect_code(3);
+    assert!(
+        refused.stderr().contains("another restore drill"),
+        "{}",
+        refused.all()
+    );
+    drop(other);
+    // Its session sleeps on in the server until ended.
+    p.sql("select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'blocker' and datname = current_database()");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while p.sql("select count(*) from pg_locks where locktype = 'advisory' and database = (select oid from pg_database where datname = current_database())") != "0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other drill's lock lingers"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
     // JSON, for the nightly job.
     let run = p.ballast(&["--json", "verify-backup", &id, "--restore"]);
     run.expect_code(0);

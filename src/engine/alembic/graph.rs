@@ -121,8 +121,14 @@ impl Graph {
         }
         let mut graph: Graph = serde_json::from_value(value).map_err(ProbeError::Shape)?;
         for revision in &mut graph.revisions {
-            // The probe read the file a moment ago; one it cannot read now has no marker.
-            let text = std::fs::read_to_string(&revision.path).unwrap_or_default();
+            // A file that cannot be read as text (a sourceless .pyc) says no phase:
+            // never taken for pre, which would run a contract step before the rollout.
+            let text = std::fs::read_to_string(&revision.path).map_err(|e| {
+                ProbeError::Said(format!(
+                    "cannot read {} for its `# ballast:phase` mark: {e}",
+                    revision.path
+                ))
+            })?;
             revision.phase = crate::migrations::phase::declared(&text, "#").map_err(|error| {
                 ProbeError::Phase {
                     path: revision.path.clone(),

@@ -95,7 +95,7 @@ mod tests {
     use super::PreNeedsPost as R;
     use crate::lint::input::LintInput;
     use crate::lint::rules::testing::input;
-    use crate::lint::run_rules;
+    use crate::lint::{run_rules, LintSettings, Reading};
     use crate::migrations::Phase;
 
     fn lint(migrations: &[(&str, Phase)]) -> Vec<crate::lint::Finding> {
@@ -176,6 +176,32 @@ mod tests {
             ("alter table users drop column email;", Phase::Post),
         ])
         .is_empty());
+        // A deploy of everything runs them in order: nothing to say.
+        let inputs: Vec<LintInput> = [
+            ("alter table users add column email_v2 text;", Phase::Post),
+            (
+                "create index users_email_v2 on users (email_v2);",
+                Phase::Pre,
+            ),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, (sql, phase))| LintInput {
+            label: format!("{}_m", i + 1),
+            phase: *phase,
+            ..input(sql)
+        })
+        .collect();
+        for reading in [Reading::Deploy(None), Reading::Deploy(Some(Phase::Post))] {
+            let settings = LintSettings {
+                reading,
+                ..Default::default()
+            };
+            assert!(
+                run_rules(&inputs, &[&R], &settings, None, None).is_empty(),
+                "{reading:?}"
+            );
+        }
         // Dropping in post what pre uses is the ordinary contract step.
         assert!(lint(&[
             ("alter table users drop column email;", Phase::Post),
