@@ -178,10 +178,7 @@ async fn restore_drill(
         Ok(conn) => conn,
         Err(e) => return super::fail(g, &e.to_string(), exit_code::USAGE),
     };
-    let alone: Result<bool, _> =
-        sqlx::query_scalar("select pg_try_advisory_lock(hashtext('ballast restore drill'))")
-            .fetch_one(&mut guard)
-            .await;
+    let alone = crate::db::lock::try_purpose_lock(&mut guard, "restore drill").await;
     if !matches!(alone, Ok(true)) {
         crate::db::close(guard).await;
         return super::fail(

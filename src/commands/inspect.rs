@@ -8,7 +8,7 @@ use crate::engine::{self, Snapshot};
 use crate::events::{Event, Events};
 use crate::exit_code;
 use crate::migrations::Phase;
-use crate::stages::state_check::report_state;
+use crate::stages::state_check::report_phased;
 
 type Read = (Settings, Snapshot, Option<crate::lint::DbFacts>);
 
@@ -40,12 +40,8 @@ async fn read(
     };
     db::close(conn).await;
     let whole = snap?;
-    let phased = match phase {
-        Some(phase) => whole.in_phase(phase),
-        None => Ok(whole.clone()),
-    };
-    report_state(events, phased.as_ref().unwrap_or(&whole));
-    whole.diagnose(events);
+    let phased = whole.in_phase(phase);
+    report_phased(events, &whole, &phased);
     let snap = phased.map_err(|e| super::fail(g, &e.to_string(), exit_code::REFUSED))?;
     Ok((settings, snap, facts))
 }
@@ -66,14 +62,9 @@ pub async fn plan(g: &GlobalArgs, full: bool, phase: Option<Phase>) -> i32 {
     match read(g, &events, true, phase).await {
         Ok((settings, snap, facts)) => {
             let plan = snap.plan_with_sql(&settings).await;
-            // What a deploy of this phase would lint.
-            let reading = crate::lint::LintSettings {
-                reading: crate::lint::Reading::Deploy(phase),
-                ..settings.lint.clone()
-            };
             let findings = crate::lint::run(
                 &snap.lint_inputs(&plan),
-                &reading,
+                &settings.lint.for_deploy(phase),
                 facts.as_ref(),
                 Some(&snap.lint_schema(&settings)),
             );

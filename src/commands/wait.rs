@@ -44,8 +44,8 @@ pub async fn run(g: &GlobalArgs, phase: Phase, timeout: Duration, interval: Dura
         phase,
         started: Instant::now(),
         last: None,
-        said: None,
         unread: None,
+        said: None,
     };
     // No connection yet, or a lost one: a database restarting as the pods start is
     // waited for like a deploy is.
@@ -108,13 +108,23 @@ struct Gate<'a> {
     events: &'a Events,
     phase: Phase,
     started: Instant,
-    /// The last state read: what is pending, what the database has that the files
-    /// do not, and the snapshot (which names the ledger to look at next time).
-    last: Option<(Vec<String>, Vec<String>, Snapshot)>,
-    /// The pending list last said, so a change is said once.
-    said: Option<(Vec<String>, Option<String>)>,
-    /// Why the last look could not read the state; `None` once one could.
+    /// The last state read.
+    last: Option<Seen>,
+    /// Why the last look could not count what it read as applied (the state could
+    /// not be read, or needs attention); `None` when it could.
     unread: Option<String>,
+    /// The pending list and reason last said, so a change is said once.
+    said: Option<(Vec<String>, Option<String>)>,
+}
+
+/// A state read by a look.
+struct Seen {
+    /// The phase's migrations still pending.
+    pending: Vec<String>,
+    /// What the database has that the files do not.
+    unknown: Vec<String>,
+    /// Where it was read from (names the ledger to look at next time).
+    snap: Snapshot,
 }
 
 impl Gate<'_> {
@@ -186,14 +196,17 @@ impl Gate<'_> {
             (true, true) => Look::Ready,
             (true, false) => Look::Pending,
         };
-        self.last = Some((pending.clone(), unknown, snap));
-        self.unread = None;
+        self.last = Some(Seen {
+            pending,
+            unknown,
+            snap,
+        });
+        self.unread = blocked.then(|| {
+            "the state needs attention before it counts as applied (`ballast status` says what)"
+                .to_string()
+        });
         if matches!(look, Look::Pending) {
-            let why = blocked.then(|| {
-                "the state needs attention before it counts as applied (`ballast status` says what)".to_string()
-            });
-            self.unread.clone_from(&why);
-            self.say(WaitOutcome::Waiting, why);
+            self.say(WaitOutcome::Waiting);
         }
         Ok(look)
     }
@@ -211,7 +224,7 @@ impl Gate<'_> {
             self.settings.database.schema,
             crate::db::ledger::TABLE
         )];
-        tables.extend(engine.own_tables(self.settings, self.last.as_ref().map(|l| &l.2)));
+        tables.extend(engine.own_tables(self.settings, self.last.as_ref().map(|l| &l.snap)));
         let holder: Option<(i32, String, String)> = sqlx::query_as(
             "select l.pid, coalesce(a.application_name, ''), n.nspname || '.' || c.relname \
                from pg_locks l left join pg_stat_activity a on a.pid = l.pid \
@@ -238,21 +251,24 @@ impl Gate<'_> {
         }))
     }
 
+    /// A look could not read the state: waiting goes on, saying why.
     fn unread(&mut self, why: String) {
-        self.unread = Some(why.clone());
-        let pending = self.last.as_ref().map(|l| l.0.clone()).unwrap_or_default();
-        if self.said.as_ref() != Some(&(pending, Some(why.clone()))) {
-            self.say(WaitOutcome::Waiting, Some(why));
-        }
+        self.unread = Some(why);
+        self.say(WaitOutcome::Waiting);
     }
 
-    /// Emits where the wait stands, once per change while waiting.
-    fn say(&mut self, outcome: WaitOutcome, unread: Option<String>) {
+    /// Emits where the wait stands (while waiting, once per change); the reason it
+    /// could not count the state as applied goes with waiting and timing out.
+    fn say(&mut self, outcome: WaitOutcome) {
         let (pending, unknown) = self
             .last
             .as_ref()
-            .map(|l| (l.0.clone(), l.1.clone()))
+            .map(|l| (l.pending.clone(), l.unknown.clone()))
             .unwrap_or_default();
+        let unread = match outcome {
+            WaitOutcome::Waiting | WaitOutcome::TimedOut => self.unread.clone(),
+            WaitOutcome::Ready | WaitOutcome::Ahead => None,
+        };
         let now = (pending.clone(), unread.clone());
         if outcome == WaitOutcome::Waiting && self.said.as_ref() == Some(&now) {
             return;
@@ -268,14 +284,9 @@ impl Gate<'_> {
         });
     }
 
-    /// Says how the wait ended (timed out: with why the last look could not read the
-    /// state, when it could not); returns `code`.
+    /// Says how the wait ended; returns `code`.
     fn end(&mut self, outcome: WaitOutcome, code: i32) -> i32 {
-        let unread = match outcome {
-            WaitOutcome::TimedOut => self.unread.clone(),
-            _ => None,
-        };
-        self.say(outcome, unread);
+        self.say(outcome);
         code
     }
 }

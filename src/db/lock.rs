@@ -61,6 +61,24 @@ pub fn key_for(schema: &str) -> i32 {
     hash as i32
 }
 
+/// The key of one of ballast's own locks besides the deploy lock, by what it is for
+/// (`restore drill`): a NUL no schema name holds keeps it apart from every schema's
+/// deploy lock ([`key_for`]).
+pub fn purpose_key(purpose: &str) -> i32 {
+    key_for(&format!("\0{purpose}"))
+}
+
+/// Takes ballast's lock for `purpose` (see [`purpose_key`]) on `conn`'s session, without
+/// waiting: `false` when another session holds it. Held until the session ends.
+pub async fn try_purpose_lock(conn: &mut PgConnection, purpose: &str) -> Result<bool, DbError> {
+    sqlx::query_scalar("select pg_try_advisory_lock($1, $2)")
+        .bind(LOCK_CLASS)
+        .bind(purpose_key(purpose))
+        .fetch_one(conn)
+        .await
+        .map_err(|e| DbError::query(format!("taking the {purpose} lock"), &e))
+}
+
 impl DeployLock {
     /// Takes the lock, waiting up to `database.lock_wait`; `on_wait` is told once
     /// who is in the way.

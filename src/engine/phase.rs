@@ -34,11 +34,11 @@ pub enum HoldBackError {
 
 impl Snapshot {
     /// The same state, aimed at what a deploy of `phase` runs: the post-phase
-    /// migrations held back for `pre`, everything for `post`.
-    pub fn in_phase(&self, phase: Phase) -> Result<Snapshot, HoldBackError> {
-        if phase == Phase::Post {
+    /// migrations held back for `pre`; everything for `post`, or without a phase.
+    pub fn in_phase(&self, phase: Option<Phase>) -> Result<Snapshot, HoldBackError> {
+        let Some(phase @ Phase::Pre) = phase else {
             return Ok(self.clone());
-        }
+        };
         match self {
             Snapshot::Sql(s) => {
                 let mut cut = s.clone();
@@ -71,14 +71,7 @@ impl Snapshot {
                     Some(target) => vec![target.to_string()],
                     None => a.graph.heads.clone(),
                 };
-                let done = a.graph.ancestry(a.current());
-                let wanted = a.graph.ancestry(&heads);
-                let pending: Vec<&super::alembic::Revision> = a
-                    .graph
-                    .revisions
-                    .iter()
-                    .filter(|r| wanted.contains(&r.revision) && !done.contains(&r.revision))
-                    .collect();
+                let pending = a.graph.pending(a.current(), &heads);
                 let ids: Vec<String> = pending.iter().map(|r| r.revision.clone()).collect();
                 let held: Vec<String> = pending
                     .iter()
@@ -98,11 +91,7 @@ impl Snapshot {
     /// Where a deploy of this state ends, as a label: the head, or with the contract
     /// step held back, the last migration that runs (what is applied, when none does).
     pub fn aim_label(&self) -> Option<String> {
-        let held = match self {
-            Snapshot::Sql(s) => !s.state.held_back.is_empty(),
-            Snapshot::Alembic(a) => !a.held_back.is_empty(),
-        };
-        if !held {
+        if self.held_back_labels().is_empty() {
             return self.head_label();
         }
         self.pending_labels().pop().or_else(|| self.current_label())
@@ -143,19 +132,6 @@ impl Snapshot {
                 .map(|r| r.label())
                 .collect(),
         }
-    }
-
-    /// The phase of the pending migration `version` (as the plan names it).
-    pub fn phase_of(&self, version: &str) -> Phase {
-        match self {
-            Snapshot::Sql(s) => s
-                .source
-                .iter()
-                .find(|m| m.version.to_string() == version)
-                .map(|m| m.phase),
-            Snapshot::Alembic(a) => a.graph.get(version).map(|r| r.phase),
-        }
-        .unwrap_or_default()
     }
 }
 

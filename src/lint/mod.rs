@@ -147,6 +147,14 @@ pub enum Reading {
 }
 
 impl LintSettings {
+    /// These settings, reading a deploy's plan of `phase` (`None`: no `--phase`).
+    pub fn for_deploy(&self, phase: Option<crate::migrations::Phase>) -> LintSettings {
+        LintSettings {
+            reading: Reading::Deploy(phase),
+            ..self.clone()
+        }
+    }
+
     pub fn level_of(&self, meta: &RuleMeta) -> Level {
         self.levels
             .iter()

@@ -342,7 +342,7 @@ pub fn read_folder(
         let file_name = file_name.as_str();
         // The marker may stand anywhere in the file (above dbmate's `-- migrate:up`
         // too); a diesel folder's is in its up.sql.
-        let whole = text.clone();
+        let declared = text.as_deref().map(|text| phase::declared(text, "--"));
         let found = if decided == Layout::Of(Tool::Flyway) {
             let text = text.unwrap_or_default();
             match flyway_migration(&path, file_name, text)? {
@@ -372,8 +372,8 @@ pub fn read_folder(
             None
         };
         if let Some(mut m) = found {
-            let marked = whole.as_deref().unwrap_or(&m.up_sql);
-            m.phase = phase::declared(marked, "--").map_err(|error| SourceError::Phase {
+            let declared = declared.unwrap_or_else(|| phase::declared(&m.up_sql, "--"));
+            m.phase = declared.map_err(|error| SourceError::Phase {
                 path: m.up_path.clone(),
                 error,
             })?;

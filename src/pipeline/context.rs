@@ -635,12 +635,8 @@ impl RunContext {
 
     /// `snap` cut to the run's release phase (`--phase`; without one, as it is).
     pub fn phased(&self, snap: Snapshot) -> Result<Snapshot, crate::pipeline::StageError> {
-        match self.options.phase {
-            Some(phase) => snap
-                .in_phase(phase)
-                .map_err(|e| crate::pipeline::StageError::Refused(e.to_string())),
-            None => Ok(snap),
-        }
+        snap.in_phase(self.options.phase)
+            .map_err(|e| crate::pipeline::StageError::Refused(e.to_string()))
     }
 
     /// The target's revision read from the database alone (a restore needs no

@@ -26,13 +26,9 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         }
     };
     let settings = ctx.settings();
-    let reading = lint::LintSettings {
-        reading: lint::Reading::Deploy(ctx.options().phase),
-        ..settings.lint.clone()
-    };
     let findings = lint::run(
         &snap.lint_inputs(&plan),
-        &reading,
+        &settings.lint.for_deploy(ctx.options().phase),
         facts.as_ref(),
         Some(&snap.lint_schema(settings)),
     );

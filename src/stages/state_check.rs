@@ -13,8 +13,7 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     // What this run's phase runs (`--phase pre` holds the contract step back), refused
     // (after the state is shown) when the contract step cannot be held back.
     let phased = ctx.phased(whole.clone());
-    report_state(ctx.events(), phased.as_ref().unwrap_or(&whole));
-    let blockers = whole.diagnose(ctx.events());
+    let blockers = report_phased(ctx.events(), &whole, &phased);
     let snap = phased?;
     // A rollback refused for a reason the state already shows is refused now, before
     // the pipeline's backup.
@@ -94,7 +93,15 @@ async fn run_preflight(ctx: &mut RunContext, snap: &Snapshot) -> Result<usize, S
     Ok(failed)
 }
 
-pub fn report_state(events: &Events, snap: &Snapshot) {
+/// Shows the state a run of one phase works on (`phased`: the whole state cut to the
+/// phase, or why it could not be), then diagnoses the whole state; returns how many
+/// blockers it found.
+pub fn report_phased<E>(events: &Events, whole: &Snapshot, phased: &Result<Snapshot, E>) -> usize {
+    report_state(events, phased.as_ref().unwrap_or(whole));
+    whole.diagnose(events)
+}
+
+fn report_state(events: &Events, snap: &Snapshot) {
     events.emit(Event::State {
         current: snap.current_label(),
         target: snap.aim_label(),

@@ -62,13 +62,12 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         n => format!("{n} user checks passed"),
     };
     // Where the run aimed: the head, or a `to` (a rollback's -1, an upgrade's goal).
+    let held = snap.held_back_labels();
     let aim = match ctx.upgrade_goal() {
-        Some(_) => "at the target",
-        None if !snap.held_back_labels().is_empty() => "at the target",
-        None => "at the head",
+        None if held.is_empty() => "at the head",
+        _ => "at the target",
     };
     let matched = snap.proof_words(aim);
-    let held = snap.held_back_labels();
     if !held.is_empty() {
         ctx.leave_next_step(format!(
             "after the rollout (once no instance of the old code runs), `ballast deploy --phase post` applies the contract step held back: {}",

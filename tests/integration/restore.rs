@@ -826,7 +826,11 @@ fn the_restore_drill_restores_counts_records_the_time_and_drops_its_copy() {
     // One drill of a database at a time.
     let other = crate::harness::Blocker::hold(
         &p.url,
-        "select pg_advisory_lock(hashtext('ballast restore drill'))",
+        &format!(
+            "select pg_advisory_lock({}, {})",
+            ballast::db::lock::LOCK_CLASS,
+            ballast::db::lock::purpose_key("restore drill")
+        ),
     );
     let refused = p.ballast(&["verify-backup", "--restore"]);
     refused.expect_code(3);

@@ -164,11 +164,11 @@ impl Graph {
         seen
     }
 
-    /// The revisions an upgrade from `current` to `target` runs, in the order it runs
-    /// them.
-    pub fn pending(&self, current: &[String], target: &str) -> Vec<&Revision> {
+    /// The revisions an upgrade from `current` to `targets` (one, or every head)
+    /// runs, in the order it runs them.
+    pub fn pending(&self, current: &[String], targets: &[String]) -> Vec<&Revision> {
         let done = self.ancestry(current);
-        let wanted = self.ancestry(&[target.to_string()]);
+        let wanted = self.ancestry(targets);
         self.revisions
             .iter()
             .filter(|r| wanted.contains(&r.revision) && !done.contains(&r.revision))
@@ -406,11 +406,20 @@ mod tests {
             rev("c2", &["b"]),
             rev("e", &["m"]),
         ]);
-        assert_eq!(ids(g.pending(&[], "e")), ["a", "b", "c1", "c2", "m", "e"]);
-        assert_eq!(ids(g.pending(&["b".into()], "e")), ["c1", "c2", "m", "e"]);
+        assert_eq!(
+            ids(g.pending(&[], &["e".into()])),
+            ["a", "b", "c1", "c2", "m", "e"]
+        );
+        assert_eq!(
+            ids(g.pending(&["b".into()], &["e".into()])),
+            ["c1", "c2", "m", "e"]
+        );
         // Half the branches applied (two rows in the version table).
-        assert_eq!(ids(g.pending(&["c1".into()], "e")), ["c2", "m", "e"]);
-        assert!(g.pending(&["e".into()], "e").is_empty());
+        assert_eq!(
+            ids(g.pending(&["c1".into()], &["e".into()])),
+            ["c2", "m", "e"]
+        );
+        assert!(g.pending(&["e".into()], &["e".into()]).is_empty());
     }
 
     #[test]

@@ -65,7 +65,9 @@ impl AlembicSnapshot {
 
     pub fn pending(&self) -> Vec<&Revision> {
         let mut pending = match self.target() {
-            Some(target) if self.unknown().is_empty() => self.graph.pending(self.current(), target),
+            Some(target) if self.unknown().is_empty() => {
+                self.graph.pending(self.current(), &[target.to_string()])
+            }
             _ => Vec::new(),
         };
         pending.retain(|r| !self.held_back.contains(&r.revision));
