@@ -33,3 +33,4 @@ pub mod stages;
 pub mod storage;
 pub mod subprocess;
 pub mod text;
+pub mod trace;

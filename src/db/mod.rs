@@ -6,6 +6,7 @@
 
 mod connect;
 mod error;
+pub mod held_locks;
 pub mod index_leftover;
 pub mod journal_table;
 pub mod ledger;

@@ -158,6 +158,9 @@ pub struct RunFacts {
     /// How the database looked right before the change: an engine whose bookkeeping
     /// can miss what committed (Alembic's autocommit blocks) compares against it.
     pub before: Option<Before>,
+    /// A rehearsal's tracer: the sql engine runs each statement through it, Alembic
+    /// marks where each revision starts ([`crate::trace`]). `None` in a deploy.
+    pub trace: Option<crate::trace::Tracer>,
 }
 
 /// The database right before a change, for an account that must not trust the

@@ -522,6 +522,7 @@ impl RunContext {
             events: self.events.clone(),
             server_major,
             before,
+            trace: None,
         })
     }
 

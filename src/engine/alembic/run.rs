@@ -34,7 +34,7 @@ pub async fn upgrade(snap: &AlembicSnapshot, run: &RunFacts) -> Result<Report, C
     // Alembic's every connection is held to the witness while it runs (guard.py).
     let witness = Witness::open(&run.settings.database).await?;
     let runner = Runner::new(&run.settings, Some(run.server_major)).guarded(&witness);
-    let finished = upgrade_once(runner, &run.events, &target, &pending, transactional).await;
+    let finished = upgrade_once(runner, run, &target, &pending, transactional).await;
     witness.close().await;
     let finished = finished?;
     let mut account = account(snap, &pending, &finished, "upgrade", run).await;
@@ -47,15 +47,16 @@ pub async fn upgrade(snap: &AlembicSnapshot, run: &RunFacts) -> Result<Report, C
 /// One `alembic upgrade`, with a progress event per revision from alembic's log.
 async fn upgrade_once(
     runner: Runner,
-    events: &crate::events::Events,
+    run: &RunFacts,
     target: &str,
     pending: &[(String, String)],
     transactional: bool,
 ) -> Result<Finished, ChangeError> {
     let total = pending.len();
     let order = pending.to_vec();
-    let progress = events.clone();
-    let events = events.clone();
+    let progress = run.events.clone();
+    let events = run.events.clone();
+    let trace = run.trace.clone();
     let target = target.to_string();
     let (finished, last) = tokio::task::spawn_blocking(move || {
         let mut previous: Option<(usize, Instant)> = None;
@@ -71,6 +72,9 @@ async fn upgrade_once(
             };
             if let Some((done, since)) = previous.take() {
                 events.emit(applied(&order, done, since));
+            }
+            if let Some(trace) = &trace {
+                trace.migration_started(&revision);
             }
             events.emit(Event::MigrationStarted {
                 index,

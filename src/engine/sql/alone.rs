@@ -29,12 +29,15 @@ pub(super) struct Halted {
 
 /// Runs `sql` statement by statement, from statement `from` (counted from 0; the
 /// ones before it ran earlier). `fault`: a test pause after the first of several.
+/// `traced`: a rehearsal's tracer and the migration's label (each statement is a
+/// transaction of its own).
 pub(super) async fn run_alone(
     conn: &mut PgConnection,
     sql: &str,
     from: usize,
     events: &Events,
     fault: Option<&str>,
+    traced: Option<(&crate::trace::Tracer, &str)>,
 ) -> Result<Result<(), Halted>, DbError> {
     let statements = split_statements(sql);
     let invalid_before = crate::db::invalid_indexes(conn).await?;
@@ -59,7 +62,20 @@ pub(super) async fn run_alone(
                 );
             }
         }
-        let Err(e) = conn.execute(sqlx::raw_sql(&statement.sql)).await else {
+        let ran = match traced {
+            Some((trace, label)) => {
+                let ran = trace
+                    .execute(&mut *conn, label, statement.line, &statement.sql)
+                    .await;
+                trace.transaction_ended();
+                ran
+            }
+            None => conn
+                .execute(sqlx::raw_sql(&statement.sql))
+                .await
+                .map(|done| done.rows_affected()),
+        };
+        let Err(e) = ran else {
             if let (0, Some(fault), true) = (n, fault, statements.len() > 1) {
                 crate::faults::pause(fault);
             }

@@ -39,7 +39,11 @@ pub async fn batch(
         ledger,
         run,
     };
-    match in_one_transaction(conn, "beginning the deploy transaction", &mut body).await {
+    let ended = in_one_transaction(conn, "beginning the deploy transaction", &mut body).await;
+    if let Some(trace) = &run.trace {
+        trace.transaction_ended();
+    }
+    match ended {
         Ended::Committed => Ok(Report::committed(versions)),
         Ended::NotBegun(e) => Err(e.into()),
         Ended::BodyFailed {
@@ -92,14 +96,14 @@ impl Body for Batch<'_> {
             let index = self.first_index + offset;
             self.run.events.emit(started(m, index, self.total));
             let t = Instant::now();
-            if let Err(e) = tx.execute(sqlx::raw_sql(&m.up_sql)).await {
+            if let Err((e, place)) = run_up(tx, m, self.run).await {
                 let failure = SqlFailure::from_sqlx(&e);
                 return Err(ChangeError {
                     kind: match failure.is_lock_timeout() {
                         true => Stop::LockTimeout,
                         false => Stop::Failed,
                     },
-                    message: migration_failed(m, &failure, self.run, None),
+                    message: migration_failed(m, &failure, self.run, place),
                     report: Report::default(),
                 });
             }
@@ -108,6 +112,40 @@ impl Body for Batch<'_> {
         crate::faults::pause("upgrade-transaction");
         Ok(())
     }
+}
+
+/// Runs `m`'s up in the open transaction: whole, or (in a rehearsal) statement by
+/// statement through the tracer; on failure, where it stopped when that is known.
+async fn run_up(
+    tx: &mut PgConnection,
+    m: &Migration,
+    run: &RunFacts,
+) -> Result<(), (sqlx::Error, Option<String>)> {
+    let Some(trace) = &run.trace else {
+        return tx
+            .execute(sqlx::raw_sql(&m.up_sql))
+            .await
+            .map(|_| ())
+            .map_err(|e| (e, None));
+    };
+    let label = m.label();
+    trace.migration_started(&label);
+    let statements = crate::migrations::split::split_statements(&m.up_sql);
+    for (n, statement) in statements.iter().enumerate() {
+        if let Err(e) = trace
+            .execute(&mut *tx, &label, statement.line, &statement.sql)
+            .await
+        {
+            let place = format!(
+                "statement {} of {}, line {}",
+                n + 1,
+                statements.len(),
+                statement.line
+            );
+            return Err((e, Some(place)));
+        }
+    }
+    Ok(())
 }
 
 /// Applies a `no-transaction` migration: each statement commits on its own. `from`:
@@ -136,7 +174,12 @@ pub async fn alone(
         _ => None,
     };
     let fault = Some("no-transaction").filter(|_| from == 0);
-    let Err(halted) = run_alone(conn, &m.up_sql, from, &run.events, fault).await? else {
+    let label = m.label();
+    if let (Some(trace), 0) = (&run.trace, from) {
+        trace.migration_started(&label);
+    }
+    let traced = run.trace.as_ref().map(|t| (t, label.as_str()));
+    let Err(halted) = run_alone(conn, &m.up_sql, from, &run.events, fault, traced).await? else {
         if let Err(e) = record(conn, m, index, total, t, ledger, run).await {
             // It ran; only the bookkeeping failed. Never let the run call this unchanged.
             let mut report = Report::default();

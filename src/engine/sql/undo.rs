@@ -549,7 +549,7 @@ async fn undo_alone(
         0 => step.ledger.starting_alone(&mut *conn, back_to).await?,
         _ => None,
     };
-    let halted = run_alone(conn, &step.down_sql, from, &run.events, None).await?;
+    let halted = run_alone(conn, &step.down_sql, from, &run.events, None, None).await?;
     if let Err(halted) = halted {
         let (n, of) = (halted.ran, halted.of);
         if n > 0 {

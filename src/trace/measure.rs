@@ -1,0 +1,443 @@
+//! From a [`Recording`] to the rehearsal's [`Report`]: each statement with its time,
+//! rows, the locks it took and how long each was held (until its transaction ended),
+//! the tables it rewrote; then per migration and for the whole run, the longest
+//! `ACCESS EXCLUSIVE` lock and the longest write-blocking lock per table.
+//!
+//! A lock is the statement's that first held it in its transaction. Where the engine
+//! ran the statement itself (the sql engine), its own session read the locks after
+//! each statement: exact. Where only the sampler saw them (Alembic's session, a
+//! statement that commits by itself), a lock is held from the statement that was
+//! running when it was first seen to the last look that saw it: exact to the
+//! sampling interval.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use super::recording::{Ran, Recording};
+use crate::lint::locks::LockMode;
+
+/// What the rehearsal measured.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub statements: Vec<TracedStatement>,
+    pub migrations: Vec<MigrationTotals>,
+    /// Per table, the longest `AccessExclusiveLock` of the run, longest first.
+    pub longest_exclusive: Vec<TableHold>,
+    /// Per table, the longest lock that blocks writes (`ShareLock` or stronger).
+    pub longest_write_block: Vec<TableHold>,
+    /// From the first statement to the last transaction's end.
+    pub duration_ms: u64,
+    /// How often the sampler looked at the other sessions' locks.
+    pub sample_interval_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TracedStatement {
+    pub migration: String,
+    /// Its line in the migration's file; `null` for Alembic (seen, not run, by ballast).
+    pub line: Option<usize>,
+    /// Its first line, shortened.
+    pub sql: String,
+    /// When it started, from the start of the plan.
+    pub started_ms: u64,
+    pub duration_ms: u64,
+    /// Rows affected; `null` where ballast did not run it, or it failed.
+    pub rows: Option<u64>,
+    /// The locks it took, held until its transaction ended, longest first.
+    pub locks: Vec<HeldLock>,
+    /// Tables whose storage it replaced (a rewrite, a TRUNCATE).
+    pub rewrites: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeldLock {
+    /// `schema.table`.
+    pub relation: String,
+    /// As `pg_locks` names it (`AccessExclusiveLock`).
+    pub mode: String,
+    pub held_ms: u64,
+    /// When it was taken, from the start of the plan.
+    pub from_ms: u64,
+    /// The migration whose end released it, when that is a later one (the lock was
+    /// held across migrations that share a transaction).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}
+
+/// A table's longest lock of one kind, and the statement that took it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TableHold {
+    pub relation: String,
+    pub mode: String,
+    pub held_ms: u64,
+    pub migration: String,
+    pub line: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationTotals {
+    pub migration: String,
+    pub duration_ms: u64,
+    pub longest_exclusive: Vec<TableHold>,
+    pub longest_write_block: Vec<TableHold>,
+    pub rewrites: Vec<String>,
+}
+
+/// Whether a lock of this mode (as `pg_locks` names it) makes writers wait.
+pub fn blocks_writes(mode: &str) -> bool {
+    LockMode::from_pg_name(mode).is_some_and(|m| m.conflicts_with(LockMode::RowExclusive))
+}
+
+/// A statement as the measure sees it, whoever ran it.
+struct Span {
+    migration: String,
+    line: Option<usize>,
+    sql: String,
+    pid: Option<i32>,
+    /// The sql engine's transaction; `None` for a sampled statement.
+    tx: Option<usize>,
+    started: f64,
+    ended: f64,
+    rows: Option<u64>,
+    exact_locks: Vec<(u32, String)>,
+    rewrote: Vec<u32>,
+    error: Option<String>,
+}
+
+/// The report of `recording`; `bookkeeping`: `schema.table` of the tables that keep
+/// migration state (the ledger, Alembic's version table), left out.
+pub fn measure(recording: &Recording, bookkeeping: &[String]) -> Report {
+    let skip = |name: &str| {
+        let bare = name.replace('"', "");
+        bookkeeping.iter().any(|b| b.replace('"', "") == bare)
+    };
+    let sampled_only = recording.ran.is_empty();
+    let mut spans: Vec<Span> = match sampled_only {
+        false => recording.ran.iter().map(span_of_ran).collect(),
+        true => sampled_spans(recording, &skip),
+    };
+    let t0 = spans
+        .iter()
+        .map(|s| s.started)
+        .fold(recording.started_ms, f64::min);
+    // (statement index) → locks it took: (oid, mode, from, to).
+    let mut holds: Vec<Vec<(u32, String, f64, f64)>> = vec![Vec::new(); spans.len()];
+    match sampled_only {
+        false => exact_holds(recording, &spans, &mut holds),
+        true => sampled_holds(recording, &spans, &mut holds),
+    }
+    if sampled_only {
+        attribute_rewrites(recording, &mut spans, &holds);
+    }
+    let last_of_tx = |tx: Option<usize>| {
+        tx.and_then(|tx| spans.iter().rev().find(|s| s.tx == Some(tx)))
+            .map(|s| s.migration.clone())
+    };
+    let ms = |t: f64| (t - t0).max(0.0).round() as u64;
+    let statements: Vec<TracedStatement> = spans
+        .iter()
+        .zip(&holds)
+        .map(|(span, held)| {
+            let until = last_of_tx(span.tx).filter(|m| *m != span.migration);
+            let mut locks: Vec<HeldLock> = held
+                .iter()
+                .filter_map(|(oid, mode, from, to)| {
+                    let relation = recording.names.get(oid)?;
+                    (!skip(relation)).then(|| HeldLock {
+                        relation: relation.clone(),
+                        mode: mode.clone(),
+                        held_ms: (to - from).max(0.0).round() as u64,
+                        from_ms: ms(*from),
+                        until: until.clone(),
+                    })
+                })
+                .collect();
+            locks.sort_by(|a, b| b.held_ms.cmp(&a.held_ms).then(a.relation.cmp(&b.relation)));
+            TracedStatement {
+                migration: span.migration.clone(),
+                line: span.line,
+                sql: short_sql(&span.sql),
+                started_ms: ms(span.started),
+                duration_ms: (span.ended - span.started).max(0.0).round() as u64,
+                rows: span.rows,
+                locks,
+                rewrites: span
+                    .rewrote
+                    .iter()
+                    .filter_map(|oid| recording.names.get(oid))
+                    .filter(|name| !skip(name))
+                    .cloned()
+                    .collect(),
+                error: span.error.clone(),
+            }
+        })
+        .collect();
+    let ended = spans
+        .iter()
+        .map(|s| s.ended)
+        .chain(recording.tx_ended_ms.iter().copied())
+        .fold(t0, f64::max);
+    let mut migrations: Vec<MigrationTotals> = Vec::new();
+    for statement in &statements {
+        if !migrations.iter().any(|m| m.migration == statement.migration) {
+            let mine: Vec<&TracedStatement> = statements
+                .iter()
+                .filter(|s| s.migration == statement.migration)
+                .collect();
+            let owned: Vec<TracedStatement> = mine.iter().map(|s| (*s).clone()).collect();
+            migrations.push(MigrationTotals {
+                migration: statement.migration.clone(),
+                duration_ms: mine.iter().map(|s| s.duration_ms).sum(),
+                longest_exclusive: longest(&owned, |m| m == "AccessExclusiveLock"),
+                longest_write_block: longest(&owned, blocks_writes),
+                rewrites: dedup(owned.iter().flat_map(|s| s.rewrites.clone())),
+            });
+        }
+    }
+    Report {
+        longest_exclusive: longest(&statements, |m| m == "AccessExclusiveLock"),
+        longest_write_block: longest(&statements, blocks_writes),
+        duration_ms: (ended - t0).max(0.0).round() as u64,
+        sample_interval_ms: recording.sample_interval_ms,
+        statements,
+        migrations,
+    }
+}
+
+fn span_of_ran(ran: &Ran) -> Span {
+    Span {
+        migration: ran.migration.clone(),
+        line: Some(ran.line),
+        sql: ran.sql.clone(),
+        pid: None,
+        tx: Some(ran.tx),
+        started: ran.started_ms,
+        ended: ran.ended_ms,
+        rows: ran.rows,
+        exact_locks: ran.locks_after.clone(),
+        rewrote: ran.rewrote.clone(),
+        error: ran.error.clone(),
+    }
+}
+
+/// The sql engine's statements: a lock is the first statement's of its transaction
+/// that held it (its own session read them after each statement, or the sampler saw
+/// it while the statement ran), held from that statement's start to the
+/// transaction's end.
+fn exact_holds(
+    recording: &Recording,
+    spans: &[Span],
+    holds: &mut [Vec<(u32, String, f64, f64)>],
+) {
+    let mut taken: HashMap<(usize, u32, String), usize> = HashMap::new();
+    for (i, span) in spans.iter().enumerate() {
+        let tx = span.tx.unwrap_or(usize::MAX);
+        let sampled = recording
+            .samples
+            .iter()
+            .filter(|s| s.at_ms >= span.started && s.at_ms <= span.ended)
+            .flat_map(|s| s.locks.iter().map(|l| (l.oid, l.mode.clone())));
+        let seen: Vec<(u32, String)> = span.exact_locks.iter().cloned().chain(sampled).collect();
+        for (oid, mode) in seen {
+            taken.entry((tx, oid, mode.clone())).or_insert_with(|| {
+                let end = span
+                    .tx
+                    .and_then(|tx| recording.tx_ended_ms.get(tx).copied())
+                    .unwrap_or(span.ended);
+                holds[i].push((oid, mode, span.started, end.max(span.ended)));
+                i
+            });
+        }
+    }
+}
+
+/// Statements seen only by the sampler (Alembic): each distinct running statement of
+/// another session, from its start (the server's `query_start`) to the last look that
+/// saw it running, with the migration that had started by then.
+fn sampled_spans(recording: &Recording, skip: &dyn Fn(&str) -> bool) -> Vec<Span> {
+    let mut spans: Vec<Span> = Vec::new();
+    for sample in &recording.samples {
+        for statement in &sample.statements {
+            if statement.state != "active" || is_chatter(&statement.query, skip) {
+                continue;
+            }
+            let started = sample.at_ms - statement.running_ms;
+            let same = spans.iter_mut().rev().find(|s| {
+                s.pid == Some(statement.pid)
+                    && s.sql == statement.query
+                    && (s.started - started).abs() <= 3.0
+            });
+            match same {
+                Some(span) => span.ended = span.ended.max(sample.at_ms),
+                None => spans.push(Span {
+                    migration: migration_at(recording, started),
+                    line: None,
+                    sql: statement.query.clone(),
+                    pid: Some(statement.pid),
+                    tx: None,
+                    started,
+                    ended: sample.at_ms,
+                    rows: None,
+                    exact_locks: Vec::new(),
+                    rewrote: Vec::new(),
+                    error: None,
+                }),
+            }
+        }
+    }
+    spans.sort_by(|a, b| a.started.total_cmp(&b.started));
+    spans
+}
+
+/// The migration that had started by `at` (the engine's marks), else the first.
+fn migration_at(recording: &Recording, at: f64) -> String {
+    recording
+        .migrations
+        .iter()
+        .rev()
+        .find(|(started, _)| *started <= at + 5.0)
+        .or(recording.migrations.first())
+        .map(|(_, label)| label.clone())
+        .unwrap_or_default()
+}
+
+/// A statement of a driver's or a tool's own (transaction control, settings, catalog
+/// and version-table reads), not the migration's.
+fn is_chatter(query: &str, skip: &dyn Fn(&str) -> bool) -> bool {
+    let q = query.trim_start().to_ascii_lowercase();
+    let words = [
+        "begin", "commit", "rollback", "set ", "show ", "reset ", "select pg_catalog",
+        "select current_", "select version()", "select pg_advisory", "select relname",
+        "select n.nspname", "select c.relname", "savepoint", "release ",
+    ];
+    q.is_empty()
+        || words.iter().any(|w| q.starts_with(w))
+        || (q.contains("alembic_version") && !q.contains("create table"))
+        || q.split(|c: char| c.is_whitespace() || c == '"')
+            .any(|word| skip(word))
+}
+
+/// Locks seen only by the sampler: each run of consecutive looks that saw a session
+/// hold it is one hold, the statement's that session was running when it was first
+/// seen (else the one it ran last).
+fn sampled_holds(
+    recording: &Recording,
+    spans: &[Span],
+    holds: &mut [Vec<(u32, String, f64, f64)>],
+) {
+    let gap = recording.sample_interval_ms.max(1.0) * 4.0 + 20.0;
+    // (pid, oid, mode) → (first seen, last seen), open runs.
+    let mut open: BTreeMap<(i32, u32, String), (f64, f64)> = BTreeMap::new();
+    let mut closed: Vec<((i32, u32, String), (f64, f64))> = Vec::new();
+    for sample in &recording.samples {
+        for lock in &sample.locks {
+            let key = (lock.pid, lock.oid, lock.mode.clone());
+            match open.get_mut(&key) {
+                Some(run) if sample.at_ms - run.1 <= gap => run.1 = sample.at_ms,
+                Some(run) => {
+                    closed.push((key.clone(), *run));
+                    *run = (sample.at_ms, sample.at_ms);
+                }
+                None => {
+                    open.insert(key, (sample.at_ms, sample.at_ms));
+                }
+            }
+        }
+    }
+    closed.extend(open);
+    for ((pid, oid, mode), (first, last)) in closed {
+        let of_pid = |s: &&Span| s.pid == Some(pid);
+        let running = spans
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| of_pid(s))
+            .find(|(_, s)| s.started <= first && first <= s.ended + gap / 2.0);
+        let before = spans
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| of_pid(s) && s.started <= first)
+            .last();
+        let Some((i, span)) = running.or(before) else {
+            continue;
+        };
+        holds[i].push((oid, mode, span.started.min(first), last));
+    }
+}
+
+/// Alembic: the relations whose storage differs after the plan, each given to the
+/// statement that held it `AccessExclusiveLock` longest (else the last one).
+fn attribute_rewrites(
+    recording: &Recording,
+    spans: &mut [Span],
+    holds: &[Vec<(u32, String, f64, f64)>],
+) {
+    for (oid, after) in &recording.filenodes_after {
+        let Some(before) = recording.filenodes_before.get(oid) else {
+            continue;
+        };
+        if *before == 0 || before == after {
+            continue;
+        }
+        let holder = holds
+            .iter()
+            .enumerate()
+            .flat_map(|(i, held)| held.iter().map(move |h| (i, h)))
+            .filter(|(_, (o, mode, _, _))| o == oid && mode == "AccessExclusiveLock")
+            .max_by(|a, b| (a.1 .3 - a.1 .2).total_cmp(&(b.1 .3 - b.1 .2)))
+            .map(|(i, _)| i);
+        if let Some(i) = holder.or(spans.len().checked_sub(1)) {
+            spans[i].rewrote.push(*oid);
+        }
+    }
+}
+
+/// Per table, the longest lock whose mode `wanted` accepts, longest first.
+fn longest(statements: &[TracedStatement], wanted: impl Fn(&str) -> bool) -> Vec<TableHold> {
+    let mut best: BTreeMap<String, TableHold> = BTreeMap::new();
+    for statement in statements {
+        for lock in statement.locks.iter().filter(|l| wanted(&l.mode)) {
+            let hold = TableHold {
+                relation: lock.relation.clone(),
+                mode: lock.mode.clone(),
+                held_ms: lock.held_ms,
+                migration: statement.migration.clone(),
+                line: statement.line,
+            };
+            match best.get(&lock.relation) {
+                Some(known) if known.held_ms >= hold.held_ms => {}
+                _ => {
+                    best.insert(lock.relation.clone(), hold);
+                }
+            }
+        }
+    }
+    let mut out: Vec<TableHold> = best.into_values().collect();
+    out.sort_by(|a, b| b.held_ms.cmp(&a.held_ms).then(a.relation.cmp(&b.relation)));
+    out
+}
+
+fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+/// The statement's first line, at most 100 characters.
+fn short_sql(sql: &str) -> String {
+    let first = sql
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("--"))
+        .unwrap_or("");
+    match first.chars().count() > 100 {
+        true => format!("{}…", first.chars().take(99).collect::<String>()),
+        false => first.to_string(),
+    }
+}
