@@ -92,6 +92,25 @@ pub enum Command {
         #[command(flatten)]
         phase: PhaseArg,
     },
+    /// Rehearse the deploy on a copy of the target: a fresh backup (or --from one)
+    /// restored into a scratch database, the pending plan run there as the deploy would
+    /// run it, each statement's time, rows, locks and rewrites measured, the copy
+    /// dropped. Exit 3 over a [rehearse] limit, or when the plan fails on the copy.
+    #[command(
+        after_help = "Examples:\n  ballast rehearse                         back up, restore a copy, run the plan there\n  ballast rehearse --from latest           CI: rehearse on last night's backup\n  ballast rehearse --report rehearsal.html a timeline of the locks, for the change request\n  ballast --json rehearse                  one `rehearsal` event with every statement\n\nThe copy is a new database beside the target (<db>__ballast_rehearsal_<stamp>), on\nanother server ([rehearse] url), or on a throwaway local one ([rehearse] url = \"local\").\nThe target is never changed. docs/rehearsal.md says what a rehearsal proves, and what not."
+    )]
+    Rehearse {
+        /// Rehearse on this backup instead of taking a fresh one: an id (see `ballast
+        /// backups`) or `latest`.
+        #[arg(long, value_name = "ID")]
+        from: Option<String>,
+        /// Write a self-contained HTML page with a timeline per table of the locks each
+        /// statement held.
+        #[arg(long, value_name = "FILE.html")]
+        report: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        phase: PhaseArg,
+    },
     /// Run any pipeline: a built-in name, pipelines/NAME.toml beside the config, or a path.
     #[command(
         after_help = "Examples:\n  ballast run deploy\n  ballast run backup\n  ballast run rollback          undo the newest migration (alembic downgrade -1), after a backup\n  ballast --yes run roundtrip   CI: the newest migration up, down and up, the schema compared\n  ballast run ./pipelines/release-with-smoke-test.toml\n\nBuilt in: deploy, backup, roundtrip, rollback."

@@ -139,6 +139,12 @@ pub enum Event {
         tables: usize,
         rows: i64,
     },
+    /// A rehearsal: the plan run on a restored copy and measured, with its verdict
+    /// (docs/rehearsal.md).
+    Rehearsal {
+        #[serde(flatten)]
+        rehearsal: Box<crate::trace::Rehearsal>,
+    },
     /// `ballast restore` put a chosen backup back: what is where now.
     Restored {
         restore: Restored,
@@ -248,11 +254,27 @@ impl Events {
         self.0.report(&event);
     }
 
+    /// The same reporter, told only diagnoses: for an engine run on a rehearsal's
+    /// copy, whose progress events would read as a change to the target.
+    pub fn only_diagnoses(&self) -> Events {
+        Events(Arc::new(OnlyDiagnoses(self.0.clone())))
+    }
+
     pub fn diagnose(&self, severity: Severity, message: impl Into<String>, hint: Option<String>) {
         self.emit(Event::Diagnosis {
             severity,
             message: message.into(),
             hint,
         });
+    }
+}
+
+struct OnlyDiagnoses(Arc<dyn Reporter>);
+
+impl Reporter for OnlyDiagnoses {
+    fn report(&self, event: &Event) {
+        if let Event::Diagnosis { .. } = event {
+            self.0.report(event);
+        }
     }
 }

@@ -11,12 +11,20 @@
 //! (a batch's migrations ran, before COMMIT), `downgrade-transaction` (a batch of
 //! downs ran, before COMMIT), `no-transaction` (after the first
 //! statement of a `-- no-transaction` migration), `verify` (before the checks),
-//! `restore` (pg_restore is filling the fresh database).
+//! `restore` (pg_restore is filling the fresh database), `rehearsal` (the plan is
+//! about to run on a rehearsal's copy, its sampler watching).
+//!
+//! `BALLAST_FAULT_FREE_BYTES=N` makes a rehearsal's room check see N bytes free.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 static PAUSED: AtomicBool = AtomicBool::new(false);
+
+/// The free space a rehearsal's room check is told to see (`BALLAST_FAULT_FREE_BYTES`).
+pub fn free_bytes() -> Option<u64> {
+    std::env::var("BALLAST_FAULT_FREE_BYTES").ok()?.parse().ok()
+}
 
 pub fn pause(point: &str) {
     if std::env::var("BALLAST_FAULT_PAUSE").ok().as_deref() != Some(point) {

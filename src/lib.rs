@@ -24,6 +24,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod preflight;
 pub mod redact;
+pub mod rehearse;
 pub mod report;
 pub mod resume;
 pub mod runner;

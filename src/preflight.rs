@@ -193,7 +193,7 @@ fn free_disk(dir: &std::path::Path, database_bytes: i64) -> Check {
 }
 
 /// Bytes available to this user on the file system holding `path`.
-fn available_bytes(path: &std::path::Path) -> Option<u64> {
+pub fn available_bytes(path: &std::path::Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };

@@ -25,8 +25,32 @@ pub const MAINTENANCE_DB: &str = "postgres";
 /// `<target>__ballast_restore_<stamp>`: an in-place restore's copy before the rename.
 const FRESH_INFIX: &str = "__ballast_restore_";
 
-/// `<target>__ballast_drill_<stamp>`: a restore drill's scratch copy.
-pub const DRILL_INFIX: &str = "__ballast_drill_";
+/// A scratch copy beside the target, restored to be looked at and dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scratch {
+    /// `<target>__ballast_drill_<stamp>`: the restore drill's, counted and dropped here.
+    Drill,
+    /// `<target>__ballast_rehearsal_<stamp>`: a rehearsal's, which runs the plan on it
+    /// and drops it ([`drop_scratch_copy`]).
+    Rehearsal,
+}
+
+impl Scratch {
+    fn infix(self) -> &'static str {
+        match self {
+            Scratch::Drill => "__ballast_drill_",
+            Scratch::Rehearsal => "__ballast_rehearsal_",
+        }
+    }
+
+    /// Who drops a copy that a killed run left.
+    fn next(self) -> &'static str {
+        match self {
+            Scratch::Drill => "the next restore drill",
+            Scratch::Rehearsal => "the next rehearsal",
+        }
+    }
+}
 
 /// `<target><infix>`, the target's name cut (at a character) so that a 14-digit stamp
 /// after it still fits PostgreSQL's 63 bytes: a name PostgreSQL truncated would lose
@@ -45,10 +69,10 @@ pub enum Destination<'a> {
     New(&'a str),
     /// Replace the configured target.
     InPlace,
-    /// A scratch copy beside the target (`<target>__ballast_drill_<stamp>`), restored,
-    /// counted and dropped: the restore drill. It stays marked safe to drop until it
-    /// is gone, so a copy a killed drill left is dropped by the next one.
-    Drill,
+    /// A scratch copy beside the target ([`Scratch`]), restored and counted. It stays
+    /// marked safe to drop until it is gone, so a copy a killed run left is dropped by
+    /// the next one of its kind.
+    Scratch(Scratch),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +157,7 @@ pub async fn replace(
             taken_here = true;
         }
         Destination::InPlace => {}
-        Destination::New(_) | Destination::Drill => {
+        Destination::New(_) | Destination::Scratch(_) => {
             if let Some(held) = lock.take() {
                 held.release().await;
             }
@@ -144,7 +168,7 @@ pub async fn replace(
         Destination::InPlace => sessions::check_clients(&mut conn, &target, lock_pid, settings)
             .await
             .map_err(|e| ReplaceError::InUse(e.to_string())),
-        Destination::New(_) | Destination::Drill => Ok(Vec::new()),
+        Destination::New(_) | Destination::Scratch(_) => Ok(Vec::new()),
     };
     let result = match checked {
         Ok(to_end) => {
@@ -192,9 +216,11 @@ pub async fn replace(
     }
     // The restore has happened: a failure to count is a warning, never a failed restore.
     let counted = row_counts(settings, &database).await;
-    if let Destination::Drill = destination {
-        drop_drill_copy(settings, &database, events).await;
-        // A drill that counted nothing proved nothing.
+    if let Destination::Scratch(scratch) = destination {
+        // A scratch copy that counted nothing proved nothing.
+        if scratch == Scratch::Drill || counted.is_err() {
+            drop_scratch_copy(settings, &database, events).await;
+        }
         if let Err(e) = &counted {
             return Err(ReplaceError::Restore(format!(
                 "restored, but counting its rows failed ({e}); the copy is dropped"
@@ -250,7 +276,7 @@ async fn restore_and_swap(
     let (exact, prefix) = match destination {
         Destination::New(name) => (Some(*name), String::new()),
         Destination::InPlace => (None, format!("{target}{FRESH_INFIX}")),
-        Destination::Drill => (None, scratch_prefix(target, DRILL_INFIX)),
+        Destination::Scratch(scratch) => (None, scratch_prefix(target, scratch.infix())),
     };
     for name in restore_db::drop_leftovers(&mut admin, exact, &prefix).await? {
         info(format!(
@@ -278,11 +304,13 @@ async fn restore_and_swap(
     let fresh = match destination {
         Destination::New(name) => name.to_string(),
         Destination::InPlace => format!("{target}{FRESH_INFIX}{stamp}"),
-        Destination::Drill => format!("{}{stamp}", scratch_prefix(target, DRILL_INFIX)),
+        Destination::Scratch(scratch) => {
+            format!("{}{stamp}", scratch_prefix(target, scratch.infix()))
+        }
     };
     restore_db::create(&mut admin, &fresh, template, &manifest.id).await?;
     let next = match destination {
-        Destination::Drill => "the next restore drill",
+        Destination::Scratch(scratch) => scratch.next(),
         _ => "the next restore",
     };
     crate::interrupt::set_note(Some(format!(
@@ -338,12 +366,12 @@ async fn restore_and_swap(
             "{e}; {target} was not touched"
         )));
     }
-    if !matches!(destination, Destination::Drill) {
+    if !matches!(destination, Destination::Scratch(_)) {
         restore_db::mark_complete(&mut admin, &fresh).await?;
     }
     let result = match destination {
         Destination::New(name) => (name.to_string(), None, safety_backup),
-        Destination::Drill => (fresh.clone(), None, None),
+        Destination::Scratch(_) => (fresh.clone(), None, None),
         Destination::InPlace => {
             let aside = format!("{target}_before_restore_{stamp}");
             swap(&mut admin, target, &fresh, &aside, settings, lock).await?;
@@ -496,9 +524,9 @@ async fn swap(
     })
 }
 
-/// Drops a drill's scratch copy; one that cannot be dropped now is said, and stays
-/// marked for the next drill to drop.
-async fn drop_drill_copy(settings: &Settings, copy: &str, events: &Events) {
+/// Drops a scratch copy; one that cannot be dropped now is said, and stays marked for
+/// the next run of its kind to drop.
+pub async fn drop_scratch_copy(settings: &Settings, copy: &str, events: &Events) {
     let dropped = async {
         let mut admin = db::connect(
             &settings.database.for_database(MAINTENANCE_DB),
@@ -513,7 +541,7 @@ async fn drop_drill_copy(settings: &Settings, copy: &str, events: &Events) {
     if let Err(e) = dropped {
         events.diagnose(
             Severity::Warning,
-            format!("the drill's copy {copy} could not be dropped ({e}); the next drill drops it, or drop it by hand"),
+            format!("the scratch copy {copy} could not be dropped ({e}); the next run of its kind drops it, or drop it by hand"),
             None,
         );
     }
@@ -550,12 +578,14 @@ mod tests {
     #[test]
     fn a_scratch_name_keeps_its_stamp_within_postgresqls_63_bytes() {
         let long = "é".repeat(40);
-        let prefix = super::scratch_prefix(&long, super::DRILL_INFIX);
-        assert!(prefix.len() + 14 <= 63, "{}", prefix.len());
-        assert!(prefix.ends_with(super::DRILL_INFIX) && prefix.starts_with("éé"));
+        for scratch in [super::Scratch::Drill, super::Scratch::Rehearsal] {
+            let prefix = super::scratch_prefix(&long, scratch.infix());
+            assert!(prefix.len() + 14 <= 63, "{}", prefix.len());
+            assert!(prefix.ends_with(scratch.infix()) && prefix.starts_with("éé"));
+        }
         assert_eq!(
-            super::scratch_prefix("shop", super::DRILL_INFIX),
-            "shop__ballast_drill_"
+            super::scratch_prefix("shop", super::Scratch::Rehearsal.infix()),
+            "shop__ballast_rehearsal_"
         );
     }
 }

@@ -200,14 +200,14 @@ async fn drill_alone(
     listed: &crate::storage::Listed,
     verified: &crate::backup::Verified,
 ) -> i32 {
-    use crate::backup::replace::{replace, Destination, ReplaceError};
+    use crate::backup::replace::{replace, Destination, ReplaceError, Scratch};
     let events = super::events(g, false);
     let started = std::time::Instant::now();
     let restored = replace(
         settings,
         storage,
         &listed.manifest,
-        Destination::Drill,
+        Destination::Scratch(Scratch::Drill),
         &events,
         &mut None,
     )

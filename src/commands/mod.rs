@@ -41,6 +41,11 @@ pub async fn run(cli: Cli) -> i32 {
     match &cli.command {
         Command::Deploy { phase } => pipeline_run::run(g, "deploy", phase.phase).await,
         Command::Run { name, phase } => pipeline_run::run(g, name, phase.phase).await,
+        Command::Rehearse {
+            from,
+            report,
+            phase,
+        } => pipeline_run::rehearse(g, from.as_deref(), report.as_deref(), phase.phase).await,
         Command::Backup => pipeline_run::run(g, "backup", None).await,
         Command::Status { phase } => inspect::status(g, phase.phase).await,
         Command::Plan { full, phase } => inspect::plan(g, *full, phase.phase).await,

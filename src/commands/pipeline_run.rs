@@ -43,7 +43,53 @@ pub async fn run_with(g: &GlobalArgs, settings: Settings, name: &str, phase: Opt
             exit_code::USAGE,
         );
     }
-    run_pipeline(g, settings, pipeline, None, phase)
+    let pipeline = match settings.rehearse.before_deploy {
+        true => pipeline.rehearsing_before_the_question(),
+        false => pipeline,
+    };
+    run_pipeline(g, settings, pipeline, None, options(g, phase))
+        .await
+        .exit_code
+}
+
+/// How the person started the run: `--yes`, `--allow-risky`, `--phase`.
+pub(super) fn options(g: &GlobalArgs, phase: Option<Phase>) -> RunOptions {
+    RunOptions {
+        assume_yes: g.yes,
+        allow_risky: g.allow_risky,
+        phase,
+        ..RunOptions::default()
+    }
+}
+
+/// `ballast rehearse [--from ID] [--report FILE.html] [--phase P]`.
+pub async fn rehearse(
+    g: &GlobalArgs,
+    from: Option<&str>,
+    report: Option<&std::path::Path>,
+    phase: Option<Phase>,
+) -> i32 {
+    let settings = match super::load_settings(g) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    if let Err(e) = settings.database.url() {
+        return super::fail(g, &e.to_string(), exit_code::USAGE);
+    }
+    let mut rerun = "rehearse".to_string();
+    if let Some(from) = from {
+        rerun.push_str(&format!(" --from {from}"));
+    }
+    if let Some(phase) = phase {
+        rerun.push_str(&format!(" --phase {}", phase.name()));
+    }
+    let pipeline = Pipeline::rehearse(rerun, from.is_none());
+    let options = RunOptions {
+        rehearse_from: from.map(str::to_string),
+        rehearsal_report: report.map(std::path::Path::to_path_buf),
+        ..options(g, phase)
+    };
+    run_pipeline(g, settings, pipeline, None, options)
         .await
         .exit_code
 }
@@ -64,7 +110,7 @@ pub async fn single(g: &GlobalArgs, kind: StageKind, to: &str) -> i32 {
         format!("{name} {to}"),
         StageSpec::built(kind, None, Some(to.to_string())),
     );
-    run_pipeline(g, settings, pipeline, None, None)
+    run_pipeline(g, settings, pipeline, None, options(g, None))
         .await
         .exit_code
 }
@@ -76,14 +122,9 @@ pub(super) async fn run_pipeline(
     settings: Settings,
     pipeline: Pipeline,
     restore: Option<RestoreChoice>,
-    phase: Option<Phase>,
+    options: RunOptions,
 ) -> RunSummary {
     let events = super::events(g, false);
-    let options = RunOptions {
-        assume_yes: g.yes,
-        allow_risky: g.allow_risky,
-        phase,
-    };
     let mut ctx = RunContext::new(settings, options, events, &pipeline.name);
     if let Some(choice) = restore {
         ctx.choose_backup(choice);

@@ -46,7 +46,7 @@ pub async fn run(
         settings,
         Pipeline::restore(rerun),
         Some(choice),
-        None,
+        super::pipeline_run::options(g, None),
     )
     .await;
     // Said on stderr too, as every command's error: a restore runs by hand, under

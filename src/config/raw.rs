@@ -15,6 +15,21 @@ pub struct RawConfig {
     pub verify: RawVerify,
     #[serde(default)]
     pub lint: RawLint,
+    #[serde(default)]
+    pub rehearse: RawRehearse,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRehearse {
+    /// Where the copy lives: a database on another server (the copy is made beside
+    /// it), or `local` for a throwaway server; unset: beside the target.
+    pub url: Option<String>,
+    /// The deploy pipeline rehearses right after its backup, before the question.
+    pub before_deploy: Option<bool>,
+    pub max_exclusive_lock: Option<String>,
+    pub max_write_block: Option<String>,
+    pub max_duration: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -23,6 +23,45 @@ pub struct Settings {
     pub verify_checks: Vec<SqlCheck>,
     /// `[lint]`: rule levels after `disable` and `levels`.
     pub lint: crate::lint::LintSettings,
+    /// `[rehearse]`: where a rehearsal's copy lives, its limits.
+    pub rehearse: RehearseSettings,
+}
+
+/// `[rehearse]`.
+#[derive(Clone, Default)]
+pub struct RehearseSettings {
+    pub copy: CopyPlace,
+    /// The deploy pipeline rehearses right after its backup, before the question.
+    pub before_deploy: bool,
+    pub limits: crate::trace::limits::Limits,
+}
+
+/// Where a rehearsal's copy of the target is made.
+#[derive(Clone, Default)]
+pub enum CopyPlace {
+    /// A new database on the target's server.
+    #[default]
+    Beside,
+    /// A new database beside this one, on another server (`[rehearse] url`).
+    Elsewhere(DatabaseSettings),
+    /// A throwaway server started from the installed binaries (`url = "local"`).
+    Local,
+}
+
+// Hand-written so a `{:?}` can never print the password.
+impl std::fmt::Debug for RehearseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let copy = match &self.copy {
+            CopyPlace::Beside => "beside the target".to_string(),
+            CopyPlace::Elsewhere(db) => db.display_url(),
+            CopyPlace::Local => "local".to_string(),
+        };
+        f.debug_struct("RehearseSettings")
+            .field("copy", &copy)
+            .field("before_deploy", &self.before_deploy)
+            .field("limits", &self.limits)
+            .finish()
+    }
 }
 
 #[derive(Clone)]
@@ -124,6 +163,14 @@ impl DatabaseSettings {
             .and_then(|u| url::Url::parse(u).ok())
             .map(|u| u.path().trim_start_matches('/').to_string())
             .unwrap_or_default()
+    }
+
+    /// Everything but the URL as here: a rehearsal's throwaway server.
+    pub fn with_url(&self, url: String) -> DatabaseSettings {
+        DatabaseSettings {
+            url: Some(url),
+            ..self.clone()
+        }
     }
 
     /// The same server and credentials, another database (restore's new database,
@@ -289,6 +336,7 @@ pub(super) fn resolve(
         })
         .collect();
     let lint = resolve_lint(raw.lint, &bad)?;
+    let rehearse = resolve_rehearse(raw.rehearse, &database, &bad)?;
     Ok(Settings {
         config_dir,
         config_file,
@@ -298,6 +346,47 @@ pub(super) fn resolve(
         backup,
         verify_checks,
         lint,
+        rehearse,
+    })
+}
+
+fn resolve_rehearse(
+    raw: super::raw::RawRehearse,
+    database: &DatabaseSettings,
+    bad: Bad,
+) -> Result<RehearseSettings, ConfigError> {
+    let limit = |key: &str, value: Option<String>| -> Result<Option<Duration>, ConfigError> {
+        value
+            .map(|v| parse_duration(&v).map_err(|e| bad(key, e.to_string())))
+            .transpose()
+    };
+    let copy = match raw.url.as_deref().filter(|u| !u.is_empty()) {
+        None => CopyPlace::Beside,
+        Some("local") => CopyPlace::Local,
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            CopyPlace::Elsewhere(DatabaseSettings {
+                url: Some(url.to_string()),
+                ..database.clone()
+            })
+        }
+        Some(url) => {
+            return Err(bad(
+                "rehearse.url",
+                format!(
+                    "`{}` is neither a postgres:// URL nor `local`",
+                    redact_url(url)
+                ),
+            ))
+        }
+    };
+    Ok(RehearseSettings {
+        copy,
+        before_deploy: raw.before_deploy.unwrap_or(false),
+        limits: crate::trace::limits::Limits {
+            max_exclusive_lock: limit("rehearse.max_exclusive_lock", raw.max_exclusive_lock)?,
+            max_write_block: limit("rehearse.max_write_block", raw.max_write_block)?,
+            max_duration: limit("rehearse.max_duration", raw.max_duration)?,
+        },
     })
 }
 

@@ -33,6 +33,16 @@ pub enum HoldBackError {
 }
 
 impl Snapshot {
+    /// The same state aimed at the upgrade's `goal` (the head without one), and cut
+    /// to `phase`: what a run's upgrade applies. The error says why it cannot be.
+    pub fn aimed(&self, goal: Option<&str>, phase: Option<Phase>) -> Result<Snapshot, String> {
+        let aimed = match goal {
+            Some(goal) => self.aimed_at(goal).map_err(|e| e.to_string())?,
+            None => self.clone(),
+        };
+        aimed.in_phase(phase).map_err(|e| e.to_string())
+    }
+
     /// The same state, aimed at what a deploy of `phase` runs: the post-phase
     /// migrations held back for `pre`; everything for `post`, or without a phase.
     pub fn in_phase(&self, phase: Option<Phase>) -> Result<Snapshot, HoldBackError> {

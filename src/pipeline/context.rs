@@ -25,6 +25,11 @@ pub struct RunOptions {
     pub allow_risky: bool,
     /// `--phase`: the release phase whose migrations the upgrade runs (`None`: all).
     pub phase: Option<crate::migrations::Phase>,
+    /// `ballast rehearse --from`: the backup a rehearsal restores (`latest`, or an id)
+    /// instead of this run's.
+    pub rehearse_from: Option<String>,
+    /// `ballast rehearse --report FILE.html`: where the rehearsal's page goes.
+    pub rehearsal_report: Option<std::path::PathBuf>,
 }
 
 pub struct RunContext {
@@ -95,6 +100,8 @@ pub struct RunContext {
     /// What is left for a person to do, whatever the outcome (drop the database a
     /// restore kept aside).
     next_steps: Vec<String>,
+    /// The rehearsal's numbers, for the question.
+    rehearsed: Option<String>,
     /// The configured engine, opened with the run: it keeps what does not change
     /// within a run (Alembic's graph, and where its connection was proven to go).
     engine: Engine,
@@ -160,6 +167,7 @@ impl RunContext {
             revision_found: None,
             replaced_with: None,
             next_steps: Vec::new(),
+            rehearsed: None,
             engine,
         }
     }
@@ -274,6 +282,15 @@ impl RunContext {
     }
 
     /// What is left for a person to do, whatever the outcome.
+    /// What the rehearsal measured, in one line (none ran: `None`).
+    pub fn rehearsal(&self) -> Option<&str> {
+        self.rehearsed.as_deref()
+    }
+
+    pub fn set_rehearsal(&mut self, summary: String) {
+        self.rehearsed = Some(summary);
+    }
+
     pub fn next_steps(&self) -> &[String] {
         &self.next_steps
     }
@@ -625,13 +642,8 @@ impl RunContext {
 
     /// `snap` aimed at the upgrade's goal, and cut to the run's phase.
     fn aimed(&self, snap: Snapshot) -> Result<Snapshot, crate::pipeline::StageError> {
-        let snap = match &self.upgrade_goal {
-            Some(goal) => snap
-                .aimed_at(goal)
-                .map_err(|e| crate::pipeline::StageError::Refused(e.to_string()))?,
-            None => snap,
-        };
-        self.phased(snap)
+        snap.aimed(self.upgrade_goal.as_deref(), self.options.phase)
+            .map_err(crate::pipeline::StageError::Refused)
     }
 
     /// `snap` cut to the run's release phase (`--phase`; without one, as it is).

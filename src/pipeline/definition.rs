@@ -35,6 +35,9 @@ pub enum StageKind {
     /// The CI round trip: the newest migration up, down and up again, the schema
     /// compared at each step.
     Roundtrip,
+    /// The plan run on a restored copy of the target and measured; over
+    /// `[rehearse]`'s limits, the run stops before the target is touched.
+    Rehearse,
 }
 
 impl StageKind {
@@ -54,6 +57,7 @@ impl StageKind {
             StageKind::Stamp => "stamp",
             StageKind::Baseline => "baseline",
             StageKind::Roundtrip => "roundtrip",
+            StageKind::Rehearse => "rehearse",
         }
     }
 }
@@ -228,6 +232,45 @@ impl Pipeline {
             ],
             ..Pipeline::single("restore", rerun, stage(StageKind::Restore))
         }
+    }
+
+    /// `ballast rehearse`: the state check, the preview (the plan and its lint), a
+    /// fresh backup (none with `--from`), and the rehearsal on a copy restored from it.
+    pub fn rehearse(rerun: String, fresh_backup: bool) -> Pipeline {
+        let stage = |kind| StageSpec::built(kind, None, None);
+        let mut stages = vec![stage(StageKind::StateCheck), stage(StageKind::Preview)];
+        if fresh_backup {
+            stages.push(stage(StageKind::Backup));
+        }
+        stages.push(stage(StageKind::Rehearse));
+        Pipeline {
+            stages,
+            ..Pipeline::single("rehearse", rerun, stage(StageKind::Rehearse))
+        }
+    }
+
+    /// `[rehearse] before_deploy`: the backup moved before the question and a rehearsal
+    /// after it, so the question shows the numbers and a rehearsal over its limits
+    /// stops the run before anyone is asked. Unchanged when the pipeline rehearses
+    /// already, or has no backup or no upgrade.
+    pub fn rehearsing_before_the_question(mut self) -> Pipeline {
+        let at = |p: &Pipeline, kind| p.stages.iter().position(|s| s.kind == kind);
+        let (Some(backup), Some(upgrade)) = (at(&self, StageKind::Backup), at(&self, StageKind::Upgrade)) else {
+            return self;
+        };
+        if at(&self, StageKind::Rehearse).is_some() || backup > upgrade {
+            return self;
+        }
+        let backup = self.stages.remove(backup);
+        let place = at(&self, StageKind::Confirm)
+            .filter(|c| *c < upgrade)
+            .unwrap_or(upgrade - 1);
+        self.stages.insert(place, backup);
+        self.stages.insert(
+            place + 1,
+            StageSpec::built(StageKind::Rehearse, None, None),
+        );
+        self
     }
 
     /// Whether it has a backup stage (the preflight then checks pg_dump and storage).

@@ -636,6 +636,11 @@ impl Reporter for HumanReporter {
             | Event::RestoreProgress { .. }
             | Event::RestoreFinished { .. } => self.transfer(&mut bars, event),
             Event::Restored { restore } => self.restored(restore),
+            Event::Rehearsal { rehearsal } => {
+                for line in super::rehearsal::lines(rehearsal) {
+                    self.normal(&line);
+                }
+            }
             Event::LockWaiting {
                 pid,
                 application_name,

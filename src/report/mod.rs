@@ -4,6 +4,7 @@ pub mod human;
 pub mod json;
 mod output;
 pub mod prompt;
+pub mod rehearsal;
 
 pub use human::HumanReporter;
 pub use json::{print_event, JsonReporter};

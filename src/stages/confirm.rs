@@ -76,6 +76,14 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
             },
         ),
     };
+    // With `[rehearse] before_deploy`, the numbers measured on the copy.
+    let prompt = match ctx.rehearsal() {
+        Some(numbers) => match prompt.strip_suffix('?') {
+            Some(question) => format!("{question} ({numbers})?"),
+            None => prompt,
+        },
+        None => prompt,
+    };
     if crate::report::prompt::confirm(prompt)
         .await
         .map_err(prompt_failed)?

@@ -10,6 +10,7 @@ mod deploy_lock;
 mod downgrade;
 mod lock_retry;
 mod preview;
+mod rehearse;
 mod restore;
 mod roundtrip;
 mod shell;
@@ -42,6 +43,7 @@ pub async fn run(spec: &StageSpec, ctx: &mut RunContext) -> Result<StageOutcome,
         StageKind::Stamp => stamp::run(ctx, spec.to.as_deref()).await,
         StageKind::Baseline => baseline::run(ctx, spec.to.as_deref()).await,
         StageKind::Roundtrip => roundtrip::run(ctx).await,
+        StageKind::Rehearse => rehearse::run(ctx).await,
     }
 }
 

@@ -5,11 +5,14 @@
 //! Alembic's session, and of a statement that commits by itself); [`measure`] turns
 //! both into the report, [`limits`] judges it, [`html`] draws it.
 
+pub mod compare;
 pub mod html;
 pub mod limits;
 pub mod measure;
 mod recording;
+mod rehearsal;
 pub mod sampler;
 
 pub use measure::{measure, HeldLock, Report, TableHold, TracedStatement};
 pub use recording::{Recording, Tracer};
+pub use rehearsal::{describe, Rehearsal, Verdict};

@@ -21,6 +21,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("pipeline", 3),
     ("resume", 3),
     ("preflight", 3),
+    ("rehearse", 3),
     ("engine", 2),
     ("backup", 2),
 ];

@@ -22,6 +22,7 @@ mod lost_commit;
 mod output;
 mod phases;
 mod read_only;
+mod rehearse;
 mod recovery;
 mod restore;
 mod resume_alembic;

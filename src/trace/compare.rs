@@ -1,0 +1,116 @@
+//! The lint's prediction beside the rehearsal's measure, per statement: where the lint
+//! said a statement rewrites a table or holds a lock that blocks writers, and the
+//! rehearsal did or did not see it; where the rehearsal saw one the lint did not say.
+//! A lock counts as seen when a write-blocking lock was held at least `long`.
+
+use serde::Serialize;
+
+use super::measure::{blocks_writes, Report, TracedStatement};
+use crate::lint::{Category, Finding};
+
+/// Rules that say a statement rewrites the table.
+const REWRITE_RULES: &[&str] = &[
+    "changing-column-type",
+    "table-rewrite-command",
+    "adding-field-with-volatile-default",
+];
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Comparison {
+    /// Statements where the lint and the rehearsal agree (both said, or both silent,
+    /// about a rewrite and a long write-blocking lock).
+    pub agreed: usize,
+    /// What the lint said that the rehearsal did not see.
+    pub lint_only: Vec<Disagreement>,
+    /// What the rehearsal saw that the lint did not say.
+    pub rehearsal_only: Vec<Disagreement>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Disagreement {
+    pub migration: String,
+    pub line: Option<usize>,
+    /// The lint rule (lint only), or what was measured (rehearsal only).
+    pub what: String,
+}
+
+/// Compares `findings` (the plan's lint) with `report`, statement by statement.
+pub fn compare(report: &Report, findings: &[Finding], long_ms: u64) -> Comparison {
+    let mut out = Comparison::default();
+    for (i, statement) in report.statements.iter().enumerate() {
+        let next_line = report
+            .statements
+            .get(i + 1)
+            .filter(|n| n.migration == statement.migration)
+            .and_then(|n| n.line);
+        let said: Vec<&Finding> = findings
+            .iter()
+            .filter(|f| f.category == Category::Lock && f.migration == statement.migration)
+            .filter(|f| match statement.line {
+                Some(line) => f.line >= line && next_line.is_none_or(|next| f.line < next),
+                // Alembic: the rendered SQL's lines are not the statements' here.
+                None => true,
+            })
+            .collect();
+        let said_rewrite = said.iter().find(|f| REWRITE_RULES.contains(&f.rule));
+        let said_lock = said.first();
+        let rewrote = !statement.rewrites.is_empty();
+        let long_lock = longest_blocking(statement).filter(|(_, ms)| *ms >= long_ms);
+        let mut agrees = true;
+        match (said_rewrite, rewrote) {
+            (Some(f), false) => {
+                agrees = false;
+                out.lint_only.push(Disagreement {
+                    migration: statement.migration.clone(),
+                    line: statement.line,
+                    what: format!("{} (no rewrite measured)", f.rule),
+                });
+            }
+            (None, true) => {
+                agrees = false;
+                out.rehearsal_only.push(Disagreement {
+                    migration: statement.migration.clone(),
+                    line: statement.line,
+                    what: format!("rewrote {}", statement.rewrites.join(", ")),
+                });
+            }
+            _ => {}
+        }
+        match (said_lock, long_lock) {
+            (Some(f), None) if said_rewrite.is_none() || rewrote => {
+                agrees = false;
+                out.lint_only.push(Disagreement {
+                    migration: statement.migration.clone(),
+                    line: statement.line,
+                    what: format!(
+                        "{} (no write-blocking lock held {} ms or more)",
+                        f.rule, long_ms
+                    ),
+                });
+            }
+            (None, Some((lock, ms))) => {
+                agrees = false;
+                out.rehearsal_only.push(Disagreement {
+                    migration: statement.migration.clone(),
+                    line: statement.line,
+                    what: format!("{lock} held {ms} ms"),
+                });
+            }
+            _ => {}
+        }
+        if agrees {
+            out.agreed += 1;
+        }
+    }
+    out
+}
+
+/// The statement's longest write-blocking lock: ("Mode on table", ms).
+fn longest_blocking(statement: &TracedStatement) -> Option<(String, u64)> {
+    statement
+        .locks
+        .iter()
+        .filter(|l| blocks_writes(&l.mode))
+        .max_by_key(|l| l.held_ms)
+        .map(|l| (format!("{} on {}", l.mode, l.relation), l.held_ms))
+}

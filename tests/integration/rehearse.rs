@@ -1,0 +1,161 @@
+//! `ballast rehearse` and the `rehearse` stage: the plan run on a restored copy of the
+//! target, traced (durations, rows, locks and how long each was held, rewrites), the
+//! copy dropped, the target never touched; limits that refuse a deploy before the
+//! target is touched.
+
+use crate::harness::{cluster, psql, Project, Run};
+
+/// A million orders (and 200,000 customers), as ballast found them.
+fn populated(p: &Project) {
+    p.existing(
+        "create table orders (id bigint primary key, customer int not null, amount int not null);
+         insert into orders select g, g % 200000, g % 1000 from generate_series(1, 1000000) g;
+         create table customers (id int primary key, tier text);
+         insert into customers select g, null from generate_series(0, 199999) g;
+         analyze;",
+    );
+}
+
+/// The plan of the main test: a rewrite and a backfill in one transaction, an index
+/// built concurrently alone, then a column added in a transaction of its own.
+fn four_migrations(p: &Project) {
+    p.migration(
+        "1_retype_orders.sql",
+        "alter table orders alter column amount type bigint;\n",
+    )
+    .migration(
+        "2_backfill_tiers.sql",
+        "update customers set tier = 'basic';\n",
+    )
+    .migration(
+        "3_index_customer.sql",
+        "-- no-transaction\ncreate index concurrently orders_customer_idx on orders (customer);\n",
+    )
+    .migration("4_add_note.sql", "alter table orders add column note text;\n");
+}
+
+/// The `rehearsal` event of a `--json` run.
+pub fn rehearsal_event(run: &Run) -> serde_json::Value {
+    run.stdout()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "rehearsal")
+        .unwrap_or_else(|| panic!("no rehearsal event:\n{}", run.all()))
+}
+
+/// The statements of `migration` in a rehearsal event.
+fn statements<'a>(event: &'a serde_json::Value, migration: &str) -> Vec<&'a serde_json::Value> {
+    event["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["migration"] == migration)
+        .collect()
+}
+
+/// The locks a statement held on `relation` in `mode`: their held_ms.
+fn held(statement: &serde_json::Value, relation: &str, mode: &str) -> Option<u64> {
+    statement["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == relation && l["mode"] == mode)
+        .map(|l| l["held_ms"].as_u64().unwrap())
+}
+
+/// Rehearsal copies of the project's database still there.
+pub fn rehearsal_copies(p: &Project) -> Vec<String> {
+    let names = psql(
+        &cluster().url("postgres"),
+        &format!(
+            "select string_agg(datname, ',') from pg_database where datname like '{}\\_\\_ballast\\_rehearsal\\_%'",
+            p.db
+        ),
+    );
+    names
+        .split(',')
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_rehearsal_measures_locks_rewrites_and_rows_on_a_copy_and_leaves_the_target_alone() {
+    let p = Project::new();
+    populated(&p);
+    four_migrations(&p);
+    let page = p.path().join("rehearsal.html");
+    let run = p.ballast(&[
+        "--json",
+        "rehearse",
+        "--report",
+        page.to_str().unwrap(),
+    ]);
+    run.expect_code(0);
+    let event = rehearsal_event(&run);
+    assert_eq!(event["verdict"]["ok"], true, "{event:#}");
+    assert!(event["rows"].as_i64().unwrap() >= 1_200_000, "{event:#}");
+
+    // The type change rewrote orders under ACCESS EXCLUSIVE, held until the
+    // backfill sharing its transaction committed.
+    let retype = statements(&event, "1_retype_orders");
+    assert_eq!(retype.len(), 1);
+    let retype = retype[0];
+    assert_eq!(retype["rewrites"], serde_json::json!(["public.orders"]));
+    let exclusive = held(retype, "public.orders", "AccessExclusiveLock").expect("no lock");
+    let backfill = statements(&event, "2_backfill_tiers")[0];
+    assert_eq!(backfill["rows"], 200_000);
+    let retype_ms = retype["duration_ms"].as_u64().unwrap();
+    let backfill_ms = backfill["duration_ms"].as_u64().unwrap();
+    assert!(
+        exclusive >= retype_ms + backfill_ms && retype_ms > 50,
+        "held {exclusive} ms, the statements took {retype_ms} + {backfill_ms} ms"
+    );
+    let lock = &retype["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["mode"] == "AccessExclusiveLock")
+        .unwrap();
+    assert_eq!(lock["until"], "2_backfill_tiers", "{lock:#}");
+
+    // The index built concurrently, alone: no write-blocking lock held on orders.
+    let index = statements(&event, "3_index_customer")[0];
+    assert!(held(index, "public.orders", "ShareUpdateExclusiveLock").is_some(), "{index:#}");
+    for mode in ["ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock"] {
+        assert!(held(index, "public.orders", mode).is_none(), "{index:#}");
+    }
+    assert_eq!(index["rewrites"], serde_json::json!([]));
+
+    // A column without a default: milliseconds, no rewrite.
+    let note = statements(&event, "4_add_note")[0];
+    let quick = held(note, "public.orders", "AccessExclusiveLock").expect("no lock");
+    assert!(quick < exclusive / 5 && quick < 1000, "held {quick} ms");
+    assert_eq!(note["rewrites"], serde_json::json!([]));
+
+    // The run's maxima name the rewrite's lock.
+    assert_eq!(event["longest_exclusive"][0]["relation"], "public.orders");
+    assert_eq!(event["longest_exclusive"][0]["held_ms"], exclusive);
+    assert_eq!(event["longest_exclusive"][0]["migration"], "1_retype_orders");
+
+    // The target: untouched. The copy: gone. The backup: recorded as restored.
+    assert_eq!(p.ledger_versions(), Vec::<String>::new());
+    assert_eq!(
+        p.sql("select data_type from information_schema.columns where table_name = 'orders' and column_name = 'amount'"),
+        "integer"
+    );
+    assert!(!p.table_exists("orders_customer_idx"));
+    assert!(rehearsal_copies(&p).is_empty(), "{:?}", rehearsal_copies(&p));
+    let id = event["backup"].as_str().unwrap();
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(p.path().join(format!("backups/{id}.verified.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["restore_drill"]["by"], "rehearsal");
+    assert_eq!(record["restore_drill"]["rows"], event["rows"]);
+
+    // The page holds the same report.
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("1_retype_orders") && html.contains("AccessExclusiveLock"));
+    assert!(!html.contains("<script src") && !html.contains("<link"), "the page fetches");
+}
