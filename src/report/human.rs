@@ -698,6 +698,13 @@ fn headline(s: &RunSummary) -> String {
             // A stamp is recorded as a change, not as a migration applied.
             let (stamps, applied): (Vec<&String>, Vec<&String>) =
                 s.applied.iter().partition(|a| a.starts_with("stamped "));
+            let ran = |stage: &str| s.stages.iter().any(|st| st.stage == stage);
+            if ran("rehearse") && !ran("upgrade") {
+                return format!(
+                    "✓ {} succeeded: the target was not changed ({versions})",
+                    s.pipeline
+                );
+            }
             let mut done = match applied.len() {
                 // A stamp, a backup, a rollback, a restore: nothing was meant to
                 // be applied.

@@ -142,7 +142,7 @@ pub fn measure(recording: &Recording, bookkeeping: &[String]) -> Report {
         .zip(&holds)
         .map(|(span, held)| {
             let until = last_of_tx(span.tx).filter(|m| *m != span.migration);
-            let mut locks: Vec<HeldLock> = held
+            let locks: Vec<HeldLock> = held
                 .iter()
                 .filter_map(|(oid, mode, from, to)| {
                     let relation = recording.names.get(oid)?;
@@ -155,7 +155,7 @@ pub fn measure(recording: &Recording, bookkeeping: &[String]) -> Report {
                     })
                 })
                 .collect();
-            locks.sort_by(|a, b| b.held_ms.cmp(&a.held_ms).then(a.relation.cmp(&b.relation)));
+            let locks = strongest(locks);
             TracedStatement {
                 migration: span.migration.clone(),
                 line: span.line,
@@ -205,6 +205,21 @@ pub fn measure(recording: &Recording, bookkeeping: &[String]) -> Report {
         statements,
         migrations,
     }
+}
+
+/// A statement's locks without those another of its locks on the same table covers
+/// (a stronger mode held at least as long), longest first: a rewrite's
+/// `AccessExclusiveLock` says all its `ShareLock` would.
+fn strongest(locks: Vec<HeldLock>) -> Vec<HeldLock> {
+    let rank = |mode: &str| LockMode::from_pg_name(mode);
+    let covered = |l: &HeldLock| {
+        locks.iter().any(|o| {
+            o.relation == l.relation && rank(&o.mode) > rank(&l.mode) && o.held_ms >= l.held_ms
+        })
+    };
+    let mut kept: Vec<HeldLock> = locks.iter().filter(|l| !covered(l)).cloned().collect();
+    kept.sort_by(|a, b| b.held_ms.cmp(&a.held_ms).then(a.relation.cmp(&b.relation)));
+    kept
 }
 
 fn span_of_ran(ran: &Ran) -> Span {

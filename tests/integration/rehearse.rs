@@ -154,8 +154,38 @@ fn a_rehearsal_measures_locks_rewrites_and_rows_on_a_copy_and_leaves_the_target_
     assert_eq!(record["restore_drill"]["by"], "rehearsal");
     assert_eq!(record["restore_drill"]["rows"], event["rows"]);
 
-    // The page holds the same report.
+    // The page: self-contained, and once Chromium ran its script, one bar per lock held.
     let html = std::fs::read_to_string(&page).unwrap();
-    assert!(html.contains("1_retype_orders") && html.contains("AccessExclusiveLock"));
     assert!(!html.contains("<script src") && !html.contains("<link"), "the page fetches");
+    let locks: usize = event["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["locks"].as_array().unwrap().len())
+        .sum();
+    let drawn = chromium_dom(&page);
+    assert_eq!(drawn.matches("class=\"lock\"").count(), locks, "{drawn}");
+    assert!(drawn.contains("public.orders") && drawn.contains("Within the limits"));
+}
+
+/// The page's DOM after headless Chromium (Debian's package) ran its script.
+fn chromium_dom(page: &std::path::Path) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium (scripts/ensure-chromium installs it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
