@@ -189,3 +189,136 @@ fn chromium_dom(page: &std::path::Path) -> String {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+#[test]
+fn a_deploy_over_a_rehearsal_limit_is_refused_before_the_target_is_touched() {
+    let p = Project::new();
+    populated(&p);
+    p.migration(
+        "1_retype_orders.sql",
+        "alter table orders alter column amount type bigint;\n",
+    );
+    p.write_config("[rehearse]\nbefore_deploy = true\nmax_exclusive_lock = \"20ms\"\n");
+    let run = p.ballast(&["--yes", "--allow-risky", "deploy"]);
+    run.expect_code(3);
+    let out = run.all();
+    // The backup, then the rehearsal, before the question.
+    let at = |s: &str| out.find(s).unwrap_or_else(|| panic!("no {s}:\n{out}"));
+    assert!(at("▸ backup") < at("▸ rehearse"), "{out}");
+    assert!(!out.contains("▸ confirm") && !out.contains("▸ upgrade"), "{out}");
+    assert!(
+        out.contains("1_retype_orders line 1 (alter table orders alter column amount type bigint;) held AccessExclusiveLock on public.orders for")
+            && out.contains("rehearse.max_exclusive_lock is 20 ms")
+            && out.contains("the lint's safe way: add a new column of type int8"),
+        "{out}"
+    );
+    assert_eq!(p.ledger_versions(), Vec::<String>::new());
+    assert_eq!(
+        p.sql("select data_type from information_schema.columns where table_name = 'orders' and column_name = 'amount'"),
+        "integer"
+    );
+    assert!(rehearsal_copies(&p).is_empty());
+
+    // Under its limits, the deploy goes on and applies the plan it rehearsed.
+    p.write_config(
+        "[rehearse]\nbefore_deploy = true\nmax_exclusive_lock = \"10m\"\nmax_write_block = \"10m\"\nmax_duration = \"10m\"\n",
+    );
+    let run = p.ballast(&["--yes", "--allow-risky", "deploy"]);
+    run.expect_code(0);
+    let out = run.all();
+    assert!(out.find("▸ rehearse").unwrap() < out.find("▸ confirm").unwrap(), "{out}");
+    assert_eq!(p.ledger_versions(), vec!["1".to_string()]);
+    assert_eq!(
+        p.sql("select data_type from information_schema.columns where table_name = 'orders' and column_name = 'amount'"),
+        "bigint"
+    );
+    assert!(rehearsal_copies(&p).is_empty());
+}
+
+#[test]
+fn a_plan_that_fails_on_the_copy_stops_the_deploy_naming_the_statement() {
+    let p = Project::new();
+    p.existing(
+        "create table customers (id int primary key, tier text);
+         insert into customers select g, case when g % 10 = 0 then null else 'basic' end from generate_series(1, 100000) g;",
+    );
+    p.migration("1_notes.sql", "create table notes (id int);\n")
+        .migration(
+            "2_tier_required.sql",
+            "alter table customers add column since date;\nalter table customers add constraint tier_set check (tier is not null);\n",
+        );
+    p.write_config("[rehearse]\nbefore_deploy = true\n");
+    let run = p.ballast(&["--yes", "deploy"]);
+    run.expect_code(3);
+    let out = run.all();
+    assert!(
+        out.contains("the plan failed on the rehearsal's copy")
+            && out.contains("2_tier_required")
+            && out.contains("statement 2 of 2, line 2")
+            && out.contains("tier_set"),
+        "{out}"
+    );
+    assert!(!out.contains("▸ upgrade"), "{out}");
+    assert!(!p.table_exists("public.notes"));
+    assert_eq!(p.ledger_versions(), Vec::<String>::new());
+    assert!(rehearsal_copies(&p).is_empty());
+    // `ballast rehearse` says the same, in its event too.
+    let run = p.ballast(&["--json", "rehearse"]);
+    run.expect_code(3);
+    let event = rehearsal_event(&run);
+    assert_eq!(event["verdict"]["ok"], false);
+    assert!(event["verdict"]["failed"].as_str().unwrap().contains("tier_set"));
+    let failed: Vec<_> = statements(&event, "2_tier_required");
+    assert_eq!(failed.len(), 2, "{event:#}");
+    assert!(failed[1]["error"].as_str().unwrap().contains("tier_set"));
+    assert!(failed[1]["rows"].is_null());
+}
+
+#[test]
+fn a_role_that_may_not_create_databases_is_told_the_grant_or_the_other_server() {
+    let p = Project::new();
+    let role = format!("{}_plain", p.db);
+    let admin = cluster().url("postgres");
+    psql(&admin, &format!("create role {role} login"));
+    psql(&admin, &format!("alter database {} owner to {role}", p.db));
+    psql(&p.url, &format!("alter schema public owner to {role}"));
+    let url = p.url.replace("postgres@", &format!("{role}@"));
+    std::fs::write(
+        p.path().join("deploy.toml"),
+        format!("[database]\nurl = \"{url}\"\n"),
+    )
+    .unwrap();
+    psql(&url, "create table t (id int)");
+    p.ballast(&["--yes", "baseline", "none"]).expect_code(0);
+    p.migration("1_a.sql", "alter table t add column b int;\n");
+    let run = p.ballast(&["rehearse"]);
+    run.expect_code(3);
+    let out = run.all();
+    assert!(
+        out.contains("this role may not create databases")
+            && out.contains(&format!("ALTER ROLE \"{role}\" CREATEDB"))
+            && out.contains("[rehearse] url")
+            && out.contains("nothing was made"),
+        "{out}"
+    );
+    assert!(!out.contains("restoring"), "{out}");
+    assert!(rehearsal_copies(&p).is_empty());
+}
+
+#[test]
+fn not_enough_room_is_said_before_the_restore_starts() {
+    let p = Project::new();
+    p.existing("create table t (id int); insert into t select generate_series(1, 1000);");
+    p.migration("1_a.sql", "alter table t add column b int;\n");
+    let run = p.ballast_with(&["rehearse"], &[("BALLAST_FAULT_FREE_BYTES", "4096")]);
+    run.expect_code(3);
+    let out = run.all();
+    assert!(
+        out.contains("not enough room for the rehearsal's copy")
+            && out.contains("4.00 KiB free")
+            && out.contains("nothing was made"),
+        "{out}"
+    );
+    assert!(!out.contains("restoring"), "{out}");
+    assert!(rehearsal_copies(&p).is_empty());
+}
