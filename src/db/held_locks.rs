@@ -77,25 +77,34 @@ pub struct OtherStatement {
     pub running_ms: f64,
 }
 
-/// One look from the sampler's connection at the other sessions in its database.
+/// One look from the sampler's connection at the other sessions in its database. A
+/// parallel worker counts as its leader (`leader_pid`, PostgreSQL 13 and later:
+/// `workers_known`), so an index build's workers are the statement's, not sessions of
+/// their own.
 pub async fn others(
     conn: &mut PgConnection,
+    workers_known: bool,
 ) -> Result<(Vec<OtherLock>, Vec<OtherStatement>), DbError> {
-    let locks: Vec<(i32, i64, String)> = sqlx::query_as(
-        "select l.pid, l.relation::int8, l.mode from pg_locks l \
+    let session = match workers_known {
+        true => "coalesce(a.leader_pid, a.pid)",
+        false => "a.pid",
+    };
+    let locks: Vec<(i32, i64, String)> = sqlx::query_as(&format!(
+        "select {session}, l.relation::int8, l.mode \
+         from pg_locks l join pg_stat_activity a on a.pid = l.pid \
          where l.locktype = 'relation' and l.granted and l.pid <> pg_backend_pid() \
-           and l.database = (select oid from pg_database where datname = current_database())",
-    )
+           and l.database = (select oid from pg_database where datname = current_database())"
+    ))
     .fetch_all(&mut *conn)
     .await
     .map_err(|e| DbError::query("sampling locks", &e))?;
-    let statements: Vec<(i32, String, String, f64)> = sqlx::query_as(
-        "select pid, coalesce(query, ''), state, \
-           (extract(epoch from clock_timestamp() - query_start) * 1000)::float8 \
-         from pg_stat_activity \
-         where datname = current_database() and pid <> pg_backend_pid() \
-           and state in ('active', 'idle in transaction') and query_start is not null",
-    )
+    let statements: Vec<(i32, String, String, f64)> = sqlx::query_as(&format!(
+        "select {session}, coalesce(a.query, ''), a.state, \
+           (extract(epoch from clock_timestamp() - a.query_start) * 1000)::float8 \
+         from pg_stat_activity a \
+         where a.datname = current_database() and a.pid <> pg_backend_pid() \
+           and a.state in ('active', 'idle in transaction') and a.query_start is not null"
+    ))
     .fetch_all(conn)
     .await
     .map_err(|e| DbError::query("sampling statements", &e))?;

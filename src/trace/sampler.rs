@@ -25,6 +25,7 @@ impl Sampler {
     /// Connects to `database` and starts looking.
     pub async fn start(database: &DatabaseSettings, tracer: &Tracer) -> Result<Sampler, DbError> {
         let mut conn = db::connect(database, "rehearsal sampler").await?;
+        let workers_known = db::server_info(&mut conn).await?.major >= 13;
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         let tracer = tracer.clone();
@@ -32,7 +33,7 @@ impl Sampler {
             let interval_ms = INTERVAL.as_secs_f64() * 1000.0;
             let mut failed = None;
             while !stopped.load(Ordering::Relaxed) {
-                match db::held_locks::others(&mut conn).await {
+                match db::held_locks::others(&mut conn, workers_known).await {
                     Ok((locks, statements)) => {
                         let at_ms = tracer.now_ms();
                         tracer.sampled(

@@ -322,3 +322,82 @@ fn not_enough_room_is_said_before_the_restore_starts() {
     assert!(!out.contains("restoring"), "{out}");
     assert!(rehearsal_copies(&p).is_empty());
 }
+
+#[test]
+fn a_rehearsal_stopped_by_ctrl_c_or_sigkill_leaves_no_copy_after_the_next_run() {
+    use crate::faults::{paused_at, signal};
+    let p = Project::new();
+    p.existing("create table t (id int); insert into t select generate_series(1, 50000);");
+    p.migration("1_a.sql", "alter table t add column b int;\n");
+    let again = |point: &str| {
+        let _ = std::fs::remove_file(p.path().join(format!("paused-at-{point}")));
+    };
+    // Ctrl-C while the plan is traced on the copy: the copy is dropped on the way out.
+    let child = paused_at(&p, &["rehearse"], "rehearsal");
+    assert_eq!(rehearsal_copies(&p).len(), 1);
+    let out = signal(child, "INT");
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(rehearsal_copies(&p).is_empty(), "{:?}", rehearsal_copies(&p));
+    // SIGKILL there, and Ctrl-C and SIGKILL during the restore: a copy may stay,
+    // marked safe to drop, and the next rehearsal drops it.
+    for (point, sig) in [("rehearsal", "KILL"), ("restore", "INT"), ("restore", "KILL")] {
+        again(point);
+        let child = paused_at(&p, &["rehearse"], point);
+        let out = signal(child, sig);
+        assert_ne!(out.status.code(), Some(0), "{point} {sig}");
+        assert!(rehearsal_copies(&p).len() <= 1, "{point} {sig}: {:?}", rehearsal_copies(&p));
+    }
+    let left = rehearsal_copies(&p);
+    assert_eq!(left.len(), 1, "the last SIGKILL during the restore left its copy");
+    crate::faults::sessions_gone(&p);
+    let run = p.ballast(&["rehearse"]);
+    run.expect_code(0);
+    assert!(run.all().contains(&format!("dropped {}", left[0])), "{}", run.all());
+    assert!(rehearsal_copies(&p).is_empty(), "{:?}", rehearsal_copies(&p));
+    assert_eq!(p.ledger_versions(), Vec::<String>::new());
+}
+
+#[test]
+fn an_alembic_revision_that_rewrites_is_traced_from_a_second_connection() {
+    use crate::harness::{alembic_revision, alembic_version, ALEMBIC_HEAD};
+    let p = Project::new();
+    let versions = p.alembic();
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    p.sql(
+        "insert into marketplace.sellers values (1, 'one');
+         insert into marketplace.products (id, seller_id, title)
+           select g, 1, 'product ' || g from generate_series(1, 300000) g;",
+    );
+    alembic_revision(
+        &versions,
+        "aa00000000a1",
+        ALEMBIC_HEAD,
+        &[
+            "op.execute(\"ALTER TABLE marketplace.products ALTER COLUMN title TYPE varchar(300) USING title || ''\")",
+            "op.execute(\"ALTER TABLE marketplace.products ADD COLUMN note text\")",
+        ],
+        "op.execute(\"ALTER TABLE marketplace.products DROP COLUMN note\")",
+    );
+    let run = p.ballast(&["--json", "rehearse"]);
+    run.expect_code(0);
+    let event = rehearsal_event(&run);
+    let statements = event["statements"].as_array().unwrap();
+    let retype = statements
+        .iter()
+        .find(|s| s["sql"].as_str().unwrap().contains("ALTER COLUMN title TYPE"))
+        .unwrap_or_else(|| panic!("the rewrite was not seen: {event:#}"));
+    assert!(retype["migration"].as_str().unwrap().starts_with("aa00000000a1"), "{retype:#}");
+    assert!(retype["line"].is_null() && retype["rows"].is_null(), "{retype:#}");
+    assert_eq!(retype["rewrites"], serde_json::json!(["marketplace.products"]), "{event:#}");
+    let exclusive = held(retype, "marketplace.products", "AccessExclusiveLock").expect("no lock");
+    assert!(
+        exclusive >= retype["duration_ms"].as_u64().unwrap() && exclusive > 20,
+        "{retype:#}"
+    );
+    assert_eq!(event["longest_exclusive"][0]["relation"], "marketplace.products");
+    // Alembic's bookkeeping is not the migration's.
+    assert!(!event.to_string().contains("alembic_version\""), "{event:#}");
+    // The target stays where it was; no copy is left.
+    assert_eq!(alembic_version(&p), ALEMBIC_HEAD);
+    assert!(rehearsal_copies(&p).is_empty());
+}
