@@ -180,6 +180,7 @@ fn json_lines_match_the_documented_schema() {
     // A failure after the commit: the ladder's rung, its stage records, next steps.
     p.migration("2_b.sql", "create table b (id int);")
         .migration("2_b.down.sql", "drop table b;");
+    collect(&["--json", "rehearse", "--from", "latest"], 0);
     p.write_config(FAILING_VERIFY);
     collect(&["--yes", "--json", "deploy"], 1);
     collect(&["--json", "backups"], 0);
@@ -236,6 +237,7 @@ fn json_lines_match_the_documented_schema() {
         "check_finished",
         "error",
         "wait",
+        "rehearsal",
     ] {
         assert!(
             seen.contains(expected),
