@@ -14,7 +14,7 @@ pub use duration::{parse_duration, to_pg_millis, DurationError};
 pub use load::{load, ConfigError, LoadOptions, DEFAULTS};
 pub use raw::RawConfig;
 pub use settings::{
-    CopyPlace, RehearseSettings,
-    AlembicSettings, BackupSettings, BlockerPolicy, DatabaseSettings, EngineKind, LedgerChoice,
-    MigrationSettings, ObjectLock, Retention, S3Settings, Settings, SqlCheck,
+    AlembicSettings, BackupSettings, BlockerPolicy, CopyPlace, DatabaseSettings, EngineKind,
+    LedgerChoice, MigrationSettings, ObjectLock, RehearseSettings, Retention, S3Settings, Settings,
+    SqlCheck,
 };

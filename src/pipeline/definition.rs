@@ -255,7 +255,9 @@ impl Pipeline {
     /// already, or has no backup or no upgrade.
     pub fn rehearsing_before_the_question(mut self) -> Pipeline {
         let at = |p: &Pipeline, kind| p.stages.iter().position(|s| s.kind == kind);
-        let (Some(backup), Some(upgrade)) = (at(&self, StageKind::Backup), at(&self, StageKind::Upgrade)) else {
+        let (Some(backup), Some(upgrade)) =
+            (at(&self, StageKind::Backup), at(&self, StageKind::Upgrade))
+        else {
             return self;
         };
         if at(&self, StageKind::Rehearse).is_some() || backup > upgrade {
@@ -266,10 +268,8 @@ impl Pipeline {
             .filter(|c| *c < upgrade)
             .unwrap_or(upgrade - 1);
         self.stages.insert(place, backup);
-        self.stages.insert(
-            place + 1,
-            StageSpec::built(StageKind::Rehearse, None, None),
-        );
+        self.stages
+            .insert(place + 1, StageSpec::built(StageKind::Rehearse, None, None));
         self
     }
 

@@ -101,7 +101,10 @@ pub async fn make(
         Err(e) => {
             db::close(lock).await;
             return Err(match e {
-                ReplaceError::Db(e) if e.to_string().contains("permission denied to create database") => {
+                ReplaceError::Db(e)
+                    if e.to_string()
+                        .contains("permission denied to create database") =>
+                {
                     RehearseError::Refused(format!("{e}: {}", createdb_hint(&beside.database)))
                 }
                 e => RehearseError::Failed(format!(
@@ -116,8 +119,13 @@ pub async fn make(
     // From here a Ctrl-C (which ends the run at once: the target is not changing)
     // drops the copy on the way out.
     crate::interrupt::set_undo_on_exit(Some((
-        beside.database.for_database(crate::backup::replace::MAINTENANCE_DB),
-        format!("drop database if exists {} with (force)", quote_ident(&name)),
+        beside
+            .database
+            .for_database(crate::backup::replace::MAINTENANCE_DB),
+        format!(
+            "drop database if exists {} with (force)",
+            quote_ident(&name)
+        ),
     )));
     crate::interrupt::set_note(Some(format!(
         "interrupted during the rehearsal: the target was not touched; the copy {name} is dropped"
@@ -213,8 +221,11 @@ async fn room_for(
             _ => None,
         },
     };
-    let free = crate::faults::free_bytes()
-        .or_else(|| folder.as_deref().and_then(crate::preflight::available_bytes));
+    let free = crate::faults::free_bytes().or_else(|| {
+        folder
+            .as_deref()
+            .and_then(crate::preflight::available_bytes)
+    });
     let Some(free) = free else {
         return Ok(None);
     };

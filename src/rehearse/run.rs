@@ -72,7 +72,11 @@ pub async fn rehearse(
 /// (the measure, the migrations run, why the plan failed on the copy).
 type Traced = (crate::trace::Report, Vec<String>, Option<String>);
 
-async fn trace_plan(copy: &Copy, asked: &Asked<'_>, events: &Events) -> Result<Traced, RehearseError> {
+async fn trace_plan(
+    copy: &Copy,
+    asked: &Asked<'_>,
+    events: &Events,
+) -> Result<Traced, RehearseError> {
     let settings = &copy.settings;
     let mut conn = db::connect(&settings.database, "rehearsal").await?;
     let server_major = db::server_info(&mut conn).await?.major;

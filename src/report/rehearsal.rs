@@ -72,7 +72,11 @@ pub fn lines(r: &Rehearsal) -> Vec<String> {
         holds(&r.report.longest_write_block)
     ));
     let lint = &r.lint;
-    let mut said = format!("  the lint and the rehearsal agree on {} statement{}", lint.agreed, plural(lint.agreed));
+    let mut said = format!(
+        "  the lint and the rehearsal agree on {} statement{}",
+        lint.agreed,
+        plural(lint.agreed)
+    );
     if !lint.lint_only.is_empty() {
         said.push_str(&format!(
             "; the lint said, not measured: {}",

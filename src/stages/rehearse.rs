@@ -12,7 +12,9 @@ use crate::trace::Rehearsal;
 
 pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     if ctx.plan().is_some_and(|p| p.is_empty()) {
-        return Ok(StageOutcome::Skipped("nothing to apply, so nothing to rehearse".into()));
+        return Ok(StageOutcome::Skipped(
+            "nothing to apply, so nothing to rehearse".into(),
+        ));
     }
     let storage = ctx.storage().await?;
     let backup = which_backup(ctx, &storage).await?;
@@ -30,9 +32,9 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         .await
         .map_err(|e| match e {
             RehearseError::Refused(message) => StageError::Refused(message),
-            RehearseError::Failed(message) => StageError::Failed(format!(
-                "{message}; the target was not touched"
-            )),
+            RehearseError::Failed(message) => {
+                StageError::Failed(format!("{message}; the target was not touched"))
+            }
         })?;
     record_restore(ctx, &storage, &backup, &rehearsal).await;
     events.emit(crate::events::Event::Rehearsal {
@@ -64,7 +66,11 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
         "{} ({} migration{} on {})",
         summary,
         rehearsal.migrations_rehearsed.len(),
-        if rehearsal.migrations_rehearsed.len() == 1 { "" } else { "s" },
+        if rehearsal.migrations_rehearsed.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
         rehearsal.copy
     )))
 }
@@ -153,7 +159,6 @@ fn write_page(
         rehearsal.backup
     );
     let page = crate::trace::html::page(&rehearsal.report, &heading, &rehearsal.problems());
-    std::fs::write(path, page).map_err(|e| {
-        StageError::Failed(format!("writing the report {}: {e}", path.display()))
-    })
+    std::fs::write(path, page)
+        .map_err(|e| StageError::Failed(format!("writing the report {}: {e}", path.display())))
 }

@@ -114,3 +114,78 @@ fn longest_blocking(statement: &TracedStatement) -> Option<(String, u64)> {
         .max_by_key(|l| l.held_ms)
         .map(|l| (format!("{} on {}", l.mode, l.relation), l.held_ms))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::compare;
+    use crate::lint::{Category, Finding, Level};
+    use crate::trace::measure::{HeldLock, Report, TracedStatement};
+
+    fn statement(line: usize, lock: Option<(&str, u64)>, rewrites: &[&str]) -> TracedStatement {
+        TracedStatement {
+            migration: "1_a".into(),
+            line: Some(line),
+            sql: String::new(),
+            started_ms: 0,
+            duration_ms: 0,
+            rows: None,
+            locks: lock
+                .map(|(mode, held_ms)| HeldLock {
+                    relation: "public.t".into(),
+                    mode: mode.into(),
+                    held_ms,
+                    from_ms: 0,
+                    until: None,
+                })
+                .into_iter()
+                .collect(),
+            rewrites: rewrites.iter().map(|r| r.to_string()).collect(),
+            error: None,
+        }
+    }
+
+    fn finding(rule: &'static str, line: usize) -> Finding {
+        Finding {
+            rule,
+            level: Level::Error,
+            category: Category::Lock,
+            migration: "1_a".into(),
+            file: "1_a.sql".into(),
+            line,
+            message: String::new(),
+            fix: String::new(),
+        }
+    }
+
+    #[test]
+    fn agreements_and_each_side_alone_are_counted_per_statement() {
+        let report = Report {
+            statements: vec![
+                // Both: a rewrite under a long lock.
+                statement(1, Some(("AccessExclusiveLock", 5000)), &["public.t"]),
+                // The lint warned of a scan under lock; it took milliseconds here.
+                statement(3, Some(("AccessExclusiveLock", 4)), &[]),
+                // Neither said anything.
+                statement(5, Some(("RowExclusiveLock", 9000)), &[]),
+                // The lint said nothing; the lock was held long (a shared transaction).
+                statement(7, Some(("AccessExclusiveLock", 4000)), &[]),
+            ],
+            ..Report::default()
+        };
+        let findings = [
+            finding("changing-column-type", 1),
+            finding("set-not-null", 4),
+        ];
+        let seen = compare(&report, &findings, 1000);
+        assert_eq!(seen.agreed, 2);
+        assert_eq!(seen.lint_only.len(), 1);
+        assert_eq!(seen.lint_only[0].line, Some(3));
+        assert!(seen.lint_only[0].what.starts_with("set-not-null"));
+        assert_eq!(seen.rehearsal_only.len(), 1);
+        assert_eq!(seen.rehearsal_only[0].line, Some(7));
+        assert_eq!(
+            seen.rehearsal_only[0].what,
+            "AccessExclusiveLock on public.t held 4000 ms"
+        );
+    }
+}

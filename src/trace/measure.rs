@@ -182,7 +182,10 @@ pub fn measure(recording: &Recording, bookkeeping: &[String]) -> Report {
         .fold(t0, f64::max);
     let mut migrations: Vec<MigrationTotals> = Vec::new();
     for statement in &statements {
-        if !migrations.iter().any(|m| m.migration == statement.migration) {
+        if !migrations
+            .iter()
+            .any(|m| m.migration == statement.migration)
+        {
             let mine: Vec<&TracedStatement> = statements
                 .iter()
                 .filter(|s| s.migration == statement.migration)
@@ -242,11 +245,7 @@ fn span_of_ran(ran: &Ran) -> Span {
 /// that held it (its own session read them after each statement, or the sampler saw
 /// it while the statement ran), held from that statement's start to the
 /// transaction's end.
-fn exact_holds(
-    recording: &Recording,
-    spans: &[Span],
-    holds: &mut [Vec<(u32, String, f64, f64)>],
-) {
+fn exact_holds(recording: &Recording, spans: &[Span], holds: &mut [Vec<(u32, String, f64, f64)>]) {
     let mut taken: HashMap<(usize, u32, String), usize> = HashMap::new();
     for (i, span) in spans.iter().enumerate() {
         let tx = span.tx.unwrap_or(usize::MAX);
@@ -324,9 +323,21 @@ fn migration_at(recording: &Recording, at: f64) -> String {
 fn is_chatter(query: &str, skip: &dyn Fn(&str) -> bool) -> bool {
     let q = query.trim_start().to_ascii_lowercase();
     let words = [
-        "begin", "commit", "rollback", "set ", "show ", "reset ", "select pg_catalog",
-        "select current_", "select version()", "select pg_advisory", "select relname",
-        "select n.nspname", "select c.relname", "savepoint", "release ",
+        "begin",
+        "commit",
+        "rollback",
+        "set ",
+        "show ",
+        "reset ",
+        "select pg_catalog",
+        "select current_",
+        "select version()",
+        "select pg_advisory",
+        "select relname",
+        "select n.nspname",
+        "select c.relname",
+        "savepoint",
+        "release ",
     ];
     q.is_empty()
         || words.iter().any(|w| q.starts_with(w))
@@ -343,23 +354,31 @@ fn sampled_holds(
     spans: &[Span],
     holds: &mut [Vec<(u32, String, f64, f64)>],
 ) {
+    // Every look sees every lock: one held at a look and gone at the next was
+    // released between them, however long the sampler took to look again.
     let gap = recording.sample_interval_ms.max(1.0) * 4.0 + 20.0;
-    // (pid, oid, mode) → (first seen, last seen), open runs.
     let mut open: BTreeMap<(i32, u32, String), (f64, f64)> = BTreeMap::new();
     let mut closed: Vec<((i32, u32, String), (f64, f64))> = Vec::new();
     for sample in &recording.samples {
-        for lock in &sample.locks {
-            let key = (lock.pid, lock.oid, lock.mode.clone());
-            match open.get_mut(&key) {
-                Some(run) if sample.at_ms - run.1 <= gap => run.1 = sample.at_ms,
-                Some(run) => {
-                    closed.push((key.clone(), *run));
-                    *run = (sample.at_ms, sample.at_ms);
-                }
-                None => {
-                    open.insert(key, (sample.at_ms, sample.at_ms));
-                }
+        let present: Vec<(i32, u32, String)> = sample
+            .locks
+            .iter()
+            .map(|l| (l.pid, l.oid, l.mode.clone()))
+            .collect();
+        let gone: Vec<(i32, u32, String)> = open
+            .keys()
+            .filter(|k| !present.contains(k))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(run) = open.remove(&key) {
+                closed.push((key, run));
             }
+        }
+        for key in present {
+            open.entry(key)
+                .and_modify(|run| run.1 = sample.at_ms)
+                .or_insert((sample.at_ms, sample.at_ms));
         }
     }
     closed.extend(open);
@@ -454,5 +473,204 @@ fn short_sql(sql: &str) -> String {
     match first.chars().count() > 100 {
         true => format!("{}…", first.chars().take(99).collect::<String>()),
         false => first.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::recording::{Ran, Recording, Sample};
+    use super::measure;
+    use crate::db::held_locks::{OtherLock, OtherStatement};
+
+    fn ran(migration: &str, tx: usize, at: (f64, f64), locks: &[(u32, &str)]) -> Ran {
+        Ran {
+            migration: migration.into(),
+            line: 1,
+            sql: format!("-- {migration}\nalter table x"),
+            tx,
+            started_ms: at.0,
+            ended_ms: at.1,
+            rows: Some(0),
+            locks_after: locks.iter().map(|(o, m)| (*o, m.to_string())).collect(),
+            rewrote: Vec::new(),
+            error: None,
+        }
+    }
+
+    fn named(recording: &mut Recording) {
+        for (oid, name) in [
+            (1, "public.orders"),
+            (2, "public.customers"),
+            (9, "public.ballast_migrations"),
+        ] {
+            recording.names.insert(oid, name.into());
+        }
+    }
+
+    #[test]
+    fn a_lock_is_held_from_the_statement_that_took_it_to_its_transactions_end() {
+        let mut recording = Recording::default();
+        named(&mut recording);
+        let mut retype = ran(
+            "1_retype",
+            0,
+            (0.0, 100.0),
+            &[(1, "AccessExclusiveLock"), (1, "ShareLock")],
+        );
+        retype.rewrote = vec![1];
+        recording.ran = vec![
+            retype,
+            // The second statement still holds the first one's lock: it is the first's.
+            ran(
+                "2_backfill",
+                0,
+                (100.0, 300.0),
+                &[
+                    (1, "AccessExclusiveLock"),
+                    (2, "RowExclusiveLock"),
+                    (9, "RowExclusiveLock"),
+                ],
+            ),
+            ran("3_note", 1, (320.0, 321.0), &[(1, "AccessExclusiveLock")]),
+        ];
+        recording.tx_ended_ms = vec![310.0, 322.0];
+        let report = measure(&recording, &["public.ballast_migrations".to_string()]);
+        let first = &report.statements[0];
+        assert_eq!(first.sql, "alter table x");
+        assert_eq!(first.rewrites, ["public.orders"]);
+        // The ShareLock its AccessExclusiveLock covers is left out.
+        assert_eq!(first.locks.len(), 1, "{:?}", first.locks);
+        assert_eq!(first.locks[0].mode, "AccessExclusiveLock");
+        assert_eq!(first.locks[0].held_ms, 310);
+        assert_eq!(first.locks[0].until.as_deref(), Some("2_backfill"));
+        let second = &report.statements[1];
+        assert_eq!(
+            second.locks.len(),
+            1,
+            "the ledger is bookkeeping: {:?}",
+            second.locks
+        );
+        assert_eq!(
+            (second.locks[0].relation.as_str(), second.locks[0].held_ms),
+            ("public.customers", 210)
+        );
+        assert_eq!(second.locks[0].until, None);
+        assert_eq!(report.statements[2].locks[0].held_ms, 2);
+        assert_eq!(report.longest_exclusive.len(), 1);
+        assert_eq!(
+            (
+                report.longest_exclusive[0].held_ms,
+                report.longest_exclusive[0].migration.as_str()
+            ),
+            (310, "1_retype")
+        );
+        // RowExclusiveLock blocks no writer.
+        assert_eq!(report.longest_write_block.len(), 1);
+        assert_eq!(report.migrations.len(), 3);
+        assert_eq!(report.migrations[2].longest_exclusive[0].held_ms, 2);
+        assert_eq!(report.duration_ms, 322);
+    }
+
+    #[test]
+    fn a_statement_run_alone_gets_the_locks_the_sampler_saw_while_it_ran() {
+        let mut recording = Recording::default();
+        named(&mut recording);
+        recording.ran = vec![ran("1_index", 0, (0.0, 50.0), &[])];
+        recording.tx_ended_ms = vec![50.0];
+        recording.samples = [10.0, 20.0, 30.0, 60.0]
+            .into_iter()
+            .map(|at_ms| Sample {
+                at_ms,
+                locks: vec![OtherLock {
+                    pid: 7,
+                    oid: 1,
+                    mode: "ShareUpdateExclusiveLock".into(),
+                }],
+                statements: Vec::new(),
+            })
+            .collect();
+        let report = measure(&recording, &[]);
+        let locks = &report.statements[0].locks;
+        assert_eq!(locks.len(), 1);
+        assert_eq!(
+            (locks[0].mode.as_str(), locks[0].held_ms),
+            ("ShareUpdateExclusiveLock", 50)
+        );
+        assert!(report.longest_write_block.is_empty());
+    }
+
+    fn look(at_ms: f64, pid: i32, query: &str, running_ms: f64, locks: &[(u32, &str)]) -> Sample {
+        Sample {
+            at_ms,
+            locks: locks
+                .iter()
+                .map(|(oid, mode)| OtherLock {
+                    pid,
+                    oid: *oid,
+                    mode: mode.to_string(),
+                })
+                .collect(),
+            statements: vec![OtherStatement {
+                pid,
+                query: query.into(),
+                state: "active".into(),
+                running_ms,
+            }],
+        }
+    }
+
+    #[test]
+    fn alembic_statements_and_locks_are_read_from_the_samples() {
+        let mut recording = Recording::default();
+        named(&mut recording);
+        recording.sample_interval_ms = 5.0;
+        recording.migrations = vec![(0.0, "aa01".into()), (200.0, "aa02".into())];
+        let alter = "ALTER TABLE orders ALTER COLUMN amount TYPE bigint";
+        recording.samples = vec![
+            look(5.0, 40, "BEGIN", 0.5, &[]),
+            look(20.0, 40, alter, 10.0, &[(1, "AccessExclusiveLock")]),
+            look(100.0, 40, alter, 90.4, &[(1, "AccessExclusiveLock")]),
+            look(
+                150.0,
+                40,
+                "UPDATE marketplace.alembic_version SET version_num=$1",
+                1.0,
+                &[(1, "AccessExclusiveLock")],
+            ),
+            look(
+                210.0,
+                40,
+                "UPDATE customers SET tier = 'x'",
+                2.0,
+                &[(1, "AccessExclusiveLock"), (2, "RowExclusiveLock")],
+            ),
+            look(
+                240.0,
+                40,
+                "UPDATE customers SET tier = 'x'",
+                32.0,
+                &[(1, "AccessExclusiveLock"), (2, "RowExclusiveLock")],
+            ),
+        ];
+        recording.filenodes_before = [(1, 100), (2, 200)].into();
+        recording.filenodes_after = [(1, 101), (2, 200)].into();
+        let report = measure(&recording, &["marketplace.alembic_version".to_string()]);
+        let sqls: Vec<&str> = report.statements.iter().map(|s| s.sql.as_str()).collect();
+        assert_eq!(sqls, [alter, "UPDATE customers SET tier = 'x'"]);
+        let first = &report.statements[0];
+        assert_eq!(
+            (first.migration.as_str(), first.line, first.rows),
+            ("aa01", None, None)
+        );
+        assert_eq!(first.duration_ms, 90);
+        assert_eq!(first.rewrites, ["public.orders"]);
+        assert_eq!(first.locks[0].mode, "AccessExclusiveLock");
+        assert_eq!(
+            first.locks[0].held_ms, 230,
+            "from the statement's start to the last look"
+        );
+        let second = &report.statements[1];
+        assert_eq!(second.migration, "aa02");
+        assert_eq!(second.locks[0].relation, "public.customers");
     }
 }

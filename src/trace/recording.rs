@@ -132,7 +132,10 @@ impl Tracer {
         let at = self.now_ms();
         self.with(|r| {
             learn(&mut r.names, &relations);
-            let filenodes = relations.iter().map(|(o, rel)| (*o, rel.filenode)).collect();
+            let filenodes = relations
+                .iter()
+                .map(|(o, rel)| (*o, rel.filenode))
+                .collect();
             match before {
                 true => {
                     r.filenodes_before = filenodes;

@@ -31,7 +31,10 @@ fn four_migrations(p: &Project) {
         "3_index_customer.sql",
         "-- no-transaction\ncreate index concurrently orders_customer_idx on orders (customer);\n",
     )
-    .migration("4_add_note.sql", "alter table orders add column note text;\n");
+    .migration(
+        "4_add_note.sql",
+        "alter table orders add column note text;\n",
+    );
 }
 
 /// The `rehearsal` event of a `--json` run.
@@ -85,12 +88,7 @@ fn a_rehearsal_measures_locks_rewrites_and_rows_on_a_copy_and_leaves_the_target_
     populated(&p);
     four_migrations(&p);
     let page = p.path().join("rehearsal.html");
-    let run = p.ballast(&[
-        "--json",
-        "rehearse",
-        "--report",
-        page.to_str().unwrap(),
-    ]);
+    let run = p.ballast(&["--json", "rehearse", "--report", page.to_str().unwrap()]);
     run.expect_code(0);
     let event = rehearsal_event(&run);
     assert_eq!(event["verdict"]["ok"], true, "{event:#}");
@@ -121,8 +119,16 @@ fn a_rehearsal_measures_locks_rewrites_and_rows_on_a_copy_and_leaves_the_target_
 
     // The index built concurrently, alone: no write-blocking lock held on orders.
     let index = statements(&event, "3_index_customer")[0];
-    assert!(held(index, "public.orders", "ShareUpdateExclusiveLock").is_some(), "{index:#}");
-    for mode in ["ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock"] {
+    assert!(
+        held(index, "public.orders", "ShareUpdateExclusiveLock").is_some(),
+        "{index:#}"
+    );
+    for mode in [
+        "ShareLock",
+        "ShareRowExclusiveLock",
+        "ExclusiveLock",
+        "AccessExclusiveLock",
+    ] {
         assert!(held(index, "public.orders", mode).is_none(), "{index:#}");
     }
     assert_eq!(index["rewrites"], serde_json::json!([]));
@@ -136,7 +142,10 @@ fn a_rehearsal_measures_locks_rewrites_and_rows_on_a_copy_and_leaves_the_target_
     // The run's maxima name the rewrite's lock.
     assert_eq!(event["longest_exclusive"][0]["relation"], "public.orders");
     assert_eq!(event["longest_exclusive"][0]["held_ms"], exclusive);
-    assert_eq!(event["longest_exclusive"][0]["migration"], "1_retype_orders");
+    assert_eq!(
+        event["longest_exclusive"][0]["migration"],
+        "1_retype_orders"
+    );
 
     // The target: untouched. The copy: gone. The backup: recorded as restored.
     assert_eq!(p.ledger_versions(), Vec::<String>::new());
@@ -145,7 +154,11 @@ fn a_rehearsal_measures_locks_rewrites_and_rows_on_a_copy_and_leaves_the_target_
         "integer"
     );
     assert!(!p.table_exists("orders_customer_idx"));
-    assert!(rehearsal_copies(&p).is_empty(), "{:?}", rehearsal_copies(&p));
+    assert!(
+        rehearsal_copies(&p).is_empty(),
+        "{:?}",
+        rehearsal_copies(&p)
+    );
     let id = event["backup"].as_str().unwrap();
     let record: serde_json::Value = serde_json::from_slice(
         &std::fs::read(p.path().join(format!("backups/{id}.verified.json"))).unwrap(),
@@ -156,7 +169,10 @@ fn a_rehearsal_measures_locks_rewrites_and_rows_on_a_copy_and_leaves_the_target_
 
     // The page: self-contained, and once Chromium ran its script, one bar per lock held.
     let html = std::fs::read_to_string(&page).unwrap();
-    assert!(!html.contains("<script src") && !html.contains("<link"), "the page fetches");
+    assert!(
+        !html.contains("<script src") && !html.contains("<link"),
+        "the page fetches"
+    );
     let locks: usize = event["statements"]
         .as_array()
         .unwrap()
@@ -186,7 +202,11 @@ fn chromium_dom(page: &std::path::Path) -> String {
         .arg(format!("file://{}", page.display()))
         .output()
         .expect("chromium (scripts/ensure-chromium installs it)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -205,7 +225,10 @@ fn a_deploy_over_a_rehearsal_limit_is_refused_before_the_target_is_touched() {
     // The backup, then the rehearsal, before the question.
     let at = |s: &str| out.find(s).unwrap_or_else(|| panic!("no {s}:\n{out}"));
     assert!(at("▸ backup") < at("▸ rehearse"), "{out}");
-    assert!(!out.contains("▸ confirm") && !out.contains("▸ upgrade"), "{out}");
+    assert!(
+        !out.contains("▸ confirm") && !out.contains("▸ upgrade"),
+        "{out}"
+    );
     assert!(
         out.contains("1_retype_orders line 1 (alter table orders alter column amount type bigint;) held AccessExclusiveLock on public.orders for")
             && out.contains("rehearse.max_exclusive_lock is 20 ms")
@@ -226,7 +249,10 @@ fn a_deploy_over_a_rehearsal_limit_is_refused_before_the_target_is_touched() {
     let run = p.ballast(&["--yes", "--allow-risky", "deploy"]);
     run.expect_code(0);
     let out = run.all();
-    assert!(out.find("▸ rehearse").unwrap() < out.find("▸ confirm").unwrap(), "{out}");
+    assert!(
+        out.find("▸ rehearse").unwrap() < out.find("▸ confirm").unwrap(),
+        "{out}"
+    );
     assert_eq!(p.ledger_versions(), vec!["1".to_string()]);
     assert_eq!(
         p.sql("select data_type from information_schema.columns where table_name = 'orders' and column_name = 'amount'"),
@@ -267,7 +293,10 @@ fn a_plan_that_fails_on_the_copy_stops_the_deploy_naming_the_statement() {
     run.expect_code(3);
     let event = rehearsal_event(&run);
     assert_eq!(event["verdict"]["ok"], false);
-    assert!(event["verdict"]["failed"].as_str().unwrap().contains("tier_set"));
+    assert!(event["verdict"]["failed"]
+        .as_str()
+        .unwrap()
+        .contains("tier_set"));
     let failed: Vec<_> = statements(&event, "2_tier_required");
     assert_eq!(failed.len(), 2, "{event:#}");
     assert!(failed[1]["error"].as_str().unwrap().contains("tier_set"));
@@ -336,24 +365,53 @@ fn a_rehearsal_stopped_by_ctrl_c_or_sigkill_leaves_no_copy_after_the_next_run() 
     let child = paused_at(&p, &["rehearse"], "rehearsal");
     assert_eq!(rehearsal_copies(&p).len(), 1);
     let out = signal(child, "INT");
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(rehearsal_copies(&p).is_empty(), "{:?}", rehearsal_copies(&p));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        rehearsal_copies(&p).is_empty(),
+        "{:?}",
+        rehearsal_copies(&p)
+    );
     // SIGKILL there, and Ctrl-C and SIGKILL during the restore: a copy may stay,
     // marked safe to drop, and the next rehearsal drops it.
-    for (point, sig) in [("rehearsal", "KILL"), ("restore", "INT"), ("restore", "KILL")] {
+    for (point, sig) in [
+        ("rehearsal", "KILL"),
+        ("restore", "INT"),
+        ("restore", "KILL"),
+    ] {
         again(point);
         let child = paused_at(&p, &["rehearse"], point);
         let out = signal(child, sig);
         assert_ne!(out.status.code(), Some(0), "{point} {sig}");
-        assert!(rehearsal_copies(&p).len() <= 1, "{point} {sig}: {:?}", rehearsal_copies(&p));
+        assert!(
+            rehearsal_copies(&p).len() <= 1,
+            "{point} {sig}: {:?}",
+            rehearsal_copies(&p)
+        );
     }
     let left = rehearsal_copies(&p);
-    assert_eq!(left.len(), 1, "the last SIGKILL during the restore left its copy");
+    assert_eq!(
+        left.len(),
+        1,
+        "the last SIGKILL during the restore left its copy"
+    );
     crate::faults::sessions_gone(&p);
     let run = p.ballast(&["rehearse"]);
     run.expect_code(0);
-    assert!(run.all().contains(&format!("dropped {}", left[0])), "{}", run.all());
-    assert!(rehearsal_copies(&p).is_empty(), "{:?}", rehearsal_copies(&p));
+    assert!(
+        run.all().contains(&format!("dropped {}", left[0])),
+        "{}",
+        run.all()
+    );
+    assert!(
+        rehearsal_copies(&p).is_empty(),
+        "{:?}",
+        rehearsal_copies(&p)
+    );
     assert_eq!(p.ledger_versions(), Vec::<String>::new());
 }
 
@@ -384,19 +442,43 @@ fn an_alembic_revision_that_rewrites_is_traced_from_a_second_connection() {
     let statements = event["statements"].as_array().unwrap();
     let retype = statements
         .iter()
-        .find(|s| s["sql"].as_str().unwrap().contains("ALTER COLUMN title TYPE"))
+        .find(|s| {
+            s["sql"]
+                .as_str()
+                .unwrap()
+                .contains("ALTER COLUMN title TYPE")
+        })
         .unwrap_or_else(|| panic!("the rewrite was not seen: {event:#}"));
-    assert!(retype["migration"].as_str().unwrap().starts_with("aa00000000a1"), "{retype:#}");
-    assert!(retype["line"].is_null() && retype["rows"].is_null(), "{retype:#}");
-    assert_eq!(retype["rewrites"], serde_json::json!(["marketplace.products"]), "{event:#}");
+    assert!(
+        retype["migration"]
+            .as_str()
+            .unwrap()
+            .starts_with("aa00000000a1"),
+        "{retype:#}"
+    );
+    assert!(
+        retype["line"].is_null() && retype["rows"].is_null(),
+        "{retype:#}"
+    );
+    assert_eq!(
+        retype["rewrites"],
+        serde_json::json!(["marketplace.products"]),
+        "{event:#}"
+    );
     let exclusive = held(retype, "marketplace.products", "AccessExclusiveLock").expect("no lock");
     assert!(
         exclusive >= retype["duration_ms"].as_u64().unwrap() && exclusive > 20,
         "{retype:#}"
     );
-    assert_eq!(event["longest_exclusive"][0]["relation"], "marketplace.products");
+    assert_eq!(
+        event["longest_exclusive"][0]["relation"],
+        "marketplace.products"
+    );
     // Alembic's bookkeeping is not the migration's.
-    assert!(!event.to_string().contains("alembic_version\""), "{event:#}");
+    assert!(
+        !event.to_string().contains("alembic_version\""),
+        "{event:#}"
+    );
     // The target stays where it was; no copy is left.
     assert_eq!(alembic_version(&p), ALEMBIC_HEAD);
     assert!(rehearsal_copies(&p).is_empty());

@@ -147,3 +147,20 @@ fn the_question_of_a_pre_phase_deploy_says_the_contract_step_is_held_back() {
     );
     assert!(!p.table_exists("public.a"));
 }
+
+#[test]
+fn with_a_rehearsal_before_the_deploy_the_question_shows_its_numbers() {
+    let p = Project::new();
+    p.existing("create table t (id int); insert into t select generate_series(1, 20000);");
+    p.migration("1_b.sql", "alter table t add column b int;");
+    p.write_config("[rehearse]\nbefore_deploy = true\n");
+    let (code, out) = at_a_terminal(&p, &["deploy"], Duration::from_secs(12));
+    assert_eq!(code, None, "it waited for an answer:\n{out}");
+    assert!(
+        out.contains("→ 1_b, 1 migration (rehearsed on a copy: ")
+            && out.contains("ACCESS EXCLUSIVE public.t up to ")
+            && out.contains("writes blocked public.t up to "),
+        "{out}"
+    );
+    assert_eq!(p.sql("select count(*) from information_schema.columns where table_name = 't' and column_name = 'b'"), "0");
+}
