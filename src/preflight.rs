@@ -62,6 +62,8 @@ pub struct Scope<'a> {
     pub tables: &'a [TableLocks],
     /// The migration state: its engine's tables are checked for privileges too.
     pub state: &'a crate::engine::Snapshot,
+    /// The run rehearses on a copy (the role may create it, it fits).
+    pub rehearse: bool,
 }
 
 /// Runs every check that applies. A failure of the checks themselves (a query that
@@ -94,6 +96,13 @@ pub async fn run(
         }
         if let Some(check) = sealed_restore(&settings.backup, scope.restores_on_failure) {
             checks.push(check);
+        }
+    }
+    if scope.rehearse {
+        match crate::rehearse::copy::preflight(settings, conn, server).await {
+            Ok(Some(found)) => checks.push(Check::ok("rehearsal copy", found)),
+            Ok(None) => {}
+            Err(e) => checks.push(Check::failed("rehearsal copy", e.to_string())),
         }
     }
     checks.push(deploy_lock(settings, conn).await);

@@ -92,6 +92,8 @@ async fn with_database(settings: &Settings) -> Result<(Vec<Finding>, Vec<Check>)
                 restores_on_failure,
                 tables: &tables,
                 state: &snap,
+                rehearse: deploy.as_ref().is_some_and(|p| p.rehearses())
+                    || settings.rehearse.before_deploy,
             },
         )
         .await;

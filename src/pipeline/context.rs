@@ -102,6 +102,8 @@ pub struct RunContext {
     next_steps: Vec<String>,
     /// The rehearsal's numbers, for the question.
     rehearsed: Option<String>,
+    /// The pipeline has a rehearse stage.
+    rehearses: bool,
     /// The configured engine, opened with the run: it keeps what does not change
     /// within a run (Alembic's graph, and where its connection was proven to go).
     engine: Engine,
@@ -168,6 +170,7 @@ impl RunContext {
             replaced_with: None,
             next_steps: Vec::new(),
             rehearsed: None,
+            rehearses: false,
             engine,
         }
     }
@@ -287,6 +290,11 @@ impl RunContext {
         self.rehearsed.as_deref()
     }
 
+    /// Whether the pipeline rehearses (its preflight checks the copy can be made).
+    pub fn rehearses(&self) -> bool {
+        self.rehearses
+    }
+
     pub fn set_rehearsal(&mut self, summary: String) {
         self.rehearsed = Some(summary);
     }
@@ -327,6 +335,7 @@ impl RunContext {
     pub fn set_course(&mut self, pipeline: &crate::pipeline::Pipeline) {
         use crate::pipeline::StageKind;
         self.takes_backup = pipeline.takes_backup();
+        self.rehearses = pipeline.rehearses();
         self.restores_on_failure = pipeline.restores_on_failure();
         self.first_change = pipeline.first_change().map(|s| (s.kind, s.to.clone()));
         let to_of = |kind| {

@@ -280,6 +280,11 @@ impl Pipeline {
         self.takes_backup() && self.on_failure.restore != RestorePolicy::Never
     }
 
+    /// Whether it has a rehearse stage (the preflight then checks the copy can be made).
+    pub fn rehearses(&self) -> bool {
+        self.stages.iter().any(|s| s.kind == StageKind::Rehearse)
+    }
+
     pub fn takes_backup(&self) -> bool {
         self.stages.iter().any(|s| s.kind == StageKind::Backup)
     }

@@ -211,21 +211,23 @@ async fn room_for(
     let info = db::server_info(&mut target).await;
     db::close(target).await;
     let info = info?;
-    let needed = info.size_bytes.max(0) as u64;
     let folder = match cluster {
         Some(cluster) => Some(cluster.base_dir().to_path_buf()),
-        // A folder of that name here is the server's only when the server is here.
-        None => match db::server_info(&mut *beside).await?.host.as_str() {
-            "127.0.0.1" | "localhost" | "::1" | "[::1]" => data_directory(beside).await,
-            "local socket" => data_directory(beside).await,
-            _ => None,
-        },
+        None => local_data_directory(beside).await?,
     };
-    let free = crate::faults::free_bytes().or_else(|| {
-        folder
-            .as_deref()
-            .and_then(crate::preflight::available_bytes)
-    });
+    fits(&info.database, info.size_bytes, folder)
+}
+
+/// `database` (`size` bytes) against the free space in `folder` (where the copy's
+/// server keeps its data, when known).
+fn fits(
+    database: &str,
+    size: i64,
+    folder: Option<std::path::PathBuf>,
+) -> Result<Option<String>, RehearseError> {
+    let needed = size.max(0) as u64;
+    let free = crate::faults::free_bytes()
+        .or_else(|| folder.as_deref().and_then(crate::preflight::available_bytes));
     let Some(free) = free else {
         return Ok(None);
     };
@@ -234,8 +236,7 @@ async fn room_for(
         .unwrap_or_else(|| "its data directory".into());
     if free < needed {
         return Err(RehearseError::Refused(format!(
-            "not enough room for the rehearsal's copy: {} is {}, and the copy's server has {} free ({place}). Free space, or give the rehearsal a server with room ([rehearse] url); nothing was made",
-            info.database,
+            "not enough room for the rehearsal's copy: {database} is {}, and the copy's server has {} free ({place}). Free space, or give the rehearsal a server with room ([rehearse] url); nothing was made",
             human_bytes(needed),
             human_bytes(free)
         )));
@@ -245,6 +246,36 @@ async fn room_for(
         human_bytes(needed),
         human_bytes(free)
     )))
+}
+
+/// The preflight's look, on the target's own session, when the copy is to be made
+/// beside it: the role may create it and (where this machine can tell) it fits.
+/// `Ok(None)`: the copy is made elsewhere, checked when it is made.
+pub async fn preflight(
+    settings: &Settings,
+    conn: &mut sqlx::PgConnection,
+    server: &crate::db::ServerInfo,
+) -> Result<Option<String>, RehearseError> {
+    if !matches!(settings.rehearse.copy, CopyPlace::Beside) {
+        return Ok(None);
+    }
+    may_create(conn, &settings.database).await?;
+    let folder = local_data_directory(conn).await?;
+    let room = fits(&server.database, server.size_bytes, folder)?;
+    Ok(Some(room.unwrap_or_else(|| {
+        "this role may create the copy beside the target (its room is checked when it is made)".into()
+    })))
+}
+
+/// The server's data directory, when the server runs on this machine (a folder of
+/// that name here is its own only then).
+async fn local_data_directory(
+    conn: &mut sqlx::PgConnection,
+) -> Result<Option<std::path::PathBuf>, RehearseError> {
+    Ok(match db::server_info(&mut *conn).await?.host.as_str() {
+        "127.0.0.1" | "localhost" | "::1" | "local socket" => data_directory(conn).await,
+        _ => None,
+    })
 }
 
 /// The server's data directory when the role may read it and it is on this machine.

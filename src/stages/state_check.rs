@@ -65,6 +65,7 @@ async fn run_preflight(ctx: &mut RunContext, snap: &Snapshot) -> Result<usize, S
         restores_on_failure: ctx.restores_on_failure(),
         tables: &tables,
         state: snap,
+        rehearse: ctx.rehearses(),
     };
     let checks = crate::preflight::run(
         &settings,

@@ -330,7 +330,8 @@ fn a_role_that_may_not_create_databases_is_told_the_grant_or_the_other_server() 
             && out.contains("nothing was made"),
         "{out}"
     );
-    assert!(!out.contains("restoring"), "{out}");
+    // Refused by the preflight: before the backup, let alone the restore.
+    assert!(!out.contains("restoring") && !out.contains("▸ backup"), "{out}");
     assert!(rehearsal_copies(&p).is_empty());
 }
 
@@ -348,8 +349,16 @@ fn not_enough_room_is_said_before_the_restore_starts() {
             && out.contains("nothing was made"),
         "{out}"
     );
-    assert!(!out.contains("restoring"), "{out}");
+    assert!(!out.contains("restoring") && !out.contains("▸ backup"), "{out}");
     assert!(rehearsal_copies(&p).is_empty());
+    // `--from` a backup there is: the preflight refuses all the same.
+    p.ballast(&["backup"]).expect_code(0);
+    let run = p.ballast_with(
+        &["rehearse", "--from", "latest"],
+        &[("BALLAST_FAULT_FREE_BYTES", "4096")],
+    );
+    run.expect_code(3);
+    assert!(run.all().contains("not enough room") && !run.all().contains("restoring"));
 }
 
 #[test]
