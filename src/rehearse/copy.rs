@@ -57,6 +57,8 @@ pub async fn make(
                 .map_err(|e| {
                     RehearseError::Failed(format!("starting a throwaway server for the copy: {e}"))
                 })?;
+            // Gone with this process, however it ends.
+            let _ = started.stop_when_process_exits(std::process::id());
             let url = started.url("postgres");
             cluster = Some(started);
             Settings {

@@ -492,3 +492,39 @@ fn an_alembic_revision_that_rewrites_is_traced_from_a_second_connection() {
     assert_eq!(alembic_version(&p), ALEMBIC_HEAD);
     assert!(rehearsal_copies(&p).is_empty());
 }
+
+#[test]
+fn the_copy_can_live_on_another_server_or_a_throwaway_local_one() {
+    let p = Project::new();
+    p.existing("create table t (id int); insert into t select generate_series(1, 20000);");
+    p.migration("1_a.sql", "alter table t alter column id type bigint;\n");
+    let staging = ballast::scratch::ScratchCluster::start().expect("a second server");
+    p.write_config(&format!("[rehearse]\nurl = \"{}\"\n", staging.url("postgres")));
+    let run = p.ballast(&["--json", "rehearse"]);
+    run.expect_code(0);
+    let event = rehearsal_event(&run);
+    // Made beside the staging server's database, and dropped there.
+    assert!(
+        event["copy"].as_str().unwrap().starts_with("postgres__ballast_rehearsal_"),
+        "{event:#}"
+    );
+    assert_eq!(event["statements"][0]["rewrites"], serde_json::json!(["public.t"]));
+    let left = psql(
+        &staging.url("postgres"),
+        "select count(*) from pg_database where datname like '%ballast_rehearsal%'",
+    );
+    assert_eq!(left, "0");
+    assert!(rehearsal_copies(&p).is_empty());
+
+    p.write_config("[rehearse]\nurl = \"local\"\n");
+    let run = p.ballast(&["--json", "rehearse", "--from", "latest"]);
+    run.expect_code(0);
+    let event = rehearsal_event(&run);
+    assert!(
+        event["copy"].as_str().unwrap().ends_with("on a throwaway local server"),
+        "{event:#}"
+    );
+    assert_eq!(event["statements"][0]["rewrites"], serde_json::json!(["public.t"]));
+    assert!(rehearsal_copies(&p).is_empty());
+    assert_eq!(p.ledger_versions(), Vec::<String>::new());
+}
