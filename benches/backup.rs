@@ -237,9 +237,6 @@ fn ballast_command(dir: &Path, args: &[&str]) -> (f64, u64) {
     (seconds, kib * 1024)
 }
 
-
-
-
 fn dir_size(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .unwrap()
@@ -266,4 +263,3 @@ fn vs_gzip(size: u64, gzip_size: u64) -> String {
         100.0 * (size as f64 / gzip_size as f64 - 1.0)
     )
 }
-

@@ -56,7 +56,9 @@ fn main() {
     let mut wholes = Vec::new();
     for round in 0..3 {
         // The floor: the same dump, gunzipped into pg_restore, into an empty database.
-        sh(&format!("psql -X -q -d '{admin}' -c 'create database floor'"));
+        sh(&format!(
+            "psql -X -q -d '{admin}' -c 'create database floor'"
+        ));
         let floor_url = cluster.url("floor");
         pg_restore.push(timed(&format!(
             "gunzip -c '{}' | pg_restore --single-transaction --exit-on-error --no-owner -d '{floor_url}'",

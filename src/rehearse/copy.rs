@@ -228,8 +228,11 @@ fn fits(
     folder: Option<std::path::PathBuf>,
 ) -> Result<Option<String>, RehearseError> {
     let needed = size.max(0) as u64;
-    let free = crate::faults::free_bytes()
-        .or_else(|| folder.as_deref().and_then(crate::preflight::available_bytes));
+    let free = crate::faults::free_bytes().or_else(|| {
+        folder
+            .as_deref()
+            .and_then(crate::preflight::available_bytes)
+    });
     let Some(free) = free else {
         return Ok(None);
     };
@@ -265,7 +268,8 @@ pub async fn preflight(
     let folder = local_data_directory(conn).await?;
     let room = fits(&server.database, server.size_bytes, folder)?;
     Ok(Some(room.unwrap_or_else(|| {
-        "this role may create the copy beside the target (its room is checked when it is made)".into()
+        "this role may create the copy beside the target (its room is checked when it is made)"
+            .into()
     })))
 }
 

@@ -91,6 +91,12 @@ pub fn blocks_writes(mode: &str) -> bool {
     LockMode::from_pg_name(mode).is_some_and(|m| m.conflicts_with(LockMode::RowExclusive))
 }
 
+/// A lock a statement took: (oid, mode, from, to), in the recording's milliseconds.
+type Hold = (u32, String, f64, f64);
+
+/// A session's lock as the sampler sees it: (session, oid, mode).
+type Held = (i32, u32, String);
+
 /// A statement as the measure sees it, whoever ran it.
 struct Span {
     migration: String,
@@ -124,7 +130,7 @@ pub fn measure(recording: &Recording, bookkeeping: &[String]) -> Report {
         .map(|s| s.started)
         .fold(recording.started_ms, f64::min);
     // (statement index) → locks it took: (oid, mode, from, to).
-    let mut holds: Vec<Vec<(u32, String, f64, f64)>> = vec![Vec::new(); spans.len()];
+    let mut holds: Vec<Vec<Hold>> = vec![Vec::new(); spans.len()];
     match sampled_only {
         false => exact_holds(recording, &spans, &mut holds),
         true => sampled_holds(recording, &spans, &mut holds),
@@ -245,7 +251,7 @@ fn span_of_ran(ran: &Ran) -> Span {
 /// that held it (its own session read them after each statement, or the sampler saw
 /// it while the statement ran), held from that statement's start to the
 /// transaction's end.
-fn exact_holds(recording: &Recording, spans: &[Span], holds: &mut [Vec<(u32, String, f64, f64)>]) {
+fn exact_holds(recording: &Recording, spans: &[Span], holds: &mut [Vec<Hold>]) {
     let mut taken: HashMap<(usize, u32, String), usize> = HashMap::new();
     for (i, span) in spans.iter().enumerate() {
         let tx = span.tx.unwrap_or(usize::MAX);
@@ -342,30 +348,25 @@ fn is_chatter(query: &str, skip: &dyn Fn(&str) -> bool) -> bool {
     q.is_empty()
         || words.iter().any(|w| q.starts_with(w))
         || (q.contains("alembic_version") && !q.contains("create table"))
-        || q.split(|c: char| c.is_whitespace() || c == '"')
-            .any(|word| skip(word))
+        || q.split(|c: char| c.is_whitespace() || c == '"').any(skip)
 }
 
 /// Locks seen only by the sampler: each run of consecutive looks that saw a session
 /// hold it is one hold, the statement's that session was running when it was first
 /// seen (else the one it ran last).
-fn sampled_holds(
-    recording: &Recording,
-    spans: &[Span],
-    holds: &mut [Vec<(u32, String, f64, f64)>],
-) {
+fn sampled_holds(recording: &Recording, spans: &[Span], holds: &mut [Vec<Hold>]) {
     // Every look sees every lock: one held at a look and gone at the next was
     // released between them, however long the sampler took to look again.
     let gap = recording.sample_interval_ms.max(1.0) * 4.0 + 20.0;
-    let mut open: BTreeMap<(i32, u32, String), (f64, f64)> = BTreeMap::new();
-    let mut closed: Vec<((i32, u32, String), (f64, f64))> = Vec::new();
+    let mut open: BTreeMap<Held, (f64, f64)> = BTreeMap::new();
+    let mut closed: Vec<(Held, (f64, f64))> = Vec::new();
     for sample in &recording.samples {
-        let present: Vec<(i32, u32, String)> = sample
+        let present: Vec<Held> = sample
             .locks
             .iter()
             .map(|l| (l.pid, l.oid, l.mode.clone()))
             .collect();
-        let gone: Vec<(i32, u32, String)> = open
+        let gone: Vec<Held> = open
             .keys()
             .filter(|k| !present.contains(k))
             .cloned()
@@ -392,8 +393,8 @@ fn sampled_holds(
         let before = spans
             .iter()
             .enumerate()
-            .filter(|(_, s)| of_pid(s) && s.started <= first)
-            .last();
+            .rev()
+            .find(|(_, s)| of_pid(s) && s.started <= first);
         let Some((i, span)) = running.or(before) else {
             continue;
         };
@@ -403,11 +404,7 @@ fn sampled_holds(
 
 /// Alembic: the relations whose storage differs after the plan, each given to the
 /// statement that held it `AccessExclusiveLock` longest (else the last one).
-fn attribute_rewrites(
-    recording: &Recording,
-    spans: &mut [Span],
-    holds: &[Vec<(u32, String, f64, f64)>],
-) {
+fn attribute_rewrites(recording: &Recording, spans: &mut [Span], holds: &[Vec<Hold>]) {
     for (oid, after) in &recording.filenodes_after {
         let Some(before) = recording.filenodes_before.get(oid) else {
             continue;

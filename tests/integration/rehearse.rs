@@ -331,7 +331,10 @@ fn a_role_that_may_not_create_databases_is_told_the_grant_or_the_other_server() 
         "{out}"
     );
     // Refused by the preflight: before the backup, let alone the restore.
-    assert!(!out.contains("restoring") && !out.contains("▸ backup"), "{out}");
+    assert!(
+        !out.contains("restoring") && !out.contains("▸ backup"),
+        "{out}"
+    );
     assert!(rehearsal_copies(&p).is_empty());
 }
 
@@ -349,7 +352,10 @@ fn not_enough_room_is_said_before_the_restore_starts() {
             && out.contains("nothing was made"),
         "{out}"
     );
-    assert!(!out.contains("restoring") && !out.contains("▸ backup"), "{out}");
+    assert!(
+        !out.contains("restoring") && !out.contains("▸ backup"),
+        "{out}"
+    );
     assert!(rehearsal_copies(&p).is_empty());
     // `--from` a backup there is: the preflight refuses all the same.
     p.ballast(&["backup"]).expect_code(0);
@@ -499,16 +505,25 @@ fn the_copy_can_live_on_another_server_or_a_throwaway_local_one() {
     p.existing("create table t (id int); insert into t select generate_series(1, 20000);");
     p.migration("1_a.sql", "alter table t alter column id type bigint;\n");
     let staging = ballast::scratch::ScratchCluster::start().expect("a second server");
-    p.write_config(&format!("[rehearse]\nurl = \"{}\"\n", staging.url("postgres")));
+    p.write_config(&format!(
+        "[rehearse]\nurl = \"{}\"\n",
+        staging.url("postgres")
+    ));
     let run = p.ballast(&["--json", "rehearse"]);
     run.expect_code(0);
     let event = rehearsal_event(&run);
     // Made beside the staging server's database, and dropped there.
     assert!(
-        event["copy"].as_str().unwrap().starts_with("postgres__ballast_rehearsal_"),
+        event["copy"]
+            .as_str()
+            .unwrap()
+            .starts_with("postgres__ballast_rehearsal_"),
         "{event:#}"
     );
-    assert_eq!(event["statements"][0]["rewrites"], serde_json::json!(["public.t"]));
+    assert_eq!(
+        event["statements"][0]["rewrites"],
+        serde_json::json!(["public.t"])
+    );
     let left = psql(
         &staging.url("postgres"),
         "select count(*) from pg_database where datname like '%ballast_rehearsal%'",
@@ -521,10 +536,16 @@ fn the_copy_can_live_on_another_server_or_a_throwaway_local_one() {
     run.expect_code(0);
     let event = rehearsal_event(&run);
     assert!(
-        event["copy"].as_str().unwrap().ends_with("on a throwaway local server"),
+        event["copy"]
+            .as_str()
+            .unwrap()
+            .ends_with("on a throwaway local server"),
         "{event:#}"
     );
-    assert_eq!(event["statements"][0]["rewrites"], serde_json::json!(["public.t"]));
+    assert_eq!(
+        event["statements"][0]["rewrites"],
+        serde_json::json!(["public.t"])
+    );
     assert!(rehearsal_copies(&p).is_empty());
     assert_eq!(p.ledger_versions(), Vec::<String>::new());
 }
