@@ -58,6 +58,7 @@ pub async fn rehearse(
         restore_ms,
         tables: row_counts.len(),
         rows: row_counts.iter().map(|(_, n)| n).sum(),
+        row_counts,
         migrations_rehearsed: migrations,
         lint: compare::compare(&report, asked.findings, long_ms),
         verdict: Verdict {

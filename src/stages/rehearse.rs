@@ -37,6 +37,21 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
             }
         })?;
     record_restore(ctx, &storage, &backup, &rehearsal).await;
+    // An older backup (`--from`) may have another plan pending than the target.
+    let planned = ctx.plan().map(|p| p.migrations.len());
+    if planned.is_some_and(|n| n != rehearsal.migrations_rehearsed.len()) {
+        events.diagnose(
+            crate::events::Severity::Warning,
+            format!(
+                "backup {} had {} pending where the target has {}: the rehearsal ran the backup's plan ({})",
+                rehearsal.backup,
+                crate::text::migrations_count(rehearsal.migrations_rehearsed.len()),
+                crate::text::migrations_count(planned.unwrap_or(0)),
+                crate::text::short_list(&rehearsal.migrations_rehearsed)
+            ),
+            None,
+        );
+    }
     events.emit(crate::events::Event::Rehearsal {
         rehearsal: Box::new(rehearsal.clone()),
     });
@@ -133,6 +148,7 @@ async fn record_restore(
             "duration_ms": rehearsal.restore_ms,
             "tables": rehearsal.tables,
             "rows": rehearsal.rows,
+            "row_counts": rehearsal.row_counts.iter().cloned().collect::<std::collections::BTreeMap<String, i64>>(),
             "by": "rehearsal",
             "run_id": ctx.run_id().to_string(),
         },

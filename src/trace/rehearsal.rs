@@ -17,6 +17,9 @@ pub struct Rehearsal {
     pub restore_ms: u64,
     pub tables: usize,
     pub rows: i64,
+    /// Rows per table (`schema.table`), recorded beside the backup's manifest.
+    #[serde(skip)]
+    pub row_counts: Vec<(String, i64)>,
     /// The plan's migrations, as the copy had them pending.
     pub migrations_rehearsed: Vec<String>,
     /// The measure: statements, per-migration and whole-run maxima.

@@ -166,6 +166,10 @@ fn a_rehearsal_measures_locks_rewrites_and_rows_on_a_copy_and_leaves_the_target_
     .unwrap();
     assert_eq!(record["restore_drill"]["by"], "rehearsal");
     assert_eq!(record["restore_drill"]["rows"], event["rows"]);
+    assert_eq!(
+        record["restore_drill"]["row_counts"]["public.orders"],
+        1_000_000
+    );
 
     // The page: self-contained, and once Chromium ran its script, one bar per lock held.
     let html = std::fs::read_to_string(&page).unwrap();
@@ -548,4 +552,34 @@ fn the_copy_can_live_on_another_server_or_a_throwaway_local_one() {
     );
     assert!(rehearsal_copies(&p).is_empty());
     assert_eq!(p.ledger_versions(), Vec::<String>::new());
+}
+
+#[test]
+fn an_older_backup_rehearses_its_own_plan_and_says_so() {
+    let p = Project::new();
+    p.existing("create table t (id int);");
+    p.ballast(&["backup"]).expect_code(0);
+    let older = p.newest_backup()["id"].as_str().unwrap().to_string();
+    p.migration("1_a.sql", "alter table t add column a int;\n");
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    p.migration("2_b.sql", "alter table t add column b int;\n");
+    let run = p.ballast(&["--json", "rehearse", "--from", &older]);
+    run.expect_code(0);
+    let event = rehearsal_event(&run);
+    assert_eq!(event["backup"], older.as_str());
+    assert_eq!(
+        event["migrations_rehearsed"],
+        serde_json::json!(["1_a", "2_b"])
+    );
+    assert!(
+        run.stdout()
+            .contains("had 2 migrations pending where the target has 1"),
+        "{}",
+        run.all()
+    );
+    // An id storage does not have: a usage error, nothing made.
+    let run = p.ballast(&["rehearse", "--from", "nope"]);
+    run.expect_code(2);
+    assert!(run.all().contains("nope"), "{}", run.all());
+    assert!(rehearsal_copies(&p).is_empty());
 }
