@@ -38,7 +38,8 @@ const TEMPLATE: &str = r##"<!doctype html>
   .ok { color: #1a7f37; } .bad { color: #b42318; }
   table { border-collapse: collapse; margin: .5em 0; }
   td, th { border-bottom: 1px solid #ddd; padding: 3px 10px; text-align: left; vertical-align: top; }
-  td.n { text-align: right; font-variant-numeric: tabular-nums; }
+  td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+  svg text.bar { font-size: 11px; fill: #fff; }
   code { font-size: 12px; }
   svg text { font: 12px system-ui, sans-serif; }
   .legend span { display: inline-block; margin-right: 1.5em; }
@@ -91,7 +92,7 @@ const TEMPLATE: &str = r##"<!doctype html>
   });
   var total = Math.max(report.duration_ms, 1);
   bars.forEach(function (b) { total = Math.max(total, b.l.from_ms + b.l.held_ms); });
-  var label = 220, width = 900, row = 26, lane = 8;
+  var label = 220, width = 900, row = 34, lane = 8;
   var lanes = {};
   var svg = el("svg", { width: label + width + 20, height: tables.length * row + 30, role: "img" });
   tables.forEach(function (t, i) {
@@ -111,6 +112,10 @@ const TEMPLATE: &str = r##"<!doctype html>
       ", taken by " + b.s.migration + (b.s.line ? " line " + b.s.line : "") + ": " + b.s.sql +
       (b.l.until ? " (held until " + b.l.until + " committed)" : "")));
     svg.appendChild(r);
+    var text = b.s.migration + " " + fmt(b.l.held_ms);
+    if (w > text.length * 6.5 + 8) {
+      svg.appendChild(el("text", { "class": "bar", x: x + 4, y: i * row + 3 + ((n - 1) % 2) * lane + 13 }, text));
+    }
   });
   svg.appendChild(el("text", { x: label, y: tables.length * row + 20 }, "0"));
   svg.appendChild(el("text", { x: label + width - 40, y: tables.length * row + 20 }, fmt(total)));
