@@ -143,7 +143,7 @@ pub enum Event {
     /// (docs/rehearsal.md).
     Rehearsal {
         #[serde(flatten)]
-        rehearsal: Box<crate::trace::Rehearsal>,
+        rehearsal: Box<crate::trace::report::Rehearsal>,
     },
     /// `ballast restore` put a chosen backup back: what is where now.
     Restored {

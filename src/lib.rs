@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod db;
+pub mod disk;
 pub mod engine;
 pub mod events;
 pub mod exit_code;

@@ -176,7 +176,7 @@ fn sealed_restore(backup: &crate::config::BackupSettings, restores: bool) -> Opt
 fn free_disk(dir: &std::path::Path, database_bytes: i64) -> Check {
     // The folder may not exist until the first backup: measure where it will be.
     let existing = dir.ancestors().find(|d| d.exists()).unwrap_or(dir);
-    match available_bytes(existing) {
+    match crate::disk::available_bytes(existing) {
         Some(free) if free >= database_bytes.max(0) as u64 => Check::ok(
             "disk",
             format!(
@@ -199,16 +199,6 @@ fn free_disk(dir: &std::path::Path, database_bytes: i64) -> Check {
             format!("cannot tell the free space in {}", existing.display()),
         ),
     }
-}
-
-/// Bytes available to this user on the file system holding `path`.
-pub fn available_bytes(path: &std::path::Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: c_path is a valid NUL-terminated string; stat is a plain struct we own.
-    let rc = unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) };
-    (rc == 0).then(|| stat.f_bavail as u64 * stat.f_frsize as u64)
 }
 
 async fn deploy_lock(settings: &Settings, conn: &mut PgConnection) -> Check {

@@ -15,6 +15,6 @@ pub use load::{load, ConfigError, LoadOptions, DEFAULTS};
 pub use raw::RawConfig;
 pub use settings::{
     AlembicSettings, BackupSettings, BlockerPolicy, CopyPlace, DatabaseSettings, EngineKind,
-    LedgerChoice, MigrationSettings, ObjectLock, RehearseSettings, Retention, S3Settings, Settings,
-    SqlCheck,
+    LedgerChoice, MigrationSettings, ObjectLock, RehearseLimits, RehearseSettings, Retention,
+    S3Settings, Settings, SqlCheck,
 };

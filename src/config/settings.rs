@@ -33,7 +33,16 @@ pub struct RehearseSettings {
     pub copy: CopyPlace,
     /// The deploy pipeline rehearses right after its backup, before the question.
     pub before_deploy: bool,
-    pub limits: crate::trace::limits::Limits,
+    pub limits: RehearseLimits,
+}
+
+/// `[rehearse]`'s limits, each optional: the longest ACCESS EXCLUSIVE lock, the longest
+/// write-blocking lock, the whole plan's time on the copy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RehearseLimits {
+    pub max_exclusive_lock: Option<Duration>,
+    pub max_write_block: Option<Duration>,
+    pub max_duration: Option<Duration>,
 }
 
 /// Where a rehearsal's copy of the target is made.
@@ -382,7 +391,7 @@ fn resolve_rehearse(
     Ok(RehearseSettings {
         copy,
         before_deploy: raw.before_deploy.unwrap_or(false),
-        limits: crate::trace::limits::Limits {
+        limits: RehearseLimits {
             max_exclusive_lock: limit("rehearse.max_exclusive_lock", raw.max_exclusive_lock)?,
             max_write_block: limit("rehearse.max_write_block", raw.max_write_block)?,
             max_duration: limit("rehearse.max_duration", raw.max_duration)?,

@@ -228,11 +228,8 @@ fn fits(
     folder: Option<std::path::PathBuf>,
 ) -> Result<Option<String>, RehearseError> {
     let needed = size.max(0) as u64;
-    let free = crate::faults::free_bytes().or_else(|| {
-        folder
-            .as_deref()
-            .and_then(crate::preflight::available_bytes)
-    });
+    let free = crate::faults::free_bytes()
+        .or_else(|| folder.as_deref().and_then(crate::disk::available_bytes));
     let Some(free) = free else {
         return Ok(None);
     };

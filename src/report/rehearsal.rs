@@ -3,7 +3,7 @@
 //! beside the measure, and the verdict; and the one line the deploy's question shows.
 
 use crate::text::human_duration;
-use crate::trace::{Rehearsal, TableHold};
+use crate::trace::report::{Rehearsal, TableHold};
 
 /// The report, line by line.
 pub fn lines(r: &Rehearsal) -> Vec<String> {

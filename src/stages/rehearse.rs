@@ -109,7 +109,7 @@ async fn which_backup(ctx: &RunContext, storage: &Storage) -> Result<Listed, Sta
 }
 
 /// The lint's safe rewrite of the statement over a limit, where it has one.
-fn with_fix(e: &crate::trace::limits::Exceeded, findings: &[crate::lint::Finding]) -> String {
+fn with_fix(e: &crate::trace::Exceeded, findings: &[crate::lint::Finding]) -> String {
     let said = crate::trace::describe(e);
     let fix = findings
         .iter()

@@ -3,9 +3,8 @@
 //! rehearsal did or did not see it; where the rehearsal saw one the lint did not say.
 //! A lock counts as seen when a write-blocking lock was held at least `long`.
 
-use serde::Serialize;
-
-use super::measure::{blocks_writes, Report, TracedStatement};
+use super::measure::blocks_writes;
+use super::report::{Comparison, Disagreement, Report, TracedStatement};
 use crate::lint::{Category, Finding};
 
 /// Rules that say a statement rewrites the table.
@@ -14,25 +13,6 @@ const REWRITE_RULES: &[&str] = &[
     "table-rewrite-command",
     "adding-field-with-volatile-default",
 ];
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Comparison {
-    /// Statements where the lint and the rehearsal agree (both said, or both silent,
-    /// about a rewrite and a long write-blocking lock).
-    pub agreed: usize,
-    /// What the lint said that the rehearsal did not see.
-    pub lint_only: Vec<Disagreement>,
-    /// What the rehearsal saw that the lint did not say.
-    pub rehearsal_only: Vec<Disagreement>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Disagreement {
-    pub migration: String,
-    pub line: Option<usize>,
-    /// The lint rule (lint only), or what was measured (rehearsal only).
-    pub what: String,
-}
 
 /// Compares `findings` (the plan's lint) with `report`, statement by statement.
 pub fn compare(report: &Report, findings: &[Finding], long_ms: u64) -> Comparison {
@@ -119,7 +99,7 @@ fn longest_blocking(statement: &TracedStatement) -> Option<(String, u64)> {
 mod tests {
     use super::compare;
     use crate::lint::{Category, Finding, Level};
-    use crate::trace::measure::{HeldLock, Report, TracedStatement};
+    use crate::trace::report::{HeldLock, Report, TracedStatement};
 
     fn statement(line: usize, lock: Option<(&str, u64)>, rewrites: &[&str]) -> TracedStatement {
         TracedStatement {

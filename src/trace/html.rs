@@ -3,7 +3,7 @@
 //! rehearsal's report is embedded as JSON; the page's script draws one bar per lock
 //! held (`rect.lock`), coloured by how much it blocks.
 
-use super::measure::Report;
+use super::report::Report;
 
 /// The page for `report`; `heading`: what was rehearsed (database, backup), `verdict`:
 /// one line per limit exceeded or failure (none: within the limits).

@@ -3,32 +3,10 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use super::measure::blocks_writes;
+use super::report::{Exceeded, Report};
 
-use super::measure::{blocks_writes, Report};
-
-/// The limits a rehearsal must stay within (each optional).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Limits {
-    pub max_exclusive_lock: Option<Duration>,
-    pub max_write_block: Option<Duration>,
-    pub max_duration: Option<Duration>,
-}
-
-/// A limit the rehearsal went over, and where.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Exceeded {
-    /// `max_exclusive_lock`, `max_write_block` or `max_duration`.
-    pub limit: &'static str,
-    pub limit_ms: u64,
-    pub measured_ms: u64,
-    /// The statement that took the lock (none for `max_duration`).
-    pub migration: Option<String>,
-    pub line: Option<usize>,
-    pub sql: Option<String>,
-    pub relation: Option<String>,
-    pub mode: Option<String>,
-}
+pub use crate::config::RehearseLimits as Limits;
 
 /// Every limit `report` goes over: each statement's lock over a lock limit (the
 /// strongest kind it breaks only), then the run's time.
@@ -80,7 +58,7 @@ pub fn exceeded(report: &Report, limits: &Limits) -> Vec<Exceeded> {
 #[cfg(test)]
 mod tests {
     use super::{exceeded, Limits};
-    use crate::trace::measure::{HeldLock, Report, TracedStatement};
+    use crate::trace::report::{HeldLock, Report, TracedStatement};
     use std::time::Duration;
 
     fn statement(locks: &[(&str, u64)]) -> TracedStatement {

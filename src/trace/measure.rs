@@ -12,79 +12,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Serialize;
-
 use super::recording::{Ran, Recording};
+use super::report::{HeldLock, MigrationTotals, Report, TableHold, TracedStatement};
 use crate::lint::locks::LockMode;
-
-/// What the rehearsal measured.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Report {
-    pub statements: Vec<TracedStatement>,
-    pub migrations: Vec<MigrationTotals>,
-    /// Per table, the longest `AccessExclusiveLock` of the run, longest first.
-    pub longest_exclusive: Vec<TableHold>,
-    /// Per table, the longest lock that blocks writes (`ShareLock` or stronger).
-    pub longest_write_block: Vec<TableHold>,
-    /// From the first statement to the last transaction's end.
-    pub duration_ms: u64,
-    /// How often the sampler looked at the other sessions' locks.
-    pub sample_interval_ms: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct TracedStatement {
-    pub migration: String,
-    /// Its line in the migration's file; `null` for Alembic (seen, not run, by ballast).
-    pub line: Option<usize>,
-    /// Its first line, shortened.
-    pub sql: String,
-    /// When it started, from the start of the plan.
-    pub started_ms: u64,
-    pub duration_ms: u64,
-    /// Rows affected; `null` where ballast did not run it, or it failed.
-    pub rows: Option<u64>,
-    /// The locks it took, held until its transaction ended, longest first.
-    pub locks: Vec<HeldLock>,
-    /// Tables whose storage it replaced (a rewrite, a TRUNCATE).
-    pub rewrites: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HeldLock {
-    /// `schema.table`.
-    pub relation: String,
-    /// As `pg_locks` names it (`AccessExclusiveLock`).
-    pub mode: String,
-    pub held_ms: u64,
-    /// When it was taken, from the start of the plan.
-    pub from_ms: u64,
-    /// The migration whose end released it, when that is a later one (the lock was
-    /// held across migrations that share a transaction).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub until: Option<String>,
-}
-
-/// A table's longest lock of one kind, and the statement that took it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TableHold {
-    pub relation: String,
-    pub mode: String,
-    pub held_ms: u64,
-    pub migration: String,
-    pub line: Option<usize>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct MigrationTotals {
-    pub migration: String,
-    pub duration_ms: u64,
-    pub longest_exclusive: Vec<TableHold>,
-    pub longest_write_block: Vec<TableHold>,
-    pub rewrites: Vec<String>,
-}
 
 /// Whether a lock of this mode (as `pg_locks` names it) makes writers wait.
 pub fn blocks_writes(mode: &str) -> bool {

@@ -10,9 +10,12 @@ pub mod html;
 pub mod limits;
 pub mod measure;
 mod recording;
-mod rehearsal;
+pub mod report;
 pub mod sampler;
 
-pub use measure::{measure, HeldLock, Report, TableHold, TracedStatement};
+pub use measure::measure;
 pub use recording::{Recording, Tracer};
-pub use rehearsal::{describe, Rehearsal, Verdict};
+pub use report::{
+    describe, Comparison, Exceeded, HeldLock, Rehearsal, Report, TableHold, TracedStatement,
+    Verdict,
+};
