@@ -309,6 +309,14 @@ async fn restore_and_swap(
         }
     };
     restore_db::create(&mut admin, &fresh, template, &manifest.id).await?;
+    if let Destination::Scratch(_) = destination {
+        // A scratch copy is nobody's: a Ctrl-C from here on (which ends the run at
+        // once, the target untouched) drops it on the way out.
+        crate::interrupt::set_undo_on_exit(Some((
+            settings.database.for_database(MAINTENANCE_DB),
+            restore_db::drop_sql(&fresh, server.major),
+        )));
+    }
     let next = match destination {
         Destination::Scratch(scratch) => scratch.next(),
         _ => "the next restore",
@@ -362,6 +370,7 @@ async fn restore_and_swap(
     };
     if let Err(e) = restored {
         let _ = restore_db::drop(&mut admin, &fresh).await;
+        crate::interrupt::set_undo_on_exit(None);
         return Err(ReplaceError::Restore(format!(
             "{e}; {target} was not touched"
         )));
@@ -533,11 +542,12 @@ pub async fn drop_scratch_copy(settings: &Settings, copy: &str, events: &Events)
             "restore admin",
         )
         .await?;
-        let dropped = restore_db::drop(&mut admin, copy).await;
+        let dropped = restore_db::drop_scratch(&mut admin, copy).await;
         db::close(admin).await;
         dropped
     }
     .await;
+    crate::interrupt::set_undo_on_exit(None);
     if let Err(e) = dropped {
         events.diagnose(
             Severity::Warning,

@@ -125,6 +125,25 @@ pub async fn drop_leftovers(
     Ok(names)
 }
 
+/// `DROP DATABASE` of a scratch copy, ending the sessions still in it (PostgreSQL 13
+/// and later; `major`: the server's major version).
+pub fn drop_sql(name: &str, major: u32) -> String {
+    match major >= 13 {
+        true => format!("drop database if exists {} with (force)", quote_ident(name)),
+        false => format!("drop database if exists {}", quote_ident(name)),
+    }
+}
+
+/// Drops a scratch copy, ending the sessions still in it where the server can.
+pub async fn drop_scratch(admin: &mut PgConnection, name: &str) -> Result<(), DbError> {
+    let major = crate::db::server_info(&mut *admin).await?.major;
+    sqlx::raw_sql(&drop_sql(name, major))
+        .execute(admin)
+        .await
+        .map(|_| ())
+        .map_err(|e| DbError::query(format!("dropping {name}"), &e))
+}
+
 pub async fn drop(admin: &mut PgConnection, name: &str) -> Result<(), DbError> {
     sqlx::raw_sql(&format!("drop database if exists {}", quote_ident(name)))
         .execute(admin)

@@ -259,6 +259,16 @@ impl Snapshot {
         }
     }
 
+    /// The application name of the sessions that apply the plan when they are not
+    /// ballast's own (Alembic's child, named by its guard); `None`: the engine applies
+    /// it on the session it is given.
+    pub fn applying_application(&self, settings: &Settings) -> Option<String> {
+        match self {
+            Snapshot::Sql(_) => None,
+            Snapshot::Alembic(_) => Some(alembic::process::application_name(&settings.database)),
+        }
+    }
+
     /// Whether the engine's record of what is applied says which run applied it
     /// (ballast's ledger does; Alembic's version table holds only the revision).
     pub fn records_runs(&self) -> bool {

@@ -249,10 +249,11 @@ impl Pipeline {
         }
     }
 
-    /// `[rehearse] before_deploy`: the backup moved before the question and a rehearsal
-    /// after it, so the question shows the numbers and a rehearsal over its limits
-    /// stops the run before anyone is asked. Unchanged when the pipeline rehearses
-    /// already, or has no backup or no upgrade.
+    /// `[rehearse] before_deploy`: a rehearsal right after the backup, and the backup
+    /// moved before the question when it came after it (the built-in deploy), so the
+    /// question shows the numbers and a rehearsal over its limits stops the run before
+    /// anyone is asked. Unchanged when the pipeline rehearses already, or has no backup
+    /// before its upgrade.
     pub fn rehearsing_before_the_question(mut self) -> Pipeline {
         let at = |p: &Pipeline, kind| p.stages.iter().position(|s| s.kind == kind);
         let (Some(backup), Some(upgrade)) =
@@ -263,17 +264,22 @@ impl Pipeline {
         if at(&self, StageKind::Rehearse).is_some() || backup > upgrade {
             return self;
         }
-        let backup = self.stages.remove(backup);
-        let place = at(&self, StageKind::Confirm)
-            .filter(|c| *c < upgrade)
-            .unwrap_or(upgrade - 1);
-        self.stages.insert(place, backup);
-        self.stages
-            .insert(place + 1, StageSpec::built(StageKind::Rehearse, None, None));
+        let backup = match at(&self, StageKind::Confirm) {
+            // The backup comes after the question: it moves to right before it.
+            Some(confirm) if confirm < backup => {
+                let stage = self.stages.remove(backup);
+                self.stages.insert(confirm, stage);
+                confirm
+            }
+            _ => backup,
+        };
+        self.stages.insert(
+            backup + 1,
+            StageSpec::built(StageKind::Rehearse, None, None),
+        );
         self
     }
 
-    /// Whether it has a backup stage (the preflight then checks pg_dump and storage).
     /// Whether its recovery ladder may restore the run's backup (`[on_failure]
     /// restore` is `ask` or `auto`).
     pub fn restores_on_failure(&self) -> bool {
@@ -285,6 +291,7 @@ impl Pipeline {
         self.stages.iter().any(|s| s.kind == StageKind::Rehearse)
     }
 
+    /// Whether it has a backup stage (the preflight then checks pg_dump and storage).
     pub fn takes_backup(&self) -> bool {
         self.stages.iter().any(|s| s.kind == StageKind::Backup)
     }
@@ -432,6 +439,62 @@ impl Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn kinds_after_rehearsal_is_added(stages: &[&str]) -> Vec<String> {
+        let text: String = stages
+            .iter()
+            .map(|k| format!("[[stages]]\nkind = \"{k}\"\n"))
+            .collect();
+        let pipeline = Pipeline::parse("p", "test", &text).unwrap();
+        pipeline
+            .rehearsing_before_the_question()
+            .stages
+            .iter()
+            .map(|s| s.kind.name().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_rehearsal_before_the_question_follows_the_backup_wherever_it_is() {
+        // The built-in deploy: the backup moves before the question.
+        assert_eq!(
+            kinds_after_rehearsal_is_added(&[
+                "state-check",
+                "preview",
+                "confirm",
+                "backup",
+                "upgrade",
+                "verify"
+            ]),
+            [
+                "state-check",
+                "preview",
+                "backup",
+                "rehearse",
+                "confirm",
+                "upgrade",
+                "verify"
+            ]
+        );
+        // A backup already before the question stays, with what follows it.
+        assert_eq!(
+            kinds_after_rehearsal_is_added(&["backup", "verify-backup", "confirm", "upgrade"]),
+            ["backup", "rehearse", "verify-backup", "confirm", "upgrade"]
+        );
+        // No question: right after the backup.
+        assert_eq!(
+            kinds_after_rehearsal_is_added(&["backup", "prune", "upgrade"]),
+            ["backup", "rehearse", "prune", "upgrade"]
+        );
+        // Nothing to rehearse from, or rehearsing already: unchanged.
+        for stages in [
+            &["confirm", "upgrade"][..],
+            &["backup", "rehearse", "confirm", "upgrade"][..],
+            &["backup", "verify-backup", "prune"][..],
+        ] {
+            assert_eq!(kinds_after_rehearsal_is_added(stages), stages);
+        }
+    }
 
     #[test]
     fn built_in_pipelines_parse() {

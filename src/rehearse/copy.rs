@@ -118,17 +118,8 @@ pub async fn make(
     };
     let restore_ms = started.elapsed().as_millis() as u64;
     let name = restored.database.clone();
-    // From here a Ctrl-C (which ends the run at once: the target is not changing)
-    // drops the copy on the way out.
-    crate::interrupt::set_undo_on_exit(Some((
-        beside
-            .database
-            .for_database(crate::backup::replace::MAINTENANCE_DB),
-        format!(
-            "drop database if exists {} with (force)",
-            quote_ident(&name)
-        ),
-    )));
+    // The restore set the copy's drop on exit (a Ctrl-C ends the run at once: the
+    // target is not changing) as soon as it created it.
     crate::interrupt::set_note(Some(format!(
         "interrupted during the rehearsal: the target was not touched; the copy {name} is dropped"
     )));
@@ -151,7 +142,6 @@ impl Copy {
     /// marked for the next rehearsal.
     pub async fn drop(mut self, events: &Events) {
         drop_scratch_copy(&self.beside, &self.name, events).await;
-        crate::interrupt::set_undo_on_exit(None);
         crate::interrupt::set_note(None);
         db::close(self.lock).await;
         if let Some(mut cluster) = self.cluster.take() {

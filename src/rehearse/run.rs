@@ -18,7 +18,7 @@ use crate::lint::Finding;
 use crate::storage::manifest::Manifest;
 use crate::storage::Storage;
 use crate::trace::sampler::Sampler;
-use crate::trace::{compare, limits, measure, Rehearsal, Tracer, Verdict};
+use crate::trace::{compare, limits, measure, Applier, Rehearsal, Tracer, Verdict};
 
 /// What the deploy would run: where its upgrade aims, its phase, the plan's lint and
 /// the tables that keep migration state (left out of the measure).
@@ -39,7 +39,6 @@ pub async fn rehearse(
     events: &Events,
 ) -> Result<Rehearsal, RehearseError> {
     let copy = copy::make(settings, storage, manifest, events).await?;
-    crate::faults::pause("rehearsal");
     let traced = trace_plan(&copy, asked, events).await;
     let described = copy.describe();
     let restore_ms = copy.restore_ms;
@@ -108,9 +107,30 @@ async fn trace_plan(
         .map(|m| m.version.clone())
         .collect();
     ledger::ensure_tables(&mut conn, &settings.database.schema).await?;
+    // A restored copy has no statistics, and every row is new: autovacuum would start
+    // on it while the plan runs, and a statement would wait for it to give way. A
+    // maintained production table has both done.
+    let vacuumed = std::time::Instant::now();
+    sqlx::raw_sql("vacuum (analyze)")
+        .execute(&mut conn)
+        .await
+        .map_err(|e| db::DbError::query("vacuuming the copy", &e))?;
+    events.diagnose(
+        crate::events::Severity::Detail,
+        format!(
+            "the copy vacuumed and analyzed in {}",
+            crate::text::human_duration(vacuumed.elapsed().as_millis() as u64)
+        ),
+        None,
+    );
     let tracer = Tracer::new();
+    tracer.applied_by(match snap.applying_application(settings) {
+        Some(name) => Applier::Named(name),
+        None => Applier::Pid(backend_pid(&mut conn).await?),
+    });
     tracer.storage(&mut conn, true).await?;
     let sampler = Sampler::start(&settings.database, &tracer).await?;
+    crate::faults::pause("rehearsal");
     let run = RunFacts {
         run_id: Uuid::new_v4(),
         settings: settings.clone(),
@@ -119,26 +139,10 @@ async fn trace_plan(
         before: None,
         trace: Some(tracer.clone()),
     };
-    let mut failed = None;
-    for step in snap.apply_steps(&cuts) {
-        match snap.apply(&step, &mut conn, &run).await {
-            Ok(report) if report.connection_lost => {
-                db::close(conn).await;
-                conn = db::connect(&settings.database, "rehearsal").await?;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                failed = Some(e.message);
-                break;
-            }
-        }
-    }
+    let applied = apply_all(&snap, &cuts, conn, &run).await;
+    // Stopped whatever happened: its session would keep the copy from being dropped.
     let stopped = sampler.stop().await;
-    if failed.is_some() {
-        // The failed step's session may be unusable; the storage is read anew.
-        db::close(conn).await;
-        conn = db::connect(&settings.database, "rehearsal").await?;
-    }
+    let (mut conn, failed) = applied?;
     tracer.storage(&mut conn, false).await?;
     db::close(conn).await;
     if let Some(e) = stopped {
@@ -148,4 +152,40 @@ async fn trace_plan(
     }
     let report = measure(&tracer.recording(), asked.bookkeeping);
     Ok((report, migrations, failed))
+}
+
+/// The plan's steps on the copy, as the upgrade stage runs them; the session after
+/// them (a new one where a step lost it) and why the plan failed, if it did.
+async fn apply_all(
+    snap: &Snapshot,
+    cuts: &[String],
+    mut conn: sqlx::PgConnection,
+    run: &RunFacts,
+) -> Result<(sqlx::PgConnection, Option<String>), RehearseError> {
+    let database = &run.settings.database;
+    for step in snap.apply_steps(cuts) {
+        let (lost, failed) = match snap.apply(&step, &mut conn, run).await {
+            Ok(report) => (report.connection_lost, None),
+            Err(e) => (true, Some(e.message)),
+        };
+        if lost {
+            // Alembic ran as a child, or the step failed: its session is replaced.
+            db::close(conn).await;
+            conn = db::connect(database, "rehearsal").await?;
+            if let (Some(trace), None) = (&run.trace, snap.applying_application(&run.settings)) {
+                trace.applied_by(Applier::Pid(backend_pid(&mut conn).await?));
+            }
+        }
+        if failed.is_some() {
+            return Ok((conn, failed));
+        }
+    }
+    Ok((conn, None))
+}
+
+async fn backend_pid(conn: &mut sqlx::PgConnection) -> Result<i32, RehearseError> {
+    sqlx::query_scalar("select pg_backend_pid()")
+        .fetch_one(conn)
+        .await
+        .map_err(|e| db::DbError::query("reading the session's pid", &e).into())
 }

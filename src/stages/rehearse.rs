@@ -93,7 +93,23 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
 /// This run's backup, or the one `--from` names (`latest`: the newest).
 async fn which_backup(ctx: &RunContext, storage: &Storage) -> Result<Listed, StageError> {
     let id = match (ctx.options().rehearse_from.as_deref(), ctx.backup()) {
-        (Some("latest"), _) => None,
+        // The newest of this database's (storage may be shared with others).
+        (Some("latest"), _) => {
+            let database = ctx.settings().database.database_name();
+            let listed = storage
+                .list()
+                .await
+                .map_err(|e| StageError::Config(e.to_string()))?;
+            return listed
+                .into_iter()
+                .find(|l| database.is_empty() || l.manifest.database == database)
+                .ok_or_else(|| {
+                    StageError::Config(format!(
+                        "no backup of database {database} in {} (`ballast backups` lists them all)",
+                        storage.describe()
+                    ))
+                });
+        }
         (Some(id), _) => Some(id.to_string()),
         (None, Some(artifact)) => Some(artifact.id.clone()),
         (None, None) => {
@@ -108,13 +124,16 @@ async fn which_backup(ctx: &RunContext, storage: &Storage) -> Result<Listed, Sta
         .map_err(|e| StageError::Config(e.to_string()))
 }
 
-/// The lint's safe rewrite of the statement over a limit, where it has one.
+/// The lint's safe rewrite of the statement over a limit, where it has one: a lock
+/// finding of that migration at that statement (of that revision, for Alembic).
 fn with_fix(e: &crate::trace::Exceeded, findings: &[crate::lint::Finding]) -> String {
     let said = crate::trace::describe(e);
     let fix = findings
         .iter()
-        .filter(|f| Some(&f.migration) == e.migration.as_ref() && !f.fix.is_empty())
-        .find(|f| e.line.is_none_or(|line| f.line >= line))
+        .filter(|f| f.category == crate::lint::Category::Lock && !f.fix.is_empty())
+        .filter(|f| Some(&f.migration) == e.migration.as_ref())
+        .filter(|f| e.line.is_none_or(|line| f.line >= line))
+        .min_by_key(|f| e.line.map(|line| f.line - line).unwrap_or(0))
         .map(|f| format!(" (the lint's safe way: {})", f.fix));
     match fix {
         Some(fix) => format!("{said}{fix}"),

@@ -34,6 +34,7 @@ pub fn exceeded(report: &Report, limits: &Limits) -> Vec<Exceeded> {
                     sql: Some(statement.sql.clone()),
                     relation: Some(lock.relation.clone()),
                     mode: Some(lock.mode.clone()),
+                    until: lock.until.clone(),
                 });
             }
         }
@@ -49,6 +50,7 @@ pub fn exceeded(report: &Report, limits: &Limits) -> Vec<Exceeded> {
                 sql: None,
                 relation: None,
                 mode: None,
+                until: None,
             });
         }
     }

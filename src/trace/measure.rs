@@ -10,7 +10,7 @@
 //! running when it was first seen to the last look that saw it: exact to the
 //! sampling interval.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 
 use super::recording::{Ran, Recording};
 use super::report::{HeldLock, MigrationTotals, Report, TableHold, TracedStatement};
@@ -27,7 +27,7 @@ type Hold = (u32, String, f64, f64);
 /// A session's lock as the sampler sees it: (session, oid, mode).
 type Held = (i32, u32, String);
 
-/// A statement as the measure sees it, whoever ran it.
+/// A statement as the measure sees it, whoever ran it, with the locks it took.
 struct Span {
     migration: String,
     line: Option<usize>,
@@ -35,39 +35,56 @@ struct Span {
     pid: Option<i32>,
     /// The sql engine's transaction; `None` for a sampled statement.
     tx: Option<usize>,
+    /// The server's start time of a sampled statement (the same at every look).
+    server_start: Option<f64>,
     started: f64,
     ended: f64,
     rows: Option<u64>,
     exact_locks: Vec<(u32, String)>,
     rewrote: Vec<u32>,
     error: Option<String>,
+    holds: Vec<Hold>,
 }
 
+/// What a statement too short for the sampler to see running is called, when the
+/// locks it took were seen.
+const UNSEEN: &str = "(a statement too short to be seen running)";
+
 /// The report of `recording`; `bookkeeping`: `schema.table` of the tables that keep
-/// migration state (the ledger, Alembic's version table), left out.
+/// migration state (the ledger, Alembic's version table), left out. Locks on tables
+/// the plan itself creates are left out too: no one else can be using them.
 pub fn measure(recording: &Recording, bookkeeping: &[String]) -> Report {
     let skip = |name: &str| {
         let bare = name.replace('"', "");
         bookkeeping.iter().any(|b| b.replace('"', "") == bare)
     };
+    let existed = |oid: &u32| {
+        recording.filenodes_before.is_empty() || recording.filenodes_before.contains_key(oid)
+    };
     let sampled_only = recording.ran.is_empty();
     let mut spans: Vec<Span> = match sampled_only {
-        false => recording.ran.iter().map(span_of_ran).collect(),
-        true => sampled_spans(recording, &skip),
+        false => {
+            let mut spans: Vec<Span> = recording.ran.iter().map(span_of_ran).collect();
+            exact_holds(recording, &mut spans);
+            spans
+        }
+        true => {
+            let mut spans = sampled_spans(recording, &skip);
+            sampled_holds(recording, &mut spans);
+            attribute_rewrites(recording, &mut spans);
+            spans
+        }
     };
+    spans.sort_by(|a, b| a.started.total_cmp(&b.started));
     let t0 = spans
         .iter()
         .map(|s| s.started)
         .fold(recording.started_ms, f64::min);
-    // (statement index) → locks it took: (oid, mode, from, to).
-    let mut holds: Vec<Vec<Hold>> = vec![Vec::new(); spans.len()];
-    match sampled_only {
-        false => exact_holds(recording, &spans, &mut holds),
-        true => sampled_holds(recording, &spans, &mut holds),
-    }
-    if sampled_only {
-        attribute_rewrites(recording, &mut spans, &holds);
-    }
+    let ended = spans
+        .iter()
+        .flat_map(|s| std::iter::once(s.ended).chain(s.holds.iter().map(|h| h.3)))
+        .chain(recording.tx_ended_ms.iter().copied())
+        .fold(t0, f64::max);
     let last_of_tx = |tx: Option<usize>| {
         tx.and_then(|tx| spans.iter().rev().find(|s| s.tx == Some(tx)))
             .map(|s| s.migration.clone())
@@ -75,11 +92,12 @@ pub fn measure(recording: &Recording, bookkeeping: &[String]) -> Report {
     let ms = |t: f64| (t - t0).max(0.0).round() as u64;
     let statements: Vec<TracedStatement> = spans
         .iter()
-        .zip(&holds)
-        .map(|(span, held)| {
+        .map(|span| {
             let until = last_of_tx(span.tx).filter(|m| *m != span.migration);
-            let locks: Vec<HeldLock> = held
+            let locks: Vec<HeldLock> = span
+                .holds
                 .iter()
+                .filter(|(oid, ..)| existed(oid))
                 .filter_map(|(oid, mode, from, to)| {
                     let relation = recording.names.get(oid)?;
                     (!skip(relation)).then(|| HeldLock {
@@ -91,7 +109,6 @@ pub fn measure(recording: &Recording, bookkeeping: &[String]) -> Report {
                     })
                 })
                 .collect();
-            let locks = strongest(locks);
             TracedStatement {
                 migration: span.migration.clone(),
                 line: span.line,
@@ -99,10 +116,11 @@ pub fn measure(recording: &Recording, bookkeeping: &[String]) -> Report {
                 started_ms: ms(span.started),
                 duration_ms: (span.ended - span.started).max(0.0).round() as u64,
                 rows: span.rows,
-                locks,
+                locks: strongest(locks),
                 rewrites: span
                     .rewrote
                     .iter()
+                    .filter(|oid| existed(oid))
                     .filter_map(|oid| recording.names.get(oid))
                     .filter(|name| !skip(name))
                     .cloned()
@@ -111,28 +129,23 @@ pub fn measure(recording: &Recording, bookkeeping: &[String]) -> Report {
             }
         })
         .collect();
-    let ended = spans
-        .iter()
-        .map(|s| s.ended)
-        .chain(recording.tx_ended_ms.iter().copied())
-        .fold(t0, f64::max);
     let mut migrations: Vec<MigrationTotals> = Vec::new();
     for statement in &statements {
         if !migrations
             .iter()
             .any(|m| m.migration == statement.migration)
         {
-            let mine: Vec<&TracedStatement> = statements
+            let mine: Vec<TracedStatement> = statements
                 .iter()
                 .filter(|s| s.migration == statement.migration)
+                .cloned()
                 .collect();
-            let owned: Vec<TracedStatement> = mine.iter().map(|s| (*s).clone()).collect();
             migrations.push(MigrationTotals {
                 migration: statement.migration.clone(),
                 duration_ms: mine.iter().map(|s| s.duration_ms).sum(),
-                longest_exclusive: longest(&owned, |m| m == "AccessExclusiveLock"),
-                longest_write_block: longest(&owned, blocks_writes),
-                rewrites: dedup(owned.iter().flat_map(|s| s.rewrites.clone())),
+                longest_exclusive: longest(&mine, |m| m == "AccessExclusiveLock"),
+                longest_write_block: longest(&mine, blocks_writes),
+                rewrites: dedup(mine.iter().flat_map(|s| s.rewrites.clone())),
             });
         }
     }
@@ -168,77 +181,89 @@ fn span_of_ran(ran: &Ran) -> Span {
         sql: ran.sql.clone(),
         pid: None,
         tx: Some(ran.tx),
+        server_start: None,
         started: ran.started_ms,
         ended: ran.ended_ms,
         rows: ran.rows,
         exact_locks: ran.locks_after.clone(),
         rewrote: ran.rewrote.clone(),
         error: ran.error.clone(),
+        holds: Vec::new(),
     }
 }
 
 /// The sql engine's statements: a lock is the first statement's of its transaction
 /// that held it (its own session read them after each statement, or the sampler saw
-/// it while the statement ran), held from that statement's start to the
-/// transaction's end.
-fn exact_holds(recording: &Recording, spans: &[Span], holds: &mut [Vec<Hold>]) {
-    let mut taken: HashMap<(usize, u32, String), usize> = HashMap::new();
-    for (i, span) in spans.iter().enumerate() {
+/// the engine's session hold it while the statement ran), held from that statement's
+/// start to the transaction's end.
+fn exact_holds(recording: &Recording, spans: &mut [Span]) {
+    let mut taken: HashSet<(usize, u32, String)> = HashSet::new();
+    for span in spans.iter_mut() {
         let tx = span.tx.unwrap_or(usize::MAX);
         let sampled = recording
             .samples
             .iter()
             .filter(|s| s.at_ms >= span.started && s.at_ms <= span.ended)
-            .flat_map(|s| s.locks.iter().map(|l| (l.oid, l.mode.clone())));
+            .flat_map(|s| s.locks.iter())
+            .filter(|l| recording.applier.runs(&l.session))
+            .map(|l| (l.oid, l.mode.clone()));
         let seen: Vec<(u32, String)> = span.exact_locks.iter().cloned().chain(sampled).collect();
+        let end = span
+            .tx
+            .and_then(|tx| recording.tx_ended_ms.get(tx).copied())
+            .unwrap_or(span.ended)
+            .max(span.ended);
         for (oid, mode) in seen {
-            taken.entry((tx, oid, mode.clone())).or_insert_with(|| {
-                let end = span
-                    .tx
-                    .and_then(|tx| recording.tx_ended_ms.get(tx).copied())
-                    .unwrap_or(span.ended);
-                holds[i].push((oid, mode, span.started, end.max(span.ended)));
-                i
-            });
+            if taken.insert((tx, oid, mode.clone())) {
+                span.holds.push((oid, mode, span.started, end));
+            }
         }
     }
 }
 
 /// Statements seen only by the sampler (Alembic): each distinct running statement of
-/// another session, from its start (the server's `query_start`) to the last look that
-/// saw it running, with the migration that had started by then.
+/// the sessions that run the plan (one statement: one server start time), from its
+/// start to the last look that saw it running, with the migration that had started
+/// by then.
 fn sampled_spans(recording: &Recording, skip: &dyn Fn(&str) -> bool) -> Vec<Span> {
     let mut spans: Vec<Span> = Vec::new();
     for sample in &recording.samples {
         for statement in &sample.statements {
-            if statement.state != "active" || is_chatter(&statement.query, skip) {
+            if statement.state != "active"
+                || !recording.applier.runs(&statement.session)
+                || is_chatter(&statement.query, skip)
+            {
                 continue;
             }
-            let started = sample.at_ms - statement.running_ms;
+            let pid = Some(statement.session.pid);
             let same = spans.iter_mut().rev().find(|s| {
-                s.pid == Some(statement.pid)
-                    && s.sql == statement.query
-                    && (s.started - started).abs() <= 3.0
+                s.pid == pid
+                    && s.server_start
+                        .is_some_and(|at| (at - statement.started_at).abs() < 0.01)
             });
             match same {
                 Some(span) => span.ended = span.ended.max(sample.at_ms),
-                None => spans.push(Span {
-                    migration: migration_at(recording, started),
-                    line: None,
-                    sql: statement.query.clone(),
-                    pid: Some(statement.pid),
-                    tx: None,
-                    started,
-                    ended: sample.at_ms,
-                    rows: None,
-                    exact_locks: Vec::new(),
-                    rewrote: Vec::new(),
-                    error: None,
-                }),
+                None => {
+                    let started = sample.at_ms - statement.running_ms;
+                    spans.push(Span {
+                        migration: migration_at(recording, started),
+                        line: None,
+                        sql: statement.query.clone(),
+                        pid,
+                        tx: None,
+                        server_start: Some(statement.started_at),
+                        started,
+                        ended: sample.at_ms,
+                        rows: None,
+                        exact_locks: Vec::new(),
+                        rewrote: Vec::new(),
+                        error: None,
+                        holds: Vec::new(),
+                    })
+                }
             }
         }
     }
-    spans.sort_by(|a, b| a.started.total_cmp(&b.started));
     spans
 }
 
@@ -282,19 +307,21 @@ fn is_chatter(query: &str, skip: &dyn Fn(&str) -> bool) -> bool {
 }
 
 /// Locks seen only by the sampler: each run of consecutive looks that saw a session
-/// hold it is one hold, the statement's that session was running when it was first
-/// seen (else the one it ran last).
-fn sampled_holds(recording: &Recording, spans: &[Span], holds: &mut [Vec<Hold>]) {
+/// of the plan hold it is one hold, the statement's that session was running when it
+/// was first seen. A lock first seen between the statements seen running was taken
+/// by one too short to be seen: it is that unseen statement's, never dropped.
+fn sampled_holds(recording: &Recording, spans: &mut Vec<Span>) {
     // Every look sees every lock: one held at a look and gone at the next was
     // released between them, however long the sampler took to look again.
-    let gap = recording.sample_interval_ms.max(1.0) * 4.0 + 20.0;
+    let slack = recording.sample_interval_ms.max(1.0) * 2.0;
     let mut open: BTreeMap<Held, (f64, f64)> = BTreeMap::new();
     let mut closed: Vec<(Held, (f64, f64))> = Vec::new();
     for sample in &recording.samples {
         let present: Vec<Held> = sample
             .locks
             .iter()
-            .map(|l| (l.pid, l.oid, l.mode.clone()))
+            .filter(|l| recording.applier.runs(&l.session))
+            .map(|l| (l.session.pid, l.oid, l.mode.clone()))
             .collect();
         let gone: Vec<Held> = open
             .keys()
@@ -314,27 +341,51 @@ fn sampled_holds(recording: &Recording, spans: &[Span], holds: &mut [Vec<Hold>])
     }
     closed.extend(open);
     for ((pid, oid, mode), (first, last)) in closed {
-        let of_pid = |s: &&Span| s.pid == Some(pid);
         let running = spans
             .iter()
-            .enumerate()
-            .filter(|(_, s)| of_pid(s))
-            .find(|(_, s)| s.started <= first && first <= s.ended + gap / 2.0);
-        let before = spans
-            .iter()
-            .enumerate()
-            .rev()
-            .find(|(_, s)| of_pid(s) && s.started <= first);
-        let Some((i, span)) = running.or(before) else {
-            continue;
+            .position(|s| s.pid == Some(pid) && s.started <= first && first <= s.ended + slack);
+        let at = match running {
+            Some(at) => at,
+            None => {
+                // One unseen statement per migration and session at that moment.
+                let migration = migration_at(recording, first);
+                let unseen = spans.iter().position(|s| {
+                    s.pid == Some(pid)
+                        && s.sql == UNSEEN
+                        && s.migration == migration
+                        && (first - s.ended).abs() <= slack
+                });
+                match unseen {
+                    Some(at) => at,
+                    None => {
+                        spans.push(Span {
+                            migration,
+                            line: None,
+                            sql: UNSEEN.to_string(),
+                            pid: Some(pid),
+                            tx: None,
+                            server_start: None,
+                            started: first,
+                            ended: first,
+                            rows: None,
+                            exact_locks: Vec::new(),
+                            rewrote: Vec::new(),
+                            error: None,
+                            holds: Vec::new(),
+                        });
+                        spans.len() - 1
+                    }
+                }
+            }
         };
-        holds[i].push((oid, mode, span.started.min(first), last));
+        let from = spans[at].started.min(first);
+        spans[at].holds.push((oid, mode, from, last));
     }
 }
 
 /// Alembic: the relations whose storage differs after the plan, each given to the
 /// statement that held it `AccessExclusiveLock` longest (else the last one).
-fn attribute_rewrites(recording: &Recording, spans: &mut [Span], holds: &[Vec<Hold>]) {
+fn attribute_rewrites(recording: &Recording, spans: &mut [Span]) {
     for (oid, after) in &recording.filenodes_after {
         let Some(before) = recording.filenodes_before.get(oid) else {
             continue;
@@ -342,14 +393,19 @@ fn attribute_rewrites(recording: &Recording, spans: &mut [Span], holds: &[Vec<Ho
         if *before == 0 || before == after {
             continue;
         }
-        let holder = holds
+        let holder = spans
             .iter()
             .enumerate()
-            .flat_map(|(i, held)| held.iter().map(move |h| (i, h)))
+            .flat_map(|(i, s)| s.holds.iter().map(move |h| (i, h)))
             .filter(|(_, (o, mode, _, _))| o == oid && mode == "AccessExclusiveLock")
             .max_by(|a, b| (a.1 .3 - a.1 .2).total_cmp(&(b.1 .3 - b.1 .2)))
             .map(|(i, _)| i);
-        if let Some(i) = holder.or(spans.len().checked_sub(1)) {
+        let last = spans
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.started.total_cmp(&b.1.started))
+            .map(|(i, _)| i);
+        if let Some(i) = holder.or(last) {
             spans[i].rewrote.push(*oid);
         }
     }
@@ -407,7 +463,15 @@ fn short_sql(sql: &str) -> String {
 mod tests {
     use super::super::recording::{Ran, Recording, Sample};
     use super::measure;
-    use crate::db::held_locks::{OtherLock, OtherStatement};
+    use crate::db::held_locks::{OtherLock, OtherStatement, Session};
+
+    fn session(pid: i32) -> Session {
+        Session {
+            pid,
+            application_name: "app".into(),
+            backend_type: "client backend".into(),
+        }
+    }
 
     fn ran(migration: &str, tx: usize, at: (f64, f64), locks: &[(u32, &str)]) -> Ran {
         Ran {
@@ -509,7 +573,7 @@ mod tests {
             .map(|at_ms| Sample {
                 at_ms,
                 locks: vec![OtherLock {
-                    pid: 7,
+                    session: session(7),
                     oid: 1,
                     mode: "ShareUpdateExclusiveLock".into(),
                 }],
@@ -532,15 +596,16 @@ mod tests {
             locks: locks
                 .iter()
                 .map(|(oid, mode)| OtherLock {
-                    pid,
+                    session: session(pid),
                     oid: *oid,
                     mode: mode.to_string(),
                 })
                 .collect(),
             statements: vec![OtherStatement {
-                pid,
+                session: session(pid),
                 query: query.into(),
                 state: "active".into(),
+                started_at: 1e12 + at_ms - running_ms,
                 running_ms,
             }],
         }
@@ -556,7 +621,7 @@ mod tests {
         recording.samples = vec![
             look(5.0, 40, "BEGIN", 0.5, &[]),
             look(20.0, 40, alter, 10.0, &[(1, "AccessExclusiveLock")]),
-            look(100.0, 40, alter, 90.4, &[(1, "AccessExclusiveLock")]),
+            look(100.0, 40, alter, 90.0, &[(1, "AccessExclusiveLock")]),
             look(
                 150.0,
                 40,

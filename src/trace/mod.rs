@@ -14,7 +14,7 @@ pub mod report;
 pub mod sampler;
 
 pub use measure::measure;
-pub use recording::{Recording, Tracer};
+pub use recording::{Applier, Recording, Tracer};
 pub use report::{
     describe, Comparison, Exceeded, HeldLock, Rehearsal, Report, TableHold, TracedStatement,
     Verdict,

@@ -58,6 +58,10 @@ pub struct Recording {
     /// Storage per relation before the plan ran, and after it ended.
     pub filenodes_before: HashMap<u32, u32>,
     pub filenodes_after: HashMap<u32, u32>,
+    /// Storage per relation as last read while the plan runs.
+    filenodes_now: HashMap<u32, u32>,
+    /// The sessions that run the plan.
+    pub applier: Applier,
     pub started_ms: f64,
     pub ended_ms: f64,
 }
@@ -132,12 +136,13 @@ impl Tracer {
         let at = self.now_ms();
         self.with(|r| {
             learn(&mut r.names, &relations);
-            let filenodes = relations
+            let filenodes: HashMap<u32, u32> = relations
                 .iter()
                 .map(|(o, rel)| (*o, rel.filenode))
                 .collect();
             match before {
                 true => {
+                    r.filenodes_now = filenodes.clone();
                     r.filenodes_before = filenodes;
                     r.started_ms = at;
                 }
@@ -151,35 +156,43 @@ impl Tracer {
     }
 
     /// Runs one statement of `migration` (at `line` of its file) on `conn` as the
-    /// engine would, reading the session's relations before and its locks and
-    /// relations after. Returns what `execute` returned (rows affected).
+    /// engine would, then reads what its session holds: in a transaction (`alone`
+    /// false), the locks and the storage of the relations locked (a rewrite needs
+    /// `ACCESS EXCLUSIVE`, so a rewritten table is among them); after a statement run
+    /// alone (committed, its locks gone), the storage of every relation. Returns what
+    /// `execute` returned (rows affected), or why the trace could not read.
     pub async fn execute(
         &self,
         conn: &mut PgConnection,
         migration: &str,
         line: usize,
         sql: &str,
+        alone: bool,
     ) -> Result<u64, sqlx::Error> {
-        let before = held_locks::relations(&mut *conn).await.ok();
         let started_ms = self.now_ms();
         let result = conn.execute(sqlx::raw_sql(sql)).await;
         let ended_ms = self.now_ms();
         // After a failure the transaction is aborted: nothing more can be read in it.
-        let (locks_after, after) = match &result {
-            Ok(_) => (
-                held_locks::own_locks(&mut *conn).await.unwrap_or_default(),
-                held_locks::relations(&mut *conn).await.ok(),
-            ),
-            Err(_) => (Vec::new(), None),
+        let read = match (&result, alone) {
+            (Err(_), _) => Ok((HashMap::new(), Vec::new())),
+            (Ok(_), false) => held_locks::own_locks(&mut *conn).await,
+            (Ok(_), true) => held_locks::relations(&mut *conn)
+                .await
+                .map(|relations| (relations, Vec::new())),
         };
-        let rewrote = match (&before, &after) {
-            (Some(before), Some(after)) => rewritten(before, after),
-            _ => Vec::new(),
+        let (relations, locks_after) = match read {
+            Ok(read) => read,
+            // A failed read aborts the transaction too: the migration stops here, and
+            // says why, rather than failing at its next statement for no clear reason.
+            Err(e) => {
+                return Err(sqlx::Error::Protocol(format!(
+                    "the rehearsal's trace could not read the session's locks after this statement: {e}"
+                )))
+            }
         };
         self.with(|r| {
-            for relations in [&before, &after].into_iter().flatten() {
-                learn(&mut r.names, relations);
-            }
+            learn(&mut r.names, &relations);
+            let rewrote = rewritten(&mut r.filenodes_now, &relations);
             let tx = r.tx_ended_ms.len();
             r.ran.push(Ran {
                 migration: migration.to_string(),
@@ -196,6 +209,34 @@ impl Tracer {
         });
         result.map(|done| done.rows_affected())
     }
+
+    /// Which sessions run the plan: the sampler's looks at others are left out.
+    pub fn applied_by(&self, applier: Applier) {
+        self.with(|r| r.applier = applier);
+    }
+}
+
+/// The sessions that run the plan on the copy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Applier {
+    /// Not said: every client session of the copy.
+    #[default]
+    Clients,
+    /// The engine's own session (the sql engine).
+    Pid(i32),
+    /// Sessions of this application name (Alembic's child, whose guard sets it).
+    Named(String),
+}
+
+impl Applier {
+    /// Whether `session` runs the plan (autovacuum and ballast's other sessions do not).
+    pub fn runs(&self, session: &crate::db::held_locks::Session) -> bool {
+        match self {
+            Applier::Clients => session.backend_type == "client backend",
+            Applier::Pid(pid) => session.pid == *pid,
+            Applier::Named(name) => session.application_name == *name,
+        }
+    }
 }
 
 fn learn(names: &mut HashMap<u32, String>, relations: &HashMap<u32, Relation>) {
@@ -204,20 +245,16 @@ fn learn(names: &mut HashMap<u32, String>, relations: &HashMap<u32, Relation>) {
     }
 }
 
-/// Relations whose storage changed between two reads (a rewrite, a TRUNCATE).
-pub(super) fn rewritten(
-    before: &HashMap<u32, Relation>,
-    after: &HashMap<u32, Relation>,
-) -> Vec<u32> {
-    let mut oids: Vec<u32> = after
-        .iter()
-        .filter(|(oid, now)| {
-            before
-                .get(oid)
-                .is_some_and(|was| was.filenode != 0 && was.filenode != now.filenode)
-        })
-        .map(|(oid, _)| *oid)
-        .collect();
+/// Relations whose storage differs from the last known (a rewrite, a TRUNCATE); the
+/// last known updated. A relation first seen now (the plan created it) is no rewrite.
+pub(super) fn rewritten(known: &mut HashMap<u32, u32>, now: &HashMap<u32, Relation>) -> Vec<u32> {
+    let mut oids = Vec::new();
+    for (oid, relation) in now {
+        match known.insert(*oid, relation.filenode) {
+            Some(was) if was != 0 && was != relation.filenode => oids.push(*oid),
+            _ => {}
+        }
+    }
     oids.sort_unstable();
     oids
 }

@@ -107,6 +107,10 @@ pub struct Exceeded {
     pub sql: Option<String>,
     pub relation: Option<String>,
     pub mode: Option<String>,
+    /// The later migration whose commit released the lock, when it was held across
+    /// migrations sharing a transaction (often why it was held that long).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -157,9 +161,13 @@ pub fn describe(e: &Exceeded) -> String {
     let limit = crate::text::human_duration(e.limit_ms);
     match (&e.migration, &e.relation, &e.mode) {
         (Some(migration), Some(relation), Some(mode)) => format!(
-            "{migration}{} ({}) held {mode} on {relation} for {took}; rehearse.{} is {limit}",
+            "{migration}{} ({}) held {mode} on {relation} for {took}{}; rehearse.{} is {limit}",
             e.line.map(|l| format!(" line {l}")).unwrap_or_default(),
             e.sql.as_deref().unwrap_or(""),
+            e.until
+                .as_deref()
+                .map(|u| format!(" (until {u} committed: they share a transaction)"))
+                .unwrap_or_default(),
             e.limit
         ),
         _ => format!(

@@ -583,3 +583,62 @@ fn an_older_backup_rehearses_its_own_plan_and_says_so() {
     assert!(run.all().contains("nope"), "{}", run.all());
     assert!(rehearsal_copies(&p).is_empty());
 }
+
+#[test]
+fn a_table_the_plan_creates_is_no_one_elses_so_its_locks_break_no_limit() {
+    let p = Project::new();
+    p.existing("create table t (id int); insert into t select generate_series(1, 300000);");
+    p.migration(
+        "1_copy.sql",
+        "create table t_copy (id int);\ninsert into t_copy select id from t;\nalter table t_copy alter column id type bigint;\n",
+    );
+    p.write_config("[rehearse]\nmax_exclusive_lock = \"50ms\"\n");
+    let run = p.ballast(&["--json", "rehearse"]);
+    run.expect_code(0);
+    let event = rehearsal_event(&run);
+    assert!(!event.to_string().contains("public.t_copy"), "{event:#}");
+    assert_eq!(event["statements"][1]["rows"], 300_000);
+}
+
+#[test]
+fn an_alembic_lock_held_past_its_statement_is_measured_to_the_end() {
+    use crate::harness::{alembic_revision, ALEMBIC_HEAD};
+    let p = Project::new();
+    let versions = p.alembic();
+    p.ballast(&["--yes", "deploy"]).expect_code(0);
+    alembic_revision(
+        &versions,
+        "bb00000000b1",
+        ALEMBIC_HEAD,
+        &[
+            "op.execute(\"ALTER TABLE marketplace.sellers ADD COLUMN since date\")",
+            "__import__('time').sleep(1.5)",
+        ],
+        "op.execute(\"ALTER TABLE marketplace.sellers DROP COLUMN since\")",
+    );
+    p.write_config(&crate::harness::alembic_config(
+        "[rehearse]\nmax_exclusive_lock = \"500ms\"\n",
+    ));
+    let run = p.ballast(&["--json", "rehearse"]);
+    run.expect_code(3);
+    let event = rehearsal_event(&run);
+    let exceeded = &event["verdict"]["exceeded"][0];
+    assert_eq!(exceeded["relation"], "marketplace.sellers", "{event:#}");
+    assert!(
+        exceeded["measured_ms"].as_u64().unwrap() >= 1400,
+        "{event:#}"
+    );
+    assert!(exceeded["migration"]
+        .as_str()
+        .unwrap()
+        .starts_with("bb00000000b1"));
+    assert!(event["duration_ms"].as_u64().unwrap() >= 1400, "{event:#}");
+    // Only Alembic's session: no autovacuum, no ballast session among the statements.
+    for statement in event["statements"].as_array().unwrap() {
+        let sql = statement["sql"].as_str().unwrap();
+        assert!(
+            !sql.contains("autovacuum") && !sql.contains("pg_stat_activity"),
+            "{event:#}"
+        );
+    }
+}

@@ -34,7 +34,9 @@ pub async fn upgrade(snap: &AlembicSnapshot, run: &RunFacts) -> Result<Report, C
     // Alembic's every connection is held to the witness while it runs (guard.py).
     let witness = Witness::open(&run.settings.database).await?;
     let runner = Runner::new(&run.settings, Some(run.server_major)).guarded(&witness);
-    let finished = upgrade_once(runner, run, &target, &pending, transactional).await;
+    // A rehearsal's trace names each revision as the plan and the lint do.
+    let labels: Vec<String> = snap.pending().iter().map(|r| r.label()).collect();
+    let finished = upgrade_once(runner, run, &target, &pending, &labels, transactional).await;
     witness.close().await;
     let finished = finished?;
     let mut account = account(snap, &pending, &finished, "upgrade", run).await;
@@ -50,6 +52,7 @@ async fn upgrade_once(
     run: &RunFacts,
     target: &str,
     pending: &[(String, String)],
+    labels: &[String],
     transactional: bool,
 ) -> Result<Finished, ChangeError> {
     let total = pending.len();
@@ -57,6 +60,7 @@ async fn upgrade_once(
     let progress = run.events.clone();
     let events = run.events.clone();
     let trace = run.trace.clone();
+    let labels = labels.to_vec();
     let target = target.to_string();
     let (finished, last) = tokio::task::spawn_blocking(move || {
         let mut previous: Option<(usize, Instant)> = None;
@@ -74,7 +78,7 @@ async fn upgrade_once(
                 events.emit(applied(&order, done, since));
             }
             if let Some(trace) = &trace {
-                trace.migration_started(&revision);
+                trace.migration_started(&labels[index]);
             }
             events.emit(Event::MigrationStarted {
                 index,

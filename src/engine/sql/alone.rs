@@ -65,7 +65,7 @@ pub(super) async fn run_alone(
         let ran = match traced {
             Some((trace, label)) => {
                 let ran = trace
-                    .execute(&mut *conn, label, statement.line, &statement.sql)
+                    .execute(&mut *conn, label, statement.line, &statement.sql, true)
                     .await;
                 trace.transaction_ended();
                 ran

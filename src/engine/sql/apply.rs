@@ -133,7 +133,7 @@ async fn run_up(
     let statements = crate::migrations::split::split_statements(&m.up_sql);
     for (n, statement) in statements.iter().enumerate() {
         if let Err(e) = trace
-            .execute(&mut *tx, &label, statement.line, &statement.sql)
+            .execute(&mut *tx, &label, statement.line, &statement.sql, false)
             .await
         {
             let place = format!(
