@@ -99,7 +99,7 @@ pub async fn run(
         }
     }
     if scope.rehearse {
-        match crate::rehearse::copy::preflight(settings, conn, server).await {
+        match crate::rehearse::copy::preflight(settings, conn).await {
             Ok(Some(found)) => checks.push(Check::ok("rehearsal copy", found)),
             Ok(None) => {}
             Err(e) => checks.push(Check::failed("rehearsal copy", e.to_string())),

@@ -31,15 +31,16 @@ pub enum Scratch {
     /// `<target>__ballast_drill_<stamp>`: the restore drill's, counted and dropped here.
     Drill,
     /// `<target>__ballast_rehearsal_<stamp>`: a rehearsal's, which runs the plan on it
-    /// and drops it ([`drop_scratch_copy`]).
-    Rehearsal,
+    /// and drops it ([`drop_scratch_copy`]). `grants`: the backup's GRANTs restored
+    /// too (beside the target its roles exist; on another server they may not).
+    Rehearsal { grants: bool },
 }
 
 impl Scratch {
     fn infix(self) -> &'static str {
         match self {
             Scratch::Drill => "__ballast_drill_",
-            Scratch::Rehearsal => "__ballast_rehearsal_",
+            Scratch::Rehearsal { .. } => "__ballast_rehearsal_",
         }
     }
 
@@ -47,7 +48,7 @@ impl Scratch {
     fn next(self) -> &'static str {
         match self {
             Scratch::Drill => "the next restore drill",
-            Scratch::Rehearsal => "the next rehearsal",
+            Scratch::Rehearsal { .. } => "the next rehearsal",
         }
     }
 }
@@ -344,6 +345,10 @@ async fn restore_and_swap(
         }
         None => None,
     };
+    let grants = !matches!(
+        destination,
+        Destination::Scratch(Scratch::Rehearsal { grants: false })
+    );
     let restored = match (fresh_url, storage.reader(&manifest.object).await) {
         (Some(fresh_url), Ok(reader)) => {
             let manifest = manifest.clone();
@@ -355,6 +360,7 @@ async fn restore_and_swap(
                     &pg_restore,
                     &fresh_url,
                     &manifest,
+                    grants,
                     |raw_bytes| {
                         progress.emit(Event::RestoreProgress { raw_bytes });
                         crate::faults::pause("restore");
@@ -588,13 +594,16 @@ mod tests {
     #[test]
     fn a_scratch_name_keeps_its_stamp_within_postgresqls_63_bytes() {
         let long = "é".repeat(40);
-        for scratch in [super::Scratch::Drill, super::Scratch::Rehearsal] {
+        for scratch in [
+            super::Scratch::Drill,
+            super::Scratch::Rehearsal { grants: true },
+        ] {
             let prefix = super::scratch_prefix(&long, scratch.infix());
             assert!(prefix.len() + 14 <= 63, "{}", prefix.len());
             assert!(prefix.ends_with(scratch.infix()) && prefix.starts_with("éé"));
         }
         assert_eq!(
-            super::scratch_prefix("shop", super::Scratch::Rehearsal.infix()),
+            super::scratch_prefix("shop", super::Scratch::Rehearsal { grants: true }.infix()),
             "shop__ballast_rehearsal_"
         );
     }

@@ -31,13 +31,15 @@ pub enum RestoreError {
 }
 
 /// Restores the dump read from `reader` into the database at `target` with
-/// `pg_restore --single-transaction --exit-on-error --no-owner`. Blocking.
+/// `pg_restore --single-transaction --exit-on-error --no-owner` (and
+/// `--no-privileges` without `grants`: for a server whose roles may differ). Blocking.
 pub fn restore_into(
     reader: Box<dyn Read + Send>,
     identities: Option<&Identities>,
     pg_restore: &Path,
     target: &SplitUrl,
     manifest: &Manifest,
+    grants: bool,
     progress: impl Fn(u64),
 ) -> Result<(), RestoreError> {
     // The object was verified, but this is a second download: hash it again, and let
@@ -56,6 +58,7 @@ pub fn restore_into(
             "--no-password",
             &dbname,
         ])
+        .args((!grants).then_some("--no-privileges"))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

@@ -80,7 +80,7 @@ pub async fn make(
         db::close(lock).await;
         return Err(e);
     }
-    let room = room_for(settings, &mut lock, cluster.as_ref()).await;
+    let room = room_for(settings, &mut lock, cluster.as_ref(), events).await;
     if let Err(e) = room {
         db::close(lock).await;
         return Err(e);
@@ -93,7 +93,9 @@ pub async fn make(
         &beside,
         storage,
         manifest,
-        Destination::Scratch(Scratch::Rehearsal),
+        Destination::Scratch(Scratch::Rehearsal {
+            grants: matches!(settings.rehearse.copy, CopyPlace::Beside),
+        }),
         events,
         &mut None,
     )
@@ -190,54 +192,102 @@ fn createdb_hint(database: &DatabaseSettings) -> String {
     )
 }
 
-/// Whether the copy fits: the target's size against the free space of the copy's
-/// server, where this machine can see it (the throwaway server, or a server on this
-/// machine whose data directory the role may read). `Ok(Some(line))`: what was found;
-/// `Ok(None)`: the free space cannot be known from here.
+/// Whether the copy fits, where this machine can see the free space of the copy's
+/// server (the throwaway server, or a server on this machine whose data directory the
+/// role may read). `Ok(Some(line))`: what was found; `Ok(None)`: the free space cannot
+/// be known from here (said as a warning, with what it needs).
 async fn room_for(
     settings: &Settings,
     beside: &mut sqlx::PgConnection,
     cluster: Option<&ScratchCluster>,
+    events: &Events,
 ) -> Result<Option<String>, RehearseError> {
     let mut target = db::connect(&settings.database, "rehearsal").await?;
-    let info = db::server_info(&mut target).await;
+    let needed = Needed::of(&mut target).await;
     db::close(target).await;
-    let info = info?;
+    let needed = needed?;
     let folder = match cluster {
         Some(cluster) => Some(cluster.base_dir().to_path_buf()),
         None => local_data_directory(beside).await?,
     };
-    fits(&info.database, info.size_bytes, folder)
+    let room = needed.fits(folder)?;
+    if room.is_none() {
+        events.diagnose(
+            Severity::Warning,
+            format!(
+                "the free space of the copy's server cannot be read from here: the copy needs about {}; make sure it has it",
+                needed.describe()
+            ),
+            None,
+        );
+    }
+    Ok(room)
 }
 
-/// `database` (`size` bytes) against the free space in `folder` (where the copy's
-/// server keeps its data, when known).
-fn fits(
-    database: &str,
-    size: i64,
-    folder: Option<std::path::PathBuf>,
-) -> Result<Option<String>, RehearseError> {
-    let needed = size.max(0) as u64;
-    let free = crate::faults::free_bytes()
-        .or_else(|| folder.as_deref().and_then(crate::disk::available_bytes));
-    let Some(free) = free else {
-        return Ok(None);
-    };
-    let place = folder
-        .map(|f| f.display().to_string())
-        .unwrap_or_else(|| "its data directory".into());
-    if free < needed {
-        return Err(RehearseError::Refused(format!(
-            "not enough room for the rehearsal's copy: {database} is {}, and the copy's server has {} free ({place}). Free space, or give the rehearsal a server with room ([rehearse] url); nothing was made",
-            human_bytes(needed),
-            human_bytes(free)
-        )));
+/// What the copy needs on its server's disk: the target's size, and the size of its
+/// largest table again (a rewrite writes a new copy of a table before it drops the
+/// old one). The WAL the restore writes comes on top, as far as the server keeps it
+/// (`max_wal_size`, replication slots, archiving).
+struct Needed {
+    database: String,
+    size: u64,
+    largest: u64,
+}
+
+impl Needed {
+    async fn of(target: &mut sqlx::PgConnection) -> Result<Needed, RehearseError> {
+        let info = db::server_info(&mut *target).await?;
+        let largest: i64 = sqlx::query_scalar(
+            "select coalesce(max(pg_total_relation_size(oid)), 0)::int8 from pg_class \
+             where relkind in ('r', 'm')",
+        )
+        .fetch_one(target)
+        .await
+        .map_err(|e| db::DbError::query("reading the largest table's size", &e))?;
+        Ok(Needed {
+            database: info.database,
+            size: info.size_bytes.max(0) as u64,
+            largest: largest.max(0) as u64,
+        })
     }
-    Ok(Some(format!(
-        "room for the copy: {} needed, {} free ({place})",
-        human_bytes(needed),
-        human_bytes(free)
-    )))
+
+    fn bytes(&self) -> u64 {
+        self.size + self.largest
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} ({} is {}, and a rewrite of its largest table needs {} more)",
+            human_bytes(self.bytes()),
+            self.database,
+            human_bytes(self.size),
+            human_bytes(self.largest)
+        )
+    }
+
+    /// Against the free space in `folder` (where the copy's server keeps its data).
+    fn fits(&self, folder: Option<std::path::PathBuf>) -> Result<Option<String>, RehearseError> {
+        let free = crate::faults::free_bytes()
+            .or_else(|| folder.as_deref().and_then(crate::disk::available_bytes));
+        let Some(free) = free else {
+            return Ok(None);
+        };
+        let place = folder
+            .map(|f| f.display().to_string())
+            .unwrap_or_else(|| "its data directory".into());
+        if free < self.bytes() {
+            return Err(RehearseError::Refused(format!(
+                "not enough room for the rehearsal's copy: it needs about {}, and the copy's server has {} free ({place}). Free space, or give the rehearsal a server with room ([rehearse] url); nothing was made",
+                self.describe(),
+                human_bytes(free)
+            )));
+        }
+        Ok(Some(format!(
+            "room for the copy: about {} needed, {} free ({place})",
+            human_bytes(self.bytes()),
+            human_bytes(free)
+        )))
+    }
 }
 
 /// The preflight's look, on the target's own session, when the copy is to be made
@@ -246,17 +296,19 @@ fn fits(
 pub async fn preflight(
     settings: &Settings,
     conn: &mut sqlx::PgConnection,
-    server: &crate::db::ServerInfo,
 ) -> Result<Option<String>, RehearseError> {
     if !matches!(settings.rehearse.copy, CopyPlace::Beside) {
         return Ok(None);
     }
     may_create(conn, &settings.database).await?;
+    let needed = Needed::of(conn).await?;
     let folder = local_data_directory(conn).await?;
-    let room = fits(&server.database, server.size_bytes, folder)?;
+    let room = needed.fits(folder)?;
     Ok(Some(room.unwrap_or_else(|| {
-        "this role may create the copy beside the target (its room is checked when it is made)"
-            .into()
+        format!(
+            "this role may create the copy beside the target; the server's free space cannot be read from here: it needs about {}",
+            needed.describe()
+        )
     })))
 }
 

@@ -507,6 +507,10 @@ fn an_alembic_revision_that_rewrites_is_traced_from_a_second_connection() {
 fn the_copy_can_live_on_another_server_or_a_throwaway_local_one() {
     let p = Project::new();
     p.existing("create table t (id int); insert into t select generate_series(1, 20000);");
+    // A role of the target's server only: its GRANT cannot be restored elsewhere.
+    let reader = format!("{}_reader", p.db);
+    psql(&cluster().url("postgres"), &format!("create role {reader}"));
+    p.sql(&format!("grant select on t to {reader}"));
     p.migration("1_a.sql", "alter table t alter column id type bigint;\n");
     let staging = ballast::scratch::ScratchCluster::start().expect("a second server");
     p.write_config(&format!(
