@@ -6,7 +6,7 @@ use crate::harness::{alembic_python, alembic_revision, alembic_version, Project,
 
 /// Rewrites the copied fixture's env.py as many projects have it: the URL from the
 /// ini's `sqlalchemy.url` (here `url`), never from `DATABASE_URL`.
-fn env_py_takes_the_ini_url(p: &Project, url: &str) {
+pub(crate) fn env_py_takes_the_ini_url(p: &Project, url: &str) {
     let env = p.path().join("app/alembic/env.py");
     let text = std::fs::read_to_string(&env).unwrap();
     let from_ini = "def database_url():\n    url = config.get_main_option(\"sqlalchemy.url\")\n    scheme, rest = url.split(\"://\", 1)";
@@ -40,7 +40,7 @@ fn alembic_settings(p: &Project, database: &str, migrations: &str) {
     ));
 }
 
-fn marketplace_tables(p: &Project) -> String {
+pub(crate) fn marketplace_tables(p: &Project) -> String {
     p.sql("select count(*) from pg_tables where schemaname = 'marketplace'")
 }
 

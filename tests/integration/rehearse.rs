@@ -646,3 +646,21 @@ fn an_alembic_lock_held_past_its_statement_is_measured_to_the_end() {
         );
     }
 }
+
+#[test]
+fn an_env_py_that_connects_to_the_target_is_refused_on_the_copy_and_the_target_is_untouched() {
+    use crate::alembic_projects::{env_py_takes_the_ini_url, marketplace_tables};
+    let p = Project::new();
+    p.alembic();
+    // env.py ignores the URL ballast gives it and takes the ini's: the target itself.
+    env_py_takes_the_ini_url(&p, &p.url);
+    let run = p.ballast(&["rehearse"]);
+    run.expect_code(3);
+    let out = run.all();
+    assert!(
+        out.contains(&format!("connects to database `{}`", p.db)) && out.contains("on the copy"),
+        "{out}"
+    );
+    assert_eq!(marketplace_tables(&p), "0", "nothing ran on the target");
+    assert!(rehearsal_copies(&p).is_empty());
+}
