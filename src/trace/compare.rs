@@ -18,6 +18,10 @@ const REWRITE_RULES: &[&str] = &[
 pub fn compare(report: &Report, findings: &[Finding], long_ms: u64) -> Comparison {
     let mut out = Comparison::default();
     for (i, statement) in report.statements.iter().enumerate() {
+        // A statement that failed measured nothing to set beside the lint.
+        if statement.error.is_some() {
+            continue;
+        }
         let next_line = report
             .statements
             .get(i + 1)
@@ -149,6 +153,11 @@ mod tests {
                 statement(5, Some(("RowExclusiveLock", 9000)), &[]),
                 // The lint said nothing; the lock was held long (a shared transaction).
                 statement(7, Some(("AccessExclusiveLock", 4000)), &[]),
+                // It failed: it measured nothing, whatever the lint said.
+                TracedStatement {
+                    error: Some("syntax error".into()),
+                    ..statement(9, None, &[])
+                },
             ],
             ..Report::default()
         };

@@ -78,7 +78,7 @@ pub struct MigrationTotals {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Comparison {
     /// Statements where the lint and the rehearsal agree (both said, or both silent,
-    /// about a rewrite and a long write-blocking lock).
+    /// about a rewrite and a long write-blocking lock); one that failed counts nowhere.
     pub agreed: usize,
     /// What the lint said that the rehearsal did not see.
     pub lint_only: Vec<Disagreement>,
