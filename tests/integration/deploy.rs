@@ -545,3 +545,42 @@ fn a_plain_concurrent_index_build_runs_again_over_the_invalid_index_a_failed_bui
         "1"
     );
 }
+
+#[test]
+fn a_no_transaction_migration_that_leaves_a_transaction_open_is_never_called_applied() {
+    let p = Project::new();
+    p.existing(
+        "create table t (id int, n int); insert into t select g, 0 from generate_series(1, 10) g;",
+    );
+    // The lint calls it an error; a person who overrides it gets the truth.
+    p.migration(
+        "1_open.sql",
+        "-- no-transaction\nBEGIN;\nupdate t set n = 1;\n",
+    );
+    let run = p.ballast(&["--yes", "--allow-risky", "deploy"]);
+    run.expect_code(1);
+    let out = run.all();
+    assert!(
+        out.contains("left a transaction open: a BEGIN without COMMIT")
+            && out.contains("line 2")
+            && !out.contains("1 applied"),
+        "{out}"
+    );
+    assert_eq!(p.ledger_versions(), Vec::<String>::new());
+    assert_eq!(p.sql("select count(*) from t where n = 1"), "0");
+    // What ran before its BEGIN committed: said, and left to the ladder.
+    p.migration(
+        "1_open.sql",
+        "-- no-transaction\nupdate t set n = 2 where id = 1;\nBEGIN;\nupdate t set n = 1;\n",
+    );
+    let run = p.ballast(&["--yes", "--allow-risky", "deploy"]);
+    assert_ne!(run.code(), 0, "{}", run.all());
+    assert!(
+        run.all()
+            .contains("its first 1 statement(s), before the BEGIN, committed"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(p.ledger_versions(), Vec::<String>::new());
+    assert_eq!(p.sql("select count(*) from t where n = 1"), "0");
+}

@@ -180,6 +180,9 @@ pub async fn alone(
     }
     let traced = run.trace.as_ref().map(|t| (t, label.as_str()));
     let Err(halted) = run_alone(conn, &m.up_sql, from, &run.events, fault, traced).await? else {
+        if let Some(error) = left_open(conn, m, ledger, prior).await? {
+            return Err(error);
+        }
         if let Err(e) = record(conn, m, index, total, t, ledger, run).await {
             // It ran; only the bookkeeping failed. Never let the run call this unchanged.
             let mut report = Report::default();
@@ -243,6 +246,57 @@ pub async fn alone(
         message: migration_failed(m, &failure, run, Some(place)),
         report,
     })
+}
+
+/// A `-- no-transaction` migration that ran to its end but left a transaction open (a
+/// `BEGIN` without `COMMIT`): recorded in it, it would be reported applied and then
+/// rolled back, ledger row and all, when the session ends. It is rolled back now and
+/// fails: what ran before its `BEGIN` committed (a change only a restore undoes), what
+/// ran after did not. `None`: the session is outside a transaction, as it should be.
+async fn left_open(
+    conn: &mut PgConnection,
+    m: &Migration,
+    ledger: &Ledger,
+    prior: Option<crate::db::ledger::AppliedRow>,
+) -> Result<Option<ChangeError>, DbError> {
+    // In a transaction block the transaction began before this statement.
+    let open: bool = sqlx::query_scalar("select now() <> statement_timestamp()")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| DbError::query("checking the session is outside a transaction", &e))?;
+    if !open {
+        return Ok(None);
+    }
+    conn.execute("rollback")
+        .await
+        .map_err(|e| DbError::query("rolling back the transaction it left open", &e))?;
+    let statements = crate::migrations::split::split_statements(&m.up_sql);
+    let opened_at = crate::migrations::split::transaction_control(&m.up_sql)
+        .map(|c| c.line)
+        .unwrap_or(0);
+    let before = statements.iter().filter(|s| s.line < opened_at).count();
+    let mut report = Report::default();
+    if before > 0 {
+        report.partial(format!(
+            "{} (statements 1-{before} of {}, before its BEGIN, only)",
+            m.version,
+            statements.len()
+        ));
+    } else {
+        ledger.not_started(&mut *conn, prior).await?;
+    }
+    Ok(Some(ChangeError::failed(
+        format!(
+            "migration {} ({}, line {opened_at}) left a transaction open: a BEGIN without COMMIT. Recorded inside it, it would have been reported applied and then rolled back when the session ended; it was rolled back now and not recorded{}. End the transaction with COMMIT, or drop the BEGIN (a -- no-transaction migration commits each statement by itself)",
+            m.label(),
+            m.up_path.display(),
+            match before {
+                0 => String::new(),
+                n => format!(" (its first {n} statement(s), before the BEGIN, committed)"),
+            }
+        ),
+        report,
+    )))
 }
 
 /// Writes the ledger row for `m` (on `conn`: inside the batch's transaction, or on
