@@ -259,13 +259,22 @@ async fn left_open(
     ledger: &Ledger,
     prior: Option<crate::db::ledger::AppliedRow>,
 ) -> Result<Option<ChangeError>, DbError> {
-    // In a transaction block the transaction began before this statement.
-    let open: bool = sqlx::query_scalar("select now() <> statement_timestamp()")
-        .fetch_one(&mut *conn)
+    // A savepoint needs a transaction block: outside one, PostgreSQL refuses it
+    // (SQLSTATE 25P01) and nothing happens.
+    match conn
+        .execute(sqlx::raw_sql("savepoint ballast_left_open"))
         .await
-        .map_err(|e| DbError::query("checking the session is outside a transaction", &e))?;
-    if !open {
-        return Ok(None);
+    {
+        Err(e) if SqlFailure::from_sqlx(&e).sqlstate.as_deref() == Some("25P01") => {
+            return Ok(None)
+        }
+        Err(e) => {
+            return Err(DbError::query(
+                "checking the session is outside a transaction",
+                &e,
+            ))
+        }
+        Ok(_) => {}
     }
     conn.execute("rollback")
         .await
