@@ -309,6 +309,9 @@ async fn restore_and_swap(
             format!("{}{stamp}", scratch_prefix(target, scratch.infix()))
         }
     };
+    if !matches!(destination, Destination::New(_)) {
+        settle_same_name(&mut admin, &fresh).await?;
+    }
     restore_db::create(&mut admin, &fresh, template, &manifest.id).await?;
     if let Destination::Scratch(_) = destination {
         // A scratch copy is nobody's: a Ctrl-C from here on (which ends the run at
@@ -395,6 +398,26 @@ async fn restore_and_swap(
     };
     db::close(admin).await;
     Ok(result)
+}
+
+/// A run interrupted within this same second left an incomplete copy of this very
+/// name, its pg_restore perhaps still connected for a moment: waits (up to 10 s) for
+/// it to go, and drops it.
+async fn settle_same_name(admin: &mut sqlx::PgConnection, name: &str) -> Result<(), DbError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let there: bool =
+            sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+                .bind(name)
+                .fetch_one(&mut *admin)
+                .await
+                .map_err(|e| DbError::query("looking for a database of that name", &e))?;
+        if !there || std::time::Instant::now() > deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        restore_db::drop_leftovers(admin, Some(name), "").await?;
+    }
 }
 
 /// The runs journaled in the database replaced (this one's included) stay in its
