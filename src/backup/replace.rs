@@ -310,7 +310,11 @@ async fn restore_and_swap(
         }
     };
     if !matches!(destination, Destination::New(_)) {
-        settle_same_name(&mut admin, &fresh).await?;
+        for name in settle_same_name(&mut admin, &fresh).await? {
+            info(format!(
+                "dropped {name}: an incomplete restore left by an interrupted run"
+            ));
+        }
     }
     restore_db::create(&mut admin, &fresh, template, &manifest.id).await?;
     if let Destination::Scratch(_) = destination {
@@ -402,9 +406,13 @@ async fn restore_and_swap(
 
 /// A run interrupted within this same second left an incomplete copy of this very
 /// name, its pg_restore perhaps still connected for a moment: waits (up to 10 s) for
-/// it to go, and drops it.
-async fn settle_same_name(admin: &mut sqlx::PgConnection, name: &str) -> Result<(), DbError> {
+/// it to go, and drops it. Returns what it dropped.
+async fn settle_same_name(
+    admin: &mut sqlx::PgConnection,
+    name: &str,
+) -> Result<Vec<String>, DbError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut dropped = Vec::new();
     loop {
         let there: bool =
             sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
@@ -413,10 +421,10 @@ async fn settle_same_name(admin: &mut sqlx::PgConnection, name: &str) -> Result<
                 .await
                 .map_err(|e| DbError::query("looking for a database of that name", &e))?;
         if !there || std::time::Instant::now() > deadline {
-            return Ok(());
+            return Ok(dropped);
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        restore_db::drop_leftovers(admin, Some(name), "").await?;
+        dropped.extend(restore_db::drop_leftovers(admin, Some(name), "").await?);
     }
 }
 
