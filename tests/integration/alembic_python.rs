@@ -126,9 +126,12 @@ fn a_ctrl_c_inside_a_revision_cancels_it_and_nothing_of_it_commits() {
     std::thread::sleep(Duration::from_millis(300)); // into pg_sleep
     let asked = Instant::now();
     let out = crate::faults::signal(child, "INT");
+    // Well short of the revision's 120 s sleep, with room for a loaded machine (the
+    // recovery ladder runs Alembic again before the run ends).
     assert!(
-        asked.elapsed() < Duration::from_secs(15),
-        "the revision was not cancelled"
+        asked.elapsed() < Duration::from_secs(60),
+        "the revision was not cancelled: {:?}",
+        asked.elapsed()
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_ne!(out.status.code(), Some(0), "{stdout}");
