@@ -81,22 +81,10 @@ async fn choose(
 /// DATABASE (a storage folder shared by several databases holds theirs too).
 async fn pick(storage: &Storage, id: Option<&str>, database: &str) -> Result<Listed, Failure> {
     if id == Some(LATEST) {
-        let listed = storage
-            .list()
+        return storage
+            .newest_of(database)
             .await
-            .map_err(|e| (exit_code::USAGE, e.to_string()))?;
-        return listed
-            .into_iter()
-            .find(|l| database.is_empty() || l.manifest.database == database)
-            .ok_or_else(|| {
-                (
-                    exit_code::USAGE,
-                    format!(
-                        "no backup of database {database} in {} (`ballast backups` lists them all)",
-                        storage.describe()
-                    ),
-                )
-            });
+            .map_err(|e| (exit_code::USAGE, e.to_string()));
     }
     if let Some(id) = id {
         return storage

@@ -93,22 +93,12 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
 /// This run's backup, or the one `--from` names (`latest`: the newest).
 async fn which_backup(ctx: &RunContext, storage: &Storage) -> Result<Listed, StageError> {
     let id = match (ctx.options().rehearse_from.as_deref(), ctx.backup()) {
-        // The newest of this database's (storage may be shared with others).
         (Some("latest"), _) => {
             let database = ctx.settings().database.database_name();
-            let listed = storage
-                .list()
+            return storage
+                .newest_of(&database)
                 .await
-                .map_err(|e| StageError::Config(e.to_string()))?;
-            return listed
-                .into_iter()
-                .find(|l| database.is_empty() || l.manifest.database == database)
-                .ok_or_else(|| {
-                    StageError::Config(format!(
-                        "no backup of database {database} in {} (`ballast backups` lists them all)",
-                        storage.describe()
-                    ))
-                });
+                .map_err(|e| StageError::Config(e.to_string()));
         }
         (Some(id), _) => Some(id.to_string()),
         (None, Some(artifact)) => Some(artifact.id.clone()),

@@ -75,6 +75,19 @@ impl Storage {
         Ok(listed)
     }
 
+    /// The newest backup of `database` (a storage folder shared by several databases
+    /// holds theirs too; an empty name: of any).
+    pub async fn newest_of(&self, database: &str) -> Result<Listed, StorageError> {
+        self.list()
+            .await?
+            .into_iter()
+            .find(|l| database.is_empty() || l.manifest.database == database)
+            .ok_or_else(|| StorageError::NoneOf {
+                database: database.to_string(),
+                place: self.describe(),
+            })
+    }
+
     /// One backup by id; `None` means the newest.
     pub async fn find(&self, id: Option<&str>) -> Result<Listed, StorageError> {
         let all = self.list().await?;

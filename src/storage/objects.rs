@@ -53,6 +53,8 @@ pub enum StorageError {
     },
     #[error("no backup `{id}` in {place}; `ballast backups` lists them")]
     NotFound { id: String, place: String },
+    #[error("no backup of database {database} in {place} (`ballast backups` lists them all)")]
+    NoneOf { database: String, place: String },
     #[error("the manifest of `{id}` in {place} is unreadable: {message}")]
     BadManifest {
         id: String,
