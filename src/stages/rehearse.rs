@@ -31,6 +31,11 @@ pub async fn run(ctx: &mut RunContext) -> Result<StageOutcome, StageError> {
     let rehearsal = rehearse(&settings, &storage, &backup.manifest, &asked, &events)
         .await
         .map_err(|e| match e {
+            // A Ctrl-C drops the copy under the rehearsal: whatever broke then, the run
+            // ends as interrupted before anything changed (exit 3), as the handler's.
+            _ if crate::interrupt::requested() => StageError::Refused(
+                "interrupted by a signal during the rehearsal; the target was not touched".into(),
+            ),
             RehearseError::Refused(message) => StageError::Refused(message),
             RehearseError::Failed(message) => {
                 StageError::Failed(format!("{message}; the target was not touched"))
